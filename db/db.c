@@ -1,0 +1,461 @@
+#include "db.h"
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define RECONNECT_MIN_MS 100
+#define RECONNECT_MAX_MS 5000
+#define CONNECT_TIMEOUT_S 10
+
+struct db_job {
+    struct db_job *next;
+    const char *sql;
+    int nparams;
+    const char **values;
+    int *lengths;
+    int *formats;
+    bool binary_results;
+    db_result_fn *cb;
+    void *arg;
+    enum db_outcome deferred_outcome; /* for jobs failed before they were sent */
+    struct db_pool *pool;
+};
+
+enum conn_state { CONN_DOWN, CONN_CONNECTING, CONN_IDLE, CONN_BUSY };
+
+struct db_conn {
+    struct db_pool *pool;
+    unsigned index;
+    PGconn *pg;
+    enum conn_state state;
+    struct event io;      /* the socket; assigned again whenever libpq's socket changes */
+    bool io_assigned;
+    struct event retry;   /* reconnect timer */
+    unsigned backoff_ms;
+    struct db_job *job;   /* in flight while CONN_BUSY */
+    PGresult *result;
+};
+
+struct db_pool {
+    struct event_base *base;
+    char *conninfo;
+    unsigned size;
+    unsigned max_waiting;
+    struct db_conn *conns;
+    struct db_job *wait_head, *wait_tail;
+    unsigned waiting;
+    uint64_t queries, failures, reconnects;
+};
+
+static void conn_connect(struct db_conn *conn);
+static void conn_io_cb(evutil_socket_t fd, short what, void *arg);
+static void pool_dispatch(struct db_pool *pool);
+
+static void job_free(struct db_job *job)
+{
+    free(job);
+}
+
+static void job_finish(struct db_job *job, enum db_outcome outcome, const PGresult *res)
+{
+    if (outcome != DB_OK)
+        job->pool->failures++;
+    job->cb(job->arg, outcome, res);
+    job_free(job);
+}
+
+static void job_deferred_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct db_job *job = arg;
+    job_finish(job, job->deferred_outcome, NULL);
+}
+
+/* Fails a job on the next loop iteration, so callbacks never run inside db_query(). */
+static void job_fail_later(struct db_job *job, enum db_outcome outcome)
+{
+    static const struct timeval now = {0, 0};
+    job->deferred_outcome = outcome;
+    if (event_base_once(job->pool->base, -1, EV_TIMEOUT, job_deferred_cb, job, &now) != 0)
+        log_fatal("event_base_once failed");
+}
+
+static bool pool_any_up(const struct db_pool *pool)
+{
+    for (unsigned i = 0; i < pool->size; i++) {
+        if (pool->conns[i].state == CONN_IDLE || pool->conns[i].state == CONN_BUSY)
+            return true;
+    }
+    return false;
+}
+
+static void conn_watch(struct db_conn *conn, short what, const struct timeval *timeout)
+{
+    if (conn->io_assigned)
+        event_del(&conn->io);
+    event_assign(&conn->io, conn->pool->base, PQsocket(conn->pg), what, conn_io_cb, conn);
+    conn->io_assigned = true;
+    if (event_add(&conn->io, timeout) != 0)
+        log_fatal("event_add failed");
+}
+
+static void conn_schedule_reconnect(struct db_conn *conn)
+{
+    struct timeval tv = {conn->backoff_ms / 1000, (conn->backoff_ms % 1000) * 1000};
+    conn->backoff_ms = conn->backoff_ms * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS
+                                                                : conn->backoff_ms * 2;
+    evtimer_add(&conn->retry, &tv);
+}
+
+/* The connection is gone: fail what it was doing, and what waits if nothing else is up. */
+static void conn_broken(struct db_conn *conn, const char *why)
+{
+    struct db_pool *pool = conn->pool;
+    bool was_up = conn->state == CONN_IDLE || conn->state == CONN_BUSY;
+    if (was_up || conn->backoff_ms == RECONNECT_MIN_MS)
+        log_warn("database connection %u: %s", conn->index, why);
+    if (conn->io_assigned) {
+        event_del(&conn->io);
+        conn->io_assigned = false;
+    }
+    PQfinish(conn->pg);
+    conn->pg = NULL;
+    conn->state = CONN_DOWN;
+    if (conn->result != NULL) {
+        PQclear(conn->result);
+        conn->result = NULL;
+    }
+    if (conn->job != NULL) {
+        struct db_job *job = conn->job;
+        conn->job = NULL;
+        job_finish(job, DB_UNAVAILABLE, NULL);
+    }
+    if (!pool_any_up(pool)) {
+        while (pool->wait_head != NULL) {
+            struct db_job *job = pool->wait_head;
+            pool->wait_head = job->next;
+            pool->waiting--;
+            job_finish(job, DB_UNAVAILABLE, NULL);
+        }
+        pool->wait_tail = NULL;
+    }
+    conn_schedule_reconnect(conn);
+}
+
+static void conn_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct db_conn *conn = arg;
+    conn->pool->reconnects++;
+    conn_connect(conn);
+}
+
+static void conn_ready(struct db_conn *conn)
+{
+    if (PQsetnonblocking(conn->pg, 1) != 0) {
+        conn_broken(conn, "cannot make the connection non-blocking");
+        return;
+    }
+    if (conn->backoff_ms > RECONNECT_MIN_MS || conn->pool->reconnects > 0)
+        log_info("database connection %u is up", conn->index);
+    conn->backoff_ms = RECONNECT_MIN_MS;
+    conn->state = CONN_IDLE;
+    /* Watch an idle socket too, so a server that goes away is noticed before the next query. */
+    conn_watch(conn, EV_READ | EV_PERSIST, NULL);
+    pool_dispatch(conn->pool);
+}
+
+static void conn_continue_connect(struct db_conn *conn)
+{
+    static const struct timeval timeout = {CONNECT_TIMEOUT_S, 0};
+    switch (PQconnectPoll(conn->pg)) {
+    case PGRES_POLLING_READING:
+        conn_watch(conn, EV_READ, &timeout);
+        break;
+    case PGRES_POLLING_WRITING:
+        conn_watch(conn, EV_WRITE, &timeout);
+        break;
+    case PGRES_POLLING_OK:
+        conn_ready(conn);
+        break;
+    default: {
+        char why[256];
+        const char *msg = PQerrorMessage(conn->pg);
+        log_sanitize(msg, strcspn(msg, "\n"), why, sizeof(why));
+        conn_broken(conn, why);
+        break;
+    }
+    }
+}
+
+static void conn_connect(struct db_conn *conn)
+{
+    conn->pg = PQconnectStart(conn->pool->conninfo);
+    if (conn->pg == NULL || PQstatus(conn->pg) == CONNECTION_BAD) {
+        conn->state = CONN_CONNECTING;
+        conn_broken(conn, conn->pg ? PQerrorMessage(conn->pg) : "out of memory");
+        return;
+    }
+    conn->state = CONN_CONNECTING;
+    /* libpq's rule: after PQconnectStart, wait until the socket is writable. */
+    conn_watch(conn, EV_WRITE, NULL);
+}
+
+static enum db_outcome classify_error(const PGresult *res)
+{
+    const char *state = db_sqlstate(res);
+    /* Connection exceptions, shutdown, lack of resources, and transaction conflicts are
+     * conditions a retry can cure: the device is told 503 and comes back. */
+    if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 ||
+        strncmp(state, "53", 2) == 0 || strcmp(state, "40001") == 0 ||
+        strcmp(state, "40P01") == 0)
+        return DB_UNAVAILABLE;
+    return DB_QUERY_ERROR;
+}
+
+static void conn_finish_job(struct db_conn *conn)
+{
+    struct db_job *job = conn->job;
+    PGresult *res = conn->result;
+    conn->job = NULL;
+    conn->result = NULL;
+    conn->state = CONN_IDLE;
+
+    enum db_outcome outcome = DB_OK;
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+        outcome = res ? classify_error(res) : DB_UNAVAILABLE;
+        if (outcome == DB_QUERY_ERROR) {
+            char msg[512];
+            const char *text = res ? PQresultErrorMessage(res) : "";
+            log_error("database query failed: %s",
+                      log_sanitize(text, strcspn(text, "\n"), msg, sizeof(msg)));
+        }
+    }
+    job_finish(job, outcome, res);
+    PQclear(res);
+}
+
+static void conn_read(struct db_conn *conn)
+{
+    if (!PQconsumeInput(conn->pg)) {
+        conn_broken(conn, "lost the connection to the database");
+        return;
+    }
+    if (conn->state != CONN_BUSY) {
+        /* Input on an idle connection: a notice, or the server saying goodbye. */
+        PGresult *res;
+        while (!PQisBusy(conn->pg) && (res = PQgetResult(conn->pg)) != NULL)
+            PQclear(res);
+        if (PQstatus(conn->pg) != CONNECTION_OK)
+            conn_broken(conn, "the database closed the connection");
+        return;
+    }
+    while (!PQisBusy(conn->pg)) {
+        PGresult *res = PQgetResult(conn->pg);
+        if (res == NULL) {
+            conn_finish_job(conn);
+            pool_dispatch(conn->pool);
+            return;
+        }
+        /* One statement per job: keep the last result (an error, if there was one). */
+        if (conn->result != NULL && PQresultStatus(conn->result) == PGRES_FATAL_ERROR)
+            PQclear(res);
+        else {
+            PQclear(conn->result);
+            conn->result = res;
+        }
+    }
+    if (PQstatus(conn->pg) != CONNECTION_OK)
+        conn_broken(conn, "lost the connection to the database");
+}
+
+static void conn_flush(struct db_conn *conn)
+{
+    int r = PQflush(conn->pg);
+    if (r < 0)
+        conn_broken(conn, "cannot send to the database");
+    else
+        conn_watch(conn, (short)(EV_READ | EV_PERSIST | (r == 1 ? EV_WRITE : 0)), NULL);
+}
+
+static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct db_conn *conn = arg;
+    if (conn->state == CONN_CONNECTING) {
+        if (what & EV_TIMEOUT)
+            conn_broken(conn, "timed out connecting to the database");
+        else
+            conn_continue_connect(conn);
+        return;
+    }
+    if (what & EV_WRITE) {
+        conn_flush(conn);
+        if (conn->state == CONN_DOWN)
+            return;
+    }
+    if (what & EV_READ)
+        conn_read(conn);
+}
+
+static void conn_send(struct db_conn *conn, struct db_job *job)
+{
+    conn->job = job;
+    conn->state = CONN_BUSY;
+    conn->pool->queries++;
+    if (!PQsendQueryParams(conn->pg, job->sql, job->nparams, NULL, job->values, job->lengths,
+                           job->formats, job->binary_results ? 1 : 0)) {
+        conn_broken(conn, "cannot send a query to the database");
+        return;
+    }
+    conn_flush(conn);
+}
+
+static void pool_dispatch(struct db_pool *pool)
+{
+    for (unsigned i = 0; i < pool->size && pool->wait_head != NULL; i++) {
+        struct db_conn *conn = &pool->conns[i];
+        if (conn->state != CONN_IDLE)
+            continue;
+        struct db_job *job = pool->wait_head;
+        pool->wait_head = job->next;
+        if (pool->wait_head == NULL)
+            pool->wait_tail = NULL;
+        pool->waiting--;
+        job->next = NULL;
+        conn_send(conn, job);
+    }
+}
+
+void db_query(struct db_pool *pool, const char *sql, const struct db_param *params, int nparams,
+              bool binary_results, db_result_fn *cb, void *arg)
+{
+    /* One allocation holds the job, its parameter arrays and copies of the values. */
+    size_t bytes = sizeof(struct db_job) + (size_t)nparams * (sizeof(char *) + 2 * sizeof(int));
+    for (int i = 0; i < nparams; i++)
+        bytes += params[i].data ? (size_t)params[i].len + 1 : 0;
+    struct db_job *job = calloc(1, bytes);
+    if (job == NULL)
+        log_fatal("out of memory");
+    job->pool = pool;
+    job->sql = sql;
+    job->nparams = nparams;
+    job->binary_results = binary_results;
+    job->cb = cb;
+    job->arg = arg;
+    char *p = (char *)(job + 1);
+    job->values = (const char **)(void *)p;
+    p += (size_t)nparams * sizeof(char *);
+    job->lengths = (int *)(void *)p;
+    p += (size_t)nparams * sizeof(int);
+    job->formats = (int *)(void *)p;
+    p += (size_t)nparams * sizeof(int);
+    for (int i = 0; i < nparams; i++) {
+        job->lengths[i] = params[i].len;
+        job->formats[i] = params[i].binary ? 1 : 0;
+        if (params[i].data == NULL) {
+            job->values[i] = NULL;
+            continue;
+        }
+        memcpy(p, params[i].data, (size_t)params[i].len);
+        p[params[i].len] = '\0';
+        job->values[i] = p;
+        p += params[i].len + 1;
+    }
+
+    if (!pool_any_up(pool)) {
+        job_fail_later(job, DB_UNAVAILABLE);
+        return;
+    }
+    if (pool->waiting >= pool->max_waiting) {
+        job_fail_later(job, DB_OVERLOADED);
+        return;
+    }
+    if (pool->wait_tail)
+        pool->wait_tail->next = job;
+    else
+        pool->wait_head = job;
+    pool->wait_tail = job;
+    pool->waiting++;
+    pool_dispatch(pool);
+}
+
+struct db_pool *db_pool_new(struct event_base *base, const char *conninfo, unsigned size,
+                            unsigned max_waiting)
+{
+    struct db_pool *pool = calloc(1, sizeof(*pool));
+    if (pool == NULL)
+        return NULL;
+    pool->base = base;
+    pool->size = size;
+    pool->max_waiting = max_waiting;
+    pool->conninfo = strdup(conninfo);
+    pool->conns = calloc(size, sizeof(*pool->conns));
+    if (pool->conninfo == NULL || pool->conns == NULL) {
+        free(pool->conninfo);
+        free(pool->conns);
+        free(pool);
+        return NULL;
+    }
+    for (unsigned i = 0; i < size; i++) {
+        struct db_conn *conn = &pool->conns[i];
+        conn->pool = pool;
+        conn->index = i;
+        conn->backoff_ms = RECONNECT_MIN_MS;
+        evtimer_assign(&conn->retry, base, conn_retry_cb, conn);
+        conn_connect(conn);
+    }
+    return pool;
+}
+
+void db_pool_free(struct db_pool *pool)
+{
+    if (pool == NULL)
+        return;
+    for (unsigned i = 0; i < pool->size; i++) {
+        struct db_conn *conn = &pool->conns[i];
+        if (conn->io_assigned)
+            event_del(&conn->io);
+        evtimer_del(&conn->retry);
+        PQclear(conn->result);
+        if (conn->job != NULL)
+            job_finish(conn->job, DB_UNAVAILABLE, NULL);
+        PQfinish(conn->pg);
+    }
+    while (pool->wait_head != NULL) {
+        struct db_job *job = pool->wait_head;
+        pool->wait_head = job->next;
+        job_finish(job, DB_UNAVAILABLE, NULL);
+    }
+    free(pool->conns);
+    free(pool->conninfo);
+    free(pool);
+}
+
+bool db_pool_is_up(const struct db_pool *pool)
+{
+    return pool_any_up(pool);
+}
+
+void db_pool_get_stats(const struct db_pool *pool, struct db_pool_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->size = pool->size;
+    for (unsigned i = 0; i < pool->size; i++) {
+        enum conn_state st = pool->conns[i].state;
+        out->up += st == CONN_IDLE || st == CONN_BUSY;
+        out->busy += st == CONN_BUSY;
+    }
+    out->waiting = pool->waiting;
+    out->queries = pool->queries;
+    out->failures = pool->failures;
+    out->reconnects = pool->reconnects;
+}
+
+const char *db_sqlstate(const PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    return state ? state : "";
+}

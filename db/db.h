@@ -1,0 +1,67 @@
+/*
+ * db: a small pool of non-blocking PostgreSQL connections driven by vouchd's libevent loop.
+ *
+ * Each connection is a state machine (down, connecting, idle, busy) whose socket is watched by
+ * an event embedded in it; a query is sent with PQsendQueryParams and its result read when
+ * libevent says the socket is readable, so nothing here blocks the loop. Queries wait in one
+ * FIFO in front of the pool, bounded by max_waiting. A connection that breaks is reconnected by
+ * itself with backoff; while no connection is up, queries fail at once with DB_UNAVAILABLE, which
+ * the HTTP layer turns into 503 so devices retry.
+ *
+ * The pool owns its connections and the jobs waiting in it; a caller owns nothing after
+ * db_query() returns. The callback runs exactly once, always from the event loop and never from
+ * inside db_query(); the PGresult it gets is borrowed and freed after the callback returns.
+ */
+#ifndef VOUCH_DB_H
+#define VOUCH_DB_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct event_base;
+struct db_pool;
+
+enum db_outcome {
+    DB_OK = 0,
+    DB_UNAVAILABLE, /* no connection, or it broke: the caller may retry later (503) */
+    DB_OVERLOADED,  /* too many queries waiting (503) */
+    DB_QUERY_ERROR, /* PostgreSQL refused the query: res holds the error */
+};
+
+/* One query parameter: data == NULL is SQL NULL; binary parameters (bytea) are sent as bytes,
+ * text ones as a string of len bytes. */
+struct db_param {
+    const void *data;
+    int len;
+    bool binary;
+};
+
+typedef void db_result_fn(void *arg, enum db_outcome outcome, const PGresult *res);
+
+struct db_pool_stats {
+    unsigned size;
+    unsigned up;      /* idle or busy */
+    unsigned busy;
+    unsigned waiting; /* queries queued in front of the pool */
+    uint64_t queries;
+    uint64_t failures; /* queries that ended in DB_UNAVAILABLE or DB_QUERY_ERROR */
+    uint64_t reconnects;
+};
+
+struct db_pool *db_pool_new(struct event_base *base, const char *conninfo, unsigned size,
+                            unsigned max_waiting);
+void db_pool_free(struct db_pool *pool);
+
+bool db_pool_is_up(const struct db_pool *pool);
+void db_pool_get_stats(const struct db_pool *pool, struct db_pool_stats *out);
+
+/* Sends sql (a static string from db/queries.c) with its parameters, copied here. Results come
+ * in binary format when binary_results (bytea as raw bytes), else as text. */
+void db_query(struct db_pool *pool, const char *sql, const struct db_param *params, int nparams,
+              bool binary_results, db_result_fn *cb, void *arg);
+
+/* The SQLSTATE of an error result, or "" */
+const char *db_sqlstate(const PGresult *res);
+
+#endif

@@ -1,0 +1,272 @@
+#include "queries.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+static struct db_param text_param(const char *s)
+{
+    struct db_param p = {s, s ? (int)strlen(s) : 0, false};
+    return p;
+}
+
+static struct db_param bytes_param(const void *data, size_t len)
+{
+    struct db_param p = {data, (int)len, true};
+    return p;
+}
+
+static const char *const verdict_names[] = {
+    [DB_VERDICT_OK] = "ok",
+    [DB_VERDICT_UNKNOWN_DEVICE] = "unknown_device",
+    [DB_VERDICT_IDENTITY_MISMATCH] = "identity_mismatch",
+    [DB_VERDICT_CERT_BOUND_ELSEWHERE] = "cert_bound_elsewhere",
+    [DB_VERDICT_NOT_ENROLLED] = "not_enrolled",
+    [DB_VERDICT_BAD_RESULT] = "bad_result",
+};
+
+const char *db_verdict_name(enum db_verdict verdict)
+{
+    return verdict_names[verdict];
+}
+
+static enum db_verdict verdict_parse(const char *text)
+{
+    for (size_t i = 0; i < sizeof(verdict_names) / sizeof(verdict_names[0]); i++) {
+        if (strcmp(text, verdict_names[i]) == 0)
+            return (enum db_verdict)i;
+    }
+    return DB_VERDICT_BAD_RESULT;
+}
+
+static const char sql_authenticate[] =
+    "SELECT vouch_authenticate($1, $2, $3, $4::timestamptz, $5, $6, $7, $8, $9, $10, $11, $12,"
+    " $13, $14)";
+
+void db_authenticate(struct db_pool *pool, const struct db_device_facts *f,
+                     const struct db_cert *cert, db_result_fn *cb, void *arg)
+{
+    const struct db_param params[] = {
+        text_param(f->udid),          bytes_param(cert->sha256, DB_CERT_HASH_LEN),
+        text_param(cert->subject),    text_param(cert->not_after),
+        text_param(f->topic),         text_param(f->serial_number),
+        text_param(f->model),         text_param(f->model_name),
+        text_param(f->product_name),  text_param(f->os_version),
+        text_param(f->build_version), text_param(f->device_name),
+        text_param(f->imei),          text_param(f->meid),
+    };
+    db_query(pool, sql_authenticate, params, 14, false, cb, arg);
+}
+
+static const char sql_token_update[] =
+    "SELECT vouch_token_update($1, $2, $3, $4, $5, $6, $7::boolean)";
+
+void db_token_update(struct db_pool *pool, const char *udid, const struct db_cert *cert,
+                     const char *topic, const uint8_t *token, size_t token_len,
+                     const char *push_magic, const uint8_t *unlock_token,
+                     size_t unlock_token_len, int awaiting_configuration, db_result_fn *cb,
+                     void *arg)
+{
+    const char *awaiting =
+        awaiting_configuration < 0 ? NULL : (awaiting_configuration ? "true" : "false");
+    const struct db_param params[] = {
+        text_param(udid),
+        bytes_param(cert->sha256, DB_CERT_HASH_LEN),
+        text_param(topic),
+        bytes_param(token, token_len),
+        text_param(push_magic),
+        unlock_token ? bytes_param(unlock_token, unlock_token_len) : text_param(NULL),
+        text_param(awaiting),
+    };
+    db_query(pool, sql_token_update, params, 7, false, cb, arg);
+}
+
+static const char sql_checkout[] = "SELECT vouch_checkout($1, $2)";
+
+void db_checkout(struct db_pool *pool, const char *udid, const struct db_cert *cert,
+                 db_result_fn *cb, void *arg)
+{
+    const struct db_param params[] = {text_param(udid),
+                                      bytes_param(cert->sha256, DB_CERT_HASH_LEN)};
+    db_query(pool, sql_checkout, params, 2, false, cb, arg);
+}
+
+enum db_verdict db_decode_verdict(const PGresult *res)
+{
+    if (PQntuples(res) != 1 || PQnfields(res) != 1 || PQgetisnull(res, 0, 0))
+        return DB_VERDICT_BAD_RESULT;
+    return verdict_parse(PQgetvalue(res, 0, 0));
+}
+
+static const char sql_report[] =
+    "SELECT outcome, result_stored, next_command_uuid, next_body"
+    " FROM vouch_report($1, $2, $3, $4, $5)";
+
+void db_report(struct db_pool *pool, const char *udid, const struct db_cert *cert,
+               const char *status, const char *command_uuid, const uint8_t *report,
+               size_t report_len, db_result_fn *cb, void *arg)
+{
+    const struct db_param params[] = {
+        text_param(udid),   bytes_param(cert->sha256, DB_CERT_HASH_LEN),
+        text_param(status), text_param(command_uuid),
+        bytes_param(report, report_len),
+    };
+    /* Binary results: the next command's body comes back as raw bytes, not hex. */
+    db_query(pool, sql_report, params, 5, true, cb, arg);
+}
+
+bool db_decode_report(const PGresult *res, struct db_report_outcome *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (PQntuples(res) != 1 || PQnfields(res) != 4 || PQgetisnull(res, 0, 0))
+        return false;
+    out->verdict = verdict_parse(PQgetvalue(res, 0, 0));
+    out->result_stored = !PQgetisnull(res, 0, 1) && PQgetlength(res, 0, 1) == 1 &&
+                         PQgetvalue(res, 0, 1)[0] != 0;
+    if (!PQgetisnull(res, 0, 2) && !PQgetisnull(res, 0, 3)) {
+        out->next_command_uuid = PQgetvalue(res, 0, 2);
+        out->next_body = (const uint8_t *)PQgetvalue(res, 0, 3);
+        out->next_body_len = (size_t)PQgetlength(res, 0, 3);
+    }
+    return out->verdict != DB_VERDICT_BAD_RESULT;
+}
+
+/* A PostgreSQL array literal of the udids: {"a","b"} with quotes and backslashes escaped. */
+static char *array_literal(const char *const *items, size_t count)
+{
+    size_t size = 3;
+    for (size_t i = 0; i < count; i++)
+        size += 3 + 2 * strlen(items[i]);
+    char *out = malloc(size);
+    if (out == NULL)
+        log_fatal("out of memory");
+    char *p = out;
+    *p++ = '{';
+    for (size_t i = 0; i < count; i++) {
+        if (i > 0)
+            *p++ = ',';
+        *p++ = '"';
+        for (const char *s = items[i]; *s; s++) {
+            if (*s == '"' || *s == '\\')
+                *p++ = '\\';
+            *p++ = *s;
+        }
+        *p++ = '"';
+    }
+    *p++ = '}';
+    *p = '\0';
+    return out;
+}
+
+static const char sql_enqueue[] = "SELECT udid, queued FROM vouch_enqueue($1, $2, $3, $4)";
+
+void db_enqueue(struct db_pool *pool, const char *command_uuid, const char *request_type,
+                const uint8_t *body, size_t body_len, const char *const *udids, size_t count,
+                db_result_fn *cb, void *arg)
+{
+    char *array = array_literal(udids, count);
+    const struct db_param params[] = {
+        text_param(command_uuid),
+        text_param(request_type),
+        bytes_param(body, body_len),
+        text_param(array),
+    };
+    db_query(pool, sql_enqueue, params, 4, false, cb, arg);
+    free(array);
+}
+
+bool db_decode_enqueue_row(const PGresult *res, int row, const char **udid, bool *queued)
+{
+    if (row >= PQntuples(res) || PQnfields(res) != 2 || PQgetisnull(res, row, 0))
+        return false;
+    *udid = PQgetvalue(res, row, 0);
+    *queued = strcmp(PQgetvalue(res, row, 1), "t") == 0;
+    return true;
+}
+
+static const char sql_device_list[] = "SELECT vouch_device_list($1, $2::integer)";
+static const char sql_device_get[] = "SELECT vouch_device_get($1)";
+static const char sql_device_commands[] = "SELECT vouch_device_commands($1, $2::integer)";
+
+void db_device_list(struct db_pool *pool, const char *after, unsigned limit, db_result_fn *cb,
+                    void *arg)
+{
+    char limit_text[16];
+    snprintf(limit_text, sizeof(limit_text), "%u", limit);
+    const struct db_param params[] = {text_param(after), text_param(limit_text)};
+    db_query(pool, sql_device_list, params, 2, false, cb, arg);
+}
+
+void db_device_get(struct db_pool *pool, const char *udid, db_result_fn *cb, void *arg)
+{
+    const struct db_param params[] = {text_param(udid)};
+    db_query(pool, sql_device_get, params, 1, false, cb, arg);
+}
+
+void db_device_commands(struct db_pool *pool, const char *udid, unsigned limit,
+                        db_result_fn *cb, void *arg)
+{
+    char limit_text[16];
+    snprintf(limit_text, sizeof(limit_text), "%u", limit);
+    const struct db_param params[] = {text_param(udid), text_param(limit_text)};
+    db_query(pool, sql_device_commands, params, 2, false, cb, arg);
+}
+
+bool db_decode_text(const PGresult *res, const char **text, size_t *len)
+{
+    if (PQntuples(res) != 1 || PQnfields(res) != 1)
+        return false;
+    if (PQgetisnull(res, 0, 0)) {
+        *text = NULL;
+        *len = 0;
+    } else {
+        *text = PQgetvalue(res, 0, 0);
+        *len = (size_t)PQgetlength(res, 0, 0);
+    }
+    return true;
+}
+
+static const char sql_stats[] = "SELECT queue_depth, devices, enrolled FROM vouch_stats()";
+
+void db_stats(struct db_pool *pool, db_result_fn *cb, void *arg)
+{
+    db_query(pool, sql_stats, NULL, 0, false, cb, arg);
+}
+
+static bool parse_int64(const char *text, int64_t *out)
+{
+    char *end;
+    long long v = strtoll(text, &end, 10);
+    if (end == text || *end != '\0')
+        return false;
+    *out = v;
+    return true;
+}
+
+bool db_decode_stats(const PGresult *res, struct db_stats *out)
+{
+    return PQntuples(res) == 1 && PQnfields(res) == 3 &&
+           parse_int64(PQgetvalue(res, 0, 0), &out->queue_depth) &&
+           parse_int64(PQgetvalue(res, 0, 1), &out->devices) &&
+           parse_int64(PQgetvalue(res, 0, 2), &out->enrolled);
+}
+
+static const char sql_prune[] = "SELECT vouch_prune(make_interval(secs => $1::integer), $2::integer)";
+
+void db_prune(struct db_pool *pool, unsigned retention_s, unsigned batch, db_result_fn *cb,
+              void *arg)
+{
+    char retention_text[16], batch_text[16];
+    snprintf(retention_text, sizeof(retention_text), "%u", retention_s);
+    snprintf(batch_text, sizeof(batch_text), "%u", batch);
+    const struct db_param params[] = {text_param(retention_text), text_param(batch_text)};
+    db_query(pool, sql_prune, params, 2, false, cb, arg);
+}
+
+bool db_decode_count(const PGresult *res, int64_t *count)
+{
+    return PQntuples(res) == 1 && PQnfields(res) == 1 && !PQgetisnull(res, 0, 0) &&
+           parse_int64(PQgetvalue(res, 0, 0), count);
+}

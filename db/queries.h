@@ -1,0 +1,112 @@
+/*
+ * queries: every SQL statement vouchd sends while serving, with typed wrappers that build the
+ * parameters and typed decoders for the results. All SQL is parameterized; the MDM state
+ * changes live in server-side functions (db/migrations/), so one device request is one
+ * statement, one round trip and one transaction.
+ *
+ * Strings passed in are copied by db_query(); results decoded here borrow from the PGresult
+ * handed to the callback and are valid only until it returns.
+ */
+#ifndef VOUCH_QUERIES_H
+#define VOUCH_QUERIES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "db.h"
+
+#define DB_CERT_HASH_LEN 32
+
+/* What a device-request function decided. */
+enum db_verdict {
+    DB_VERDICT_OK = 0,
+    DB_VERDICT_UNKNOWN_DEVICE,       /* no enrollment for this UDID */
+    DB_VERDICT_IDENTITY_MISMATCH,    /* the certificate is not the one bound to this UDID */
+    DB_VERDICT_CERT_BOUND_ELSEWHERE, /* the certificate speaks for another device */
+    DB_VERDICT_NOT_ENROLLED,         /* checked out, or no TokenUpdate yet */
+    DB_VERDICT_BAD_RESULT,           /* the database answered something unexpected */
+};
+
+const char *db_verdict_name(enum db_verdict verdict);
+
+/* What Authenticate tells about the device; NULL fields are unknown. */
+struct db_device_facts {
+    const char *udid;
+    const char *topic;
+    const char *serial_number;
+    const char *model;
+    const char *model_name;
+    const char *product_name;
+    const char *os_version;
+    const char *build_version;
+    const char *device_name;
+    const char *imei;
+    const char *meid;
+};
+
+/* The identity certificate a request was verified with. */
+struct db_cert {
+    uint8_t sha256[DB_CERT_HASH_LEN];
+    const char *subject;   /* may be NULL */
+    const char *not_after; /* RFC 3339, may be NULL */
+};
+
+void db_authenticate(struct db_pool *pool, const struct db_device_facts *facts,
+                     const struct db_cert *cert, db_result_fn *cb, void *arg);
+void db_token_update(struct db_pool *pool, const char *udid, const struct db_cert *cert,
+                     const char *topic, const uint8_t *token, size_t token_len,
+                     const char *push_magic, const uint8_t *unlock_token,
+                     size_t unlock_token_len, int awaiting_configuration /* -1: absent */,
+                     db_result_fn *cb, void *arg);
+void db_checkout(struct db_pool *pool, const char *udid, const struct db_cert *cert,
+                 db_result_fn *cb, void *arg);
+/* Decodes the answer of the three above. */
+enum db_verdict db_decode_verdict(const PGresult *res);
+
+void db_report(struct db_pool *pool, const char *udid, const struct db_cert *cert,
+               const char *status, const char *command_uuid, const uint8_t *report,
+               size_t report_len, db_result_fn *cb, void *arg);
+struct db_report_outcome {
+    enum db_verdict verdict;
+    bool result_stored;   /* false for a repeated report */
+    const char *next_command_uuid; /* NULL: nothing queued */
+    const uint8_t *next_body;
+    size_t next_body_len;
+};
+bool db_decode_report(const PGresult *res, struct db_report_outcome *out)
+    __attribute__((warn_unused_result));
+
+/* Queues one command for udids[0..count). The answer has one row per udid: db_decode_enqueue
+ * tells whether row i was queued. A duplicate command_uuid fails with SQLSTATE 23505. */
+void db_enqueue(struct db_pool *pool, const char *command_uuid, const char *request_type,
+                const uint8_t *body, size_t body_len, const char *const *udids, size_t count,
+                db_result_fn *cb, void *arg);
+bool db_decode_enqueue_row(const PGresult *res, int row, const char **udid, bool *queued)
+    __attribute__((warn_unused_result));
+
+/* JSON text produced by the database: an array page of device objects, one device object
+ * (NULL text: unknown), a device's commands (NULL text: unknown device). */
+void db_device_list(struct db_pool *pool, const char *after, unsigned limit, db_result_fn *cb,
+                    void *arg);
+void db_device_get(struct db_pool *pool, const char *udid, db_result_fn *cb, void *arg);
+void db_device_commands(struct db_pool *pool, const char *udid, unsigned limit,
+                        db_result_fn *cb, void *arg);
+/* The single text value of a one-row, one-column answer; *text is NULL for SQL NULL. */
+bool db_decode_text(const PGresult *res, const char **text, size_t *len)
+    __attribute__((warn_unused_result));
+
+struct db_stats {
+    int64_t queue_depth;
+    int64_t devices;
+    int64_t enrolled;
+};
+void db_stats(struct db_pool *pool, db_result_fn *cb, void *arg);
+bool db_decode_stats(const PGresult *res, struct db_stats *out) __attribute__((warn_unused_result));
+
+/* Deletes up to batch finished results (and unneeded commands) older than retention_s. */
+void db_prune(struct db_pool *pool, unsigned retention_s, unsigned batch, db_result_fn *cb,
+              void *arg);
+bool db_decode_count(const PGresult *res, int64_t *count) __attribute__((warn_unused_result));
+
+#endif

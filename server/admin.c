@@ -1,0 +1,372 @@
+#include "admin.h"
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <inttypes.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include "command.h"
+#include "http.h"
+#include "json.h"
+#include "log.h"
+#include "mdm_message.h"
+#include "queries.h"
+#include "vouchd.h"
+
+#define DEVICE_PAGE_DEFAULT 100
+#define DEVICE_PAGE_MAX 1000
+#define COMMANDS_LIMIT 100
+#define ENQUEUE_MAX_IDS 1000
+#define ID_MAX_LEN MDM_MAX_ID_LEN
+
+struct admin_request {
+    struct vouchd *srv;
+    struct evhttp_request *req;
+    enum metrics_endpoint ep;
+    struct prepared_command command; /* enqueue */
+    char **ids;                      /* enqueue */
+    size_t id_count;
+};
+
+static void admin_request_free(struct admin_request *ar)
+{
+    ar->srv->inflight--;
+    command_clear(&ar->command);
+    for (size_t i = 0; i < ar->id_count; i++)
+        free(ar->ids[i]);
+    free(ar->ids);
+    free(ar);
+}
+
+static struct admin_request *admin_request_new(struct vouchd *srv, struct evhttp_request *req,
+                                               enum metrics_endpoint ep)
+{
+    struct admin_request *ar = calloc(1, sizeof(*ar));
+    if (ar == NULL)
+        log_fatal("out of memory");
+    ar->srv = srv;
+    ar->req = req;
+    ar->ep = ep;
+    srv->inflight++;
+    return ar;
+}
+
+void admin_init(struct vouchd *srv)
+{
+    srv->admin_enabled = srv->cfg->admin_token != NULL;
+    if (srv->admin_enabled)
+        EVP_Digest(srv->cfg->admin_token, strlen(srv->cfg->admin_token),
+                   srv->admin_token_sha256, NULL, EVP_sha256(), NULL);
+}
+
+static bool authorized(struct vouchd *srv, struct evhttp_request *req)
+{
+    static const char prefix[] = "Bearer ";
+    const char *auth = http_header(req, "Authorization");
+    if (!srv->admin_enabled || auth == NULL || strncmp(auth, prefix, sizeof(prefix) - 1) != 0)
+        return false;
+    const char *token = auth + sizeof(prefix) - 1;
+    /* Comparing digests keeps the time independent of where the token differs and of its
+     * length. */
+    uint8_t digest[32];
+    if (EVP_Digest(token, strlen(token), digest, NULL, EVP_sha256(), NULL) != 1)
+        return false;
+    return CRYPTO_memcmp(digest, srv->admin_token_sha256, sizeof(digest)) == 0;
+}
+
+static bool reply_db_failure(struct admin_request *ar, enum db_outcome outcome, const PGresult *res)
+{
+    switch (outcome) {
+    case DB_OK:
+        return false;
+    case DB_UNAVAILABLE:
+    case DB_OVERLOADED:
+        metrics_count_rejection("database_unavailable");
+        http_reply_json_error(ar->req, ar->ep, 503, "the database is not available");
+        return true;
+    case DB_QUERY_ERROR:
+        break;
+    }
+    if (strcmp(db_sqlstate(res), "23505") == 0) {
+        http_reply_json_error(ar->req, ar->ep, 409, "a command with this CommandUUID exists");
+        return true;
+    }
+    http_reply_json_error(ar->req, ar->ep, 500, "internal error");
+    return true;
+}
+
+/* Replies with JSON text made by the database; NULL text is 404. */
+static void json_text_done(void *arg, enum db_outcome outcome, const PGresult *res)
+{
+    struct admin_request *ar = arg;
+    const char *text;
+    size_t len;
+    if (!reply_db_failure(ar, outcome, res)) {
+        if (!db_decode_text(res, &text, &len))
+            http_reply_json_error(ar->req, ar->ep, 500, "internal error");
+        else if (text == NULL)
+            http_reply_json_error(ar->req, ar->ep, 404, "unknown device");
+        else
+            http_reply(ar->req, ar->ep, 200, "application/json", text, len);
+    }
+    admin_request_free(ar);
+}
+
+static bool valid_id(const char *id, size_t len)
+{
+    if (len == 0 || len > ID_MAX_LEN || !mdm_utf8_valid(id, len))
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        if ((unsigned char)id[i] < 0x20 || id[i] == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+/* Decodes one percent-encoded path segment into a fresh string, or NULL if it is not an id. */
+static char *decode_id(const char *segment, size_t len)
+{
+    if (len == 0 || len > 3 * ID_MAX_LEN)
+        return NULL;
+    char raw[3 * ID_MAX_LEN + 1];
+    memcpy(raw, segment, len);
+    raw[len] = '\0';
+    size_t out_len = 0;
+    char *id = evhttp_uridecode(raw, 0, &out_len);
+    if (id != NULL && !valid_id(id, out_len)) {
+        free(id);
+        id = NULL;
+    }
+    return id;
+}
+
+static void handle_device_list(struct vouchd *srv, struct evhttp_request *req)
+{
+    struct evkeyvalq query;
+    TAILQ_INIT(&query);
+    const char *query_text = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    if (query_text != NULL && evhttp_parse_query_str(query_text, &query) != 0) {
+        http_reply_json_error(req, EP_ADMIN_DEVICES, 400, "bad query string");
+        return;
+    }
+    unsigned limit = DEVICE_PAGE_DEFAULT;
+    const char *limit_text = evhttp_find_header(&query, "limit");
+    const char *after = evhttp_find_header(&query, "after");
+    const char *filter = evhttp_find_header(&query, "attestation");
+    const char *problem = NULL;
+    if (limit_text != NULL) {
+        char *end;
+        long v = strtol(limit_text, &end, 10);
+        if (*limit_text == '\0' || *end != '\0' || v < 1 || v > DEVICE_PAGE_MAX)
+            problem = "limit must be a whole number from 1 to 1000";
+        else
+            limit = (unsigned)v;
+    }
+    if (after != NULL && !valid_id(after, strlen(after)))
+        problem = "after must be a device id";
+    /* Until attestation exists every device's status is "none". */
+    if (filter != NULL && strcmp(filter, "none") != 0 && strcmp(filter, "verified") != 0 &&
+        strcmp(filter, "failed") != 0 && strcmp(filter, "pending") != 0 &&
+        strcmp(filter, "unsupported") != 0)
+        problem = "attestation must be one of failed, verified, pending, none, unsupported";
+    if (problem != NULL) {
+        http_reply_json_error(req, EP_ADMIN_DEVICES, 400, problem);
+    } else if (filter != NULL && strcmp(filter, "none") != 0) {
+        http_reply(req, EP_ADMIN_DEVICES, 200, "application/json", "[]", 2);
+    } else {
+        struct admin_request *ar = admin_request_new(srv, req, EP_ADMIN_DEVICES);
+        db_device_list(srv->db, after, limit, json_text_done, ar);
+    }
+    evhttp_clear_headers(&query);
+}
+
+static void enqueue_done(void *arg, enum db_outcome outcome, const PGresult *res)
+{
+    struct admin_request *ar = arg;
+    if (reply_db_failure(ar, outcome, res)) {
+        admin_request_free(ar);
+        return;
+    }
+    struct json_writer *w = json_writer_new(64 + ar->id_count * (ID_MAX_LEN * 6 + 64), 0);
+    bool ok = w != NULL && json_write_begin_object(w) && json_write_key(w, "command_uuid") &&
+              json_write_string(w, ar->command.uuid) && json_write_key(w, "request_type") &&
+              json_write_string(w, ar->command.request_type) && json_write_key(w, "status") &&
+              json_write_begin_object(w);
+    size_t queued_count = 0;
+    for (int row = 0; ok && row < PQntuples(res); row++) {
+        const char *udid;
+        bool queued;
+        ok = db_decode_enqueue_row(res, row, &udid, &queued) && json_write_key(w, udid) &&
+             json_write_begin_object(w) && json_write_key(w, "queued") &&
+             json_write_bool(w, queued);
+        if (ok && !queued)
+            ok = json_write_key(w, "error") && json_write_string(w, "unknown device");
+        ok = ok && json_write_end_object(w);
+        queued_count += queued;
+    }
+    const char *text;
+    size_t len;
+    ok = ok && json_write_end_object(w) && json_write_end_object(w) &&
+         json_writer_finish(w, &text, &len);
+    if (!ok)
+        http_reply_json_error(ar->req, ar->ep, 500, "internal error");
+    else
+        http_reply(ar->req, ar->ep, queued_count > 0 ? 200 : 404, "application/json", text, len);
+    if (ok && queued_count > 0)
+        log_info("queued %s %s for %zu device(s)", ar->command.request_type, ar->command.uuid,
+                 queued_count);
+    json_writer_free(w);
+    admin_request_free(ar);
+}
+
+static void handle_enqueue(struct vouchd *srv, struct evhttp_request *req, const char *ids)
+{
+    enum metrics_endpoint ep = EP_ADMIN_ENQUEUE;
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_PUT) {
+        http_reply_json_error(req, ep, 405, "use PUT");
+        return;
+    }
+    struct admin_request *ar = admin_request_new(srv, req, ep);
+    const char *problem = NULL;
+    for (const char *p = ids; problem == NULL;) {
+        size_t len = strcspn(p, ",");
+        if (ar->id_count == ENQUEUE_MAX_IDS)
+            problem = "too many device ids (at most 1000)";
+        else if (ar->ids == NULL && (ar->ids = calloc(ENQUEUE_MAX_IDS, sizeof(char *))) == NULL)
+            log_fatal("out of memory");
+        else if ((ar->ids[ar->id_count] = decode_id(p, len)) == NULL)
+            problem = "bad device id in the path";
+        else
+            ar->id_count++;
+        if (p[len] == '\0')
+            break;
+        p += len + 1;
+    }
+    char err[256];
+    if (problem == NULL) {
+        struct evbuffer *in = evhttp_request_get_input_buffer(req);
+        size_t len = evbuffer_get_length(in);
+        const char *body = (const char *)evbuffer_pullup(in, -1);
+        if (!command_prepare(body, len, &ar->command, err, sizeof(err)))
+            problem = err;
+    }
+    if (problem != NULL) {
+        metrics_count_rejection("bad_command");
+        http_reply_json_error(req, ep, 400, problem);
+        admin_request_free(ar);
+        return;
+    }
+    db_enqueue(srv->db, ar->command.uuid, ar->command.request_type,
+               (const uint8_t *)ar->command.xml, ar->command.xml_len,
+               (const char *const *)ar->ids, ar->id_count, enqueue_done, ar);
+}
+
+static void handle_device(struct vouchd *srv, struct evhttp_request *req, const char *rest)
+{
+    /* rest: "{udid}" or "{udid}/commands" */
+    const char *slash = strchr(rest, '/');
+    size_t id_len = slash ? (size_t)(slash - rest) : strlen(rest);
+    bool commands = slash != NULL && strcmp(slash, "/commands") == 0;
+    enum metrics_endpoint ep = commands ? EP_ADMIN_COMMANDS : EP_ADMIN_DEVICE;
+    if (slash != NULL && !commands) {
+        http_reply_json_error(req, EP_OTHER, 404, "not found");
+        return;
+    }
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+        http_reply_json_error(req, ep, 405, "use GET");
+        return;
+    }
+    char *udid = decode_id(rest, id_len);
+    if (udid == NULL) {
+        http_reply_json_error(req, ep, 400, "bad device id in the path");
+        return;
+    }
+    struct admin_request *ar = admin_request_new(srv, req, ep);
+    if (commands)
+        db_device_commands(srv->db, udid, COMMANDS_LIMIT, json_text_done, ar);
+    else
+        db_device_get(srv->db, udid, json_text_done, ar);
+    free(udid);
+}
+
+void admin_handle_request(struct vouchd *srv, struct evhttp_request *req, const char *path)
+{
+    static const char devices[] = "/v1/devices";
+    static const char enqueue[] = "/v1/enqueue/";
+    if (!srv->admin_enabled) {
+        http_reply_json_error(req, EP_OTHER, 404, "the admin API is off: no admin_token");
+        return;
+    }
+    if (!authorized(srv, req)) {
+        char peer[80];
+        metrics_count_rejection("admin_unauthorized");
+        log_warn("refused an admin request from %s: bad or missing token",
+                 http_peer(req, peer, sizeof(peer)));
+        evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+                          "Bearer realm=\"vouch\"");
+        http_reply_json_error(req, EP_OTHER, 401, "unauthorized");
+        return;
+    }
+    if (strcmp(path, devices) == 0 || strcmp(path, "/v1/devices/") == 0) {
+        if (evhttp_request_get_command(req) != EVHTTP_REQ_GET)
+            http_reply_json_error(req, EP_ADMIN_DEVICES, 405, "use GET");
+        else
+            handle_device_list(srv, req);
+    } else if (strncmp(path, devices, sizeof(devices) - 1) == 0 &&
+               path[sizeof(devices) - 1] == '/') {
+        handle_device(srv, req, path + sizeof(devices));
+    } else if (strncmp(path, enqueue, sizeof(enqueue) - 1) == 0) {
+        handle_enqueue(srv, req, path + sizeof(enqueue) - 1);
+    } else {
+        http_reply_json_error(req, EP_OTHER, 404, "not found");
+    }
+}
+
+void admin_handle_healthz(struct vouchd *srv, struct evhttp_request *req)
+{
+    bool up = db_pool_is_up(srv->db) && !srv->stopping;
+    const char *body = up ? "{\"status\":\"ok\",\"database\":\"up\"}"
+                          : (srv->stopping ? "{\"status\":\"stopping\",\"database\":\"up\"}"
+                                           : "{\"status\":\"unavailable\",\"database\":\"down\"}");
+    http_reply(req, EP_HEALTHZ, up ? 200 : 503, "application/json", body, strlen(body));
+}
+
+void admin_handle_metrics(struct vouchd *srv, struct evhttp_request *req)
+{
+    struct evbuffer *out = evbuffer_new();
+    if (out == NULL)
+        log_fatal("out of memory");
+    metrics_render(out);
+    struct db_pool_stats pool;
+    db_pool_get_stats(srv->db, &pool);
+    evbuffer_add_printf(out,
+                        "# TYPE vouch_db_pool_connections gauge\n"
+                        "vouch_db_pool_connections{state=\"configured\"} %u\n"
+                        "vouch_db_pool_connections{state=\"up\"} %u\n"
+                        "vouch_db_pool_connections{state=\"busy\"} %u\n"
+                        "# TYPE vouch_db_pool_waiting gauge\nvouch_db_pool_waiting %u\n"
+                        "# TYPE vouch_db_queries_total counter\nvouch_db_queries_total %" PRIu64
+                        "\n# TYPE vouch_db_failures_total counter\nvouch_db_failures_total %" PRIu64
+                        "\n# TYPE vouch_db_reconnects_total counter\n"
+                        "vouch_db_reconnects_total %" PRIu64 "\n"
+                        "# TYPE vouch_requests_in_flight gauge\nvouch_requests_in_flight %u\n",
+                        pool.size, pool.up, pool.busy, pool.waiting, pool.queries, pool.failures,
+                        pool.reconnects, srv->inflight);
+    if (srv->stats_known)
+        evbuffer_add_printf(out,
+                            "# HELP vouch_queue_depth Commands waiting for devices.\n"
+                            "# TYPE vouch_queue_depth gauge\nvouch_queue_depth %" PRId64 "\n"
+                            "# TYPE vouch_devices gauge\nvouch_devices %" PRId64 "\n"
+                            "# TYPE vouch_enrolled_devices gauge\nvouch_enrolled_devices %" PRId64
+                            "\n",
+                            srv->stats.queue_depth, srv->stats.devices, srv->stats.enrolled);
+    size_t len = evbuffer_get_length(out);
+    http_reply(req, EP_METRICS, 200, "text/plain; version=0.0.4", evbuffer_pullup(out, -1), len);
+    evbuffer_free(out);
+}

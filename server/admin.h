@@ -1,0 +1,23 @@
+/*
+ * admin: the operator's HTTP API (JSON, bearer admin_token) under /v1/, plus the unauthenticated
+ * GET /healthz and GET /metrics.
+ *
+ * Device objects and command lists are rendered as JSON by the database (db/migrations), so
+ * their shape is defined in one place; this module checks the caller, the path and the
+ * parameters, and passes the text through. A request owns its struct admin_request until the
+ * database answers.
+ */
+#ifndef VOUCH_ADMIN_H
+#define VOUCH_ADMIN_H
+
+struct evhttp_request;
+struct vouchd;
+
+void admin_handle_request(struct vouchd *srv, struct evhttp_request *req, const char *path);
+void admin_handle_healthz(struct vouchd *srv, struct evhttp_request *req);
+void admin_handle_metrics(struct vouchd *srv, struct evhttp_request *req);
+
+/* Stores SHA-256 of the configured token in srv, for constant-time comparison. */
+void admin_init(struct vouchd *srv);
+
+#endif

@@ -1,0 +1,33 @@
+/*
+ * command: checks a command plist an operator queues and puts it into the form devices get.
+ *
+ * Pure: the input is an XML plist from the admin API; the output is the XML plist
+ * stored once and handed to every targeted device. The command must be a dict whose `Command`
+ * dict has a string `RequestType`; a missing `CommandUUID` is added (a random UUID). The caller
+ * owns the struct prepared_command and frees it with command_clear().
+ */
+#ifndef VOUCH_COMMAND_H
+#define VOUCH_COMMAND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define COMMAND_MAX_REQUEST_TYPE 128
+#define COMMAND_MAX_UUID 128
+
+struct prepared_command {
+    char uuid[COMMAND_MAX_UUID + 1];
+    char request_type[COMMAND_MAX_REQUEST_TYPE + 1];
+    char *xml; /* the command as devices receive it */
+    size_t xml_len;
+};
+
+/* On failure returns false and a human-readable reason in err. */
+bool command_prepare(const char *body, size_t len, struct prepared_command *out, char *err,
+                     size_t err_size) __attribute__((warn_unused_result));
+void command_clear(struct prepared_command *cmd);
+
+/* Writes a random (version 4) UUID in upper case, as Apple's tools do, into out[37]. */
+bool command_new_uuid(char out[37]) __attribute__((warn_unused_result));
+
+#endif

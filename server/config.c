@@ -1,0 +1,340 @@
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "log.h"
+
+extern char **environ;
+
+enum value_kind { VALUE_STRING, VALUE_SIZE, VALUE_UINT, VALUE_DURATION, VALUE_LOG_LEVEL };
+
+struct key_spec {
+    const char *name;
+    enum value_kind kind;
+    size_t offset;
+    uint64_t min, max; /* bounds for numbers */
+};
+
+#define STR_KEY(field) {#field, VALUE_STRING, offsetof(struct config, field), 0, 0}
+
+static const struct key_spec keys[] = {
+    STR_KEY(listen),
+    STR_KEY(database_url),
+    STR_KEY(public_url),
+    STR_KEY(identity_ca),
+    STR_KEY(cert_header),
+    STR_KEY(attestation_roots),
+    STR_KEY(apns_cert),
+    STR_KEY(apns_key),
+    STR_KEY(apns_url),
+    STR_KEY(apns_ca),
+    STR_KEY(webhook_url),
+    STR_KEY(webhook_secret),
+    STR_KEY(admin_token),
+    {"log_level", VALUE_LOG_LEVEL, offsetof(struct config, log_level), 0, 0},
+    {"max_body_bytes", VALUE_SIZE, offsetof(struct config, max_body_bytes), 1024, 64u << 20},
+    {"db_pool_size", VALUE_UINT, offsetof(struct config, db_pool_size), 1, 64},
+    {"http_timeout", VALUE_UINT, offsetof(struct config, http_timeout), 1, 3600},
+    {"result_retention", VALUE_DURATION, offsetof(struct config, result_retention), 3600,
+     3650ull * 86400},
+};
+
+static const struct key_spec *key_find(const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        if (strlen(keys[i].name) == len && strncmp(keys[i].name, name, len) == 0)
+            return &keys[i];
+    }
+    return NULL;
+}
+
+static bool parse_uint(const char *text, uint64_t *out)
+{
+    if (*text < '0' || *text > '9')
+        return false;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return false;
+    *out = v;
+    return true;
+}
+
+bool config_parse_duration(const char *text, uint64_t *seconds)
+{
+    size_t len = strlen(text);
+    if (len == 0 || len > 30)
+        return false;
+    char digits[32];
+    memcpy(digits, text, len + 1);
+    uint64_t unit = 1;
+    switch (digits[len - 1]) {
+    case 's': unit = 1; digits[len - 1] = '\0'; break;
+    case 'm': unit = 60; digits[len - 1] = '\0'; break;
+    case 'h': unit = 3600; digits[len - 1] = '\0'; break;
+    case 'd': unit = 86400; digits[len - 1] = '\0'; break;
+    default: break;
+    }
+    uint64_t v;
+    if (!parse_uint(digits, &v) || v > UINT64_MAX / unit)
+        return false;
+    *seconds = v * unit;
+    return true;
+}
+
+static bool set_value(struct config *cfg, const struct key_spec *key, const char *value,
+                      const char *origin, char *err, size_t err_size)
+{
+    char *field = (char *)cfg + key->offset;
+    uint64_t v = 0;
+    switch (key->kind) {
+    case VALUE_LOG_LEVEL: {
+        enum log_level level;
+        if (!log_parse_level(value, &level)) {
+            snprintf(err, err_size, "%s: bad value for %s: expected debug, info, warn or error",
+                     origin, key->name);
+            return false;
+        }
+    }
+        /* fall through */
+    case VALUE_STRING: {
+        char *copy = strdup(value);
+        if (copy == NULL) {
+            snprintf(err, err_size, "out of memory");
+            return false;
+        }
+        free(*(char **)field);
+        *(char **)field = copy;
+        return true;
+    }
+    case VALUE_SIZE:
+    case VALUE_UINT:
+        if (!parse_uint(value, &v))
+            goto bad_number;
+        break;
+    case VALUE_DURATION:
+        if (!config_parse_duration(value, &v))
+            goto bad_number;
+        break;
+    }
+    if (v < key->min || v > key->max) {
+        snprintf(err, err_size, "%s: %s = %s is out of range (%llu to %llu)", origin, key->name,
+                 value, (unsigned long long)key->min, (unsigned long long)key->max);
+        return false;
+    }
+    if (key->kind == VALUE_SIZE)
+        *(size_t *)field = (size_t)v;
+    else
+        *(unsigned *)field = (unsigned)v;
+    return true;
+
+bad_number:
+    snprintf(err, err_size, "%s: bad value for %s: expected a whole number%s", origin, key->name,
+             key->kind == VALUE_DURATION ? " with an optional unit s, m, h or d" : "");
+    return false;
+}
+
+static bool set_defaults(struct config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->listen = strdup(CONFIG_DEFAULT_LISTEN);
+    cfg->apns_url = strdup(CONFIG_DEFAULT_APNS_URL);
+    cfg->log_level = strdup("info");
+    cfg->max_body_bytes = 1024 * 1024;
+    cfg->db_pool_size = 4;
+    cfg->http_timeout = 30;
+    cfg->result_retention = 30 * 86400;
+    return cfg->listen != NULL && cfg->apns_url != NULL && cfg->log_level != NULL;
+}
+
+static bool is_blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r';
+}
+
+static bool parse_text(struct config *cfg, const char *text, size_t text_len, char *err,
+                       size_t err_size)
+{
+    size_t pos = 0;
+    unsigned line_no = 0;
+    while (pos < text_len) {
+        line_no++;
+        const char *line = text + pos;
+        const char *nl = memchr(line, '\n', text_len - pos);
+        size_t len = nl ? (size_t)(nl - line) : text_len - pos;
+        pos += len + (nl ? 1 : 0);
+
+        while (len > 0 && is_blank(*line)) {
+            line++;
+            len--;
+        }
+        while (len > 0 && is_blank(line[len - 1]))
+            len--;
+        if (len == 0 || line[0] == '#')
+            continue;
+        if (memchr(line, '\0', len) != NULL) {
+            snprintf(err, err_size, "line %u: NUL byte", line_no);
+            return false;
+        }
+        const char *eq = memchr(line, '=', len);
+        if (eq == NULL) {
+            snprintf(err, err_size, "line %u: expected key = value", line_no);
+            return false;
+        }
+        size_t key_len = (size_t)(eq - line);
+        while (key_len > 0 && is_blank(line[key_len - 1]))
+            key_len--;
+        const char *value = eq + 1;
+        size_t value_len = len - (size_t)(value - line);
+        while (value_len > 0 && is_blank(*value)) {
+            value++;
+            value_len--;
+        }
+        const struct key_spec *key = key_find(line, key_len);
+        if (key == NULL) {
+            char name[64];
+            snprintf(err, err_size, "line %u: unknown key '%s'", line_no,
+                     log_sanitize(line, key_len, name, sizeof(name)));
+            return false;
+        }
+        char value_copy[4096];
+        if (value_len >= sizeof(value_copy)) {
+            snprintf(err, err_size, "line %u: value of %s is too long", line_no, key->name);
+            return false;
+        }
+        memcpy(value_copy, value, value_len);
+        value_copy[value_len] = '\0';
+        char origin[32];
+        snprintf(origin, sizeof(origin), "line %u", line_no);
+        if (!set_value(cfg, key, value_copy, origin, err, err_size))
+            return false;
+    }
+    return true;
+}
+
+static bool parse_env(struct config *cfg, char *const *envp, char *err, size_t err_size)
+{
+    static const char prefix[] = "VOUCH_";
+    for (; envp != NULL && *envp != NULL; envp++) {
+        const char *entry = *envp;
+        if (strncmp(entry, prefix, sizeof(prefix) - 1) != 0)
+            continue;
+        const char *name = entry + sizeof(prefix) - 1;
+        const char *eq = strchr(name, '=');
+        if (eq == NULL)
+            continue;
+        char lower[64];
+        size_t len = (size_t)(eq - name);
+        if (len >= sizeof(lower))
+            len = sizeof(lower) - 1;
+        for (size_t i = 0; i < len; i++)
+            lower[i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] + 32 : name[i]);
+        lower[len] = '\0';
+        const struct key_spec *key = key_find(lower, len);
+        if (key == NULL) {
+            /* VOUCH_URL and VOUCH_ADMIN_TOKEN's siblings belong to vouchctl and the tests. */
+            if (strcmp(lower, "url") == 0 || strcmp(lower, "build_dir") == 0)
+                continue;
+            snprintf(err, err_size, "environment: unknown key VOUCH_%.*s", (int)len, name);
+            return false;
+        }
+        char origin[80];
+        snprintf(origin, sizeof(origin), "environment VOUCH_%.*s", (int)len, name);
+        if (!set_value(cfg, key, eq + 1, origin, err, err_size))
+            return false;
+    }
+    return true;
+}
+
+bool config_parse(struct config *cfg, const char *text, size_t text_len, char *const *envp,
+                  char *err, size_t err_size)
+{
+    if (!set_defaults(cfg)) {
+        snprintf(err, err_size, "out of memory");
+        config_clear(cfg);
+        return false;
+    }
+    if ((text != NULL && !parse_text(cfg, text, text_len, err, err_size)) ||
+        !parse_env(cfg, envp, err, err_size)) {
+        config_clear(cfg);
+        return false;
+    }
+    /* An empty admin_token would make the admin API open to anyone: treat it as "no admin API". */
+    if (cfg->admin_token != NULL && cfg->admin_token[0] == '\0') {
+        free(cfg->admin_token);
+        cfg->admin_token = NULL;
+    }
+    return true;
+}
+
+bool config_load(struct config *cfg, const char *path, char *err, size_t err_size)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(err, err_size, "cannot open %s: %s", path, strerror(errno));
+        return false;
+    }
+    char *text = malloc(CONFIG_MAX_FILE_BYTES + 1);
+    if (text == NULL) {
+        fclose(f);
+        snprintf(err, err_size, "out of memory");
+        return false;
+    }
+    size_t len = fread(text, 1, CONFIG_MAX_FILE_BYTES + 1, f);
+    bool read_error = ferror(f);
+    fclose(f);
+    bool ok = false;
+    if (read_error)
+        snprintf(err, err_size, "cannot read %s", path);
+    else if (len > CONFIG_MAX_FILE_BYTES)
+        snprintf(err, err_size, "%s is larger than %d bytes", path, CONFIG_MAX_FILE_BYTES);
+    else
+        ok = config_parse(cfg, text, len, environ, err, err_size);
+    free(text);
+    return ok;
+}
+
+static bool check_file(const char *key, const char *path, char *err, size_t err_size)
+{
+    if (path == NULL)
+        return true;
+    if (access(path, R_OK) != 0) {
+        snprintf(err, err_size, "%s: cannot read %s: %s", key, path, strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+bool config_check_runtime(const struct config *cfg, char *err, size_t err_size)
+{
+    if (cfg->database_url == NULL) {
+        snprintf(err, err_size, "database_url is required");
+        return false;
+    }
+    if (cfg->identity_ca == NULL) {
+        snprintf(err, err_size, "identity_ca is required: devices cannot be identified without it");
+        return false;
+    }
+    return check_file("identity_ca", cfg->identity_ca, err, err_size) &&
+           check_file("attestation_roots", cfg->attestation_roots, err, err_size) &&
+           check_file("apns_cert", cfg->apns_cert, err, err_size) &&
+           check_file("apns_key", cfg->apns_key, err, err_size) &&
+           check_file("apns_ca", cfg->apns_ca, err, err_size);
+}
+
+void config_clear(struct config *cfg)
+{
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        if (keys[i].kind == VALUE_STRING || keys[i].kind == VALUE_LOG_LEVEL) {
+            char **field = (char **)((char *)cfg + keys[i].offset);
+            free(*field);
+            *field = NULL;
+        }
+    }
+}

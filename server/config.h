@@ -1,0 +1,61 @@
+/*
+ * config: vouchd's configuration, parsed from a file of `key = value` lines and from the
+ * environment (`VOUCH_<KEY>`, which wins over the file).
+ *
+ * config_parse() is pure: it takes the file's text and an environment array, so it can be tested
+ * and fuzzed without touching the disk. The struct config owns every string in it (heap copies);
+ * config_clear() frees them. Unknown keys and bad values are errors that name the key.
+ */
+#ifndef VOUCH_CONFIG_H
+#define VOUCH_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_DEFAULT_LISTEN "127.0.0.1:8080"
+#define CONFIG_DEFAULT_APNS_URL "https://api.push.apple.com"
+#define CONFIG_MAX_FILE_BYTES (256 * 1024)
+
+struct config {
+    char *listen;            /* host:port of the HTTP listener */
+    char *database_url;      /* libpq connection string or URI */
+    char *public_url;        /* https base URL devices use */
+    char *identity_ca;       /* PEM file of the CAs issuing device identity certificates */
+    char *cert_header;       /* optional: header carrying the client cert from a TLS proxy */
+    char *attestation_roots; /* PEM file of trusted attestation roots */
+    char *apns_cert;
+    char *apns_key;
+    char *apns_url;
+    char *apns_ca;
+    char *webhook_url;
+    char *webhook_secret;
+    char *admin_token;    /* NULL: no admin API */
+    char *log_level;      /* debug | info | warn | error */
+    size_t max_body_bytes;     /* largest request body accepted (413 beyond) */
+    unsigned db_pool_size;     /* PostgreSQL connections */
+    unsigned http_timeout;     /* seconds of inactivity before a connection is dropped */
+    unsigned result_retention; /* seconds a finished command result is kept */
+};
+
+/* Fills cfg with the defaults, then applies `text` (may be NULL) and then `envp` (NULL-terminated
+ * "NAME=value" strings, may be NULL). On error returns false with a message naming the key (and
+ * the line) in err; cfg is then cleared. */
+bool config_parse(struct config *cfg, const char *text, size_t text_len, char *const *envp,
+                  char *err, size_t err_size) __attribute__((warn_unused_result));
+
+/* Reads path (bounded by CONFIG_MAX_FILE_BYTES) and calls config_parse() with environ. */
+bool config_load(struct config *cfg, const char *path, char *err, size_t err_size)
+    __attribute__((warn_unused_result));
+
+/* Checks what needs the file system: the files named exist and are readable, and that the keys
+ * vouchd needs to serve are present. */
+bool config_check_runtime(const struct config *cfg, char *err, size_t err_size)
+    __attribute__((warn_unused_result));
+
+void config_clear(struct config *cfg);
+
+/* Parses a duration: a whole number with an optional unit s, m, h or d (no unit: seconds). */
+bool config_parse_duration(const char *text, uint64_t *seconds) __attribute__((warn_unused_result));
+
+#endif

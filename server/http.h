@@ -1,0 +1,42 @@
+/*
+ * http: vouchd's HTTP front on libevent's evhttp. It owns the listener, applies the limits
+ * (body size, header size, timeouts), routes each request to the MDM endpoints (mdm.c) or the
+ * admin API (admin.c), and is the one place replies are sent and counted.
+ *
+ * A handler that needs the database returns after starting the query and replies from the
+ * query's callback; evhttp keeps the request until then (and frees it quietly if the client has
+ * gone away).
+ */
+#ifndef VOUCH_HTTP_H
+#define VOUCH_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "metrics.h"
+
+struct evhttp_request;
+struct vouchd;
+
+bool http_start(struct vouchd *srv, char *err, size_t err_size) __attribute__((warn_unused_result));
+/* Stops accepting connections; requests in flight still get their replies. */
+void http_stop_listening(struct vouchd *srv);
+void http_free(struct vouchd *srv);
+
+/* Sends status with body (may be empty: then no Content-Type and a zero-byte body). */
+void http_reply(struct evhttp_request *req, enum metrics_endpoint ep, int status,
+                const char *content_type, const void *body, size_t len);
+/* A short text/plain reply, for devices. */
+void http_reply_text(struct evhttp_request *req, enum metrics_endpoint ep, int status,
+                     const char *text);
+/* {"error": message} as application/json, for the admin API. */
+void http_reply_json_error(struct evhttp_request *req, enum metrics_endpoint ep, int status,
+                           const char *message);
+
+/* "address:port" of the client, for log lines. */
+const char *http_peer(struct evhttp_request *req, char *buf, size_t size);
+
+/* The value of a request header, or NULL. */
+const char *http_header(struct evhttp_request *req, const char *name);
+
+#endif

@@ -1,0 +1,59 @@
+/*
+ * identity: proves which device identity certificate stands behind a device request.
+ *
+ * Two ways in, as mdm-protocol.md describes: the Mdm-Signature header (base64 of a detached CMS
+ * SignedData over the exact body, made with the device's identity key) and a certificate header
+ * set by a TLS-terminating proxy (RFC 9440 `:base64-DER:` or nginx's URL-escaped PEM). Either
+ * way the certificate must chain to the configured identity CA, and the caller gets its SHA-256
+ * (what enrollments are bound to), subject and expiry.
+ *
+ * No I/O: the verifier is built from PEM text and holds the trust store (owned, read-only after
+ * construction). Every function bounds its input and leaves OpenSSL's error queue empty.
+ */
+#ifndef VOUCH_IDENTITY_H
+#define VOUCH_IDENTITY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define IDENTITY_MAX_HEADER_LEN (32 * 1024)
+
+struct identity_verifier;
+
+struct device_identity {
+    uint8_t sha256[32]; /* of the certificate's DER */
+    char subject[256];  /* RFC 2253, truncated */
+    char not_after[32]; /* RFC 3339 UTC */
+};
+
+enum identity_error {
+    IDENTITY_OK = 0,
+    IDENTITY_MISSING,       /* no signature and no certificate header */
+    IDENTITY_BAD_ENCODING,  /* not base64 / not DER / trailing bytes / too long */
+    IDENTITY_BAD_CMS,       /* not a detached SignedData with exactly one signer */
+    IDENTITY_BAD_SIGNATURE, /* the signature does not match the body */
+    IDENTITY_UNTRUSTED,     /* the certificate does not chain to the identity CA */
+};
+
+/* Builds a verifier trusting the certificates in pem. NULL on error, with a message in err. */
+struct identity_verifier *identity_verifier_new(const char *pem, size_t pem_len, char *err,
+                                                size_t err_size);
+void identity_verifier_free(struct identity_verifier *verifier);
+
+/* Verifies an Mdm-Signature header value against the request body. */
+enum identity_error identity_from_signature(const struct identity_verifier *verifier,
+                                            const char *header, size_t header_len,
+                                            const void *body, size_t body_len,
+                                            struct device_identity *out)
+    __attribute__((warn_unused_result));
+
+/* Verifies a certificate passed by a proxy in a header. */
+enum identity_error identity_from_cert_header(const struct identity_verifier *verifier,
+                                              const char *header, size_t header_len,
+                                              struct device_identity *out)
+    __attribute__((warn_unused_result));
+
+const char *identity_error_name(enum identity_error err);
+
+#endif

@@ -1,0 +1,288 @@
+/*
+ * vouchd: the Vouch MDM server. Parses the command line and configuration, brings the schema up
+ * to date, then serves HTTP on one libevent loop until SIGTERM or SIGINT.
+ */
+#include <event2/event.h>
+#include <event2/http.h>
+#include <openssl/evp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin.h"
+#include "config.h"
+#include "db.h"
+#include "http.h"
+#include "identity.h"
+#include "log.h"
+#include "migrate.h"
+#include "queries.h"
+#include "vouch_version.h"
+#include "vouchd.h"
+
+#define DB_MAX_WAITING 4096
+#define STATS_INTERVAL_S 15
+#define PRUNE_INTERVAL_S 600
+#define PRUNE_BATCH 10000
+#define SHUTDOWN_GRACE_S 10
+
+static const char usage[] =
+    "Usage: vouchd --config FILE          run the server\n"
+    "       vouchd migrate --config FILE  apply database migrations and exit\n"
+    "       vouchd --help | --version\n"
+    "\n"
+    "Vouch is an MDM server that makes Apple devices prove who they are.\n"
+    "\n"
+    "The configuration file holds `key = value` lines (# starts a comment); every key can\n"
+    "also be set as VOUCH_<KEY> in the environment, which wins over the file. Keys:\n"
+    "  listen            address:port of the HTTP listener (default 127.0.0.1:8080)\n"
+    "  database_url      libpq connection string or URI (required)\n"
+    "  identity_ca       PEM file of the CAs that issue device identity certificates (required)\n"
+    "  cert_header       header in which a TLS-terminating proxy passes the client certificate\n"
+    "  admin_token       bearer token of the admin API (unset: no admin API)\n"
+    "  public_url        the https base URL devices use\n"
+    "  max_body_bytes    largest request body accepted (default 1048576)\n"
+    "  db_pool_size      PostgreSQL connections (default 4)\n"
+    "  http_timeout      seconds a connection may stay silent (default 30)\n"
+    "  result_retention  how long finished command results are kept (default 30d)\n"
+    "  log_level         debug, info, warn or error (default info)\n"
+    "  attestation_roots, apns_cert, apns_key, apns_url, apns_ca, webhook_url,\n"
+    "  webhook_secret    read and checked; attestation, push and web-hooks are not served yet\n";
+
+struct timers {
+    struct event *stats, *prune, *sigterm, *sigint, *shutdown_poll;
+};
+
+static struct vouchd *the_server;
+
+static void stats_done(void *arg, enum db_outcome outcome, const PGresult *res)
+{
+    struct vouchd *srv = arg;
+    struct db_stats stats;
+    if (outcome == DB_OK && db_decode_stats(res, &stats)) {
+        srv->stats = stats;
+        srv->stats_known = true;
+    }
+}
+
+static void stats_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct vouchd *srv = arg;
+    if (db_pool_is_up(srv->db))
+        db_stats(srv->db, stats_done, srv);
+}
+
+static void prune_done(void *arg, enum db_outcome outcome, const PGresult *res)
+{
+    int64_t deleted;
+    if (outcome == DB_OK && db_decode_count(res, &deleted) && deleted > 0)
+        log_info("pruned %lld finished results and commands", (long long)deleted);
+}
+
+static void prune_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct vouchd *srv = arg;
+    if (db_pool_is_up(srv->db))
+        db_prune(srv->db, srv->cfg->result_retention, PRUNE_BATCH, prune_done, srv);
+}
+
+static void shutdown_poll(evutil_socket_t fd, short what, void *arg)
+{
+    static unsigned waited_ms;
+    struct vouchd *srv = arg;
+    waited_ms += 100;
+    if (srv->inflight == 0 || waited_ms >= SHUTDOWN_GRACE_S * 1000)
+        event_base_loopbreak(srv->base);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct timers *t = arg;
+    struct vouchd *srv = the_server;
+    if (srv->stopping) {
+        log_warn("second signal: stopping now");
+        event_base_loopbreak(srv->base);
+        return;
+    }
+    log_info("signal %d: no new connections; finishing %u request(s) in flight", (int)sig,
+             srv->inflight);
+    srv->stopping = true;
+    http_stop_listening(srv);
+    static const struct timeval every = {0, 100000};
+    event_add(t->shutdown_poll, &every);
+}
+
+static bool read_file(const char *path, char **text, size_t *len, char *err, size_t err_size)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(err, err_size, "cannot open %s", path);
+        return false;
+    }
+    size_t cap = 1 << 20;
+    *text = malloc(cap);
+    *len = *text ? fread(*text, 1, cap, f) : 0;
+    bool ok = *text != NULL && !ferror(f) && *len < cap;
+    fclose(f);
+    if (!ok) {
+        snprintf(err, err_size, "cannot read %s (or larger than 1 MiB)", path);
+        free(*text);
+        *text = NULL;
+    }
+    return ok;
+}
+
+static int run_migrate(const struct config *cfg)
+{
+    char err[1024];
+    int applied;
+    if (!migrate_database(cfg->database_url, &applied, err, sizeof(err))) {
+        log_error("%s", err);
+        return 1;
+    }
+    log_info("database schema is up to date (%d migration(s) applied)", applied);
+    return 0;
+}
+
+static void warn_unserved(const struct config *cfg)
+{
+    if (cfg->apns_cert != NULL || cfg->webhook_url != NULL || cfg->attestation_roots != NULL)
+        log_warn("apns_*, webhook_* and attestation_roots are accepted but not used yet: this "
+                 "vouchd sends no pushes, web-hooks or attestation requests");
+}
+
+static int serve(const struct config *cfg)
+{
+    char err[1024];
+    struct vouchd srv = {.cfg = cfg};
+    struct timers t = {0};
+    int status = 1;
+    the_server = &srv;
+
+    char *pem = NULL;
+    size_t pem_len = 0;
+    if (!read_file(cfg->identity_ca, &pem, &pem_len, err, sizeof(err)) ||
+        (srv.identity = identity_verifier_new(pem, pem_len, err, sizeof(err))) == NULL) {
+        log_error("identity_ca: %s", err);
+        free(pem);
+        return 1;
+    }
+    free(pem);
+    if (run_migrate(cfg) != 0)
+        goto out;
+    warn_unserved(cfg);
+    admin_init(&srv);
+
+    srv.base = event_base_new();
+    if (srv.base == NULL) {
+        log_error("cannot create the event loop");
+        goto out;
+    }
+    srv.db = db_pool_new(srv.base, cfg->database_url, cfg->db_pool_size, DB_MAX_WAITING);
+    if (srv.db == NULL) {
+        log_error("cannot create the database pool");
+        goto out;
+    }
+    if (!http_start(&srv, err, sizeof(err))) {
+        log_error("%s", err);
+        goto out;
+    }
+    t.stats = event_new(srv.base, -1, EV_PERSIST, stats_tick, &srv);
+    t.prune = event_new(srv.base, -1, EV_PERSIST, prune_tick, &srv);
+    t.shutdown_poll = event_new(srv.base, -1, EV_PERSIST, shutdown_poll, &srv);
+    t.sigterm = evsignal_new(srv.base, SIGTERM, on_signal, &t);
+    t.sigint = evsignal_new(srv.base, SIGINT, on_signal, &t);
+    if (!t.stats || !t.prune || !t.shutdown_poll || !t.sigterm || !t.sigint) {
+        log_error("cannot create timers");
+        goto out;
+    }
+    const struct timeval stats_every = {STATS_INTERVAL_S, 0};
+    const struct timeval prune_every = {PRUNE_INTERVAL_S, 0};
+    const struct timeval soon = {1, 0};
+    event_add(t.stats, &stats_every);
+    event_add(t.prune, &prune_every);
+    event_add(t.sigterm, NULL);
+    event_add(t.sigint, NULL);
+    event_base_once(srv.base, -1, EV_TIMEOUT, stats_tick, &srv, &soon);
+
+    log_info("vouchd %s listening on %s", VOUCH_VERSION, cfg->listen);
+    event_base_dispatch(srv.base);
+    log_info("vouchd stopped");
+    status = 0;
+
+out:
+    if (t.stats)
+        event_free(t.stats);
+    if (t.prune)
+        event_free(t.prune);
+    if (t.shutdown_poll)
+        event_free(t.shutdown_poll);
+    if (t.sigterm)
+        event_free(t.sigterm);
+    if (t.sigint)
+        event_free(t.sigint);
+    http_free(&srv);
+    db_pool_free(srv.db);
+    if (srv.base)
+        event_base_free(srv.base);
+    identity_verifier_free(srv.identity);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    const char *config_path = NULL;
+    bool migrate_only = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("vouchd %s\n", VOUCH_VERSION);
+            return 0;
+        } else if (strcmp(argv[i], "migrate") == 0 && !migrate_only) {
+            migrate_only = true;
+        } else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            config_path = argv[++i];
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            config_path = argv[i] + 9;
+        } else {
+            fprintf(stderr, "vouchd: unknown argument '%s'\n\n%s", argv[i], usage);
+            return 2;
+        }
+    }
+    if (config_path == NULL) {
+        fprintf(stderr, "vouchd: --config FILE is required\n\n%s", usage);
+        return 2;
+    }
+
+    struct config cfg;
+    char err[1024];
+    if (!config_load(&cfg, config_path, err, sizeof(err))) {
+        fprintf(stderr, "vouchd: %s: %s\n", config_path, err);
+        return 1;
+    }
+    enum log_level level = LOG_INFO;
+    if (!log_parse_level(cfg.log_level, &level)) /* validated by config_parse */
+        level = LOG_INFO;
+    log_set_level(level);
+    signal(SIGPIPE, SIG_IGN);
+
+    int status;
+    if (migrate_only) {
+        if (cfg.database_url == NULL) {
+            fprintf(stderr, "vouchd: %s: database_url is required\n", config_path);
+            status = 1;
+        } else {
+            status = run_migrate(&cfg);
+        }
+    } else if (!config_check_runtime(&cfg, err, sizeof(err))) {
+        fprintf(stderr, "vouchd: %s: %s\n", config_path, err);
+        status = 1;
+    } else {
+        status = serve(&cfg);
+    }
+    config_clear(&cfg);
+    return status;
+}

@@ -1,0 +1,264 @@
+#include "mdm.h"
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "http.h"
+#include "identity.h"
+#include "log.h"
+#include "mdm_message.h"
+#include "queries.h"
+#include "vouchd.h"
+
+#define CONTENT_TYPE_CHECKIN "application/x-apple-aspen-mdm-checkin"
+#define CONTENT_TYPE_REPORT "application/x-apple-aspen-mdm"
+
+struct device_request {
+    struct vouchd *srv;
+    struct evhttp_request *req;
+    enum metrics_endpoint ep;
+    struct mdm_message msg;
+    struct device_identity identity;
+    struct db_cert cert;
+};
+
+/* Refuses a request: counter, log line, reply. */
+static void refuse(struct vouchd *srv, struct evhttp_request *req, enum metrics_endpoint ep,
+                   int status, const char *reason, const char *udid, const char *detail)
+{
+    char peer[80], id[MDM_MAX_ID_LEN + 1];
+    metrics_count_rejection(reason);
+    log_warn("refused %s from %s%s%s: %s (%d)%s%s", metrics_endpoint_name(ep),
+             http_peer(req, peer, sizeof(peer)), udid ? " udid=" : "",
+             udid ? log_sanitize(udid, strlen(udid), id, sizeof(id)) : "", reason, status,
+             detail ? ": " : "", detail ? detail : "");
+    http_reply_text(req, ep, status, reason);
+}
+
+/* The media type of a Content-Type header, without parameters, compared case-insensitively. */
+static bool media_type_is(const char *header, const char *want)
+{
+    size_t len = strcspn(header, ";");
+    while (len > 0 && (header[len - 1] == ' ' || header[len - 1] == '\t'))
+        len--;
+    return len == strlen(want) && strncasecmp(header, want, len) == 0;
+}
+
+static bool pick_channel(struct evhttp_request *req, enum metrics_endpoint ep,
+                         enum mdm_channel *channel)
+{
+    const char *type = http_header(req, "Content-Type");
+    if (type == NULL)
+        return false;
+    bool checkin = media_type_is(type, CONTENT_TYPE_CHECKIN);
+    bool report = media_type_is(type, CONTENT_TYPE_REPORT);
+    if ((ep == EP_MDM_CHECKIN && !checkin) || (ep == EP_MDM_CONNECT && !report) ||
+        (!checkin && !report))
+        return false;
+    *channel = checkin ? MDM_CHANNEL_CHECKIN : MDM_CHANNEL_REPORT;
+    return true;
+}
+
+static enum identity_error prove_identity(struct vouchd *srv, struct evhttp_request *req,
+                                          const void *body, size_t len,
+                                          struct device_identity *id)
+{
+    if (srv->cfg->cert_header != NULL) {
+        const char *value = http_header(req, srv->cfg->cert_header);
+        if (value != NULL)
+            return identity_from_cert_header(srv->identity, value, strlen(value), id);
+    }
+    const char *signature = http_header(req, "Mdm-Signature");
+    return identity_from_signature(srv->identity, signature, signature ? strlen(signature) : 0,
+                                   body, len, id);
+}
+
+static void device_request_free(struct device_request *dr)
+{
+    dr->srv->inflight--;
+    mdm_message_clear(&dr->msg);
+    free(dr);
+}
+
+/* Maps what the database could not do to a reply; returns true if it replied. */
+static bool reply_db_failure(struct device_request *dr, enum db_outcome outcome)
+{
+    switch (outcome) {
+    case DB_OK:
+        return false;
+    case DB_UNAVAILABLE:
+    case DB_OVERLOADED:
+        refuse(dr->srv, dr->req, dr->ep, 503,
+               outcome == DB_UNAVAILABLE ? "database_unavailable" : "overloaded", dr->msg.udid,
+               NULL);
+        return true;
+    case DB_QUERY_ERROR:
+        break;
+    }
+    metrics_count_rejection("internal_error");
+    http_reply_text(dr->req, dr->ep, 500, "internal error");
+    return true;
+}
+
+static bool reply_verdict_refusal(struct device_request *dr, enum db_verdict verdict)
+{
+    if (verdict == DB_VERDICT_OK)
+        return false;
+    if (verdict == DB_VERDICT_BAD_RESULT) {
+        log_error("unexpected answer from the database for %s", metrics_endpoint_name(dr->ep));
+        metrics_count_rejection("internal_error");
+        http_reply_text(dr->req, dr->ep, 500, "internal error");
+        return true;
+    }
+    refuse(dr->srv, dr->req, dr->ep, 403, db_verdict_name(verdict), dr->msg.udid, NULL);
+    return true;
+}
+
+static void checkin_done(void *arg, enum db_outcome outcome, const PGresult *res)
+{
+    struct device_request *dr = arg;
+    if (!reply_db_failure(dr, outcome) && !reply_verdict_refusal(dr, db_decode_verdict(res))) {
+        char id[MDM_MAX_ID_LEN + 1];
+        log_debug("%s from %s", dr->msg.message_type,
+                  log_sanitize(dr->msg.udid, strlen(dr->msg.udid), id, sizeof(id)));
+        http_reply(dr->req, dr->ep, 200, NULL, NULL, 0);
+    }
+    device_request_free(dr);
+}
+
+static void report_done(void *arg, enum db_outcome outcome, const PGresult *res)
+{
+    struct device_request *dr = arg;
+    struct db_report_outcome result;
+    if (reply_db_failure(dr, outcome))
+        goto out;
+    if (!db_decode_report(res, &result)) {
+        (void)reply_verdict_refusal(dr, DB_VERDICT_BAD_RESULT);
+        goto out;
+    }
+    if (reply_verdict_refusal(dr, result.verdict))
+        goto out;
+    if (dr->msg.command_uuid != NULL && dr->msg.status != MDM_STATUS_NOT_NOW &&
+        !result.result_stored)
+        metrics_count_report("repeated");
+    if (result.next_body != NULL)
+        http_reply(dr->req, dr->ep, 200, "application/xml", result.next_body,
+                   result.next_body_len);
+    else
+        http_reply(dr->req, dr->ep, 200, NULL, NULL, 0); /* nothing queued: ends the session */
+out:
+    device_request_free(dr);
+}
+
+static void start_checkin(struct device_request *dr)
+{
+    struct vouchd *srv = dr->srv;
+    const struct mdm_message *m = &dr->msg;
+    metrics_count_checkin(m->message_type);
+    switch (m->kind) {
+    case MDM_AUTHENTICATE: {
+        const struct db_device_facts facts = {
+            .udid = m->udid,
+            .topic = m->topic,
+            .serial_number = m->serial_number,
+            .model = m->model,
+            .model_name = m->model_name,
+            .product_name = m->product_name,
+            .os_version = m->os_version,
+            .build_version = m->build_version,
+            .device_name = m->device_name,
+            .imei = m->imei,
+            .meid = m->meid,
+        };
+        db_authenticate(srv->db, &facts, &dr->cert, checkin_done, dr);
+        return;
+    }
+    case MDM_TOKEN_UPDATE:
+        db_token_update(srv->db, m->udid, &dr->cert, m->topic, m->token, m->token_len,
+                        m->push_magic, m->unlock_token, m->unlock_token_len,
+                        m->awaiting_configuration, checkin_done, dr);
+        return;
+    case MDM_CHECKOUT:
+        db_checkout(srv->db, m->udid, &dr->cert, checkin_done, dr);
+        return;
+    case MDM_CHECKIN_UNSUPPORTED:
+    case MDM_REPORT:
+        break;
+    }
+    log_fatal("start_checkin: message kind %d", (int)m->kind);
+}
+
+static void start_report(struct device_request *dr, const void *body, size_t len)
+{
+    const struct mdm_message *m = &dr->msg;
+    metrics_count_report(m->status_text);
+    db_report(dr->srv->db, m->udid, &dr->cert, m->status_text, m->command_uuid, body, len,
+              report_done, dr);
+}
+
+void mdm_handle_request(struct vouchd *srv, struct evhttp_request *req, enum metrics_endpoint ep)
+{
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_PUT) {
+        refuse(srv, req, ep, 405, "method_not_allowed", NULL, NULL);
+        return;
+    }
+    enum mdm_channel channel;
+    if (!pick_channel(req, ep, &channel)) {
+        refuse(srv, req, ep, 415, "wrong_content_type", NULL, NULL);
+        return;
+    }
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    if (len == 0) {
+        refuse(srv, req, ep, 400, "empty_body", NULL, NULL);
+        return;
+    }
+    const char *body = (const char *)evbuffer_pullup(in, -1);
+
+    struct device_request *dr = calloc(1, sizeof(*dr));
+    if (dr == NULL) {
+        http_reply_text(req, ep, 503, "out of memory");
+        return;
+    }
+    dr->srv = srv;
+    dr->req = req;
+    dr->ep = ep;
+    srv->inflight++;
+
+    /* Who is speaking comes first: nothing from an unproven sender reaches the parser's
+     * deeper checks or the database. */
+    enum identity_error id_err = prove_identity(srv, req, body, len, &dr->identity);
+    if (id_err != IDENTITY_OK) {
+        refuse(srv, req, ep, 403, identity_error_name(id_err), NULL, NULL);
+        device_request_free(dr);
+        return;
+    }
+    memcpy(dr->cert.sha256, dr->identity.sha256, sizeof(dr->cert.sha256));
+    dr->cert.subject = dr->identity.subject[0] ? dr->identity.subject : NULL;
+    dr->cert.not_after = dr->identity.not_after[0] ? dr->identity.not_after : NULL;
+
+    const char *field = NULL;
+    enum mdm_parse_error perr = mdm_message_parse(body, len, channel, &dr->msg, &field);
+    if (perr != MDM_PARSE_OK) {
+        refuse(srv, req, ep, 400, mdm_parse_error_name(perr), NULL, field);
+        device_request_free(dr);
+        return;
+    }
+    if (dr->msg.kind == MDM_CHECKIN_UNSUPPORTED) {
+        metrics_count_checkin(dr->msg.message_type);
+        /* Apple's documented answer to a server without user channel support is 410. */
+        bool user = strcmp(dr->msg.message_type, "UserAuthenticate") == 0;
+        refuse(srv, req, ep, user ? 410 : 400, "unsupported_message_type", dr->msg.udid,
+               dr->msg.message_type);
+        device_request_free(dr);
+        return;
+    }
+    if (dr->msg.kind == MDM_REPORT)
+        start_report(dr, body, len);
+    else
+        start_checkin(dr);
+}

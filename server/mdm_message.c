@@ -1,0 +1,352 @@
+#include "mdm_message.h"
+
+#include <plist/plist.h>
+#include <string.h>
+
+static const char *const parse_error_names[] = {
+    [MDM_PARSE_OK] = "ok",
+    [MDM_PARSE_NOT_XML] = "not_xml",
+    [MDM_PARSE_TOO_DEEP] = "too_deep",
+    [MDM_PARSE_MALFORMED] = "malformed_plist",
+    [MDM_PARSE_NOT_DICT] = "not_a_dict",
+    [MDM_PARSE_MISSING_FIELD] = "missing_field",
+    [MDM_PARSE_BAD_FIELD] = "bad_field",
+    [MDM_PARSE_UNKNOWN_TYPE] = "unknown_type",
+};
+
+const char *mdm_parse_error_name(enum mdm_parse_error err)
+{
+    return parse_error_names[err];
+}
+
+bool mdm_utf8_valid(const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = s[i];
+        if (c == 0)
+            return false;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n;
+        uint32_t cp;
+        if (c >= 0xc2 && c <= 0xdf) {
+            n = 1;
+            cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 2;
+            cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (len - i <= n)
+            return false;
+        for (size_t k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[i + k] & 0x3f);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += n + 1;
+    }
+    return true;
+}
+
+/* Matches "<dict", "<array" (opening, not self-closing) and their closing tags. Text between
+ * tags cannot hold a raw '<' in XML; comments and CDATA could, and are refused outright, which
+ * no device sends. */
+bool mdm_xml_depth_ok(const char *body, size_t len, unsigned max_depth)
+{
+    unsigned depth = 0;
+    const char *p = body, *end = body + len;
+    while ((p = memchr(p, '<', (size_t)(end - p))) != NULL) {
+        p++;
+        size_t left = (size_t)(end - p);
+        bool closing = left > 0 && *p == '/';
+        const char *name = closing ? p + 1 : p;
+        size_t name_left = (size_t)(end - name);
+        if (!closing && name_left >= 3 && (memcmp(name, "!--", 3) == 0 ||
+                                           (name_left >= 8 && memcmp(name, "![CDATA[", 8) == 0)))
+            return false;
+        size_t tag_len;
+        if (name_left >= 4 && memcmp(name, "dict", 4) == 0)
+            tag_len = 4;
+        else if (name_left >= 5 && memcmp(name, "array", 5) == 0)
+            tag_len = 5;
+        else
+            continue;
+        const char *after = name + tag_len;
+        const char *gt = memchr(after, '>', (size_t)(end - after));
+        if (gt == NULL)
+            return true; /* unterminated: libplist will refuse it */
+        bool self_closing = gt > after && gt[-1] == '/';
+        if (closing) {
+            if (depth > 0)
+                depth--;
+        } else if (!self_closing && ++depth > max_depth) {
+            return false;
+        }
+        p = gt + 1;
+    }
+    return true;
+}
+
+/* Field access. Each getter returns false for a present key of the wrong kind; an absent key
+ * leaves *out NULL and returns true. */
+static bool get_string(plist_t dict, const char *key, size_t max_len, const char **out)
+{
+    *out = NULL;
+    plist_t node = plist_dict_get_item(dict, key);
+    if (node == NULL)
+        return true;
+    if (plist_get_node_type(node) != PLIST_STRING)
+        return false;
+    uint64_t len = 0;
+    const char *s = plist_get_string_ptr(node, &len);
+    if (s == NULL || len > max_len || !mdm_utf8_valid(s, (size_t)len))
+        return false;
+    *out = s;
+    return true;
+}
+
+static bool get_data(plist_t dict, const char *key, size_t max_len, const uint8_t **out,
+                     size_t *out_len)
+{
+    *out = NULL;
+    *out_len = 0;
+    plist_t node = plist_dict_get_item(dict, key);
+    if (node == NULL)
+        return true;
+    if (plist_get_node_type(node) != PLIST_DATA)
+        return false;
+    uint64_t len = 0;
+    const char *d = plist_get_data_ptr(node, &len);
+    if (len > max_len)
+        return false;
+    *out = (const uint8_t *)d;
+    *out_len = (size_t)len;
+    return true;
+}
+
+static bool get_bool(plist_t dict, const char *key, int *out)
+{
+    *out = -1;
+    plist_t node = plist_dict_get_item(dict, key);
+    if (node == NULL)
+        return true;
+    if (plist_get_node_type(node) != PLIST_BOOLEAN)
+        return false;
+    uint8_t v = 0;
+    plist_get_bool_val(node, &v);
+    *out = v ? 1 : 0;
+    return true;
+}
+
+struct field_spec {
+    const char *key;
+    size_t offset; /* of the const char * in struct mdm_message */
+};
+
+#define FIELD(key, member) {key, offsetof(struct mdm_message, member)}
+
+static const struct field_spec authenticate_fields[] = {
+    FIELD("SerialNumber", serial_number), FIELD("Model", model),
+    FIELD("ModelName", model_name),       FIELD("ProductName", product_name),
+    FIELD("OSVersion", os_version),       FIELD("BuildVersion", build_version),
+    FIELD("DeviceName", device_name),     FIELD("IMEI", imei),
+    FIELD("MEID", meid),
+};
+
+static enum mdm_parse_error parse_identity(plist_t root, struct mdm_message *msg,
+                                           const char **field)
+{
+    const char *udid, *enrollment_id;
+    if (!get_string(root, "UDID", MDM_MAX_ID_LEN, &udid)) {
+        *field = "UDID";
+        return MDM_PARSE_BAD_FIELD;
+    }
+    if (!get_string(root, "EnrollmentID", MDM_MAX_ID_LEN, &enrollment_id)) {
+        *field = "EnrollmentID";
+        return MDM_PARSE_BAD_FIELD;
+    }
+    msg->udid = udid ? udid : enrollment_id;
+    msg->user_enrollment = udid == NULL && enrollment_id != NULL;
+    if (msg->udid == NULL || msg->udid[0] == '\0') {
+        *field = "UDID";
+        return MDM_PARSE_MISSING_FIELD;
+    }
+    return MDM_PARSE_OK;
+}
+
+static enum mdm_parse_error parse_checkin(plist_t root, struct mdm_message *msg,
+                                          const char **field)
+{
+    *field = "MessageType";
+    if (!get_string(root, "MessageType", 64, &msg->message_type))
+        return MDM_PARSE_BAD_FIELD;
+    if (msg->message_type == NULL)
+        return MDM_PARSE_MISSING_FIELD;
+
+    static const char *const unsupported[] = {
+        "UserAuthenticate", "SetBootstrapToken", "GetBootstrapToken", "DeclarativeManagement",
+        "GetToken", "ReturnToService", "SetAwaitingConfiguration"};
+    /* message_type is set to a static string, so it can label a metric. */
+    if (strcmp(msg->message_type, "Authenticate") == 0) {
+        msg->kind = MDM_AUTHENTICATE;
+        msg->message_type = "Authenticate";
+    } else if (strcmp(msg->message_type, "TokenUpdate") == 0) {
+        msg->kind = MDM_TOKEN_UPDATE;
+        msg->message_type = "TokenUpdate";
+    } else if (strcmp(msg->message_type, "CheckOut") == 0) {
+        msg->kind = MDM_CHECKOUT;
+        msg->message_type = "CheckOut";
+    } else {
+        msg->kind = MDM_CHECKIN_UNSUPPORTED;
+        for (size_t i = 0; i < sizeof(unsupported) / sizeof(unsupported[0]); i++) {
+            if (strcmp(msg->message_type, unsupported[i]) == 0) {
+                msg->message_type = unsupported[i];
+                (void)parse_identity(root, msg, field); /* for the log line only */
+                *field = NULL;
+                return MDM_PARSE_OK;
+            }
+        }
+        return MDM_PARSE_UNKNOWN_TYPE;
+    }
+
+    enum mdm_parse_error err = parse_identity(root, msg, field);
+    if (err != MDM_PARSE_OK)
+        return err;
+    *field = "Topic";
+    if (!get_string(root, "Topic", MDM_MAX_FIELD_LEN, &msg->topic))
+        return MDM_PARSE_BAD_FIELD;
+    if (msg->topic == NULL && msg->kind != MDM_CHECKOUT)
+        return MDM_PARSE_MISSING_FIELD;
+
+    if (msg->kind == MDM_AUTHENTICATE) {
+        for (size_t i = 0; i < sizeof(authenticate_fields) / sizeof(authenticate_fields[0]);
+             i++) {
+            *field = authenticate_fields[i].key;
+            const char **slot = (const char **)((char *)msg + authenticate_fields[i].offset);
+            if (!get_string(root, authenticate_fields[i].key, MDM_MAX_FIELD_LEN, slot))
+                return MDM_PARSE_BAD_FIELD;
+        }
+    } else if (msg->kind == MDM_TOKEN_UPDATE) {
+        *field = "Token";
+        if (!get_data(root, "Token", MDM_MAX_TOKEN_LEN, &msg->token, &msg->token_len))
+            return MDM_PARSE_BAD_FIELD;
+        if (msg->token == NULL || msg->token_len == 0)
+            return MDM_PARSE_MISSING_FIELD;
+        *field = "PushMagic";
+        if (!get_string(root, "PushMagic", MDM_MAX_FIELD_LEN, &msg->push_magic))
+            return MDM_PARSE_BAD_FIELD;
+        if (msg->push_magic == NULL || msg->push_magic[0] == '\0')
+            return MDM_PARSE_MISSING_FIELD;
+        *field = "UnlockToken";
+        if (!get_data(root, "UnlockToken", 64 * 1024, &msg->unlock_token,
+                      &msg->unlock_token_len))
+            return MDM_PARSE_BAD_FIELD;
+        *field = "AwaitingConfiguration";
+        if (!get_bool(root, "AwaitingConfiguration", &msg->awaiting_configuration))
+            return MDM_PARSE_BAD_FIELD;
+    }
+    *field = NULL;
+    return MDM_PARSE_OK;
+}
+
+static const struct {
+    const char *name;
+    enum mdm_status status;
+} statuses[] = {
+    {"Idle", MDM_STATUS_IDLE},
+    {"Acknowledged", MDM_STATUS_ACKNOWLEDGED},
+    {"Error", MDM_STATUS_ERROR},
+    {"CommandFormatError", MDM_STATUS_COMMAND_FORMAT_ERROR},
+    {"NotNow", MDM_STATUS_NOT_NOW},
+};
+
+static enum mdm_parse_error parse_report(plist_t root, struct mdm_message *msg,
+                                         const char **field)
+{
+    msg->kind = MDM_REPORT;
+    enum mdm_parse_error err = parse_identity(root, msg, field);
+    if (err != MDM_PARSE_OK)
+        return err;
+    *field = "Status";
+    if (!get_string(root, "Status", 64, &msg->status_text))
+        return MDM_PARSE_BAD_FIELD;
+    if (msg->status_text == NULL)
+        return MDM_PARSE_MISSING_FIELD;
+    size_t i;
+    for (i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++) {
+        if (strcmp(msg->status_text, statuses[i].name) == 0)
+            break;
+    }
+    if (i == sizeof(statuses) / sizeof(statuses[0]))
+        return MDM_PARSE_UNKNOWN_TYPE;
+    msg->status = statuses[i].status;
+    msg->status_text = statuses[i].name; /* static, so it can label a metric */
+
+    *field = "CommandUUID";
+    if (!get_string(root, "CommandUUID", MDM_MAX_ID_LEN, &msg->command_uuid))
+        return MDM_PARSE_BAD_FIELD;
+    if (msg->status == MDM_STATUS_IDLE)
+        msg->command_uuid = NULL; /* an Idle report answers no command */
+    else if (msg->command_uuid == NULL || msg->command_uuid[0] == '\0')
+        return MDM_PARSE_MISSING_FIELD;
+    *field = NULL;
+    return MDM_PARSE_OK;
+}
+
+static bool looks_like_xml(const char *body, size_t len)
+{
+    size_t i = 0;
+    if (len >= 3 && memcmp(body, "\xef\xbb\xbf", 3) == 0)
+        i = 3;
+    while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
+        i++;
+    return i < len && body[i] == '<';
+}
+
+enum mdm_parse_error mdm_message_parse(const char *body, size_t len, enum mdm_channel channel,
+                                       struct mdm_message *msg, const char **field)
+{
+    memset(msg, 0, sizeof(*msg));
+    msg->awaiting_configuration = -1;
+    *field = NULL;
+    if (len == 0 || len > UINT32_MAX || !looks_like_xml(body, len))
+        return MDM_PARSE_NOT_XML;
+    if (!mdm_xml_depth_ok(body, len, MDM_MAX_DEPTH))
+        return MDM_PARSE_TOO_DEEP;
+
+    plist_t root = NULL;
+    plist_from_xml(body, (uint32_t)len, &root);
+    if (root == NULL)
+        return MDM_PARSE_MALFORMED;
+    msg->plist = root;
+    if (plist_get_node_type(root) != PLIST_DICT) {
+        mdm_message_clear(msg);
+        return MDM_PARSE_NOT_DICT;
+    }
+    enum mdm_parse_error err = channel == MDM_CHANNEL_CHECKIN ? parse_checkin(root, msg, field)
+                                                               : parse_report(root, msg, field);
+    if (err != MDM_PARSE_OK) {
+        mdm_message_clear(msg);
+        msg->awaiting_configuration = -1;
+    }
+    return err;
+}
+
+void mdm_message_clear(struct mdm_message *msg)
+{
+    if (msg->plist != NULL)
+        plist_free(msg->plist);
+    memset(msg, 0, sizeof(*msg));
+}

@@ -1,0 +1,96 @@
+/*
+ * mdm_message: turns the body of a device request (an XML plist) into a check-in message or a
+ * command report, and refuses anything else with a precise reason.
+ *
+ * Pure: no I/O, no global state, so it is unit-tested on the captured plists of the peers and
+ * fuzzed. Input is untrusted: its nesting depth is bounded before libplist sees it, every string
+ * kept is bounded, valid UTF-8 and free of NUL bytes, and every field has the type Apple
+ * documents. The struct mdm_message owns the parsed plist; its string and data pointers borrow
+ * from it and live until mdm_message_clear().
+ */
+#ifndef VOUCH_MDM_MESSAGE_H
+#define VOUCH_MDM_MESSAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MDM_MAX_DEPTH 48        /* nesting of dicts and arrays in a body */
+#define MDM_MAX_ID_LEN 128      /* UDID, EnrollmentID, CommandUUID */
+#define MDM_MAX_FIELD_LEN 1024  /* any other string kept */
+#define MDM_MAX_TOKEN_LEN 1024  /* push token, unlock token */
+
+enum mdm_kind {
+    MDM_AUTHENTICATE,
+    MDM_TOKEN_UPDATE,
+    MDM_CHECKOUT,
+    MDM_CHECKIN_UNSUPPORTED, /* a check-in type vouchd does not serve; message_type says which */
+    MDM_REPORT,
+};
+
+enum mdm_status {
+    MDM_STATUS_IDLE,
+    MDM_STATUS_ACKNOWLEDGED,
+    MDM_STATUS_ERROR,
+    MDM_STATUS_COMMAND_FORMAT_ERROR,
+    MDM_STATUS_NOT_NOW,
+};
+
+enum mdm_parse_error {
+    MDM_PARSE_OK = 0,
+    MDM_PARSE_NOT_XML,       /* not an XML plist (binary plists and other bytes) */
+    MDM_PARSE_TOO_DEEP,      /* nested deeper than MDM_MAX_DEPTH */
+    MDM_PARSE_MALFORMED,     /* libplist could not parse it */
+    MDM_PARSE_NOT_DICT,      /* the top level is not a dict */
+    MDM_PARSE_MISSING_FIELD, /* a required key is absent */
+    MDM_PARSE_BAD_FIELD,     /* a key has the wrong type, bad text, or is too long */
+    MDM_PARSE_UNKNOWN_TYPE,  /* a MessageType or Status Apple does not define */
+};
+
+struct mdm_message {
+    enum mdm_kind kind;
+    const char *message_type; /* check-ins: the MessageType (a static string) */
+    const char *udid;         /* the UDID, or the EnrollmentID under User Enrollment */
+    bool user_enrollment;     /* the id came from EnrollmentID */
+    const char *topic;
+
+    /* Authenticate */
+    const char *serial_number, *model, *model_name, *product_name, *os_version,
+        *build_version, *device_name, *imei, *meid;
+
+    /* TokenUpdate */
+    const uint8_t *token;
+    size_t token_len;
+    const char *push_magic;
+    const uint8_t *unlock_token;
+    size_t unlock_token_len;
+    int awaiting_configuration; /* -1 absent, 0 false, 1 true */
+
+    /* Reports */
+    enum mdm_status status;
+    const char *status_text; /* a static string */
+    const char *command_uuid; /* NULL for Idle */
+
+    void *plist; /* plist_t, owned */
+};
+
+/* Which endpoint the body came to: a check-in or a command report. */
+enum mdm_channel { MDM_CHANNEL_CHECKIN, MDM_CHANNEL_REPORT };
+
+/* Parses body as channel expects. On error, *field names the key at fault (or is NULL) and msg
+ * is cleared. */
+enum mdm_parse_error mdm_message_parse(const char *body, size_t len, enum mdm_channel channel,
+                                       struct mdm_message *msg, const char **field)
+    __attribute__((warn_unused_result));
+void mdm_message_clear(struct mdm_message *msg);
+
+const char *mdm_parse_error_name(enum mdm_parse_error err);
+
+/* Whether the nesting of <dict> and <array> elements in an XML plist stays within max_depth.
+ * A linear scan, run before libplist so a hostile body cannot exhaust its stack. */
+bool mdm_xml_depth_ok(const char *body, size_t len, unsigned max_depth);
+
+/* Whether s[0..len) is valid UTF-8 without NUL bytes or overlong forms. */
+bool mdm_utf8_valid(const char *s, size_t len);
+
+#endif

@@ -1,0 +1,41 @@
+/*
+ * metrics: vouchd's counters, rendered in the Prometheus text format at GET /metrics.
+ *
+ * One process-wide set of counters, owned here and touched only from the event loop thread.
+ * Label values are static strings chosen by the code, never text from the network, so the
+ * number of series is fixed.
+ */
+#ifndef VOUCH_METRICS_H
+#define VOUCH_METRICS_H
+
+#include <stdint.h>
+
+struct evbuffer;
+
+enum metrics_endpoint {
+    EP_MDM_CHECKIN,
+    EP_MDM_CONNECT,
+    EP_MDM,
+    EP_ADMIN_DEVICES,
+    EP_ADMIN_DEVICE,
+    EP_ADMIN_COMMANDS,
+    EP_ADMIN_ENQUEUE,
+    EP_HEALTHZ,
+    EP_METRICS,
+    EP_OTHER,
+    EP_COUNT
+};
+
+/* A request to endpoint answered with status. */
+void metrics_count_response(enum metrics_endpoint endpoint, int status);
+/* A request refused, by reason (a static string such as "identity_mismatch"). */
+void metrics_count_rejection(const char *reason);
+/* A check-in message by MessageType, a report by Status (static strings). */
+void metrics_count_checkin(const char *message_type);
+void metrics_count_report(const char *status);
+/* Adds name{labels} value lines of gauges the caller owns, after the counters. */
+void metrics_render(struct evbuffer *out);
+
+const char *metrics_endpoint_name(enum metrics_endpoint endpoint);
+
+#endif

@@ -1,0 +1,37 @@
+/*
+ * vouchd: the daemon's shared state, one instance owned by main.c for the life of the process.
+ *
+ * Modules get a pointer to it and use what they need; only main.c creates and frees what it
+ * points to. Everything runs on the one event-loop thread.
+ */
+#ifndef VOUCH_VOUCHD_H
+#define VOUCH_VOUCHD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "queries.h"
+
+struct event;
+struct event_base;
+struct evhttp;
+struct evhttp_bound_socket;
+struct identity_verifier;
+
+struct vouchd {
+    const struct config *cfg;
+    struct event_base *base;
+    struct evhttp *http;
+    struct evhttp_bound_socket *listener;
+    struct db_pool *db;
+    struct identity_verifier *identity;
+    uint8_t admin_token_sha256[32]; /* compared in constant time */
+    bool admin_enabled;
+    struct db_stats stats; /* refreshed by a timer for /metrics */
+    bool stats_known;
+    unsigned inflight; /* device and admin requests waiting for the database */
+    bool stopping;
+};
+
+#endif
