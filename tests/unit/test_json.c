@@ -1,0 +1,898 @@
+/* Unit tests of server/json.c: the bounded JSON parser and writer. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+
+static const struct json_limits test_limits = {
+    .max_bytes = 1 << 20,
+    .max_depth = 64,
+    .max_nodes = 100000,
+};
+
+/* Parses len bytes that must be valid JSON. */
+static struct json_doc *parse_len(const char *text, size_t len)
+{
+    struct json_doc *doc = NULL;
+    struct json_parse_error err;
+    enum json_error e = json_parse(text, len, &test_limits, &doc, &err);
+    if (e != JSON_OK)
+        print_error("unexpected parse error %d at %zu (%s) for: %s\n", (int)e, err.offset,
+                    err.message, text);
+    assert_int_equal(e, JSON_OK);
+    assert_non_null(doc);
+    assert_non_null(json_doc_root(doc));
+    return doc;
+}
+
+static struct json_doc *parse(const char *text)
+{
+    return parse_len(text, strlen(text));
+}
+
+/* Parses text that must be refused with the given error; returns the error offset. */
+static size_t parse_fail_len(const char *text, size_t len, const struct json_limits *limits,
+                             enum json_error expected)
+{
+    struct json_doc *doc = (struct json_doc *)&doc; /* must be reset to NULL */
+    struct json_parse_error err = {.offset = 12345, .message = NULL};
+    enum json_error e = json_parse(text, len, limits, &doc, &err);
+    if (e != expected)
+        print_error("expected error %d, got %d (%s) for: %.*s\n", (int)expected, (int)e,
+                    err.message ? err.message : "-", (int)len, text);
+    assert_int_equal(e, expected);
+    assert_null(doc);
+    assert_non_null(err.message);
+    assert_true(err.offset <= len || expected == JSON_ERR_TOO_LARGE);
+    return err.offset;
+}
+
+static size_t parse_fail(const char *text, enum json_error expected)
+{
+    return parse_fail_len(text, strlen(text), &test_limits, expected);
+}
+
+/* Decodes a one-string document and checks its bytes. */
+static void assert_string_decodes(const char *json, const char *bytes, size_t bytes_len)
+{
+    struct json_doc *doc = parse(json);
+    const char *s = NULL;
+    size_t len = 0;
+    assert_int_equal(json_value_type(json_doc_root(doc)), JSON_STRING);
+    assert_true(json_get_string(json_doc_root(doc), &s, &len));
+    assert_int_equal(len, bytes_len);
+    assert_memory_equal(s, bytes, bytes_len);
+    assert_int_equal(s[len], '\0');
+    json_doc_free(doc);
+}
+
+/* ---- Parser: scalars ---- */
+
+static void test_parse_literals(void **state)
+{
+    bool b = false;
+    struct json_doc *doc = parse("true");
+    assert_int_equal(json_value_type(json_doc_root(doc)), JSON_BOOL);
+    assert_true(json_get_bool(json_doc_root(doc), &b));
+    assert_true(b);
+    json_doc_free(doc);
+
+    doc = parse(" false ");
+    assert_true(json_get_bool(json_doc_root(doc), &b));
+    assert_false(b);
+    json_doc_free(doc);
+
+    doc = parse("\t\r\nnull\n");
+    assert_true(json_is_null(json_doc_root(doc)));
+    assert_false(json_get_bool(json_doc_root(doc), &b));
+    json_doc_free(doc);
+
+    parse_fail("tru", JSON_ERR_SYNTAX);
+    parse_fail("nul", JSON_ERR_SYNTAX);
+    parse_fail("True", JSON_ERR_SYNTAX);
+    parse_fail("truex", JSON_ERR_TRAILING);
+    parse_fail("nullnull", JSON_ERR_TRAILING);
+}
+
+static void test_parse_numbers(void **state)
+{
+    static const struct {
+        const char *text;
+        double value;
+    } good[] = {
+        {"0", 0.0},         {"-0", -0.0},
+        {"1", 1.0},         {"-12", -12.0},
+        {"1.5", 1.5},       {"1.50", 1.5},
+        {"1e3", 1000.0},    {"1E+3", 1000.0},
+        {"25e-2", 0.25},    {"-12.25E-2", -0.1225},
+        {"1e-400", 0.0},    {"123456789", 123456789.0},
+        {"0.000001", 1e-6}, {"1.7976931348623157e308", 1.7976931348623157e308},
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        struct json_doc *doc = parse(good[i].text);
+        double d = -1;
+        assert_int_equal(json_value_type(json_doc_root(doc)), JSON_NUMBER);
+        assert_true(json_get_double(json_doc_root(doc), &d));
+        assert_true(d == good[i].value);
+        assert_string_equal(json_number_text(json_doc_root(doc)), good[i].text);
+        json_doc_free(doc);
+    }
+
+    static const char *const bad[] = {"01",       "-01",       "1.",   ".5",   "+1",  "-",
+                                      "1e",       "1e+",       "1.e3", "0x10", "NaN", "-NaN",
+                                      "Infinity", "-Infinity", "- 1",  "1.5.", "--1"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct json_doc *doc = NULL;
+        assert_int_not_equal(json_parse(bad[i], strlen(bad[i]), &test_limits, &doc, NULL), JSON_OK);
+        assert_null(doc);
+    }
+
+    /* Out of range for a double: refused, not turned into infinity. */
+    parse_fail("1e400", JSON_ERR_NUMBER);
+    parse_fail("[-1e999]", JSON_ERR_NUMBER);
+
+    /* Longer than JSON_MAX_NUMBER_LEN. */
+    char longnum[JSON_MAX_NUMBER_LEN + 2];
+    memset(longnum, '1', sizeof(longnum) - 1);
+    longnum[sizeof(longnum) - 1] = '\0';
+    parse_fail(longnum, JSON_ERR_NUMBER);
+    longnum[JSON_MAX_NUMBER_LEN] = '\0';
+    struct json_doc *doc = parse(longnum);
+    json_doc_free(doc);
+}
+
+static void test_parse_int64(void **state)
+{
+    int64_t n = 0;
+    struct json_doc *doc = parse("[9223372036854775807, -9223372036854775808, "
+                                 "9223372036854775808, 1.0, 1e2, 42, -7, \"5\"]");
+    const struct json_value *a = json_doc_root(doc);
+    assert_true(json_get_int64(json_array_get(a, 0), &n));
+    assert_true(n == INT64_MAX);
+    assert_true(json_get_int64(json_array_get(a, 1), &n));
+    assert_true(n == INT64_MIN);
+    assert_false(json_get_int64(json_array_get(a, 2), &n)); /* overflow */
+    assert_false(json_get_int64(json_array_get(a, 3), &n)); /* fraction */
+    assert_false(json_get_int64(json_array_get(a, 4), &n)); /* exponent */
+    assert_true(json_get_int64(json_array_get(a, 5), &n));
+    assert_int_equal(n, 42);
+    assert_true(json_get_int64(json_array_get(a, 6), &n));
+    assert_int_equal(n, -7);
+    assert_false(json_get_int64(json_array_get(a, 7), &n)); /* a string */
+    assert_null(json_number_text(json_array_get(a, 7)));
+    json_doc_free(doc);
+}
+
+/* ---- Parser: strings ---- */
+
+static void test_parse_string_escapes(void **state)
+{
+    assert_string_decodes("\"\"", "", 0);
+    assert_string_decodes("\"plain\"", "plain", 5);
+    assert_string_decodes("\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"", "\"\\/\b\f\n\r\t", 8);
+    assert_string_decodes("\"a\\u0041b\"", "aAb", 3);
+    assert_string_decodes("\"\\u00e9\\u00E9\"", "\xc3\xa9\xc3\xa9", 4);
+    assert_string_decodes("\"\\u20ac\"", "\xe2\x82\xac", 3);
+    assert_string_decodes("\"\\u007f\\u0080\\u07ff\\u0800\\uffff\"",
+                          "\x7f\xc2\x80\xdf\xbf\xe0\xa0\x80\xef\xbf\xbf", 11);
+    /* Surrogate pairs: U+1F600 and the extremes U+10000 and U+10FFFF. */
+    assert_string_decodes("\"\\ud83d\\ude00\"", "\xf0\x9f\x98\x80", 4);
+    assert_string_decodes("\"\\uD83D\\uDE00x\"", "\xf0\x9f\x98\x80x", 5);
+    assert_string_decodes("\"\\ud800\\udc00\"", "\xf0\x90\x80\x80", 4);
+    assert_string_decodes("\"\\udbff\\udfff\"", "\xf4\x8f\xbf\xbf", 4);
+    /* An escaped quote does not end the string. */
+    assert_string_decodes("\"say \\\"hi\\\"\"", "say \"hi\"", 8);
+    /* Raw DEL is not a control character in JSON. */
+    assert_string_decodes("\"\x7f\"", "\x7f", 1);
+}
+
+static void test_parse_string_nul(void **state)
+{
+    struct json_doc *doc = parse("{\"k\": \"a\\u0000b\"}");
+    const struct json_value *v = json_object_get(json_doc_root(doc), "k");
+    const char *s = NULL;
+    size_t len = 0;
+    /* As a C string it would be truncated, so it is refused; with a length it is whole. */
+    assert_false(json_get_string(v, &s, NULL));
+    assert_null(json_object_get_string(json_doc_root(doc), "k"));
+    assert_true(json_get_string(v, &s, &len));
+    assert_int_equal(len, 3);
+    assert_memory_equal(s, "a\0b", 3);
+    json_doc_free(doc);
+}
+
+static void test_parse_string_bad_escapes(void **state)
+{
+    parse_fail("\"\\x\"", JSON_ERR_STRING);
+    parse_fail("\"\\'\"", JSON_ERR_STRING);
+    parse_fail("\"\\U0041\"", JSON_ERR_STRING);
+    parse_fail("\"\\u12\"", JSON_ERR_STRING);
+    parse_fail("\"\\u12G4\"", JSON_ERR_STRING);
+    parse_fail("\"\\u\"", JSON_ERR_STRING);
+    /* Lone or mismatched surrogates would decode to invalid UTF-8. */
+    parse_fail("\"\\ud83d\"", JSON_ERR_STRING);
+    parse_fail("\"\\ud83dabcdef\"", JSON_ERR_STRING);
+    parse_fail("\"\\ud83d\\u0041\"", JSON_ERR_STRING);
+    parse_fail("\"\\ud83d\\ud83d\"", JSON_ERR_STRING);
+    parse_fail("\"\\ude00\"", JSON_ERR_STRING);
+    parse_fail("\"\\ude00\\ud83d\"", JSON_ERR_STRING);
+    parse_fail("\"\\ud83d\\n\"", JSON_ERR_STRING);
+    parse_fail("\"\\ud83d\\ude0\"", JSON_ERR_STRING);
+    /* Unterminated. */
+    parse_fail("\"abc", JSON_ERR_SYNTAX);
+    parse_fail("\"abc\\\"", JSON_ERR_SYNTAX);
+    parse_fail("\"\\", JSON_ERR_SYNTAX);
+}
+
+static void test_parse_string_control_chars(void **state)
+{
+    assert_int_equal(parse_fail("\"a\nb\"", JSON_ERR_STRING), 2);
+    parse_fail("\"\t\"", JSON_ERR_STRING);
+    parse_fail("\"\x01\"", JSON_ERR_STRING);
+    parse_fail("\"\x1f\"", JSON_ERR_STRING);
+    assert_int_equal(parse_fail_len("\"a\0\"", 4, &test_limits, JSON_ERR_STRING), 2);
+    parse_fail("{\"k\x02\": 1}", JSON_ERR_STRING);
+}
+
+static void test_parse_utf8(void **state)
+{
+    /* Valid multi-byte text passes through untouched. */
+    assert_string_decodes("\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"",
+                          "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9);
+    assert_string_decodes("\"\xf4\x8f\xbf\xbf\xed\x9f\xbf\xee\x80\x80\"",
+                          "\xf4\x8f\xbf\xbf\xed\x9f\xbf\xee\x80\x80", 10);
+
+    static const char *const bad[] = {
+        "\"\x80\"",             /* lone continuation byte */
+        "\"\xbf\"",             /* lone continuation byte */
+        "\"\xc3\"",             /* truncated two-byte sequence */
+        "\"\xc3x\"",            /* bad continuation */
+        "\"\xc0\xaf\"",         /* overlong '/' */
+        "\"\xc1\xbf\"",         /* overlong */
+        "\"\xe0\x80\xaf\"",     /* overlong three-byte */
+        "\"\xe0\x9f\xbf\"",     /* overlong three-byte */
+        "\"\xed\xa0\x80\"",     /* UTF-16 high surrogate encoded in UTF-8 */
+        "\"\xed\xbf\xbf\"",     /* UTF-16 low surrogate encoded in UTF-8 */
+        "\"\xe2\x82\"",         /* truncated three-byte sequence */
+        "\"\xf0\x8f\xbf\xbf\"", /* overlong four-byte */
+        "\"\xf4\x90\x80\x80\"", /* above U+10FFFF */
+        "\"\xf5\x80\x80\x80\"", /* invalid lead byte */
+        "\"\xf0\x9f\x98\"",     /* truncated four-byte sequence */
+        "\"\xfe\"",             /* never valid */
+        "\"\xff\"",             /* never valid */
+        "{\"\xff\": 1}",        /* in a key */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        parse_fail(bad[i], JSON_ERR_UTF8);
+    assert_int_equal(parse_fail("[\"ok\", \"ab\xc3(\"]", JSON_ERR_UTF8), 10);
+}
+
+/* ---- Parser: structure ---- */
+
+static void test_parse_structure(void **state)
+{
+    struct json_doc *doc =
+        parse("{\"udid\": \"U1\", \"enrolled\": true, \"n\": 3, \"push\": {\"token_state\": "
+              "\"active\", \"last_push_at\": null}, \"list\": [1, \"two\", [], {}, null],"
+              " \"\": \"empty key\"}");
+    const struct json_value *root = json_doc_root(doc);
+    assert_int_equal(json_value_type(root), JSON_OBJECT);
+    assert_int_equal(json_object_size(root), 6);
+    assert_string_equal(json_object_get_string(root, "udid"), "U1");
+    assert_string_equal(json_object_get_string(root, ""), "empty key");
+    assert_null(json_object_get(root, "missing"));
+    assert_null(json_object_get(root, "udi"));
+    assert_null(json_object_get(root, "udidx"));
+    assert_null(json_object_get_string(root, "n")); /* not a string */
+
+    const struct json_value *push = json_object_get(root, "push");
+    assert_string_equal(json_object_get_string(push, "token_state"), "active");
+    assert_true(json_is_null(json_object_get(push, "last_push_at")));
+    assert_false(json_is_null(json_object_get(push, "missing")));
+
+    const struct json_value *list = json_object_get(root, "list");
+    assert_int_equal(json_array_length(list), 5);
+    assert_int_equal(json_value_type(json_array_get(list, 0)), JSON_NUMBER);
+    assert_int_equal(json_value_type(json_array_get(list, 1)), JSON_STRING);
+    assert_int_equal(json_value_type(json_array_get(list, 2)), JSON_ARRAY);
+    assert_int_equal(json_array_length(json_array_get(list, 2)), 0);
+    assert_int_equal(json_value_type(json_array_get(list, 3)), JSON_OBJECT);
+    assert_int_equal(json_object_size(json_array_get(list, 3)), 0);
+    assert_null(json_object_get(json_array_get(list, 3), "x"));
+    assert_true(json_is_null(json_array_get(list, 4)));
+    assert_null(json_array_get(list, 5));
+
+    /* Members iterate in document order, not in lookup order. */
+    static const char *const order[] = {"udid", "enrolled", "n", "push", "list", ""};
+    for (size_t i = 0; i < 6; i++) {
+        const char *key = NULL;
+        size_t key_len = 99;
+        const struct json_value *value = NULL;
+        assert_true(json_object_member(root, i, &key, &key_len, &value));
+        assert_string_equal(key, order[i]);
+        assert_int_equal(key_len, strlen(order[i]));
+        assert_ptr_equal(value, json_object_get(root, order[i]));
+    }
+    assert_false(json_object_member(root, 6, NULL, NULL, NULL));
+
+    /* Wrong types and NULL are harmless, so lookups chain. */
+    assert_null(json_object_get(list, "udid"));
+    assert_null(json_array_get(root, 0));
+    assert_int_equal(json_array_length(root), 0);
+    assert_int_equal(json_object_size(list), 0);
+    assert_null(json_object_get(json_object_get(root, "nope"), "deeper"));
+    assert_int_equal(json_value_type(NULL), JSON_NULL);
+    assert_false(json_is_null(NULL));
+    assert_null(json_doc_root(NULL));
+    json_doc_free(doc);
+    json_doc_free(NULL);
+}
+
+static void test_parse_many_keys(void **state)
+{
+    /* Enough members that lookups go through the sorted index, in reverse insertion order. */
+    char buf[64 * 1024];
+    size_t n = 0;
+    buf[n++] = '{';
+    for (int i = 999; i >= 0; i--) {
+        int m = snprintf(buf + n, sizeof(buf) - n, "%s\"key%d\": %d", i == 999 ? "" : ",", i, i);
+        assert_true(m > 0 && (size_t)m < sizeof(buf) - n);
+        n += (size_t)m;
+    }
+    buf[n++] = '}';
+    struct json_doc *doc = parse_len(buf, n);
+    const struct json_value *root = json_doc_root(doc);
+    assert_int_equal(json_object_size(root), 1000);
+    for (int i = 0; i < 1000; i++) {
+        char key[16];
+        int64_t v = -1;
+        assert_true(snprintf(key, sizeof(key), "key%d", i) > 0);
+        assert_true(json_get_int64(json_object_get(root, key), &v));
+        assert_int_equal(v, i);
+    }
+    json_doc_free(doc);
+}
+
+static void test_parse_duplicate_keys(void **state)
+{
+    parse_fail("{\"a\": 1, \"a\": 2}", JSON_ERR_DUPLICATE_KEY);
+    parse_fail("{\"a\": 1, \"b\": 2, \"\\u0061\": 3}", JSON_ERR_DUPLICATE_KEY);
+    parse_fail("[{}, {\"x\": {\"y\": 1, \"y\": 1}}]", JSON_ERR_DUPLICATE_KEY);
+
+    /* Prefixes, embedded NULs and the same key in different objects are all distinct. */
+    struct json_doc *doc =
+        parse("{\"a\": 1, \"ab\": 2, \"a\\u0000\": 3, \"A\": 4, \"o\": {\"a\": 5}}");
+    const struct json_value *root = json_doc_root(doc);
+    int64_t v = 0;
+    assert_true(json_get_int64(json_object_get(root, "a"), &v));
+    assert_int_equal(v, 1);
+    assert_true(json_get_int64(json_object_get(root, "ab"), &v));
+    assert_int_equal(v, 2);
+    assert_true(json_get_int64(json_object_getn(root, "a\0", 2), &v));
+    assert_int_equal(v, 3);
+    assert_true(json_get_int64(json_object_get(root, "A"), &v));
+    assert_int_equal(v, 4);
+    json_doc_free(doc);
+}
+
+static void test_parse_syntax_errors(void **state)
+{
+    static const char *const bad[] = {
+        "",
+        " ",
+        "\n\t",
+        "[",
+        "]",
+        "{",
+        "}",
+        "[1,]",
+        "[,1]",
+        "[1 2]",
+        "[1,,2]",
+        "{\"a\"}",
+        "{\"a\":}",
+        "{a: 1}",
+        "{\"a\":1,}",
+        "{,}",
+        "{\"a\" 1}",
+        "{\"a\":1 \"b\":2}",
+        "{1: 2}",
+        "['x']",
+        "[1}",
+        "{\"a\":1]",
+        "// c\n1",
+        "/* c */ 1",
+        "\xef\xbb\xbf\x31", /* byte order mark, then "1" */
+        "[\"a\" \"b\"]",
+        "{\"a\":[1,2}",
+        "[[]",
+        "{\"a\":{}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        parse_fail(bad[i], JSON_ERR_SYNTAX);
+
+    /* The offset points at the offending byte. */
+    assert_int_equal(parse_fail("[1, x]", JSON_ERR_SYNTAX), 4);
+    assert_int_equal(parse_fail("{\"a\":1 \"b\":2}", JSON_ERR_SYNTAX), 7);
+    assert_int_equal(parse_fail("[1,", JSON_ERR_SYNTAX), 3);
+}
+
+static void test_parse_trailing_garbage(void **state)
+{
+    assert_int_equal(parse_fail("[1]]", JSON_ERR_TRAILING), 3);
+    assert_int_equal(parse_fail("1 2", JSON_ERR_TRAILING), 2);
+    assert_int_equal(parse_fail("{} x", JSON_ERR_TRAILING), 3);
+    parse_fail("\"a\"\"b\"", JSON_ERR_TRAILING);
+    parse_fail("null,", JSON_ERR_TRAILING);
+    assert_int_equal(parse_fail_len("[]\0", 3, &test_limits, JSON_ERR_TRAILING), 2);
+    assert_int_equal(parse_fail_len("{\"a\":1}\0{}", 9, &test_limits, JSON_ERR_TRAILING), 7);
+    /* Trailing JSON whitespace is fine. */
+    struct json_doc *doc = parse(" [1] \n\t\r ");
+    json_doc_free(doc);
+}
+
+/* ---- Parser: limits ---- */
+
+static void test_limit_depth(void **state)
+{
+    struct json_limits l = test_limits;
+    struct json_doc *doc = NULL;
+
+    l.max_depth = 3;
+    assert_int_equal(json_parse("[{\"a\":[]}]", 10, &l, &doc, NULL), JSON_OK);
+    json_doc_free(doc);
+    l.max_depth = 2;
+    assert_int_equal(parse_fail_len("[{\"a\":[]}]", 10, &l, JSON_ERR_TOO_DEEP), 6);
+    assert_int_equal(parse_fail_len("[[[1]]]", 7, &l, JSON_ERR_TOO_DEEP), 2);
+
+    l.max_depth = 0;
+    assert_int_equal(json_parse("\"scalar\"", 8, &l, &doc, NULL), JSON_OK);
+    json_doc_free(doc);
+    parse_fail_len("[]", 2, &l, JSON_ERR_TOO_DEEP);
+    parse_fail_len("{}", 2, &l, JSON_ERR_TOO_DEEP);
+
+    /* Nesting is not recursion: a very deep document needs no C stack. */
+    size_t n = 200000;
+    char *deep = malloc(2 * n);
+    assert_non_null(deep);
+    memset(deep, '[', n);
+    memset(deep + n, ']', n);
+    l.max_bytes = 2 * n;
+    l.max_nodes = n;
+    l.max_depth = n;
+    assert_int_equal(json_parse(deep, 2 * n, &l, &doc, NULL), JSON_OK);
+    const struct json_value *v = json_doc_root(doc);
+    for (size_t i = 0; i < n - 1; i++)
+        v = json_array_get(v, 0);
+    assert_int_equal(json_value_type(v), JSON_ARRAY);
+    assert_int_equal(json_array_length(v), 0);
+    json_doc_free(doc);
+    l.max_depth = n - 1;
+    assert_int_equal(parse_fail_len(deep, 2 * n, &l, JSON_ERR_TOO_DEEP), n - 1);
+    /* Unclosed: refused cleanly. */
+    l.max_depth = n;
+    parse_fail_len(deep, n, &l, JSON_ERR_SYNTAX);
+    free(deep);
+}
+
+static void test_limit_nodes(void **state)
+{
+    struct json_limits l = test_limits;
+    struct json_doc *doc = NULL;
+
+    /* An array of 3 numbers is 4 values; keys do not count. */
+    l.max_nodes = 4;
+    assert_int_equal(json_parse("[1,2,3]", 7, &l, &doc, NULL), JSON_OK);
+    json_doc_free(doc);
+    assert_int_equal(json_parse("{\"a\":1,\"b\":2,\"c\":3}", 19, &l, &doc, NULL), JSON_OK);
+    json_doc_free(doc);
+    l.max_nodes = 3;
+    assert_int_equal(parse_fail_len("[1,2,3]", 7, &l, JSON_ERR_TOO_MANY), 5);
+    l.max_nodes = 0;
+    parse_fail_len("1", 1, &l, JSON_ERR_TOO_MANY);
+}
+
+static void test_limit_bytes(void **state)
+{
+    struct json_limits l = test_limits;
+    struct json_doc *doc = NULL;
+    struct json_parse_error err;
+
+    l.max_bytes = 7;
+    assert_int_equal(json_parse("[1,2,3]", 7, &l, &doc, NULL), JSON_OK);
+    json_doc_free(doc);
+    l.max_bytes = 6;
+    assert_int_equal(json_parse("[1,2,3]", 7, &l, &doc, &err), JSON_ERR_TOO_LARGE);
+    assert_null(doc);
+    assert_int_equal(err.offset, 6);
+    /* Checked before any byte is read. */
+    assert_int_equal(json_parse("\xff\xff\xff\xff\xff\xff\xff\xff", 8, &l, &doc, NULL),
+                     JSON_ERR_TOO_LARGE);
+    l.max_bytes = 0;
+    assert_int_equal(json_parse("", 0, &l, &doc, NULL), JSON_ERR_SYNTAX);
+}
+
+static void test_error_strings(void **state)
+{
+    for (int e = JSON_OK; e <= JSON_ERR_NOMEM; e++) {
+        assert_non_null(json_strerror((enum json_error)e));
+        assert_true(strlen(json_strerror((enum json_error)e)) > 0);
+    }
+    for (int e = JSON_WRITE_OK; e <= JSON_WRITE_NOMEM; e++)
+        assert_non_null(json_write_strerror((enum json_write_error)e));
+    assert_string_equal(json_strerror(JSON_ERR_TRAILING), "trailing data after the value");
+}
+
+/* ---- Writer ---- */
+
+static struct json_writer *writer(size_t max, unsigned flags)
+{
+    struct json_writer *w = json_writer_new(max, flags);
+    assert_non_null(w);
+    return w;
+}
+
+static void assert_writer_text(struct json_writer *w, const char *expected)
+{
+    const char *data = NULL;
+    size_t len = 0;
+    assert_true(json_writer_finish(w, &data, &len));
+    assert_int_equal(json_writer_error(w), JSON_WRITE_OK);
+    assert_string_equal(data, expected);
+    assert_int_equal(len, strlen(expected));
+}
+
+static void test_write_object(void **state)
+{
+    struct json_writer *w = writer(4096, 0);
+    assert_true(json_write_begin_object(w));
+    assert_true(json_write_key(w, "udid"));
+    assert_true(json_write_string(w, "U1"));
+    assert_true(json_write_key(w, "enrolled"));
+    assert_true(json_write_bool(w, true));
+    assert_true(json_write_key(w, "gone"));
+    assert_true(json_write_bool(w, false));
+    assert_true(json_write_key(w, "last_seen_at"));
+    assert_true(json_write_string_or_null(w, NULL));
+    assert_true(json_write_key(w, "serial"));
+    assert_true(json_write_string_or_null(w, "C02"));
+    assert_true(json_write_key(w, "n"));
+    assert_true(json_write_int64(w, INT64_MIN));
+    assert_true(json_write_key(w, "u"));
+    assert_true(json_write_uint64(w, UINT64_MAX));
+    assert_true(json_write_key(w, "list"));
+    assert_true(json_write_begin_array(w));
+    assert_true(json_write_int64(w, 1));
+    assert_true(json_write_null(w));
+    assert_true(json_write_begin_object(w));
+    assert_true(json_write_end_object(w));
+    assert_true(json_write_begin_array(w));
+    assert_true(json_write_end_array(w));
+    assert_true(json_write_raw(w, "{\"pre\":[1,2]}", 13));
+    assert_true(json_write_end_array(w));
+    assert_true(json_write_keyn(w, "k\"ey", 4));
+    assert_true(json_write_stringn(w, "a\0b", 3));
+    assert_true(json_write_end_object(w));
+    assert_writer_text(w, "{\"udid\":\"U1\",\"enrolled\":true,\"gone\":false,\"last_seen_at\":null,"
+                          "\"serial\":\"C02\",\"n\":-9223372036854775808,"
+                          "\"u\":18446744073709551615,\"list\":[1,null,{},[],{\"pre\":[1,2]}],"
+                          "\"k\\\"ey\":\"a\\u0000b\"}");
+    json_writer_free(w);
+    json_writer_free(NULL);
+}
+
+static void test_write_escapes(void **state)
+{
+    struct json_writer *w = writer(4096, 0);
+    assert_true(json_write_string(w, "q\" b\\ s/ \b\f\n\r\t \x01\x1f \x7f end"));
+    assert_writer_text(w, "\"q\\\" b\\\\ s/ \\b\\f\\n\\r\\t \\u0001\\u001f \x7f end\"");
+
+    /* Valid UTF-8 passes through unescaped. */
+    json_writer_reset(w);
+    assert_true(json_write_string(w, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf"));
+    assert_writer_text(w, "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf\"");
+
+    /* Invalid UTF-8 is refused rather than emitted or silently altered. */
+    static const char *const bad[] = {
+        "\x80", "a\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xff", "ok\xe2\x82"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_writer_reset(w);
+        assert_false(json_write_string(w, bad[i]));
+        assert_int_equal(json_writer_error(w), JSON_WRITE_UTF8);
+        assert_false(json_writer_finish(w, NULL, NULL));
+    }
+    json_writer_reset(w);
+    assert_true(json_write_begin_object(w));
+    assert_false(json_write_key(w, "\xff"));
+    assert_int_equal(json_writer_error(w), JSON_WRITE_UTF8);
+    json_writer_free(w);
+}
+
+static void test_write_numbers(void **state)
+{
+    static const struct {
+        double d;
+        const char *text;
+    } cases[] = {
+        {0.1, "0.1"},
+        {1.5, "1.5"},
+        {-2.0, "-2"},
+        {1e300, "1e+300"},
+        {0.0, "0"},
+        {-0.0, "-0"},
+        {123456789.0, "123456789"},
+        {1.0 / 3.0, "0.3333333333333333"},
+    };
+    struct json_writer *w = writer(4096, 0);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_writer_reset(w);
+        assert_true(json_write_double(w, cases[i].d));
+        assert_writer_text(w, cases[i].text);
+    }
+    json_writer_reset(w);
+    assert_false(json_write_double(w, NAN));
+    assert_int_equal(json_writer_error(w), JSON_WRITE_NUMBER);
+    json_writer_reset(w);
+    assert_false(json_write_double(w, INFINITY));
+    json_writer_reset(w);
+    assert_true(json_write_int64(w, INT64_MAX));
+    assert_writer_text(w, "9223372036854775807");
+    json_writer_free(w);
+}
+
+static void test_write_misuse(void **state)
+{
+    struct json_writer *w = writer(4096, 0);
+
+    /* A value in an object needs a key first. */
+    assert_true(json_write_begin_object(w));
+    assert_false(json_write_string(w, "x"));
+    assert_int_equal(json_writer_error(w), JSON_WRITE_MISUSE);
+    /* Errors are sticky: valid calls now fail too, and so does finish. */
+    assert_false(json_write_end_object(w));
+    assert_false(json_writer_finish(w, NULL, NULL));
+    assert_int_equal(json_writer_error(w), JSON_WRITE_MISUSE);
+
+    json_writer_reset(w);
+    assert_true(json_write_begin_array(w));
+    assert_false(json_write_key(w, "k")); /* key in an array */
+
+    json_writer_reset(w);
+    assert_true(json_write_begin_object(w));
+    assert_true(json_write_key(w, "k"));
+    assert_false(json_write_key(w, "k2")); /* two keys in a row */
+
+    json_writer_reset(w);
+    assert_true(json_write_begin_object(w));
+    assert_true(json_write_key(w, "k"));
+    assert_false(json_write_end_object(w)); /* key without value */
+
+    json_writer_reset(w);
+    assert_true(json_write_begin_object(w));
+    assert_false(json_write_end_array(w)); /* mismatched end */
+
+    json_writer_reset(w);
+    assert_false(json_write_end_array(w)); /* nothing open */
+
+    json_writer_reset(w);
+    assert_false(json_write_key(w, "k")); /* key at top level */
+
+    json_writer_reset(w);
+    assert_true(json_write_int64(w, 1));
+    assert_false(json_write_int64(w, 2)); /* two top-level values */
+
+    json_writer_reset(w);
+    assert_false(json_writer_finish(w, NULL, NULL)); /* nothing written */
+
+    json_writer_reset(w);
+    assert_true(json_write_begin_array(w));
+    assert_false(json_writer_finish(w, NULL, NULL)); /* unclosed */
+
+    json_writer_reset(w);
+    assert_false(json_write_string(w, NULL));
+    json_writer_reset(w);
+    assert_false(json_write_raw(w, "", 0));
+    json_writer_reset(w);
+    assert_false(json_write_value(w, NULL));
+
+    /* After a reset the writer is as good as new. */
+    json_writer_reset(w);
+    assert_true(json_write_begin_array(w));
+    assert_true(json_write_end_array(w));
+    assert_writer_text(w, "[]");
+    json_writer_free(w);
+}
+
+static void test_write_limits(void **state)
+{
+    /* The maximum counts text bytes; a text exactly that long fits. */
+    struct json_writer *w = writer(2, 0);
+    assert_true(json_write_begin_array(w));
+    assert_true(json_write_end_array(w));
+    assert_writer_text(w, "[]");
+    json_writer_free(w);
+
+    w = writer(1, 0);
+    assert_true(json_write_begin_array(w));
+    assert_false(json_write_end_array(w));
+    assert_int_equal(json_writer_error(w), JSON_WRITE_TOO_LARGE);
+    assert_false(json_writer_finish(w, NULL, NULL));
+    json_writer_free(w);
+
+    w = writer(100, 0);
+    char big[200];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    assert_false(json_write_string(w, big));
+    assert_int_equal(json_writer_error(w), JSON_WRITE_TOO_LARGE);
+    json_writer_free(w);
+
+    /* A large text grows the buffer past its first allocations. */
+    w = writer(1 << 20, 0);
+    assert_true(json_write_begin_array(w));
+    for (int i = 0; i < 10000; i++)
+        assert_true(json_write_string(w, "0123456789"));
+    assert_true(json_write_end_array(w));
+    size_t len = 0;
+    assert_true(json_writer_finish(w, NULL, &len));
+    assert_int_equal(len, 2 + 10000 * 12 + 9999); /* brackets, strings, commas */
+    json_writer_free(w);
+
+    /* Nesting depth. */
+    w = writer(4096, 0);
+    for (int i = 0; i < JSON_WRITER_MAX_DEPTH; i++)
+        assert_true(json_write_begin_array(w));
+    assert_false(json_write_begin_array(w));
+    assert_int_equal(json_writer_error(w), JSON_WRITE_TOO_DEEP);
+    json_writer_free(w);
+}
+
+static void test_write_pretty(void **state)
+{
+    struct json_writer *w = writer(4096, JSON_WRITER_PRETTY);
+    assert_true(json_write_begin_object(w));
+    assert_true(json_write_key(w, "a"));
+    assert_true(json_write_int64(w, 1));
+    assert_true(json_write_key(w, "b"));
+    assert_true(json_write_begin_array(w));
+    assert_true(json_write_bool(w, true));
+    assert_true(json_write_begin_object(w));
+    assert_true(json_write_end_object(w));
+    assert_true(json_write_end_array(w));
+    assert_true(json_write_key(w, "c"));
+    assert_true(json_write_begin_array(w));
+    assert_true(json_write_end_array(w));
+    assert_true(json_write_end_object(w));
+    assert_writer_text(w, "{\n"
+                          "  \"a\": 1,\n"
+                          "  \"b\": [\n"
+                          "    true,\n"
+                          "    {}\n"
+                          "  ],\n"
+                          "  \"c\": []\n"
+                          "}");
+    json_writer_free(w);
+}
+
+/* ---- Round trips ---- */
+
+static void test_roundtrip_writer_to_parser(void **state)
+{
+    /* Every ASCII byte but NUL, plus UTF-8 of every length, survives writer then parser. */
+    char all[256];
+    size_t n = 0;
+    for (int c = 1; c < 0x80; c++)
+        all[n++] = (char)c;
+    static const char utf8[] = "\xc2\x80\xdf\xbf\xe0\xa0\x80\xef\xbf\xbf\xf0\x90\x80\x80"
+                               "\xf4\x8f\xbf\xbf";
+    memcpy(all + n, utf8, sizeof(utf8) - 1);
+    n += sizeof(utf8) - 1;
+    all[n++] = '\0'; /* an embedded NUL at the end */
+
+    struct json_writer *w = writer(8192, 0);
+    assert_true(json_write_begin_object(w));
+    assert_true(json_write_keyn(w, all, n));
+    assert_true(json_write_stringn(w, all, n));
+    assert_true(json_write_key(w, "i"));
+    assert_true(json_write_int64(w, -1234567890123));
+    assert_true(json_write_key(w, "d"));
+    assert_true(json_write_double(w, 0.1));
+    assert_true(json_write_key(w, "arr"));
+    assert_true(json_write_begin_array(w));
+    assert_true(json_write_bool(w, false));
+    assert_true(json_write_null(w));
+    assert_true(json_write_end_array(w));
+    assert_true(json_write_end_object(w));
+    const char *text = NULL;
+    size_t len = 0;
+    assert_true(json_writer_finish(w, &text, &len));
+
+    struct json_doc *doc = parse_len(text, len);
+    const struct json_value *root = json_doc_root(doc);
+    const char *s = NULL;
+    size_t slen = 0;
+    assert_true(json_get_string(json_object_getn(root, all, n), &s, &slen));
+    assert_int_equal(slen, n);
+    assert_memory_equal(s, all, n);
+    int64_t i = 0;
+    assert_true(json_get_int64(json_object_get(root, "i"), &i));
+    assert_true(i == -1234567890123);
+    double d = 0;
+    assert_true(json_get_double(json_object_get(root, "d"), &d));
+    assert_true(d == 0.1);
+    bool b = true;
+    assert_true(json_get_bool(json_array_get(json_object_get(root, "arr"), 0), &b));
+    assert_false(b);
+    assert_true(json_is_null(json_array_get(json_object_get(root, "arr"), 1)));
+    json_doc_free(doc);
+    json_writer_free(w);
+}
+
+static void test_roundtrip_parser_to_writer(void **state)
+{
+    /* Compact canonical input re-serializes byte for byte: order, number text, escapes. */
+    static const char *const docs[] = {
+        ("{\"udid\":\"U1\",\"enrolled\":true,\"attestation\":{\"status\":\"none\",\"reason\":null},"
+         "\"n\":[1.50,-0,2e10,0.000001],\"s\":\"tab\\there \\\"q\\\" \\\\ \\u0001\"}"),
+        "[]",
+        "{}",
+        "\"\xe2\x82\xac\"",
+        "[[[[{\"z\":1,\"a\":2}]]]]",
+    };
+    for (size_t i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
+        struct json_doc *doc = parse(docs[i]);
+        struct json_writer *w = writer(4096, 0);
+        assert_true(json_write_value(w, json_doc_root(doc)));
+        assert_writer_text(w, docs[i]);
+        json_writer_free(w);
+        json_doc_free(doc);
+    }
+
+    /* Escapes the writer does not use come back in its own spelling. */
+    struct json_doc *doc = parse("[\"\\u0041\\/\\ud83d\\ude00\", 1E3]");
+    struct json_writer *w = writer(4096, JSON_WRITER_PRETTY);
+    assert_true(json_write_value(w, json_doc_root(doc)));
+    assert_writer_text(w, "[\n  \"A/\xf0\x9f\x98\x80\",\n  1E3\n]");
+    json_writer_free(w);
+    json_doc_free(doc);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_literals),
+        cmocka_unit_test(test_parse_numbers),
+        cmocka_unit_test(test_parse_int64),
+        cmocka_unit_test(test_parse_string_escapes),
+        cmocka_unit_test(test_parse_string_nul),
+        cmocka_unit_test(test_parse_string_bad_escapes),
+        cmocka_unit_test(test_parse_string_control_chars),
+        cmocka_unit_test(test_parse_utf8),
+        cmocka_unit_test(test_parse_structure),
+        cmocka_unit_test(test_parse_many_keys),
+        cmocka_unit_test(test_parse_duplicate_keys),
+        cmocka_unit_test(test_parse_syntax_errors),
+        cmocka_unit_test(test_parse_trailing_garbage),
+        cmocka_unit_test(test_limit_depth),
+        cmocka_unit_test(test_limit_nodes),
+        cmocka_unit_test(test_limit_bytes),
+        cmocka_unit_test(test_error_strings),
+        cmocka_unit_test(test_write_object),
+        cmocka_unit_test(test_write_escapes),
+        cmocka_unit_test(test_write_numbers),
+        cmocka_unit_test(test_write_misuse),
+        cmocka_unit_test(test_write_limits),
+        cmocka_unit_test(test_write_pretty),
+        cmocka_unit_test(test_roundtrip_writer_to_parser),
+        cmocka_unit_test(test_roundtrip_parser_to_writer),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
