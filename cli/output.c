@@ -1,0 +1,362 @@
+#include "output.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+
+/* Largest pretty-printed JSON document vouchctl will print (all pages of a device list). */
+#define OUTPUT_MAX_JSON ((size_t)1024 * 1024 * 1024)
+
+/*
+ * Decodes the UTF-8 sequence at s (at least one byte, NUL-terminated): its code point and length,
+ * or false for anything malformed (overlong, surrogate, above U+10FFFF, truncated).
+ */
+static bool utf8_decode(const unsigned char *s, uint32_t *cp, size_t *len)
+{
+    static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
+    size_t n;
+    uint32_t v;
+
+    if (s[0] < 0x80) {
+        *cp = s[0];
+        *len = 1;
+        return true;
+    }
+    if ((s[0] & 0xE0) == 0xC0) {
+        n = 2;
+        v = s[0] & 0x1F;
+    } else if ((s[0] & 0xF0) == 0xE0) {
+        n = 3;
+        v = s[0] & 0x0F;
+    } else if ((s[0] & 0xF8) == 0xF0) {
+        n = 4;
+        v = s[0] & 0x07;
+    } else {
+        return false;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80) /* also stops at the NUL */
+            return false;
+        v = (v << 6) | (s[i] & 0x3F);
+    }
+    if (v < min_cp[n] || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
+        return false;
+    *cp = v;
+    *len = n;
+    return true;
+}
+
+/* Characters that would let text rewrite the terminal or reorder what the operator reads. */
+static bool output_unsafe(uint32_t cp)
+{
+    return cp < 0x20 || (cp >= 0x7F && cp <= 0x9F) || cp == 0x061C || cp == 0x200E ||
+           cp == 0x200F || (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
+char *output_sanitize(const char *s)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t n = strlen(s);
+    char *out = malloc(n + 1); /* replacements never lengthen the text */
+    size_t o = 0;
+
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t len;
+        if (!utf8_decode(u + i, &cp, &len)) {
+            out[o++] = '?';
+            i++;
+        } else if (output_unsafe(cp)) {
+            out[o++] = '?';
+            i += len;
+        } else {
+            memcpy(out + o, s + i, len);
+            o += len;
+            i += len;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* Terminal columns taken by sanitized text: one per code point (wide CJK characters are rare in
+ * device data and counted as one). */
+static size_t display_width(const char *s)
+{
+    size_t w = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if ((*p & 0xC0) != 0x80)
+            w++;
+    }
+    return w;
+}
+
+static void put_spaces(size_t n, FILE *out)
+{
+    for (size_t i = 0; i < n; i++)
+        fputc(' ', out);
+}
+
+const char *output_scalar(const struct json_value *v)
+{
+    const char *s;
+    bool b;
+
+    switch (json_value_type(v)) {
+    case JSON_NULL:
+        return "-";
+    case JSON_BOOL:
+        if (!json_get_bool(v, &b))
+            return "-";
+        return b ? "yes" : "no";
+    case JSON_NUMBER:
+        return json_number_text(v);
+    case JSON_STRING:
+        /* A string with an embedded NUL cannot be shown faithfully. */
+        if (!json_get_string(v, &s, NULL))
+            return "?";
+        return s;
+    case JSON_ARRAY:
+        return "[...]";
+    case JSON_OBJECT:
+        return "{...}";
+    }
+    return "-";
+}
+
+/* ---- Tables ---- */
+
+struct table {
+    size_t ncols;
+    size_t nrows; /* including the header row */
+    size_t cap_rows;
+    char **cells; /* nrows * ncols sanitized strings */
+    size_t *widths;
+};
+
+size_t table_rows(const struct table *t)
+{
+    return t->nrows - 1;
+}
+
+void table_free(struct table *t)
+{
+    if (t == NULL)
+        return;
+    for (size_t i = 0; i < t->nrows * t->ncols; i++)
+        free(t->cells[i]);
+    free(t->cells);
+    free(t->widths);
+    free(t);
+}
+
+bool table_add_row(struct table *t, const char *const *cells)
+{
+    if (t->nrows == t->cap_rows) {
+        size_t ncap = t->cap_rows ? t->cap_rows * 2 : 32;
+        if (ncap > SIZE_MAX / t->ncols / sizeof(*t->cells))
+            return false;
+        char **nc = realloc(t->cells, ncap * t->ncols * sizeof(*t->cells));
+        if (nc == NULL)
+            return false;
+        t->cells = nc;
+        t->cap_rows = ncap;
+    }
+    char **row = t->cells + t->nrows * t->ncols;
+    for (size_t i = 0; i < t->ncols; i++) {
+        const char *text = cells[i] != NULL && cells[i][0] != '\0' ? cells[i] : "-";
+        row[i] = output_sanitize(text);
+        if (row[i] == NULL) {
+            for (size_t j = 0; j < i; j++)
+                free(row[j]);
+            return false;
+        }
+    }
+    for (size_t i = 0; i < t->ncols; i++) {
+        size_t w = display_width(row[i]);
+        if (w > t->widths[i])
+            t->widths[i] = w;
+    }
+    t->nrows++;
+    return true;
+}
+
+struct table *table_new(size_t ncols, const char *const *headers)
+{
+    struct table *t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return NULL;
+    t->ncols = ncols;
+    t->widths = calloc(ncols, sizeof(*t->widths));
+    if (t->widths == NULL || !table_add_row(t, headers)) {
+        table_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void table_print(const struct table *t, FILE *out)
+{
+    for (size_t r = 0; r < t->nrows; r++) {
+        char *const *row = t->cells + r * t->ncols;
+        for (size_t i = 0; i < t->ncols; i++) {
+            fputs(row[i], out);
+            if (i + 1 < t->ncols)
+                put_spaces(t->widths[i] - display_width(row[i]) + 2, out);
+        }
+        fputc('\n', out);
+    }
+}
+
+/* ---- Listings ---- */
+
+static bool is_container(const struct json_value *v)
+{
+    enum json_type t = json_value_type(v);
+    return t == JSON_ARRAY || t == JSON_OBJECT;
+}
+
+/* Whether v prints on its key's line: scalars, empty containers, arrays of scalars. */
+static bool listing_inline(const struct json_value *v)
+{
+    if (json_value_type(v) == JSON_OBJECT)
+        return json_object_size(v) == 0;
+    for (size_t i = 0; i < json_array_length(v); i++) {
+        if (is_container(json_array_get(v, i)))
+            return false;
+    }
+    return true;
+}
+
+static void listing_value_inline(const struct json_value *v, FILE *out)
+{
+    if (json_value_type(v) == JSON_OBJECT ||
+        (json_value_type(v) == JSON_ARRAY && json_array_length(v) == 0)) {
+        fputs("(none)", out);
+        return;
+    }
+    if (json_value_type(v) != JSON_ARRAY) {
+        char *s = output_sanitize(output_scalar(v));
+        fputs(s != NULL ? s : "?", out);
+        free(s);
+        return;
+    }
+    for (size_t i = 0; i < json_array_length(v); i++) {
+        char *s = output_sanitize(output_scalar(json_array_get(v, i)));
+        if (i > 0)
+            fputs(", ", out);
+        fputs(s != NULL ? s : "?", out);
+        free(s);
+    }
+}
+
+static void listing_object(const struct json_value *obj, size_t indent, FILE *out);
+
+/* One "key: value" line, or "key:" and the indented block under it. */
+static void listing_member(const char *key, size_t width, const struct json_value *v, size_t indent,
+                           FILE *out)
+{
+    put_spaces(indent, out);
+    fputs(key, out);
+    fputc(':', out);
+    if (listing_inline(v)) {
+        size_t kw = display_width(key);
+        put_spaces((width > kw ? width - kw : 0) + 1, out);
+        listing_value_inline(v, out);
+        fputc('\n', out);
+        return;
+    }
+    fputc('\n', out);
+    if (json_value_type(v) == JSON_OBJECT) {
+        listing_object(v, indent + 2, out);
+        return;
+    }
+    for (size_t i = 0; i < json_array_length(v); i++) {
+        char label[32];
+        int m = snprintf(label, sizeof(label), "[%zu]", i);
+        listing_member(m > 0 ? label : "[?]", 0, json_array_get(v, i), indent + 2, out);
+    }
+}
+
+static void listing_object(const struct json_value *obj, size_t indent, FILE *out)
+{
+    size_t n = json_object_size(obj);
+    size_t width = 0;
+
+    /* Align the values of the members that print on one line. */
+    for (size_t i = 0; i < n; i++) {
+        const char *key;
+        const struct json_value *v;
+        if (!json_object_member(obj, i, &key, NULL, &v) || !listing_inline(v))
+            continue;
+        char *k = output_sanitize(key);
+        if (k != NULL && display_width(k) > width)
+            width = display_width(k);
+        free(k);
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *key;
+        const struct json_value *v;
+        if (!json_object_member(obj, i, &key, NULL, &v))
+            continue;
+        char *k = output_sanitize(key);
+        if (k == NULL)
+            continue;
+        listing_member(k, listing_inline(v) ? width : 0, v, indent, out);
+        free(k);
+    }
+}
+
+void output_listing(const struct json_value *obj, FILE *out)
+{
+    listing_object(obj, 0, out);
+}
+
+/* ---- JSON ---- */
+
+/* Writes v, or when v is NULL an array of the n items, as indented JSON. */
+static bool output_json_items(const struct json_value *v, const struct json_value *const *items,
+                              size_t n, FILE *out)
+{
+    struct json_writer *w = json_writer_new(OUTPUT_MAX_JSON, JSON_WRITER_PRETTY);
+    const char *text;
+    size_t len;
+    bool ok;
+
+    if (w == NULL) {
+        fprintf(stderr, "vouchctl: out of memory\n");
+        return false;
+    }
+    if (v != NULL) {
+        ok = json_write_value(w, v);
+    } else {
+        ok = json_write_begin_array(w);
+        for (size_t i = 0; ok && i < n; i++)
+            ok = json_write_value(w, items[i]);
+        ok = ok && json_write_end_array(w);
+    }
+    if (!ok || !json_writer_finish(w, &text, &len)) {
+        fprintf(stderr, "vouchctl: cannot print JSON: %s\n",
+                json_write_strerror(json_writer_error(w)));
+        json_writer_free(w);
+        return false;
+    }
+    fwrite(text, 1, len, out);
+    fputc('\n', out);
+    json_writer_free(w);
+    return true;
+}
+
+bool output_json(const struct json_value *v, FILE *out)
+{
+    return output_json_items(v, NULL, 0, out);
+}
+
+bool output_json_array(const struct json_value *const *items, size_t n, FILE *out)
+{
+    return output_json_items(NULL, items, n, out);
+}

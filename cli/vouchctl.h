@@ -1,0 +1,43 @@
+/*
+ * vouchctl: the operator CLI, a client of vouchd's admin API.
+ *
+ * main() (vouchctl.c) parses the command line into a struct ctl, opens the client and runs one
+ * subcommand (commands.c). A subcommand returns the process exit status. The struct ctl borrows
+ * its strings from argv and the environment, and owns the client.
+ */
+#ifndef VOUCH_CLI_VOUCHCTL_H
+#define VOUCH_CLI_VOUCHCTL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum ctl_exit {
+    CTL_EXIT_OK = 0,
+    CTL_EXIT_FAILURE = 1, /* the server could not be reached or answered with an error */
+    CTL_EXIT_USAGE = 2,   /* unknown subcommand or option, missing argument */
+};
+
+struct client;
+
+struct ctl {
+    struct client *client;
+    bool json;       /* --json: print the server's JSON */
+    bool have_token; /* whether a token was given, for the hint after a 401 */
+    const char *subcommand;
+    char **args; /* positional arguments after the subcommand */
+    size_t nargs;
+    const char *file;        /* enqueue --file */
+    const char *attestation; /* devices --attestation */
+};
+
+/* Prints "vouchctl: <message>" and a pointer to the subcommand's help (NULL: the main help) on
+ * stderr; returns CTL_EXIT_USAGE. */
+int ctl_usage_error(const char *subcommand, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+int cmd_devices(struct ctl *ctl);
+int cmd_device(struct ctl *ctl);
+int cmd_commands(struct ctl *ctl);
+int cmd_enqueue(struct ctl *ctl);
+
+#endif
