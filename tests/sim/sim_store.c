@@ -1,0 +1,496 @@
+/*
+ * sim_store: the state directory (CA files and the fleet file); see sim_store.h.
+ */
+#include "sim_store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define STORE_CA_CERT "ca.pem"
+#define STORE_CA_KEY "ca.key"
+#define STORE_FLEET "devices.pem"
+#define STORE_LOCK ".lock"
+#define STORE_MAGIC "# vouch-sim device fleet v1\n"
+#define STORE_PREFIX_LINE "# prefix="
+#define STORE_KEY_END "-----END PRIVATE KEY-----"
+#define STORE_CERT_BEGIN "-----BEGIN CERTIFICATE-----"
+/* CA files are small; the fleet file of 100,000 RSA identities is about 350 MB. */
+#define STORE_CA_FILE_MAX (1024L * 1024L)
+#define STORE_FLEET_FILE_MAX (8LL * 1024 * 1024 * 1024)
+#define STORE_FIELDS 11
+
+enum store_read_result { STORE_READ_OK, STORE_READ_ABSENT, STORE_READ_ERROR };
+
+static bool store_path(char *out, size_t outlen, const char *dir, const char *name)
+{
+    int n = snprintf(out, outlen, "%s/%s", dir, name);
+
+    return n > 0 && (size_t)n < outlen;
+}
+
+/* Reads a whole file into a NUL-terminated malloc()ed buffer of at most max bytes. */
+static enum store_read_result store_read_file(const char *path, long long max, char **data,
+                                              size_t *len, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    size_t done = 0;
+
+    *data = NULL;
+    *len = 0;
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return STORE_READ_ABSENT;
+        snprintf(err, errlen, "opening %s: %s", path, strerror(errno));
+        return STORE_READ_ERROR;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > max) {
+        snprintf(err, errlen, "%s is not a regular file of at most %lld bytes", path, max);
+        close(fd);
+        return STORE_READ_ERROR;
+    }
+    *data = malloc((size_t)st.st_size + 1);
+    if (*data == NULL) {
+        snprintf(err, errlen, "out of memory reading %s", path);
+        close(fd);
+        return STORE_READ_ERROR;
+    }
+    while (done < (size_t)st.st_size) {
+        ssize_t n = read(fd, *data + done, (size_t)st.st_size - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            snprintf(err, errlen, "reading %s: %s", path, n < 0 ? strerror(errno) : "short read");
+            free(*data);
+            *data = NULL;
+            close(fd);
+            return STORE_READ_ERROR;
+        }
+        done += (size_t)n;
+    }
+    close(fd);
+    (*data)[done] = '\0';
+    *len = done;
+    return STORE_READ_OK;
+}
+
+/* Opens path's temporary sibling for writing; *tmp receives its name. */
+static FILE *store_create_tmp(const char *path, mode_t mode, char *tmp, size_t tmplen, char *err,
+                              size_t errlen)
+{
+    int n = snprintf(tmp, tmplen, "%s.tmp.%ld", path, (long)getpid());
+    int fd;
+    FILE *f;
+
+    if (n <= 0 || (size_t)n >= tmplen) {
+        snprintf(err, errlen, "path too long: %s", path);
+        return NULL;
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    if (fd < 0) {
+        snprintf(err, errlen, "creating %s: %s", tmp, strerror(errno));
+        return NULL;
+    }
+    f = fdopen(fd, "w");
+    if (f == NULL) {
+        snprintf(err, errlen, "fdopen %s: %s", tmp, strerror(errno));
+        close(fd);
+        unlink(tmp);
+    }
+    return f;
+}
+
+/* Flushes, syncs and closes f, then renames tmp over path. Removes tmp on failure. */
+static bool store_commit_tmp(FILE *f, const char *tmp, const char *path, char *err, size_t errlen)
+{
+    bool ok = fflush(f) == 0 && !ferror(f) && fsync(fileno(f)) == 0;
+
+    if (fclose(f) != 0)
+        ok = false;
+    if (!ok) {
+        snprintf(err, errlen, "writing %s: %s", tmp, strerror(errno));
+        unlink(tmp);
+        return false;
+    }
+    if (rename(tmp, path) != 0) {
+        snprintf(err, errlen, "renaming %s to %s: %s", tmp, path, strerror(errno));
+        unlink(tmp);
+        return false;
+    }
+    return true;
+}
+
+static bool store_write_file(const char *path, const char *data, mode_t mode, char *err,
+                             size_t errlen)
+{
+    char tmp[4096];
+    FILE *f = store_create_tmp(path, mode, tmp, sizeof(tmp), err, errlen);
+
+    if (f == NULL)
+        return false;
+    if (fputs(data, f) == EOF) {
+        snprintf(err, errlen, "writing %s: %s", tmp, strerror(errno));
+        fclose(f);
+        unlink(tmp);
+        return false;
+    }
+    return store_commit_tmp(f, tmp, path, err, errlen);
+}
+
+bool sim_store_prepare_dir(const char *dir, char *err, size_t errlen)
+{
+    struct stat st;
+
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "creating %s: %s", dir, strerror(errno));
+        return false;
+    }
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "%s is not a directory", dir);
+        return false;
+    }
+    return true;
+}
+
+int sim_store_lock(const char *dir, char *err, size_t errlen)
+{
+    char path[4096];
+    int fd;
+
+    if (!store_path(path, sizeof(path), dir, STORE_LOCK)) {
+        snprintf(err, errlen, "path too long: %s", dir);
+        return -1;
+    }
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(err, errlen, "opening %s: %s", path, strerror(errno));
+        return -1;
+    }
+    while (flock(fd, LOCK_EX) != 0) {
+        if (errno != EINTR) {
+            snprintf(err, errlen, "locking %s: %s", path, strerror(errno));
+            close(fd);
+            return -1;
+        }
+    }
+    return fd;
+}
+
+void sim_store_unlock(int fd)
+{
+    if (fd >= 0)
+        close(fd); /* closing the only descriptor releases the flock */
+}
+
+struct sim_ca *sim_store_ca_load(const char *dir, bool *absent, char *err, size_t errlen)
+{
+    char cert_path[4096];
+    char key_path[4096];
+    char *cert = NULL;
+    char *key = NULL;
+    size_t cert_len;
+    size_t key_len;
+    enum store_read_result rc_cert;
+    enum store_read_result rc_key;
+    struct sim_ca *ca = NULL;
+
+    *absent = false;
+    if (!store_path(cert_path, sizeof(cert_path), dir, STORE_CA_CERT) ||
+        !store_path(key_path, sizeof(key_path), dir, STORE_CA_KEY)) {
+        snprintf(err, errlen, "path too long: %s", dir);
+        return NULL;
+    }
+    rc_cert = store_read_file(cert_path, STORE_CA_FILE_MAX, &cert, &cert_len, err, errlen);
+    if (rc_cert == STORE_READ_ERROR)
+        return NULL;
+    rc_key = store_read_file(key_path, STORE_CA_FILE_MAX, &key, &key_len, err, errlen);
+    if (rc_key == STORE_READ_ERROR)
+        goto out;
+    if (rc_cert == STORE_READ_ABSENT && rc_key == STORE_READ_ABSENT) {
+        *absent = true;
+        snprintf(err, errlen, "%s holds no CA (run vouch-sim init-ca --dir %s)", dir, dir);
+        goto out;
+    }
+    if (rc_cert == STORE_READ_ABSENT || rc_key == STORE_READ_ABSENT) {
+        snprintf(err, errlen, "%s is missing; remove %s too or restore it",
+                 rc_cert == STORE_READ_ABSENT ? cert_path : key_path,
+                 rc_cert == STORE_READ_ABSENT ? key_path : cert_path);
+        goto out;
+    }
+    ca = sim_pki_ca_load(cert, cert_len, key, key_len, err, errlen);
+out:
+    free(cert);
+    free(key);
+    return ca;
+}
+
+bool sim_store_ca_init(const char *dir, enum sim_key_type key_type, bool *created, char *err,
+                       size_t errlen)
+{
+    char cert_path[4096];
+    char key_path[4096];
+    char *cert = NULL;
+    char *key = NULL;
+    bool absent = false;
+    struct sim_ca *ca;
+    bool ok;
+
+    *created = false;
+    ca = sim_store_ca_load(dir, &absent, err, errlen);
+    if (ca != NULL) {
+        sim_pki_ca_free(ca);
+        return true;
+    }
+    if (!absent)
+        return false;
+    if (!store_path(cert_path, sizeof(cert_path), dir, STORE_CA_CERT) ||
+        !store_path(key_path, sizeof(key_path), dir, STORE_CA_KEY)) {
+        snprintf(err, errlen, "path too long: %s", dir);
+        return false;
+    }
+    if (!sim_pki_ca_create(key_type, &cert, &key, err, errlen))
+        return false;
+    /* The key first: a crash between the two leaves a key without a certificate, which
+     * sim_store_ca_load() reports instead of silently making a second CA. */
+    ok = store_write_file(key_path, key, 0600, err, errlen) &&
+         store_write_file(cert_path, cert, 0644, err, errlen);
+    free(cert);
+    free(key);
+    *created = ok;
+    return ok;
+}
+
+/* Copies field into out (size outlen); false when it does not fit or is empty. */
+static bool store_copy_field(char *out, size_t outlen, const char *field, size_t len)
+{
+    if (len == 0 || len >= outlen)
+        return false;
+    memcpy(out, field, len);
+    out[len] = '\0';
+    return true;
+}
+
+/* Parses one "device\t..." line (without its newline) into dev. */
+static bool store_parse_device_line(const char *line, size_t len, struct sim_device *dev,
+                                    unsigned long expect_index)
+{
+    const char *fields[STORE_FIELDS];
+    size_t lens[STORE_FIELDS];
+    size_t nfields = 0;
+    const char *p = line;
+    const char *end = line + len;
+    char number[24];
+    char *num_end = NULL;
+    unsigned long index;
+
+    while (nfields < STORE_FIELDS) {
+        const char *tab = memchr(p, '\t', (size_t)(end - p));
+        const char *stop = tab != NULL ? tab : end;
+        fields[nfields] = p;
+        lens[nfields] = (size_t)(stop - p);
+        nfields++;
+        if (tab == NULL)
+            break;
+        p = tab + 1;
+    }
+    /* The last field (DeviceName) may not contain a tab, so anything left over is an error. */
+    if (nfields != STORE_FIELDS || fields[STORE_FIELDS - 1] + lens[STORE_FIELDS - 1] != end)
+        return false;
+    if (lens[0] != 6 || memcmp(fields[0], "device", 6) != 0)
+        return false;
+    if (!store_copy_field(number, sizeof(number), fields[1], lens[1]))
+        return false;
+    errno = 0;
+    index = strtoul(number, &num_end, 10);
+    if (errno != 0 || *num_end != '\0' || number[0] < '0' || number[0] > '9' ||
+        index != expect_index)
+        return false;
+    memset(dev, 0, sizeof(*dev));
+    dev->index = index;
+    if (!store_copy_field(dev->udid, sizeof(dev->udid), fields[2], lens[2]) ||
+        !store_copy_field(dev->serial, sizeof(dev->serial), fields[3], lens[3]) ||
+        !store_copy_field(dev->product_name, sizeof(dev->product_name), fields[4], lens[4]) ||
+        !store_copy_field(dev->model, sizeof(dev->model), fields[5], lens[5]) ||
+        !store_copy_field(dev->model_name, sizeof(dev->model_name), fields[6], lens[6]) ||
+        !store_copy_field(dev->os_version, sizeof(dev->os_version), fields[7], lens[7]) ||
+        !store_copy_field(dev->build_version, sizeof(dev->build_version), fields[8], lens[8]) ||
+        !store_copy_field(dev->imei, sizeof(dev->imei), fields[9], lens[9]) ||
+        !store_copy_field(dev->device_name, sizeof(dev->device_name), fields[10], lens[10]))
+        return false;
+    if (strcmp(dev->imei, "-") == 0)
+        dev->imei[0] = '\0';
+    return true;
+}
+
+static bool store_fleet_parse(struct sim_fleet *fleet, const char *path, char *err, size_t errlen)
+{
+    const char *p = fleet->file;
+    const char *end = fleet->file + fleet->file_len;
+    size_t cap = 0;
+    unsigned long line_no = 1;
+
+    if (fleet->file_len < strlen(STORE_MAGIC) || memcmp(p, STORE_MAGIC, strlen(STORE_MAGIC)) != 0) {
+        snprintf(err, errlen, "%s: not a vouch-sim fleet file (first line)", path);
+        return false;
+    }
+    p += strlen(STORE_MAGIC);
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t len;
+        struct sim_device *dev;
+        const char *key_end;
+
+        line_no++;
+        if (nl == NULL) {
+            snprintf(err, errlen, "%s:%lu: truncated line", path, line_no);
+            return false;
+        }
+        len = (size_t)(nl - p);
+        if (len == 0 || p[0] == '#') {
+            size_t plen = strlen(STORE_PREFIX_LINE);
+            if (len > plen && memcmp(p, STORE_PREFIX_LINE, plen) == 0) {
+                if (!store_copy_field(fleet->prefix, sizeof(fleet->prefix), p + plen, len - plen) ||
+                    !sim_device_prefix_ok(fleet->prefix)) {
+                    snprintf(err, errlen, "%s:%lu: bad prefix", path, line_no);
+                    return false;
+                }
+            }
+            p = nl + 1;
+            continue;
+        }
+        if (fleet->count == cap) {
+            size_t ncap = cap == 0 ? 1024 : cap * 2;
+            struct sim_device *n = realloc(fleet->devices, ncap * sizeof(*n));
+            if (n == NULL) {
+                snprintf(err, errlen, "out of memory loading %s", path);
+                return false;
+            }
+            fleet->devices = n;
+            cap = ncap;
+        }
+        dev = &fleet->devices[fleet->count];
+        if (!store_parse_device_line(p, len, dev, (unsigned long)fleet->count)) {
+            snprintf(err, errlen, "%s:%lu: bad device record (expected device %zu)", path, line_no,
+                     fleet->count);
+            return false;
+        }
+        p = nl + 1;
+        key_end = memmem(p, (size_t)(end - p), STORE_KEY_END, strlen(STORE_KEY_END));
+        if ((size_t)(end - p) < strlen(STORE_CERT_BEGIN) ||
+            memcmp(p, STORE_CERT_BEGIN, strlen(STORE_CERT_BEGIN)) != 0 || key_end == NULL) {
+            snprintf(err, errlen, "%s: device %zu has no certificate and key PEM", path,
+                     fleet->count);
+            return false;
+        }
+        nl = memchr(key_end, '\n', (size_t)(end - key_end));
+        if (nl == NULL) {
+            snprintf(err, errlen, "%s: device %zu: truncated key PEM", path, fleet->count);
+            return false;
+        }
+        dev->identity_pem = p;
+        dev->identity_pem_len = (size_t)(nl + 1 - p);
+        for (const char *q = p; q <= nl; q++)
+            line_no += *q == '\n';
+        p = nl + 1;
+        fleet->count++;
+    }
+    if (fleet->count > 0 && fleet->prefix[0] == '\0') {
+        snprintf(err, errlen, "%s: no \"%s\" line", path, STORE_PREFIX_LINE);
+        return false;
+    }
+    return true;
+}
+
+bool sim_store_fleet_load(const char *dir, struct sim_fleet *fleet, char *err, size_t errlen)
+{
+    char path[4096];
+    enum store_read_result rc;
+
+    memset(fleet, 0, sizeof(*fleet));
+    if (!store_path(path, sizeof(path), dir, STORE_FLEET)) {
+        snprintf(err, errlen, "path too long: %s", dir);
+        return false;
+    }
+    rc = store_read_file(path, STORE_FLEET_FILE_MAX, &fleet->file, &fleet->file_len, err, errlen);
+    if (rc == STORE_READ_ABSENT)
+        return true;
+    if (rc == STORE_READ_ERROR)
+        return false;
+    if (!store_fleet_parse(fleet, path, err, errlen)) {
+        sim_store_fleet_free(fleet);
+        return false;
+    }
+    return true;
+}
+
+void sim_store_fleet_free(struct sim_fleet *fleet)
+{
+    free(fleet->devices);
+    free(fleet->file);
+    memset(fleet, 0, sizeof(*fleet));
+}
+
+static bool store_field_ok(const char *s)
+{
+    return s[0] != '\0' && strpbrk(s, "\t\n") == NULL;
+}
+
+bool sim_store_fleet_append(const char *dir, const struct sim_fleet *fleet, const char *prefix,
+                            const struct sim_device *devices, char *const *pems,
+                            const size_t *pem_lens, size_t n, char *err, size_t errlen)
+{
+    char path[4096];
+    char tmp[4096];
+    FILE *f;
+
+    if (!store_path(path, sizeof(path), dir, STORE_FLEET)) {
+        snprintf(err, errlen, "path too long: %s", dir);
+        return false;
+    }
+    f = store_create_tmp(path, 0600, tmp, sizeof(tmp), err, errlen);
+    if (f == NULL)
+        return false;
+    if (fleet->count > 0 || fleet->file_len > 0) {
+        if (fwrite(fleet->file, 1, fleet->file_len, f) != fleet->file_len)
+            goto write_error;
+    } else if (fprintf(f,
+                       "%s%s%s\n"
+                       "# One record per device: a \"device\" line of tab-separated facts (index,"
+                       " UDID, serial number,\n"
+                       "# ProductName, Model, ModelName, OSVersion, BuildVersion, IMEI or -,"
+                       " DeviceName), then the\n"
+                       "# identity certificate PEM and its unencrypted PKCS#8 key PEM.\n",
+                       STORE_MAGIC, STORE_PREFIX_LINE, prefix) < 0) {
+        goto write_error;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct sim_device *d = &devices[i];
+        if (d->index != fleet->count + i || !store_field_ok(d->udid) ||
+            !store_field_ok(d->device_name) || pem_lens[i] == 0 ||
+            pems[i][pem_lens[i] - 1] != '\n') {
+            snprintf(err, errlen, "device %lu: record cannot be stored", d->index);
+            fclose(f);
+            unlink(tmp);
+            return false;
+        }
+        if (fprintf(f, "device\t%lu\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d->index, d->udid,
+                    d->serial, d->product_name, d->model, d->model_name, d->os_version,
+                    d->build_version, d->imei[0] != '\0' ? d->imei : "-", d->device_name) < 0 ||
+            fwrite(pems[i], 1, pem_lens[i], f) != pem_lens[i])
+            goto write_error;
+    }
+    return store_commit_tmp(f, tmp, path, err, errlen);
+
+write_error:
+    snprintf(err, errlen, "writing %s: %s", tmp, strerror(errno));
+    fclose(f);
+    unlink(tmp);
+    return false;
+}

@@ -1,0 +1,1583 @@
+/*
+ * vouch-sim: plays a fleet of Apple devices against a vouchd, for integration tests, the
+ * quickstart and load tests.
+ *
+ * Subcommands: init-ca (the device-identity CA), enroll (Authenticate + TokenUpdate), connect
+ * (Idle sessions that answer every queued command), run (enroll then connect), checkout and list.
+ * Devices and their identities live in the state directory (sim_store.h) so runs can be chained.
+ *
+ * Threads: the main thread parses options, prepares the fleet and prints progress; K worker
+ * threads, each owning one kept-alive libcurl handle and its own statistics, take devices from a
+ * shared atomic counter. Statistics are merged after the workers are joined, so the only shared
+ * mutable state during a phase is a few atomic counters and the per-device state bytes (each
+ * written by the one worker that holds the device).
+ *
+ * Output: progress and one line per failure on stderr; exactly one JSON summary line on stdout.
+ * Exit status: 0 success, 1 any failure, 2 usage error.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sim_device.h"
+#include "sim_http.h"
+#include "sim_pki.h"
+#include "sim_store.h"
+
+#define SIM_EXIT_OK 0
+#define SIM_EXIT_FAIL 1
+#define SIM_EXIT_USAGE 2
+
+#define SIM_DEFAULT_TOPIC "com.apple.mgmt.External.00000000-0000-0000-0000-000000000000"
+#define SIM_DEFAULT_PREFIX "sim"
+#define SIM_DEFAULT_CONCURRENCY 8
+#define SIM_MAX_CONCURRENCY 1024
+#define SIM_MAX_DEVICES 10000000UL
+#define SIM_DEFAULT_MAX_COMMANDS 1000
+#define SIM_DEFAULT_TIMEOUT 30
+#define SIM_MAX_BODY (1024 * 1024)
+#define SIM_URL_MAX 2048
+#define SIM_MAX_TYPES 64
+#define SIM_SHOWN_FAILURES 50
+#define SIM_SNIPPET 200
+#define SIM_PROGRESS_INTERVAL 2.0
+#define SIM_CT_CHECKIN "application/x-apple-aspen-mdm-checkin"
+#define SIM_CT_REPORT "application/x-apple-aspen-mdm"
+
+enum sim_mode {
+    MODE_INIT_CA,
+    MODE_ENROLL,
+    MODE_CONNECT,
+    MODE_RUN,
+    MODE_CHECKOUT,
+    MODE_LIST,
+    MODE_COUNT
+};
+
+static const char *const mode_names[MODE_COUNT] = {
+    [MODE_INIT_CA] = "init-ca", [MODE_ENROLL] = "enroll",     [MODE_CONNECT] = "connect",
+    [MODE_RUN] = "run",         [MODE_CHECKOUT] = "checkout", [MODE_LIST] = "list",
+};
+
+static const char *const mode_usage[MODE_COUNT] = {
+    [MODE_INIT_CA] =
+        "init-ca --dir DIR [--key-type rsa|ec]\n"
+        "  Creates the test device-identity CA DIR/ca.pem + DIR/ca.key unless present;\n"
+        "  configure vouchd with identity_ca = DIR/ca.pem.",
+    [MODE_ENROLL] = "enroll --url URL --dir DIR --devices N [options]\n"
+                    "  Creates (or reuses) N device identities in DIR, then each device sends\n"
+                    "  Authenticate and TokenUpdate to URL/mdm/checkin.",
+    [MODE_CONNECT] = "connect --url URL --dir DIR [options]\n"
+                     "  Each device PUTs Status Idle to URL/mdm/connect and answers every command\n"
+                     "  it is handed until the server returns an empty body.",
+    [MODE_RUN] = "run --url URL --dir DIR --devices N [options]\n"
+                 "  enroll, then connect (devices whose enrollment failed are skipped).",
+    [MODE_CHECKOUT] = "checkout --url URL --dir DIR [options]\n"
+                      "  Each device sends CheckOut (its MDM profile was removed).",
+    [MODE_LIST] =
+        "list --dir DIR [--devices N]\n"
+        "  Prints one tab-separated line per device: index, UDID, SerialNumber,\n"
+        "  ProductName, Model, ModelName, OSVersion, BuildVersion, IMEI (or -), DeviceName.",
+};
+
+enum opt_id {
+    OPT_HELP = 'h',
+    OPT_DIR = 256,
+    OPT_URL,
+    OPT_CHECKIN_URL,
+    OPT_SERVER_URL,
+    OPT_DEVICES,
+    OPT_CONCURRENCY,
+    OPT_PREFIX,
+    OPT_KEY_TYPE,
+    OPT_TOPIC,
+    OPT_ANSWER,
+    OPT_ROUNDS,
+    OPT_MAX_COMMANDS,
+    OPT_EXPECT_STATUS,
+    OPT_TIMEOUT,
+    OPT_CACERT,
+    OPT_INSECURE,
+    OPT_HTTP,
+    OPT_NO_SIGNATURE,
+    OPT_BAD_SIGNATURE,
+    OPT_SWAP_IDENTITIES,
+    OPT_CERT_HEADER,
+    OPT_QUIET
+};
+
+#define MODE_BIT(m) (1u << (m))
+#define MODES_ALL ((1u << MODE_COUNT) - 1)
+#define MODES_NET                                                                                  \
+    (MODE_BIT(MODE_ENROLL) | MODE_BIT(MODE_CONNECT) | MODE_BIT(MODE_RUN) | MODE_BIT(MODE_CHECKOUT))
+#define MODES_CHECKIN (MODE_BIT(MODE_ENROLL) | MODE_BIT(MODE_RUN) | MODE_BIT(MODE_CHECKOUT))
+#define MODES_REPORT (MODE_BIT(MODE_CONNECT) | MODE_BIT(MODE_RUN))
+#define MODES_CREATE (MODE_BIT(MODE_ENROLL) | MODE_BIT(MODE_RUN))
+
+/* One documented option. A name may appear twice with different help for different modes. */
+struct opt_doc {
+    const char *name;
+    int has_arg;
+    int id;
+    unsigned modes;
+    const char *arg;
+    const char *help;
+};
+
+static const struct opt_doc opt_docs[] = {
+    {"dir", required_argument, OPT_DIR, MODES_ALL, "DIR", "state directory (required)"},
+    {"url", required_argument, OPT_URL, MODES_NET, "URL",
+     "vouchd base URL, e.g. http://127.0.0.1:8080"},
+    {"checkin-url", required_argument, OPT_CHECKIN_URL, MODES_CHECKIN, "URL",
+     "full CheckInURL (default URL/mdm/checkin)"},
+    {"server-url", required_argument, OPT_SERVER_URL, MODES_REPORT, "URL",
+     "full ServerURL (default URL/mdm/connect)"},
+    {"devices", required_argument, OPT_DEVICES, MODES_CREATE, "N",
+     "fleet size (required); identities in DIR are reused"},
+    {"devices", required_argument, OPT_DEVICES,
+     MODE_BIT(MODE_CONNECT) | MODE_BIT(MODE_CHECKOUT) | MODE_BIT(MODE_LIST), "N",
+     "use the first N devices of DIR (default: all)"},
+    {"concurrency", required_argument, OPT_CONCURRENCY, MODES_NET, "K",
+     "worker threads, one kept-alive connection each (default 8)"},
+    {"prefix", required_argument, OPT_PREFIX, MODES_CREATE, "P",
+     "fleet name the UDIDs derive from (default sim; fixed once DIR has devices)"},
+    {"key-type", required_argument, OPT_KEY_TYPE, MODES_CREATE, "rsa|ec",
+     "new device keys: RSA 2048 (default) or P-256"},
+    {"key-type", required_argument, OPT_KEY_TYPE, MODE_BIT(MODE_INIT_CA), "rsa|ec",
+     "CA key: P-256 (default) or RSA 2048"},
+    {"topic", required_argument, OPT_TOPIC, MODES_CHECKIN, "TOPIC",
+     "APNs topic (default " SIM_DEFAULT_TOPIC ")"},
+    {"answer", required_argument, OPT_ANSWER, MODES_REPORT, "ack|notnow|error|formaterror",
+     "how devices answer commands (default ack)"},
+    {"rounds", required_argument, OPT_ROUNDS, MODES_REPORT, "R",
+     "Idle sessions per device (default 1)"},
+    {"max-commands", required_argument, OPT_MAX_COMMANDS, MODES_REPORT, "N",
+     "commands one session may hand out before it counts as a loop (default 1000)"},
+    {"expect-status", required_argument, OPT_EXPECT_STATUS, MODES_NET, "CODE",
+     "every device must get HTTP CODE (non-2xx: its flow stops there)"},
+    {"timeout", required_argument, OPT_TIMEOUT, MODES_NET, "SECONDS",
+     "per-request timeout (default 30)"},
+    {"cacert", required_argument, OPT_CACERT, MODES_NET, "FILE", "CA bundle for an https URL"},
+    {"insecure", no_argument, OPT_INSECURE, MODES_NET, NULL, "do not verify the TLS server"},
+    {"http", required_argument, OPT_HTTP, MODES_NET, "1.1|2|h2c",
+     "HTTP version (default: libcurl's choice)"},
+    {"no-signature", no_argument, OPT_NO_SIGNATURE, MODES_NET, NULL,
+     "send no Mdm-Signature header"},
+    {"bad-signature", no_argument, OPT_BAD_SIGNATURE, MODES_NET, NULL,
+     "sign bytes other than the body (negative tests)"},
+    {"swap-identities", no_argument, OPT_SWAP_IDENTITIES, MODES_NET, NULL,
+     "device i signs with device i+1's identity (negative tests)"},
+    {"cert-header", required_argument, OPT_CERT_HEADER, MODES_NET, "NAME",
+     "also send the certificate in header NAME as :base64-DER: (RFC 9440)"},
+    {"quiet", no_argument, OPT_QUIET, MODES_NET, NULL, "no progress lines on stderr"},
+    {"help", no_argument, OPT_HELP, MODES_ALL, NULL, "this help"},
+};
+
+#define OPT_DOC_COUNT (sizeof(opt_docs) / sizeof(opt_docs[0]))
+
+struct sim_options {
+    enum sim_mode mode;
+    const char *dir;
+    const char *url;
+    const char *checkin_url_opt;
+    const char *server_url_opt;
+    char checkin_url[SIM_URL_MAX];
+    char server_url[SIM_URL_MAX];
+    unsigned long devices;
+    bool devices_set;
+    unsigned concurrency;
+    const char *prefix;
+    bool prefix_set;
+    enum sim_key_type key_type;
+    bool key_type_set;
+    const char *topic;
+    enum sim_answer answer;
+    unsigned long rounds;
+    unsigned long max_commands;
+    long expect_status; /* 0: every response must be 2xx */
+    long timeout;
+    const char *cacert;
+    bool insecure;
+    enum sim_http_version http_version;
+    bool no_signature;
+    bool bad_signature;
+    bool swap_identities;
+    const char *cert_header;
+    bool quiet;
+};
+
+struct sim_type_count {
+    char name[SIM_REQUEST_TYPE_MAX];
+    unsigned long count;
+};
+
+/* One worker's counters; merged into a total after the phase. */
+struct sim_stats {
+    unsigned long requests;
+    unsigned long new_connections;
+    unsigned long http_errors;
+    unsigned long transport_errors;
+    unsigned long protocol_errors;
+    unsigned long local_errors;
+    unsigned long enrolled;
+    unsigned long checked_out;
+    unsigned long sessions;
+    unsigned long failed_devices;
+    unsigned long expected_hits;
+    unsigned long answers[SIM_ANSWER_COUNT];
+    struct sim_type_count types[SIM_MAX_TYPES];
+    size_t ntypes;
+    unsigned long other_types;
+    unsigned long status[600];
+};
+
+enum sim_phase { PHASE_ENROLL, PHASE_CONNECT, PHASE_CHECKOUT };
+
+/* Per-device state across the phases of one invocation. */
+#define DEV_FAILED 0x01
+#define DEV_STOPPED 0x02 /* got the --expect-status answer; its flow ended there */
+
+struct sim_run {
+    const struct sim_options *opt;
+    const struct sim_fleet *fleet;
+    size_t ndevices;
+    enum sim_phase phase;
+    bool last_phase;
+    unsigned char *state;
+    atomic_size_t next;
+    atomic_size_t done;
+    atomic_ulong requests;
+    atomic_ulong failures;
+    atomic_uint workers_left;
+};
+
+struct sim_worker {
+    struct sim_run *run;
+    pthread_t thread;
+    struct sim_http *http;
+    struct sim_pki_loader *loader;
+    struct sim_stats stats;
+};
+
+/* One device's exchange with the server during a phase. */
+struct sim_conn {
+    struct sim_worker *worker;
+    const struct sim_device *dev;
+    struct sim_identity *id;
+    char *cert_header_line;
+    bool failed;
+    bool saw_expected;
+    bool stop; /* no further request for this device in this phase */
+};
+
+enum req_result {
+    REQ_OK,      /* 2xx (or the expected 2xx): go on */
+    REQ_STOPPED, /* the expected non-2xx status: the device's flow ends, successfully */
+    REQ_FAILED   /* reported and counted */
+};
+
+static atomic_ulong failures_shown;
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static void print_usage(FILE *f, enum sim_mode mode)
+{
+    fprintf(f, "usage: vouch-sim %s\n\noptions:\n", mode_usage[mode]);
+    for (size_t i = 0; i < OPT_DOC_COUNT; i++) {
+        const struct opt_doc *d = &opt_docs[i];
+        char left[64];
+
+        if (!(d->modes & MODE_BIT(mode)))
+            continue;
+        snprintf(left, sizeof(left), "--%s%s%s", d->name, d->arg != NULL ? " " : "",
+                 d->arg != NULL ? d->arg : "");
+        if (strlen(left) > 28)
+            fprintf(f, "  %s\n  %-28s %s\n", left, "", d->help);
+        else
+            fprintf(f, "  %-28s %s\n", left, d->help);
+    }
+}
+
+static void print_general_usage(FILE *f)
+{
+    fprintf(f, "usage: vouch-sim SUBCOMMAND [options]   (vouch-sim SUBCOMMAND --help for more)\n\n"
+               "subcommands:\n");
+    for (int m = 0; m < MODE_COUNT; m++) {
+        const char *text = mode_usage[m];
+        const char *nl = strchr(text, '\n');
+        fprintf(f, "  %.*s\n", nl != NULL ? (int)(nl - text) : (int)strlen(text), text);
+    }
+    fprintf(f,
+            "\nExit status: 0 success, 1 failure, 2 usage error. A JSON summary goes to stdout.\n");
+}
+
+static int usage_error(enum sim_mode mode, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int usage_error(enum sim_mode mode, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "vouch-sim %s: ", mode_names[mode]);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n(see vouch-sim %s --help)\n", mode_names[mode]);
+    return SIM_EXIT_USAGE;
+}
+
+/* Parses a decimal number in [min, max]; no sign, no trailing characters. */
+static bool parse_ulong(const char *text, unsigned long min, unsigned long max, unsigned long *out)
+{
+    char *end = NULL;
+    unsigned long v;
+
+    if (text[0] < '0' || text[0] > '9')
+        return false;
+    errno = 0;
+    v = strtoul(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool build_url(char *out, size_t outlen, const char *base, const char *path)
+{
+    size_t n = strlen(base);
+    int written;
+
+    while (n > 0 && base[n - 1] == '/')
+        n--;
+    if (n > INT32_MAX)
+        return false;
+    written = snprintf(out, outlen, "%.*s%s", (int)n, base, path);
+    return written > 0 && (size_t)written < outlen;
+}
+
+static bool header_name_ok(const char *name)
+{
+    if (name[0] == '\0')
+        return false;
+    for (const char *p = name; *p != '\0'; p++) {
+        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+              *p == '-' || *p == '_'))
+            return false;
+    }
+    return true;
+}
+
+/* Applies one parsed option; returns SIM_EXIT_OK or SIM_EXIT_USAGE. */
+static int apply_option(struct sim_options *opt, int id, const char *name, const char *arg)
+{
+    unsigned long v;
+
+    switch (id) {
+    case OPT_DIR:
+        opt->dir = arg;
+        break;
+    case OPT_URL:
+        opt->url = arg;
+        break;
+    case OPT_CHECKIN_URL:
+        opt->checkin_url_opt = arg;
+        break;
+    case OPT_SERVER_URL:
+        opt->server_url_opt = arg;
+        break;
+    case OPT_DEVICES:
+        if (!parse_ulong(arg, 1, SIM_MAX_DEVICES, &opt->devices))
+            return usage_error(opt->mode, "--devices wants 1..%lu, not '%s'", SIM_MAX_DEVICES, arg);
+        opt->devices_set = true;
+        break;
+    case OPT_CONCURRENCY:
+        if (!parse_ulong(arg, 1, SIM_MAX_CONCURRENCY, &v))
+            return usage_error(opt->mode, "--concurrency wants 1..%d, not '%s'",
+                               SIM_MAX_CONCURRENCY, arg);
+        opt->concurrency = (unsigned)v;
+        break;
+    case OPT_PREFIX:
+        if (!sim_device_prefix_ok(arg))
+            return usage_error(opt->mode, "--prefix wants 1..%d characters of [A-Za-z0-9._-]",
+                               SIM_PREFIX_MAX - 1);
+        opt->prefix = arg;
+        opt->prefix_set = true;
+        break;
+    case OPT_KEY_TYPE:
+        if (strcmp(arg, "rsa") == 0)
+            opt->key_type = SIM_KEY_RSA;
+        else if (strcmp(arg, "ec") == 0)
+            opt->key_type = SIM_KEY_EC;
+        else
+            return usage_error(opt->mode, "--key-type wants rsa or ec, not '%s'", arg);
+        opt->key_type_set = true;
+        break;
+    case OPT_TOPIC:
+        if (arg[0] == '\0')
+            return usage_error(opt->mode, "--topic must not be empty");
+        opt->topic = arg;
+        break;
+    case OPT_ANSWER:
+        if (strcmp(arg, "ack") == 0)
+            opt->answer = SIM_ANSWER_ACK;
+        else if (strcmp(arg, "notnow") == 0)
+            opt->answer = SIM_ANSWER_NOTNOW;
+        else if (strcmp(arg, "error") == 0)
+            opt->answer = SIM_ANSWER_ERROR;
+        else if (strcmp(arg, "formaterror") == 0)
+            opt->answer = SIM_ANSWER_FORMAT_ERROR;
+        else
+            return usage_error(opt->mode, "--answer wants ack, notnow, error or formaterror");
+        break;
+    case OPT_ROUNDS:
+        if (!parse_ulong(arg, 1, 1000000UL, &opt->rounds))
+            return usage_error(opt->mode, "--rounds wants 1..1000000, not '%s'", arg);
+        break;
+    case OPT_MAX_COMMANDS:
+        if (!parse_ulong(arg, 1, 1000000UL, &opt->max_commands))
+            return usage_error(opt->mode, "--max-commands wants 1..1000000, not '%s'", arg);
+        break;
+    case OPT_EXPECT_STATUS:
+        if (!parse_ulong(arg, 100, 599, &v))
+            return usage_error(opt->mode, "--expect-status wants an HTTP status 100..599");
+        opt->expect_status = (long)v;
+        break;
+    case OPT_TIMEOUT:
+        if (!parse_ulong(arg, 1, 3600, &v))
+            return usage_error(opt->mode, "--timeout wants 1..3600 seconds, not '%s'", arg);
+        opt->timeout = (long)v;
+        break;
+    case OPT_CACERT:
+        opt->cacert = arg;
+        break;
+    case OPT_INSECURE:
+        opt->insecure = true;
+        break;
+    case OPT_HTTP:
+        if (strcmp(arg, "1.1") == 0)
+            opt->http_version = SIM_HTTP_1_1;
+        else if (strcmp(arg, "2") == 0)
+            opt->http_version = SIM_HTTP_2;
+        else if (strcmp(arg, "h2c") == 0)
+            opt->http_version = SIM_HTTP_2_PRIOR_KNOWLEDGE;
+        else
+            return usage_error(opt->mode, "--http wants 1.1, 2 or h2c, not '%s'", arg);
+        break;
+    case OPT_NO_SIGNATURE:
+        opt->no_signature = true;
+        break;
+    case OPT_BAD_SIGNATURE:
+        opt->bad_signature = true;
+        break;
+    case OPT_SWAP_IDENTITIES:
+        opt->swap_identities = true;
+        break;
+    case OPT_CERT_HEADER:
+        if (!header_name_ok(arg))
+            return usage_error(opt->mode, "--cert-header wants a header name, not '%s'", arg);
+        opt->cert_header = arg;
+        break;
+    case OPT_QUIET:
+        opt->quiet = true;
+        break;
+    default:
+        return usage_error(opt->mode, "unhandled option --%s", name);
+    }
+    return SIM_EXIT_OK;
+}
+
+/* Checks the combination of options once all are parsed. */
+static int check_options(struct sim_options *opt)
+{
+    enum sim_mode m = opt->mode;
+    bool checkin = (MODES_CHECKIN & MODE_BIT(m)) != 0;
+    bool report = (MODES_REPORT & MODE_BIT(m)) != 0;
+
+    if (opt->dir == NULL || opt->dir[0] == '\0')
+        return usage_error(m, "--dir is required");
+    if ((MODES_CREATE & MODE_BIT(m)) && !opt->devices_set)
+        return usage_error(m, "--devices is required");
+    if (checkin) {
+        if (opt->checkin_url_opt != NULL)
+            snprintf(opt->checkin_url, sizeof(opt->checkin_url), "%s", opt->checkin_url_opt);
+        else if (opt->url == NULL)
+            return usage_error(m, "--url (or --checkin-url) is required");
+        else if (!build_url(opt->checkin_url, sizeof(opt->checkin_url), opt->url, "/mdm/checkin"))
+            return usage_error(m, "--url is too long");
+    }
+    if (report) {
+        if (opt->server_url_opt != NULL)
+            snprintf(opt->server_url, sizeof(opt->server_url), "%s", opt->server_url_opt);
+        else if (opt->url == NULL)
+            return usage_error(m, "--url (or --server-url) is required");
+        else if (!build_url(opt->server_url, sizeof(opt->server_url), opt->url, "/mdm/connect"))
+            return usage_error(m, "--url is too long");
+    }
+    if (opt->no_signature && opt->bad_signature)
+        return usage_error(m, "--no-signature and --bad-signature exclude each other");
+    if (opt->swap_identities && opt->devices_set && opt->devices < 2)
+        return usage_error(m, "--swap-identities needs at least 2 devices");
+    return SIM_EXIT_OK;
+}
+
+/* Parses argv (argv[0] is the subcommand). Returns SIM_EXIT_OK, SIM_EXIT_USAGE, or -1 when
+ * help was printed. */
+static int parse_options(struct sim_options *opt, int argc, char **argv)
+{
+    struct option longopts[OPT_DOC_COUNT + 1];
+    size_t n = 0;
+    int c;
+
+    memset(longopts, 0, sizeof(longopts));
+    for (size_t i = 0; i < OPT_DOC_COUNT; i++) {
+        bool seen = false;
+        for (size_t j = 0; j < n; j++)
+            seen = seen || strcmp(longopts[j].name, opt_docs[i].name) == 0;
+        if (seen)
+            continue;
+        longopts[n].name = opt_docs[i].name;
+        longopts[n].has_arg = opt_docs[i].has_arg;
+        longopts[n].flag = NULL;
+        longopts[n].val = opt_docs[i].id;
+        n++;
+    }
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        const char *name = NULL;
+        bool allowed = false;
+        int rc;
+
+        if (c == '?')
+            return usage_error(opt->mode, "unknown option '%s'", argv[optind - 1]);
+        if (c == ':')
+            return usage_error(opt->mode, "option '%s' needs a value", argv[optind - 1]);
+        for (size_t i = 0; i < OPT_DOC_COUNT; i++) {
+            if (opt_docs[i].id == c) {
+                name = opt_docs[i].name;
+                allowed = allowed || (opt_docs[i].modes & MODE_BIT(opt->mode)) != 0;
+            }
+        }
+        if (c == OPT_HELP) {
+            print_usage(stdout, opt->mode);
+            return -1;
+        }
+        if (!allowed)
+            return usage_error(opt->mode, "--%s does not apply to %s", name != NULL ? name : "?",
+                               mode_names[opt->mode]);
+        rc = apply_option(opt, c, name, optarg);
+        if (rc != SIM_EXIT_OK)
+            return rc;
+    }
+    if (optind < argc)
+        return usage_error(opt->mode, "unexpected argument '%s'", argv[optind]);
+    return check_options(opt);
+}
+
+/* ---- statistics and output ---------------------------------------------------------------- */
+
+static void stats_count_type(struct sim_stats *s, const char *type, unsigned long count)
+{
+    for (size_t i = 0; i < s->ntypes; i++) {
+        if (strcmp(s->types[i].name, type) == 0) {
+            s->types[i].count += count;
+            return;
+        }
+    }
+    if (s->ntypes == SIM_MAX_TYPES) {
+        s->other_types += count;
+        return;
+    }
+    snprintf(s->types[s->ntypes].name, sizeof(s->types[s->ntypes].name), "%s", type);
+    s->types[s->ntypes].count = count;
+    s->ntypes++;
+}
+
+static void stats_merge(struct sim_stats *into, const struct sim_stats *from)
+{
+    into->requests += from->requests;
+    into->new_connections += from->new_connections;
+    into->http_errors += from->http_errors;
+    into->transport_errors += from->transport_errors;
+    into->protocol_errors += from->protocol_errors;
+    into->local_errors += from->local_errors;
+    into->enrolled += from->enrolled;
+    into->checked_out += from->checked_out;
+    into->sessions += from->sessions;
+    into->failed_devices += from->failed_devices;
+    into->expected_hits += from->expected_hits;
+    into->other_types += from->other_types;
+    for (int i = 0; i < SIM_ANSWER_COUNT; i++)
+        into->answers[i] += from->answers[i];
+    for (size_t i = 0; i < from->ntypes; i++)
+        stats_count_type(into, from->types[i].name, from->types[i].count);
+    for (size_t i = 0; i < sizeof(into->status) / sizeof(into->status[0]); i++)
+        into->status[i] += from->status[i];
+}
+
+static void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20 || *p == 0x7f)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+static int compare_types(const void *a, const void *b)
+{
+    const struct sim_type_count *x = a;
+    const struct sim_type_count *y = b;
+
+    return strcmp(x->name, y->name);
+}
+
+static void print_summary(const struct sim_options *opt, size_t ndevices, unsigned long created,
+                          struct sim_stats *s, double elapsed)
+{
+    bool first = true;
+
+    qsort(s->types, s->ntypes, sizeof(s->types[0]), compare_types);
+    printf("{\"mode\":");
+    json_string(stdout, mode_names[opt->mode]);
+    printf(",\"devices\":%zu,\"identities_created\":%lu,\"enrolled\":%lu,\"checked_out\":%lu,"
+           "\"sessions\":%lu,\"requests\":%lu,\"connections\":%lu,\"http_errors\":%lu,"
+           "\"transport_errors\":%lu,\"protocol_errors\":%lu,\"local_errors\":%lu,"
+           "\"failed_devices\":%lu,",
+           ndevices, created, s->enrolled, s->checked_out, s->sessions, s->requests,
+           s->new_connections, s->http_errors, s->transport_errors, s->protocol_errors,
+           s->local_errors, s->failed_devices);
+    if (opt->expect_status != 0)
+        printf("\"expected_status\":%ld,", opt->expect_status);
+    else
+        printf("\"expected_status\":null,");
+    printf("\"expected_hits\":%lu,\"statuses\":{", s->expected_hits);
+    for (size_t i = 0; i < sizeof(s->status) / sizeof(s->status[0]); i++) {
+        if (s->status[i] == 0)
+            continue;
+        printf("%s\"%zu\":%lu", first ? "" : ",", i, s->status[i]);
+        first = false;
+    }
+    printf("},\"commands\":{");
+    for (size_t i = 0; i < s->ntypes; i++) {
+        if (i > 0)
+            putchar(',');
+        json_string(stdout, s->types[i].name);
+        printf(":%lu", s->types[i].count);
+    }
+    if (s->other_types > 0)
+        printf("%s\"(other)\":%lu", s->ntypes > 0 ? "," : "", s->other_types);
+    printf("},\"answers\":{");
+    for (int i = 0; i < SIM_ANSWER_COUNT; i++) {
+        printf("%s", i > 0 ? "," : "");
+        json_string(stdout, sim_device_answer_status((enum sim_answer)i));
+        printf(":%lu", s->answers[i]);
+    }
+    printf("},\"elapsed_s\":%.3f}\n", elapsed);
+    fflush(stdout);
+}
+
+/* ---- one device ----------------------------------------------------------------------------- */
+
+/* A printable excerpt of a response body for diagnostics. */
+static void body_snippet(char *out, size_t outlen, const char *body, size_t len)
+{
+    size_t n = len < SIM_SNIPPET ? len : SIM_SNIPPET;
+    size_t j = 0;
+
+    for (size_t i = 0; i < n && j + 1 < outlen; i++) {
+        unsigned char ch = (unsigned char)body[i];
+        out[j++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : (ch == '\n' || ch == '\t') ? ' ' : '.';
+    }
+    if (len > n && j + 4 < outlen) {
+        memcpy(out + j, "...", 3);
+        j += 3;
+    }
+    out[j] = '\0';
+}
+
+static void device_fail(struct sim_conn *c, const char *what, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Marks the device failed and prints one diagnostic line (the first SIM_SHOWN_FAILURES only). */
+static void device_fail(struct sim_conn *c, const char *what, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    unsigned long shown;
+
+    c->failed = true;
+    c->stop = true;
+    atomic_fetch_add(&c->worker->run->failures, 1);
+    shown = atomic_fetch_add(&failures_shown, 1);
+    if (shown > SIM_SHOWN_FAILURES)
+        return;
+    if (shown == SIM_SHOWN_FAILURES) {
+        fprintf(stderr, "vouch-sim: further failures are counted but not shown\n");
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "vouch-sim: device %lu %s: %s: %s\n", c->dev->index, c->dev->udid, what, msg);
+}
+
+/* Sends one signed PUT and classifies the answer (see enum req_result). */
+static enum req_result device_put(struct sim_conn *c, const char *what, const char *url,
+                                  const char *content_type, const char *body, size_t len,
+                                  struct sim_http_response *resp)
+{
+    struct sim_worker *w = c->worker;
+    const struct sim_options *opt = w->run->opt;
+    const char *headers[4];
+    size_t nheaders = 0;
+    char ct_line[128];
+    char *sig = NULL;
+    char *sig_line = NULL;
+    char *tampered = NULL;
+    char err[512];
+    char snippet[SIM_SNIPPET * 2];
+    enum req_result result = REQ_FAILED;
+    bool sent;
+
+    snprintf(ct_line, sizeof(ct_line), "Content-Type: %s", content_type);
+    headers[nheaders++] = ct_line;
+    headers[nheaders++] = "Expect:"; /* no 100-continue round trip */
+    if (!opt->no_signature) {
+        const char *signed_bytes = body;
+        size_t sig_size;
+
+        if (opt->bad_signature) {
+            tampered = malloc(len + 1);
+            if (tampered == NULL) {
+                w->stats.local_errors++;
+                device_fail(c, what, "out of memory");
+                goto out;
+            }
+            memcpy(tampered, body, len);
+            tampered[len] = '\n'; /* sign one byte more than is sent */
+            signed_bytes = tampered;
+        }
+        if (!sim_pki_sign_detached(c->id, signed_bytes, len + (opt->bad_signature ? 1 : 0), &sig,
+                                   err, sizeof(err))) {
+            w->stats.local_errors++;
+            device_fail(c, what, "signing: %s", err);
+            goto out;
+        }
+        sig_size = strlen(sig) + sizeof("Mdm-Signature: ");
+        sig_line = malloc(sig_size);
+        if (sig_line == NULL) {
+            w->stats.local_errors++;
+            device_fail(c, what, "out of memory");
+            goto out;
+        }
+        snprintf(sig_line, sig_size, "Mdm-Signature: %s", sig);
+        headers[nheaders++] = sig_line;
+    }
+    if (c->cert_header_line != NULL)
+        headers[nheaders++] = c->cert_header_line;
+
+    w->stats.requests++;
+    atomic_fetch_add(&w->run->requests, 1);
+    sent = sim_http_put(w->http, url, headers, nheaders, body, len, resp, err, sizeof(err));
+    if (!sent) {
+        w->stats.transport_errors++;
+        device_fail(c, what, "PUT %s: %s", url, err);
+        goto out;
+    }
+    w->stats.new_connections +=
+        (unsigned long)(resp->new_connections > 0 ? resp->new_connections : 0);
+    if (resp->status >= 100 && resp->status < 600)
+        w->stats.status[resp->status]++;
+
+    if (opt->expect_status != 0 && resp->status == opt->expect_status) {
+        if (resp->status >= 200 && resp->status < 300) {
+            result = REQ_OK;
+        } else {
+            w->stats.expected_hits++;
+            c->saw_expected = true;
+            c->stop = true;
+            result = REQ_STOPPED;
+        }
+        goto out;
+    }
+    if (resp->status >= 200 && resp->status < 300 &&
+        (opt->expect_status == 0 || opt->expect_status >= 300)) {
+        result = REQ_OK;
+        goto out;
+    }
+    w->stats.http_errors++;
+    body_snippet(snippet, sizeof(snippet), resp->body, resp->body_len);
+    if (opt->expect_status != 0)
+        device_fail(c, what, "HTTP %ld (expected %ld) from PUT %s: %s", resp->status,
+                    opt->expect_status, url, snippet[0] != '\0' ? snippet : "(empty body)");
+    else
+        device_fail(c, what, "HTTP %ld from PUT %s: %s", resp->status, url,
+                    snippet[0] != '\0' ? snippet : "(empty body)");
+out:
+    free(tampered);
+    free(sig);
+    free(sig_line);
+    return result;
+}
+
+static void device_enroll(struct sim_conn *c)
+{
+    const struct sim_options *opt = c->worker->run->opt;
+    struct sim_http_response resp;
+    enum req_result r;
+    size_t len = 0;
+    char *body = sim_device_authenticate(c->dev, opt->topic, &len);
+
+    if (body == NULL) {
+        c->worker->stats.local_errors++;
+        device_fail(c, "Authenticate", "cannot build the message");
+        return;
+    }
+    r = device_put(c, "Authenticate", opt->checkin_url, SIM_CT_CHECKIN, body, len, &resp);
+    free(body);
+    if (r != REQ_OK)
+        return;
+    body = sim_device_token_update(c->dev, opt->topic, &len);
+    if (body == NULL) {
+        c->worker->stats.local_errors++;
+        device_fail(c, "TokenUpdate", "cannot build the message");
+        return;
+    }
+    r = device_put(c, "TokenUpdate", opt->checkin_url, SIM_CT_CHECKIN, body, len, &resp);
+    free(body);
+    if (r == REQ_OK)
+        c->worker->stats.enrolled++;
+}
+
+static void device_checkout(struct sim_conn *c)
+{
+    const struct sim_options *opt = c->worker->run->opt;
+    struct sim_http_response resp;
+    size_t len = 0;
+    char *body = sim_device_checkout(c->dev, opt->topic, &len);
+
+    if (body == NULL) {
+        c->worker->stats.local_errors++;
+        device_fail(c, "CheckOut", "cannot build the message");
+        return;
+    }
+    if (device_put(c, "CheckOut", opt->checkin_url, SIM_CT_CHECKIN, body, len, &resp) == REQ_OK)
+        c->worker->stats.checked_out++;
+    free(body);
+}
+
+/* The CommandUUIDs answered NotNow in the current session. */
+struct notnow_list {
+    char (*uuids)[SIM_COMMAND_UUID_MAX];
+    size_t count;
+    size_t cap;
+};
+
+static bool notnow_contains(const struct notnow_list *l, const char *uuid)
+{
+    for (size_t i = 0; i < l->count; i++) {
+        if (strcmp(l->uuids[i], uuid) == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool notnow_add(struct notnow_list *l, const char *uuid)
+{
+    if (l->count == l->cap) {
+        size_t cap = l->cap == 0 ? 8 : l->cap * 2;
+        char(*grown)[SIM_COMMAND_UUID_MAX] = realloc(l->uuids, cap * sizeof(*grown));
+        if (grown == NULL)
+            return false;
+        l->uuids = grown;
+        l->cap = cap;
+    }
+    snprintf(l->uuids[l->count++], SIM_COMMAND_UUID_MAX, "%s", uuid);
+    return true;
+}
+
+/* One Idle session: report Idle, answer each command handed back, until an empty body. */
+static void device_session(struct sim_conn *c)
+{
+    struct sim_worker *w = c->worker;
+    const struct sim_options *opt = w->run->opt;
+    struct notnow_list notnow = {NULL, 0, 0};
+    char what[SIM_REQUEST_TYPE_MAX + SIM_COMMAND_UUID_MAX + 32] = "Idle";
+    unsigned long handed = 0;
+    size_t len = 0;
+    char *body = sim_device_idle(c->dev, &len);
+
+    w->stats.sessions++;
+    if (body == NULL) {
+        w->stats.local_errors++;
+        device_fail(c, what, "cannot build the message");
+        return;
+    }
+    for (;;) {
+        struct sim_http_response resp;
+        struct sim_command cmd;
+        char err[512];
+        char snippet[SIM_SNIPPET * 2];
+        enum req_result r = device_put(c, what, opt->server_url, SIM_CT_REPORT, body, len, &resp);
+
+        free(body);
+        body = NULL;
+        if (r != REQ_OK || resp.body_len == 0)
+            break;
+        if (++handed > opt->max_commands) {
+            w->stats.protocol_errors++;
+            device_fail(c, what, "the server handed out more than %lu commands in one session",
+                        opt->max_commands);
+            break;
+        }
+        if (!sim_device_parse_command(resp.body, resp.body_len, &cmd, err, sizeof(err))) {
+            w->stats.protocol_errors++;
+            body_snippet(snippet, sizeof(snippet), resp.body, resp.body_len);
+            device_fail(c, what, "%s (Content-Type %s): %s", err,
+                        resp.content_type[0] != '\0' ? resp.content_type : "none", snippet);
+            break;
+        }
+        if (notnow_contains(&notnow, cmd.uuid)) {
+            w->stats.protocol_errors++;
+            device_fail(c, what,
+                        "the server handed back command %s (%s) in the session where"
+                        " the device answered it NotNow",
+                        cmd.uuid, cmd.request_type);
+            sim_device_command_free(&cmd);
+            break;
+        }
+        stats_count_type(&w->stats, cmd.request_type, 1);
+        w->stats.answers[opt->answer]++;
+        body = sim_device_report(c->dev, &cmd, opt->answer, &len);
+        snprintf(what, sizeof(what), "%s %s %s", sim_device_answer_status(opt->answer),
+                 cmd.request_type, cmd.uuid);
+        if (body == NULL || (opt->answer == SIM_ANSWER_NOTNOW && !notnow_add(&notnow, cmd.uuid))) {
+            w->stats.local_errors++;
+            device_fail(c, what, "cannot build the report");
+            sim_device_command_free(&cmd);
+            break;
+        }
+        sim_device_command_free(&cmd);
+    }
+    free(body);
+    free(notnow.uuids);
+}
+
+static void device_connect(struct sim_conn *c)
+{
+    for (unsigned long round = 0; round < c->worker->run->opt->rounds && !c->stop; round++)
+        device_session(c);
+}
+
+static void worker_device(struct sim_worker *w, size_t i)
+{
+    struct sim_run *run = w->run;
+    const struct sim_options *opt = run->opt;
+    const struct sim_device *signer;
+    struct sim_conn c;
+    char err[512];
+
+    memset(&c, 0, sizeof(c));
+    c.worker = w;
+    c.dev = &run->fleet->devices[i];
+    /* In run mode, devices whose enrollment failed or ended as expected do not connect. */
+    if (run->state[i] & (DEV_FAILED | DEV_STOPPED))
+        return;
+    signer = &run->fleet->devices[opt->swap_identities ? (i + 1) % run->ndevices : i];
+    c.id = sim_pki_identity_load(w->loader, signer->identity_pem, signer->identity_pem_len, err,
+                                 sizeof(err));
+    if (c.id == NULL) {
+        w->stats.local_errors++;
+        device_fail(&c, "identity", "device %lu's identity in %s: %s", signer->index, opt->dir,
+                    err);
+        goto done;
+    }
+    if (opt->cert_header != NULL) {
+        char *value = NULL;
+        size_t n;
+
+        if (!sim_pki_cert_header_value(c.id, &value, err, sizeof(err))) {
+            w->stats.local_errors++;
+            device_fail(&c, "identity", "%s", err);
+            goto done;
+        }
+        n = strlen(opt->cert_header) + strlen(value) + 3;
+        c.cert_header_line = malloc(n);
+        if (c.cert_header_line == NULL) {
+            free(value);
+            w->stats.local_errors++;
+            device_fail(&c, "identity", "out of memory");
+            goto done;
+        }
+        snprintf(c.cert_header_line, n, "%s: %s", opt->cert_header, value);
+        free(value);
+    }
+    switch (run->phase) {
+    case PHASE_ENROLL:
+        device_enroll(&c);
+        break;
+    case PHASE_CONNECT:
+        device_connect(&c);
+        break;
+    case PHASE_CHECKOUT:
+        device_checkout(&c);
+        break;
+    }
+done:
+    if (!c.failed && run->last_phase && opt->expect_status >= 300 && !c.saw_expected)
+        device_fail(&c, "expect-status", "expected HTTP %ld, but every request succeeded",
+                    opt->expect_status);
+    if (c.failed) {
+        w->stats.failed_devices++;
+        run->state[i] |= DEV_FAILED;
+    }
+    if (c.saw_expected)
+        run->state[i] |= DEV_STOPPED;
+    free(c.cert_header_line);
+    sim_pki_identity_free(c.id);
+}
+
+static void *worker_main(void *arg)
+{
+    struct sim_worker *w = arg;
+    struct sim_run *run = w->run;
+    size_t i;
+
+    while ((i = atomic_fetch_add(&run->next, 1)) < run->ndevices) {
+        worker_device(w, i);
+        atomic_fetch_add(&run->done, 1);
+    }
+    atomic_fetch_sub(&run->workers_left, 1);
+    return NULL;
+}
+
+/* Waits for a phase's workers, printing a progress line every few seconds. */
+static void wait_with_progress(const char *label, atomic_uint *workers_left, atomic_size_t *done,
+                               size_t total, atomic_ulong *requests, atomic_ulong *failures,
+                               bool quiet)
+{
+    double start = now_seconds();
+    double last = start;
+
+    while (atomic_load(workers_left) > 0) {
+        double t;
+
+        sleep_ms(100);
+        t = now_seconds();
+        if (quiet || t - last < SIM_PROGRESS_INTERVAL)
+            continue;
+        last = t;
+        if (requests != NULL)
+            fprintf(stderr, "vouch-sim: %s %zu/%zu devices, %lu requests (%.0f/s), %lu failed\n",
+                    label, atomic_load(done), total, atomic_load(requests),
+                    (double)atomic_load(requests) / (t - start), atomic_load(failures));
+        else
+            fprintf(stderr, "vouch-sim: %s %zu/%zu\n", label, atomic_load(done), total);
+    }
+}
+
+static const char *phase_name(enum sim_phase phase)
+{
+    switch (phase) {
+    case PHASE_ENROLL:
+        return "enroll";
+    case PHASE_CONNECT:
+        return "connect";
+    case PHASE_CHECKOUT:
+        return "checkout";
+    }
+    return "?";
+}
+
+/* Runs one phase over all devices with the given workers; false if no thread could start. */
+static bool run_phase(struct sim_run *run, struct sim_worker *workers, unsigned nworkers)
+{
+    unsigned started = 0;
+    double t0 = now_seconds();
+
+    atomic_store(&run->next, 0);
+    atomic_store(&run->done, 0);
+    atomic_store(&run->requests, 0);
+    atomic_store(&run->workers_left, nworkers);
+    for (; started < nworkers; started++) {
+        int rc = pthread_create(&workers[started].thread, NULL, worker_main, &workers[started]);
+        if (rc != 0) {
+            fprintf(stderr, "vouch-sim: starting worker %u: %s\n", started, strerror(rc));
+            atomic_fetch_sub(&run->workers_left, nworkers - started);
+            break;
+        }
+    }
+    if (started == 0)
+        return false;
+    wait_with_progress(phase_name(run->phase), &run->workers_left, &run->done, run->ndevices,
+                       &run->requests, &run->failures, run->opt->quiet);
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(workers[i].thread, NULL);
+    if (!run->opt->quiet)
+        fprintf(stderr, "vouch-sim: %s: %zu devices, %lu requests in %.2f s\n",
+                phase_name(run->phase), run->ndevices, atomic_load(&run->requests),
+                now_seconds() - t0);
+    return true;
+}
+
+/* ---- identities ----------------------------------------------------------------------------- */
+
+struct gen_job {
+    const struct sim_options *opt;
+    struct sim_device *devices;
+    char **pems;
+    size_t *pem_lens;
+    size_t n;
+    atomic_size_t next;
+    atomic_size_t done;
+    atomic_bool failed;
+    atomic_uint workers_left;
+    pthread_mutex_t lock;
+    char err[512];
+};
+
+static void gen_fail(struct gen_job *job, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void gen_fail(struct gen_job *job, const char *fmt, ...)
+{
+    va_list ap;
+
+    pthread_mutex_lock(&job->lock);
+    if (!atomic_load(&job->failed)) {
+        va_start(ap, fmt);
+        vsnprintf(job->err, sizeof(job->err), fmt, ap);
+        va_end(ap);
+        atomic_store(&job->failed, true);
+    }
+    pthread_mutex_unlock(&job->lock);
+}
+
+static void *gen_main(void *arg)
+{
+    struct gen_job *job = arg;
+    char err[512];
+    bool absent = false;
+    /* Each thread its own copy of the CA: nothing OpenSSL-side is shared between threads. */
+    struct sim_ca *ca = sim_store_ca_load(job->opt->dir, &absent, err, sizeof(err));
+    size_t i;
+
+    if (ca == NULL)
+        gen_fail(job, "loading the CA: %s", err);
+    while (ca != NULL && !atomic_load(&job->failed) &&
+           (i = atomic_fetch_add(&job->next, 1)) < job->n) {
+        if (!sim_pki_identity_issue(ca, job->devices[i].udid, job->opt->key_type, &job->pems[i],
+                                    &job->pem_lens[i], err, sizeof(err)))
+            gen_fail(job, "device %lu: %s", job->devices[i].index, err);
+        atomic_fetch_add(&job->done, 1);
+    }
+    sim_pki_ca_free(ca);
+    atomic_fetch_sub(&job->workers_left, 1);
+    return NULL;
+}
+
+/* Derives n devices from first on and issues their identities with K threads. */
+static bool identities_create(const struct sim_options *opt, const char *prefix, size_t first,
+                              size_t n, struct sim_device **devices_out, char ***pems_out,
+                              size_t **lens_out)
+{
+    struct gen_job job;
+    unsigned nthreads = opt->concurrency < n ? opt->concurrency : (unsigned)n;
+    pthread_t *threads = calloc(nthreads, sizeof(*threads));
+    unsigned started = 0;
+    bool ok = false;
+
+    memset(&job, 0, sizeof(job));
+    job.opt = opt;
+    job.n = n;
+    job.devices = calloc(n, sizeof(*job.devices));
+    job.pems = calloc(n, sizeof(*job.pems));
+    job.pem_lens = calloc(n, sizeof(*job.pem_lens));
+    if (threads == NULL || job.devices == NULL || job.pems == NULL || job.pem_lens == NULL) {
+        fprintf(stderr, "vouch-sim: out of memory\n");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!sim_device_derive(&job.devices[i], prefix, (unsigned long)(first + i))) {
+            fprintf(stderr, "vouch-sim: cannot derive device %zu\n", first + i);
+            goto out;
+        }
+    }
+    if (pthread_mutex_init(&job.lock, NULL) != 0) {
+        fprintf(stderr, "vouch-sim: pthread_mutex_init failed\n");
+        goto out;
+    }
+    if (!opt->quiet)
+        fprintf(stderr, "vouch-sim: issuing %zu %s device identities\n", n,
+                opt->key_type == SIM_KEY_RSA ? "RSA 2048" : "P-256");
+    atomic_store(&job.workers_left, nthreads);
+    for (; started < nthreads; started++) {
+        int rc = pthread_create(&threads[started], NULL, gen_main, &job);
+        if (rc != 0) {
+            fprintf(stderr, "vouch-sim: starting thread: %s\n", strerror(rc));
+            atomic_fetch_sub(&job.workers_left, nthreads - started);
+            break;
+        }
+    }
+    if (started > 0)
+        wait_with_progress("identities", &job.workers_left, &job.done, n, NULL, NULL, opt->quiet);
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(threads[i], NULL);
+    pthread_mutex_destroy(&job.lock);
+    if (started == 0)
+        goto out;
+    if (atomic_load(&job.failed)) {
+        fprintf(stderr, "vouch-sim: issuing identities: %s\n", job.err);
+        goto out;
+    }
+    ok = true;
+out:
+    free(threads);
+    if (!ok) {
+        for (size_t i = 0; job.pems != NULL && i < n; i++)
+            free(job.pems[i]);
+        free(job.pems);
+        free(job.pem_lens);
+        free(job.devices);
+        return false;
+    }
+    *devices_out = job.devices;
+    *pems_out = job.pems;
+    *lens_out = job.pem_lens;
+    return true;
+}
+
+/* enroll/run: makes sure DIR holds a CA and at least opt->devices devices, then loads them. */
+static bool fleet_prepare(const struct sim_options *opt, struct sim_fleet *fleet,
+                          unsigned long *created)
+{
+    char err[512];
+    bool ca_created = false;
+    int lock;
+    bool ok = false;
+    const char *prefix;
+
+    *created = 0;
+    memset(fleet, 0, sizeof(*fleet));
+    if (!sim_store_prepare_dir(opt->dir, err, sizeof(err))) {
+        fprintf(stderr, "vouch-sim: %s\n", err);
+        return false;
+    }
+    lock = sim_store_lock(opt->dir, err, sizeof(err));
+    if (lock < 0) {
+        fprintf(stderr, "vouch-sim: %s\n", err);
+        return false;
+    }
+    if (!sim_store_ca_init(opt->dir, SIM_KEY_EC, &ca_created, err, sizeof(err))) {
+        fprintf(stderr, "vouch-sim: %s\n", err);
+        goto out;
+    }
+    if (ca_created)
+        fprintf(stderr,
+                "vouch-sim: created the device-identity CA %s/ca.pem; vouchd's identity_ca must "
+                "name it\n",
+                opt->dir);
+    if (!sim_store_fleet_load(opt->dir, fleet, err, sizeof(err))) {
+        fprintf(stderr, "vouch-sim: %s\n", err);
+        goto out;
+    }
+    if (fleet->count > 0 && opt->prefix_set && strcmp(opt->prefix, fleet->prefix) != 0) {
+        fprintf(stderr, "vouch-sim: %s holds the fleet '%s'; use another --dir for prefix '%s'\n",
+                opt->dir, fleet->prefix, opt->prefix);
+        goto out;
+    }
+    prefix = fleet->count > 0 ? fleet->prefix : opt->prefix;
+    if (fleet->count < opt->devices) {
+        size_t n = opt->devices - fleet->count;
+        struct sim_device *devices = NULL;
+        char **pems = NULL;
+        size_t *lens = NULL;
+        bool saved;
+
+        if (!identities_create(opt, prefix, fleet->count, n, &devices, &pems, &lens))
+            goto out;
+        saved = sim_store_fleet_append(opt->dir, fleet, prefix, devices, pems, lens, n, err,
+                                       sizeof(err));
+        for (size_t i = 0; i < n; i++)
+            free(pems[i]);
+        free(pems);
+        free(lens);
+        free(devices);
+        if (!saved) {
+            fprintf(stderr, "vouch-sim: %s\n", err);
+            goto out;
+        }
+        *created = (unsigned long)n;
+        sim_store_fleet_free(fleet);
+        if (!sim_store_fleet_load(opt->dir, fleet, err, sizeof(err))) {
+            fprintf(stderr, "vouch-sim: %s\n", err);
+            goto out;
+        }
+    }
+    ok = true;
+out:
+    sim_store_unlock(lock);
+    if (!ok)
+        sim_store_fleet_free(fleet);
+    return ok;
+}
+
+/* connect/checkout/list: loads DIR's fleet, which must hold the devices asked for. */
+static bool fleet_open(const struct sim_options *opt, struct sim_fleet *fleet)
+{
+    char err[512];
+
+    if (!sim_store_fleet_load(opt->dir, fleet, err, sizeof(err))) {
+        fprintf(stderr, "vouch-sim: %s\n", err);
+        return false;
+    }
+    if (fleet->count == 0) {
+        fprintf(stderr, "vouch-sim: %s holds no devices (run vouch-sim enroll first)\n", opt->dir);
+        sim_store_fleet_free(fleet);
+        return false;
+    }
+    if (opt->devices_set && opt->devices > fleet->count) {
+        fprintf(stderr, "vouch-sim: %s holds only %zu devices, not %lu\n", opt->dir, fleet->count,
+                opt->devices);
+        sim_store_fleet_free(fleet);
+        return false;
+    }
+    return true;
+}
+
+/* ---- subcommands ---------------------------------------------------------------------------- */
+
+static int cmd_init_ca(const struct sim_options *opt)
+{
+    char err[512];
+    bool created = false;
+    int lock;
+    bool ok;
+
+    if (!sim_store_prepare_dir(opt->dir, err, sizeof(err))) {
+        fprintf(stderr, "vouch-sim: %s\n", err);
+        return SIM_EXIT_FAIL;
+    }
+    lock = sim_store_lock(opt->dir, err, sizeof(err));
+    if (lock < 0) {
+        fprintf(stderr, "vouch-sim: %s\n", err);
+        return SIM_EXIT_FAIL;
+    }
+    ok = sim_store_ca_init(opt->dir, opt->key_type_set ? opt->key_type : SIM_KEY_EC, &created, err,
+                           sizeof(err));
+    sim_store_unlock(lock);
+    if (!ok) {
+        fprintf(stderr, "vouch-sim: %s\n", err);
+        return SIM_EXIT_FAIL;
+    }
+    printf("{\"mode\":\"init-ca\",\"ca\":");
+    {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/ca.pem", opt->dir);
+        json_string(stdout, path);
+    }
+    printf(",\"created\":%s}\n", created ? "true" : "false");
+    return SIM_EXIT_OK;
+}
+
+static int cmd_list(const struct sim_options *opt)
+{
+    struct sim_fleet fleet;
+    size_t n;
+
+    if (!fleet_open(opt, &fleet))
+        return SIM_EXIT_FAIL;
+    n = opt->devices_set ? opt->devices : fleet.count;
+    for (size_t i = 0; i < n; i++) {
+        const struct sim_device *d = &fleet.devices[i];
+        printf("%lu\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d->index, d->udid, d->serial,
+               d->product_name, d->model, d->model_name, d->os_version, d->build_version,
+               d->imei[0] != '\0' ? d->imei : "-", d->device_name);
+    }
+    sim_store_fleet_free(&fleet);
+    return fflush(stdout) == 0 ? SIM_EXIT_OK : SIM_EXIT_FAIL;
+}
+
+static int cmd_network(const struct sim_options *opt)
+{
+    struct sim_fleet fleet;
+    struct sim_run run;
+    struct sim_worker *workers = NULL;
+    struct sim_stats total;
+    struct sim_http_options http_opt;
+    enum sim_phase phases[2];
+    size_t nphases = 0;
+    unsigned nworkers = 0;
+    unsigned long created = 0;
+    double t0 = now_seconds();
+    char err[512];
+    int rc = SIM_EXIT_FAIL;
+    bool http_ready = false;
+
+    memset(&run, 0, sizeof(run));
+    memset(&total, 0, sizeof(total));
+    if (opt->mode == MODE_ENROLL || opt->mode == MODE_RUN) {
+        if (!fleet_prepare(opt, &fleet, &created))
+            return SIM_EXIT_FAIL;
+    } else if (!fleet_open(opt, &fleet)) {
+        return SIM_EXIT_FAIL;
+    }
+    run.opt = opt;
+    run.fleet = &fleet;
+    run.ndevices = opt->devices_set ? opt->devices : fleet.count;
+    if (opt->swap_identities && run.ndevices < 2) {
+        fprintf(stderr, "vouch-sim: --swap-identities needs at least 2 devices\n");
+        goto out;
+    }
+    run.state = calloc(run.ndevices, 1);
+    if (run.state == NULL) {
+        fprintf(stderr, "vouch-sim: out of memory\n");
+        goto out;
+    }
+    if (!sim_http_global_init(err, sizeof(err))) {
+        fprintf(stderr, "vouch-sim: %s\n", err);
+        goto out;
+    }
+    http_ready = true;
+    memset(&http_opt, 0, sizeof(http_opt));
+    http_opt.timeout_seconds = opt->timeout;
+    http_opt.cacert = opt->cacert;
+    http_opt.insecure = opt->insecure;
+    http_opt.version = opt->http_version;
+    http_opt.max_body = SIM_MAX_BODY;
+    nworkers = opt->concurrency < run.ndevices ? opt->concurrency : (unsigned)run.ndevices;
+    workers = calloc(nworkers, sizeof(*workers));
+    if (workers == NULL) {
+        fprintf(stderr, "vouch-sim: out of memory\n");
+        goto out;
+    }
+    for (unsigned i = 0; i < nworkers; i++) {
+        workers[i].run = &run;
+        workers[i].http = sim_http_new(&http_opt, err, sizeof(err));
+        workers[i].loader = workers[i].http != NULL ? sim_pki_loader_new(err, sizeof(err)) : NULL;
+        if (workers[i].loader == NULL) {
+            fprintf(stderr, "vouch-sim: %s\n", err);
+            goto out;
+        }
+    }
+
+    switch (opt->mode) {
+    case MODE_ENROLL:
+        phases[nphases++] = PHASE_ENROLL;
+        break;
+    case MODE_CONNECT:
+        phases[nphases++] = PHASE_CONNECT;
+        break;
+    case MODE_RUN:
+        phases[nphases++] = PHASE_ENROLL;
+        phases[nphases++] = PHASE_CONNECT;
+        break;
+    case MODE_CHECKOUT:
+        phases[nphases++] = PHASE_CHECKOUT;
+        break;
+    default:
+        goto out;
+    }
+    for (size_t p = 0; p < nphases; p++) {
+        run.phase = phases[p];
+        run.last_phase = p + 1 == nphases;
+        if (!run_phase(&run, workers, nworkers))
+            goto out;
+    }
+    for (unsigned i = 0; i < nworkers; i++)
+        stats_merge(&total, &workers[i].stats);
+    print_summary(opt, run.ndevices, created, &total, now_seconds() - t0);
+    rc = total.failed_devices == 0 ? SIM_EXIT_OK : SIM_EXIT_FAIL;
+out:
+    for (unsigned i = 0; workers != NULL && i < nworkers; i++) {
+        sim_http_free(workers[i].http);
+        sim_pki_loader_free(workers[i].loader);
+    }
+    free(workers);
+    free(run.state);
+    if (http_ready)
+        sim_http_global_cleanup();
+    sim_store_fleet_free(&fleet);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    struct sim_options opt;
+    int mode = -1;
+    int rc;
+
+    if (argc < 2) {
+        print_general_usage(stderr);
+        return SIM_EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        print_general_usage(stdout);
+        return SIM_EXIT_OK;
+    }
+    for (int m = 0; m < MODE_COUNT; m++) {
+        if (strcmp(argv[1], mode_names[m]) == 0)
+            mode = m;
+    }
+    if (mode < 0) {
+        fprintf(stderr, "vouch-sim: unknown subcommand '%s'\n\n", argv[1]);
+        print_general_usage(stderr);
+        return SIM_EXIT_USAGE;
+    }
+
+    memset(&opt, 0, sizeof(opt));
+    opt.mode = (enum sim_mode)mode;
+    opt.concurrency = SIM_DEFAULT_CONCURRENCY;
+    opt.prefix = SIM_DEFAULT_PREFIX;
+    opt.key_type = SIM_KEY_RSA;
+    opt.topic = SIM_DEFAULT_TOPIC;
+    opt.answer = SIM_ANSWER_ACK;
+    opt.rounds = 1;
+    opt.max_commands = SIM_DEFAULT_MAX_COMMANDS;
+    opt.timeout = SIM_DEFAULT_TIMEOUT;
+    rc = parse_options(&opt, argc - 1, argv + 1);
+    if (rc < 0)
+        return SIM_EXIT_OK;
+    if (rc != SIM_EXIT_OK)
+        return rc;
+
+    /* A server closing a TLS connection under a write must not kill the simulator. */
+    signal(SIGPIPE, SIG_IGN);
+    switch (opt.mode) {
+    case MODE_INIT_CA:
+        return cmd_init_ca(&opt);
+    case MODE_LIST:
+        return cmd_list(&opt);
+    default:
+        return cmd_network(&opt);
+    }
+}
