@@ -92,9 +92,10 @@ bool command_prepare(const char *body, size_t len, struct prepared_command *out,
         snprintf(err, err_size, "cannot serialize the command");
         goto out;
     }
-    out->xml = malloc(xml_len);
+    out->xml = malloc((size_t)xml_len + 1);
     if (out->xml != NULL) {
         memcpy(out->xml, xml, xml_len);
+        out->xml[xml_len] = '\0';
         out->xml_len = xml_len;
         ok = true;
     } else {

@@ -18,7 +18,7 @@
 struct prepared_command {
     char uuid[COMMAND_MAX_UUID + 1];
     char request_type[COMMAND_MAX_REQUEST_TYPE + 1];
-    char *xml; /* the command as devices receive it */
+    char *xml; /* the command as devices receive it, NUL-terminated */
     size_t xml_len;
 };
 

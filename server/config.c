@@ -101,8 +101,8 @@ static bool set_value(struct config *cfg, const struct key_spec *key, const char
                      origin, key->name);
             return false;
         }
+        __attribute__((fallthrough));
     }
-        /* fall through */
     case VALUE_STRING: {
         char *copy = strdup(value);
         if (copy == NULL) {

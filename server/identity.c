@@ -173,6 +173,7 @@ enum identity_error identity_from_signature(const struct identity_verifier *v,
                                             const void *body, size_t body_len,
                                             struct device_identity *out)
 {
+    ERR_clear_error(); /* what follows reads the queue to tell failures apart */
     if (header == NULL || header_len == 0)
         return IDENTITY_MISSING;
     if (body_len > INT32_MAX || !only_base64(header, header_len))

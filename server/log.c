@@ -32,6 +32,9 @@ bool log_enabled(enum log_level level)
 }
 
 static void log_vwrite(const char *level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
+static void log_vwrite(const char *level, const char *fmt, va_list ap)
 {
     char line[2048];
     struct timespec now;

@@ -12,6 +12,7 @@ static const char *const parse_error_names[] = {
     [MDM_PARSE_MISSING_FIELD] = "missing_field",
     [MDM_PARSE_BAD_FIELD] = "bad_field",
     [MDM_PARSE_UNKNOWN_TYPE] = "unknown_type",
+    [MDM_PARSE_XML_MARKUP] = "unsupported_xml",
 };
 
 const char *mdm_parse_error_name(enum mdm_parse_error err)
@@ -60,43 +61,99 @@ bool mdm_utf8_valid(const char *str, size_t len)
     return true;
 }
 
-/* Matches "<dict", "<array" (opening, not self-closing) and their closing tags. Text between
- * tags cannot hold a raw '<' in XML; comments and CDATA could, and are refused outright, which
- * no device sends. */
-bool mdm_xml_depth_ok(const char *body, size_t len, unsigned max_depth)
+static bool is_name_char(char c)
 {
-    unsigned depth = 0;
-    const char *p = body, *end = body + len;
-    while ((p = memchr(p, '<', (size_t)(end - p))) != NULL) {
-        p++;
-        size_t left = (size_t)(end - p);
-        bool closing = left > 0 && *p == '/';
-        const char *name = closing ? p + 1 : p;
-        size_t name_left = (size_t)(end - name);
-        if (!closing && name_left >= 3 && (memcmp(name, "!--", 3) == 0 ||
-                                           (name_left >= 8 && memcmp(name, "![CDATA[", 8) == 0)))
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '-' || c == ':' || c == '.';
+}
+
+static bool only_blanks(const char *s, const char *end)
+{
+    for (; s < end; s++) {
+        if (*s != ' ' && *s != '\t' && *s != '\r' && *s != '\n')
             return false;
-        size_t tag_len;
-        if (name_left >= 4 && memcmp(name, "dict", 4) == 0)
-            tag_len = 4;
-        else if (name_left >= 5 && memcmp(name, "array", 5) == 0)
-            tag_len = 5;
-        else
-            continue;
-        const char *after = name + tag_len;
-        const char *gt = memchr(after, '>', (size_t)(end - after));
-        if (gt == NULL)
-            return true; /* unterminated: libplist will refuse it */
-        bool self_closing = gt > after && gt[-1] == '/';
-        if (closing) {
-            if (depth > 0)
-                depth--;
-        } else if (!self_closing && ++depth > max_depth) {
-            return false;
-        }
-        p = gt + 1;
     }
     return true;
+}
+
+static size_t count_char(const char *s, const char *end, char c)
+{
+    size_t n = 0;
+    for (; s < end; s++)
+        n += *s == c;
+    return n;
+}
+
+enum mdm_xml_verdict mdm_xml_scan(const char *body, size_t len, unsigned max_depth)
+{
+    /* The scan must see every tag libplist acts on, and nothing libplist skips must look like
+     * a tag to it. Plists need no comments, CDATA, processing instructions (but the leading
+     * <?xml ...?>), internal DTD subsets or attributes (but on <plist>), so those are refused:
+     * they are where the two readings could differ. */
+    unsigned depth = 0;
+    bool seen_element = false;
+    const char *p = body, *end = body + len;
+    while ((p = memchr(p, '<', (size_t)(end - p))) != NULL) {
+        const char *rest = p + 1;
+        size_t left = (size_t)(end - rest);
+        if (left > 0 && *rest == '?') {
+            const char *close = memmem(rest, left, "?>", 2);
+            if (seen_element || left < 4 || memcmp(rest, "?xml", 4) != 0 || close == NULL ||
+                memchr(rest, '<', (size_t)(close - rest)) != NULL)
+                return MDM_XML_MARKUP;
+            p = close + 2;
+            continue;
+        }
+        if (left > 0 && *rest == '!') {
+            const char *gt = memchr(rest, '>', left);
+            if (seen_element || left < 8 || memcmp(rest, "!DOCTYPE", 8) != 0 || gt == NULL ||
+                memchr(rest, '[', (size_t)(gt - rest)) != NULL ||
+                memchr(rest, '<', (size_t)(gt - rest)) != NULL)
+                return MDM_XML_MARKUP;
+            p = gt + 1;
+            continue;
+        }
+        bool closing = left > 0 && *rest == '/';
+        const char *name = closing ? rest + 1 : rest;
+        const char *name_end = name;
+        while (name_end < end && is_name_char(*name_end))
+            name_end++;
+        size_t name_len = (size_t)(name_end - name);
+        const char *gt = memchr(name_end, '>', (size_t)(end - name_end));
+        if (gt == NULL)
+            return MDM_XML_OK; /* unterminated: libplist refuses it, and nothing follows */
+        if (name_len == 0 || memchr(name_end, '<', (size_t)(gt - name_end)) != NULL)
+            return MDM_XML_MARKUP;
+        const char *inner_end = gt;
+        bool self_closing = !closing && inner_end > name_end && inner_end[-1] == '/';
+        if (self_closing)
+            inner_end--;
+        bool is_plist = name_len == 5 && memcmp(name, "plist", 5) == 0;
+        if (!only_blanks(name_end, inner_end)) {
+            /* Attributes: only <plist version="1.0">, with balanced quotes so that no '>'
+             * hides inside one. */
+            if (closing || !is_plist || count_char(name_end, inner_end, '"') % 2 != 0 ||
+                count_char(name_end, inner_end, '\'') % 2 != 0)
+                return MDM_XML_MARKUP;
+        }
+        bool container = (name_len == 4 && memcmp(name, "dict", 4) == 0) ||
+                         (name_len == 5 && memcmp(name, "array", 5) == 0);
+        if (container && closing) {
+            if (depth > 0)
+                depth--;
+        } else if (container && !self_closing && ++depth > max_depth) {
+            return MDM_XML_TOO_DEEP;
+        }
+        if (!closing)
+            seen_element = true;
+        p = gt + 1;
+    }
+    return MDM_XML_OK;
+}
+
+bool mdm_xml_depth_ok(const char *body, size_t len, unsigned max_depth)
+{
+    return mdm_xml_scan(body, len, max_depth) == MDM_XML_OK;
 }
 
 /* Field access. Each getter returns false for a present key of the wrong kind; an absent key
@@ -308,8 +365,6 @@ static enum mdm_parse_error parse_report(plist_t root, struct mdm_message *msg,
 static bool looks_like_xml(const char *body, size_t len)
 {
     size_t i = 0;
-    if (len >= 3 && memcmp(body, "\xef\xbb\xbf", 3) == 0)
-        i = 3;
     while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
         i++;
     return i < len && body[i] == '<';
@@ -323,8 +378,14 @@ enum mdm_parse_error mdm_message_parse(const char *body, size_t len, enum mdm_ch
     *field = NULL;
     if (len == 0 || len > UINT32_MAX || !looks_like_xml(body, len))
         return MDM_PARSE_NOT_XML;
-    if (!mdm_xml_depth_ok(body, len, MDM_MAX_DEPTH))
+    switch (mdm_xml_scan(body, len, MDM_MAX_DEPTH)) {
+    case MDM_XML_OK:
+        break;
+    case MDM_XML_TOO_DEEP:
         return MDM_PARSE_TOO_DEEP;
+    case MDM_XML_MARKUP:
+        return MDM_PARSE_XML_MARKUP;
+    }
 
     plist_t root = NULL;
     plist_from_xml(body, (uint32_t)len, &root);
@@ -333,6 +394,7 @@ enum mdm_parse_error mdm_message_parse(const char *body, size_t len, enum mdm_ch
     msg->plist = root;
     if (plist_get_node_type(root) != PLIST_DICT) {
         mdm_message_clear(msg);
+        msg->awaiting_configuration = -1;
         return MDM_PARSE_NOT_DICT;
     }
     enum mdm_parse_error err = channel == MDM_CHANNEL_CHECKIN ? parse_checkin(root, msg, field)

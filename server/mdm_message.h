@@ -45,6 +45,7 @@ enum mdm_parse_error {
     MDM_PARSE_MISSING_FIELD, /* a required key is absent */
     MDM_PARSE_BAD_FIELD,     /* a key has the wrong type, bad text, or is too long */
     MDM_PARSE_UNKNOWN_TYPE,  /* a MessageType or Status Apple does not define */
+    MDM_PARSE_XML_MARKUP,    /* XML a plist does not need (comments, CDATA, PIs, DTD subsets) */
 };
 
 struct mdm_message {
@@ -86,8 +87,14 @@ void mdm_message_clear(struct mdm_message *msg);
 
 const char *mdm_parse_error_name(enum mdm_parse_error err);
 
-/* Whether the nesting of <dict> and <array> elements in an XML plist stays within max_depth.
- * A linear scan, run before libplist so a hostile body cannot exhaust its stack. */
+enum mdm_xml_verdict { MDM_XML_OK, MDM_XML_TOO_DEEP, MDM_XML_MARKUP };
+
+/* A linear scan run before libplist, so a hostile body cannot exhaust its stack: checks that
+ * <dict> and <array> nest at most max_depth deep, and refuses the XML constructs (comments,
+ * CDATA, processing instructions after the prolog, DTD internal subsets, attributes other than
+ * on <plist>) inside which libplist and the scan could see different tags. */
+enum mdm_xml_verdict mdm_xml_scan(const char *body, size_t len, unsigned max_depth);
+/* mdm_xml_scan() == MDM_XML_OK */
 bool mdm_xml_depth_ok(const char *body, size_t len, unsigned max_depth);
 
 /* Whether s[0..len) is valid UTF-8 without NUL bytes or overlong forms. */

@@ -1,0 +1,623 @@
+/* Unit tests of server/config.c: defaults, the key = value file, VOUCH_ environment overrides,
+ * value checking and durations. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+
+extern char **environ;
+
+/* Parses text (and env) that must be accepted. */
+static void parse_ok(struct config *cfg, const char *text, char *const *envp)
+{
+    char err[256] = "";
+    bool ok = config_parse(cfg, text, text ? strlen(text) : 0, envp, err, sizeof(err));
+    if (!ok)
+        print_error("unexpected config error: %s\nfor:\n%s\n", err, text ? text : "(null)");
+    assert_true(ok);
+}
+
+/* Parses text (and env) that must be refused; every substring in `needles` (NULL-terminated)
+ * must appear in the message, and the struct must be left cleared. */
+static void parse_fail(const char *text, size_t text_len, char *const *envp,
+                       const char *const *needles)
+{
+    struct config cfg;
+    char err[256] = "";
+    bool ok = config_parse(&cfg, text, text_len, envp, err, sizeof(err));
+    if (ok)
+        print_error("config accepted, expected an error for:\n%.*s\n", (int)text_len,
+                    text ? text : "(null)");
+    assert_false(ok);
+    assert_true(err[0] != '\0');
+    for (const char *const *n = needles; *n != NULL; n++) {
+        if (strstr(err, *n) == NULL)
+            print_error("error message '%s' does not contain '%s'\n", err, *n);
+        assert_non_null(strstr(err, *n));
+    }
+    /* "cfg is then cleared" */
+    assert_null(cfg.listen);
+    assert_null(cfg.apns_url);
+    assert_null(cfg.log_level);
+    assert_null(cfg.database_url);
+    assert_null(cfg.admin_token);
+}
+
+static void fail_text(const char *text, const char *n1, const char *n2)
+{
+    const char *needles[] = {n1, n2, NULL};
+    parse_fail(text, strlen(text), NULL, needles);
+}
+
+static void fail_env(char *const *envp, const char *n1, const char *n2)
+{
+    const char *needles[] = {n1, n2, NULL};
+    parse_fail(NULL, 0, envp, needles);
+}
+
+/* ---- Defaults ---- */
+
+static void test_defaults(void **state)
+{
+    struct config cfg;
+    parse_ok(&cfg, NULL, NULL);
+    assert_string_equal(cfg.listen, CONFIG_DEFAULT_LISTEN);
+    assert_string_equal(cfg.apns_url, CONFIG_DEFAULT_APNS_URL);
+    assert_string_equal(cfg.log_level, "info");
+    assert_int_equal(cfg.max_body_bytes, 1024 * 1024);
+    assert_int_equal(cfg.db_pool_size, 4);
+    assert_int_equal(cfg.http_timeout, 30);
+    assert_int_equal(cfg.result_retention, 30 * 86400);
+    assert_null(cfg.database_url);
+    assert_null(cfg.public_url);
+    assert_null(cfg.identity_ca);
+    assert_null(cfg.cert_header);
+    assert_null(cfg.attestation_roots);
+    assert_null(cfg.apns_cert);
+    assert_null(cfg.apns_key);
+    assert_null(cfg.apns_ca);
+    assert_null(cfg.webhook_url);
+    assert_null(cfg.webhook_secret);
+    assert_null(cfg.admin_token);
+    config_clear(&cfg);
+
+    /* An empty file and an empty environment give the same defaults. */
+    char *empty_env[] = {NULL};
+    parse_ok(&cfg, "", empty_env);
+    assert_string_equal(cfg.listen, CONFIG_DEFAULT_LISTEN);
+    assert_int_equal(cfg.db_pool_size, 4);
+    config_clear(&cfg);
+}
+
+/* ---- The file ---- */
+
+static void test_file_every_key(void **state)
+{
+    static const char text[] = "listen = 0.0.0.0:9443\n"
+                               "database_url = postgres://vouch@db/vouch?sslmode=require\n"
+                               "public_url = https://mdm.example.com\n"
+                               "identity_ca = /etc/vouch/identity-ca.pem\n"
+                               "cert_header = X-Client-Cert\n"
+                               "attestation_roots = /etc/vouch/roots.pem\n"
+                               "apns_cert = /etc/vouch/push.pem\n"
+                               "apns_key = /etc/vouch/push.key\n"
+                               "apns_url = https://api.sandbox.push.apple.com\n"
+                               "apns_ca = /etc/ssl/certs/ca.pem\n"
+                               "webhook_url = https://hooks.example.com/mdm\n"
+                               "webhook_secret = s3cret\n"
+                               "admin_token = tok\n"
+                               "log_level = debug\n"
+                               "max_body_bytes = 2048\n"
+                               "db_pool_size = 64\n"
+                               "http_timeout = 3600\n"
+                               "result_retention = 7d\n";
+    struct config cfg;
+    parse_ok(&cfg, text, NULL);
+    assert_string_equal(cfg.listen, "0.0.0.0:9443");
+    /* Only the first '=' separates key and value. */
+    assert_string_equal(cfg.database_url, "postgres://vouch@db/vouch?sslmode=require");
+    assert_string_equal(cfg.public_url, "https://mdm.example.com");
+    assert_string_equal(cfg.identity_ca, "/etc/vouch/identity-ca.pem");
+    assert_string_equal(cfg.cert_header, "X-Client-Cert");
+    assert_string_equal(cfg.attestation_roots, "/etc/vouch/roots.pem");
+    assert_string_equal(cfg.apns_cert, "/etc/vouch/push.pem");
+    assert_string_equal(cfg.apns_key, "/etc/vouch/push.key");
+    assert_string_equal(cfg.apns_url, "https://api.sandbox.push.apple.com");
+    assert_string_equal(cfg.apns_ca, "/etc/ssl/certs/ca.pem");
+    assert_string_equal(cfg.webhook_url, "https://hooks.example.com/mdm");
+    assert_string_equal(cfg.webhook_secret, "s3cret");
+    assert_string_equal(cfg.admin_token, "tok");
+    assert_string_equal(cfg.log_level, "debug");
+    assert_int_equal(cfg.max_body_bytes, 2048);
+    assert_int_equal(cfg.db_pool_size, 64);
+    assert_int_equal(cfg.http_timeout, 3600);
+    assert_int_equal(cfg.result_retention, 7 * 86400);
+    config_clear(&cfg);
+}
+
+static void test_file_layout(void **state)
+{
+    /* Comments, blank lines, blanks around '=', tabs, CRLF, no final newline. */
+    static const char text[] = "# vouchd configuration\n"
+                               "\n"
+                               "   # an indented comment = not a key\n"
+                               "\t\n"
+                               "  listen   =   10.0.0.1:8443   \n"
+                               "log_level=warn\r\n"
+                               "\tdb_pool_size\t=\t8\t\r\n"
+                               "   \r\n"
+                               "public_url =https://a.example\n"
+                               "webhook_secret= spaces inside stay \n"
+                               "http_timeout = 45";
+    struct config cfg;
+    parse_ok(&cfg, text, NULL);
+    assert_string_equal(cfg.listen, "10.0.0.1:8443");
+    assert_string_equal(cfg.log_level, "warn");
+    assert_int_equal(cfg.db_pool_size, 8);
+    assert_string_equal(cfg.public_url, "https://a.example");
+    assert_string_equal(cfg.webhook_secret, "spaces inside stay");
+    assert_int_equal(cfg.http_timeout, 45);
+    config_clear(&cfg);
+}
+
+static void test_file_later_line_wins(void **state)
+{
+    struct config cfg;
+    parse_ok(&cfg, "listen = a:1\nlisten = b:2\nlog_level = error\nlog_level = info\n", NULL);
+    assert_string_equal(cfg.listen, "b:2");
+    assert_string_equal(cfg.log_level, "info");
+    config_clear(&cfg);
+}
+
+static void test_file_honours_length(void **state)
+{
+    /* text_len bounds the text: the second line is outside it and must not be read. */
+    static const char text[] = "listen = a:1\nbogus = 1\n";
+    struct config cfg;
+    char err[256] = "";
+    assert_true(config_parse(&cfg, text, strlen("listen = a:1\n"), NULL, err, sizeof(err)));
+    assert_string_equal(cfg.listen, "a:1");
+    config_clear(&cfg);
+
+    /* Cut in the middle of a value: only the bytes given are the value. */
+    assert_true(config_parse(&cfg, text, strlen("listen = a"), NULL, err, sizeof(err)));
+    assert_string_equal(cfg.listen, "a");
+    config_clear(&cfg);
+}
+
+static void test_file_errors(void **state)
+{
+    fail_text("listen = a:1\n\n# c\nbogus = 1\n", "bogus", "line 4");
+    fail_text("Listen = a:1\n", "Listen", "line 1");
+    fail_text("= value\n", "line 1", "unknown key");
+    fail_text("listen = a:1\njust some words\n", "line 2", "=");
+    fail_text("listen\n", "line 1", "=");
+    /* Anything that is not printable is sanitised in the message, but the line is named. */
+    fail_text("\nbad\x01key = 1\n", "line 2", "bad?key");
+
+    /* A NUL byte inside the text. */
+    static const char with_nul[] = "listen = a\0b\n";
+    const char *needles[] = {"line 1", NULL};
+    parse_fail(with_nul, sizeof(with_nul) - 1, NULL, needles);
+
+    /* A value longer than the parser keeps. */
+    size_t n = 5000;
+    char *big = malloc(n + 32);
+    assert_non_null(big);
+    int k = snprintf(big, n + 32, "webhook_url = ");
+    memset(big + k, 'x', n);
+    big[k + (int)n] = '\0';
+    fail_text(big, "webhook_url", "line 1");
+    free(big);
+}
+
+static void test_numbers(void **state)
+{
+    struct config cfg;
+
+    /* Bounds are inclusive. */
+    parse_ok(&cfg, "db_pool_size = 1\nhttp_timeout = 1\nmax_body_bytes = 1024\n", NULL);
+    assert_int_equal(cfg.db_pool_size, 1);
+    assert_int_equal(cfg.http_timeout, 1);
+    assert_int_equal(cfg.max_body_bytes, 1024);
+    config_clear(&cfg);
+    parse_ok(&cfg, "max_body_bytes = 67108864\nresult_retention = 3650d\n", NULL);
+    assert_int_equal(cfg.max_body_bytes, 64u << 20);
+    assert_int_equal(cfg.result_retention, 3650u * 86400);
+    config_clear(&cfg);
+    parse_ok(&cfg, "result_retention = 1h\n", NULL);
+    assert_int_equal(cfg.result_retention, 3600);
+    config_clear(&cfg);
+    parse_ok(&cfg, "result_retention = 3600\n", NULL);
+    assert_int_equal(cfg.result_retention, 3600);
+    config_clear(&cfg);
+
+    /* Not whole numbers. */
+    static const char *const bad[] = {
+        "abc", "-1", "+4", "4x", "0x10", "4.0", "1e3", "", "99999999999999999999999", "4 4"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char line[128];
+        snprintf(line, sizeof(line), "\ndb_pool_size = %s\n", bad[i]);
+        fail_text(line, "db_pool_size", "line 2");
+        snprintf(line, sizeof(line), "max_body_bytes = %s\n", bad[i]);
+        fail_text(line, "max_body_bytes", "line 1");
+        snprintf(line, sizeof(line), "result_retention = %s\n", bad[i]);
+        fail_text(line, "result_retention", "line 1");
+    }
+
+    /* Out of range. */
+    fail_text("db_pool_size = 0\n", "db_pool_size", "range");
+    fail_text("db_pool_size = 65\n", "db_pool_size", "range");
+    fail_text("db_pool_size = 4294967297\n", "db_pool_size", "range");
+    fail_text("http_timeout = 0\n", "http_timeout", "range");
+    fail_text("http_timeout = 3601\n", "http_timeout", "range");
+    fail_text("max_body_bytes = 1023\n", "max_body_bytes", "range");
+    fail_text("max_body_bytes = 67108865\n", "max_body_bytes", "range");
+    fail_text("result_retention = 59m\n", "result_retention", "range");
+    fail_text("result_retention = 3599\n", "result_retention", "range");
+    fail_text("result_retention = 3651d\n", "result_retention", "range");
+    fail_text("result_retention = 18446744073709551615\n", "result_retention", "range");
+}
+
+static void test_log_level(void **state)
+{
+    static const char *const good[] = {"debug", "info", "warn", "error"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        char line[64];
+        snprintf(line, sizeof(line), "log_level = %s\n", good[i]);
+        struct config cfg;
+        parse_ok(&cfg, line, NULL);
+        assert_string_equal(cfg.log_level, good[i]);
+        config_clear(&cfg);
+    }
+    static const char *const bad[] = {"verbose", "INFO", "", "warning", "info debug", "0"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char line[64];
+        snprintf(line, sizeof(line), "listen = x:1\nlog_level = %s\n", bad[i]);
+        fail_text(line, "log_level", "line 2");
+    }
+    char *envp[] = {"VOUCH_LOG_LEVEL=loud", NULL};
+    fail_env(envp, "VOUCH_LOG_LEVEL", "log_level");
+}
+
+static void test_admin_token_empty_is_null(void **state)
+{
+    struct config cfg;
+    parse_ok(&cfg, "admin_token =\n", NULL);
+    assert_null(cfg.admin_token);
+    config_clear(&cfg);
+
+    parse_ok(&cfg, "admin_token =    \t\n", NULL);
+    assert_null(cfg.admin_token);
+    config_clear(&cfg);
+
+    /* The environment can switch off a token the file sets. */
+    char *envp[] = {"VOUCH_ADMIN_TOKEN=", NULL};
+    parse_ok(&cfg, "admin_token = from-file\n", envp);
+    assert_null(cfg.admin_token);
+    config_clear(&cfg);
+
+    char *envp2[] = {"VOUCH_ADMIN_TOKEN=from-env", NULL};
+    parse_ok(&cfg, "admin_token = from-file\n", envp2);
+    assert_string_equal(cfg.admin_token, "from-env");
+    config_clear(&cfg);
+}
+
+/* ---- The environment ---- */
+
+static void test_env_overrides_file(void **state)
+{
+    char *envp[] = {
+        "PATH=/usr/bin:/bin",
+        "HOME=/root",
+        "VOUCHER=not ours", /* prefix is VOUCH_, not VOUCH */
+        "VOUCH_LISTEN=[::]:9000",
+        "VOUCH_DB_POOL_SIZE=16",
+        "VOUCH_RESULT_RETENTION=12h",
+        "VOUCH_DATABASE_URL=host=db user=vouch", /* '=' inside the value */
+        "VOUCH_URL=http://127.0.0.1:8080",       /* vouchctl's, ignored */
+        "VOUCH_BUILD_DIR=/tmp/build",            /* the tests', ignored */
+        "VOUCH_NO_EQUALS_SIGN",                  /* not NAME=value: ignored */
+        NULL,
+    };
+    struct config cfg;
+    parse_ok(&cfg,
+             "listen = 1.2.3.4:5\ndb_pool_size = 2\nhttp_timeout = 10\n"
+             "database_url = postgres://file\n",
+             envp);
+    assert_string_equal(cfg.listen, "[::]:9000");
+    assert_int_equal(cfg.db_pool_size, 16);
+    assert_int_equal(cfg.result_retention, 12 * 3600);
+    assert_string_equal(cfg.database_url, "host=db user=vouch");
+    /* Keys the environment does not name keep the file's value. */
+    assert_int_equal(cfg.http_timeout, 10);
+    config_clear(&cfg);
+
+    /* Environment alone, without a file. */
+    char *envp2[] = {"VOUCH_HTTP_TIMEOUT=99", NULL};
+    parse_ok(&cfg, NULL, envp2);
+    assert_int_equal(cfg.http_timeout, 99);
+    assert_string_equal(cfg.listen, CONFIG_DEFAULT_LISTEN);
+    config_clear(&cfg);
+}
+
+static void test_env_errors(void **state)
+{
+    char *unknown[] = {"VOUCH_LISTEN=x:1", "VOUCH_BOGUS_KEY=1", NULL};
+    fail_env(unknown, "VOUCH_BOGUS_KEY", "unknown");
+
+    char *bad_number[] = {"VOUCH_DB_POOL_SIZE=lots", NULL};
+    fail_env(bad_number, "VOUCH_DB_POOL_SIZE", "db_pool_size");
+
+    char *out_of_range[] = {"VOUCH_HTTP_TIMEOUT=0", NULL};
+    fail_env(out_of_range, "VOUCH_HTTP_TIMEOUT", "http_timeout");
+
+    char *bad_duration[] = {"VOUCH_RESULT_RETENTION=1w", NULL};
+    fail_env(bad_duration, "VOUCH_RESULT_RETENTION", "result_retention");
+
+    /* An error in the environment also fails a good file, and the struct is cleared. */
+    const char *needles[] = {"VOUCH_MAX_BODY_BYTES", NULL};
+    char *too_small[] = {"VOUCH_MAX_BODY_BYTES=1", NULL};
+    static const char text[] = "listen = a:1\nadmin_token = t\n";
+    parse_fail(text, strlen(text), too_small, needles);
+
+    /* A very long unknown name is refused, not overflowed. */
+    char long_name[300];
+    memcpy(long_name, "VOUCH_", 6);
+    memset(long_name + 6, 'A', 250);
+    memcpy(long_name + 256, "=1", 3);
+    char *long_env[] = {long_name, NULL};
+    fail_env(long_env, "VOUCH_AAAA", "unknown");
+}
+
+/* ---- Durations ---- */
+
+static void test_durations(void **state)
+{
+    static const struct {
+        const char *text;
+        uint64_t seconds;
+    } good[] = {
+        {"30d", 30 * 86400},
+        {"12h", 12 * 3600},
+        {"90", 90},
+        {"5m", 300},
+        {"45s", 45},
+        {"0", 0},
+        {"0d", 0},
+        {"007", 7},
+        {"18446744073709551615", UINT64_MAX},
+        {"18446744073709551615s", UINT64_MAX},
+        {"213503982334601d", 213503982334601ull * 86400},
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        uint64_t s = 12345;
+        if (!config_parse_duration(good[i].text, &s))
+            print_error("duration '%s' refused\n", good[i].text);
+        assert_true(config_parse_duration(good[i].text, &s));
+        assert_int_equal(s, good[i].seconds);
+    }
+
+    static const char *const bad[] = {
+        "",
+        "d",
+        "s",
+        "-1",
+        "-1d",
+        "+1",
+        " 1",
+        "1 ",
+        "1 d",
+        "1w",
+        "1D",
+        "1.5h",
+        "h1",
+        "1dd",
+        "0x10",
+        "1e3",
+        "1ms",
+        "18446744073709551616",                     /* UINT64_MAX + 1 */
+        "99999999999999999999999999",               /* strtoull overflow */
+        "213503982334602d",                         /* overflows only once multiplied by 86400 */
+        "307445734561825861m",                      /* UINT64_MAX / 60 + 1 */
+        "5124095576030432h",                        /* UINT64_MAX / 3600 + 1 */
+        "1111111111111111111111111111111111111111", /* longer than the parser's buffer */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        uint64_t s = 12345;
+        if (config_parse_duration(bad[i], &s))
+            print_error("duration '%s' accepted as %llu\n", bad[i], (unsigned long long)s);
+        assert_false(config_parse_duration(bad[i], &s));
+        assert_int_equal(s, 12345); /* untouched on failure */
+    }
+}
+
+/* ---- Clearing ---- */
+
+static void test_clear(void **state)
+{
+    struct config cfg;
+    char *envp[] = {"VOUCH_WEBHOOK_SECRET=w", NULL};
+    parse_ok(&cfg, "listen = l:1\ndatabase_url = d\nadmin_token = t\nlog_level = debug\n", envp);
+    config_clear(&cfg);
+    assert_null(cfg.listen);
+    assert_null(cfg.database_url);
+    assert_null(cfg.admin_token);
+    assert_null(cfg.log_level);
+    assert_null(cfg.webhook_secret);
+    assert_null(cfg.apns_url);
+    /* Clearing twice is harmless. */
+    config_clear(&cfg);
+    assert_null(cfg.listen);
+}
+
+/* ---- config_load and config_check_runtime (touch the disk) ---- */
+
+/* config_load reads the real environment: keep the caller's VOUCH_ variables out of it. */
+static void unset_vouch_env(void)
+{
+    for (;;) {
+        char name[256] = "";
+        for (char **e = environ; e != NULL && *e != NULL; e++) {
+            if (strncmp(*e, "VOUCH_", 6) == 0) {
+                const char *eq = strchr(*e, '=');
+                size_t len = eq ? (size_t)(eq - *e) : strlen(*e);
+                if (len >= sizeof(name))
+                    len = sizeof(name) - 1;
+                memcpy(name, *e, len);
+                name[len] = '\0';
+                break;
+            }
+        }
+        if (name[0] == '\0')
+            return;
+        assert_int_equal(unsetenv(name), 0);
+    }
+}
+
+static char *write_temp(const char *text, size_t len)
+{
+    char *path = strdup("/tmp/vouch-test-config-XXXXXX");
+    assert_non_null(path);
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = write(fd, text + done, len - done);
+        assert_true(n > 0);
+        done += (size_t)n;
+    }
+    close(fd);
+    return path;
+}
+
+static void test_load(void **state)
+{
+    unset_vouch_env();
+    struct config cfg;
+    char err[512] = "";
+
+    static const char text[] = "listen = 127.0.0.1:9999\nhttp_timeout = 12\n";
+    char *path = write_temp(text, strlen(text));
+    assert_int_equal(setenv("VOUCH_HTTP_TIMEOUT", "13", 1), 0);
+    bool ok = config_load(&cfg, path, err, sizeof(err));
+    if (!ok)
+        print_error("config_load: %s\n", err);
+    assert_true(ok);
+    assert_string_equal(cfg.listen, "127.0.0.1:9999");
+    assert_int_equal(cfg.http_timeout, 13); /* environ wins */
+    config_clear(&cfg);
+    assert_int_equal(unsetenv("VOUCH_HTTP_TIMEOUT"), 0);
+    unlink(path);
+
+    /* A missing file names the path. */
+    assert_false(config_load(&cfg, path, err, sizeof(err)));
+    assert_non_null(strstr(err, path));
+    free(path);
+
+    /* A file over CONFIG_MAX_FILE_BYTES is refused. */
+    size_t big_len = CONFIG_MAX_FILE_BYTES + 1;
+    char *big = malloc(big_len);
+    assert_non_null(big);
+    memset(big, '\n', big_len);
+    path = write_temp(big, big_len);
+    free(big);
+    err[0] = '\0';
+    assert_false(config_load(&cfg, path, err, sizeof(err)));
+    assert_non_null(strstr(err, path));
+    unlink(path);
+    free(path);
+
+    /* A file of exactly CONFIG_MAX_FILE_BYTES is read. */
+    big = malloc(CONFIG_MAX_FILE_BYTES);
+    assert_non_null(big);
+    memset(big, '\n', CONFIG_MAX_FILE_BYTES);
+    static const char last[] = "db_pool_size = 9\n";
+    memcpy(big + CONFIG_MAX_FILE_BYTES - strlen(last), last, strlen(last));
+    path = write_temp(big, CONFIG_MAX_FILE_BYTES);
+    free(big);
+    assert_true(config_load(&cfg, path, err, sizeof(err)));
+    assert_int_equal(cfg.db_pool_size, 9);
+    config_clear(&cfg);
+    unlink(path);
+    free(path);
+
+    /* A bad key in the file fails the load and names it. */
+    static const char bad[] = "listen = x:1\nnope = 2\n";
+    path = write_temp(bad, strlen(bad));
+    assert_false(config_load(&cfg, path, err, sizeof(err)));
+    assert_non_null(strstr(err, "nope"));
+    assert_non_null(strstr(err, "line 2"));
+    unlink(path);
+    free(path);
+}
+
+static void test_check_runtime(void **state)
+{
+    struct config cfg;
+    char err[512] = "";
+    char *readable = write_temp("x", 1);
+
+    parse_ok(&cfg, "identity_ca = /dev/null\n", NULL);
+    assert_false(config_check_runtime(&cfg, err, sizeof(err)));
+    assert_non_null(strstr(err, "database_url"));
+    config_clear(&cfg);
+
+    parse_ok(&cfg, "database_url = postgres://x\n", NULL);
+    assert_false(config_check_runtime(&cfg, err, sizeof(err)));
+    assert_non_null(strstr(err, "identity_ca"));
+    config_clear(&cfg);
+
+    char text[512];
+    snprintf(text, sizeof(text), "database_url = postgres://x\nidentity_ca = %s\n", readable);
+    parse_ok(&cfg, text, NULL);
+    assert_true(config_check_runtime(&cfg, err, sizeof(err)));
+    config_clear(&cfg);
+
+    snprintf(text, sizeof(text),
+             "database_url = postgres://x\nidentity_ca = %s\napns_key = /nonexistent/vouch.key\n",
+             readable);
+    parse_ok(&cfg, text, NULL);
+    assert_false(config_check_runtime(&cfg, err, sizeof(err)));
+    assert_non_null(strstr(err, "apns_key"));
+    assert_non_null(strstr(err, "/nonexistent/vouch.key"));
+    config_clear(&cfg);
+
+    parse_ok(&cfg, "database_url = postgres://x\nidentity_ca = /nonexistent/ca.pem\n", NULL);
+    assert_false(config_check_runtime(&cfg, err, sizeof(err)));
+    assert_non_null(strstr(err, "identity_ca"));
+    config_clear(&cfg);
+
+    unlink(readable);
+    free(readable);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_file_every_key),
+        cmocka_unit_test(test_file_layout),
+        cmocka_unit_test(test_file_later_line_wins),
+        cmocka_unit_test(test_file_honours_length),
+        cmocka_unit_test(test_file_errors),
+        cmocka_unit_test(test_numbers),
+        cmocka_unit_test(test_log_level),
+        cmocka_unit_test(test_admin_token_empty_is_null),
+        cmocka_unit_test(test_env_overrides_file),
+        cmocka_unit_test(test_env_errors),
+        cmocka_unit_test(test_durations),
+        cmocka_unit_test(test_clear),
+        cmocka_unit_test(test_load),
+        cmocka_unit_test(test_check_runtime),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
