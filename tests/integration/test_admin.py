@@ -1,0 +1,181 @@
+"""The admin API: bearer-token authentication, device objects, commands list, enqueue."""
+
+import plistlib
+import re
+import uuid
+
+from harness import VouchTestCase, command_plist
+
+DEVICE_KEYS = {"udid", "serial_number", "model", "product_name", "os_version", "build_version",
+               "enrolled", "last_seen_at", "push", "attestation"}
+PUSH_KEYS = {"token_state", "last_push_at", "last_push_result"}
+ATTESTATION_KEYS = {"status", "freshness", "reason", "requested_at", "received_at",
+                    "generated_at", "expires_at", "next_due_at", "properties"}
+PROPERTY_KEYS = {"serial_number", "udid", "os_version", "sepos_version", "llb_version",
+                 "software_update_device_id", "sip_enabled", "secure_boot",
+                 "third_party_kexts_allowed"}
+UUID_RE = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-"
+                     r"[0-9A-Fa-f]{12}$")
+
+
+class AdminAuthTest(VouchTestCase):
+
+    def assertJsonError(self, r, status, what):
+        self.assertEqual(r.status, status, f"{what}: {r!r}")
+        self.assertEqual(r.media_type(), "application/json", f"{what}: {r!r}")
+        body = r.json()
+        self.assertIsInstance(body, dict, what)
+        self.assertIsInstance(body.get("error"), str, f"{what}: no 'error' string: {body!r}")
+
+    def test_401_without_or_with_wrong_token(self):
+        v = self.vouchd
+        tok = v.admin_token
+        paths = [("GET", "/v1/devices"), ("GET", "/v1/devices/ABC"),
+                 ("GET", "/v1/devices/ABC/commands"), ("PUT", "/v1/enqueue/ABC")]
+        body = plistlib.dumps(command_plist("ProfileList"))
+        for method, path in paths:
+            data = body if method == "PUT" else None
+            for name, headers in [
+                ("no Authorization", {}),
+                ("wrong token", {"Authorization": "Bearer wrong-" + tok}),
+                ("token minus its last character", {"Authorization": "Bearer " + tok[:-1]}),
+                ("token plus one character", {"Authorization": "Bearer " + tok + "x"}),
+                ("empty bearer", {"Authorization": "Bearer "}),
+                ("token without Bearer", {"Authorization": tok}),
+                ("Basic scheme", {"Authorization": "Basic " + tok}),
+            ]:
+                r = v.request(method, path, body=data, headers=headers)
+                self.assertJsonError(r, 401, f"{method} {path} with {name}")
+        self.assertEqual(v.admin("GET", "/v1/devices").status, 200, "right token")
+
+    def test_health_and_metrics_need_no_token(self):
+        r = self.vouchd.healthz()
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json().get("status"), "ok", r)
+        r = self.vouchd.metrics()
+        self.assertEqual(r.status, 200, r)
+
+    def test_device_object_shape(self):
+        dev = self.enrolled_device()
+        r = self.vouchd.device(dev.udid)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.media_type(), "application/json")
+        obj = r.json()
+        self.assertEqual(DEVICE_KEYS - set(obj), set(), f"missing keys in {obj}")
+        self.assertEqual(obj["udid"], dev.udid)
+        self.assertEqual(obj["serial_number"], dev.serial)
+        self.assertEqual(obj["model"], dev.model)
+        self.assertEqual(obj["product_name"], dev.product_name)
+        self.assertEqual(obj["os_version"], dev.os_version)
+        self.assertEqual(obj["build_version"], dev.build_version)
+        self.assertIs(obj["enrolled"], True)
+        self.assertRFC3339(obj["last_seen_at"], "last_seen_at")
+        self.assertEqual(PUSH_KEYS - set(obj["push"]), set(), obj["push"])
+        self.assertEqual(obj["push"]["token_state"], "active")
+        att = obj["attestation"]
+        self.assertEqual(ATTESTATION_KEYS - set(att), set(), f"attestation keys: {att}")
+        self.assertEqual(att["status"], "none")
+        for k in ATTESTATION_KEYS - {"status", "properties"}:
+            self.assertIsNone(att[k], f"attestation.{k} of a never-attested device")
+        props = att["properties"]
+        if props is not None:
+            self.assertEqual(PROPERTY_KEYS - set(props), set(), f"attestation.properties: {props}")
+            for k, v in props.items():
+                self.assertIsNone(v, f"attestation.properties.{k} of a never-attested device")
+
+    def test_unknown_udid_404(self):
+        r = self.vouchd.device("00000000-0000-0000-0000-00000000DEAD")
+        self.assertJsonError(r, 404, "GET unknown device")
+
+    def test_device_list_and_paging(self):
+        devs = sorted((self.enrolled_device() for _ in range(3)), key=lambda d: d.udid)
+        r = self.vouchd.admin("GET", "/v1/devices?limit=1000")
+        self.assertEqual(r.status, 200, r)
+        listed = r.json()
+        self.assertIsInstance(listed, list)
+        udids = [d["udid"] for d in listed]
+        self.assertEqual(udids, sorted(udids), "the list is not ordered by udid")
+        for d in devs:
+            self.assertIn(d.udid, udids)
+        for obj in listed:
+            self.assertEqual(DEVICE_KEYS - set(obj), set(), obj)
+        # paging: walk with limit=1 and after=
+        walked, after = [], None
+        for _ in range(len(udids) + 2):
+            path = "/v1/devices?limit=1" + (f"&after={after}" if after else "")
+            page = self.vouchd.admin("GET", path)
+            self.assertEqual(page.status, 200, page)
+            items = page.json()
+            self.assertLessEqual(len(items), 1, f"limit=1 gave {len(items)}")
+            if not items:
+                break
+            walked.append(items[0]["udid"])
+            after = items[0]["udid"]
+        self.assertEqual(walked, udids, "paging with after= does not walk the whole list")
+
+
+class EnqueueTest(VouchTestCase):
+
+    def test_enqueue_bad_plist(self):
+        dev = self.enrolled_device()
+        for name, body in [
+            ("not a plist", b"this is not a plist"),
+            ("truncated plist", plistlib.dumps(command_plist("ProfileList"))[:-20]),
+            ("plist array", plistlib.dumps([1, 2, 3])),
+            ("no Command", plistlib.dumps({"CommandUUID": str(uuid.uuid4())})),
+            ("Command without RequestType",
+             plistlib.dumps({"CommandUUID": str(uuid.uuid4()), "Command": {"Foo": 1}})),
+            ("Command not a dict", plistlib.dumps({"Command": "ProfileList"})),
+            ("empty body", b""),
+        ]:
+            r = self.vouchd.enqueue(dev.udid, body)
+            self.assertEqual(r.status, 400, f"enqueue {name}: {r!r}")
+            self.assertIsInstance(r.json().get("error"), str, f"enqueue {name}: {r!r}")
+        self.assertEqual(self.vouchd.commands(dev.udid), [], "a bad enqueue queued something")
+        self.assertEmpty200(dev.idle())
+
+    def test_enqueue_to_several_udids(self):
+        a, b = self.enrolled_device(), self.enrolled_device()
+        ghost = "00000000-0000-0000-0000-0000000000AA"
+        cmd = command_plist("ProfileList")
+        r = self.vouchd.enqueue([a.udid, b.udid, ghost], cmd)
+        self.assertEqual(r.status, 200, r)
+        out = r.json()
+        self.assertEqual(out["command_uuid"], cmd["CommandUUID"])
+        self.assertEqual(out["request_type"], "ProfileList")
+        self.assertEqual(out["status"][a.udid], {"queued": True})
+        self.assertEqual(out["status"][b.udid], {"queued": True})
+        self.assertIs(out["status"][ghost]["queued"], False)
+        self.assertIsInstance(out["status"][ghost].get("error"), str)
+        for d in (a, b):
+            self.assertCommand(d.idle(), cmd["CommandUUID"], f"Idle of {d.udid}")
+            self.assertEmpty200(d.report("Acknowledged", cmd["CommandUUID"], ProfileList=[]))
+            self.assertEqual(self.command_status(d.udid, cmd["CommandUUID"])[0]["status"],
+                             "Acknowledged")
+
+    def test_enqueue_only_unknown_udids(self):
+        ghost = "00000000-0000-0000-0000-0000000000BB"
+        r = self.vouchd.enqueue([ghost], command_plist("ProfileList"))
+        self.assertEqual(r.status, 404, r)
+        out = r.json()
+        self.assertIs(out["status"][ghost]["queued"], False, out)
+
+    def test_enqueue_adds_command_uuid(self):
+        dev = self.enrolled_device()
+        r = self.vouchd.enqueue(dev.udid, command_plist("SecurityInfo", command_uuid=None))
+        self.assertEqual(r.status, 200, r)
+        cu = r.json()["command_uuid"]
+        self.assertIsInstance(cu, str)
+        self.assertTrue(cu, "empty command_uuid")
+        self.assertRegex(cu, UUID_RE, "a generated CommandUUID should be a UUID")
+        got = self.assertCommand(dev.idle(), cu, "the device gets the generated CommandUUID")
+        self.assertEqual(got["Command"]["RequestType"], "SecurityInfo")
+        self.assertEmpty200(dev.report("Acknowledged", cu, SecurityInfo={}))
+
+    def test_enqueue_keeps_command_keys(self):
+        dev = self.enrolled_device()
+        payload = b"\x00\x01binary payload\xff"
+        cmd = command_plist("InstallProfile", Payload=payload)
+        self.enqueue_ok(dev.udid, cmd)
+        got = self.assertCommand(dev.idle(), cmd["CommandUUID"])
+        self.assertEqual(got["Command"]["Payload"], payload, "command keys changed on the way")

@@ -1,0 +1,104 @@
+"""PostgreSQL goes away under vouchd and comes back: 503 (never 401) while it is away, automatic
+reconnection, and nothing answered with 200 before is lost."""
+
+import plistlib
+import secrets
+
+from harness import VouchTestCase, command_plist, wait_for
+
+RECOVERY_DEADLINE = 30.0
+
+
+class PostgresOutageTest(VouchTestCase):
+    own_postgres = True
+
+    def ack(self, dev, marker, request_type="DeviceInformation"):
+        """Queue a command, hand it to dev, acknowledge it; returns (CommandUUID, raw report)."""
+        c = command_plist(request_type, Queries=["DeviceName"])
+        self.enqueue_ok(dev.udid, c)
+        self.assertCommand(dev.idle(), c["CommandUUID"])
+        body = plistlib.dumps(dev.report_message("Acknowledged", c["CommandUUID"],
+                                                 QueryResponses={"DeviceName": marker}))
+        self.assertEmpty200(dev.connect_bytes(body), "Acknowledged before the outage")
+        return c["CommandUUID"], body
+
+    def assert_503_while_down(self, dev, stranger):
+        wait_for(lambda: self.vouchd.healthz().status == 503, RECOVERY_DEADLINE,
+                 what="GET /healthz to answer 503 while PostgreSQL is down")
+        self.assertTrue(self.vouchd.alive(), "vouchd died when PostgreSQL went away\n"
+                        + self.vouchd.log_tail())
+        for what, r in [
+            ("Idle", dev.idle()),
+            ("Acknowledged", dev.report("Acknowledged", "6B0C0F9E-2E0A-4E44-9D53-0A0B0C0D0E0F")),
+            ("Authenticate", dev.authenticate()),
+            ("TokenUpdate", dev.token_update()),
+            ("Authenticate of a new device", stranger.authenticate()),
+        ]:
+            self.assertNotEqual(r.status, 401, f"{what} while PostgreSQL is down: {r!r}")
+            self.assertEqual(r.status, 503, f"{what} while PostgreSQL is down: {r!r}")
+        r = self.vouchd.admin("GET", "/v1/devices")
+        self.assertEqual(r.status, 503, f"admin GET /v1/devices while PostgreSQL is down: {r!r}")
+        r = self.vouchd.healthz()
+        self.assertEqual(r.status, 503, r)
+
+    def wait_recovered(self):
+        wait_for(lambda: self.vouchd.healthz().status == 200, RECOVERY_DEADLINE,
+                 what="vouchd to reconnect to PostgreSQL by itself (GET /healthz 200)")
+
+    def test_outage_and_recovery(self):
+        dev = self.enrolled_device()
+        stranger = self.new_device()
+        m1 = "outage-" + secrets.token_hex(8)
+        cu1, body1 = self.ack(dev, m1)
+        pending = command_plist("ProfileList")
+        self.enqueue_ok(dev.udid, pending)
+
+        self.pg.stop("fast")
+        try:
+            self.assert_503_while_down(dev, stranger)
+        finally:
+            self.pg.start()
+        self.wait_recovered()
+
+        # normal service, and what was acknowledged before is still there
+        self.assertEqual(self.command_status(dev.udid, cu1)[0]["status"], "Acknowledged")
+        self.assertTrue(self.db_find(body1), "a report answered 200 before the outage is lost")
+        self.assertCommand(dev.idle(), pending["CommandUUID"],
+                           "the command queued before the outage")
+        self.assertEmpty200(dev.report("Acknowledged", pending["CommandUUID"], ProfileList=[]))
+        self.assertEmpty200(stranger.authenticate(), "a new device enrolls after recovery")
+        self.assertEmpty200(stranger.token_update())
+
+        # a second outage in the same vouchd: reconnection is not a one-off
+        m2 = "outage2-" + secrets.token_hex(8)
+        cu2, body2 = self.ack(dev, m2)
+        self.pg.stop("fast")
+        try:
+            wait_for(lambda: self.vouchd.healthz().status == 503, RECOVERY_DEADLINE,
+                     what="GET /healthz 503 in the second outage")
+            r = dev.idle()
+            self.assertEqual(r.status, 503, f"Idle in the second outage: {r!r}")
+        finally:
+            self.pg.start()
+        self.wait_recovered()
+        self.assertEqual(self.command_status(dev.udid, cu2)[0]["status"], "Acknowledged")
+        self.assertTrue(self.db_find(body2))
+        self.assertEmpty200(dev.idle())
+
+    def test_crash_keeps_acknowledged_results(self):
+        """PostgreSQL killed (-m immediate) right after a 200: the result survives (fsync on,
+        the 200 must come after the commit)."""
+        dev = self.enrolled_device()
+        acked = [self.ack(dev, "crash-" + secrets.token_hex(8)) for _ in range(3)]
+        self.pg.stop("immediate")
+        try:
+            r = dev.idle()
+            self.assertEqual(r.status, 503, f"Idle while PostgreSQL is down: {r!r}")
+        finally:
+            self.pg.start()
+        self.wait_recovered()
+        for cu, body in acked:
+            self.assertEqual(self.command_status(dev.udid, cu)[0]["status"], "Acknowledged")
+            self.assertTrue(self.db_find(body), f"result of {cu} lost in the crash")
+        self.assertEmpty200(dev.idle())
+        self.assertTrue(self.vouchd.alive())

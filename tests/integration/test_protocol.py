@@ -1,0 +1,234 @@
+"""The MDM protocol cycle: enroll, enqueue, Idle, command, result, empty body; NotNow; repeated
+reports; Error and CommandFormatError; CheckOut; re-enrollment clears the queue."""
+
+import plistlib
+import secrets
+import uuid
+
+from device import CONNECT_TYPE
+from harness import VouchTestCase, command_plist
+
+
+class ProtocolCycleTest(VouchTestCase):
+
+    def test_enroll_makes_an_enrolled_device(self):
+        dev = self.new_device()
+        r = dev.authenticate()
+        self.assertEmpty200(r, "Authenticate")
+        obj = self.vouchd.device(dev.udid)
+        self.assertStatus(obj, 200, "GET device after Authenticate")
+        self.assertFalse(obj.json()["enrolled"], "enrolled before TokenUpdate")
+        r = dev.token_update()
+        self.assertEmpty200(r, "TokenUpdate")
+        obj = self.vouchd.device(dev.udid).json()
+        self.assertTrue(obj["enrolled"], f"not enrolled after TokenUpdate: {obj}")
+        self.assertEqual(obj["push"]["token_state"], "active", obj)
+        self.assertEqual(obj["serial_number"], dev.serial)
+
+    def test_full_cycle(self):
+        dev = self.enrolled_device()
+        marker = "cycle-" + secrets.token_hex(8)
+        cmd = command_plist("DeviceInformation", Queries=["DeviceName", "OSVersion"])
+        cu = cmd["CommandUUID"]
+        out = self.enqueue_ok(dev.udid, cmd)
+        self.assertEqual(out["command_uuid"], cu)
+        self.assertEqual(out["request_type"], "DeviceInformation")
+        self.assertEqual(out["status"], {dev.udid: {"queued": True}})
+
+        queued = self.command_status(dev.udid, cu)
+        self.assertEqual(len(queued), 1, queued)
+        self.assertEqual(queued[0]["status"], "queued")
+        self.assertEqual(queued[0]["request_type"], "DeviceInformation")
+        self.assertRFC3339(queued[0]["queued_at"], "queued_at")
+        self.assertIsNone(queued[0]["result_at"], "result_at of a queued command")
+
+        got = self.assertCommand(dev.idle(), cu, "Idle with one queued command")
+        self.assertEqual(got["Command"]["RequestType"], "DeviceInformation")
+        self.assertEqual(got["Command"]["Queries"], ["DeviceName", "OSVersion"])
+
+        body = plistlib.dumps(dev.report_message(
+            "Acknowledged", cu, QueryResponses={"DeviceName": marker, "OSVersion": "14.4.1"}))
+        r = dev.connect_bytes(body)
+        self.assertEmpty200(r, "Acknowledged with nothing else queued")
+        self.assertEmpty200(dev.idle(), "Idle after the queue is drained")
+
+        done = self.command_status(dev.udid, cu)
+        self.assertEqual(len(done), 1, done)
+        self.assertEqual(done[0]["status"], "Acknowledged")
+        self.assertRFC3339(done[0]["result_at"], "result_at")
+
+        where = self.db_find(body)
+        self.assertTrue(where, "the raw report is not stored byte for byte in any bytea/text "
+                               "column of the database")
+
+    def test_routing_by_content_type_on_mdm(self):
+        """PUT /mdm carries both check-ins and reports, told apart by Content-Type (with
+        charset parameter for reports)."""
+        dev = self.new_device()
+        r = dev.checkin_bytes(plistlib.dumps(dev.authenticate_message()), path="/mdm")
+        self.assertEmpty200(r, "Authenticate on /mdm")
+        r = dev.checkin_bytes(plistlib.dumps(dev.token_update_message()), path="/mdm")
+        self.assertEmpty200(r, "TokenUpdate on /mdm")
+        cmd = command_plist("ProfileList")
+        self.enqueue_ok(dev.udid, cmd)
+        r = dev.connect_bytes(plistlib.dumps(dev.report_message("Idle")), path="/mdm",
+                              content_type=CONNECT_TYPE + "; charset=UTF-8")
+        self.assertCommand(r, cmd["CommandUUID"], "Idle on /mdm")
+        r = dev.connect_bytes(
+            plistlib.dumps(dev.report_message("Acknowledged", cmd["CommandUUID"],
+                                              ProfileList=[])),
+            path="/mdm", content_type=CONNECT_TYPE + "; charset=UTF-8")
+        self.assertEmpty200(r, "Acknowledged on /mdm")
+        self.assertEqual(self.command_status(dev.udid, cmd["CommandUUID"])[0]["status"],
+                         "Acknowledged")
+
+    def test_ack_hands_out_the_next_command(self):
+        dev = self.enrolled_device()
+        c1, c2 = command_plist("ProfileList"), command_plist("CertificateList")
+        self.enqueue_ok(dev.udid, c1)
+        self.enqueue_ok(dev.udid, c2)
+        expected = {c1["CommandUUID"], c2["CommandUUID"]}
+        first = self.assertCommand(dev.idle(), what="Idle with two queued")
+        self.assertIn(first["CommandUUID"], expected)
+        second = self.assertCommand(dev.report("Acknowledged", first["CommandUUID"]),
+                                    what="reply to the first Acknowledged")
+        self.assertEqual({first["CommandUUID"], second["CommandUUID"]}, expected)
+        self.assertEmpty200(dev.report("Acknowledged", second["CommandUUID"]),
+                            "reply to the last Acknowledged")
+
+    def test_error_and_command_format_error_are_stored(self):
+        dev = self.enrolled_device()
+        c1, c2 = command_plist("InstallProfile", Payload=b"x"), command_plist("Bogus")
+        self.enqueue_ok(dev.udid, c1)
+        self.assertCommand(dev.idle(), c1["CommandUUID"])
+        chain = [{"ErrorCode": 4, "ErrorDomain": "MCProfileErrorDomain",
+                  "LocalizedDescription": "bad profile", "USEnglishDescription": "bad profile"}]
+        self.assertEmpty200(dev.report("Error", c1["CommandUUID"], ErrorChain=chain), "Error")
+        self.enqueue_ok(dev.udid, c2)
+        self.assertCommand(dev.idle(), c2["CommandUUID"])
+        self.assertEmpty200(dev.report("CommandFormatError", c2["CommandUUID"]),
+                            "CommandFormatError")
+        self.assertEqual(self.command_status(dev.udid, c1["CommandUUID"])[0]["status"], "Error")
+        self.assertEqual(self.command_status(dev.udid, c2["CommandUUID"])[0]["status"],
+                         "CommandFormatError")
+        self.assertEmpty200(dev.idle(), "Idle after Error: the failed commands are not resent")
+
+    def test_commands_list_newest_first(self):
+        dev = self.enrolled_device()
+        uuids = []
+        for rt in ("ProfileList", "CertificateList", "SecurityInfo"):
+            c = command_plist(rt)
+            self.enqueue_ok(dev.udid, c)
+            uuids.append(c["CommandUUID"])
+        listed = [c["command_uuid"] for c in self.vouchd.commands(dev.udid)]
+        self.assertEqual(listed, list(reversed(uuids)), "commands are not newest first")
+
+    def test_checkout_disables(self):
+        dev = self.enrolled_device()
+        self.assertEmpty200(dev.checkout(), "CheckOut")
+        self.assertFalse(self.vouchd.device(dev.udid).json()["enrolled"],
+                         "still enrolled after CheckOut")
+        self.assertDeviceRefusal(dev.idle(), "Idle of a checked-out device")
+        dev.enroll()
+        self.assertTrue(self.vouchd.device(dev.udid).json()["enrolled"], "re-enrollment")
+        self.assertEmpty200(dev.idle(), "Idle after re-enrollment")
+
+    def test_reauthenticate_clears_the_queue(self):
+        dev = self.enrolled_device()
+        c = command_plist("ProfileList")
+        self.enqueue_ok(dev.udid, c)
+        dev.enroll()
+        self.assertEmpty200(dev.idle(), "Idle after re-enrollment: the old queue is cleared")
+
+    def test_token_update_again_keeps_enrollment(self):
+        dev = self.enrolled_device()
+        dev.token = secrets.token_bytes(32)
+        self.assertEmpty200(dev.token_update(), "second TokenUpdate with a new token")
+        obj = self.vouchd.device(dev.udid).json()
+        self.assertTrue(obj["enrolled"])
+        self.assertEqual(obj["push"]["token_state"], "active")
+
+
+class NotNowTest(VouchTestCase):
+
+    def test_notnow_not_handed_back_in_same_session(self):
+        dev = self.enrolled_device()
+        c1, c2 = command_plist("ProfileList"), command_plist("CertificateList")
+        self.enqueue_ok(dev.udid, c1)
+        self.enqueue_ok(dev.udid, c2)
+        first = self.assertCommand(dev.idle(), what="Idle")
+        other = ({c1["CommandUUID"], c2["CommandUUID"]} - {first["CommandUUID"]}).pop()
+        r = dev.report("NotNow", first["CommandUUID"])
+        self.assertCommand(r, other, "reply to NotNow must be the other queued command")
+        self.assertEqual(self.command_status(dev.udid, first["CommandUUID"])[0]["status"],
+                         "NotNow")
+        r = dev.report("Acknowledged", other)
+        self.assertEmpty200(r, "after NotNow + Acknowledged, the NotNow'd command must not come "
+                               "back in the same session")
+        r = dev.idle()
+        self.assertCommand(r, first["CommandUUID"], "a new Idle hands back the NotNow'd command")
+        self.assertEmpty200(dev.report("Acknowledged", first["CommandUUID"]), "final ack")
+        self.assertEqual(self.command_status(dev.udid, first["CommandUUID"])[0]["status"],
+                         "Acknowledged")
+        self.assertEqual(self.command_status(dev.udid, other)[0]["status"], "Acknowledged")
+
+    def test_single_notnow(self):
+        dev = self.enrolled_device()
+        c = command_plist("DeviceLock")
+        self.enqueue_ok(dev.udid, c)
+        self.assertCommand(dev.idle(), c["CommandUUID"])
+        self.assertEmpty200(dev.report("NotNow", c["CommandUUID"]),
+                            "NotNow of the only command: empty body")
+        self.assertCommand(dev.idle(), c["CommandUUID"], "next Idle")
+        self.assertCommand(dev.idle(), c["CommandUUID"],
+                           "Idle again without a result: still queued")
+        self.assertEmpty200(dev.report("Acknowledged", c["CommandUUID"]))
+        self.assertEmpty200(dev.idle())
+
+
+class RepeatedReportTest(VouchTestCase):
+
+    def _run_command(self, dev, marker):
+        c = command_plist("DeviceInformation", Queries=["DeviceName"])
+        self.enqueue_ok(dev.udid, c)
+        self.assertCommand(dev.idle(), c["CommandUUID"])
+        body = plistlib.dumps(dev.report_message("Acknowledged", c["CommandUUID"],
+                                                 QueryResponses={"DeviceName": marker}))
+        self.assertEmpty200(dev.connect_bytes(body), "first Acknowledged")
+        return c["CommandUUID"], body
+
+    def test_same_report_twice(self):
+        dev = self.enrolled_device()
+        marker = "repeat-" + secrets.token_hex(8)
+        cu, body = self._run_command(dev, marker)
+        before_list = self.command_status(dev.udid, cu)
+        before_db = self.db_find(marker)
+        self.assertTrue(before_db, "result not stored")
+
+        r = dev.connect_bytes(body)
+        self.assertEmpty200(r, "the same report again")
+        after_list = self.command_status(dev.udid, cu)
+        self.assertEqual(after_list, before_list, "a repeated report changed the command")
+        self.assertEqual(len(after_list), 1, after_list)
+        self.assertEqual(self.db_find(marker), before_db,
+                         "a repeated report changed the rows holding the result")
+
+    def test_repeat_with_other_content_is_not_a_duplicate(self):
+        dev = self.enrolled_device()
+        marker = "repeat-" + secrets.token_hex(8)
+        cu, _body = self._run_command(dev, marker)
+        before = self.command_status(dev.udid, cu)
+        r = dev.report("Acknowledged", cu, QueryResponses={"DeviceName": marker + "-again"})
+        self.assertEmpty200(r, "a second Acknowledged for the same CommandUUID")
+        after = self.command_status(dev.udid, cu)
+        self.assertEqual(len(after), 1, after)
+        self.assertEqual(after[0]["status"], "Acknowledged")
+        self.assertEqual(after, before, "a repeated report changed the command")
+
+    def test_result_for_unknown_command_uuid(self):
+        """A report for a CommandUUID never queued: refused or ignored, never a crash or 401."""
+        dev = self.enrolled_device()
+        r = dev.report("Acknowledged", str(uuid.uuid4()).upper())
+        self.assertNotEqual(r.status, 401)
+        self.assertLess(r.status, 500, r)
+        self.assertAlive("report for an unknown CommandUUID")
