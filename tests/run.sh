@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Runs Vouch's whole test suite on a Debian 12 machine, from nothing:
+#   installs the packages it needs (as root, with apt-get), builds with warnings as errors,
+#   runs the cmocka unit tests and the integration suites (each starts its own PostgreSQL and
+#   vouchd), and ends with one line "N passed, N failed". Exits non-zero on any failure.
+# Usage: tests/run.sh [integration test filters...]
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+build=${VOUCH_BUILD_DIR:-$repo/build}
+
+packages=(meson ninja-build pkg-config gcc libevent-dev libcurl4-openssl-dev libnghttp2-dev
+          libssl-dev libplist-dev libpq-dev libcmocka-dev postgresql postgresql-client openssl
+          python3 python3-cryptography libplist-utils)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "tests/run.sh: installing ${missing[*]}"
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "tests/run.sh: run as root (or install: ${missing[*]})" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ ! -f "$build/build.ninja" ]; then
+    meson setup "$build" --werror -Dtests=enabled >/dev/null
+fi
+ninja -C "$build" >/dev/null
+
+passed=0
+failed=0
+
+echo "== unit tests"
+for t in "$build"/tests/unit/test_*; do
+    [ -f "$t" ] && [ -x "$t" ] || continue
+    out=$(cd "$repo" && "$t" 2>&1) && rc=0 || rc=$?
+    p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -1)
+    f=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -1)
+    p=${p:-0}
+    f=${f:-0}
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        f=1 # crashed before cmocka could count
+    fi
+    echo "$(basename "$t"): $p passed, $f failed"
+    [ "$f" -eq 0 ] || { printf '%s\n' "$out" | grep -E '^\[  (FAILED|  ERROR)|error|Failure' | head -20 || true; }
+    passed=$((passed + p))
+    failed=$((failed + f))
+done
+
+echo "== integration tests"
+export VOUCH_BUILD_DIR=$build
+out_file=$(mktemp)
+/usr/bin/python3 tests/integration/run.py "$@" 2>&1 | tee "$out_file" || true
+line=$(grep -E '^integration: [0-9]+ passed, [0-9]+ failed' "$out_file" | tail -1 || true)
+rm -f "$out_file"
+if [ -z "$line" ]; then
+    echo "integration: the runner ended without its summary line"
+    failed=$((failed + 1))
+else
+    p=$(echo "$line" | sed -E 's/^integration: ([0-9]+) passed, ([0-9]+) failed.*/\1/')
+    f=$(echo "$line" | sed -E 's/^integration: ([0-9]+) passed, ([0-9]+) failed.*/\2/')
+    passed=$((passed + p))
+    failed=$((failed + f))
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
