@@ -61,13 +61,13 @@ void db_authenticate(struct db_pool *pool, const struct db_device_facts *f,
 }
 
 static const char sql_token_update[] =
-    "SELECT vouch_token_update($1, $2, $3, $4, $5, $6, $7::boolean)";
+    "SELECT vouch_token_update($1, $2, $3, $4, $5, $6, $7::boolean, $8, $9, $10)";
 
 void db_token_update(struct db_pool *pool, const char *udid, const struct db_cert *cert,
                      const char *topic, const uint8_t *token, size_t token_len,
                      const char *push_magic, const uint8_t *unlock_token,
-                     size_t unlock_token_len, int awaiting_configuration, db_result_fn *cb,
-                     void *arg)
+                     size_t unlock_token_len, int awaiting_configuration,
+                     const struct db_attest_request *attest, db_result_fn *cb, void *arg)
 {
     const char *awaiting =
         awaiting_configuration < 0 ? NULL : (awaiting_configuration ? "true" : "false");
@@ -79,8 +79,11 @@ void db_token_update(struct db_pool *pool, const char *udid, const struct db_cer
         text_param(push_magic),
         unlock_token ? bytes_param(unlock_token, unlock_token_len) : text_param(NULL),
         text_param(awaiting),
+        text_param(attest ? attest->command_uuid : NULL),
+        attest ? bytes_param(attest->body, attest->body_len) : text_param(NULL),
+        attest ? bytes_param(attest->nonce, attest->nonce_len) : text_param(NULL),
     };
-    db_query(pool, sql_token_update, params, 7, false, cb, arg);
+    db_query(pool, sql_token_update, params, 10, false, cb, arg);
 }
 
 static const char sql_checkout[] = "SELECT vouch_checkout($1, $2)";
@@ -101,28 +104,48 @@ enum db_verdict db_decode_verdict(const PGresult *res)
 }
 
 static const char sql_report[] =
-    "SELECT outcome, result_stored, next_command_uuid, next_body"
-    " FROM vouch_report($1, $2, $3, $4, $5)";
+    "SELECT outcome, result_stored, next_command_uuid, next_body, request_nonce, older_nonces,"
+    " enrolled_serial, enrolled_os_version FROM vouch_report($1, $2, $3, $4, $5, $6::json)";
 
 void db_report(struct db_pool *pool, const char *udid, const struct db_cert *cert,
                const char *status, const char *command_uuid, const uint8_t *report,
-               size_t report_len, db_result_fn *cb, void *arg)
+               size_t report_len, const char *verdict_json, db_result_fn *cb, void *arg)
 {
     const struct db_param params[] = {
         text_param(udid),   bytes_param(cert->sha256, DB_CERT_HASH_LEN),
         text_param(status), text_param(command_uuid),
-        bytes_param(report, report_len),
+        bytes_param(report, report_len), text_param(verdict_json),
     };
     /* Binary results: the next command's body comes back as raw bytes, not hex. */
-    db_query(pool, sql_report, params, 5, true, cb, arg);
+    db_query(pool, sql_report, params, 6, true, cb, arg);
+}
+
+/* A binary-format column: NULL for SQL NULL. */
+static const uint8_t *binary_value(const PGresult *res, int col, size_t *len)
+{
+    *len = 0;
+    if (PQgetisnull(res, 0, col))
+        return NULL;
+    *len = (size_t)PQgetlength(res, 0, col);
+    return (const uint8_t *)PQgetvalue(res, 0, col);
 }
 
 bool db_decode_report(const PGresult *res, struct db_report_outcome *out)
 {
     memset(out, 0, sizeof(*out));
-    if (PQntuples(res) != 1 || PQnfields(res) != 4 || PQgetisnull(res, 0, 0))
+    if (PQntuples(res) != 1 || PQnfields(res) != 8 || PQgetisnull(res, 0, 0))
         return false;
-    out->verdict = verdict_parse(PQgetvalue(res, 0, 0));
+    const char *outcome = PQgetvalue(res, 0, 0);
+    if (strcmp(outcome, "attestation_context") == 0) {
+        size_t len;
+        out->attestation_context = true;
+        out->request_nonce = binary_value(res, 4, &out->request_nonce_len);
+        out->older_nonces = binary_value(res, 5, &out->older_nonces_len);
+        out->enrolled_serial = (const char *)binary_value(res, 6, &len);
+        out->enrolled_os_version = (const char *)binary_value(res, 7, &len);
+        return out->request_nonce != NULL;
+    }
+    out->verdict = verdict_parse(outcome);
     out->result_stored = !PQgetisnull(res, 0, 1) && PQgetlength(res, 0, 1) == 1 &&
                          PQgetvalue(res, 0, 1)[0] != 0;
     if (!PQgetisnull(res, 0, 2) && !PQgetisnull(res, 0, 3)) {
@@ -186,17 +209,99 @@ bool db_decode_enqueue_row(const PGresult *res, int row, const char **udid, bool
     return true;
 }
 
-static const char sql_device_list[] = "SELECT vouch_device_list($1, $2::integer)";
+static const char sql_device_list[] = "SELECT vouch_device_list($1, $2::integer, $3)";
+static const char sql_device_attestations[] =
+    "SELECT vouch_device_attestations($1, $2::integer)";
 static const char sql_device_get[] = "SELECT vouch_device_get($1)";
 static const char sql_device_commands[] = "SELECT vouch_device_commands($1, $2::integer)";
 
-void db_device_list(struct db_pool *pool, const char *after, unsigned limit, db_result_fn *cb,
-                    void *arg)
+void db_device_list(struct db_pool *pool, const char *after, unsigned limit,
+                    const char *attestation, db_result_fn *cb, void *arg)
 {
     char limit_text[16];
     snprintf(limit_text, sizeof(limit_text), "%u", limit);
-    const struct db_param params[] = {text_param(after), text_param(limit_text)};
-    db_query(pool, sql_device_list, params, 2, false, cb, arg);
+    const struct db_param params[] = {text_param(after), text_param(limit_text),
+                                      text_param(attestation)};
+    db_query(pool, sql_device_list, params, 3, false, cb, arg);
+}
+
+void db_device_attestations(struct db_pool *pool, const char *udid, unsigned limit,
+                            db_result_fn *cb, void *arg)
+{
+    char limit_text[16];
+    snprintf(limit_text, sizeof(limit_text), "%u", limit);
+    const struct db_param params[] = {text_param(udid), text_param(limit_text)};
+    db_query(pool, sql_device_attestations, params, 2, false, cb, arg);
+}
+
+/* {"\\x0a0b..","\\x..."}: a bytea[] literal in text format. */
+static char *bytea_array_literal(const struct db_attest_request *reqs, size_t count, bool bodies)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t size = 3;
+    for (size_t i = 0; i < count; i++)
+        size += 8 + 2 * (bodies ? reqs[i].body_len : reqs[i].nonce_len);
+    char *out = malloc(size);
+    if (out == NULL)
+        log_fatal("out of memory");
+    char *p = out;
+    *p++ = '{';
+    for (size_t i = 0; i < count; i++) {
+        const uint8_t *data = bodies ? reqs[i].body : reqs[i].nonce;
+        size_t len = bodies ? reqs[i].body_len : reqs[i].nonce_len;
+        if (i > 0)
+            *p++ = ',';
+        memcpy(p, "\"\\\\x", 4);
+        p += 4;
+        for (size_t k = 0; k < len; k++) {
+            *p++ = hex[data[k] >> 4];
+            *p++ = hex[data[k] & 15];
+        }
+        *p++ = '"';
+    }
+    *p++ = '}';
+    *p = '\0';
+    return out;
+}
+
+static const char sql_request_attestations[] =
+    "SELECT udid, outcome, command_uuid FROM vouch_request_attestations($1, $2, $3, $4, $5)";
+
+void db_request_attestations(struct db_pool *pool, const char *const *udids,
+                             const struct db_attest_request *requests, size_t count,
+                             const char *reason, db_result_fn *cb, void *arg)
+{
+    const char **uuids = malloc(count * sizeof(*uuids) + 1);
+    if (uuids == NULL)
+        log_fatal("out of memory");
+    for (size_t i = 0; i < count; i++)
+        uuids[i] = requests[i].command_uuid;
+    char *udid_array = array_literal(udids, count);
+    char *uuid_array = array_literal(uuids, count);
+    char *body_array = bytea_array_literal(requests, count, true);
+    char *nonce_array = bytea_array_literal(requests, count, false);
+    const struct db_param params[] = {
+        text_param(udid_array), text_param(uuid_array), text_param(body_array),
+        text_param(nonce_array), text_param(reason),
+    };
+    db_query(pool, sql_request_attestations, params, 5, false, cb, arg);
+    free(udid_array);
+    free(uuid_array);
+    free(body_array);
+    free(nonce_array);
+    free(uuids);
+}
+
+bool db_decode_attestation_row(const PGresult *res, int row, const char **udid,
+                               const char **outcome, const char **command_uuid)
+{
+    if (row >= PQntuples(res) || PQnfields(res) != 3 || PQgetisnull(res, row, 0) ||
+        PQgetisnull(res, row, 1))
+        return false;
+    *udid = PQgetvalue(res, row, 0);
+    *outcome = PQgetvalue(res, row, 1);
+    *command_uuid = PQgetisnull(res, row, 2) ? NULL : PQgetvalue(res, row, 2);
+    return true;
 }
 
 void db_device_get(struct db_pool *pool, const char *udid, db_result_fn *cb, void *arg)

@@ -54,25 +54,46 @@ struct db_cert {
 
 void db_authenticate(struct db_pool *pool, const struct db_device_facts *facts,
                      const struct db_cert *cert, db_result_fn *cb, void *arg);
+/* An attestation request vouchd built: a DeviceInformation command carrying a fresh nonce. */
+struct db_attest_request {
+    const char *command_uuid;
+    const uint8_t *body;
+    size_t body_len;
+    const uint8_t *nonce;
+    size_t nonce_len;
+};
+
+/* attest (may be NULL) is queued if this is the enrollment's first TokenUpdate. */
 void db_token_update(struct db_pool *pool, const char *udid, const struct db_cert *cert,
                      const char *topic, const uint8_t *token, size_t token_len,
                      const char *push_magic, const uint8_t *unlock_token,
                      size_t unlock_token_len, int awaiting_configuration /* -1: absent */,
-                     db_result_fn *cb, void *arg);
+                     const struct db_attest_request *attest, db_result_fn *cb, void *arg);
 void db_checkout(struct db_pool *pool, const char *udid, const struct db_cert *cert,
                  db_result_fn *cb, void *arg);
 /* Decodes the answer of the three above. */
 enum db_verdict db_decode_verdict(const PGresult *res);
 
+/* A command report. verdict_json is NULL on the first call; when the report answers a pending
+ * attestation request, that call writes nothing and returns attestation_context, and the caller
+ * calls again with the verdict (see vouch_report in db/migrations/0002_attestation.sql). */
 void db_report(struct db_pool *pool, const char *udid, const struct db_cert *cert,
                const char *status, const char *command_uuid, const uint8_t *report,
-               size_t report_len, db_result_fn *cb, void *arg);
+               size_t report_len, const char *verdict_json, db_result_fn *cb, void *arg);
 struct db_report_outcome {
     enum db_verdict verdict;
+    bool attestation_context; /* verify, then call again with the verdict */
     bool result_stored;   /* false for a repeated report */
     const char *next_command_uuid; /* NULL: nothing queued */
     const uint8_t *next_body;
     size_t next_body_len;
+    /* With attestation_context: */
+    const uint8_t *request_nonce;
+    size_t request_nonce_len;
+    const uint8_t *older_nonces; /* consecutive 32-byte nonces */
+    size_t older_nonces_len;
+    const char *enrolled_serial;     /* may be NULL */
+    const char *enrolled_os_version; /* may be NULL */
 };
 bool db_decode_report(const PGresult *res, struct db_report_outcome *out)
     __attribute__((warn_unused_result));
@@ -85,10 +106,23 @@ void db_enqueue(struct db_pool *pool, const char *command_uuid, const char *requ
 bool db_decode_enqueue_row(const PGresult *res, int row, const char **udid, bool *queued)
     __attribute__((warn_unused_result));
 
-/* JSON text produced by the database: an array page of device objects, one device object
- * (NULL text: unknown), a device's commands (NULL text: unknown device). */
-void db_device_list(struct db_pool *pool, const char *after, unsigned limit, db_result_fn *cb,
-                    void *arg);
+/* Asks devices udids[0..count) for an attestation with the requests vouchd built (one each).
+ * The answer has one row per udid: db_decode_attestation_row. */
+void db_request_attestations(struct db_pool *pool, const char *const *udids,
+                             const struct db_attest_request *requests, size_t count,
+                             const char *reason, db_result_fn *cb, void *arg);
+/* outcome: "queued", "pending" (command_uuid is the pending one) or "unknown_device". */
+bool db_decode_attestation_row(const PGresult *res, int row, const char **udid,
+                               const char **outcome, const char **command_uuid)
+    __attribute__((warn_unused_result));
+
+/* JSON text produced by the database: an array page of device objects (attestation: a status
+ * to filter on, or NULL), one device object (NULL text: unknown), a device's commands or its
+ * attestation history (NULL text: unknown device). */
+void db_device_list(struct db_pool *pool, const char *after, unsigned limit,
+                    const char *attestation, db_result_fn *cb, void *arg);
+void db_device_attestations(struct db_pool *pool, const char *udid, unsigned limit,
+                            db_result_fn *cb, void *arg);
 void db_device_get(struct db_pool *pool, const char *udid, db_result_fn *cb, void *arg);
 void db_device_commands(struct db_pool *pool, const char *udid, unsigned limit,
                         db_result_fn *cb, void *arg);

@@ -23,6 +23,9 @@
 #define DEVICE_PAGE_MAX 1000
 #define COMMANDS_LIMIT 100
 #define ENQUEUE_MAX_IDS 1000
+#define ATTEST_MAX_IDS 1000
+#define ATTESTATIONS_LIMIT 100
+#define JSON_BODY_MAX (256 * 1024)
 #define ID_MAX_LEN MDM_MAX_ID_LEN
 
 struct admin_request {
@@ -30,8 +33,9 @@ struct admin_request {
     struct evhttp_request *req;
     enum metrics_endpoint ep;
     struct prepared_command command; /* enqueue */
-    char **ids;                      /* enqueue */
+    char **ids;                      /* enqueue, attest */
     size_t id_count;
+    bool single; /* attest: POST /v1/devices/{udid}/attest */
 };
 
 static void admin_request_free(struct admin_request *ar)
@@ -170,18 +174,15 @@ static void handle_device_list(struct vouchd *srv, struct evhttp_request *req)
     }
     if (after != NULL && !valid_id(after, strlen(after)))
         problem = "after must be a device id";
-    /* Until attestation exists every device's status is "none". */
     if (filter != NULL && strcmp(filter, "none") != 0 && strcmp(filter, "verified") != 0 &&
         strcmp(filter, "failed") != 0 && strcmp(filter, "pending") != 0 &&
         strcmp(filter, "unsupported") != 0)
         problem = "attestation must be one of failed, verified, pending, none, unsupported";
     if (problem != NULL) {
         http_reply_json_error(req, EP_ADMIN_DEVICES, 400, problem);
-    } else if (filter != NULL && strcmp(filter, "none") != 0) {
-        http_reply(req, EP_ADMIN_DEVICES, 200, "application/json", "[]", 2);
     } else {
         struct admin_request *ar = admin_request_new(srv, req, EP_ADMIN_DEVICES);
-        db_device_list(srv->db, after, limit, json_text_done, ar);
+        db_device_list(srv->db, after, limit, filter, json_text_done, ar);
     }
     evhttp_clear_headers(&query);
 }
@@ -267,19 +268,158 @@ static void handle_enqueue(struct vouchd *srv, struct evhttp_request *req, const
                (const char *const *)ar->ids, ar->id_count, enqueue_done, ar);
 }
 
+static void attest_done(void *arg, enum db_outcome outcome, const PGresult *res)
+{
+    struct admin_request *ar = arg;
+    if (reply_db_failure(ar, outcome, res)) {
+        admin_request_free(ar);
+        return;
+    }
+    struct json_writer *w = json_writer_new(256 + ar->id_count * (ID_MAX_LEN * 6 + 128), 0);
+    bool ok = w != NULL;
+    size_t queued = 0, known = 0;
+    if (ok && !ar->single)
+        ok = json_write_begin_object(w) && json_write_key(w, "results") &&
+             json_write_begin_object(w);
+    for (int row = 0; ok && row < PQntuples(res); row++) {
+        const char *udid, *result, *uuid;
+        ok = db_decode_attestation_row(res, row, &udid, &result, &uuid);
+        if (!ok)
+            break;
+        bool unknown = strcmp(result, "unknown_device") == 0;
+        known += !unknown;
+        queued += strcmp(result, "queued") == 0;
+        if (!ar->single)
+            ok = json_write_key(w, udid);
+        ok = ok && json_write_begin_object(w);
+        if (ok && ar->single)
+            ok = json_write_key(w, "udid") && json_write_string(w, udid);
+        if (ok && unknown)
+            ok = json_write_key(w, "error") && json_write_string(w, "unknown device");
+        else if (ok)
+            ok = json_write_key(w, "command_uuid") && json_write_string_or_null(w, uuid) &&
+                 json_write_key(w, "queued") && json_write_bool(w, strcmp(result, "queued") == 0);
+        ok = ok && json_write_end_object(w);
+    }
+    if (ok && !ar->single)
+        ok = json_write_end_object(w) && json_write_end_object(w);
+    const char *text;
+    size_t len;
+    if (!ok || !json_writer_finish(w, &text, &len))
+        http_reply_json_error(ar->req, ar->ep, 500, "internal error");
+    else if (ar->single && known == 0)
+        http_reply_json_error(ar->req, ar->ep, 404, "unknown device");
+    else
+        http_reply(ar->req, ar->ep, 200, "application/json", text, len);
+    if (ok && queued > 0)
+        log_info("asked %zu device(s) for an attestation", queued);
+    json_writer_free(w);
+    admin_request_free(ar);
+}
+
+/* Builds one attestation request per id (a fresh nonce each) and queues them. */
+static void start_attest(struct admin_request *ar)
+{
+    struct db_attest_request *requests = calloc(ar->id_count, sizeof(*requests));
+    struct prepared_command *commands = calloc(ar->id_count, sizeof(*commands));
+    uint8_t (*nonces)[COMMAND_NONCE_BYTES] = calloc(ar->id_count, COMMAND_NONCE_BYTES);
+    if (requests == NULL || commands == NULL || nonces == NULL)
+        log_fatal("out of memory");
+    bool ok = true;
+    for (size_t i = 0; ok && i < ar->id_count; i++) {
+        ok = command_build_attestation(&commands[i], nonces[i]);
+        requests[i] = (struct db_attest_request){commands[i].uuid, (const uint8_t *)commands[i].xml,
+                                                 commands[i].xml_len, nonces[i],
+                                                 COMMAND_NONCE_BYTES};
+    }
+    if (ok)
+        db_request_attestations(ar->srv->db, (const char *const *)ar->ids, requests,
+                                ar->id_count, "operator", attest_done, ar);
+    for (size_t i = 0; i < ar->id_count; i++)
+        command_clear(&commands[i]);
+    free(commands);
+    free(requests);
+    free(nonces);
+    if (!ok) {
+        http_reply_json_error(ar->req, ar->ep, 500, "cannot build attestation requests");
+        admin_request_free(ar);
+    }
+}
+
+/* POST /v1/attest {"udids": [...]} */
+static void handle_attest_many(struct vouchd *srv, struct evhttp_request *req)
+{
+    enum metrics_endpoint ep = EP_ADMIN_ATTEST;
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+        http_reply_json_error(req, ep, 405, "use POST");
+        return;
+    }
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    const char *body = (const char *)evbuffer_pullup(in, -1);
+    const struct json_limits limits = {.max_bytes = JSON_BODY_MAX, .max_depth = 8,
+                                       .max_nodes = ATTEST_MAX_IDS + 16};
+    struct json_doc *doc = NULL;
+    struct json_parse_error perr;
+    char problem[160] = "";
+    if (len == 0 || json_parse(body, len, &limits, &doc, &perr) != JSON_OK) {
+        snprintf(problem, sizeof(problem), "expected a JSON body {\"udids\": [...]}");
+        goto refuse;
+    }
+    const struct json_value *udids = json_object_get(json_doc_root(doc), "udids");
+    size_t count = json_array_length(udids);
+    if (json_value_type(udids) != JSON_ARRAY || count == 0 || count > ATTEST_MAX_IDS) {
+        snprintf(problem, sizeof(problem), "udids must be an array of 1 to %d device ids",
+                 ATTEST_MAX_IDS);
+        goto refuse;
+    }
+    struct admin_request *ar = admin_request_new(srv, req, ep);
+    ar->ids = calloc(count, sizeof(char *));
+    if (ar->ids == NULL)
+        log_fatal("out of memory");
+    for (size_t i = 0; i < count; i++) {
+        const char *id;
+        size_t id_len;
+        if (!json_get_string(json_array_get(udids, i), &id, &id_len) || !valid_id(id, id_len)) {
+            snprintf(problem, sizeof(problem), "udids[%zu] is not a device id", i);
+            admin_request_free(ar);
+            goto refuse;
+        }
+        if ((ar->ids[ar->id_count++] = strndup(id, id_len)) == NULL)
+            log_fatal("out of memory");
+    }
+    json_doc_free(doc);
+    start_attest(ar);
+    return;
+refuse:
+    json_doc_free(doc);
+    metrics_count_rejection("bad_request");
+    http_reply_json_error(req, ep, 400, problem);
+}
+
 static void handle_device(struct vouchd *srv, struct evhttp_request *req, const char *rest)
 {
-    /* rest: "{udid}" or "{udid}/commands" */
+    /* rest: "{udid}" or "{udid}/commands", "{udid}/attestations", "{udid}/attest" */
     const char *slash = strchr(rest, '/');
     size_t id_len = slash ? (size_t)(slash - rest) : strlen(rest);
-    bool commands = slash != NULL && strcmp(slash, "/commands") == 0;
-    enum metrics_endpoint ep = commands ? EP_ADMIN_COMMANDS : EP_ADMIN_DEVICE;
-    if (slash != NULL && !commands) {
+    const char *sub = slash ? slash + 1 : "";
+    enum metrics_endpoint ep;
+    enum evhttp_cmd_type method = EVHTTP_REQ_GET;
+    if (slash == NULL)
+        ep = EP_ADMIN_DEVICE;
+    else if (strcmp(sub, "commands") == 0)
+        ep = EP_ADMIN_COMMANDS;
+    else if (strcmp(sub, "attestations") == 0)
+        ep = EP_ADMIN_ATTESTATIONS;
+    else if (strcmp(sub, "attest") == 0) {
+        ep = EP_ADMIN_ATTEST;
+        method = EVHTTP_REQ_POST;
+    } else {
         http_reply_json_error(req, EP_OTHER, 404, "not found");
         return;
     }
-    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
-        http_reply_json_error(req, ep, 405, "use GET");
+    if (evhttp_request_get_command(req) != method) {
+        http_reply_json_error(req, ep, 405, method == EVHTTP_REQ_GET ? "use GET" : "use POST");
         return;
     }
     char *udid = decode_id(rest, id_len);
@@ -288,10 +428,26 @@ static void handle_device(struct vouchd *srv, struct evhttp_request *req, const 
         return;
     }
     struct admin_request *ar = admin_request_new(srv, req, ep);
-    if (commands)
+    switch (ep) {
+    case EP_ADMIN_COMMANDS:
         db_device_commands(srv->db, udid, COMMANDS_LIMIT, json_text_done, ar);
-    else
+        break;
+    case EP_ADMIN_ATTESTATIONS:
+        db_device_attestations(srv->db, udid, ATTESTATIONS_LIMIT, json_text_done, ar);
+        break;
+    case EP_ADMIN_ATTEST:
+        ar->ids = calloc(1, sizeof(char *));
+        if (ar->ids == NULL)
+            log_fatal("out of memory");
+        ar->ids[0] = udid;
+        ar->id_count = 1;
+        ar->single = true;
+        start_attest(ar);
+        return;
+    default:
         db_device_get(srv->db, udid, json_text_done, ar);
+        break;
+    }
     free(udid);
 }
 
@@ -323,6 +479,8 @@ void admin_handle_request(struct vouchd *srv, struct evhttp_request *req, const 
         handle_device(srv, req, path + sizeof(devices));
     } else if (strncmp(path, enqueue, sizeof(enqueue) - 1) == 0) {
         handle_enqueue(srv, req, path + sizeof(enqueue) - 1);
+    } else if (strcmp(path, "/v1/attest") == 0) {
+        handle_attest_many(srv, req);
     } else {
         http_reply_json_error(req, EP_OTHER, 404, "not found");
     }

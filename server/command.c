@@ -112,3 +112,42 @@ void command_clear(struct prepared_command *cmd)
     free(cmd->xml);
     memset(cmd, 0, sizeof(*cmd));
 }
+
+/* The DeviceInformation command that asks for an attestation (attestation.md). */
+bool command_build_attestation(struct prepared_command *out, uint8_t nonce[COMMAND_NONCE_BYTES])
+{
+    static const char *const queries[] = {
+        "DevicePropertiesAttestation", "UDID", "SerialNumber", "OSVersion", "BuildVersion",
+        "ProductName", "Model", "SoftwareUpdateDeviceID"};
+    memset(out, 0, sizeof(*out));
+    if (RAND_bytes(nonce, COMMAND_NONCE_BYTES) != 1 || !command_new_uuid(out->uuid))
+        return false;
+    snprintf(out->request_type, sizeof(out->request_type), "DeviceInformation");
+
+    plist_t root = plist_new_dict();
+    plist_t command = plist_new_dict();
+    plist_t list = plist_new_array();
+    for (size_t i = 0; i < sizeof(queries) / sizeof(queries[0]); i++)
+        plist_array_append_item(list, plist_new_string(queries[i]));
+    plist_dict_set_item(command, "RequestType", plist_new_string("DeviceInformation"));
+    plist_dict_set_item(command, "Queries", list);
+    plist_dict_set_item(command, "DeviceAttestationNonce",
+                        plist_new_data((const char *)nonce, COMMAND_NONCE_BYTES));
+    plist_dict_set_item(root, "Command", command);
+    plist_dict_set_item(root, "CommandUUID", plist_new_string(out->uuid));
+
+    char *xml = NULL;
+    uint32_t xml_len = 0;
+    plist_to_xml(root, &xml, &xml_len);
+    plist_free(root);
+    if (xml == NULL)
+        return false;
+    out->xml = malloc((size_t)xml_len + 1);
+    if (out->xml != NULL) {
+        memcpy(out->xml, xml, xml_len);
+        out->xml[xml_len] = '\0';
+        out->xml_len = xml_len;
+    }
+    plist_to_xml_free(xml);
+    return out->xml != NULL;
+}

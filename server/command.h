@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define COMMAND_MAX_REQUEST_TYPE 128
 #define COMMAND_MAX_UUID 128
@@ -26,6 +27,13 @@ struct prepared_command {
 bool command_prepare(const char *body, size_t len, struct prepared_command *out, char *err,
                      size_t err_size) __attribute__((warn_unused_result));
 void command_clear(struct prepared_command *cmd);
+
+#define COMMAND_NONCE_BYTES 32
+
+/* Builds the DeviceInformation command that asks for DevicePropertiesAttestation with a fresh
+ * nonce (32 bytes from OpenSSL's CSPRNG, written to nonce) and a fresh CommandUUID. */
+bool command_build_attestation(struct prepared_command *out, uint8_t nonce[COMMAND_NONCE_BYTES])
+    __attribute__((warn_unused_result));
 
 /* Writes a random (version 4) UUID in upper case, as Apple's tools do, into out[37]. */
 bool command_new_uuid(char out[37]) __attribute__((warn_unused_result));

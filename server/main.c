@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "admin.h"
+#include "attest.h"
 #include "config.h"
 #include "db.h"
 #include "http.h"
@@ -47,8 +48,10 @@ static const char usage[] =
     "  http_timeout      seconds a connection may stay silent (default 30)\n"
     "  result_retention  how long finished command results are kept (default 30d)\n"
     "  log_level         debug, info, warn or error (default info)\n"
-    "  attestation_roots, apns_cert, apns_key, apns_url, apns_ca, webhook_url,\n"
-    "  webhook_secret    read and checked; attestation, push and web-hooks are not served yet\n";
+    "  attestation_roots PEM file of trusted attestation roots (default: the Apple Enterprise\n"
+    "                    Attestation Root CA, built in)\n"
+    "  apns_cert, apns_key, apns_url, apns_ca, webhook_url,\n"
+    "  webhook_secret    read and checked; pushes and web-hooks are not sent yet\n";
 
 struct timers {
     struct event *stats, *prune, *sigterm, *sigint, *shutdown_poll;
@@ -147,9 +150,9 @@ static int run_migrate(const struct config *cfg)
 
 static void warn_unserved(const struct config *cfg)
 {
-    if (cfg->apns_cert != NULL || cfg->webhook_url != NULL || cfg->attestation_roots != NULL)
-        log_warn("apns_*, webhook_* and attestation_roots are accepted but not used yet: this "
-                 "vouchd sends no pushes, web-hooks or attestation requests");
+    if (cfg->apns_cert != NULL || cfg->webhook_url != NULL)
+        log_warn("apns_* and webhook_* are accepted but not used yet: this vouchd sends no "
+                 "pushes or web-hooks (devices get their commands when they next connect)");
 }
 
 static int serve(const struct config *cfg)
@@ -169,6 +172,21 @@ static int serve(const struct config *cfg)
         return 1;
     }
     free(pem);
+    pem = NULL;
+    if (cfg->attestation_roots != NULL &&
+        !read_file(cfg->attestation_roots, &pem, &pem_len, err, sizeof(err))) {
+        log_error("attestation_roots: %s", err);
+        goto out;
+    }
+    /* Default: the Apple Enterprise Attestation Root CA, built into vouchd. */
+    srv.attest = pem ? attest_verifier_new(pem, pem_len, err, sizeof(err))
+                     : attest_verifier_new(attest_apple_root_pem, strlen(attest_apple_root_pem),
+                                           err, sizeof(err));
+    free(pem);
+    if (srv.attest == NULL) {
+        log_error("attestation_roots: %s", err);
+        goto out;
+    }
     if (run_migrate(cfg) != 0)
         goto out;
     warn_unserved(cfg);
@@ -227,6 +245,7 @@ out:
     if (srv.base)
         event_base_free(srv.base);
     identity_verifier_free(srv.identity);
+    attest_verifier_free(srv.attest);
     return status;
 }
 

@@ -7,8 +7,12 @@
 #include <string.h>
 #include <strings.h>
 
+#include "attest.h"
+#include "attest_json.h"
+#include "command.h"
 #include "http.h"
 #include "identity.h"
+#include "json.h"
 #include "log.h"
 #include "mdm_message.h"
 #include "queries.h"
@@ -24,7 +28,12 @@ struct device_request {
     struct mdm_message msg;
     struct device_identity identity;
     struct db_cert cert;
+    const char *body; /* the request's body, alive until the reply */
+    size_t body_len;
+    bool verdict_sent;
 };
+
+_Static_assert(MDM_MAX_ATTEST_CERTS == ATTEST_MAX_CERTS, "attestation bounds differ");
 
 /* Refuses a request: counter, log line, reply. */
 static void refuse(struct vouchd *srv, struct evhttp_request *req, enum metrics_endpoint ep,
@@ -130,6 +139,76 @@ static void checkin_done(void *arg, enum db_outcome outcome, const PGresult *res
     device_request_free(dr);
 }
 
+static void report_done(void *arg, enum db_outcome outcome, const PGresult *res);
+
+/* The report answers a pending attestation request: verify it, then record the report with its
+ * verdict in the same transaction as the next command is picked. */
+static void verify_attestation(struct device_request *dr, const struct db_report_outcome *ctx)
+{
+    const struct mdm_message *m = &dr->msg;
+    const uint8_t *older[256];
+    size_t older_lens[256], older_count = 0;
+    for (size_t off = 0; off + COMMAND_NONCE_BYTES <= ctx->older_nonces_len &&
+                         older_count < sizeof(older) / sizeof(older[0]);
+         off += COMMAND_NONCE_BYTES) {
+        older[older_count] = ctx->older_nonces + off;
+        older_lens[older_count++] = COMMAND_NONCE_BYTES;
+    }
+    const struct attest_json_extra extra = {
+        .certs = m->attest_certs,
+        .cert_lens = m->attest_cert_lens,
+        .cert_count = m->attest_cert_count,
+        .reported_os_version = m->reported_os_version,
+        .reported_build_version = m->reported_build_version,
+    };
+    struct json_writer *w = json_writer_new(256 * 1024, 0);
+    bool ok = w != NULL;
+    if (ok && m->attestation == MDM_ATTESTATION_ABSENT) {
+        ok = attest_json_write_unsupported(w, &extra);
+        metrics_count_attestation("unsupported");
+    } else if (ok) {
+        const struct attest_input in = {
+            .certs = m->attest_certs,
+            .cert_lens = m->attest_cert_lens,
+            .cert_count = m->attestation == MDM_ATTESTATION_PRESENT ? m->attest_cert_count : 0,
+            .request_nonce = ctx->request_nonce,
+            .request_nonce_len = ctx->request_nonce_len,
+            .older_nonces = older,
+            .older_nonce_lens = older_lens,
+            .older_nonce_count = older_count,
+            .expected_udid = m->udid,
+            .expected_serial = ctx->enrolled_serial,
+            .reported_os_version =
+                m->reported_os_version ? m->reported_os_version : ctx->enrolled_os_version,
+            .verify_time = time(NULL),
+        };
+        struct attest_verdict verdict;
+        attest_verify(dr->srv->attest, &in, &verdict);
+        ok = attest_json_write_verdict(w, &verdict, &extra);
+        const char *reason = attest_reason_name(verdict.reason);
+        metrics_count_attestation(reason ? reason : attest_status_name(verdict.status));
+        if (verdict.status == ATTEST_FAILED) {
+            char id[MDM_MAX_ID_LEN + 1];
+            log_warn("attestation of %s failed: %s",
+                     log_sanitize(m->udid, strlen(m->udid), id, sizeof(id)), reason);
+        }
+    }
+    const char *text = NULL;
+    ok = ok && json_writer_finish(w, &text, NULL);
+    if (!ok) {
+        log_error("cannot record an attestation verdict");
+        metrics_count_rejection("internal_error");
+        http_reply_text(dr->req, dr->ep, 500, "internal error");
+        json_writer_free(w);
+        device_request_free(dr);
+        return;
+    }
+    dr->verdict_sent = true;
+    db_report(dr->srv->db, m->udid, &dr->cert, m->status_text, m->command_uuid,
+              (const uint8_t *)dr->body, dr->body_len, text, report_done, dr);
+    json_writer_free(w);
+}
+
 static void report_done(void *arg, enum db_outcome outcome, const PGresult *res)
 {
     struct device_request *dr = arg;
@@ -139,6 +218,14 @@ static void report_done(void *arg, enum db_outcome outcome, const PGresult *res)
     if (!db_decode_report(res, &result)) {
         (void)reply_verdict_refusal(dr, DB_VERDICT_BAD_RESULT);
         goto out;
+    }
+    if (result.attestation_context) {
+        if (dr->verdict_sent) {
+            (void)reply_verdict_refusal(dr, DB_VERDICT_BAD_RESULT);
+            goto out;
+        }
+        verify_attestation(dr, &result);
+        return;
     }
     if (reply_verdict_refusal(dr, result.verdict))
         goto out;
@@ -177,11 +264,22 @@ static void start_checkin(struct device_request *dr)
         db_authenticate(srv->db, &facts, &dr->cert, checkin_done, dr);
         return;
     }
-    case MDM_TOKEN_UPDATE:
+    case MDM_TOKEN_UPDATE: {
+        /* Prepared every time, queued only by an enrollment's first TokenUpdate. */
+        struct prepared_command request;
+        uint8_t nonce[COMMAND_NONCE_BYTES];
+        bool have_request = command_build_attestation(&request, nonce);
+        const struct db_attest_request attest = {request.uuid, (const uint8_t *)request.xml,
+                                                 request.xml_len, nonce, sizeof(nonce)};
+        if (!have_request)
+            log_error("cannot build an attestation request: %s is not asked", m->udid);
         db_token_update(srv->db, m->udid, &dr->cert, m->topic, m->token, m->token_len,
                         m->push_magic, m->unlock_token, m->unlock_token_len,
-                        m->awaiting_configuration, checkin_done, dr);
+                        m->awaiting_configuration, have_request ? &attest : NULL, checkin_done,
+                        dr);
+        command_clear(&request);
         return;
+    }
     case MDM_CHECKOUT:
         db_checkout(srv->db, m->udid, &dr->cert, checkin_done, dr);
         return;
@@ -192,12 +290,12 @@ static void start_checkin(struct device_request *dr)
     log_fatal("start_checkin: message kind %d", (int)m->kind);
 }
 
-static void start_report(struct device_request *dr, const void *body, size_t len)
+static void start_report(struct device_request *dr)
 {
     const struct mdm_message *m = &dr->msg;
     metrics_count_report(m->status_text);
-    db_report(dr->srv->db, m->udid, &dr->cert, m->status_text, m->command_uuid, body, len,
-              report_done, dr);
+    db_report(dr->srv->db, m->udid, &dr->cert, m->status_text, m->command_uuid,
+              (const uint8_t *)dr->body, dr->body_len, NULL, report_done, dr);
 }
 
 void mdm_handle_request(struct vouchd *srv, struct evhttp_request *req, enum metrics_endpoint ep)
@@ -227,6 +325,8 @@ void mdm_handle_request(struct vouchd *srv, struct evhttp_request *req, enum met
     dr->srv = srv;
     dr->req = req;
     dr->ep = ep;
+    dr->body = body;
+    dr->body_len = len;
     srv->inflight++;
 
     /* Who is speaking comes first: nothing from an unproven sender reaches the parser's
@@ -258,7 +358,7 @@ void mdm_handle_request(struct vouchd *srv, struct evhttp_request *req, enum met
         return;
     }
     if (dr->msg.kind == MDM_REPORT)
-        start_report(dr, body, len);
+        start_report(dr);
     else
         start_checkin(dr);
 }

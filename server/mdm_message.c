@@ -318,6 +318,53 @@ static enum mdm_parse_error parse_checkin(plist_t root, struct mdm_message *msg,
     return MDM_PARSE_OK;
 }
 
+static enum mdm_attestation parse_attestation(plist_t node, struct mdm_message *msg)
+{
+    if (plist_get_node_type(node) != PLIST_ARRAY)
+        return MDM_ATTESTATION_MALFORMED;
+    uint32_t count = plist_array_get_size(node);
+    if (count == 0 || count > MDM_MAX_ATTEST_CERTS)
+        return MDM_ATTESTATION_MALFORMED;
+    for (uint32_t i = 0; i < count; i++) {
+        plist_t item = plist_array_get_item(node, i);
+        if (item == NULL || plist_get_node_type(item) != PLIST_DATA)
+            return MDM_ATTESTATION_MALFORMED;
+        uint64_t len = 0;
+        const char *data = plist_get_data_ptr(item, &len);
+        if (data == NULL || len == 0 || len > MDM_MAX_ATTEST_CERT_BYTES)
+            return MDM_ATTESTATION_MALFORMED;
+        msg->attest_certs[i] = (const uint8_t *)data;
+        msg->attest_cert_lens[i] = (size_t)len;
+    }
+    msg->attest_cert_count = count;
+    return MDM_ATTESTATION_PRESENT;
+}
+
+/* The answer to DeviceInformation: what the device reports, and its attestation if any. A bad
+ * attestation is not a bad report: it is recorded as such and the verdict says malformed. */
+static enum mdm_parse_error parse_query_responses(plist_t root, struct mdm_message *msg,
+                                                  const char **field)
+{
+    *field = NULL;
+    plist_t responses = plist_dict_get_item(root, "QueryResponses");
+    if (responses == NULL || plist_get_node_type(responses) != PLIST_DICT)
+        return MDM_PARSE_OK;
+    *field = "OSVersion";
+    if (!get_string(responses, "OSVersion", MDM_MAX_FIELD_LEN, &msg->reported_os_version))
+        return MDM_PARSE_BAD_FIELD;
+    *field = "BuildVersion";
+    if (!get_string(responses, "BuildVersion", MDM_MAX_FIELD_LEN, &msg->reported_build_version))
+        return MDM_PARSE_BAD_FIELD;
+    plist_t attestation = plist_dict_get_item(responses, "DevicePropertiesAttestation");
+    if (attestation != NULL) {
+        msg->attestation = parse_attestation(attestation, msg);
+        if (msg->attestation == MDM_ATTESTATION_MALFORMED)
+            msg->attest_cert_count = 0;
+    }
+    *field = NULL;
+    return MDM_PARSE_OK;
+}
+
 static const struct {
     const char *name;
     enum mdm_status status;
@@ -358,6 +405,8 @@ static enum mdm_parse_error parse_report(plist_t root, struct mdm_message *msg,
         msg->command_uuid = NULL; /* an Idle report answers no command */
     else if (msg->command_uuid == NULL || msg->command_uuid[0] == '\0')
         return MDM_PARSE_MISSING_FIELD;
+    if (msg->status == MDM_STATUS_ACKNOWLEDGED)
+        return parse_query_responses(root, msg, field);
     *field = NULL;
     return MDM_PARSE_OK;
 }

@@ -19,6 +19,8 @@
 #define MDM_MAX_ID_LEN 128      /* UDID, EnrollmentID, CommandUUID */
 #define MDM_MAX_FIELD_LEN 1024  /* any other string kept */
 #define MDM_MAX_TOKEN_LEN 1024  /* push token, unlock token */
+#define MDM_MAX_ATTEST_CERTS 4       /* items of DevicePropertiesAttestation kept */
+#define MDM_MAX_ATTEST_CERT_BYTES (16 * 1024)
 
 enum mdm_kind {
     MDM_AUTHENTICATE,
@@ -34,6 +36,13 @@ enum mdm_status {
     MDM_STATUS_ERROR,
     MDM_STATUS_COMMAND_FORMAT_ERROR,
     MDM_STATUS_NOT_NOW,
+};
+
+/* What an Acknowledged report says about DevicePropertiesAttestation. */
+enum mdm_attestation {
+    MDM_ATTESTATION_ABSENT,    /* no such key: the device does not support attestation */
+    MDM_ATTESTATION_PRESENT,   /* an array of 1..MDM_MAX_ATTEST_CERTS data items */
+    MDM_ATTESTATION_MALFORMED, /* anything else: not an array, empty, too many, not data */
 };
 
 enum mdm_parse_error {
@@ -71,6 +80,13 @@ struct mdm_message {
     enum mdm_status status;
     const char *status_text; /* a static string */
     const char *command_uuid; /* NULL for Idle */
+
+    /* Acknowledged reports with QueryResponses (DeviceInformation answers) */
+    const char *reported_os_version, *reported_build_version; /* may be NULL */
+    enum mdm_attestation attestation;
+    const uint8_t *attest_certs[MDM_MAX_ATTEST_CERTS];
+    size_t attest_cert_lens[MDM_MAX_ATTEST_CERTS];
+    size_t attest_cert_count;
 
     void *plist; /* plist_t, owned */
 };

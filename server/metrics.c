@@ -17,13 +17,14 @@ struct labelled_counters {
 };
 
 static uint64_t responses[EP_COUNT][MAX_STATUS];
-static struct labelled_counters rejections, checkins, reports;
+static struct labelled_counters rejections, checkins, reports, attestations;
 
 static const char *const endpoint_names[EP_COUNT] = {
     [EP_MDM_CHECKIN] = "/mdm/checkin",       [EP_MDM_CONNECT] = "/mdm/connect",
     [EP_MDM] = "/mdm",                       [EP_ADMIN_DEVICES] = "/v1/devices",
     [EP_ADMIN_DEVICE] = "/v1/devices/{udid}", [EP_ADMIN_COMMANDS] = "/v1/devices/{udid}/commands",
     [EP_ADMIN_ENQUEUE] = "/v1/enqueue",      [EP_HEALTHZ] = "/healthz",
+    [EP_ADMIN_ATTEST] = "/v1/attest",        [EP_ADMIN_ATTESTATIONS] = "/v1/devices/{udid}/attestations",
     [EP_METRICS] = "/metrics",               [EP_OTHER] = "other",
 };
 
@@ -67,6 +68,11 @@ void metrics_count_report(const char *status)
     count_label(&reports, status);
 }
 
+void metrics_count_attestation(const char *verdict)
+{
+    count_label(&attestations, verdict);
+}
+
 static void render_labelled(struct evbuffer *out, const char *name, const char *help,
                             const char *label, const struct labelled_counters *c)
 {
@@ -95,4 +101,7 @@ void metrics_render(struct evbuffer *out)
                     "message_type", &checkins);
     render_labelled(out, "vouch_reports_total", "Command reports, by Status.", "status",
                     &reports);
+    render_labelled(out, "vouch_attestations_total",
+                    "Attestation answers, by verdict (verified, unsupported, or a reason code).",
+                    "verdict", &attestations);
 }

@@ -20,6 +20,8 @@ enum metrics_endpoint {
     EP_ADMIN_DEVICE,
     EP_ADMIN_COMMANDS,
     EP_ADMIN_ENQUEUE,
+    EP_ADMIN_ATTEST,
+    EP_ADMIN_ATTESTATIONS,
     EP_HEALTHZ,
     EP_METRICS,
     EP_OTHER,
@@ -33,6 +35,8 @@ void metrics_count_rejection(const char *reason);
 /* A check-in message by MessageType, a report by Status (static strings). */
 void metrics_count_checkin(const char *message_type);
 void metrics_count_report(const char *status);
+/* An attestation answer, by verdict: "verified", "unsupported" or a reason code. */
+void metrics_count_attestation(const char *verdict);
 /* Adds name{labels} value lines of gauges the caller owns, after the counters. */
 void metrics_render(struct evbuffer *out);
 

@@ -18,6 +18,7 @@ struct event_base;
 struct evhttp;
 struct evhttp_bound_socket;
 struct identity_verifier;
+struct attest_verifier;
 
 struct vouchd {
     const struct config *cfg;
@@ -26,6 +27,7 @@ struct vouchd {
     struct evhttp_bound_socket *listener;
     struct db_pool *db;
     struct identity_verifier *identity;
+    struct attest_verifier *attest; /* trusts attestation_roots */
     uint8_t admin_token_sha256[32]; /* compared in constant time */
     bool admin_enabled;
     struct db_stats stats; /* refreshed by a timer for /metrics */

@@ -1,0 +1,452 @@
+#include "attest.h"
+
+#include <openssl/asn1.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define APPLE_ARC "1.2.840.113635.100.8."
+#define CACHE_SIZE 8
+
+/* An intermediate already verified to a root, with the window in which both are valid. */
+struct verified_intermediate {
+    uint8_t sha256[32];
+    X509 *cert;
+    time_t valid_from, valid_until;
+};
+
+struct attest_verifier {
+    X509_STORE *store;
+    struct verified_intermediate cache[CACHE_SIZE];
+    unsigned cache_next;
+};
+
+static const char *const status_names[] = {"verified", "failed"};
+static const char *const freshness_names[] = {NULL, "fresh", "cached", "unknown"};
+static const char *const reason_names[] = {
+    NULL,           "malformed",      "untrusted_chain", "nonce_mismatch",
+    "nonce_missing", "udid_mismatch", "serial_mismatch", "os_version_mismatch",
+};
+
+const char *attest_status_name(enum attest_status status)
+{
+    return status_names[status];
+}
+
+const char *attest_freshness_name(enum attest_freshness freshness)
+{
+    return freshness_names[freshness];
+}
+
+const char *attest_reason_name(enum attest_reason reason)
+{
+    return reason_names[reason];
+}
+
+struct attest_verifier *attest_verifier_new(const char *roots_pem, size_t roots_len, char *err,
+                                            size_t err_size)
+{
+    struct attest_verifier *v = calloc(1, sizeof(*v));
+    BIO *bio = BIO_new_mem_buf(roots_pem, (int)roots_len);
+    int count = 0;
+    if (v == NULL || bio == NULL || (v->store = X509_STORE_new()) == NULL) {
+        snprintf(err, err_size, "out of memory");
+        goto fail;
+    }
+    X509 *cert;
+    while ((cert = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+        int ok = X509_STORE_add_cert(v->store, cert);
+        X509_free(cert);
+        if (!ok) {
+            snprintf(err, err_size, "cannot add root %d", count + 1);
+            goto fail;
+        }
+        count++;
+    }
+    if (count == 0) {
+        snprintf(err, err_size, "no PEM certificate found");
+        goto fail;
+    }
+    BIO_free(bio);
+    ERR_clear_error();
+    return v;
+fail:
+    BIO_free(bio);
+    attest_verifier_free(v);
+    ERR_clear_error();
+    return NULL;
+}
+
+void attest_verifier_free(struct attest_verifier *v)
+{
+    if (v == NULL)
+        return;
+    for (unsigned i = 0; i < CACHE_SIZE; i++)
+        X509_free(v->cache[i].cert);
+    X509_STORE_free(v->store);
+    free(v);
+}
+
+static bool asn1_time_to_time_t(const ASN1_TIME *t, time_t *out)
+{
+    struct tm tm;
+    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+        return false;
+    *out = timegm(&tm);
+    return true;
+}
+
+/* ---- the leaf's Apple extensions ---- */
+
+enum value_kind { VALUE_ASCII, VALUE_INTEGER, VALUE_BYTES };
+
+struct apple_oid {
+    const char *suffix; /* after 1.2.840.113635.100.8. */
+    enum value_kind kind;
+    size_t has_offset;   /* bool in struct attest_properties */
+    size_t value_offset; /* char[] or int in struct attest_properties */
+};
+
+#define PROP(suffix, kind, name)                                                                   \
+    {suffix, kind, offsetof(struct attest_properties, has_##name),                                 \
+     offsetof(struct attest_properties, name)}
+
+static const struct apple_oid apple_oids[] = {
+    PROP("9.1", VALUE_ASCII, serial_number),
+    PROP("9.2", VALUE_ASCII, udid),
+    PROP("9.4", VALUE_ASCII, software_update_device_id),
+    PROP("10.1", VALUE_ASCII, os_version),
+    PROP("10.2", VALUE_ASCII, sepos_version),
+    PROP("10.3", VALUE_ASCII, llb_version),
+    PROP("13.2", VALUE_ASCII, secure_boot),
+    {"13.1", VALUE_INTEGER, 0, offsetof(struct attest_properties, sip_enabled)},
+    {"13.3", VALUE_INTEGER, 0, offsetof(struct attest_properties, third_party_kexts_allowed)},
+    PROP("11.1", VALUE_BYTES, freshness),
+};
+
+static bool is_blank(const unsigned char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] != ' ')
+            return false;
+    }
+    return true;
+}
+
+/* Stores one extension value; false when it does not have its exact encoding. */
+static bool read_value(const struct apple_oid *oid, const unsigned char *data, size_t len,
+                       struct attest_properties *props)
+{
+    char *base = (char *)props;
+    if (oid->kind == VALUE_BYTES) {
+        /* The freshness code is raw bytes: never DER-decoded. */
+        if (len == 0)
+            return true;
+        if (len > ATTEST_MAX_NONCE_BYTES)
+            return false;
+        memcpy(props->freshness, data, len);
+        props->freshness_len = len;
+        props->has_freshness = true;
+        return true;
+    }
+    if (oid->kind == VALUE_INTEGER) {
+        int *value = (int *)(void *)(base + oid->value_offset);
+        if (len == 0)
+            return true; /* blank: undetermined */
+        const unsigned char *p = data;
+        ASN1_INTEGER *n = d2i_ASN1_INTEGER(NULL, &p, (long)len);
+        int64_t v = -1;
+        bool ok = n != NULL && p == data + len && ASN1_INTEGER_get_int64(&v, n) == 1 && v >= 0;
+        ASN1_INTEGER_free(n);
+        if (!ok)
+            return false;
+        /* Both Apple flags use 0 for the safe state: SIP enabled, no third-party kexts. */
+        if (oid->value_offset == offsetof(struct attest_properties, sip_enabled))
+            *value = v == 0 ? 1 : 0;
+        else
+            *value = v == 0 ? 0 : 1;
+        return true;
+    }
+    if (len > ATTEST_MAX_VALUE)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        if (data[i] < 0x20 || data[i] > 0x7e)
+            return false;
+    }
+    if (is_blank(data, len))
+        return true;
+    memcpy(base + oid->value_offset, data, len);
+    base[oid->value_offset + len] = '\0';
+    *(bool *)(base + oid->has_offset) = true;
+    return true;
+}
+
+static bool read_properties(X509 *leaf, struct attest_properties *props)
+{
+    memset(props, 0, sizeof(*props));
+    props->sip_enabled = -1;
+    props->third_party_kexts_allowed = -1;
+    bool seen[sizeof(apple_oids) / sizeof(apple_oids[0])] = {false};
+    int count = X509_get_ext_count(leaf);
+    for (int i = 0; i < count; i++) {
+        X509_EXTENSION *ext = X509_get_ext(leaf, i);
+        char oid_text[80];
+        int n = OBJ_obj2txt(oid_text, sizeof(oid_text), X509_EXTENSION_get_object(ext), 1);
+        if (n <= 0 || (size_t)n >= sizeof(oid_text))
+            continue;
+        if (strncmp(oid_text, APPLE_ARC, sizeof(APPLE_ARC) - 1) != 0)
+            continue;
+        const char *suffix = oid_text + sizeof(APPLE_ARC) - 1;
+        for (size_t k = 0; k < sizeof(apple_oids) / sizeof(apple_oids[0]); k++) {
+            if (strcmp(suffix, apple_oids[k].suffix) != 0)
+                continue;
+            /* A property stated twice could be read two ways: fail closed. */
+            if (seen[k])
+                return false;
+            seen[k] = true;
+            const ASN1_OCTET_STRING *value = X509_EXTENSION_get_data(ext);
+            if (!read_value(&apple_oids[k], ASN1_STRING_get0_data(value),
+                            (size_t)ASN1_STRING_length(value), props))
+                return false;
+        }
+    }
+    return true;
+}
+
+static X509 *parse_der(const uint8_t *der, size_t len)
+{
+    if (len == 0 || len > ATTEST_MAX_CERT_BYTES)
+        return NULL;
+    const unsigned char *p = der;
+    X509 *cert = d2i_X509(NULL, &p, (long)len);
+    if (cert != NULL && p != der + len) {
+        X509_free(cert);
+        return NULL;
+    }
+    return cert;
+}
+
+static bool read_leaf(X509 *leaf, struct attest_properties *props, time_t *not_before,
+                      time_t *not_after)
+{
+    return read_properties(leaf, props) &&
+           asn1_time_to_time_t(X509_get0_notBefore(leaf), not_before) &&
+           asn1_time_to_time_t(X509_get0_notAfter(leaf), not_after);
+}
+
+bool attest_read_leaf(const uint8_t *der, size_t len, struct attest_properties *props,
+                      time_t *not_before, time_t *not_after)
+{
+    X509 *leaf = parse_der(der, len);
+    bool ok = leaf != NULL && read_leaf(leaf, props, not_before, not_after);
+    X509_free(leaf);
+    ERR_clear_error();
+    return ok;
+}
+
+/* ---- the chain ---- */
+
+static bool sha256_of_cert(X509 *cert, uint8_t out[32])
+{
+    unsigned char *der = NULL;
+    int len = i2d_X509(cert, &der);
+    if (len <= 0)
+        return false;
+    bool ok = EVP_Digest(der, (size_t)len, out, NULL, EVP_sha256(), NULL) == 1;
+    OPENSSL_free(der);
+    return ok;
+}
+
+static bool valid_at(X509 *cert, time_t t)
+{
+    return ASN1_TIME_cmp_time_t(X509_get0_notBefore(cert), t) <= 0 &&
+           ASN1_TIME_cmp_time_t(X509_get0_notAfter(cert), t) >= 0;
+}
+
+static const struct verified_intermediate *cache_find(const struct attest_verifier *v,
+                                                      const uint8_t sha256[32], time_t t)
+{
+    for (unsigned i = 0; i < CACHE_SIZE; i++) {
+        const struct verified_intermediate *e = &v->cache[i];
+        if (e->cert != NULL && memcmp(e->sha256, sha256, 32) == 0 && t >= e->valid_from &&
+            t <= e->valid_until)
+            return e;
+    }
+    return NULL;
+}
+
+static void cache_add(struct attest_verifier *v, X509 *intermediate, X509 *root)
+{
+    struct verified_intermediate e;
+    time_t from_i, until_i, from_r, until_r;
+    if (!sha256_of_cert(intermediate, e.sha256) ||
+        !asn1_time_to_time_t(X509_get0_notBefore(intermediate), &from_i) ||
+        !asn1_time_to_time_t(X509_get0_notAfter(intermediate), &until_i) ||
+        !asn1_time_to_time_t(X509_get0_notBefore(root), &from_r) ||
+        !asn1_time_to_time_t(X509_get0_notAfter(root), &until_r))
+        return;
+    for (unsigned i = 0; i < CACHE_SIZE; i++) {
+        if (v->cache[i].cert != NULL && memcmp(v->cache[i].sha256, e.sha256, 32) == 0)
+            return;
+    }
+    if (!X509_up_ref(intermediate))
+        return;
+    e.cert = intermediate;
+    e.valid_from = from_i > from_r ? from_i : from_r;
+    e.valid_until = until_i < until_r ? until_i : until_r;
+    struct verified_intermediate *slot = &v->cache[v->cache_next];
+    X509_free(slot->cert);
+    *slot = e;
+    v->cache_next = (v->cache_next + 1) % CACHE_SIZE;
+}
+
+/* The leaf under an intermediate that was verified to a root before: what path validation would
+ * still check is the leaf's own signature, validity, issuer name and extensions. */
+static bool verify_leaf_under_cached(const struct verified_intermediate *e, X509 *leaf, time_t t)
+{
+    EVP_PKEY *key = X509_get0_pubkey(e->cert);
+    return key != NULL && (X509_get_extension_flags(leaf) & EXFLAG_CRITICAL) == 0 &&
+           X509_check_issued(e->cert, leaf) == X509_V_OK && valid_at(leaf, t) &&
+           X509_verify(leaf, key) == 1;
+}
+
+static bool verify_chain(struct attest_verifier *v, X509 **certs, size_t count, time_t t)
+{
+    if (count == 2) {
+        uint8_t sha256[32];
+        const struct verified_intermediate *e;
+        if (sha256_of_cert(certs[1], sha256) && (e = cache_find(v, sha256, t)) != NULL)
+            return verify_leaf_under_cached(e, certs[0], t);
+    }
+
+    STACK_OF(X509) *untrusted = sk_X509_new_null();
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    bool ok = false;
+    if (untrusted == NULL || ctx == NULL)
+        goto out;
+    for (size_t i = 1; i < count; i++) {
+        if (!sk_X509_push(untrusted, certs[i]))
+            goto out;
+    }
+    if (X509_STORE_CTX_init(ctx, v->store, certs[0], untrusted) != 1)
+        goto out;
+    X509_STORE_CTX_set_time(ctx, 0, t);
+    ok = X509_verify_cert(ctx) == 1;
+    if (ok) {
+        STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(ctx);
+        /* Remember leaf -> intermediate -> root for the next answers. */
+        if (count == 2 && sk_X509_num(chain) == 3 && X509_cmp(sk_X509_value(chain, 1), certs[1]) == 0)
+            cache_add(v, sk_X509_value(chain, 1), sk_X509_value(chain, 2));
+    }
+out:
+    X509_STORE_CTX_free(ctx);
+    sk_X509_free(untrusted); /* the certificates belong to the caller */
+    return ok;
+}
+
+/* ---- freshness ---- */
+
+static bool nonce_equal(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len)
+{
+    if (b == NULL || b_len > ATTEST_MAX_NONCE_BYTES)
+        return false;
+    /* Always compare ATTEST_MAX_NONCE_BYTES bytes, so the time says nothing about where or
+     * whether they differ. */
+    uint8_t x[ATTEST_MAX_NONCE_BYTES] = {0}, y[ATTEST_MAX_NONCE_BYTES] = {0};
+    memcpy(x, a, a_len);
+    memcpy(y, b, b_len);
+    return (CRYPTO_memcmp(x, y, sizeof(x)) == 0) & (a_len == b_len);
+}
+
+static enum attest_freshness classify_freshness(const struct attest_properties *props,
+                                                const struct attest_input *in)
+{
+    bool fresh = nonce_equal(props->freshness, props->freshness_len, in->request_nonce,
+                             in->request_nonce_len);
+    bool cached = false;
+    for (size_t i = 0; i < in->older_nonce_count; i++)
+        cached |= nonce_equal(props->freshness, props->freshness_len, in->older_nonces[i],
+                              in->older_nonce_lens[i]);
+    if (fresh)
+        return ATTEST_FRESHNESS_FRESH;
+    return cached ? ATTEST_FRESHNESS_CACHED : ATTEST_FRESHNESS_UNKNOWN;
+}
+
+static void fail(struct attest_verdict *out, enum attest_reason reason)
+{
+    out->status = ATTEST_FAILED;
+    out->reason = reason;
+}
+
+void attest_verify(struct attest_verifier *v, const struct attest_input *in,
+                   struct attest_verdict *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->properties.sip_enabled = -1;
+    out->properties.third_party_kexts_allowed = -1;
+    out->status = ATTEST_VERIFIED;
+    ERR_clear_error();
+
+    X509 *certs[ATTEST_MAX_CERTS] = {NULL};
+    size_t count = in->cert_count;
+    if (count == 0 || count > ATTEST_MAX_CERTS) {
+        fail(out, ATTEST_REASON_MALFORMED);
+        return;
+    }
+    for (size_t i = 0; i < count; i++) {
+        certs[i] = parse_der(in->certs[i], in->cert_lens[i]);
+        if (certs[i] == NULL) {
+            fail(out, ATTEST_REASON_MALFORMED);
+            goto out;
+        }
+    }
+    if (EVP_Digest(in->certs[0], in->cert_lens[0], out->leaf_sha256, NULL, EVP_sha256(), NULL) !=
+            1 ||
+        !read_leaf(certs[0], &out->properties, &out->not_before, &out->not_after)) {
+        fail(out, ATTEST_REASON_MALFORMED);
+        goto out;
+    }
+    out->leaf_parsed = true;
+
+    if (!verify_chain(v, certs, count, in->verify_time)) {
+        fail(out, ATTEST_REASON_UNTRUSTED_CHAIN);
+        goto out;
+    }
+
+    const struct attest_properties *p = &out->properties;
+    if (!p->has_freshness) {
+        out->freshness = ATTEST_FRESHNESS_UNKNOWN;
+        fail(out, ATTEST_REASON_NONCE_MISSING);
+        goto out;
+    }
+    out->freshness = classify_freshness(p, in);
+    if (out->freshness == ATTEST_FRESHNESS_UNKNOWN) {
+        fail(out, ATTEST_REASON_NONCE_MISMATCH);
+        goto out;
+    }
+    if (in->expected_udid != NULL && (!p->has_udid || strcmp(p->udid, in->expected_udid) != 0)) {
+        fail(out, ATTEST_REASON_UDID_MISMATCH);
+        goto out;
+    }
+    if (in->expected_serial != NULL &&
+        (!p->has_serial_number || strcmp(p->serial_number, in->expected_serial) != 0)) {
+        fail(out, ATTEST_REASON_SERIAL_MISMATCH);
+        goto out;
+    }
+    /* Only a fresh answer speaks of the OS running now; a cached one may predate an update.
+     * Leaves before iOS 17.2 carry no OS version: undetermined, shown as null. */
+    if (out->freshness == ATTEST_FRESHNESS_FRESH && in->reported_os_version != NULL &&
+        p->has_os_version && strcmp(p->os_version, in->reported_os_version) != 0)
+        fail(out, ATTEST_REASON_OS_VERSION_MISMATCH);
+out:
+    for (size_t i = 0; i < count && i < ATTEST_MAX_CERTS; i++)
+        X509_free(certs[i]);
+    ERR_clear_error();
+}
