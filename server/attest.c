@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define APPLE_ARC "1.2.840.113635.100.8."
+/* 1.2.840.113635.100.8, DER-encoded: the Apple extensions are matched on their encoded OID,
+ * which costs a memcmp instead of a text conversion per extension. */
+static const unsigned char apple_arc_der[] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x63, 0x64, 0x08};
 #define CACHE_SIZE 8
 
 /* An intermediate already verified to a root, with the window in which both are valid. */
@@ -24,6 +26,7 @@ struct verified_intermediate {
 
 struct attest_verifier {
     X509_STORE *store;
+    EVP_MD *sha256; /* fetched once: OpenSSL 3's implicit fetches cost on every call */
     struct verified_intermediate cache[CACHE_SIZE];
     unsigned cache_next;
 };
@@ -56,7 +59,8 @@ struct attest_verifier *attest_verifier_new(const char *roots_pem, size_t roots_
     struct attest_verifier *v = calloc(1, sizeof(*v));
     BIO *bio = BIO_new_mem_buf(roots_pem, (int)roots_len);
     int count = 0;
-    if (v == NULL || bio == NULL || (v->store = X509_STORE_new()) == NULL) {
+    if (v == NULL || bio == NULL || (v->store = X509_STORE_new()) == NULL ||
+        (v->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL) {
         snprintf(err, err_size, "out of memory");
         goto fail;
     }
@@ -91,6 +95,7 @@ void attest_verifier_free(struct attest_verifier *v)
     for (unsigned i = 0; i < CACHE_SIZE; i++)
         X509_free(v->cache[i].cert);
     X509_STORE_free(v->store);
+    EVP_MD_free(v->sha256);
     free(v);
 }
 
@@ -108,27 +113,28 @@ static bool asn1_time_to_time_t(const ASN1_TIME *t, time_t *out)
 enum value_kind { VALUE_ASCII, VALUE_INTEGER, VALUE_BYTES };
 
 struct apple_oid {
-    const char *suffix; /* after 1.2.840.113635.100.8. */
+    unsigned char suffix[2]; /* the two arcs after 1.2.840.113635.100.8 */
     enum value_kind kind;
     size_t has_offset;   /* bool in struct attest_properties */
     size_t value_offset; /* char[] or int in struct attest_properties */
 };
 
+#define ARCS(a, b) {a, b}
 #define PROP(suffix, kind, name)                                                                   \
     {suffix, kind, offsetof(struct attest_properties, has_##name),                                 \
      offsetof(struct attest_properties, name)}
 
 static const struct apple_oid apple_oids[] = {
-    PROP("9.1", VALUE_ASCII, serial_number),
-    PROP("9.2", VALUE_ASCII, udid),
-    PROP("9.4", VALUE_ASCII, software_update_device_id),
-    PROP("10.1", VALUE_ASCII, os_version),
-    PROP("10.2", VALUE_ASCII, sepos_version),
-    PROP("10.3", VALUE_ASCII, llb_version),
-    PROP("13.2", VALUE_ASCII, secure_boot),
-    {"13.1", VALUE_INTEGER, 0, offsetof(struct attest_properties, sip_enabled)},
-    {"13.3", VALUE_INTEGER, 0, offsetof(struct attest_properties, third_party_kexts_allowed)},
-    PROP("11.1", VALUE_BYTES, freshness),
+    PROP(ARCS(9, 1), VALUE_ASCII, serial_number),
+    PROP(ARCS(9, 2), VALUE_ASCII, udid),
+    PROP(ARCS(9, 4), VALUE_ASCII, software_update_device_id),
+    PROP(ARCS(10, 1), VALUE_ASCII, os_version),
+    PROP(ARCS(10, 2), VALUE_ASCII, sepos_version),
+    PROP(ARCS(10, 3), VALUE_ASCII, llb_version),
+    PROP(ARCS(13, 2), VALUE_ASCII, secure_boot),
+    {ARCS(13, 1), VALUE_INTEGER, 0, offsetof(struct attest_properties, sip_enabled)},
+    {ARCS(13, 3), VALUE_INTEGER, 0, offsetof(struct attest_properties, third_party_kexts_allowed)},
+    PROP(ARCS(11, 1), VALUE_BYTES, freshness),
 };
 
 static bool is_blank(const unsigned char *s, size_t len)
@@ -197,15 +203,15 @@ static bool read_properties(X509 *leaf, struct attest_properties *props)
     int count = X509_get_ext_count(leaf);
     for (int i = 0; i < count; i++) {
         X509_EXTENSION *ext = X509_get_ext(leaf, i);
-        char oid_text[80];
-        int n = OBJ_obj2txt(oid_text, sizeof(oid_text), X509_EXTENSION_get_object(ext), 1);
-        if (n <= 0 || (size_t)n >= sizeof(oid_text))
+        const ASN1_OBJECT *obj = X509_EXTENSION_get_object(ext);
+        const unsigned char *oid = OBJ_get0_data(obj);
+        size_t oid_len = OBJ_length(obj);
+        if (oid == NULL || oid_len != sizeof(apple_arc_der) + 2 ||
+            memcmp(oid, apple_arc_der, sizeof(apple_arc_der)) != 0)
             continue;
-        if (strncmp(oid_text, APPLE_ARC, sizeof(APPLE_ARC) - 1) != 0)
-            continue;
-        const char *suffix = oid_text + sizeof(APPLE_ARC) - 1;
+        const unsigned char *suffix = oid + sizeof(apple_arc_der);
         for (size_t k = 0; k < sizeof(apple_oids) / sizeof(apple_oids[0]); k++) {
-            if (strcmp(suffix, apple_oids[k].suffix) != 0)
+            if (memcmp(suffix, apple_oids[k].suffix, 2) != 0)
                 continue;
             /* A property stated twice could be read two ways: fail closed. */
             if (seen[k])
@@ -253,17 +259,6 @@ bool attest_read_leaf(const uint8_t *der, size_t len, struct attest_properties *
 
 /* ---- the chain ---- */
 
-static bool sha256_of_cert(X509 *cert, uint8_t out[32])
-{
-    unsigned char *der = NULL;
-    int len = i2d_X509(cert, &der);
-    if (len <= 0)
-        return false;
-    bool ok = EVP_Digest(der, (size_t)len, out, NULL, EVP_sha256(), NULL) == 1;
-    OPENSSL_free(der);
-    return ok;
-}
-
 static bool valid_at(X509 *cert, time_t t)
 {
     return ASN1_TIME_cmp_time_t(X509_get0_notBefore(cert), t) <= 0 &&
@@ -282,11 +277,14 @@ static const struct verified_intermediate *cache_find(const struct attest_verifi
     return NULL;
 }
 
-static void cache_add(struct attest_verifier *v, X509 *intermediate, X509 *root)
+/* der is the intermediate's encoding as the device sent it: the key its next answers are looked
+ * up by. */
+static void cache_add(struct attest_verifier *v, X509 *intermediate, X509 *root,
+                      const uint8_t *der, size_t der_len)
 {
     struct verified_intermediate e;
     time_t from_i, until_i, from_r, until_r;
-    if (!sha256_of_cert(intermediate, e.sha256) ||
+    if (EVP_Digest(der, der_len, e.sha256, NULL, v->sha256, NULL) != 1 ||
         !asn1_time_to_time_t(X509_get0_notBefore(intermediate), &from_i) ||
         !asn1_time_to_time_t(X509_get0_notAfter(intermediate), &until_i) ||
         !asn1_time_to_time_t(X509_get0_notBefore(root), &from_r) ||
@@ -307,23 +305,56 @@ static void cache_add(struct attest_verifier *v, X509 *intermediate, X509 *root)
     v->cache_next = (v->cache_next + 1) % CACHE_SIZE;
 }
 
+/* Critical extensions path validation understands on a leaf; any other one sends the answer
+ * down the full path, which refuses it. */
+static bool only_known_critical_extensions(X509 *leaf)
+{
+    static const unsigned char basic_constraints[] = {0x55, 0x1d, 0x13};
+    static const unsigned char key_usage[] = {0x55, 0x1d, 0x0f};
+    static const unsigned char ext_key_usage[] = {0x55, 0x1d, 0x25};
+    int count = X509_get_ext_count(leaf);
+    for (int i = 0; i < count; i++) {
+        X509_EXTENSION *ext = X509_get_ext(leaf, i);
+        if (!X509_EXTENSION_get_critical(ext))
+            continue;
+        const ASN1_OBJECT *obj = X509_EXTENSION_get_object(ext);
+        const unsigned char *oid = OBJ_get0_data(obj);
+        if (oid == NULL || OBJ_length(obj) != 3 ||
+            (memcmp(oid, basic_constraints, 3) != 0 && memcmp(oid, key_usage, 3) != 0 &&
+             memcmp(oid, ext_key_usage, 3) != 0))
+            return false;
+    }
+    return true;
+}
+
 /* The leaf under an intermediate that was verified to a root before: what path validation would
- * still check is the leaf's own signature, validity, issuer name and extensions. */
+ * still check is the leaf's own signature, validity, issuer name and critical extensions. */
 static bool verify_leaf_under_cached(const struct verified_intermediate *e, X509 *leaf, time_t t)
 {
     EVP_PKEY *key = X509_get0_pubkey(e->cert);
-    return key != NULL && (X509_get_extension_flags(leaf) & EXFLAG_CRITICAL) == 0 &&
-           X509_check_issued(e->cert, leaf) == X509_V_OK && valid_at(leaf, t) &&
-           X509_verify(leaf, key) == 1;
+    return key != NULL &&
+           X509_NAME_cmp(X509_get_issuer_name(leaf), X509_get_subject_name(e->cert)) == 0 &&
+           valid_at(leaf, t) && X509_verify(leaf, key) == 1;
 }
 
-static bool verify_chain(struct attest_verifier *v, X509 **certs, size_t count, time_t t)
+/* certs[1..] may be NULL when certs[1] is a cached intermediate (then only its bytes were
+ * checked: they equal those of a certificate parsed and verified before). */
+static bool verify_chain(struct attest_verifier *v, X509 **certs, const uint8_t *const *ders,
+                         const size_t *der_lens, size_t count, time_t t, bool *parse_error)
 {
-    if (count == 2) {
+    *parse_error = false;
+    if (count == 2 && only_known_critical_extensions(certs[0])) {
         uint8_t sha256[32];
         const struct verified_intermediate *e;
-        if (sha256_of_cert(certs[1], sha256) && (e = cache_find(v, sha256, t)) != NULL)
+        if (EVP_Digest(ders[1], der_lens[1], sha256, NULL, v->sha256, NULL) == 1 &&
+            (e = cache_find(v, sha256, t)) != NULL)
             return verify_leaf_under_cached(e, certs[0], t);
+    }
+    for (size_t i = 1; i < count; i++) {
+        if (certs[i] == NULL && (certs[i] = parse_der(ders[i], der_lens[i])) == NULL) {
+            *parse_error = true;
+            return false;
+        }
     }
 
     STACK_OF(X509) *untrusted = sk_X509_new_null();
@@ -343,7 +374,7 @@ static bool verify_chain(struct attest_verifier *v, X509 **certs, size_t count, 
         STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(ctx);
         /* Remember leaf -> intermediate -> root for the next answers. */
         if (count == 2 && sk_X509_num(chain) == 3 && X509_cmp(sk_X509_value(chain, 1), certs[1]) == 0)
-            cache_add(v, sk_X509_value(chain, 1), sk_X509_value(chain, 2));
+            cache_add(v, sk_X509_value(chain, 1), sk_X509_value(chain, 2), ders[1], der_lens[1]);
     }
 out:
     X509_STORE_CTX_free(ctx);
@@ -401,13 +432,15 @@ void attest_verify(struct attest_verifier *v, const struct attest_input *in,
         return;
     }
     for (size_t i = 0; i < count; i++) {
-        certs[i] = parse_der(in->certs[i], in->cert_lens[i]);
-        if (certs[i] == NULL) {
+        if (in->cert_lens[i] == 0 || in->cert_lens[i] > ATTEST_MAX_CERT_BYTES) {
             fail(out, ATTEST_REASON_MALFORMED);
-            goto out;
+            return;
         }
     }
-    if (EVP_Digest(in->certs[0], in->cert_lens[0], out->leaf_sha256, NULL, EVP_sha256(), NULL) !=
+    /* The leaf now; the intermediates only when they are not already known (verify_chain). */
+    certs[0] = parse_der(in->certs[0], in->cert_lens[0]);
+    if (certs[0] == NULL ||
+        EVP_Digest(in->certs[0], in->cert_lens[0], out->leaf_sha256, NULL, v->sha256, NULL) !=
             1 ||
         !read_leaf(certs[0], &out->properties, &out->not_before, &out->not_after)) {
         fail(out, ATTEST_REASON_MALFORMED);
@@ -415,8 +448,11 @@ void attest_verify(struct attest_verifier *v, const struct attest_input *in,
     }
     out->leaf_parsed = true;
 
-    if (!verify_chain(v, certs, count, in->verify_time)) {
-        fail(out, ATTEST_REASON_UNTRUSTED_CHAIN);
+    bool parse_error;
+    if (!verify_chain(v, certs, in->certs, in->cert_lens, count, in->verify_time,
+                      &parse_error)) {
+        out->leaf_parsed = !parse_error;
+        fail(out, parse_error ? ATTEST_REASON_MALFORMED : ATTEST_REASON_UNTRUSTED_CHAIN);
         goto out;
     }
 

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
 
 #include "admin.h"
 #include "json.h"
@@ -20,6 +22,22 @@
 const char *http_header(struct evhttp_request *req, const char *name)
 {
     return evhttp_find_header(evhttp_request_get_input_headers(req), name);
+}
+
+bool http_header_once(struct evhttp_request *req, const char *name, const char **value)
+{
+    struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
+    struct evkeyval *h;
+    *value = NULL;
+    TAILQ_FOREACH(h, headers, next)
+    {
+        if (strcasecmp(h->key, name) != 0)
+            continue;
+        if (*value != NULL)
+            return false;
+        *value = h->value;
+    }
+    return true;
 }
 
 const char *http_peer(struct evhttp_request *req, char *buf, size_t size)

@@ -38,5 +38,9 @@ const char *http_peer(struct evhttp_request *req, char *buf, size_t size);
 
 /* The value of a request header, or NULL. */
 const char *http_header(struct evhttp_request *req, const char *name);
+/* The same for a header that must appear at most once: false when it appears more often (a
+ * second copy could be read differently by a proxy and by vouchd). */
+bool http_header_once(struct evhttp_request *req, const char *name, const char **value)
+    __attribute__((warn_unused_result));
 
 #endif

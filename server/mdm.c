@@ -76,12 +76,16 @@ static enum identity_error prove_identity(struct vouchd *srv, struct evhttp_requ
                                           const void *body, size_t len,
                                           struct device_identity *id)
 {
+    const char *value = NULL, *signature = NULL;
     if (srv->cfg->cert_header != NULL) {
-        const char *value = http_header(req, srv->cfg->cert_header);
-        if (value != NULL)
+        if (!http_header_once(req, srv->cfg->cert_header, &value))
+            return IDENTITY_BAD_ENCODING;
+        /* A proxy may send the header empty when the client showed no certificate. */
+        if (value != NULL && value[0] != '\0')
             return identity_from_cert_header(srv->identity, value, strlen(value), id);
     }
-    const char *signature = http_header(req, "Mdm-Signature");
+    if (!http_header_once(req, "Mdm-Signature", &signature))
+        return IDENTITY_BAD_ENCODING;
     return identity_from_signature(srv->identity, signature, signature ? strlen(signature) : 0,
                                    body, len, id);
 }
