@@ -25,6 +25,7 @@ static const char *const verdict_names[] = {
     [DB_VERDICT_CERT_BOUND_ELSEWHERE] = "cert_bound_elsewhere",
     [DB_VERDICT_NOT_ENROLLED] = "not_enrolled",
     [DB_VERDICT_BAD_RESULT] = "bad_result",
+    [DB_VERDICT_OK_QUEUED] = "ok_queued",
 };
 
 const char *db_verdict_name(enum db_verdict verdict)
@@ -331,6 +332,101 @@ bool db_decode_text(const PGresult *res, const char **text, size_t *len)
         *len = (size_t)PQgetlength(res, 0, 0);
     }
     return true;
+}
+
+static const char sql_push_targets[] =
+    "SELECT udid, token, push_magic FROM vouch_push_targets($1)";
+
+void db_push_targets(struct db_pool *pool, const char *const *udids, size_t count,
+                     db_result_fn *cb, void *arg)
+{
+    char *array = array_literal(udids, count);
+    const struct db_param params[] = {text_param(array)};
+    db_query(pool, sql_push_targets, params, 1, true, cb, arg);
+    free(array);
+}
+
+bool db_decode_push_target(const PGresult *res, int row, const char **udid,
+                           const uint8_t **token, size_t *token_len, const char **push_magic)
+{
+    if (row >= PQntuples(res) || PQnfields(res) != 3 || PQgetisnull(res, row, 0) ||
+        PQgetisnull(res, row, 1) || PQgetisnull(res, row, 2))
+        return false;
+    *udid = PQgetvalue(res, row, 0);
+    *token = (const uint8_t *)PQgetvalue(res, row, 1);
+    *token_len = (size_t)PQgetlength(res, row, 1);
+    *push_magic = PQgetvalue(res, row, 2);
+    return true;
+}
+
+/* A text[] literal where NULL items are SQL NULLs. */
+static char *nullable_array_literal(const char *const *items, size_t count)
+{
+    size_t size = 3;
+    for (size_t i = 0; i < count; i++)
+        size += 6 + (items[i] ? 2 * strlen(items[i]) : 0);
+    char *out = malloc(size);
+    if (out == NULL)
+        log_fatal("out of memory");
+    char *p = out;
+    *p++ = '{';
+    for (size_t i = 0; i < count; i++) {
+        if (i > 0)
+            *p++ = ',';
+        if (items[i] == NULL) {
+            memcpy(p, "NULL", 4);
+            p += 4;
+            continue;
+        }
+        *p++ = '"';
+        for (const char *s = items[i]; *s; s++) {
+            if (*s == '"' || *s == '\\')
+                *p++ = '\\';
+            *p++ = *s;
+        }
+        *p++ = '"';
+    }
+    *p++ = '}';
+    *p = '\0';
+    return out;
+}
+
+static const char sql_push_results[] =
+    "SELECT vouch_push_results($1, $2, $3, $4, $5::timestamptz[])";
+
+void db_push_results(struct db_pool *pool, const struct db_push_result *results, size_t count,
+                     db_result_fn *cb, void *arg)
+{
+    const char **columns = malloc(5 * count * sizeof(*columns) + 1);
+    if (columns == NULL)
+        log_fatal("out of memory");
+    for (size_t i = 0; i < count; i++) {
+        columns[i] = results[i].udid;
+        columns[count + i] = results[i].result;
+        columns[2 * count + i] = results[i].apns_id;
+        columns[3 * count + i] = results[i].reason;
+        columns[4 * count + i] = results[i].dead_at;
+    }
+    char *arrays[5];
+    for (size_t k = 0; k < 5; k++)
+        arrays[k] = nullable_array_literal(columns + k * count, count);
+    const struct db_param params[] = {text_param(arrays[0]), text_param(arrays[1]),
+                                      text_param(arrays[2]), text_param(arrays[3]),
+                                      text_param(arrays[4])};
+    db_query(pool, sql_push_results, params, 5, false, cb, arg);
+    for (size_t k = 0; k < 5; k++)
+        free(arrays[k]);
+    free(columns);
+}
+
+static const char sql_push_retry_due[] = "SELECT udid FROM vouch_push_retry_due($1::integer)";
+
+void db_push_retry_due(struct db_pool *pool, unsigned limit, db_result_fn *cb, void *arg)
+{
+    char limit_text[16];
+    snprintf(limit_text, sizeof(limit_text), "%u", limit);
+    const struct db_param params[] = {text_param(limit_text)};
+    db_query(pool, sql_push_retry_due, params, 1, false, cb, arg);
 }
 
 static const char sql_stats[] = "SELECT queue_depth, devices, enrolled FROM vouch_stats()";

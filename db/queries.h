@@ -26,6 +26,7 @@ enum db_verdict {
     DB_VERDICT_CERT_BOUND_ELSEWHERE, /* the certificate speaks for another device */
     DB_VERDICT_NOT_ENROLLED,         /* checked out, or no TokenUpdate yet */
     DB_VERDICT_BAD_RESULT,           /* the database answered something unexpected */
+    DB_VERDICT_OK_QUEUED,            /* ok, and a command was queued: push the device */
 };
 
 const char *db_verdict_name(enum db_verdict verdict);
@@ -129,6 +130,27 @@ void db_device_commands(struct db_pool *pool, const char *udid, unsigned limit,
 /* The single text value of a one-row, one-column answer; *text is NULL for SQL NULL. */
 bool db_decode_text(const PGresult *res, const char **text, size_t *len)
     __attribute__((warn_unused_result));
+
+/* Push targets among udids[0..count): rows (udid, token bytea, push_magic, topic), binary. */
+void db_push_targets(struct db_pool *pool, const char *const *udids, size_t count,
+                     db_result_fn *cb, void *arg);
+bool db_decode_push_target(const PGresult *res, int row, const char **udid,
+                           const uint8_t **token, size_t *token_len, const char **push_magic)
+    __attribute__((warn_unused_result));
+
+/* A batch of push answers: result is an apns_outcome_name(); apns_id, reason may be NULL;
+ * dead_at is RFC 3339 or NULL. */
+struct db_push_result {
+    const char *udid;
+    const char *result;
+    const char *apns_id;
+    const char *reason;
+    const char *dead_at;
+};
+void db_push_results(struct db_pool *pool, const struct db_push_result *results, size_t count,
+                     db_result_fn *cb, void *arg);
+/* Devices to push again (one column, udid). */
+void db_push_retry_due(struct db_pool *pool, unsigned limit, db_result_fn *cb, void *arg);
 
 struct db_stats {
     int64_t queue_depth;

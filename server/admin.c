@@ -9,13 +9,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/queue.h>
 
+#include "apns.h"
 #include "command.h"
 #include "http.h"
 #include "json.h"
 #include "log.h"
 #include "mdm_message.h"
+#include "push.h"
 #include "queries.h"
 #include "vouchd.h"
 
@@ -33,7 +36,7 @@ struct admin_request {
     struct evhttp_request *req;
     enum metrics_endpoint ep;
     struct prepared_command command; /* enqueue */
-    char **ids;                      /* enqueue, attest */
+    char **ids;                      /* enqueue, attest, push */
     size_t id_count;
     bool single; /* attest: POST /v1/devices/{udid}/attest */
 };
@@ -150,6 +153,24 @@ static char *decode_id(const char *segment, size_t len)
     return id;
 }
 
+/* Splits "a,b,c" (percent-encoded) into ar->ids; returns a problem or NULL. */
+static const char *parse_id_list(struct admin_request *ar, const char *ids)
+{
+    if ((ar->ids = calloc(ENQUEUE_MAX_IDS, sizeof(char *))) == NULL)
+        log_fatal("out of memory");
+    for (const char *p = ids;;) {
+        size_t len = strcspn(p, ",");
+        if (ar->id_count == ENQUEUE_MAX_IDS)
+            return "too many device ids (at most 1000)";
+        if ((ar->ids[ar->id_count] = decode_id(p, len)) == NULL)
+            return "bad device id in the path";
+        ar->id_count++;
+        if (p[len] == '\0')
+            return NULL;
+        p += len + 1;
+    }
+}
+
 static void handle_device_list(struct vouchd *srv, struct evhttp_request *req)
 {
     struct evkeyvalq query;
@@ -200,10 +221,16 @@ static void enqueue_done(void *arg, enum db_outcome outcome, const PGresult *res
               json_write_string(w, ar->command.request_type) && json_write_key(w, "status") &&
               json_write_begin_object(w);
     size_t queued_count = 0;
+    const char **to_push = calloc((size_t)PQntuples(res) + 1, sizeof(char *));
+    if (to_push == NULL)
+        log_fatal("out of memory");
     for (int row = 0; ok && row < PQntuples(res); row++) {
         const char *udid;
         bool queued;
-        ok = db_decode_enqueue_row(res, row, &udid, &queued) && json_write_key(w, udid) &&
+        ok = db_decode_enqueue_row(res, row, &udid, &queued);
+        if (ok && queued)
+            to_push[queued_count] = udid;
+        ok = ok && json_write_key(w, udid) &&
              json_write_begin_object(w) && json_write_key(w, "queued") &&
              json_write_bool(w, queued);
         if (ok && !queued)
@@ -222,6 +249,9 @@ static void enqueue_done(void *arg, enum db_outcome outcome, const PGresult *res
     if (ok && queued_count > 0)
         log_info("queued %s %s for %zu device(s)", ar->command.request_type, ar->command.uuid,
                  queued_count);
+    if (queued_count > 0 && ar->srv->push != NULL)
+        push_devices(ar->srv->push, to_push, queued_count, NULL, NULL);
+    free(to_push);
     json_writer_free(w);
     admin_request_free(ar);
 }
@@ -234,21 +264,7 @@ static void handle_enqueue(struct vouchd *srv, struct evhttp_request *req, const
         return;
     }
     struct admin_request *ar = admin_request_new(srv, req, ep);
-    const char *problem = NULL;
-    for (const char *p = ids; problem == NULL;) {
-        size_t len = strcspn(p, ",");
-        if (ar->id_count == ENQUEUE_MAX_IDS)
-            problem = "too many device ids (at most 1000)";
-        else if (ar->ids == NULL && (ar->ids = calloc(ENQUEUE_MAX_IDS, sizeof(char *))) == NULL)
-            log_fatal("out of memory");
-        else if ((ar->ids[ar->id_count] = decode_id(p, len)) == NULL)
-            problem = "bad device id in the path";
-        else
-            ar->id_count++;
-        if (p[len] == '\0')
-            break;
-        p += len + 1;
-    }
+    const char *problem = parse_id_list(ar, ids);
     char err[256];
     if (problem == NULL) {
         struct evbuffer *in = evhttp_request_get_input_buffer(req);
@@ -278,6 +294,9 @@ static void attest_done(void *arg, enum db_outcome outcome, const PGresult *res)
     struct json_writer *w = json_writer_new(256 + ar->id_count * (ID_MAX_LEN * 6 + 128), 0);
     bool ok = w != NULL;
     size_t queued = 0, known = 0;
+    const char **to_push = calloc((size_t)PQntuples(res) + 1, sizeof(char *));
+    if (to_push == NULL)
+        log_fatal("out of memory");
     if (ok && !ar->single)
         ok = json_write_begin_object(w) && json_write_key(w, "results") &&
              json_write_begin_object(w);
@@ -288,7 +307,8 @@ static void attest_done(void *arg, enum db_outcome outcome, const PGresult *res)
             break;
         bool unknown = strcmp(result, "unknown_device") == 0;
         known += !unknown;
-        queued += strcmp(result, "queued") == 0;
+        if (strcmp(result, "queued") == 0)
+            to_push[queued++] = udid;
         if (!ar->single)
             ok = json_write_key(w, udid);
         ok = ok && json_write_begin_object(w);
@@ -313,6 +333,9 @@ static void attest_done(void *arg, enum db_outcome outcome, const PGresult *res)
         http_reply(ar->req, ar->ep, 200, "application/json", text, len);
     if (ok && queued > 0)
         log_info("asked %zu device(s) for an attestation", queued);
+    if (queued > 0 && ar->srv->push != NULL)
+        push_devices(ar->srv->push, to_push, queued, NULL, NULL);
+    free(to_push);
     json_writer_free(w);
     admin_request_free(ar);
 }
@@ -344,6 +367,62 @@ static void start_attest(struct admin_request *ar)
         http_reply_json_error(ar->req, ar->ep, 500, "cannot build attestation requests");
         admin_request_free(ar);
     }
+}
+
+/* GET /v1/push/{id}[,...], NanoMDM's shape: {"status": {"<id>": {"push_result": "<apns-id>"}
+ * or {"push_error": "..."}}}, answered when every push has its answer. */
+static void push_done(void *arg, const struct push_report *reports, size_t count)
+{
+    struct admin_request *ar = arg;
+    struct json_writer *w = json_writer_new(256 + count * (ID_MAX_LEN * 6 + 160), 0);
+    bool ok = w != NULL && json_write_begin_object(w) && json_write_key(w, "status") &&
+              json_write_begin_object(w);
+    size_t delivered = 0;
+    for (size_t i = 0; ok && i < count; i++) {
+        bool good = strcmp(reports[i].result, "delivered") == 0;
+        delivered += good;
+        ok = json_write_key(w, reports[i].udid) && json_write_begin_object(w);
+        if (ok && good)
+            ok = json_write_key(w, "push_result") &&
+                 json_write_string_or_null(w, reports[i].detail);
+        else if (ok)
+            ok = json_write_key(w, "push_error") && json_write_string(w, reports[i].result) &&
+                 json_write_key(w, "reason") && json_write_string_or_null(w, reports[i].detail);
+        ok = ok && json_write_end_object(w);
+    }
+    const char *text;
+    size_t len;
+    ok = ok && json_write_end_object(w) && json_write_end_object(w) &&
+         json_writer_finish(w, &text, &len);
+    if (!ok)
+        http_reply_json_error(ar->req, ar->ep, 500, "internal error");
+    else
+        http_reply(ar->req, ar->ep, delivered > 0 ? 200 : 404, "application/json", text, len);
+    json_writer_free(w);
+    admin_request_free(ar);
+}
+
+static void handle_push(struct vouchd *srv, struct evhttp_request *req, const char *ids)
+{
+    enum metrics_endpoint ep = EP_ADMIN_PUSH;
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET &&
+        evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+        http_reply_json_error(req, ep, 405, "use GET");
+        return;
+    }
+    if (srv->push == NULL) {
+        http_reply_json_error(req, ep, 503, "no apns_cert is configured: vouchd cannot push");
+        return;
+    }
+    struct admin_request *ar = admin_request_new(srv, req, ep);
+    const char *problem = parse_id_list(ar, ids);
+    if (problem != NULL) {
+        metrics_count_rejection("bad_request");
+        http_reply_json_error(req, ep, 400, problem);
+        admin_request_free(ar);
+        return;
+    }
+    push_devices(srv->push, (const char *const *)ar->ids, ar->id_count, push_done, ar);
 }
 
 /* POST /v1/attest {"udids": [...]} */
@@ -481,18 +560,35 @@ void admin_handle_request(struct vouchd *srv, struct evhttp_request *req, const 
         handle_enqueue(srv, req, path + sizeof(enqueue) - 1);
     } else if (strcmp(path, "/v1/attest") == 0) {
         handle_attest_many(srv, req);
+    } else if (strncmp(path, "/v1/push/", 9) == 0) {
+        handle_push(srv, req, path + 9);
     } else {
         http_reply_json_error(req, EP_OTHER, 404, "not found");
     }
 }
 
+/* 200 while devices can be served (status "ok", or "degraded" when pushes cannot work: APNs
+ * refused the push certificate or it expired); 503 without the database or while stopping. */
 void admin_handle_healthz(struct vouchd *srv, struct evhttp_request *req)
 {
-    bool up = db_pool_is_up(srv->db) && !srv->stopping;
-    const char *body = up ? "{\"status\":\"ok\",\"database\":\"up\"}"
-                          : (srv->stopping ? "{\"status\":\"stopping\",\"database\":\"up\"}"
-                                           : "{\"status\":\"unavailable\",\"database\":\"down\"}");
-    http_reply(req, EP_HEALTHZ, up ? 200 : 503, "application/json", body, strlen(body));
+    bool db_up = db_pool_is_up(srv->db);
+    bool up = db_up && !srv->stopping;
+    const char *push = "off";
+    if (srv->push != NULL) {
+        const struct apns_cert *cert = apns_client_get0_cert(push_service_get0_apns(srv->push));
+        push = push_service_certificate_refused(srv->push) ? "certificate_refused"
+               : apns_cert_days_left(cert, time(NULL)) < 0 ? "certificate_expired"
+                                                             : "ok";
+    }
+    bool degraded = strcmp(push, "ok") != 0 && strcmp(push, "off") != 0;
+    char body[160];
+    int n = snprintf(body, sizeof(body), "{\"status\":\"%s\",\"database\":\"%s\",\"push\":\"%s\"}",
+                     srv->stopping ? "stopping"
+                     : !db_up      ? "unavailable"
+                     : degraded    ? "degraded"
+                                   : "ok",
+                     db_up ? "up" : "down", push);
+    http_reply(req, EP_HEALTHZ, up ? 200 : 503, "application/json", body, (size_t)n);
 }
 
 void admin_handle_metrics(struct vouchd *srv, struct evhttp_request *req)
@@ -524,6 +620,8 @@ void admin_handle_metrics(struct vouchd *srv, struct evhttp_request *req)
                             "# TYPE vouch_enrolled_devices gauge\nvouch_enrolled_devices %" PRId64
                             "\n",
                             srv->stats.queue_depth, srv->stats.devices, srv->stats.enrolled);
+    if (srv->push != NULL)
+        push_service_render_metrics(srv->push, out);
     size_t len = evbuffer_get_length(out);
     http_reply(req, EP_METRICS, 200, "text/plain; version=0.0.4", evbuffer_pullup(out, -1), len);
     evbuffer_free(out);

@@ -33,6 +33,7 @@ static const struct key_spec keys[] = {
     STR_KEY(apns_key),
     STR_KEY(apns_url),
     STR_KEY(apns_ca),
+    STR_KEY(apns_cert_password),
     STR_KEY(webhook_url),
     STR_KEY(webhook_secret),
     STR_KEY(admin_token),
@@ -42,6 +43,8 @@ static const struct key_spec keys[] = {
     {"http_timeout", VALUE_UINT, offsetof(struct config, http_timeout), 1, 3600},
     {"result_retention", VALUE_DURATION, offsetof(struct config, result_retention), 3600,
      3650ull * 86400},
+    {"apns_expiration", VALUE_DURATION, offsetof(struct config, apns_expiration), 60,
+     30ull * 86400},
 };
 
 static const struct key_spec *key_find(const char *name, size_t len)
@@ -150,6 +153,7 @@ static bool set_defaults(struct config *cfg)
     cfg->db_pool_size = 4;
     cfg->http_timeout = 30;
     cfg->result_retention = 30 * 86400;
+    cfg->apns_expiration = 7 * 86400;
     return cfg->listen != NULL && cfg->apns_url != NULL && cfg->log_level != NULL;
 }
 
@@ -315,6 +319,10 @@ bool config_check_runtime(const struct config *cfg, char *err, size_t err_size)
 {
     if (cfg->database_url == NULL) {
         snprintf(err, err_size, "database_url is required");
+        return false;
+    }
+    if (cfg->apns_key != NULL && cfg->apns_cert == NULL) {
+        snprintf(err, err_size, "apns_key is set but apns_cert is not");
         return false;
     }
     if (cfg->identity_ca == NULL) {

@@ -28,6 +28,7 @@ struct config {
     char *apns_key;
     char *apns_url;
     char *apns_ca;
+    char *apns_cert_password; /* for a PKCS#12 apns_cert */
     char *webhook_url;
     char *webhook_secret;
     char *admin_token;    /* NULL: no admin API */
@@ -36,6 +37,7 @@ struct config {
     unsigned db_pool_size;     /* PostgreSQL connections */
     unsigned http_timeout;     /* seconds of inactivity before a connection is dropped */
     unsigned result_retention; /* seconds a finished command result is kept */
+    unsigned apns_expiration;  /* seconds: apns-expiration = now + this */
 };
 
 /* Fills cfg with the defaults, then applies `text` (may be NULL) and then `envp` (NULL-terminated

@@ -4,13 +4,19 @@
  */
 #include <event2/event.h>
 #include <event2/http.h>
+#include <curl/curl.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "admin.h"
+#include "apns.h"
+#include "apns_cert.h"
+#include "push.h"
 #include "attest.h"
 #include "config.h"
 #include "db.h"
@@ -27,6 +33,11 @@
 #define PRUNE_INTERVAL_S 600
 #define PRUNE_BATCH 10000
 #define SHUTDOWN_GRACE_S 10
+#define APNS_MAX_IN_FLIGHT 1000
+#define APNS_MAX_ATTEMPTS 5
+#define APNS_TIMEOUT_MS 30000
+#define CERT_CHECK_INTERVAL_S 86400
+#define CERT_WARN_DAYS 30
 
 static const char usage[] =
     "Usage: vouchd --config FILE          run the server\n"
@@ -50,11 +61,21 @@ static const char usage[] =
     "  log_level         debug, info, warn or error (default info)\n"
     "  attestation_roots PEM file of trusted attestation roots (default: the Apple Enterprise\n"
     "                    Attestation Root CA, built in)\n"
-    "  apns_cert, apns_key, apns_url, apns_ca, webhook_url,\n"
-    "  webhook_secret    read and checked; pushes and web-hooks are not sent yet\n";
+    "  apns_cert         the MDM push certificate: PEM (with apns_key, or holding the key)\n"
+    "                    or PKCS#12 (with apns_cert_password); unset: no pushes\n"
+    "  apns_key          PEM file of the push certificate's private key\n"
+    "  apns_cert_password password of a PKCS#12 apns_cert\n"
+    "  apns_url          APNs base URL (default https://api.push.apple.com; sandbox:\n"
+    "                    https://api.sandbox.push.apple.com)\n"
+    "  apns_ca           PEM file of CAs that verify the APNs server (default: system store)\n"
+    "  apns_expiration   how long APNs keeps a push for an offline device (default 7d)\n"
+    "  webhook_url, webhook_secret   read and checked; web-hooks are not sent yet\n"
+    "\n"
+    "Signals: SIGTERM/SIGINT stop after the requests in flight; SIGHUP reloads the push\n"
+    "certificate.\n";
 
 struct timers {
-    struct event *stats, *prune, *sigterm, *sigint, *shutdown_poll;
+    struct event *stats, *prune, *sigterm, *sigint, *sighup, *shutdown_poll, *cert_check;
 };
 
 static struct vouchd *the_server;
@@ -136,6 +157,97 @@ static bool read_file(const char *path, char **text, size_t *len, char *err, siz
     return ok;
 }
 
+/* Reads the push certificate named by the configuration: PEM (apns_cert + apns_key, or both in
+ * apns_cert) or PKCS#12 (apns_cert, with apns_cert_password). */
+static bool load_push_cert(const struct config *cfg, struct apns_cert *out, char *err,
+                           size_t err_size)
+{
+    char *cert = NULL, *key = NULL;
+    size_t cert_len = 0, key_len = 0;
+    bool ok = read_file(cfg->apns_cert, &cert, &cert_len, err, err_size) &&
+              (cfg->apns_key == NULL || read_file(cfg->apns_key, &key, &key_len, err, err_size));
+    if (ok) {
+        bool pem = memmem(cert, cert_len, "-----BEGIN", 10) != NULL;
+        ok = pem ? apns_cert_from_pem(out, cert, cert_len, key, key_len, err, err_size)
+                 : apns_cert_from_pkcs12(out, (const unsigned char *)cert, cert_len,
+                                         cfg->apns_cert_password, err, err_size);
+    }
+    free(cert);
+    if (key != NULL) {
+        OPENSSL_cleanse(key, key_len);
+        free(key);
+    }
+    return ok;
+}
+
+static void report_cert_expiry(const struct apns_cert *cert)
+{
+    long days = apns_cert_days_left(cert, time(NULL));
+    if (days < 0)
+        log_error("the push certificate for %s has EXPIRED: APNs will refuse every push; renew "
+                  "it in Apple's Push Certificates Portal", cert->topic);
+    else if (days < CERT_WARN_DAYS)
+        log_warn("the push certificate for %s expires in %ld day(s): renew it", cert->topic,
+                 days);
+}
+
+static void cert_check_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct vouchd *srv = arg;
+    if (srv->push != NULL)
+        report_cert_expiry(apns_client_get0_cert(push_service_get0_apns(srv->push)));
+}
+
+/* SIGHUP: a renewed push certificate is taken without a restart; queued pushes are kept. */
+static void on_sighup(evutil_socket_t sig, short what, void *arg)
+{
+    struct vouchd *srv = arg;
+    char err[512];
+    struct apns_cert cert;
+    if (srv->push == NULL) {
+        log_info("SIGHUP: no apns_cert configured, nothing to reload");
+        return;
+    }
+    if (!load_push_cert(srv->cfg, &cert, err, sizeof(err))) {
+        log_error("SIGHUP: keeping the current push certificate: %s", err);
+        return;
+    }
+    log_info("SIGHUP: push certificate reloaded (topic %s)", cert.topic);
+    report_cert_expiry(&cert);
+    apns_client_set_cert(push_service_get0_apns(srv->push), &cert);
+}
+
+static bool start_push(struct vouchd *srv, char *err, size_t err_size)
+{
+    struct apns_cert cert;
+    if (srv->cfg->apns_cert == NULL) {
+        log_warn("no apns_cert: vouchd sends no pushes, so devices get their commands only "
+                 "when they connect by themselves");
+        return true;
+    }
+    if (!load_push_cert(srv->cfg, &cert, err, err_size))
+        return false;
+    report_cert_expiry(&cert);
+    const struct apns_config apns = {
+        .url = srv->cfg->apns_url,
+        .ca_file = srv->cfg->apns_ca,
+        .expiration_s = srv->cfg->apns_expiration,
+        .max_in_flight = APNS_MAX_IN_FLIGHT,
+        .max_attempts = APNS_MAX_ATTEMPTS,
+        .timeout_ms = APNS_TIMEOUT_MS,
+    };
+    char topic[APNS_TOPIC_MAX + 1];
+    snprintf(topic, sizeof(topic), "%s", cert.topic);
+    struct apns_client *client = apns_client_new(srv->base, &apns, &cert, err, err_size);
+    if (client == NULL) {
+        apns_cert_clear(&cert);
+        return false;
+    }
+    srv->push = push_service_new(srv, client);
+    log_info("pushing to %s for topic %s", srv->cfg->apns_url, topic);
+    return true;
+}
+
 static int run_migrate(const struct config *cfg)
 {
     char err[1024];
@@ -150,9 +262,8 @@ static int run_migrate(const struct config *cfg)
 
 static void warn_unserved(const struct config *cfg)
 {
-    if (cfg->apns_cert != NULL || cfg->webhook_url != NULL)
-        log_warn("apns_* and webhook_* are accepted but not used yet: this vouchd sends no "
-                 "pushes or web-hooks (devices get their commands when they next connect)");
+    if (cfg->webhook_url != NULL)
+        log_warn("webhook_* are accepted but not used yet: this vouchd sends no web-hooks");
 }
 
 static int serve(const struct config *cfg)
@@ -202,6 +313,10 @@ static int serve(const struct config *cfg)
         log_error("cannot create the database pool");
         goto out;
     }
+    if (!start_push(&srv, err, sizeof(err))) {
+        log_error("%s", err);
+        goto out;
+    }
     if (!http_start(&srv, err, sizeof(err))) {
         log_error("%s", err);
         goto out;
@@ -211,7 +326,10 @@ static int serve(const struct config *cfg)
     t.shutdown_poll = event_new(srv.base, -1, EV_PERSIST, shutdown_poll, &srv);
     t.sigterm = evsignal_new(srv.base, SIGTERM, on_signal, &t);
     t.sigint = evsignal_new(srv.base, SIGINT, on_signal, &t);
-    if (!t.stats || !t.prune || !t.shutdown_poll || !t.sigterm || !t.sigint) {
+    t.sighup = evsignal_new(srv.base, SIGHUP, on_sighup, &srv);
+    t.cert_check = event_new(srv.base, -1, EV_PERSIST, cert_check_tick, &srv);
+    if (!t.stats || !t.prune || !t.shutdown_poll || !t.sigterm || !t.sigint || !t.sighup ||
+        !t.cert_check) {
         log_error("cannot create timers");
         goto out;
     }
@@ -222,6 +340,9 @@ static int serve(const struct config *cfg)
     event_add(t.prune, &prune_every);
     event_add(t.sigterm, NULL);
     event_add(t.sigint, NULL);
+    event_add(t.sighup, NULL);
+    const struct timeval daily = {CERT_CHECK_INTERVAL_S, 0};
+    event_add(t.cert_check, &daily);
     event_base_once(srv.base, -1, EV_TIMEOUT, stats_tick, &srv, &soon);
 
     log_info("vouchd %s listening on %s", VOUCH_VERSION, cfg->listen);
@@ -240,7 +361,12 @@ out:
         event_free(t.sigterm);
     if (t.sigint)
         event_free(t.sigint);
+    if (t.sighup)
+        event_free(t.sighup);
+    if (t.cert_check)
+        event_free(t.cert_check);
     http_free(&srv);
+    push_service_free(srv.push);
     db_pool_free(srv.db);
     if (srv.base)
         event_base_free(srv.base);
@@ -287,6 +413,11 @@ int main(int argc, char **argv)
         level = LOG_INFO;
     log_set_level(level);
     signal(SIGPIPE, SIG_IGN);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf(stderr, "vouchd: cannot initialise libcurl\n");
+        config_clear(&cfg);
+        return 1;
+    }
 
     int status;
     if (migrate_only) {
@@ -303,5 +434,6 @@ int main(int argc, char **argv)
         status = serve(&cfg);
     }
     config_clear(&cfg);
+    curl_global_cleanup();
     return status;
 }

@@ -15,6 +15,7 @@
 #include "json.h"
 #include "log.h"
 #include "mdm_message.h"
+#include "push.h"
 #include "queries.h"
 #include "vouchd.h"
 
@@ -134,7 +135,14 @@ static bool reply_verdict_refusal(struct device_request *dr, enum db_verdict ver
 static void checkin_done(void *arg, enum db_outcome outcome, const PGresult *res)
 {
     struct device_request *dr = arg;
-    if (!reply_db_failure(dr, outcome) && !reply_verdict_refusal(dr, db_decode_verdict(res))) {
+    enum db_verdict verdict = outcome == DB_OK ? db_decode_verdict(res) : DB_VERDICT_BAD_RESULT;
+    if (verdict == DB_VERDICT_OK_QUEUED) {
+        /* The enrollment's attestation request is queued: wake the device for it. */
+        verdict = DB_VERDICT_OK;
+        if (dr->srv->push != NULL)
+            push_devices(dr->srv->push, &dr->msg.udid, 1, NULL, NULL);
+    }
+    if (!reply_db_failure(dr, outcome) && !reply_verdict_refusal(dr, verdict)) {
         char id[MDM_MAX_ID_LEN + 1];
         log_debug("%s from %s", dr->msg.message_type,
                   log_sanitize(dr->msg.udid, strlen(dr->msg.udid), id, sizeof(id)));

@@ -22,6 +22,7 @@ enum metrics_endpoint {
     EP_ADMIN_ENQUEUE,
     EP_ADMIN_ATTEST,
     EP_ADMIN_ATTESTATIONS,
+    EP_ADMIN_PUSH,
     EP_HEALTHZ,
     EP_METRICS,
     EP_OTHER,

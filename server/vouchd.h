@@ -19,6 +19,7 @@ struct evhttp;
 struct evhttp_bound_socket;
 struct identity_verifier;
 struct attest_verifier;
+struct push_service;
 
 struct vouchd {
     const struct config *cfg;
@@ -28,6 +29,7 @@ struct vouchd {
     struct db_pool *db;
     struct identity_verifier *identity;
     struct attest_verifier *attest; /* trusts attestation_roots */
+    struct push_service *push;      /* NULL when no apns_cert is configured */
     uint8_t admin_token_sha256[32]; /* compared in constant time */
     bool admin_enabled;
     struct db_stats stats; /* refreshed by a timer for /metrics */

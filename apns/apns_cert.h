@@ -1,0 +1,40 @@
+/*
+ * apns_cert: the MDM push certificate: reads it (PEM certificate and key, or PKCS#12), finds its
+ * topic (the subject's UID attribute, com.apple.mgmt.External.<uuid>) and its expiry, and hands
+ * libcurl the certificate and key as PEM blobs.
+ *
+ * Pure: it works on bytes the caller read. The struct apns_cert owns its copies; free it with
+ * apns_cert_clear().
+ */
+#ifndef VOUCH_APNS_CERT_H
+#define VOUCH_APNS_CERT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#define APNS_TOPIC_MAX 255
+
+struct apns_cert {
+    char topic[APNS_TOPIC_MAX + 1];
+    time_t not_after;
+    char *cert_pem; /* the certificate (and any chain) */
+    size_t cert_pem_len;
+    char *key_pem; /* the private key, unencrypted PKCS#8 */
+    size_t key_pem_len;
+};
+
+/* From a PEM certificate and a PEM key (key may be NULL when cert holds both). */
+bool apns_cert_from_pem(struct apns_cert *out, const char *cert, size_t cert_len,
+                        const char *key, size_t key_len, char *err, size_t err_size)
+    __attribute__((warn_unused_result));
+/* From PKCS#12 bytes and their password (may be NULL or ""). */
+bool apns_cert_from_pkcs12(struct apns_cert *out, const unsigned char *p12, size_t len,
+                           const char *password, char *err, size_t err_size)
+    __attribute__((warn_unused_result));
+void apns_cert_clear(struct apns_cert *cert);
+
+/* Days until not_after from now (negative: expired). */
+long apns_cert_days_left(const struct apns_cert *cert, time_t now);
+
+#endif
