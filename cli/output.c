@@ -282,26 +282,35 @@ static void listing_member(const char *key, size_t width, const struct json_valu
     }
 }
 
-static void listing_object(const struct json_value *obj, size_t indent, FILE *out)
+/* The width of the widest key among obj's members that print on their key's line, skip aside. */
+static size_t listing_key_width(const struct json_value *obj, const char *skip)
 {
-    size_t n = json_object_size(obj);
     size_t width = 0;
 
-    /* Align the values of the members that print on one line. */
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < json_object_size(obj); i++) {
         const char *key;
         const struct json_value *v;
-        if (!json_object_member(obj, i, &key, NULL, &v) || !listing_inline(v))
+        if (!json_object_member(obj, i, &key, NULL, &v) || !listing_inline(v) ||
+            (skip != NULL && strcmp(key, skip) == 0))
             continue;
         char *k = output_sanitize(key);
         if (k != NULL && display_width(k) > width)
             width = display_width(k);
         free(k);
     }
-    for (size_t i = 0; i < n; i++) {
+    return width;
+}
+
+/* Lists obj's members in order, but not the one named skip (NULL: none). */
+static void listing_object_skip(const struct json_value *obj, size_t indent, const char *skip,
+                                FILE *out)
+{
+    size_t width = listing_key_width(obj, skip);
+
+    for (size_t i = 0; i < json_object_size(obj); i++) {
         const char *key;
         const struct json_value *v;
-        if (!json_object_member(obj, i, &key, NULL, &v))
+        if (!json_object_member(obj, i, &key, NULL, &v) || (skip != NULL && strcmp(key, skip) == 0))
             continue;
         char *k = output_sanitize(key);
         if (k == NULL)
@@ -311,9 +320,149 @@ static void listing_object(const struct json_value *obj, size_t indent, FILE *ou
     }
 }
 
+static void listing_object(const struct json_value *obj, size_t indent, FILE *out)
+{
+    listing_object_skip(obj, indent, NULL, out);
+}
+
 void output_listing(const struct json_value *obj, FILE *out)
 {
     listing_object(obj, 0, out);
+}
+
+/* ---- Attestations ---- */
+
+/* What the codes of interfaces.md mean, for the operator who has not read it. */
+static const char *attestation_explain(const char *key, const char *value)
+{
+    static const struct {
+        const char *key, *value, *meaning;
+    } meanings[] = {
+        {"status", "pending", "asked, no answer yet"},
+        {"status", "none", "never asked"},
+        {"status", "unsupported", "the device answered without an attestation"},
+        {"status", "error", "the device answered the request with an error"},
+        {"freshness", "fresh", "made for the request it answers"},
+        {"freshness", "cached", "the device's cached attestation, made for an earlier request"},
+        {"freshness", "unknown", "the freshness code matches no nonce sent to the device"},
+        {"reason", "malformed", "not a list of DER certificates, or a bad Apple extension"},
+        {"reason", "untrusted_chain",
+         "does not verify to a trusted root at the time of verification"},
+        {"reason", "nonce_mismatch", "the freshness code is none of the expected nonces"},
+        {"reason", "nonce_missing", "the leaf carries no freshness code"},
+        {"reason", "udid_mismatch", "the attested UDID is not the device's"},
+        {"reason", "serial_mismatch", "the attested serial number is not the device's"},
+        {"reason", "os_version_mismatch",
+         "a fresh attestation states another OS version than the device reports"},
+    };
+    for (size_t i = 0; i < sizeof(meanings) / sizeof(meanings[0]); i++) {
+        if (strcmp(meanings[i].key, key) == 0 && strcmp(meanings[i].value, value) == 0)
+            return meanings[i].meaning;
+    }
+    return NULL;
+}
+
+/* "key:" padded to width, then text (sanitized) and an optional explanation. */
+static void attestation_line(const char *key, size_t width, const char *text, const char *meaning,
+                             size_t indent, FILE *out)
+{
+    char *safe = output_sanitize(text);
+
+    put_spaces(indent, out);
+    fputs(key, out);
+    fputc(':', out);
+    size_t kw = display_width(key);
+    put_spaces((width > kw ? width - kw : 0) + 1, out);
+    fputs(safe != NULL ? safe : "?", out);
+    if (meaning != NULL)
+        fprintf(out, " (%s)", meaning);
+    fputc('\n', out);
+    free(safe);
+}
+
+/* The attested properties: one aligned line each, "null" for what Apple did not establish. */
+static void attestation_properties(const struct json_value *props, size_t indent, FILE *out)
+{
+    size_t width = listing_key_width(props, NULL);
+
+    for (size_t i = 0; i < json_object_size(props); i++) {
+        const char *key;
+        const struct json_value *v;
+        if (!json_object_member(props, i, &key, NULL, &v))
+            continue;
+        char *k = output_sanitize(key);
+        if (k == NULL)
+            continue;
+        if (json_is_null(v))
+            attestation_line(k, width, "null", NULL, indent, out);
+        else
+            listing_member(k, listing_inline(v) ? width : 0, v, indent, out);
+        free(k);
+    }
+}
+
+void output_attestation(const struct json_value *att, size_t indent, FILE *out)
+{
+    static const char *const known[] = {
+        "status",       "reason",      "freshness",      "device_status",
+        "requested_at", "received_at", "generated_at",   "expires_at",
+        "next_due_at",  "leaf_sha256", "freshness_code",
+    };
+    const size_t nknown = sizeof(known) / sizeof(known[0]);
+    const struct json_value *props = json_object_get(att, "properties");
+    size_t width = listing_key_width(att, NULL);
+
+    for (size_t i = 0; i < nknown; i++) {
+        const struct json_value *v = json_object_get(att, known[i]);
+        if (v == NULL)
+            continue;
+        const char *text = output_scalar(v);
+        const char *meaning =
+            json_value_type(v) == JSON_STRING ? attestation_explain(known[i], text) : NULL;
+        attestation_line(known[i], width, text, meaning, indent, out);
+    }
+    if (json_value_type(props) == JSON_OBJECT) {
+        const char *status = json_object_get_string(att, "status");
+        put_spaces(indent, out);
+        /* What a failed answer states is the device's claim, not Apple's word about it. */
+        fputs(status != NULL && strcmp(status, "failed") == 0
+                  ? "properties: (from a failed attestation: not trusted)\n"
+                  : "properties:\n",
+              out);
+        attestation_properties(props, indent + 2, out);
+    } else if (props != NULL) {
+        attestation_line("properties", width, output_scalar(props), NULL, indent, out);
+    }
+    /* Whatever else the server sends (chain, reported, ...) is shown as it is. */
+    for (size_t i = 0; i < json_object_size(att); i++) {
+        const char *key;
+        const struct json_value *v;
+        bool seen = false;
+        if (!json_object_member(att, i, &key, NULL, &v))
+            continue;
+        seen = strcmp(key, "properties") == 0;
+        for (size_t j = 0; !seen && j < nknown; j++)
+            seen = strcmp(key, known[j]) == 0;
+        if (seen)
+            continue;
+        char *k = output_sanitize(key);
+        if (k != NULL)
+            listing_member(k, listing_inline(v) ? width : 0, v, indent, out);
+        free(k);
+    }
+}
+
+void output_device(const struct json_value *dev, FILE *out)
+{
+    const struct json_value *att = json_object_get(dev, "attestation");
+
+    if (json_value_type(att) != JSON_OBJECT) {
+        listing_object(dev, 0, out);
+        return;
+    }
+    listing_object_skip(dev, 0, "attestation", out);
+    fputs("attestation:\n", out);
+    output_attestation(att, 2, out);
 }
 
 /* ---- JSON ---- */

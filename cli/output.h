@@ -38,6 +38,16 @@ void table_print(const struct table *t, FILE *out);
  * two spaces under their key. */
 void output_listing(const struct json_value *obj, FILE *out);
 
+/* Prints a device object as output_listing() does, but its attestation member as
+ * output_attestation() does. */
+void output_device(const struct json_value *dev, FILE *out);
+
+/* Prints an attestation object (a device object's, a history entry, or a verdict of `vouchctl
+ * verify`) as aligned "key: value" lines indented by indent: the status, reason and freshness
+ * codes each followed by what they mean, '-' for a null member, then the attested properties,
+ * each on its line, "null" for one Apple did not establish, then any other member. */
+void output_attestation(const struct json_value *att, size_t indent, FILE *out);
+
 /* Prints v as indented JSON followed by a newline. False (with a message on stderr) when it
  * cannot be formatted. */
 bool output_json(const struct json_value *v, FILE *out) __attribute__((warn_unused_result));

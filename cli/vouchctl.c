@@ -22,7 +22,8 @@ static const char main_usage[] =
     "\n"
     "vouchctl is the operator's command line for a Vouch MDM server. Through the\n"
     "server's admin API it lists devices, shows their push and attestation state,\n"
-    "and queues MDM commands.\n"
+    "asks devices for attestations and queues MDM commands. 'vouchctl verify'\n"
+    "checks an attestation chain offline, without a server.\n"
     "\n"
     "Commands:\n"
     "  devices                 List the devices the server knows\n"
@@ -30,6 +31,10 @@ static const char main_usage[] =
     "  commands UDID           Show a device's queued commands and recent results\n"
     "  enqueue UDID... --file CMD.plist\n"
     "                          Queue an MDM command for one or more devices\n"
+    "  attest UDID... | --all | --failed\n"
+    "                          Ask devices for a new attestation now\n"
+    "  attestations UDID       Show a device's attestation history\n"
+    "  verify CERT...          Verify an attestation chain offline (no server)\n"
     "  help [COMMAND]          Show this help, or the help of one command\n"
     "\n"
     "Options (before or after the command):\n"
@@ -44,12 +49,14 @@ static const char main_usage[] =
     "\n"
     "Exit status:\n"
     "  0  success\n"
-    "  1  failure: the server could not be reached, or answered with an error\n"
+    "  1  failure: the server could not be reached, or answered with an error;\n"
+    "     for attest, a device was not asked; for verify, the chain did not verify\n"
     "  2  usage error: unknown command or option, missing argument\n"
     "\n"
     "Example:\n"
     "  export VOUCH_URL=https://mdm.example.com VOUCH_ADMIN_TOKEN=...\n"
     "  vouchctl devices --attestation failed\n"
+    "  vouchctl attest --failed\n"
     "\n"
     "Run 'vouchctl COMMAND --help' for the details of one command.\n";
 
@@ -71,14 +78,18 @@ static const char devices_usage[] =
     "  OS             OS version (build)\n"
     "  ENROLLED       yes from the device's TokenUpdate until its CheckOut\n"
     "  LAST SEEN      the device's last contact with the server (UTC)\n"
-    "  ATTESTATION    verified, failed (with the reason), pending, none (never\n"
-    "                 asked) or unsupported\n"
+    "  ATTESTATION    verified, failed with its reason (e.g. 'failed\n"
+    "                 (udid_mismatch)'), pending (asked, no answer yet), none\n"
+    "                 (never asked) or unsupported (the device answered without\n"
+    "                 an attestation)\n"
     "\n"
-    "A '-' marks a value the server does not know.\n"
+    "A '-' marks a value the server does not know. Exits 0 when the list was\n"
+    "read, even if it is empty.\n"
     "\n"
     "Options:\n"
     "  --attestation STATUS    Only devices whose attestation status is STATUS:\n"
     "                          verified, failed, pending, none or unsupported\n"
+    "                          (the server filters; vouchctl checks again)\n"
     "  --json                  Print one JSON array of device objects\n"
     GLOBAL_OPTIONS_HINT;
 
@@ -86,11 +97,28 @@ static const char device_usage[] =
     "Usage: vouchctl device UDID [--json]\n"
     "\n"
     "Show what the server knows about one device: identity, OS, enrollment, the\n"
-    "state of its push token, and its attestation: status, freshness, the reason\n"
-    "of a failure, when it was requested, received and is next due, and the\n"
-    "properties the device attested (serial number, UDID, OS and firmware versions,\n"
-    "SIP, secure boot, kernel extensions). Times are UTC; '-' marks an unknown\n"
-    "value.\n"
+    "state of its push token, and its attestation:\n"
+    "\n"
+    "  status        verified, failed, pending (asked, no answer yet), none\n"
+    "                (never asked) or unsupported (answered without one)\n"
+    "  reason        why the last answer failed, e.g. untrusted_chain,\n"
+    "                nonce_mismatch, udid_mismatch (see 'vouchctl verify --help')\n"
+    "  freshness     fresh (made for the last request), cached (the device's\n"
+    "                cached attestation, made for an earlier request; devices\n"
+    "                make at most one a week) or unknown\n"
+    "  requested_at  when the server last asked\n"
+    "  received_at   when the last answer came\n"
+    "  generated_at  when Apple made the attestation: its age\n"
+    "  expires_at    when the attestation certificate expires\n"
+    "  next_due_at   when the server will ask again by itself\n"
+    "  properties    what Apple attests: serial number, UDID, OS, sepOS and LLB\n"
+    "                versions, software update device ID, and on a Mac SIP,\n"
+    "                secure boot and third-party kernel extensions; after a\n"
+    "                failed answer they are what it claimed, not to be trusted\n"
+    "\n"
+    "Times are UTC; '-' marks a value the server does not know. A property shown\n"
+    "as 'null' is one Apple could not establish (absent or blank in the\n"
+    "certificate): undetermined, not good.\n"
     "\n"
     "Exits 1 if the server does not know the device.\n"
     "\n"
@@ -148,6 +176,116 @@ static const char enqueue_usage[] =
     "  vouchctl enqueue 663b07bb783e9ade1dae4fbb92ea12afc0ce5b69 --file info.plist\n"
     GLOBAL_OPTIONS_HINT;
 
+static const char attest_usage[] =
+    "Usage: vouchctl attest UDID... [--json]\n"
+    "       vouchctl attest --all [--json]\n"
+    "       vouchctl attest --failed [--json]\n"
+    "\n"
+    "Ask devices for a new Managed Device Attestation now: the server queues a\n"
+    "DeviceInformation command with a fresh nonce for each and pushes. The\n"
+    "device answers the next time it contacts the server; 'vouchctl device UDID'\n"
+    "and 'vouchctl attestations UDID' then show the verdict. A device makes a new\n"
+    "attestation at most once a week; asked sooner, it returns its cached one.\n"
+    "\n"
+    "Prints a table, one line per device, and a one-line summary:\n"
+    "\n"
+    "  UDID          the device\n"
+    "  COMMAND UUID  the command that carries the request\n"
+    "  RESULT        queued; already pending (a request was already out: its\n"
+    "                command is shown, no new one is queued); or unknown device\n"
+    "\n"
+    "Exit status: 0 when every device was queued or already pending; 1 when any\n"
+    "was unknown or not asked (the server failed); 2 for usage errors.\n"
+    "\n"
+    "Options:\n"
+    "  --all                   Every device the server knows\n"
+    "  --failed                Every device whose last attestation failed\n"
+    "  --json                  Print the server's JSON: for one UDID its answer\n"
+    "                          {\"udid\", \"command_uuid\", \"queued\"} (for an unknown\n"
+    "                          device {\"error\": \"unknown device\"}); otherwise one\n"
+    "                          object {\"results\": {UDID: {\"command_uuid\",\n"
+    "                          \"queued\"} or {\"error\"}}} for all devices\n"
+    "\n"
+    "Several devices go to the server in requests of at most 1000.\n"
+    GLOBAL_OPTIONS_HINT;
+
+static const char attestations_usage[] =
+    "Usage: vouchctl attestations UDID [--json]\n"
+    "\n"
+    "Show a device's attestation history, newest first, one answer a line:\n"
+    "\n"
+    "  RECEIVED        when the answer came (UTC)\n"
+    "  STATUS          verified, failed, unsupported (answered without an\n"
+    "                  attestation) or error (the device refused the request;\n"
+    "                  its status follows, e.g. 'error (Error)')\n"
+    "  FRESHNESS       fresh, cached or unknown (see 'vouchctl device --help')\n"
+    "  REASON          why it failed (see 'vouchctl verify --help')\n"
+    "  REQUEST REASON  why the server asked, e.g. operator\n"
+    "  GENERATED       when Apple made the attestation\n"
+    "  OS              the attested OS version\n"
+    "\n"
+    "Exits 1 if the server does not know the device.\n"
+    "\n"
+    "Options:\n"
+    "  --json                  Print the server's JSON array, with each answer's\n"
+    "                          properties, leaf_sha256 and chain (base64 DER)\n"
+    GLOBAL_OPTIONS_HINT;
+
+static const char verify_usage[] =
+    "Usage: vouchctl verify [--roots PEM] [--nonce HEX] [--udid U] [--serial S]\n"
+    "                       [--at TIME] [--json] CERT...\n"
+    "\n"
+    "Verify a Managed Device Attestation offline, as the server does, without a\n"
+    "server. The CERT files hold the chain the device sent, leaf first: each a\n"
+    "DER certificate or PEM (a PEM file may hold several, taken in order).\n"
+    "\n"
+    "Checked in this order; the first that fails is the reason:\n"
+    "\n"
+    "  malformed            each item is one DER certificate, the Apple\n"
+    "                       extensions of the leaf parse\n"
+    "  untrusted_chain      the leaf verifies through the given intermediates to\n"
+    "                       a root of --roots at the time --at\n"
+    "  nonce_missing        the leaf carries a freshness code\n"
+    "  nonce_mismatch       the freshness code equals --nonce\n"
+    "  udid_mismatch        with --udid: the attested UDID equals it\n"
+    "  serial_mismatch      with --serial: the attested serial number equals it\n"
+    "\n"
+    "(The server's last check, os_version_mismatch, compares a fresh answer with\n"
+    "the OS version the device reports with it: it has no offline equivalent.)\n"
+    "\n"
+    "Without --nonce the freshness code cannot be matched, so a leaf that carries\n"
+    "one fails with nonce_mismatch even when its chain is good: vouchctl cannot\n"
+    "know which nonce was sent and does not pretend to. Pass the nonce the\n"
+    "server sent in DeviceInformation (the raw bytes); for an ACME attestation\n"
+    "the freshness code is the SHA-256 of the challenge token.\n"
+    "\n"
+    "Prints the status (verified or failed), the reason, the freshness (fresh\n"
+    "when the code equals --nonce), generated_at and expires_at (the leaf's\n"
+    "validity, UTC), leaf_sha256 (SHA-256 of the leaf's DER), the freshness code\n"
+    "(not with --json) and the attested properties ('null': Apple could not\n"
+    "establish it). Notes on what went wrong go to standard error.\n"
+    "\n"
+    "Exit status: 0 when verified, 1 when not, 2 for usage errors (no CERT, an\n"
+    "unreadable file, bad hex, a bad time, unusable --roots).\n"
+    "\n"
+    "Options:\n"
+    "  --roots PEM             Trusted roots (default: the Apple Enterprise\n"
+    "                          Attestation Root CA built into vouchctl)\n"
+    "  --nonce HEX             The nonce of the request, in hex (1 to 64 bytes)\n"
+    "  --udid U                The device's UDID (on a Mac: its provisioning UDID)\n"
+    "  --serial S              The device's serial number\n"
+    "  --at TIME               Verify as of TIME: RFC 3339 (2025-08-01T00:00:00Z)\n"
+    "                          or a Unix time (default: now)\n"
+    "  --json                  Print the verdict as JSON: status, freshness,\n"
+    "                          reason, generated_at, expires_at, leaf_sha256 and\n"
+    "                          properties, in the admin API's shapes\n"
+    "\n"
+    "vouchctl verify contacts no server: --url and --token are ignored.\n"
+    "\n"
+    "Examples:\n"
+    "  vouchctl verify --nonce \"$NONCE_HEX\" --udid \"$UDID\" leaf.der subca.der\n"
+    "  vouchctl verify --json --at 2025-08-01T00:00:00Z chain.pem\n";
+
 static const char help_usage[] =
     "Usage: vouchctl help [COMMAND]\n"
     "\n"
@@ -162,6 +300,13 @@ enum opt_id {
     OPT_VERSION,
     OPT_FILE,
     OPT_ATTESTATION,
+    OPT_ALL,
+    OPT_FAILED,
+    OPT_ROOTS,
+    OPT_NONCE,
+    OPT_UDID,
+    OPT_SERIAL,
+    OPT_AT,
 };
 
 struct opt_spec {
@@ -178,6 +323,12 @@ static const struct opt_spec global_opts[] = {
 };
 static const struct opt_spec devices_opts[] = {{"attestation", 0, true, OPT_ATTESTATION}};
 static const struct opt_spec enqueue_opts[] = {{"file", 'f', true, OPT_FILE}};
+static const struct opt_spec attest_opts[] = {{"all", 0, false, OPT_ALL},
+                                              {"failed", 0, false, OPT_FAILED}};
+static const struct opt_spec verify_opts[] = {
+    {"roots", 0, true, OPT_ROOTS},   {"nonce", 0, true, OPT_NONCE}, {"udid", 0, true, OPT_UDID},
+    {"serial", 0, true, OPT_SERIAL}, {"at", 0, true, OPT_AT},
+};
 
 struct subcommand {
     const char *name;
@@ -187,15 +338,20 @@ struct subcommand {
     size_t min_args;
     size_t max_args;
     const char *args_name; /* what is missing when there are too few arguments */
+    bool offline;          /* needs no server: no URL, token or HTTP client */
     int (*run)(struct ctl *ctl);
 };
 
 static const struct subcommand subcommands[] = {
-    {"devices", devices_usage, devices_opts, 1, 0, 0, NULL, cmd_devices},
-    {"device", device_usage, NULL, 0, 1, 1, "UDID", cmd_device},
-    {"commands", commands_usage, NULL, 0, 1, 1, "UDID", cmd_commands},
-    {"enqueue", enqueue_usage, enqueue_opts, 1, 1, SIZE_MAX, "UDID", cmd_enqueue},
-    {"help", help_usage, NULL, 0, 0, 1, NULL, NULL},
+    {"devices", devices_usage, devices_opts, 1, 0, 0, NULL, false, cmd_devices},
+    {"device", device_usage, NULL, 0, 1, 1, "UDID", false, cmd_device},
+    {"commands", commands_usage, NULL, 0, 1, 1, "UDID", false, cmd_commands},
+    {"enqueue", enqueue_usage, enqueue_opts, 1, 1, SIZE_MAX, "UDID", false, cmd_enqueue},
+    /* attest checks its own arguments: UDIDs, or --all, or --failed. */
+    {"attest", attest_usage, attest_opts, 2, 0, SIZE_MAX, "UDID", false, cmd_attest},
+    {"attestations", attestations_usage, NULL, 0, 1, 1, "UDID", false, cmd_attestations},
+    {"verify", verify_usage, verify_opts, 5, 1, SIZE_MAX, "CERT", true, cmd_verify},
+    {"help", help_usage, NULL, 0, 0, 1, NULL, false, NULL},
 };
 
 static const struct subcommand *find_subcommand(const char *name)
@@ -249,6 +405,13 @@ struct cmdline {
     bool version;
     const char *file;
     const char *attestation;
+    bool all;
+    bool failed;
+    const char *roots;
+    const char *nonce;
+    const char *udid;
+    const char *serial;
+    const char *at;
     char **args;
     size_t nargs;
 };
@@ -330,6 +493,27 @@ static int parse_cmdline(int argc, char **argv, struct cmdline *cl)
         case OPT_ATTESTATION:
             cl->attestation = value;
             break;
+        case OPT_ALL:
+            cl->all = true;
+            break;
+        case OPT_FAILED:
+            cl->failed = true;
+            break;
+        case OPT_ROOTS:
+            cl->roots = value;
+            break;
+        case OPT_NONCE:
+            cl->nonce = value;
+            break;
+        case OPT_UDID:
+            cl->udid = value;
+            break;
+        case OPT_SERIAL:
+            cl->serial = value;
+            break;
+        case OPT_AT:
+            cl->at = value;
+            break;
         }
     }
     return CTL_EXIT_OK;
@@ -389,6 +573,24 @@ static int run(struct cmdline *cl)
     if (cl->nargs > sub->max_args)
         return ctl_usage_error(sub->name, "unexpected argument '%s'", cl->args[sub->max_args]);
 
+    struct ctl ctl = {
+        .json = cl->json,
+        .subcommand = sub->name,
+        .args = cl->args,
+        .nargs = cl->nargs,
+        .file = cl->file,
+        .attestation = cl->attestation,
+        .all = cl->all,
+        .failed = cl->failed,
+        .roots = cl->roots,
+        .nonce = cl->nonce,
+        .udid = cl->udid,
+        .serial = cl->serial,
+        .at = cl->at,
+    };
+    if (sub->offline)
+        return sub->run(&ctl);
+
     const char *url = cl->url != NULL ? cl->url : env_nonempty("VOUCH_URL");
     if (url == NULL)
         url = DEFAULT_URL;
@@ -401,15 +603,7 @@ static int run(struct cmdline *cl)
     if (token != NULL && !token_is_printable(token))
         return ctl_usage_error(NULL, "the admin token contains control characters");
 
-    struct ctl ctl = {
-        .json = cl->json,
-        .have_token = token != NULL && token[0] != '\0',
-        .subcommand = sub->name,
-        .args = cl->args,
-        .nargs = cl->nargs,
-        .file = cl->file,
-        .attestation = cl->attestation,
-    };
+    ctl.have_token = token != NULL && token[0] != '\0';
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "vouchctl: cannot initialize libcurl\n");
         return CTL_EXIT_FAILURE;

@@ -2,8 +2,9 @@
  * vouchctl: the operator CLI, a client of vouchd's admin API.
  *
  * main() (vouchctl.c) parses the command line into a struct ctl, opens the client and runs one
- * subcommand (commands.c). A subcommand returns the process exit status. The struct ctl borrows
- * its strings from argv and the environment, and owns the client.
+ * subcommand (commands.c; the offline `verify`, verify.c, gets no client). A subcommand returns
+ * the process exit status. The struct ctl borrows its strings from argv and the environment, and
+ * owns the client.
  */
 #ifndef VOUCH_CLI_VOUCHCTL_H
 #define VOUCH_CLI_VOUCHCTL_H
@@ -28,6 +29,13 @@ struct ctl {
     size_t nargs;
     const char *file;        /* enqueue --file */
     const char *attestation; /* devices --attestation */
+    bool all;                /* attest --all */
+    bool failed;             /* attest --failed */
+    const char *roots;       /* verify --roots */
+    const char *nonce;       /* verify --nonce */
+    const char *udid;        /* verify --udid */
+    const char *serial;      /* verify --serial */
+    const char *at;          /* verify --at */
 };
 
 /* Prints "vouchctl: <message>" and a pointer to the subcommand's help (NULL: the main help) on
@@ -35,9 +43,18 @@ struct ctl {
 int ctl_usage_error(const char *subcommand, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Reads all of path ("-": standard input), at most max bytes, into *data (NUL-terminated, freed
+ * by the caller). Prints why and returns false when it cannot. */
+bool ctl_read_file(const char *path, size_t max, char **data, size_t *len)
+    __attribute__((warn_unused_result));
+
 int cmd_devices(struct ctl *ctl);
 int cmd_device(struct ctl *ctl);
 int cmd_commands(struct ctl *ctl);
 int cmd_enqueue(struct ctl *ctl);
+int cmd_attest(struct ctl *ctl);
+int cmd_attestations(struct ctl *ctl);
+/* Offline: ctl->client is NULL. */
+int cmd_verify(struct ctl *ctl);
 
 #endif
