@@ -23,42 +23,57 @@ struct device_model {
     unsigned weight;      /* share of the fleet */
     bool cellular;        /* has an IMEI */
     unsigned capacity_gb; /* nominal storage */
+    const char *board_id; /* SoftwareUpdateDeviceID */
+    bool attestation;     /* Managed Device Attestation: iPhone/iPad A11+, Apple TV A12+ */
 };
 
 /* The fleet mix: about 60% iPhones, 30% iPads, 10% Apple TVs, mostly on 17.x with a few older
- * devices stuck on the last release they support. */
+ * devices stuck on the last release they support; those before the A11 (iPhone, iPad) or the A12
+ * (Apple TV) cannot attest. */
 static const struct device_model device_models[] = {
-    {FAMILY_PHONE, "iPhone16,1", "iPhone 15 Pro", "MTUV3LL/A", "17.6.1", "21G93", 12, true, 128},
-    {FAMILY_PHONE, "iPhone15,4", "iPhone 15", "MTLX3LL/A", "17.5.1", "21F90", 12, true, 128},
-    {FAMILY_PHONE, "iPhone15,2", "iPhone 14 Pro", "MQ0T3LL/A", "17.4.1", "21E236", 10, true, 256},
-    {FAMILY_PHONE, "iPhone14,5", "iPhone 13", "MLMN3LL/A", "17.3.1", "21D61", 10, true, 128},
+    {FAMILY_PHONE, "iPhone16,1", "iPhone 15 Pro", "MTUV3LL/A", "17.6.1", "21G93", 12, true, 128,
+     "D83AP", true},
+    {FAMILY_PHONE, "iPhone15,4", "iPhone 15", "MTLX3LL/A", "17.5.1", "21F90", 12, true, 128,
+     "D37AP", true},
+    {FAMILY_PHONE, "iPhone15,2", "iPhone 14 Pro", "MQ0T3LL/A", "17.4.1", "21E236", 10, true, 256,
+     "D73AP", true},
+    {FAMILY_PHONE, "iPhone14,5", "iPhone 13", "MLMN3LL/A", "17.3.1", "21D61", 10, true, 128,
+     "D17AP", true},
     {FAMILY_PHONE, "iPhone14,6", "iPhone SE (3rd generation)", "MMXM3LL/A", "17.2.1", "21C66", 6,
-     true, 64},
+     true, 64, "D49AP", true},
     {FAMILY_PHONE, "iPhone12,8", "iPhone SE (2nd generation)", "MX9R2LL/A", "16.7.8", "20H343", 4,
-     true, 64},
-    {FAMILY_PHONE, "iPhone10,4", "iPhone 8", "MQ6K2LL/A", "16.7.10", "20H350", 3, true, 64},
-    {FAMILY_PHONE, "iPhone9,3", "iPhone 7", "MN9C2LL/A", "15.8.2", "19H384", 2, true, 32},
+     true, 64, "D79AP", true},
+    {FAMILY_PHONE, "iPhone10,4", "iPhone 8", "MQ6K2LL/A", "16.7.10", "20H350", 3, true, 64,
+     "D201AP", true},
+    {FAMILY_PHONE, "iPhone9,3", "iPhone 7", "MN9C2LL/A", "15.8.2", "19H384", 2, true, 32, "D101AP",
+     false},
     {FAMILY_PAD, "iPad13,18", "iPad (10th generation)", "MPQ03LL/A", "17.5.1", "21F90", 10, false,
-     64},
+     64, "J271AP", true},
     {FAMILY_PAD, "iPad13,19", "iPad (10th generation)", "MQ6K3LL/A", "17.4.1", "21E236", 4, true,
-     64},
+     64, "J272AP", true},
     {FAMILY_PAD, "iPad14,1", "iPad mini (6th generation)", "MK7M3LL/A", "17.3.1", "21D61", 5, false,
-     64},
+     64, "J310AP", true},
     {FAMILY_PAD, "iPad13,4", "iPad Pro (11-inch) (3rd generation)", "MHQR3LL/A", "17.2.1", "21C66",
-     4, false, 128},
-    {FAMILY_PAD, "iPad7,11", "iPad (7th generation)", "MW742LL/A", "16.7.8", "20H343", 3, false,
-     32},
-    {FAMILY_PAD, "iPad6,11", "iPad (5th generation)", "MP2F2LL/A", "16.7.8", "20H343", 2, false,
-     32},
+     4, false, 128, "J517AP", true},
+    {FAMILY_PAD, "iPad7,11", "iPad (7th generation)", "MW742LL/A", "16.7.8", "20H343", 3, false, 32,
+     "J171AP", false},
+    {FAMILY_PAD, "iPad6,11", "iPad (5th generation)", "MP2F2LL/A", "16.7.8", "20H343", 2, false, 32,
+     "J71sAP", false},
     {FAMILY_TV, "AppleTV14,1", "Apple TV 4K (3rd generation)", "MN873LL/A", "17.5", "21L569", 5,
-     false, 64},
+     false, 64, "J255AP", true},
     {FAMILY_TV, "AppleTV11,1", "Apple TV 4K (2nd generation)", "MXGY2LL/A", "17.4", "21L227", 3,
-     false, 32},
-    {FAMILY_TV, "AppleTV6,2", "Apple TV 4K", "MQD22LL/A", "17.2", "21K365", 1, false, 32},
-    {FAMILY_TV, "AppleTV5,3", "Apple TV HD", "MGY52LL/A", "16.6", "20M73", 1, false, 32},
+     false, 32, "J305AP", true},
+    {FAMILY_TV, "AppleTV6,2", "Apple TV 4K", "MQD22LL/A", "17.2", "21K365", 1, false, 32, "J105aAP",
+     false},
+    {FAMILY_TV, "AppleTV5,3", "Apple TV HD", "MGY52LL/A", "16.6", "20M73", 1, false, 32, "J42dAP",
+     false},
 };
 
 #define DEVICE_MODEL_COUNT (sizeof(device_models) / sizeof(device_models[0]))
+/* index % 10 of the devices forced onto a model that cannot attest */
+#define DEVICE_LEGACY_SLOT 6
+#define DEVICE_ATTEST_QUERY "DevicePropertiesAttestation"
+#define DEVICE_ATTEST_NONCE "DeviceAttestationNonce"
 
 /* Letters Apple leaves out of serial numbers (no vowels, no O/I look-alikes). */
 static const char serial_alphabet[] = "0123456789CDFGHJKLMNPQRTVWXY";
@@ -82,6 +97,7 @@ static const char *const known_queries[] = {
     "Model",
     "ModelName",
     "ModelNumber",
+    "SoftwareUpdateDeviceID",
     "IMEI",
     "ModemFirmwareVersion",
     "CellularTechnology",
@@ -138,15 +154,20 @@ static bool device_sha256(const char *text, unsigned char digest[32])
     return EVP_Digest(text, strlen(text), digest, &n, EVP_sha256(), NULL) == 1 && n == 32;
 }
 
-static const struct device_model *device_model_pick(const unsigned char *hash)
+/* Picks a model by weight; only_legacy limits the choice to the models that cannot attest. */
+static const struct device_model *device_model_pick(const unsigned char *hash, bool only_legacy)
 {
     unsigned total = 0;
     unsigned pick;
 
-    for (size_t i = 0; i < DEVICE_MODEL_COUNT; i++)
-        total += device_models[i].weight;
+    for (size_t i = 0; i < DEVICE_MODEL_COUNT; i++) {
+        if (!only_legacy || !device_models[i].attestation)
+            total += device_models[i].weight;
+    }
     pick = (((unsigned)hash[0] << 8) | hash[1]) % total;
     for (size_t i = 0; i < DEVICE_MODEL_COUNT; i++) {
+        if (only_legacy && device_models[i].attestation)
+            continue;
         if (pick < device_models[i].weight)
             return &device_models[i];
         pick -= device_models[i].weight;
@@ -215,7 +236,9 @@ bool sim_device_derive(struct sim_device *dev, const char *prefix, unsigned long
         dev->serial[i] = serial_alphabet[h[11 + i] % (sizeof(serial_alphabet) - 1)];
     dev->serial[12] = '\0';
 
-    m = device_model_pick(h);
+    /* Every tenth device (index 6, 16, ...) is an old model on top of the weighted mix, so that
+     * even a small fleet has devices that cannot attest. */
+    m = device_model_pick(h, index % 10 == DEVICE_LEGACY_SLOT);
     snprintf(dev->product_name, sizeof(dev->product_name), "%s", m->product_name);
     snprintf(dev->model, sizeof(dev->model), "%s", m->part_number);
     snprintf(dev->model_name, sizeof(dev->model_name), "%s",
@@ -378,6 +401,8 @@ static plist_t device_query_value(const struct sim_device *dev, const char *quer
         snprintf(buf, sizeof(buf), "%.5s", dev->model);
         return plist_new_string(buf);
     }
+    if (strcmp(query, "SoftwareUpdateDeviceID") == 0)
+        return m != NULL ? plist_new_string(m->board_id) : NULL;
     if (strcmp(query, "IMEI") == 0)
         return dev->imei[0] != '\0' ? plist_new_string(dev->imei) : NULL;
     if (strcmp(query, "ModemFirmwareVersion") == 0)
@@ -428,7 +453,8 @@ static void device_add_query(plist_t responses, const struct sim_device *dev, co
         plist_dict_set_item(responses, query, value);
 }
 
-static plist_t device_query_responses(const struct sim_device *dev, const struct sim_command *cmd)
+static plist_t device_query_responses(const struct sim_device *dev, const struct sim_command *cmd,
+                                      const struct sim_attest_items *attestation)
 {
     plist_t responses = plist_new_dict();
     plist_t command = plist_dict_get_item(cmd->plist, "Command");
@@ -439,6 +465,13 @@ static plist_t device_query_responses(const struct sim_device *dev, const struct
     device_answer_hash(dev, h);
     if (queries != NULL && plist_get_node_type(queries) == PLIST_ARRAY)
         n = plist_array_get_size(queries);
+    if (attestation != NULL) {
+        plist_t items = plist_new_array();
+        for (size_t i = 0; i < attestation->count && i < SIM_ATTEST_ITEMS_MAX; i++)
+            plist_array_append_item(
+                items, plist_new_data((const char *)attestation->der[i], attestation->len[i]));
+        plist_dict_set_item(responses, DEVICE_ATTEST_QUERY, items);
+    }
     if (n == 0) {
         for (size_t i = 0; i < KNOWN_QUERY_COUNT; i++)
             device_add_query(responses, dev, known_queries[i], h);
@@ -458,10 +491,12 @@ static plist_t device_query_responses(const struct sim_device *dev, const struct
 }
 
 static void device_add_results(plist_t report, const struct sim_device *dev,
-                               const struct sim_command *cmd)
+                               const struct sim_command *cmd,
+                               const struct sim_attest_items *attestation)
 {
     if (strcmp(cmd->request_type, "DeviceInformation") == 0) {
-        plist_dict_set_item(report, "QueryResponses", device_query_responses(dev, cmd));
+        plist_dict_set_item(report, "QueryResponses",
+                            device_query_responses(dev, cmd, attestation));
         return;
     }
     if (strcmp(cmd->request_type, "SecurityInfo") == 0) {
@@ -497,7 +532,8 @@ static plist_t device_error_chain(const struct sim_command *cmd)
 }
 
 char *sim_device_report(const struct sim_device *dev, const struct sim_command *cmd,
-                        enum sim_answer answer, size_t *len)
+                        enum sim_answer answer, const struct sim_attest_items *attestation,
+                        size_t *len)
 {
     plist_t d = plist_new_dict();
 
@@ -505,10 +541,61 @@ char *sim_device_report(const struct sim_device *dev, const struct sim_command *
     dict_set_string(d, "CommandUUID", cmd->uuid);
     dict_set_string(d, "Status", sim_device_answer_status(answer));
     if (answer == SIM_ANSWER_ACK)
-        device_add_results(d, dev, cmd);
+        device_add_results(d, dev, cmd, attestation);
     else if (answer == SIM_ANSWER_ERROR)
         plist_dict_set_item(d, "ErrorChain", device_error_chain(cmd));
     return device_xml(d, len);
+}
+
+bool sim_device_supports_attestation(const struct sim_device *dev)
+{
+    const struct device_model *m = device_model_find(dev->product_name);
+
+    return m != NULL && m->attestation;
+}
+
+const char *sim_device_software_update_id(const struct sim_device *dev)
+{
+    const struct device_model *m = device_model_find(dev->product_name);
+
+    return m != NULL ? m->board_id : NULL;
+}
+
+enum sim_attest_ask sim_device_attest_request(const struct sim_command *cmd,
+                                              unsigned char nonce[SIM_NONCE_MAX], size_t *nonce_len)
+{
+    plist_t command = plist_dict_get_item(cmd->plist, "Command");
+    plist_t queries = command != NULL ? plist_dict_get_item(command, "Queries") : NULL;
+    plist_t node;
+    const char *data;
+    uint64_t n = 0;
+    bool asked = false;
+
+    *nonce_len = 0;
+    if (strcmp(cmd->request_type, "DeviceInformation") != 0 || queries == NULL ||
+        plist_get_node_type(queries) != PLIST_ARRAY)
+        return SIM_ATTEST_NOT_ASKED;
+    for (uint32_t i = 0; i < plist_array_get_size(queries) && !asked; i++) {
+        plist_t item = plist_array_get_item(queries, i);
+        const char *q = item != NULL && plist_get_node_type(item) == PLIST_STRING
+                            ? plist_get_string_ptr(item, NULL)
+                            : NULL;
+        /* Exactly this name: Apple answers DeviceAttestation and the like without one. */
+        asked = q != NULL && strcmp(q, DEVICE_ATTEST_QUERY) == 0;
+    }
+    if (!asked)
+        return SIM_ATTEST_NOT_ASKED;
+    node = plist_dict_get_item(command, DEVICE_ATTEST_NONCE);
+    if (node == NULL)
+        return SIM_ATTEST_ASKED;
+    if (plist_get_node_type(node) != PLIST_DATA)
+        return SIM_ATTEST_BAD_NONCE;
+    data = plist_get_data_ptr(node, &n);
+    if (data == NULL || n == 0 || n > SIM_NONCE_MAX)
+        return SIM_ATTEST_BAD_NONCE;
+    memcpy(nonce, data, (size_t)n);
+    *nonce_len = (size_t)n;
+    return SIM_ATTEST_ASKED;
 }
 
 /* Copies a non-empty string value of dict[key] into out; false when absent, empty or too long. */

@@ -3,7 +3,8 @@
  *
  * Device facts (UDID, serial number, hardware model, OS) are derived from a fleet prefix and the
  * device's index, so the same prefix always yields the same fleet; the mix is mostly iPhones, then
- * iPads and Apple TVs, with a few older models and OS versions. The message builders produce the
+ * iPads and Apple TVs, with a few older models and OS versions, some too old to attest (every
+ * tenth device, index 6, 16, ..., is one of those). The message builders produce the
  * XML plist bodies a device sends (check-in messages and command reports), and the command parser
  * reads what the server hands back. Pure: no I/O, no global state, safe from several threads.
  *
@@ -21,6 +22,8 @@
 #define SIM_PREFIX_MAX 32
 #define SIM_COMMAND_UUID_MAX 128
 #define SIM_REQUEST_TYPE_MAX 64
+#define SIM_NONCE_MAX 32 /* DeviceAttestationNonce: Apple allows up to 32 bytes */
+#define SIM_ATTEST_ITEMS_MAX 4
 
 /* Callers keep these in one big array (100,000 devices), so the struct is public. */
 struct sim_device {
@@ -47,6 +50,20 @@ enum sim_answer {
     SIM_ANSWER_COUNT
 };
 
+/* What a DeviceInformation command asks about attestation (see sim_device_attest_request()). */
+enum sim_attest_ask {
+    SIM_ATTEST_NOT_ASKED, /* no DevicePropertiesAttestation query (the nonce is then ignored) */
+    SIM_ATTEST_ASKED,     /* asked, with a usable nonce or none */
+    SIM_ATTEST_BAD_NONCE  /* asked with an empty, too long or non-<data> DeviceAttestationNonce */
+};
+
+/* The DevicePropertiesAttestation answer: <data> items (certificates, or not), borrowed. */
+struct sim_attest_items {
+    size_t count; /* 0: an empty array */
+    const unsigned char *der[SIM_ATTEST_ITEMS_MAX];
+    size_t len[SIM_ATTEST_ITEMS_MAX];
+};
+
 /* A command the server handed to the device. */
 struct sim_command {
     char uuid[SIM_COMMAND_UUID_MAX];
@@ -64,6 +81,19 @@ bool sim_device_derive(struct sim_device *dev, const char *prefix, unsigned long
 /* The status string a report carries for answer: "Acknowledged", "NotNow", ... */
 const char *sim_device_answer_status(enum sim_answer answer);
 
+/* Whether dev's model can attest (iPhone and iPad A11 or later, Apple TV A12 or later). Models
+ * that cannot ignore DevicePropertiesAttestation and DeviceAttestationNonce altogether. */
+bool sim_device_supports_attestation(const struct sim_device *dev);
+
+/* The model's SoftwareUpdateDeviceID (board id, "D73AP"); NULL for an unknown model. */
+const char *sim_device_software_update_id(const struct sim_device *dev);
+
+/* Reads cmd's attestation request. For SIM_ATTEST_ASKED, nonce[0..*nonce_len) holds the
+ * DeviceAttestationNonce (*nonce_len 0: none was sent). Does not look at the device's model. */
+enum sim_attest_ask sim_device_attest_request(const struct sim_command *cmd,
+                                              unsigned char nonce[SIM_NONCE_MAX],
+                                              size_t *nonce_len);
+
 /* Check-in messages (PUT to the CheckInURL). TokenUpdate carries a fresh random 32-byte Token
  * and PushMagic each time, as after an APNs token change. */
 char *sim_device_authenticate(const struct sim_device *dev, const char *topic, size_t *len);
@@ -73,9 +103,12 @@ char *sim_device_checkout(const struct sim_device *dev, const char *topic, size_
 /* Command reports (PUT to the ServerURL). */
 char *sim_device_idle(const struct sim_device *dev, size_t *len);
 /* The report answering cmd: Acknowledged with result keys (QueryResponses for
- * DeviceInformation), NotNow, Error with an ErrorChain, or CommandFormatError. */
+ * DeviceInformation), NotNow, Error with an ErrorChain, or CommandFormatError. attestation, when
+ * not NULL, becomes QueryResponses.DevicePropertiesAttestation of an acknowledged
+ * DeviceInformation (an array of <data>), beside the other queried values. */
 char *sim_device_report(const struct sim_device *dev, const struct sim_command *cmd,
-                        enum sim_answer answer, size_t *len);
+                        enum sim_answer answer, const struct sim_attest_items *attestation,
+                        size_t *len);
 
 /* Parses a command envelope (XML or binary plist: dict with CommandUUID and Command.RequestType).
  * False with a reason in err when the body is not one. */

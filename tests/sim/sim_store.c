@@ -13,6 +13,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
 #define STORE_CA_CERT "ca.pem"
 #define STORE_CA_KEY "ca.key"
 #define STORE_FLEET "devices.pem"
@@ -25,6 +29,11 @@
 #define STORE_CA_FILE_MAX (1024L * 1024L)
 #define STORE_FLEET_FILE_MAX (8LL * 1024 * 1024 * 1024)
 #define STORE_FIELDS 11
+#define STORE_ATTEST_DIR "attestations"
+#define STORE_ATTEST_MAGIC "# vouch-sim attestation cache v1\n"
+#define STORE_ATTEST_GENERATED "# generated_at="
+#define STORE_ATTEST_NONCE "# nonce="
+#define STORE_ATTEST_FILE_MAX (64L * 1024)
 
 enum store_read_result { STORE_READ_OK, STORE_READ_ABSENT, STORE_READ_ERROR };
 
@@ -493,4 +502,193 @@ write_error:
     fclose(f);
     unlink(tmp);
     return false;
+}
+
+/* ---- attestation caches --------------------------------------------------------------------- */
+
+/* DIR/attestations/UDID.pem; false when the UDID is no safe file name or the path too long. */
+static bool store_attest_path(char *out, size_t outlen, const char *dir, const char *udid)
+{
+    int n;
+
+    if (udid[0] == '\0' || udid[0] == '.')
+        return false;
+    for (const char *p = udid; *p != '\0'; p++) {
+        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+              *p == '-' || *p == '_' || *p == '.'))
+            return false;
+    }
+    n = snprintf(out, outlen, "%s/%s/%s.pem", dir, STORE_ATTEST_DIR, udid);
+    return n > 0 && (size_t)n < outlen;
+}
+
+static bool store_hex_decode(const char *hex, size_t n, unsigned char *out, size_t max, size_t *len)
+{
+    static const char digits[] = "0123456789abcdef";
+
+    if (n % 2 != 0 || n / 2 > max)
+        return false;
+    for (size_t i = 0; i < n / 2; i++) {
+        const char *hi = memchr(digits, hex[2 * i], 16);
+        const char *lo = memchr(digits, hex[2 * i + 1], 16);
+        if (hex[2 * i] == '\0' || hex[2 * i + 1] == '\0' || hi == NULL || lo == NULL)
+            return false;
+        out[i] = (unsigned char)((hi - digits) << 4 | (lo - digits));
+    }
+    *len = n / 2;
+    return true;
+}
+
+/* Parses a cache file's text (NUL-terminated, len bytes) into cache. */
+static bool store_attest_parse(const char *text, size_t len, struct sim_attest_cache *cache)
+{
+    const char *p = text + strlen(STORE_ATTEST_MAGIC);
+    const char *end = text + len;
+    bool have_time = false;
+    bool have_nonce = false;
+    BIO *bio;
+
+    if (len < strlen(STORE_ATTEST_MAGIC) ||
+        memcmp(text, STORE_ATTEST_MAGIC, strlen(STORE_ATTEST_MAGIC)) != 0)
+        return false;
+    while (p < end && *p == '#') {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t glen = strlen(STORE_ATTEST_GENERATED);
+        size_t nlen = strlen(STORE_ATTEST_NONCE);
+
+        if (nl == NULL)
+            return false;
+        if ((size_t)(nl - p) > glen && memcmp(p, STORE_ATTEST_GENERATED, glen) == 0) {
+            char *num_end = NULL;
+            long long t;
+            errno = 0;
+            t = strtoll(p + glen, &num_end, 10);
+            if (errno != 0 || num_end != nl)
+                return false;
+            cache->generated_at = (time_t)t;
+            have_time = true;
+        } else if ((size_t)(nl - p) >= nlen && memcmp(p, STORE_ATTEST_NONCE, nlen) == 0) {
+            if (!store_hex_decode(p + nlen, (size_t)(nl - p) - nlen, cache->nonce,
+                                  sizeof(cache->nonce), &cache->nonce_len))
+                return false;
+            have_nonce = true;
+        }
+        p = nl + 1;
+    }
+    if (!have_time || !have_nonce || p >= end || (size_t)(end - p) > INT32_MAX)
+        return false;
+    bio = BIO_new_mem_buf(p, (int)(end - p));
+    if (bio == NULL)
+        return false;
+    for (;;) {
+        char *name = NULL;
+        char *header = NULL;
+        unsigned char *data = NULL;
+        long n = 0;
+        bool ok;
+
+        if (PEM_read_bio(bio, &name, &header, &data, &n) != 1)
+            break;
+        ok = strcmp(name, "CERTIFICATE") == 0 && n > 0 && cache->chain.count < FAKE_CHAIN_MAX;
+        if (ok) {
+            unsigned char *copy = malloc((size_t)n);
+            ok = copy != NULL;
+            if (ok) {
+                memcpy(copy, data, (size_t)n);
+                cache->chain.der[cache->chain.count] = copy;
+                cache->chain.len[cache->chain.count] = (size_t)n;
+                cache->chain.count++;
+            }
+        }
+        OPENSSL_free(name);
+        OPENSSL_free(header);
+        OPENSSL_free(data);
+        if (!ok) {
+            BIO_free(bio);
+            return false;
+        }
+    }
+    BIO_free(bio);
+    ERR_clear_error(); /* the end of the PEM data leaves a "no start line" behind */
+    cache->present = cache->chain.count > 0;
+    return cache->present;
+}
+
+bool sim_store_attest_load(const char *dir, const char *udid, struct sim_attest_cache *cache,
+                           char *err, size_t errlen)
+{
+    char path[4096];
+    char *text = NULL;
+    size_t len = 0;
+    enum store_read_result rc;
+
+    memset(cache, 0, sizeof(*cache));
+    if (!store_attest_path(path, sizeof(path), dir, udid)) {
+        snprintf(err, errlen, "no cache file name for UDID %s", udid);
+        return false;
+    }
+    rc = store_read_file(path, STORE_ATTEST_FILE_MAX, &text, &len, err, errlen);
+    if (rc == STORE_READ_ABSENT)
+        return true;
+    if (rc == STORE_READ_ERROR)
+        return false;
+    if (!store_attest_parse(text, len, cache)) {
+        sim_attest_cache_free(cache);
+        snprintf(err, errlen, "%s is not an attestation cache (remove it to start over)", path);
+        free(text);
+        return false;
+    }
+    free(text);
+    return true;
+}
+
+bool sim_store_attest_save(const char *dir, const char *udid, const struct sim_attest_cache *cache,
+                           char *err, size_t errlen)
+{
+    char path[4096];
+    char sub[4096];
+    char tmp[4096];
+    FILE *f;
+    BIO *bio = NULL;
+    char *pem = NULL;
+    long pem_len;
+
+    if (!store_attest_path(path, sizeof(path), dir, udid) ||
+        !store_path(sub, sizeof(sub), dir, STORE_ATTEST_DIR)) {
+        snprintf(err, errlen, "no cache file name for UDID %s", udid);
+        return false;
+    }
+    if (mkdir(sub, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "creating %s: %s", sub, strerror(errno));
+        return false;
+    }
+    bio = BIO_new(BIO_s_mem());
+    if (bio == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return false;
+    }
+    for (size_t i = 0; i < cache->chain.count && i < FAKE_CHAIN_MAX; i++) {
+        const struct fake_chain *c = &cache->chain;
+        if (c->len[i] > INT32_MAX ||
+            PEM_write_bio(bio, "CERTIFICATE", "", c->der[i], (long)c->len[i]) <= 0) {
+            snprintf(err, errlen, "encoding the attestation cache of %s", udid);
+            BIO_free(bio);
+            return false;
+        }
+    }
+    pem_len = BIO_get_mem_data(bio, &pem);
+    f = store_create_tmp(path, 0600, tmp, sizeof(tmp), err, errlen);
+    if (f == NULL) {
+        BIO_free(bio);
+        return false;
+    }
+    fprintf(f, "%s%s%lld\n%s", STORE_ATTEST_MAGIC, STORE_ATTEST_GENERATED,
+            (long long)cache->generated_at, STORE_ATTEST_NONCE);
+    for (size_t i = 0; i < cache->nonce_len && i < sizeof(cache->nonce); i++)
+        fprintf(f, "%02x", cache->nonce[i]);
+    fputc('\n', f);
+    if (pem_len > 0)
+        fwrite(pem, 1, (size_t)pem_len, f);
+    BIO_free(bio);
+    return store_commit_tmp(f, tmp, path, err, errlen);
 }

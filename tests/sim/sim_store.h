@@ -2,6 +2,12 @@
  * sim_store: the state directory of vouch-sim, so that later runs reuse the same fleet.
  *
  * DIR/ca.pem, DIR/ca.key   the device-identity CA (vouchd's identity_ca is DIR/ca.pem)
+ * DIR/apple-root.pem, apple-root.key, apple-sub.pem, apple-sub.key
+ *                          the stand-in Apple attestation hierarchy, written by fake_apple.h
+ *                          (vouchd's attestation_roots is DIR/apple-root.pem)
+ * DIR/attestations/UDID.pem
+ *                          a device's attestation cache (sim_attest.h): "# generated_at=UNIXTIME"
+ *                          and "# nonce=HEX" lines, then the leaf and sub CA PEM it answered
  * DIR/devices.pem          every device, one record each, in index order:
  *
  *     # vouch-sim device fleet v1
@@ -23,6 +29,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "sim_attest.h"
 #include "sim_device.h"
 #include "sim_pki.h"
 
@@ -62,5 +69,13 @@ bool sim_store_fleet_append(const char *dir, const struct sim_fleet *fleet, cons
                             const struct sim_device *devices, char *const *pems,
                             const size_t *pem_lens, size_t n, char *err, size_t errlen)
     __attribute__((warn_unused_result));
+
+/* Reads the attestation cache of the device udid; a missing file gives cache->present false.
+ * A file that does not parse is an error (remove it to start over). */
+bool sim_store_attest_load(const char *dir, const char *udid, struct sim_attest_cache *cache,
+                           char *err, size_t errlen) __attribute__((warn_unused_result));
+/* Replaces it atomically (creating DIR/attestations when needed). */
+bool sim_store_attest_save(const char *dir, const char *udid, const struct sim_attest_cache *cache,
+                           char *err, size_t errlen) __attribute__((warn_unused_result));
 
 #endif

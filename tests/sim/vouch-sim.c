@@ -2,9 +2,11 @@
  * vouch-sim: plays a fleet of Apple devices against a vouchd, for integration tests, the
  * quickstart and load tests.
  *
- * Subcommands: init-ca (the device-identity CA), enroll (Authenticate + TokenUpdate), connect
- * (Idle sessions that answer every queued command), run (enroll then connect), checkout and list.
- * Devices and their identities live in the state directory (sim_store.h) so runs can be chained.
+ * Subcommands: init-ca (the device-identity CA and the stand-in Apple attestation hierarchy),
+ * enroll (Authenticate + TokenUpdate), connect (Idle sessions that answer every queued command,
+ * attestation requests included), run (enroll then connect), checkout, list, and answer (one
+ * device answers one command plist offline). Devices, their identities and their attestation
+ * caches live in the state directory (sim_store.h) so runs can be chained.
  *
  * Threads: the main thread parses options, prepares the fleet and prints progress; K worker
  * threads, each owning one kept-alive libcurl handle and its own statistics, take devices from a
@@ -12,7 +14,8 @@
  * mutable state during a phase is a few atomic counters and the per-device state bytes (each
  * written by the one worker that holds the device).
  *
- * Output: progress and one line per failure on stderr; exactly one JSON summary line on stdout.
+ * Output: progress and one line per failure on stderr; exactly one JSON summary line on stdout
+ * (answer: the report plist instead).
  * Exit status: 0 success, 1 any failure, 2 usage error.
  */
 #include <errno.h>
@@ -27,6 +30,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "fake_apple.h"
+#include "sim_attest.h"
 #include "sim_device.h"
 #include "sim_http.h"
 #include "sim_pki.h"
@@ -51,6 +56,8 @@
 #define SIM_PROGRESS_INTERVAL 2.0
 #define SIM_CT_CHECKIN "application/x-apple-aspen-mdm-checkin"
 #define SIM_CT_REPORT "application/x-apple-aspen-mdm"
+#define SIM_NOW_ENV "VOUCH_SIM_NOW"
+#define SIM_NOW_MAX 253402300799LL /* 9999-12-31T23:59:59Z */
 
 enum sim_mode {
     MODE_INIT_CA,
@@ -59,25 +66,32 @@ enum sim_mode {
     MODE_RUN,
     MODE_CHECKOUT,
     MODE_LIST,
+    MODE_ANSWER,
     MODE_COUNT
 };
 
 static const char *const mode_names[MODE_COUNT] = {
     [MODE_INIT_CA] = "init-ca", [MODE_ENROLL] = "enroll",     [MODE_CONNECT] = "connect",
     [MODE_RUN] = "run",         [MODE_CHECKOUT] = "checkout", [MODE_LIST] = "list",
+    [MODE_ANSWER] = "answer",
 };
 
 static const char *const mode_usage[MODE_COUNT] = {
     [MODE_INIT_CA] =
         "init-ca --dir DIR [--key-type rsa|ec]\n"
-        "  Creates the test device-identity CA DIR/ca.pem + DIR/ca.key unless present;\n"
-        "  configure vouchd with identity_ca = DIR/ca.pem.",
+        "  Creates the test device-identity CA DIR/ca.pem + DIR/ca.key and the stand-in\n"
+        "  Apple attestation hierarchy DIR/apple-root.pem, apple-root.key, apple-sub.pem,\n"
+        "  apple-sub.key unless present; configure vouchd with identity_ca = DIR/ca.pem\n"
+        "  and attestation_roots = DIR/apple-root.pem.",
     [MODE_ENROLL] = "enroll --url URL --dir DIR --devices N [options]\n"
                     "  Creates (or reuses) N device identities in DIR, then each device sends\n"
                     "  Authenticate and TokenUpdate to URL/mdm/checkin.",
     [MODE_CONNECT] = "connect --url URL --dir DIR [options]\n"
                      "  Each device PUTs Status Idle to URL/mdm/connect and answers every command\n"
-                     "  it is handed until the server returns an empty body.",
+                     "  it is handed until the server returns an empty body. A DeviceInformation\n"
+                     "  query DevicePropertiesAttestation gets a chain from DIR's stand-in Apple\n"
+                     "  hierarchy under Apple's 7-day rule (cache in DIR/attestations), except\n"
+                     "  on models too old to attest (see list).",
     [MODE_RUN] = "run --url URL --dir DIR --devices N [options]\n"
                  "  enroll, then connect (devices whose enrollment failed are skipped).",
     [MODE_CHECKOUT] = "checkout --url URL --dir DIR [options]\n"
@@ -85,7 +99,13 @@ static const char *const mode_usage[MODE_COUNT] = {
     [MODE_LIST] =
         "list --dir DIR [--devices N]\n"
         "  Prints one tab-separated line per device: index, UDID, SerialNumber,\n"
-        "  ProductName, Model, ModelName, OSVersion, BuildVersion, IMEI (or -), DeviceName.",
+        "  ProductName, Model, ModelName, OSVersion, BuildVersion, IMEI (or -), DeviceName,\n"
+        "  and attest (the model can attest) or no-attest.",
+    [MODE_ANSWER] =
+        "answer --dir DIR --device I [--command FILE] [options]\n"
+        "  Offline: device I answers the command plist in FILE (default: stdin) exactly as\n"
+        "  connect would, attestation cache included, and prints the report plist on\n"
+        "  stdout; what it did with an attestation request goes to stderr.",
 };
 
 enum opt_id {
@@ -111,7 +131,13 @@ enum opt_id {
     OPT_BAD_SIGNATURE,
     OPT_SWAP_IDENTITIES,
     OPT_CERT_HEADER,
-    OPT_QUIET
+    OPT_QUIET,
+    OPT_NOW,
+    OPT_ATTEST_TAMPER,
+    OPT_ATTEST_AS_DEVICE,
+    OPT_ATTEST_LEGACY_LEAF,
+    OPT_DEVICE,
+    OPT_COMMAND
 };
 
 #define MODE_BIT(m) (1u << (m))
@@ -121,6 +147,7 @@ enum opt_id {
 #define MODES_CHECKIN (MODE_BIT(MODE_ENROLL) | MODE_BIT(MODE_RUN) | MODE_BIT(MODE_CHECKOUT))
 #define MODES_REPORT (MODE_BIT(MODE_CONNECT) | MODE_BIT(MODE_RUN))
 #define MODES_CREATE (MODE_BIT(MODE_ENROLL) | MODE_BIT(MODE_RUN))
+#define MODES_ANSWER (MODES_REPORT | MODE_BIT(MODE_ANSWER))
 
 /* One documented option. A name may appear twice with different help for different modes. */
 struct opt_doc {
@@ -155,8 +182,22 @@ static const struct opt_doc opt_docs[] = {
      "CA key: P-256 (default) or RSA 2048"},
     {"topic", required_argument, OPT_TOPIC, MODES_CHECKIN, "TOPIC",
      "APNs topic (default " SIM_DEFAULT_TOPIC ")"},
-    {"answer", required_argument, OPT_ANSWER, MODES_REPORT, "ack|notnow|error|formaterror",
+    {"device", required_argument, OPT_DEVICE, MODE_BIT(MODE_ANSWER), "I",
+     "the index of the device that answers (required)"},
+    {"command", required_argument, OPT_COMMAND, MODE_BIT(MODE_ANSWER), "FILE",
+     "command plist, XML or binary (default -: stdin)"},
+    {"answer", required_argument, OPT_ANSWER, MODES_ANSWER, "ack|notnow|error|formaterror",
      "how devices answer commands (default ack)"},
+    {"now", required_argument, OPT_NOW, MODES_ANSWER, "UNIXTIME",
+     "the devices' clock: attestation age and leaf notBefore (default $" SIM_NOW_ENV
+     ", else the time)"},
+    {"attest-tamper", required_argument, OPT_ATTEST_TAMPER, MODES_ANSWER, "KIND",
+     "answer attestation requests wrongly: other-root, expired, wrong-os, no-freshness, "
+     "wrong-nonce, garbage or empty (negative tests; minted fresh, cache untouched)"},
+    {"attest-as-device", required_argument, OPT_ATTEST_AS_DEVICE, MODES_ANSWER, "N",
+     "answer attestation requests with a valid chain made for device N (negative tests)"},
+    {"attest-legacy-leaf", no_argument, OPT_ATTEST_LEGACY_LEAF, MODES_ANSWER, NULL,
+     "devices on an OS before 17.2 leave .9.4, .10.1 and .10.3 out, as real ones do"},
     {"rounds", required_argument, OPT_ROUNDS, MODES_REPORT, "R",
      "Idle sessions per device (default 1)"},
     {"max-commands", required_argument, OPT_MAX_COMMANDS, MODES_REPORT, "N",
@@ -212,6 +253,31 @@ struct sim_options {
     bool swap_identities;
     const char *cert_header;
     bool quiet;
+    time_t now; /* the devices' clock */
+    bool now_set;
+    enum sim_attest_tamper attest_tamper;
+    unsigned long attest_as_device;
+    bool attest_as_device_set;
+    bool attest_legacy_leaf;
+    unsigned long device; /* answer: the device's index */
+    bool device_set;
+    const char *command_file;
+};
+
+/* What devices did with attestation requests (DevicePropertiesAttestation queries). */
+enum attest_count {
+    ATTEST_COUNT_GENERATED,   /* a new attestation */
+    ATTEST_COUNT_CACHED,      /* the cached one (7-day rule) */
+    ATTEST_COUNT_TAMPERED,    /* --attest-tamper / --attest-as-device */
+    ATTEST_COUNT_UNSUPPORTED, /* a model that cannot attest answered without */
+    ATTEST_COUNT_BAD_NONCE,   /* CommandFormatError for an unusable DeviceAttestationNonce */
+    ATTEST_COUNT_N
+};
+
+static const char *const attest_count_names[ATTEST_COUNT_N] = {
+    [ATTEST_COUNT_GENERATED] = "generated", [ATTEST_COUNT_CACHED] = "cached",
+    [ATTEST_COUNT_TAMPERED] = "tampered",   [ATTEST_COUNT_UNSUPPORTED] = "unsupported",
+    [ATTEST_COUNT_BAD_NONCE] = "bad_nonce",
 };
 
 struct sim_type_count {
@@ -233,6 +299,7 @@ struct sim_stats {
     unsigned long failed_devices;
     unsigned long expected_hits;
     unsigned long answers[SIM_ANSWER_COUNT];
+    unsigned long attest[ATTEST_COUNT_N];
     struct sim_type_count types[SIM_MAX_TYPES];
     size_t ntypes;
     unsigned long other_types;
@@ -248,6 +315,7 @@ enum sim_phase { PHASE_ENROLL, PHASE_CONNECT, PHASE_CHECKOUT };
 struct sim_run {
     const struct sim_options *opt;
     const struct sim_fleet *fleet;
+    struct sim_attest_options attest;
     size_t ndevices;
     enum sim_phase phase;
     bool last_phase;
@@ -264,6 +332,8 @@ struct sim_worker {
     pthread_t thread;
     struct sim_http *http;
     struct sim_pki_loader *loader;
+    struct fake_apple *apple;       /* this worker's copy of DIR's stand-in Apple hierarchy */
+    struct fake_apple *apple_other; /* --attest-tamper other-root: the second one */
     struct sim_stats stats;
 };
 
@@ -302,6 +372,30 @@ static void sleep_ms(long ms)
         ;
 }
 
+/* Prints an option's help from column 31, wrapped at word boundaries before column 100. */
+static void print_option_help(FILE *f, const char *help)
+{
+    const int width = 100 - 31;
+
+    while (*help != '\0') {
+        int n = (int)strlen(help);
+
+        if (n > width) {
+            n = width;
+            while (n > 0 && help[n] != ' ')
+                n--;
+            if (n == 0)
+                n = width;
+        }
+        fprintf(f, "%.*s\n", n, help);
+        help += n;
+        while (*help == ' ')
+            help++;
+        if (*help != '\0')
+            fprintf(f, "  %-28s ", "");
+    }
+}
+
 static void print_usage(FILE *f, enum sim_mode mode)
 {
     fprintf(f, "usage: vouch-sim %s\n\noptions:\n", mode_usage[mode]);
@@ -314,9 +408,10 @@ static void print_usage(FILE *f, enum sim_mode mode)
         snprintf(left, sizeof(left), "--%s%s%s", d->name, d->arg != NULL ? " " : "",
                  d->arg != NULL ? d->arg : "");
         if (strlen(left) > 28)
-            fprintf(f, "  %s\n  %-28s %s\n", left, "", d->help);
+            fprintf(f, "  %s\n  %-28s ", left, "");
         else
-            fprintf(f, "  %-28s %s\n", left, d->help);
+            fprintf(f, "  %-28s ", left);
+        print_option_help(f, d->help);
     }
 }
 
@@ -329,8 +424,8 @@ static void print_general_usage(FILE *f)
         const char *nl = strchr(text, '\n');
         fprintf(f, "  %.*s\n", nl != NULL ? (int)(nl - text) : (int)strlen(text), text);
     }
-    fprintf(f,
-            "\nExit status: 0 success, 1 failure, 2 usage error. A JSON summary goes to stdout.\n");
+    fprintf(f, "\nExit status: 0 success, 1 failure, 2 usage error. A JSON summary goes to stdout\n"
+               "(answer: the report plist).\n");
 }
 
 static int usage_error(enum sim_mode mode, const char *fmt, ...)
@@ -386,6 +481,22 @@ static bool header_name_ok(const char *name)
               *p == '-' || *p == '_'))
             return false;
     }
+    return true;
+}
+
+/* Parses a Unix time (seconds, no sign) for --now and VOUCH_SIM_NOW. */
+static bool parse_unix_time(const char *text, time_t *out)
+{
+    char *end = NULL;
+    long long v;
+
+    if (text[0] < '0' || text[0] > '9')
+        return false;
+    errno = 0;
+    v = strtoll(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || v > SIM_NOW_MAX)
+        return false;
+    *out = (time_t)v;
     return true;
 }
 
@@ -502,6 +613,37 @@ static int apply_option(struct sim_options *opt, int id, const char *name, const
     case OPT_QUIET:
         opt->quiet = true;
         break;
+    case OPT_NOW:
+        if (!parse_unix_time(arg, &opt->now))
+            return usage_error(opt->mode, "--now wants a Unix time in seconds, not '%s'", arg);
+        opt->now_set = true;
+        break;
+    case OPT_ATTEST_TAMPER:
+        if (!sim_attest_tamper_parse(arg, &opt->attest_tamper) ||
+            opt->attest_tamper == SIM_TAMPER_NONE)
+            return usage_error(opt->mode,
+                               "--attest-tamper wants other-root, expired, wrong-os, "
+                               "no-freshness, wrong-nonce, garbage or empty, not '%s'",
+                               arg);
+        break;
+    case OPT_ATTEST_AS_DEVICE:
+        if (!parse_ulong(arg, 0, SIM_MAX_DEVICES - 1, &opt->attest_as_device))
+            return usage_error(opt->mode, "--attest-as-device wants a device index, not '%s'", arg);
+        opt->attest_as_device_set = true;
+        break;
+    case OPT_ATTEST_LEGACY_LEAF:
+        opt->attest_legacy_leaf = true;
+        break;
+    case OPT_DEVICE:
+        if (!parse_ulong(arg, 0, SIM_MAX_DEVICES - 1, &opt->device))
+            return usage_error(opt->mode, "--device wants a device index, not '%s'", arg);
+        opt->device_set = true;
+        break;
+    case OPT_COMMAND:
+        if (arg[0] == '\0')
+            return usage_error(opt->mode, "--command wants a file name (- for stdin)");
+        opt->command_file = arg;
+        break;
     default:
         return usage_error(opt->mode, "unhandled option --%s", name);
     }
@@ -539,6 +681,19 @@ static int check_options(struct sim_options *opt)
         return usage_error(m, "--no-signature and --bad-signature exclude each other");
     if (opt->swap_identities && opt->devices_set && opt->devices < 2)
         return usage_error(m, "--swap-identities needs at least 2 devices");
+    if (m == MODE_ANSWER && !opt->device_set)
+        return usage_error(m, "--device is required");
+    if ((MODES_ANSWER & MODE_BIT(m)) && !opt->now_set) {
+        const char *env = getenv(SIM_NOW_ENV);
+        if (env != NULL && env[0] != '\0') {
+            if (!parse_unix_time(env, &opt->now))
+                return usage_error(m, "%s wants a Unix time in seconds, not '%s'", SIM_NOW_ENV,
+                                   env);
+            opt->now_set = true;
+        } else {
+            opt->now = time(NULL);
+        }
+    }
     return SIM_EXIT_OK;
 }
 
@@ -631,6 +786,8 @@ static void stats_merge(struct sim_stats *into, const struct sim_stats *from)
     into->other_types += from->other_types;
     for (int i = 0; i < SIM_ANSWER_COUNT; i++)
         into->answers[i] += from->answers[i];
+    for (int i = 0; i < ATTEST_COUNT_N; i++)
+        into->attest[i] += from->attest[i];
     for (size_t i = 0; i < from->ntypes; i++)
         stats_count_type(into, from->types[i].name, from->types[i].count);
     for (size_t i = 0; i < sizeof(into->status) / sizeof(into->status[0]); i++)
@@ -699,6 +856,12 @@ static void print_summary(const struct sim_options *opt, size_t ndevices, unsign
         printf("%s", i > 0 ? "," : "");
         json_string(stdout, sim_device_answer_status((enum sim_answer)i));
         printf(":%lu", s->answers[i]);
+    }
+    printf("},\"attestations\":{");
+    for (int i = 0; i < ATTEST_COUNT_N; i++) {
+        printf("%s", i > 0 ? "," : "");
+        json_string(stdout, attest_count_names[i]);
+        printf(":%lu", s->attest[i]);
     }
     printf("},\"elapsed_s\":%.3f}\n", elapsed);
     fflush(stdout);
@@ -924,6 +1087,71 @@ static bool notnow_add(struct notnow_list *l, const char *uuid)
     return true;
 }
 
+/* What dev does with cmd's attestation request, if any: *answer turns into CommandFormatError
+ * for an unusable nonce; when the report must carry DevicePropertiesAttestation, *attached is
+ * true and chain holds its items (the caller frees them with fake_chain_free()). Counts what it
+ * did in counts[]. False with a reason in err on a local failure. */
+static bool device_attestation(const char *dir, const struct sim_attest_options *aopt,
+                               const struct fake_apple *apple, const struct fake_apple *other,
+                               const struct sim_device *dev, const struct sim_command *cmd,
+                               enum sim_answer *answer, struct fake_chain *chain, bool *attached,
+                               unsigned long counts[ATTEST_COUNT_N], char *err, size_t errlen)
+{
+    unsigned char nonce[SIM_NONCE_MAX];
+    size_t nonce_len = 0;
+    struct sim_attest_cache cache;
+    enum sim_attest_source source = SIM_ATTEST_GENERATED;
+    enum sim_attest_ask ask;
+    bool honest = aopt->tamper == SIM_TAMPER_NONE && aopt->as_device == NULL;
+    bool changed = false;
+    bool ok;
+
+    *attached = false;
+    memset(chain, 0, sizeof(*chain));
+    memset(&cache, 0, sizeof(cache));
+    if (*answer != SIM_ANSWER_ACK)
+        return true;
+    ask = sim_device_attest_request(cmd, nonce, &nonce_len);
+    if (ask == SIM_ATTEST_NOT_ASKED)
+        return true;
+    if (!sim_device_supports_attestation(dev)) {
+        counts[ATTEST_COUNT_UNSUPPORTED]++;
+        return true;
+    }
+    if (ask == SIM_ATTEST_BAD_NONCE) {
+        counts[ATTEST_COUNT_BAD_NONCE]++;
+        *answer = SIM_ANSWER_FORMAT_ERROR;
+        return true;
+    }
+    if (honest && !sim_store_attest_load(dir, dev->udid, &cache, err, errlen))
+        return false;
+    ok = sim_attest_answer(apple, other, aopt, dev, nonce, nonce_len, &cache, &changed, chain,
+                           &source, err, errlen);
+    if (ok && changed && !sim_store_attest_save(dir, dev->udid, &cache, err, errlen)) {
+        fake_chain_free(chain);
+        ok = false;
+    }
+    sim_attest_cache_free(&cache);
+    if (!ok)
+        return false;
+    counts[source == SIM_ATTEST_GENERATED ? ATTEST_COUNT_GENERATED
+           : source == SIM_ATTEST_CACHED  ? ATTEST_COUNT_CACHED
+                                          : ATTEST_COUNT_TAMPERED]++;
+    *attached = true;
+    return true;
+}
+
+/* Borrows chain's items for sim_device_report(). */
+static void attest_items(struct sim_attest_items *items, const struct fake_chain *chain)
+{
+    memset(items, 0, sizeof(*items));
+    for (size_t i = 0; i < chain->count && i < SIM_ATTEST_ITEMS_MAX; i++) {
+        items->der[i] = chain->der[i];
+        items->len[i] = chain->len[i];
+        items->count++;
+    }
+}
+
 /* One Idle session: report Idle, answer each command handed back, until an empty body. */
 static void device_session(struct sim_conn *c)
 {
@@ -944,6 +1172,10 @@ static void device_session(struct sim_conn *c)
     for (;;) {
         struct sim_http_response resp;
         struct sim_command cmd;
+        struct fake_chain chain;
+        struct sim_attest_items items;
+        enum sim_answer answer;
+        bool attached = false;
         char err[512];
         char snippet[SIM_SNIPPET * 2];
         enum req_result r = device_put(c, what, opt->server_url, SIM_CT_REPORT, body, len, &resp);
@@ -975,11 +1207,21 @@ static void device_session(struct sim_conn *c)
             break;
         }
         stats_count_type(&w->stats, cmd.request_type, 1);
-        w->stats.answers[opt->answer]++;
-        body = sim_device_report(c->dev, &cmd, opt->answer, &len);
-        snprintf(what, sizeof(what), "%s %s %s", sim_device_answer_status(opt->answer),
-                 cmd.request_type, cmd.uuid);
-        if (body == NULL || (opt->answer == SIM_ANSWER_NOTNOW && !notnow_add(&notnow, cmd.uuid))) {
+        answer = opt->answer;
+        if (!device_attestation(opt->dir, &w->run->attest, w->apple, w->apple_other, c->dev, &cmd,
+                                &answer, &chain, &attached, w->stats.attest, err, sizeof(err))) {
+            w->stats.local_errors++;
+            device_fail(c, "attestation", "%s %s: %s", cmd.request_type, cmd.uuid, err);
+            sim_device_command_free(&cmd);
+            break;
+        }
+        attest_items(&items, &chain);
+        w->stats.answers[answer]++;
+        body = sim_device_report(c->dev, &cmd, answer, attached ? &items : NULL, &len);
+        fake_chain_free(&chain);
+        snprintf(what, sizeof(what), "%s %s %s", sim_device_answer_status(answer), cmd.request_type,
+                 cmd.uuid);
+        if (body == NULL || (answer == SIM_ANSWER_NOTNOW && !notnow_add(&notnow, cmd.uuid))) {
             w->stats.local_errors++;
             device_fail(c, what, "cannot build the report");
             sim_device_command_free(&cmd);
@@ -1373,12 +1615,63 @@ static bool fleet_open(const struct sim_options *opt, struct sim_fleet *fleet)
     return true;
 }
 
+/* Loads DIR's stand-in Apple hierarchy, creating it (under DIR/.lock) when DIR holds none. */
+static struct fake_apple *apple_prepare(const struct sim_options *opt, bool *created)
+{
+    char err[512];
+    struct fake_apple *apple;
+    int lock;
+
+    *created = false;
+    if (!sim_store_prepare_dir(opt->dir, err, sizeof(err))) {
+        fprintf(stderr, "vouch-sim: %s\n", err);
+        return NULL;
+    }
+    lock = sim_store_lock(opt->dir, err, sizeof(err));
+    if (lock < 0) {
+        fprintf(stderr, "vouch-sim: %s\n", err);
+        return NULL;
+    }
+    apple = fake_apple_open(opt->dir, created, err, sizeof(err));
+    sim_store_unlock(lock);
+    if (apple == NULL)
+        fprintf(stderr, "vouch-sim: stand-in Apple hierarchy in %s: %s\n", opt->dir, err);
+    else if (*created && opt->mode != MODE_INIT_CA)
+        fprintf(stderr,
+                "vouch-sim: created the stand-in Apple attestation hierarchy %s/%s; vouchd's "
+                "attestation_roots must name it\n",
+                opt->dir, FAKE_APPLE_ROOT_CERT_FILE);
+    return apple;
+}
+
+/* The attestation behaviour of this run; false (after a message) for a bad --attest-as-device. */
+static bool attest_options_for(const struct sim_options *opt, const struct sim_fleet *fleet,
+                               struct sim_attest_options *aopt)
+{
+    memset(aopt, 0, sizeof(*aopt));
+    aopt->tamper = opt->attest_tamper;
+    aopt->legacy_leaf = opt->attest_legacy_leaf;
+    aopt->now = opt->now;
+    if (opt->attest_as_device_set) {
+        if (opt->attest_as_device >= fleet->count) {
+            fprintf(stderr, "vouch-sim: --attest-as-device %lu: %s holds only %zu devices\n",
+                    opt->attest_as_device, opt->dir, fleet->count);
+            return false;
+        }
+        aopt->as_device = &fleet->devices[opt->attest_as_device];
+    }
+    return true;
+}
+
 /* ---- subcommands ---------------------------------------------------------------------------- */
 
 static int cmd_init_ca(const struct sim_options *opt)
 {
     char err[512];
+    char path[4096];
     bool created = false;
+    bool apple_created = false;
+    struct fake_apple *apple;
     int lock;
     bool ok;
 
@@ -1398,13 +1691,17 @@ static int cmd_init_ca(const struct sim_options *opt)
         fprintf(stderr, "vouch-sim: %s\n", err);
         return SIM_EXIT_FAIL;
     }
+    apple = apple_prepare(opt, &apple_created);
+    if (apple == NULL)
+        return SIM_EXIT_FAIL;
+    fake_apple_free(apple);
     printf("{\"mode\":\"init-ca\",\"ca\":");
-    {
-        char path[4096];
-        snprintf(path, sizeof(path), "%s/ca.pem", opt->dir);
-        json_string(stdout, path);
-    }
-    printf(",\"created\":%s}\n", created ? "true" : "false");
+    snprintf(path, sizeof(path), "%s/ca.pem", opt->dir);
+    json_string(stdout, path);
+    printf(",\"created\":%s,\"attestation_roots\":", created ? "true" : "false");
+    snprintf(path, sizeof(path), "%s/%s", opt->dir, FAKE_APPLE_ROOT_CERT_FILE);
+    json_string(stdout, path);
+    printf(",\"attestation_roots_created\":%s}\n", apple_created ? "true" : "false");
     return SIM_EXIT_OK;
 }
 
@@ -1418,9 +1715,10 @@ static int cmd_list(const struct sim_options *opt)
     n = opt->devices_set ? opt->devices : fleet.count;
     for (size_t i = 0; i < n; i++) {
         const struct sim_device *d = &fleet.devices[i];
-        printf("%lu\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d->index, d->udid, d->serial,
+        printf("%lu\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d->index, d->udid, d->serial,
                d->product_name, d->model, d->model_name, d->os_version, d->build_version,
-               d->imei[0] != '\0' ? d->imei : "-", d->device_name);
+               d->imei[0] != '\0' ? d->imei : "-", d->device_name,
+               sim_device_supports_attestation(d) ? "attest" : "no-attest");
     }
     sim_store_fleet_free(&fleet);
     return fflush(stdout) == 0 ? SIM_EXIT_OK : SIM_EXIT_FAIL;
@@ -1441,6 +1739,9 @@ static int cmd_network(const struct sim_options *opt)
     char err[512];
     int rc = SIM_EXIT_FAIL;
     bool http_ready = false;
+    struct fake_apple *apple = NULL;
+    struct fake_apple *apple_other = NULL;
+    bool apple_created = false;
 
     memset(&run, 0, sizeof(run));
     memset(&total, 0, sizeof(total));
@@ -1452,6 +1753,20 @@ static int cmd_network(const struct sim_options *opt)
     }
     run.opt = opt;
     run.fleet = &fleet;
+    if (MODES_REPORT & MODE_BIT(opt->mode)) {
+        if (!attest_options_for(opt, &fleet, &run.attest))
+            goto out;
+        apple = apple_prepare(opt, &apple_created);
+        if (apple == NULL)
+            goto out;
+        if (opt->attest_tamper == SIM_TAMPER_OTHER_ROOT) {
+            apple_other = fake_apple_new(err, sizeof(err));
+            if (apple_other == NULL) {
+                fprintf(stderr, "vouch-sim: the second stand-in Apple hierarchy: %s\n", err);
+                goto out;
+            }
+        }
+    }
     run.ndevices = opt->devices_set ? opt->devices : fleet.count;
     if (opt->swap_identities && run.ndevices < 2) {
         fprintf(stderr, "vouch-sim: --swap-identities needs at least 2 devices\n");
@@ -1484,6 +1799,14 @@ static int cmd_network(const struct sim_options *opt)
         workers[i].http = sim_http_new(&http_opt, err, sizeof(err));
         workers[i].loader = workers[i].http != NULL ? sim_pki_loader_new(err, sizeof(err)) : NULL;
         if (workers[i].loader == NULL) {
+            fprintf(stderr, "vouch-sim: %s\n", err);
+            goto out;
+        }
+        /* Each worker its own copies: no OpenSSL object is shared between threads. */
+        if ((apple != NULL &&
+             (workers[i].apple = fake_apple_dup(apple, err, sizeof(err))) == NULL) ||
+            (apple_other != NULL &&
+             (workers[i].apple_other = fake_apple_dup(apple_other, err, sizeof(err))) == NULL)) {
             fprintf(stderr, "vouch-sim: %s\n", err);
             goto out;
         }
@@ -1520,11 +1843,131 @@ out:
     for (unsigned i = 0; workers != NULL && i < nworkers; i++) {
         sim_http_free(workers[i].http);
         sim_pki_loader_free(workers[i].loader);
+        fake_apple_free(workers[i].apple);
+        fake_apple_free(workers[i].apple_other);
     }
     free(workers);
+    fake_apple_free(apple);
+    fake_apple_free(apple_other);
     free(run.state);
     if (http_ready)
         sim_http_global_cleanup();
+    sim_store_fleet_free(&fleet);
+    return rc;
+}
+
+/* Reads the whole command file (or stdin for "-") into a malloc()ed buffer of at most max bytes. */
+static char *read_command(const char *name, size_t max, size_t *len)
+{
+    bool is_stdin = strcmp(name, "-") == 0;
+    FILE *f = is_stdin ? stdin : fopen(name, "rbe");
+    char *buf;
+    size_t n;
+
+    if (f == NULL) {
+        fprintf(stderr, "vouch-sim: opening %s: %s\n", name, strerror(errno));
+        return NULL;
+    }
+    buf = malloc(max + 1);
+    if (buf == NULL) {
+        fprintf(stderr, "vouch-sim: out of memory\n");
+        if (!is_stdin)
+            fclose(f);
+        return NULL;
+    }
+    n = fread(buf, 1, max + 1, f);
+    if (ferror(f) || n > max) {
+        fprintf(stderr, "vouch-sim: %s: unreadable or larger than %zu bytes\n", name, max);
+        free(buf);
+        buf = NULL;
+    }
+    if (!is_stdin)
+        fclose(f);
+    *len = n;
+    return buf;
+}
+
+static int cmd_answer(const struct sim_options *opt)
+{
+    struct sim_fleet fleet;
+    struct sim_attest_options aopt;
+    struct sim_command cmd;
+    struct fake_chain chain = {0, {NULL}, {0}};
+    struct sim_attest_items items;
+    struct fake_apple *apple = NULL;
+    struct fake_apple *apple_other = NULL;
+    unsigned long counts[ATTEST_COUNT_N] = {0};
+    const struct sim_device *dev;
+    enum sim_answer answer = opt->answer;
+    bool attached = false;
+    bool created = false;
+    bool have_cmd = false;
+    char err[512];
+    char *input = NULL;
+    char *report = NULL;
+    size_t input_len = 0;
+    size_t report_len = 0;
+    const char *what = "not asked";
+    int rc = SIM_EXIT_FAIL;
+
+    if (!fleet_open(opt, &fleet))
+        return SIM_EXIT_FAIL;
+    if (opt->device >= fleet.count) {
+        fprintf(stderr, "vouch-sim: --device %lu: %s holds only %zu devices\n", opt->device,
+                opt->dir, fleet.count);
+        goto out;
+    }
+    dev = &fleet.devices[opt->device];
+    if (!attest_options_for(opt, &fleet, &aopt))
+        goto out;
+    input =
+        read_command(opt->command_file != NULL ? opt->command_file : "-", SIM_MAX_BODY, &input_len);
+    if (input == NULL)
+        goto out;
+    if (!sim_device_parse_command(input, input_len, &cmd, err, sizeof(err))) {
+        fprintf(stderr, "vouch-sim: %s\n", err);
+        goto out;
+    }
+    have_cmd = true;
+    apple = apple_prepare(opt, &created);
+    if (apple == NULL)
+        goto out;
+    if (opt->attest_tamper == SIM_TAMPER_OTHER_ROOT) {
+        apple_other = fake_apple_new(err, sizeof(err));
+        if (apple_other == NULL) {
+            fprintf(stderr, "vouch-sim: the second stand-in Apple hierarchy: %s\n", err);
+            goto out;
+        }
+    }
+    if (!device_attestation(opt->dir, &aopt, apple, apple_other, dev, &cmd, &answer, &chain,
+                            &attached, counts, err, sizeof(err))) {
+        fprintf(stderr, "vouch-sim: device %lu %s: attestation: %s\n", dev->index, dev->udid, err);
+        goto out;
+    }
+    attest_items(&items, &chain);
+    report = sim_device_report(dev, &cmd, answer, attached ? &items : NULL, &report_len);
+    if (report == NULL) {
+        fprintf(stderr, "vouch-sim: cannot build the report\n");
+        goto out;
+    }
+    for (int i = 0; i < ATTEST_COUNT_N; i++) {
+        if (counts[i] > 0)
+            what = attest_count_names[i];
+    }
+    fprintf(stderr, "vouch-sim: device %lu %s (%s) answers %s %s %s; attestation: %s\n", dev->index,
+            dev->udid, dev->product_name, sim_device_answer_status(answer), cmd.request_type,
+            cmd.uuid, what);
+    if (fwrite(report, 1, report_len, stdout) != report_len || fflush(stdout) != 0)
+        goto out;
+    rc = SIM_EXIT_OK;
+out:
+    free(report);
+    fake_chain_free(&chain);
+    if (have_cmd)
+        sim_device_command_free(&cmd);
+    free(input);
+    fake_apple_free(apple);
+    fake_apple_free(apple_other);
     sim_store_fleet_free(&fleet);
     return rc;
 }
@@ -1577,6 +2020,8 @@ int main(int argc, char **argv)
         return cmd_init_ca(&opt);
     case MODE_LIST:
         return cmd_list(&opt);
+    case MODE_ANSWER:
+        return cmd_answer(&opt);
     default:
         return cmd_network(&opt);
     }
