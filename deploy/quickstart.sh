@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Vouch in a minute, on one Debian 12 machine: installs what is missing, builds, starts a
 # private PostgreSQL under .vouch/ (git-ignored), runs vouchd on 127.0.0.1:8080 with a freshly
-# generated test identity CA, enrolls a simulated fleet of 20 devices, sends them a
-# DeviceInformation command and lets them answer, then shows what vouchd knows.
+# generated test identity CA, enrolls a simulated fleet of 20 devices whose attestations are
+# signed by a stand-in Apple hierarchy, lets them answer the attestation request vouchd queues at
+# enrollment, sends them a DeviceInformation command, then shows what vouchd knows.
 #
 # Usage: deploy/quickstart.sh [--once] [--devices N]
 #   --once   stop everything after the demonstration instead of waiting for Ctrl-C
@@ -81,6 +82,8 @@ listen = $listen
 database_url = $db_conninfo
 public_url = https://mdm.example.invalid
 identity_ca = $state/sim/ca.pem
+# The simulator's stand-in for Apple's attestation hierarchy (Apple's Sub CA is not public).
+attestation_roots = $state/sim/apple-root.pem
 admin_token = $token
 CONF
 
@@ -98,6 +101,9 @@ export VOUCH_URL=$url VOUCH_ADMIN_TOKEN=$token
 
 echo "== enrolling $devices simulated devices (Authenticate + TokenUpdate, signed with Mdm-Signature)"
 "$sim" enroll --url "$url" --dir "$state/sim" --devices "$devices"
+
+echo "== the devices connect and answer the attestation request each enrollment queued"
+"$sim" connect --url "$url" --dir "$state/sim" --quiet >/dev/null
 
 echo "== queueing DeviceInformation for every device"
 udids=$("$vouchctl" --json devices | /usr/bin/python3 -c 'import json,sys; print(",".join(d["udid"] for d in json.load(sys.stdin)))')
@@ -131,6 +137,12 @@ echo "== what vouchd knows (vouchctl devices)"
 echo
 enrolled=$("$vouchctl" --json devices | /usr/bin/python3 -c 'import json,sys; print(sum(1 for d in json.load(sys.stdin) if d["enrolled"]))')
 echo "$enrolled of $devices devices enrolled; each answered DeviceInformation (vouchctl commands UDID shows it)."
+"$vouchctl" --json devices | /usr/bin/python3 -c '
+import collections, json, sys
+counts = collections.Counter(d["attestation"]["status"] for d in json.load(sys.stdin))
+print("attestation: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) +
+      " (models too old for attestation answer without it: unsupported)")'
+
 echo
 echo "Point vouchctl at this server:"
 echo "  export VOUCH_URL=$url VOUCH_ADMIN_TOKEN=$token"
