@@ -394,6 +394,62 @@ static void test_new_uuid(void **state)
     }
 }
 
+/* The attestation request: the query Apple needs by its exact name, the cross-check queries, and
+ * a 32-byte nonce as <data> that differs every time and is the one handed back. */
+static void test_attestation_request(void **state)
+{
+    static const char *const expected[] = {
+        "DevicePropertiesAttestation", "UDID", "SerialNumber", "OSVersion", "BuildVersion",
+        "ProductName", "Model", "SoftwareUpdateDeviceID"};
+    uint8_t first_nonce[COMMAND_NONCE_BYTES] = {0};
+    char first_uuid[COMMAND_MAX_UUID + 1] = "";
+    for (int round = 0; round < 2; round++) {
+        struct prepared_command cmd;
+        uint8_t nonce[COMMAND_NONCE_BYTES];
+        assert_true(command_build_attestation(&cmd, nonce));
+        assert_true(is_uuid_v4(cmd.uuid));
+        assert_string_equal(cmd.request_type, "DeviceInformation");
+        assert_int_equal(strlen(cmd.xml), cmd.xml_len);
+
+        /* What a device receives is a command vouchd itself would accept from an operator. */
+        struct prepared_command again;
+        char err[256];
+        assert_true(command_prepare(cmd.xml, cmd.xml_len, &again, err, sizeof(err)));
+        assert_string_equal(again.uuid, cmd.uuid);
+        command_clear(&again);
+
+        plist_t root = NULL;
+        plist_from_xml(cmd.xml, (uint32_t)cmd.xml_len, &root);
+        assert_non_null(root);
+        plist_t command = plist_dict_get_item(root, "Command");
+        plist_t queries = plist_dict_get_item(command, "Queries");
+        assert_int_equal(plist_get_node_type(queries), PLIST_ARRAY);
+        assert_int_equal(plist_array_get_size(queries), sizeof(expected) / sizeof(expected[0]));
+        for (uint32_t i = 0; i < plist_array_get_size(queries); i++) {
+            char *q = NULL;
+            plist_get_string_val(plist_array_get_item(queries, i), &q);
+            assert_string_equal(q, expected[i]);
+            free(q);
+        }
+        plist_t data = plist_dict_get_item(command, "DeviceAttestationNonce");
+        assert_int_equal(plist_get_node_type(data), PLIST_DATA);
+        uint64_t len = 0;
+        const char *bytes = plist_get_data_ptr(data, &len);
+        assert_int_equal(len, COMMAND_NONCE_BYTES);
+        assert_memory_equal(bytes, nonce, COMMAND_NONCE_BYTES);
+        plist_free(root);
+
+        if (round == 0) {
+            memcpy(first_nonce, nonce, sizeof(nonce));
+            snprintf(first_uuid, sizeof(first_uuid), "%s", cmd.uuid);
+        } else {
+            assert_memory_not_equal(first_nonce, nonce, sizeof(nonce));
+            assert_string_not_equal(first_uuid, cmd.uuid);
+        }
+        command_clear(&cmd);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -404,6 +460,7 @@ int main(void)
         cmocka_unit_test(test_binary_and_deep_refused),
         cmocka_unit_test(test_depth_hidden_in_processing_instruction),
         cmocka_unit_test(test_new_uuid),
+        cmocka_unit_test(test_attestation_request),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
