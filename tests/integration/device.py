@@ -334,3 +334,112 @@ class Device:
 
     def idle(self, **opts):
         return self.report("Idle", _opts=opts)
+
+    # -- Managed Device Attestation -------------------------------------------------------------
+    # vouchd queues by itself, on an enrollment's first TokenUpdate (the first after each
+    # Authenticate), a DeviceInformation command asking for DevicePropertiesAttestation with a
+    # fresh nonce, ahead of every other command. These helpers take and answer that request, so a
+    # test that needs an empty queue can get one (see ../../../shared/spec/attestation.md).
+    ATTESTATION_QUERY = "DevicePropertiesAttestation"
+    ATTESTATION_NONCE_BYTES = 32
+    ANSWERS = ("unsupported", "bare", "error", "formaterror", "notnow")
+
+    @property
+    def attestation_requests(self):
+        """Every attestation request this device was handed, oldest first (command plists)."""
+        if "_attestation_requests" not in self.__dict__:
+            self._attestation_requests = []
+        return self._attestation_requests
+
+    @property
+    def last_attestation_request(self):
+        return self.attestation_requests[-1] if self.attestation_requests else None
+
+    def check_attestation_request(self, response, what="attestation request"):
+        """response must be a 200 carrying vouchd's attestation request: RequestType
+        DeviceInformation, Queries holding exactly the string DevicePropertiesAttestation, and a
+        DeviceAttestationNonce of 32 bytes of <data> never handed to this device before.
+        Returns the command plist (and remembers it in attestation_requests)."""
+        if response.status != 200 or not response.body:
+            raise AssertionError(f"{what}: expected the attestation request, got {response!r}")
+        if response.media_type() != "application/xml":
+            raise AssertionError(f"{what}: Content-Type of a command: {response!r}")
+        cmd = response.plist()
+        c = cmd.get("Command") if isinstance(cmd, dict) else None
+        if not isinstance(c, dict) or not isinstance(cmd.get("CommandUUID"), str):
+            raise AssertionError(f"{what}: not a command envelope: {cmd!r}")
+        if c.get("RequestType") != "DeviceInformation":
+            raise AssertionError(f"{what}: expected the attestation request (DeviceInformation) "
+                                 f"first, got RequestType {c.get('RequestType')!r}: {cmd!r}")
+        queries = c.get("Queries")
+        if not isinstance(queries, list) or self.ATTESTATION_QUERY not in queries:
+            raise AssertionError(f"{what}: Queries {queries!r} do not hold "
+                                 f"{self.ATTESTATION_QUERY}: {cmd!r}")
+        nonce = c.get("DeviceAttestationNonce")
+        if not isinstance(nonce, bytes):
+            raise AssertionError(f"{what}: DeviceAttestationNonce is not <data>: {nonce!r}")
+        if len(nonce) != self.ATTESTATION_NONCE_BYTES:
+            raise AssertionError(f"{what}: DeviceAttestationNonce of {len(nonce)} bytes, "
+                                 f"expected {self.ATTESTATION_NONCE_BYTES}")
+        for old in self.attestation_requests:
+            if old["CommandUUID"] != cmd["CommandUUID"] and \
+                    old["Command"]["DeviceAttestationNonce"] == nonce:
+                raise AssertionError(f"{what}: nonce of {old['CommandUUID']} sent again in "
+                                     f"{cmd['CommandUUID']}")
+        if not any(old["CommandUUID"] == cmd["CommandUUID"] for old in self.attestation_requests):
+            self.attestation_requests.append(cmd)
+        return cmd
+
+    def take_attestation_request(self, **opts):
+        """Idle; the reply must be the attestation request. Returns the command plist."""
+        return self.check_attestation_request(self.idle(**opts), "Idle")
+
+    def attestation_query_responses(self, cmd, overrides=None):
+        """QueryResponses of a device that cannot attest: its own facts for the other queries,
+        no DevicePropertiesAttestation. overrides: keys to add or change (None removes one)."""
+        facts = {"UDID": self.udid, "SerialNumber": self.serial, "OSVersion": self.os_version,
+                 "BuildVersion": self.build_version, "ProductName": self.product_name,
+                 "Model": self.model, "DeviceName": f"test-{self.udid[:8]}"}
+        qr = {q: facts[q] for q in cmd["Command"].get("Queries", [])
+              if q in facts and facts[q] is not None}
+        for k, v in (overrides or {}).items():
+            if v is None:
+                qr.pop(k, None)
+            else:
+                qr[k] = v
+        return qr
+
+    def answer_attestation(self, cmd, answer="unsupported", query_responses=None, **opts):
+        """Answers the attestation request cmd and returns vouchd's reply:
+            unsupported   Acknowledged with QueryResponses but no DevicePropertiesAttestation
+            bare          Acknowledged without QueryResponses
+            error         Error with an ErrorChain
+            formaterror   CommandFormatError
+            notnow        NotNow
+        query_responses: overrides for the unsupported answer's QueryResponses."""
+        cu = cmd["CommandUUID"]
+        if answer == "unsupported":
+            return self.report("Acknowledged", cu, _opts=opts,
+                               QueryResponses=self.attestation_query_responses(
+                                   cmd, query_responses))
+        if answer == "bare":
+            return self.report("Acknowledged", cu, _opts=opts)
+        if answer == "error":
+            chain = [{"ErrorCode": 12021, "ErrorDomain": "MCMDMErrorDomain",
+                      "LocalizedDescription": "The device cannot do that.",
+                      "USEnglishDescription": "The device cannot do that."}]
+            return self.report("Error", cu, _opts=opts, ErrorChain=chain)
+        if answer == "formaterror":
+            return self.report("CommandFormatError", cu, _opts=opts)
+        if answer == "notnow":
+            return self.report("NotNow", cu, _opts=opts)
+        raise ValueError(f"answer must be one of {self.ANSWERS}, not {answer!r}")
+
+    def settle_attestation(self, answer="unsupported", query_responses=None, **opts):
+        """Idle, check that the first command is the attestation request, answer it (by default
+        as a device that cannot attest) and return vouchd's reply to the answer: a zero-byte 200
+        when nothing else is queued, else the next command. The request is in
+        last_attestation_request. opts (path, content_type, signer, ...) apply to both
+        requests."""
+        cmd = self.take_attestation_request(**opts)
+        return self.answer_attestation(cmd, answer, query_responses, **opts)

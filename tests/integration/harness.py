@@ -564,3 +564,18 @@ class VouchTestCase(unittest.TestCase):
     def psql(self, sql):
         return self.pg.psql(sql, self.dbname)
 
+    # -- Managed Device Attestation ----------------------------------------------------------
+    def attestation_of(self, udid):
+        """The attestation block of the device object."""
+        r = self.vouchd.device(udid)
+        self.assertStatus(r, 200, f"GET /v1/devices/{udid}")
+        return r.json()["attestation"]
+
+    def queued_attestation_request(self, udid, what=""):
+        """The CommandUUID of the one attestation request vouchd queued for udid (a queued
+        DeviceInformation in the commands list, while the test queued none itself)."""
+        queued = [c for c in self.vouchd.commands(udid)
+                  if c.get("request_type") == "DeviceInformation" and c.get("status") == "queued"]
+        self.assertEqual(len(queued), 1, f"{what}: queued DeviceInformation commands of {udid}: "
+                                         f"{queued}")
+        return queued[0]["command_uuid"]

@@ -1,6 +1,9 @@
 """Hostile and broken input on the device endpoints. Every request here is correctly signed by an
 enrolled device unless the test says otherwise, so what is tested is the parsing and routing, not
-the signature check. After each, vouchd must still be running, healthy, and serve a normal Idle."""
+the signature check. After each, vouchd must still be running, healthy, and serve a normal Idle.
+
+Every enrollment now starts with an attestation request queued by vouchd: broken answers to it
+are refused like any other broken report and leave the request pending."""
 
 import os
 import plistlib
@@ -200,6 +203,47 @@ class MalformedInputTest(VouchTestCase):
                    d.connect_bytes(idle, path="/mdm", content_type="application/xml"), 415)
         self.check("check-in as application/x-apple-aspen-mdm-checkinX",
                    d.checkin_bytes(auth, content_type=CHECKIN_TYPE + "X"), 415)
+
+    def test_broken_answers_leave_the_attestation_request_pending(self):
+        d = self.enrolled_device()
+        cmd = d.take_attestation_request()
+        cu = cmd["CommandUUID"]
+        answer = d.report_message("Acknowledged", cu,
+                                  QueryResponses=d.attestation_query_responses(cmd))
+        good = plistlib.dumps(answer)
+        self.check("truncated answer", d.connect_bytes(good[:-40]), 400)
+        self.check("answer as application/json",
+                   d.connect_bytes(good, content_type="application/json"), 415)
+        m = dict(answer, UDID=12345)
+        self.check("answer with UDID as integer", d.connect_bytes(plistlib.dumps(m)), 400)
+        m = dict(answer, Status="Frobnicated")
+        self.check("answer with an unknown Status", d.connect_bytes(plistlib.dumps(m)), 400)
+        m = dict(answer, CommandUUID=["not", "a", "string"])
+        self.check("answer with CommandUUID as array", d.connect_bytes(plistlib.dumps(m)), 400)
+        big = dict(answer, QueryResponses=dict(
+            answer["QueryResponses"],
+            DevicePropertiesAttestation=[os.urandom(64 * 1024) for _ in range(24)]))
+        body = plistlib.dumps(big)
+        self.assertGreater(len(body), 1048576)
+        sig = mdm_signature(body, d.key, d.cert)
+        head = (f"PUT /mdm/connect HTTP/1.1\r\nHost: {self.vouchd.host}:{self.vouchd.port}\r\n"
+                f"Content-Type: {CONNECT_TYPE}\r\nMdm-Signature: {sig}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+        status, reply = raw_exchange(self.vouchd.host, self.vouchd.port, head + body)
+        self.assertEqual(status, 413, f"answer of {len(body)} bytes > max_body_bytes: "
+                                      f"{reply[:300]!r}")
+        self.assertAlive("oversized answer")
+
+        obj = self.vouchd.device(d.udid).json()
+        self.assertEqual(obj["attestation"]["status"], "pending",
+                         f"broken answers changed the attestation status: {obj}")
+        self.assertEqual(self.command_status(d.udid, cu)[0]["status"], "queued")
+        again = d.take_attestation_request()
+        self.assertEqual(again["CommandUUID"], cu, "the request after broken answers")
+        self.assertEmpty200(d.connect_bytes(good), "the good answer")
+        self.assertEqual(self.vouchd.device(d.udid).json()["attestation"]["status"],
+                         "unsupported")
+        self.assertAlive("broken attestation answers")
 
     def test_unknown_udid_report(self):
         stranger = self.new_device()  # a cert from the trusted CA, never authenticated

@@ -1,4 +1,7 @@
-"""The admin API: bearer-token authentication, device objects, commands list, enqueue."""
+"""The admin API: bearer-token authentication, device objects, commands list, enqueue.
+
+An enrollment's first TokenUpdate queues an attestation request ahead of everything else: tests
+that need an empty queue answer it first with Device.settle_attestation()."""
 
 import plistlib
 import re
@@ -55,8 +58,24 @@ class AdminAuthTest(VouchTestCase):
         r = self.vouchd.metrics()
         self.assertEqual(r.status, 200, r)
 
+    def assertNullProperties(self, att, what):
+        props = att["properties"]
+        if props is not None:
+            self.assertEqual(PROPERTY_KEYS - set(props), set(), f"{what}: properties: {props}")
+            for k, v in props.items():
+                self.assertIsNone(v, f"{what}: attestation.properties.{k}")
+
     def test_device_object_shape(self):
-        dev = self.enrolled_device()
+        dev = self.new_device()
+        self.assertStatus(dev.authenticate(), 200, "Authenticate")
+        att = self.vouchd.device(dev.udid).json()["attestation"]
+        self.assertEqual(ATTESTATION_KEYS - set(att), set(), f"attestation keys: {att}")
+        self.assertEqual(att["status"], "none", "before the first TokenUpdate")
+        for k in ATTESTATION_KEYS - {"status", "properties"}:
+            self.assertIsNone(att[k], f"attestation.{k} of a never-asked device")
+        self.assertNullProperties(att, "a never-asked device")
+        self.assertStatus(dev.token_update(), 200, "TokenUpdate")
+
         r = self.vouchd.device(dev.udid)
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.media_type(), "application/json")
@@ -74,14 +93,23 @@ class AdminAuthTest(VouchTestCase):
         self.assertEqual(obj["push"]["token_state"], "active")
         att = obj["attestation"]
         self.assertEqual(ATTESTATION_KEYS - set(att), set(), f"attestation keys: {att}")
-        self.assertEqual(att["status"], "none")
-        for k in ATTESTATION_KEYS - {"status", "properties"}:
+        # the first TokenUpdate asked for an attestation; nothing has been answered yet
+        self.assertEqual(att["status"], "pending")
+        self.assertRFC3339(att["requested_at"], "attestation.requested_at of a pending request")
+        for k in ATTESTATION_KEYS - {"status", "properties", "requested_at"}:
             self.assertIsNone(att[k], f"attestation.{k} of a never-attested device")
-        props = att["properties"]
-        if props is not None:
-            self.assertEqual(PROPERTY_KEYS - set(props), set(), f"attestation.properties: {props}")
-            for k, v in props.items():
-                self.assertIsNone(v, f"attestation.properties.{k} of a never-attested device")
+        self.assertNullProperties(att, "a never-attested device")
+
+        # answered without an attestation: unsupported, and still nothing attested
+        self.assertEmpty200(dev.settle_attestation(), "answer to the attestation request")
+        att = self.vouchd.device(dev.udid).json()["attestation"]
+        self.assertEqual(ATTESTATION_KEYS - set(att), set(), f"attestation keys: {att}")
+        self.assertEqual(att["status"], "unsupported")
+        self.assertRFC3339(att["requested_at"], "attestation.requested_at")
+        self.assertRFC3339(att["received_at"], "attestation.received_at")
+        for k in ("freshness", "reason", "generated_at", "expires_at"):
+            self.assertIsNone(att[k], f"attestation.{k} of an unsupported device")
+        self.assertNullProperties(att, "an unsupported device")
 
     def test_unknown_udid_404(self):
         r = self.vouchd.device("00000000-0000-0000-0000-00000000DEAD")
@@ -118,6 +146,11 @@ class EnqueueTest(VouchTestCase):
 
     def test_enqueue_bad_plist(self):
         dev = self.enrolled_device()
+        self.assertEmpty200(dev.settle_attestation(), "attestation request answered")
+        before = self.vouchd.commands(dev.udid)
+        self.assertEqual([(c["command_uuid"], c["status"]) for c in before],
+                         [(dev.last_attestation_request["CommandUUID"], "Acknowledged")],
+                         "commands of a device whose only command is the attestation request")
         for name, body in [
             ("not a plist", b"this is not a plist"),
             ("truncated plist", plistlib.dumps(command_plist("ProfileList"))[:-20]),
@@ -131,11 +164,13 @@ class EnqueueTest(VouchTestCase):
             r = self.vouchd.enqueue(dev.udid, body)
             self.assertEqual(r.status, 400, f"enqueue {name}: {r!r}")
             self.assertIsInstance(r.json().get("error"), str, f"enqueue {name}: {r!r}")
-        self.assertEqual(self.vouchd.commands(dev.udid), [], "a bad enqueue queued something")
+        self.assertEqual(self.vouchd.commands(dev.udid), before, "a bad enqueue queued something")
         self.assertEmpty200(dev.idle())
 
     def test_enqueue_to_several_udids(self):
         a, b = self.enrolled_device(), self.enrolled_device()
+        for d in (a, b):
+            self.assertEmpty200(d.settle_attestation(), f"attestation request of {d.udid}")
         ghost = "00000000-0000-0000-0000-0000000000AA"
         cmd = command_plist("ProfileList")
         r = self.vouchd.enqueue([a.udid, b.udid, ghost], cmd)
@@ -162,6 +197,7 @@ class EnqueueTest(VouchTestCase):
 
     def test_enqueue_adds_command_uuid(self):
         dev = self.enrolled_device()
+        self.assertEmpty200(dev.settle_attestation(), "attestation request answered")
         r = self.vouchd.enqueue(dev.udid, command_plist("SecurityInfo", command_uuid=None))
         self.assertEqual(r.status, 200, r)
         cu = r.json()["command_uuid"]
@@ -174,6 +210,7 @@ class EnqueueTest(VouchTestCase):
 
     def test_enqueue_keeps_command_keys(self):
         dev = self.enrolled_device()
+        self.assertEmpty200(dev.settle_attestation(), "attestation request answered")
         payload = b"\x00\x01binary payload\xff"
         cmd = command_plist("InstallProfile", Payload=payload)
         self.enqueue_ok(dev.udid, cmd)

@@ -1,5 +1,8 @@
 """Device identity: the Mdm-Signature must verify over the exact body, chain to identity_ca, and
-carry the certificate bound to the UDID the message claims."""
+carry the certificate bound to the UDID the message claims.
+
+An enrollment's first TokenUpdate queues an attestation request ahead of everything else; a
+refused message must leave it alone (still pending, still first in the queue)."""
 
 import base64
 import os
@@ -15,6 +18,7 @@ class CertificateBindingTest(VouchTestCase):
 
     def test_other_devices_cert_claiming_udid_a(self):
         a, b = self.enrolled_device(), self.enrolled_device()
+        a_request = self.queued_attestation_request(a.udid, "A after enrollment")
         c = command_plist("ProfileList")
         self.enqueue_ok(a.udid, c)
         for name, r in [
@@ -24,13 +28,26 @@ class CertificateBindingTest(VouchTestCase):
             ("Acknowledged for A signed by B",
              a.report("Acknowledged", c["CommandUUID"], _opts={"signer": b.identity})),
             ("CheckOut for A signed by B", a.checkout(signer=b.identity)),
+            ("answer to A's attestation request signed by B",
+             a.report("Acknowledged", a_request, _opts={"signer": b.identity},
+                      QueryResponses={"UDID": a.udid, "SerialNumber": a.serial})),
         ]:
             self.assertDeviceRefusal(r, name)
-        # A is untouched: still enrolled, its command still queued and handed to A only.
+        # B answering A's attestation request as itself does not answer A's request
+        r = b.report("Acknowledged", a_request, QueryResponses={"UDID": b.udid})
+        self.assertNotEqual(r.status, 401, f"B answers A's attestation request: {r!r}")
+        self.assertLess(r.status, 500, f"B answers A's attestation request: {r!r}")
+        # A is untouched: still enrolled, its attestation request still pending (the refused
+        # Authenticate did not cancel it), its commands still queued and handed to A only.
         self.assertTrue(self.vouchd.device(a.udid).json()["enrolled"])
+        self.assertEqual(self.attestation_of(a.udid)["status"], "pending")
+        self.assertEqual(self.command_status(a.udid, a_request)[0]["status"], "queued")
         self.assertEqual(self.command_status(a.udid, c["CommandUUID"])[0]["status"], "queued")
-        self.assertCommand(a.idle(), c["CommandUUID"], "A's own Idle")
-        self.assertEmpty200(b.idle(), "B's own Idle")
+        self.assertCommand(a.settle_attestation(), c["CommandUUID"],
+                           "A's own Idle: its attestation request, then its command")
+        self.assertEqual(a.last_attestation_request["CommandUUID"], a_request)
+        self.assertEmpty200(b.settle_attestation(), "B's own Idle: B's own attestation request")
+        self.assertNotEqual(b.last_attestation_request["CommandUUID"], a_request)
 
     def test_bound_cert_cannot_authenticate_another_udid(self):
         a = self.enrolled_device()
@@ -40,6 +57,7 @@ class CertificateBindingTest(VouchTestCase):
         self.assertStatus(self.vouchd.device(c.udid), 404, "C must not exist after a refused "
                                                            "Authenticate")
         self.assertDeviceRefusal(c.token_update(signer=a.identity), "TokenUpdate for C, A's cert")
+        self.assertEmpty200(a.settle_attestation(), "A keeps working")
         self.assertEmpty200(a.idle(), "A keeps working")
 
     def test_unbound_cert_for_enrolled_udid(self):
@@ -52,10 +70,14 @@ class CertificateBindingTest(VouchTestCase):
 
     def test_reauthenticate_rebinds(self):
         a = self.enrolled_device()
+        first = self.queued_attestation_request(a.udid, "after enrollment")
         old = a.new_identity()
         self.assertEmpty200(a.authenticate(), "re-Authenticate of A with a new cert")
         self.assertEmpty200(a.token_update(), "TokenUpdate with the new cert")
-        self.assertEmpty200(a.idle(), "Idle with the new cert")
+        self.assertEmpty200(a.settle_attestation(), "Idle with the new cert: the re-enrollment's "
+                                                    "attestation request, then nothing")
+        self.assertNotEqual(a.last_attestation_request["CommandUUID"], first,
+                            "the request of the first enrollment was not canceled")
         self.assertDeviceRefusal(a.idle(signer=old), "Idle with the old cert after re-binding")
         self.assertDeviceRefusal(a.token_update(signer=old), "TokenUpdate with the old cert")
         self.assertEmpty200(a.idle(), "the new cert keeps working")
@@ -68,6 +90,7 @@ class CertificateBindingTest(VouchTestCase):
     def test_rsa_identity(self):
         """SCEP identities are usually RSA: they must work as well as EC ones."""
         d = self.enrolled_device(key_kind="rsa")
+        self.assertEmpty200(d.settle_attestation(), "attestation request, RSA identity")
         c = command_plist("ProfileList")
         self.enqueue_ok(d.udid, c)
         self.assertCommand(d.idle(), c["CommandUUID"])
@@ -101,10 +124,15 @@ class SignatureTest(VouchTestCase):
         self.assertDeviceRefusal(d.authenticate(), "Authenticate with an untrusted CA's cert")
         self.assertStatus(self.vouchd.device(d.udid), 404, "refused device must not exist")
         a = self.enrolled_device()
+        a_request = self.queued_attestation_request(a.udid, "after enrollment")
         _key, _cert = self.untrusted_ca.issue(f"Vouch test device {a.udid}")
         self.assertDeviceRefusal(a.idle(signer=(_key, _cert)), "Idle of A, untrusted cert")
         self.assertDeviceRefusal(a.authenticate(signer=(_key, _cert)),
                                  "re-Authenticate of A with an untrusted cert")
+        self.assertEqual(self.attestation_of(a.udid)["status"], "pending",
+                         "a refused re-Authenticate must not cancel the attestation request")
+        self.assertEmpty200(a.settle_attestation(), "A's own cert still bound")
+        self.assertEqual(a.last_attestation_request["CommandUUID"], a_request)
         self.assertEmpty200(a.idle(), "A's own cert still bound")
         self.assertAlive("untrusted CA")
 

@@ -1,4 +1,6 @@
-"""GET /metrics: Prometheus text format, and rejected requests are counted."""
+"""GET /metrics: Prometheus text format, and rejected requests are counted; an attestation answer
+is counted by its verdict, and the attestation request every enrollment now gets counts as no
+rejection."""
 
 import plistlib
 import re
@@ -109,3 +111,31 @@ class MetricsTest(VouchTestCase):
         self.check_counted("UserAuthenticate",
                            lambda: dev.checkin({"MessageType": "UserAuthenticate",
                                                 "UDID": dev.udid, "Topic": dev.topic}))
+
+    def counters(self, samples, types, pattern):
+        out = {}
+        for key, value in samples.items():
+            fam = family_of(key.split("{", 1)[0], types)
+            if fam is not None and types[fam] == "counter" and re.search(pattern, key, re.I):
+                out[key] = value
+        return out
+
+    def test_attestation_exchange_is_no_rejection_and_is_counted(self):
+        before_samples, before_types = self.scrape()
+        dev = self.enrolled_device()
+        self.assertEmpty200(dev.settle_attestation(), "attestation request answered")
+        self.assertEqual(self.vouchd.device(dev.udid).json()["attestation"]["status"],
+                         "unsupported")
+        after_samples, after_types = self.scrape()
+        before = self.rejection_counters(before_samples, before_types)
+        after = self.rejection_counters(after_samples, after_types)
+        grown = {k: (before.get(k, 0.0), v) for k, v in after.items() if v > before.get(k, 0.0)}
+        self.assertEqual(grown, {}, "an enrollment and its attestation answer grew rejection "
+                                    "counters")
+        pattern = r'attest[^{]*\{[^}]*"unsupported"'
+        before = self.counters(before_samples, before_types, pattern)
+        after = self.counters(after_samples, after_types, pattern)
+        self.assertTrue(after, "no attestation counter with an unsupported label; counters: "
+                               f"{sorted(k for k in after_samples if 'attest' in k)}")
+        self.assertEqual(sum(after.values()) - sum(before.values()), 1,
+                         f"one unsupported answer: {before} -> {after}")

@@ -1,5 +1,10 @@
 """Real messages captured by NanoMDM, MicroMDM and Zentral drive check-ins and reports, byte for
-byte, each signed by a device whose certificate we issue for the plist's UDID."""
+byte, each signed by a device whose certificate we issue for the plist's UDID.
+
+The first TokenUpdate of each enrollment makes vouchd queue an attestation request ahead of
+everything else. These devices (an iPad on iOS 9, Intel Macs) cannot attest: they answer it with
+their own facts and no DevicePropertiesAttestation, which must leave what they reported at
+Authenticate as it was."""
 
 import plistlib
 
@@ -20,7 +25,26 @@ class PeerPlistTest(VouchTestCase):
         self.assertEqual(msg["UDID"], dev.udid)
         r = dev.checkin_bytes(data, path=path)
         self.assertEmpty200(r, f"{msg['MessageType']} from {name}")
+        if msg["MessageType"] == "Authenticate":
+            # the device answers DeviceInformation queries with what it said here
+            dev.serial = msg.get("SerialNumber")
+            dev.model = msg.get("Model")
+            dev.product_name = msg.get("ProductName")
+            dev.os_version = msg.get("OSVersion")
+            dev.build_version = msg.get("BuildVersion")
         return msg
+
+    def settle(self, dev, what):
+        """Answer the attestation request as a device that cannot attest: unsupported, and the
+        device's facts unchanged."""
+        before = self.vouchd.device(dev.udid).json()
+        self.assertEqual(before["attestation"]["status"], "pending",
+                         f"{what}: the first TokenUpdate asks for an attestation")
+        self.assertEmpty200(dev.settle_attestation(), f"{what}: answer to the attestation request")
+        after = self.vouchd.device(dev.udid).json()
+        self.assertEqual(after["attestation"]["status"], "unsupported", what)
+        for k in ("serial_number", "model", "product_name", "os_version", "build_version"):
+            self.assertEqual(after[k], before[k], f"{what}: {k} changed by the answer")
 
     def report_file(self, dev, name, path="/mdm/connect"):
         data, msg = peer_plist(name)
@@ -41,6 +65,8 @@ class PeerPlistTest(VouchTestCase):
         obj = self.vouchd.device(dev.udid).json()
         self.assertIs(obj["enrolled"], True)
         self.assertEqual(obj["push"]["token_state"], "active")
+        self.settle(dev, "the iPad")
+        self.assertEqual(self.vouchd.device(dev.udid).json()["os_version"], "9.3.5")
         self.assertEmpty200(dev.idle(), "Idle of the iPad")
 
     def test_nanomdm_mac_device_information(self):
@@ -53,6 +79,7 @@ class PeerPlistTest(VouchTestCase):
                            ("BuildVersion", "build_version")):
             self.assertEqual(obj[field], auth[key], field)
         self.assertIs(obj["enrolled"], True)
+        self.settle(dev, "the nanomdm Mac")
 
         cu = "76eda240-5488-4989-8339-f2ae160113c4"
         self.enqueue_ok(dev.udid, command_plist("DeviceInformation", command_uuid=cu,
@@ -74,6 +101,7 @@ class PeerPlistTest(VouchTestCase):
         self.assertEqual(obj["serial_number"], auth["SerialNumber"])
         self.assertEqual(obj["model"], "MacBookPro14,3")
         self.assertIs(obj["enrolled"], True)
+        self.settle(dev, "the micromdm Mac")
         cu = "41d35de3-a343-4146-ba4b-0069bae2a54f"
         self.enqueue_ok(dev.udid, command_plist("ProfileList", command_uuid=cu))
         self.assertCommand(dev.idle(), cu)
@@ -92,6 +120,7 @@ class PeerPlistTest(VouchTestCase):
         certs = self.device_for("00008020-000915083C80012E")
         for d in (mac, ios, profiles, certs):
             d.enroll()
+            self.settle(d, f"zentral {d.udid}")
         # The same SecurityInfo CommandUUID is answered by two devices: it is enqueued once to
         # both (at the first of them); every other command just before its device's turn.
         si = "9A105E87-EC35-4F65-A265-423CFB92D624"

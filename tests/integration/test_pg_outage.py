@@ -1,5 +1,5 @@
 """PostgreSQL goes away under vouchd and comes back: 503 (never 401) while it is away, automatic
-reconnection, and nothing answered with 200 before is lost."""
+reconnection, and nothing answered with 200 before is lost (attestation verdicts included)."""
 
 import plistlib
 import secrets
@@ -47,18 +47,32 @@ class PostgresOutageTest(VouchTestCase):
 
     def test_outage_and_recovery(self):
         dev = self.enrolled_device()
+        self.assertEmpty200(dev.settle_attestation(), "attestation request answered")
         stranger = self.new_device()
         m1 = "outage-" + secrets.token_hex(8)
         cu1, body1 = self.ack(dev, m1)
         pending = command_plist("ProfileList")
         self.enqueue_ok(dev.udid, pending)
+        waiting = self.enrolled_device()
+        request = waiting.take_attestation_request()
 
         self.pg.stop("fast")
         try:
             self.assert_503_while_down(dev, stranger)
+            r = waiting.answer_attestation(request)
+            self.assertEqual(r.status, 503,
+                             f"answer to an attestation request while PostgreSQL is down: {r!r}")
         finally:
             self.pg.start()
         self.wait_recovered()
+
+        # the answer refused with 503 left nothing behind: the same request is still pending
+        self.assertEqual(self.attestation_of(waiting.udid)["status"], "pending",
+                         "an attestation answer refused with 503 was recorded")
+        again = waiting.take_attestation_request()
+        self.assertEqual(again["CommandUUID"], request["CommandUUID"])
+        self.assertEmpty200(waiting.answer_attestation(again), "the answer sent again")
+        self.assertEqual(self.attestation_of(waiting.udid)["status"], "unsupported")
 
         # normal service, and what was acknowledged before is still there
         self.assertEqual(self.command_status(dev.udid, cu1)[0]["status"], "Acknowledged")
@@ -68,6 +82,11 @@ class PostgresOutageTest(VouchTestCase):
         self.assertEmpty200(dev.report("Acknowledged", pending["CommandUUID"], ProfileList=[]))
         self.assertEmpty200(stranger.authenticate(), "a new device enrolls after recovery")
         self.assertEmpty200(stranger.token_update())
+        self.assertEqual(self.attestation_of(stranger.udid)["status"], "pending",
+                         "the first TokenUpdate after recovery asks for an attestation")
+        self.assertEmpty200(stranger.settle_attestation(), "the new device's attestation request")
+        self.assertEqual(self.attestation_of(dev.udid)["status"], "unsupported",
+                         "the verdict recorded before the outage")
 
         # a second outage in the same vouchd: reconnection is not a one-off
         m2 = "outage2-" + secrets.token_hex(8)
@@ -89,7 +108,14 @@ class PostgresOutageTest(VouchTestCase):
         """PostgreSQL killed (-m immediate) right after a 200: the result survives (fsync on,
         the 200 must come after the commit)."""
         dev = self.enrolled_device()
+        self.assertEmpty200(dev.settle_attestation(), "attestation request answered")
         acked = [self.ack(dev, "crash-" + secrets.token_hex(8)) for _ in range(3)]
+        # an enrollment whose attestation request is queued (and handed out) but not answered
+        # when PostgreSQL is killed, and one whose unsupported answer got its 200 just before
+        pending = self.enrolled_device()
+        pending_request = pending.take_attestation_request()["CommandUUID"]
+        answered = self.enrolled_device()
+        self.assertEmpty200(answered.settle_attestation(), "answered just before the crash")
         self.pg.stop("immediate")
         try:
             r = dev.idle()
@@ -101,4 +127,11 @@ class PostgresOutageTest(VouchTestCase):
             self.assertEqual(self.command_status(dev.udid, cu)[0]["status"], "Acknowledged")
             self.assertTrue(self.db_find(body), f"result of {cu} lost in the crash")
         self.assertEmpty200(dev.idle())
+        self.assertEqual(self.attestation_of(answered.udid)["status"], "unsupported",
+                         "an attestation answer acknowledged with 200 was lost in the crash")
+        self.assertEqual(self.attestation_of(pending.udid)["status"], "pending")
+        self.assertEqual(pending.take_attestation_request()["CommandUUID"], pending_request,
+                         "the request queued before the crash")
+        self.assertEmpty200(pending.answer_attestation(pending.last_attestation_request))
+        self.assertEqual(self.attestation_of(pending.udid)["status"], "unsupported")
         self.assertTrue(self.vouchd.alive())

@@ -1,5 +1,9 @@
 """The MDM protocol cycle: enroll, enqueue, Idle, command, result, empty body; NotNow; repeated
-reports; Error and CommandFormatError; CheckOut; re-enrollment clears the queue."""
+reports; Error and CommandFormatError; CheckOut; re-enrollment clears the queue.
+
+An enrollment's first TokenUpdate makes vouchd queue an attestation request (a DeviceInformation
+asking for DevicePropertiesAttestation) ahead of everything else: tests that need an empty queue
+answer it first with Device.settle_attestation() (as a device that cannot attest)."""
 
 import plistlib
 import secrets
@@ -18,15 +22,28 @@ class ProtocolCycleTest(VouchTestCase):
         obj = self.vouchd.device(dev.udid)
         self.assertStatus(obj, 200, "GET device after Authenticate")
         self.assertFalse(obj.json()["enrolled"], "enrolled before TokenUpdate")
+        self.assertEqual(obj.json()["attestation"]["status"], "none",
+                         "attestation before TokenUpdate: nothing is asked yet")
+        self.assertEqual(self.vouchd.commands(dev.udid), [], "commands before TokenUpdate")
         r = dev.token_update()
         self.assertEmpty200(r, "TokenUpdate")
         obj = self.vouchd.device(dev.udid).json()
         self.assertTrue(obj["enrolled"], f"not enrolled after TokenUpdate: {obj}")
         self.assertEqual(obj["push"]["token_state"], "active", obj)
         self.assertEqual(obj["serial_number"], dev.serial)
+        self.assertEqual(obj["attestation"]["status"], "pending",
+                         f"the first TokenUpdate asks for an attestation: {obj}")
+        cu = self.queued_attestation_request(dev.udid, "after the first TokenUpdate")
+        self.assertEmpty200(dev.settle_attestation(), "answer to the attestation request")
+        self.assertEqual(dev.last_attestation_request["CommandUUID"], cu)
+        self.assertEqual(self.attestation_of(dev.udid)["status"], "unsupported",
+                         "answered without DevicePropertiesAttestation")
+        self.assertEqual(self.command_status(dev.udid, cu)[0]["status"], "Acknowledged")
+        self.assertEmpty200(dev.idle(), "Idle after the attestation request is answered")
 
     def test_full_cycle(self):
         dev = self.enrolled_device()
+        self.assertEmpty200(dev.settle_attestation(), "attestation request answered")
         marker = "cycle-" + secrets.token_hex(8)
         cmd = command_plist("DeviceInformation", Queries=["DeviceName", "OSVersion"])
         cu = cmd["CommandUUID"]
@@ -69,6 +86,10 @@ class ProtocolCycleTest(VouchTestCase):
         self.assertEmpty200(r, "Authenticate on /mdm")
         r = dev.checkin_bytes(plistlib.dumps(dev.token_update_message()), path="/mdm")
         self.assertEmpty200(r, "TokenUpdate on /mdm")
+        self.assertEmpty200(dev.settle_attestation(path="/mdm",
+                                                   content_type=CONNECT_TYPE + "; charset=UTF-8"),
+                            "attestation request taken and answered on /mdm")
+        self.assertEqual(self.attestation_of(dev.udid)["status"], "unsupported")
         cmd = command_plist("ProfileList")
         self.enqueue_ok(dev.udid, cmd)
         r = dev.connect_bytes(plistlib.dumps(dev.report_message("Idle")), path="/mdm",
@@ -84,6 +105,7 @@ class ProtocolCycleTest(VouchTestCase):
 
     def test_ack_hands_out_the_next_command(self):
         dev = self.enrolled_device()
+        self.assertEmpty200(dev.settle_attestation(), "attestation request answered")
         c1, c2 = command_plist("ProfileList"), command_plist("CertificateList")
         self.enqueue_ok(dev.udid, c1)
         self.enqueue_ok(dev.udid, c2)
@@ -98,6 +120,7 @@ class ProtocolCycleTest(VouchTestCase):
 
     def test_error_and_command_format_error_are_stored(self):
         dev = self.enrolled_device()
+        self.assertEmpty200(dev.settle_attestation(), "attestation request answered")
         c1, c2 = command_plist("InstallProfile", Payload=b"x"), command_plist("Bogus")
         self.enqueue_ok(dev.udid, c1)
         self.assertCommand(dev.idle(), c1["CommandUUID"])
@@ -115,7 +138,8 @@ class ProtocolCycleTest(VouchTestCase):
 
     def test_commands_list_newest_first(self):
         dev = self.enrolled_device()
-        uuids = []
+        # the attestation request, queued by the TokenUpdate, is the oldest
+        uuids = [self.queued_attestation_request(dev.udid, "after enrollment")]
         for rt in ("ProfileList", "CertificateList", "SecurityInfo"):
             c = command_plist(rt)
             self.enqueue_ok(dev.udid, c)
@@ -125,20 +149,92 @@ class ProtocolCycleTest(VouchTestCase):
 
     def test_checkout_disables(self):
         dev = self.enrolled_device()
+        first = self.queued_attestation_request(dev.udid, "after enrollment")
         self.assertEmpty200(dev.checkout(), "CheckOut")
         self.assertFalse(self.vouchd.device(dev.udid).json()["enrolled"],
                          "still enrolled after CheckOut")
         self.assertDeviceRefusal(dev.idle(), "Idle of a checked-out device")
         dev.enroll()
         self.assertTrue(self.vouchd.device(dev.udid).json()["enrolled"], "re-enrollment")
+        self.assertEqual(self.attestation_of(dev.udid)["status"], "pending",
+                         "re-enrollment asks for an attestation again")
+        self.assertEmpty200(dev.settle_attestation(), "Idle after re-enrollment: only the new "
+                                                      "attestation request, then nothing")
+        self.assertNotEqual(dev.last_attestation_request["CommandUUID"], first,
+                            "re-enrollment handed out the request of the old enrollment")
         self.assertEmpty200(dev.idle(), "Idle after re-enrollment")
 
     def test_reauthenticate_clears_the_queue(self):
         dev = self.enrolled_device()
+        first = self.queued_attestation_request(dev.udid, "after enrollment")
         c = command_plist("ProfileList")
         self.enqueue_ok(dev.udid, c)
-        dev.enroll()
+        self.assertEmpty200(dev.authenticate(), "re-Authenticate")
+        self.assertEqual(self.attestation_of(dev.udid)["status"], "none",
+                         "re-Authenticate cancels the pending request (nothing was ever "
+                         "answered, so the status falls back to none)")
+        self.assertEqual([x for x in self.vouchd.commands(dev.udid) if x["status"] == "queued"],
+                         [], "queued commands after re-Authenticate")
+        self.assertEmpty200(dev.token_update(), "TokenUpdate")
+        second = self.queued_attestation_request(dev.udid, "after re-enrollment")
+        self.assertNotEqual(second, first, "re-enrollment must ask with a new request")
+        self.assertEqual(self.attestation_of(dev.udid)["status"], "pending")
+        self.assertEmpty200(dev.settle_attestation(),
+                            "Idle after re-enrollment: the old queue is cleared, only the new "
+                            "attestation request is left")
+        self.assertEqual(dev.last_attestation_request["CommandUUID"], second)
         self.assertEmpty200(dev.idle(), "Idle after re-enrollment: the old queue is cleared")
+
+    def test_attestation_request_goes_first(self):
+        """The attestation request of the first TokenUpdate goes ahead of a command queued before
+        it (between Authenticate and TokenUpdate) and of those queued after it."""
+        dev = self.new_device()
+        self.assertEmpty200(dev.authenticate(), "Authenticate")
+        early = command_plist("ProfileList")
+        self.enqueue_ok(dev.udid, early)
+        self.assertEmpty200(dev.token_update(), "TokenUpdate")
+        att = self.queued_attestation_request(dev.udid, "after the first TokenUpdate")
+        late = command_plist("CertificateList")
+        self.enqueue_ok(dev.udid, late)
+        cmd = dev.take_attestation_request()
+        self.assertEqual(cmd["CommandUUID"], att, "Idle with three queued")
+        self.assertEqual(self.attestation_of(dev.udid)["status"], "pending",
+                         "handed out but not answered")
+        first = self.assertCommand(dev.answer_attestation(cmd), what="reply to the answer")
+        expected = {early["CommandUUID"], late["CommandUUID"]}
+        self.assertIn(first["CommandUUID"], expected)
+        second = self.assertCommand(dev.report("Acknowledged", first["CommandUUID"]),
+                                    what="reply to the first Acknowledged")
+        self.assertEqual({first["CommandUUID"], second["CommandUUID"]}, expected)
+        self.assertEmpty200(dev.report("Acknowledged", second["CommandUUID"]), "last one")
+        self.assertEqual(self.attestation_of(dev.udid)["status"], "unsupported")
+
+    def test_attestation_request_error_falls_back(self):
+        """Error and CommandFormatError to the attestation request are stored like any other
+        result; the request is over, not resent, and the status falls back to the last verdict:
+        none for a device never attested, unsupported for one that answered so before."""
+        for answer, status in (("error", "Error"), ("formaterror", "CommandFormatError")):
+            with self.subTest(answer):
+                dev = self.enrolled_device()
+                self.assertEmpty200(dev.settle_attestation(answer), f"{status} to the request")
+                cu = dev.last_attestation_request["CommandUUID"]
+                self.assertEqual(self.command_status(dev.udid, cu)[0]["status"], status)
+                self.assertEqual(self.attestation_of(dev.udid)["status"], "none",
+                                 f"{status} and no verdict before")
+                self.assertEmpty200(dev.idle(), f"Idle after {status}: the request is not resent")
+
+                # a verdict, then a re-enrollment whose request draws the same error
+                dev.enroll()
+                self.assertEmpty200(dev.settle_attestation(), "unsupported")
+                self.assertEqual(self.attestation_of(dev.udid)["status"], "unsupported")
+                dev.enroll()
+                self.assertEqual(self.attestation_of(dev.udid)["status"], "pending",
+                                 "re-enrollment asks again")
+                self.assertEmpty200(dev.settle_attestation(answer), f"{status} again")
+                self.assertEqual(len({c["CommandUUID"] for c in dev.attestation_requests}), 3)
+                self.assertEqual(self.attestation_of(dev.udid)["status"], "unsupported",
+                                 f"{status} after an unsupported verdict")
+                self.assertEmpty200(dev.idle())
 
     def test_token_update_again_keeps_enrollment(self):
         dev = self.enrolled_device()
@@ -147,12 +243,21 @@ class ProtocolCycleTest(VouchTestCase):
         obj = self.vouchd.device(dev.udid).json()
         self.assertTrue(obj["enrolled"])
         self.assertEqual(obj["push"]["token_state"], "active")
+        # only the first TokenUpdate of an enrollment asks for an attestation
+        self.assertEqual(obj["attestation"]["status"], "pending", obj)
+        self.queued_attestation_request(dev.udid, "after a second TokenUpdate")
+        self.assertEmpty200(dev.settle_attestation(), "the one attestation request")
+        dev.token = secrets.token_bytes(32)
+        self.assertEmpty200(dev.token_update(), "third TokenUpdate")
+        self.assertEmpty200(dev.idle(), "a later TokenUpdate queues no new request")
+        self.assertEqual(self.attestation_of(dev.udid)["status"], "unsupported")
 
 
 class NotNowTest(VouchTestCase):
 
     def test_notnow_not_handed_back_in_same_session(self):
         dev = self.enrolled_device()
+        self.assertEmpty200(dev.settle_attestation(), "attestation request answered")
         c1, c2 = command_plist("ProfileList"), command_plist("CertificateList")
         self.enqueue_ok(dev.udid, c1)
         self.enqueue_ok(dev.udid, c2)
@@ -172,8 +277,29 @@ class NotNowTest(VouchTestCase):
                          "Acknowledged")
         self.assertEqual(self.command_status(dev.udid, other)[0]["status"], "Acknowledged")
 
+    def test_notnow_to_the_attestation_request(self):
+        """NotNow keeps the request pending and queued; the other commands go on; a new session
+        hands the same request back."""
+        dev = self.enrolled_device()
+        c = command_plist("ProfileList")
+        self.enqueue_ok(dev.udid, c)
+        cmd = dev.take_attestation_request()
+        self.assertCommand(dev.answer_attestation(cmd, "notnow"), c["CommandUUID"],
+                           "reply to NotNow of the attestation request")
+        self.assertEqual(self.command_status(dev.udid, cmd["CommandUUID"])[0]["status"], "NotNow")
+        self.assertEqual(self.attestation_of(dev.udid)["status"], "pending", "after NotNow")
+        self.assertEmpty200(dev.report("Acknowledged", c["CommandUUID"], ProfileList=[]),
+                            "the NotNow'd request must not come back in the same session")
+        again = dev.take_attestation_request()
+        self.assertEqual(again["CommandUUID"], cmd["CommandUUID"], "a new Idle")
+        self.assertEqual(again["Command"]["DeviceAttestationNonce"],
+                         cmd["Command"]["DeviceAttestationNonce"], "the same request, same nonce")
+        self.assertEmpty200(dev.answer_attestation(again), "answer after NotNow")
+        self.assertEqual(self.attestation_of(dev.udid)["status"], "unsupported")
+
     def test_single_notnow(self):
         dev = self.enrolled_device()
+        self.assertEmpty200(dev.settle_attestation(), "attestation request answered")
         c = command_plist("DeviceLock")
         self.enqueue_ok(dev.udid, c)
         self.assertCommand(dev.idle(), c["CommandUUID"])
@@ -189,6 +315,7 @@ class NotNowTest(VouchTestCase):
 class RepeatedReportTest(VouchTestCase):
 
     def _run_command(self, dev, marker):
+        self.assertEmpty200(dev.settle_attestation(), "attestation request answered")
         c = command_plist("DeviceInformation", Queries=["DeviceName"])
         self.enqueue_ok(dev.udid, c)
         self.assertCommand(dev.idle(), c["CommandUUID"])
