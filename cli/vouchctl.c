@@ -29,6 +29,7 @@ static const char main_usage[] =
     "  devices                 List the devices the server knows\n"
     "  device UDID             Show one device, with its push and attestation state\n"
     "  commands UDID           Show a device's queued commands and recent results\n"
+    "  push UDID...            Push devices through APNs now\n"
     "  enqueue UDID... --file CMD.plist\n"
     "                          Queue an MDM command for one or more devices\n"
     "  attest UDID... | --all | --failed\n"
@@ -140,6 +141,24 @@ static const char commands_usage[] =
     "\n"
     "Options:\n"
     "  --json                  Print the server's JSON array\n"
+    GLOBAL_OPTIONS_HINT;
+
+static const char push_usage[] =
+    "Usage: vouchctl push UDID... [--json]\n"
+    "\n"
+    "Push devices now through APNs, so that they connect and fetch their queued\n"
+    "commands (vouchd pushes by itself when commands are queued; this is for when\n"
+    "you want a device to check in). Waits for APNs' answers and prints, per device,\n"
+    "RESULT: delivered (with the apns-id), or unregistered (the token is dead until\n"
+    "the device sends a new one), rejected, forbidden (the push certificate was\n"
+    "refused), transient (APNs kept failing), no_token (not enrolled, or no push\n"
+    "token yet).\n"
+    "\n"
+    "Exits 0 when every device was pushed, 1 otherwise (also when vouchd has no\n"
+    "apns_cert).\n"
+    "\n"
+    "Options:\n"
+    "  --json                  Print the server's JSON answer\n"
     GLOBAL_OPTIONS_HINT;
 
 static const char enqueue_usage[] =
@@ -350,6 +369,7 @@ static const struct subcommand subcommands[] = {
     /* attest checks its own arguments: UDIDs, or --all, or --failed. */
     {"attest", attest_usage, attest_opts, 2, 0, SIZE_MAX, "UDID", false, cmd_attest},
     {"attestations", attestations_usage, NULL, 0, 1, 1, "UDID", false, cmd_attestations},
+    {"push", push_usage, NULL, 0, 1, 1000, "UDID", false, cmd_push},
     {"verify", verify_usage, verify_opts, 5, 1, SIZE_MAX, "CERT", true, cmd_verify},
     {"help", help_usage, NULL, 0, 0, 1, NULL, false, NULL},
 };

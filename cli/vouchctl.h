@@ -54,6 +54,7 @@ int cmd_commands(struct ctl *ctl);
 int cmd_enqueue(struct ctl *ctl);
 int cmd_attest(struct ctl *ctl);
 int cmd_attestations(struct ctl *ctl);
+int cmd_push(struct ctl *ctl);
 /* Offline: ctl->client is NULL. */
 int cmd_verify(struct ctl *ctl);
 
