@@ -259,10 +259,12 @@ bool attest_read_leaf(const uint8_t *der, size_t len, struct attest_properties *
 
 /* ---- the chain ---- */
 
+/* As OpenSSL's path validation decides it (X509_cmp_time), so that a cached intermediate gives
+ * the verdict the full path would: valid from notBefore, expired at notAfter. */
 static bool valid_at(X509 *cert, time_t t)
 {
     return ASN1_TIME_cmp_time_t(X509_get0_notBefore(cert), t) <= 0 &&
-           ASN1_TIME_cmp_time_t(X509_get0_notAfter(cert), t) >= 0;
+           ASN1_TIME_cmp_time_t(X509_get0_notAfter(cert), t) > 0;
 }
 
 static const struct verified_intermediate *cache_find(const struct attest_verifier *v,
@@ -271,7 +273,7 @@ static const struct verified_intermediate *cache_find(const struct attest_verifi
     for (unsigned i = 0; i < CACHE_SIZE; i++) {
         const struct verified_intermediate *e = &v->cache[i];
         if (e->cert != NULL && memcmp(e->sha256, sha256, 32) == 0 && t >= e->valid_from &&
-            t <= e->valid_until)
+            t < e->valid_until)
             return e;
     }
     return NULL;
@@ -328,12 +330,13 @@ static bool only_known_critical_extensions(X509 *leaf)
 }
 
 /* The leaf under an intermediate that was verified to a root before: what path validation would
- * still check is the leaf's own signature, validity, issuer name and critical extensions. */
+ * still check is the leaf's own signature, validity, issuer (name, key identifier, extensions:
+ * X509_check_issued) and critical extensions. */
 static bool verify_leaf_under_cached(const struct verified_intermediate *e, X509 *leaf, time_t t)
 {
     EVP_PKEY *key = X509_get0_pubkey(e->cert);
-    return key != NULL &&
-           X509_NAME_cmp(X509_get_issuer_name(leaf), X509_get_subject_name(e->cert)) == 0 &&
+    return key != NULL && X509_check_issued(e->cert, leaf) == X509_V_OK &&
+           (X509_get_extension_flags(leaf) & (EXFLAG_INVALID | EXFLAG_CRITICAL)) == 0 &&
            valid_at(leaf, t) && X509_verify(leaf, key) == 1;
 }
 
@@ -370,6 +373,10 @@ static bool verify_chain(struct attest_verifier *v, X509 **certs, const uint8_t 
         goto out;
     X509_STORE_CTX_set_time(ctx, 0, t);
     ok = X509_verify_cert(ctx) == 1;
+    /* Apple's shape: the leaf hangs under an intermediate ("Sub CA 1"), never straight under a
+     * root; the cached path holds to the same rule. */
+    if (ok && sk_X509_num(X509_STORE_CTX_get0_chain(ctx)) < 3)
+        ok = false;
     if (ok) {
         STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(ctx);
         /* Remember leaf -> intermediate -> root for the next answers. */

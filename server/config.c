@@ -321,19 +321,21 @@ bool config_check_runtime(const struct config *cfg, char *err, size_t err_size)
         snprintf(err, err_size, "database_url is required");
         return false;
     }
-    if (cfg->apns_key != NULL && cfg->apns_cert == NULL) {
-        snprintf(err, err_size, "apns_key is set but apns_cert is not");
-        return false;
-    }
     if (cfg->identity_ca == NULL) {
         snprintf(err, err_size, "identity_ca is required: devices cannot be identified without it");
         return false;
     }
-    return check_file("identity_ca", cfg->identity_ca, err, err_size) &&
-           check_file("attestation_roots", cfg->attestation_roots, err, err_size) &&
-           check_file("apns_cert", cfg->apns_cert, err, err_size) &&
-           check_file("apns_key", cfg->apns_key, err, err_size) &&
-           check_file("apns_ca", cfg->apns_ca, err, err_size);
+    if (!check_file("identity_ca", cfg->identity_ca, err, err_size) ||
+        !check_file("attestation_roots", cfg->attestation_roots, err, err_size) ||
+        !check_file("apns_cert", cfg->apns_cert, err, err_size) ||
+        !check_file("apns_key", cfg->apns_key, err, err_size) ||
+        !check_file("apns_ca", cfg->apns_ca, err, err_size))
+        return false;
+    if (cfg->apns_key != NULL && cfg->apns_cert == NULL) {
+        snprintf(err, err_size, "apns_key is set but apns_cert is not");
+        return false;
+    }
+    return true;
 }
 
 void config_clear(struct config *cfg)
