@@ -28,14 +28,20 @@ struct apns_job {
     unsigned attempts;
     struct event retry; /* backoff timer, or the deferred report of a refused push */
     bool retry_pending;
-    bool invalid; /* refused before sending: reported from the loop */
+    const char *refusal; /* refused before sending: reported from the loop with this reason */
     /* the attempt in flight */
     CURL *easy;
+    unsigned easy_generation; /* the certificate generation easy was configured with */
     struct curl_slist *headers;
     char apns_id[64];
     char response[RESPONSE_BODY_MAX];
     size_t response_len;
     char curl_error[CURL_ERROR_SIZE];
+};
+
+struct retired_cert {
+    struct retired_cert *next;
+    struct apns_cert cert;
 };
 
 struct socket_watch {
@@ -48,11 +54,17 @@ struct apns_client {
     char *url;
     char *ca_file;
     struct apns_cert cert;
+    unsigned cert_generation;  /* bumped by apns_client_set_cert */
+    struct retired_cert *retired; /* earlier certificates: curl handles may still point at them */
     CURLM *multi;
     struct event timer;
     int running;
     struct apns_job *queue_head, *queue_tail;
     struct apns_job *all; /* every job, queued, in flight or waiting to retry */
+    /* Easy handles kept between pushes: a new handle per push would allocate (and fault in)
+     * curl's buffers every time. */
+    CURL **idle_handles;
+    size_t idle_count;
     unsigned queued, in_flight, waiting_retry;
     struct apns_stats stats;
 };
@@ -164,16 +176,48 @@ static size_t write_cb(char *data, size_t size, size_t n, void *userp)
     return len;
 }
 
+/* The options every push shares, set once per handle and certificate. curl reads the blobs in
+ * place (NOCOPY): a replaced certificate is kept alive in c->retired. */
+static bool configure_easy(struct apns_client *c, CURL *e)
+{
+    struct curl_blob cert = {c->cert.cert_pem, c->cert.cert_pem_len, CURL_BLOB_NOCOPY};
+    struct curl_blob key = {c->cert.key_pem, c->cert.key_pem_len, CURL_BLOB_NOCOPY};
+    bool ok = curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS) == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L) == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &cert) == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM") == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &key) == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM") == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https") == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)c->cfg.timeout_ms) == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb) == CURLE_OK &&
+              curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb) == CURLE_OK;
+    if (ok && c->ca_file != NULL)
+        ok = curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file) == CURLE_OK;
+    return ok;
+}
+
 static bool setup_easy(struct apns_client *c, struct apns_job *job)
 {
     char header[APNS_TOPIC_MAX + 32];
     job->apns_id[0] = '\0';
     job->response_len = 0;
     job->curl_error[0] = '\0';
-    if (job->easy == NULL && (job->easy = curl_easy_init()) == NULL)
-        return false;
+    if (job->easy != NULL && job->easy_generation != c->cert_generation) {
+        curl_easy_cleanup(job->easy); /* a retry after the certificate changed */
+        job->easy = NULL;
+    }
+    if (job->easy == NULL) {
+        if (c->idle_count > 0) {
+            job->easy = c->idle_handles[--c->idle_count];
+        } else {
+            if ((job->easy = curl_easy_init()) == NULL || !configure_easy(c, job->easy))
+                return false;
+        }
+        job->easy_generation = c->cert_generation;
+    }
     CURL *e = job->easy;
-    curl_easy_reset(e);
     curl_slist_free_all(job->headers);
     job->headers = NULL;
     snprintf(header, sizeof(header), "apns-topic: %s", c->cert.topic);
@@ -184,37 +228,23 @@ static bool setup_easy(struct apns_client *c, struct apns_job *job)
     job->headers = curl_slist_append(job->headers, header);
     job->headers = curl_slist_append(job->headers, "apns-priority: 10");
     job->headers = curl_slist_append(job->headers, "Content-Type: application/json");
-    /* Copied by curl: a certificate replaced meanwhile cannot pull memory from under a transfer
-     * that is still connecting. */
-    struct curl_blob cert = {c->cert.cert_pem, c->cert.cert_pem_len, CURL_BLOB_COPY};
-    struct curl_blob key = {c->cert.key_pem, c->cert.key_pem_len, CURL_BLOB_COPY};
-    bool ok = job->headers != NULL && curl_easy_setopt(e, CURLOPT_URL, job->url) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_HTTPHEADER, job->headers) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_POSTFIELDS, job->body) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS) ==
-                  CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &cert) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM") == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &key) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM") == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https") == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)c->cfg.timeout_ms) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_HEADERDATA, job) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_WRITEDATA, job) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_ERRORBUFFER, job->curl_error) == CURLE_OK &&
-              curl_easy_setopt(e, CURLOPT_PRIVATE, job) == CURLE_OK;
-    if (ok && c->ca_file != NULL)
-        ok = curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file) == CURLE_OK;
-    return ok;
+    return job->headers != NULL && curl_easy_setopt(e, CURLOPT_URL, job->url) == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_HTTPHEADER, job->headers) == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_POSTFIELDS, job->body) == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_HEADERDATA, job) == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_WRITEDATA, job) == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_ERRORBUFFER, job->curl_error) == CURLE_OK &&
+           curl_easy_setopt(e, CURLOPT_PRIVATE, job) == CURLE_OK;
 }
 
 static void job_free(struct apns_job *job)
 {
     struct apns_client *c = job->client;
+    if (job->easy != NULL && c->idle_count < c->cfg.max_in_flight &&
+        job->easy_generation == c->cert_generation) {
+        c->idle_handles[c->idle_count++] = job->easy;
+        job->easy = NULL;
+    }
     if (job->all_prev)
         job->all_prev->all_next = job->all_next;
     else
@@ -260,14 +290,25 @@ static void retry_cb(evutil_socket_t fd, short kind, void *arg)
     struct apns_client *c = job->client;
     job->retry_pending = false;
     c->waiting_retry--;
-    if (job->invalid) {
+    if (job->refusal != NULL) {
         struct apns_response r = {.outcome = APNS_REJECTED};
-        snprintf(r.reason, sizeof(r.reason), "BadDeviceToken");
+        snprintf(r.reason, sizeof(r.reason), "%s", job->refusal);
         job_finish(c, job, &r);
         return;
     }
     enqueue_job(c, job);
     start_jobs(c);
+}
+
+/* Reports a refusal from the loop, never from inside a call of the caller's. */
+static void refuse_later(struct apns_client *c, struct apns_job *job, const char *reason)
+{
+    static const struct timeval now = {0, 0};
+    job->refusal = reason;
+    job->retry_pending = true;
+    c->waiting_retry++;
+    evtimer_assign(&job->retry, c->base, retry_cb, job);
+    evtimer_add(&job->retry, &now);
 }
 
 /* Full jitter: a uniform delay up to an exponentially growing cap, so that many devices failing
@@ -369,10 +410,12 @@ static void start_jobs(struct apns_client *c)
         c->queued--;
         job->attempts++;
         c->stats.sent++;
-        if (!setup_easy(c, job) || curl_multi_add_handle(c->multi, job->easy) != CURLM_OK) {
-            struct apns_response r = {.outcome = APNS_REJECTED};
-            snprintf(r.reason, sizeof(r.reason), "cannot set up the request");
-            job_finish(c, job, &r);
+        bool set_up = setup_easy(c, job);
+        CURLMcode added = set_up ? curl_multi_add_handle(c->multi, job->easy) : CURLM_OK;
+        if (!set_up || added != CURLM_OK) {
+            log_error("cannot start a push: %s",
+                      set_up ? curl_multi_strerror(added) : "curl refused an option");
+            refuse_later(c, job, "cannot set up the request");
             continue;
         }
         c->in_flight++;
@@ -407,13 +450,7 @@ void apns_client_push(struct apns_client *c, const uint8_t *token, size_t token_
     json_writer_free(w);
 
     if (token_len == 0 || token_len > APNS_TOKEN_MAX || text == NULL) {
-        /* Refused at once, but reported from the loop, never from inside this call. */
-        static const struct timeval now = {0, 0};
-        job->invalid = true;
-        job->retry_pending = true;
-        c->waiting_retry++;
-        evtimer_assign(&job->retry, c->base, retry_cb, job);
-        evtimer_add(&job->retry, &now);
+        refuse_later(c, job, "BadDeviceToken");
         return;
     }
     enqueue_job(c, job);
@@ -438,7 +475,8 @@ struct apns_client *apns_client_new(struct event_base *base, const struct apns_c
     while (url_len > 0 && c->url[url_len - 1] == '/')
         c->url[--url_len] = '\0';
     c->multi = curl_multi_init();
-    if (c->url == NULL || (cfg->ca_file && c->ca_file == NULL) || c->multi == NULL ||
+    c->idle_handles = calloc(cfg->max_in_flight ? cfg->max_in_flight : 1, sizeof(CURL *));
+    if (c->idle_handles == NULL || c->url == NULL || (cfg->ca_file && c->ca_file == NULL) || c->multi == NULL ||
         url_len == 0 || url_len > 64) {
         snprintf(err, err_size, "apns_url: cannot set up the client for '%s'", cfg->url);
         apns_client_free(c);
@@ -450,6 +488,8 @@ struct apns_client *apns_client_new(struct event_base *base, const struct apns_c
     curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
     curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
     curl_multi_setopt(c->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)cfg->max_in_flight);
+    /* One push certificate, one topic: one persistent connection carries every stream. */
+    curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 1L);
     evtimer_assign(&c->timer, base, timer_event_cb, c);
     c->cert = *cert;
     memset(cert, 0, sizeof(*cert));
@@ -458,9 +498,19 @@ struct apns_client *apns_client_new(struct event_base *base, const struct apns_c
 
 void apns_client_set_cert(struct apns_client *c, struct apns_cert *cert)
 {
-    apns_cert_clear(&c->cert);
+    struct retired_cert *old = calloc(1, sizeof(*old));
+    if (old == NULL)
+        log_fatal("out of memory");
+    old->cert = c->cert;
+    old->next = c->retired;
+    c->retired = old;
     c->cert = *cert;
     memset(cert, 0, sizeof(*cert));
+    c->cert_generation++;
+    /* Idle handles hold the old certificate: new pushes get fresh ones. */
+    for (size_t i = 0; i < c->idle_count; i++)
+        curl_easy_cleanup(c->idle_handles[i]);
+    c->idle_count = 0;
 }
 
 const struct apns_cert *apns_client_get0_cert(const struct apns_client *c)
@@ -485,10 +535,19 @@ void apns_client_free(struct apns_client *c)
             curl_multi_remove_handle(c->multi, job->easy);
         job_free(job);
     }
+    for (size_t i = 0; i < c->idle_count; i++)
+        curl_easy_cleanup(c->idle_handles[i]);
+    free(c->idle_handles);
     if (c->multi != NULL)
         curl_multi_cleanup(c->multi);
     evtimer_del(&c->timer);
     apns_cert_clear(&c->cert);
+    while (c->retired != NULL) {
+        struct retired_cert *r = c->retired;
+        c->retired = r->next;
+        apns_cert_clear(&r->cert);
+        free(r);
+    }
     free(c->url);
     free(c->ca_file);
     free(c);

@@ -16,7 +16,8 @@
 #include "vouchd.h"
 
 #define BUCKETS 4096
-#define RESULT_BATCH 500
+#define RESULT_BATCH 2000      /* answers per statement */
+#define RESULT_BACKLOG_MAX (1u << 20) /* answers waiting for the database, at most */
 #define RESULT_FLUSH_MS 50
 #define RETRY_SWEEP_S 30
 #define RETRY_SWEEP_LIMIT 1000
@@ -62,8 +63,8 @@ struct push_service {
     struct apns_client *apns;
     struct entry *buckets[BUCKETS];
     size_t in_flight_devices;
-    struct pending_result *results;
-    size_t result_count;
+    struct pending_result *results; /* answers not yet written, oldest first */
+    size_t result_count, result_capacity;
     bool flushing;
     struct event flush_timer, sweep_timer;
     bool certificate_refused;
@@ -161,7 +162,7 @@ static void flush_results(struct push_service *ps)
 {
     if (ps->flushing || ps->result_count == 0)
         return;
-    size_t count = ps->result_count;
+    size_t count = ps->result_count < RESULT_BATCH ? ps->result_count : RESULT_BATCH;
     struct db_push_result *rows = calloc(count, sizeof(*rows));
     if (rows == NULL)
         log_fatal("out of memory");
@@ -180,7 +181,8 @@ static void flush_results(struct push_service *ps)
         free(p->dead_at);
     }
     free(rows);
-    ps->result_count = 0;
+    memmove(ps->results, ps->results + count, (ps->result_count - count) * sizeof(*ps->results));
+    ps->result_count -= count;
 }
 
 static void flush_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -199,12 +201,21 @@ static char *dup_or_null(const char *s)
 static void record_result(struct push_service *ps, const char *udid,
                           const struct apns_response *r)
 {
-    if (ps->result_count == RESULT_BATCH)
+    if (ps->result_count >= RESULT_BATCH)
         flush_results(ps);
-    if (ps->result_count == RESULT_BATCH) {
-        /* A write is already out and the buffer is full: wait for it rather than grow. */
-        log_warn("push results are waiting for the database; dropping one for %s", udid);
-        return;
+    if (ps->result_count == ps->result_capacity) {
+        /* Answers arrive faster than one statement writes them: keep them (bounded) while the
+         * write is out. Beyond the bound the database is far behind; the push itself happened. */
+        if (ps->result_capacity >= RESULT_BACKLOG_MAX) {
+            log_warn("push answers are waiting for the database; not recording one for %s", udid);
+            return;
+        }
+        size_t capacity = ps->result_capacity * 2;
+        struct pending_result *grown = realloc(ps->results, capacity * sizeof(*grown));
+        if (grown == NULL)
+            log_fatal("out of memory");
+        ps->results = grown;
+        ps->result_capacity = capacity;
     }
     struct pending_result *p = &ps->results[ps->result_count++];
     char dead_at[21] = "";
@@ -359,6 +370,7 @@ struct push_service *push_service_new(struct vouchd *srv, struct apns_client *ap
     struct push_service *ps = calloc(1, sizeof(*ps));
     if (ps == NULL || (ps->results = calloc(RESULT_BATCH, sizeof(*ps->results))) == NULL)
         log_fatal("out of memory");
+    ps->result_capacity = RESULT_BATCH;
     ps->srv = srv;
     ps->apns = apns;
     evtimer_assign(&ps->flush_timer, srv->base, flush_timer_cb, ps);

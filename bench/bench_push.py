@@ -1,0 +1,171 @@
+#!/usr/bin/python3
+"""Pushes per second from vouchd to the stand-in APNs, beside h2load against the same stand-in.
+
+Starts a private PostgreSQL, apns-standin and vouchd (with the push certificate from
+tests/apns/make-certs.sh), inserts N enrolled devices with push tokens, then:
+  reference  h2load (nghttp2-client) sending N pushes over one HTTP/2 connection with up to 1000
+             streams to the stand-in's listener without client authentication (h2load cannot
+             present a certificate): the most that server takes on this machine;
+  figure     vouchd pushing all N devices (GET /v1/push in batches of 1000, 8 at a time): the
+             token lookup in PostgreSQL, the HTTP/2 pushes over its TLS connection with the push
+             certificate, and the recording of every answer.
+Prints one table row per figure and a JSON line. Usage: bench_push.py BUILD_DIR [--devices N]
+"""
+import argparse
+import concurrent.futures
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
+import pg  # noqa: E402
+
+
+def start_standin(build, certs, tmp):
+    proc = subprocess.Popen(
+        [os.path.join(build, "tests", "apns", "apns-standin"), "--listen", "127.0.0.1:0",
+         "--listen-noauth", "127.0.0.1:0", "--control", "127.0.0.1:0",
+         "--cert", f"{certs}/server.pem", "--key", f"{certs}/server.key",
+         "--client-ca", f"{certs}/push-ca.pem", "--max-records", "1000"],
+        stdout=subprocess.PIPE, stderr=open(os.path.join(tmp, "standin.log"), "w"), text=True)
+    line = proc.stdout.readline()
+    m = re.search(r"listen=(\S+) control=(\S+) noauth=(\S+)", line)
+    if not m:
+        sys.exit(f"apns-standin did not start: {line!r}")
+    return proc, m.group(1), m.group(2), m.group(3)
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(url, token=None, timeout=600):
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def peak_rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("build")
+    ap.add_argument("--devices", type=int, default=100000)
+    args = ap.parse_args()
+    n = args.devices
+    tmp = tempfile.mkdtemp(prefix="vouch-bench-push-")
+    certs = os.path.join(tmp, "certs")
+    subprocess.run([os.path.join(REPO, "tests", "apns", "make-certs.sh"), certs], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    topic = open(f"{certs}/topic").read().strip()
+
+    cluster = pg.PostgresCluster()
+    cluster.start()
+    cluster.createdb("vouch")
+    standin, listen, control, noauth = start_standin(args.build, certs, tmp)
+    port = free_port()
+    token = "bench-token"
+    conf = os.path.join(tmp, "vouch.conf")
+    with open(conf, "w") as f:
+        f.write(f"listen = 127.0.0.1:{port}\ndatabase_url = {cluster.conninfo('vouch')}\n"
+                f"identity_ca = {certs}/ca.pem\nadmin_token = {token}\nlog_level = warn\n"
+                f"apns_cert = {certs}/push.pem\napns_key = {certs}/push.key\n"
+                f"apns_url = https://{listen}\napns_ca = {certs}/ca.pem\n")
+    vouchd = subprocess.Popen([os.path.join(args.build, "server", "vouchd"), "--config", conf],
+                              stderr=open(os.path.join(tmp, "vouchd.log"), "w"))
+    try:
+        for _ in range(200):
+            try:
+                if http(f"http://127.0.0.1:{port}/healthz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.05)
+        # N enrolled devices with 32-byte tokens, straight into the tables vouchd reads.
+        cluster.psql(f"""
+            INSERT INTO devices (udid) SELECT 'BENCH-' || lpad(i::text, 7, '0')
+              FROM generate_series(1, {n}) i;
+            INSERT INTO identity_certs (sha256, udid)
+              SELECT sha256(('c' || i)::bytea), 'BENCH-' || lpad(i::text, 7, '0')
+              FROM generate_series(1, {n}) i;
+            INSERT INTO enrollments (udid, topic, push_token, push_magic, enabled,
+                                     identity_cert_sha256, authenticated_at, token_updated_at)
+              SELECT 'BENCH-' || lpad(i::text, 7, '0'), '{topic}',
+                     sha256(('t' || i)::bytea), 'magic-' || i, true,
+                     sha256(('c' || i)::bytea), now(), now()
+              FROM generate_series(1, {n}) i;
+            ANALYZE;""", "vouch")
+        udids = [f"BENCH-{i:07d}" for i in range(1, n + 1)]
+
+        # Reference: h2load, one connection, up to 1000 streams, the same request shape.
+        body = os.path.join(tmp, "body.json")
+        with open(body, "w") as f:
+            f.write('{"mdm":"magic"}')
+        h2 = subprocess.run(
+            ["h2load", "-n", str(n), "-c", "1", "-m", "1000", "-d", body,
+             "-H", f"apns-topic: {topic}", "-H", "apns-push-type: mdm",
+             "-H", "apns-expiration: 1999999999", "-H", "apns-priority: 10",
+             f"https://{noauth}/3/device/" + "ab" * 32],
+            capture_output=True, text=True, check=True)
+        m = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s", h2.stdout)
+        ok = re.search(r"status codes: (\d+) 2xx", h2.stdout)
+        if not m or not ok or int(ok.group(1)) != n:
+            sys.exit("h2load did not succeed:\n" + h2.stdout[-2000:])
+        h2load_rate = float(m.group(3))
+
+        # Figure: vouchd pushing every device.
+        batches = [udids[i:i + 1000] for i in range(0, n, 1000)]
+        start = time.monotonic()
+        delivered = 0
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            for status, text in pool.map(
+                    lambda b: http(f"http://127.0.0.1:{port}/v1/push/" + ",".join(b), token),
+                    batches):
+                if status != 200:
+                    sys.exit(f"GET /v1/push answered {status}: {text[:300]!r}")
+                delivered += sum(1 for r in json.loads(text)["status"].values()
+                                 if "push_result" in r)
+        elapsed = time.monotonic() - start
+        if delivered != n:
+            sys.exit(f"only {delivered} of {n} pushes were delivered")
+        rate = n / elapsed
+        rss = peak_rss_kb(vouchd.pid)
+        ratio = rate / h2load_rate
+        print(f"{'figure':<44} {'value':>12} {'reference':>12} {'ratio':>7} {'target':>7}")
+        print(f"{'pushes from vouchd (1 HTTP/2 connection)':<44} {rate:>10.0f}/s "
+              f"{h2load_rate:>10.0f}/s {ratio:>7.2f} {'>=0.50':>7}")
+        print(f"{'time to push %d devices' % n:<44} {elapsed:>11.1f}s")
+        print(f"reference: h2load -c 1 -m 1000 against the same stand-in (no client "
+              f"certificate); vouchd peak RSS {rss / 1024:.0f} MiB")
+        print(json.dumps({"bench": "push", "devices": n, "value": round(rate, 1),
+                          "reference": round(h2load_rate, 1), "ratio": round(ratio, 3),
+                          "target": 0.5, "unit": "pushes/s", "seconds": round(elapsed, 2),
+                          "vouchd_peak_rss_kb": rss}))
+    finally:
+        vouchd.terminate()
+        vouchd.wait(timeout=30)
+        standin.terminate()
+        standin.wait(timeout=30)
+        cluster.cleanup()
+
+
+if __name__ == "__main__":
+    main()
