@@ -328,18 +328,26 @@ char *sim_device_authenticate(const struct sim_device *dev, const char *topic, s
     return device_xml(d, len);
 }
 
-char *sim_device_token_update(const struct sim_device *dev, const char *topic, size_t *len)
+bool sim_device_push_token_new(struct sim_push_token *tok)
 {
-    unsigned char token[32];
-    char push_magic[40];
+    memset(tok, 0, sizeof(*tok));
+    if (RAND_bytes(tok->token, sizeof(tok->token)) != 1 ||
+        !device_random_uuid(tok->push_magic, sizeof(tok->push_magic)))
+        return false;
+    tok->present = true;
+    return true;
+}
+
+char *sim_device_token_update(const struct sim_device *dev, const char *topic,
+                              const struct sim_push_token *tok, size_t *len)
+{
     plist_t d;
 
-    if (RAND_bytes(token, sizeof(token)) != 1 ||
-        !device_random_uuid(push_magic, sizeof(push_magic)))
+    if (!tok->present)
         return NULL;
     d = device_checkin_dict(dev, "TokenUpdate", topic);
-    plist_dict_set_item(d, "Token", plist_new_data((const char *)token, sizeof(token)));
-    dict_set_string(d, "PushMagic", push_magic);
+    plist_dict_set_item(d, "Token", plist_new_data((const char *)tok->token, sizeof(tok->token)));
+    dict_set_string(d, "PushMagic", tok->push_magic);
     plist_dict_set_item(d, "AwaitingConfiguration", plist_new_bool(0));
     return device_xml(d, len);
 }

@@ -24,6 +24,8 @@
 #define SIM_REQUEST_TYPE_MAX 64
 #define SIM_NONCE_MAX 32 /* DeviceAttestationNonce: Apple allows up to 32 bytes */
 #define SIM_ATTEST_ITEMS_MAX 4
+#define SIM_TOKEN_LEN 32       /* an APNs device token */
+#define SIM_PUSH_MAGIC_MAX 128 /* PushMagic: the device makes a 36-character UUID */
 
 /* Callers keep these in one big array (100,000 devices), so the struct is public. */
 struct sim_device {
@@ -40,6 +42,14 @@ struct sim_device {
     /* The identity (certificate PEM then key PEM), borrowed from the fleet file in memory. */
     const char *identity_pem;
     size_t identity_pem_len;
+};
+
+/* What a device told the server in its last TokenUpdate: the server pushes token with
+ * {"mdm": push_magic}, and a device ignores a push whose magic is not its own. */
+struct sim_push_token {
+    bool present;
+    unsigned char token[SIM_TOKEN_LEN];
+    char push_magic[SIM_PUSH_MAGIC_MAX]; /* no whitespace or control characters */
 };
 
 enum sim_answer {
@@ -94,10 +104,13 @@ enum sim_attest_ask sim_device_attest_request(const struct sim_command *cmd,
                                               unsigned char nonce[SIM_NONCE_MAX],
                                               size_t *nonce_len);
 
-/* Check-in messages (PUT to the CheckInURL). TokenUpdate carries a fresh random 32-byte Token
- * and PushMagic each time, as after an APNs token change. */
+/* A fresh random 32-byte token and PushMagic (a random UUID), as after an APNs token change. */
+bool sim_device_push_token_new(struct sim_push_token *tok) __attribute__((warn_unused_result));
+
+/* Check-in messages (PUT to the CheckInURL). TokenUpdate carries tok's Token and PushMagic. */
 char *sim_device_authenticate(const struct sim_device *dev, const char *topic, size_t *len);
-char *sim_device_token_update(const struct sim_device *dev, const char *topic, size_t *len);
+char *sim_device_token_update(const struct sim_device *dev, const char *topic,
+                              const struct sim_push_token *tok, size_t *len);
 char *sim_device_checkout(const struct sim_device *dev, const char *topic, size_t *len);
 
 /* Command reports (PUT to the ServerURL). */

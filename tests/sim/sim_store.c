@@ -692,3 +692,275 @@ bool sim_store_attest_save(const char *dir, const char *udid, const struct sim_a
     BIO_free(bio);
     return store_commit_tmp(f, tmp, path, err, errlen);
 }
+
+/* ---- push tokens ---------------------------------------------------------------------------- */
+
+#define STORE_TOKENS_MAGIC "# vouch-sim push tokens v1\n"
+#define STORE_TOKENS_FIELDS 4
+/* 100,000 devices take about 13 MB. */
+#define STORE_TOKENS_FILE_MAX (1024LL * 1024 * 1024)
+
+void sim_store_token_hex(const unsigned char token[SIM_TOKEN_LEN], char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+
+    for (size_t i = 0; i < SIM_TOKEN_LEN; i++) {
+        out[2 * i] = digits[token[i] >> 4];
+        out[2 * i + 1] = digits[token[i] & 0x0f];
+    }
+    out[2 * SIM_TOKEN_LEN] = '\0';
+}
+
+static int store_hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+bool sim_store_token_parse(const char *hex, size_t len, unsigned char token[SIM_TOKEN_LEN])
+{
+    if (len != 2 * SIM_TOKEN_LEN)
+        return false;
+    for (size_t i = 0; i < SIM_TOKEN_LEN; i++) {
+        int hi = store_hex_digit(hex[2 * i]);
+        int lo = store_hex_digit(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return false;
+        token[i] = (unsigned char)(hi << 4 | lo);
+    }
+    return true;
+}
+
+/* A PushMagic that fits one whitespace-free field. */
+static bool store_magic_ok(const char *magic, size_t len)
+{
+    if (len == 0 || len >= SIM_PUSH_MAGIC_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)magic[i];
+        if (ch <= 0x20 || ch == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+static void store_stamp_of(const struct stat *st, struct sim_store_stamp *stamp)
+{
+    memset(stamp, 0, sizeof(*stamp));
+    stamp->exists = true;
+    stamp->dev = (unsigned long long)st->st_dev;
+    stamp->ino = (unsigned long long)st->st_ino;
+    stamp->size = (long long)st->st_size;
+    stamp->mtime_ns = (long long)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
+}
+
+bool sim_store_tokens_changed(const char *dir, const struct sim_store_stamp *stamp)
+{
+    char path[4096];
+    struct stat st;
+    struct sim_store_stamp now;
+
+    if (!store_path(path, sizeof(path), dir, SIM_STORE_TOKENS_FILE))
+        return false;
+    if (stat(path, &st) != 0)
+        return stamp->exists;
+    store_stamp_of(&st, &now);
+    return !stamp->exists || now.dev != stamp->dev || now.ino != stamp->ino ||
+           now.size != stamp->size || now.mtime_ns != stamp->mtime_ns;
+}
+
+/* Parses one record line (without its newline) into *index and tok. */
+static bool store_parse_token_line(const char *line, size_t len, unsigned long *index, char *udid,
+                                   size_t udidlen, struct sim_push_token *tok)
+{
+    const char *fields[STORE_TOKENS_FIELDS];
+    size_t lens[STORE_TOKENS_FIELDS];
+    size_t nfields = 0;
+    const char *p = line;
+    const char *end = line + len;
+    char number[24];
+    char *num_end = NULL;
+
+    while (nfields < STORE_TOKENS_FIELDS) {
+        const char *tab = memchr(p, '\t', (size_t)(end - p));
+        const char *stop = tab != NULL ? tab : end;
+        fields[nfields] = p;
+        lens[nfields] = (size_t)(stop - p);
+        nfields++;
+        if (tab == NULL)
+            break;
+        p = tab + 1;
+    }
+    if (nfields != STORE_TOKENS_FIELDS) /* later fields, if any, are for later versions */
+        return false;
+    if (!store_copy_field(number, sizeof(number), fields[0], lens[0]) || number[0] < '0' ||
+        number[0] > '9')
+        return false;
+    errno = 0;
+    *index = strtoul(number, &num_end, 10);
+    if (errno != 0 || *num_end != '\0')
+        return false;
+    if (!store_copy_field(udid, udidlen, fields[1], lens[1]))
+        return false;
+    memset(tok, 0, sizeof(*tok));
+    if (!sim_store_token_parse(fields[2], lens[2], tok->token) ||
+        !store_magic_ok(fields[3], lens[3]))
+        return false;
+    memcpy(tok->push_magic, fields[3], lens[3]);
+    tok->push_magic[lens[3]] = '\0';
+    tok->present = true;
+    return true;
+}
+
+bool sim_store_tokens_load(const char *dir, const struct sim_fleet *fleet,
+                           struct sim_push_token *tokens, size_t n, size_t *skipped,
+                           struct sim_store_stamp *stamp, char *err, size_t errlen)
+{
+    char path[4096];
+    char *text = NULL;
+    size_t len = 0;
+    const char *p;
+    const char *end;
+    unsigned long line_no = 0;
+    enum store_read_result rc;
+    struct stat st;
+    int fd;
+
+    *skipped = 0;
+    for (size_t i = 0; i < n; i++)
+        tokens[i].present = false;
+    if (stamp != NULL)
+        memset(stamp, 0, sizeof(*stamp));
+    if (n > fleet->count) {
+        snprintf(err, errlen, "asked for the tokens of %zu devices of %zu", n, fleet->count);
+        return false;
+    }
+    if (!store_path(path, sizeof(path), dir, SIM_STORE_TOKENS_FILE)) {
+        snprintf(err, errlen, "path too long: %s", dir);
+        return false;
+    }
+    /* The stamp first: a writer replacing the file after it makes the next check see a change. */
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (stamp != NULL && fstat(fd, &st) == 0)
+            store_stamp_of(&st, stamp);
+        close(fd);
+    }
+    rc = store_read_file(path, STORE_TOKENS_FILE_MAX, &text, &len, err, errlen);
+    if (rc == STORE_READ_ABSENT)
+        return true;
+    if (rc == STORE_READ_ERROR)
+        return false;
+    if (len < strlen(STORE_TOKENS_MAGIC) ||
+        memcmp(text, STORE_TOKENS_MAGIC, strlen(STORE_TOKENS_MAGIC)) != 0) {
+        snprintf(err, errlen, "%s: not a vouch-sim token file (first line)", path);
+        free(text);
+        return false;
+    }
+    p = text;
+    end = text + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t llen;
+        unsigned long index;
+        char udid[sizeof(fleet->devices[0].udid)];
+        struct sim_push_token tok;
+
+        line_no++;
+        if (nl == NULL) {
+            snprintf(err, errlen, "%s:%lu: truncated line", path, line_no);
+            free(text);
+            return false;
+        }
+        llen = (size_t)(nl - p);
+        if (llen == 0 || p[0] == '#') {
+            p = nl + 1;
+            continue;
+        }
+        if (!store_parse_token_line(p, llen, &index, udid, sizeof(udid), &tok)) {
+            snprintf(err, errlen, "%s:%lu: bad token record", path, line_no);
+            free(text);
+            return false;
+        }
+        p = nl + 1;
+        if (index >= fleet->count || strcmp(fleet->devices[index].udid, udid) != 0) {
+            (*skipped)++;
+            continue;
+        }
+        if (index < n)
+            tokens[index] = tok;
+    }
+    free(text);
+    return true;
+}
+
+bool sim_store_tokens_update(const char *dir, const struct sim_fleet *fleet,
+                             const struct sim_push_token *updates, size_t n, char *err,
+                             size_t errlen)
+{
+    char path[4096];
+    char tmp[4096];
+    char hex[2 * SIM_TOKEN_LEN + 1];
+    struct sim_push_token *all;
+    size_t skipped = 0;
+    FILE *f;
+
+    if (n > fleet->count) {
+        snprintf(err, errlen, "tokens for %zu devices of %zu", n, fleet->count);
+        return false;
+    }
+    if (!store_path(path, sizeof(path), dir, SIM_STORE_TOKENS_FILE)) {
+        snprintf(err, errlen, "path too long: %s", dir);
+        return false;
+    }
+    all = calloc(fleet->count > 0 ? fleet->count : 1, sizeof(*all));
+    if (all == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return false;
+    }
+    if (!sim_store_tokens_load(dir, fleet, all, fleet->count, &skipped, NULL, err, errlen)) {
+        free(all);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!updates[i].present)
+            continue;
+        if (!store_magic_ok(updates[i].push_magic, strlen(updates[i].push_magic))) {
+            snprintf(err, errlen, "device %zu: PushMagic cannot be stored", i);
+            free(all);
+            return false;
+        }
+        all[i] = updates[i];
+    }
+    f = store_create_tmp(path, 0600, tmp, sizeof(tmp), err, errlen);
+    if (f == NULL) {
+        free(all);
+        return false;
+    }
+    if (fprintf(f,
+                "%s# index<TAB>UDID<TAB>Token (hex)<TAB>PushMagic, as sent in the device's last"
+                " accepted TokenUpdate\n",
+                STORE_TOKENS_MAGIC) < 0)
+        goto write_error;
+    for (size_t i = 0; i < fleet->count; i++) {
+        if (!all[i].present)
+            continue;
+        sim_store_token_hex(all[i].token, hex);
+        if (fprintf(f, "%zu\t%s\t%s\t%s\n", i, fleet->devices[i].udid, hex, all[i].push_magic) < 0)
+            goto write_error;
+    }
+    free(all);
+    return store_commit_tmp(f, tmp, path, err, errlen);
+
+write_error:
+    snprintf(err, errlen, "writing %s: %s", tmp, strerror(errno));
+    free(all);
+    fclose(f);
+    unlink(tmp);
+    return false;
+}

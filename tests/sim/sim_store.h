@@ -8,6 +8,18 @@
  * DIR/attestations/UDID.pem
  *                          a device's attestation cache (sim_attest.h): "# generated_at=UNIXTIME"
  *                          and "# nonce=HEX" lines, then the leaf and sub CA PEM it answered
+ * DIR/tokens.tsv           each enrolled device's push token and PushMagic, as sent in its last
+ *                          accepted TokenUpdate, so that a later process (vouch-sim serve) maps
+ *                          a pushed token back to its device:
+ *
+ *     # vouch-sim push tokens v1
+ *     index<TAB>UDID<TAB>token (64 lowercase hex digits)<TAB>PushMagic
+ *
+ *                          (one line per device that has a token, in index order; readers
+ *                          ignore '#' lines and fields after the fourth). Kept apart from
+ *                          devices.pem so that a re-enrollment, which changes every token,
+ *                          does not rewrite the identities; fleets made before it existed just
+ *                          have no tokens until their next enroll.
  * DIR/devices.pem          every device, one record each, in index order:
  *
  *     # vouch-sim device fleet v1
@@ -28,6 +40,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
 #include "sim_attest.h"
 #include "sim_device.h"
@@ -77,5 +90,43 @@ bool sim_store_attest_load(const char *dir, const char *udid, struct sim_attest_
 /* Replaces it atomically (creating DIR/attestations when needed). */
 bool sim_store_attest_save(const char *dir, const char *udid, const struct sim_attest_cache *cache,
                            char *err, size_t errlen) __attribute__((warn_unused_result));
+
+/* ---- push tokens (DIR/tokens.tsv) ---- */
+
+#define SIM_STORE_TOKENS_FILE "tokens.tsv"
+
+/* Identifies one version of a file (writers replace it, so the inode changes with every write). */
+struct sim_store_stamp {
+    bool exists;
+    unsigned long long dev;
+    unsigned long long ino;
+    long long size;
+    long long mtime_ns;
+};
+
+/* Reads DIR/tokens.tsv into tokens[0..n), tokens[i] being device i of fleet (n <= fleet->count);
+ * entries without a record are left with present false. Records for devices at or past n are
+ * ignored; records whose UDID is not the fleet's at that index (or whose index is past the
+ * fleet) are skipped and counted in *skipped. A missing file gives no tokens. stamp (may be
+ * NULL) receives the version read, for sim_store_tokens_changed(). */
+bool sim_store_tokens_load(const char *dir, const struct sim_fleet *fleet,
+                           struct sim_push_token *tokens, size_t n, size_t *skipped,
+                           struct sim_store_stamp *stamp, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/* Merges updates[0..n) (the entries marked present; n <= fleet->count) over the records in
+ * DIR/tokens.tsv and replaces the file atomically. The caller holds DIR/.lock. */
+bool sim_store_tokens_update(const char *dir, const struct sim_fleet *fleet,
+                             const struct sim_push_token *updates, size_t n, char *err,
+                             size_t errlen) __attribute__((warn_unused_result));
+
+/* Whether DIR/tokens.tsv is another version than stamp says. */
+bool sim_store_tokens_changed(const char *dir, const struct sim_store_stamp *stamp);
+
+/* Lowercase hex of a token into out (at least 2 * SIM_TOKEN_LEN + 1 bytes). */
+void sim_store_token_hex(const unsigned char token[SIM_TOKEN_LEN], char *out);
+
+/* Parses 64 hex digits (either case) of len characters; false for anything else. */
+bool sim_store_token_parse(const char *hex, size_t len, unsigned char token[SIM_TOKEN_LEN]);
 
 #endif

@@ -4,21 +4,26 @@
  *
  * Subcommands: init-ca (the device-identity CA and the stand-in Apple attestation hierarchy),
  * enroll (Authenticate + TokenUpdate), connect (Idle sessions that answer every queued command,
- * attestation requests included), run (enroll then connect), checkout, list, and answer (one
- * device answers one command plist offline). Devices, their identities and their attestation
- * caches live in the state directory (sim_store.h) so runs can be chained.
+ * attestation requests included), run (enroll then connect), serve (follow the push log of the
+ * stand-in APNs server and run a session for each device pushed, as real devices do), checkout,
+ * list, tokens, and answer (one device answers one command plist offline). Devices, their
+ * identities, push tokens and attestation caches live in the state directory (sim_store.h) so
+ * runs can be chained.
  *
  * Threads: the main thread parses options, prepares the fleet and prints progress; K worker
  * threads, each owning one kept-alive libcurl handle and its own statistics, take devices from a
  * shared atomic counter. Statistics are merged after the workers are joined, so the only shared
  * mutable state during a phase is a few atomic counters and the per-device state bytes (each
- * written by the one worker that holds the device).
+ * written by the one worker that holds the device). serve: the main thread tails the push log
+ * and queues pushed devices; the K workers take them from a mutex-protected queue (a device is
+ * in at most one session at a time; a push during its session asks for one more).
  *
  * Output: progress and one line per failure on stderr; exactly one JSON summary line on stdout
  * (answer: the report plist instead).
  * Exit status: 0 success, 1 any failure, 2 usage error.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -28,7 +33,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "fake_apple.h"
 #include "sim_attest.h"
@@ -67,13 +74,15 @@ enum sim_mode {
     MODE_CHECKOUT,
     MODE_LIST,
     MODE_ANSWER,
+    MODE_SERVE,
+    MODE_TOKENS,
     MODE_COUNT
 };
 
 static const char *const mode_names[MODE_COUNT] = {
     [MODE_INIT_CA] = "init-ca", [MODE_ENROLL] = "enroll",     [MODE_CONNECT] = "connect",
     [MODE_RUN] = "run",         [MODE_CHECKOUT] = "checkout", [MODE_LIST] = "list",
-    [MODE_ANSWER] = "answer",
+    [MODE_ANSWER] = "answer",   [MODE_SERVE] = "serve",       [MODE_TOKENS] = "tokens",
 };
 
 static const char *const mode_usage[MODE_COUNT] = {
@@ -85,7 +94,8 @@ static const char *const mode_usage[MODE_COUNT] = {
         "  and attestation_roots = DIR/apple-root.pem.",
     [MODE_ENROLL] = "enroll --url URL --dir DIR --devices N [options]\n"
                     "  Creates (or reuses) N device identities in DIR, then each device sends\n"
-                    "  Authenticate and TokenUpdate to URL/mdm/checkin.",
+                    "  Authenticate and TokenUpdate (a new random push token and PushMagic) to\n"
+                    "  URL/mdm/checkin; the tokens the server accepted go to DIR/tokens.tsv.",
     [MODE_CONNECT] = "connect --url URL --dir DIR [options]\n"
                      "  Each device PUTs Status Idle to URL/mdm/connect and answers every command\n"
                      "  it is handed until the server returns an empty body. A DeviceInformation\n"
@@ -94,6 +104,17 @@ static const char *const mode_usage[MODE_COUNT] = {
                      "  on models too old to attest (see list).",
     [MODE_RUN] = "run --url URL --dir DIR --devices N [options]\n"
                  "  enroll, then connect (devices whose enrollment failed are skipped).",
+    [MODE_SERVE] =
+        "serve --url URL --dir DIR --pushes FILE [options]\n"
+        "  Follows FILE, the push log of the stand-in APNs server (its --notify-dir D writes\n"
+        "  D/pushes.log: one \"<token hex> <PushMagic>\" line per push it accepted), from its\n"
+        "  current end like tail -f, and for each push to one of DIR's devices runs one\n"
+        "  session exactly as connect does, on K workers. A push to a device in a session\n"
+        "  makes one more session after it; unknown tokens are counted and ignored; a push\n"
+        "  with another PushMagic than the device's is a protocol error (the device ignores\n"
+        "  it). Stops after --idle-exit seconds without a push and no session running, at\n"
+        "  --max-seconds, once --expect-pushes pushes were handled, or on SIGINT/SIGTERM.\n"
+        "  Prints \"vouch-sim: serve: ready ...\" on stderr once it follows FILE.",
     [MODE_CHECKOUT] = "checkout --url URL --dir DIR [options]\n"
                       "  Each device sends CheckOut (its MDM profile was removed).",
     [MODE_LIST] =
@@ -101,6 +122,10 @@ static const char *const mode_usage[MODE_COUNT] = {
         "  Prints one tab-separated line per device: index, UDID, SerialNumber,\n"
         "  ProductName, Model, ModelName, OSVersion, BuildVersion, IMEI (or -), DeviceName,\n"
         "  and attest (the model can attest) or no-attest.",
+    [MODE_TOKENS] =
+        "tokens --dir DIR [--devices N]\n"
+        "  Prints UDID, push token (hex) and PushMagic, tab-separated, for each device\n"
+        "  with a token in DIR/tokens.tsv (sent in its last accepted TokenUpdate).",
     [MODE_ANSWER] =
         "answer --dir DIR --device I [--command FILE] [options]\n"
         "  Offline: device I answers the command plist in FILE (default: stdin) exactly as\n"
@@ -137,17 +162,28 @@ enum opt_id {
     OPT_ATTEST_AS_DEVICE,
     OPT_ATTEST_LEGACY_LEAF,
     OPT_DEVICE,
-    OPT_COMMAND
+    OPT_COMMAND,
+    OPT_PUSHES,
+    OPT_FROM_START,
+    OPT_IDLE_EXIT,
+    OPT_MAX_SECONDS,
+    OPT_EXPECT_PUSHES
 };
 
 #define MODE_BIT(m) (1u << (m))
 #define MODES_ALL ((1u << MODE_COUNT) - 1)
 #define MODES_NET                                                                                  \
-    (MODE_BIT(MODE_ENROLL) | MODE_BIT(MODE_CONNECT) | MODE_BIT(MODE_RUN) | MODE_BIT(MODE_CHECKOUT))
+    (MODE_BIT(MODE_ENROLL) | MODE_BIT(MODE_CONNECT) | MODE_BIT(MODE_RUN) |                         \
+     MODE_BIT(MODE_CHECKOUT) | MODE_BIT(MODE_SERVE))
 #define MODES_CHECKIN (MODE_BIT(MODE_ENROLL) | MODE_BIT(MODE_RUN) | MODE_BIT(MODE_CHECKOUT))
-#define MODES_REPORT (MODE_BIT(MODE_CONNECT) | MODE_BIT(MODE_RUN))
+#define MODES_ROUNDS (MODE_BIT(MODE_CONNECT) | MODE_BIT(MODE_RUN))
+#define MODES_REPORT (MODES_ROUNDS | MODE_BIT(MODE_SERVE)) /* devices hold Idle sessions */
 #define MODES_CREATE (MODE_BIT(MODE_ENROLL) | MODE_BIT(MODE_RUN))
 #define MODES_ANSWER (MODES_REPORT | MODE_BIT(MODE_ANSWER))
+#define SIM_DEFAULT_IDLE_EXIT 10
+#define SIM_TAIL_POLL_MS 20
+#define SIM_TAIL_CHECK_MS 250 /* how often serve looks for a replaced or truncated push log */
+#define SIM_PUSH_LINE_MAX 1024
 
 /* One documented option. A name may appear twice with different help for different modes. */
 struct opt_doc {
@@ -170,8 +206,21 @@ static const struct opt_doc opt_docs[] = {
     {"devices", required_argument, OPT_DEVICES, MODES_CREATE, "N",
      "fleet size (required); identities in DIR are reused"},
     {"devices", required_argument, OPT_DEVICES,
-     MODE_BIT(MODE_CONNECT) | MODE_BIT(MODE_CHECKOUT) | MODE_BIT(MODE_LIST), "N",
-     "use the first N devices of DIR (default: all)"},
+     MODE_BIT(MODE_CONNECT) | MODE_BIT(MODE_CHECKOUT) | MODE_BIT(MODE_LIST) | MODE_BIT(MODE_SERVE) |
+         MODE_BIT(MODE_TOKENS),
+     "N", "use the first N devices of DIR (default: all)"},
+    {"pushes", required_argument, OPT_PUSHES, MODE_BIT(MODE_SERVE), "FILE",
+     "the push log to follow, e.g. D/pushes.log of apns-standin --notify-dir D (required; it "
+     "may appear later)"},
+    {"from-start", no_argument, OPT_FROM_START, MODE_BIT(MODE_SERVE), NULL,
+     "handle the pushes already in FILE too (default: only those appended from now on)"},
+    {"idle-exit", required_argument, OPT_IDLE_EXIT, MODE_BIT(MODE_SERVE), "S",
+     "stop after S seconds without a push once no session runs (default 10; 0: never)"},
+    {"max-seconds", required_argument, OPT_MAX_SECONDS, MODE_BIT(MODE_SERVE), "S",
+     "stop after S seconds: queued sessions are dropped, running ones finish (default: none)"},
+    {"expect-pushes", required_argument, OPT_EXPECT_PUSHES, MODE_BIT(MODE_SERVE), "N",
+     "stop once N pushes to DIR's devices were handled and their sessions ended; stopping "
+     "earlier (idle, max-seconds, signal) is then a failure"},
     {"concurrency", required_argument, OPT_CONCURRENCY, MODES_NET, "K",
      "worker threads, one kept-alive connection each (default 8)"},
     {"prefix", required_argument, OPT_PREFIX, MODES_CREATE, "P",
@@ -198,12 +247,14 @@ static const struct opt_doc opt_docs[] = {
      "answer attestation requests with a valid chain made for device N (negative tests)"},
     {"attest-legacy-leaf", no_argument, OPT_ATTEST_LEGACY_LEAF, MODES_ANSWER, NULL,
      "devices on an OS before 17.2 leave .9.4, .10.1 and .10.3 out, as real ones do"},
-    {"rounds", required_argument, OPT_ROUNDS, MODES_REPORT, "R",
+    {"rounds", required_argument, OPT_ROUNDS, MODES_ROUNDS, "R",
      "Idle sessions per device (default 1)"},
     {"max-commands", required_argument, OPT_MAX_COMMANDS, MODES_REPORT, "N",
      "commands one session may hand out before it counts as a loop (default 1000)"},
-    {"expect-status", required_argument, OPT_EXPECT_STATUS, MODES_NET, "CODE",
-     "every device must get HTTP CODE (non-2xx: its flow stops there)"},
+    {"expect-status", required_argument, OPT_EXPECT_STATUS, MODES_NET & ~MODE_BIT(MODE_SERVE),
+     "CODE", "every device must get HTTP CODE (non-2xx: its flow stops there)"},
+    {"expect-status", required_argument, OPT_EXPECT_STATUS, MODE_BIT(MODE_SERVE), "CODE",
+     "every session must get HTTP CODE (non-2xx: the session stops there)"},
     {"timeout", required_argument, OPT_TIMEOUT, MODES_NET, "SECONDS",
      "per-request timeout (default 30)"},
     {"cacert", required_argument, OPT_CACERT, MODES_NET, "FILE", "CA bundle for an https URL"},
@@ -262,6 +313,12 @@ struct sim_options {
     unsigned long device; /* answer: the device's index */
     bool device_set;
     const char *command_file;
+    const char *pushes; /* serve */
+    bool from_start;
+    unsigned long idle_exit;
+    unsigned long max_seconds; /* 0: none */
+    unsigned long expect_pushes;
+    bool expect_pushes_set;
 };
 
 /* What devices did with attestation requests (DevicePropertiesAttestation queries). */
@@ -306,6 +363,19 @@ struct sim_stats {
     unsigned long status[600];
 };
 
+/* What serve made of the push log. */
+struct serve_counts {
+    unsigned long pushes_seen;      /* non-empty lines read */
+    unsigned long pushes_unknown;   /* well-formed, but no device of ours has the token */
+    unsigned long pushes_bad_magic; /* ours, with another PushMagic: ignored, a protocol error */
+    unsigned long pushes_malformed; /* not "<token> <magic>" */
+    unsigned long pushes_handled;   /* ours (bad magic included): what --expect-pushes counts */
+    unsigned long pushes_coalesced; /* ours, folded into a session already queued */
+    unsigned long sessions_dropped; /* queued when serve stopped early */
+    size_t devices_with_tokens;
+    const char *stopped_by;
+};
+
 enum sim_phase { PHASE_ENROLL, PHASE_CONNECT, PHASE_CHECKOUT };
 
 /* Per-device state across the phases of one invocation. */
@@ -319,7 +389,11 @@ struct sim_run {
     size_t ndevices;
     enum sim_phase phase;
     bool last_phase;
+    bool serving; /* serve: a device runs a session per push, failed before or not */
     unsigned char *state;
+    /* enroll: the token each device sent in a TokenUpdate the server accepted (present false
+     * otherwise), written by the worker holding the device, saved after the phase. */
+    struct sim_push_token *tokens;
     atomic_size_t next;
     atomic_size_t done;
     atomic_ulong requests;
@@ -327,8 +401,11 @@ struct sim_run {
     atomic_uint workers_left;
 };
 
+struct serve_pool;
+
 struct sim_worker {
     struct sim_run *run;
+    struct serve_pool *pool; /* serve only */
     pthread_t thread;
     struct sim_http *http;
     struct sim_pki_loader *loader;
@@ -644,6 +721,27 @@ static int apply_option(struct sim_options *opt, int id, const char *name, const
             return usage_error(opt->mode, "--command wants a file name (- for stdin)");
         opt->command_file = arg;
         break;
+    case OPT_PUSHES:
+        if (arg[0] == '\0')
+            return usage_error(opt->mode, "--pushes wants a file name");
+        opt->pushes = arg;
+        break;
+    case OPT_FROM_START:
+        opt->from_start = true;
+        break;
+    case OPT_IDLE_EXIT:
+        if (!parse_ulong(arg, 0, 86400UL * 365, &opt->idle_exit))
+            return usage_error(opt->mode, "--idle-exit wants 0..31536000 seconds, not '%s'", arg);
+        break;
+    case OPT_MAX_SECONDS:
+        if (!parse_ulong(arg, 1, 86400UL * 365, &opt->max_seconds))
+            return usage_error(opt->mode, "--max-seconds wants 1..31536000 seconds, not '%s'", arg);
+        break;
+    case OPT_EXPECT_PUSHES:
+        if (!parse_ulong(arg, 1, 1000000000UL, &opt->expect_pushes))
+            return usage_error(opt->mode, "--expect-pushes wants 1..1000000000, not '%s'", arg);
+        opt->expect_pushes_set = true;
+        break;
     default:
         return usage_error(opt->mode, "unhandled option --%s", name);
     }
@@ -683,6 +781,8 @@ static int check_options(struct sim_options *opt)
         return usage_error(m, "--swap-identities needs at least 2 devices");
     if (m == MODE_ANSWER && !opt->device_set)
         return usage_error(m, "--device is required");
+    if (m == MODE_SERVE && opt->pushes == NULL)
+        return usage_error(m, "--pushes is required");
     if ((MODES_ANSWER & MODE_BIT(m)) && !opt->now_set) {
         const char *env = getenv(SIM_NOW_ENV);
         if (env != NULL && env[0] != '\0') {
@@ -817,7 +917,7 @@ static int compare_types(const void *a, const void *b)
 }
 
 static void print_summary(const struct sim_options *opt, size_t ndevices, unsigned long created,
-                          struct sim_stats *s, double elapsed)
+                          struct sim_stats *s, const struct serve_counts *serve, double elapsed)
 {
     bool first = true;
 
@@ -863,7 +963,22 @@ static void print_summary(const struct sim_options *opt, size_t ndevices, unsign
         json_string(stdout, attest_count_names[i]);
         printf(":%lu", s->attest[i]);
     }
-    printf("},\"elapsed_s\":%.3f}\n", elapsed);
+    printf("}");
+    if (serve != NULL) {
+        printf(",\"pushes_seen\":%lu,\"pushes_unknown_token\":%lu,\"pushes_bad_magic\":%lu,"
+               "\"pushes_malformed\":%lu,\"pushes_handled\":%lu,\"pushes_coalesced\":%lu,"
+               "\"sessions_dropped\":%lu,\"devices_with_tokens\":%zu,",
+               serve->pushes_seen, serve->pushes_unknown, serve->pushes_bad_magic,
+               serve->pushes_malformed, serve->pushes_handled, serve->pushes_coalesced,
+               serve->sessions_dropped, serve->devices_with_tokens);
+        if (opt->expect_pushes_set)
+            printf("\"expected_pushes\":%lu,", opt->expect_pushes);
+        else
+            printf("\"expected_pushes\":null,");
+        printf("\"stopped_by\":");
+        json_string(stdout, serve->stopped_by);
+    }
+    printf(",\"elapsed_s\":%.3f}\n", elapsed);
     fflush(stdout);
 }
 
@@ -1014,6 +1129,7 @@ out:
 static void device_enroll(struct sim_conn *c)
 {
     const struct sim_options *opt = c->worker->run->opt;
+    struct sim_push_token tok;
     struct sim_http_response resp;
     enum req_result r;
     size_t len = 0;
@@ -1028,7 +1144,8 @@ static void device_enroll(struct sim_conn *c)
     free(body);
     if (r != REQ_OK)
         return;
-    body = sim_device_token_update(c->dev, opt->topic, &len);
+    body = sim_device_push_token_new(&tok) ? sim_device_token_update(c->dev, opt->topic, &tok, &len)
+                                           : NULL;
     if (body == NULL) {
         c->worker->stats.local_errors++;
         device_fail(c, "TokenUpdate", "cannot build the message");
@@ -1036,8 +1153,11 @@ static void device_enroll(struct sim_conn *c)
     }
     r = device_put(c, "TokenUpdate", opt->checkin_url, SIM_CT_CHECKIN, body, len, &resp);
     free(body);
-    if (r == REQ_OK)
+    if (r == REQ_OK) {
         c->worker->stats.enrolled++;
+        if (c->worker->run->tokens != NULL)
+            c->worker->run->tokens[c->dev->index] = tok;
+    }
 }
 
 static void device_checkout(struct sim_conn *c)
@@ -1251,7 +1371,7 @@ static void worker_device(struct sim_worker *w, size_t i)
     c.worker = w;
     c.dev = &run->fleet->devices[i];
     /* In run mode, devices whose enrollment failed or ended as expected do not connect. */
-    if (run->state[i] & (DEV_FAILED | DEV_STOPPED))
+    if (!run->serving && (run->state[i] & (DEV_FAILED | DEV_STOPPED)))
         return;
     signer = &run->fleet->devices[opt->swap_identities ? (i + 1) % run->ndevices : i];
     c.id = sim_pki_identity_load(w->loader, signer->identity_pem, signer->identity_pem_len, err,
@@ -1724,13 +1844,118 @@ static int cmd_list(const struct sim_options *opt)
     return fflush(stdout) == 0 ? SIM_EXIT_OK : SIM_EXIT_FAIL;
 }
 
+/* Session modes: the attestation options of the run, DIR's stand-in Apple hierarchy and, for
+ * --attest-tamper other-root, a second one. False after a message. */
+static bool sessions_prepare(const struct sim_options *opt, const struct sim_fleet *fleet,
+                             struct sim_run *run, struct fake_apple **apple,
+                             struct fake_apple **apple_other)
+{
+    char err[512];
+    bool created = false;
+
+    if (!attest_options_for(opt, fleet, &run->attest))
+        return false;
+    *apple = apple_prepare(opt, &created);
+    if (*apple == NULL)
+        return false;
+    if (opt->attest_tamper == SIM_TAMPER_OTHER_ROOT) {
+        *apple_other = fake_apple_new(err, sizeof(err));
+        if (*apple_other == NULL) {
+            fprintf(stderr, "vouch-sim: the second stand-in Apple hierarchy: %s\n", err);
+            return false;
+        }
+    }
+    return true;
+}
+
+static void workers_free(struct sim_worker *workers, unsigned n)
+{
+    for (unsigned i = 0; workers != NULL && i < n; i++) {
+        sim_http_free(workers[i].http);
+        sim_pki_loader_free(workers[i].loader);
+        fake_apple_free(workers[i].apple);
+        fake_apple_free(workers[i].apple_other);
+    }
+    free(workers);
+}
+
+/* n workers of run, each with its own HTTP client, key loader and copies of the Apple
+ * hierarchies (either may be NULL). sim_http_global_init() must have run. NULL after a message. */
+static struct sim_worker *workers_new(struct sim_run *run, unsigned n,
+                                      const struct fake_apple *apple,
+                                      const struct fake_apple *apple_other)
+{
+    const struct sim_options *opt = run->opt;
+    struct sim_http_options http_opt;
+    struct sim_worker *workers = calloc(n, sizeof(*workers));
+    char err[512];
+
+    if (workers == NULL) {
+        fprintf(stderr, "vouch-sim: out of memory\n");
+        return NULL;
+    }
+    memset(&http_opt, 0, sizeof(http_opt));
+    http_opt.timeout_seconds = opt->timeout;
+    http_opt.cacert = opt->cacert;
+    http_opt.insecure = opt->insecure;
+    http_opt.version = opt->http_version;
+    http_opt.max_body = SIM_MAX_BODY;
+    for (unsigned i = 0; i < n; i++) {
+        workers[i].run = run;
+        workers[i].http = sim_http_new(&http_opt, err, sizeof(err));
+        workers[i].loader = workers[i].http != NULL ? sim_pki_loader_new(err, sizeof(err)) : NULL;
+        if (workers[i].loader == NULL) {
+            fprintf(stderr, "vouch-sim: %s\n", err);
+            workers_free(workers, n);
+            return NULL;
+        }
+        /* Each worker its own copies: no OpenSSL object is shared between threads. */
+        if ((apple != NULL &&
+             (workers[i].apple = fake_apple_dup(apple, err, sizeof(err))) == NULL) ||
+            (apple_other != NULL &&
+             (workers[i].apple_other = fake_apple_dup(apple_other, err, sizeof(err))) == NULL)) {
+            fprintf(stderr, "vouch-sim: %s\n", err);
+            workers_free(workers, n);
+            return NULL;
+        }
+    }
+    return workers;
+}
+
+/* Records in DIR/tokens.tsv the tokens that devices[0..n) had accepted (under DIR/.lock). */
+static bool tokens_save(const struct sim_options *opt, const struct sim_fleet *fleet,
+                        const struct sim_push_token *tokens, size_t n)
+{
+    char err[512];
+    size_t count = 0;
+    int lock;
+    bool ok;
+
+    for (size_t i = 0; i < n; i++)
+        count += tokens[i].present;
+    if (count == 0)
+        return true;
+    lock = sim_store_lock(opt->dir, err, sizeof(err));
+    if (lock < 0) {
+        fprintf(stderr, "vouch-sim: %s\n", err);
+        return false;
+    }
+    ok = sim_store_tokens_update(opt->dir, fleet, tokens, n, err, sizeof(err));
+    sim_store_unlock(lock);
+    if (!ok)
+        fprintf(stderr, "vouch-sim: saving the push tokens: %s\n", err);
+    else if (!opt->quiet)
+        fprintf(stderr, "vouch-sim: saved %zu push tokens in %s/%s\n", count, opt->dir,
+                SIM_STORE_TOKENS_FILE);
+    return ok;
+}
+
 static int cmd_network(const struct sim_options *opt)
 {
     struct sim_fleet fleet;
     struct sim_run run;
     struct sim_worker *workers = NULL;
     struct sim_stats total;
-    struct sim_http_options http_opt;
     enum sim_phase phases[2];
     size_t nphases = 0;
     unsigned nworkers = 0;
@@ -1741,7 +1966,7 @@ static int cmd_network(const struct sim_options *opt)
     bool http_ready = false;
     struct fake_apple *apple = NULL;
     struct fake_apple *apple_other = NULL;
-    bool apple_created = false;
+    bool tokens_failed = false;
 
     memset(&run, 0, sizeof(run));
     memset(&total, 0, sizeof(total));
@@ -1753,27 +1978,18 @@ static int cmd_network(const struct sim_options *opt)
     }
     run.opt = opt;
     run.fleet = &fleet;
-    if (MODES_REPORT & MODE_BIT(opt->mode)) {
-        if (!attest_options_for(opt, &fleet, &run.attest))
-            goto out;
-        apple = apple_prepare(opt, &apple_created);
-        if (apple == NULL)
-            goto out;
-        if (opt->attest_tamper == SIM_TAMPER_OTHER_ROOT) {
-            apple_other = fake_apple_new(err, sizeof(err));
-            if (apple_other == NULL) {
-                fprintf(stderr, "vouch-sim: the second stand-in Apple hierarchy: %s\n", err);
-                goto out;
-            }
-        }
-    }
+    if ((MODES_REPORT & MODE_BIT(opt->mode)) &&
+        !sessions_prepare(opt, &fleet, &run, &apple, &apple_other))
+        goto out;
     run.ndevices = opt->devices_set ? opt->devices : fleet.count;
     if (opt->swap_identities && run.ndevices < 2) {
         fprintf(stderr, "vouch-sim: --swap-identities needs at least 2 devices\n");
         goto out;
     }
     run.state = calloc(run.ndevices, 1);
-    if (run.state == NULL) {
+    if (MODES_CREATE & MODE_BIT(opt->mode))
+        run.tokens = calloc(run.ndevices, sizeof(*run.tokens));
+    if (run.state == NULL || ((MODES_CREATE & MODE_BIT(opt->mode)) && run.tokens == NULL)) {
         fprintf(stderr, "vouch-sim: out of memory\n");
         goto out;
     }
@@ -1782,35 +1998,10 @@ static int cmd_network(const struct sim_options *opt)
         goto out;
     }
     http_ready = true;
-    memset(&http_opt, 0, sizeof(http_opt));
-    http_opt.timeout_seconds = opt->timeout;
-    http_opt.cacert = opt->cacert;
-    http_opt.insecure = opt->insecure;
-    http_opt.version = opt->http_version;
-    http_opt.max_body = SIM_MAX_BODY;
     nworkers = opt->concurrency < run.ndevices ? opt->concurrency : (unsigned)run.ndevices;
-    workers = calloc(nworkers, sizeof(*workers));
-    if (workers == NULL) {
-        fprintf(stderr, "vouch-sim: out of memory\n");
+    workers = workers_new(&run, nworkers, apple, apple_other);
+    if (workers == NULL)
         goto out;
-    }
-    for (unsigned i = 0; i < nworkers; i++) {
-        workers[i].run = &run;
-        workers[i].http = sim_http_new(&http_opt, err, sizeof(err));
-        workers[i].loader = workers[i].http != NULL ? sim_pki_loader_new(err, sizeof(err)) : NULL;
-        if (workers[i].loader == NULL) {
-            fprintf(stderr, "vouch-sim: %s\n", err);
-            goto out;
-        }
-        /* Each worker its own copies: no OpenSSL object is shared between threads. */
-        if ((apple != NULL &&
-             (workers[i].apple = fake_apple_dup(apple, err, sizeof(err))) == NULL) ||
-            (apple_other != NULL &&
-             (workers[i].apple_other = fake_apple_dup(apple_other, err, sizeof(err))) == NULL)) {
-            fprintf(stderr, "vouch-sim: %s\n", err);
-            goto out;
-        }
-    }
 
     switch (opt->mode) {
     case MODE_ENROLL:
@@ -1834,21 +2025,723 @@ static int cmd_network(const struct sim_options *opt)
         run.last_phase = p + 1 == nphases;
         if (!run_phase(&run, workers, nworkers))
             goto out;
+        /* Saved before connect: a concurrent serve may already be waiting for them. */
+        if (run.phase == PHASE_ENROLL && !tokens_save(opt, &fleet, run.tokens, run.ndevices))
+            tokens_failed = true;
     }
     for (unsigned i = 0; i < nworkers; i++)
         stats_merge(&total, &workers[i].stats);
-    print_summary(opt, run.ndevices, created, &total, now_seconds() - t0);
-    rc = total.failed_devices == 0 ? SIM_EXIT_OK : SIM_EXIT_FAIL;
+    if (tokens_failed)
+        total.local_errors++;
+    print_summary(opt, run.ndevices, created, &total, NULL, now_seconds() - t0);
+    rc = total.failed_devices == 0 && !tokens_failed ? SIM_EXIT_OK : SIM_EXIT_FAIL;
 out:
-    for (unsigned i = 0; workers != NULL && i < nworkers; i++) {
-        sim_http_free(workers[i].http);
-        sim_pki_loader_free(workers[i].loader);
-        fake_apple_free(workers[i].apple);
-        fake_apple_free(workers[i].apple_other);
-    }
-    free(workers);
+    workers_free(workers, nworkers);
     fake_apple_free(apple);
     fake_apple_free(apple_other);
+    free(run.state);
+    free(run.tokens);
+    if (http_ready)
+        sim_http_global_cleanup();
+    sim_store_fleet_free(&fleet);
+    return rc;
+}
+
+/* ---- tokens and serve ----------------------------------------------------------------------- */
+
+/* Loads the push tokens of DIR's first n devices into a new array; NULL after a message. */
+static struct sim_push_token *tokens_load(const struct sim_options *opt,
+                                          const struct sim_fleet *fleet, size_t n,
+                                          struct sim_store_stamp *stamp)
+{
+    struct sim_push_token *tokens = calloc(n > 0 ? n : 1, sizeof(*tokens));
+    size_t skipped = 0;
+    char err[512];
+
+    if (tokens == NULL) {
+        fprintf(stderr, "vouch-sim: out of memory\n");
+        return NULL;
+    }
+    if (!sim_store_tokens_load(opt->dir, fleet, tokens, n, &skipped, stamp, err, sizeof(err))) {
+        fprintf(stderr, "vouch-sim: %s\n", err);
+        free(tokens);
+        return NULL;
+    }
+    if (skipped > 0)
+        fprintf(stderr, "vouch-sim: %s/%s: %zu records name no device of %s/devices.pem\n",
+                opt->dir, SIM_STORE_TOKENS_FILE, skipped, opt->dir);
+    return tokens;
+}
+
+static int cmd_tokens(const struct sim_options *opt)
+{
+    struct sim_fleet fleet;
+    struct sim_push_token *tokens;
+    char hex[2 * SIM_TOKEN_LEN + 1];
+    size_t n;
+    size_t missing = 0;
+
+    if (!fleet_open(opt, &fleet))
+        return SIM_EXIT_FAIL;
+    n = opt->devices_set ? opt->devices : fleet.count;
+    tokens = tokens_load(opt, &fleet, n, NULL);
+    if (tokens == NULL) {
+        sim_store_fleet_free(&fleet);
+        return SIM_EXIT_FAIL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!tokens[i].present) {
+            missing++;
+            continue;
+        }
+        sim_store_token_hex(tokens[i].token, hex);
+        printf("%s\t%s\t%s\n", fleet.devices[i].udid, hex, tokens[i].push_magic);
+    }
+    if (missing > 0)
+        fprintf(stderr, "vouch-sim: %zu of %zu devices have no push token (not enrolled yet)\n",
+                missing, n);
+    free(tokens);
+    sim_store_fleet_free(&fleet);
+    return fflush(stdout) == 0 ? SIM_EXIT_OK : SIM_EXIT_FAIL;
+}
+
+/* A device's place in serve's pool; only read or written under the pool's lock. */
+enum serve_dev_state {
+    SERVE_IDLE,
+    SERVE_QUEUED,       /* waiting for a worker */
+    SERVE_RUNNING,      /* in a session */
+    SERVE_RUNNING_AGAIN /* in a session, and pushed since it began: one more after it */
+};
+
+struct serve_pool {
+    struct sim_run *run;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    size_t *queue; /* a ring of run->ndevices: a device is queued at most once */
+    size_t head;
+    size_t queued;
+    unsigned running;
+    bool stopping;
+    unsigned char *dstate; /* enum serve_dev_state, by device index */
+    unsigned long dropped;
+};
+
+/* Caller holds the lock. */
+static void serve_enqueue(struct serve_pool *pool, size_t i)
+{
+    size_t n = pool->run->ndevices;
+
+    pool->queue[(pool->head + pool->queued) % n] = i;
+    pool->queued++;
+    pool->dstate[i] = SERVE_QUEUED;
+    pthread_cond_signal(&pool->wake);
+}
+
+static void *serve_worker_main(void *arg)
+{
+    struct sim_worker *w = arg;
+    struct serve_pool *pool = w->pool;
+    struct sim_run *run = w->run;
+
+    pthread_mutex_lock(&pool->lock);
+    for (;;) {
+        size_t i;
+
+        while (pool->queued == 0 && !pool->stopping)
+            pthread_cond_wait(&pool->wake, &pool->lock);
+        if (pool->queued == 0)
+            break;
+        i = pool->queue[pool->head];
+        pool->head = (pool->head + 1) % run->ndevices;
+        pool->queued--;
+        pool->dstate[i] = SERVE_RUNNING;
+        pool->running++;
+        pthread_mutex_unlock(&pool->lock);
+
+        worker_device(w, i);
+        atomic_fetch_add(&run->done, 1);
+
+        pthread_mutex_lock(&pool->lock);
+        pool->running--;
+        if (pool->dstate[i] == SERVE_RUNNING_AGAIN && !pool->stopping) {
+            serve_enqueue(pool, i); /* at the tail: the other pushed devices go first */
+        } else {
+            if (pool->dstate[i] == SERVE_RUNNING_AGAIN)
+                pool->dropped++;
+            pool->dstate[i] = SERVE_IDLE;
+        }
+    }
+    pthread_mutex_unlock(&pool->lock);
+    atomic_fetch_sub(&run->workers_left, 1);
+    return NULL;
+}
+
+/* Token -> device index, open addressing over a power-of-two table. */
+struct token_index {
+    size_t *slots; /* device index + 1; 0: empty */
+    size_t mask;
+};
+
+static size_t token_hash(const unsigned char token[SIM_TOKEN_LEN])
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a: test tokens need not be random */
+
+    for (size_t i = 0; i < SIM_TOKEN_LEN; i++) {
+        h ^= token[i];
+        h *= 1099511628211ULL;
+    }
+    return (size_t)(h ^ (h >> 29));
+}
+
+/* Rebuilds idx over tokens[0..n); returns the number of devices with a token, or (size_t)-1
+ * when memory runs out. */
+static size_t token_index_build(struct token_index *idx, const struct sim_push_token *tokens,
+                                size_t n)
+{
+    size_t cap = 16;
+    size_t count = 0;
+
+    while (cap < 2 * n)
+        cap *= 2;
+    free(idx->slots);
+    idx->slots = calloc(cap, sizeof(*idx->slots));
+    idx->mask = cap - 1;
+    if (idx->slots == NULL)
+        return (size_t)-1;
+    for (size_t i = 0; i < n; i++) {
+        size_t h;
+
+        if (!tokens[i].present)
+            continue;
+        count++;
+        for (h = token_hash(tokens[i].token) & idx->mask; idx->slots[h] != 0;
+             h = (h + 1) & idx->mask) {
+            if (memcmp(tokens[idx->slots[h] - 1].token, tokens[i].token, SIM_TOKEN_LEN) == 0)
+                break; /* two devices with one token: the first keeps it */
+        }
+        if (idx->slots[h] == 0)
+            idx->slots[h] = i + 1;
+    }
+    return count;
+}
+
+/* The device holding token, or (size_t)-1. */
+static size_t token_index_find(const struct token_index *idx, const struct sim_push_token *tokens,
+                               const unsigned char token[SIM_TOKEN_LEN])
+{
+    for (size_t h = token_hash(token) & idx->mask; idx->slots[h] != 0; h = (h + 1) & idx->mask) {
+        if (memcmp(tokens[idx->slots[h] - 1].token, token, SIM_TOKEN_LEN) == 0)
+            return idx->slots[h] - 1;
+    }
+    return (size_t)-1;
+}
+
+/* Follows the push log like tail -f. */
+struct push_tail {
+    const char *path;
+    int fd; /* -1: the file does not exist (yet) */
+    dev_t dev;
+    ino_t ino;
+    off_t offset; /* bytes of the current file read so far */
+    char line[SIM_PUSH_LINE_MAX + 1];
+    size_t len;
+    bool overlong; /* the current line outgrew line[]; it is skipped up to its newline */
+    double next_check;
+};
+
+/* before(arg) runs once per chunk read, before its lines; line(arg, ...) for each line. */
+struct push_tail_handler {
+    void (*before)(void *arg);
+    void (*line)(void *arg, char *line, size_t len, bool overlong);
+    void *arg;
+};
+
+/* Opens the log if it exists: at its end, or at its start with from_start. */
+static bool tail_start(struct push_tail *t, const char *path, bool from_start)
+{
+    struct stat st;
+
+    memset(t, 0, sizeof(*t));
+    t->path = path;
+    t->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (t->fd < 0) {
+        if (errno == ENOENT)
+            return true; /* when it appears, all of it is new */
+        fprintf(stderr, "vouch-sim: opening %s: %s\n", path, strerror(errno));
+        return false;
+    }
+    if (fstat(t->fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        fprintf(stderr, "vouch-sim: %s is not a regular file\n", path);
+        close(t->fd);
+        t->fd = -1;
+        return false;
+    }
+    t->dev = st.st_dev;
+    t->ino = st.st_ino;
+    if (!from_start) {
+        t->offset = lseek(t->fd, 0, SEEK_END);
+        if (t->offset < 0) {
+            fprintf(stderr, "vouch-sim: seeking %s: %s\n", path, strerror(errno));
+            close(t->fd);
+            t->fd = -1;
+            return false;
+        }
+    }
+    return true;
+}
+
+static void tail_stop(struct push_tail *t)
+{
+    if (t->fd >= 0)
+        close(t->fd);
+    t->fd = -1;
+}
+
+/* (Re)opens the file at path from its start; false when it is not there. */
+static bool tail_reopen(struct push_tail *t)
+{
+    struct stat st;
+    int fd = open(t->path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return false;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return false;
+    }
+    tail_stop(t);
+    t->fd = fd;
+    t->dev = st.st_dev;
+    t->ino = st.st_ino;
+    t->offset = 0;
+    t->len = 0; /* a partial line of the old file never ends */
+    t->overlong = false;
+    return true;
+}
+
+/* Reads what was appended and hands each complete line to fn; looks for a replaced or
+ * truncated file now and then. Returns the number of bytes read, -1 on a read error. */
+static long tail_poll(struct push_tail *t, const struct push_tail_handler *h)
+{
+    char buf[65536];
+    long total = 0;
+    double now = now_seconds();
+
+    if (t->fd < 0) {
+        if (now < t->next_check)
+            return 0;
+        t->next_check = now + SIM_TAIL_CHECK_MS / 1000.0;
+        if (!tail_reopen(t))
+            return 0;
+    }
+    while (total < 1024L * 1024L) {
+        ssize_t n = read(t->fd, buf, sizeof(buf));
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            fprintf(stderr, "vouch-sim: reading %s: %s\n", t->path, strerror(errno));
+            return -1;
+        }
+        if (n == 0)
+            break;
+        t->offset += n;
+        total += n;
+        h->before(h->arg);
+        for (ssize_t k = 0; k < n; k++) {
+            if (buf[k] == '\n') {
+                t->line[t->len] = '\0';
+                h->line(h->arg, t->line, t->len, t->overlong);
+                t->len = 0;
+                t->overlong = false;
+            } else if (t->len < SIM_PUSH_LINE_MAX) {
+                t->line[t->len++] = buf[k];
+            } else {
+                t->overlong = true;
+            }
+        }
+    }
+    if (total == 0 && now >= t->next_check) {
+        struct stat st;
+
+        t->next_check = now + SIM_TAIL_CHECK_MS / 1000.0;
+        if (stat(t->path, &st) == 0) {
+            if (st.st_dev != t->dev || st.st_ino != t->ino) {
+                tail_reopen(t); /* replaced (rotated): the old one was read to its end */
+            } else if (st.st_size < t->offset) {
+                fprintf(stderr, "vouch-sim: %s was truncated; reading it from the start\n",
+                        t->path);
+                if (lseek(t->fd, 0, SEEK_SET) == 0) {
+                    t->offset = 0;
+                    t->len = 0;
+                    t->overlong = false;
+                }
+            }
+        }
+    }
+    return total;
+}
+
+static volatile sig_atomic_t serve_signal;
+
+static void serve_on_signal(int sig)
+{
+    serve_signal = sig;
+}
+
+/* The main thread's view of a serve run. */
+struct serve_ctx {
+    const struct sim_options *opt;
+    struct sim_run *run;
+    struct serve_pool *pool;
+    struct sim_push_token *tokens;
+    struct sim_store_stamp stamp;
+    struct token_index index;
+    unsigned char *bad_magic; /* devices pushed with a wrong PushMagic */
+    struct serve_counts counts;
+    struct sim_stats stats; /* the main thread's own: protocol and local errors */
+    double last_push;
+    bool failed; /* a local failure that ends the run */
+};
+
+static void serve_fail(struct serve_ctx *sc, const struct sim_device *dev, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* One diagnostic line (counted against SIM_SHOWN_FAILURES like device_fail()). */
+static void serve_fail(struct serve_ctx *sc, const struct sim_device *dev, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    unsigned long shown = atomic_fetch_add(&failures_shown, 1);
+
+    atomic_fetch_add(&sc->run->failures, 1);
+    if (shown > SIM_SHOWN_FAILURES)
+        return;
+    if (shown == SIM_SHOWN_FAILURES) {
+        fprintf(stderr, "vouch-sim: further failures are counted but not shown\n");
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (dev != NULL)
+        fprintf(stderr, "vouch-sim: device %lu %s: push: %s\n", dev->index, dev->udid, msg);
+    else
+        fprintf(stderr, "vouch-sim: push: %s\n", msg);
+}
+
+/* Reloads DIR/tokens.tsv when it changed (a re-enrollment gave devices new tokens). Runs
+ * before each chunk of the push log is handled: pushes were appended after it was read, so a
+ * token a re-enrollment retired before the push is never taken for its old device. */
+static void serve_reload_tokens(void *arg)
+{
+    struct serve_ctx *sc = arg;
+    struct sim_store_stamp stamp;
+    size_t skipped = 0;
+    size_t count;
+    char err[512];
+
+    if (!sim_store_tokens_changed(sc->opt->dir, &sc->stamp))
+        return;
+    if (!sim_store_tokens_load(sc->opt->dir, sc->run->fleet, sc->tokens, sc->run->ndevices,
+                               &skipped, &stamp, err, sizeof(err))) {
+        /* A half-written file cannot be seen (writers rename), so this one is broken. */
+        fprintf(stderr, "vouch-sim: reloading the push tokens: %s\n", err);
+        sc->stats.local_errors++;
+        sc->failed = true;
+        return;
+    }
+    sc->stamp = stamp;
+    count = token_index_build(&sc->index, sc->tokens, sc->run->ndevices);
+    if (count == (size_t)-1) {
+        fprintf(stderr, "vouch-sim: out of memory\n");
+        sc->stats.local_errors++;
+        sc->failed = true;
+        return;
+    }
+    sc->counts.devices_with_tokens = count;
+    if (!sc->opt->quiet)
+        fprintf(stderr, "vouch-sim: serve: reloaded %s/%s: %zu devices with push tokens\n",
+                sc->opt->dir, SIM_STORE_TOKENS_FILE, count);
+}
+
+/* One line of the push log: "<token hex> <push magic>". */
+static void serve_line(void *arg, char *line, size_t len, bool overlong)
+{
+    struct serve_ctx *sc = arg;
+    const struct sim_options *opt = sc->opt;
+    struct serve_pool *pool = sc->pool;
+    unsigned char token[SIM_TOKEN_LEN];
+    const char *magic;
+    char *space;
+    size_t i;
+
+    if (sc->failed || (opt->expect_pushes_set && sc->counts.pushes_handled >= opt->expect_pushes))
+        return; /* past the point where serve stops */
+    while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == ' ' || line[len - 1] == '\t'))
+        line[--len] = '\0';
+    if (len == 0 && !overlong)
+        return;
+    sc->counts.pushes_seen++;
+    sc->last_push = now_seconds();
+    space = memchr(line, ' ', len);
+    if (overlong || space == NULL || space == line) {
+        sc->counts.pushes_malformed++;
+        if (sc->counts.pushes_malformed <= 5)
+            fprintf(stderr, "vouch-sim: %s: not \"<token> <magic>\": %.80s%s\n", opt->pushes, line,
+                    overlong || len > 80 ? "..." : "");
+        return;
+    }
+    *space = '\0';
+    magic = space + 1;
+    if (!sim_store_token_parse(line, (size_t)(space - line), token)) {
+        sc->counts.pushes_unknown++;
+        return;
+    }
+    i = token_index_find(&sc->index, sc->tokens, token);
+    if (i == (size_t)-1) {
+        sc->counts.pushes_unknown++;
+        return;
+    }
+    sc->counts.pushes_handled++;
+    if (strcmp(magic, sc->tokens[i].push_magic) != 0) {
+        /* A real device drops it silently; for a test that is a server bug. */
+        sc->counts.pushes_bad_magic++;
+        sc->stats.protocol_errors++;
+        sc->bad_magic[i] = 1;
+        serve_fail(sc, &sc->run->fleet->devices[i],
+                   "pushed with PushMagic '%.60s', but its TokenUpdate sent '%s'", magic,
+                   sc->tokens[i].push_magic);
+        return;
+    }
+    pthread_mutex_lock(&pool->lock);
+    switch ((enum serve_dev_state)pool->dstate[i]) {
+    case SERVE_IDLE:
+        serve_enqueue(pool, i);
+        break;
+    case SERVE_RUNNING:
+        pool->dstate[i] = SERVE_RUNNING_AGAIN;
+        break;
+    case SERVE_QUEUED:
+    case SERVE_RUNNING_AGAIN:
+        sc->counts.pushes_coalesced++;
+        break;
+    }
+    pthread_mutex_unlock(&pool->lock);
+}
+
+/* Follows the push log until a stop condition; returns what stopped it. */
+static const char *serve_loop(struct serve_ctx *sc, struct push_tail *tail, double t0)
+{
+    const struct sim_options *opt = sc->opt;
+    struct serve_pool *pool = sc->pool;
+    double last_progress = t0;
+    unsigned long shown_seen = 0;
+    unsigned long shown_requests = 0;
+    const struct push_tail_handler handler = {serve_reload_tokens, serve_line, sc};
+
+    sc->last_push = t0;
+    for (;;) {
+        long got;
+        bool idle;
+        double now;
+
+        if (serve_signal != 0)
+            return serve_signal == SIGINT ? "SIGINT" : "SIGTERM";
+        got = tail_poll(tail, &handler);
+        if (got < 0 || sc->failed) {
+            sc->stats.local_errors += got < 0;
+            sc->failed = true;
+            return "error";
+        }
+        now = now_seconds();
+        pthread_mutex_lock(&pool->lock);
+        idle = pool->queued == 0 && pool->running == 0;
+        pthread_mutex_unlock(&pool->lock);
+        if (opt->expect_pushes_set && sc->counts.pushes_handled >= opt->expect_pushes && idle)
+            return "expect-pushes";
+        if (opt->max_seconds > 0 && now - t0 >= (double)opt->max_seconds)
+            return "max-seconds";
+        if (opt->idle_exit > 0 && idle && now - sc->last_push >= (double)opt->idle_exit)
+            return "idle-exit";
+        if (!opt->quiet && now - last_progress >= SIM_PROGRESS_INTERVAL &&
+            (sc->counts.pushes_seen != shown_seen ||
+             atomic_load(&sc->run->requests) != shown_requests)) {
+            last_progress = now;
+            shown_seen = sc->counts.pushes_seen;
+            shown_requests = atomic_load(&sc->run->requests);
+            fprintf(stderr,
+                    "vouch-sim: serve: %lu pushes (%lu ours, %lu unknown), %zu sessions ended, "
+                    "%lu requests, %lu failures\n",
+                    shown_seen, sc->counts.pushes_handled, sc->counts.pushes_unknown,
+                    atomic_load(&sc->run->done), shown_requests, atomic_load(&sc->run->failures));
+        }
+        if (got == 0)
+            sleep_ms(SIM_TAIL_POLL_MS);
+    }
+}
+
+static int cmd_serve(const struct sim_options *opt)
+{
+    struct sim_fleet fleet;
+    struct sim_run run;
+    struct serve_pool pool;
+    struct serve_ctx sc;
+    struct push_tail tail;
+    struct sim_worker *workers = NULL;
+    struct sim_stats total;
+    struct fake_apple *apple = NULL;
+    struct fake_apple *apple_other = NULL;
+    struct sigaction sa;
+    sigset_t block;
+    sigset_t old_mask;
+    unsigned nworkers = 0;
+    unsigned started = 0;
+    double t0 = now_seconds();
+    char err[512];
+    int rc = SIM_EXIT_FAIL;
+    bool http_ready = false;
+    bool pool_ready = false;
+    bool tail_ready = false;
+    size_t count;
+
+    memset(&run, 0, sizeof(run));
+    memset(&pool, 0, sizeof(pool));
+    memset(&sc, 0, sizeof(sc));
+    memset(&total, 0, sizeof(total));
+    if (!fleet_open(opt, &fleet))
+        return SIM_EXIT_FAIL;
+    run.opt = opt;
+    run.fleet = &fleet;
+    run.phase = PHASE_CONNECT;
+    run.last_phase = true;
+    run.serving = true;
+    if (!sessions_prepare(opt, &fleet, &run, &apple, &apple_other))
+        goto out;
+    run.ndevices = opt->devices_set ? opt->devices : fleet.count;
+    if (opt->swap_identities && run.ndevices < 2) {
+        fprintf(stderr, "vouch-sim: --swap-identities needs at least 2 devices\n");
+        goto out;
+    }
+    sc.opt = opt;
+    sc.run = &run;
+    sc.pool = &pool;
+    sc.tokens = tokens_load(opt, &fleet, run.ndevices, &sc.stamp);
+    if (sc.tokens == NULL)
+        goto out;
+    run.state = calloc(run.ndevices, 1);
+    sc.bad_magic = calloc(run.ndevices, 1);
+    pool.run = &run;
+    pool.queue = calloc(run.ndevices, sizeof(*pool.queue));
+    pool.dstate = calloc(run.ndevices, 1);
+    count = token_index_build(&sc.index, sc.tokens, run.ndevices);
+    if (run.state == NULL || sc.bad_magic == NULL || pool.queue == NULL || pool.dstate == NULL ||
+        count == (size_t)-1) {
+        fprintf(stderr, "vouch-sim: out of memory\n");
+        goto out;
+    }
+    sc.counts.devices_with_tokens = count;
+    if (count == 0)
+        fprintf(stderr,
+                "vouch-sim: no device in %s has a push token yet (vouch-sim enroll sends "
+                "them); every push counts as unknown until %s/%s has them\n",
+                opt->dir, opt->dir, SIM_STORE_TOKENS_FILE);
+    if (pthread_mutex_init(&pool.lock, NULL) != 0 || pthread_cond_init(&pool.wake, NULL) != 0) {
+        fprintf(stderr, "vouch-sim: cannot create the pool's lock\n");
+        goto out;
+    }
+    pool_ready = true;
+    if (!sim_http_global_init(err, sizeof(err))) {
+        fprintf(stderr, "vouch-sim: %s\n", err);
+        goto out;
+    }
+    http_ready = true;
+    nworkers = opt->concurrency < run.ndevices ? opt->concurrency : (unsigned)run.ndevices;
+    workers = workers_new(&run, nworkers, apple, apple_other);
+    if (workers == NULL)
+        goto out;
+    if (!tail_start(&tail, opt->pushes, opt->from_start))
+        goto out;
+    tail_ready = true;
+
+    /* SIGINT and SIGTERM stop serve cleanly; only the main thread takes them. */
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = serve_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &block, &old_mask);
+    atomic_store(&run.workers_left, nworkers);
+    for (; started < nworkers; started++) {
+        int prc;
+
+        workers[started].pool = &pool;
+        prc = pthread_create(&workers[started].thread, NULL, serve_worker_main, &workers[started]);
+        if (prc != 0) {
+            fprintf(stderr, "vouch-sim: starting worker %u: %s\n", started, strerror(prc));
+            break;
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+    if (started == 0)
+        goto out;
+
+    fprintf(stderr,
+            "vouch-sim: serve: ready, following %s from byte %lld%s (%zu devices, %zu with push "
+            "tokens, %u workers)\n",
+            opt->pushes, (long long)tail.offset, tail.fd < 0 ? " once it exists" : "", run.ndevices,
+            count, started);
+    sc.counts.stopped_by = serve_loop(&sc, &tail, t0);
+
+    pthread_mutex_lock(&pool.lock);
+    pool.stopping = true;
+    while (pool.queued > 0) { /* only after max-seconds, a signal or an error */
+        pool.dstate[pool.queue[pool.head]] = SERVE_IDLE;
+        pool.head = (pool.head + 1) % run.ndevices;
+        pool.queued--;
+        pool.dropped++;
+    }
+    pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.lock);
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(workers[i].thread, NULL);
+    sc.counts.sessions_dropped = pool.dropped;
+    if (pool.dropped > 0)
+        fprintf(stderr, "vouch-sim: serve: stopped (%s) with %lu pushed sessions not run\n",
+                sc.counts.stopped_by, pool.dropped);
+
+    for (unsigned i = 0; i < nworkers; i++)
+        stats_merge(&total, &workers[i].stats);
+    stats_merge(&total, &sc.stats);
+    total.failed_devices = 0;
+    for (size_t i = 0; i < run.ndevices; i++)
+        total.failed_devices += (run.state[i] & DEV_FAILED) != 0 || sc.bad_magic[i] != 0;
+    if (opt->expect_pushes_set && sc.counts.pushes_handled < opt->expect_pushes)
+        fprintf(stderr, "vouch-sim: serve: expected %lu pushes to %s's devices, got %lu (%s)\n",
+                opt->expect_pushes, opt->dir, sc.counts.pushes_handled, sc.counts.stopped_by);
+    print_summary(opt, run.ndevices, 0, &total, &sc.counts, now_seconds() - t0);
+    rc = total.failed_devices == 0 && total.local_errors == 0 && !sc.failed &&
+                 (!opt->expect_pushes_set || sc.counts.pushes_handled >= opt->expect_pushes)
+             ? SIM_EXIT_OK
+             : SIM_EXIT_FAIL;
+out:
+    if (tail_ready)
+        tail_stop(&tail);
+    workers_free(workers, nworkers);
+    if (pool_ready) {
+        pthread_mutex_destroy(&pool.lock);
+        pthread_cond_destroy(&pool.wake);
+    }
+    fake_apple_free(apple);
+    fake_apple_free(apple_other);
+    free(pool.queue);
+    free(pool.dstate);
+    free(sc.index.slots);
+    free(sc.bad_magic);
+    free(sc.tokens);
     free(run.state);
     if (http_ready)
         sim_http_global_cleanup();
@@ -2007,6 +2900,7 @@ int main(int argc, char **argv)
     opt.rounds = 1;
     opt.max_commands = SIM_DEFAULT_MAX_COMMANDS;
     opt.timeout = SIM_DEFAULT_TIMEOUT;
+    opt.idle_exit = SIM_DEFAULT_IDLE_EXIT;
     rc = parse_options(&opt, argc - 1, argv + 1);
     if (rc < 0)
         return SIM_EXIT_OK;
@@ -2022,6 +2916,10 @@ int main(int argc, char **argv)
         return cmd_list(&opt);
     case MODE_ANSWER:
         return cmd_answer(&opt);
+    case MODE_TOKENS:
+        return cmd_tokens(&opt);
+    case MODE_SERVE:
+        return cmd_serve(&opt);
     default:
         return cmd_network(&opt);
     }
