@@ -12,7 +12,7 @@ build=${VOUCH_BUILD_DIR:-$repo/build}
 
 packages=(meson ninja-build pkg-config gcc libevent-dev libcurl4-openssl-dev libnghttp2-dev
           libssl-dev libplist-dev libpq-dev libcmocka-dev postgresql postgresql-client openssl
-          python3 python3-cryptography libplist-utils)
+          python3 python3-cryptography python3-h2 libplist-utils curl nghttp2-client)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -52,6 +52,20 @@ for t in "$build"/tests/unit/test_*; do
     passed=$((passed + p))
     failed=$((failed + f))
 done
+
+echo "== tool tests (meson suites: apns stand-in, simulator, stand-in Apple PKI)"
+meson_out=$(meson test -C "$build" --suite apns --suite sim --suite lib --print-errorlogs 2>&1) || true
+printf '%s\n' "$meson_out" | grep -E '^ *[0-9]+/[0-9]+ ' || true
+p=$(printf '%s\n' "$meson_out" | sed -n 's/^Ok: *\([0-9]*\).*/\1/p' | tail -1)
+f=$(printf '%s\n' "$meson_out" | sed -n 's/^Fail: *\([0-9]*\).*/\1/p' | tail -1)
+t=$(printf '%s\n' "$meson_out" | sed -n 's/^Timeout: *\([0-9]*\).*/\1/p' | tail -1)
+if [ -z "$p" ]; then
+    echo "meson test did not run:"
+    printf '%s\n' "$meson_out" | tail -20
+    f=1
+fi
+passed=$((passed + ${p:-0}))
+failed=$((failed + ${f:-0} + ${t:-0}))
 
 echo "== integration tests"
 export VOUCH_BUILD_DIR=$build
