@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/pkcs12.h>
+#include <openssl/provider.h>
 #include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,6 +113,16 @@ bool apns_cert_from_pem(struct apns_cert *out, const char *cert_text, size_t cer
 bool apns_cert_from_pkcs12(struct apns_cert *out, const unsigned char *data, size_t len,
                            const char *password, char *err, size_t err_size)
 {
+    /* Keychain Access exports PKCS#12 with RC2-40 and 3DES, which OpenSSL 3 reads only with its
+     * legacy provider. Loaded once, beside the default one (loading any provider explicitly
+     * stops the default from loading implicitly). */
+    static bool providers_loaded;
+    if (!providers_loaded) {
+        providers_loaded = true;
+        if (OSSL_PROVIDER_load(NULL, "default") == NULL ||
+            OSSL_PROVIDER_load(NULL, "legacy") == NULL)
+            ERR_clear_error(); /* modern files still open */
+    }
     const unsigned char *p = data;
     PKCS12 *p12 = d2i_PKCS12(NULL, &p, (long)len);
     X509 *cert = NULL;

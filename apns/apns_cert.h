@@ -18,7 +18,7 @@
 struct apns_cert {
     char topic[APNS_TOPIC_MAX + 1];
     time_t not_after;
-    char *cert_pem; /* the certificate (and any chain) */
+    char *cert_pem; /* the certificate (the leaf) */
     size_t cert_pem_len;
     char *key_pem; /* the private key, unencrypted PKCS#8 */
     size_t key_pem_len;

@@ -392,29 +392,31 @@ static char *nullable_array_literal(const char *const *items, size_t count)
 }
 
 static const char sql_push_results[] =
-    "SELECT vouch_push_results($1, $2, $3, $4, $5::timestamptz[])";
+    "SELECT vouch_push_results($1, $2, $3, $4, $5, $6::timestamptz[])";
 
 void db_push_results(struct db_pool *pool, const struct db_push_result *results, size_t count,
                      db_result_fn *cb, void *arg)
 {
-    const char **columns = malloc(5 * count * sizeof(*columns) + 1);
+    enum { COLUMNS = 6 };
+    const char **columns = malloc(COLUMNS * count * sizeof(*columns) + 1);
     if (columns == NULL)
         log_fatal("out of memory");
     for (size_t i = 0; i < count; i++) {
         columns[i] = results[i].udid;
-        columns[count + i] = results[i].result;
-        columns[2 * count + i] = results[i].apns_id;
-        columns[3 * count + i] = results[i].reason;
-        columns[4 * count + i] = results[i].dead_at;
+        columns[count + i] = results[i].token_hex;
+        columns[2 * count + i] = results[i].result;
+        columns[3 * count + i] = results[i].apns_id;
+        columns[4 * count + i] = results[i].reason;
+        columns[5 * count + i] = results[i].dead_at;
     }
-    char *arrays[5];
-    for (size_t k = 0; k < 5; k++)
+    char *arrays[COLUMNS];
+    struct db_param params[COLUMNS];
+    for (size_t k = 0; k < COLUMNS; k++) {
         arrays[k] = nullable_array_literal(columns + k * count, count);
-    const struct db_param params[] = {text_param(arrays[0]), text_param(arrays[1]),
-                                      text_param(arrays[2]), text_param(arrays[3]),
-                                      text_param(arrays[4])};
-    db_query(pool, sql_push_results, params, 5, false, cb, arg);
-    for (size_t k = 0; k < 5; k++)
+        params[k] = text_param(arrays[k]);
+    }
+    db_query(pool, sql_push_results, params, COLUMNS, false, cb, arg);
+    for (size_t k = 0; k < COLUMNS; k++)
         free(arrays[k]);
     free(columns);
 }

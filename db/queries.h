@@ -139,9 +139,11 @@ bool db_decode_push_target(const PGresult *res, int row, const char **udid,
     __attribute__((warn_unused_result));
 
 /* A batch of push answers: result is an apns_outcome_name(); apns_id, reason may be NULL;
- * dead_at is RFC 3339 or NULL. */
+ * dead_at is RFC 3339 (with milliseconds) or NULL, and kills token_hex only if it is still the
+ * device's token. */
 struct db_push_result {
     const char *udid;
+    const char *token_hex; /* the token pushed */
     const char *result;
     const char *apns_id;
     const char *reason;

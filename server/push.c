@@ -10,7 +10,6 @@
 #include <time.h>
 
 #include "apns.h"
-#include "attest_json.h"
 #include "log.h"
 #include "queries.h"
 #include "vouchd.h"
@@ -34,6 +33,7 @@ struct waiter {
 struct entry {
     struct entry *next; /* in its bucket */
     struct push_service *ps;
+    char token_hex[2 * APNS_TOKEN_MAX + 1]; /* the token pushed: a 410 kills this one only */
     struct waiter *waiters;
     bool sent; /* handed to APNs (else its lookup found no token) */
     char udid[];
@@ -55,7 +55,7 @@ struct lookup {
 };
 
 struct pending_result {
-    char *udid, *result, *apns_id, *reason, *dead_at;
+    char *udid, *token_hex, *result, *apns_id, *reason, *dead_at;
 };
 
 struct push_service {
@@ -168,13 +168,15 @@ static void flush_results(struct push_service *ps)
         log_fatal("out of memory");
     for (size_t i = 0; i < count; i++) {
         const struct pending_result *p = &ps->results[i];
-        rows[i] = (struct db_push_result){p->udid, p->result, p->apns_id, p->reason, p->dead_at};
+        rows[i] = (struct db_push_result){p->udid, p->token_hex, p->result, p->apns_id, p->reason,
+                                          p->dead_at};
     }
     ps->flushing = true;
     db_push_results(ps->srv->db, rows, count, results_written, ps);
     for (size_t i = 0; i < count; i++) {
         struct pending_result *p = &ps->results[i];
         free(p->udid);
+        free(p->token_hex);
         free(p->result);
         free(p->apns_id);
         free(p->reason);
@@ -198,9 +200,23 @@ static char *dup_or_null(const char *s)
     return d;
 }
 
-static void record_result(struct push_service *ps, const char *udid,
+/* RFC 3339 with milliseconds: a 410's time is compared with the last TokenUpdate's. */
+static void format_ms(int64_t ms, char out[32])
+{
+    time_t seconds = (time_t)(ms / 1000);
+    struct tm tm;
+    char base[21];
+    if (gmtime_r(&seconds, &tm) == NULL || strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
+        out[0] = '\0';
+        return;
+    }
+    snprintf(out, 32, "%s.%03dZ", base, (int)(ms % 1000));
+}
+
+static void record_result(struct push_service *ps, const struct entry *e,
                           const struct apns_response *r)
 {
+    const char *udid = e->udid;
     if (ps->result_count >= RESULT_BATCH)
         flush_results(ps);
     if (ps->result_count == ps->result_capacity) {
@@ -218,12 +234,16 @@ static void record_result(struct push_service *ps, const char *udid,
         ps->result_capacity = capacity;
     }
     struct pending_result *p = &ps->results[ps->result_count++];
-    char dead_at[21] = "";
-    if (r->outcome == APNS_UNREGISTERED)
-        attest_json_format_time(r->timestamp_ms > 0 ? (time_t)(r->timestamp_ms / 1000)
-                                                    : time(NULL),
-                                dead_at);
+    char dead_at[32] = "";
+    if (r->outcome == APNS_UNREGISTERED) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        format_ms(r->timestamp_ms > 0 ? r->timestamp_ms
+                                      : (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000,
+                  dead_at);
+    }
     p->udid = dup_or_null(udid);
+    p->token_hex = dup_or_null(e->token_hex);
     p->result = dup_or_null(apns_outcome_name(r->outcome));
     p->apns_id = dup_or_null(r->apns_id);
     p->reason = dup_or_null(r->reason);
@@ -251,7 +271,7 @@ static void apns_done(void *arg, const struct apns_response *r)
     if (r->outcome != APNS_DELIVERED)
         log_info("push to %s: %s (%d %s) after %u attempt(s)", e->udid,
                  apns_outcome_name(r->outcome), r->http_status, r->reason, r->attempts);
-    record_result(ps, e->udid, r);
+    record_result(ps, e, r);
     entry_finish(ps, e, apns_outcome_name(r->outcome),
                  r->outcome == APNS_DELIVERED ? r->apns_id : r->reason);
 }
@@ -271,6 +291,8 @@ static void targets_found(void *arg, enum db_outcome outcome, const PGresult *re
             if (e == NULL || e->sent)
                 continue;
             e->sent = true;
+            for (size_t k = 0; k < token_len && k < APNS_TOKEN_MAX; k++)
+                snprintf(e->token_hex + 2 * k, 3, "%02x", token[k]);
             apns_client_push(ps->apns, token, token_len, magic, apns_done, e);
         }
     }
@@ -402,6 +424,7 @@ void push_service_free(struct push_service *ps)
     }
     for (size_t i = 0; i < ps->result_count; i++) {
         free(ps->results[i].udid);
+        free(ps->results[i].token_hex);
         free(ps->results[i].result);
         free(ps->results[i].apns_id);
         free(ps->results[i].reason);

@@ -20,10 +20,10 @@ LANGUAGE sql STABLE AS $$
       AND e.push_magic IS NOT NULL AND e.token_dead_at IS NULL
 $$;
 
--- Records a batch of push answers. A 410 marks the token dead unless a TokenUpdate came after
--- the time APNs gave.
-CREATE FUNCTION vouch_push_results(p_udids text[], p_results text[], p_apns_ids text[],
-                                   p_reasons text[], p_dead_at timestamptz[])
+-- Records a batch of push answers. A 410 marks the token dead, unless it is no longer the
+-- device's token or a TokenUpdate came after the time APNs gave.
+CREATE FUNCTION vouch_push_results(p_udids text[], p_tokens text[], p_results text[],
+                                   p_apns_ids text[], p_reasons text[], p_dead_at timestamptz[])
 RETURNS void LANGUAGE sql AS $$
     UPDATE enrollments e SET
         last_push_at = now(),
@@ -31,11 +31,12 @@ RETURNS void LANGUAGE sql AS $$
         last_push_apns_id = r.apns_id,
         last_push_reason = r.reason,
         token_dead_at = CASE WHEN r.result = 'unregistered'
+                              AND e.push_token = decode(r.token, 'hex')
                               AND (e.token_updated_at IS NULL
                                    OR e.token_updated_at < coalesce(r.dead_at, now()))
                              THEN coalesce(r.dead_at, now()) ELSE e.token_dead_at END
-    FROM unnest(p_udids, p_results, p_apns_ids, p_reasons, p_dead_at)
-         AS r(udid, result, apns_id, reason, dead_at)
+    FROM unnest(p_udids, p_tokens, p_results, p_apns_ids, p_reasons, p_dead_at)
+         AS r(udid, token, result, apns_id, reason, dead_at)
     WHERE e.udid = r.udid
 $$;
 
@@ -43,7 +44,7 @@ $$;
 CREATE FUNCTION vouch_push_retry_due(p_limit integer) RETURNS TABLE (udid text)
 LANGUAGE sql STABLE AS $$
     SELECT e.udid FROM enrollments e
-    WHERE e.last_push_result = 'transient' AND e.last_push_at < now() - interval '60 seconds'
+    WHERE e.last_push_result = 'transient' AND e.last_push_at < now() - interval '30 seconds'
       AND e.enabled AND e.token_dead_at IS NULL
       AND EXISTS (SELECT 1 FROM command_queue q WHERE q.udid = e.udid)
     ORDER BY e.last_push_at LIMIT p_limit
