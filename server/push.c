@@ -20,7 +20,21 @@
 #define RESULT_FLUSH_MS 50
 #define RETRY_SWEEP_S 30
 #define RETRY_SWEEP_LIMIT 1000
-#define LOOKUP_BATCH 1000
+
+/* APNs' documented reasons: metric labels come from this table only, never from the network. */
+static const char *const apns_reasons[] = {
+    "BadCollapseId", "BadDeviceToken", "BadExpirationDate", "BadMessageId", "BadPriority",
+    "BadTopic", "DeviceTokenNotForTopic", "DuplicateHeaders", "IdleTimeout", "InvalidPushType",
+    "MissingDeviceToken", "MissingTopic", "PayloadEmpty", "TopicDisallowed", "BadCertificate",
+    "BadCertificateEnvironment", "ExpiredProviderToken", "Forbidden", "InvalidProviderToken",
+    "MissingProviderToken", "BadPath", "MethodNotAllowed", "ExpiredToken", "Unregistered",
+    "PayloadTooLarge", "TooManyProviderTokenUpdates", "TooManyRequests", "InternalServerError",
+    "ServiceUnavailable", "Shutdown",
+};
+#define REASON_COUNT (sizeof(apns_reasons) / sizeof(apns_reasons[0]))
+#define REASON_OTHER REASON_COUNT          /* an answer with another or no reason */
+#define REASON_CONNECTION (REASON_COUNT + 1) /* no answer: connection, TLS, GOAWAY, timeout */
+
 
 /* Someone waiting for a device's push: slot index of a batch. */
 struct waiter {
@@ -69,7 +83,19 @@ struct push_service {
     struct event flush_timer, sweep_timer;
     bool certificate_refused;
     uint64_t by_outcome[5], no_token, coalesced, requested;
+    uint64_t by_reason[REASON_COUNT + 2]; /* final answers other than 200 */
 };
+
+static size_t reason_index(const struct apns_response *r)
+{
+    if (r->http_status == 0)
+        return REASON_CONNECTION;
+    for (size_t i = 0; i < REASON_COUNT; i++) {
+        if (strcmp(r->reason, apns_reasons[i]) == 0)
+            return i;
+    }
+    return REASON_OTHER;
+}
 
 static uint32_t hash_udid(const char *s)
 {
@@ -261,6 +287,8 @@ static void apns_done(void *arg, const struct apns_response *r)
     struct entry *e = arg;
     struct push_service *ps = e->ps;
     ps->by_outcome[r->outcome]++;
+    if (r->outcome != APNS_DELIVERED)
+        ps->by_reason[reason_index(r)]++;
     if (r->outcome == APNS_FORBIDDEN && !ps->certificate_refused) {
         ps->certificate_refused = true;
         log_error("APNs refused the push certificate (403 %s): renew or replace apns_cert",
@@ -454,6 +482,15 @@ void push_service_render_metrics(const struct push_service *ps, struct evbuffer 
     for (int i = 0; i < 5; i++)
         evbuffer_add_printf(out, "vouch_pushes_total{outcome=\"%s\"} %" PRIu64 "\n",
                             apns_outcome_name((enum apns_outcome)i), ps->by_outcome[i]);
+    evbuffer_add_printf(out, "# HELP vouch_push_failures_total Pushes that ended without "
+                             "delivery, by APNs reason.\n# TYPE vouch_push_failures_total counter\n");
+    for (size_t i = 0; i < REASON_COUNT + 2; i++) {
+        const char *reason = i < REASON_COUNT ? apns_reasons[i]
+                             : i == REASON_OTHER ? "other" : "connection";
+        if (ps->by_reason[i] != 0)
+            evbuffer_add_printf(out, "vouch_push_failures_total{reason=\"%s\"} %" PRIu64 "\n",
+                                reason, ps->by_reason[i]);
+    }
     evbuffer_add_printf(out,
                         "vouch_pushes_total{outcome=\"no_token\"} %" PRIu64 "\n"
                         "# TYPE vouch_push_requests_total counter\n"
