@@ -1,6 +1,7 @@
 #include "attest.h"
 
 #include <openssl/asn1.h>
+#include <openssl/asn1t.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -99,7 +100,14 @@ void attest_verifier_free(struct attest_verifier *v)
     free(v);
 }
 
+static bool time_to_time_t(const ASN1_TIME *t, time_t *out);
+
 static bool asn1_time_to_time_t(const ASN1_TIME *t, time_t *out)
+{
+    return time_to_time_t(t, out);
+}
+
+static bool time_to_time_t(const ASN1_TIME *t, time_t *out)
 {
     struct tm tm;
     if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
@@ -194,15 +202,15 @@ static bool read_value(const struct apple_oid *oid, const unsigned char *data, s
     return true;
 }
 
-static bool read_properties(X509 *leaf, struct attest_properties *props)
+static bool read_extensions(const STACK_OF(X509_EXTENSION) *exts, struct attest_properties *props)
 {
     memset(props, 0, sizeof(*props));
     props->sip_enabled = -1;
     props->third_party_kexts_allowed = -1;
     bool seen[sizeof(apple_oids) / sizeof(apple_oids[0])] = {false};
-    int count = X509_get_ext_count(leaf);
+    int count = sk_X509_EXTENSION_num(exts);
     for (int i = 0; i < count; i++) {
-        X509_EXTENSION *ext = X509_get_ext(leaf, i);
+        X509_EXTENSION *ext = sk_X509_EXTENSION_value(exts, i);
         const ASN1_OBJECT *obj = X509_EXTENSION_get_object(ext);
         const unsigned char *oid = OBJ_get0_data(obj);
         size_t oid_len = OBJ_length(obj);
@@ -239,6 +247,11 @@ static X509 *parse_der(const uint8_t *der, size_t len)
     return cert;
 }
 
+static bool read_properties(X509 *leaf, struct attest_properties *props)
+{
+    return read_extensions(X509_get0_extensions(leaf), props);
+}
+
 static bool read_leaf(X509 *leaf, struct attest_properties *props, time_t *not_before,
                       time_t *not_after)
 {
@@ -258,14 +271,6 @@ bool attest_read_leaf(const uint8_t *der, size_t len, struct attest_properties *
 }
 
 /* ---- the chain ---- */
-
-/* As OpenSSL's path validation decides it (X509_cmp_time), so that a cached intermediate gives
- * the verdict the full path would: valid from notBefore, expired at notAfter. */
-static bool valid_at(X509 *cert, time_t t)
-{
-    return ASN1_TIME_cmp_time_t(X509_get0_notBefore(cert), t) <= 0 &&
-           ASN1_TIME_cmp_time_t(X509_get0_notAfter(cert), t) > 0;
-}
 
 static const struct verified_intermediate *cache_find(const struct attest_verifier *v,
                                                       const uint8_t sha256[32], time_t t)
@@ -307,37 +312,149 @@ static void cache_add(struct attest_verifier *v, X509 *intermediate, X509 *root,
     v->cache_next = (v->cache_next + 1) % CACHE_SIZE;
 }
 
-/* Critical extensions path validation understands on a leaf; any other one sends the answer
- * down the full path, which refuses it. */
-static bool only_known_critical_extensions(X509 *leaf)
+/*
+ * The cached path. Once an intermediate is known to chain to a root, what path validation would
+ * still check is the leaf's own signature, its validity, its issuer's name, and its extensions.
+ * Parsing the leaf with d2i_X509 would also decode its public key, and OpenSSL 3.0 builds a P-384
+ * group for that every time (about a seventh of the signature check), for a key the verdict never
+ * uses. So the leaf is read with templates of its own that keep the key opaque, and only leaves of
+ * Apple's exact shape take this path: version 3, matching signature algorithms, no extensions but
+ * basicConstraints, keyUsage and Apple's (each once, each decodable). Anything else goes the full
+ * way through d2i_X509 and X509_verify_cert, which give the verdict; the unit tests compare both.
+ *
+ * OpenSSL's ASN.1 template macros need typedef names; these two are the only typedefs here.
+ */
+typedef struct attest_tbs_st {
+    ASN1_INTEGER *version;
+    ASN1_INTEGER *serial;
+    X509_ALGOR *signature;
+    X509_NAME *issuer;
+    X509_VAL *validity;
+    X509_NAME *subject;
+    ASN1_TYPE *key; /* SubjectPublicKeyInfo, not decoded */
+    ASN1_BIT_STRING *issuer_uid;
+    ASN1_BIT_STRING *subject_uid;
+    STACK_OF(X509_EXTENSION) *extensions;
+    ASN1_ENCODING enc; /* the bytes as received: what the signature covers */
+} ATTEST_TBS;
+
+typedef struct attest_leaf_st {
+    ATTEST_TBS *tbs;
+    X509_ALGOR *signature_algorithm;
+    ASN1_BIT_STRING *signature;
+} ATTEST_LEAF;
+
+ASN1_SEQUENCE_enc(ATTEST_TBS, enc, 0) = {
+    ASN1_EXP_OPT(ATTEST_TBS, version, ASN1_INTEGER, 0),
+    ASN1_SIMPLE(ATTEST_TBS, serial, ASN1_INTEGER),
+    ASN1_SIMPLE(ATTEST_TBS, signature, X509_ALGOR),
+    ASN1_SIMPLE(ATTEST_TBS, issuer, X509_NAME),
+    ASN1_SIMPLE(ATTEST_TBS, validity, X509_VAL),
+    ASN1_SIMPLE(ATTEST_TBS, subject, X509_NAME),
+    ASN1_SIMPLE(ATTEST_TBS, key, ASN1_ANY),
+    ASN1_IMP_OPT(ATTEST_TBS, issuer_uid, ASN1_BIT_STRING, 1),
+    ASN1_IMP_OPT(ATTEST_TBS, subject_uid, ASN1_BIT_STRING, 2),
+    ASN1_EXP_SEQUENCE_OF_OPT(ATTEST_TBS, extensions, X509_EXTENSION, 3),
+} static_ASN1_SEQUENCE_END_ref(ATTEST_TBS, ATTEST_TBS)
+
+ASN1_SEQUENCE(ATTEST_LEAF) = {
+    ASN1_SIMPLE(ATTEST_LEAF, tbs, ATTEST_TBS),
+    ASN1_SIMPLE(ATTEST_LEAF, signature_algorithm, X509_ALGOR),
+    ASN1_SIMPLE(ATTEST_LEAF, signature, ASN1_BIT_STRING),
+} static_ASN1_SEQUENCE_END(ATTEST_LEAF)
+
+static bool is_oid(const ASN1_OBJECT *obj, const unsigned char *der, size_t len)
+{
+    const unsigned char *data = OBJ_get0_data(obj);
+    return data != NULL && OBJ_length(obj) == len && memcmp(data, der, len) == 0;
+}
+
+/* Apple's shape, as described above; false sends the leaf down the full path. */
+static bool leaf_has_apple_shape(const ATTEST_LEAF *leaf)
 {
     static const unsigned char basic_constraints[] = {0x55, 0x1d, 0x13};
     static const unsigned char key_usage[] = {0x55, 0x1d, 0x0f};
-    static const unsigned char ext_key_usage[] = {0x55, 0x1d, 0x25};
-    int count = X509_get_ext_count(leaf);
-    for (int i = 0; i < count; i++) {
-        X509_EXTENSION *ext = X509_get_ext(leaf, i);
-        if (!X509_EXTENSION_get_critical(ext))
-            continue;
+    const ATTEST_TBS *tbs = leaf->tbs;
+    if (tbs->version == NULL || ASN1_INTEGER_get(tbs->version) != 2 || tbs->issuer_uid != NULL ||
+        tbs->subject_uid != NULL || X509_ALGOR_cmp(tbs->signature, leaf->signature_algorithm) != 0 ||
+        tbs->key == NULL || tbs->key->type != V_ASN1_SEQUENCE)
+        return false;
+    bool seen_bc = false, seen_ku = false;
+    for (int i = 0; i < sk_X509_EXTENSION_num(tbs->extensions); i++) {
+        X509_EXTENSION *ext = sk_X509_EXTENSION_value(tbs->extensions, i);
         const ASN1_OBJECT *obj = X509_EXTENSION_get_object(ext);
         const unsigned char *oid = OBJ_get0_data(obj);
-        if (oid == NULL || OBJ_length(obj) != 3 ||
-            (memcmp(oid, basic_constraints, 3) != 0 && memcmp(oid, key_usage, 3) != 0 &&
-             memcmp(oid, ext_key_usage, 3) != 0))
+        if (is_oid(obj, basic_constraints, 3)) {
+            BASIC_CONSTRAINTS *bc = X509V3_EXT_d2i(ext);
+            bool ok = !seen_bc && bc != NULL && !bc->ca;
+            BASIC_CONSTRAINTS_free(bc);
+            if (!ok)
+                return false;
+            seen_bc = true;
+            continue;
+        }
+        if (is_oid(obj, key_usage, 3)) {
+            ASN1_BIT_STRING *ku = X509V3_EXT_d2i(ext);
+            bool ok = !seen_ku && ku != NULL;
+            ASN1_BIT_STRING_free(ku);
+            if (!ok)
+                return false;
+            seen_ku = true;
+            continue;
+        }
+        /* Apple's own extensions are never critical. */
+        if (oid == NULL || OBJ_length(obj) != sizeof(apple_arc_der) + 2 ||
+            memcmp(oid, apple_arc_der, sizeof(apple_arc_der)) != 0 ||
+            X509_EXTENSION_get_critical(ext))
             return false;
     }
     return true;
 }
 
-/* The leaf under an intermediate that was verified to a root before: what path validation would
- * still check is the leaf's own signature, validity, issuer (name, key identifier, extensions:
- * X509_check_issued) and critical extensions. */
-static bool verify_leaf_under_cached(const struct verified_intermediate *e, X509 *leaf, time_t t)
+enum cached_path { CACHED_VERIFIED, CACHED_NOT_TAKEN };
+
+static bool time_to_time_t(const ASN1_TIME *t, time_t *out);
+
+/* CACHED_VERIFIED, with the leaf's properties filled, when the leaf is of Apple's shape and
+ * verifies under an intermediate verified before; otherwise CACHED_NOT_TAKEN (nothing filled)
+ * and the full path gives the verdict, failures included, so that a refusal always reads the
+ * same whatever the cache holds. */
+static enum cached_path verify_by_cache(struct attest_verifier *v, const struct attest_input *in,
+                                        struct attest_verdict *out)
 {
+    uint8_t sha256[32];
+    const struct verified_intermediate *e;
+    if (in->cert_count != 2 ||
+        EVP_Digest(in->certs[1], in->cert_lens[1], sha256, NULL, v->sha256, NULL) != 1 ||
+        (e = cache_find(v, sha256, in->verify_time)) == NULL)
+        return CACHED_NOT_TAKEN;
+    const unsigned char *p = in->certs[0];
+    ATTEST_LEAF *leaf = (ATTEST_LEAF *)ASN1_item_d2i(NULL, &p, (long)in->cert_lens[0],
+                                                     ASN1_ITEM_rptr(ATTEST_LEAF));
+    enum cached_path result = CACHED_NOT_TAKEN;
+    if (leaf == NULL || p != in->certs[0] + in->cert_lens[0] || !leaf_has_apple_shape(leaf) ||
+        !read_extensions(leaf->tbs->extensions, &out->properties) ||
+        !time_to_time_t(leaf->tbs->validity->notBefore, &out->not_before) ||
+        !time_to_time_t(leaf->tbs->validity->notAfter, &out->not_after))
+        goto out;
+    /* Valid from notBefore, expired at notAfter: as X509_cmp_time counts in path validation. */
+    bool valid = ASN1_TIME_cmp_time_t(leaf->tbs->validity->notBefore, in->verify_time) <= 0 &&
+                 ASN1_TIME_cmp_time_t(leaf->tbs->validity->notAfter, in->verify_time) > 0;
     EVP_PKEY *key = X509_get0_pubkey(e->cert);
-    return key != NULL && X509_check_issued(e->cert, leaf) == X509_V_OK &&
-           (X509_get_extension_flags(leaf) & (EXFLAG_INVALID | EXFLAG_CRITICAL)) == 0 &&
-           valid_at(leaf, t) && X509_verify(leaf, key) == 1;
+    if (key != NULL && valid &&
+        X509_NAME_cmp(leaf->tbs->issuer, X509_get_subject_name(e->cert)) == 0 &&
+        ASN1_item_verify(ASN1_ITEM_rptr(ATTEST_TBS), leaf->signature_algorithm, leaf->signature,
+                         leaf->tbs, key) == 1)
+        result = CACHED_VERIFIED;
+out:
+    ASN1_item_free((ASN1_VALUE *)leaf, ASN1_ITEM_rptr(ATTEST_LEAF));
+    if (result == CACHED_NOT_TAKEN) {
+        memset(&out->properties, 0, sizeof(out->properties));
+        out->properties.sip_enabled = -1;
+        out->properties.third_party_kexts_allowed = -1;
+    }
+    ERR_clear_error();
+    return result;
 }
 
 /* certs[1..] may be NULL when certs[1] is a cached intermediate (then only its bytes were
@@ -346,13 +463,6 @@ static bool verify_chain(struct attest_verifier *v, X509 **certs, const uint8_t 
                          const size_t *der_lens, size_t count, time_t t, bool *parse_error)
 {
     *parse_error = false;
-    if (count == 2 && only_known_critical_extensions(certs[0])) {
-        uint8_t sha256[32];
-        const struct verified_intermediate *e;
-        if (EVP_Digest(ders[1], der_lens[1], sha256, NULL, v->sha256, NULL) == 1 &&
-            (e = cache_find(v, sha256, t)) != NULL)
-            return verify_leaf_under_cached(e, certs[0], t);
-    }
     for (size_t i = 1; i < count; i++) {
         if (certs[i] == NULL && (certs[i] = parse_der(ders[i], der_lens[i])) == NULL) {
             *parse_error = true;
@@ -444,23 +554,29 @@ void attest_verify(struct attest_verifier *v, const struct attest_input *in,
             return;
         }
     }
-    /* The leaf now; the intermediates only when they are not already known (verify_chain). */
-    certs[0] = parse_der(in->certs[0], in->cert_lens[0]);
-    if (certs[0] == NULL ||
-        EVP_Digest(in->certs[0], in->cert_lens[0], out->leaf_sha256, NULL, v->sha256, NULL) !=
-            1 ||
-        !read_leaf(certs[0], &out->properties, &out->not_before, &out->not_after)) {
+    if (EVP_Digest(in->certs[0], in->cert_lens[0], out->leaf_sha256, NULL, v->sha256, NULL) !=
+        1) {
         fail(out, ATTEST_REASON_MALFORMED);
-        goto out;
+        return;
     }
-    out->leaf_parsed = true;
-
-    bool parse_error;
-    if (!verify_chain(v, certs, in->certs, in->cert_lens, count, in->verify_time,
-                      &parse_error)) {
-        out->leaf_parsed = !parse_error;
-        fail(out, parse_error ? ATTEST_REASON_MALFORMED : ATTEST_REASON_UNTRUSTED_CHAIN);
-        goto out;
+    if (verify_by_cache(v, in, out) == CACHED_VERIFIED) {
+        out->leaf_parsed = true;
+    } else {
+        /* The full path: the leaf, then the intermediates, then X509_verify_cert. */
+        certs[0] = parse_der(in->certs[0], in->cert_lens[0]);
+        if (certs[0] == NULL ||
+            !read_leaf(certs[0], &out->properties, &out->not_before, &out->not_after)) {
+            fail(out, ATTEST_REASON_MALFORMED);
+            goto out;
+        }
+        out->leaf_parsed = true;
+        bool parse_error;
+        if (!verify_chain(v, certs, in->certs, in->cert_lens, count, in->verify_time,
+                          &parse_error)) {
+            out->leaf_parsed = !parse_error;
+            fail(out, parse_error ? ATTEST_REASON_MALFORMED : ATTEST_REASON_UNTRUSTED_CHAIN);
+            goto out;
+        }
     }
 
     const struct attest_properties *p = &out->properties;
