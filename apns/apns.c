@@ -46,6 +46,7 @@ struct retired_cert {
 
 struct socket_watch {
     struct event ev;
+    short kind; /* what ev watches now */
 };
 
 struct apns_client {
@@ -104,16 +105,19 @@ static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *s
         }
         return 0;
     }
+    short kind = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) |
+                         ((what & CURL_POLL_OUT) ? EV_WRITE : 0) | EV_PERSIST);
     if (w == NULL) {
         w = calloc(1, sizeof(*w));
         if (w == NULL)
             log_fatal("out of memory");
         curl_multi_assign(c->multi, s, w);
+    } else if (w->kind == kind) {
+        return 0; /* curl repeats itself once per transfer on a shared connection */
     } else {
         event_del(&w->ev);
     }
-    short kind = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) |
-                         ((what & CURL_POLL_OUT) ? EV_WRITE : 0) | EV_PERSIST);
+    w->kind = kind;
     event_assign(&w->ev, c->base, s, kind, socket_event_cb, c);
     event_add(&w->ev, NULL);
     return 0;
