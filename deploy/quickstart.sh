@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Vouch in a minute, on one Debian 12 machine: installs what is missing, builds, starts a
-# private PostgreSQL under .vouch/ (git-ignored), runs vouchd on 127.0.0.1:8080 with a freshly
-# generated test identity CA, enrolls a simulated fleet of 20 devices whose attestations are
-# signed by a stand-in Apple hierarchy, lets them answer the attestation request vouchd queues at
-# enrollment, sends them a DeviceInformation command, then shows what vouchd knows.
+# private PostgreSQL under .vouch/ (git-ignored) and a stand-in APNs, runs vouchd on
+# 127.0.0.1:8080 with a freshly generated test identity CA, enrolls a simulated fleet of 20
+# devices whose attestations are signed by a stand-in Apple hierarchy; vouchd pushes them, they
+# wake up, answer the attestation request queued at enrollment and a DeviceInformation command;
+# then it shows what vouchd knows.
 #
 # Usage: deploy/quickstart.sh [--once] [--devices N]
 #   --once   stop everything after the demonstration instead of waiting for Ctrl-C
@@ -30,7 +31,7 @@ url=http://$listen
 
 packages=(meson ninja-build pkg-config gcc libevent-dev libcurl4-openssl-dev libnghttp2-dev
           libssl-dev libplist-dev libpq-dev libcmocka-dev postgresql postgresql-client openssl
-          python3 curl)
+          python3 curl python3-cryptography)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -49,16 +50,21 @@ ninja -C "$build" >/dev/null
 vouchd=$build/server/vouchd
 vouchctl=$build/cli/vouchctl
 sim=$build/tests/sim/vouch-sim
+standin=$build/tests/apns/apns-standin
 
 mkdir -p "$state"
 vouchd_pid=
+standin_pid=
+serve_pid=
 cleanup() {
     trap - EXIT INT TERM
     echo "== stopping"
-    if [ -n "$vouchd_pid" ] && kill -0 "$vouchd_pid" 2>/dev/null; then
-        kill -TERM "$vouchd_pid"
-        wait "$vouchd_pid" 2>/dev/null || true
-    fi
+    for pid in $serve_pid $vouchd_pid $standin_pid; do
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -TERM "$pid"
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
     /usr/bin/python3 "$repo/tests/lib/pg.py" stop "$state/pg" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT INT TERM
@@ -73,6 +79,21 @@ fi
 echo "== test identity CA in $state/sim"
 "$sim" init-ca --dir "$state/sim" >/dev/null
 
+echo "== stand-in APNs (HTTP/2 over TLS, client certificate required) in $state/apns"
+[ -s "$state/apns/push.pem" ] || "$repo/tests/apns/make-certs.sh" "$state/apns" >/dev/null 2>&1
+topic=$(cat "$state/apns/topic")
+: >"$state/apns/pushes.log"
+"$standin" --listen 127.0.0.1:0 --control 127.0.0.1:0 --cert "$state/apns/server.pem" \
+    --key "$state/apns/server.key" --client-ca "$state/apns/push-ca.pem" \
+    --notify-dir "$state/apns" >"$state/apns/ready" 2>"$state/apns/standin.log" &
+standin_pid=$!
+for _ in $(seq 100); do
+    grep -q ready "$state/apns/ready" 2>/dev/null && break
+    sleep 0.05
+done
+apns_listen=$(sed -n 's/.*listen=\([^ ]*\).*/\1/p' "$state/apns/ready")
+[ -n "$apns_listen" ] || { echo "apns-standin did not start"; cat "$state/apns/standin.log"; exit 1; }
+
 token_file=$state/admin_token
 [ -s "$token_file" ] || openssl rand -hex 24 >"$token_file"
 token=$(cat "$token_file")
@@ -85,6 +106,11 @@ identity_ca = $state/sim/ca.pem
 # The simulator's stand-in for Apple's attestation hierarchy (Apple's Sub CA is not public).
 attestation_roots = $state/sim/apple-root.pem
 admin_token = $token
+# Pushes go to the stand-in with a push certificate made for it (topic $topic).
+apns_url = https://$apns_listen
+apns_cert = $state/apns/push.pem
+apns_key = $state/apns/push.key
+apns_ca = $state/apns/ca.pem
 CONF
 
 echo "== starting vouchd on $listen (log: $state/vouchd.log)"
@@ -100,10 +126,15 @@ curl -sf "$url/healthz" >/dev/null || { echo "vouchd did not become healthy"; ta
 export VOUCH_URL=$url VOUCH_ADMIN_TOKEN=$token
 
 echo "== enrolling $devices simulated devices (Authenticate + TokenUpdate, signed with Mdm-Signature)"
-"$sim" enroll --url "$url" --dir "$state/sim" --devices "$devices"
+"$sim" enroll --url "$url" --dir "$state/sim" --devices "$devices" --topic "$topic"
 
-echo "== the devices connect and answer the attestation request each enrollment queued"
-"$sim" connect --url "$url" --dir "$state/sim" --quiet >/dev/null
+# Like real devices, the simulated ones connect only when APNs pushes them: each enrollment's
+# attestation request was pushed, and so will be the command queued below.
+echo "== the devices wake up when pushed: they answer the attestation request each enrollment queued"
+"$sim" serve --url "$url" --dir "$state/sim" --devices "$devices" --quiet --from-start \
+    --pushes "$state/apns/pushes.log" --expect-pushes $((2 * devices)) --max-seconds 120 \
+    >"$state/serve.json" 2>"$state/serve.log" &
+serve_pid=$!
 
 echo "== queueing DeviceInformation for every device"
 udids=$("$vouchctl" --json devices | /usr/bin/python3 -c 'import json,sys; print(",".join(d["udid"] for d in json.load(sys.stdin)))')
@@ -128,8 +159,10 @@ PLIST
 IFS=, read -r -a udid_list <<<"$udids"
 "$vouchctl" enqueue "${udid_list[@]}" --file "$state/device-information.plist" >/dev/null
 
-echo "== the devices connect (Idle), run the command and report Acknowledged"
-"$sim" connect --url "$url" --dir "$state/sim"
+echo "== vouchd pushes them; each connects (Idle), runs the command and reports Acknowledged"
+wait "$serve_pid" || { echo "vouch-sim serve failed:"; tail -20 "$state/serve.log"; exit 1; }
+serve_pid=
+cat "$state/serve.json"
 
 echo
 echo "== what vouchd knows (vouchctl devices)"
