@@ -53,6 +53,15 @@ for t in "$build"/tests/unit/test_*; do
     failed=$((failed + f))
 done
 
+echo "== house rules"
+if tests/check-banned.sh; then
+    echo "check-banned: 1 passed, 0 failed"
+    passed=$((passed + 1))
+else
+    echo "check-banned: 0 passed, 1 failed"
+    failed=$((failed + 1))
+fi
+
 echo "== tool tests (meson suites: apns stand-in, simulator, stand-in Apple PKI)"
 meson_out=$(meson test -C "$build" --suite apns --suite sim --suite lib --print-errorlogs 2>&1) || true
 printf '%s\n' "$meson_out" | grep -E '^ *[0-9]+/[0-9]+ ' || true

@@ -1962,9 +1962,13 @@ static void test_cache_eviction(void **state)
     }
     char *all = malloc(total);
     assert_non_null(all);
-    all[0] = '\0';
-    for (size_t i = 0; i < H; i++)
-        strcat(all, pems[i]);
+    size_t used = 0;
+    for (size_t i = 0; i < H; i++) {
+        size_t n = strlen(pems[i]);
+        memcpy(all + used, pems[i], n);
+        used += n;
+    }
+    all[used] = '\0';
     struct attest_verifier *v = new_verifier(all);
     struct request r = default_request();
     struct attest_verdict out;

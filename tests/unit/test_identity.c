@@ -719,7 +719,7 @@ static void test_cert_header_encoding(void **state)
     char *b64 = base64(longer, der_len + 3);
     char *h = malloc(strlen(b64) + 3);
     assert_non_null(h);
-    sprintf(h, ":%s:", b64);
+    snprintf(h, strlen(b64) + 3, ":%s:", b64);
     check_cert_header(h, IDENTITY_BAD_ENCODING);
     free(h);
     free(b64);
@@ -727,7 +727,7 @@ static void test_cert_header_encoding(void **state)
     b64 = base64(der, der_len - 5);
     h = malloc(strlen(b64) + 3);
     assert_non_null(h);
-    sprintf(h, ":%s:", b64);
+    snprintf(h, strlen(b64) + 3, ":%s:", b64);
     check_cert_header(h, IDENTITY_BAD_ENCODING);
     free(h);
     free(b64);

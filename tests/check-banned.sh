@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# House rule (../shared/STYLE.md, after curl): no unbounded or error-blind C library calls.
+# Prints each use and exits 1 if there is any.
+cd "$(dirname "$0")/.." || exit 2
+if grep -rnE '\b(sprintf|vsprintf|strcpy|strcat|strncat|atoi|atol|atoll|gets|strtok)\s*\(' \
+    --include='*.c' --include='*.h' server apns db cli tests bench; then
+    echo "banned calls found: use snprintf, memcpy with a length, strtol with checks" >&2
+    exit 1
+fi
+exit 0
