@@ -462,33 +462,46 @@ out:
 
 /* ---- commands ---- */
 
+/*
+ * GET /v1/devices/{udid}/<suffix>, which answers a JSON array of `what`. With --json the array is
+ * printed here; an empty one gets a note. *list is set only when there are rows for a table.
+ */
+static int device_array_get(struct ctl *ctl, const char *suffix, const char *what,
+                            struct json_doc **doc, const struct json_value **list)
+{
+    char *path = udid_path(ctl, ctl->args[0], suffix);
+    *list = NULL;
+    if (path == NULL)
+        return fail_nomem();
+    int rc = api_call(ctl, "GET", path, NULL, 0, NULL, 0, doc, NULL);
+    const struct json_value *array = rc == CTL_EXIT_OK ? json_doc_root(*doc) : NULL;
+    if (rc != CTL_EXIT_OK) {
+        /* reported by api_call */
+    } else if (json_value_type(array) != JSON_ARRAY) {
+        char expected[64];
+        snprintf(expected, sizeof(expected), "a JSON array of %s", what);
+        rc = unexpected_shape(ctl, path, expected);
+    } else if (ctl->json) {
+        rc = print_json(array);
+    } else if (json_array_length(array) == 0) {
+        fprintf(stderr, "no %s for this device\n", what);
+    } else {
+        *list = array;
+    }
+    free(path);
+    return rc;
+}
+
 int cmd_commands(struct ctl *ctl)
 {
     static const char *const headers[] = {"COMMAND UUID", "REQUEST TYPE", "STATUS", "QUEUED AT",
                                           "RESULT AT"};
     struct json_doc *doc = NULL;
     struct table *table = NULL;
-    char *path = udid_path(ctl, ctl->args[0], "/commands");
-    int rc;
-
-    if (path == NULL)
-        return fail_nomem();
-    rc = api_call(ctl, "GET", path, NULL, 0, NULL, 0, &doc, NULL);
-    if (rc != CTL_EXIT_OK)
+    const struct json_value *list;
+    int rc = device_array_get(ctl, "/commands", "commands", &doc, &list);
+    if (rc != CTL_EXIT_OK || list == NULL)
         goto out;
-    const struct json_value *list = json_doc_root(doc);
-    if (json_value_type(list) != JSON_ARRAY) {
-        rc = unexpected_shape(ctl, path, "a JSON array of commands");
-        goto out;
-    }
-    if (ctl->json) {
-        rc = print_json(list);
-        goto out;
-    }
-    if (json_array_length(list) == 0) {
-        fprintf(stderr, "no commands for this device\n");
-        goto out;
-    }
     table = table_new(sizeof(headers) / sizeof(*headers), headers);
     if (table == NULL) {
         rc = fail_nomem();
@@ -512,7 +525,6 @@ int cmd_commands(struct ctl *ctl)
 out:
     table_free(table);
     json_doc_free(doc);
-    free(path);
     return rc;
 }
 
@@ -1102,27 +1114,10 @@ int cmd_attestations(struct ctl *ctl)
                                           "REQUEST REASON", "GENERATED", "OS"};
     struct json_doc *doc = NULL;
     struct table *table = NULL;
-    char *path = udid_path(ctl, ctl->args[0], "/attestations");
-    int rc;
-
-    if (path == NULL)
-        return fail_nomem();
-    rc = api_call(ctl, "GET", path, NULL, 0, NULL, 0, &doc, NULL);
-    if (rc != CTL_EXIT_OK)
+    const struct json_value *list;
+    int rc = device_array_get(ctl, "/attestations", "attestations", &doc, &list);
+    if (rc != CTL_EXIT_OK || list == NULL)
         goto out;
-    const struct json_value *list = json_doc_root(doc);
-    if (json_value_type(list) != JSON_ARRAY) {
-        rc = unexpected_shape(ctl, path, "a JSON array of attestations");
-        goto out;
-    }
-    if (ctl->json) {
-        rc = print_json(list);
-        goto out;
-    }
-    if (json_array_length(list) == 0) {
-        fprintf(stderr, "no attestations for this device\n");
-        goto out;
-    }
     table = table_new(sizeof(headers) / sizeof(*headers), headers);
     if (table == NULL) {
         rc = fail_nomem();
@@ -1159,7 +1154,6 @@ int cmd_attestations(struct ctl *ctl)
 out:
     table_free(table);
     json_doc_free(doc);
-    free(path);
     return rc;
 }
 
