@@ -2,6 +2,7 @@
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +39,7 @@ struct db_conn {
     unsigned backoff_ms;
     struct db_job *job;   /* in flight while CONN_BUSY */
     PGresult *result;
+    bool listener;        /* the pool's LISTEN connection: never given queries */
 };
 
 struct db_pool {
@@ -49,11 +51,16 @@ struct db_pool {
     struct db_job *wait_head, *wait_tail;
     unsigned waiting;
     uint64_t queries, failures, reconnects;
+    struct db_conn *listener; /* NULL until db_listen() */
+    char *listen_sql;
+    db_notify_fn *notify_cb;
+    void *notify_arg;
 };
 
 static void conn_connect(struct db_conn *conn);
 static void conn_io_cb(evutil_socket_t fd, short what, void *arg);
 static void pool_dispatch(struct db_pool *pool);
+static void conn_flush(struct db_conn *conn);
 
 static void job_free(struct db_job *job)
 {
@@ -162,6 +169,18 @@ static void conn_ready(struct db_conn *conn)
         log_info("database connection %u is up", conn->index);
     conn->backoff_ms = RECONNECT_MIN_MS;
     conn->state = CONN_IDLE;
+    if (conn->listener) {
+        /* Its LISTEN's answer is drained like any input on an idle connection. Whatever was
+         * notified while it was down is lost: the caller hears "look again" now. */
+        if (!PQsendQuery(conn->pg, conn->pool->listen_sql)) {
+            conn_broken(conn, "cannot send LISTEN");
+            return;
+        }
+        conn_flush(conn);
+        if (conn->state == CONN_IDLE)
+            conn->pool->notify_cb(conn->pool->notify_arg);
+        return;
+    }
     /* Watch an idle socket too, so a server that goes away is noticed before the next query. */
     conn_watch(conn, EV_READ | EV_PERSIST, NULL);
     pool_dispatch(conn->pool);
@@ -249,8 +268,18 @@ static void conn_read(struct db_conn *conn)
         PGresult *res;
         while (!PQisBusy(conn->pg) && (res = PQgetResult(conn->pg)) != NULL)
             PQclear(res);
-        if (PQstatus(conn->pg) != CONNECTION_OK)
+        if (PQstatus(conn->pg) != CONNECTION_OK) {
             conn_broken(conn, "the database closed the connection");
+            return;
+        }
+        bool notified = false;
+        PGnotify *n;
+        while ((n = PQnotifies(conn->pg)) != NULL) {
+            notified = true;
+            PQfreemem(n);
+        }
+        if (notified && conn->listener)
+            conn->pool->notify_cb(conn->pool->notify_arg);
         return;
     }
     while (!PQisBusy(conn->pg)) {
@@ -410,10 +439,37 @@ struct db_pool *db_pool_new(struct event_base *base, const char *conninfo, unsig
     return pool;
 }
 
+void db_listen(struct db_pool *pool, const char *channel, db_notify_fn *cb, void *arg)
+{
+    size_t size = strlen(channel) + 16;
+    pool->listen_sql = malloc(size);
+    pool->listener = calloc(1, sizeof(*pool->listener));
+    if (pool->listen_sql == NULL || pool->listener == NULL)
+        log_fatal("out of memory");
+    snprintf(pool->listen_sql, size, "LISTEN %s", channel);
+    pool->notify_cb = cb;
+    pool->notify_arg = arg;
+    struct db_conn *conn = pool->listener;
+    conn->pool = pool;
+    conn->index = pool->size;
+    conn->listener = true;
+    conn->backoff_ms = RECONNECT_MIN_MS;
+    evtimer_assign(&conn->retry, pool->base, conn_retry_cb, conn);
+    conn_connect(conn);
+}
+
 void db_pool_free(struct db_pool *pool)
 {
     if (pool == NULL)
         return;
+    if (pool->listener != NULL) {
+        if (pool->listener->io_assigned)
+            event_del(&pool->listener->io);
+        evtimer_del(&pool->listener->retry);
+        PQfinish(pool->listener->pg);
+        free(pool->listener);
+        free(pool->listen_sql);
+    }
     for (unsigned i = 0; i < pool->size; i++) {
         struct db_conn *conn = &pool->conns[i];
         if (conn->io_assigned)

@@ -106,19 +106,22 @@ enum db_verdict db_decode_verdict(const PGresult *res)
 
 static const char sql_report[] =
     "SELECT outcome, result_stored, next_command_uuid, next_body, request_nonce, older_nonces,"
-    " enrolled_serial, enrolled_os_version FROM vouch_report($1, $2, $3, $4, $5, $6::json)";
+    " enrolled_serial, enrolled_os_version, clock::bigint"
+    " FROM vouch_report($1, $2, $3, $4, $5, $6::json, $7, $8)";
 
 void db_report(struct db_pool *pool, const char *udid, const struct db_cert *cert,
                const char *status, const char *command_uuid, const uint8_t *report,
-               size_t report_len, const char *verdict_json, db_result_fn *cb, void *arg)
+               size_t report_len, const char *os_version, const char *build_version,
+               const char *verdict_json, db_result_fn *cb, void *arg)
 {
     const struct db_param params[] = {
         text_param(udid),   bytes_param(cert->sha256, DB_CERT_HASH_LEN),
         text_param(status), text_param(command_uuid),
         bytes_param(report, report_len), text_param(verdict_json),
+        text_param(os_version), text_param(build_version),
     };
     /* Binary results: the next command's body comes back as raw bytes, not hex. */
-    db_query(pool, sql_report, params, 6, true, cb, arg);
+    db_query(pool, sql_report, params, 8, true, cb, arg);
 }
 
 /* A binary-format column: NULL for SQL NULL. */
@@ -134,7 +137,7 @@ static const uint8_t *binary_value(const PGresult *res, int col, size_t *len)
 bool db_decode_report(const PGresult *res, struct db_report_outcome *out)
 {
     memset(out, 0, sizeof(*out));
-    if (PQntuples(res) != 1 || PQnfields(res) != 8 || PQgetisnull(res, 0, 0))
+    if (PQntuples(res) != 1 || PQnfields(res) != 9 || PQgetisnull(res, 0, 0))
         return false;
     const char *outcome = PQgetvalue(res, 0, 0);
     if (strcmp(outcome, "attestation_context") == 0) {
@@ -144,6 +147,13 @@ bool db_decode_report(const PGresult *res, struct db_report_outcome *out)
         out->older_nonces = binary_value(res, 5, &out->older_nonces_len);
         out->enrolled_serial = (const char *)binary_value(res, 6, &len);
         out->enrolled_os_version = (const char *)binary_value(res, 7, &len);
+        const uint8_t *clock = binary_value(res, 8, &len);
+        if (clock == NULL || len != 8)
+            return false;
+        uint64_t be = 0;
+        for (size_t i = 0; i < 8; i++)
+            be = be << 8 | clock[i];
+        out->clock = (int64_t)be;
         return out->request_nonce != NULL;
     }
     out->verdict = verdict_parse(outcome);
@@ -472,4 +482,90 @@ bool db_decode_count(const PGresult *res, int64_t *count)
 {
     return PQntuples(res) == 1 && PQnfields(res) == 1 && !PQgetisnull(res, 0, 0) &&
            parse_int64(PQgetvalue(res, 0, 0), count);
+}
+
+static const char sql_set_policy[] =
+    "SELECT vouch_set_policy(make_interval(secs => $1::bigint), make_interval(secs => $2::bigint),"
+    " make_interval(secs => $3::bigint), make_interval(secs => $4::bigint), $5::integer,"
+    " $6::integer, make_interval(secs => $7::bigint))";
+
+void db_set_policy(struct db_pool *pool, const struct db_policy *policy, db_result_fn *cb,
+                   void *arg)
+{
+    char v[7][24];
+    const uint64_t values[7] = {policy->max_age,       policy->min_interval,
+                                policy->mean_interval, policy->info_interval,
+                                policy->rate_limit,    policy->retry_limit,
+                                policy->retry_delay};
+    struct db_param params[7];
+    for (size_t i = 0; i < 7; i++) {
+        snprintf(v[i], sizeof(v[i]), "%llu", (unsigned long long)values[i]);
+        params[i] = text_param(v[i]);
+    }
+    db_query(pool, sql_set_policy, params, 7, false, cb, arg);
+}
+
+static const char sql_scheduler_tick[] =
+    "SELECT udid, kind, reason FROM vouch_scheduler_tick($1, $2, $3, $4, $5, $6::integer)";
+
+void db_scheduler_tick(struct db_pool *pool, const struct db_attest_request *requests,
+                       size_t count, const char *info_command_uuid, const uint8_t *info_body,
+                       size_t info_body_len, unsigned info_limit, db_result_fn *cb, void *arg)
+{
+    const char **uuids = malloc(count * sizeof(*uuids) + 1);
+    if (uuids == NULL)
+        log_fatal("out of memory");
+    for (size_t i = 0; i < count; i++)
+        uuids[i] = requests[i].command_uuid;
+    char *uuid_array = array_literal(uuids, count);
+    char *body_array = bytea_array_literal(requests, count, true);
+    char *nonce_array = bytea_array_literal(requests, count, false);
+    char limit[16];
+    snprintf(limit, sizeof(limit), "%u", info_limit);
+    const struct db_param params[] = {
+        text_param(uuid_array),        text_param(body_array),
+        text_param(nonce_array),       text_param(info_command_uuid),
+        bytes_param(info_body, info_body_len), text_param(limit),
+    };
+    db_query(pool, sql_scheduler_tick, params, 6, false, cb, arg);
+    free(uuid_array);
+    free(body_array);
+    free(nonce_array);
+    free(uuids);
+}
+
+bool db_decode_tick_row(const PGresult *res, int row, const char **udid, const char **kind,
+                        const char **reason)
+{
+    if (row >= PQntuples(res) || PQnfields(res) != 3 || PQgetisnull(res, row, 0) ||
+        PQgetisnull(res, row, 1))
+        return false;
+    *udid = PQgetvalue(res, row, 0);
+    *kind = PQgetvalue(res, row, 1);
+    *reason = PQgetisnull(res, row, 2) ? NULL : PQgetvalue(res, row, 2);
+    return true;
+}
+
+static const char sql_scheduler_next[] =
+    "SELECT attest_due, info_due, due_in, budget FROM vouch_scheduler_next($1::integer)";
+
+void db_scheduler_next(struct db_pool *pool, unsigned limit, db_result_fn *cb, void *arg)
+{
+    char text[16];
+    snprintf(text, sizeof(text), "%u", limit);
+    const struct db_param params[] = {text_param(text)};
+    db_query(pool, sql_scheduler_next, params, 1, false, cb, arg);
+}
+
+bool db_decode_scheduler_next(const PGresult *res, struct db_scheduler_next *out)
+{
+    if (PQntuples(res) != 1 || PQnfields(res) != 4 || PQgetisnull(res, 0, 0) ||
+        PQgetisnull(res, 0, 1) || PQgetisnull(res, 0, 3))
+        return false;
+    out->attest_due = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
+    out->info_due = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+    out->anything_planned = !PQgetisnull(res, 0, 2);
+    out->due_in = out->anything_planned ? strtod(PQgetvalue(res, 0, 2), NULL) : 0;
+    out->budget = (int)strtol(PQgetvalue(res, 0, 3), NULL, 10);
+    return true;
 }

@@ -80,7 +80,8 @@ enum db_verdict db_decode_verdict(const PGresult *res);
  * calls again with the verdict (see vouch_report in db/migrations/0001_schema.sql). */
 void db_report(struct db_pool *pool, const char *udid, const struct db_cert *cert,
                const char *status, const char *command_uuid, const uint8_t *report,
-               size_t report_len, const char *verdict_json, db_result_fn *cb, void *arg);
+               size_t report_len, const char *os_version, const char *build_version,
+               const char *verdict_json, db_result_fn *cb, void *arg);
 struct db_report_outcome {
     enum db_verdict verdict;
     bool attestation_context; /* verify, then call again with the verdict */
@@ -95,6 +96,7 @@ struct db_report_outcome {
     size_t older_nonces_len;
     const char *enrolled_serial;     /* may be NULL */
     const char *enrolled_os_version; /* may be NULL */
+    int64_t clock;                   /* the server's time (Unix seconds): verify at this */
 };
 bool db_decode_report(const PGresult *res, struct db_report_outcome *out)
     __attribute__((warn_unused_result));
@@ -153,6 +155,37 @@ void db_push_results(struct db_pool *pool, const struct db_push_result *results,
                      db_result_fn *cb, void *arg);
 /* Devices to push again (one column, udid). */
 void db_push_retry_due(struct db_pool *pool, unsigned limit, db_result_fn *cb, void *arg);
+
+/* The attestation policy (seconds, except the counts): see vouch_plan_attestation. */
+struct db_policy {
+    uint64_t max_age, min_interval, mean_interval, info_interval;
+    uint64_t rate_limit; /* scheduled requests per minute, fleet-wide */
+    uint64_t retry_limit, retry_delay;
+};
+void db_set_policy(struct db_pool *pool, const struct db_policy *policy, db_result_fn *cb,
+                   void *arg);
+
+/* One scheduler tick: requests[0..count) are attestation requests built for whichever devices
+ * are due (unused ones are dropped); the info command goes to up to info_limit devices due for
+ * a light query. Rows (udid, kind "attestation" | "info", reason) name the devices to push. */
+void db_scheduler_tick(struct db_pool *pool, const struct db_attest_request *requests,
+                       size_t count, const char *info_command_uuid, const uint8_t *info_body,
+                       size_t info_body_len, unsigned info_limit, db_result_fn *cb, void *arg);
+bool db_decode_tick_row(const PGresult *res, int row, const char **udid, const char **kind,
+                        const char **reason) __attribute__((warn_unused_result));
+/* What the scheduler has to do (vouch_scheduler_next): attestation requests due now (at most
+ * limit), whether light queries are due now, when the next work falls due (seconds by the
+ * database's clock, if anything is planned) and what the fleet-wide budget still allows. */
+struct db_scheduler_next {
+    int attest_due;
+    bool info_due;
+    bool anything_planned;
+    double due_in;
+    int budget;
+};
+void db_scheduler_next(struct db_pool *pool, unsigned limit, db_result_fn *cb, void *arg);
+bool db_decode_scheduler_next(const PGresult *res, struct db_scheduler_next *out)
+    __attribute__((warn_unused_result));
 
 struct db_stats {
     int64_t queue_depth;

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "mdm_message.h"
 #include "push.h"
+#include "scheduler.h"
 #include "queries.h"
 #include "vouchd.h"
 
@@ -622,6 +623,7 @@ void admin_handle_metrics(struct vouchd *srv, struct evhttp_request *req)
                             srv->stats.queue_depth, srv->stats.devices, srv->stats.enrolled);
     if (srv->push != NULL)
         push_service_render_metrics(srv->push, out);
+    scheduler_render_metrics(srv->scheduler, out);
     size_t len = evbuffer_get_length(out);
     http_reply(req, EP_METRICS, 200, "text/plain; version=0.0.4", evbuffer_pullup(out, -1), len);
     evbuffer_free(out);

@@ -45,6 +45,21 @@ static const struct key_spec keys[] = {
      3650ull * 86400},
     {"apns_expiration", VALUE_DURATION, offsetof(struct config, apns_expiration), 60,
      30ull * 86400},
+    {"attestation_max_age", VALUE_DURATION, offsetof(struct config, attestation_max_age), 3600,
+     3650ull * 86400},
+    {"attestation_min_interval", VALUE_DURATION,
+     offsetof(struct config, attestation_min_interval), 60, 365ull * 86400},
+    {"attestation_mean_interval", VALUE_DURATION,
+     offsetof(struct config, attestation_mean_interval), 120, 3650ull * 86400},
+    {"attestation_rate_limit", VALUE_UINT, offsetof(struct config, attestation_rate_limit), 1,
+     1000000},
+    {"attestation_retry_limit", VALUE_UINT, offsetof(struct config, attestation_retry_limit), 0,
+     20},
+    {"attestation_retry_delay", VALUE_DURATION,
+     offsetof(struct config, attestation_retry_delay), 1, 30ull * 86400},
+    {"info_interval", VALUE_DURATION, offsetof(struct config, info_interval), 60,
+     365ull * 86400},
+    {"scheduler_batch", VALUE_UINT, offsetof(struct config, scheduler_batch), 0, 10000},
 };
 
 static const struct key_spec *key_find(const char *name, size_t len)
@@ -154,6 +169,14 @@ static bool set_defaults(struct config *cfg)
     cfg->http_timeout = 30;
     cfg->result_retention = 30 * 86400;
     cfg->apns_expiration = 7 * 86400;
+    cfg->attestation_max_age = 30 * 86400;
+    cfg->attestation_min_interval = 7 * 86400;
+    cfg->attestation_mean_interval = 14 * 86400;
+    cfg->attestation_rate_limit = 1000;
+    cfg->attestation_retry_limit = 3;
+    cfg->attestation_retry_delay = 3600;
+    cfg->info_interval = 86400;
+    cfg->scheduler_batch = 500;
     return cfg->listen != NULL && cfg->apns_url != NULL && cfg->log_level != NULL;
 }
 
@@ -266,6 +289,14 @@ bool config_parse(struct config *cfg, const char *text, size_t text_len, char *c
     }
     if ((text != NULL && !parse_text(cfg, text, text_len, err, err_size)) ||
         !parse_env(cfg, envp, err, err_size)) {
+        config_clear(cfg);
+        return false;
+    }
+    if (cfg->attestation_mean_interval <= cfg->attestation_min_interval ||
+        cfg->attestation_max_age < cfg->attestation_min_interval) {
+        snprintf(err, err_size,
+                 "attestation_mean_interval must be longer than attestation_min_interval, and "
+                 "attestation_max_age at least as long");
         config_clear(cfg);
         return false;
     }

@@ -38,6 +38,15 @@ struct config {
     unsigned http_timeout;     /* seconds of inactivity before a connection is dropped */
     unsigned result_retention; /* seconds a finished command result is kept */
     unsigned apns_expiration;  /* seconds: apns-expiration = now + this */
+    /* The attestation scheduler's policy (seconds, except the counts): see scheduler.h. */
+    unsigned attestation_max_age;       /* a verified attestation older than this is renewed */
+    unsigned attestation_min_interval;  /* Apple's limit: no new one sooner after the last */
+    unsigned attestation_mean_interval; /* mean interval of random re-attestation */
+    unsigned attestation_rate_limit;    /* scheduled requests per minute, fleet-wide */
+    unsigned attestation_retry_limit;   /* retries after a failed answer */
+    unsigned attestation_retry_delay;   /* first retry delay, doubling */
+    unsigned info_interval;             /* light DeviceInformation query (OS version) */
+    unsigned scheduler_batch;           /* requests built per tick; 0: no scheduler here */
 };
 
 /* Fills cfg with the defaults, then applies `text` (may be NULL) and then `envp` (NULL-terminated

@@ -17,6 +17,7 @@
 #include "apns.h"
 #include "apns_cert.h"
 #include "push.h"
+#include "scheduler.h"
 #include "attest.h"
 #include "config.h"
 #include "db.h"
@@ -321,6 +322,7 @@ static int serve(const struct config *cfg)
         log_error("%s", err);
         goto out;
     }
+    srv.scheduler = scheduler_new(&srv);
     t.stats = event_new(srv.base, -1, EV_PERSIST, stats_tick, &srv);
     t.prune = event_new(srv.base, -1, EV_PERSIST, prune_tick, &srv);
     t.shutdown_poll = event_new(srv.base, -1, EV_PERSIST, shutdown_poll, &srv);
@@ -368,6 +370,7 @@ out:
     http_free(&srv);
     push_service_free(srv.push);
     db_pool_free(srv.db);
+    scheduler_free(srv.scheduler); /* after the pool: its last callbacks name the scheduler */
     if (srv.base)
         event_base_free(srv.base);
     identity_verifier_free(srv.identity);

@@ -192,7 +192,7 @@ static void verify_attestation(struct device_request *dr, const struct db_report
             .expected_serial = ctx->enrolled_serial,
             .reported_os_version =
                 m->reported_os_version ? m->reported_os_version : ctx->enrolled_os_version,
-            .verify_time = time(NULL),
+            .verify_time = (time_t)ctx->clock,
         };
         struct attest_verdict verdict;
         attest_verify(dr->srv->attest, &in, &verdict);
@@ -217,7 +217,8 @@ static void verify_attestation(struct device_request *dr, const struct db_report
     }
     dr->verdict_sent = true;
     db_report(dr->srv->db, m->udid, &dr->cert, m->status_text, m->command_uuid,
-              (const uint8_t *)dr->body, dr->body_len, text, report_done, dr);
+              (const uint8_t *)dr->body, dr->body_len, m->reported_os_version,
+              m->reported_build_version, text, report_done, dr);
     json_writer_free(w);
 }
 
@@ -307,7 +308,8 @@ static void start_report(struct device_request *dr)
     const struct mdm_message *m = &dr->msg;
     metrics_count_report(m->status_text);
     db_report(dr->srv->db, m->udid, &dr->cert, m->status_text, m->command_uuid,
-              (const uint8_t *)dr->body, dr->body_len, NULL, report_done, dr);
+              (const uint8_t *)dr->body, dr->body_len, m->reported_os_version,
+              m->reported_build_version, NULL, report_done, dr);
 }
 
 void mdm_handle_request(struct vouchd *srv, struct evhttp_request *req, enum metrics_endpoint ep)

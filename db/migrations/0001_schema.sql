@@ -5,6 +5,39 @@
 -- The MDM state changes of one device request happen in one server-side function call, so each
 -- request is one round trip and one transaction: a report answered 200 is committed with the
 -- command handed back in the same reply.
+--
+-- Every time written or compared here comes from vouch_now(): the database's clock, which tests
+-- move forward (vouch_clock.skew) to live through weeks and years in seconds. vouchd verifies
+-- attestations at the same clock.
+
+CREATE TABLE vouch_clock (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    skew     interval NOT NULL DEFAULT interval '0'  -- zero in production
+);
+INSERT INTO vouch_clock DEFAULT VALUES;
+
+CREATE FUNCTION vouch_now() RETURNS timestamptz
+LANGUAGE sql STABLE AS $$
+    SELECT now() + coalesce((SELECT skew FROM vouch_clock), interval '0')
+$$;
+
+-- The attestation policy every instance schedules by (vouchd writes its configuration here at
+-- start: see vouch_set_policy). This row is also the fleet-wide request budget: scheduler ticks
+-- of all instances take turns on its lock.
+CREATE TABLE scheduler_policy (
+    only_row      boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    max_age       interval NOT NULL DEFAULT interval '30 days',
+    min_interval  interval NOT NULL DEFAULT interval '7 days',
+    mean_interval interval NOT NULL DEFAULT interval '14 days',
+    info_interval interval NOT NULL DEFAULT interval '24 hours',
+    rate_limit    integer  NOT NULL DEFAULT 1000,  -- scheduled requests per minute, fleet-wide
+    retry_limit   integer  NOT NULL DEFAULT 3,
+    retry_delay   interval NOT NULL DEFAULT interval '1 hour',
+    CHECK (min_interval > interval '0' AND mean_interval > min_interval
+           AND max_age >= min_interval AND info_interval > interval '0' AND rate_limit > 0
+           AND retry_limit >= 0 AND retry_delay > interval '0')
+);
+INSERT INTO scheduler_policy DEFAULT VALUES;
 
 CREATE TABLE devices (
     udid          text PRIMARY KEY,
@@ -17,14 +50,28 @@ CREATE TABLE devices (
     device_name   text,
     imei          text,
     meid          text,
-    created_at    timestamptz NOT NULL DEFAULT now(),
-    updated_at    timestamptz NOT NULL DEFAULT now(),
+    created_at    timestamptz NOT NULL DEFAULT vouch_now(),
+    updated_at    timestamptz NOT NULL DEFAULT vouch_now(),
     last_seen_at  timestamptz,
     -- The posture: the newest verdict (errors excluded), or pending while a request is out.
     attestation_status text NOT NULL DEFAULT 'none'
         CHECK (attestation_status IN ('none', 'pending', 'verified', 'failed', 'unsupported')),
-    attestation_id bigint  -- REFERENCES attestations, added below
+    attestation_id bigint,  -- REFERENCES attestations, added below
+    -- The scheduler's plan (vouch_plan_attestation): when to ask next and why. NULL while a
+    -- request is out or the device is not enrolled.
+    attestation_due_at     timestamptz,
+    attestation_due_reason text
+        CHECK (attestation_due_reason IN ('os_change', 'random', 'max_age', 'retry')),
+    attestation_retries    integer NOT NULL DEFAULT 0,  -- failed answers in a row
+    -- An OS version or build change not yet covered by an attestation made after it.
+    os_changed_at          timestamptz,
+    os_change_pending      boolean NOT NULL DEFAULT false,
+    -- The next light DeviceInformation query (OS version and build); NULL while one is out.
+    info_due_at            timestamptz
 );
+CREATE INDEX devices_attestation_due ON devices (attestation_due_at)
+    WHERE attestation_due_at IS NOT NULL;
+CREATE INDEX devices_info_due ON devices (info_due_at) WHERE info_due_at IS NOT NULL;
 
 -- One enrollment (the device channel) per device.
 CREATE TABLE enrollments (
@@ -59,7 +106,7 @@ CREATE TABLE identity_certs (
     udid      text NOT NULL REFERENCES devices ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
     subject   text,
     not_after timestamptz,
-    bound_at  timestamptz NOT NULL DEFAULT now()
+    bound_at  timestamptz NOT NULL DEFAULT vouch_now()
 );
 CREATE INDEX identity_certs_udid ON identity_certs (udid);
 
@@ -68,7 +115,7 @@ CREATE TABLE commands (
     command_uuid text PRIMARY KEY,
     request_type text NOT NULL,
     body         bytea NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT now()
+    created_at   timestamptz NOT NULL DEFAULT vouch_now()
 );
 
 -- Pending work only: an entry leaves the queue when its result arrives, so the queue stays as
@@ -78,13 +125,14 @@ CREATE TABLE command_queue (
     udid          text NOT NULL REFERENCES enrollments ON DELETE CASCADE,
     command_uuid  text NOT NULL REFERENCES commands ON DELETE CASCADE,
     priority      smallint NOT NULL DEFAULT 0,
-    queued_at     timestamptz NOT NULL DEFAULT now(),
+    queued_at     timestamptz NOT NULL DEFAULT vouch_now(),
     not_now_at    timestamptz,
     not_now_count integer NOT NULL DEFAULT 0,
     PRIMARY KEY (udid, command_uuid)
 );
 CREATE INDEX command_queue_next ON command_queue (udid, priority DESC, id);
 CREATE INDEX command_queue_command ON command_queue (command_uuid);
+CREATE INDEX command_queue_age ON command_queue (queued_at);
 
 -- Finished commands, one row per device and command; pruned after result_retention.
 CREATE TABLE command_results (
@@ -95,7 +143,7 @@ CREATE TABLE command_results (
                   CHECK (status IN ('Acknowledged', 'Error', 'CommandFormatError')),
     report        bytea NOT NULL,
     queued_at     timestamptz,
-    result_at     timestamptz NOT NULL DEFAULT now(),
+    result_at     timestamptz NOT NULL DEFAULT vouch_now(),
     not_now_count integer NOT NULL DEFAULT 0,
     PRIMARY KEY (udid, command_uuid)
 );
@@ -107,8 +155,9 @@ CREATE TABLE attestation_requests (
     command_uuid text PRIMARY KEY,
     udid         text NOT NULL REFERENCES devices ON DELETE CASCADE,
     nonce        bytea NOT NULL UNIQUE CHECK (length(nonce) BETWEEN 1 AND 32),
-    reason       text NOT NULL,
-    requested_at timestamptz NOT NULL DEFAULT now(),
+    reason       text NOT NULL CHECK (reason IN ('enrollment', 'os_change', 'random', 'max_age',
+                                                 'operator', 'retry')),
+    requested_at timestamptz NOT NULL DEFAULT vouch_now(),
     answered_at  timestamptz,
     outcome      text CHECK (outcome IN ('answered', 'error', 'canceled'))
 );
@@ -116,6 +165,8 @@ CREATE TABLE attestation_requests (
 CREATE UNIQUE INDEX attestation_requests_pending ON attestation_requests (udid)
     WHERE answered_at IS NULL;
 CREATE INDEX attestation_requests_device ON attestation_requests (udid, requested_at);
+-- The fleet-wide rate limit counts the scheduler's requests of the last minute.
+CREATE INDEX attestation_requests_recent ON attestation_requests (requested_at);
 
 -- Every answer, kept as history.
 CREATE TABLE attestations (
@@ -125,7 +176,7 @@ CREATE TABLE attestations (
     nonce          bytea,
     request_reason text,
     requested_at   timestamptz,
-    received_at    timestamptz NOT NULL DEFAULT now(),
+    received_at    timestamptz NOT NULL DEFAULT vouch_now(),
     status         text NOT NULL CHECK (status IN ('verified', 'failed', 'unsupported', 'error')),
     freshness      text CHECK (freshness IN ('fresh', 'cached', 'unknown')),
     reason         text,
@@ -142,9 +193,251 @@ ALTER TABLE devices
     ADD FOREIGN KEY (attestation_id) REFERENCES attestations ON DELETE SET NULL;
 CREATE INDEX devices_attestation_status ON devices (attestation_status, udid);
 
+-- Compliance events, stored in the transaction that caused them (the web-hook outbox sends them).
+CREATE TABLE events (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    event_id   uuid NOT NULL UNIQUE DEFAULT gen_random_uuid(),
+    topic      text NOT NULL,
+    udid       text REFERENCES devices ON DELETE CASCADE,
+    created_at timestamptz NOT NULL DEFAULT vouch_now(),
+    payload    json NOT NULL DEFAULT '{}'  -- what the topic adds to the device object
+);
+CREATE INDEX events_device ON events (udid, id DESC);
+
 CREATE FUNCTION vouch_time(t timestamptz) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+$$;
+
+-- ---- The attestation scheduler ----
+
+-- vouchd's configuration becomes the policy (the last instance to start wins).
+CREATE FUNCTION vouch_set_policy(p_max_age interval, p_min_interval interval,
+                                 p_mean_interval interval, p_info_interval interval,
+                                 p_rate_limit integer, p_retry_limit integer,
+                                 p_retry_delay interval)
+RETURNS void LANGUAGE sql AS $$
+    UPDATE scheduler_policy SET max_age = p_max_age, min_interval = p_min_interval,
+        mean_interval = p_mean_interval, info_interval = p_info_interval,
+        rate_limit = p_rate_limit, retry_limit = p_retry_limit, retry_delay = p_retry_delay
+$$;
+
+-- Plans a device's next attestation request after whatever changed it; p_outcome is the verdict
+-- of an answer just recorded ('verified', 'failed', 'unsupported', 'error') or NULL. The rules:
+--  * nothing is planned while a request is out or the device is not enrolled;
+--  * a failed or error answer is retried after retry_delay, doubling, retry_limit times;
+--  * an OS change not yet covered is asked about at the earliest moment Apple's rule allows:
+--    min_interval after the newest attestation Apple generated (its leaf's notBefore);
+--  * otherwise at a random moment: min_interval after that attestation plus an exponential
+--    (memoryless) delay, so the mean interval is mean_interval and a device cannot tell when it
+--    will be checked; but no later than max_age after the attestation.
+-- Only verified attestations give the generation time: a chain that failed proves nothing about
+-- when it was made. A device that never produced one is planned from now.
+CREATE FUNCTION vouch_plan_attestation(p_udid text, p_outcome text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    p scheduler_policy;
+    d devices;
+    clock timestamptz := vouch_now();
+    generated timestamptz;
+    earliest timestamptz;
+    deadline timestamptz;
+    random_at timestamptz;
+    due timestamptz;
+    why text;
+BEGIN
+    SELECT * INTO p FROM scheduler_policy;
+    SELECT * INTO d FROM devices WHERE udid = p_udid;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF p_outcome IN ('failed', 'error') THEN
+        d.attestation_retries := d.attestation_retries + 1;
+    ELSIF p_outcome IS NOT NULL THEN
+        d.attestation_retries := 0;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM enrollments e WHERE e.udid = p_udid AND e.enabled)
+       OR EXISTS (SELECT 1 FROM attestation_requests r
+                  WHERE r.udid = p_udid AND r.answered_at IS NULL) THEN
+        due := NULL;
+    ELSIF p_outcome IN ('failed', 'error') AND d.attestation_retries <= p.retry_limit THEN
+        due := clock + p.retry_delay * (2 ^ (d.attestation_retries - 1));
+        why := 'retry';
+    ELSE
+        IF d.attestation_retries > p.retry_limit THEN
+            d.attestation_retries := 0;  -- given up: back to the normal plan
+            d.os_change_pending := false;
+        END IF;
+        SELECT max(a.generated_at) INTO generated FROM attestations a
+        WHERE a.udid = p_udid AND a.status = 'verified';
+        earliest := greatest(clock, coalesce(generated + p.min_interval, clock));
+        IF d.os_change_pending THEN
+            due := earliest;
+            why := 'os_change';
+        ELSE
+            earliest := greatest(earliest, coalesce(generated, clock) + p.min_interval);
+            deadline := greatest(coalesce(generated, clock) + p.max_age, earliest);
+            random_at := earliest + (p.mean_interval - p.min_interval) * -ln(1.0 - random());
+            IF random_at < deadline THEN
+                due := random_at;
+                why := 'random';
+            ELSE
+                due := deadline;
+                why := 'max_age';
+            END IF;
+        END IF;
+    END IF;
+    UPDATE devices SET attestation_due_at = due, attestation_due_reason = why,
+        attestation_retries = d.attestation_retries, os_change_pending = d.os_change_pending
+    WHERE udid = p_udid;
+    IF due <= clock THEN
+        PERFORM pg_notify('vouch_scheduler', '');
+    END IF;
+END
+$$;
+
+-- What a device says about its OS (Authenticate, any DeviceInformation answer). A change of
+-- version or build from what was known is stored, emits device.os_changed and, unless p_covered
+-- (the same answer carries a fresh attestation made on the new OS), leaves an OS change for the
+-- scheduler to attest. Returns whether it changed; the caller plans.
+CREATE FUNCTION vouch_observe_os(p_udid text, p_os_version text, p_build_version text,
+                                 p_covered boolean)
+RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    d devices;
+    changed boolean;
+BEGIN
+    IF p_os_version IS NULL AND p_build_version IS NULL THEN
+        RETURN false;
+    END IF;
+    SELECT * INTO d FROM devices WHERE udid = p_udid;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    changed := (d.os_version IS NOT NULL AND p_os_version IS DISTINCT FROM d.os_version
+                AND p_os_version IS NOT NULL)
+            OR (d.build_version IS NOT NULL AND p_build_version IS DISTINCT FROM d.build_version
+                AND p_build_version IS NOT NULL);
+    UPDATE devices SET os_version = coalesce(p_os_version, os_version),
+        build_version = coalesce(p_build_version, build_version), updated_at = vouch_now()
+    WHERE udid = p_udid;
+    IF NOT changed THEN
+        RETURN false;  -- the same, or the first sighting
+    END IF;
+    UPDATE devices SET os_changed_at = vouch_now(), os_change_pending = NOT p_covered
+    WHERE udid = p_udid;
+    INSERT INTO events (topic, udid, payload)
+    VALUES ('device.os_changed', p_udid,
+            json_build_object('previous', json_build_object('os_version', d.os_version,
+                                                            'build_version', d.build_version)));
+    RETURN true;
+END
+$$;
+
+-- One scheduler tick of one instance: claims the devices whose attestation is due (oldest first,
+-- at most as many as vouchd built requests for and the fleet-wide budget of the last minute
+-- allows) and those due for a light DeviceInformation query (at most p_info_limit), and queues
+-- their commands. Rows locked elsewhere (a device in the middle of a request, another
+-- instance's tick) are skipped, never waited for, so instances never claim a device twice; a
+-- tick that dies rolls back and leaves its devices due. Returns the devices to push.
+CREATE FUNCTION vouch_scheduler_tick(p_command_uuids text[], p_bodies bytea[], p_nonces bytea[],
+                                     p_info_command_uuid text, p_info_body bytea,
+                                     p_info_limit integer)
+RETURNS TABLE (udid text, kind text, reason text) LANGUAGE plpgsql AS $$
+DECLARE
+    p scheduler_policy;
+    clock timestamptz := vouch_now();
+    budget integer;
+    claimed text[];
+    reasons text[];
+    queued text[];
+    info text[];
+BEGIN
+    -- The policy row is the fleet-wide budget: ticks take turns on it for their few milliseconds.
+    SELECT * INTO p FROM scheduler_policy FOR UPDATE;
+    SELECT least(coalesce(array_length(p_command_uuids, 1), 0), p.rate_limit - count(*))
+    INTO budget FROM attestation_requests r
+    WHERE r.requested_at > clock - interval '1 minute'
+      AND r.reason IN ('os_change', 'random', 'max_age', 'retry');
+
+    SELECT array_agg(c.udid ORDER BY c.attestation_due_at),
+           array_agg(c.attestation_due_reason ORDER BY c.attestation_due_at)
+    INTO claimed, reasons
+    FROM (SELECT d.udid, d.attestation_due_at, d.attestation_due_reason FROM devices d
+          WHERE d.attestation_due_at <= clock
+          ORDER BY d.attestation_due_at LIMIT greatest(budget, 0)
+          FOR UPDATE SKIP LOCKED) AS c;
+    IF claimed IS NOT NULL THEN
+        WITH pairs AS (
+            SELECT c.udid, c.reason, p_command_uuids[c.i] AS command_uuid,
+                   p_nonces[c.i] AS nonce, p_bodies[c.i] AS body
+            FROM unnest(claimed, reasons) WITH ORDINALITY AS c(udid, reason, i)
+            JOIN enrollments e ON e.udid = c.udid AND e.enabled),
+        requested AS (
+            INSERT INTO attestation_requests (command_uuid, udid, nonce, reason, requested_at)
+            SELECT x.command_uuid, x.udid, x.nonce, x.reason, clock FROM pairs x
+            ON CONFLICT (udid) WHERE answered_at IS NULL DO NOTHING
+            RETURNING attestation_requests.command_uuid, attestation_requests.udid),
+        stored AS (
+            INSERT INTO commands (command_uuid, request_type, body)
+            SELECT x.command_uuid, 'DeviceInformation', x.body
+            FROM pairs x JOIN requested q ON q.command_uuid = x.command_uuid),
+        enqueued AS (
+            INSERT INTO command_queue (udid, command_uuid, priority)
+            SELECT q.udid, q.command_uuid, 1 FROM requested q
+            RETURNING command_queue.udid)
+        SELECT array_agg(x.udid) INTO queued FROM enqueued x;
+        -- Claimed and asked: pending. Claimed but not asked (not enrolled any more, or a request
+        -- already out): nothing planned until that changes.
+        UPDATE devices d SET
+            attestation_status = CASE WHEN q.udid IS NULL THEN d.attestation_status
+                                      ELSE 'pending' END,
+            attestation_due_at = NULL, attestation_due_reason = NULL,
+            info_due_at = CASE WHEN q.udid IS NULL THEN d.info_due_at END
+        FROM unnest(claimed) AS c(udid) LEFT JOIN unnest(queued) AS q(udid) ON q.udid = c.udid
+        WHERE d.udid = c.udid;
+        RETURN QUERY
+            SELECT c.udid, 'attestation'::text, c.reason
+            FROM unnest(claimed, reasons) AS c(udid, reason)
+            JOIN unnest(queued) AS q(udid) ON q.udid = c.udid;
+    END IF;
+
+    WITH due AS (
+        SELECT d.udid FROM devices d WHERE d.info_due_at <= clock
+        ORDER BY d.info_due_at LIMIT greatest(p_info_limit, 0)
+        FOR UPDATE SKIP LOCKED),
+    taken AS (
+        UPDATE devices d SET info_due_at = NULL FROM due
+        WHERE d.udid = due.udid RETURNING d.udid)
+    SELECT array_agg(t.udid) INTO info FROM taken t
+    WHERE EXISTS (SELECT 1 FROM enrollments e WHERE e.udid = t.udid AND e.enabled);
+    IF info IS NOT NULL AND p_info_command_uuid IS NOT NULL THEN
+        INSERT INTO commands (command_uuid, request_type, body)
+        VALUES (p_info_command_uuid, 'DeviceInformation', p_info_body);
+        INSERT INTO command_queue (udid, command_uuid) SELECT i, p_info_command_uuid
+        FROM unnest(info) AS i;
+        RETURN QUERY SELECT i, 'info'::text, NULL::text FROM unnest(info) AS i;
+    END IF;
+END
+$$;
+
+-- What the scheduler has to do: how many attestation requests are due now (at most p_limit),
+-- whether light queries are due now, when the next work falls due (seconds from now by the
+-- database's clock; NULL: nothing planned), and how many requests the fleet-wide budget still
+-- allows this minute.
+CREATE FUNCTION vouch_scheduler_next(p_limit integer, OUT attest_due integer,
+                                     OUT info_due boolean, OUT due_in double precision,
+                                     OUT budget integer)
+LANGUAGE sql STABLE AS $$
+    SELECT (SELECT count(*) FROM (SELECT 1 FROM devices
+                                  WHERE attestation_due_at <= vouch_now() LIMIT p_limit) x)::integer,
+           EXISTS (SELECT 1 FROM devices WHERE info_due_at <= vouch_now()),
+           extract(epoch FROM least((SELECT min(attestation_due_at) FROM devices),
+                                    (SELECT min(info_due_at) FROM devices)) - vouch_now())::float8,
+           (SELECT p.rate_limit - (SELECT count(*) FROM attestation_requests r
+                                    WHERE r.requested_at > vouch_now() - interval '1 minute'
+                                      AND r.reason IN ('os_change', 'random', 'max_age', 'retry'))
+            FROM scheduler_policy p)::integer
 $$;
 
 -- The identity check every later request of a device passes: returns 'ok', 'unknown_device' or
@@ -196,7 +489,10 @@ BEGIN
     INSERT INTO commands (command_uuid, request_type, body)
     VALUES (p_command_uuid, 'DeviceInformation', p_body);
     INSERT INTO command_queue (udid, command_uuid, priority) VALUES (p_udid, p_command_uuid, 1);
-    UPDATE devices SET attestation_status = 'pending' WHERE udid = p_udid;
+    -- The answer also tells the OS version: no separate query is needed until it comes.
+    UPDATE devices SET attestation_status = 'pending', attestation_due_at = NULL,
+        attestation_due_reason = NULL, info_due_at = NULL
+    WHERE udid = p_udid;
     outcome := 'queued';
     command_uuid := p_command_uuid;
 END
@@ -224,7 +520,7 @@ RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     req attestation_requests;
 BEGIN
-    UPDATE attestation_requests SET answered_at = now(), outcome = p_outcome
+    UPDATE attestation_requests SET answered_at = vouch_now(), outcome = p_outcome
     WHERE attestation_requests.command_uuid = p_command_uuid AND udid = p_udid
       AND answered_at IS NULL
     RETURNING * INTO req;
@@ -237,6 +533,7 @@ BEGIN
         VALUES (p_udid, p_command_uuid, req.nonce, req.reason, req.requested_at, 'error', p_error);
     END IF;
     UPDATE devices SET attestation_status = vouch_posture_after(p_udid) WHERE udid = p_udid;
+    PERFORM vouch_plan_attestation(p_udid, CASE WHEN p_outcome = 'error' THEN 'error' END);
 END
 $$;
 
@@ -254,16 +551,17 @@ DECLARE
 BEGIN
     INSERT INTO identity_certs AS c (sha256, udid, subject, not_after)
     VALUES (p_cert, p_udid, p_cert_subject, p_cert_not_after)
-    ON CONFLICT (sha256) DO UPDATE SET bound_at = now() WHERE c.udid = EXCLUDED.udid
+    ON CONFLICT (sha256) DO UPDATE SET bound_at = vouch_now() WHERE c.udid = EXCLUDED.udid
     RETURNING udid INTO bound_udid;
     IF bound_udid IS NULL THEN
         RETURN 'cert_bound_elsewhere';
     END IF;
+    PERFORM vouch_observe_os(p_udid, p_os_version, p_build_version, false);
 
     INSERT INTO devices AS d (udid, serial_number, model, model_name, product_name, os_version,
                               build_version, device_name, imei, meid, last_seen_at)
     VALUES (p_udid, p_serial_number, p_model, p_model_name, p_product_name, p_os_version,
-            p_build_version, p_device_name, p_imei, p_meid, now())
+            p_build_version, p_device_name, p_imei, p_meid, vouch_now())
     ON CONFLICT (udid) DO UPDATE SET
         serial_number = coalesce(EXCLUDED.serial_number, d.serial_number),
         model         = coalesce(EXCLUDED.model, d.model),
@@ -274,16 +572,16 @@ BEGIN
         device_name   = coalesce(EXCLUDED.device_name, d.device_name),
         imei          = coalesce(EXCLUDED.imei, d.imei),
         meid          = coalesce(EXCLUDED.meid, d.meid),
-        updated_at    = now(),
-        last_seen_at  = now();
+        updated_at    = vouch_now(),
+        last_seen_at  = vouch_now();
 
     INSERT INTO enrollments AS e (udid, topic, enabled, identity_cert_sha256, authenticated_at)
-    VALUES (p_udid, p_topic, false, p_cert, now())
+    VALUES (p_udid, p_topic, false, p_cert, vouch_now())
     ON CONFLICT (udid) DO UPDATE SET
         topic = EXCLUDED.topic,
         enabled = false,
         identity_cert_sha256 = EXCLUDED.identity_cert_sha256,
-        authenticated_at = now(),
+        authenticated_at = vouch_now(),
         session_started_at = NULL;
 
     DELETE FROM command_queue WHERE udid = p_udid;
@@ -292,6 +590,10 @@ BEGIN
     IF FOUND THEN
         PERFORM vouch_end_attestation_request(p_udid, pending, 'canceled', NULL);
     END IF;
+    -- Not enrolled until its TokenUpdate: nothing is planned.
+    UPDATE devices SET attestation_due_at = NULL, attestation_due_reason = NULL,
+        info_due_at = NULL
+    WHERE udid = p_udid;
     RETURN 'ok';
 END
 $$;
@@ -320,18 +622,23 @@ BEGIN
         unlock_token = coalesce(p_unlock_token, unlock_token),
         awaiting_configuration = coalesce(p_awaiting_configuration, false),
         enabled = true,
-        token_updated_at = now(),
+        token_updated_at = vouch_now(),
         token_dead_at = NULL,
         checked_out_at = NULL
     WHERE udid = p_udid;
-    UPDATE devices SET last_seen_at = now() WHERE udid = p_udid;
-    IF NOT was_enabled AND p_attest_command_uuid IS NOT NULL THEN
-        SELECT r.outcome INTO queued
-        FROM vouch_request_attestation(p_udid, p_attest_command_uuid, p_attest_body,
-                                       p_attest_nonce, 'enrollment') r;
+    UPDATE devices SET last_seen_at = vouch_now() WHERE udid = p_udid;
+    IF NOT was_enabled THEN
+        UPDATE devices SET info_due_at = vouch_now() + (SELECT info_interval FROM scheduler_policy)
+        WHERE udid = p_udid;
+        IF p_attest_command_uuid IS NOT NULL THEN
+            SELECT r.outcome INTO queued
+            FROM vouch_request_attestation(p_udid, p_attest_command_uuid, p_attest_body,
+                                           p_attest_nonce, 'enrollment') r;
+        END IF;
         IF queued = 'queued' THEN
             RETURN 'ok_queued';
         END IF;
+        PERFORM vouch_plan_attestation(p_udid, NULL);
     END IF;
     RETURN 'ok';
 END
@@ -346,8 +653,10 @@ BEGIN
     IF verdict <> 'ok' THEN
         RETURN verdict;
     END IF;
-    UPDATE enrollments SET enabled = false, checked_out_at = now() WHERE udid = p_udid;
-    UPDATE devices SET last_seen_at = now() WHERE udid = p_udid;
+    UPDATE enrollments SET enabled = false, checked_out_at = vouch_now() WHERE udid = p_udid;
+    UPDATE devices SET last_seen_at = vouch_now(), attestation_due_at = NULL,
+        attestation_due_reason = NULL, info_due_at = NULL
+    WHERE udid = p_udid;
     RETURN 'ok';
 END
 $$;
@@ -358,8 +667,9 @@ RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     req attestation_requests;
     new_id bigint;
+    covered boolean;
 BEGIN
-    UPDATE attestation_requests SET answered_at = now(), outcome = 'answered'
+    UPDATE attestation_requests SET answered_at = vouch_now(), outcome = 'answered'
     WHERE command_uuid = p_command_uuid AND udid = p_udid AND answered_at IS NULL
     RETURNING * INTO req;
     IF NOT FOUND THEN
@@ -375,13 +685,21 @@ BEGIN
             (p_verdict->>'generated_at')::timestamptz, (p_verdict->>'expires_at')::timestamptz,
             p_verdict->'properties')
     RETURNING id INTO new_id;
+    -- An OS change is covered by an attestation made on the new OS (a fresh one), by a device
+    -- that cannot attest, or by the answer to the request asked because of it.
+    covered := (p_verdict->>'status' = 'verified' AND p_verdict->>'freshness' = 'fresh')
+               OR p_verdict->>'status' = 'unsupported'
+               OR (req.reason IN ('os_change', 'retry') AND p_verdict->>'status' <> 'failed');
+    PERFORM vouch_observe_os(p_udid, p_verdict->'reported'->>'os_version',
+                             p_verdict->'reported'->>'build_version', covered);
     UPDATE devices SET
         attestation_status = p_verdict->>'status',
         attestation_id = new_id,
-        os_version = coalesce(p_verdict->'reported'->>'os_version', os_version),
-        build_version = coalesce(p_verdict->'reported'->>'build_version', build_version),
-        updated_at = now()
+        os_change_pending = os_change_pending AND NOT covered,
+        info_due_at = vouch_now() + (SELECT info_interval FROM scheduler_policy),
+        updated_at = vouch_now()
     WHERE udid = p_udid;
+    PERFORM vouch_plan_attestation(p_udid, p_verdict->>'status');
 END
 $$;
 
@@ -393,15 +711,15 @@ $$;
 -- slices, the enrolled serial and OS version), and vouchd calls again with p_verdict.
 CREATE FUNCTION vouch_report(
     p_udid text, p_cert bytea, p_status text, p_command_uuid text, p_report bytea,
-    p_verdict json,
+    p_verdict json, p_os_version text, p_build_version text,
     OUT outcome text, OUT result_stored boolean, OUT next_command_uuid text, OUT next_body bytea,
     OUT request_nonce bytea, OUT older_nonces bytea, OUT enrolled_serial text,
-    OUT enrolled_os_version text)
+    OUT enrolled_os_version text, OUT clock double precision)
 LANGUAGE plpgsql AS $$
 DECLARE
     is_enabled boolean;
     session_start timestamptz;
-    pending_request boolean;
+    answered_type text;
 BEGIN
     result_stored := false;
     outcome := vouch_check_identity(p_udid, p_cert);
@@ -426,6 +744,7 @@ BEGIN
               AND length(r.nonce) = 32;
             SELECT d.serial_number, d.os_version INTO enrolled_serial, enrolled_os_version
             FROM devices d WHERE d.udid = p_udid;
+            clock := extract(epoch FROM vouch_now());  -- verify at the server's clock
             RETURN;
         END IF;
     END IF;
@@ -444,7 +763,8 @@ BEGIN
         FROM (SELECT 1) AS one
         LEFT JOIN command_queue q ON q.udid = p_udid AND q.command_uuid = p_command_uuid
         LEFT JOIN commands c ON c.command_uuid = p_command_uuid
-        ON CONFLICT (udid, command_uuid) DO NOTHING;
+        ON CONFLICT (udid, command_uuid) DO NOTHING
+        RETURNING request_type INTO answered_type;
         result_stored := FOUND;
         DELETE FROM command_queue WHERE udid = p_udid AND command_uuid = p_command_uuid;
         IF result_stored THEN
@@ -453,10 +773,22 @@ BEGIN
             ELSIF p_status <> 'Acknowledged' THEN
                 PERFORM vouch_end_attestation_request(p_udid, p_command_uuid, 'error', p_status);
             END IF;
+            IF answered_type = 'DeviceInformation' AND p_verdict IS NULL THEN
+                -- A light query's answer (or any other DeviceInformation): what the OS is now,
+                -- and the next query a day later, unless an attestation request is out.
+                IF vouch_observe_os(p_udid, p_os_version, p_build_version, false) THEN
+                    PERFORM vouch_plan_attestation(p_udid, NULL);
+                END IF;
+                UPDATE devices d SET info_due_at = vouch_now()
+                    + (SELECT info_interval FROM scheduler_policy)
+                WHERE d.udid = p_udid AND NOT EXISTS (
+                    SELECT 1 FROM attestation_requests r
+                    WHERE r.udid = p_udid AND r.answered_at IS NULL);
+            END IF;
         END IF;
     END IF;
 
-    UPDATE devices SET last_seen_at = now() WHERE udid = p_udid;
+    UPDATE devices SET last_seen_at = vouch_now() WHERE udid = p_udid;
 
     SELECT q.command_uuid, c.body INTO next_command_uuid, next_body
     FROM command_queue q JOIN commands c ON c.command_uuid = q.command_uuid
@@ -512,7 +844,8 @@ LANGUAGE sql STABLE AS $$
             'received_at', vouch_time(a.received_at),
             'generated_at', vouch_time(a.generated_at),
             'expires_at', vouch_time(a.expires_at),
-            'next_due_at', NULL,
+            'next_due_at', vouch_time(d.attestation_due_at),
+            'next_due_reason', d.attestation_due_reason,
             'properties', a.properties))
     FROM (SELECT 1) AS one
     LEFT JOIN enrollments e ON e.udid = d.udid
@@ -608,17 +941,17 @@ DECLARE
     requests_deleted bigint;
 BEGIN
     DELETE FROM command_results WHERE ctid = ANY (ARRAY(
-        SELECT ctid FROM command_results WHERE result_at < now() - p_retention LIMIT p_batch));
+        SELECT ctid FROM command_results WHERE result_at < vouch_now() - p_retention LIMIT p_batch));
     GET DIAGNOSTICS results_deleted = ROW_COUNT;
     DELETE FROM commands c WHERE c.command_uuid = ANY (ARRAY(
         SELECT c2.command_uuid FROM commands c2
-        WHERE c2.created_at < now() - p_retention
+        WHERE c2.created_at < vouch_now() - p_retention
           AND NOT EXISTS (SELECT 1 FROM command_queue q WHERE q.command_uuid = c2.command_uuid)
         LIMIT p_batch));
     GET DIAGNOSTICS commands_deleted = ROW_COUNT;
     DELETE FROM attestation_requests WHERE ctid = ANY (ARRAY(
         SELECT ctid FROM attestation_requests
-        WHERE answered_at IS NOT NULL AND requested_at < now() - interval '180 days'
+        WHERE answered_at IS NOT NULL AND requested_at < vouch_now() - interval '180 days'
         LIMIT p_batch));
     GET DIAGNOSTICS requests_deleted = ROW_COUNT;
     RETURN results_deleted + commands_deleted + requests_deleted;
@@ -641,26 +974,36 @@ CREATE FUNCTION vouch_push_results(p_udids text[], p_tokens text[], p_results te
                                    p_apns_ids text[], p_reasons text[], p_dead_at timestamptz[])
 RETURNS void LANGUAGE sql AS $$
     UPDATE enrollments e SET
-        last_push_at = now(),
+        last_push_at = vouch_now(),
         last_push_result = r.result,
         last_push_apns_id = r.apns_id,
         last_push_reason = r.reason,
         token_dead_at = CASE WHEN r.result = 'unregistered'
                               AND e.push_token = decode(r.token, 'hex')
                               AND (e.token_updated_at IS NULL
-                                   OR e.token_updated_at < coalesce(r.dead_at, now()))
-                             THEN coalesce(r.dead_at, now()) ELSE e.token_dead_at END
+                                   OR e.token_updated_at < coalesce(r.dead_at, vouch_now()))
+                             THEN coalesce(r.dead_at, vouch_now()) ELSE e.token_dead_at END
     FROM unnest(p_udids, p_tokens, p_results, p_apns_ids, p_reasons, p_dead_at)
          AS r(udid, token, result, apns_id, reason, dead_at)
     WHERE e.udid = r.udid
 $$;
 
--- Devices whose last push failed transiently and that still have work waiting.
+-- Devices to push again: those whose last push failed transiently and that still have work
+-- waiting, and those with commands queued more than a minute ago and not pushed since (the
+-- instance that queued them died before its push went out). The second look is bounded to the
+-- last ten minutes of the queue, so it costs what was queued lately, not the whole queue.
 CREATE FUNCTION vouch_push_retry_due(p_limit integer) RETURNS TABLE (udid text)
 LANGUAGE sql STABLE AS $$
-    SELECT e.udid FROM enrollments e
-    WHERE e.last_push_result = 'transient' AND e.last_push_at < now() - interval '30 seconds'
-      AND e.enabled AND e.token_dead_at IS NULL
-      AND EXISTS (SELECT 1 FROM command_queue q WHERE q.udid = e.udid)
-    ORDER BY e.last_push_at LIMIT p_limit
+    (SELECT e.udid FROM enrollments e
+     WHERE e.last_push_result = 'transient' AND e.last_push_at < vouch_now() - interval '30 seconds'
+       AND e.enabled AND e.token_dead_at IS NULL
+       AND EXISTS (SELECT 1 FROM command_queue q WHERE q.udid = e.udid)
+     ORDER BY e.last_push_at LIMIT p_limit)
+    UNION
+    (SELECT DISTINCT q.udid FROM command_queue q JOIN enrollments e ON e.udid = q.udid
+     WHERE q.queued_at >= vouch_now() - interval '10 minutes'
+       AND q.queued_at < vouch_now() - interval '1 minute'
+       AND e.enabled AND e.token_dead_at IS NULL AND e.push_token IS NOT NULL
+       AND (e.last_push_at IS NULL OR e.last_push_at < q.queued_at)
+     LIMIT p_limit)
 $$;
