@@ -344,6 +344,7 @@ CREATE FUNCTION vouch_scheduler_tick(p_command_uuids text[], p_bodies bytea[], p
                                      p_info_command_uuid text, p_info_body bytea,
                                      p_info_limit integer)
 RETURNS TABLE (udid text, kind text, reason text) LANGUAGE plpgsql AS $$
+#variable_conflict use_column
 DECLARE
     p scheduler_policy;
     clock timestamptz := vouch_now();
@@ -428,16 +429,20 @@ $$;
 CREATE FUNCTION vouch_scheduler_next(p_limit integer, OUT attest_due integer,
                                      OUT info_due boolean, OUT due_in double precision,
                                      OUT budget integer)
-LANGUAGE sql STABLE AS $$
-    SELECT (SELECT count(*) FROM (SELECT 1 FROM devices
-                                  WHERE attestation_due_at <= vouch_now() LIMIT p_limit) x)::integer,
-           EXISTS (SELECT 1 FROM devices WHERE info_due_at <= vouch_now()),
-           extract(epoch FROM least((SELECT min(attestation_due_at) FROM devices),
-                                    (SELECT min(info_due_at) FROM devices)) - vouch_now())::float8,
-           (SELECT p.rate_limit - (SELECT count(*) FROM attestation_requests r
-                                    WHERE r.requested_at > vouch_now() - interval '1 minute'
-                                      AND r.reason IN ('os_change', 'random', 'max_age', 'retry'))
-            FROM scheduler_policy p)::integer
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    clock timestamptz := vouch_now();  -- once: the due queries are index range scans
+BEGIN
+    SELECT count(*) INTO attest_due FROM (SELECT 1 FROM devices
+                                           WHERE attestation_due_at <= clock LIMIT p_limit) x;
+    info_due := EXISTS (SELECT 1 FROM devices WHERE info_due_at <= clock);
+    due_in := extract(epoch FROM least((SELECT min(attestation_due_at) FROM devices),
+                                       (SELECT min(info_due_at) FROM devices)) - clock);
+    SELECT p.rate_limit - (SELECT count(*) FROM attestation_requests r
+                           WHERE r.requested_at > clock - interval '1 minute'
+                             AND r.reason IN ('os_change', 'random', 'max_age', 'retry'))
+    INTO budget FROM scheduler_policy p;
+END
 $$;
 
 -- The identity check every later request of a device passes: returns 'ok', 'unknown_device' or

@@ -166,12 +166,12 @@ class PostgresCluster:
     def conninfo(self, dbname="postgres"):
         return f"host={self.socket_dir} port={self.port} user={PG_USER} dbname={dbname}"
 
-    def psql(self, sql, dbname="postgres", check=True):
+    def psql(self, sql, dbname="postgres", check=True, timeout=60):
         """Run SQL with psql; returns stdout (unaligned, tuples only, '|' between columns)."""
         proc = subprocess.run(
             [os.path.join(PG_BIN, "psql"), "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1",
              "-d", self.conninfo(dbname), "-f", "-"],
-            input=sql.encode(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+            input=sql.encode(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
         if check and proc.returncode != 0:
             raise PostgresError(f"psql failed ({proc.returncode}): {sql}\n"
                                 f"{proc.stderr.decode(errors='replace')}")
