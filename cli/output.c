@@ -354,6 +354,11 @@ static const char *attestation_explain(const char *key, const char *value)
         {"reason", "serial_mismatch", "the attested serial number is not the device's"},
         {"reason", "os_version_mismatch",
          "a fresh attestation states another OS version than the device reports"},
+        {"next_due_reason", "random", "a random re-check, unpredictable to the device"},
+        {"next_due_reason", "max_age", "the attestation reaches attestation_max_age"},
+        {"next_due_reason", "os_change",
+         "the OS changed: as soon as Apple's 7-day limit allows"},
+        {"next_due_reason", "retry", "the last answer failed: asked again"},
     };
     for (size_t i = 0; i < sizeof(meanings) / sizeof(meanings[0]); i++) {
         if (strcmp(meanings[i].key, key) == 0 && strcmp(meanings[i].value, value) == 0)
@@ -406,7 +411,7 @@ void output_attestation(const struct json_value *att, size_t indent, FILE *out)
     static const char *const known[] = {
         "status",       "reason",      "freshness",      "device_status",
         "requested_at", "received_at", "generated_at",   "expires_at",
-        "next_due_at",  "leaf_sha256", "freshness_code",
+        "next_due_at",  "next_due_reason", "leaf_sha256", "freshness_code",
     };
     const size_t nknown = sizeof(known) / sizeof(known[0]);
     const struct json_value *props = json_object_get(att, "properties");

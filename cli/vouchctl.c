@@ -112,6 +112,7 @@ static const char device_usage[] =
     "  generated_at  when Apple made the attestation: its age\n"
     "  expires_at    when the attestation certificate expires\n"
     "  next_due_at   when the server will ask again by itself\n"
+    "  next_due_reason  why: random, max_age, os_change or retry\n"
     "  properties    what Apple attests: serial number, UDID, OS, sepOS and LLB\n"
     "                versions, software update device ID, and on a Mac SIP,\n"
     "                secure boot and third-party kernel extensions; after a\n"

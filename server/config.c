@@ -176,7 +176,7 @@ static bool set_defaults(struct config *cfg)
     cfg->attestation_retry_limit = 3;
     cfg->attestation_retry_delay = 3600;
     cfg->info_interval = 86400;
-    cfg->scheduler_batch = 500;
+    cfg->scheduler_batch = 200;
     return cfg->listen != NULL && cfg->apns_url != NULL && cfg->log_level != NULL;
 }
 

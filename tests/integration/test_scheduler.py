@@ -208,6 +208,46 @@ class SchedulerPolicyTest(AttestationCase):
         entry = [e for e in self.history(dev.udid) if e["command_uuid"] == cu][0]
         self.assertEqual(entry["request_reason"], "os_change", entry)
 
+    def test_failed_answers_are_retried_then_planned(self):
+        dev = self.iphone()
+        for attempt in range(4):  # the enrollment's request, then attestation_retry_limit (3)
+            what = f"answer {attempt + 1}"
+            if attempt > 0:
+                set_clock(self, due + datetime.timedelta(minutes=1))
+                wait_for(lambda: self.pending_requests(dev.udid), DEADLINE_S,
+                         what=f"{what}: the retry")
+            cu, nonce = self.take_request(dev, what)
+            answered = db_clock(self)
+            self.answer(dev, cu, self.chain_for(
+                dev, nonce, pki=self.other_pki,
+                not_before=answered - datetime.timedelta(minutes=5)), what=what)
+            self.assertVerdict(dev, cu, "failed", "untrusted_chain", {None, "unknown"}, what)
+            due, reason = self.next_due(dev)
+            if attempt < 3:
+                self.assertEqual(reason, "retry", what)
+                delay = datetime.timedelta(hours=2 ** attempt)  # 1 h, doubling
+                self.assertLess(abs(due - (answered + delay)), datetime.timedelta(minutes=1),
+                                f"{what}: retry planned at {due}, answered at {answered}")
+            else:
+                self.assertIn(reason, ("random", "max_age"), f"{what}: retries exhausted")
+                self.assertGreaterEqual(due, answered + datetime.timedelta(days=7))
+        reasons = [e["request_reason"] for e in reversed(self.history(dev.udid))]
+        self.assertEqual(reasons, ["enrollment", "retry", "retry", "retry"])
+
+    def test_authenticate_with_a_new_os(self):
+        dev = self.iphone(os_version="17.4")
+        self.attest_at_clock(dev, "enrollment attestation")
+        old_build = dev.build_version
+        dev.os_version, dev.build_version = "17.5", "21F79"
+        dev.enroll()  # re-enrollment after the update
+        self.assertEqual(self.os_events(dev), [{"previous": {"os_version": "17.4",
+                                                             "build_version": old_build}}])
+        # Re-enrollment asks at once; that fresh answer is made on the new OS: covered.
+        cu, _ = self.attest_at_clock(dev, "re-enrollment attestation", os_version="17.5")
+        entry = [e for e in self.history(dev.udid) if e["command_uuid"] == cu][0]
+        self.assertEqual(entry["request_reason"], "enrollment")
+        self.assertIn(self.next_due(dev)[1], ("random", "max_age"))
+
     def test_same_os_is_no_change(self):
         dev = self.iphone(os_version="17.4")
         self.attest_at_clock(dev, "enrollment attestation")
@@ -305,6 +345,24 @@ class YearSimulationTest(VouchTestCase):
             END $$;""", cls.dbname, timeout=600)
         cls.simulated_in = time.monotonic() - started
 
+    def test_max_age_when_the_random_moment_is_later(self):
+        # With max_age = min_interval every random moment falls at or after the deadline.
+        sql(self, """
+            SELECT vouch_set_policy(interval '7 days', interval '7 days', interval '14 days',
+                                    interval '3650 days', 1000000, 3, interval '1 hour');""")
+        insert_fleet(self, "AGE", 3)
+        out = sql(self, """
+            INSERT INTO attestations (udid, command_uuid, status, freshness, generated_at)
+              SELECT udid, 'age-' || udid, 'verified', 'fresh', vouch_now() - interval '1 day'
+              FROM devices WHERE udid LIKE 'AGE-%';
+            SELECT count(vouch_plan_attestation(udid, 'verified')) FROM devices
+              WHERE udid LIKE 'AGE-%';
+            SELECT attestation_due_reason,
+                   attestation_due_at = (SELECT max(generated_at) FROM attestations a
+                                         WHERE a.udid = d.udid) + interval '7 days'
+            FROM devices d WHERE udid LIKE 'AGE-%';""")
+        self.assertEqual(out.split()[1:], ["max_age|t"] * 3, out)
+
     def test_never_inside_the_7_day_window(self):
         early = sql(self, """
             SELECT count(*) FROM attestation_requests r
@@ -385,9 +443,12 @@ class TwoInstancesTest(TwoInstancesCase):
         before = (self.scheduled_total(self.vouchd), self.scheduled_total(self.second))
         insert_fleet(self, "TWO", 1000, due=True)
         self.assertExactlyOne("TWO", 1000, "two schedulers")
-        after = (self.scheduled_total(self.vouchd), self.scheduled_total(self.second))
-        self.assertEqual(after[0] - before[0] + after[1] - before[1], 1000,
-                         f"requests counted by the instances: {before} -> {after}")
+        # Each instance counts what it claimed once its tick's answer is in (a moment later).
+        def counted():
+            after = (self.scheduled_total(self.vouchd), self.scheduled_total(self.second))
+            return after[0] - before[0] + after[1] - before[1]
+        wait_for(lambda: counted() >= 1000, DEADLINE_S, what="the instances' counters")
+        self.assertEqual(counted(), 1000, f"requests counted by the instances (from {before})")
 
     def test_attest_all_while_both_schedulers_run(self):
         insert_fleet(self, "OPS", 1000)

@@ -440,6 +440,52 @@ static void test_durations(void **state)
     }
 }
 
+/* ---- The attestation policy ---- */
+
+static void test_attestation_policy(void **state)
+{
+    struct config cfg;
+    parse_ok(&cfg, NULL, NULL);
+    assert_int_equal(cfg.attestation_max_age, 30 * 86400);
+    assert_int_equal(cfg.attestation_min_interval, 7 * 86400);
+    assert_int_equal(cfg.attestation_mean_interval, 14 * 86400);
+    assert_int_equal(cfg.info_interval, 86400);
+    assert_int_equal(cfg.attestation_rate_limit, 1000);
+    assert_int_equal(cfg.attestation_retry_limit, 3);
+    assert_int_equal(cfg.attestation_retry_delay, 3600);
+    assert_int_equal(cfg.scheduler_batch, 200);
+    config_clear(&cfg);
+
+    parse_ok(&cfg,
+             "attestation_max_age = 60d\nattestation_min_interval = 8d\n"
+             "attestation_mean_interval = 21d\ninfo_interval = 12h\n"
+             "attestation_rate_limit = 50\nattestation_retry_limit = 0\n"
+             "attestation_retry_delay = 10m\nscheduler_batch = 0\n",
+             NULL);
+    assert_int_equal(cfg.attestation_max_age, 60 * 86400);
+    assert_int_equal(cfg.attestation_min_interval, 8 * 86400);
+    assert_int_equal(cfg.attestation_mean_interval, 21 * 86400);
+    assert_int_equal(cfg.info_interval, 12 * 3600);
+    assert_int_equal(cfg.attestation_rate_limit, 50);
+    assert_int_equal(cfg.attestation_retry_limit, 0);
+    assert_int_equal(cfg.attestation_retry_delay, 600);
+    assert_int_equal(cfg.scheduler_batch, 0);
+    config_clear(&cfg);
+
+    /* The random interval's mean must leave room beyond Apple's window, and max_age must not
+     * end before the window does. */
+    fail_text("attestation_mean_interval = 7d\n", "attestation_mean_interval",
+              "attestation_min_interval");
+    fail_text("attestation_min_interval = 14d\n", "attestation_mean_interval",
+              "attestation_min_interval");
+    fail_text("attestation_max_age = 6d\n", "attestation_max_age", "attestation_min_interval");
+    fail_text("attestation_rate_limit = 0\n", "attestation_rate_limit", "out of range");
+    fail_text("scheduler_batch = 10001\n", "scheduler_batch", "out of range");
+    fail_text("info_interval = 1w\n", "info_interval", "unit");
+    char *env[] = {"VOUCH_ATTESTATION_MAX_AGE=2d", NULL};
+    fail_env(env, "attestation_max_age", "attestation_min_interval");
+}
+
 /* ---- Clearing ---- */
 
 static void test_clear(void **state)
@@ -615,6 +661,7 @@ int main(void)
         cmocka_unit_test(test_env_overrides_file),
         cmocka_unit_test(test_env_errors),
         cmocka_unit_test(test_durations),
+        cmocka_unit_test(test_attestation_policy),
         cmocka_unit_test(test_clear),
         cmocka_unit_test(test_load),
         cmocka_unit_test(test_check_runtime),
