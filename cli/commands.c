@@ -245,6 +245,7 @@ static bool devices_add_row(struct table *t, const struct json_value *dev)
         output_scalar(json_object_get(dev, "enrolled")),
         json_object_get_string(dev, "last_seen_at"),
         att_cell,
+        json_object_get_string(att, "next_due_at"),
     };
     return table_add_row(t, cells);
 }
@@ -392,7 +393,7 @@ static bool devices_add_row_visit(void *arg, const struct json_value *dev)
 int cmd_devices(struct ctl *ctl)
 {
     static const char *const headers[] = {"UDID",     "SERIAL",    "MODEL/PRODUCT", "OS",
-                                          "ENROLLED", "LAST SEEN", "ATTESTATION"};
+                                          "ENROLLED", "LAST SEEN", "ATTESTATION",   "NEXT CHECK"};
     struct device_pages pages = {0};
     struct value_list devices = {0};
     struct table *table = NULL;
@@ -1169,8 +1170,8 @@ int cmd_push(struct ctl *ctl)
     int rc = CTL_EXIT_OK;
     for (size_t i = 0; i < ctl->nargs; i++) {
         char *esc = client_escape(ctl->client, ctl->args[i]);
-        char *joined = esc ? str_join(ids ? ids : "", ids ? "," : "", esc, (const char *)NULL)
-                           : NULL;
+        char *joined =
+            esc ? str_join(ids ? ids : "", ids ? "," : "", esc, (const char *)NULL) : NULL;
         free(esc);
         free(ids);
         if ((ids = joined) == NULL)

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Writes a C file holding db/migrations/NNNN_name.sql as an ordered, numbered array.
 
-vouchd carries its schema inside the binary, so `vouchd migrate` needs no file next to it.
+vouchd carries its schema inside the binary, so `vouchd migrate` needs no file next to it. Each
+migration carries the SHA-256 of its text, so a database that applied another text is noticed.
 """
+import hashlib
 import pathlib
 import re
 import sys
@@ -22,8 +24,9 @@ for path in files:
         sys.exit(f'{path.name}: expected migration number {expected:04d}')
     expected += 1
     sql = path.read_text(encoding='utf-8')
+    digest = hashlib.sha256(sql.encode('utf-8')).hexdigest()
     literal = '\n'.join('        "' + line.replace('\\', '\\\\').replace('"', '\\"') + '\\n"'
                         for line in sql.splitlines())
-    lines.append(f'    {{{version}, "{m.group(2)}",\n{literal}}},')
+    lines.append(f'    {{{version}, "{m.group(2)}", "{digest}",\n{literal}}},')
 lines += ['};', f'const size_t migration_count = {len(files)};', '']
 out.write_text('\n'.join(lines))

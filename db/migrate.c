@@ -42,10 +42,11 @@ static bool apply_one(PGconn *conn, const struct migration *m, char *err, size_t
 
     char version[16];
     snprintf(version, sizeof(version), "%d", m->version);
-    const char *params[] = {version, m->name};
+    const char *params[] = {version, m->name, m->checksum};
     PGresult *res = PQexecParams(conn,
-                                 "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                                 2, NULL, params, NULL, NULL, 0);
+                                 "INSERT INTO schema_migrations (version, name, checksum)"
+                                 " VALUES ($1, $2, $3)",
+                                 3, NULL, params, NULL, NULL, 0);
     bool inserted = PQresultStatus(res) == PGRES_COMMAND_OK;
     if (!inserted)
         snprintf(err, err_size, "%s", PQresultErrorMessage(res));
@@ -57,6 +58,32 @@ rollback:;
     char ignored[8];
     (void)exec_ok(conn, "ROLLBACK", ignored, sizeof(ignored));
     return false;
+}
+
+/* The migrations the database applied must be this binary's, text for text. */
+static bool check_applied(PGconn *conn, int version, char *err, size_t err_size)
+{
+    PGresult *res = PQexec(conn, "SELECT version, coalesce(checksum, '') FROM schema_migrations"
+                                 " ORDER BY version");
+    bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+    if (!ok)
+        snprintf(err, err_size, "%s", PQresultErrorMessage(res));
+    for (int row = 0; ok && row < PQntuples(res); row++) {
+        long v = strtol(PQgetvalue(res, row, 0), NULL, 10);
+        if (v < 1 || v > version || (size_t)v > migration_count)
+            continue;
+        const struct migration *m = &migrations[v - 1];
+        if (strcmp(PQgetvalue(res, row, 1), m->checksum) != 0) {
+            snprintf(err, err_size,
+                     "the database applied another text of migration %04d_%s than this vouchd "
+                     "carries (a pre-release schema?): recreate the database, or run the vouchd "
+                     "that created it",
+                     m->version, m->name);
+            ok = false;
+        }
+    }
+    PQclear(res);
+    return ok;
 }
 
 bool migrate_database(const char *conninfo, int *applied, char *err, size_t err_size)
@@ -73,7 +100,9 @@ bool migrate_database(const char *conninfo, int *applied, char *err, size_t err_
               exec_ok(conn,
                       "CREATE TABLE IF NOT EXISTS schema_migrations ("
                       " version integer PRIMARY KEY, name text NOT NULL,"
-                      " applied_at timestamptz NOT NULL DEFAULT now())",
+                      " applied_at timestamptz NOT NULL DEFAULT now(), checksum text)",
+                      err, err_size) &&
+              exec_ok(conn, "ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS checksum text",
                       err, err_size);
     int version = 0;
     if (ok)
@@ -84,6 +113,8 @@ bool migrate_database(const char *conninfo, int *applied, char *err, size_t err_
                  version, migration_count);
         ok = false;
     }
+    if (ok)
+        ok = check_applied(conn, version, err, err_size);
     for (size_t i = 0; ok && i < migration_count; i++) {
         const struct migration *m = &migrations[i];
         if (m->version <= version)

@@ -5,7 +5,8 @@
  * Runs before the event loop starts (`vouchd migrate` and vouchd's start-up), so it uses a
  * blocking libpq connection of its own. A session advisory lock makes concurrent starts safe: the
  * second instance waits, then finds nothing left to do. Each migration runs in its own
- * transaction together with its row in schema_migrations.
+ * transaction together with its row in schema_migrations, which keeps the checksum of its text:
+ * a database whose applied migrations differ from this binary's is refused, never patched.
  */
 #ifndef VOUCH_MIGRATE_H
 #define VOUCH_MIGRATE_H
@@ -16,6 +17,7 @@
 struct migration {
     int version;
     const char *name;
+    const char *checksum; /* SHA-256 of sql, hex */
     const char *sql;
 };
 

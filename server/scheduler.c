@@ -15,9 +15,9 @@
 #include "queries.h"
 #include "vouchd.h"
 
-#define MAX_SLEEP_S 60        /* look at least this often, whatever the plan says */
-#define RETRY_S 5             /* after a failed tick, or while the rate budget is spent */
-#define INFO_LIMIT_FACTOR 4   /* light queries per tick: this times scheduler_batch */
+#define MAX_SLEEP_S 60      /* look at least this often, whatever the plan says */
+#define RETRY_S 5           /* after a failed tick, or while the rate budget is spent */
+#define INFO_LIMIT_FACTOR 4 /* light queries per tick: this times scheduler_batch */
 #define NOTIFY_CHANNEL "vouch_scheduler"
 
 static const char *const reasons[] = {"os_change", "random", "max_age", "retry"};
@@ -44,8 +44,7 @@ static void sleep_for(struct scheduler *s, double seconds)
         seconds = 0;
     if (seconds > MAX_SLEEP_S)
         seconds = MAX_SLEEP_S;
-    struct timeval tv = {(time_t)seconds,
-                         (suseconds_t)((seconds - (double)(time_t)seconds) * 1e6)};
+    struct timeval tv = {(time_t)seconds, (suseconds_t)((seconds - (double)(time_t)seconds) * 1e6)};
     evtimer_del(&s->timer);
     evtimer_add(&s->timer, &tv);
 }
@@ -153,9 +152,9 @@ static void run_tick(struct scheduler *s, size_t count)
     bool built = build_info_query(&info);
     size_t n = 0;
     while (built && n < count && command_build_attestation(&commands[n], nonces[n])) {
-        requests[n] = (struct db_attest_request){commands[n].uuid, (const uint8_t *)commands[n].xml,
-                                                 commands[n].xml_len, nonces[n],
-                                                 COMMAND_NONCE_BYTES};
+        requests[n] =
+            (struct db_attest_request){commands[n].uuid, (const uint8_t *)commands[n].xml,
+                                       commands[n].xml_len, nonces[n], COMMAND_NONCE_BYTES};
         n++;
     }
     if (!built || n < count) {
@@ -166,8 +165,8 @@ static void run_tick(struct scheduler *s, size_t count)
     } else {
         clock_gettime(CLOCK_MONOTONIC, &s->tick_started);
         db_scheduler_tick(s->srv->db, requests, n, info.uuid, (const uint8_t *)info.xml,
-                          info.xml_len, s->srv->cfg->scheduler_batch * INFO_LIMIT_FACTOR,
-                          tick_done, s);
+                          info.xml_len, s->srv->cfg->scheduler_batch * INFO_LIMIT_FACTOR, tick_done,
+                          s);
     }
     for (size_t i = 0; i < n; i++)
         command_clear(&commands[i]);

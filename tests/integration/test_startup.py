@@ -379,6 +379,23 @@ class ConcurrentMigrationTest(StartupCase):
                              f"{round_no})\n" + third.describe())
             self.assertSchemaComplete(v.dbname, f"after the third migrate (round {round_no})")
 
+    def test_a_changed_migration_is_refused(self):
+        """A database that applied another text of a migration (say, a pre-release schema) is
+        refused with a message naming the migration, and left as it is."""
+        v = self.new_vouchd("changed")
+        v.write_config()
+        argv = [VOUCHD, "migrate", "--config", v.config_path]
+        first = Spawned(argv, name="changed-first")
+        self.assertEqual(first.finish(HEALTHY_DEADLINE), 0, first.describe())
+        self.pg.psql("UPDATE schema_migrations SET checksum = 'not-this-text' "
+                     "WHERE version = 1", v.dbname)
+        before = self.migration_rows(v.dbname)
+        again = Spawned(argv, name="changed-again")
+        self.assertEqual(again.finish(HEALTHY_DEADLINE), 1, again.describe())
+        self.assertIn("0001_schema", again.describe())
+        self.assertIn("recreate the database", again.describe())
+        self.assertEqual(self.migration_rows(v.dbname), before)
+
     def test_two_servers_at_once(self):
         dbname = suite().new_database("two_servers")
         v1 = self.new_vouchd("server1", dbname=dbname)
