@@ -16,6 +16,10 @@ ZENTRAL = "zentral/tests__mdm__testdata__"
 
 
 class PeerPlistTest(VouchTestCase):
+    # The captured reports state other OS versions than the devices' Authenticate did: an OS
+    # change, which the scheduler rightly answers with an attestation request ahead of the
+    # commands these tests hand out one by one. Scheduling is tested in test_scheduler.
+    vouchd_config = {"scheduler_batch": "0"}
 
     def device_for(self, udid):
         return self.new_device(udid=udid)
