@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "curl_loop.h"
 #include "json.h"
 #include "log.h"
 
@@ -44,11 +45,6 @@ struct retired_cert {
     struct apns_cert cert;
 };
 
-struct socket_watch {
-    struct event ev;
-    short kind; /* what ev watches now */
-};
-
 struct apns_client {
     struct event_base *base;
     struct apns_config cfg;
@@ -57,9 +53,7 @@ struct apns_client {
     struct apns_cert cert;
     unsigned cert_generation;  /* bumped by apns_client_set_cert */
     struct retired_cert *retired; /* earlier certificates: curl handles may still point at them */
-    CURLM *multi;
-    struct event timer;
-    int running;
+    struct curl_loop *loop;
     struct apns_job *queue_head, *queue_tail;
     struct apns_job *all; /* every job, queued, in flight or waiting to retry */
     /* Easy handles kept between pushes: a new handle per push would allocate (and fault in)
@@ -79,69 +73,6 @@ const char *apns_outcome_name(enum apns_outcome outcome)
 }
 
 static void start_jobs(struct apns_client *c);
-
-/* ---- libevent <-> curl multi ---- */
-
-static void check_multi_info(struct apns_client *c);
-
-static void socket_event_cb(evutil_socket_t fd, short kind, void *arg)
-{
-    struct apns_client *c = arg;
-    int action = ((kind & EV_READ) ? CURL_CSELECT_IN : 0) |
-                 ((kind & EV_WRITE) ? CURL_CSELECT_OUT : 0);
-    curl_multi_socket_action(c->multi, fd, action, &c->running);
-    check_multi_info(c);
-}
-
-static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
-{
-    struct apns_client *c = userp;
-    struct socket_watch *w = socketp;
-    if (what == CURL_POLL_REMOVE) {
-        if (w != NULL) {
-            event_del(&w->ev);
-            free(w);
-            curl_multi_assign(c->multi, s, NULL);
-        }
-        return 0;
-    }
-    short kind = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) |
-                         ((what & CURL_POLL_OUT) ? EV_WRITE : 0) | EV_PERSIST);
-    if (w == NULL) {
-        w = calloc(1, sizeof(*w));
-        if (w == NULL)
-            log_fatal("out of memory");
-        curl_multi_assign(c->multi, s, w);
-    } else if (w->kind == kind) {
-        return 0; /* curl repeats itself once per transfer on a shared connection */
-    } else {
-        event_del(&w->ev);
-    }
-    w->kind = kind;
-    event_assign(&w->ev, c->base, s, kind, socket_event_cb, c);
-    event_add(&w->ev, NULL);
-    return 0;
-}
-
-static void timer_event_cb(evutil_socket_t fd, short kind, void *arg)
-{
-    struct apns_client *c = arg;
-    curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &c->running);
-    check_multi_info(c);
-}
-
-/* curl asks for a timeout; it may not be acted on from inside this callback. */
-static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
-{
-    struct apns_client *c = userp;
-    if (timeout_ms < 0) {
-        evtimer_del(&c->timer);
-        return 0;
-    }
-    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    evtimer_add(&c->timer, &tv);
-    return 0;
-}
 
 /* ---- one push ---- */
 
@@ -367,7 +298,7 @@ static enum apns_outcome classify(long status)
 static void attempt_done(struct apns_client *c, struct apns_job *job, CURLcode result)
 {
     long status = 0;
-    curl_multi_remove_handle(c->multi, job->easy);
+    curl_loop_remove(c->loop, job->easy);
     c->in_flight--;
     if (result == CURLE_OK)
         curl_easy_getinfo(job->easy, CURLINFO_RESPONSE_CODE, &status);
@@ -390,18 +321,17 @@ static void attempt_done(struct apns_client *c, struct apns_job *job, CURLcode r
     job_finish(c, job, &r);
 }
 
-static void check_multi_info(struct apns_client *c)
+/* curl_loop: a transfer finished; then, once per batch, room for more. */
+static void transfer_done(void *arg, CURL *easy, CURLcode result)
 {
-    CURLMsg *msg;
-    int left;
-    while ((msg = curl_multi_info_read(c->multi, &left)) != NULL) {
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        struct apns_job *job = NULL;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&job);
-        attempt_done(c, job, msg->data.result);
-    }
-    start_jobs(c);
+    struct apns_job *job = NULL;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&job);
+    attempt_done(arg, job, result);
+}
+
+static void transfers_done(void *arg)
+{
+    start_jobs(arg);
 }
 
 static void start_jobs(struct apns_client *c)
@@ -415,7 +345,7 @@ static void start_jobs(struct apns_client *c)
         job->attempts++;
         c->stats.sent++;
         bool set_up = setup_easy(c, job);
-        CURLMcode added = set_up ? curl_multi_add_handle(c->multi, job->easy) : CURLM_OK;
+        CURLMcode added = set_up ? curl_loop_add(c->loop, job->easy) : CURLM_OK;
         if (!set_up || added != CURLM_OK) {
             log_error("cannot start a push: %s",
                       set_up ? curl_multi_strerror(added) : "curl refused an option");
@@ -478,23 +408,19 @@ struct apns_client *apns_client_new(struct event_base *base, const struct apns_c
     size_t url_len = c->url ? strlen(c->url) : 0;
     while (url_len > 0 && c->url[url_len - 1] == '/')
         c->url[--url_len] = '\0';
-    c->multi = curl_multi_init();
+    c->loop = curl_loop_new(base, transfer_done, transfers_done, c);
     c->idle_handles = calloc(cfg->max_in_flight ? cfg->max_in_flight : 1, sizeof(CURL *));
-    if (c->idle_handles == NULL || c->url == NULL || (cfg->ca_file && c->ca_file == NULL) || c->multi == NULL ||
-        url_len == 0 || url_len > 64) {
+    if (c->idle_handles == NULL || c->url == NULL || (cfg->ca_file && c->ca_file == NULL) ||
+        c->loop == NULL || url_len == 0 || url_len > 64) {
         snprintf(err, err_size, "apns_url: cannot set up the client for '%s'", cfg->url);
         apns_client_free(c);
         return NULL;
     }
-    curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-    curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
-    curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-    curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
-    curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
-    curl_multi_setopt(c->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)cfg->max_in_flight);
+    CURLM *multi = curl_loop_multi(c->loop);
+    curl_multi_setopt(multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+    curl_multi_setopt(multi, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)cfg->max_in_flight);
     /* One push certificate, one topic: one persistent connection carries every stream. */
-    curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 1L);
-    evtimer_assign(&c->timer, base, timer_event_cb, c);
+    curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, 1L);
     c->cert = *cert;
     memset(cert, 0, sizeof(*cert));
     return c;
@@ -535,16 +461,14 @@ void apns_client_free(struct apns_client *c)
         return;
     while (c->all != NULL) {
         struct apns_job *job = c->all;
-        if (job->easy != NULL && c->multi != NULL)
-            curl_multi_remove_handle(c->multi, job->easy);
+        if (job->easy != NULL && c->loop != NULL)
+            curl_loop_remove(c->loop, job->easy);
         job_free(job);
     }
     for (size_t i = 0; i < c->idle_count; i++)
         curl_easy_cleanup(c->idle_handles[i]);
     free(c->idle_handles);
-    if (c->multi != NULL)
-        curl_multi_cleanup(c->multi);
-    evtimer_del(&c->timer);
+    curl_loop_free(c->loop);
     apns_cert_clear(&c->cert);
     while (c->retired != NULL) {
         struct retired_cert *r = c->retired;

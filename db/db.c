@@ -52,10 +52,21 @@ struct db_pool {
     unsigned waiting;
     uint64_t queries, failures, reconnects;
     struct db_conn *listener; /* NULL until db_listen() */
-    char *listen_sql;
-    db_notify_fn *notify_cb;
-    void *notify_arg;
+    char listen_sql[DB_MAX_CHANNELS * (DB_MAX_CHANNEL_LEN + 9) + 1];
+    struct {
+        char name[DB_MAX_CHANNEL_LEN + 1];
+        db_notify_fn *cb;
+        void *arg;
+    } channels[DB_MAX_CHANNELS];
+    unsigned channel_count;
 };
+
+/* Every channel's callback: after a (re)connect, when notifications may have been missed. */
+static void notify_all(struct db_pool *pool)
+{
+    for (unsigned i = 0; i < pool->channel_count; i++)
+        pool->channels[i].cb(pool->channels[i].arg);
+}
 
 static void conn_connect(struct db_conn *conn);
 static void conn_io_cb(evutil_socket_t fd, short what, void *arg);
@@ -178,7 +189,7 @@ static void conn_ready(struct db_conn *conn)
         }
         conn_flush(conn);
         if (conn->state == CONN_IDLE)
-            conn->pool->notify_cb(conn->pool->notify_arg);
+            notify_all(conn->pool);
         return;
     }
     /* Watch an idle socket too, so a server that goes away is noticed before the next query. */
@@ -272,14 +283,19 @@ static void conn_read(struct db_conn *conn)
             conn_broken(conn, "the database closed the connection");
             return;
         }
-        bool notified = false;
+        /* Several notifications of one channel in one read wake its owner once. */
+        bool notified[DB_MAX_CHANNELS] = {false};
+        struct db_pool *pool = conn->pool;
         PGnotify *n;
         while ((n = PQnotifies(conn->pg)) != NULL) {
-            notified = true;
+            for (unsigned i = 0; i < pool->channel_count; i++)
+                notified[i] = notified[i] || strcmp(n->relname, pool->channels[i].name) == 0;
             PQfreemem(n);
         }
-        if (notified && conn->listener)
-            conn->pool->notify_cb(conn->pool->notify_arg);
+        for (unsigned i = 0; i < pool->channel_count && conn->listener; i++) {
+            if (notified[i])
+                pool->channels[i].cb(pool->channels[i].arg);
+        }
         return;
     }
     while (!PQisBusy(conn->pg)) {
@@ -441,14 +457,22 @@ struct db_pool *db_pool_new(struct event_base *base, const char *conninfo, unsig
 
 void db_listen(struct db_pool *pool, const char *channel, db_notify_fn *cb, void *arg)
 {
-    size_t size = strlen(channel) + 16;
-    pool->listen_sql = malloc(size);
+    if (pool->channel_count == DB_MAX_CHANNELS || strlen(channel) > DB_MAX_CHANNEL_LEN ||
+        (pool->listener != NULL && pool->listener->state != CONN_CONNECTING &&
+         pool->listener->state != CONN_DOWN))
+        log_fatal("db_listen(%s): too many channels, or called after the loop started", channel);
+    unsigned i = pool->channel_count++;
+    snprintf(pool->channels[i].name, sizeof(pool->channels[i].name), "%s", channel);
+    pool->channels[i].cb = cb;
+    pool->channels[i].arg = arg;
+    size_t used = strlen(pool->listen_sql);
+    snprintf(pool->listen_sql + used, sizeof(pool->listen_sql) - used, "%sLISTEN %s",
+             used ? "; " : "", channel);
+    if (pool->listener != NULL)
+        return; /* its connection, still being made, will LISTEN on this channel too */
     pool->listener = calloc(1, sizeof(*pool->listener));
-    if (pool->listen_sql == NULL || pool->listener == NULL)
+    if (pool->listener == NULL)
         log_fatal("out of memory");
-    snprintf(pool->listen_sql, size, "LISTEN %s", channel);
-    pool->notify_cb = cb;
-    pool->notify_arg = arg;
     struct db_conn *conn = pool->listener;
     conn->pool = pool;
     conn->index = pool->size;
@@ -468,7 +492,6 @@ void db_pool_free(struct db_pool *pool)
         evtimer_del(&pool->listener->retry);
         PQfinish(pool->listener->pg);
         free(pool->listener);
-        free(pool->listen_sql);
     }
     for (unsigned i = 0; i < pool->size; i++) {
         struct db_conn *conn = &pool->conns[i];

@@ -61,9 +61,12 @@ void db_pool_get_stats(const struct db_pool *pool, struct db_pool_stats *out);
 void db_query(struct db_pool *pool, const char *sql, const struct db_param *params, int nparams,
               bool binary_results, db_result_fn *cb, void *arg);
 
-/* Keeps one more connection that LISTENs on channel (an SQL identifier, a static string) and
- * calls cb from the loop when notifications arrive, and each time that connection comes up
- * (what was notified while it was down is lost, so the caller should look again). */
+/* Keeps one more connection that LISTENs on channel (an SQL identifier) and calls cb from the
+ * loop when notifications arrive on it, and each time that connection comes up (what was
+ * notified while it was down is lost, so the owner should look again). Call before the loop
+ * runs, once per channel (at most DB_MAX_CHANNELS). */
+#define DB_MAX_CHANNELS 4
+#define DB_MAX_CHANNEL_LEN 63
 typedef void db_notify_fn(void *arg);
 void db_listen(struct db_pool *pool, const char *channel, db_notify_fn *cb, void *arg);
 

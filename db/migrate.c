@@ -133,3 +133,84 @@ bool migrate_database(const char *conninfo, int *applied, char *err, size_t err_
     PQfinish(conn);
     return ok;
 }
+
+/* {"a","b"}: a text[] literal. */
+static char *text_array(const char *const *items, size_t count)
+{
+    size_t size = 3;
+    for (size_t i = 0; i < count; i++)
+        size += 3 + 2 * strlen(items[i]);
+    char *out = malloc(size), *p = out;
+    if (out == NULL)
+        return NULL;
+    *p++ = '{';
+    for (size_t i = 0; i < count; i++) {
+        if (i > 0)
+            *p++ = ',';
+        *p++ = '"';
+        for (const char *c = items[i]; *c; c++) {
+            if (*c == '"' || *c == '\\')
+                *p++ = '\\';
+            *p++ = *c;
+        }
+        *p++ = '"';
+    }
+    *p++ = '}';
+    *p = '\0';
+    return out;
+}
+
+bool migrate_store_settings(const char *conninfo, const struct db_settings *s, char *err,
+                            size_t err_size)
+{
+    PGconn *conn = PQconnectdb(conninfo);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        snprintf(err, err_size, "cannot connect to the database: %s", PQerrorMessage(conn));
+        PQfinish(conn);
+        return false;
+    }
+    char v[7][24];
+    const unsigned long long values[7] = {s->max_age,    s->min_interval, s->mean_interval,
+                                          s->info_interval, s->rate_limit,  s->retry_limit,
+                                          s->retry_delay};
+    const char *policy[7];
+    for (size_t i = 0; i < 7; i++) {
+        snprintf(v[i], sizeof(v[i]), "%llu", values[i]);
+        policy[i] = v[i];
+    }
+    char *urls = text_array(s->webhook_urls, s->webhook_url_count);
+    char *topics = s->webhook_topic_count ? text_array(s->webhook_topics, s->webhook_topic_count)
+                                          : NULL;
+    const char *hooks[2] = {urls, topics};
+    bool ok = urls != NULL && (s->webhook_topic_count == 0 || topics != NULL);
+    PGresult *res = NULL;
+    if (ok) {
+        res = PQexecParams(
+            conn,
+            "SELECT vouch_set_policy(make_interval(secs => $1::bigint),"
+            " make_interval(secs => $2::bigint), make_interval(secs => $3::bigint),"
+            " make_interval(secs => $4::bigint), $5::integer, $6::integer,"
+            " make_interval(secs => $7::bigint))",
+            7, NULL, policy, NULL, NULL, 0);
+        ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+        if (!ok)
+            snprintf(err, err_size, "storing the attestation policy: %s",
+                     PQresultErrorMessage(res));
+        PQclear(res);
+    }
+    if (ok) {
+        res = PQexecParams(conn, "SELECT vouch_set_webhooks($1::text[], $2::text[])", 2, NULL,
+                           hooks, NULL, NULL, 0);
+        ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+        if (!ok)
+            snprintf(err, err_size, "storing the web-hook receivers: %s",
+                     PQresultErrorMessage(res));
+        PQclear(res);
+    } else if (urls == NULL) {
+        snprintf(err, err_size, "out of memory");
+    }
+    free(urls);
+    free(topics);
+    PQfinish(conn);
+    return ok;
+}

@@ -28,4 +28,18 @@ extern const size_t migration_count;
 bool migrate_database(const char *conninfo, int *applied, char *err, size_t err_size)
     __attribute__((warn_unused_result));
 
+/* What an instance's configuration says that every instance must follow, stored at start before
+ * anything is served (the last instance to start wins): the attestation policy (seconds, see
+ * vouch_plan_attestation) and the web-hook receivers with the topics they take. */
+struct db_settings {
+    unsigned long long max_age, min_interval, mean_interval, info_interval, rate_limit,
+        retry_limit, retry_delay;
+    const char *const *webhook_urls;
+    size_t webhook_url_count;
+    const char *const *webhook_topics; /* none: every topic */
+    size_t webhook_topic_count;
+};
+bool migrate_store_settings(const char *conninfo, const struct db_settings *settings, char *err,
+                            size_t err_size) __attribute__((warn_unused_result));
+
 #endif

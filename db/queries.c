@@ -44,7 +44,7 @@ static enum db_verdict verdict_parse(const char *text)
 
 static const char sql_authenticate[] =
     "SELECT vouch_authenticate($1, $2, $3, $4::timestamptz, $5, $6, $7, $8, $9, $10, $11, $12,"
-    " $13, $14)";
+    " $13, $14, $15)";
 
 void db_authenticate(struct db_pool *pool, const struct db_device_facts *f,
                      const struct db_cert *cert, db_result_fn *cb, void *arg)
@@ -57,18 +57,20 @@ void db_authenticate(struct db_pool *pool, const struct db_device_facts *f,
         text_param(f->product_name),  text_param(f->os_version),
         text_param(f->build_version), text_param(f->device_name),
         text_param(f->imei),          text_param(f->meid),
+        bytes_param(f->raw, f->raw_len),
     };
-    db_query(pool, sql_authenticate, params, 14, false, cb, arg);
+    db_query(pool, sql_authenticate, params, 15, false, cb, arg);
 }
 
 static const char sql_token_update[] =
-    "SELECT vouch_token_update($1, $2, $3, $4, $5, $6, $7::boolean, $8, $9, $10)";
+    "SELECT vouch_token_update($1, $2, $3, $4, $5, $6, $7::boolean, $8, $9, $10, $11)";
 
 void db_token_update(struct db_pool *pool, const char *udid, const struct db_cert *cert,
                      const char *topic, const uint8_t *token, size_t token_len,
                      const char *push_magic, const uint8_t *unlock_token,
                      size_t unlock_token_len, int awaiting_configuration,
-                     const struct db_attest_request *attest, db_result_fn *cb, void *arg)
+                     const struct db_attest_request *attest, const uint8_t *raw,
+                     size_t raw_len, db_result_fn *cb, void *arg)
 {
     const char *awaiting =
         awaiting_configuration < 0 ? NULL : (awaiting_configuration ? "true" : "false");
@@ -83,18 +85,20 @@ void db_token_update(struct db_pool *pool, const char *udid, const struct db_cer
         text_param(attest ? attest->command_uuid : NULL),
         attest ? bytes_param(attest->body, attest->body_len) : text_param(NULL),
         attest ? bytes_param(attest->nonce, attest->nonce_len) : text_param(NULL),
+        bytes_param(raw, raw_len),
     };
-    db_query(pool, sql_token_update, params, 10, false, cb, arg);
+    db_query(pool, sql_token_update, params, 11, false, cb, arg);
 }
 
-static const char sql_checkout[] = "SELECT vouch_checkout($1, $2)";
+static const char sql_checkout[] = "SELECT vouch_checkout($1, $2, $3)";
 
 void db_checkout(struct db_pool *pool, const char *udid, const struct db_cert *cert,
-                 db_result_fn *cb, void *arg)
+                 const uint8_t *raw, size_t raw_len, db_result_fn *cb, void *arg)
 {
     const struct db_param params[] = {text_param(udid),
-                                      bytes_param(cert->sha256, DB_CERT_HASH_LEN)};
-    db_query(pool, sql_checkout, params, 2, false, cb, arg);
+                                      bytes_param(cert->sha256, DB_CERT_HASH_LEN),
+                                      bytes_param(raw, raw_len)};
+    db_query(pool, sql_checkout, params, 3, false, cb, arg);
 }
 
 enum db_verdict db_decode_verdict(const PGresult *res)
@@ -484,27 +488,6 @@ bool db_decode_count(const PGresult *res, int64_t *count)
            parse_int64(PQgetvalue(res, 0, 0), count);
 }
 
-static const char sql_set_policy[] =
-    "SELECT vouch_set_policy(make_interval(secs => $1::bigint), make_interval(secs => $2::bigint),"
-    " make_interval(secs => $3::bigint), make_interval(secs => $4::bigint), $5::integer,"
-    " $6::integer, make_interval(secs => $7::bigint))";
-
-void db_set_policy(struct db_pool *pool, const struct db_policy *policy, db_result_fn *cb,
-                   void *arg)
-{
-    char v[7][24];
-    const uint64_t values[7] = {policy->max_age,       policy->min_interval,
-                                policy->mean_interval, policy->info_interval,
-                                policy->rate_limit,    policy->retry_limit,
-                                policy->retry_delay};
-    struct db_param params[7];
-    for (size_t i = 0; i < 7; i++) {
-        snprintf(v[i], sizeof(v[i]), "%llu", (unsigned long long)values[i]);
-        params[i] = text_param(v[i]);
-    }
-    db_query(pool, sql_set_policy, params, 7, false, cb, arg);
-}
-
 static const char sql_scheduler_tick[] =
     "SELECT udid, kind, reason FROM vouch_scheduler_tick($1, $2, $3, $4, $5, $6::integer)";
 
@@ -568,4 +551,101 @@ bool db_decode_scheduler_next(const PGresult *res, struct db_scheduler_next *out
     out->due_in = out->anything_planned ? strtod(PQgetvalue(res, 0, 2), NULL) : 0;
     out->budget = (int)strtol(PQgetvalue(res, 0, 3), NULL, 10);
     return true;
+}
+
+static const char sql_webhook_claim[] =
+    "SELECT id, receiver, body, attempts FROM vouch_webhook_claim($1::integer, $2::integer)";
+
+void db_webhook_claim(struct db_pool *pool, unsigned limit, unsigned lease_s, db_result_fn *cb,
+                      void *arg)
+{
+    char l[16], s[16];
+    snprintf(l, sizeof(l), "%u", limit);
+    snprintf(s, sizeof(s), "%u", lease_s);
+    const struct db_param params[] = {text_param(l), text_param(s)};
+    db_query(pool, sql_webhook_claim, params, 2, false, cb, arg);
+}
+
+bool db_decode_webhook_claim(const PGresult *res, int row, int64_t *id, const char **receiver,
+                             const char **body, size_t *body_len, int *attempts)
+{
+    if (row >= PQntuples(res) || PQnfields(res) != 4 || PQgetisnull(res, row, 0) ||
+        PQgetisnull(res, row, 1) || PQgetisnull(res, row, 2))
+        return false;
+    *id = strtoll(PQgetvalue(res, row, 0), NULL, 10);
+    *receiver = PQgetvalue(res, row, 1);
+    *body = PQgetvalue(res, row, 2);
+    *body_len = (size_t)PQgetlength(res, row, 2);
+    *attempts = (int)strtol(PQgetvalue(res, row, 3), NULL, 10);
+    return true;
+}
+
+static const char sql_webhook_results[] =
+    "SELECT id, receiver, status, age_s FROM vouch_webhook_results($1::bigint[], $2::text[],"
+    " $3::boolean[], $4::text[], $5::float8[], $6::integer)";
+
+void db_webhook_results(struct db_pool *pool, const struct db_webhook_result *results,
+                        size_t count, unsigned max_age_s, db_result_fn *cb, void *arg)
+{
+    const char **ids = calloc(count + 1, sizeof(*ids));
+    const char **receivers = calloc(count + 1, sizeof(*receivers));
+    const char **oks = calloc(count + 1, sizeof(*oks));
+    const char **errors = calloc(count + 1, sizeof(*errors));
+    const char **delays = calloc(count + 1, sizeof(*delays));
+    char(*numbers)[2][24] = calloc(count + 1, sizeof(*numbers));
+    if (!ids || !receivers || !oks || !errors || !delays || !numbers)
+        log_fatal("out of memory");
+    for (size_t i = 0; i < count; i++) {
+        snprintf(numbers[i][0], sizeof(numbers[i][0]), "%lld", (long long)results[i].id);
+        snprintf(numbers[i][1], sizeof(numbers[i][1]), "%.3f", results[i].retry_s);
+        ids[i] = numbers[i][0];
+        delays[i] = numbers[i][1];
+        receivers[i] = results[i].receiver;
+        oks[i] = results[i].ok ? "t" : "f";
+        errors[i] = results[i].error ? results[i].error : "";
+    }
+    char *a[5] = {array_literal(ids, count), array_literal(receivers, count),
+                  array_literal(oks, count), array_literal(errors, count),
+                  array_literal(delays, count)};
+    char max_age[16];
+    snprintf(max_age, sizeof(max_age), "%u", max_age_s);
+    const struct db_param params[] = {text_param(a[0]), text_param(a[1]), text_param(a[2]),
+                                      text_param(a[3]), text_param(a[4]), text_param(max_age)};
+    db_query(pool, sql_webhook_results, params, 6, false, cb, arg);
+    for (size_t i = 0; i < 5; i++)
+        free(a[i]);
+    free(ids);
+    free(receivers);
+    free(oks);
+    free(errors);
+    free(delays);
+    free(numbers);
+}
+
+bool db_decode_webhook_result(const PGresult *res, int row, const char **status, double *age_s)
+{
+    if (row >= PQntuples(res) || PQnfields(res) != 4 || PQgetisnull(res, row, 2))
+        return false;
+    *status = PQgetvalue(res, row, 2);
+    *age_s = PQgetisnull(res, row, 3) ? 0 : strtod(PQgetvalue(res, row, 3), NULL);
+    return true;
+}
+
+static const char sql_event_list[] = "SELECT vouch_event_list($1, $2::bigint, $3::integer)";
+
+void db_event_list(struct db_pool *pool, const char *status, const char *before, unsigned limit,
+                   db_result_fn *cb, void *arg)
+{
+    char l[16];
+    snprintf(l, sizeof(l), "%u", limit);
+    const struct db_param params[] = {text_param(status), text_param(before), text_param(l)};
+    db_query(pool, sql_event_list, params, 3, false, cb, arg);
+}
+
+static const char sql_event_retry[] = "SELECT vouch_event_retry($1::bigint)";
+
+void db_event_retry(struct db_pool *pool, const char *id, db_result_fn *cb, void *arg)
+{
+    const struct db_param params[] = {text_param(id)};
+    db_query(pool, sql_event_retry, params, 1, false, cb, arg);
 }

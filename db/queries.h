@@ -44,6 +44,8 @@ struct db_device_facts {
     const char *device_name;
     const char *imei;
     const char *meid;
+    const uint8_t *raw; /* the message as received (for the mdm.* web-hook events) */
+    size_t raw_len;
 };
 
 /* The identity certificate a request was verified with. */
@@ -69,9 +71,10 @@ void db_token_update(struct db_pool *pool, const char *udid, const struct db_cer
                      const char *topic, const uint8_t *token, size_t token_len,
                      const char *push_magic, const uint8_t *unlock_token,
                      size_t unlock_token_len, int awaiting_configuration /* -1: absent */,
-                     const struct db_attest_request *attest, db_result_fn *cb, void *arg);
+                     const struct db_attest_request *attest, const uint8_t *raw,
+                     size_t raw_len, db_result_fn *cb, void *arg);
 void db_checkout(struct db_pool *pool, const char *udid, const struct db_cert *cert,
-                 db_result_fn *cb, void *arg);
+                 const uint8_t *raw, size_t raw_len, db_result_fn *cb, void *arg);
 /* Decodes the answer of the three above. */
 enum db_verdict db_decode_verdict(const PGresult *res);
 
@@ -156,15 +159,6 @@ void db_push_results(struct db_pool *pool, const struct db_push_result *results,
 /* Devices to push again (one column, udid). */
 void db_push_retry_due(struct db_pool *pool, unsigned limit, db_result_fn *cb, void *arg);
 
-/* The attestation policy (seconds, except the counts): see vouch_plan_attestation. */
-struct db_policy {
-    uint64_t max_age, min_interval, mean_interval, info_interval;
-    uint64_t rate_limit; /* scheduled requests per minute, fleet-wide */
-    uint64_t retry_limit, retry_delay;
-};
-void db_set_policy(struct db_pool *pool, const struct db_policy *policy, db_result_fn *cb,
-                   void *arg);
-
 /* One scheduler tick: requests[0..count) are attestation requests built for whichever devices
  * are due (unused ones are dropped); the info command goes to up to info_limit devices due for
  * a light query. Rows (udid, kind "attestation" | "info", reason) name the devices to push. */
@@ -186,6 +180,31 @@ struct db_scheduler_next {
 void db_scheduler_next(struct db_pool *pool, unsigned limit, db_result_fn *cb, void *arg);
 bool db_decode_scheduler_next(const PGresult *res, struct db_scheduler_next *out)
     __attribute__((warn_unused_result));
+
+/* The web-hook outbox (see vouch_emit and vouch_webhook_* in the schema). */
+/* Up to limit due deliveries, each leased for lease_s: rows (id, receiver, body, attempts). */
+void db_webhook_claim(struct db_pool *pool, unsigned limit, unsigned lease_s, db_result_fn *cb,
+                      void *arg);
+bool db_decode_webhook_claim(const PGresult *res, int row, int64_t *id, const char **receiver,
+                             const char **body, size_t *body_len, int *attempts)
+    __attribute__((warn_unused_result));
+struct db_webhook_result {
+    int64_t id;
+    const char *receiver;
+    bool ok;
+    const char *error; /* when !ok */
+    double retry_s;    /* when !ok: delay before the next attempt */
+};
+/* Rows (id, receiver, status: delivered | pending | dead, age_s) for the deliveries recorded. */
+void db_webhook_results(struct db_pool *pool, const struct db_webhook_result *results,
+                        size_t count, unsigned max_age_s, db_result_fn *cb, void *arg);
+bool db_decode_webhook_result(const PGresult *res, int row, const char **status, double *age_s)
+    __attribute__((warn_unused_result));
+/* A JSON array of deliveries (status may be NULL: all), newest first, ids below before. */
+void db_event_list(struct db_pool *pool, const char *status, const char *before, unsigned limit,
+                   db_result_fn *cb, void *arg);
+/* Sends an event again now: one integer, the deliveries revived. */
+void db_event_retry(struct db_pool *pool, const char *id, db_result_fn *cb, void *arg);
 
 struct db_stats {
     int64_t queue_depth;

@@ -20,6 +20,7 @@
 #include "mdm_message.h"
 #include "push.h"
 #include "scheduler.h"
+#include "webhook.h"
 #include "queries.h"
 #include "vouchd.h"
 
@@ -531,6 +532,84 @@ static void handle_device(struct vouchd *srv, struct evhttp_request *req, const 
     free(udid);
 }
 
+/* GET /v1/events?status=pending|dead|delivered&before=ID&limit=N: the outbox, newest first. */
+static void handle_event_list(struct vouchd *srv, struct evhttp_request *req)
+{
+    struct evkeyvalq query;
+    TAILQ_INIT(&query);
+    const char *query_text = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    if (query_text != NULL && evhttp_parse_query_str(query_text, &query) != 0) {
+        http_reply_json_error(req, EP_OTHER, 400, "bad query string");
+        return;
+    }
+    const char *status = evhttp_find_header(&query, "status");
+    const char *before = evhttp_find_header(&query, "before");
+    const char *limit_text = evhttp_find_header(&query, "limit");
+    const char *problem = NULL;
+    unsigned limit = DEVICE_PAGE_DEFAULT;
+    char *end;
+    if (limit_text != NULL) {
+        long v = strtol(limit_text, &end, 10);
+        if (*limit_text == '\0' || *end != '\0' || v < 1 || v > DEVICE_PAGE_MAX)
+            problem = "limit must be a whole number from 1 to 1000";
+        else
+            limit = (unsigned)v;
+    }
+    if (before != NULL) {
+        long long v = strtoll(before, &end, 10);
+        if (*before == '\0' || *end != '\0' || v < 1)
+            problem = "before must be an event id";
+    }
+    if (status != NULL && strcmp(status, "pending") != 0 && strcmp(status, "dead") != 0 &&
+        strcmp(status, "delivered") != 0)
+        problem = "status must be one of pending, dead, delivered";
+    if (problem != NULL) {
+        http_reply_json_error(req, EP_OTHER, 400, problem);
+    } else {
+        struct admin_request *ar = admin_request_new(srv, req, EP_OTHER);
+        db_event_list(srv->db, status, before, limit, json_text_done, ar);
+    }
+    evhttp_clear_headers(&query);
+}
+
+static void event_retry_done(void *arg, enum db_outcome outcome, const PGresult *res)
+{
+    struct admin_request *ar = arg;
+    const char *text;
+    size_t len;
+    if (!reply_db_failure(ar, outcome, res)) {
+        if (!db_decode_text(res, &text, &len) || text == NULL)
+            http_reply_json_error(ar->req, ar->ep, 500, "internal error");
+        else if (strcmp(text, "0") == 0)
+            http_reply_json_error(ar->req, ar->ep, 404, "no pending or dead delivery of it");
+        else {
+            char body[64];
+            int n = snprintf(body, sizeof(body), "{\"retried\": %s}", text);
+            http_reply(ar->req, ar->ep, 200, "application/json", body, (size_t)n);
+        }
+    }
+    admin_request_free(ar);
+}
+
+/* POST /v1/events/{id}/retry: sends a dead (or waiting) event again, now. */
+static void handle_event(struct vouchd *srv, struct evhttp_request *req, const char *rest)
+{
+    char id[24];
+    size_t len = strspn(rest, "0123456789");
+    if (len == 0 || len >= sizeof(id) || strcmp(rest + len, "/retry") != 0) {
+        http_reply_json_error(req, EP_OTHER, 404, "not found");
+        return;
+    }
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+        http_reply_json_error(req, EP_OTHER, 405, "use POST");
+        return;
+    }
+    memcpy(id, rest, len);
+    id[len] = '\0';
+    struct admin_request *ar = admin_request_new(srv, req, EP_OTHER);
+    db_event_retry(srv->db, id, event_retry_done, ar);
+}
+
 void admin_handle_request(struct vouchd *srv, struct evhttp_request *req, const char *path)
 {
     static const char devices[] = "/v1/devices";
@@ -563,6 +642,13 @@ void admin_handle_request(struct vouchd *srv, struct evhttp_request *req, const 
         handle_attest_many(srv, req);
     } else if (strncmp(path, "/v1/push/", 9) == 0) {
         handle_push(srv, req, path + 9);
+    } else if (strcmp(path, "/v1/events") == 0) {
+        if (evhttp_request_get_command(req) != EVHTTP_REQ_GET)
+            http_reply_json_error(req, EP_OTHER, 405, "use GET");
+        else
+            handle_event_list(srv, req);
+    } else if (strncmp(path, "/v1/events/", 11) == 0) {
+        handle_event(srv, req, path + 11);
     } else {
         http_reply_json_error(req, EP_OTHER, 404, "not found");
     }
@@ -624,6 +710,7 @@ void admin_handle_metrics(struct vouchd *srv, struct evhttp_request *req)
     if (srv->push != NULL)
         push_service_render_metrics(srv->push, out);
     scheduler_render_metrics(srv->scheduler, out);
+    webhook_render_metrics(srv->webhook, out);
     size_t len = evbuffer_get_length(out);
     http_reply(req, EP_METRICS, 200, "text/plain; version=0.0.4", evbuffer_pullup(out, -1), len);
     evbuffer_free(out);

@@ -36,6 +36,7 @@ static const struct key_spec keys[] = {
     STR_KEY(apns_cert_password),
     STR_KEY(webhook_url),
     STR_KEY(webhook_secret),
+    STR_KEY(webhook_topics),
     STR_KEY(admin_token),
     {"log_level", VALUE_LOG_LEVEL, offsetof(struct config, log_level), 0, 0},
     {"max_body_bytes", VALUE_SIZE, offsetof(struct config, max_body_bytes), 1024, 64u << 20},
@@ -60,7 +61,74 @@ static const struct key_spec keys[] = {
     {"info_interval", VALUE_DURATION, offsetof(struct config, info_interval), 60,
      365ull * 86400},
     {"scheduler_batch", VALUE_UINT, offsetof(struct config, scheduler_batch), 0, 10000},
+    {"webhook_timeout", VALUE_DURATION, offsetof(struct config, webhook_timeout), 1, 300},
+    {"webhook_max_age", VALUE_DURATION, offsetof(struct config, webhook_max_age), 60,
+     365ull * 86400},
 };
+
+const char *const config_webhook_topics[] = {
+    "mdm.Authenticate",   "mdm.TokenUpdate",    "mdm.CheckOut",      "mdm.Connect",
+    "attestation.verified", "attestation.failed", "device.os_changed", NULL,
+};
+
+size_t config_split_list(const char *text, char out[][CONFIG_MAX_ITEM + 1], size_t max)
+{
+    size_t n = 0;
+    while (text != NULL && *text != '\0') {
+        size_t skip = strspn(text, ", \t");
+        text += skip;
+        size_t len = strcspn(text, ", \t");
+        if (len == 0)
+            break;
+        if (n == max || len > CONFIG_MAX_ITEM)
+            return max + 1;
+        memcpy(out[n], text, len);
+        out[n][len] = '\0';
+        n++;
+        text += len;
+    }
+    return n;
+}
+
+/* webhook_url: up to CONFIG_MAX_RECEIVERS http(s) URLs; then a secret; known topics. */
+static bool check_webhooks(const struct config *cfg, char *err, size_t err_size)
+{
+    char items[CONFIG_MAX_RECEIVERS + 1][CONFIG_MAX_ITEM + 1];
+    size_t n = config_split_list(cfg->webhook_url, items, CONFIG_MAX_RECEIVERS);
+    if (n > CONFIG_MAX_RECEIVERS) {
+        snprintf(err, err_size, "webhook_url: at most %d URLs of at most %d characters",
+                 CONFIG_MAX_RECEIVERS, CONFIG_MAX_ITEM);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(items[i], "https://", 8) != 0 && strncmp(items[i], "http://", 7) != 0) {
+            snprintf(err, err_size, "webhook_url: '%s' is not an http:// or https:// URL",
+                     items[i]);
+            return false;
+        }
+    }
+    if (n > 0 && (cfg->webhook_secret == NULL || cfg->webhook_secret[0] == '\0')) {
+        snprintf(err, err_size, "webhook_url is set but webhook_secret is not: receivers could "
+                                "not tell Vouch's events from forged ones");
+        return false;
+    }
+    char topics[16][CONFIG_MAX_ITEM + 1];
+    size_t count = config_split_list(cfg->webhook_topics, topics, 16);
+    if (count > 16) {
+        snprintf(err, err_size, "webhook_topics: too many names");
+        return false;
+    }
+    for (size_t i = 0; i < count; i++) {
+        bool known = false;
+        for (const char *const *k = config_webhook_topics; *k != NULL; k++)
+            known = known || strcmp(*k, topics[i]) == 0;
+        if (!known) {
+            snprintf(err, err_size, "webhook_topics: unknown topic '%s'", topics[i]);
+            return false;
+        }
+    }
+    return true;
+}
 
 static const struct key_spec *key_find(const char *name, size_t len)
 {
@@ -177,6 +245,8 @@ static bool set_defaults(struct config *cfg)
     cfg->attestation_retry_delay = 3600;
     cfg->info_interval = 86400;
     cfg->scheduler_batch = 200;
+    cfg->webhook_timeout = 10;
+    cfg->webhook_max_age = 72 * 3600;
     return cfg->listen != NULL && cfg->apns_url != NULL && cfg->log_level != NULL;
 }
 
@@ -297,6 +367,10 @@ bool config_parse(struct config *cfg, const char *text, size_t text_len, char *c
         snprintf(err, err_size,
                  "attestation_mean_interval must be longer than attestation_min_interval, and "
                  "attestation_max_age at least as long");
+        config_clear(cfg);
+        return false;
+    }
+    if (!check_webhooks(cfg, err, err_size)) {
         config_clear(cfg);
         return false;
     }

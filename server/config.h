@@ -31,6 +31,7 @@ struct config {
     char *apns_cert_password; /* for a PKCS#12 apns_cert */
     char *webhook_url;
     char *webhook_secret;
+    char *webhook_topics;     /* NULL: every topic */
     char *admin_token;    /* NULL: no admin API */
     char *log_level;      /* debug | info | warn | error */
     size_t max_body_bytes;     /* largest request body accepted (413 beyond) */
@@ -47,7 +48,19 @@ struct config {
     unsigned attestation_retry_delay;   /* first retry delay, doubling */
     unsigned info_interval;             /* light DeviceInformation query (OS version) */
     unsigned scheduler_batch;           /* requests built per tick; 0: no scheduler here */
+    unsigned webhook_timeout;           /* seconds a receiver has to answer */
+    unsigned webhook_max_age;           /* seconds an event is retried before it is dead */
 };
+
+#define CONFIG_MAX_RECEIVERS 8
+#define CONFIG_MAX_ITEM 512
+
+/* Every web-hook topic, NULL-terminated. */
+extern const char *const config_webhook_topics[];
+
+/* Splits a list separated by commas or blanks into out[0..max); returns the count, or max + 1
+ * when there are more items or one is longer than CONFIG_MAX_ITEM. */
+size_t config_split_list(const char *text, char out[][CONFIG_MAX_ITEM + 1], size_t max);
 
 /* Fills cfg with the defaults, then applies `text` (may be NULL) and then `envp` (NULL-terminated
  * "NAME=value" strings, may be NULL). On error returns false with a message naming the key (and

@@ -18,6 +18,7 @@
 #include "apns_cert.h"
 #include "push.h"
 #include "scheduler.h"
+#include "webhook.h"
 #include "attest.h"
 #include "config.h"
 #include "db.h"
@@ -79,7 +80,13 @@ static const char usage[] =
     "  attestation_retry_limit    retries after a failed answer (default 3)\n"
     "  attestation_retry_delay    first retry delay, doubling (default 1h)\n"
     "  scheduler_batch            requests per scheduler tick; 0: no scheduler here (default 200)\n"
-    "  webhook_url, webhook_secret   read and checked; web-hooks are not sent yet\n"
+    "  webhook_url       where events are POSTed: one or more http(s) URLs (commas or blanks)\n"
+    "  webhook_secret    HMAC-SHA256 key of X-Hmac-Signature (required with webhook_url)\n"
+    "  webhook_topics    topics sent (default all): mdm.Authenticate, mdm.TokenUpdate,\n"
+    "                    mdm.CheckOut, mdm.Connect, attestation.verified, attestation.failed,\n"
+    "                    device.os_changed\n"
+    "  webhook_timeout   how long a receiver has to answer (default 10s)\n"
+    "  webhook_max_age   an event not delivered by then is dead (default 72h)\n"
     "\n"
     "Signals: SIGTERM/SIGINT stop after the requests in flight; SIGHUP reloads the push\n"
     "certificate.\n";
@@ -270,10 +277,39 @@ static int run_migrate(const struct config *cfg)
     return 0;
 }
 
-static void warn_unserved(const struct config *cfg)
+/* What every instance must follow, before anything is served: the attestation policy and the
+ * web-hook receivers (so that the first event already goes to them). */
+static bool store_settings(const struct config *cfg)
 {
-    if (cfg->webhook_url != NULL)
-        log_warn("webhook_* are accepted but not used yet: this vouchd sends no web-hooks");
+    char urls[CONFIG_MAX_RECEIVERS][CONFIG_MAX_ITEM + 1], topics[16][CONFIG_MAX_ITEM + 1];
+    const char *url_ptrs[CONFIG_MAX_RECEIVERS], *topic_ptrs[16];
+    size_t n = config_split_list(cfg->webhook_url, urls, CONFIG_MAX_RECEIVERS);
+    size_t t = config_split_list(cfg->webhook_topics, topics, 16);
+    for (size_t i = 0; i < n; i++)
+        url_ptrs[i] = urls[i];
+    for (size_t i = 0; i < t; i++)
+        topic_ptrs[i] = topics[i];
+    const struct db_settings settings = {
+        .max_age = cfg->attestation_max_age,
+        .min_interval = cfg->attestation_min_interval,
+        .mean_interval = cfg->attestation_mean_interval,
+        .info_interval = cfg->info_interval,
+        .rate_limit = cfg->attestation_rate_limit,
+        .retry_limit = cfg->attestation_retry_limit,
+        .retry_delay = cfg->attestation_retry_delay,
+        .webhook_urls = url_ptrs,
+        .webhook_url_count = n,
+        .webhook_topics = topic_ptrs,
+        .webhook_topic_count = t,
+    };
+    char err[1024];
+    if (!migrate_store_settings(cfg->database_url, &settings, err, sizeof(err))) {
+        log_error("%s", err);
+        return false;
+    }
+    if (n > 0)
+        log_info("web-hooks go to %zu receiver(s)", n);
+    return true;
 }
 
 static int serve(const struct config *cfg)
@@ -308,9 +344,8 @@ static int serve(const struct config *cfg)
         log_error("attestation_roots: %s", err);
         goto out;
     }
-    if (run_migrate(cfg) != 0)
+    if (run_migrate(cfg) != 0 || !store_settings(cfg))
         goto out;
-    warn_unserved(cfg);
     admin_init(&srv);
 
     srv.base = event_base_new();
@@ -332,6 +367,7 @@ static int serve(const struct config *cfg)
         goto out;
     }
     srv.scheduler = scheduler_new(&srv);
+    srv.webhook = webhook_new(&srv);
     t.stats = event_new(srv.base, -1, EV_PERSIST, stats_tick, &srv);
     t.prune = event_new(srv.base, -1, EV_PERSIST, prune_tick, &srv);
     t.shutdown_poll = event_new(srv.base, -1, EV_PERSIST, shutdown_poll, &srv);
@@ -380,6 +416,7 @@ out:
     push_service_free(srv.push);
     db_pool_free(srv.db);
     scheduler_free(srv.scheduler); /* after the pool: its last callbacks name the scheduler */
+    webhook_free(srv.webhook);
     if (srv.base)
         event_base_free(srv.base);
     identity_verifier_free(srv.identity);

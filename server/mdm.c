@@ -273,6 +273,8 @@ static void start_checkin(struct device_request *dr)
             .device_name = m->device_name,
             .imei = m->imei,
             .meid = m->meid,
+            .raw = (const uint8_t *)dr->body,
+            .raw_len = dr->body_len,
         };
         db_authenticate(srv->db, &facts, &dr->cert, checkin_done, dr);
         return;
@@ -288,13 +290,14 @@ static void start_checkin(struct device_request *dr)
             log_error("cannot build an attestation request: %s is not asked", m->udid);
         db_token_update(srv->db, m->udid, &dr->cert, m->topic, m->token, m->token_len,
                         m->push_magic, m->unlock_token, m->unlock_token_len,
-                        m->awaiting_configuration, have_request ? &attest : NULL, checkin_done,
-                        dr);
+                        m->awaiting_configuration, have_request ? &attest : NULL,
+                        (const uint8_t *)dr->body, dr->body_len, checkin_done, dr);
         command_clear(&request);
         return;
     }
     case MDM_CHECKOUT:
-        db_checkout(srv->db, m->udid, &dr->cert, checkin_done, dr);
+        db_checkout(srv->db, m->udid, &dr->cert, (const uint8_t *)dr->body, dr->body_len,
+                    checkin_done, dr);
         return;
     case MDM_CHECKIN_UNSUPPORTED:
     case MDM_REPORT:

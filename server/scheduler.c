@@ -26,7 +26,6 @@ static const char *const reasons[] = {"os_change", "random", "max_age", "retry"}
 struct scheduler {
     struct vouchd *srv;
     struct event timer;
-    bool policy_written;
     bool busy;  /* a query of this module is out */
     bool again; /* woken while busy: look once more afterwards */
     struct timespec tick_started;
@@ -203,36 +202,6 @@ static void next_done(void *arg, enum db_outcome outcome, const PGresult *res)
     }
 }
 
-static void policy_done(void *arg, enum db_outcome outcome, const PGresult *res)
-{
-    struct scheduler *s = arg;
-    if (outcome != DB_OK) {
-        if (outcome == DB_QUERY_ERROR)
-            log_error("cannot store the attestation policy: %s", PQresultErrorMessage(res));
-        s->busy = false;
-        sleep_for(s, outcome == DB_QUERY_ERROR ? MAX_SLEEP_S : 1);
-        return;
-    }
-    s->policy_written = true;
-    s->busy = false;
-    look(s);
-}
-
-static void write_policy(struct scheduler *s)
-{
-    const struct config *cfg = s->srv->cfg;
-    const struct db_policy policy = {
-        .max_age = cfg->attestation_max_age,
-        .min_interval = cfg->attestation_min_interval,
-        .mean_interval = cfg->attestation_mean_interval,
-        .info_interval = cfg->info_interval,
-        .rate_limit = cfg->attestation_rate_limit,
-        .retry_limit = cfg->attestation_retry_limit,
-        .retry_delay = cfg->attestation_retry_delay,
-    };
-    db_set_policy(s->srv->db, &policy, policy_done, s);
-}
-
 /* One round: what is due now? Then a tick for it, then another look, until nothing is due. */
 static void look(struct scheduler *s)
 {
@@ -244,10 +213,7 @@ static void look(struct scheduler *s)
         return;
     s->busy = true;
     s->again = false;
-    if (!s->policy_written)
-        write_policy(s);
-    else
-        db_scheduler_next(s->srv->db, s->srv->cfg->scheduler_batch, next_done, s);
+    db_scheduler_next(s->srv->db, s->srv->cfg->scheduler_batch, next_done, s);
 }
 
 struct scheduler *scheduler_new(struct vouchd *srv)

@@ -24,7 +24,8 @@ struct evbuffer;
 struct vouchd;
 struct scheduler;
 
-/* Starts ticking (writes the configured policy first). NULL when scheduler_batch is 0. */
+/* Starts ticking (the policy is stored at start, see migrate_store_settings). NULL when
+ * scheduler_batch is 0. */
 struct scheduler *scheduler_new(struct vouchd *srv);
 /* Call after the database pool is gone (its callbacks may still name the scheduler). */
 void scheduler_free(struct scheduler *s);

@@ -94,7 +94,9 @@ CREATE TABLE enrollments (
     last_push_apns_id    text,
     last_push_reason     text,
     -- APNs said 410 Unregistered as of this time: no pushes until a newer TokenUpdate.
-    token_dead_at        timestamptz
+    token_dead_at        timestamptz,
+    -- TokenUpdates since the last Authenticate (the web-hooks' token_update_tally).
+    token_update_tally   integer NOT NULL DEFAULT 0
 );
 CREATE INDEX enrollments_push_retry ON enrollments (last_push_at)
     WHERE last_push_result = 'transient';
@@ -193,20 +195,206 @@ ALTER TABLE devices
     ADD FOREIGN KEY (attestation_id) REFERENCES attestations ON DELETE SET NULL;
 CREATE INDEX devices_attestation_status ON devices (attestation_status, udid);
 
--- Compliance events, stored in the transaction that caused them (the web-hook outbox sends them).
+-- The outbox. An event is written in the transaction of the state change that causes it, as the
+-- exact JSON document receivers get (vouch_emit); each configured receiver that takes its topic
+-- gets a delivery row, which the dispatchers of all instances work through (leases, SKIP LOCKED).
 CREATE TABLE events (
     id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    event_id   uuid NOT NULL UNIQUE DEFAULT gen_random_uuid(),
+    event_id   uuid NOT NULL UNIQUE,
     topic      text NOT NULL,
     udid       text REFERENCES devices ON DELETE CASCADE,
-    created_at timestamptz NOT NULL DEFAULT vouch_now(),
-    payload    json NOT NULL DEFAULT '{}'  -- what the topic adds to the device object
+    created_at timestamptz NOT NULL,
+    body       text NOT NULL  -- the JSON sent, byte for byte (the HMAC covers exactly this)
 );
 CREATE INDEX events_device ON events (udid, id DESC);
+CREATE INDEX events_age ON events (created_at);
+
+-- Where events go: vouchd writes its webhook_url list and topics here at start (the last
+-- instance to start wins, like the attestation policy).
+CREATE TABLE webhook_receivers (
+    url    text PRIMARY KEY,
+    topics text[]  -- NULL: every topic
+);
+
+CREATE TABLE event_deliveries (
+    event_id        bigint NOT NULL REFERENCES events ON DELETE CASCADE,
+    receiver        text NOT NULL,
+    status          text NOT NULL DEFAULT 'pending'
+                    CHECK (status IN ('pending', 'delivered', 'dead')),
+    attempts        integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL,
+    lease_until     timestamptz,  -- an instance is sending it until then
+    last_error      text,
+    delivered_at    timestamptz,
+    PRIMARY KEY (event_id, receiver)
+);
+CREATE INDEX event_deliveries_due ON event_deliveries (next_attempt_at)
+    WHERE status = 'pending';
+CREATE INDEX event_deliveries_dead ON event_deliveries (event_id) WHERE status = 'dead';
 
 CREATE FUNCTION vouch_time(t timestamptz) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+$$;
+
+-- ---- Events (the web-hook outbox) ----
+
+-- The receivers of this deployment (vouchd's webhook_url and webhook_topics).
+CREATE FUNCTION vouch_set_webhooks(p_urls text[], p_topics text[]) RETURNS void
+LANGUAGE sql AS $$
+    DELETE FROM webhook_receivers WHERE url <> ALL (p_urls);
+    INSERT INTO webhook_receivers (url, topics) SELECT u, p_topics FROM unnest(p_urls) u
+    ON CONFLICT (url) DO UPDATE SET topics = EXCLUDED.topics;
+$$;
+
+-- Whether any receiver takes the topic. MDM events (which carry whole request bodies) are only
+-- written then; compliance events are always kept, as the device's history.
+CREATE FUNCTION vouch_wants(p_topic text) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM webhook_receivers r
+                   WHERE r.topics IS NULL OR p_topic = ANY (r.topics))
+$$;
+
+-- Stores an event: {"topic", "event_id", "created_at"} and the topic's own fields, as the exact
+-- text receivers will get, with a delivery for every receiver that takes the topic.
+CREATE FUNCTION vouch_emit(p_topic text, p_udid text, p_fields jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    new_id bigint;
+    event_uuid uuid := gen_random_uuid();
+    at timestamptz := vouch_now();
+BEGIN
+    INSERT INTO events (event_id, topic, udid, created_at, body)
+    VALUES (event_uuid, p_topic, p_udid, at,
+            (jsonb_build_object('topic', p_topic, 'event_id', event_uuid::text,
+                                'created_at', vouch_time(at)) || p_fields)::text)
+    RETURNING id INTO new_id;
+    INSERT INTO event_deliveries (event_id, receiver, next_attempt_at)
+    SELECT new_id, r.url, at FROM webhook_receivers r
+    WHERE r.topics IS NULL OR p_topic = ANY (r.topics);
+    IF FOUND THEN
+        PERFORM pg_notify('vouch_events', '');
+    END IF;
+END
+$$;
+
+-- The NanoMDM/MicroMDM shape of an MDM message: "checkin_event" or "acknowledge_event".
+CREATE FUNCTION vouch_emit_mdm(p_topic text, p_udid text, p_raw bytea, p_fields jsonb)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_raw IS NULL OR NOT vouch_wants(p_topic) THEN
+        RETURN;
+    END IF;
+    PERFORM vouch_emit(p_topic, p_udid, jsonb_build_object(
+        CASE WHEN p_topic = 'mdm.Connect' THEN 'acknowledge_event' ELSE 'checkin_event' END,
+        jsonb_build_object('udid', p_udid,
+                           'raw_payload', translate(encode(p_raw, 'base64'), E'\n', ''),
+                           'ids', jsonb_build_object('id', p_udid, 'type', 'Device'))
+        || jsonb_strip_nulls(coalesce(p_fields, '{}'))));
+END
+$$;
+
+-- A compliance event: the device object as it is now, and the topic's fields.
+CREATE FUNCTION vouch_emit_device(p_topic text, p_udid text, p_fields jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM vouch_emit(p_topic, p_udid,
+                       jsonb_build_object('device', vouch_device_object(d)::jsonb)
+                       || coalesce(p_fields, '{}'))
+    FROM devices d WHERE d.udid = p_udid;
+END
+$$;
+
+-- Takes up to p_limit deliveries that are due for this instance to send. Taking one moves its
+-- next attempt p_lease_s ahead: if the instance dies before it answers, another sends it then
+-- (at least once; receivers drop duplicates by event_id).
+CREATE FUNCTION vouch_webhook_claim(p_limit integer, p_lease_s integer)
+RETURNS TABLE (id bigint, receiver text, body text, attempts integer)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    clock timestamptz := vouch_now();
+BEGIN
+    RETURN QUERY
+    WITH due AS (
+        SELECT d.event_id, d.receiver FROM event_deliveries d
+        WHERE d.status = 'pending' AND d.next_attempt_at <= clock
+          AND d.receiver IN (SELECT url FROM webhook_receivers)
+        ORDER BY d.next_attempt_at LIMIT p_limit
+        FOR UPDATE SKIP LOCKED),
+    taken AS (
+        UPDATE event_deliveries d SET next_attempt_at = clock + make_interval(secs => p_lease_s)
+        FROM due WHERE d.event_id = due.event_id AND d.receiver = due.receiver
+        RETURNING d.event_id, d.receiver, d.attempts)
+    SELECT t.event_id, t.receiver, e.body, t.attempts
+    FROM taken t JOIN events e ON e.id = t.event_id;
+END
+$$;
+
+-- Records a batch of attempts: delivered, or failed with an error and the delay before the next
+-- attempt; a failed event older than p_max_age_s is dead. Returns the status of each.
+CREATE FUNCTION vouch_webhook_results(p_ids bigint[], p_receivers text[], p_ok boolean[],
+                                      p_errors text[], p_retry_s double precision[],
+                                      p_max_age_s integer)
+RETURNS TABLE (id bigint, receiver text, status text, age_s double precision)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    clock timestamptz := vouch_now();
+BEGIN
+    RETURN QUERY
+    UPDATE event_deliveries d SET
+        attempts = d.attempts + 1,
+        status = CASE WHEN r.ok THEN 'delivered'
+                      WHEN e.created_at + make_interval(secs => p_max_age_s)
+                           < clock + make_interval(secs => r.retry_s) THEN 'dead'
+                      ELSE 'pending' END,
+        delivered_at = CASE WHEN r.ok THEN clock END,
+        last_error = CASE WHEN r.ok THEN d.last_error ELSE r.error END,
+        next_attempt_at = CASE WHEN r.ok THEN d.next_attempt_at
+                               ELSE clock + make_interval(secs => r.retry_s) END
+    FROM unnest(p_ids, p_receivers, p_ok, p_errors, p_retry_s)
+             AS r(id, receiver, ok, error, retry_s)
+    JOIN events e ON e.id = r.id
+    WHERE d.event_id = r.id AND d.receiver = r.receiver AND d.status = 'pending'
+    RETURNING d.event_id, d.receiver, d.status,
+              extract(epoch FROM clock - e.created_at)::float8;
+END
+$$;
+
+-- The outbox for operators: deliveries with a status (pending, dead, delivered), newest first,
+-- before the cursor, as a JSON array.
+CREATE FUNCTION vouch_event_list(p_status text, p_before bigint, p_limit integer) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(json_agg(json_build_object(
+               'id', x.event_id, 'event_id', e.event_id, 'topic', e.topic, 'udid', e.udid,
+               'created_at', vouch_time(e.created_at), 'receiver', x.receiver,
+               'status', x.status, 'attempts', x.attempts, 'last_error', x.last_error,
+               'next_attempt_at', CASE WHEN x.status = 'pending'
+                                       THEN vouch_time(x.next_attempt_at) END,
+               'delivered_at', vouch_time(x.delivered_at))
+           ORDER BY x.event_id DESC, x.receiver), '[]')::text
+    FROM (SELECT * FROM event_deliveries d
+          WHERE (p_status IS NULL OR d.status = p_status)
+            AND (p_before IS NULL OR d.event_id < p_before)
+          ORDER BY d.event_id DESC LIMIT p_limit) x
+    JOIN events e ON e.id = x.event_id
+$$;
+
+-- Sends a dead (or pending) event again, now: the number of deliveries revived.
+CREATE FUNCTION vouch_event_retry(p_id bigint) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    n integer;
+BEGIN
+    UPDATE event_deliveries SET status = 'pending', next_attempt_at = vouch_now()
+    WHERE event_id = p_id AND status IN ('pending', 'dead');
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+        PERFORM pg_notify('vouch_events', '');
+    END IF;
+    RETURN n;
+END
 $$;
 
 -- ---- The attestation scheduler ----
@@ -326,10 +514,9 @@ BEGIN
     END IF;
     UPDATE devices SET os_changed_at = vouch_now(), os_change_pending = NOT p_covered
     WHERE udid = p_udid;
-    INSERT INTO events (topic, udid, payload)
-    VALUES ('device.os_changed', p_udid,
-            json_build_object('previous', json_build_object('os_version', d.os_version,
-                                                            'build_version', d.build_version)));
+    PERFORM vouch_emit_device('device.os_changed', p_udid, jsonb_build_object(
+        'previous', jsonb_build_object('os_version', d.os_version,
+                                       'build_version', d.build_version)));
     RETURN true;
 END
 $$;
@@ -548,7 +735,8 @@ $$;
 CREATE FUNCTION vouch_authenticate(
     p_udid text, p_cert bytea, p_cert_subject text, p_cert_not_after timestamptz,
     p_topic text, p_serial_number text, p_model text, p_model_name text, p_product_name text,
-    p_os_version text, p_build_version text, p_device_name text, p_imei text, p_meid text)
+    p_os_version text, p_build_version text, p_device_name text, p_imei text, p_meid text,
+    p_raw bytea)
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     bound_udid text;
@@ -587,7 +775,8 @@ BEGIN
         enabled = false,
         identity_cert_sha256 = EXCLUDED.identity_cert_sha256,
         authenticated_at = vouch_now(),
-        session_started_at = NULL;
+        session_started_at = NULL,
+        token_update_tally = 0;
 
     DELETE FROM command_queue WHERE udid = p_udid;
     SELECT r.command_uuid INTO pending FROM attestation_requests r
@@ -599,6 +788,7 @@ BEGIN
     UPDATE devices SET attestation_due_at = NULL, attestation_due_reason = NULL,
         info_due_at = NULL
     WHERE udid = p_udid;
+    PERFORM vouch_emit_mdm('mdm.Authenticate', p_udid, p_raw, NULL);
     RETURN 'ok';
 END
 $$;
@@ -609,12 +799,13 @@ $$;
 CREATE FUNCTION vouch_token_update(
     p_udid text, p_cert bytea, p_topic text, p_token bytea, p_push_magic text,
     p_unlock_token bytea, p_awaiting_configuration boolean,
-    p_attest_command_uuid text, p_attest_body bytea, p_attest_nonce bytea)
+    p_attest_command_uuid text, p_attest_body bytea, p_attest_nonce bytea, p_raw bytea)
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     verdict text := vouch_check_identity(p_udid, p_cert);
     was_enabled boolean;
     queued text;
+    tally integer;
 BEGIN
     IF verdict <> 'ok' THEN
         RETURN verdict;
@@ -629,9 +820,13 @@ BEGIN
         enabled = true,
         token_updated_at = vouch_now(),
         token_dead_at = NULL,
-        checked_out_at = NULL
-    WHERE udid = p_udid;
+        checked_out_at = NULL,
+        token_update_tally = token_update_tally + 1
+    WHERE udid = p_udid
+    RETURNING token_update_tally INTO tally;
     UPDATE devices SET last_seen_at = vouch_now() WHERE udid = p_udid;
+    PERFORM vouch_emit_mdm('mdm.TokenUpdate', p_udid, p_raw,
+                           jsonb_build_object('token_update_tally', tally));
     IF NOT was_enabled THEN
         UPDATE devices SET info_due_at = vouch_now() + (SELECT info_interval FROM scheduler_policy)
         WHERE udid = p_udid;
@@ -650,7 +845,7 @@ END
 $$;
 
 -- CheckOut: the MDM profile was removed.
-CREATE FUNCTION vouch_checkout(p_udid text, p_cert bytea) RETURNS text
+CREATE FUNCTION vouch_checkout(p_udid text, p_cert bytea, p_raw bytea) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
     verdict text := vouch_check_identity(p_udid, p_cert);
@@ -662,6 +857,7 @@ BEGIN
     UPDATE devices SET last_seen_at = vouch_now(), attestation_due_at = NULL,
         attestation_due_reason = NULL, info_due_at = NULL
     WHERE udid = p_udid;
+    PERFORM vouch_emit_mdm('mdm.CheckOut', p_udid, p_raw, NULL);
     RETURN 'ok';
 END
 $$;
@@ -705,6 +901,9 @@ BEGIN
         updated_at = vouch_now()
     WHERE udid = p_udid;
     PERFORM vouch_plan_attestation(p_udid, p_verdict->>'status');
+    IF p_verdict->>'status' IN ('verified', 'failed') THEN
+        PERFORM vouch_emit_device('attestation.' || (p_verdict->>'status'), p_udid, NULL);
+    END IF;
 END
 $$;
 
@@ -794,6 +993,8 @@ BEGIN
     END IF;
 
     UPDATE devices SET last_seen_at = vouch_now() WHERE udid = p_udid;
+    PERFORM vouch_emit_mdm('mdm.Connect', p_udid, p_report,
+                           jsonb_build_object('status', p_status, 'command_uuid', p_command_uuid));
 
     SELECT q.command_uuid, c.body INTO next_command_uuid, next_body
     FROM command_queue q JOIN commands c ON c.command_uuid = q.command_uuid
@@ -934,8 +1135,8 @@ LANGUAGE sql STABLE AS $$
            (SELECT count(*) FROM enrollments WHERE enabled)
 $$;
 
--- Deletes results older than the retention, commands nobody needs any more, and nonces that can no
--- longer come back (an answer is at most as old as the leaf's validity, about 91 days in the field:
+-- Deletes results older than the retention, commands nobody needs any more, events delivered (or
+-- dead) longer ago than the retention, and nonces that can no longer come back (an answer is at most as old as the leaf's validity, about 91 days in the field:
 -- keep twice that), in bounded batches so that pruning never holds long locks. Returns the rows
 -- deleted.
 CREATE FUNCTION vouch_prune(p_retention interval, p_batch integer) RETURNS bigint
@@ -944,6 +1145,7 @@ DECLARE
     results_deleted bigint;
     commands_deleted bigint;
     requests_deleted bigint;
+    events_deleted bigint;
 BEGIN
     DELETE FROM command_results WHERE ctid = ANY (ARRAY(
         SELECT ctid FROM command_results WHERE result_at < vouch_now() - p_retention LIMIT p_batch));
@@ -959,7 +1161,15 @@ BEGIN
         WHERE answered_at IS NOT NULL AND requested_at < vouch_now() - interval '180 days'
         LIMIT p_batch));
     GET DIAGNOSTICS requests_deleted = ROW_COUNT;
-    RETURN results_deleted + commands_deleted + requests_deleted;
+    -- Events nobody still has to receive (delivered, dead, or no receiver) go after the retention.
+    DELETE FROM events WHERE id = ANY (ARRAY(
+        SELECT e.id FROM events e
+        WHERE e.created_at < vouch_now() - p_retention
+          AND NOT EXISTS (SELECT 1 FROM event_deliveries d
+                          WHERE d.event_id = e.id AND d.status = 'pending')
+        LIMIT p_batch));
+    GET DIAGNOSTICS events_deleted = ROW_COUNT;
+    RETURN results_deleted + commands_deleted + requests_deleted + events_deleted;
 END
 $$;
 

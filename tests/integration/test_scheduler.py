@@ -135,9 +135,12 @@ class SchedulerPolicyTest(AttestationCase):
         return r
 
     def os_events(self, dev):
-        out = sql(self, f"SELECT payload FROM events WHERE topic = 'device.os_changed' "
+        out = sql(self, f"SELECT body FROM events WHERE topic = 'device.os_changed' "
                         f"AND udid = '{dev.udid}' ORDER BY id")
-        return [json.loads(line) for line in out.splitlines() if line.strip()]
+        events = [json.loads(line) for line in out.splitlines() if line.strip()]
+        for e in events:
+            self.assertEqual(e["device"]["udid"], dev.udid, e)
+        return [{"previous": e["previous"]} for e in events]
 
     def next_due(self, dev):
         att = self.attestation(dev.udid)
