@@ -35,6 +35,7 @@ static const char main_usage[] =
     "  attest UDID... | --all | --failed\n"
     "                          Ask devices for a new attestation now\n"
     "  attestations UDID       Show a device's attestation history\n"
+    "  events                  Show the web-hook outbox; 'events retry ID' resends\n"
     "  verify CERT...          Verify an attestation chain offline (no server)\n"
     "  help [COMMAND]          Show this help, or the help of one command\n"
     "\n"
@@ -309,6 +310,21 @@ static const char verify_usage[] =
     "  vouchctl verify --nonce \"$NONCE_HEX\" --udid \"$UDID\" leaf.der subca.der\n"
     "  vouchctl verify --json --at 2025-08-01T00:00:00Z chain.pem\n";
 
+static const char events_usage[] =
+    "Usage: vouchctl events [--status STATUS] [--json]\n"
+    "       vouchctl events retry ID...\n"
+    "\n"
+    "The web-hook outbox, newest first, one line per event and receiver (at most\n"
+    "1000): ID, TOPIC, UDID, CREATED, STATUS (pending: not delivered yet, with\n"
+    "the time of its NEXT attempt; delivered; dead: not delivered within\n"
+    "webhook_max_age), ATTEMPTS and the LAST ERROR. 'events retry ID' sends\n"
+    "events again now (dead ones too).\n"
+    "\n"
+    "Options:\n"
+    "  --status STATUS         Only pending, delivered or dead deliveries\n"
+    "  --json                  Print the server's JSON array\n"
+    GLOBAL_OPTIONS_HINT;
+
 static const char help_usage[] =
     "Usage: vouchctl help [COMMAND]\n"
     "\n"
@@ -330,6 +346,7 @@ enum opt_id {
     OPT_UDID,
     OPT_SERIAL,
     OPT_AT,
+    OPT_STATUS,
 };
 
 struct opt_spec {
@@ -348,6 +365,7 @@ static const struct opt_spec devices_opts[] = {{"attestation", 0, true, OPT_ATTE
 static const struct opt_spec enqueue_opts[] = {{"file", 'f', true, OPT_FILE}};
 static const struct opt_spec attest_opts[] = {{"all", 0, false, OPT_ALL},
                                               {"failed", 0, false, OPT_FAILED}};
+static const struct opt_spec events_opts[] = {{"status", 0, true, OPT_STATUS}};
 static const struct opt_spec verify_opts[] = {
     {"roots", 0, true, OPT_ROOTS},   {"nonce", 0, true, OPT_NONCE}, {"udid", 0, true, OPT_UDID},
     {"serial", 0, true, OPT_SERIAL}, {"at", 0, true, OPT_AT},
@@ -374,6 +392,7 @@ static const struct subcommand subcommands[] = {
     {"attest", attest_usage, attest_opts, 2, 0, SIZE_MAX, "UDID", false, cmd_attest},
     {"attestations", attestations_usage, NULL, 0, 1, 1, "UDID", false, cmd_attestations},
     {"push", push_usage, NULL, 0, 1, 1000, "UDID", false, cmd_push},
+    {"events", events_usage, events_opts, 1, 0, SIZE_MAX, NULL, false, cmd_events},
     {"verify", verify_usage, verify_opts, 5, 1, SIZE_MAX, "CERT", true, cmd_verify},
     {"help", help_usage, NULL, 0, 0, 1, NULL, false, NULL},
 };
@@ -436,6 +455,7 @@ struct cmdline {
     const char *udid;
     const char *serial;
     const char *at;
+    const char *status;
     char **args;
     size_t nargs;
 };
@@ -516,6 +536,9 @@ static int parse_cmdline(int argc, char **argv, struct cmdline *cl)
             break;
         case OPT_ATTESTATION:
             cl->attestation = value;
+            break;
+        case OPT_STATUS:
+            cl->status = value;
             break;
         case OPT_ALL:
             cl->all = true;
@@ -604,6 +627,7 @@ static int run(struct cmdline *cl)
         .nargs = cl->nargs,
         .file = cl->file,
         .attestation = cl->attestation,
+        .status = cl->status,
         .all = cl->all,
         .failed = cl->failed,
         .roots = cl->roots,

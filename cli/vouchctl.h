@@ -36,6 +36,7 @@ struct ctl {
     const char *udid;        /* verify --udid */
     const char *serial;      /* verify --serial */
     const char *at;          /* verify --at */
+    const char *status;      /* events --status */
 };
 
 /* Prints "vouchctl: <message>" and a pointer to the subcommand's help (NULL: the main help) on
@@ -54,6 +55,7 @@ int cmd_commands(struct ctl *ctl);
 int cmd_enqueue(struct ctl *ctl);
 int cmd_attest(struct ctl *ctl);
 int cmd_attestations(struct ctl *ctl);
+int cmd_events(struct ctl *ctl);
 int cmd_push(struct ctl *ctl);
 /* Offline: ctl->client is NULL. */
 int cmd_verify(struct ctl *ctl);

@@ -53,7 +53,7 @@ struct webhook {
     struct delivery **done;
     size_t done_count;
     /* figures */
-    uint64_t delivered, failed, dead;
+    uint64_t delivered, retried, dead;
     double last_lag_s;
 };
 
@@ -112,6 +112,8 @@ static void results_done(void *arg, enum db_outcome outcome, const PGresult *res
             if (strcmp(status, "delivered") == 0) {
                 wh->delivered++;
                 wh->last_lag_s = age;
+            } else if (strcmp(status, "pending") == 0) {
+                wh->retried++;
             } else if (strcmp(status, "dead") == 0) {
                 wh->dead++;
                 log_warn("web-hook event %s is dead: not delivered within webhook_max_age",
@@ -168,7 +170,6 @@ static void transfer_done(void *arg, CURL *easy, CURLcode result)
         curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
     d->ok = result == CURLE_OK && status >= 200 && status < 300;
     if (!d->ok) {
-        wh->failed++;
         if (result != CURLE_OK) {
             if (d->error[0] == '\0')
                 snprintf(d->error, sizeof(d->error), "%s", curl_easy_strerror(result));
@@ -336,11 +337,11 @@ void webhook_render_metrics(const struct webhook *wh, struct evbuffer *out)
     if (wh == NULL)
         return;
     evbuffer_add_printf(out,
-                        "# HELP vouch_webhook_deliveries_total Web-hook attempts, by result "
-                        "(failed ones are retried until the event is dead).\n"
+                        "# HELP vouch_webhook_deliveries_total Web-hook attempts, by what came "
+                        "of them: delivered, retried later, or dead (too old to retry).\n"
                         "# TYPE vouch_webhook_deliveries_total counter\n"
                         "vouch_webhook_deliveries_total{result=\"delivered\"} %" PRIu64 "\n"
-                        "vouch_webhook_deliveries_total{result=\"failed\"} %" PRIu64 "\n"
+                        "vouch_webhook_deliveries_total{result=\"retried\"} %" PRIu64 "\n"
                         "vouch_webhook_deliveries_total{result=\"dead\"} %" PRIu64 "\n"
                         "# HELP vouch_webhook_in_flight Web-hook requests waiting for answers.\n"
                         "# TYPE vouch_webhook_in_flight gauge\n"
@@ -348,5 +349,5 @@ void webhook_render_metrics(const struct webhook *wh, struct evbuffer *out)
                         "# HELP vouch_webhook_lag_seconds Age of the last event delivered.\n"
                         "# TYPE vouch_webhook_lag_seconds gauge\n"
                         "vouch_webhook_lag_seconds %.3f\n",
-                        wh->delivered, wh->failed, wh->dead, wh->in_flight, wh->last_lag_s);
+                        wh->delivered, wh->retried, wh->dead, wh->in_flight, wh->last_lag_s);
 }

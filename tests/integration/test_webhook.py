@@ -312,7 +312,18 @@ class DeadAndRetryTest(WebhookCase):
         wait_for(lambda: len(self.vouchd.admin("GET", "/v1/events?status=dead").json())
                  == len(wanted), DEADLINE_S, what="the events dead")
         self.receiver.script[:] = []
-        for e in self.vouchd.admin("GET", "/v1/events?status=dead").json():
+        dead = self.vouchd.admin("GET", "/v1/events?status=dead").json()
+        self.assertEqual({e["event_id"] for e in dead}, set(wanted))
+        self.assertTrue(all(e["last_error"] == "HTTP 500" and e["attempts"] >= 2 for e in dead),
+                        dead)
+        listing = harness.vouchctl(self.vouchd, "events", "--status", "dead")
+        self.assertEqual(listing.returncode, 0, listing.stderr)
+        for e in dead:
+            self.assertIn(e["topic"], listing.stdout)
+        first, rest = dead[0], dead[1:]
+        out = harness.vouchctl(self.vouchd, "events", "retry", str(first["id"]))
+        self.assertEqual(out.returncode, 0, out.stderr)
+        for e in rest:
             r = self.vouchd.admin("POST", f"/v1/events/{e['id']}/retry", body=b"")
             self.assertStatus(r, 200, "POST /v1/events/{id}/retry")
         self.wait_delivered(wanted)
@@ -346,3 +357,85 @@ class KilledMidDeliveryTest(WebhookCase):
                  what="every delivery recorded after the restart")
         self.wait_delivered(wanted)
         self.assertSigned()
+
+
+class TwoInstancesOutboxTest(WebhookCase):
+    """Two instances share the outbox: in normal operation each event goes out once."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.second = harness.Vouchd(cls.vouchd.database_url, cls.vouchd.identity_ca,
+                                    name=f"{cls.__module__}.{cls.__name__}.second",
+                                    admin_token=cls.vouchd.admin_token,
+                                    extra=cls.vouchd_config).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.second.stop()
+        super().tearDownClass()
+
+    def test_each_event_once_and_pruned_when_old(self):
+        devs = []
+        for i in range(20):
+            dev = self.enrolled_device()
+            dev.server = self.second if i % 2 else self.vouchd  # traffic through both
+            dev.settle_attestation()
+            devs.append(dev)
+        wanted = {}
+        for dev in devs:
+            wanted.update(self.stored_events(dev.udid))
+        self.wait_delivered(wanted)
+        wait_for(lambda: int(self.sql("SELECT count(*) FROM event_deliveries "
+                                      "WHERE status <> 'delivered'")) == 0, DEADLINE_S,
+                 what="every delivery recorded")
+        twice = {k: len(v) for k, v in self.receiver.delivered().items()
+                 if k in wanted and len(v) > 1}
+        self.assertEqual(twice, {}, "events sent more than once by the two instances")
+        counters = 0
+        for server in (self.vouchd, self.second):
+            for line in server.metrics().text().splitlines():
+                if line.startswith('vouch_webhook_deliveries_total{result="delivered"}'):
+                    counters += float(line.split()[-1])
+        self.assertGreaterEqual(counters, len(wanted))
+
+        # Delivered events leave after the retention (here: the clock moves past it).
+        self.sql("UPDATE vouch_clock SET skew = skew + interval '31 days'")
+        self.sql("SELECT vouch_prune(interval '30 days', 100000)")
+        left = self.sql("SELECT count(*) FROM events e WHERE EXISTS (SELECT 1 FROM "
+                        "event_deliveries d WHERE d.event_id = e.id)")
+        self.assertEqual(int(left), 0, "delivered events kept past the retention")
+
+
+class TwoReceiversTest(WebhookCase):
+    """webhook_url may list several receivers: each gets every event it takes, on its own
+    schedule (one being down does not hold the other back)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.other = Receiver()
+        cls.webhook_config = {}
+        receiver = Receiver().start()
+        cls.receiver = receiver
+        cls.secret = secrets.token_hex(16)
+        cls.vouchd_config = {"webhook_url": f"{receiver.url}, {cls.other.url}",
+                             "webhook_secret": cls.secret, "webhook_timeout": "2s"}
+        VouchTestCase.setUpClass.__func__(cls)
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            VouchTestCase.tearDownClass.__func__(cls)
+        finally:
+            cls.receiver.stop()
+            cls.other.stop()
+
+    def test_each_receiver_gets_everything(self):
+        dev = self.enrolled_device()  # the second receiver is down meanwhile
+        wanted = self.stored_events(dev.udid)
+        self.wait_delivered(wanted)
+        self.other.start()
+        wait_for(lambda: set(wanted) <= set(self.other.delivered()), DEADLINE_S, interval=0.2,
+                 what="the second receiver, once up, to get every event")
+        rows = self.sql("SELECT count(DISTINCT receiver) FROM event_deliveries")
+        self.assertEqual(int(rows), 2)

@@ -486,6 +486,45 @@ static void test_attestation_policy(void **state)
     fail_env(env, "attestation_max_age", "attestation_min_interval");
 }
 
+/* ---- Web-hooks ---- */
+
+static void test_webhooks(void **state)
+{
+    struct config cfg;
+    parse_ok(&cfg,
+             "webhook_url = https://a.example/hook, http://b.example:8080/x\n"
+             "webhook_secret = k\nwebhook_topics = mdm.Connect device.os_changed\n"
+             "webhook_timeout = 30s\nwebhook_max_age = 1d\n",
+             NULL);
+    char items[CONFIG_MAX_RECEIVERS + 1][CONFIG_MAX_ITEM + 1];
+    assert_int_equal(config_split_list(cfg.webhook_url, items, CONFIG_MAX_RECEIVERS), 2);
+    assert_string_equal(items[0], "https://a.example/hook");
+    assert_string_equal(items[1], "http://b.example:8080/x");
+    assert_int_equal(config_split_list(cfg.webhook_topics, items, CONFIG_MAX_RECEIVERS), 2);
+    assert_string_equal(items[1], "device.os_changed");
+    assert_int_equal(cfg.webhook_timeout, 30);
+    assert_int_equal(cfg.webhook_max_age, 86400);
+    config_clear(&cfg);
+
+    parse_ok(&cfg, NULL, NULL);
+    assert_int_equal(cfg.webhook_timeout, 10);
+    assert_int_equal(cfg.webhook_max_age, 72 * 3600);
+    assert_int_equal(config_split_list(cfg.webhook_url, items, CONFIG_MAX_RECEIVERS), 0);
+    config_clear(&cfg);
+
+    fail_text("webhook_url = https://a.example/hook\n", "webhook_secret", "webhook_url");
+    fail_text("webhook_url = https://a.example/hook\nwebhook_secret =\n", "webhook_secret",
+              "webhook_url");
+    fail_text("webhook_url = ftp://a.example/\nwebhook_secret = k\n", "webhook_url",
+              "ftp://a.example/");
+    fail_text("webhook_url = a b c d e f g h i\nwebhook_secret = k\n", "webhook_url",
+              "at most");
+    fail_text("webhook_topics = mdm.Connect, mdm.Nothing\n", "webhook_topics", "mdm.Nothing");
+    fail_text("webhook_timeout = 0\n", "webhook_timeout", "out of range");
+    assert_int_equal(config_split_list(" , a,,b  c ,", items, 3), 3);
+    assert_int_equal(config_split_list("a b c d", items, 3), 4); /* more than max */
+}
+
 /* ---- Clearing ---- */
 
 static void test_clear(void **state)
@@ -662,6 +701,7 @@ int main(void)
         cmocka_unit_test(test_env_errors),
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_attestation_policy),
+        cmocka_unit_test(test_webhooks),
         cmocka_unit_test(test_clear),
         cmocka_unit_test(test_load),
         cmocka_unit_test(test_check_runtime),
