@@ -173,28 +173,40 @@ static const char *parse_id_list(struct admin_request *ar, const char *ids)
     }
 }
 
-static void handle_device_list(struct vouchd *srv, struct evhttp_request *req)
+/* The query string of a listing, and its page size (?limit=, 1 to 1000): false (and a 400) when
+ * the query string cannot be read; *problem says what is wrong with the limit. */
+static bool parse_listing_query(struct evhttp_request *req, enum metrics_endpoint ep,
+                                struct evkeyvalq *query, unsigned *limit, const char **problem)
 {
-    struct evkeyvalq query;
-    TAILQ_INIT(&query);
+    TAILQ_INIT(query);
     const char *query_text = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-    if (query_text != NULL && evhttp_parse_query_str(query_text, &query) != 0) {
-        http_reply_json_error(req, EP_ADMIN_DEVICES, 400, "bad query string");
-        return;
+    if (query_text != NULL && evhttp_parse_query_str(query_text, query) != 0) {
+        http_reply_json_error(req, ep, 400, "bad query string");
+        return false;
     }
-    unsigned limit = DEVICE_PAGE_DEFAULT;
-    const char *limit_text = evhttp_find_header(&query, "limit");
-    const char *after = evhttp_find_header(&query, "after");
-    const char *filter = evhttp_find_header(&query, "attestation");
-    const char *problem = NULL;
+    *limit = DEVICE_PAGE_DEFAULT;
+    *problem = NULL;
+    const char *limit_text = evhttp_find_header(query, "limit");
     if (limit_text != NULL) {
         char *end;
         long v = strtol(limit_text, &end, 10);
         if (*limit_text == '\0' || *end != '\0' || v < 1 || v > DEVICE_PAGE_MAX)
-            problem = "limit must be a whole number from 1 to 1000";
+            *problem = "limit must be a whole number from 1 to 1000";
         else
-            limit = (unsigned)v;
+            *limit = (unsigned)v;
     }
+    return true;
+}
+
+static void handle_device_list(struct vouchd *srv, struct evhttp_request *req)
+{
+    struct evkeyvalq query;
+    unsigned limit;
+    const char *problem;
+    if (!parse_listing_query(req, EP_ADMIN_DEVICES, &query, &limit, &problem))
+        return;
+    const char *after = evhttp_find_header(&query, "after");
+    const char *filter = evhttp_find_header(&query, "attestation");
     if (after != NULL && !valid_id(after, strlen(after)))
         problem = "after must be a device id";
     if (filter != NULL && strcmp(filter, "none") != 0 && strcmp(filter, "verified") != 0 &&
@@ -536,26 +548,14 @@ static void handle_device(struct vouchd *srv, struct evhttp_request *req, const 
 static void handle_event_list(struct vouchd *srv, struct evhttp_request *req)
 {
     struct evkeyvalq query;
-    TAILQ_INIT(&query);
-    const char *query_text = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-    if (query_text != NULL && evhttp_parse_query_str(query_text, &query) != 0) {
-        http_reply_json_error(req, EP_OTHER, 400, "bad query string");
+    unsigned limit;
+    const char *problem;
+    if (!parse_listing_query(req, EP_OTHER, &query, &limit, &problem))
         return;
-    }
     const char *status = evhttp_find_header(&query, "status");
     const char *before = evhttp_find_header(&query, "before");
-    const char *limit_text = evhttp_find_header(&query, "limit");
-    const char *problem = NULL;
-    unsigned limit = DEVICE_PAGE_DEFAULT;
-    char *end;
-    if (limit_text != NULL) {
-        long v = strtol(limit_text, &end, 10);
-        if (*limit_text == '\0' || *end != '\0' || v < 1 || v > DEVICE_PAGE_MAX)
-            problem = "limit must be a whole number from 1 to 1000";
-        else
-            limit = (unsigned)v;
-    }
     if (before != NULL) {
+        char *end;
         long long v = strtoll(before, &end, 10);
         if (*before == '\0' || *end != '\0' || v < 1)
             problem = "before must be an event id";
