@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "config.h"
 #include "curl_loop.h"
@@ -85,7 +84,8 @@ static void delivery_free(struct delivery *d)
     free(d);
 }
 
-/* Full jitter: half the cap plus up to the other half, the cap doubling per attempt. */
+/* Equal jitter: half the cap plus up to the other half, the cap doubling per attempt, so that
+ * the events of a receiver that was down do not all come back at once. */
 static double retry_delay(int attempts)
 {
     double cap = BACKOFF_BASE_S;
@@ -272,8 +272,9 @@ static void claim_done(void *arg, enum db_outcome outcome, const PGresult *res)
         if (db_decode_webhook_claim(res, row, &id, &receiver, &body, &body_len, &attempts))
             start_delivery(wh, id, receiver, body, body_len, attempts);
     }
-    /* A full batch: more may be due. Otherwise, retries fall due later, or a NOTIFY comes. */
-    if (rows > 0 && wh->in_flight + wh->done_count < MAX_IN_FLIGHT)
+    /* Something came (more may be due) or a NOTIFY came meanwhile: look again. Otherwise
+     * retries fall due later, or a NOTIFY comes. */
+    if ((rows > 0 || wh->again) && wh->in_flight + wh->done_count < MAX_IN_FLIGHT)
         look(wh);
     else
         sleep_for(wh, LOOK_EVERY_S);
