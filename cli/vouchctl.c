@@ -36,6 +36,7 @@ static const char main_usage[] =
     "                          Ask devices for a new attestation now\n"
     "  attestations UDID       Show a device's attestation history\n"
     "  events                  Show the web-hook outbox; 'events retry ID' resends\n"
+    "  profile                 Fetch the enrollment profile devices install\n"
     "  verify CERT...          Verify an attestation chain offline (no server)\n"
     "  help [COMMAND]          Show this help, or the help of one command\n"
     "\n"
@@ -325,6 +326,18 @@ static const char events_usage[] =
     "  --json                  Print the server's JSON array\n"
     GLOBAL_OPTIONS_HINT;
 
+static const char profile_usage[] =
+    "Usage: vouchctl profile [--enroll-token TOKEN] [--out FILE]\n"
+    "\n"
+    "Fetch the enrollment profile (.mobileconfig) that devices install, as the\n"
+    "server builds it from its configuration (GET /mdm/enroll): signed when it\n"
+    "has a profile signing certificate. Written to FILE, or to standard output.\n"
+    "\n"
+    "Options:\n"
+    "  --enroll-token TOKEN    The server's enroll_token, if it has one\n"
+    "  --out FILE              Write the profile there (default: standard output)\n"
+    GLOBAL_OPTIONS_HINT;
+
 static const char help_usage[] =
     "Usage: vouchctl help [COMMAND]\n"
     "\n"
@@ -347,6 +360,8 @@ enum opt_id {
     OPT_SERIAL,
     OPT_AT,
     OPT_STATUS,
+    OPT_ENROLL_TOKEN,
+    OPT_OUT,
 };
 
 struct opt_spec {
@@ -366,6 +381,8 @@ static const struct opt_spec enqueue_opts[] = {{"file", 'f', true, OPT_FILE}};
 static const struct opt_spec attest_opts[] = {{"all", 0, false, OPT_ALL},
                                               {"failed", 0, false, OPT_FAILED}};
 static const struct opt_spec events_opts[] = {{"status", 0, true, OPT_STATUS}};
+static const struct opt_spec profile_opts[] = {{"enroll-token", 0, true, OPT_ENROLL_TOKEN},
+                                               {"out", 'o', true, OPT_OUT}};
 static const struct opt_spec verify_opts[] = {
     {"roots", 0, true, OPT_ROOTS},   {"nonce", 0, true, OPT_NONCE}, {"udid", 0, true, OPT_UDID},
     {"serial", 0, true, OPT_SERIAL}, {"at", 0, true, OPT_AT},
@@ -393,6 +410,7 @@ static const struct subcommand subcommands[] = {
     {"attestations", attestations_usage, NULL, 0, 1, 1, "UDID", false, cmd_attestations},
     {"push", push_usage, NULL, 0, 1, 1000, "UDID", false, cmd_push},
     {"events", events_usage, events_opts, 1, 0, SIZE_MAX, NULL, false, cmd_events},
+    {"profile", profile_usage, profile_opts, 2, 0, 0, NULL, false, cmd_profile},
     {"verify", verify_usage, verify_opts, 5, 1, SIZE_MAX, "CERT", true, cmd_verify},
     {"help", help_usage, NULL, 0, 0, 1, NULL, false, NULL},
 };
@@ -456,6 +474,8 @@ struct cmdline {
     const char *serial;
     const char *at;
     const char *status;
+    const char *enroll_token;
+    const char *out;
     char **args;
     size_t nargs;
 };
@@ -539,6 +559,12 @@ static int parse_cmdline(int argc, char **argv, struct cmdline *cl)
             break;
         case OPT_STATUS:
             cl->status = value;
+            break;
+        case OPT_ENROLL_TOKEN:
+            cl->enroll_token = value;
+            break;
+        case OPT_OUT:
+            cl->out = value;
             break;
         case OPT_ALL:
             cl->all = true;
@@ -628,6 +654,8 @@ static int run(struct cmdline *cl)
         .file = cl->file,
         .attestation = cl->attestation,
         .status = cl->status,
+        .enroll_token = cl->enroll_token,
+        .out = cl->out,
         .all = cl->all,
         .failed = cl->failed,
         .roots = cl->roots,

@@ -37,6 +37,8 @@ struct ctl {
     const char *serial;      /* verify --serial */
     const char *at;          /* verify --at */
     const char *status;      /* events --status */
+    const char *enroll_token; /* profile --enroll-token */
+    const char *out;          /* profile --out */
 };
 
 /* Prints "vouchctl: <message>" and a pointer to the subcommand's help (NULL: the main help) on
@@ -56,6 +58,7 @@ int cmd_enqueue(struct ctl *ctl);
 int cmd_attest(struct ctl *ctl);
 int cmd_attestations(struct ctl *ctl);
 int cmd_events(struct ctl *ctl);
+int cmd_profile(struct ctl *ctl);
 int cmd_push(struct ctl *ctl);
 /* Offline: ctl->client is NULL. */
 int cmd_verify(struct ctl *ctl);

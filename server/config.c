@@ -37,6 +37,15 @@ static const struct key_spec keys[] = {
     STR_KEY(webhook_url),
     STR_KEY(webhook_secret),
     STR_KEY(webhook_topics),
+    STR_KEY(enroll_identity),
+    STR_KEY(scep_url),
+    STR_KEY(scep_challenge),
+    STR_KEY(acme_directory_url),
+    STR_KEY(enroll_token),
+    STR_KEY(profile_ca),
+    STR_KEY(profile_signing_cert),
+    STR_KEY(profile_signing_key),
+    STR_KEY(organization),
     STR_KEY(admin_token),
     {"log_level", VALUE_LOG_LEVEL, offsetof(struct config, log_level), 0, 0},
     {"max_body_bytes", VALUE_SIZE, offsetof(struct config, max_body_bytes), 1024, 64u << 20},
@@ -370,6 +379,28 @@ bool config_parse(struct config *cfg, const char *text, size_t text_len, char *c
         config_clear(cfg);
         return false;
     }
+    const char *identity = cfg->enroll_identity;
+    if (identity != NULL && strcmp(identity, "scep") != 0 && strcmp(identity, "acme") != 0) {
+        snprintf(err, err_size, "enroll_identity: expected scep or acme, not '%s'", identity);
+        config_clear(cfg);
+        return false;
+    }
+    if (identity != NULL && strcmp(identity, "acme") == 0 && cfg->acme_directory_url == NULL) {
+        snprintf(err, err_size, "enroll_identity = acme needs acme_directory_url");
+        config_clear(cfg);
+        return false;
+    }
+    if ((identity == NULL || strcmp(identity, "scep") == 0) && cfg->scep_challenge != NULL &&
+        cfg->scep_url == NULL) {
+        snprintf(err, err_size, "scep_challenge is set but scep_url is not");
+        config_clear(cfg);
+        return false;
+    }
+    if ((cfg->profile_signing_cert == NULL) != (cfg->profile_signing_key == NULL)) {
+        snprintf(err, err_size, "profile_signing_cert and profile_signing_key go together");
+        config_clear(cfg);
+        return false;
+    }
     if (!check_webhooks(cfg, err, err_size)) {
         config_clear(cfg);
         return false;
@@ -434,7 +465,10 @@ bool config_check_runtime(const struct config *cfg, char *err, size_t err_size)
         !check_file("attestation_roots", cfg->attestation_roots, err, err_size) ||
         !check_file("apns_cert", cfg->apns_cert, err, err_size) ||
         !check_file("apns_key", cfg->apns_key, err, err_size) ||
-        !check_file("apns_ca", cfg->apns_ca, err, err_size))
+        !check_file("apns_ca", cfg->apns_ca, err, err_size) ||
+        !check_file("profile_ca", cfg->profile_ca, err, err_size) ||
+        !check_file("profile_signing_cert", cfg->profile_signing_cert, err, err_size) ||
+        !check_file("profile_signing_key", cfg->profile_signing_key, err, err_size))
         return false;
     if (cfg->apns_key != NULL && cfg->apns_cert == NULL) {
         snprintf(err, err_size, "apns_key is set but apns_cert is not");

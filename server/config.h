@@ -32,6 +32,16 @@ struct config {
     char *webhook_url;
     char *webhook_secret;
     char *webhook_topics;     /* NULL: every topic */
+    /* The enrollment profile (GET /mdm/enroll) */
+    char *enroll_identity;      /* scep (default) | acme */
+    char *scep_url;             /* the SCEP server devices get their identity from */
+    char *scep_challenge;
+    char *acme_directory_url;   /* the ACME server (device-attest-01) */
+    char *enroll_token;         /* NULL: anyone may fetch the profile */
+    char *profile_ca;           /* PEM CA to put in the profile (the server's TLS chain) */
+    char *profile_signing_cert; /* PEM: sign the profile (with its chain) */
+    char *profile_signing_key;
+    char *organization;         /* PayloadOrganization */
     char *admin_token;    /* NULL: no admin API */
     char *log_level;      /* debug | info | warn | error */
     size_t max_body_bytes;     /* largest request body accepted (413 beyond) */

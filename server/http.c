@@ -14,6 +14,7 @@
 #include "admin.h"
 #include "json.h"
 #include "log.h"
+#include "enroll.h"
 #include "mdm.h"
 #include "vouchd.h"
 
@@ -139,6 +140,8 @@ static void dispatch(struct evhttp_request *req, void *arg)
         mdm_handle_request(srv, req, EP_MDM_CONNECT);
     else if (path_is(path, "/mdm"))
         mdm_handle_request(srv, req, EP_MDM);
+    else if (path_is(path, "/mdm/enroll"))
+        enroll_handle_request(srv, req);
     else if (path_is(path, "/healthz"))
         admin_handle_healthz(srv, req);
     else if (path_is(path, "/metrics"))

@@ -19,6 +19,7 @@
 #include "push.h"
 #include "scheduler.h"
 #include "webhook.h"
+#include "enroll.h"
 #include "attest.h"
 #include "config.h"
 #include "db.h"
@@ -87,6 +88,13 @@ static const char usage[] =
     "                    device.os_changed\n"
     "  webhook_timeout   how long a receiver has to answer (default 10s)\n"
     "  webhook_max_age   an event not delivered by then is dead (default 72h)\n"
+    "  enroll_identity   the profile's device identity: scep (default) or acme\n"
+    "  scep_url, scep_challenge     the SCEP server devices get their identity from\n"
+    "  acme_directory_url           the ACME server (attested, hardware-bound P-384 key)\n"
+    "  enroll_token      GET /mdm/enroll?token= must carry it (unset: open)\n"
+    "  profile_ca        PEM CA certificate to put in the profile (the server's TLS chain)\n"
+    "  profile_signing_cert, profile_signing_key  PEM: sign the profile (CMS)\n"
+    "  organization      the profile's PayloadOrganization\n"
     "\n"
     "Signals: SIGTERM/SIGINT stop after the requests in flight; SIGHUP reloads the push\n"
     "certificate.\n";
@@ -346,6 +354,10 @@ static int serve(const struct config *cfg)
     }
     if (run_migrate(cfg) != 0 || !store_settings(cfg))
         goto out;
+    if ((srv.enroll = enroll_new(&srv, err, sizeof(err))) == NULL) {
+        log_error("%s", err);
+        goto out;
+    }
     admin_init(&srv);
 
     srv.base = event_base_new();
@@ -417,6 +429,7 @@ out:
     db_pool_free(srv.db);
     scheduler_free(srv.scheduler); /* after the pool: its last callbacks name the scheduler */
     webhook_free(srv.webhook);
+    enroll_free(srv.enroll);
     if (srv.base)
         event_base_free(srv.base);
     identity_verifier_free(srv.identity);

@@ -25,7 +25,7 @@ static const char *const endpoint_names[EP_COUNT] = {
     [EP_ADMIN_DEVICE] = "/v1/devices/{udid}", [EP_ADMIN_COMMANDS] = "/v1/devices/{udid}/commands",
     [EP_ADMIN_ENQUEUE] = "/v1/enqueue",      [EP_HEALTHZ] = "/healthz",
     [EP_ADMIN_ATTEST] = "/v1/attest",        [EP_ADMIN_ATTESTATIONS] = "/v1/devices/{udid}/attestations",
-    [EP_ADMIN_PUSH] = "/v1/push",
+    [EP_ADMIN_PUSH] = "/v1/push",             [EP_MDM_ENROLL] = "/mdm/enroll",
     [EP_METRICS] = "/metrics",               [EP_OTHER] = "other",
 };
 

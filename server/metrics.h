@@ -16,6 +16,7 @@ enum metrics_endpoint {
     EP_MDM_CHECKIN,
     EP_MDM_CONNECT,
     EP_MDM,
+    EP_MDM_ENROLL,
     EP_ADMIN_DEVICES,
     EP_ADMIN_DEVICE,
     EP_ADMIN_COMMANDS,

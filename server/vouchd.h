@@ -32,6 +32,7 @@ struct vouchd {
     struct push_service *push;      /* NULL when no apns_cert is configured */
     struct scheduler *scheduler;    /* NULL when scheduler_batch is 0 */
     struct webhook *webhook;        /* the outbox's dispatcher */
+    struct enroll *enroll;          /* GET /mdm/enroll */
     uint8_t admin_token_sha256[32]; /* compared in constant time */
     bool admin_enabled;
     struct db_stats stats; /* refreshed by a timer for /metrics */

@@ -143,6 +143,7 @@ class PushTestCase(VouchTestCase):
     push_cert_age_days = 0  # how long ago the push certificate became valid
     pkcs12_password = None  # set: apns_cert is a PKCS#12 file with this password
     pkcs12_legacy = False  # True: made by `openssl pkcs12 -export -legacy` (RC2-40, 3DES)
+    extra_config = {}  # more vouchd configuration keys
 
     @classmethod
     def setUpClass(cls):
@@ -171,7 +172,7 @@ class PushTestCase(VouchTestCase):
             config["apns_key"] = cls.key_path
         cls.apns = h2_apns.H2ApnsServer(cls.pki).start()
         config["apns_url"] = cls.apns.url
-        cls.vouchd_config = config
+        cls.vouchd_config = dict(config, **cls.extra_config)
         try:
             super().setUpClass()
         except BaseException:

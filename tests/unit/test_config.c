@@ -525,6 +525,26 @@ static void test_webhooks(void **state)
     assert_int_equal(config_split_list("a b c d", items, 3), 4); /* more than max */
 }
 
+/* ---- The enrollment profile ---- */
+
+static void test_enrollment_keys(void **state)
+{
+    struct config cfg;
+    parse_ok(&cfg,
+             "enroll_identity = acme\nacme_directory_url = https://acme.example/dir\n"
+             "enroll_token = t\norganization = Org\n",
+             NULL);
+    assert_string_equal(cfg.enroll_identity, "acme");
+    assert_string_equal(cfg.acme_directory_url, "https://acme.example/dir");
+    assert_string_equal(cfg.enroll_token, "t");
+    config_clear(&cfg);
+    fail_text("enroll_identity = est\n", "enroll_identity", "scep or acme");
+    fail_text("enroll_identity = acme\n", "enroll_identity", "acme_directory_url");
+    fail_text("scep_challenge = x\n", "scep_challenge", "scep_url");
+    fail_text("profile_signing_cert = /etc/c.pem\n", "profile_signing_cert",
+              "profile_signing_key");
+}
+
 /* ---- Clearing ---- */
 
 static void test_clear(void **state)
@@ -702,6 +722,7 @@ int main(void)
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_attestation_policy),
         cmocka_unit_test(test_webhooks),
+        cmocka_unit_test(test_enrollment_keys),
         cmocka_unit_test(test_clear),
         cmocka_unit_test(test_load),
         cmocka_unit_test(test_check_runtime),
