@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Vouch in a minute, on one Debian 12 machine: installs what is missing, builds, starts a
-# private PostgreSQL under .vouch/ (git-ignored) and a stand-in APNs, runs vouchd on
-# 127.0.0.1:8080 with a freshly generated test identity CA, enrolls a simulated fleet of 20
-# devices whose attestations are signed by a stand-in Apple hierarchy; vouchd pushes them, they
-# wake up, answer the attestation request queued at enrollment and a DeviceInformation command;
-# then it shows what vouchd knows.
+# private PostgreSQL under .vouch/ (git-ignored), a stand-in APNs and a small web-hook receiver,
+# runs vouchd on 127.0.0.1:8080 with freshly generated test identity CAs, and enrolls a
+# simulated fleet of 50 iPhones, iPads and Apple TVs whose attestations are signed by stand-in
+# Apple hierarchies: some models too old to attest, one device that answers with another
+# device's attestation, one that replays an attestation made for a nonce vouchd never sent.
+# vouchd pushes them; they wake up, answer the attestation request queued at enrollment and a
+# DeviceInformation command; then it shows every verdict, the web-hook events, and how to ask
+# for a re-attestation.
 #
 # Usage: deploy/quickstart.sh [--once] [--devices N]
 #   --once   stop everything after the demonstration instead of waiting for Ctrl-C
+#   --devices N   the size of the honest part of the fleet (default 47; 3 misbehave)
 set -euo pipefail
 
 once=false
-devices=20
+devices=47
 while [ $# -gt 0 ]; do
     case "$1" in
     --once) once=true ;;
@@ -56,10 +60,13 @@ mkdir -p "$state"
 vouchd_pid=
 standin_pid=
 serve_pid=
+liar_pid=
+replay_pid=
+hook_pid=
 cleanup() {
     trap - EXIT INT TERM
     echo "== stopping"
-    for pid in $serve_pid $vouchd_pid $standin_pid; do
+    for pid in $serve_pid $liar_pid $replay_pid $vouchd_pid $standin_pid $hook_pid; do
         if kill -0 "$pid" 2>/dev/null; then
             kill -TERM "$pid"
             wait "$pid" 2>/dev/null || true
@@ -76,8 +83,19 @@ if ! psql "$conninfo" -tAc "SELECT 1 FROM pg_database WHERE datname = 'vouch'" |
     psql "$conninfo" -qc "CREATE DATABASE vouch"
 fi
 
-echo "== test identity CA in $state/sim"
-"$sim" init-ca --dir "$state/sim" >/dev/null
+# Three simulated fleets, each with its own identity CA and stand-in Apple hierarchy (vouchd
+# trusts all three): the honest one; two devices of which the first answers with the second's
+# attestation; one device that replays an attestation made for a nonce vouchd never sent.
+fleets() {
+    for d in sim liar replay; do
+        "$sim" init-ca --dir "$state/$d" >/dev/null
+    done
+    cat "$state/sim/ca.pem" "$state/liar/ca.pem" "$state/replay/ca.pem" >"$state/identity-ca.pem"
+    cat "$state/sim/apple-root.pem" "$state/liar/apple-root.pem" "$state/replay/apple-root.pem" \
+        >"$state/attestation-roots.pem"
+}
+echo "== test identity CAs and stand-in Apple hierarchies in $state/{sim,liar,replay}"
+fleets
 
 echo "== stand-in APNs (HTTP/2 over TLS, client certificate required) in $state/apns"
 [ -s "$state/apns/push.pem" ] || "$repo/tests/apns/make-certs.sh" "$state/apns" >/dev/null 2>&1
@@ -97,14 +115,30 @@ apns_listen=$(sed -n 's/.*listen=\([^ ]*\).*/\1/p' "$state/apns/ready")
 token_file=$state/admin_token
 [ -s "$token_file" ] || openssl rand -hex 24 >"$token_file"
 token=$(cat "$token_file")
+hook_secret=$(openssl rand -hex 16)
+
+echo "== a web-hook receiver that checks each event's HMAC (log: $state/webhooks.log)"
+: >"$state/webhooks.log"
+/usr/bin/python3 "$repo/deploy/webhook-receiver.py" --secret "$hook_secret" \
+    --log "$state/webhooks.log" >"$state/webhook.ready" 2>&1 &
+hook_pid=$!
+for _ in $(seq 100); do
+    grep -q listening "$state/webhook.ready" 2>/dev/null && break
+    sleep 0.05
+done
+hook_url=$(sed -n 's/^listening on \(.*\)$/\1/p' "$state/webhook.ready")
+[ -n "$hook_url" ] || { echo "the web-hook receiver did not start"; exit 1; }
 cat >"$state/vouch.conf" <<CONF
 # Written by deploy/quickstart.sh
 listen = $listen
 database_url = $db_conninfo
 public_url = https://mdm.example.invalid
-identity_ca = $state/sim/ca.pem
-# The simulator's stand-in for Apple's attestation hierarchy (Apple's Sub CA is not public).
-attestation_roots = $state/sim/apple-root.pem
+identity_ca = $state/identity-ca.pem
+# The simulator's stand-ins for Apple's attestation hierarchy (Apple's Sub CA is not public).
+attestation_roots = $state/attestation-roots.pem
+# Every event goes to the receiver, signed.
+webhook_url = $hook_url
+webhook_secret = $hook_secret
 admin_token = $token
 # Pushes go to the stand-in with a push certificate made for it (topic $topic).
 apns_url = https://$apns_listen
@@ -121,8 +155,8 @@ if ! "$vouchd" migrate --config "$state/vouch.conf" >"$state/migrate.log" 2>&1; 
         psql "$conninfo" -qc "DROP DATABASE vouch WITH (FORCE)" -c "CREATE DATABASE vouch"
         # The simulated devices cache their attestations for 7 days, made for nonces of the
         # old database: they start over with it.
-        rm -rf "$state/sim"
-        "$sim" init-ca --dir "$state/sim" >/dev/null
+        rm -rf "$state/sim" "$state/liar" "$state/replay"
+        fleets
         "$vouchd" migrate --config "$state/vouch.conf" >"$state/migrate.log" 2>&1 ||
             { cat "$state/migrate.log"; exit 1; }
     else
@@ -143,8 +177,12 @@ curl -sf "$url/healthz" >/dev/null || { echo "vouchd did not become healthy"; ta
 
 export VOUCH_URL=$url VOUCH_ADMIN_TOKEN=$token
 
-echo "== enrolling $devices simulated devices (Authenticate + TokenUpdate, signed with Mdm-Signature)"
-"$sim" enroll --url "$url" --dir "$state/sim" --devices "$devices" --topic "$topic"
+total=$((devices + 3))
+echo "== enrolling $total simulated devices (Authenticate + TokenUpdate, signed with Mdm-Signature)"
+"$sim" enroll --url "$url" --dir "$state/sim" --devices "$devices" --topic "$topic" >/dev/null
+"$sim" enroll --url "$url" --dir "$state/liar" --prefix liar --devices 2 --topic "$topic" >/dev/null
+"$sim" enroll --url "$url" --dir "$state/replay" --prefix replay --devices 1 --topic "$topic" \
+    >/dev/null
 
 # Like real devices, the simulated ones connect only when APNs pushes them: each enrollment's
 # attestation request was pushed, and so will be the command queued below.
@@ -153,6 +191,15 @@ echo "== the devices wake up when pushed: they answer the attestation request ea
     --pushes "$state/apns/pushes.log" --expect-pushes $((2 * devices)) --max-seconds 120 \
     >"$state/serve.json" 2>"$state/serve.log" &
 serve_pid=$!
+# The liar's first device answers with a valid chain made for the second (udid_mismatch).
+"$sim" serve --url "$url" --dir "$state/liar" --quiet --from-start --attest-as-device 1 \
+    --pushes "$state/apns/pushes.log" --expect-pushes 4 --max-seconds 120 \
+    >"$state/liar.json" 2>"$state/liar.log" &
+liar_pid=$!
+"$sim" serve --url "$url" --dir "$state/replay" --quiet --from-start --attest-tamper wrong-nonce \
+    --pushes "$state/apns/pushes.log" --expect-pushes 2 --max-seconds 120 \
+    >"$state/replay.json" 2>"$state/replay.log" &
+replay_pid=$!
 
 echo "== queueing DeviceInformation for every device"
 udids=$("$vouchctl" --json devices | /usr/bin/python3 -c 'import json,sys; print(",".join(d["udid"] for d in json.load(sys.stdin)))')
@@ -178,21 +225,40 @@ IFS=, read -r -a udid_list <<<"$udids"
 "$vouchctl" enqueue "${udid_list[@]}" --file "$state/device-information.plist" >/dev/null
 
 echo "== vouchd pushes them; each connects (Idle), runs the command and reports Acknowledged"
-wait "$serve_pid" || { echo "vouch-sim serve failed:"; tail -20 "$state/serve.log"; exit 1; }
-serve_pid=
-cat "$state/serve.json"
+for p in serve liar replay; do
+    pid_var=${p}_pid
+    wait "${!pid_var}" || { echo "vouch-sim serve ($p) failed:"; tail -20 "$state/$p.log"; exit 1; }
+    printf -v "$pid_var" ''
+done
 
 echo
 echo "== what vouchd knows (vouchctl devices)"
 "$vouchctl" devices
 echo
 enrolled=$("$vouchctl" --json devices | /usr/bin/python3 -c 'import json,sys; print(sum(1 for d in json.load(sys.stdin) if d["enrolled"]))')
-echo "$enrolled of $devices devices enrolled; each answered DeviceInformation (vouchctl commands UDID shows it)."
+echo "$enrolled of $total devices enrolled; each answered DeviceInformation (vouchctl commands UDID shows it)."
 "$vouchctl" --json devices | /usr/bin/python3 -c '
 import collections, json, sys
-counts = collections.Counter(d["attestation"]["status"] for d in json.load(sys.stdin))
-print("attestation: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) +
-      " (models too old for attestation answer without it: unsupported)")'
+counts = collections.Counter(
+    d["attestation"]["status"] + (" (" + d["attestation"]["reason"] + ")"
+                                  if d["attestation"]["reason"] else "")
+    for d in json.load(sys.stdin))
+print("attestation verdicts: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+print("  unsupported: models too old to attest answered without it")
+print("  failed (udid_mismatch): the liar answered with another device\x27s attestation")
+print("  failed (nonce_mismatch): the replayer sent one made for a nonce vouchd never sent")'
+sleep 1 # the last events are being delivered
+echo
+echo "== web-hook events received (each HMAC checked; log: $state/webhooks.log)"
+/usr/bin/python3 - "$state/webhooks.log" <<'PY'
+import collections, sys
+lines = open(sys.argv[1]).read().splitlines()
+topics = collections.Counter(l.split()[1] for l in lines if not l.startswith(("BAD", "not")))
+print("  " + ", ".join(f"{n} {t}" for t, n in sorted(topics.items())))
+for l in lines:
+    if " attestation.failed " in l or l.startswith(("BAD", "not")):
+        print("  " + l)
+PY
 
 echo
 echo "Point vouchctl at this server:"
@@ -200,8 +266,11 @@ echo "  export VOUCH_URL=$url VOUCH_ADMIN_TOKEN=$token"
 echo "  $vouchctl devices"
 echo "  $vouchctl device ${udid_list[0]}"
 echo "  $vouchctl commands ${udid_list[0]}"
+echo "  $vouchctl attest ${udid_list[0]}     # ask for a new attestation now (the scheduler"
+echo "                                        # also asks on OS changes and at random)"
+echo "  $vouchctl events                      # the web-hook outbox"
 
-[ "$enrolled" -eq "$devices" ] || { echo "quickstart: expected $devices enrolled devices" >&2; exit 1; }
+[ "$enrolled" -eq "$total" ] || { echo "quickstart: expected $total enrolled devices" >&2; exit 1; }
 if $once; then
     exit 0
 fi
