@@ -11,10 +11,12 @@ build=$repo/build-bench
 seconds=3
 devices=100000
 fleets=100000,1000000
+rt_devices=2000
 if [ "${1:-}" = "--quick" ]; then
     seconds=1
     devices=10000
     fleets=10000,100000
+    rt_devices=500
 fi
 command -v h2load >/dev/null || { echo "bench: h2load missing (apt-get install nghttp2-client)" >&2; exit 1; }
 
@@ -28,6 +30,10 @@ out=$(mktemp)
     echo
     echo "== APNs pushes: vouchd to the stand-in vs h2load to the same stand-in"
     /usr/bin/python3 "$repo/bench/bench_push.py" "$build" --devices "$devices"
+    echo
+    echo "== command round trips: simulated devices vs pgbench -N on the same PostgreSQL"
+    /usr/bin/python3 "$repo/bench/bench_roundtrip.py" "$build" --devices "$rt_devices" \
+        --seconds "$((seconds * 3))"
     echo
     echo "== scheduler: one tick (a batch of 200 requests) with 1% of the fleet due"
     /usr/bin/python3 "$repo/bench/bench_scheduler.py" "$build" --sizes "$fleets"
