@@ -97,6 +97,15 @@ fleets() {
 echo "== test identity CAs and stand-in Apple hierarchies in $state/{sim,liar,replay}"
 fleets
 
+# Waits (5 s at most) until FILE holds a line matching PATTERN: a helper saying it is ready.
+wait_for_line() {
+    for _ in $(seq 100); do
+        grep -q "$2" "$1" 2>/dev/null && return 0
+        sleep 0.05
+    done
+    return 0 # the caller checks what it needs and says what failed
+}
+
 echo "== stand-in APNs (HTTP/2 over TLS, client certificate required) in $state/apns"
 [ -s "$state/apns/push.pem" ] || "$repo/tests/apns/make-certs.sh" "$state/apns" >/dev/null 2>&1
 topic=$(cat "$state/apns/topic")
@@ -105,10 +114,7 @@ topic=$(cat "$state/apns/topic")
     --key "$state/apns/server.key" --client-ca "$state/apns/push-ca.pem" \
     --notify-dir "$state/apns" >"$state/apns/ready" 2>"$state/apns/standin.log" &
 standin_pid=$!
-for _ in $(seq 100); do
-    grep -q ready "$state/apns/ready" 2>/dev/null && break
-    sleep 0.05
-done
+wait_for_line "$state/apns/ready" ready
 apns_listen=$(sed -n 's/.*listen=\([^ ]*\).*/\1/p' "$state/apns/ready")
 [ -n "$apns_listen" ] || { echo "apns-standin did not start"; cat "$state/apns/standin.log"; exit 1; }
 
@@ -122,10 +128,7 @@ echo "== a web-hook receiver that checks each event's HMAC (log: $state/webhooks
 /usr/bin/python3 "$repo/deploy/webhook-receiver.py" --secret "$hook_secret" \
     --log "$state/webhooks.log" >"$state/webhook.ready" 2>&1 &
 hook_pid=$!
-for _ in $(seq 100); do
-    grep -q listening "$state/webhook.ready" 2>/dev/null && break
-    sleep 0.05
-done
+wait_for_line "$state/webhook.ready" listening
 hook_url=$(sed -n 's/^listening on \(.*\)$/\1/p' "$state/webhook.ready")
 [ -n "$hook_url" ] || { echo "the web-hook receiver did not start"; exit 1; }
 cat >"$state/vouch.conf" <<CONF
