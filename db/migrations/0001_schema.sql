@@ -16,9 +16,13 @@ CREATE TABLE vouch_clock (
 );
 INSERT INTO vouch_clock DEFAULT VALUES;
 
+-- PL/pgSQL, not SQL: an SQL function with a sub-select cannot be inlined and is parsed again at
+-- every call from PL/pgSQL (21 µs); this one keeps its plan for the session (8 µs).
 CREATE FUNCTION vouch_now() RETURNS timestamptz
-LANGUAGE sql STABLE AS $$
-    SELECT now() + coalesce((SELECT skew FROM vouch_clock), interval '0')
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN now() + coalesce((SELECT skew FROM vouch_clock), interval '0');
+END
 $$;
 
 -- The attestation policy every instance schedules by (vouchd writes its configuration here at
@@ -250,9 +254,11 @@ $$;
 -- Whether any receiver takes the topic. MDM events (which carry whole request bodies) are only
 -- written then; compliance events are always kept, as the device's history.
 CREATE FUNCTION vouch_wants(p_topic text) RETURNS boolean
-LANGUAGE sql STABLE AS $$
-    SELECT EXISTS (SELECT 1 FROM webhook_receivers r
-                   WHERE r.topics IS NULL OR p_topic = ANY (r.topics))
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN EXISTS (SELECT 1 FROM webhook_receivers r
+                   WHERE r.topics IS NULL OR p_topic = ANY (r.topics));
+END
 $$;
 
 -- Stores an event: {"topic", "event_id", "created_at"} and the topic's own fields, as the exact
@@ -652,9 +658,11 @@ $$;
 
 -- The status the device falls back to when a request ends without a verdict.
 CREATE FUNCTION vouch_posture_after(p_udid text) RETURNS text
-LANGUAGE sql STABLE AS $$
-    SELECT coalesce((SELECT a.status FROM devices d JOIN attestations a ON a.id = d.attestation_id
-                     WHERE d.udid = p_udid), 'none')
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN coalesce((SELECT a.status FROM devices d JOIN attestations a ON a.id = d.attestation_id
+                     WHERE d.udid = p_udid), 'none');
+END
 $$;
 
 -- Asks a device for an attestation: queues the DeviceInformation command the server built
