@@ -833,8 +833,10 @@ BEGIN
     WHERE udid = p_udid
     RETURNING token_update_tally INTO tally;
     UPDATE devices SET last_seen_at = vouch_now() WHERE udid = p_udid;
-    PERFORM vouch_emit_mdm('mdm.TokenUpdate', p_udid, p_raw,
-                           jsonb_build_object('token_update_tally', tally));
+    IF vouch_wants('mdm.TokenUpdate') THEN
+        PERFORM vouch_emit_mdm('mdm.TokenUpdate', p_udid, p_raw,
+                               jsonb_build_object('token_update_tally', tally));
+    END IF;
     IF NOT was_enabled THEN
         UPDATE devices SET info_due_at = vouch_now() + (SELECT info_interval FROM scheduler_policy)
         WHERE udid = p_udid;
@@ -1001,8 +1003,11 @@ BEGIN
     END IF;
 
     UPDATE devices SET last_seen_at = vouch_now() WHERE udid = p_udid;
-    PERFORM vouch_emit_mdm('mdm.Connect', p_udid, p_report,
-                           jsonb_build_object('status', p_status, 'command_uuid', p_command_uuid));
+    IF vouch_wants('mdm.Connect') THEN  -- before building the event's fields: most reports
+        PERFORM vouch_emit_mdm('mdm.Connect', p_udid, p_report,
+                               jsonb_build_object('status', p_status,
+                                                  'command_uuid', p_command_uuid));
+    END IF;
 
     SELECT q.command_uuid, c.body INTO next_command_uuid, next_body
     FROM command_queue q JOIN commands c ON c.command_uuid = q.command_uuid
