@@ -9,6 +9,7 @@
 #include "log.h"
 
 #define RECONNECT_MIN_MS 100
+#define MAX_PREPARED 64 /* statements each connection keeps prepared (queries.c has fewer) */
 #define RECONNECT_MAX_MS 5000
 #define CONNECT_TIMEOUT_S 10
 
@@ -40,6 +41,11 @@ struct db_conn {
     struct db_job *job;   /* in flight while CONN_BUSY */
     PGresult *result;
     bool listener;        /* the pool's LISTEN connection: never given queries */
+    /* Statements prepared on this connection, by the address of their SQL (the static strings
+     * of queries.c): each is parsed and planned once per connection, not once per query. */
+    const char *prepared[MAX_PREPARED];
+    unsigned prepared_count;
+    bool preparing; /* the job's statement is being prepared; the job is sent after */
 };
 
 struct db_pool {
@@ -72,6 +78,7 @@ static void conn_connect(struct db_conn *conn);
 static void conn_io_cb(evutil_socket_t fd, short what, void *arg);
 static void pool_dispatch(struct db_pool *pool);
 static void conn_flush(struct db_conn *conn);
+static bool conn_prepared(struct db_conn *conn);
 
 static void job_free(struct db_job *job)
 {
@@ -222,6 +229,8 @@ static void conn_continue_connect(struct db_conn *conn)
 
 static void conn_connect(struct db_conn *conn)
 {
+    conn->prepared_count = 0;
+    conn->preparing = false;
     conn->pg = PQconnectStart(conn->pool->conninfo);
     if (conn->pg == NULL || PQstatus(conn->pg) == CONNECTION_BAD) {
         conn->state = CONN_CONNECTING;
@@ -301,6 +310,8 @@ static void conn_read(struct db_conn *conn)
     while (!PQisBusy(conn->pg)) {
         PGresult *res = PQgetResult(conn->pg);
         if (res == NULL) {
+            if (conn->preparing && conn_prepared(conn))
+                return; /* the job itself is on its way now */
             conn_finish_job(conn);
             pool_dispatch(conn->pool);
             return;
@@ -345,13 +356,64 @@ static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
         conn_read(conn);
 }
 
+static int prepared_index(const struct db_conn *conn, const char *sql)
+{
+    for (unsigned i = 0; i < conn->prepared_count; i++) {
+        if (conn->prepared[i] == sql)
+            return (int)i;
+    }
+    return -1;
+}
+
+/* Sends the job as the prepared statement i. */
+static void conn_send_prepared(struct db_conn *conn, int i)
+{
+    struct db_job *job = conn->job;
+    char name[16];
+    snprintf(name, sizeof(name), "v%d", i);
+    if (!PQsendQueryPrepared(conn->pg, name, job->nparams, job->values, job->lengths,
+                             job->formats, job->binary_results ? 1 : 0)) {
+        conn_broken(conn, "cannot send a query to the database");
+        return;
+    }
+    conn_flush(conn);
+}
+
+/* The statement of the job is prepared (or failed to be: then the job ends with that error).
+ * Returns true when the job was sent. */
+static bool conn_prepared(struct db_conn *conn)
+{
+    conn->preparing = false;
+    if (conn->result == NULL || PQresultStatus(conn->result) != PGRES_COMMAND_OK)
+        return false;
+    PQclear(conn->result);
+    conn->result = NULL;
+    conn->prepared[conn->prepared_count] = conn->job->sql;
+    conn_send_prepared(conn, (int)conn->prepared_count++);
+    return true;
+}
+
 static void conn_send(struct db_conn *conn, struct db_job *job)
 {
     conn->job = job;
     conn->state = CONN_BUSY;
     conn->pool->queries++;
-    if (!PQsendQueryParams(conn->pg, job->sql, job->nparams, NULL, job->values, job->lengths,
-                           job->formats, job->binary_results ? 1 : 0)) {
+    int i = prepared_index(conn, job->sql);
+    if (i >= 0) {
+        conn_send_prepared(conn, i);
+        return;
+    }
+    bool sent;
+    if (conn->prepared_count < MAX_PREPARED) {
+        char name[16];
+        snprintf(name, sizeof(name), "v%u", conn->prepared_count);
+        conn->preparing = true;
+        sent = PQsendPrepare(conn->pg, name, job->sql, job->nparams, NULL);
+    } else {
+        sent = PQsendQueryParams(conn->pg, job->sql, job->nparams, NULL, job->values,
+                                 job->lengths, job->formats, job->binary_results ? 1 : 0);
+    }
+    if (!sent) {
         conn_broken(conn, "cannot send a query to the database");
         return;
     }

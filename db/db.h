@@ -2,8 +2,9 @@
  * db: a small pool of non-blocking PostgreSQL connections driven by vouchd's libevent loop.
  *
  * Each connection is a state machine (down, connecting, idle, busy) whose socket is watched by
- * an event embedded in it; a query is sent with PQsendQueryParams and its result read when
- * libevent says the socket is readable, so nothing here blocks the loop. Queries wait in one
+ * an event embedded in it; a query is sent as a prepared statement (each SQL text is prepared
+ * once per connection, the first time it is used there) and its result read when libevent says
+ * the socket is readable, so nothing here blocks the loop. Queries wait in one
  * FIFO in front of the pool, bounded by max_waiting. A connection that breaks is reconnected by
  * itself with backoff; while no connection is up, queries fail at once with DB_UNAVAILABLE, which
  * the HTTP layer turns into 503 so devices retry.
