@@ -343,7 +343,13 @@ struct sim_type_count {
 };
 
 /* One worker's counters; merged into a total after the phase. */
+/* Request latencies: bucket b holds the requests that took [b, b + 1) * LATENCY_STEP_US, the
+ * last one everything slower. Fine enough for p50/p99 of round trips around a millisecond. */
+#define LATENCY_STEP_US 50
+#define LATENCY_BUCKETS 4000 /* up to 200 ms in 50 µs steps */
+
 struct sim_stats {
+    unsigned long latency[LATENCY_BUCKETS];
     unsigned long requests;
     unsigned long new_connections;
     unsigned long http_errors;
@@ -872,6 +878,8 @@ static void stats_count_type(struct sim_stats *s, const char *type, unsigned lon
 
 static void stats_merge(struct sim_stats *into, const struct sim_stats *from)
 {
+    for (size_t i = 0; i < LATENCY_BUCKETS; i++)
+        into->latency[i] += from->latency[i];
     into->requests += from->requests;
     into->new_connections += from->new_connections;
     into->http_errors += from->http_errors;
@@ -977,6 +985,21 @@ static void print_summary(const struct sim_options *opt, size_t ndevices, unsign
             printf("\"expected_pushes\":null,");
         printf("\"stopped_by\":");
         json_string(stdout, serve->stopped_by);
+    }
+    unsigned long timed = 0, seen = 0;
+    for (size_t i = 0; i < LATENCY_BUCKETS; i++)
+        timed += s->latency[i];
+    if (timed > 0) {
+        /* The upper edge of the bucket holding the quantile (the last bucket: "at least"). */
+        const double quantiles[] = {0.5, 0.99};
+        double edge_ms[2] = {0, 0};
+        size_t q = 0;
+        for (size_t i = 0; i < LATENCY_BUCKETS && q < 2; i++) {
+            seen += s->latency[i];
+            while (q < 2 && (double)seen >= quantiles[q] * (double)timed)
+                edge_ms[q++] = (double)((i + 1) * LATENCY_STEP_US) / 1000.0;
+        }
+        printf(",\"latency_ms\":{\"p50\":%.2f,\"p99\":%.2f}", edge_ms[0], edge_ms[1]);
     }
     printf(",\"elapsed_s\":%.3f}\n", elapsed);
     fflush(stdout);
@@ -1084,7 +1107,14 @@ static enum req_result device_put(struct sim_conn *c, const char *what, const ch
 
     w->stats.requests++;
     atomic_fetch_add(&w->run->requests, 1);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     sent = sim_http_put(w->http, url, headers, nheaders, body, len, resp, err, sizeof(err));
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long long us =
+        (long long)(t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
+    size_t bucket = us < 0 ? 0 : (size_t)(us / LATENCY_STEP_US);
+    w->stats.latency[bucket < LATENCY_BUCKETS ? bucket : LATENCY_BUCKETS - 1]++;
     if (!sent) {
         w->stats.transport_errors++;
         device_fail(c, what, "PUT %s: %s", url, err);
