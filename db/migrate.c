@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "queries.h"
 
 /* pg_advisory_lock key: "vouch" in ASCII. */
 #define MIGRATE_LOCK_KEY "508806604904"
@@ -17,6 +18,18 @@ static bool exec_ok(PGconn *conn, const char *sql, char *err, size_t err_size)
     bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
     if (!ok)
         snprintf(err, err_size, "%s", PQresultErrorMessage(res));
+    PQclear(res);
+    return ok;
+}
+
+static bool exec_params_ok(PGconn *conn, const char *sql, int n, const char *const *params,
+                           const char *what, char *err, size_t err_size)
+{
+    PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(res);
+    bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    if (!ok)
+        snprintf(err, err_size, "%s: %s", what, PQresultErrorMessage(res));
     PQclear(res);
     return ok;
 }
@@ -43,15 +56,11 @@ static bool apply_one(PGconn *conn, const struct migration *m, char *err, size_t
     char version[16];
     snprintf(version, sizeof(version), "%d", m->version);
     const char *params[] = {version, m->name, m->checksum};
-    PGresult *res = PQexecParams(conn,
-                                 "INSERT INTO schema_migrations (version, name, checksum)"
-                                 " VALUES ($1, $2, $3)",
-                                 3, NULL, params, NULL, NULL, 0);
-    bool inserted = PQresultStatus(res) == PGRES_COMMAND_OK;
-    if (!inserted)
-        snprintf(err, err_size, "%s", PQresultErrorMessage(res));
-    PQclear(res);
-    if (inserted && exec_ok(conn, "COMMIT", err, err_size))
+    if (exec_params_ok(conn,
+                       "INSERT INTO schema_migrations (version, name, checksum)"
+                       " VALUES ($1, $2, $3)",
+                       3, params, "recording it", err, err_size) &&
+        exec_ok(conn, "COMMIT", err, err_size))
         return true;
 
 rollback:;
@@ -134,32 +143,6 @@ bool migrate_database(const char *conninfo, int *applied, char *err, size_t err_
     return ok;
 }
 
-/* {"a","b"}: a text[] literal. */
-static char *text_array(const char *const *items, size_t count)
-{
-    size_t size = 3;
-    for (size_t i = 0; i < count; i++)
-        size += 3 + 2 * strlen(items[i]);
-    char *out = malloc(size), *p = out;
-    if (out == NULL)
-        return NULL;
-    *p++ = '{';
-    for (size_t i = 0; i < count; i++) {
-        if (i > 0)
-            *p++ = ',';
-        *p++ = '"';
-        for (const char *c = items[i]; *c; c++) {
-            if (*c == '"' || *c == '\\')
-                *p++ = '\\';
-            *p++ = *c;
-        }
-        *p++ = '"';
-    }
-    *p++ = '}';
-    *p = '\0';
-    return out;
-}
-
 bool migrate_store_settings(const char *conninfo, const struct db_settings *s, char *err,
                             size_t err_size)
 {
@@ -178,37 +161,20 @@ bool migrate_store_settings(const char *conninfo, const struct db_settings *s, c
         snprintf(v[i], sizeof(v[i]), "%llu", values[i]);
         policy[i] = v[i];
     }
-    char *urls = text_array(s->webhook_urls, s->webhook_url_count);
-    char *topics = s->webhook_topic_count ? text_array(s->webhook_topics, s->webhook_topic_count)
-                                          : NULL;
+    char *urls = db_text_array_literal(s->webhook_urls, s->webhook_url_count);
+    char *topics = s->webhook_topic_count
+                       ? db_text_array_literal(s->webhook_topics, s->webhook_topic_count)
+                       : NULL;
     const char *hooks[2] = {urls, topics};
-    bool ok = urls != NULL && (s->webhook_topic_count == 0 || topics != NULL);
-    PGresult *res = NULL;
-    if (ok) {
-        res = PQexecParams(
-            conn,
-            "SELECT vouch_set_policy(make_interval(secs => $1::bigint),"
-            " make_interval(secs => $2::bigint), make_interval(secs => $3::bigint),"
-            " make_interval(secs => $4::bigint), $5::integer, $6::integer,"
-            " make_interval(secs => $7::bigint))",
-            7, NULL, policy, NULL, NULL, 0);
-        ok = PQresultStatus(res) == PGRES_TUPLES_OK;
-        if (!ok)
-            snprintf(err, err_size, "storing the attestation policy: %s",
-                     PQresultErrorMessage(res));
-        PQclear(res);
-    }
-    if (ok) {
-        res = PQexecParams(conn, "SELECT vouch_set_webhooks($1::text[], $2::text[])", 2, NULL,
-                           hooks, NULL, NULL, 0);
-        ok = PQresultStatus(res) == PGRES_TUPLES_OK;
-        if (!ok)
-            snprintf(err, err_size, "storing the web-hook receivers: %s",
-                     PQresultErrorMessage(res));
-        PQclear(res);
-    } else if (urls == NULL) {
-        snprintf(err, err_size, "out of memory");
-    }
+    bool ok = exec_params_ok(conn,
+                             "SELECT vouch_set_policy(make_interval(secs => $1::bigint),"
+                             " make_interval(secs => $2::bigint),"
+                             " make_interval(secs => $3::bigint),"
+                             " make_interval(secs => $4::bigint), $5::integer, $6::integer,"
+                             " make_interval(secs => $7::bigint))",
+                             7, policy, "storing the attestation policy", err, err_size) &&
+              exec_params_ok(conn, "SELECT vouch_set_webhooks($1::text[], $2::text[])", 2, hooks,
+                             "storing the web-hook receivers", err, err_size);
     free(urls);
     free(topics);
     PQfinish(conn);

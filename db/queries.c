@@ -171,8 +171,7 @@ bool db_decode_report(const PGresult *res, struct db_report_outcome *out)
     return out->verdict != DB_VERDICT_BAD_RESULT;
 }
 
-/* A PostgreSQL array literal of the udids: {"a","b"} with quotes and backslashes escaped. */
-static char *array_literal(const char *const *items, size_t count)
+char *db_text_array_literal(const char *const *items, size_t count)
 {
     size_t size = 3;
     for (size_t i = 0; i < count; i++)
@@ -204,7 +203,7 @@ void db_enqueue(struct db_pool *pool, const char *command_uuid, const char *requ
                 const uint8_t *body, size_t body_len, const char *const *udids, size_t count,
                 db_result_fn *cb, void *arg)
 {
-    char *array = array_literal(udids, count);
+    char *array = db_text_array_literal(udids, count);
     const struct db_param params[] = {
         text_param(command_uuid),
         text_param(request_type),
@@ -291,8 +290,8 @@ void db_request_attestations(struct db_pool *pool, const char *const *udids,
         log_fatal("out of memory");
     for (size_t i = 0; i < count; i++)
         uuids[i] = requests[i].command_uuid;
-    char *udid_array = array_literal(udids, count);
-    char *uuid_array = array_literal(uuids, count);
+    char *udid_array = db_text_array_literal(udids, count);
+    char *uuid_array = db_text_array_literal(uuids, count);
     char *body_array = bytea_array_literal(requests, count, true);
     char *nonce_array = bytea_array_literal(requests, count, false);
     const struct db_param params[] = {
@@ -354,7 +353,7 @@ static const char sql_push_targets[] =
 void db_push_targets(struct db_pool *pool, const char *const *udids, size_t count,
                      db_result_fn *cb, void *arg)
 {
-    char *array = array_literal(udids, count);
+    char *array = db_text_array_literal(udids, count);
     const struct db_param params[] = {text_param(array)};
     db_query(pool, sql_push_targets, params, 1, true, cb, arg);
     free(array);
@@ -374,7 +373,7 @@ bool db_decode_push_target(const PGresult *res, int row, const char **udid,
 }
 
 /* A text[] literal where NULL items are SQL NULLs. */
-static char *nullable_array_literal(const char *const *items, size_t count)
+static char *nullable_db_text_array_literal(const char *const *items, size_t count)
 {
     size_t size = 3;
     for (size_t i = 0; i < count; i++)
@@ -426,7 +425,7 @@ void db_push_results(struct db_pool *pool, const struct db_push_result *results,
     char *arrays[COLUMNS];
     struct db_param params[COLUMNS];
     for (size_t k = 0; k < COLUMNS; k++) {
-        arrays[k] = nullable_array_literal(columns + k * count, count);
+        arrays[k] = nullable_db_text_array_literal(columns + k * count, count);
         params[k] = text_param(arrays[k]);
     }
     db_query(pool, sql_push_results, params, COLUMNS, false, cb, arg);
@@ -500,7 +499,7 @@ void db_scheduler_tick(struct db_pool *pool, const struct db_attest_request *req
         log_fatal("out of memory");
     for (size_t i = 0; i < count; i++)
         uuids[i] = requests[i].command_uuid;
-    char *uuid_array = array_literal(uuids, count);
+    char *uuid_array = db_text_array_literal(uuids, count);
     char *body_array = bytea_array_literal(requests, count, true);
     char *nonce_array = bytea_array_literal(requests, count, false);
     char limit[16];
@@ -604,9 +603,9 @@ void db_webhook_results(struct db_pool *pool, const struct db_webhook_result *re
         oks[i] = results[i].ok ? "t" : "f";
         errors[i] = results[i].error ? results[i].error : "";
     }
-    char *a[5] = {array_literal(ids, count), array_literal(receivers, count),
-                  array_literal(oks, count), array_literal(errors, count),
-                  array_literal(delays, count)};
+    char *a[5] = {db_text_array_literal(ids, count), db_text_array_literal(receivers, count),
+                  db_text_array_literal(oks, count), db_text_array_literal(errors, count),
+                  db_text_array_literal(delays, count)};
     char max_age[16];
     snprintf(max_age, sizeof(max_age), "%u", max_age_s);
     const struct db_param params[] = {text_param(a[0]), text_param(a[1]), text_param(a[2]),

@@ -284,8 +284,11 @@ BEGIN
 END
 $$;
 
--- The NanoMDM/MicroMDM shape of an MDM message: "checkin_event" or "acknowledge_event".
-CREATE FUNCTION vouch_emit_mdm(p_topic text, p_udid text, p_raw bytea, p_fields jsonb)
+-- The NanoMDM/MicroMDM shape of an MDM message: "checkin_event" or "acknowledge_event", with
+-- the report's status and command_uuid, or the TokenUpdate tally (NULL: left out). Nothing is
+-- built unless a receiver takes the topic: most requests are not web-hooked.
+CREATE FUNCTION vouch_emit_mdm(p_topic text, p_udid text, p_raw bytea, p_status text,
+                               p_command_uuid text, p_tally integer)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     IF p_raw IS NULL OR NOT vouch_wants(p_topic) THEN
@@ -296,7 +299,9 @@ BEGIN
         jsonb_build_object('udid', p_udid,
                            'raw_payload', translate(encode(p_raw, 'base64'), E'\n', ''),
                            'ids', jsonb_build_object('id', p_udid, 'type', 'Device'))
-        || jsonb_strip_nulls(coalesce(p_fields, '{}'))));
+        || jsonb_strip_nulls(jsonb_build_object('status', p_status,
+                                                'command_uuid', p_command_uuid,
+                                                'token_update_tally', p_tally))));
 END
 $$;
 
@@ -796,7 +801,7 @@ BEGIN
     UPDATE devices SET attestation_due_at = NULL, attestation_due_reason = NULL,
         info_due_at = NULL
     WHERE udid = p_udid;
-    PERFORM vouch_emit_mdm('mdm.Authenticate', p_udid, p_raw, NULL);
+    PERFORM vouch_emit_mdm('mdm.Authenticate', p_udid, p_raw, NULL, NULL, NULL);
     RETURN 'ok';
 END
 $$;
@@ -833,10 +838,7 @@ BEGIN
     WHERE udid = p_udid
     RETURNING token_update_tally INTO tally;
     UPDATE devices SET last_seen_at = vouch_now() WHERE udid = p_udid;
-    IF vouch_wants('mdm.TokenUpdate') THEN
-        PERFORM vouch_emit_mdm('mdm.TokenUpdate', p_udid, p_raw,
-                               jsonb_build_object('token_update_tally', tally));
-    END IF;
+    PERFORM vouch_emit_mdm('mdm.TokenUpdate', p_udid, p_raw, NULL, NULL, tally);
     IF NOT was_enabled THEN
         UPDATE devices SET info_due_at = vouch_now() + (SELECT info_interval FROM scheduler_policy)
         WHERE udid = p_udid;
@@ -867,7 +869,7 @@ BEGIN
     UPDATE devices SET last_seen_at = vouch_now(), attestation_due_at = NULL,
         attestation_due_reason = NULL, info_due_at = NULL
     WHERE udid = p_udid;
-    PERFORM vouch_emit_mdm('mdm.CheckOut', p_udid, p_raw, NULL);
+    PERFORM vouch_emit_mdm('mdm.CheckOut', p_udid, p_raw, NULL, NULL, NULL);
     RETURN 'ok';
 END
 $$;
@@ -1003,11 +1005,7 @@ BEGIN
     END IF;
 
     UPDATE devices SET last_seen_at = vouch_now() WHERE udid = p_udid;
-    IF vouch_wants('mdm.Connect') THEN  -- before building the event's fields: most reports
-        PERFORM vouch_emit_mdm('mdm.Connect', p_udid, p_report,
-                               jsonb_build_object('status', p_status,
-                                                  'command_uuid', p_command_uuid));
-    END IF;
+    PERFORM vouch_emit_mdm('mdm.Connect', p_udid, p_report, p_status, p_command_uuid, NULL);
 
     SELECT q.command_uuid, c.body INTO next_command_uuid, next_body
     FROM command_queue q JOIN commands c ON c.command_uuid = q.command_uuid
