@@ -544,6 +544,12 @@ static void handle_device(struct vouchd *srv, struct evhttp_request *req, const 
     free(udid);
 }
 
+/* An event id: digits that fit a bigint (at most 18, so no overflow reaches the database). */
+static bool event_id_ok(const char *text, size_t len)
+{
+    return len > 0 && len <= 18 && strspn(text, "0123456789") >= len && text[0] != '0';
+}
+
 /* GET /v1/events?status=pending|dead|delivered&before=ID&limit=N: the outbox, newest first. */
 static void handle_event_list(struct vouchd *srv, struct evhttp_request *req)
 {
@@ -554,12 +560,8 @@ static void handle_event_list(struct vouchd *srv, struct evhttp_request *req)
         return;
     const char *status = evhttp_find_header(&query, "status");
     const char *before = evhttp_find_header(&query, "before");
-    if (before != NULL) {
-        char *end;
-        long long v = strtoll(before, &end, 10);
-        if (*before == '\0' || *end != '\0' || v < 1)
-            problem = "before must be an event id";
-    }
+    if (before != NULL && !event_id_ok(before, strlen(before)))
+        problem = "before must be an event id";
     if (status != NULL && strcmp(status, "pending") != 0 && strcmp(status, "dead") != 0 &&
         strcmp(status, "delivered") != 0)
         problem = "status must be one of pending, dead, delivered";
@@ -596,7 +598,7 @@ static void handle_event(struct vouchd *srv, struct evhttp_request *req, const c
 {
     char id[24];
     size_t len = strspn(rest, "0123456789");
-    if (len == 0 || len >= sizeof(id) || strcmp(rest + len, "/retry") != 0) {
+    if (!event_id_ok(rest, len) || strcmp(rest + len, "/retry") != 0) {
         http_reply_json_error(req, EP_OTHER, 404, "not found");
         return;
     }
