@@ -210,22 +210,22 @@ bool fake_leaf_spec_device(struct fake_leaf_spec *spec, const struct fake_apple_
 
 /* ---- certificates --------------------------------------------------------------------------- */
 
-static bool fake_random_serial(X509 *cert)
+bool fake_x509_random_serial(X509 *cert, int bits)
 {
     BIGNUM *bn = BN_new();
     bool ok = false;
 
     if (bn == NULL)
         return false;
-    /* 159 bits: positive and within the 20 octets RFC 5280 allows. */
-    if (BN_rand(bn, 159, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY) == 1 && !BN_is_zero(bn) &&
+    /* Positive, and within the 20 octets RFC 5280 allows for bits <= 159. */
+    if (BN_rand(bn, bits, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY) == 1 && !BN_is_zero(bn) &&
         BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert)) != NULL)
         ok = true;
     BN_free(bn);
     return ok;
 }
 
-static bool fake_add_conf_ext(X509 *cert, X509V3_CTX *ctx, int nid, const char *value)
+bool fake_x509_add_ext(X509 *cert, X509V3_CTX *ctx, int nid, const char *value)
 {
     X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, ctx, nid, value);
     int rc;
@@ -276,7 +276,7 @@ static X509 *fake_make_ca(const char *common_name, EVP_PKEY *key, X509 *issuer,
     const char *what = "building the CA certificate";
 
     if (cert == NULL || name == NULL || X509_set_version(cert, X509_VERSION_3) != 1 ||
-        !fake_random_serial(cert))
+        !fake_x509_random_serial(cert, 159))
         goto fail;
     if (ASN1_TIME_set(X509_getm_notBefore(cert), not_before) == NULL ||
         ASN1_TIME_set(X509_getm_notAfter(cert), not_after) == NULL)
@@ -291,12 +291,12 @@ static X509 *fake_make_ca(const char *common_name, EVP_PKEY *key, X509 *issuer,
         goto fail;
     what = "adding CA extensions";
     X509V3_set_ctx(&ctx, is_root ? cert : issuer, cert, NULL, NULL, 0);
-    if (!fake_add_conf_ext(cert, &ctx, NID_basic_constraints,
+    if (!fake_x509_add_ext(cert, &ctx, NID_basic_constraints,
                            is_root ? "critical,CA:TRUE" : "critical,CA:TRUE,pathlen:0") ||
-        !fake_add_conf_ext(cert, &ctx, NID_subject_key_identifier, "hash") ||
-        !fake_add_conf_ext(cert, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign"))
+        !fake_x509_add_ext(cert, &ctx, NID_subject_key_identifier, "hash") ||
+        !fake_x509_add_ext(cert, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign"))
         goto fail;
-    if (!is_root && !fake_add_conf_ext(cert, &ctx, NID_authority_key_identifier, "keyid:always"))
+    if (!is_root && !fake_x509_add_ext(cert, &ctx, NID_authority_key_identifier, "keyid:always"))
         goto fail;
     what = "signing the CA certificate";
     if (X509_sign(cert, is_root ? key : issuer_key, EVP_sha384()) <= 0)
@@ -549,8 +549,8 @@ bool fake_apple_leaf(const struct fake_apple *pki, const struct fake_leaf_spec *
     what = "adding leaf extensions";
     /* No key identifiers: Apple's leaves have none, chains are built by issuer name. */
     X509V3_set_ctx(&ctx, issuer, cert, NULL, NULL, 0);
-    if (!fake_add_conf_ext(cert, &ctx, NID_basic_constraints, "critical,CA:FALSE") ||
-        !fake_add_conf_ext(cert, &ctx, NID_key_usage,
+    if (!fake_x509_add_ext(cert, &ctx, NID_basic_constraints, "critical,CA:FALSE") ||
+        !fake_x509_add_ext(cert, &ctx, NID_key_usage,
                            "critical,digitalSignature,nonRepudiation,keyEncipherment,"
                            "dataEncipherment") ||
         !fake_leaf_add_props(cert, spec))

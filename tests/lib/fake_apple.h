@@ -186,4 +186,12 @@ bool fake_apple_leaf(const struct fake_apple *pki, const struct fake_leaf_spec *
 /* Frees the items and empties the chain; a zeroed chain is fine. */
 void fake_chain_free(struct fake_chain *chain);
 
+/* Certificate building blocks, shared with the simulator's device PKI (tests/sim/sim_pki.c):
+ * a random positive serial of `bits` bits, and an extension from its OpenSSL config text. */
+struct x509_st;
+struct v3_ext_ctx;
+bool fake_x509_random_serial(struct x509_st *cert, int bits) __attribute__((warn_unused_result));
+bool fake_x509_add_ext(struct x509_st *cert, struct v3_ext_ctx *ctx, int nid, const char *value)
+    __attribute__((warn_unused_result));
+
 #endif

@@ -3,6 +3,8 @@
  */
 #include "sim_pki.h"
 
+#include "fake_apple.h"
+
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,33 +97,6 @@ static char *pki_bio_string(BIO *bio, size_t *len)
     return out;
 }
 
-static bool pki_set_random_serial(X509 *cert)
-{
-    BIGNUM *bn = BN_new();
-    bool ok = false;
-
-    if (bn == NULL)
-        return false;
-    /* 127 bits: positive and below 2^127, like the serials real CAs hand out. */
-    if (BN_rand(bn, 127, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY) == 1 && !BN_is_zero(bn) &&
-        BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert)) != NULL)
-        ok = true;
-    BN_free(bn);
-    return ok;
-}
-
-static bool pki_add_ext(X509 *cert, X509V3_CTX *ctx, int nid, const char *value)
-{
-    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, ctx, nid, value);
-    int rc;
-
-    if (ext == NULL)
-        return false;
-    rc = X509_add_ext(cert, ext, -1);
-    X509_EXTENSION_free(ext);
-    return rc == 1;
-}
-
 /* Builds and signs a certificate for subject_key. issuer == NULL makes it self-signed (a CA). */
 static X509 *pki_make_cert(const char *common_name, EVP_PKEY *subject_key, X509 *issuer,
                            EVP_PKEY *issuer_key, enum sim_key_type key_type, char *err,
@@ -135,7 +110,7 @@ static X509 *pki_make_cert(const char *common_name, EVP_PKEY *subject_key, X509 
 
     if (cert == NULL || name == NULL)
         goto fail;
-    if (X509_set_version(cert, X509_VERSION_3) != 1 || !pki_set_random_serial(cert))
+    if (X509_set_version(cert, X509_VERSION_3) != 1 || !fake_x509_random_serial(cert, 127))
         goto fail;
     if (X509_gmtime_adj(X509_getm_notBefore(cert), PKI_BACKDATE_SECONDS) == NULL ||
         X509_time_adj_ex(X509_getm_notAfter(cert), is_ca ? PKI_CA_DAYS : PKI_DEVICE_DAYS, 0,
@@ -154,18 +129,18 @@ static X509 *pki_make_cert(const char *common_name, EVP_PKEY *subject_key, X509 
     what = "adding certificate extensions";
     X509V3_set_ctx(&ctx, is_ca ? cert : issuer, cert, NULL, NULL, 0);
     if (is_ca) {
-        if (!pki_add_ext(cert, &ctx, NID_basic_constraints, "critical,CA:TRUE") ||
-            !pki_add_ext(cert, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign") ||
-            !pki_add_ext(cert, &ctx, NID_subject_key_identifier, "hash"))
+        if (!fake_x509_add_ext(cert, &ctx, NID_basic_constraints, "critical,CA:TRUE") ||
+            !fake_x509_add_ext(cert, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign") ||
+            !fake_x509_add_ext(cert, &ctx, NID_subject_key_identifier, "hash"))
             goto fail;
     } else {
         const char *usage = key_type == SIM_KEY_RSA ? "critical,digitalSignature,keyEncipherment"
                                                     : "critical,digitalSignature";
-        if (!pki_add_ext(cert, &ctx, NID_basic_constraints, "critical,CA:FALSE") ||
-            !pki_add_ext(cert, &ctx, NID_key_usage, usage) ||
-            !pki_add_ext(cert, &ctx, NID_ext_key_usage, "clientAuth") ||
-            !pki_add_ext(cert, &ctx, NID_subject_key_identifier, "hash") ||
-            !pki_add_ext(cert, &ctx, NID_authority_key_identifier, "keyid"))
+        if (!fake_x509_add_ext(cert, &ctx, NID_basic_constraints, "critical,CA:FALSE") ||
+            !fake_x509_add_ext(cert, &ctx, NID_key_usage, usage) ||
+            !fake_x509_add_ext(cert, &ctx, NID_ext_key_usage, "clientAuth") ||
+            !fake_x509_add_ext(cert, &ctx, NID_subject_key_identifier, "hash") ||
+            !fake_x509_add_ext(cert, &ctx, NID_authority_key_identifier, "keyid"))
             goto fail;
     }
 
