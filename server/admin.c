@@ -307,7 +307,7 @@ static void attest_done(void *arg, enum db_outcome outcome, const PGresult *res)
     }
     struct json_writer *w = json_writer_new(256 + ar->id_count * (ID_MAX_LEN * 6 + 128), 0);
     bool ok = w != NULL;
-    size_t queued = 0, known = 0;
+    size_t queued = 0, known = 0, pushes = 0;
     const char **to_push = calloc((size_t)PQntuples(res) + 1, sizeof(char *));
     if (to_push == NULL)
         log_fatal("out of memory");
@@ -321,8 +321,10 @@ static void attest_done(void *arg, enum db_outcome outcome, const PGresult *res)
             break;
         bool unknown = strcmp(result, "unknown_device") == 0;
         known += !unknown;
-        if (strcmp(result, "queued") == 0)
-            to_push[queued++] = udid;
+        /* A request still pending (say, since enrollment) is pushed again: the device owes it. */
+        if (strcmp(result, "queued") == 0 || strcmp(result, "pending") == 0)
+            to_push[pushes++] = udid;
+        queued += strcmp(result, "queued") == 0;
         if (!ar->single)
             ok = json_write_key(w, udid);
         ok = ok && json_write_begin_object(w);
@@ -347,8 +349,8 @@ static void attest_done(void *arg, enum db_outcome outcome, const PGresult *res)
         http_reply(ar->req, ar->ep, 200, "application/json", text, len);
     if (ok && queued > 0)
         log_info("asked %zu device(s) for an attestation", queued);
-    if (queued > 0 && ar->srv->push != NULL)
-        push_devices(ar->srv->push, to_push, queued, NULL, NULL);
+    if (pushes > 0 && ar->srv->push != NULL)
+        push_devices(ar->srv->push, to_push, pushes, NULL, NULL);
     free(to_push);
     json_writer_free(w);
     admin_request_free(ar);

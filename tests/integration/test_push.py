@@ -449,6 +449,21 @@ class PushDeliveryTest(PushTestCase):
         self.settle(b, 2, "one attestation request, one push")
         self.assertEqual(len(self.pushes(c)), 2)
 
+    def test_attest_while_pending_pushes_again(self):
+        # The enrollment's request is still unanswered: asking again queues nothing new but wakes
+        # the device once more (it owes that answer), and the device gets the same command.
+        d = self.enroll()
+        self.apns.wait_for_requests(d.token, 1, DEADLINE_S)
+        r = self.vouchd.admin("POST", f"/v1/devices/{d.udid}/attest")
+        self.assertStatus(r, 200, "POST /v1/devices/{udid}/attest while one is pending")
+        body = r.json()
+        self.assertIs(body["queued"], False, body)
+        recs = self.apns.wait_for_requests(d.token, 2, DEADLINE_S)
+        self.assertWellFormedPush(recs[-1], d, "after POST .../attest while pending")
+        self.settle(d, 2, "one push per ask")
+        cmd = d.idle().plist()
+        self.assertEqual(cmd["CommandUUID"], body["command_uuid"], "the pending request")
+
     def test_concurrent_callers_share_one_push(self):
         dev = self.enroll()
         n0 = len(self.pushes(dev))

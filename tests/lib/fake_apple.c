@@ -34,6 +34,7 @@ struct fake_apple {
     EVP_PKEY *root_key;
     X509 *sub;
     EVP_PKEY *sub_key;
+    EVP_PKEY *leaf_key; /* NULL: a fresh key per leaf (fake_apple_reuse_leaf_key) */
 };
 
 struct prop_info {
@@ -371,7 +372,20 @@ void fake_apple_free(struct fake_apple *pki)
     X509_free(pki->sub);
     EVP_PKEY_free(pki->root_key);
     EVP_PKEY_free(pki->sub_key);
+    EVP_PKEY_free(pki->leaf_key);
     free(pki);
+}
+
+bool fake_apple_reuse_leaf_key(struct fake_apple *pki, char *err, size_t errlen)
+{
+    if (pki->leaf_key != NULL)
+        return true;
+    pki->leaf_key = EVP_EC_gen("P-384");
+    if (pki->leaf_key == NULL) {
+        fake_fail(err, errlen, "generating the leaf key");
+        return false;
+    }
+    return true;
 }
 
 static bool fake_der(X509 *cert, unsigned char **der, size_t *len)
@@ -523,7 +537,10 @@ bool fake_apple_leaf(const struct fake_apple *pki, const struct fake_leaf_spec *
     bool ok = false;
 
     memset(chain, 0, sizeof(*chain));
-    key = EVP_EC_gen("P-384");
+    if (pki->leaf_key != NULL && EVP_PKEY_up_ref(pki->leaf_key) == 1)
+        key = pki->leaf_key;
+    else
+        key = EVP_EC_gen("P-384");
     if (key == NULL)
         goto out;
     what = "building the leaf";

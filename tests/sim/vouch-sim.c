@@ -161,6 +161,7 @@ enum opt_id {
     OPT_ATTEST_TAMPER,
     OPT_ATTEST_AS_DEVICE,
     OPT_ATTEST_LEGACY_LEAF,
+    OPT_ATTEST_REUSE_KEY,
     OPT_DEVICE,
     OPT_COMMAND,
     OPT_PUSHES,
@@ -247,6 +248,8 @@ static const struct opt_doc opt_docs[] = {
      "answer attestation requests with a valid chain made for device N (negative tests)"},
     {"attest-legacy-leaf", no_argument, OPT_ATTEST_LEGACY_LEAF, MODES_ANSWER, NULL,
      "devices on an OS before 17.2 leave .9.4, .10.1 and .10.3 out, as real ones do"},
+    {"attest-reuse-key", no_argument, OPT_ATTEST_REUSE_KEY, MODES_REPORT, NULL,
+     "each worker's leaves certify one key, not a new P-384 key each (load tests)"},
     {"rounds", required_argument, OPT_ROUNDS, MODES_ROUNDS, "R",
      "Idle sessions per device (default 1)"},
     {"max-commands", required_argument, OPT_MAX_COMMANDS, MODES_REPORT, "N",
@@ -310,6 +313,7 @@ struct sim_options {
     unsigned long attest_as_device;
     bool attest_as_device_set;
     bool attest_legacy_leaf;
+    bool attest_reuse_key;
     unsigned long device; /* answer: the device's index */
     bool device_set;
     const char *command_file;
@@ -717,6 +721,9 @@ static int apply_option(struct sim_options *opt, int id, const char *name, const
     case OPT_ATTEST_LEGACY_LEAF:
         opt->attest_legacy_leaf = true;
         break;
+    case OPT_ATTEST_REUSE_KEY:
+        opt->attest_reuse_key = true;
+        break;
     case OPT_DEVICE:
         if (!parse_ulong(arg, 0, SIM_MAX_DEVICES - 1, &opt->device))
             return usage_error(opt->mode, "--device wants a device index, not '%s'", arg);
@@ -925,7 +932,8 @@ static int compare_types(const void *a, const void *b)
 }
 
 static void print_summary(const struct sim_options *opt, size_t ndevices, unsigned long created,
-                          struct sim_stats *s, const struct serve_counts *serve, double elapsed)
+                          struct sim_stats *s, const struct serve_counts *serve, double prepare,
+                          double elapsed)
 {
     bool first = true;
 
@@ -1001,7 +1009,7 @@ static void print_summary(const struct sim_options *opt, size_t ndevices, unsign
         }
         printf(",\"latency_ms\":{\"p50\":%.2f,\"p99\":%.2f}", edge_ms[0], edge_ms[1]);
     }
-    printf(",\"elapsed_s\":%.3f}\n", elapsed);
+    printf(",\"prepare_s\":%.3f,\"elapsed_s\":%.3f}\n", prepare, elapsed);
     fflush(stdout);
 }
 
@@ -1943,7 +1951,9 @@ static struct sim_worker *workers_new(struct sim_run *run, unsigned n,
         if ((apple != NULL &&
              (workers[i].apple = fake_apple_dup(apple, err, sizeof(err))) == NULL) ||
             (apple_other != NULL &&
-             (workers[i].apple_other = fake_apple_dup(apple_other, err, sizeof(err))) == NULL)) {
+             (workers[i].apple_other = fake_apple_dup(apple_other, err, sizeof(err))) == NULL) ||
+            (run->opt->attest_reuse_key && workers[i].apple != NULL &&
+             !fake_apple_reuse_leaf_key(workers[i].apple, err, sizeof(err)))) {
             fprintf(stderr, "vouch-sim: %s\n", err);
             workers_free(workers, n);
             return NULL;
@@ -1991,6 +2001,7 @@ static int cmd_network(const struct sim_options *opt)
     unsigned nworkers = 0;
     unsigned long created = 0;
     double t0 = now_seconds();
+    double t_ready = t0;
     char err[512];
     int rc = SIM_EXIT_FAIL;
     bool http_ready = false;
@@ -2050,6 +2061,7 @@ static int cmd_network(const struct sim_options *opt)
     default:
         goto out;
     }
+    t_ready = now_seconds();
     for (size_t p = 0; p < nphases; p++) {
         run.phase = phases[p];
         run.last_phase = p + 1 == nphases;
@@ -2063,7 +2075,7 @@ static int cmd_network(const struct sim_options *opt)
         stats_merge(&total, &workers[i].stats);
     if (tokens_failed)
         total.local_errors++;
-    print_summary(opt, run.ndevices, created, &total, NULL, now_seconds() - t0);
+    print_summary(opt, run.ndevices, created, &total, NULL, t_ready - t0, now_seconds() - t0);
     rc = total.failed_devices == 0 && !tokens_failed ? SIM_EXIT_OK : SIM_EXIT_FAIL;
 out:
     workers_free(workers, nworkers);
@@ -2724,6 +2736,7 @@ static int cmd_serve(const struct sim_options *opt)
             "tokens, %u workers)\n",
             opt->pushes, (long long)tail.offset, tail.fd < 0 ? " once it exists" : "", run.ndevices,
             count, started);
+    double t_ready = now_seconds();
     sc.counts.stopped_by = serve_loop(&sc, &tail, t0);
 
     pthread_mutex_lock(&pool.lock);
@@ -2752,7 +2765,7 @@ static int cmd_serve(const struct sim_options *opt)
     if (opt->expect_pushes_set && sc.counts.pushes_handled < opt->expect_pushes)
         fprintf(stderr, "vouch-sim: serve: expected %lu pushes to %s's devices, got %lu (%s)\n",
                 opt->expect_pushes, opt->dir, sc.counts.pushes_handled, sc.counts.stopped_by);
-    print_summary(opt, run.ndevices, 0, &total, &sc.counts, now_seconds() - t0);
+    print_summary(opt, run.ndevices, 0, &total, &sc.counts, t_ready - t0, now_seconds() - t0);
     rc = total.failed_devices == 0 && total.local_errors == 0 && !sc.failed &&
                  (!opt->expect_pushes_set || sc.counts.pushes_handled >= opt->expect_pushes)
              ? SIM_EXIT_OK
