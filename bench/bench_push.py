@@ -22,9 +22,8 @@ import tempfile
 import time
 import urllib.request
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
-import pg  # noqa: E402
+import benchlib
+from benchlib import REPO, row
 
 
 def start_standin(build, certs, tmp):
@@ -57,14 +56,6 @@ def http(url, token=None, timeout=600):
         return e.code, e.read()
 
 
-def peak_rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build")
@@ -77,8 +68,7 @@ def main():
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     topic = open(f"{certs}/topic").read().strip()
 
-    cluster = pg.PostgresCluster()
-    cluster.start()
+    cluster = benchlib.tuned_cluster()
     cluster.createdb("vouch")
     standin, listen, control, noauth = start_standin(args.build, certs, tmp)
     port = free_port()
@@ -147,18 +137,15 @@ def main():
         if delivered != n:
             sys.exit(f"only {delivered} of {n} pushes were delivered")
         rate = n / elapsed
-        rss = peak_rss_kb(vouchd.pid)
-        ratio = rate / h2load_rate
-        print(f"{'figure':<44} {'value':>12} {'reference':>12} {'ratio':>7} {'target':>7}")
-        print(f"{'pushes from vouchd (1 HTTP/2 connection)':<44} {rate:>10.0f}/s "
-              f"{h2load_rate:>10.0f}/s {ratio:>7.2f} {'>=0.50':>7}")
-        print(f"{'time to push %d devices' % n:<44} {elapsed:>11.1f}s")
-        print(f"reference: h2load -c 1 -m 1000 against the same stand-in (no client "
-              f"certificate); vouchd peak RSS {rss / 1024:.0f} MiB")
-        print(json.dumps({"bench": "push", "devices": n, "value": round(rate, 1),
-                          "reference": round(h2load_rate, 1), "ratio": round(ratio, 3),
-                          "target": 0.5, "unit": "pushes/s", "seconds": round(elapsed, 2),
-                          "vouchd_peak_rss_kb": rss}))
+        rss = benchlib.peak_rss_mb(vouchd.pid)
+        rows = [
+            row("push", "pushes from vouchd (1 HTTP/2 connection)", rate, "/s", h2load_rate,
+                ">=0.50", devices=n, reference_is="h2load -c 1 -m 1000, same stand-in"),
+            row("push", f"time to push {n:,} devices", elapsed, "s"),
+            row("push", "vouchd peak RSS, pushes", rss, "MiB"),
+        ]
+        benchlib.print_table(rows)
+        print("reference: h2load -c 1 -m 1000 against the same stand-in (no client certificate)")
     finally:
         vouchd.terminate()
         vouchd.wait(timeout=30)

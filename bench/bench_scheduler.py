@@ -17,15 +17,13 @@ and a JSON line per size. Usage: bench_scheduler.py BUILD_DIR [--sizes 100000,10
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
 import tempfile
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
-import pg  # noqa: E402
+import benchlib
+from benchlib import row
 
 TARGET_MS = 100.0
 
@@ -126,8 +124,7 @@ def main():
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     tmp = tempfile.mkdtemp(prefix="vouch-bench-scheduler-")
-    cluster = pg.PostgresCluster()
-    cluster.start()
+    cluster = benchlib.tuned_cluster()
     results = []
     try:
         cluster.createdb("vouch")
@@ -152,12 +149,10 @@ def main():
                   f"{read / max(scan_read, 1):>7.4f}")
             print(f"{'claim query: time (index vs scan)':<44} {claim_ms:>9.1f} ms "
                   f"{scan_ms:>9.1f} ms {claim_ms / max(scan_ms, 1e-9):>7.3f}")
-            results.append({"bench": "scheduler_tick", "devices": size, "due": due,
-                            "batch": args.batch, "ticks": len(ms),
-                            "median_ms": round(median, 2), "worst_ms": round(worst, 2),
+            results.append({"devices": size, "due": due, "ticks": len(ms),
+                            "median_ms": median, "worst_ms": worst, "claim_ms": claim_ms,
                             "rows_read": read, "rows_read_scan": scan_read,
-                            "claim_ms": round(claim_ms, 2), "claim_ms_scan": round(scan_ms, 2),
-                            "target_ms": TARGET_MS})
+                            "claim_ms_scan": scan_ms})
         if len(results) >= 2:
             a, b = results[0], results[-1]
             print(f"tick time from {a['devices']:,} to {b['devices']:,} devices "
@@ -168,7 +163,14 @@ def main():
         print("reference: the claim without the index of planned work (a scan of devices), "
               "same batch, same session")
         for r in results:
-            print(json.dumps(r))
+            size = f"{r['devices']:,}"
+            row("scheduler", f"scheduler tick of {args.batch} (median), {size} devices",
+                r["median_ms"], "ms", None, f"<{TARGET_MS:.0f} ms", devices=r["devices"],
+                due=r["due"], batch=args.batch, ticks=r["ticks"],
+                worst_ms=round(r["worst_ms"], 2))
+            row("scheduler", f"claim of {args.batch}, {size} devices: index vs scan",
+                r["claim_ms"], "ms", r["claim_ms_scan"], None, rows_read=r["rows_read"],
+                rows_read_scan=r["rows_read_scan"])
     finally:
         cluster.cleanup()
 

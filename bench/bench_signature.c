@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "identity.h"
@@ -203,10 +204,12 @@ int main(int argc, char **argv)
     printf("reference: OpenSSL d2i_CMS_ContentInfo + CMS_verify (CMS_BINARY, chain to the identity "
            "CA) of the same %d signatures; cpu/wall %.2f; failures %ld\n",
            count, cpu_ratio, failures);
+    struct rusage usage;
+    getrusage(RUSAGE_SELF, &usage);
     printf("{\"bench\":\"signature_verify\",\"figure\":\"Mdm-Signature checks (1 core)\","
            "\"value\":%.1f,\"unit\":\"/s\",\"reference\":%.1f,\"ratio\":%.3f,\"target\":\">=0.80\","
-           "\"failures\":%ld}\n",
-           vouch, ref, vouch / ref, failures);
+           "\"failures\":%ld,\"peak_rss_mb\":%.1f}\n",
+           vouch, ref, vouch / ref, failures, (double)usage.ru_maxrss / 1024.0);
 
     for (int i = 0; i < count; i++) {
         free(samples[i].body);

@@ -1,32 +1,61 @@
 #!/usr/bin/env bash
-# Runs Vouch's benchmarks from an optimised build. Every figure is printed beside a reference
-# measured in the same run (absolute times on shared machines drift; ratios much less), and the
-# table is written to bench/results.md with the JSON lines in bench/results.json.
-# Usage: bench/run.sh [--quick]     (--quick: shorter runs, 10,000 devices instead of 100,000
-#                                   to push, fleets of 10,000 and 100,000 instead of 100,000 and
-#                                   1,000,000 for the scheduler)
+# Runs every Vouch benchmark from an optimised build, each against a private PostgreSQL tuned as
+# the README recommends (bench/benchlib.py: postgres_tuning). Every figure is printed beside a
+# reference measured in the same run (absolute times on shared machines drift; ratios much less).
+# At the end: one table (figure, value, reference, ratio, target, met), also written to
+# bench/results.md with each benchmark's own output, and the rows as JSON lines to
+# bench/results.json.
+#
+# Usage: bench/run.sh [--quick]
+#   full     100,000 devices to enroll, attest (campaign) and push; scheduler fleets of 100,000
+#            and 1,000,000; 2,000 devices x 10 commands of round trips (about 15 minutes here)
+#   --quick  10,000 devices (campaign 5,000); scheduler fleets of 10,000 and 100,000; 500 x 10
+#            round trips; shorter CPU benchmarks (under two minutes)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 build=$repo/build-bench
 seconds=3
 devices=100000
+fleet=100000
 fleets=100000,1000000
 rt_devices=2000
-if [ "${1:-}" = "--quick" ]; then
-    seconds=1
-    devices=10000
-    fleets=10000,100000
-    rt_devices=500
-fi
+mode=full
+case "${1:-}" in
+    --quick)
+        seconds=1
+        devices=10000
+        fleet=5000
+        fleets=10000,100000
+        rt_devices=500
+        mode=quick
+        ;;
+    "") ;;
+    -h | --help)
+        sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+        exit 0
+        ;;
+    *)
+        echo "usage: bench/run.sh [--quick]" >&2
+        exit 2
+        ;;
+esac
 command -v h2load >/dev/null || { echo "bench: h2load missing (apt-get install nghttp2-client)" >&2; exit 1; }
 
 [ -f "$build/build.ninja" ] || meson setup "$build" --buildtype=release -Db_ndebug=true >/dev/null
 ninja -C "$build" >/dev/null
 
 out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+started=$(date +%s)
 {
     echo "== attestation verification: verdicts/s on one core vs OpenSSL's P-384 verify/s"
     taskset -c 0 "$build/bench/bench_attest" --seconds "$seconds"
+    echo
+    echo "== Mdm-Signature: vouchd's check on one core vs OpenSSL's CMS_verify"
+    taskset -c 0 "$build/bench/bench_signature" --seconds "$seconds"
+    echo
+    echo "== a fleet: $fleet devices enroll, then vouchctl attest --all (push, connect, verify, store)"
+    /usr/bin/python3 "$repo/bench/bench_fleet.py" "$build" --devices "$fleet"
     echo
     echo "== APNs pushes: vouchd to the stand-in vs h2load to the same stand-in"
     /usr/bin/python3 "$repo/bench/bench_push.py" "$build" --devices "$devices"
@@ -38,14 +67,24 @@ out=$(mktemp)
     echo "== scheduler: one tick (a batch of 200 requests) with 1% of the fleet due"
     /usr/bin/python3 "$repo/bench/bench_scheduler.py" "$build" --sizes "$fleets"
 } | tee "$out"
+
+grep '^{' "$out" >"$repo/bench/results.json"
+echo
+echo "== summary ($mode run, $(($(date +%s) - started)) s)"
+/usr/bin/python3 "$repo/bench/table.py" "$repo/bench/results.json"
 {
     echo "# Vouch benchmark results"
     echo
-    echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(date -u +%Y-%m-%dT%H:%MZ)"
+    echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB;" \
+        "$(date -u +%Y-%m-%dT%H:%MZ); \`bench/run.sh${1:+ $1}\` ($mode run)."
+    echo "PostgreSQL: $(/usr/bin/python3 -c "import sys; sys.path.insert(0, '$repo/bench');
+import benchlib; print(', '.join(f'{k}={v}' for k, v in benchlib.postgres_tuning().items()))")"
+    echo
+    /usr/bin/python3 "$repo/bench/table.py" "$repo/bench/results.json" --markdown
+    echo
+    echo "Each benchmark's own output:"
     echo
     echo '```'
     grep -v '^{' "$out"
     echo '```'
 } >"$repo/bench/results.md"
-grep '^{' "$out" >"$repo/bench/results.json"
-rm -f "$out"

@@ -236,8 +236,9 @@ CREATE INDEX event_deliveries_due ON event_deliveries (next_attempt_at)
     WHERE status = 'pending';
 CREATE INDEX event_deliveries_dead ON event_deliveries (event_id) WHERE status = 'dead';
 
+-- STABLE, as to_char is: a SQL function more volatile than it is declared is not inlined.
 CREATE FUNCTION vouch_time(t timestamptz) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
 $$;
 
@@ -914,7 +915,10 @@ BEGIN
     WHERE udid = p_udid;
     PERFORM vouch_plan_attestation(p_udid, p_verdict->>'status');
     IF p_verdict->>'status' IN ('verified', 'failed') THEN
-        PERFORM vouch_emit_device('attestation.' || (p_verdict->>'status'), p_udid, NULL);
+        -- The attestations table is their history: an event only for a receiver that wants it.
+        IF vouch_wants('attestation.' || (p_verdict->>'status')) THEN
+            PERFORM vouch_emit_device('attestation.' || (p_verdict->>'status'), p_udid, NULL);
+        END IF;
     END IF;
 END
 $$;
@@ -938,20 +942,14 @@ DECLARE
     answered_type text;
 BEGIN
     result_stored := false;
-    outcome := vouch_check_identity(p_udid, p_cert);
-    IF outcome <> 'ok' THEN
-        RETURN;
-    END IF;
-    SELECT enabled, session_started_at INTO is_enabled, session_start
-    FROM enrollments WHERE udid = p_udid;
-    IF NOT is_enabled THEN
-        outcome := 'not_enrolled';
-        RETURN;
-    END IF;
-
+    -- The answer to a pending attestation request, before its verdict: vouchd only needs what
+    -- to verify it against. Read without locking anything, so this transaction writes nothing
+    -- (no WAL flush at commit); the call with the verdict checks everything again under lock.
     IF p_status = 'Acknowledged' AND p_verdict IS NULL THEN
         SELECT r.nonce INTO request_nonce FROM attestation_requests r
-        WHERE r.command_uuid = p_command_uuid AND r.udid = p_udid AND r.answered_at IS NULL;
+        JOIN enrollments e ON e.udid = r.udid
+        WHERE r.command_uuid = p_command_uuid AND r.udid = p_udid AND r.answered_at IS NULL
+          AND e.identity_cert_sha256 = p_cert AND e.enabled;
         IF FOUND THEN
             outcome := 'attestation_context';
             SELECT string_agg(r.nonce, ''::bytea ORDER BY r.requested_at DESC) INTO older_nonces
@@ -963,6 +961,17 @@ BEGIN
             clock := extract(epoch FROM vouch_now());  -- verify at the server's clock
             RETURN;
         END IF;
+    END IF;
+
+    outcome := vouch_check_identity(p_udid, p_cert);
+    IF outcome <> 'ok' THEN
+        RETURN;
+    END IF;
+    SELECT enabled, session_started_at INTO is_enabled, session_start
+    FROM enrollments WHERE udid = p_udid;
+    IF NOT is_enabled THEN
+        outcome := 'not_enrolled';
+        RETURN;
     END IF;
 
     IF p_status = 'Idle' THEN

@@ -57,7 +57,8 @@ def _pg_owner():
 class PostgresCluster:
     """One PostgreSQL cluster in base_dir (created with mkdtemp when not given)."""
 
-    def __init__(self, base_dir=None, port=None, keep=False):
+    def __init__(self, base_dir=None, port=None, keep=False, settings=None):
+        self.settings = dict(settings or {})  # more postgresql.conf lines, after the test ones
         self.owns_dir = base_dir is None
         if base_dir is None:
             parent = os.environ.get("VOUCH_PG_TMPDIR")
@@ -121,6 +122,8 @@ class PostgresCluster:
                     "synchronous_commit = on\n"
                     "full_page_writes = on\n"
                     "max_connections = 100\n")
+            for key, value in self.settings.items():
+                f.write(f"{key} = '{value}'\n")
         with open(self.port_file, "w") as f:
             f.write(f"{self.port}\n")
 

@@ -1,0 +1,219 @@
+#!/usr/bin/python3
+"""A fleet, end to end: N devices enroll, then a fleet-wide attestation campaign.
+
+Starts the tuned private PostgreSQL, the stand-in APNs (client certificate required, every push
+it answers written to a log the simulator follows) and vouchd, then:
+  enrollment  `vouch-sim enroll`: every device sends Authenticate and TokenUpdate, each signed
+              (Mdm-Signature, P-256 identity), each verified and stored, and vouchd queues the
+              enrollment's attestation request and pushes the device. Devices per second (the
+              identities are made before the clock starts), beside OpenSSL's CMS_verify of the
+              same kind of signature per second on one core (bench_signature, same run): a device
+              costs two such verifications;
+  campaign    the devices sleep until pushed (`vouch-sim serve` follows the push log), then
+              `vouchctl attest --all`: the wall time until every device has answered, end to
+              end (push -> connect -> DeviceInformation with a fresh nonce -> a fresh attestation
+              minted by the device -> verify -> store), and every device that can attest is
+              verified, checked in the database. The CPU seconds of vouchd, the simulator, the
+              stand-in APNs and PostgreSQL say where the time went;
+  cost        vouchd's peak RSS in each phase and the database size per 100,000 devices after
+              the campaign (and per table).
+Prints a table and JSON rows (bench/benchlib.py). Usage: bench_fleet.py BUILD_DIR [--devices N]
+[--concurrency K]
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import benchlib
+from benchlib import row
+
+
+def start_standin(build, certs, tmp):
+    proc = subprocess.Popen(
+        [os.path.join(build, "tests", "apns", "apns-standin"), "--listen", "127.0.0.1:0",
+         "--control", "127.0.0.1:0", "--cert", f"{certs}/server.pem",
+         "--key", f"{certs}/server.key", "--client-ca", f"{certs}/push-ca.pem",
+         "--notify-dir", os.path.join(tmp, "apns"), "--max-records", "1000"],
+        stdout=subprocess.PIPE, stderr=open(os.path.join(tmp, "standin.log"), "w"), text=True)
+    m = re.search(r"listen=(\S+)", proc.stdout.readline())
+    if not m:
+        sys.exit("apns-standin did not start")
+    return proc, m.group(1)
+
+
+def signature_reference(build):
+    out = subprocess.run([os.path.join(build, "bench", "bench_signature"), "--seconds", "1"],
+                         capture_output=True, text=True, check=True).stdout
+    rec = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
+    return rec["reference"]
+
+
+def attestation_verdicts(vouchd):
+    """vouch_attestations_total summed over verdicts, from vouchd's /metrics."""
+    _, text = benchlib.http(vouchd.url + "/metrics")
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.decode().splitlines()
+               if line.startswith("vouch_attestations_total"))
+
+
+def reset_peak_rss(pid):
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("build")
+    ap.add_argument("--devices", type=int, default=100000)
+    ap.add_argument("--concurrency", type=int, default=32)
+    args = ap.parse_args()
+    n, k, build = args.devices, str(args.concurrency), args.build
+    tmp = tempfile.mkdtemp(prefix="vouch-bench-fleet-")
+    certs, simdir = os.path.join(tmp, "certs"), os.path.join(tmp, "sim")
+    os.makedirs(os.path.join(tmp, "apns"))
+    subprocess.run([os.path.join(benchlib.REPO, "tests", "apns", "make-certs.sh"), certs],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cms_per_s = signature_reference(build)
+    cluster = benchlib.tuned_cluster()
+    standin = vouchd = None
+    rows = []
+    try:
+        cluster.createdb("vouch")
+        standin, listen = start_standin(build, certs, tmp)
+        benchlib.run_sim(build, "init-ca", "--dir", simdir)
+        vouchd = benchlib.Vouchd(build, tmp, {
+            "database_url": cluster.conninfo("vouch"),
+            "identity_ca": f"{simdir}/ca.pem",
+            "attestation_roots": f"{simdir}/apple-root.pem",
+            "apns_cert": f"{certs}/push.pem", "apns_key": f"{certs}/push.key",
+            "apns_url": f"https://{listen}", "apns_ca": f"{certs}/ca.pem",
+            "db_pool_size": "16"})
+
+        # -- enrollment ---------------------------------------------------------------------
+        reset_peak_rss(vouchd.proc.pid)
+        cpu_v, cpu_pg = vouchd.cpu_seconds(), benchlib.postgres_cpu_seconds(cluster)
+        enroll, cpu_sim = benchlib.run_sim(build, "enroll", "--url", vouchd.url, "--dir", simdir,
+                                           "--devices", str(n), "--key-type", "ec",
+                                           "--concurrency", k)
+        if enroll["enrolled"] != n:
+            sys.exit(f"only {enroll['enrolled']} of {n} devices enrolled")
+        seconds = enroll["elapsed_s"] - enroll["prepare_s"]
+        rate = n / seconds
+        cpu = {"vouchd": vouchd.cpu_seconds() - cpu_v,
+               "postgres": benchlib.postgres_cpu_seconds(cluster) - cpu_pg,
+               "simulator": cpu_sim}
+        rows.append(row("enroll", f"enrollments ({n:,} devices, signed check-ins)", rate, "/s",
+                        cms_per_s, None, devices=n, seconds=round(seconds, 2),
+                        reference_is="OpenSSL CMS_verify/s on one core",
+                        latency_ms=enroll.get("latency_ms"),
+                        cpu_s={k2: round(v, 1) for k2, v in cpu.items()}))
+        rows.append(row("enroll", f"time to enroll {n:,} devices", seconds, "s"))
+        rows.append(row("enroll", "vouchd peak RSS, enrollment", vouchd.peak_rss_mb(), "MiB"))
+        pending = int(cluster.psql("SELECT count(*) FROM attestation_requests "
+                                   "WHERE answered_at IS NULL", "vouch"))
+        if pending != n:
+            sys.exit(f"{pending} attestation requests pending after enrollment, not {n}")
+
+        # -- campaign -----------------------------------------------------------------------
+        # The enrollments' pushes are behind us: the log has been quiet for a second.
+        log = os.path.join(tmp, "apns", "pushes.log")
+        last = (-1, 0)
+        while last[1] < 4:
+            time.sleep(0.25)
+            size = os.path.getsize(log) if os.path.exists(log) else 0
+            last = (size, last[1] + 1 if size == last[0] else 0)
+        reset_peak_rss(vouchd.proc.pid)
+        benchlib.reset_postgres_profile(cluster, "vouch")
+        serve = benchlib.Sim(build, "serve", "--url", vouchd.url, "--dir", simdir,
+                             "--pushes", os.path.join(tmp, "apns", "pushes.log"),
+                             "--concurrency", k, "--attest-reuse-key", "--quiet",
+                             "--idle-exit", "0", "--max-seconds", "3600")
+        deadline = time.monotonic() + 120
+        while "serve: ready" not in serve.stderr_text():
+            if time.monotonic() > deadline or serve.proc.poll() is not None:
+                sys.exit(f"vouch-sim serve did not start: {serve.stderr_text()[-2000:]}")
+            time.sleep(0.05)
+        cpu_v, cpu_pg = vouchd.cpu_seconds(), benchlib.postgres_cpu_seconds(cluster)
+        cpu_apns = benchlib.cpu_seconds(standin.pid)
+        verdicts_before = attestation_verdicts(vouchd)
+        start = time.monotonic()
+        ctl = subprocess.run([os.path.join(build, "cli", "vouchctl"), "--url", vouchd.url,
+                              "--json", "attest", "--all"], capture_output=True, text=True,
+                             env=dict(os.environ, VOUCH_ADMIN_TOKEN=vouchd.token))
+        if ctl.returncode != 0:
+            sys.exit(f"vouchctl attest --all failed: {ctl.stderr[-2000:]}")
+        asked = time.monotonic() - start
+        # Done when no request is left unanswered (every answer verified and stored by then):
+        # vouchd's verdict counter says when to ask the database (cheap to poll, unlike psql).
+        while attestation_verdicts(vouchd) - verdicts_before < n or int(cluster.psql(
+                "SELECT count(*) FROM attestation_requests WHERE answered_at IS NULL",
+                "vouch")) > 0:
+            if serve.proc.poll() is not None:
+                sys.exit(f"vouch-sim serve stopped: {serve.stderr_text()[-2000:]}")
+            time.sleep(0.1)
+        wall = time.monotonic() - start
+        serve.proc.terminate()
+        summary, cpu_sim = serve.finish()
+        cpu = {"vouchd": vouchd.cpu_seconds() - cpu_v,
+               "postgres": benchlib.postgres_cpu_seconds(cluster) - cpu_pg,
+               "simulator": cpu_sim, "apns stand-in": benchlib.cpu_seconds(standin.pid) - cpu_apns}
+        # (read after the wall clock stopped: the simulator's share is its whole run)
+        counts = dict(line.split("|") for line in cluster.psql(
+            "SELECT attestation_status, count(*) FROM devices GROUP BY 1", "vouch").split())
+        can_attest = sum(1 for line in subprocess.run(
+            [os.path.join(build, "tests", "sim", "vouch-sim"), "list", "--dir", simdir],
+            capture_output=True, text=True, check=True).stdout.splitlines()
+            if line.endswith("\tattest"))
+        verified = int(counts.get("verified", 0))
+        if verified != can_attest or int(counts.get("unsupported", 0)) != n - can_attest:
+            sys.exit(f"after the campaign: {counts}; {can_attest} devices can attest")
+        rows.append(row("campaign", f"attestation campaign, {n:,} devices (wall)", wall, "s",
+                        None, "<120 s" if n >= 100000 else None, devices=n, verified=verified,
+                        unsupported=n - can_attest, attest_all_s=round(asked, 2),
+                        sessions=summary["sessions"], requests=summary["requests"],
+                        latency_ms=summary.get("latency_ms"),
+                        cpu_s={k2: round(v, 1) for k2, v in cpu.items()}))
+        rows.append(row("campaign", "campaign: devices verified per second", verified / wall,
+                        "/s"))
+        rows.append(row("campaign", "vouchd peak RSS, campaign", vouchd.peak_rss_mb(), "MiB"))
+
+        benchlib.print_postgres_profile(cluster, "vouch")
+
+        # -- cost ---------------------------------------------------------------------------
+        cluster.psql("VACUUM ANALYZE", "vouch", timeout=1800)
+        size = int(cluster.psql("SELECT pg_database_size(current_database())", "vouch"))
+        tables = [line.split("|") for line in cluster.psql("""
+            SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c
+            JOIN pg_namespace s ON s.oid = c.relnamespace
+            WHERE s.nspname = 'public' AND c.relkind = 'r'
+            ORDER BY 2 DESC LIMIT 6""", "vouch").split()]
+        per = 100000 / n
+        rows.append(row("cost", "database size per 100,000 devices, after the campaign",
+                        size * per / 2**20, "MiB", devices=n,
+                        tables_mib={t: round(int(b) * per / 2**20, 1) for t, b in tables}))
+
+        print()
+        benchlib.print_table(rows)
+        total = sum(cpu.values())
+        print("campaign CPU: " + ", ".join(f"{name} {sec:.1f} s ({sec / total:.0%})"
+                                           for name, sec in cpu.items())
+              + f"; {total / wall:.2f} cores busy of {os.cpu_count()}")
+        print(f"enrollment: reference = OpenSSL CMS_verify of an Mdm-Signature on one core "
+              f"(each device sends two signed messages); {args.concurrency} connections")
+        print("database per 100,000 devices: " + ", ".join(
+            f"{t} {int(b) * per / 2**20:.0f} MiB" for t, b in tables))
+    finally:
+        if vouchd is not None:
+            vouchd.stop()
+        if standin is not None:
+            standin.terminate()
+            standin.wait(timeout=30)
+        cluster.cleanup()
+
+
+if __name__ == "__main__":
+    main()
