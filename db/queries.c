@@ -469,16 +469,20 @@ bool db_decode_stats(const PGresult *res, struct db_stats *out)
            parse_int64(PQgetvalue(res, 0, 2), &out->enrolled);
 }
 
-static const char sql_prune[] = "SELECT vouch_prune(make_interval(secs => $1::integer), $2::integer)";
+static const char sql_prune[] =
+    "SELECT vouch_prune(make_interval(secs => $1::integer), $2::integer, "
+    "make_interval(secs => $3::integer))";
 
-void db_prune(struct db_pool *pool, unsigned retention_s, unsigned batch, db_result_fn *cb,
-              void *arg)
+void db_prune(struct db_pool *pool, unsigned retention_s, unsigned batch,
+              unsigned attestation_retention_s, db_result_fn *cb, void *arg)
 {
-    char retention_text[16], batch_text[16];
+    char retention_text[16], batch_text[16], attestation_text[16];
     snprintf(retention_text, sizeof(retention_text), "%u", retention_s);
     snprintf(batch_text, sizeof(batch_text), "%u", batch);
-    const struct db_param params[] = {text_param(retention_text), text_param(batch_text)};
-    db_query(pool, sql_prune, params, 2, false, cb, arg);
+    snprintf(attestation_text, sizeof(attestation_text), "%u", attestation_retention_s);
+    const struct db_param params[] = {text_param(retention_text), text_param(batch_text),
+                                      text_param(attestation_text)};
+    db_query(pool, sql_prune, params, 3, false, cb, arg);
 }
 
 bool db_decode_count(const PGresult *res, int64_t *count)

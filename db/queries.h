@@ -218,9 +218,11 @@ struct db_stats {
 void db_stats(struct db_pool *pool, db_result_fn *cb, void *arg);
 bool db_decode_stats(const PGresult *res, struct db_stats *out) __attribute__((warn_unused_result));
 
-/* Deletes up to batch finished results (and unneeded commands) older than retention_s. */
-void db_prune(struct db_pool *pool, unsigned retention_s, unsigned batch, db_result_fn *cb,
-              void *arg);
+/* Deletes up to batch rows of each kind of history: finished results, unneeded commands and
+ * finished events older than retention_s; attestations and answered attestation requests older
+ * than attestation_retention_s (each device keeps its current and newest verified attestation). */
+void db_prune(struct db_pool *pool, unsigned retention_s, unsigned batch,
+              unsigned attestation_retention_s, db_result_fn *cb, void *arg);
 bool db_decode_count(const PGresult *res, int64_t *count) __attribute__((warn_unused_result));
 
 #endif

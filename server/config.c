@@ -53,6 +53,8 @@ static const struct key_spec keys[] = {
     {"http_timeout", VALUE_UINT, offsetof(struct config, http_timeout), 1, 3600},
     {"result_retention", VALUE_DURATION, offsetof(struct config, result_retention), 3600,
      3650ull * 86400},
+    {"attestation_retention", VALUE_DURATION, offsetof(struct config, attestation_retention),
+     30ull * 86400, 3650ull * 86400},
     {"apns_expiration", VALUE_DURATION, offsetof(struct config, apns_expiration), 60,
      30ull * 86400},
     {"attestation_max_age", VALUE_DURATION, offsetof(struct config, attestation_max_age), 3600,
@@ -245,6 +247,7 @@ static bool set_defaults(struct config *cfg)
     cfg->db_pool_size = 4;
     cfg->http_timeout = 30;
     cfg->result_retention = 30 * 86400;
+    cfg->attestation_retention = 365 * 86400;
     cfg->apns_expiration = 7 * 86400;
     cfg->attestation_max_age = 30 * 86400;
     cfg->attestation_min_interval = 7 * 86400;

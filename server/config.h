@@ -48,6 +48,7 @@ struct config {
     unsigned db_pool_size;     /* PostgreSQL connections */
     unsigned http_timeout;     /* seconds of inactivity before a connection is dropped */
     unsigned result_retention; /* seconds a finished command result is kept */
+    unsigned attestation_retention; /* seconds attestation history is kept (newest: always) */
     unsigned apns_expiration;  /* seconds: apns-expiration = now + this */
     /* The attestation scheduler's policy (seconds, except the counts): see scheduler.h. */
     unsigned attestation_max_age;       /* a verified attestation older than this is renewed */

@@ -61,6 +61,9 @@ static const char usage[] =
     "  db_pool_size      PostgreSQL connections (default 4)\n"
     "  http_timeout      seconds a connection may stay silent (default 30)\n"
     "  result_retention  how long finished command results are kept (default 30d)\n"
+    "  attestation_retention\n"
+    "                    how long attestation history is kept (default 365d, at least 30d);\n"
+    "                    each device's current and newest verified attestation stay\n"
     "  log_level         debug, info, warn or error (default info)\n"
     "  attestation_roots PEM file of trusted attestation roots (default: the Apple Enterprise\n"
     "                    Attestation Root CA, built in)\n"
@@ -126,14 +129,16 @@ static void prune_done(void *arg, enum db_outcome outcome, const PGresult *res)
 {
     int64_t deleted;
     if (outcome == DB_OK && db_decode_count(res, &deleted) && deleted > 0)
-        log_info("pruned %lld finished results and commands", (long long)deleted);
+        log_info("pruned %lld rows of history (results, commands, events, attestations)",
+                 (long long)deleted);
 }
 
 static void prune_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct vouchd *srv = arg;
     if (db_pool_is_up(srv->db))
-        db_prune(srv->db, srv->cfg->result_retention, PRUNE_BATCH, prune_done, srv);
+        db_prune(srv->db, srv->cfg->result_retention, PRUNE_BATCH,
+                 srv->cfg->attestation_retention, prune_done, srv);
 }
 
 static void shutdown_poll(evutil_socket_t fd, short what, void *arg)

@@ -194,6 +194,7 @@ CREATE TABLE attestations (
     properties     json
 );
 CREATE INDEX attestations_device ON attestations (udid, id DESC);
+CREATE INDEX attestations_received ON attestations (received_at);  -- for pruning
 
 ALTER TABLE devices
     ADD FOREIGN KEY (attestation_id) REFERENCES attestations ON DELETE SET NULL;
@@ -1159,13 +1160,20 @@ $$;
 -- dead) longer ago than the retention, and nonces that can no longer come back (an answer is at most as old as the leaf's validity, about 91 days in the field:
 -- keep twice that), in bounded batches so that pruning never holds long locks. Returns the rows
 -- deleted.
-CREATE FUNCTION vouch_prune(p_retention interval, p_batch integer) RETURNS bigint
+-- Removes up to p_batch rows of each kind of history older than its retention: finished command
+-- results, commands nobody waits for and events nobody still has to receive (p_retention);
+-- attestations and answered attestation requests (p_attestation_retention), except what the
+-- device object and the scheduler stand on: each device's current attestation and its newest
+-- verified one.
+CREATE FUNCTION vouch_prune(p_retention interval, p_batch integer,
+                            p_attestation_retention interval) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     results_deleted bigint;
     commands_deleted bigint;
     requests_deleted bigint;
     events_deleted bigint;
+    attestations_deleted bigint;
 BEGIN
     DELETE FROM command_results WHERE ctid = ANY (ARRAY(
         SELECT ctid FROM command_results WHERE result_at < vouch_now() - p_retention LIMIT p_batch));
@@ -1178,9 +1186,19 @@ BEGIN
     GET DIAGNOSTICS commands_deleted = ROW_COUNT;
     DELETE FROM attestation_requests WHERE ctid = ANY (ARRAY(
         SELECT ctid FROM attestation_requests
-        WHERE answered_at IS NOT NULL AND requested_at < vouch_now() - interval '180 days'
+        WHERE answered_at IS NOT NULL AND requested_at < vouch_now() - p_attestation_retention
         LIMIT p_batch));
     GET DIAGNOSTICS requests_deleted = ROW_COUNT;
+    DELETE FROM attestations a WHERE a.id = ANY (ARRAY(
+        SELECT a2.id FROM attestations a2
+        WHERE a2.received_at < vouch_now() - p_attestation_retention
+          AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.attestation_id = a2.id)
+          AND (a2.status <> 'verified' OR EXISTS (
+              SELECT 1 FROM attestations a3
+              WHERE a3.udid = a2.udid AND a3.status = 'verified'
+                AND (a3.generated_at, a3.id) > (a2.generated_at, a2.id)))
+        LIMIT p_batch));
+    GET DIAGNOSTICS attestations_deleted = ROW_COUNT;
     -- Events nobody still has to receive (delivered, dead, or no receiver) go after the retention.
     DELETE FROM events WHERE id = ANY (ARRAY(
         SELECT e.id FROM events e
@@ -1189,7 +1207,8 @@ BEGIN
                           WHERE d.event_id = e.id AND d.status = 'pending')
         LIMIT p_batch));
     GET DIAGNOSTICS events_deleted = ROW_COUNT;
-    RETURN results_deleted + commands_deleted + requests_deleted + events_deleted;
+    RETURN results_deleted + commands_deleted + requests_deleted + events_deleted
+           + attestations_deleted;
 END
 $$;
 

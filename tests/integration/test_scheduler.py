@@ -261,6 +261,43 @@ class SchedulerPolicyTest(AttestationCase):
         self.assertEqual(self.os_events(dev), [])
         self.assertEqual(self.next_due(dev), (due_before, reason_before))
 
+    def test_attestation_history_is_pruned_after_its_retention(self):
+        # History older than attestation_retention goes, except what the device object and the
+        # plan stand on: the current attestation and the newest verified one, however old.
+        udid = "PRUNE-TEST-0001"
+        sql(self, f"""
+            INSERT INTO devices (udid) VALUES ('{udid}');
+            INSERT INTO attestations (udid, command_uuid, received_at, status, generated_at)
+            VALUES ('{udid}', 'A-old-verified', vouch_now() - interval '500 days', 'verified',
+                    vouch_now() - interval '501 days'),
+                   ('{udid}', 'B-newest-verified', vouch_now() - interval '450 days',
+                    'verified', vouch_now() - interval '451 days'),
+                   ('{udid}', 'C-old-failed', vouch_now() - interval '440 days', 'failed', NULL),
+                   ('{udid}', 'D-current', vouch_now() - interval '430 days', 'failed', NULL),
+                   ('{udid}', 'E-recent', vouch_now() - interval '10 days', 'failed', NULL);
+            UPDATE devices SET attestation_id = (SELECT id FROM attestations
+                                                 WHERE command_uuid = 'D-current')
+            WHERE udid = '{udid}';
+            INSERT INTO attestation_requests (command_uuid, udid, nonce, reason, requested_at,
+                                              answered_at, outcome)
+            VALUES ('R-old', '{udid}', '\\x01', 'random', vouch_now() - interval '400 days',
+                    vouch_now() - interval '400 days', 'answered'),
+                   ('R-recent', '{udid}', '\\x02', 'random', vouch_now() - interval '20 days',
+                    vouch_now() - interval '20 days', 'answered');""")
+        deleted = sql(self, "SELECT vouch_prune(interval '30 days', 100000, "
+                            "interval '365 days')")
+        self.assertGreaterEqual(int(deleted), 3, "rows pruned")
+        kept = sql(self, f"SELECT command_uuid FROM attestations WHERE udid = '{udid}' "
+                         "ORDER BY command_uuid").split()
+        self.assertEqual(kept, ["B-newest-verified", "D-current", "E-recent"])
+        kept = sql(self, f"SELECT command_uuid FROM attestation_requests WHERE udid = '{udid}'")
+        self.assertEqual(kept.split(), ["R-recent"])
+        # A real device's history is younger than the retention: untouched.
+        dev = self.iphone(os_version="17.4")
+        self.attest_at_clock(dev, "enrollment attestation")
+        sql(self, "SELECT vouch_prune(interval '30 days', 100000, interval '365 days')")
+        self.assertEqual(len(self.history(dev.udid)), 1)
+
 
 # ---------------------------------------------------------------------------------------------
 class YearSimulationTest(VouchTestCase):

@@ -412,7 +412,7 @@ class TwoInstancesOutboxTest(WebhookCase):
 
         # Delivered events leave after the retention (here: the clock moves past it).
         self.sql("UPDATE vouch_clock SET skew = skew + interval '31 days'")
-        self.sql("SELECT vouch_prune(interval '30 days', 100000)")
+        self.sql("SELECT vouch_prune(interval '30 days', 100000, interval '365 days')")
         left = self.sql("SELECT count(*) FROM events e WHERE EXISTS (SELECT 1 FROM "
                         "event_deliveries d WHERE d.event_id = e.id)")
         self.assertEqual(int(left), 0, "delivered events kept past the retention")

@@ -76,6 +76,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.db_pool_size, 4);
     assert_int_equal(cfg.http_timeout, 30);
     assert_int_equal(cfg.result_retention, 30 * 86400);
+    assert_int_equal(cfg.attestation_retention, 365 * 86400);
     assert_null(cfg.database_url);
     assert_null(cfg.public_url);
     assert_null(cfg.identity_ca);
@@ -480,6 +481,10 @@ static void test_attestation_policy(void **state)
               "attestation_min_interval");
     fail_text("attestation_max_age = 6d\n", "attestation_max_age", "attestation_min_interval");
     fail_text("attestation_rate_limit = 0\n", "attestation_rate_limit", "out of range");
+    fail_text("attestation_retention = 29d\n", "attestation_retention", "out of range");
+    parse_ok(&cfg, "attestation_retention = 30d\n", NULL);
+    assert_int_equal(cfg.attestation_retention, 30 * 86400);
+    config_clear(&cfg);
     fail_text("scheduler_batch = 10001\n", "scheduler_batch", "out of range");
     fail_text("info_interval = 1w\n", "info_interval", "unit");
     char *env[] = {"VOUCH_ATTESTATION_MAX_AGE=2d", NULL};
