@@ -89,6 +89,58 @@ static bool authorized(struct vouchd *srv, struct evhttp_request *req)
     return CRYPTO_memcmp(digest, srv->admin_token_sha256, sizeof(digest)) == 0;
 }
 
+/* Failed admin logins (a wrong token), per client address: after admin_login_limit within
+ * AUTH_FAILURE_WINDOW_S seconds, that address gets 429 (right token or not, so guessing learns
+ * nothing) until the window ends. A small fixed table: when it is full the stalest window goes.
+ * Behind a proxy every client has the proxy's address: the limit then holds for all of them. */
+#define AUTH_FAILURE_WINDOW_S 60
+#define AUTH_FAILURE_SLOTS 256
+#define AUTH_FAILURE_PROBES 8
+
+static struct auth_failures {
+    char addr[64];
+    time_t window_start;
+    unsigned count;
+} auth_failures[AUTH_FAILURE_SLOTS];
+
+static struct auth_failures *failures_of(const char *addr, time_t now, bool create)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *c = addr; *c != '\0'; c++)
+        h = (h ^ (uint8_t)*c) * 16777619u;
+    struct auth_failures *victim = NULL;
+    for (unsigned i = 0; i < AUTH_FAILURE_PROBES; i++) {
+        struct auth_failures *f = &auth_failures[(h + i) % AUTH_FAILURE_SLOTS];
+        if (f->addr[0] != '\0' && strcmp(f->addr, addr) == 0) {
+            if (now - f->window_start >= AUTH_FAILURE_WINDOW_S) {
+                f->window_start = now;
+                f->count = 0;
+            }
+            return f;
+        }
+        if (victim == NULL || f->addr[0] == '\0' ||
+            (victim->addr[0] != '\0' && f->window_start < victim->window_start))
+            victim = f;
+    }
+    if (!create)
+        return NULL;
+    snprintf(victim->addr, sizeof(victim->addr), "%s", addr);
+    victim->window_start = now;
+    victim->count = 0;
+    return victim;
+}
+
+static const char *peer_address(struct evhttp_request *req, char *buf, size_t size)
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+    char *address = NULL;
+    ev_uint16_t port = 0;
+    if (conn != NULL)
+        evhttp_connection_get_peer(conn, &address, &port);
+    snprintf(buf, size, "%s", address ? address : "?");
+    return buf;
+}
+
 static bool reply_db_failure(struct admin_request *ar, enum db_outcome outcome, const PGresult *res)
 {
     switch (outcome) {
@@ -622,8 +674,26 @@ void admin_handle_request(struct vouchd *srv, struct evhttp_request *req, const 
         http_reply_json_error(req, EP_OTHER, 404, "the admin API is off: no admin_token");
         return;
     }
+    char addr[64];
+    time_t now = time(NULL);
+    struct auth_failures *failed = failures_of(peer_address(req, addr, sizeof(addr)), now, false);
+    unsigned limit = srv->cfg->admin_login_limit;
+    if (failed != NULL && limit > 0 && failed->count >= limit) {
+        char retry[16];
+        snprintf(retry, sizeof(retry), "%ld",
+                 (long)(failed->window_start + AUTH_FAILURE_WINDOW_S - now));
+        metrics_count_rejection("admin_rate_limited");
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", retry);
+        http_reply_json_error(req, EP_OTHER, 429, "too many failed admin logins: wait");
+        return;
+    }
     if (!authorized(srv, req)) {
         char peer[80];
+        /* A guess is a token that is wrong; a request without one guesses nothing. */
+        failed = http_header(req, "Authorization") != NULL ? failures_of(addr, now, true) : NULL;
+        if (failed != NULL && ++failed->count == limit)
+            log_warn("%u failed admin logins from %s within %us: refusing it for the rest of "
+                     "the window", limit, addr, AUTH_FAILURE_WINDOW_S);
         metrics_count_rejection("admin_unauthorized");
         log_warn("refused an admin request from %s: bad or missing token",
                  http_peer(req, peer, sizeof(peer)));
@@ -700,9 +770,10 @@ void admin_handle_metrics(struct vouchd *srv, struct evhttp_request *req)
                         "\n# TYPE vouch_db_failures_total counter\nvouch_db_failures_total %" PRIu64
                         "\n# TYPE vouch_db_reconnects_total counter\n"
                         "vouch_db_reconnects_total %" PRIu64 "\n"
-                        "# TYPE vouch_requests_in_flight gauge\nvouch_requests_in_flight %u\n",
+                        "# TYPE vouch_requests_in_flight gauge\nvouch_requests_in_flight %u\n"
+                        "# TYPE vouch_http_connections gauge\nvouch_http_connections %u\n",
                         pool.size, pool.up, pool.busy, pool.waiting, pool.queries, pool.failures,
-                        pool.reconnects, srv->inflight);
+                        pool.reconnects, srv->inflight, http_connections());
     if (srv->stats_known)
         evbuffer_add_printf(out,
                             "# HELP vouch_queue_depth Commands waiting for devices.\n"

@@ -51,6 +51,9 @@ static const struct key_spec keys[] = {
     {"max_body_bytes", VALUE_SIZE, offsetof(struct config, max_body_bytes), 1024, 64u << 20},
     {"db_pool_size", VALUE_UINT, offsetof(struct config, db_pool_size), 1, 64},
     {"http_timeout", VALUE_UINT, offsetof(struct config, http_timeout), 1, 3600},
+    {"request_timeout", VALUE_UINT, offsetof(struct config, request_timeout), 1, 3600},
+    {"max_connections", VALUE_UINT, offsetof(struct config, max_connections), 1, 1000000},
+    {"admin_login_limit", VALUE_UINT, offsetof(struct config, admin_login_limit), 0, 1000000},
     {"result_retention", VALUE_DURATION, offsetof(struct config, result_retention), 3600,
      3650ull * 86400},
     {"attestation_retention", VALUE_DURATION, offsetof(struct config, attestation_retention),
@@ -246,6 +249,9 @@ static bool set_defaults(struct config *cfg)
     cfg->max_body_bytes = 1024 * 1024;
     cfg->db_pool_size = 4;
     cfg->http_timeout = 30;
+    cfg->request_timeout = 30;
+    cfg->max_connections = 10000;
+    cfg->admin_login_limit = 10;
     cfg->result_retention = 30 * 86400;
     cfg->attestation_retention = 365 * 86400;
     cfg->apns_expiration = 7 * 86400;

@@ -47,6 +47,9 @@ struct config {
     size_t max_body_bytes;     /* largest request body accepted (413 beyond) */
     unsigned db_pool_size;     /* PostgreSQL connections */
     unsigned http_timeout;     /* seconds of inactivity before a connection is dropped */
+    unsigned request_timeout;  /* seconds from a request's first byte to its last */
+    unsigned max_connections;  /* open at once; beyond it, accepting pauses */
+    unsigned admin_login_limit; /* failed admin logins per address and minute; 0: no limit */
     unsigned result_retention; /* seconds a finished command result is kept */
     unsigned attestation_retention; /* seconds attestation history is kept (newest: always) */
     unsigned apns_expiration;  /* seconds: apns-expiration = now + this */

@@ -5,11 +5,13 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 
 #include "admin.h"
 #include "json.h"
@@ -111,12 +113,173 @@ static void output_added_cb(struct evbuffer *buf, const struct evbuffer_cb_info 
     }
 }
 
+/* ---- the connection guard --------------------------------------------------------------------
+ * evhttp (libevent 2.1) bounds a connection's silence, not how long a request may take to
+ * arrive: a client sending a byte every few seconds (slowloris) would hold its connection
+ * forever. Nor does it count connections or tell when one closes (2.2 does; Debian 12 has 2.1).
+ * So each connection gets a guard, found through its socket descriptor: the first byte of a
+ * request (a callback on the socket's input buffer) starts a deadline of request_timeout
+ * seconds, the complete request (dispatch) ends it. A sweep every second shuts down the socket
+ * of a request past its deadline (evhttp then sees the connection close) and drops the guards
+ * of connections that are gone: their descriptor is closed or now belongs to another peer. At
+ * max_connections vouchd stops accepting (the kernel's backlog holds the rest) until the sweep
+ * finds one gone. */
+struct conn_guard {
+    struct vouchd *srv;
+    struct bufferevent *bev; /* evhttp's; only compared after its connection may be gone */
+    evutil_socket_t fd;      /* -1 until known (the next loop turn after accept) */
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
+    struct timeval deadline; /* while reading */
+    bool reading;            /* a request has begun and is not complete */
+};
+
+static struct guard_table {
+    struct conn_guard **by_fd;
+    size_t slots;
+    unsigned open; /* connections accepted and not yet seen gone */
+    struct event *sweep;
+} guards;
+
+static void accepting(struct vouchd *srv, bool on)
+{
+    struct evconnlistener *l = srv->listener ? evhttp_bound_socket_get_listener(srv->listener) : NULL;
+    if (l != NULL && (on ? evconnlistener_enable(l) : evconnlistener_disable(l)) != 0)
+        log_warn("cannot %s accepting connections", on ? "resume" : "pause");
+}
+
+static void guard_drop(struct conn_guard *g)
+{
+    if (g->fd >= 0 && (size_t)g->fd < guards.slots && guards.by_fd[g->fd] == g)
+        guards.by_fd[g->fd] = NULL;
+    if (guards.open-- == g->srv->cfg->max_connections && !g->srv->stopping)
+        accepting(g->srv, true);
+    free(g);
+}
+
+/* Is g's connection still the one on its descriptor? */
+static bool guard_alive(const struct conn_guard *g)
+{
+    struct sockaddr_storage now;
+    socklen_t len = sizeof(now);
+    if (getpeername(g->fd, (struct sockaddr *)&now, &len) != 0)
+        return false;
+    return len == g->peer_len && memcmp(&now, &g->peer, len) == 0;
+}
+
+/* Files g under its descriptor, once evhttp has given the socket to its bufferevent. A guard
+ * already there belongs to a connection that is gone (descriptors are reused at once). */
+static bool guard_register(struct conn_guard *g)
+{
+    if (g->fd >= 0)
+        return true;
+    evutil_socket_t fd = bufferevent_getfd(g->bev);
+    if (fd < 0)
+        return false;
+    if ((size_t)fd >= guards.slots) {
+        size_t slots = (size_t)fd * 2 + 64;
+        struct conn_guard **bigger = realloc(guards.by_fd, slots * sizeof(*bigger));
+        if (bigger == NULL)
+            log_fatal("out of memory");
+        memset(bigger + guards.slots, 0, (slots - guards.slots) * sizeof(*bigger));
+        guards.by_fd = bigger;
+        guards.slots = slots;
+    }
+    if (guards.by_fd[fd] != NULL)
+        guard_drop(guards.by_fd[fd]);
+    g->fd = fd;
+    g->peer_len = sizeof(g->peer);
+    if (getpeername(fd, (struct sockaddr *)&g->peer, &g->peer_len) != 0)
+        g->peer_len = 0;
+    guards.by_fd[fd] = g;
+    return true;
+}
+
+static void guard_registered_later(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    guard_register(arg);
+}
+
+/* Bytes arrived on the connection: the first of a request starts its deadline. */
+static void guard_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct conn_guard *g = arg;
+    (void)buf;
+    if (info->n_added == 0 || g->reading || !guard_register(g))
+        return;
+    evutil_gettimeofday(&g->deadline, NULL);
+    g->deadline.tv_sec += (time_t)g->srv->cfg->request_timeout;
+    g->reading = true;
+}
+
+/* The request has arrived in full: its deadline ends (a pipelined next one starts its own). */
+static void guard_request_complete(struct evhttp_request *req)
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+    struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    if (fd < 0 || (size_t)fd >= guards.slots || guards.by_fd[fd] == NULL ||
+        guards.by_fd[fd]->bev != bev)
+        return;
+    struct conn_guard *g = guards.by_fd[fd];
+    g->reading = false;
+    if (evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
+        struct evbuffer_cb_info more = {.n_added = 1};
+        guard_input(NULL, &more, g);
+    }
+}
+
+static void guard_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    struct vouchd *srv = arg;
+    struct timeval now;
+    (void)fd;
+    (void)what;
+    evutil_gettimeofday(&now, NULL);
+    for (size_t i = 0; i < guards.slots; i++) {
+        struct conn_guard *g = guards.by_fd[i];
+        if (g == NULL)
+            continue;
+        if (!guard_alive(g)) {
+            guard_drop(g);
+        } else if (g->reading && evutil_timercmp(&now, &g->deadline, >=)) {
+            g->reading = false;
+            metrics_count_rejection("request_timeout");
+            log_warn("closed a connection: its request did not arrive within request_timeout "
+                     "(%us)", srv->cfg->request_timeout);
+            shutdown(g->fd, SHUT_RDWR);
+        }
+    }
+}
+
 static struct bufferevent *new_connection_bev(struct event_base *base, void *arg)
 {
-    struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (bev != NULL)
-        evbuffer_add_cb(bufferevent_get_output(bev), output_added_cb, NULL);
-    return bev;
+    struct vouchd *srv = arg;
+    struct conn_guard *g = calloc(1, sizeof(*g));
+    if (g == NULL || (g->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE)) == NULL)
+        log_fatal("out of memory");
+    g->srv = srv;
+    g->fd = -1;
+    evbuffer_add_cb(bufferevent_get_output(g->bev), output_added_cb, NULL);
+    evbuffer_add_cb(bufferevent_get_input(g->bev), guard_input, g);
+    /* evhttp sets the descriptor right after this returns. */
+    const struct timeval soon = {0, 0};
+    if (event_base_once(base, -1, EV_TIMEOUT, guard_registered_later, g, &soon) != 0)
+        log_fatal("out of memory");
+    if (++guards.open == srv->cfg->max_connections) {
+        log_warn("max_connections (%u) reached: not accepting more until one closes",
+                 srv->cfg->max_connections);
+        metrics_count_rejection("max_connections");
+        accepting(srv, false);
+    }
+    return g->bev;
+}
+
+unsigned http_connections(void)
+{
+    return guards.open;
 }
 
 static bool path_is(const char *path, const char *want)
@@ -127,6 +290,7 @@ static bool path_is(const char *path, const char *want)
 static void dispatch(struct evhttp_request *req, void *arg)
 {
     struct vouchd *srv = arg;
+    guard_request_complete(req);
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     if (path == NULL || path[0] != '/') {
@@ -203,6 +367,12 @@ bool http_start(struct vouchd *srv, char *err, size_t err_size)
         snprintf(err, err_size, "listen: cannot bind %s", srv->cfg->listen);
         return false;
     }
+    const struct timeval every_second = {1, 0};
+    guards.sweep = event_new(srv->base, -1, EV_PERSIST, guard_sweep, srv);
+    if (guards.sweep == NULL || event_add(guards.sweep, &every_second) != 0) {
+        snprintf(err, err_size, "cannot start the connection sweep");
+        return false;
+    }
     return true;
 }
 
@@ -219,4 +389,10 @@ void http_free(struct vouchd *srv)
     if (srv->http != NULL)
         evhttp_free(srv->http);
     srv->http = NULL;
+    if (guards.sweep != NULL)
+        event_free(guards.sweep);
+    for (size_t i = 0; i < guards.slots; i++)
+        free(guards.by_fd[i]);
+    free(guards.by_fd);
+    memset(&guards, 0, sizeof(guards));
 }

@@ -22,6 +22,8 @@ bool http_start(struct vouchd *srv, char *err, size_t err_size) __attribute__((w
 /* Stops accepting connections; requests in flight still get their replies. */
 void http_stop_listening(struct vouchd *srv);
 void http_free(struct vouchd *srv);
+/* Connections open now (each bounded: max_connections, request_timeout). */
+unsigned http_connections(void);
 
 /* Sends status with body (may be empty: then no Content-Type and a zero-byte body). */
 void http_reply(struct evhttp_request *req, enum metrics_endpoint ep, int status,

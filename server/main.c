@@ -56,10 +56,16 @@ static const char usage[] =
     "  identity_ca       PEM file of the CAs that issue device identity certificates (required)\n"
     "  cert_header       header in which a TLS-terminating proxy passes the client certificate\n"
     "  admin_token       bearer token of the admin API (unset: no admin API)\n"
+    "  admin_login_limit failed admin logins per client address and minute before it gets\n"
+    "                    429 for the rest of the minute (default 10; 0: no limit)\n"
     "  public_url        the https base URL devices use\n"
     "  max_body_bytes    largest request body accepted (default 1048576)\n"
     "  db_pool_size      PostgreSQL connections (default 4)\n"
     "  http_timeout      seconds a connection may stay silent (default 30)\n"
+    "  request_timeout   seconds a client has to send a whole request once it began\n"
+    "                    (head and body; default 30): a slow sender is disconnected\n"
+    "  max_connections   connections at once (default 10000); beyond, vouchd stops\n"
+    "                    accepting until one closes\n"
     "  result_retention  how long finished command results are kept (default 30d)\n"
     "  attestation_retention\n"
     "                    how long attestation history is kept (default 365d, at least 30d);\n"
@@ -74,7 +80,10 @@ static const char usage[] =
     "  apns_url          APNs base URL (default https://api.push.apple.com; sandbox:\n"
     "                    https://api.sandbox.push.apple.com)\n"
     "  apns_ca           PEM file of CAs that verify the APNs server (default: system store)\n"
-    "  apns_expiration   how long APNs keeps a push for an offline device (default 7d)\n"
+    "  apns_expiration   how long APNs keeps a push for an offline device (default 7d)\n";
+
+/* The rest of the keys (C99 guarantees string literals of 4095 bytes only). */
+static const char usage_more[] =
     "  attestation_max_age        renew a verified attestation older than this (default 30d)\n"
     "  attestation_min_interval   Apple's limit: no new attestation sooner after the last one\n"
     "                             was generated (default 7d)\n"
@@ -449,6 +458,7 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             fputs(usage, stdout);
+            fputs(usage_more, stdout);
             return 0;
         } else if (strcmp(argv[i], "--version") == 0) {
             printf("vouchd %s\n", VOUCH_VERSION);
@@ -460,12 +470,12 @@ int main(int argc, char **argv)
         } else if (strncmp(argv[i], "--config=", 9) == 0) {
             config_path = argv[i] + 9;
         } else {
-            fprintf(stderr, "vouchd: unknown argument '%s'\n\n%s", argv[i], usage);
+            fprintf(stderr, "vouchd: unknown argument '%s'\n\n%s%s", argv[i], usage, usage_more);
             return 2;
         }
     }
     if (config_path == NULL) {
-        fprintf(stderr, "vouchd: --config FILE is required\n\n%s", usage);
+        fprintf(stderr, "vouchd: --config FILE is required\n\n%s%s", usage, usage_more);
         return 2;
     }
 

@@ -75,6 +75,9 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.max_body_bytes, 1024 * 1024);
     assert_int_equal(cfg.db_pool_size, 4);
     assert_int_equal(cfg.http_timeout, 30);
+    assert_int_equal(cfg.request_timeout, 30);
+    assert_int_equal(cfg.max_connections, 10000);
+    assert_int_equal(cfg.admin_login_limit, 10);
     assert_int_equal(cfg.result_retention, 30 * 86400);
     assert_int_equal(cfg.attestation_retention, 365 * 86400);
     assert_null(cfg.database_url);
