@@ -3,6 +3,7 @@
 An enrollment's first TokenUpdate queues an attestation request ahead of everything else: tests
 that need an empty queue answer it first with Device.settle_attestation()."""
 
+import http.client
 import plistlib
 import re
 import uuid
@@ -22,6 +23,9 @@ UUID_RE = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]
 
 
 class AdminAuthTest(VouchTestCase):
+    # These tests look at each refusal's answer, two dozen wrong tokens in a row: no login limit
+    # here (AdminLoginLimitTest tests it).
+    vouchd_config = {"admin_login_limit": "0"}
 
     def assertJsonError(self, r, status, what):
         self.assertEqual(r.status, status, f"{what}: {r!r}")
@@ -140,6 +144,41 @@ class AdminAuthTest(VouchTestCase):
             walked.append(items[0]["udid"])
             after = items[0]["udid"]
         self.assertEqual(walked, udids, "paging with after= does not walk the whole list")
+
+
+class AdminLoginLimitTest(VouchTestCase):
+    """admin_login_limit (default 10): after that many wrong tokens from one address within a
+    minute, the address gets 429 with Retry-After for the rest of the minute, right token or
+    not; requests without a token are no guesses; other addresses are not affected."""
+
+    def request_from(self, source, token):
+        conn = http.client.HTTPConnection(self.vouchd.host, self.vouchd.port, timeout=10,
+                                          source_address=(source, 0))
+        try:
+            conn.request("GET", "/v1/devices",
+                         headers={"Authorization": f"Bearer {token}"} if token else {})
+            resp = conn.getresponse()
+            resp.read()
+            return resp.status, resp.getheader("Retry-After")
+        finally:
+            conn.close()
+
+    def test_wrong_tokens_are_limited_per_address(self):
+        attacker, operator = "127.0.0.2", "127.0.0.3"
+        right = self.vouchd.admin_token
+        for i in range(5):
+            self.assertEqual(self.request_from(attacker, None)[0], 401, "no token: no guess")
+        for i in range(10):
+            self.assertEqual(self.request_from(attacker, f"guess-{i}")[0], 401, f"guess {i}")
+        for token in ("guess-10", right):
+            status, retry = self.request_from(attacker, token)
+            self.assertEqual(status, 429, f"after 10 wrong tokens, with {token!r}")
+            self.assertIsNotNone(retry, "429 without Retry-After")
+            self.assertTrue(0 < int(retry) <= 60, retry)
+        self.assertEqual(self.request_from(operator, right)[0], 200, "another address")
+        limited = [line for line in self.vouchd.metrics().text().splitlines()
+                   if line.startswith('vouch_rejections_total{reason="admin_rate_limited"}')]
+        self.assertEqual(limited, ['vouch_rejections_total{reason="admin_rate_limited"} 2'])
 
 
 class EnqueueTest(VouchTestCase):
