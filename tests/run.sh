@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs Vouch's whole test suite on a Debian 12 machine, from nothing:
 #   installs the packages it needs (as root, with apt-get), builds with warnings as errors,
-#   runs the cmocka unit tests and the integration suites (each starts its own PostgreSQL and
-#   vouchd), and ends with one line "N passed, N failed". Exits non-zero on any failure.
-# Usage: tests/run.sh [integration test filters...]
+#   runs the cmocka unit tests, every fuzz target for a while (tests/fuzz/run.sh, ASan + UBSan;
+#   VOUCH_FUZZ_SECONDS each, default 30) and the integration suites (each starts its own
+#   PostgreSQL and vouchd), and ends with one line "N passed, N failed". Exits non-zero on any
+#   failure.
+# Usage: tests/run.sh [integration test filters...]   (with filters: no fuzzing, only those)
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,7 +15,7 @@ build=${VOUCH_BUILD_DIR:-$repo/build}
 packages=(meson ninja-build pkg-config gcc libevent-dev libcurl4-openssl-dev libnghttp2-dev
           libssl-dev libplist-dev libpq-dev libcmocka-dev postgresql postgresql-client openssl
           python3 python3-cryptography python3-h2 python3-jsonschema libplist-utils curl
-          nghttp2-client scep)
+          nghttp2-client scep clang libclang-rt-14-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -77,6 +79,23 @@ fi
 passed=$((passed + ${p:-0}))
 failed=$((failed + ${f:-0} + ${t:-0}))
 
+if [ $# -eq 0 ]; then
+    fuzz_seconds=${VOUCH_FUZZ_SECONDS:-30}
+    echo "== fuzzing: every parser of untrusted input, ${fuzz_seconds} s each (ASan + UBSan)"
+    fuzz_out=$(tests/fuzz/run.sh --seconds "$fuzz_seconds" 2>&1) || true
+    printf '%s\n' "$fuzz_out" | grep -Ev '^fuzz: [0-9]+ passed' || true
+    line=$(printf '%s\n' "$fuzz_out" | grep -E '^fuzz: [0-9]+ passed, [0-9]+ failed' | tail -1 ||
+        true)
+    if [ -z "$line" ]; then
+        echo "fuzz: the runner ended without its summary line"
+        printf '%s\n' "$fuzz_out" | tail -20
+        failed=$((failed + 1))
+    else
+        echo "$line"
+        passed=$((passed + $(echo "$line" | sed -E 's/^fuzz: ([0-9]+) passed.*/\1/')))
+        failed=$((failed + $(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')))
+    fi
+fi
 echo "== integration tests"
 export VOUCH_BUILD_DIR=$build
 out_file=$(mktemp)
