@@ -47,7 +47,7 @@ def make_fleet(cluster, size):
                              attestation_due_at, attestation_due_reason, info_due_at)
           SELECT 'DEV-' || lpad(i::text, 8, '0'), '17.4', '21E219', 'verified',
                  CASE WHEN i % 100 = 0 THEN vouch_now() - random() * interval '1 hour'
-                      ELSE vouch_now() + interval '1 minute' + random() * interval '30 days'
+                      ELSE vouch_now() + interval '1 hour' + random() * interval '30 days'
                  END,
                  'random', vouch_now() + interval '1 minute' + random() * interval '1 day'
           FROM generate_series(1, {size}) i;

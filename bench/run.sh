@@ -47,26 +47,31 @@ ninja -C "$build" >/dev/null
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 started=$(date +%s)
+failures=()
+# One benchmark: its title, then its output; a failing one is named at the end, the rest run.
+bench() {
+    local title=$1
+    shift
+    echo "== $title"
+    "$@" || { echo "!! failed: $title"; failures+=("$title"); }
+    echo
+}
 {
-    echo "== attestation verification: verdicts/s on one core vs OpenSSL's P-384 verify/s"
-    taskset -c 0 "$build/bench/bench_attest" --seconds "$seconds"
-    echo
-    echo "== Mdm-Signature: vouchd's check on one core vs OpenSSL's CMS_verify"
-    taskset -c 0 "$build/bench/bench_signature" --seconds "$seconds"
-    echo
-    echo "== a fleet: $fleet devices enroll, then vouchctl attest --all (push, connect, verify, store)"
-    /usr/bin/python3 "$repo/bench/bench_fleet.py" "$build" --devices "$fleet"
-    echo
-    echo "== APNs pushes: vouchd to the stand-in vs h2load to the same stand-in"
-    /usr/bin/python3 "$repo/bench/bench_push.py" "$build" --devices "$devices"
-    echo
-    echo "== command round trips: simulated devices vs pgbench -N on the same PostgreSQL"
-    /usr/bin/python3 "$repo/bench/bench_roundtrip.py" "$build" --devices "$rt_devices" \
+    bench "attestation verification: verdicts/s on one core vs OpenSSL's P-384 verify/s" \
+        taskset -c 0 "$build/bench/bench_attest" --seconds "$seconds"
+    bench "Mdm-Signature: vouchd's check on one core vs OpenSSL's CMS_verify" \
+        taskset -c 0 "$build/bench/bench_signature" --seconds "$seconds"
+    bench "a fleet: $fleet devices enroll, then vouchctl attest --all (push, connect, verify, store)" \
+        /usr/bin/python3 "$repo/bench/bench_fleet.py" "$build" --devices "$fleet"
+    bench "APNs pushes: vouchd to the stand-in vs h2load to the same stand-in" \
+        /usr/bin/python3 "$repo/bench/bench_push.py" "$build" --devices "$devices"
+    bench "command round trips: simulated devices vs pgbench -N on the same PostgreSQL" \
+        /usr/bin/python3 "$repo/bench/bench_roundtrip.py" "$build" --devices "$rt_devices" \
         --seconds "$((seconds * 3))"
-    echo
-    echo "== scheduler: one tick (a batch of 200 requests) with 1% of the fleet due"
-    /usr/bin/python3 "$repo/bench/bench_scheduler.py" "$build" --sizes "$fleets"
-} | tee "$out"
+    bench "scheduler: one tick (a batch of 200 requests) with 1% of the fleet due" \
+        /usr/bin/python3 "$repo/bench/bench_scheduler.py" "$build" --sizes "$fleets"
+    [ ${#failures[@]} -eq 0 ] || echo "!! ${#failures[@]} benchmark(s) failed: ${failures[*]}"
+} 2>&1 | tee "$out"
 
 grep '^{' "$out" >"$repo/bench/results.json"
 echo
@@ -88,3 +93,4 @@ import benchlib; print(', '.join(f'{k}={v}' for k, v in benchlib.postgres_tuning
     grep -v '^{' "$out"
     echo '```'
 } >"$repo/bench/results.md"
+! grep -q '^!! ' "$out"
