@@ -117,7 +117,8 @@ static void output_added_cb(struct evbuffer *buf, const struct evbuffer_cb_info 
  * evhttp (libevent 2.1) bounds a connection's silence, not how long a request may take to
  * arrive: a client sending a byte every few seconds (slowloris) would hold its connection
  * forever. Nor does it count connections or tell when one closes (2.2 does; Debian 12 has 2.1).
- * So each connection gets a guard, found through its socket descriptor: the first byte of a
+ * So each connection gets a guard, filed under its socket descriptor as soon as evhttp has set
+ * it (a priority-0 event, so no I/O callback can free the connection first): the first byte of a
  * request (a callback on the socket's input buffer) starts a deadline of request_timeout
  * seconds, the complete request (dispatch) ends it. A sweep every second shuts down the socket
  * of a request past its deadline (evhttp then sees the connection close) and drops the guards
@@ -126,8 +127,9 @@ static void output_added_cb(struct evbuffer *buf, const struct evbuffer_cb_info 
  * finds one gone. */
 struct conn_guard {
     struct vouchd *srv;
-    struct bufferevent *bev; /* evhttp's; only compared after its connection may be gone */
-    evutil_socket_t fd;      /* -1 until known (the next loop turn after accept) */
+    struct bufferevent *bev;  /* evhttp's; only compared after its connection may be gone */
+    struct event *registrar;  /* runs once, right after the accept callback (priority 0) */
+    evutil_socket_t fd;       /* -1 until known: evhttp sets it after new_connection_bev() */
     struct sockaddr_storage peer;
     socklen_t peer_len;
     struct timeval deadline; /* while reading */
@@ -154,6 +156,7 @@ static void guard_drop(struct conn_guard *g)
         guards.by_fd[g->fd] = NULL;
     if (guards.open-- == g->srv->cfg->max_connections && !g->srv->stopping)
         accepting(g->srv, true);
+    event_free(g->registrar);
     free(g);
 }
 
@@ -264,10 +267,13 @@ static struct bufferevent *new_connection_bev(struct event_base *base, void *arg
     g->fd = -1;
     evbuffer_add_cb(bufferevent_get_output(g->bev), output_added_cb, NULL);
     evbuffer_add_cb(bufferevent_get_input(g->bev), guard_input, g);
-    /* evhttp sets the descriptor right after this returns. */
-    const struct timeval soon = {0, 0};
-    if (event_base_once(base, -1, EV_TIMEOUT, guard_registered_later, g, &soon) != 0)
-        log_fatal("out of memory");
+    /* evhttp sets the descriptor right after this returns, in the same accept callback; the
+     * registrar runs right after that callback, before any I/O callback (of this connection
+     * too: it may close at once, and its bufferevent must still be there to ask). */
+    g->registrar = event_new(base, -1, 0, guard_registered_later, g);
+    if (g->registrar == NULL || event_priority_set(g->registrar, 0) != 0)
+        log_fatal("cannot make the connection guard's registrar");
+    event_active(g->registrar, EV_TIMEOUT, 1);
     if (++guards.open == srv->cfg->max_connections) {
         log_warn("max_connections (%u) reached: not accepting more until one closes",
                  srv->cfg->max_connections);
@@ -391,8 +397,11 @@ void http_free(struct vouchd *srv)
     srv->http = NULL;
     if (guards.sweep != NULL)
         event_free(guards.sweep);
-    for (size_t i = 0; i < guards.slots; i++)
+    for (size_t i = 0; i < guards.slots; i++) {
+        if (guards.by_fd[i] != NULL)
+            event_free(guards.by_fd[i]->registrar);
         free(guards.by_fd[i]);
+    }
     free(guards.by_fd);
     memset(&guards, 0, sizeof(guards));
 }

@@ -15,6 +15,9 @@
 
 #include "metrics.h"
 
+/* The event loop's priorities (event_base_priority_init); the default is the lowest. */
+#define HTTP_PRIORITIES 2
+
 struct evhttp_request;
 struct vouchd;
 

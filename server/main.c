@@ -375,7 +375,9 @@ static int serve(const struct config *cfg)
     admin_init(&srv);
 
     srv.base = event_base_new();
-    if (srv.base == NULL) {
+    /* Two priorities: 0 for the little that must run before any I/O of the next turn (the
+     * HTTP connection guard's registration), 1 (the default) for everything else. */
+    if (srv.base == NULL || event_base_priority_init(srv.base, HTTP_PRIORITIES) != 0) {
         log_error("cannot create the event loop");
         goto out;
     }

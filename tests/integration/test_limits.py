@@ -11,6 +11,7 @@ vouchd stops accepting until a connection closes, serving the ones it has meanwh
 """
 
 import socket
+import struct
 import time
 
 from harness import VouchTestCase, wait_for
@@ -113,6 +114,22 @@ class SlowClientTest(VouchTestCase):
             self.assertTrue(reply.startswith(b"HTTP/1.1 200"), reply[:80])
             time.sleep(REQUEST_TIMEOUT_S + 1)  # idle longer than request_timeout
         self.assertEqual(rejections(self.vouchd, "request_timeout"), before)
+
+
+class ConnectionChurnTest(VouchTestCase):
+    vouchd_config = {"max_connections": "50"}
+
+    def test_connections_closed_at_once_are_counted_out(self):
+        # Port scanners and TCP health checks connect and leave at once (some with a reset):
+        # each is counted out again, so they never use up max_connections.
+        for i in range(300):
+            s = socket.create_connection((self.vouchd.host, self.vouchd.port), timeout=10)
+            if i % 2:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()
+        wait_for(lambda: metric(self.vouchd, "vouch_http_connections") == 1, 10,
+                 what="only the asking connection counted")
+        self.assertAlive("after 300 connections that closed at once")
 
 
 class MaxConnectionsTest(VouchTestCase):
