@@ -15,7 +15,7 @@ build=${VOUCH_BUILD_DIR:-$repo/build}
 packages=(meson ninja-build pkg-config gcc libevent-dev libcurl4-openssl-dev libnghttp2-dev
           libssl-dev libplist-dev libpq-dev libcmocka-dev postgresql postgresql-client openssl
           python3 python3-cryptography python3-h2 python3-jsonschema libplist-utils curl
-          nghttp2-client scep clang libclang-rt-14-dev)
+          nghttp2-client scep clang libclang-rt-14-dev valgrind)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -38,6 +38,9 @@ ninja -C "$build" >/dev/null
 
 passed=0
 failed=0
+# The integration tests that run once more with vouchd under valgrind: every device and admin
+# path, the hostile input, the connection guard.
+valgrind_tests=(test_protocol test_abuse test_limits test_admin test_identity test_attestation)
 
 echo "== unit tests"
 for t in "$build"/tests/unit/test_*; do
@@ -112,5 +115,25 @@ else
     failed=$((failed + f))
 fi
 
+if [ $# -eq 0 ]; then
+    # One integration run with vouchd under valgrind: no memory error, no definite or indirect
+    # leak (a class whose vouchd exits with valgrind's error status fails).
+    echo "== integration tests with vouchd under valgrind: ${valgrind_tests[*]}"
+    out_file=$(mktemp)
+    VOUCH_TEST_VALGRIND=1 /usr/bin/python3 tests/integration/run.py "${valgrind_tests[@]}" 2>&1 |
+        tee "$out_file" | grep -Ev '^PASS ' || true
+    line=$(grep -E '^integration: [0-9]+ passed, [0-9]+ failed' "$out_file" | tail -1 || true)
+    rm -f "$out_file"
+    if [ -z "$line" ]; then
+        echo "valgrind: the runner ended without its summary line"
+        failed=$((failed + 1))
+    else
+        p=$(echo "$line" | sed -E 's/^integration: ([0-9]+) passed, ([0-9]+) failed.*/\1/')
+        f=$(echo "$line" | sed -E 's/^integration: ([0-9]+) passed, ([0-9]+) failed.*/\2/')
+        echo "valgrind: $p passed, $f failed"
+        passed=$((passed + p))
+        failed=$((failed + f))
+    fi
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

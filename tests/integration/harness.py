@@ -45,6 +45,10 @@ PEER_PLISTS = os.environ.get("VOUCH_PEER_PLISTS",
                                           "peer-plists"))
 RUN_DIR = os.path.join(REPO, "tests", ".run", "integration")
 IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+# VOUCH_TEST_VALGRIND=1: every vouchd runs under valgrind (memcheck, leak check); a class whose
+# vouchd ends with errors or definite/indirect leaks fails in its tearDownClass.
+VALGRIND = os.environ.get("VOUCH_TEST_VALGRIND", "") == "1"
+VALGRIND_ERROR_EXIT = 99
 
 _DEFAULT = object()
 RFC3339_UTC = re.compile(
@@ -232,8 +236,15 @@ class Vouchd:
         self._log.write(f"=== start {time.strftime('%H:%M:%S')} {VOUCHD} --config "
                         f"{self.config_path}\n".encode())
         self._log.flush()
-        self.proc = subprocess.Popen([VOUCHD, "--config", self.config_path],
-                                     stdin=subprocess.DEVNULL, stdout=self._log,
+        argv = [VOUCHD, "--config", self.config_path]
+        if VALGRIND:
+            self.valgrind_log = os.path.join(self.run_dir, f"{self.name}.valgrind.log")
+            argv = ["valgrind", "--quiet", f"--error-exitcode={VALGRIND_ERROR_EXIT}",
+                    "--leak-check=full", "--show-leak-kinds=definite,indirect",
+                    "--errors-for-leak-kinds=definite,indirect", "--num-callers=30",
+                    f"--log-file={self.valgrind_log}"] + argv
+            timeout *= 4
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=self._log, env=clean_env())
         self.exit_status = None
         if self._cleanup_key is None:
@@ -257,6 +268,8 @@ class Vouchd:
         """SIGTERM, then SIGKILL after timeout. Returns the exit status."""
         if self.proc is None:
             return self.exit_status
+        if VALGRIND:
+            timeout *= 6  # the leak check at exit takes a while
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -462,13 +475,20 @@ class VouchTestCase(unittest.TestCase):
 
     @classmethod
     def _teardown_servers(cls):
+        problem = None
         if cls.vouchd is not None:
             status = cls.vouchd.stop()
-            if status not in (0, None):
+            if VALGRIND and status == VALGRIND_ERROR_EXIT:
+                with open(cls.vouchd.valgrind_log, errors="replace") as f:
+                    problem = (f"valgrind found errors or leaks in vouchd "
+                               f"({cls.vouchd.valgrind_log}):\n{f.read()[-6000:]}")
+            elif status not in (0, None):
                 print(f"\n[{cls.__name__}] note: vouchd exited with status {status} after "
                       "SIGTERM", file=sys.stderr)
         if cls.own_postgres and getattr(cls, "pg", None) is not None:
             cls.pg.cleanup()
+        if problem is not None:
+            raise AssertionError(problem)
 
     @classmethod
     def tearDownClass(cls):
