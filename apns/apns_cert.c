@@ -110,18 +110,32 @@ bool apns_cert_from_pem(struct apns_cert *out, const char *cert_text, size_t cer
     return ok;
 }
 
+/* Keychain Access exports PKCS#12 with RC2-40 and 3DES, which OpenSSL 3 reads only with its
+ * legacy provider. Loaded once, beside the default one (loading any provider explicitly stops
+ * the default from loading implicitly), and unloaded at exit before OpenSSL cleans up (else
+ * what they hold is never freed). */
+static OSSL_PROVIDER *default_provider, *legacy_provider;
+
+static void unload_providers(void)
+{
+    if (legacy_provider != NULL)
+        OSSL_PROVIDER_unload(legacy_provider);
+    if (default_provider != NULL)
+        OSSL_PROVIDER_unload(default_provider);
+    legacy_provider = default_provider = NULL;
+}
+
 bool apns_cert_from_pkcs12(struct apns_cert *out, const unsigned char *data, size_t len,
                            const char *password, char *err, size_t err_size)
 {
-    /* Keychain Access exports PKCS#12 with RC2-40 and 3DES, which OpenSSL 3 reads only with its
-     * legacy provider. Loaded once, beside the default one (loading any provider explicitly
-     * stops the default from loading implicitly). */
     static bool providers_loaded;
     if (!providers_loaded) {
         providers_loaded = true;
-        if (OSSL_PROVIDER_load(NULL, "default") == NULL ||
-            OSSL_PROVIDER_load(NULL, "legacy") == NULL)
+        default_provider = OSSL_PROVIDER_load(NULL, "default");
+        legacy_provider = OSSL_PROVIDER_load(NULL, "legacy");
+        if (default_provider == NULL || legacy_provider == NULL)
             ERR_clear_error(); /* modern files still open */
+        atexit(unload_providers); /* runs before OpenSSL's own exit handler, set up earlier */
     }
     const unsigned char *p = data;
     PKCS12 *p12 = d2i_PKCS12(NULL, &p, (long)len);
