@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs Vouch's whole test suite on a Debian 12 machine, from nothing:
 #   installs the packages it needs (as root, with apt-get), builds with warnings as errors,
-#   runs the cmocka unit tests, every fuzz target for a while (tests/fuzz/run.sh, ASan + UBSan;
-#   VOUCH_FUZZ_SECONDS each, default 30) and the integration suites (each starts its own
-#   PostgreSQL and vouchd), and ends with one line "N passed, N failed". Exits non-zero on any
-#   failure.
-# Usage: tests/run.sh [integration test filters...]   (with filters: no fuzzing, only those)
+#   runs the cmocka unit tests (again from an ASan + UBSan build), every fuzz target for a while
+#   (tests/fuzz/run.sh, ASan + UBSan; VOUCH_FUZZ_SECONDS each, default 30), the integration
+#   suites (each starts its own PostgreSQL and vouchd), and some of them again with vouchd under
+#   valgrind, and ends with one line "N passed, N failed". Exits non-zero on any failure.
+# Usage: tests/run.sh [integration test filters...]   (with filters: only those integration
+#        tests after the unit tests: no sanitizer build, fuzzing or valgrind pass)
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,22 +43,41 @@ failed=0
 # path, the hostile input, the connection guard.
 valgrind_tests=(test_protocol test_abuse test_limits test_admin test_identity test_attestation)
 
+# The cmocka binaries of a build directory; a sanitizer report makes the binary exit non-zero.
+run_unit_tests() {
+    local dir=$1 t out rc p f
+    for t in "$dir"/tests/unit/test_*; do
+        [ -f "$t" ] && [ -x "$t" ] || continue
+        out=$(cd "$repo" && "$t" 2>&1) && rc=0 || rc=$?
+        p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -1)
+        f=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -1)
+        p=${p:-0}
+        f=${f:-0}
+        if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+            f=1 # crashed before cmocka could count, or a sanitizer found something
+            p=0
+        fi
+        echo "$(basename "$t"): $p passed, $f failed"
+        [ "$f" -eq 0 ] || { printf '%s\n' "$out" |
+            grep -E '^\[  (FAILED|  ERROR)|error|Failure|Sanitizer|SUMMARY' | head -20 || true; }
+        passed=$((passed + p))
+        failed=$((failed + f))
+    done
+}
+
 echo "== unit tests"
-for t in "$build"/tests/unit/test_*; do
-    [ -f "$t" ] && [ -x "$t" ] || continue
-    out=$(cd "$repo" && "$t" 2>&1) && rc=0 || rc=$?
-    p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -1)
-    f=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -1)
-    p=${p:-0}
-    f=${f:-0}
-    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
-        f=1 # crashed before cmocka could count
+run_unit_tests "$build"
+
+if [ $# -eq 0 ]; then
+    echo "== unit tests, ASan + UBSan build ($build-asan)"
+    if [ ! -f "$build-asan/build.ninja" ]; then
+        meson setup "$build-asan" --werror -Dtests=enabled -Db_sanitize=address,undefined \
+            -Db_lundef=false >/dev/null
     fi
-    echo "$(basename "$t"): $p passed, $f failed"
-    [ "$f" -eq 0 ] || { printf '%s\n' "$out" | grep -E '^\[  (FAILED|  ERROR)|error|Failure' | head -20 || true; }
-    passed=$((passed + p))
-    failed=$((failed + f))
-done
+    ninja -C "$build-asan" >/dev/null
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        run_unit_tests "$build-asan"
+fi
 
 echo "== house rules"
 if tests/check-banned.sh; then
