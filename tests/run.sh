@@ -102,58 +102,44 @@ fi
 passed=$((passed + ${p:-0}))
 failed=$((failed + ${f:-0} + ${t:-0}))
 
+# Adds the counts of the last "WHAT: N passed, N failed" line of a runner's output FILE; a runner
+# that ended without that line counts as one failure.
+add_counts() {
+    local what=$1 file=$2 line
+    line=$(grep -E "^$what: [0-9]+ passed, [0-9]+ failed" "$file" | tail -1 || true)
+    if [ -z "$line" ]; then
+        echo "$what: the runner ended without its summary line"
+        tail -20 "$file"
+        failed=$((failed + 1))
+        return
+    fi
+    passed=$((passed + $(echo "$line" | sed -E 's/^[^:]*: ([0-9]+) passed.*/\1/')))
+    failed=$((failed + $(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')))
+}
+out_file=$(mktemp)
+trap 'rm -f "$out_file"' EXIT
+
 if [ $# -eq 0 ]; then
     fuzz_seconds=${VOUCH_FUZZ_SECONDS:-30}
     echo "== fuzzing: every parser of untrusted input, ${fuzz_seconds} s each (ASan + UBSan)"
-    fuzz_out=$(tests/fuzz/run.sh --seconds "$fuzz_seconds" 2>&1) || true
-    printf '%s\n' "$fuzz_out" | grep -Ev '^fuzz: [0-9]+ passed' || true
-    line=$(printf '%s\n' "$fuzz_out" | grep -E '^fuzz: [0-9]+ passed, [0-9]+ failed' | tail -1 ||
-        true)
-    if [ -z "$line" ]; then
-        echo "fuzz: the runner ended without its summary line"
-        printf '%s\n' "$fuzz_out" | tail -20
-        failed=$((failed + 1))
-    else
-        echo "$line"
-        passed=$((passed + $(echo "$line" | sed -E 's/^fuzz: ([0-9]+) passed.*/\1/')))
-        failed=$((failed + $(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')))
-    fi
+    tests/fuzz/run.sh --seconds "$fuzz_seconds" >"$out_file" 2>&1 || true
+    cat "$out_file"
+    add_counts fuzz "$out_file"
 fi
+
 echo "== integration tests"
 export VOUCH_BUILD_DIR=$build
-out_file=$(mktemp)
 /usr/bin/python3 tests/integration/run.py "$@" 2>&1 | tee "$out_file" || true
-line=$(grep -E '^integration: [0-9]+ passed, [0-9]+ failed' "$out_file" | tail -1 || true)
-rm -f "$out_file"
-if [ -z "$line" ]; then
-    echo "integration: the runner ended without its summary line"
-    failed=$((failed + 1))
-else
-    p=$(echo "$line" | sed -E 's/^integration: ([0-9]+) passed, ([0-9]+) failed.*/\1/')
-    f=$(echo "$line" | sed -E 's/^integration: ([0-9]+) passed, ([0-9]+) failed.*/\2/')
-    passed=$((passed + p))
-    failed=$((failed + f))
-fi
+add_counts integration "$out_file"
 
 if [ $# -eq 0 ]; then
     # One integration run with vouchd under valgrind: no memory error, no definite or indirect
     # leak (a class whose vouchd exits with valgrind's error status fails).
     echo "== integration tests with vouchd under valgrind: ${valgrind_tests[*]}"
-    out_file=$(mktemp)
-    VOUCH_TEST_VALGRIND=1 /usr/bin/python3 tests/integration/run.py "${valgrind_tests[@]}" 2>&1 |
-        tee "$out_file" | grep -Ev '^PASS ' || true
-    line=$(grep -E '^integration: [0-9]+ passed, [0-9]+ failed' "$out_file" | tail -1 || true)
-    rm -f "$out_file"
-    if [ -z "$line" ]; then
-        echo "valgrind: the runner ended without its summary line"
-        failed=$((failed + 1))
-    else
-        p=$(echo "$line" | sed -E 's/^integration: ([0-9]+) passed, ([0-9]+) failed.*/\1/')
-        f=$(echo "$line" | sed -E 's/^integration: ([0-9]+) passed, ([0-9]+) failed.*/\2/')
-        echo "valgrind: $p passed, $f failed"
-        passed=$((passed + p))
-        failed=$((failed + f))
-    fi
+    VOUCH_TEST_VALGRIND=1 /usr/bin/python3 tests/integration/run.py "${valgrind_tests[@]}" \
+        >"$out_file" 2>&1 || true
+    grep -Ev '^PASS ' "$out_file" || true
+    add_counts integration "$out_file"
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
