@@ -119,6 +119,8 @@ enum mdm_xml_verdict mdm_xml_scan(const char *body, size_t len, unsigned max_dep
         while (name_end < end && is_name_char(*name_end))
             name_end++;
         size_t name_len = (size_t)(name_end - name);
+        if (name_end >= end)
+            return MDM_XML_OK; /* unterminated: libplist refuses it, and nothing follows */
         const char *gt = memchr(name_end, '>', (size_t)(end - name_end));
         if (gt == NULL)
             return MDM_XML_OK; /* unterminated: libplist refuses it, and nothing follows */
