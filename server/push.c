@@ -19,6 +19,7 @@
 #define RESULT_BACKLOG_MAX (1u << 20) /* answers waiting for the database, at most */
 #define RESULT_FLUSH_MS 50
 #define RETRY_SWEEP_S 30
+#define FIRST_SWEEP_S 2 /* soon after start: a restarted instance resumes what its last run owed */
 #define RETRY_SWEEP_LIMIT 1000
 
 /* APNs' documented reasons: metric labels come from this table only, never from the network. */
@@ -411,6 +412,8 @@ static void retry_due_found(void *arg, enum db_outcome outcome, const PGresult *
 static void sweep_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct push_service *ps = arg;
+    const struct timeval every = {RETRY_SWEEP_S, 0};
+    evtimer_add(&ps->sweep_timer, &every);
     if (db_pool_is_up(ps->srv->db))
         db_push_retry_due(ps->srv->db, RETRY_SWEEP_LIMIT, retry_due_found, ps);
 }
@@ -424,9 +427,9 @@ struct push_service *push_service_new(struct vouchd *srv, struct apns_client *ap
     ps->srv = srv;
     ps->apns = apns;
     evtimer_assign(&ps->flush_timer, srv->base, flush_timer_cb, ps);
-    event_assign(&ps->sweep_timer, srv->base, -1, EV_PERSIST, sweep_timer_cb, ps);
-    const struct timeval every = {RETRY_SWEEP_S, 0};
-    evtimer_add(&ps->sweep_timer, &every);
+    evtimer_assign(&ps->sweep_timer, srv->base, sweep_timer_cb, ps);
+    const struct timeval first = {FIRST_SWEEP_S, 0};
+    evtimer_add(&ps->sweep_timer, &first);
     return ps;
 }
 

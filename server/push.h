@@ -2,8 +2,9 @@
  * push: wakes devices up. Whoever queues commands asks push_devices() to push the devices
  * concerned; the service looks up their tokens, sends one APNs push per device however many
  * commands or callers asked (a device with a push in flight is not pushed twice), records every
- * answer in the database in batches, stops pushing dead tokens (410), and every minute pushes
- * again the devices whose push failed transiently and that still have commands waiting.
+ * answer in the database in batches, stops pushing dead tokens (410), and every 30 seconds (first
+ * 2 seconds after start) pushes again the devices whose push failed transiently and that still
+ * have commands waiting, or whose commands were queued over a minute ago and never pushed.
  *
  * Owns the APNs client and the table of pushes in flight. Runs on the event loop.
  */

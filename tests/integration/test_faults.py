@@ -6,8 +6,18 @@ restarted. Every report answered 200 is recorded by the device; afterwards each 
 database with its marker (lost = 0), every queued command must be either answered or still
 queued, and once service is back the devices finish the rest. Each test prints what it counted:
 sent, acknowledged, stored, lost, and the 503s meanwhile.
+
+Then what vouchd owes to others across faults:
+  * killed with SIGKILL while its pushes wait for APNs, web-hook events wait for a receiver that
+    is down and devices are about to fall due: the restarted vouchd pushes the devices again,
+    schedules the due ones, and delivers every event;
+  * the stand-in APNs (h2_apns.py) answering slowly, sending GOAWAY, dropping connections and
+    answering 429/500 while 40 devices are pushed: every device is reached, every command answered;
+  * the web-hook receiver flapping (down, 500, up) while events are made: once it is stable,
+    every event is delivered.
 """
 
+import collections
 import hashlib
 import os
 import plistlib
@@ -17,7 +27,11 @@ import sys
 import threading
 import time
 
+import h2_apns
 from harness import VouchTestCase, command_plist, wait_for
+from test_push import PushResponder, PushTestCase, metric
+from test_scheduler import insert_fleet
+from test_webhook import Receiver
 
 DEVICES = 12
 COMMANDS_PER_DEVICE = 30
@@ -193,3 +207,276 @@ class PostgresRestartedUnderLoadTest(FaultCase):
         stored = self.check_nothing_lost(ledger, "PostgreSQL restarted under load")
         self.assertEqual(self.enqueued - stored, set(), "commands never answered")
         self.assertAlive("after PostgreSQL came back")
+
+
+def report(what, **counts):
+    """Prints what a test counted, as one line under its name."""
+    text = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items())
+    print(f"\n    {what}: {text}", file=sys.stderr, flush=True)
+
+
+def move_clock(case, delta_sql):
+    """Moves the database's clock forward and wakes the schedulers and web-hook senders."""
+    case.psql(f"UPDATE vouch_clock SET skew = skew + interval '{delta_sql}'; "
+              "NOTIFY vouch_scheduler; NOTIFY vouch_events;")
+
+
+class RespondingFleetCase(PushTestCase):
+    """Devices that connect when the stand-in APNs delivers a push to them, and only then."""
+
+    def setUp(self):
+        super().setUp()
+        self.responder = PushResponder(self.apns)
+        self.addCleanup(self.responder.close)
+
+    def responding_fleet(self, count):
+        """count devices enrolled through pushes; each answered its enrollment's attestation
+        request (as a device that cannot attest) when pushed."""
+        devs = []
+        for _ in range(count):
+            dev = self.responder.add(self.new_device())
+            devs.append(self.enroll(dev))
+        wait_for(lambda: not self.queued_for(devs), DEADLINE_S,
+                 what="every enrollment request answered")
+        return devs
+
+    def queued_for(self, devs):
+        udids = "','".join(d.udid for d in devs)
+        out = self.psql(f"SELECT udid || ' ' || command_uuid FROM command_queue "
+                        f"WHERE udid IN ('{udids}')")
+        return {tuple(line.split(" ")) for line in out.splitlines() if line.strip()}
+
+    def answered_for(self, devs, command_uuids):
+        """(udid, CommandUUID) of those commands the devices answered (by the database)."""
+        udids = "','".join(d.udid for d in devs)
+        cus = "','".join(command_uuids)
+        out = self.psql(f"SELECT udid || ' ' || command_uuid FROM command_results "
+                        f"WHERE udid IN ('{udids}') AND command_uuid IN ('{cus}')")
+        return {tuple(line.split(" ")) for line in out.splitlines() if line.strip()}
+
+    def assertResponderClean(self):
+        self.assertEqual(self.responder.errors, [], "the simulated devices ran into errors")
+
+
+DEADLINE_S_PUSH = 120.0
+
+
+class VouchdKilledResumesWorkTest(RespondingFleetCase):
+    """SIGKILL while pushes wait for APNs, web-hook events for a receiver that is down, and a
+    fleet is about to fall due: the restarted vouchd resumes all three."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.receiver = Receiver().start()
+        cls.extra_config = {"webhook_url": cls.receiver.url,
+                            "webhook_secret": secrets.token_hex(16), "webhook_timeout": "2s"}
+        try:
+            super().setUpClass()
+        except BaseException:
+            cls.receiver.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            cls.receiver.stop()
+
+    def events_not_delivered(self):
+        return int(self.psql("SELECT count(*) FROM event_deliveries WHERE status <> 'delivered'"))
+
+    def test_restart_resumes_pushes_scheduling_and_webhooks(self):
+        devs = self.responding_fleet(8)
+        # The pushes for the next command go out but APNs holds them until vouchd is dead.
+        self.receiver.stop()
+        never = threading.Event()
+        for dev in devs:
+            self.apns.script(dev.token, h2_apns.ok().held(never, timeout=600))
+        c = command_plist("ProfileList")
+        self.enqueue_ok([d.udid for d in devs], c)
+        for dev in devs:
+            self.apns.wait_for_requests(dev.token, 2, DEADLINE_S, answered_only=False)
+        fleet = insert_fleet(self, "RESUME", 60, topic=self.topic)
+        # Two more devices enroll: their web-hook events wait for the receiver.
+        for _ in range(2):
+            self.enroll(expect=0)
+        wait_for(lambda: self.events_not_delivered() > 0, DEADLINE_S,
+                 what="web-hook events waiting")
+        events = int(self.psql("SELECT count(*) FROM events"))
+        in_flight = sum(1 for d in devs for r in self.pushes(d, answered_only=False)
+                        if r.answer is None)
+        self.vouchd.kill()
+        self.vouchd.stop()
+        pending = self.events_not_delivered()
+        self.assertGreater(pending, 0, "no web-hook event was waiting when vouchd was killed")
+        # While it is down: the fleet falls due, APNs and the receiver come back, time passes
+        # (the commands are now over a minute old and the event retries due).
+        self.psql("UPDATE devices SET attestation_due_at = vouch_now(), "
+                  "attestation_due_reason = 'random' WHERE udid LIKE 'RESUME-%'")
+        for dev in devs:
+            self.apns.script(dev.token)
+        self.receiver.start()
+        move_clock(self, "2 minutes")
+        self.vouchd.start()
+
+        wait_for(lambda: (set((d.udid, c["CommandUUID"]) for d in devs)
+                          <= self.answered_for(devs, [c["CommandUUID"]])),
+                 DEADLINE_S_PUSH, what="the devices pushed again and their commands answered")
+        tokens = {hashlib.sha256(("t" + u).encode()).hexdigest(): u for u in fleet}
+
+        def fleet_pushed():
+            return {tokens[r.token] for r in self.apns.requests()
+                    if r.token in tokens and r.answer == "200"}
+        wait_for(lambda: len(fleet_pushed()) == len(fleet), DEADLINE_S_PUSH,
+                 what="every device that fell due requested and pushed")
+        requested = int(self.psql("SELECT count(DISTINCT udid) FROM attestation_requests "
+                                  "WHERE udid LIKE 'RESUME-%'"))
+        wait_for(lambda: self.events_not_delivered() == 0, DEADLINE_S_PUSH,
+                 what="every web-hook event delivered")
+        stored = set(self.psql("SELECT event_id FROM events").split())
+        delivered = set(self.receiver.delivered())
+        report("vouchd SIGKILLed with work owed", pushes_in_flight_at_kill=in_flight,
+               devices_pushed_again_and_answered=len(devs), fleet_fallen_due=len(fleet),
+               requested=requested, pushed=len(fleet_pushed()),
+               events_at_kill=events, undelivered_at_kill=pending,
+               events_stored=len(stored), delivered=len(stored & delivered),
+               lost=len(stored - delivered))
+        self.assertEqual(in_flight, len(devs), "the pushes were not in flight at the kill")
+        self.assertEqual(requested, len(fleet))
+        self.assertEqual(stored - delivered, set(), "web-hook events never delivered")
+        self.assertResponderClean()
+        self.assertAlive("after the restart")
+
+
+class ApnsTroubleUnderLoadTest(RespondingFleetCase):
+    """40 devices pushed for 3 commands while APNs answers slowly, sends GOAWAY, drops
+    connections and answers 429 and 500: every device is reached, every command answered."""
+
+    DEVICES = 40
+
+    def trouble(self, i):
+        kind = ("slow", "goaway", "drop", "429+500", "none")[i % 5]
+        never = threading.Event()
+        answers = {"slow": [h2_apns.ok().held(never, timeout=2.0)],
+                   "goaway": [h2_apns.goaway()],
+                   "drop": [h2_apns.drop()],
+                   "429+500": [h2_apns.too_many_requests(), h2_apns.server_error()],
+                   "none": []}[kind]
+        return kind, answers
+
+    def test_every_device_reached(self):
+        devs = self.responding_fleet(self.DEVICES)
+        kinds = collections.Counter()
+        for i, dev in enumerate(devs):
+            kind, answers = self.trouble(i)
+            kinds[kind] += 1
+            self.apns.script(dev.token, *answers)
+        seq0 = max((r.seq for r in self.apns.requests()), default=0)
+        conns0 = len(self.apns.connections)
+        retries0 = metric(self.metrics_text(), "vouch_apns_retries_total") or 0
+        commands = [command_plist("ProfileList") for _ in range(3)]
+        udids = [d.udid for d in devs]
+        for c in commands:
+            self.enqueue_ok(udids, c)
+        self.apns.drop_connections()  # and the network fails once, whatever is in flight
+        wanted = {(u, c["CommandUUID"]) for u in udids for c in commands}
+        cus = [c["CommandUUID"] for c in commands]
+        wait_for(lambda: wanted <= self.answered_for(devs, cus), DEADLINE_S_PUSH,
+                 interval=0.5, what="every command answered")
+        recs = [r for r in self.apns.requests() if r.seq > seq0]
+        answers = collections.Counter(r.answer or "none" for r in recs)
+        reached = {dev.udid for dev in devs
+                   if any(r.token == dev.token.hex() and r.answer == "200" for r in recs)}
+        answered = self.answered_for(devs, cus)
+        lost = wanted - answered - self.queued_for(devs)
+        retries = (metric(self.metrics_text(), "vouch_apns_retries_total") or 0) - retries0
+        report("APNs in trouble", devices=len(devs), trouble=dict(kinds),
+               commands=len(wanted), pushes_sent=len(recs), apns_answers=dict(answers),
+               new_connections=len(self.apns.connections) - conns0, retries=int(retries),
+               devices_reached=len(reached), commands_answered=len(answered & wanted),
+               lost=len(lost))
+        self.assertEqual(reached, set(udids), "devices never pushed successfully")
+        self.assertEqual(lost, set())
+        self.assertGreater(retries, 0, "nothing was retried: the trouble did not happen")
+        for kind in ("goaway", "drop"):
+            self.assertIn(kind, answers, f"no {kind} happened")
+        self.assertResponderClean()
+        self.assertAlive("after APNs trouble")
+
+
+class WebhookFlappingTest(VouchTestCase):
+    """The receiver flaps (down, 500, up) while devices make events; once it is stable every
+    event arrives."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.receiver = Receiver().start()
+        cls.vouchd_config = {"webhook_url": cls.receiver.url,
+                             "webhook_secret": secrets.token_hex(16), "webhook_timeout": "2s"}
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            cls.receiver.stop()
+
+    def flap(self, stop, phases):
+        """Down, failing, up, ... until stop is set; then up for good."""
+        r = self.receiver
+        while not stop.is_set() or phases["down"] < 8:
+            r.stop()
+            phases["down"] += 1
+            stop.wait(0.6)
+            r.script[:] = [500] * 4
+            r.start()
+            phases["500"] += 1
+            stop.wait(0.4)
+            r.script[:] = []
+            phases["up"] += 1
+            stop.wait(0.3)
+        if r.server is None:
+            r.start()
+        r.script[:] = []
+
+    def test_every_event_delivered_once_stable(self):
+        phases = collections.Counter()
+        stop = threading.Event()
+        flapper = threading.Thread(target=self.flap, args=(stop, phases), daemon=True)
+        flapper.start()
+        try:
+            for _ in range(12):
+                dev = self.enrolled_device()
+                dev.settle_attestation()
+                move_clock(self, "1 minute")  # the retries come quickly, into the flapping
+            for _ in range(8):
+                time.sleep(0.5)
+                move_clock(self, "1 minute")
+        finally:
+            stop.set()
+            flapper.join(10)
+        self.assertFalse(flapper.is_alive())
+        failed_attempts = len([1 for _h, _b, status in self.receiver.records if status >= 300])
+        refused = int(self.psql("SELECT count(*) FROM event_deliveries "
+                                "WHERE last_error IS NOT NULL AND last_error NOT LIKE 'HTTP%'"))
+        # Stable now; the backoff of the unlucky ones is waited out on the database's clock.
+        move_clock(self, "1 hour")
+        wait_for(lambda: int(self.psql("SELECT count(*) FROM event_deliveries "
+                                       "WHERE status <> 'delivered'")) == 0, 60.0,
+                 interval=0.5, what="every delivery recorded as delivered")
+        stored = set(self.psql("SELECT event_id FROM events").split())
+        delivered = self.receiver.delivered()
+        duplicates = sum(len(v) - 1 for v in delivered.values())
+        attempts = int(self.psql("SELECT coalesce(sum(attempts), 0) FROM event_deliveries"))
+        report("web-hook receiver flapping", flaps=dict(phases), events_stored=len(stored),
+               attempts=attempts, answered_500=failed_attempts,
+               deliveries_last_failed_by_connection=refused,
+               delivered=len(stored & set(delivered)), duplicates=duplicates,
+               lost=len(stored - set(delivered)))
+        self.assertGreaterEqual(phases["down"], 8, "the receiver hardly flapped")
+        self.assertGreater(attempts, len(stored), "no delivery failed: nothing was tested")
+        self.assertEqual(stored - set(delivered), set(), "events never delivered")
+        self.assertEqual(set(delivered) - stored, set(), "events delivered that were not stored")
+        self.assertAlive("after the flapping receiver")
