@@ -6,6 +6,9 @@ Environment:
     VOUCH_PEER_PLISTS  captured peer plists (default ../shared/testdata/peer-plists beside the repo)
     CI=true            whatever the tests need and cannot reach is a failure, never a skip
     VOUCH_KEEP_TEST_DIRS=1  keep the PostgreSQL directory after the run
+    VOUCH_TEST_VALGRIND=1   every vouchd runs under valgrind
+    VOUCH_TEST_SANITIZERS=1 the programs are an ASan + UBSan build: their reports go to files
+                       in the run's directory, and a class after which a new one is there fails
 
 Logs of every vouchd started go to <repo>/tests/.run/integration/ (ignored by git).
 
@@ -49,6 +52,7 @@ IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 # vouchd ends with errors or definite/indirect leaks fails in its tearDownClass.
 VALGRIND = os.environ.get("VOUCH_TEST_VALGRIND", "") == "1"
 VALGRIND_ERROR_EXIT = 99
+SANITIZERS = os.environ.get("VOUCH_TEST_SANITIZERS", "") == "1"
 
 _DEFAULT = object()
 RFC3339_UTC = re.compile(
@@ -135,6 +139,16 @@ class _Suite:
         os.makedirs(RUN_DIR, exist_ok=True)
         _prune_old_runs(keep=9)
         self.run_dir = tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=RUN_DIR)
+        self.sanitizer_dir = None
+        self._reports_seen = set()
+        if SANITIZERS:
+            # Every program started from now on (vouchd, vouchctl, the simulator, the stand-ins)
+            # writes what ASan, LeakSanitizer or UBSan find to <dir>/<tool>.<pid>.
+            self.sanitizer_dir = os.path.join(self.run_dir, "sanitizers")
+            os.makedirs(self.sanitizer_dir)
+            os.environ["ASAN_OPTIONS"] = f"detect_leaks=1:log_path={self.sanitizer_dir}/asan"
+            os.environ["UBSAN_OPTIONS"] = ("print_stacktrace=1:halt_on_error=1:"
+                                           f"log_path={self.sanitizer_dir}/ubsan")
 
     def postgres(self):
         if self._pg is None:
@@ -173,6 +187,20 @@ class _Suite:
             for pem in extra_pems:
                 f.write(pem if pem.endswith(b"\n") else pem + b"\n")
         return path
+
+    def new_sanitizer_reports(self):
+        """The text of the sanitizer reports written since the last call ([] without
+        VOUCH_TEST_SANITIZERS)."""
+        if self.sanitizer_dir is None:
+            return []
+        out = []
+        for name in sorted(os.listdir(self.sanitizer_dir)):
+            if name in self._reports_seen:
+                continue
+            self._reports_seen.add(name)
+            with open(os.path.join(self.sanitizer_dir, name), errors="replace") as f:
+                out.append(f"{name}:\n{f.read()[-6000:]}")
+        return out
 
     def shutdown(self):
         if self._pg is not None:
@@ -487,6 +515,10 @@ class VouchTestCase(unittest.TestCase):
                       "SIGTERM", file=sys.stderr)
         if cls.own_postgres and getattr(cls, "pg", None) is not None:
             cls.pg.cleanup()
+        reports = suite().new_sanitizer_reports()
+        if reports:
+            problem = (problem + "\n" if problem else "") + \
+                "sanitizer reports from the programs this class ran:\n" + "\n".join(reports)
         if problem is not None:
             raise AssertionError(problem)
 

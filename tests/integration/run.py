@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Run the integration tests.
 
-    /usr/bin/python3 tests/integration/run.py [--list] [FILTER...]
+    /usr/bin/python3 tests/integration/run.py [--list] [--jobs N] [FILTER...]
 
 FILTER selects tests whose id (module.Class.test_name) contains it, e.g. `test_abuse`,
 `NotNowTest`, `test_protocol.ProtocolCycleTest.test_full_cycle`. Needs the built programs (see
@@ -9,11 +9,19 @@ harness.py: VOUCH_BUILD_DIR, default <repo>/build), PostgreSQL 15 in /usr/lib/po
 and python3-cryptography (Debian's /usr/bin/python3). With CI=true a test that cannot reach what it
 needs fails instead of being skipped.
 
+--jobs N (or VOUCH_TEST_JOBS=N) runs the test classes in N worker processes, each with its own
+PostgreSQL and a disjoint set of TCP ports (VOUCH_TEST_PORT_SLOT); a class's lines are printed
+together when it ends. Most tests wait on something (timers, retries, a sweep), so two workers
+on two cores take little more than half the time.
+
 Prints one line per test and ends with exactly one line `integration: N passed, N failed`;
 exit status 0 when nothing failed, 1 otherwise.
 """
 
+import json
 import os
+import selectors
+import subprocess
 import sys
 import time
 import traceback
@@ -130,10 +138,12 @@ class Result(unittest.TestResult):
             self._report_failure(subtest, err, "FAIL")
 
 
-def main(argv):
-    args = [a for a in argv[1:]]
-    list_only = "--list" in args
-    filters = [a for a in args if not a.startswith("--")]
+def class_key(test):
+    return f"{type(test).__module__}.{type(test).__qualname__}"
+
+
+def load_all():
+    """(every test, [(module, import error text)])."""
     loader = unittest.TestLoader()
     all_tests = []
     load_errors = []
@@ -147,19 +157,155 @@ def main(argv):
             load_errors.append((modname, traceback.format_exc()))
             continue
         all_tests.extend(iter_tests(loader.loadTestsFromModule(module)))
+    return all_tests, load_errors
+
+
+def class_sizes_of(tests):
+    sizes = {}
+    for t in tests:
+        sizes[class_key(t)] = sizes.get(class_key(t), 0) + 1
+    return sizes
+
+
+def sanitizer_leftovers(result):
+    """Sanitizer reports no class claimed (programs run outside a test class) are failures."""
+    if harness._suite is None:
+        return
+    for text in harness._suite.new_sanitizer_reports():
+        result.failed += 1
+        result.failed_names.append("sanitizer report outside any test class")
+        print("FAIL  sanitizer report outside any test class\n      "
+              + text.replace("\n", "\n      "), flush=True)
+
+
+# -- parallel runs: a parent hands out test classes to worker processes ---------------------------
+DONE = "@@class-done "
+
+
+def worker_main():
+    """Reads lines of test ids (one class each) from stdin, runs them, and after each prints
+    DONE + JSON {passed, failed, skipped, failed_names}; at the end of stdin cleans up."""
+    all_tests, _errors = load_all()
+    by_id = {t.id(): t for t in all_tests}
+    for line in sys.stdin:
+        tests = [by_id[i] for i in line.split()]
+        result = Result(class_sizes_of(tests))
+        unittest.TestSuite(tests).run(result)
+        print(DONE + json.dumps({"passed": result.passed, "failed": result.failed,
+                                 "skipped": result.n_skipped,
+                                 "failed_names": result.failed_names}), flush=True)
+    result = Result({})
+    try:
+        sanitizer_leftovers(result)
+    finally:
+        cleanup._run_all()
+    print(DONE + json.dumps({"passed": 0, "failed": result.failed, "skipped": 0,
+                             "failed_names": result.failed_names}), flush=True)
+    return 0
+
+
+class Worker:
+    def __init__(self, slot, slots):
+        env = dict(os.environ, VOUCH_TEST_PORT_SLOT=f"{slot}/{slots}")
+        self.slot = slot
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, bufsize=1, env=env)
+        self.fd = self.proc.stdout.fileno()
+        self.partial = b""  # read, not yet a whole line
+        self.group = None  # the test ids it runs now
+        self.lines = []
+        self.closing = False
+
+    def read_lines(self):
+        """The whole lines that arrived ([] for none yet), or None once the worker is gone."""
+        data = os.read(self.fd, 65536)
+        if not data:
+            return None
+        self.partial += data
+        *lines, self.partial = self.partial.split(b"\n")
+        return [line.decode(errors="replace") + "\n" for line in lines]
+
+    def give(self, group):
+        self.group = group
+        self.lines = []
+        self.proc.stdin.write(" ".join(group) + "\n")
+        self.proc.stdin.flush()
+
+    def finish(self):
+        self.closing = True
+        self.group = None
+        self.proc.stdin.close()
+
+
+def parallel_main(groups, jobs, totals):
+    """Runs groups (lists of test ids, one per class) on jobs workers; adds to totals."""
+    pending = list(groups)
+    sel = selectors.DefaultSelector()
+    workers = [Worker(i, jobs) for i in range(min(jobs, len(groups)))]
+    for w in workers:
+        sel.register(w.proc.stdout, selectors.EVENT_READ, w)
+        w.give(pending.pop(0)) if pending else w.finish()
+    live = len(workers)
+    while live:
+        for key, _ in sel.select():
+            w = key.data
+            lines = w.read_lines()
+            if lines is None:  # the worker is gone
+                sel.unregister(w.proc.stdout)
+                w.proc.wait()
+                live -= 1
+                if w.group is not None:
+                    print("".join(w.lines), end="")
+                    print(f"ERROR worker {w.slot} died (exit {w.proc.returncode}) while running "
+                          f"{' '.join(w.group)}", flush=True)
+                    totals["failed"] += len(w.group)
+                    totals["failed_names"].append(f"{w.group[0]} and its class (worker died)")
+                continue
+            for line in lines:
+                if not line.startswith(DONE):
+                    w.lines.append(line)
+                    continue
+                done = json.loads(line[len(DONE):])
+                print("".join(w.lines), end="", flush=True)
+                w.lines = []
+                for k in ("passed", "failed", "skipped"):
+                    totals[k] += done[k]
+                totals["failed_names"].extend(done["failed_names"])
+                if w.closing:
+                    continue
+                if pending:
+                    w.give(pending.pop(0))
+                else:
+                    w.finish()
+
+
+def main(argv):
+    args = [a for a in argv[1:]]
+    if "--worker" in args:
+        return worker_main()
+    list_only = "--list" in args
+    jobs = int(os.environ.get("VOUCH_TEST_JOBS", "1") or 1)
+    if "--jobs" in args:
+        i = args.index("--jobs")
+        jobs = int(args[i + 1])
+        del args[i:i + 2]
+    filters = [a for a in args if not a.startswith("--")]
+    all_tests, load_errors = load_all()
     selected = [t for t in all_tests if not filters or any(f in t.id() for f in filters)]
     if list_only:
         for t in selected:
             print(t.id())
         return 0
 
-    class_sizes = {}
-    for t in selected:
-        key = f"{type(t).__module__}.{type(t).__qualname__}"
-        class_sizes[key] = class_sizes.get(key, 0) + 1
+    class_sizes = class_sizes_of(selected)
 
+    groups = {}
+    for t in selected:
+        groups.setdefault(class_key(t), []).append(t.id())
+    jobs = max(1, min(jobs, len(groups)))
     print(f"running {len(selected)} integration tests: vouchd {harness.VOUCHD}, "
-          f"CI={harness.IN_CI}", flush=True)
+          f"CI={harness.IN_CI}" + (f", {jobs} workers" if jobs > 1 else ""), flush=True)
     result = Result(class_sizes)
     for modname, text in load_errors:
         result.failed += 1
@@ -167,10 +313,19 @@ def main(argv):
         print(f"ERROR {modname}: cannot import\n      " + text.replace("\n", "\n      "),
               flush=True)
     started = time.monotonic()
-    try:
-        unittest.TestSuite(selected).run(result)
-    finally:
-        cleanup._run_all()  # PostgreSQL and any vouchd left behind
+    if jobs > 1:
+        totals = {"passed": 0, "failed": 0, "skipped": 0, "failed_names": []}
+        parallel_main(list(groups.values()), jobs, totals)
+        result.passed += totals["passed"]
+        result.failed += totals["failed"]
+        result.n_skipped += totals["skipped"]
+        result.failed_names.extend(totals["failed_names"])
+    else:
+        try:
+            unittest.TestSuite(selected).run(result)
+            sanitizer_leftovers(result)
+        finally:
+            cleanup._run_all()  # PostgreSQL and any vouchd left behind
     elapsed = time.monotonic() - started
     if result.failed_names:
         print("failed:", flush=True)
@@ -178,8 +333,8 @@ def main(argv):
             print(f"  {name}", flush=True)
     if result.n_skipped:
         print(f"skipped: {result.n_skipped}", flush=True)
-    print(f"time: {elapsed:.1f}s; logs in {harness.suite().run_dir if harness._suite else '-'}",
-          flush=True)
+    logs = harness.suite().run_dir if harness._suite else harness.RUN_DIR
+    print(f"time: {elapsed:.1f}s; logs in {logs}", flush=True)
     if not selected and not load_errors:
         print(f"no test matches {' '.join(filters)}", flush=True)
         return _final(0, 0, ran_something=False)
