@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs Vouch's whole test suite on a Debian 12 machine, from nothing:
 #   installs the packages it needs (as root, with apt-get), builds with warnings as errors,
-#   runs the cmocka unit tests (again from an ASan + UBSan build), every fuzz target for a while
-#   (tests/fuzz/run.sh, ASan + UBSan; VOUCH_FUZZ_SECONDS each, default 30), the integration
-#   suites (each starts its own PostgreSQL and vouchd), and some of them again with vouchd under
-#   valgrind, and ends with one line "N passed, N failed". Exits non-zero on any failure.
+#   runs the cmocka unit tests, every fuzz target for a while (tests/fuzz/run.sh, ASan + UBSan;
+#   VOUCH_FUZZ_SECONDS each, default 30), the integration suites (each class starts its own
+#   vouchd; VOUCH_TEST_JOBS workers at once, default 4, each with its own PostgreSQL), then the
+#   unit and integration tests again from an ASan + UBSan build (every program the tests start
+#   is sanitized; a report fails the class that ran it), and some integration suites with vouchd
+#   under valgrind; ends with one line "N passed, N failed". Exits non-zero on any failure.
 # Usage: tests/run.sh [integration test filters...]   (with filters: only those integration
 #        tests after the unit tests: no sanitizer build, fuzzing or valgrind pass)
 set -euo pipefail
@@ -40,8 +42,9 @@ ninja -C "$build" >/dev/null
 passed=0
 failed=0
 # The integration tests that run once more with vouchd under valgrind: every device and admin
-# path, the hostile input, the connection guard.
-valgrind_tests=(test_protocol test_abuse test_limits test_admin test_identity test_attestation)
+# path, the hostile input, the connection guard, pushes and web-hooks with every failure, faults.
+valgrind_tests=(test_protocol test_abuse test_limits test_admin test_identity test_attestation
+                test_push test_webhook test_faults)
 
 # The cmocka binaries of a build directory; a sanitizer report makes the binary exit non-zero.
 run_unit_tests() {
@@ -68,17 +71,6 @@ run_unit_tests() {
 echo "== unit tests"
 run_unit_tests "$build"
 
-if [ $# -eq 0 ]; then
-    echo "== unit tests, ASan + UBSan build ($build-asan)"
-    if [ ! -f "$build-asan/build.ninja" ]; then
-        meson setup "$build-asan" --werror -Dtests=enabled -Db_sanitize=address,undefined \
-            -Db_lundef=false >/dev/null
-    fi
-    ninja -C "$build-asan" >/dev/null
-    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-        run_unit_tests "$build-asan"
-fi
-
 echo "== house rules"
 if tests/check-banned.sh; then
     echo "check-banned: 1 passed, 0 failed"
@@ -88,19 +80,27 @@ else
     failed=$((failed + 1))
 fi
 
+# The meson suites of the test tools (apns stand-in, simulator, stand-in Apple PKI) in a
+# build directory.
+run_tool_tests() {
+    local dir=$1 meson_out p f t
+    meson_out=$(meson test -C "$dir" --suite apns --suite sim --suite lib --print-errorlogs 2>&1) ||
+        true
+    printf '%s\n' "$meson_out" | grep -E '^ *[0-9]+/[0-9]+ ' || true
+    p=$(printf '%s\n' "$meson_out" | sed -n 's/^Ok: *\([0-9]*\).*/\1/p' | tail -1)
+    f=$(printf '%s\n' "$meson_out" | sed -n 's/^Fail: *\([0-9]*\).*/\1/p' | tail -1)
+    t=$(printf '%s\n' "$meson_out" | sed -n 's/^Timeout: *\([0-9]*\).*/\1/p' | tail -1)
+    if [ -z "$p" ]; then
+        echo "meson test did not run:"
+        printf '%s\n' "$meson_out" | tail -20
+        f=1
+    fi
+    passed=$((passed + ${p:-0}))
+    failed=$((failed + ${f:-0} + ${t:-0}))
+}
+
 echo "== tool tests (meson suites: apns stand-in, simulator, stand-in Apple PKI)"
-meson_out=$(meson test -C "$build" --suite apns --suite sim --suite lib --print-errorlogs 2>&1) || true
-printf '%s\n' "$meson_out" | grep -E '^ *[0-9]+/[0-9]+ ' || true
-p=$(printf '%s\n' "$meson_out" | sed -n 's/^Ok: *\([0-9]*\).*/\1/p' | tail -1)
-f=$(printf '%s\n' "$meson_out" | sed -n 's/^Fail: *\([0-9]*\).*/\1/p' | tail -1)
-t=$(printf '%s\n' "$meson_out" | sed -n 's/^Timeout: *\([0-9]*\).*/\1/p' | tail -1)
-if [ -z "$p" ]; then
-    echo "meson test did not run:"
-    printf '%s\n' "$meson_out" | tail -20
-    f=1
-fi
-passed=$((passed + ${p:-0}))
-failed=$((failed + ${f:-0} + ${t:-0}))
+run_tool_tests "$build"
 
 # Adds the counts of the last "WHAT: N passed, N failed" line of a runner's output FILE; a runner
 # that ended without that line counts as one failure.
@@ -127,17 +127,35 @@ if [ $# -eq 0 ]; then
     add_counts fuzz "$out_file"
 fi
 
+jobs=${VOUCH_TEST_JOBS:-4}
 echo "== integration tests"
-export VOUCH_BUILD_DIR=$build
-/usr/bin/python3 tests/integration/run.py "$@" 2>&1 | tee "$out_file" || true
+VOUCH_BUILD_DIR=$build /usr/bin/python3 tests/integration/run.py --jobs "$jobs" "$@" 2>&1 |
+    tee "$out_file" || true
 add_counts integration "$out_file"
 
 if [ $# -eq 0 ]; then
+    # The same tests from an ASan + UBSan build: vouchd, vouchctl, the simulator and the
+    # stand-ins all sanitized; their reports go to files the harness checks after each class.
+    echo "== unit and integration tests, ASan + UBSan build ($build-asan)"
+    if [ ! -f "$build-asan/build.ninja" ]; then
+        meson setup "$build-asan" --werror -Dtests=enabled -Db_sanitize=address,undefined \
+            -Db_lundef=false >/dev/null
+    fi
+    ninja -C "$build-asan" >/dev/null
+    export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+    run_unit_tests "$build-asan"
+    run_tool_tests "$build-asan"
+    unset ASAN_OPTIONS UBSAN_OPTIONS
+    VOUCH_BUILD_DIR=$build-asan VOUCH_TEST_SANITIZERS=1 \
+        /usr/bin/python3 tests/integration/run.py --jobs "$jobs" >"$out_file" 2>&1 || true
+    grep -Ev '^PASS ' "$out_file" || true
+    add_counts integration "$out_file"
+
     # One integration run with vouchd under valgrind: no memory error, no definite or indirect
     # leak (a class whose vouchd exits with valgrind's error status fails).
     echo "== integration tests with vouchd under valgrind: ${valgrind_tests[*]}"
-    VOUCH_TEST_VALGRIND=1 /usr/bin/python3 tests/integration/run.py "${valgrind_tests[@]}" \
-        >"$out_file" 2>&1 || true
+    VOUCH_BUILD_DIR=$build VOUCH_TEST_VALGRIND=1 /usr/bin/python3 tests/integration/run.py \
+        --jobs "$jobs" "${valgrind_tests[@]}" >"$out_file" 2>&1 || true
     grep -Ev '^PASS ' "$out_file" || true
     add_counts integration "$out_file"
 fi
