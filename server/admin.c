@@ -207,7 +207,47 @@ static char *decode_id(const char *segment, size_t len)
     return id;
 }
 
-/* Splits "a,b,c" (percent-encoded) into ar->ids; returns a problem or NULL. */
+struct id_ref {
+    const char *id;
+    size_t pos;
+};
+
+static int id_ref_cmp(const void *a, const void *b)
+{
+    const struct id_ref *x = a, *y = b;
+    int c = strcmp(x->id, y->id);
+    return c != 0 ? c : (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+/* Keeps the first of each device id in ar->ids, in order: a device named twice is asked, pushed
+ * and reported once (O(n log n); n is at most 1000). */
+static void drop_duplicate_ids(struct admin_request *ar)
+{
+    if (ar->id_count < 2)
+        return;
+    struct id_ref *refs = calloc(ar->id_count, sizeof(*refs));
+    bool *dup = calloc(ar->id_count, sizeof(*dup));
+    if (refs == NULL || dup == NULL)
+        log_fatal("out of memory");
+    for (size_t i = 0; i < ar->id_count; i++)
+        refs[i] = (struct id_ref){ar->ids[i], i};
+    qsort(refs, ar->id_count, sizeof(*refs), id_ref_cmp);
+    for (size_t i = 1; i < ar->id_count; i++)
+        if (strcmp(refs[i].id, refs[i - 1].id) == 0)
+            dup[refs[i].pos] = true;
+    size_t kept = 0;
+    for (size_t i = 0; i < ar->id_count; i++) {
+        if (dup[i])
+            free(ar->ids[i]);
+        else
+            ar->ids[kept++] = ar->ids[i];
+    }
+    ar->id_count = kept;
+    free(dup);
+    free(refs);
+}
+
+/* Splits "a,b,c" (percent-encoded) into ar->ids, each id once; returns a problem or NULL. */
 static const char *parse_id_list(struct admin_request *ar, const char *ids)
 {
     if ((ar->ids = calloc(ENQUEUE_MAX_IDS, sizeof(char *))) == NULL)
@@ -219,8 +259,10 @@ static const char *parse_id_list(struct admin_request *ar, const char *ids)
         if ((ar->ids[ar->id_count] = decode_id(p, len)) == NULL)
             return "bad device id in the path";
         ar->id_count++;
-        if (p[len] == '\0')
+        if (p[len] == '\0') {
+            drop_duplicate_ids(ar);
             return NULL;
+        }
         p += len + 1;
     }
 }
@@ -536,6 +578,7 @@ static void handle_attest_many(struct vouchd *srv, struct evhttp_request *req)
             log_fatal("out of memory");
     }
     json_doc_free(doc);
+    drop_duplicate_ids(ar);
     start_attest(ar);
     return;
 refuse:

@@ -708,19 +708,47 @@ BEGIN
 END
 $$;
 
--- The same for many devices, one request each (vouchd builds them): one row per device.
+-- The same for many devices, one request each (vouchd builds them): one row per device, in
+-- the order given, with vouch_request_attestation's outcomes. Set-based (one statement per
+-- table, not a call per device: `attest --all` over 100,000 devices took 94 s of PostgreSQL one
+-- by one); requests are inserted in udid order, as the scheduler claims devices. A udid given
+-- twice gets one request: its second row says 'pending' with the first one's command.
 CREATE FUNCTION vouch_request_attestations(
     p_udids text[], p_command_uuids text[], p_bodies bytea[], p_nonces bytea[], p_reason text)
-RETURNS TABLE (udid text, outcome text, command_uuid text) LANGUAGE plpgsql AS $$
-BEGIN
-    FOR i IN 1 .. coalesce(array_length(p_udids, 1), 0) LOOP
-        udid := p_udids[i];
-        SELECT r.outcome, r.command_uuid INTO outcome, command_uuid
-        FROM vouch_request_attestation(p_udids[i], p_command_uuids[i], p_bodies[i], p_nonces[i],
-                                       p_reason) r;
-        RETURN NEXT;
-    END LOOP;
-END
+RETURNS TABLE (udid text, outcome text, command_uuid text) LANGUAGE sql AS $$
+    WITH given AS (
+        SELECT g.udid, g.command_uuid, g.body, g.nonce, g.ord,
+               EXISTS (SELECT 1 FROM enrollments e WHERE e.udid = g.udid) AS known
+        FROM unnest(p_udids, p_command_uuids, p_bodies, p_nonces)
+             WITH ORDINALITY AS g(udid, command_uuid, body, nonce, ord)),
+    requested AS (
+        INSERT INTO attestation_requests (command_uuid, udid, nonce, reason)
+        SELECT g.command_uuid, g.udid, g.nonce, p_reason FROM given g WHERE g.known
+        ORDER BY g.udid, g.ord
+        ON CONFLICT (udid) WHERE answered_at IS NULL DO NOTHING
+        RETURNING attestation_requests.udid, attestation_requests.command_uuid),
+    commands_made AS (
+        INSERT INTO commands (command_uuid, request_type, body)
+        SELECT r.command_uuid, 'DeviceInformation', g.body
+        FROM requested r JOIN given g ON g.command_uuid = r.command_uuid),
+    queued AS (
+        INSERT INTO command_queue (udid, command_uuid, priority)
+        SELECT r.udid, r.command_uuid, 1 FROM requested r),
+    -- The answer also tells the OS version: no separate query is needed until it comes.
+    devices_pending AS (
+        UPDATE devices d SET attestation_status = 'pending', attestation_due_at = NULL,
+            attestation_due_reason = NULL, info_due_at = NULL
+        FROM requested r WHERE d.udid = r.udid)
+    SELECT g.udid,
+           CASE WHEN NOT g.known THEN 'unknown_device'
+                WHEN r.command_uuid = g.command_uuid THEN 'queued'
+                ELSE 'pending' END,
+           CASE WHEN NOT g.known THEN NULL
+                ELSE coalesce(r.command_uuid,
+                              (SELECT p.command_uuid FROM attestation_requests p
+                               WHERE p.udid = g.udid AND p.answered_at IS NULL)) END
+    FROM given g LEFT JOIN requested r ON r.udid = g.udid
+    ORDER BY g.ord
 $$;
 
 -- Ends a pending request without a verdict (error answer, or re-enrollment).

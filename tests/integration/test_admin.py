@@ -227,6 +227,20 @@ class EnqueueTest(VouchTestCase):
             self.assertEqual(self.command_status(d.udid, cmd["CommandUUID"])[0]["status"],
                              "Acknowledged")
 
+    def test_enqueue_names_each_device_once(self):
+        a = self.enrolled_device()
+        self.assertEmpty200(a.settle_attestation(), "attestation request")
+        ghost = "00000000-0000-0000-0000-0000000000AB"
+        cmd = command_plist("ProfileList")
+        r = self.vouchd.enqueue([a.udid, ghost, a.udid, ghost], cmd)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.body.count(a.udid.encode()), 1, f"{a.udid} answered twice: {r!r}")
+        self.assertEqual(r.body.count(ghost.encode()), 1, f"{ghost} answered twice: {r!r}")
+        self.assertEqual(r.json()["status"][a.udid], {"queued": True})
+        self.assertCommand(a.idle(), cmd["CommandUUID"], "Idle")
+        self.assertEmpty200(a.report("Acknowledged", cmd["CommandUUID"], ProfileList=[]),
+                            "the command was queued once")
+
     def test_enqueue_only_unknown_udids(self):
         ghost = "00000000-0000-0000-0000-0000000000BB"
         r = self.vouchd.enqueue([ghost], command_plist("ProfileList"))

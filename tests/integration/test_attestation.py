@@ -428,6 +428,17 @@ class AttestationRequestTest(AttestationCase):
         _att, entry = self.assertVerdict(done, cu, "verified", None, "fresh", "bulk request")
         self.assertEqual(entry["request_reason"], "operator", entry)
 
+    def test_bulk_attest_names_a_device_once(self):
+        dev = self.iphone()
+        self.attest_fresh(dev, "first attestation")
+        r = self.vouchd.admin("POST", "/v1/attest",
+                              body=json.dumps({"udids": [dev.udid, dev.udid, dev.udid]}),
+                              content_type="application/json")
+        self.assertStatus(r, 200, "POST /v1/attest")
+        self.assertEqual(r.body.count(dev.udid.encode()), 1, f"answered more than once: {r!r}")
+        self.assertIs(r.json()["results"][dev.udid].get("queued"), True, repr(r))
+        self.assertEqual(len(self.pending_requests(dev.udid)), 1, "one request, not three")
+
     def test_bulk_attest_bad_bodies(self):
         dev = self.iphone()
         for name, body in [("not JSON", b"{udids: [}"),
