@@ -710,9 +710,9 @@ $$;
 
 -- The same for many devices, one request each (vouchd builds them): one row per device, in
 -- the order given, with vouch_request_attestation's outcomes. Set-based (one statement per
--- table, not a call per device: `attest --all` over 100,000 devices took 94 s of PostgreSQL one
--- by one); requests are inserted in udid order, as the scheduler claims devices. A udid given
--- twice gets one request: its second row says 'pending' with the first one's command.
+-- table, not a call per device: 10,000 fresh requests in 0.9-1.1 s instead of 1.5 s); requests
+-- are inserted in udid order. A udid given twice gets one request: its second row says
+-- 'pending' with the first one's command.
 CREATE FUNCTION vouch_request_attestations(
     p_udids text[], p_command_uuids text[], p_bodies bytea[], p_nonces bytea[], p_reason text)
 RETURNS TABLE (udid text, outcome text, command_uuid text) LANGUAGE sql AS $$
