@@ -522,9 +522,14 @@ BEGIN
                 AND p_os_version IS NOT NULL)
             OR (d.build_version IS NOT NULL AND p_build_version IS DISTINCT FROM d.build_version
                 AND p_build_version IS NOT NULL);
-    UPDATE devices SET os_version = coalesce(p_os_version, os_version),
-        build_version = coalesce(p_build_version, build_version), updated_at = vouch_now()
-    WHERE udid = p_udid;
+    -- Written only when it differs: most answers say what is known, and each UPDATE of a
+    -- devices row is a new row version with new index entries.
+    IF (p_os_version IS NOT NULL AND p_os_version IS DISTINCT FROM d.os_version)
+       OR (p_build_version IS NOT NULL AND p_build_version IS DISTINCT FROM d.build_version) THEN
+        UPDATE devices SET os_version = coalesce(p_os_version, os_version),
+            build_version = coalesce(p_build_version, build_version), updated_at = vouch_now()
+        WHERE udid = p_udid;
+    END IF;
     IF NOT changed THEN
         RETURN false;  -- the same, or the first sighting
     END IF;
@@ -943,7 +948,8 @@ BEGIN
         attestation_id = new_id,
         os_change_pending = os_change_pending AND NOT covered,
         info_due_at = vouch_now() + (SELECT info_interval FROM scheduler_policy),
-        updated_at = vouch_now()
+        updated_at = vouch_now(),
+        last_seen_at = vouch_now()  -- the device answered: vouch_report need not write it again
     WHERE udid = p_udid;
     PERFORM vouch_plan_attestation(p_udid, p_verdict->>'status');
     IF p_verdict->>'status' IN ('verified', 'failed') THEN
@@ -1045,7 +1051,8 @@ BEGIN
         END IF;
     END IF;
 
-    UPDATE devices SET last_seen_at = vouch_now() WHERE udid = p_udid;
+    UPDATE devices SET last_seen_at = vouch_now()
+    WHERE udid = p_udid AND last_seen_at IS DISTINCT FROM vouch_now();  -- once per transaction
     PERFORM vouch_emit_mdm('mdm.Connect', p_udid, p_report, p_status, p_command_uuid, NULL);
 
     SELECT q.command_uuid, c.body INTO next_command_uuid, next_body
