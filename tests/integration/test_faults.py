@@ -31,7 +31,7 @@ import h2_apns
 from harness import VouchTestCase, command_plist, wait_for
 from test_push import PushResponder, PushTestCase, metric
 from test_scheduler import insert_fleet
-from test_webhook import Receiver
+from test_webhook import Receiver, WebhookCase
 
 DEVICES = 12
 COMMANDS_PER_DEVICE = 30
@@ -405,23 +405,9 @@ class ApnsTroubleUnderLoadTest(RespondingFleetCase):
         self.assertAlive("after APNs trouble")
 
 
-class WebhookFlappingTest(VouchTestCase):
+class WebhookFlappingTest(WebhookCase):
     """The receiver flaps (down, 500, up) while devices make events; once it is stable every
     event arrives."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.receiver = Receiver().start()
-        cls.vouchd_config = {"webhook_url": cls.receiver.url,
-                             "webhook_secret": secrets.token_hex(16), "webhook_timeout": "2s"}
-        super().setUpClass()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            cls.receiver.stop()
 
     def flap(self, stop, phases):
         """Down, failing, up, ... until stop is set; then up for good."""
