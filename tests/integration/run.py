@@ -245,7 +245,10 @@ def parallel_main(groups, jobs, totals):
     workers = [Worker(i, jobs) for i in range(min(jobs, len(groups)))]
     for w in workers:
         sel.register(w.proc.stdout, selectors.EVENT_READ, w)
-        w.give(pending.pop(0)) if pending else w.finish()
+        if pending:
+            w.give(pending.pop(0))
+        else:
+            w.finish()
     live = len(workers)
     while live:
         for key, _ in sel.select():
