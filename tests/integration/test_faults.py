@@ -36,6 +36,7 @@ from test_webhook import Receiver, WebhookCase
 DEVICES = 12
 COMMANDS_PER_DEVICE = 30
 DEADLINE_S = 90.0
+RECOVERY_DEADLINE_S = 120.0  # pushes, retries and deliveries after a fault: backoff included
 
 
 class Ledger:
@@ -258,9 +259,6 @@ class RespondingFleetCase(PushTestCase):
         self.assertEqual(self.responder.errors, [], "the simulated devices ran into errors")
 
 
-DEADLINE_S_PUSH = 120.0
-
-
 class VouchdKilledResumesWorkTest(RespondingFleetCase):
     """SIGKILL while pushes wait for APNs, web-hook events for a receiver that is down, and a
     fleet is about to fall due: the restarted vouchd resumes all three."""
@@ -322,17 +320,17 @@ class VouchdKilledResumesWorkTest(RespondingFleetCase):
 
         wait_for(lambda: (set((d.udid, c["CommandUUID"]) for d in devs)
                           <= self.answered_for(devs, [c["CommandUUID"]])),
-                 DEADLINE_S_PUSH, what="the devices pushed again and their commands answered")
+                 RECOVERY_DEADLINE_S, what="the devices pushed again and their commands answered")
         tokens = {hashlib.sha256(("t" + u).encode()).hexdigest(): u for u in fleet}
 
         def fleet_pushed():
             return {tokens[r.token] for r in self.apns.requests()
                     if r.token in tokens and r.answer == "200"}
-        wait_for(lambda: len(fleet_pushed()) == len(fleet), DEADLINE_S_PUSH,
+        wait_for(lambda: len(fleet_pushed()) == len(fleet), RECOVERY_DEADLINE_S,
                  what="every device that fell due requested and pushed")
         requested = int(self.psql("SELECT count(DISTINCT udid) FROM attestation_requests "
                                   "WHERE udid LIKE 'RESUME-%'"))
-        wait_for(lambda: self.events_not_delivered() == 0, DEADLINE_S_PUSH,
+        wait_for(lambda: self.events_not_delivered() == 0, RECOVERY_DEADLINE_S,
                  what="every web-hook event delivered")
         stored = set(self.psql("SELECT event_id FROM events").split())
         delivered = set(self.receiver.delivered())
@@ -382,7 +380,7 @@ class ApnsTroubleUnderLoadTest(RespondingFleetCase):
         self.apns.drop_connections()  # and the network fails once, whatever is in flight
         wanted = {(u, c["CommandUUID"]) for u in udids for c in commands}
         cus = [c["CommandUUID"] for c in commands]
-        wait_for(lambda: wanted <= self.answered_for(devs, cus), DEADLINE_S_PUSH,
+        wait_for(lambda: wanted <= self.answered_for(devs, cus), RECOVERY_DEADLINE_S,
                  interval=0.5, what="every command answered")
         recs = [r for r in self.apns.requests() if r.seq > seq0]
         answers = collections.Counter(r.answer or "none" for r in recs)
