@@ -680,44 +680,12 @@ BEGIN
 END
 $$;
 
--- Asks a device for an attestation: queues the DeviceInformation command the server built
--- (p_body, carrying p_nonce) unless a request is already pending. outcome is 'queued',
--- 'pending' (command_uuid is then the pending one) or 'unknown_device'.
-CREATE FUNCTION vouch_request_attestation(
-    p_udid text, p_command_uuid text, p_body bytea, p_nonce bytea, p_reason text,
-    OUT outcome text, OUT command_uuid text)
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM enrollments e WHERE e.udid = p_udid) THEN
-        outcome := 'unknown_device';
-        RETURN;
-    END IF;
-    INSERT INTO attestation_requests (command_uuid, udid, nonce, reason)
-    VALUES (p_command_uuid, p_udid, p_nonce, p_reason)
-    ON CONFLICT (udid) WHERE answered_at IS NULL DO NOTHING;
-    IF NOT FOUND THEN
-        outcome := 'pending';
-        SELECT r.command_uuid INTO command_uuid FROM attestation_requests r
-        WHERE r.udid = p_udid AND r.answered_at IS NULL;
-        RETURN;
-    END IF;
-    INSERT INTO commands (command_uuid, request_type, body)
-    VALUES (p_command_uuid, 'DeviceInformation', p_body);
-    INSERT INTO command_queue (udid, command_uuid, priority) VALUES (p_udid, p_command_uuid, 1);
-    -- The answer also tells the OS version: no separate query is needed until it comes.
-    UPDATE devices SET attestation_status = 'pending', attestation_due_at = NULL,
-        attestation_due_reason = NULL, info_due_at = NULL
-    WHERE udid = p_udid;
-    outcome := 'queued';
-    command_uuid := p_command_uuid;
-END
-$$;
-
--- The same for many devices, one request each (vouchd builds them): one row per device, in
--- the order given, with vouch_request_attestation's outcomes. Set-based (one statement per
--- table, not a call per device: 10,000 fresh requests in 0.9-1.1 s instead of 1.5 s); requests
--- are inserted in udid order. A udid given twice gets one request: its second row says
--- 'pending' with the first one's command.
+-- Asks devices for an attestation: for each, queues the DeviceInformation command the server
+-- built (carrying its nonce) unless a request is already pending. One row per device, in the
+-- order given: outcome 'queued', 'pending' (command_uuid is then the pending one) or
+-- 'unknown_device'. Set-based, one statement per table (10,000 fresh requests in 0.9-1.1 s;
+-- a PL/pgSQL call per device took 1.5 s); requests are inserted in udid order. A udid given
+-- twice gets one request: its second row says 'pending' with the first one's command.
 CREATE FUNCTION vouch_request_attestations(
     p_udids text[], p_command_uuids text[], p_bodies bytea[], p_nonces bytea[], p_reason text)
 RETURNS TABLE (udid text, outcome text, command_uuid text) LANGUAGE sql AS $$
@@ -882,8 +850,9 @@ BEGIN
         WHERE udid = p_udid;
         IF p_attest_command_uuid IS NOT NULL THEN
             SELECT r.outcome INTO queued
-            FROM vouch_request_attestation(p_udid, p_attest_command_uuid, p_attest_body,
-                                           p_attest_nonce, 'enrollment') r;
+            FROM vouch_request_attestations(ARRAY[p_udid], ARRAY[p_attest_command_uuid],
+                                            ARRAY[p_attest_body], ARRAY[p_attest_nonce],
+                                            'enrollment') r;
         END IF;
         IF queued = 'queued' THEN
             RETURN 'ok_queued';

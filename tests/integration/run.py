@@ -229,13 +229,19 @@ class Worker:
     def give(self, group):
         self.group = group
         self.lines = []
-        self.proc.stdin.write(" ".join(group) + "\n")
-        self.proc.stdin.flush()
+        try:
+            self.proc.stdin.write(" ".join(group) + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass  # the worker died: its end of output says so, and group counts as failed
 
     def finish(self):
         self.closing = True
         self.group = None
-        self.proc.stdin.close()
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
 
 
 def parallel_main(groups, jobs, totals):

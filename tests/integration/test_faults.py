@@ -31,7 +31,7 @@ import h2_apns
 from harness import VouchTestCase, command_plist, wait_for
 from test_push import PushResponder, PushTestCase, metric
 from test_scheduler import insert_fleet
-from test_webhook import Receiver, WebhookCase
+from test_webhook import WebhookCase
 
 DEVICES = 12
 COMMANDS_PER_DEVICE = 30
@@ -259,27 +259,9 @@ class RespondingFleetCase(PushTestCase):
         self.assertEqual(self.responder.errors, [], "the simulated devices ran into errors")
 
 
-class VouchdKilledResumesWorkTest(RespondingFleetCase):
+class VouchdKilledResumesWorkTest(RespondingFleetCase, WebhookCase):
     """SIGKILL while pushes wait for APNs, web-hook events for a receiver that is down, and a
     fleet is about to fall due: the restarted vouchd resumes all three."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.receiver = Receiver().start()
-        cls.extra_config = {"webhook_url": cls.receiver.url,
-                            "webhook_secret": secrets.token_hex(16), "webhook_timeout": "2s"}
-        try:
-            super().setUpClass()
-        except BaseException:
-            cls.receiver.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            cls.receiver.stop()
 
     def events_not_delivered(self):
         return int(self.psql("SELECT count(*) FROM event_deliveries WHERE status <> 'delivered'"))

@@ -112,8 +112,9 @@ class WebhookCase(VouchTestCase):
         cls.others = [Receiver() for _ in range(cls.more_receivers)]
         cls.secret = secrets.token_hex(16)
         urls = ", ".join(r.url for r in [cls.receiver] + cls.others)
-        cls.vouchd_config = dict({"webhook_url": urls, "webhook_secret": cls.secret,
-                                  "webhook_timeout": "2s"}, **cls.webhook_config)
+        # Added to what a class before this one in the MRO configured (e.g. PushTestCase).
+        cls.vouchd_config = dict(cls.vouchd_config, webhook_url=urls, webhook_secret=cls.secret,
+                                 webhook_timeout="2s", **cls.webhook_config)
         super().setUpClass()
 
     @classmethod
