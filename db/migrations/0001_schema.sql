@@ -680,48 +680,52 @@ BEGIN
 END
 $$;
 
--- Asks devices for an attestation: for each, queues the DeviceInformation command the server
--- built (carrying its nonce) unless a request is already pending. One row per device, in the
--- order given: outcome 'queued', 'pending' (command_uuid is then the pending one) or
--- 'unknown_device'. Set-based, one statement per table (10,000 fresh requests in 0.9-1.1 s;
--- a PL/pgSQL call per device took 1.5 s); requests are inserted in udid order. A udid given
--- twice gets one request: its second row says 'pending' with the first one's command.
+-- Asks a device for an attestation: queues the DeviceInformation command the server built
+-- (p_body, carrying p_nonce) unless a request is already pending. outcome is 'queued',
+-- 'pending' (command_uuid is then the pending one) or 'unknown_device'.
+CREATE FUNCTION vouch_request_attestation(
+    p_udid text, p_command_uuid text, p_body bytea, p_nonce bytea, p_reason text,
+    OUT outcome text, OUT command_uuid text)
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM enrollments e WHERE e.udid = p_udid) THEN
+        outcome := 'unknown_device';
+        RETURN;
+    END IF;
+    INSERT INTO attestation_requests (command_uuid, udid, nonce, reason)
+    VALUES (p_command_uuid, p_udid, p_nonce, p_reason)
+    ON CONFLICT (udid) WHERE answered_at IS NULL DO NOTHING;
+    IF NOT FOUND THEN
+        outcome := 'pending';
+        SELECT r.command_uuid INTO command_uuid FROM attestation_requests r
+        WHERE r.udid = p_udid AND r.answered_at IS NULL;
+        RETURN;
+    END IF;
+    INSERT INTO commands (command_uuid, request_type, body)
+    VALUES (p_command_uuid, 'DeviceInformation', p_body);
+    INSERT INTO command_queue (udid, command_uuid, priority) VALUES (p_udid, p_command_uuid, 1);
+    -- The answer also tells the OS version: no separate query is needed until it comes.
+    UPDATE devices SET attestation_status = 'pending', attestation_due_at = NULL,
+        attestation_due_reason = NULL, info_due_at = NULL
+    WHERE udid = p_udid;
+    outcome := 'queued';
+    command_uuid := p_command_uuid;
+END
+$$;
+
+-- The same for many devices, one request each (vouchd builds them): one row per device.
 CREATE FUNCTION vouch_request_attestations(
     p_udids text[], p_command_uuids text[], p_bodies bytea[], p_nonces bytea[], p_reason text)
-RETURNS TABLE (udid text, outcome text, command_uuid text) LANGUAGE sql AS $$
-    WITH given AS (
-        SELECT g.udid, g.command_uuid, g.body, g.nonce, g.ord,
-               EXISTS (SELECT 1 FROM enrollments e WHERE e.udid = g.udid) AS known
-        FROM unnest(p_udids, p_command_uuids, p_bodies, p_nonces)
-             WITH ORDINALITY AS g(udid, command_uuid, body, nonce, ord)),
-    requested AS (
-        INSERT INTO attestation_requests (command_uuid, udid, nonce, reason)
-        SELECT g.command_uuid, g.udid, g.nonce, p_reason FROM given g WHERE g.known
-        ORDER BY g.udid, g.ord
-        ON CONFLICT (udid) WHERE answered_at IS NULL DO NOTHING
-        RETURNING attestation_requests.udid, attestation_requests.command_uuid),
-    commands_made AS (
-        INSERT INTO commands (command_uuid, request_type, body)
-        SELECT r.command_uuid, 'DeviceInformation', g.body
-        FROM requested r JOIN given g ON g.command_uuid = r.command_uuid),
-    queued AS (
-        INSERT INTO command_queue (udid, command_uuid, priority)
-        SELECT r.udid, r.command_uuid, 1 FROM requested r),
-    -- The answer also tells the OS version: no separate query is needed until it comes.
-    devices_pending AS (
-        UPDATE devices d SET attestation_status = 'pending', attestation_due_at = NULL,
-            attestation_due_reason = NULL, info_due_at = NULL
-        FROM requested r WHERE d.udid = r.udid)
-    SELECT g.udid,
-           CASE WHEN NOT g.known THEN 'unknown_device'
-                WHEN r.command_uuid = g.command_uuid THEN 'queued'
-                ELSE 'pending' END,
-           CASE WHEN NOT g.known THEN NULL
-                ELSE coalesce(r.command_uuid,
-                              (SELECT p.command_uuid FROM attestation_requests p
-                               WHERE p.udid = g.udid AND p.answered_at IS NULL)) END
-    FROM given g LEFT JOIN requested r ON r.udid = g.udid
-    ORDER BY g.ord
+RETURNS TABLE (udid text, outcome text, command_uuid text) LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(p_udids, 1), 0) LOOP
+        udid := p_udids[i];
+        SELECT r.outcome, r.command_uuid INTO outcome, command_uuid
+        FROM vouch_request_attestation(p_udids[i], p_command_uuids[i], p_bodies[i], p_nonces[i],
+                                       p_reason) r;
+        RETURN NEXT;
+    END LOOP;
+END
 $$;
 
 -- Ends a pending request without a verdict (error answer, or re-enrollment).
@@ -850,9 +854,8 @@ BEGIN
         WHERE udid = p_udid;
         IF p_attest_command_uuid IS NOT NULL THEN
             SELECT r.outcome INTO queued
-            FROM vouch_request_attestations(ARRAY[p_udid], ARRAY[p_attest_command_uuid],
-                                            ARRAY[p_attest_body], ARRAY[p_attest_nonce],
-                                            'enrollment') r;
+            FROM vouch_request_attestation(p_udid, p_attest_command_uuid, p_attest_body,
+                                           p_attest_nonce, 'enrollment') r;
         END IF;
         IF queued = 'queued' THEN
             RETURN 'ok_queued';
