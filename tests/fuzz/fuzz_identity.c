@@ -1,6 +1,7 @@
 /* libFuzzer target: Mdm-Signature and proxy certificate headers through identity.c.
- * The trust store is the Apple attestation root from shared/testdata: any PEM CA will do, the
- * target exercises decoding and CMS parsing, which run before any chain is trusted. */
+ * The trust store is the Apple attestation root vouchd builds in (VOUCH_FUZZ_CA, or the path from
+ * the repository root): any PEM CA will do, the target exercises decoding and CMS parsing, which
+ * run before any chain is trusted. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     const char *path = getenv("VOUCH_FUZZ_CA");
     if (path == NULL)
-        path = "../shared/testdata/apple/apple-enterprise-attestation-root-ca.pem";
+        path = "server/certs/apple-enterprise-attestation-root-ca.pem";
     FILE *f = fopen(path, "rb");
     char pem[8192];
     size_t len = f ? fread(pem, 1, sizeof(pem), f) : 0;

@@ -3,7 +3,7 @@
 Environment:
     VOUCH_BUILD_DIR    build directory (default <repo>/build): server/vouchd, cli/vouchctl,
                        tests/sim/vouch-sim
-    VOUCH_PEER_PLISTS  captured peer plists (default ../shared/testdata/peer-plists beside the repo)
+    VOUCH_PEER_PLISTS  captured peer plists (default tests/testdata/peer-plists)
     CI=true            whatever the tests need and cannot reach is a failure, never a skip
     VOUCH_KEEP_TEST_DIRS=1  keep the PostgreSQL directory after the run
     VOUCH_TEST_VALGRIND=1   every vouchd runs under valgrind
@@ -44,8 +44,7 @@ VOUCHD = os.path.join(BUILD_DIR, "server", "vouchd")
 VOUCHCTL = os.path.join(BUILD_DIR, "cli", "vouchctl")
 VOUCH_SIM = os.path.join(BUILD_DIR, "tests", "sim", "vouch-sim")
 PEER_PLISTS = os.environ.get("VOUCH_PEER_PLISTS",
-                             os.path.join(HERE, "..", "..", "..", "shared", "testdata",
-                                          "peer-plists"))
+                             os.path.join(REPO, "tests", "testdata", "peer-plists"))
 RUN_DIR = os.path.join(REPO, "tests", ".run", "integration")
 IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 # VOUCH_TEST_VALGRIND=1: every vouchd runs under valgrind (memcheck, leak check); a class whose

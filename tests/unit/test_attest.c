@@ -1,7 +1,7 @@
 /* Unit tests of server/attest.c and server/attest_json.c: the Managed Device Attestation verifier.
  *
- * Apple's part comes from ../shared/testdata/apple (a real leaf, its decoded .expected.json and
- * the real root). Everything that needs a chain Apple would sign comes from the stand-in PKI of
+ * Apple's part is real: the root vouchd builds in (server/certs/) and a real leaf with its decoded
+ * .expected.json (tests/testdata/apple/, provenance in tests/testdata/README.md). Everything that needs a chain Apple would sign comes from the stand-in PKI of
  * tests/lib/fake_apple.h; certificates its spec cannot describe (an expired sub CA with the real
  * sub CA's key, items of an exact size, leaves with extra standard extensions) are crafted here
  * with the stand-in's keys, read back through fake_apple_save().
@@ -34,10 +34,10 @@
 #include "fake_apple.h"
 #include "json.h"
 
-#define TESTDATA "../shared/testdata/apple/"
+#define TESTDATA "tests/testdata/apple/" /* the tests run from the repository root */
 #define REAL_LEAF_PEM TESTDATA "real-leaf-macos-TMWFWWWP67.pem"
 #define REAL_LEAF_JSON TESTDATA "real-leaf-macos-TMWFWWWP67.expected.json"
-#define APPLE_ROOT_PEM_FILE TESTDATA "apple-enterprise-attestation-root-ca.pem"
+#define APPLE_ROOT_PEM_FILE "server/certs/apple-enterprise-attestation-root-ca.pem"
 #define APPLE_ROOT_SHA256 "ccf59ef8fcb3017d97f8b5fa6fa90e7a3f9283f76b55ac6cf6eda8b8b949f05b"
 #define APPLE_ARC "1.2.840.113635.100.8."
 

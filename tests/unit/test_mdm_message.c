@@ -13,8 +13,8 @@
 
 #include "mdm_message.h"
 
-/* The tests run with the repository root as working directory; testdata is beside it. */
-#define PEER_DIR "../shared/testdata/peer-plists/"
+/* The tests run with the repository root as working directory. */
+#define PEER_DIR "tests/testdata/peer-plists/"
 
 #define PL_HEAD                                                                                    \
     "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"                                                 \
