@@ -1,6 +1,6 @@
 /*
  * attest: verifies a Managed Device Attestation, the Apple-signed certificate chain a device
- * returns for the DevicePropertiesAttestation query (../shared/spec/attestation.md).
+ * returns for the DevicePropertiesAttestation query (docs/attestation.md).
  *
  * Pure: no I/O, no clock (the caller passes the verification time), used by vouchd and by
  * `vouchctl verify`. The verifier owns the trust anchors (attestation_roots) and a small cache of

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# House rule (../shared/STYLE.md, after curl): no unbounded or error-blind C library calls.
+# House rule (docs/hacking.md, after curl): no unbounded or error-blind C library calls.
 # Prints each use and exits 1 if there is any.
 cd "$(dirname "$0")/.." || exit 2
 if grep -rnE '\b(sprintf|vsprintf|strcpy|strcat|strncat|atoi|atol|atoll|gets|strtok)\s*\(' \

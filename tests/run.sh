@@ -71,14 +71,23 @@ run_unit_tests() {
 echo "== unit tests"
 run_unit_tests "$build"
 
+# One house rule: a command that exits 0 when the rule holds (docs/hacking.md).
+run_house_rule() {
+    local name=$1
+    shift
+    if "$@"; then
+        echo "$name: 1 passed, 0 failed"
+        passed=$((passed + 1))
+    else
+        echo "$name: 0 passed, 1 failed"
+        failed=$((failed + 1))
+    fi
+}
+
 echo "== house rules"
-if tests/check-banned.sh; then
-    echo "check-banned: 1 passed, 0 failed"
-    passed=$((passed + 1))
-else
-    echo "check-banned: 0 passed, 1 failed"
-    failed=$((failed + 1))
-fi
+run_house_rule check-banned tests/check-banned.sh
+run_house_rule check-self-contained tests/check-self-contained.py
+run_house_rule check-self-contained-finds tests/check-self-contained.py --self-test
 
 # The meson suites of the test tools (apns stand-in, simulator, stand-in Apple PKI) in a
 # build directory.

@@ -339,7 +339,7 @@ class Device:
     # vouchd queues by itself, on an enrollment's first TokenUpdate (the first after each
     # Authenticate), a DeviceInformation command asking for DevicePropertiesAttestation with a
     # fresh nonce, ahead of every other command. These helpers take and answer that request, so a
-    # test that needs an empty queue can get one (see ../../../shared/spec/attestation.md).
+    # test that needs an empty queue can get one (see docs/attestation.md).
     ATTESTATION_QUERY = "DevicePropertiesAttestation"
     ATTESTATION_NONCE_BYTES = 32
     ANSWERS = ("unsupported", "bare", "error", "formaterror", "notnow")

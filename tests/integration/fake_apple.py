@@ -1,7 +1,7 @@
 """A stand-in for Apple's Managed Device Attestation PKI, for the integration tests.
 
 Independent of vouchd (shares no code with server/attest.c): made here with `cryptography`, shaped
-after ../shared/spec/attestation.md and the real leaf in ../shared/testdata/apple/:
+after docs/attestation.md and the real leaf in tests/testdata/apple/:
 
     root    "Apple Enterprise Attestation Root CA", P-384, ECDSA-SHA384, CA:TRUE, SKI, KU certSign
     sub CA  "Apple Enterprise Attestation Sub CA 1", P-384, ECDSA-SHA384, CA:TRUE pathlen 0,
@@ -226,7 +226,7 @@ class AttestationPKI:
              .not_valid_before(nb).not_valid_after(na)
              .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
              .add_extension(_leaf_key_usage(), critical=True))
-        # The order of the real leaf (testdata/apple/real-leaf-macos-TMWFWWWP67.expected.json).
+        # The order of the real leaf (tests/testdata/apple/real-leaf-macos-TMWFWWWP67.expected.json).
         props = [(OID_SEPOS_VERSION, sepos_version, _raw),
                  (OID_LLB_VERSION, llb_version, _raw),
                  (OID_OS_VERSION, os_version, _raw),

@@ -3,9 +3,9 @@
 stand-in Apple PKI (fake_apple.py, trusted through attestation_roots), and the admin API shows the
 verdict, its reason, freshness, properties and history.
 
-Contract: ../shared/spec/attestation.md and ../shared/spec/interfaces.md (device object, reason
-codes), and the lead's brief for the request shape, POST /v1/devices/{udid}/attest, POST /v1/attest
-and GET /v1/devices/{udid}/attestations.
+Contract: docs/attestation.md (the request, the verdict, the reason codes) and docs/api.md (the
+device object, POST /v1/devices/{udid}/attest, POST /v1/attest and
+GET /v1/devices/{udid}/attestations).
 """
 
 import datetime

@@ -2,7 +2,7 @@
 
 vouchd has a push certificate (its topic goes into the profile), public_url, and either a SCEP
 server or an ACME directory for the device's identity. What must hold
-(../shared/spec/mdm-protocol.md, Enrollment profile):
+(docs/protocol.md, Enrollment profile):
   * the answer is application/x-apple-aspen-config and parses as a plist whose MDM payload has
     ServerURL, CheckInURL, Topic, SignMessage, AccessRights, CheckOutWhenRemoved,
     ServerCapabilities and an IdentityCertificateUUID naming the identity payload it carries;

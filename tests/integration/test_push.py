@@ -3,7 +3,7 @@ independent HTTP/2 server (h2_apns.py: Python's ssl + the h2 package, not the pr
 
 vouchd is configured with a push certificate (UID=com.apple.mgmt.External.<uuid>) from the
 stand-in's "Apple" CA, apns_url pointing at the stand-in and apns_ca at its server CA. What must
-hold (../shared/spec/mdm-protocol.md, Push; issue 4):
+hold (docs/protocol.md, Push; issue 4):
   * every push is `POST /3/device/<hex token>` with apns-topic = the certificate's UID,
     apns-push-type mdm, apns-expiration about now + 7 days, apns-priority 10, body exactly
     {"mdm":"<PushMagic>"};

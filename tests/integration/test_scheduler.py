@@ -5,7 +5,7 @@ Time is the database's clock (vouch_now() = now() + vouch_clock.skew): a test mo
 with one UPDATE and wakes the instances with NOTIFY vouch_scheduler, as an instance does when it
 makes work due; vouchd verifies attestations at that clock too. So weeks pass in a second.
 
-What must hold (../shared/spec/attestation.md, caching and the 7-day limit):
+What must hold (docs/attestation.md, caching and the 7-day limit):
   * after enrollment, next_due_at is at least attestation_min_interval after the attestation
     Apple generated (its leaf's notBefore), and no later than attestation_max_age after it;
   * an OS change (here seen in the answer to the light DeviceInformation query) is stored as a

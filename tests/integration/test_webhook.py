@@ -2,12 +2,12 @@
 HMAC, retries, a receiver that is down, slow or failing, and vouchd killed while delivering.
 
 The receiver here is Python's own HTTP server (not vouchd's code): it records every POST with its
-headers and answers as a test tells it. What must hold (../shared/spec/interfaces.md, Web-hooks):
+headers and answers as a test tells it. What must hold (docs/api.md, Web-hooks):
   * every event is POSTed as JSON with X-Hmac-Signature = base64(HMAC-SHA256(body, secret));
   * nothing is lost: a receiver that was down gets, once back, every event of the run, and a
     500 is retried until a 2xx;
   * the MDM events validate against NanoMDM's JSON schema and match its examples field for
-    field (testdata/peer-plists/nanomdm/service__webhook__*.json), for the same request bodies;
+    field (tests/testdata/peer-plists/nanomdm/service__webhook__*.json), for the same request bodies;
   * attestation.verified / attestation.failed / device.os_changed carry the device object;
   * a slow receiver does not slow device traffic; a vouchd killed mid-delivery delivers after a
     restart (at least once: event_id lets receivers drop the duplicate).

@@ -4,7 +4,7 @@
  * Apple's real "Enterprise Attestation Sub CA 1" and its key are not public, so tests cannot get
  * real attestations for their own devices. This module builds a hierarchy of the same shape (a
  * P-384 self-signed root, a P-384 sub CA with pathlen 0, ECDSA-SHA384 everywhere) and issues leaves
- * shaped like Apple's (../../shared/spec/attestation.md): P-384 key, no authority or subject key
+ * shaped like Apple's (docs/attestation.md): P-384 key, no authority or subject key
  * identifier, critical basicConstraints CA:FALSE, critical keyUsage 0xF0, subject
  * "CN=<64 hex>, OU=AAA Certification, O=Apple Inc., ST=California", 91 days of validity, and the
  * non-critical extensions of arc 1.2.840.113635.100.8 whose value is the OCTET STRING contents: raw
