@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Vouch in a minute, on one Debian 12 machine: installs what is missing, builds, starts a
-# private PostgreSQL under .vouch/ (git-ignored), a stand-in APNs and a small web-hook receiver,
-# runs vouchd on 127.0.0.1:8080 with freshly generated test identity CAs, and enrolls a
+# Vouch on one Debian 12 machine: installs what is missing, builds, starts a private PostgreSQL
+# (see below), a stand-in APNs and a small web-hook receiver, runs vouchd on 127.0.0.1:8080 (--listen)
+# with freshly generated test identity CAs (state in .vouch/, git-ignored), and enrolls a
 # simulated fleet of 50 iPhones, iPads and Apple TVs whose attestations are signed by stand-in
 # Apple hierarchies: some models too old to attest, one device that answers with another
 # device's attestation, one that replays an attestation made for a nonce vouchd never sent.
@@ -9,28 +9,39 @@
 # DeviceInformation command; then it shows every verdict, the web-hook events, and how to ask
 # for a re-attestation.
 #
-# Usage: deploy/quickstart.sh [--once] [--devices N]
-#   --once   stop everything after the demonstration instead of waiting for Ctrl-C
-#   --devices N   the size of the honest part of the fleet (default 47; 3 misbehave)
+# PostgreSQL's files: as root, the server runs as the postgres user, who cannot enter a clone in
+# root's home (mode 700), so they go to that user's home, one cluster per clone:
+# /var/lib/postgresql/vouch-quickstart/<hash of the clone's path>. Otherwise .vouch/pg.
+#
+# Usage: deploy/quickstart.sh [--once] [--listen ADDR:PORT] [--devices N]
+#   --once              stop everything after the demonstration instead of waiting for Ctrl-C
+#   --listen ADDR:PORT  where vouchd listens (default 127.0.0.1:8080)
+#   --devices N         the size of the honest part of the fleet (default 47; 3 misbehave)
 set -euo pipefail
 
 once=false
 devices=47
+listen=127.0.0.1:8080
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
     --once) once=true ;;
-    --devices) devices=$2; shift ;;
-    -h | --help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "quickstart: unknown argument $1" >&2; exit 2 ;;
+    --devices | --listen)
+        [ $# -ge 2 ] || { echo "quickstart: $1 needs a value" >&2; exit 2; }
+        if [ "$1" = --devices ]; then devices=$2; else listen=$2; fi
+        shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "quickstart: unknown argument $1" >&2; usage >&2; exit 2 ;;
     esac
     shift
 done
+[[ "$devices" =~ ^[1-9][0-9]*$ ]] || { echo "quickstart: --devices takes a positive number" >&2; exit 2; }
+[[ "$listen" =~ ^[^:]+:[0-9]+$ ]] || { echo "quickstart: --listen takes ADDR:PORT" >&2; exit 2; }
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 state=$repo/.vouch
 build=$repo/build-quickstart
-listen=127.0.0.1:8080
 url=http://$listen
 
 packages=(meson ninja-build pkg-config gcc libevent-dev libcurl4-openssl-dev libnghttp2-dev
@@ -72,12 +83,26 @@ cleanup() {
             wait "$pid" 2>/dev/null || true
         fi
     done
-    /usr/bin/python3 "$repo/tests/lib/pg.py" stop "$state/pg" >/dev/null 2>&1 || true
+    /usr/bin/python3 "$repo/tests/lib/pg.py" stop "$pg_dir" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT INT TERM
 
-echo "== starting PostgreSQL in $state/pg"
-conninfo=$(/usr/bin/python3 "$repo/tests/lib/pg.py" start "$state/pg" | tail -1)
+if [ "$(id -u)" -eq 0 ]; then
+    pg_home=$(getent passwd postgres | cut -d: -f6)
+    pg_dir=$pg_home/vouch-quickstart/$(printf '%s' "$repo" | sha256sum | cut -c1-16)
+else
+    pg_dir=$state/pg
+fi
+# A cluster this clone's .vouch/ does not know of belongs to an earlier clone at the same path,
+# whose simulated fleet is gone: start over.
+if [ -d "$pg_dir" ] && [ ! -e "$state/pg-dir" ]; then
+    /usr/bin/python3 "$repo/tests/lib/pg.py" stop "$pg_dir" immediate >/dev/null 2>&1 || true
+    rm -rf "$pg_dir"
+fi
+mkdir -p "$(dirname "$pg_dir")"
+echo "== starting PostgreSQL in $pg_dir"
+conninfo=$(/usr/bin/python3 "$repo/tests/lib/pg.py" start "$pg_dir" | tail -1)
+echo "$pg_dir" >"$state/pg-dir"
 db_conninfo=${conninfo/dbname=postgres/dbname=vouch}
 if ! psql "$conninfo" -tAc "SELECT 1 FROM pg_database WHERE datname = 'vouch'" | grep -q 1; then
     psql "$conninfo" -qc "CREATE DATABASE vouch"
@@ -173,7 +198,11 @@ echo "== starting vouchd on $listen (log: $state/vouchd.log)"
 vouchd_pid=$!
 for _ in $(seq 100); do
     curl -sf "$url/healthz" >/dev/null 2>&1 && break
-    kill -0 "$vouchd_pid" 2>/dev/null || { tail -20 "$state/vouchd.log"; exit 1; }
+    if ! kill -0 "$vouchd_pid" 2>/dev/null; then
+        tail -20 "$state/vouchd.log"
+        echo "quickstart: vouchd stopped (is $listen taken? --listen ADDR:PORT picks another)" >&2
+        exit 1
+    fi
     sleep 0.1
 done
 curl -sf "$url/healthz" >/dev/null || { echo "vouchd did not become healthy"; tail -20 "$state/vouchd.log"; exit 1; }
@@ -263,8 +292,15 @@ for l in lines:
         print("  " + l)
 PY
 
+[ "$enrolled" -eq "$total" ] || { echo "quickstart: expected $total enrolled devices" >&2; exit 1; }
+if $once; then
+    echo
+    echo "With --once everything stops now. Run deploy/quickstart.sh without it to keep vouchd"
+    echo "running and try vouchctl against it: the devices, the database and the admin token stay."
+    exit 0
+fi
 echo
-echo "Point vouchctl at this server:"
+echo "vouchd is running. Point vouchctl at it (in another terminal); Ctrl-C stops it and PostgreSQL:"
 echo "  export VOUCH_URL=$url VOUCH_ADMIN_TOKEN=$token"
 echo "  $vouchctl devices"
 echo "  $vouchctl device ${udid_list[0]}"
@@ -272,11 +308,4 @@ echo "  $vouchctl commands ${udid_list[0]}"
 echo "  $vouchctl attest ${udid_list[0]}     # ask for a new attestation now (the scheduler"
 echo "                                        # also asks on OS changes and at random)"
 echo "  $vouchctl events                      # the web-hook outbox"
-
-[ "$enrolled" -eq "$total" ] || { echo "quickstart: expected $total enrolled devices" >&2; exit 1; }
-if $once; then
-    exit 0
-fi
-echo
-echo "vouchd is running. Ctrl-C stops it and PostgreSQL."
 wait "$vouchd_pid"
