@@ -332,7 +332,7 @@ void output_listing(const struct json_value *obj, FILE *out)
 
 /* ---- Attestations ---- */
 
-/* What the codes of interfaces.md mean, for the operator who has not read it. */
+/* What the codes of docs/attestation.md mean, for the operator who has not read it. */
 static const char *attestation_explain(const char *key, const char *value)
 {
     static const struct {

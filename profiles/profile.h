@@ -5,7 +5,7 @@
  * configuration profile plist — the com.apple.mdm payload pointing at an identity payload (SCEP,
  * or ACME with a hardware-bound, attested P-384 key), optionally the CA certificate of the
  * server's TLS chain — and checks what it built: a libplist round trip and every key Apple
- * requires (mdm-protocol.md, Enrollment profile). profile_sign() wraps it in CMS SignedData. Every
+ * requires (docs/protocol.md, Enrollment profile). profile_sign() wraps it in CMS SignedData. Every
  * payload has a stable PayloadIdentifier and a fresh PayloadUUID each time.
  *
  * The caller owns what comes out (free() the XML, OPENSSL_free() the DER).

@@ -1,5 +1,5 @@
 /*
- * attest_json: writes attestation verdicts in the JSON shapes of interfaces.md (the device
+ * attest_json: writes attestation verdicts in the JSON shapes of docs/api.md (the device
  * object's attestation properties, reason codes, RFC 3339 UTC times).
  *
  * Pure. vouchd hands the result to the database, which keeps it as the attestation's record;

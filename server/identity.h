@@ -1,7 +1,7 @@
 /*
  * identity: proves which device identity certificate stands behind a device request.
  *
- * Two ways in, as mdm-protocol.md describes: the Mdm-Signature header (base64 of a detached CMS
+ * Two ways in, as docs/protocol.md describes: the Mdm-Signature header (base64 of a detached CMS
  * SignedData over the exact body, made with the device's identity key) and a certificate header
  * set by a TLS-terminating proxy (RFC 9440 `:base64-DER:` or nginx's URL-escaped PEM). Either
  * way the certificate must chain to the configured identity CA, and the caller gets its SHA-256

@@ -609,7 +609,7 @@ class AttestationVerdictTest(AttestationCase):
 
     def test_nonce_mismatch_longer_than_a_nonce(self):
         """A freshness code longer than 32 bytes is still just a code that is none of the nonces
-        sent (interfaces.md: nonce_mismatch); `malformed` is "not a list of DER certificates",
+        sent (docs/attestation.md: nonce_mismatch); `malformed` is "not a list of DER certificates",
         and the freshness code has no encoding to get wrong (raw bytes, never DER-decoded)."""
         for name, make in [("the nonce plus a byte", lambda n: n + b"\x00"),
                            ("the nonce, DER-wrapped in an OCTET STRING",
@@ -716,7 +716,7 @@ class AttestationVerdictTest(AttestationCase):
 
     def test_cached_answer_is_not_held_to_the_new_os_version(self):
         """A cached attestation may predate an OS update: only a fresh one must match the
-        reported OS version (interfaces.md, os_version_mismatch)."""
+        reported OS version (docs/attestation.md, os_version_mismatch)."""
         dev = self.iphone(os_version="17.4")
         _cu1, _n1, chain1 = self.attest_fresh(dev, "fresh at 17.4")
         self.post_attest(dev.udid)

@@ -17,7 +17,7 @@ import pg
 from harness import REPO, VOUCHD, Vouchd, clean_env, require_executable, suite, unavailable
 from device import Device, http_request
 
-# interfaces.md, "Configuration": the keys every operator may rely on.
+# docs/api.md, "Configuration": the keys every operator may rely on.
 SPEC_KEYS = ["listen", "database_url", "public_url", "identity_ca", "cert_header",
              "attestation_roots", "apns_cert", "apns_key", "apns_url", "apns_ca", "webhook_url",
              "webhook_secret", "admin_token"]

@@ -2306,7 +2306,7 @@ static void test_json_failed(void **state)
     free(text);
     fake_chain_free(&chain);
 
-    /* Each reason code by its interfaces.md name. */
+    /* Each reason code by its docs/attestation.md name. */
     static const struct {
         enum attest_reason reason;
         const char *name;

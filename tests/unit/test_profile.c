@@ -1,4 +1,4 @@
-/* profiles/profile.c: the enrollment profile as Apple requires it (mdm-protocol.md, Enrollment
+/* profiles/profile.c: the enrollment profile as Apple requires it (docs/protocol.md, Enrollment
  * profile), read back with libplist, and its CMS signature verified with OpenSSL. */
 #include <setjmp.h>
 #include <stdarg.h>
