@@ -88,6 +88,7 @@ echo "== house rules"
 run_house_rule check-banned tests/check-banned.sh
 run_house_rule check-self-contained tests/check-self-contained.py
 run_house_rule check-self-contained-finds tests/check-self-contained.py --self-test
+run_house_rule check-docs tests/check-docs.py "$build/server/vouchd"
 
 # The meson suites of the test tools (apns stand-in, simulator, stand-in Apple PKI) in a
 # build directory.
