@@ -26,6 +26,7 @@ static const char *const verdict_names[] = {
     [DB_VERDICT_NOT_ENROLLED] = "not_enrolled",
     [DB_VERDICT_BAD_RESULT] = "bad_result",
     [DB_VERDICT_OK_QUEUED] = "ok_queued",
+    [DB_VERDICT_REENROLL_REFUSED] = "reenroll_refused",
 };
 
 const char *db_verdict_name(enum db_verdict verdict)
@@ -44,7 +45,7 @@ static enum db_verdict verdict_parse(const char *text)
 
 static const char sql_authenticate[] =
     "SELECT vouch_authenticate($1, $2, $3, $4::timestamptz, $5, $6, $7, $8, $9, $10, $11, $12,"
-    " $13, $14, $15)";
+    " $13, $14, $15, $16::boolean)";
 
 void db_authenticate(struct db_pool *pool, const struct db_device_facts *f,
                      const struct db_cert *cert, db_result_fn *cb, void *arg)
@@ -57,9 +58,9 @@ void db_authenticate(struct db_pool *pool, const struct db_device_facts *f,
         text_param(f->product_name),  text_param(f->os_version),
         text_param(f->build_version), text_param(f->device_name),
         text_param(f->imei),          text_param(f->meid),
-        bytes_param(f->raw, f->raw_len),
+        bytes_param(f->raw, f->raw_len), text_param(f->reenroll_refuse ? "t" : "f"),
     };
-    db_query(pool, sql_authenticate, params, 15, false, cb, arg);
+    db_query(pool, sql_authenticate, params, 16, false, cb, arg);
 }
 
 static const char sql_token_update[] =
@@ -110,7 +111,8 @@ enum db_verdict db_decode_verdict(const PGresult *res)
 
 static const char sql_report[] =
     "SELECT outcome, result_stored, next_command_uuid, next_body, request_nonce, older_nonces,"
-    " enrolled_serial, enrolled_os_version, clock::bigint"
+    " enrolled_serial, enrolled_os_version, clock::bigint, older_requested_at,"
+    " generation_verified, product_name, request_reason"
     " FROM vouch_report($1, $2, $3, $4, $5, $6::json, $7, $8)";
 
 void db_report(struct db_pool *pool, const char *udid, const struct db_cert *cert,
@@ -128,6 +130,14 @@ void db_report(struct db_pool *pool, const char *udid, const struct db_cert *cer
     db_query(pool, sql_report, params, 8, true, cb, arg);
 }
 
+int64_t db_int64_be(const uint8_t bytes[8])
+{
+    uint64_t be = 0;
+    for (size_t i = 0; i < 8; i++)
+        be = be << 8 | bytes[i];
+    return (int64_t)be;
+}
+
 /* A binary-format column: NULL for SQL NULL. */
 static const uint8_t *binary_value(const PGresult *res, int col, size_t *len)
 {
@@ -141,7 +151,7 @@ static const uint8_t *binary_value(const PGresult *res, int col, size_t *len)
 bool db_decode_report(const PGresult *res, struct db_report_outcome *out)
 {
     memset(out, 0, sizeof(*out));
-    if (PQntuples(res) != 1 || PQnfields(res) != 9 || PQgetisnull(res, 0, 0))
+    if (PQntuples(res) != 1 || PQnfields(res) != 13 || PQgetisnull(res, 0, 0))
         return false;
     const char *outcome = PQgetvalue(res, 0, 0);
     if (strcmp(outcome, "attestation_context") == 0) {
@@ -151,13 +161,18 @@ bool db_decode_report(const PGresult *res, struct db_report_outcome *out)
         out->older_nonces = binary_value(res, 5, &out->older_nonces_len);
         out->enrolled_serial = (const char *)binary_value(res, 6, &len);
         out->enrolled_os_version = (const char *)binary_value(res, 7, &len);
+        out->older_requested_at = binary_value(res, 9, &out->older_requested_at_len);
+        const uint8_t *verified = binary_value(res, 10, &len);
+        out->generation_verified = verified != NULL && len == 1 && verified[0] != 0;
+        out->product_name = (const char *)binary_value(res, 11, &len);
+        out->request_reason = (const char *)binary_value(res, 12, &len);
         const uint8_t *clock = binary_value(res, 8, &len);
         if (clock == NULL || len != 8)
             return false;
-        uint64_t be = 0;
-        for (size_t i = 0; i < 8; i++)
-            be = be << 8 | clock[i];
-        out->clock = (int64_t)be;
+        out->clock = db_int64_be(clock);
+        /* One time per older nonce, or none at all (no older nonce). */
+        if (out->older_requested_at_len / 8 != out->older_nonces_len / 32)
+            return false;
         return out->request_nonce != NULL;
     }
     out->verdict = verdict_parse(outcome);
@@ -533,7 +548,7 @@ bool db_decode_tick_row(const PGresult *res, int row, const char **udid, const c
 }
 
 static const char sql_scheduler_next[] =
-    "SELECT attest_due, info_due, due_in, budget FROM vouch_scheduler_next($1::integer)";
+    "SELECT attest_due, other_due, due_in, budget FROM vouch_scheduler_next($1::integer)";
 
 void db_scheduler_next(struct db_pool *pool, unsigned limit, db_result_fn *cb, void *arg)
 {
@@ -549,7 +564,7 @@ bool db_decode_scheduler_next(const PGresult *res, struct db_scheduler_next *out
         PQgetisnull(res, 0, 1) || PQgetisnull(res, 0, 3))
         return false;
     out->attest_due = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
-    out->info_due = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+    out->other_due = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
     out->anything_planned = !PQgetisnull(res, 0, 2);
     out->due_in = out->anything_planned ? strtod(PQgetvalue(res, 0, 2), NULL) : 0;
     out->budget = (int)strtol(PQgetvalue(res, 0, 3), NULL, 10);

@@ -31,6 +31,8 @@ enum db_verdict {
     DB_VERDICT_NOT_ENROLLED,         /* checked out, or no TokenUpdate yet */
     DB_VERDICT_BAD_RESULT,           /* the database answered something unexpected */
     DB_VERDICT_OK_QUEUED,            /* ok, and a command was queued: push the device */
+    DB_VERDICT_REENROLL_REFUSED,     /* a new certificate for an enrolled device (reenroll =
+                                        refuse) that no operator allowed */
 };
 
 const char *db_verdict_name(enum db_verdict verdict);
@@ -50,6 +52,8 @@ struct db_device_facts {
     const char *meid;
     const uint8_t *raw; /* the message as received (for the mdm.* web-hook events) */
     size_t raw_len;
+    bool reenroll_refuse; /* reenroll = refuse: a new certificate for an enrolled device needs
+                             an operator's allowance */
 };
 
 /* The identity certificate a request was verified with. */
@@ -99,14 +103,21 @@ struct db_report_outcome {
     /* With attestation_context: */
     const uint8_t *request_nonce;
     size_t request_nonce_len;
-    const uint8_t *older_nonces; /* consecutive 32-byte nonces */
+    const uint8_t *older_nonces; /* consecutive 32-byte nonces of the same generation */
     size_t older_nonces_len;
+    const uint8_t *older_requested_at; /* when each was asked: 8-byte big-endian Unix seconds */
+    size_t older_requested_at_len;
     const char *enrolled_serial;     /* may be NULL */
     const char *enrolled_os_version; /* may be NULL */
+    const char *product_name;        /* may be NULL */
+    bool generation_verified;        /* this generation has had a verified answer */
+    const char *request_reason;      /* why the request was asked (os_change, ...) */
     int64_t clock;                   /* the server's time (Unix seconds): verify at this */
 };
 bool db_decode_report(const PGresult *res, struct db_report_outcome *out)
     __attribute__((warn_unused_result));
+/* An 8-byte big-endian integer, as PostgreSQL's binary format and int8send() write them. */
+int64_t db_int64_be(const uint8_t bytes[8]);
 
 /* Queues one command for udids[0..count). The answer has one row per udid: db_decode_enqueue
  * tells whether row i was queued. A duplicate command_uuid fails with SQLSTATE 23505. */
@@ -176,7 +187,7 @@ bool db_decode_tick_row(const PGresult *res, int row, const char **udid, const c
  * database's clock, if anything is planned) and what the fleet-wide budget still allows. */
 struct db_scheduler_next {
     int attest_due;
-    bool info_due;
+    bool other_due; /* light queries, unanswered requests past their time, expiring verdicts */
     bool anything_planned;
     double due_in;
     int budget;

@@ -35,8 +35,17 @@ struct attest_verifier {
 static const char *const status_names[] = {"verified", "failed"};
 static const char *const freshness_names[] = {NULL, "fresh", "cached", "unknown"};
 static const char *const reason_names[] = {
-    NULL,           "malformed",      "untrusted_chain", "nonce_mismatch",
-    "nonce_missing", "udid_mismatch", "serial_mismatch", "os_version_mismatch",
+    [ATTEST_REASON_NONE] = NULL,
+    [ATTEST_REASON_MALFORMED] = "malformed",
+    [ATTEST_REASON_UNTRUSTED_CHAIN] = "untrusted_chain",
+    [ATTEST_REASON_NONCE_MISMATCH] = "nonce_mismatch",
+    [ATTEST_REASON_NONCE_MISSING] = "nonce_missing",
+    [ATTEST_REASON_UDID_MISMATCH] = "udid_mismatch",
+    [ATTEST_REASON_SERIAL_MISMATCH] = "serial_mismatch",
+    [ATTEST_REASON_OS_VERSION_MISMATCH] = "os_version_mismatch",
+    [ATTEST_REASON_STALE_ATTESTATION] = "stale_attestation",
+    [ATTEST_REASON_ATTESTATION_WITHHELD] = "attestation_withheld",
+    [ATTEST_REASON_NO_ANSWER] = "no_answer",
 };
 
 const char *attest_status_name(enum attest_status status)
@@ -513,18 +522,35 @@ static bool nonce_equal(const uint8_t *a, size_t a_len, const uint8_t *b, size_t
     return (CRYPTO_memcmp(x, y, sizeof(x)) == 0) & (a_len == b_len);
 }
 
+/* Fresh, cached or unknown; *older is the index of the older nonce a cached answer carried. */
 static enum attest_freshness classify_freshness(const struct attest_properties *props,
-                                                const struct attest_input *in)
+                                                const struct attest_input *in, size_t *older)
 {
     bool fresh = nonce_equal(props->freshness, props->freshness_len, in->request_nonce,
                              in->request_nonce_len);
     bool cached = false;
-    for (size_t i = 0; i < in->older_nonce_count; i++)
-        cached |= nonce_equal(props->freshness, props->freshness_len, in->older_nonces[i],
-                              in->older_nonce_lens[i]);
+    for (size_t i = 0; i < in->older_nonce_count; i++) {
+        bool equal = nonce_equal(props->freshness, props->freshness_len, in->older_nonces[i],
+                                 in->older_nonce_lens[i]);
+        cached |= equal;
+        *older = equal ? i : *older; /* no early exit: the time says nothing of which */
+    }
     if (fresh)
         return ATTEST_FRESHNESS_FRESH;
     return cached ? ATTEST_FRESHNESS_CACHED : ATTEST_FRESHNESS_UNKNOWN;
+}
+
+/* A device returns a cached attestation only while it is younger than Apple's cache, and it
+ * cannot carry a nonce asked after Apple made it: anything else is an old leaf replayed. Asked
+ * when a new one is due (after an OS change), it has none to return. */
+static bool cached_in_time(const struct attest_input *in, size_t older, time_t not_before)
+{
+    if (in->require_fresh)
+        return false;
+    if (in->older_requested_at == NULL)
+        return true;
+    return not_before >= in->older_requested_at[older] - ATTEST_CLOCK_SKEW_S &&
+           not_before >= in->verify_time - ATTEST_CACHE_MAX_AGE_S - ATTEST_CLOCK_SKEW_S;
 }
 
 static void fail(struct attest_verdict *out, enum attest_reason reason)
@@ -585,10 +611,19 @@ void attest_verify(struct attest_verifier *v, const struct attest_input *in,
         fail(out, ATTEST_REASON_NONCE_MISSING);
         goto out;
     }
-    out->freshness = classify_freshness(p, in);
+    size_t older = 0;
+    out->freshness = classify_freshness(p, in, &older);
     if (out->freshness == ATTEST_FRESHNESS_UNKNOWN) {
         fail(out, ATTEST_REASON_NONCE_MISMATCH);
         goto out;
+    }
+    if (out->freshness == ATTEST_FRESHNESS_CACHED) {
+        out->cached_nonce = in->older_nonces[older];
+        out->cached_nonce_len = in->older_nonce_lens[older];
+        if (!cached_in_time(in, older, out->not_before)) {
+            fail(out, ATTEST_REASON_STALE_ATTESTATION);
+            goto out;
+        }
     }
     if (in->expected_udid != NULL && (!p->has_udid || strcmp(p->udid, in->expected_udid) != 0)) {
         fail(out, ATTEST_REASON_UDID_MISMATCH);

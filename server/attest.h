@@ -10,7 +10,9 @@
  * "verified" means all of: every item is one DER certificate; the path leaf -> supplied
  * intermediates -> a configured root verifies at the verification time, trusting nothing else;
  * the freshness code is a nonce this server sent this device (fresh: the nonce of this very
- * request; cached: an older one); the attested serial and UDID equal the enrollment's; for a fresh
+ * request; cached: an older one of the same enrollment generation, in a leaf Apple made after that
+ * request and less than Apple's 7-day cache ago); the attested serial and UDID equal the
+ * enrollment's; for a fresh
  * answer, the attested OS version equals the one the device reports in the same answer; and every
  * Apple extension parses with its exact encoding. Anything else is "failed" with one reason.
  */
@@ -26,6 +28,10 @@
 #define ATTEST_MAX_CERT_BYTES (16 * 1024)
 #define ATTEST_MAX_NONCE_BYTES 64 /* longest freshness code read (Apple's: 32) */
 #define ATTEST_MAX_VALUE 128            /* longest property string kept */
+/* A device hands back its last attestation, instead of making a new one, only while that one is
+ * younger than this (Apple's one-new-attestation-per-7-days rule). */
+#define ATTEST_CACHE_MAX_AGE_S (7 * 24 * 3600)
+#define ATTEST_CLOCK_SKEW_S 300 /* between Apple's clock, the device's and the server's */
 
 enum attest_status { ATTEST_VERIFIED, ATTEST_FAILED };
 
@@ -45,6 +51,11 @@ enum attest_reason {
     ATTEST_REASON_UDID_MISMATCH,
     ATTEST_REASON_SERIAL_MISMATCH,
     ATTEST_REASON_OS_VERSION_MISMATCH, /* a fresh answer states another OS than reported */
+    ATTEST_REASON_STALE_ATTESTATION,   /* cached, but older than its request or Apple's cache */
+    ATTEST_REASON_ATTESTATION_WITHHELD, /* no attestation from a device that can give one (not
+                                           attest_verify's: the caller decides, see
+                                           device_models.h) */
+    ATTEST_REASON_NO_ANSWER,           /* errors or silence past the retries (the database's) */
 };
 
 /* A property is "null" when absent or blank: Apple could not establish it. */
@@ -74,6 +85,9 @@ struct attest_input {
     size_t request_nonce_len;
     const uint8_t *const *older_nonces; /* every other nonce sent to this device */
     const size_t *older_nonce_lens;
+    const time_t *older_requested_at; /* when each was asked; NULL: cached answers unbounded */
+    bool require_fresh; /* asked when Apple's rule allows a new attestation (an OS change):
+                           a cached answer is stale */
     size_t older_nonce_count;
     const char *expected_udid;      /* the enrollment's; NULL: not checked (offline verify) */
     const char *expected_serial;    /* the enrollment's; NULL: not checked */
@@ -90,6 +104,8 @@ struct attest_verdict {
     time_t not_before; /* when Apple minted it: the attestation's age */
     time_t not_after;
     uint8_t leaf_sha256[32];
+    const uint8_t *cached_nonce; /* cached: the older nonce it carried (the caller's memory) */
+    size_t cached_nonce_len;
 };
 
 struct attest_verifier;

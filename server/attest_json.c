@@ -94,6 +94,12 @@ bool attest_json_write_verdict(struct json_writer *w, const struct attest_verdic
              json_write_key(w, "expires_at") && json_write_string(w, not_after) &&
              json_write_key(w, "leaf_sha256") && json_write_string(w, hex) &&
              json_write_key(w, "properties") && attest_json_write_properties(w, &v->properties);
+        if (ok && v->cached_nonce != NULL && v->cached_nonce_len <= ATTEST_MAX_NONCE_BYTES) {
+            char nonce[2 * ATTEST_MAX_NONCE_BYTES + 1] = "";
+            for (size_t i = 0; i < v->cached_nonce_len; i++)
+                snprintf(nonce + 2 * i, 3, "%02x", v->cached_nonce[i]);
+            ok = json_write_key(w, "cached_nonce") && json_write_string(w, nonce);
+        }
     } else if (ok) {
         ok = json_write_key(w, "generated_at") && json_write_null(w) &&
              json_write_key(w, "expires_at") && json_write_null(w) &&

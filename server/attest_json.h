@@ -26,7 +26,7 @@ struct attest_json_extra {
 };
 
 /* {"status", "freshness", "reason", "generated_at", "expires_at", "leaf_sha256", "properties",
- *  ["chain"], ["reported"]} */
+ *  ["cached_nonce" (hex, a cached answer's)], ["chain"], ["reported"]} */
 bool attest_json_write_verdict(struct json_writer *w, const struct attest_verdict *verdict,
                                const struct attest_json_extra *extra)
     __attribute__((warn_unused_result));

@@ -10,6 +10,7 @@
 #include "attest.h"
 #include "attest_json.h"
 #include "command.h"
+#include "device_models.h"
 #include "http.h"
 #include "identity.h"
 #include "json.h"
@@ -158,13 +159,18 @@ static void report_done(void *arg, enum db_outcome outcome, const PGresult *res)
 static void verify_attestation(struct device_request *dr, const struct db_report_outcome *ctx)
 {
     const struct mdm_message *m = &dr->msg;
+    /* The newest of this generation's older nonces: a cached answer is at most 7 days old,
+     * and the scheduler asks at most a few times a week. */
     const uint8_t *older[256];
     size_t older_lens[256], older_count = 0;
+    time_t older_asked[256];
     for (size_t off = 0; off + COMMAND_NONCE_BYTES <= ctx->older_nonces_len &&
                          older_count < sizeof(older) / sizeof(older[0]);
          off += COMMAND_NONCE_BYTES) {
         older[older_count] = ctx->older_nonces + off;
-        older_lens[older_count++] = COMMAND_NONCE_BYTES;
+        older_lens[older_count] = COMMAND_NONCE_BYTES;
+        older_asked[older_count] = (time_t)db_int64_be(ctx->older_requested_at + 8 * older_count);
+        older_count++;
     }
     const struct attest_json_extra extra = {
         .certs = m->attest_certs,
@@ -175,7 +181,20 @@ static void verify_attestation(struct device_request *dr, const struct db_report
     };
     struct json_writer *w = json_writer_new(256 * 1024, 0);
     bool ok = w != NULL;
-    if (ok && m->attestation == MDM_ATTESTATION_ABSENT) {
+    const char *os = m->reported_os_version ? m->reported_os_version : ctx->enrolled_os_version;
+    if (ok && m->attestation == MDM_ATTESTATION_ABSENT &&
+        (ctx->generation_verified || device_model_can_attest(ctx->product_name, os))) {
+        /* It attested before, or its hardware can: silence is not "unsupported". */
+        const struct attest_verdict withheld = {
+            .status = ATTEST_FAILED,
+            .reason = ATTEST_REASON_ATTESTATION_WITHHELD,
+        };
+        ok = attest_json_write_verdict(w, &withheld, &extra);
+        metrics_count_attestation(attest_reason_name(withheld.reason));
+        char id[MDM_MAX_ID_LEN + 1];
+        log_warn("%s withheld its attestation",
+                 log_sanitize(m->udid, strlen(m->udid), id, sizeof(id)));
+    } else if (ok && m->attestation == MDM_ATTESTATION_ABSENT) {
         ok = attest_json_write_unsupported(w, &extra);
         metrics_count_attestation("unsupported");
     } else if (ok) {
@@ -187,11 +206,13 @@ static void verify_attestation(struct device_request *dr, const struct db_report
             .request_nonce_len = ctx->request_nonce_len,
             .older_nonces = older,
             .older_nonce_lens = older_lens,
+            .older_requested_at = older_asked,
+            .require_fresh = ctx->request_reason != NULL &&
+                             strcmp(ctx->request_reason, "os_change") == 0,
             .older_nonce_count = older_count,
             .expected_udid = m->udid,
             .expected_serial = ctx->enrolled_serial,
-            .reported_os_version =
-                m->reported_os_version ? m->reported_os_version : ctx->enrolled_os_version,
+            .reported_os_version = os,
             .verify_time = (time_t)ctx->clock,
         };
         struct attest_verdict verdict;

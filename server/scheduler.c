@@ -185,7 +185,7 @@ static void next_done(void *arg, enum db_outcome outcome, const PGresult *res)
         return;
     }
     int attest = next.attest_due < next.budget ? next.attest_due : next.budget;
-    if (attest > 0 || next.info_due) {
+    if (attest > 0 || next.other_due) {
         run_tick(s, attest > 0 ? (size_t)attest : 0);
         return;
     }

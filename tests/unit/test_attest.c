@@ -209,6 +209,9 @@ struct request {
     size_t nonce_len;
     const uint8_t *older[4];
     size_t older_len[4];
+    time_t older_at[4]; /* when each was asked, used when bounded */
+    bool bounded;       /* pass older_at: cached answers held to their request and Apple's cache */
+    bool require_fresh; /* a request asked when a new attestation is due */
     size_t older_count;
     const char *udid, *serial, *os;
     time_t at;
@@ -241,6 +244,8 @@ static void run(struct attest_verifier *v, const struct items *it, const struct 
         .request_nonce_len = r->nonce_len,
         .older_nonces = r->older,
         .older_nonce_lens = r->older_len,
+        .older_requested_at = r->bounded ? r->older_at : NULL,
+        .require_fresh = r->require_fresh,
         .older_nonce_count = r->older_count,
         .expected_udid = r->udid,
         .expected_serial = r->serial,
@@ -894,6 +899,85 @@ static void test_verified_fresh(void **state)
     struct request offline = {.nonce = g.nonce, .nonce_len = sizeof(g.nonce), .at = NOW};
     expect_chain(&chain, &offline, ATTEST_VERIFIED, ATTEST_FRESHNESS_FRESH, ATTEST_REASON_NONE,
                  &v);
+    fake_chain_free(&chain);
+}
+
+/* A cached answer carries a nonce asked before Apple made the leaf, and a device hands it back
+ * only while it is younger than Apple's 7-day cache (with a few minutes of clock skew). */
+static void test_cached_bounds(void **state)
+{
+    (void)state;
+    struct fake_chain chain;
+    issue_device(&chain, g.older_nonce, sizeof(g.older_nonce)); /* minted at MINTED */
+    struct items it = items_of(&chain);
+    struct request r = default_request();
+    r.bounded = true;
+    struct attest_verdict v;
+    const struct {
+        const char *what;
+        time_t asked, at;
+        enum attest_reason reason;
+    } cases[] = {
+        {"asked an hour before the leaf, a day later", MINTED - 3600, NOW, ATTEST_REASON_NONE},
+        {"asked within the skew after the leaf", MINTED + 200, NOW, ATTEST_REASON_NONE},
+        {"asked an hour after the leaf was made", MINTED + 3600, NOW,
+         ATTEST_REASON_STALE_ATTESTATION},
+        {"7 days old, within the skew", MINTED - 3600, MINTED + ATTEST_CACHE_MAX_AGE_S + 200,
+         ATTEST_REASON_NONE},
+        {"8 days old", MINTED - 3600, MINTED + 8 * DAY, ATTEST_REASON_STALE_ATTESTATION},
+        {"88 days old", MINTED - 3600, MINTED + 88 * DAY, ATTEST_REASON_STALE_ATTESTATION},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        r.older_at[0] = cases[i].asked;
+        r.at = cases[i].at;
+        run(g.warm, &it, &r, &v);
+        bool ok = cases[i].reason == ATTEST_REASON_NONE;
+        assert_verdict(&v, cases[i].what, ok ? ATTEST_VERIFIED : ATTEST_FAILED,
+                       ATTEST_FRESHNESS_CACHED, cases[i].reason);
+        assert_non_null(v.cached_nonce);
+        assert_int_equal(v.cached_nonce_len, sizeof(g.older_nonce));
+        assert_memory_equal(v.cached_nonce, g.older_nonce, sizeof(g.older_nonce));
+    }
+
+    /* The bound belongs to the nonce the leaf carries, not to the others listed. */
+    r = default_request();
+    r.bounded = true;
+    r.older[0] = g.random_nonce;
+    r.older_at[0] = MINTED + 3600; /* would be stale */
+    r.older[1] = g.older_nonce;
+    r.older_len[1] = sizeof(g.older_nonce);
+    r.older_at[1] = MINTED - 3600;
+    r.older_count = 2;
+    run(g.warm, &it, &r, &v);
+    assert_verdict(&v, "second of two older nonces", ATTEST_VERIFIED, ATTEST_FRESHNESS_CACHED,
+                   ATTEST_REASON_NONE);
+
+    /* Asked after an OS change, when Apple's rule lets the device make a new one: a cached
+     * answer, however young, is stale; a fresh one passes. */
+    r = default_request();
+    r.bounded = true;
+    r.older_at[0] = MINTED - 3600;
+    r.require_fresh = true;
+    run(g.warm, &it, &r, &v);
+    assert_verdict(&v, "cached, fresh required", ATTEST_FAILED, ATTEST_FRESHNESS_CACHED,
+                   ATTEST_REASON_STALE_ATTESTATION);
+
+    /* Without the times (vouchctl verify), a cached answer is not bounded. */
+    r = default_request();
+    r.at = MINTED + 30 * DAY;
+    run(g.warm, &it, &r, &v);
+    assert_verdict(&v, "unbounded", ATTEST_VERIFIED, ATTEST_FRESHNESS_CACHED, ATTEST_REASON_NONE);
+
+    /* A fresh answer carries no cached nonce. */
+    fake_chain_free(&chain);
+    issue_device(&chain, g.nonce, sizeof(g.nonce));
+    it = items_of(&chain);
+    r = default_request();
+    r.bounded = true;
+    r.require_fresh = true;
+    run(g.warm, &it, &r, &v);
+    assert_verdict(&v, "fresh", ATTEST_VERIFIED, ATTEST_FRESHNESS_FRESH, ATTEST_REASON_NONE);
+    assert_null(v.cached_nonce);
     fake_chain_free(&chain);
 }
 
@@ -2433,6 +2517,7 @@ int main(void)
         cmocka_unit_test(test_apple_root_builtin),
         cmocka_unit_test(test_verified_fresh),
         cmocka_unit_test(test_verified_cached),
+        cmocka_unit_test(test_cached_bounds),
         cmocka_unit_test(test_nonce_mismatch),
         cmocka_unit_test(test_nonce_missing),
         cmocka_unit_test(test_udid_mismatch),
