@@ -200,8 +200,20 @@ static char *udid_path(struct ctl *ctl, const char *udid, const char *suffix)
 
 /* ---- devices ---- */
 
-static const char *const attestation_statuses[] = {"verified", "failed", "pending", "none",
-                                                   "unsupported"};
+/* The verdicts, and "pending": devices with a request out, whatever their last verdict. */
+static const char *const attestation_statuses[] = {"verified", "failed", "expired", "none",
+                                                   "unsupported", "pending"};
+
+/* Whether a device object passes the filter (see attestation_statuses). */
+static bool attestation_matches(const struct json_value *att, const char *filter)
+{
+    if (strcmp(filter, "pending") == 0) {
+        const struct json_value *request = json_object_get(att, "request");
+        return request != NULL && json_value_type(request) == JSON_OBJECT;
+    }
+    const char *status = json_object_get_string(att, "status");
+    return status != NULL && strcmp(status, filter) == 0;
+}
 
 /* Adds a device object's row to the devices table. */
 static bool devices_add_row(struct table *t, const struct json_value *dev)
@@ -230,10 +242,14 @@ static bool devices_add_row(struct table *t, const struct json_value *dev)
         m = snprintf(os_cell, sizeof(os_cell), "%s", os != NULL ? os : "");
     if (m < 0)
         os_cell[0] = '\0';
+    const struct json_value *request = json_object_get(att, "request");
+    bool rechecking = request != NULL && json_value_type(request) == JSON_OBJECT;
     if (att_status != NULL && att_reason != NULL)
-        m = snprintf(att_cell, sizeof(att_cell), "%s (%s)", att_status, att_reason);
+        m = snprintf(att_cell, sizeof(att_cell), "%s (%s)%s", att_status, att_reason,
+                     rechecking ? ", request pending" : "");
     else
-        m = snprintf(att_cell, sizeof(att_cell), "%s", att_status != NULL ? att_status : "");
+        m = snprintf(att_cell, sizeof(att_cell), "%s%s", att_status != NULL ? att_status : "",
+                     rechecking ? ", request pending" : "");
     if (m < 0)
         att_cell[0] = '\0';
 
@@ -325,9 +341,7 @@ static int devices_fetch(struct ctl *ctl, const char *filter, struct device_page
                 rc = unexpected_shape(ctl, path, "device objects with a udid");
                 goto out;
             }
-            const char *status =
-                json_object_get_string(json_object_get(dev, "attestation"), "status");
-            if (filter != NULL && (status == NULL || strcmp(status, filter) != 0))
+            if (filter != NULL && !attestation_matches(json_object_get(dev, "attestation"), filter))
                 continue;
             if (!visit(arg, dev)) {
                 rc = fail_nomem();
@@ -402,7 +416,7 @@ int cmd_devices(struct ctl *ctl)
     if (ctl->attestation != NULL && !attestation_status_known(ctl->attestation))
         return ctl_usage_error("devices",
                                "unknown attestation status '%s' (use verified, failed, "
-                               "pending, none or unsupported)",
+                               "expired, none, unsupported or pending)",
                                ctl->attestation);
     if (ctl->json) {
         rc = devices_fetch(ctl, ctl->attestation, &pages, devices_collect, &devices);

@@ -338,9 +338,9 @@ static const char *attestation_explain(const char *key, const char *value)
     static const struct {
         const char *key, *value, *meaning;
     } meanings[] = {
-        {"status", "pending", "asked, no answer yet"},
-        {"status", "none", "never asked"},
-        {"status", "unsupported", "the device answered without an attestation"},
+        {"status", "none", "no verdict in this enrollment"},
+        {"status", "expired", "verified once, but past attestation_max_age or its leaf"},
+        {"status", "unsupported", "a device that cannot attest answered without one"},
         {"status", "error", "the device answered the request with an error"},
         {"freshness", "fresh", "made for the request it answers"},
         {"freshness", "cached", "the device's cached attestation, made for an earlier request"},
@@ -354,6 +354,11 @@ static const char *attestation_explain(const char *key, const char *value)
         {"reason", "serial_mismatch", "the attested serial number is not the device's"},
         {"reason", "os_version_mismatch",
          "a fresh attestation states another OS version than the device reports"},
+        {"reason", "stale_attestation",
+         "a cached attestation older than its request or than Apple's 7-day cache"},
+        {"reason", "attestation_withheld",
+         "a device that can attest (or did) answered without an attestation"},
+        {"reason", "no_answer", "errors or silence past attestation_retry_limit"},
         {"next_due_reason", "random", "a random re-check, unpredictable to the device"},
         {"next_due_reason", "max_age", "the attestation reaches attestation_max_age"},
         {"next_due_reason", "os_change",
@@ -409,8 +414,8 @@ static void attestation_properties(const struct json_value *props, size_t indent
 void output_attestation(const struct json_value *att, size_t indent, FILE *out)
 {
     static const char *const known[] = {
-        "status",       "reason",      "freshness",      "device_status",
-        "requested_at", "received_at", "generated_at",   "expires_at",
+        "status",       "reason",          "freshness",   "device_status",   "verified_at",
+        "expires_at",   "requested_at",    "received_at", "generated_at",    "leaf_expires_at",
         "next_due_at",  "next_due_reason", "leaf_sha256", "freshness_code",
     };
     const size_t nknown = sizeof(known) / sizeof(known[0]);
