@@ -13,8 +13,9 @@ from harness import VouchTestCase, command_plist
 DEVICE_KEYS = {"udid", "serial_number", "model", "product_name", "os_version", "build_version",
                "enrolled", "last_seen_at", "push", "attestation"}
 PUSH_KEYS = {"token_state", "last_push_at", "last_push_result"}
-ATTESTATION_KEYS = {"status", "freshness", "reason", "requested_at", "received_at",
-                    "generated_at", "expires_at", "next_due_at", "properties"}
+ATTESTATION_KEYS = {"status", "freshness", "reason", "verified_at", "expires_at", "requested_at",
+                    "received_at", "generated_at", "leaf_expires_at", "next_due_at", "request",
+                    "properties"}
 PROPERTY_KEYS = {"serial_number", "udid", "os_version", "sepos_version", "llb_version",
                  "software_update_device_id", "sip_enabled", "secure_boot",
                  "third_party_kexts_allowed"}
@@ -98,9 +99,11 @@ class AdminAuthTest(VouchTestCase):
         att = obj["attestation"]
         self.assertEqual(ATTESTATION_KEYS - set(att), set(), f"attestation keys: {att}")
         # the first TokenUpdate asked for an attestation; nothing has been answered yet
-        self.assertEqual(att["status"], "pending")
-        self.assertRFC3339(att["requested_at"], "attestation.requested_at of a pending request")
-        for k in ATTESTATION_KEYS - {"status", "properties", "requested_at"}:
+        self.assertEqual(att["status"], "none", att)
+        self.assertEqual(att["request"]["state"], "pending", att)
+        self.assertEqual(att["request"]["reason"], "enrollment", att)
+        self.assertRFC3339(att["request"]["requested_at"], "attestation.request.requested_at")
+        for k in ATTESTATION_KEYS - {"status", "properties", "request"}:
             self.assertIsNone(att[k], f"attestation.{k} of a never-attested device")
         self.assertNullProperties(att, "a never-attested device")
 

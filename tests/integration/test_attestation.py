@@ -21,17 +21,21 @@ from harness import VouchTestCase, suite, wait_for
 
 REQUIRED_QUERIES = {"DevicePropertiesAttestation", "UDID", "SerialNumber", "OSVersion",
                     "BuildVersion", "ProductName", "Model", "SoftwareUpdateDeviceID"}
-STATUSES = {"verified", "failed", "pending", "none", "unsupported"}
+# The last verdict; a pending request is shown beside it (attestation.request).
+STATUSES = {"verified", "failed", "none", "unsupported", "expired"}
 FRESHNESS = {"fresh", "cached", "unknown", None}
 REASONS = {None, "malformed", "untrusted_chain", "nonce_mismatch", "nonce_missing",
-           "udid_mismatch", "serial_mismatch", "os_version_mismatch"}
-ATTESTATION_KEYS = {"status", "freshness", "reason", "requested_at", "received_at",
-                    "generated_at", "expires_at", "next_due_at", "properties"}
+           "udid_mismatch", "serial_mismatch", "os_version_mismatch", "stale_attestation",
+           "attestation_withheld", "no_answer"}
+ATTESTATION_KEYS = {"status", "freshness", "reason", "verified_at", "expires_at", "requested_at",
+                    "received_at", "generated_at", "leaf_expires_at", "next_due_at", "request",
+                    "properties"}
 PROPERTY_KEYS = {"serial_number", "udid", "os_version", "sepos_version", "llb_version",
                  "software_update_device_id", "sip_enabled", "secure_boot",
                  "third_party_kexts_allowed"}
-HISTORY_KEYS = {"command_uuid", "request_reason", "requested_at", "received_at", "status",
-                "freshness", "reason", "generated_at", "expires_at", "properties", "leaf_sha256"}
+HISTORY_KEYS = {"id", "generation", "command_uuid", "request_reason", "requested_at",
+                "received_at", "status", "freshness", "reason", "nonce", "cached_nonce",
+                "generated_at", "expires_at", "properties", "leaf_sha256"}
 UUID_RE = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-"
                      r"[0-9A-Fa-f]{12}$")
 STRICT_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
@@ -117,14 +121,30 @@ class AttestationCase(VouchTestCase):
                 if c.get("request_type") == "DeviceInformation" and c.get("status") == "queued"]
 
     def listed(self, status):
+        """The devices ?attestation=STATUS lists: those whose last verdict is STATUS, or, for
+        'pending', those with a request out."""
         r = self.vouchd.admin("GET", f"/v1/devices?attestation={status}&limit=1000")
         self.assertStatus(r, 200, f"GET /v1/devices?attestation={status}")
         items = r.json()
         self.assertIsInstance(items, list, repr(r))
         for obj in items:
-            self.assertEqual(obj.get("attestation", {}).get("status"), status,
-                             f"?attestation={status} lists a device with another status: {obj}")
+            att = obj.get("attestation", {})
+            if status == "pending":
+                self.assertIsNotNone(att.get("request"),
+                                     f"?attestation=pending lists a device with none out: {obj}")
+            else:
+                self.assertEqual(att.get("status"), status,
+                                 f"?attestation={status} lists a device with another status: "
+                                 f"{obj}")
         return {obj["udid"] for obj in items}
+
+    def assertPending(self, udid, what=""):
+        """A request is out for the device, shown beside its last verdict; returns it."""
+        request = self.attestation(udid)["request"]
+        self.assertIsInstance(request, dict, f"{what}: no pending request shown")
+        self.assertEqual(request["state"], "pending", f"{what}: {request}")
+        self.assertRFC3339(request["requested_at"], f"{what}: request.requested_at")
+        return request
 
     # -- the exchange -------------------------------------------------------------------------
     def assertAttestationRequest(self, cmd, what=""):
@@ -218,9 +238,16 @@ class AttestationCase(VouchTestCase):
         if att["status"] == "verified":
             self.assertIn(att["freshness"], ("fresh", "cached"),
                           f"{what}: verified with freshness {att['freshness']!r}: {att}")
-        for k in ("requested_at", "received_at", "generated_at", "expires_at", "next_due_at"):
+        for k in ("verified_at", "expires_at", "requested_at", "received_at", "generated_at",
+                  "leaf_expires_at", "next_due_at"):
             if att[k] is not None:
                 self.assertRegex(att[k], STRICT_TIME, f"{what}: attestation.{k}")
+        if att["status"] in ("verified", "expired"):
+            self.assertIsNotNone(att["verified_at"], f"{what}: {att}")
+            self.assertIsNotNone(att["expires_at"], f"{what}: {att}")
+        if att["request"] is not None:
+            self.assertEqual(att["request"]["state"], "pending", f"{what}: {att}")
+            self.assertRegex(att["request"]["requested_at"], STRICT_TIME, f"{what}: {att}")
         self.assertPropertiesShape(att["properties"], what)
 
     def assertPropertiesShape(self, props, what=""):
@@ -292,13 +319,14 @@ class AttestationRequestTest(AttestationCase):
         self.assertEmpty200(dev.token_update(), "TokenUpdate")
         pending = self.pending_requests(dev.udid)
         self.assertEqual(len(pending), 1, f"after the first TokenUpdate: {pending}")
+        self.assertPending(dev.udid, "after the first TokenUpdate")
         att = self.attestation(dev.udid)
-        self.assertEqual(att["status"], "pending", f"after the first TokenUpdate: {att}")
-        self.assertRFC3339(att["requested_at"], "requested_at of the queued request")
-        for k in ("received_at", "generated_at", "expires_at", "freshness", "reason"):
+        self.assertEqual(att["status"], "none", f"no verdict yet, a request out: {att}")
+        for k in ("requested_at", "received_at", "generated_at", "expires_at", "verified_at",
+                  "freshness", "reason"):
             self.assertIsNone(att[k], f"attestation.{k} while nothing was ever answered: {att}")
         self.assertIn(dev.udid, self.listed("pending"))
-        self.assertNotIn(dev.udid, self.listed("none"))
+        self.assertIn(dev.udid, self.listed("none"), "no verdict yet, whatever is pending")
 
         # A token refresh is not a new enrollment: no second request.
         dev.token = secrets.token_bytes(32)
@@ -316,7 +344,7 @@ class AttestationRequestTest(AttestationCase):
         if extra:
             print(f"\n  note: the request also asks for {sorted(extra)}")
         # Handed out, not answered: still pending.
-        self.assertEqual(self.attestation(dev.udid)["status"], "pending")
+        self.assertPending(dev.udid, "handed out")
         # Raw bytes: the nonce really is <data> in the XML vouchd sent.
         self.assertIsInstance(nonce, bytes)
 
@@ -358,7 +386,7 @@ class AttestationRequestTest(AttestationCase):
                          f"POST attest while the request is handed out, unanswered: {body}")
         # NotNow: the request stays pending and comes back.
         self.assertEmpty200(dev.report("NotNow", cu), "NotNow")
-        self.assertEqual(self.attestation(dev.udid)["status"], "pending", "after NotNow")
+        self.assertPending(dev.udid, "after NotNow")
         body = self.post_attest(dev.udid)
         self.assertEqual((body["queued"], body["command_uuid"]), (False, auto_uuid),
                          f"POST attest after NotNow: {body}")
@@ -372,8 +400,10 @@ class AttestationRequestTest(AttestationCase):
         first = self.post_attest(dev.udid)
         self.assertTrue(first["queued"], f"POST attest with nothing pending: {first}")
         self.assertNotEqual(first["command_uuid"], auto_uuid)
-        self.assertEqual(self.attestation(dev.udid)["status"], "pending",
-                         "a request newer than the last answer is pending")
+        self.assertPending(dev.udid, "a request newer than the last answer")
+        self.assertEqual(self.attestation(dev.udid)["status"], "verified",
+                         "the last verdict stays while a re-check is pending")
+        self.assertIn(dev.udid, self.listed("verified"))
         second = self.post_attest(dev.udid)
         self.assertEqual((second["queued"], second["command_uuid"]),
                          (False, first["command_uuid"]), f"second POST attest: {second}")
@@ -464,17 +494,23 @@ class AttestationVerdictTest(AttestationCase):
 
     def test_verified_fresh(self):
         dev = self.iphone()
-        requested = self.attestation(dev.udid)["requested_at"]
+        requested = self.assertPending(dev.udid, "enrolled")["requested_at"]
         cu, nonce = self.take_request(dev)
         leaf = self.pki.leaf(nonce=nonce, serial=dev.serial, udid=dev.udid,
                              os_version=dev.os_version, **LEAF_DEFAULTS)
         chain = [der(leaf), der(self.pki.sub)]
         self.answer(dev, cu, chain, what="fresh")
         att, entry = self.assertVerdict(dev, cu, "verified", None, "fresh", "fresh")
+        self.assertIsNone(att["request"], f"answered, yet a request is shown: {att}")
         self.assertEqual(att["requested_at"], requested, "requested_at changed with the answer")
         self.assertLessEqual(parse_time(att["requested_at"]), parse_time(att["received_at"]))
+        self.assertEqual(att["verified_at"], att["received_at"], "verified_at")
         self.assertEqual(att["generated_at"], rfc3339(not_before(leaf)), "generated_at")
-        self.assertEqual(att["expires_at"], rfc3339(not_after(leaf)), "expires_at")
+        self.assertEqual(att["leaf_expires_at"], rfc3339(not_after(leaf)), "leaf_expires_at")
+        # The verdict counts until the leaf expires or attestation_max_age (30 days) after Apple
+        # made it, whichever comes first.
+        self.assertEqual(att["expires_at"], rfc3339(min(
+            not_after(leaf), not_before(leaf) + datetime.timedelta(days=30))), "expires_at")
         if att["next_due_at"] is not None:
             self.assertGreater(parse_time(att["next_due_at"]), parse_time(att["received_at"]))
         expected = {"serial_number": dev.serial, "udid": dev.udid, "os_version": "17.4",
@@ -487,7 +523,10 @@ class AttestationVerdictTest(AttestationCase):
         self.assertEqual(entry["request_reason"], "enrollment", entry)
         self.assertEqual(entry["requested_at"], requested, entry)
         self.assertEqual(entry["generated_at"], att["generated_at"])
-        self.assertEqual(entry["expires_at"], att["expires_at"])
+        self.assertEqual(entry["expires_at"], att["leaf_expires_at"])
+        self.assertEqual(entry["nonce"], nonce.hex(), "the nonce it was checked against")
+        self.assertIsNone(entry["cached_nonce"], entry)
+        self.assertEqual(entry["generation"], self.device_obj(dev.udid)["generation"], entry)
         self.assertEqual((entry["leaf_sha256"] or "").lower(), sha256_hex(leaf), entry)
         self.assertEqual(self.command_status(dev.udid, cu)[0]["status"], "Acknowledged")
         self.assertEmpty200(dev.idle(), "Idle after a verified answer")
@@ -696,8 +735,9 @@ class AttestationVerdictTest(AttestationCase):
         first = self.attestation(dev.udid)
         body = self.post_attest(dev.udid)
         self.assertTrue(body["queued"], body)
-        self.assertEqual(self.attestation(dev.udid)["status"], "pending",
-                         "after POST attest on a verified device")
+        self.assertPending(dev.udid, "after POST attest on a verified device")
+        self.assertEqual(self.attestation(dev.udid)["status"], "verified",
+                         "a re-check does not hide the verdict")
         cu2, nonce2 = self.take_request(dev, "second request")
         self.assertEqual(cu2, body["command_uuid"])
         self.assertNotEqual(nonce2, nonce1)
@@ -723,10 +763,32 @@ class AttestationVerdictTest(AttestationCase):
         cu2, _n2 = self.take_request(dev, "after the update")
         self.answer(dev, cu2, chain1, what="cached 17.4 leaf, device now 17.5",
                     OSVersion="17.5", BuildVersion="21F79")
-        self.assertVerdict(dev, cu2, "verified", None, "cached", "cached leaf, OS updated")
+        att, _ = self.assertVerdict(dev, cu2, "verified", None, "cached",
+                                    "cached leaf, OS updated")
+        # ... but it says nothing of the new OS: the OS change stays to be attested.
+        self.assertEqual(att["next_due_reason"], "os_change", att)
+
+    def test_withheld(self):
+        """A device that can attest, or that attested before in this enrollment, does not get
+        'unsupported' by leaving the attestation out."""
+        dev = self.iphone()
+        cu, _ = self.take_request(dev, "an iPhone 14 Pro on 17.4 without an attestation")
+        self.answer(dev, cu, omit_attestation=True, what="no attestation key")
+        self.assertVerdict(dev, cu, "failed", "attestation_withheld", None, "iPhone15,2, 17.4")
+        self.assertIn(dev.udid, self.listed("failed"))
+
+        # A model Apple's list does not name, but it attested before: withheld all the same.
+        dev = self.iphone(model="iPhone9,3", product_name="iPhone9,3", os_version="15.8")
+        _cu, _n, _chain = self.attest_fresh(dev, "an attestation from a claimed iPhone 7")
+        self.post_attest(dev.udid)
+        cu, _ = self.take_request(dev, "then none")
+        self.assertEmpty200(dev.report("Acknowledged", cu), "bare Acknowledged")
+        self.assertVerdict(dev, cu, "failed", "attestation_withheld", None, "after verified")
 
     def test_unsupported(self):
-        dev = self.iphone()
+        # An iPhone 7 (A10): Apple's list starts at the A11.
+        old = dict(model="iPhone9,3", product_name="iPhone9,3", os_version="15.8")
+        dev = self.iphone(**old)
         cu, _ = self.take_request(dev, "unsupported device")
         self.answer(dev, cu, omit_attestation=True, what="no attestation key")
         att, entry = self.assertVerdict(dev, cu, "unsupported", None, None, "unsupported")
@@ -734,7 +796,7 @@ class AttestationVerdictTest(AttestationCase):
         self.assertIn(dev.udid, self.listed("unsupported"))
         self.assertEmpty200(dev.idle(), "Idle after unsupported: not asked again at once")
 
-        dev = self.iphone()
+        dev = self.iphone(**old)
         cu, _ = self.take_request(dev, "Acknowledged without QueryResponses")
         self.assertEmpty200(dev.report("Acknowledged", cu), "bare Acknowledged")
         self.assertVerdict(dev, cu, "unsupported", None, None, "bare Acknowledged")
@@ -754,8 +816,8 @@ class AttestationVerdictTest(AttestationCase):
                 self.assertEqual(entry["request_reason"], "enrollment", entry)
                 self.assertIsNone(entry["leaf_sha256"], entry)
                 self.assertIsNone(entry["generated_at"], entry)
-                self.assertNotEqual(att["status"], "pending", f"after {status}: {att}")
-                self.assertNotIn(att["status"], ("verified",), att)
+                self.assertIsNone(att["request"], f"after {status}: {att}")
+                self.assertEqual(att["status"], "none", f"an error is no verdict: {att}")
                 self.assertEqual(self.pending_requests(dev.udid), [])
                 self.assertEqual(self.command_status(dev.udid, cu)[0]["status"], status)
                 self.assertEmpty200(dev.idle(), f"Idle after {status}: nothing resent")
@@ -884,11 +946,11 @@ class AttestationHistoryAndFilterTest(AttestationCase):
         self.answer(dev, cu, [der(leaf4), der(self.pki.sub)], what="4 verified")
         steps.append((cu, "verified", None, "operator", sha256_hex(leaf4)))
         self.verdict(dev, cu, "4")
-        # 5: unsupported
+        # 5: no attestation, after a verified one: withheld
         self.assertTrue(self.post_attest(dev.udid)["queued"])
         cu, nonce = self.take_request(dev, "5")
-        self.answer(dev, cu, omit_attestation=True, what="5 unsupported")
-        steps.append((cu, "unsupported", None, "operator", None))
+        self.answer(dev, cu, omit_attestation=True, what="5 withheld")
+        steps.append((cu, "failed", "attestation_withheld", "operator", None))
         self.verdict(dev, cu, "5")
 
         hist = self.history(dev.udid)
@@ -901,7 +963,7 @@ class AttestationHistoryAndFilterTest(AttestationCase):
                 self.assertEqual((e["leaf_sha256"] or "").lower(), leaf_hash, e)
         times = [parse_time(e["received_at"]) for e in hist]
         self.assertEqual(times, sorted(times, reverse=True), "received_at not newest first")
-        self.assertEqual(self.attestation(dev.udid)["status"], "unsupported",
+        self.assertEqual(self.attestation(dev.udid)["status"], "failed",
                          "the device's status is the last answer's")
 
     def test_filter(self):
@@ -912,13 +974,14 @@ class AttestationHistoryAndFilterTest(AttestationCase):
         self.attest_fresh(verified, "verified device")
         failed = self.iphone()
         self.fail_one(failed, [b"\x00"], "malformed", {None, "unknown"}, "failed device")
-        unsupported = self.iphone()
+        unsupported = self.iphone(model="iPhone9,3", product_name="iPhone9,3", os_version="15.8")
         cu, _ = self.take_request(unsupported, "unsupported device")
         self.answer(unsupported, cu, omit_attestation=True, what="unsupported device")
         self.verdict(unsupported, cu, "unsupported device")
-        devices = {"none": none, "pending": pending, "verified": verified, "failed": failed,
+        # The verdicts partition the devices; "pending" is a request out, beside any verdict.
+        devices = {"none": none, "verified": verified, "failed": failed,
                    "unsupported": unsupported}
-        lists = {status: self.listed(status) for status in devices}
+        lists = {status: self.listed(status) for status in list(devices) + ["expired"]}
         for status, dev in devices.items():
             for other, udids in lists.items():
                 if other == status:
@@ -926,10 +989,14 @@ class AttestationHistoryAndFilterTest(AttestationCase):
                 else:
                     self.assertNotIn(dev.udid, udids,
                                      f"{status} device listed in ?attestation={other}")
+        self.assertIn(pending.udid, lists["none"], "asked, never answered: no verdict")
+        ours = {d.udid for d in devices.values()} | {pending.udid}
+        self.assertEqual(self.listed("pending") & ours, {pending.udid},
+                         "?attestation=pending: the devices with a request out")
         r = self.vouchd.admin("GET", "/v1/devices?attestation=bogus")
         self.assertEqual(r.status, 400, repr(r))
         r = self.vouchd.admin("GET", "/v1/devices?limit=1000")
         self.assertStatus(r, 200, "unfiltered list")
         everyone = {o["udid"] for o in r.json()}
         self.assertEqual(set().union(*lists.values()), everyone,
-                         "the five filters do not partition the device list")
+                         "the verdict filters do not partition the device list")

@@ -42,7 +42,7 @@ class PeerPlistTest(VouchTestCase):
         """Answer the attestation request as a device that cannot attest: unsupported, and the
         device's facts unchanged."""
         before = self.vouchd.device(dev.udid).json()
-        self.assertEqual(before["attestation"]["status"], "pending",
+        self.assertIsNotNone(before["attestation"]["request"],
                          f"{what}: the first TokenUpdate asks for an attestation")
         self.assertEmpty200(dev.settle_attestation(), f"{what}: answer to the attestation request")
         after = self.vouchd.device(dev.udid).json()

@@ -100,12 +100,10 @@ def attestation_commands_per_device(case, prefix):
 
 
 # ---------------------------------------------------------------------------------------------
-class SchedulerPolicyTest(AttestationCase):
+class SchedulerCase(AttestationCase):
     """One vouchd with its scheduler; devices speak the protocol (device.py) and answer with
-    chains of the stand-in Apple PKI. A long mean interval keeps random re-checks out of the
-    weeks these tests live through, so what is planned is what the rules under test say."""
-
-    vouchd_config = {"attestation_mean_interval": "365d", "attestation_max_age": "3650d"}
+    chains of the stand-in Apple PKI; helpers for living through weeks by the database's
+    clock."""
 
     def attest_at_clock(self, dev, what, **leaf):
         """A verified fresh attestation whose leaf Apple 'generated' at the database's clock."""
@@ -146,6 +144,13 @@ class SchedulerPolicyTest(AttestationCase):
         att = self.attestation(dev.udid)
         due = att["next_due_at"]
         return (parse_time(due) if due else None), att.get("next_due_reason")
+
+
+class SchedulerPolicyTest(SchedulerCase):
+    """A long mean interval keeps random re-checks out of the weeks these tests live through,
+    so what is planned is what the rules under test say."""
+
+    vouchd_config = {"attestation_mean_interval": "365d", "attestation_max_age": "3650d"}
 
     def test_after_enrollment_next_due_follows_the_policy(self):
         devs = [self.iphone() for _ in range(5)]
@@ -466,8 +471,9 @@ class TwoInstancesCase(VouchTestCase):
 
     def assertExactlyOne(self, prefix, count, what):
         def settled():
-            return sql(self, f"SELECT count(*) FROM devices WHERE udid LIKE '{prefix}-%' "
-                             f"AND attestation_status = 'pending'").strip() == str(count)
+            return sql(self, f"SELECT count(DISTINCT udid) FROM attestation_requests "
+                             f"WHERE udid LIKE '{prefix}-%' AND answered_at IS NULL"
+                       ).strip() == str(count)
         wait_for(settled, 60, what=f"{what}: all {count} devices pending")
         per = requests_per_device(self, prefix)
         self.assertEqual(len(per), count)
