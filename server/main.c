@@ -56,7 +56,12 @@ static const char usage[] =
     "  database_url      libpq connection string or URI (required)\n"
     "  identity_ca       PEM file of the CAs that issue device identity certificates (required)\n"
     "  cert_header       header in which a TLS-terminating proxy passes the client certificate\n"
-    "  admin_token       bearer token of the admin API (unset: no admin API)\n"
+    "                    (needs trusted_proxies)\n"
+    "  trusted_proxies   addresses and networks (IPv4, IPv6, CIDR; commas or blanks) of the\n"
+    "                    proxies whose cert_header and X-Forwarded-For are believed (default\n"
+    "                    empty; a request carrying either from any other peer gets 403)\n"
+    "  admin_token       bearer token of the admin API, at least 32 characters (unset: no\n"
+    "                    admin API); make one with: openssl rand -hex 32\n"
     "  admin_login_limit failed admin logins per client address and minute before it gets\n"
     "                    429 for the rest of the minute (default 10; 0: no limit)\n"
     "  public_url        the https base URL devices use\n"
@@ -99,6 +104,9 @@ static const char usage_more[] =
     "  webhook_topics    topics sent (default all): mdm.Authenticate, mdm.TokenUpdate,\n"
     "                    mdm.CheckOut, mdm.Connect, attestation.verified, attestation.failed,\n"
     "                    device.os_changed\n"
+    "  webhook_allow_http true or false: may an http:// receiver take mdm.TokenUpdate, which\n"
+    "                    carries the device's UnlockToken? (default false; then such a\n"
+    "                    receiver stops vouchd at start)\n"
     "  webhook_timeout   how long a receiver has to answer (default 10s)\n"
     "  webhook_max_age   an event not delivered by then is dead (default 72h)\n"
     "  enroll_identity   the profile's device identity: scep (default) or acme\n"
@@ -308,8 +316,16 @@ static bool store_settings(const struct config *cfg)
     const char *url_ptrs[CONFIG_MAX_RECEIVERS], *topic_ptrs[16];
     size_t n = config_split_list(cfg->webhook_url, urls, CONFIG_MAX_RECEIVERS);
     size_t t = config_split_list(cfg->webhook_topics, topics, 16);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         url_ptrs[i] = urls[i];
+        /* config_parse() let plain http through only without mdm.TokenUpdate in the topics or
+         * with webhook_allow_http = true. */
+        if (strncmp(urls[i], "http://", 7) == 0)
+            log_warn("web-hook receiver %s is plain http: its events travel unencrypted%s", urls[i],
+                     cfg->webhook_allow_http ? " (webhook_allow_http = true: with mdm.TokenUpdate, "
+                                               "the device's UnlockToken)"
+                                             : "");
+    }
     for (size_t i = 0; i < t; i++)
         topic_ptrs[i] = topics[i];
     const struct db_settings settings = {
@@ -421,6 +437,10 @@ static int serve(const struct config *cfg)
     event_add(t.cert_check, &daily);
     event_base_once(srv.base, -1, EV_TIMEOUT, stats_tick, &srv, &soon);
 
+    if (cfg->proxy_count > 0)
+        log_info("believing %s%sX-Forwarded-For from %zu trusted proxy address(es) or network(s)",
+                 cfg->cert_header ? cfg->cert_header : "", cfg->cert_header ? " and " : "",
+                 cfg->proxy_count);
     log_info("vouchd %s listening on %s", VOUCH_VERSION, cfg->listen);
     event_base_dispatch(srv.base);
     log_info("vouchd stopped");

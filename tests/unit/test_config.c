@@ -1,5 +1,6 @@
 /* Unit tests of server/config.c: defaults, the key = value file, VOUCH_ environment overrides,
- * value checking and durations. */
+ * value checking and durations, the start-up refusals, trusted_proxies and the X-Forwarded-For
+ * rule. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,6 +15,9 @@
 #include "config.h"
 
 extern char **environ;
+
+/* The shortest admin_token accepted (CONFIG_MIN_ADMIN_TOKEN characters). */
+#define TOKEN "0123456789abcdef0123456789abcdef"
 
 /* Parses text (and env) that must be accepted. */
 static void parse_ok(struct config *cfg, const char *text, char *const *envp)
@@ -91,6 +95,9 @@ static void test_defaults(void **state)
     assert_null(cfg.webhook_url);
     assert_null(cfg.webhook_secret);
     assert_null(cfg.admin_token);
+    assert_null(cfg.trusted_proxies);
+    assert_int_equal(cfg.proxy_count, 0);
+    assert_false(cfg.webhook_allow_http);
     config_clear(&cfg);
 
     /* An empty file and an empty environment give the same defaults. */
@@ -110,6 +117,7 @@ static void test_file_every_key(void **state)
                                "public_url = https://mdm.example.com\n"
                                "identity_ca = /etc/vouch/identity-ca.pem\n"
                                "cert_header = X-Client-Cert\n"
+                               "trusted_proxies = 10.0.0.5, ::1\n"
                                "attestation_roots = /etc/vouch/roots.pem\n"
                                "apns_cert = /etc/vouch/push.pem\n"
                                "apns_key = /etc/vouch/push.key\n"
@@ -117,7 +125,8 @@ static void test_file_every_key(void **state)
                                "apns_ca = /etc/ssl/certs/ca.pem\n"
                                "webhook_url = https://hooks.example.com/mdm\n"
                                "webhook_secret = s3cret\n"
-                               "admin_token = tok\n"
+                               "webhook_allow_http = true\n"
+                               "admin_token = " TOKEN "\n"
                                "log_level = debug\n"
                                "max_body_bytes = 2048\n"
                                "db_pool_size = 64\n"
@@ -131,6 +140,9 @@ static void test_file_every_key(void **state)
     assert_string_equal(cfg.public_url, "https://mdm.example.com");
     assert_string_equal(cfg.identity_ca, "/etc/vouch/identity-ca.pem");
     assert_string_equal(cfg.cert_header, "X-Client-Cert");
+    assert_string_equal(cfg.trusted_proxies, "10.0.0.5, ::1");
+    assert_int_equal(cfg.proxy_count, 2);
+    assert_true(cfg.webhook_allow_http);
     assert_string_equal(cfg.attestation_roots, "/etc/vouch/roots.pem");
     assert_string_equal(cfg.apns_cert, "/etc/vouch/push.pem");
     assert_string_equal(cfg.apns_key, "/etc/vouch/push.key");
@@ -138,7 +150,7 @@ static void test_file_every_key(void **state)
     assert_string_equal(cfg.apns_ca, "/etc/ssl/certs/ca.pem");
     assert_string_equal(cfg.webhook_url, "https://hooks.example.com/mdm");
     assert_string_equal(cfg.webhook_secret, "s3cret");
-    assert_string_equal(cfg.admin_token, "tok");
+    assert_string_equal(cfg.admin_token, TOKEN);
     assert_string_equal(cfg.log_level, "debug");
     assert_int_equal(cfg.max_body_bytes, 2048);
     assert_int_equal(cfg.db_pool_size, 64);
@@ -305,13 +317,36 @@ static void test_admin_token_empty_is_null(void **state)
 
     /* The environment can switch off a token the file sets. */
     char *envp[] = {"VOUCH_ADMIN_TOKEN=", NULL};
-    parse_ok(&cfg, "admin_token = from-file\n", envp);
+    parse_ok(&cfg, "admin_token = from-file-" TOKEN "\n", envp);
     assert_null(cfg.admin_token);
     config_clear(&cfg);
 
-    char *envp2[] = {"VOUCH_ADMIN_TOKEN=from-env", NULL};
-    parse_ok(&cfg, "admin_token = from-file\n", envp2);
-    assert_string_equal(cfg.admin_token, "from-env");
+    char *envp2[] = {"VOUCH_ADMIN_TOKEN=from-env-" TOKEN, NULL};
+    parse_ok(&cfg, "admin_token = from-file-" TOKEN "\n", envp2);
+    assert_string_equal(cfg.admin_token, "from-env-" TOKEN);
+    config_clear(&cfg);
+}
+
+static void test_admin_token_length(void **state)
+{
+    struct config cfg;
+    parse_ok(&cfg, "admin_token = " TOKEN "\n", NULL);
+    assert_string_equal(cfg.admin_token, TOKEN);
+    config_clear(&cfg);
+    /* openssl rand -hex 32, as the example says. */
+    parse_ok(&cfg, "admin_token = " TOKEN TOKEN "\n", NULL);
+    config_clear(&cfg);
+
+    /* One short: the message names the key, the length and the minimum. */
+    fail_text("admin_token = 0123456789abcdef0123456789abcde\n", "admin_token", "31 characters");
+    fail_text("admin_token = change-me\n", "admin_token", "at least 32");
+    fail_text("admin_token = x\n", "admin_token", "openssl rand -hex 32");
+    char *envp[] = {"VOUCH_ADMIN_TOKEN=short", NULL};
+    fail_env(envp, "admin_token", "5 characters");
+    /* The environment's long token wins over the file's short one. */
+    char *envp2[] = {"VOUCH_ADMIN_TOKEN=" TOKEN, NULL};
+    parse_ok(&cfg, "admin_token = short\n", envp2);
+    assert_string_equal(cfg.admin_token, TOKEN);
     config_clear(&cfg);
 }
 
@@ -370,7 +405,7 @@ static void test_env_errors(void **state)
     /* An error in the environment also fails a good file, and the struct is cleared. */
     const char *needles[] = {"VOUCH_MAX_BODY_BYTES", NULL};
     char *too_small[] = {"VOUCH_MAX_BODY_BYTES=1", NULL};
-    static const char text[] = "listen = a:1\nadmin_token = t\n";
+    static const char text[] = "listen = a:1\nadmin_token = " TOKEN "\n";
     parse_fail(text, strlen(text), too_small, needles);
 
     /* A very long unknown name is refused, not overflowed. */
@@ -533,6 +568,348 @@ static void test_webhooks(void **state)
     assert_int_equal(config_split_list("a b c d", items, 3), 4); /* more than max */
 }
 
+/* An http:// receiver may not take mdm.TokenUpdate (the UnlockToken) without
+ * webhook_allow_http = true. */
+static void test_webhook_http_receivers(void **state)
+{
+    struct config cfg;
+    /* Every topic (webhook_topics unset or empty) includes mdm.TokenUpdate. */
+    fail_text("webhook_url = http://127.0.0.1:9000/hook\nwebhook_secret = k\n", "webhook_url",
+              "webhook_allow_http");
+    fail_text("webhook_url = http://127.0.0.1:9000/hook\nwebhook_secret = k\nwebhook_topics =\n",
+              "mdm.TokenUpdate", "webhook_allow_http");
+    fail_text("webhook_url = http://h.example/x\nwebhook_secret = k\n"
+              "webhook_topics = mdm.Connect, mdm.TokenUpdate\n",
+              "http://h.example/x", "webhook_allow_http");
+    /* One https and one http receiver: the http one is named. */
+    fail_text("webhook_url = https://a.example/x http://b.example/y\nwebhook_secret = k\n",
+              "http://b.example/y", "webhook_allow_http = true");
+    fail_text("webhook_url = http://h.example/x\nwebhook_secret = k\n"
+              "webhook_allow_http = false\n",
+              "webhook_url", "webhook_allow_http");
+    char *envp[] = {"VOUCH_WEBHOOK_ALLOW_HTTP=false", NULL};
+    const char *needles[] = {"webhook_allow_http", NULL};
+    static const char http_all[] = "webhook_url = http://h.example/x\nwebhook_secret = k\n"
+                                   "webhook_allow_http = true\n";
+    parse_fail(http_all, strlen(http_all), envp, needles);
+
+    /* Allowed: https; http without mdm.TokenUpdate; http with webhook_allow_http = true. */
+    parse_ok(&cfg, "webhook_url = https://h.example/x\nwebhook_secret = k\n", NULL);
+    assert_false(cfg.webhook_allow_http);
+    config_clear(&cfg);
+    parse_ok(&cfg,
+             "webhook_url = http://h.example/x\nwebhook_secret = k\n"
+             "webhook_topics = mdm.Authenticate mdm.CheckOut mdm.Connect attestation.verified "
+             "attestation.failed device.os_changed\n",
+             NULL);
+    config_clear(&cfg);
+    parse_ok(&cfg, http_all, NULL);
+    assert_true(cfg.webhook_allow_http);
+    config_clear(&cfg);
+    char *envp2[] = {"VOUCH_WEBHOOK_ALLOW_HTTP=true", NULL};
+    parse_ok(&cfg, "webhook_url = http://h.example/x\nwebhook_secret = k\n", envp2);
+    assert_true(cfg.webhook_allow_http);
+    config_clear(&cfg);
+
+    /* A boolean is true or false, nothing else. */
+    static const char *const bad[] = {"yes", "1", "TRUE", "", "on", "true false"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char line[64];
+        snprintf(line, sizeof(line), "webhook_allow_http = %s\n", bad[i]);
+        fail_text(line, "webhook_allow_http", "true or false");
+    }
+}
+
+/* ---- trusted_proxies and the forwarded client ---- */
+
+static struct config_addr addr_of(const char *text)
+{
+    struct config_addr a;
+    if (!config_parse_addr(text, strlen(text), &a))
+        print_error("not an address: %s\n", text);
+    assert_true(config_parse_addr(text, strlen(text), &a));
+    return a;
+}
+
+static void assert_trusted(const struct config *cfg, const char *addr, bool want)
+{
+    struct config_addr a = addr_of(addr);
+    if (config_is_trusted_proxy(cfg, &a) != want)
+        print_error("%s: expected %s\n", addr, want ? "trusted" : "not trusted");
+    assert_true(config_is_trusted_proxy(cfg, &a) == want);
+}
+
+static void test_addresses(void **state)
+{
+    static const struct {
+        const char *in, *out;
+        int family;
+    } good[] = {
+        {"127.0.0.1", "127.0.0.1", 4},
+        {"0.0.0.0", "0.0.0.0", 4},
+        {"255.255.255.255", "255.255.255.255", 4},
+        {"::1", "::1", 6},
+        {"::", "::", 6},
+        {"2001:0DB8:0000:0000:0000:0000:0000:0001", "2001:db8::1", 6},
+        {"fe80::1:2", "fe80::1:2", 6},
+        /* IPv4-mapped IPv6 is the IPv4 address. */
+        {"::ffff:192.0.2.1", "192.0.2.1", 4},
+        {"::FFFF:c000:0201", "192.0.2.1", 4},
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        struct config_addr a = addr_of(good[i].in);
+        char text[64];
+        assert_int_equal(a.family, good[i].family);
+        assert_string_equal(config_addr_text(&a, text, sizeof(text)), good[i].out);
+    }
+    static const char *const bad[] = {
+        "",
+        "1.2.3",
+        "1.2.3.4.5",
+        "256.0.0.1",
+        "01.2.3.4",
+        "1.2.3.4 ",
+        " 1.2.3.4",
+        "::1::",
+        "fe80::1%eth0",
+        "[::1]",
+        "localhost",
+        "1.2.3.4/8",
+        "1.2.3.-1",
+        "0x7f.0.0.1",
+        "1:2:3:4:5:6:7:8:9",
+        "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255.0",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct config_addr a;
+        if (config_parse_addr(bad[i], strlen(bad[i]), &a))
+            print_error("'%s' accepted as an address\n", bad[i]);
+        assert_false(config_parse_addr(bad[i], strlen(bad[i]), &a));
+    }
+    /* The length bounds the text: a NUL inside it, or a text longer than any address. */
+    struct config_addr a;
+    assert_false(config_parse_addr("1.2.3.4\0", 8, &a));
+    assert_true(config_parse_addr("1.2.3.4 junk", 7, &a));
+    char long_text[200];
+    memset(long_text, '1', sizeof(long_text));
+    assert_false(config_parse_addr(long_text, sizeof(long_text), &a));
+}
+
+static void test_trusted_proxies(void **state)
+{
+    struct config cfg;
+    parse_ok(&cfg,
+             "trusted_proxies = 127.0.0.1, ::1\t10.0.0.0/8 ,192.168.1.0/24 2001:db8::/32 "
+             "198.51.100.7/32 2001:db8:ffff::5/128 ::ffff:172.16.0.0/108 224.0.0.0/3\n",
+             NULL);
+    assert_int_equal(cfg.proxy_count, 9);
+    assert_trusted(&cfg, "127.0.0.1", true);
+    assert_trusted(&cfg, "127.0.0.2", false);
+    assert_trusted(&cfg, "::1", true);
+    assert_trusted(&cfg, "::2", false);
+    assert_trusted(&cfg, "10.0.0.0", true);
+    assert_trusted(&cfg, "10.255.255.255", true);
+    assert_trusted(&cfg, "11.0.0.0", false);
+    assert_trusted(&cfg, "240.1.2.3", true); /* 224.0.0.0/3: 224-255.x */
+    assert_trusted(&cfg, "223.255.255.255", false);
+    assert_trusted(&cfg, "192.168.1.77", true);
+    assert_trusted(&cfg, "192.168.2.1", false);
+    assert_trusted(&cfg, "2001:db8:1234::1", true);
+    assert_trusted(&cfg, "2001:db9::1", false);
+    assert_trusted(&cfg, "198.51.100.7", true);
+    assert_trusted(&cfg, "198.51.100.8", false);
+    assert_trusted(&cfg, "2001:db8:ffff::5", true); /* also in 2001:db8::/32 */
+    assert_trusted(&cfg, "172.16.3.4", true);       /* ::ffff:172.16.0.0/108 is 172.16.0.0/12 */
+    assert_trusted(&cfg, "172.32.0.1", false);
+    assert_trusted(&cfg, "::ffff:10.1.2.3", true); /* a mapped peer is its IPv4 address */
+    assert_trusted(&cfg, "203.0.113.1", false);
+    /* IPv4 networks never hold IPv6 addresses: ::a00:1 is not 10.0.0.1. */
+    assert_trusted(&cfg, "::a00:1", false);
+    config_clear(&cfg);
+
+    /* Unset and empty: no proxy. */
+    parse_ok(&cfg, "trusted_proxies =\n", NULL);
+    assert_int_equal(cfg.proxy_count, 0);
+    assert_trusted(&cfg, "127.0.0.1", false);
+    config_clear(&cfg);
+    parse_ok(&cfg, "trusted_proxies = , ,\n", NULL);
+    assert_int_equal(cfg.proxy_count, 0);
+    config_clear(&cfg);
+
+    /* Odd but exact prefix bounds. */
+    parse_ok(&cfg, "trusted_proxies = 128.0.0.0/1 ::/1 10.0.0.0/31 ::ffff:10.0.0.0/104\n", NULL);
+    assert_int_equal(cfg.proxy_count, 4);
+    assert_int_equal(cfg.proxies[0].prefix, 1);
+    assert_int_equal(cfg.proxies[3].prefix, 8);
+    assert_int_equal(cfg.proxies[3].addr.family, 4);
+    assert_trusted(&cfg, "10.0.0.1", true);
+    assert_trusted(&cfg, "10.0.0.2", true); /* in ::ffff:10.0.0.0/104 */
+    config_clear(&cfg);
+
+    /* The environment wins, as for every key. */
+    char *envp[] = {"VOUCH_TRUSTED_PROXIES=192.0.2.1", NULL};
+    parse_ok(&cfg, "trusted_proxies = 10.0.0.1\n", envp);
+    assert_int_equal(cfg.proxy_count, 1);
+    assert_trusted(&cfg, "192.0.2.1", true);
+    assert_trusted(&cfg, "10.0.0.1", false);
+    config_clear(&cfg);
+
+    /* Bad values name the key and what is wrong. */
+    fail_text("trusted_proxies = 10.0.0.0/33\n", "trusted_proxies", "at most /32");
+    fail_text("trusted_proxies = ::/129\n", "trusted_proxies", "at most /128");
+    fail_text("trusted_proxies = 2001:db8::/1000\n", "trusted_proxies", "prefix");
+    fail_text("trusted_proxies = 10.0.0.1/8\n", "trusted_proxies", "did you mean 10.0.0.0/8");
+    fail_text("trusted_proxies = 2001:db8::1/32\n", "trusted_proxies", "2001:db8::/32");
+    fail_text("trusted_proxies = 10.0.0.0/\n", "trusted_proxies", "prefix");
+    fail_text("trusted_proxies = 10.0.0.0/08\n", "trusted_proxies", "prefix");
+    fail_text("trusted_proxies = 10.0.0.0/+8\n", "trusted_proxies", "prefix");
+    fail_text("trusted_proxies = 10.0.0.0/8/8\n", "trusted_proxies", "prefix");
+    fail_text("trusted_proxies = 10.0.0.0/x\n", "trusted_proxies", "prefix");
+    fail_text("trusted_proxies = /8\n", "trusted_proxies", "not an IPv4 or IPv6");
+    fail_text("trusted_proxies = 0.0.0.0/0\n", "trusted_proxies", "every address");
+    fail_text("trusted_proxies = ::/0\n", "trusted_proxies", "every address");
+    fail_text("trusted_proxies = ::ffff:10.0.0.0/95\n", "trusted_proxies", "IPv4-mapped");
+    fail_text("trusted_proxies = 127.0.0.1, localhost\n", "trusted_proxies", "'localhost'");
+    fail_text("trusted_proxies = 10.0.0\n", "trusted_proxies", "'10.0.0'");
+    fail_text("trusted_proxies = 300.0.0.1\n", "trusted_proxies", "300.0.0.1");
+    fail_text("trusted_proxies = [::1]\n", "trusted_proxies", "[::1]");
+    fail_text("trusted_proxies = fe80::1%eth0\n", "trusted_proxies", "fe80::1%eth0");
+    fail_text("trusted_proxies = 10.0.0.1;10.0.0.2\n", "trusted_proxies", "10.0.0.1;10.0.0.2");
+    char *bad_env[] = {"VOUCH_TRUSTED_PROXIES=nginx", NULL};
+    fail_env(bad_env, "trusted_proxies", "nginx");
+
+    /* At most CONFIG_MAX_TRUSTED_PROXIES entries; an entry longer than any network. */
+    char text[2048];
+    size_t k = (size_t)snprintf(text, sizeof(text), "trusted_proxies =");
+    for (int i = 0; i < CONFIG_MAX_TRUSTED_PROXIES; i++)
+        k += (size_t)snprintf(text + k, sizeof(text) - k, " 10.0.%d.1", i);
+    snprintf(text + k, sizeof(text) - k, "\n");
+    parse_ok(&cfg, text, NULL);
+    assert_int_equal(cfg.proxy_count, CONFIG_MAX_TRUSTED_PROXIES);
+    config_clear(&cfg);
+    snprintf(text + k, sizeof(text) - k, " 10.1.0.1\n");
+    fail_text(text, "trusted_proxies", "at most 64");
+    fail_text("trusted_proxies = 1111111111111111111111111111111111111111111111111111111111111\n",
+              "trusted_proxies", "not an address");
+}
+
+/* cert_header is believed from trusted_proxies only: without any it could never be. */
+static void test_cert_header_needs_trusted_proxies(void **state)
+{
+    struct config cfg;
+    fail_text("cert_header = X-Client-Cert\n", "cert_header", "trusted_proxies");
+    fail_text("cert_header = X-Client-Cert\ntrusted_proxies =\n", "cert_header", "trusted_proxies");
+    char *envp[] = {"VOUCH_CERT_HEADER=Client-Cert", NULL};
+    fail_env(envp, "cert_header", "trusted_proxies");
+
+    parse_ok(&cfg, "cert_header = X-Client-Cert\ntrusted_proxies = 127.0.0.1, ::1\n", NULL);
+    assert_string_equal(cfg.cert_header, "X-Client-Cert");
+    assert_int_equal(cfg.proxy_count, 2);
+    config_clear(&cfg);
+
+    /* An empty cert_header names no header: the same as unset, so no proxy is needed. */
+    parse_ok(&cfg, "cert_header =\n", NULL);
+    assert_null(cfg.cert_header);
+    config_clear(&cfg);
+    /* trusted_proxies alone (X-Forwarded-For only) is fine. */
+    parse_ok(&cfg, "trusted_proxies = 10.0.0.1\n", NULL);
+    assert_null(cfg.cert_header);
+    config_clear(&cfg);
+}
+
+/* Runs config_forwarded_client() with trusted_proxies = 10.0.0.0/8, ::1, 2001:db8::/64. */
+static bool forwarded(const char *peer, const char *const *lines, size_t n, char *client,
+                      size_t size)
+{
+    struct config cfg;
+    parse_ok(&cfg, "trusted_proxies = 10.0.0.0/8, ::1, 2001:db8::/64\n", NULL);
+    struct config_addr p = addr_of(peer), c;
+    memset(&c, 0xAA, sizeof(c));
+    bool ok = config_forwarded_client(&cfg, &p, lines, n, &c);
+    if (ok)
+        config_addr_text(&c, client, size);
+    config_clear(&cfg);
+    return ok;
+}
+
+static void assert_forwarded(const char *peer, const char *line, const char *want)
+{
+    const char *lines[] = {line};
+    char client[64] = "";
+    bool ok = forwarded(peer, lines, line ? 1 : 0, client, sizeof(client));
+    if (!ok || strcmp(client, want) != 0)
+        print_error("peer %s, X-Forwarded-For '%s': expected %s, got %s\n", peer,
+                    line ? line : "(none)", want, ok ? client : "a refusal");
+    assert_true(ok);
+    assert_string_equal(client, want);
+}
+
+static void assert_forwarded_bad(const char *peer, const char *line)
+{
+    const char *lines[] = {line};
+    char client[64] = "";
+    if (forwarded(peer, lines, 1, client, sizeof(client)))
+        print_error("peer %s, X-Forwarded-For '%s': accepted as %s\n", peer, line, client);
+    assert_false(forwarded(peer, lines, 1, client, sizeof(client)));
+}
+
+static void test_forwarded_client(void **state)
+{
+    /* A peer that is not a trusted proxy is the client, whatever it claims. */
+    assert_forwarded("203.0.113.5", "198.51.100.1", "203.0.113.5");
+    assert_forwarded("203.0.113.5", "garbage", "203.0.113.5");
+    assert_forwarded("2001:db9::1", NULL, "2001:db9::1");
+    /* A trusted proxy without X-Forwarded-For is itself the client. */
+    assert_forwarded("10.0.0.2", NULL, "10.0.0.2");
+    assert_forwarded("10.0.0.2", "", "10.0.0.2");
+    assert_forwarded("10.0.0.2", " , ,", "10.0.0.2");
+    /* The right-most address that is not a proxy. */
+    assert_forwarded("10.0.0.2", "198.51.100.1", "198.51.100.1");
+    assert_forwarded("::1", "198.51.100.1", "198.51.100.1");
+    assert_forwarded("10.0.0.2", "198.51.100.1, 10.0.0.3", "198.51.100.1");
+    assert_forwarded("10.0.0.2", "198.51.100.1,10.0.0.3,::1", "198.51.100.1");
+    /* What the client wrote itself (left of the first untrusted address) is never believed, nor
+     * even read: a spoofed or malformed entry there changes nothing. */
+    assert_forwarded("10.0.0.2", "10.9.9.9, 198.51.100.1", "198.51.100.1");
+    assert_forwarded("10.0.0.2", "192.0.2.66, 198.51.100.1", "198.51.100.1");
+    assert_forwarded("10.0.0.2", "not an address, 198.51.100.1", "198.51.100.1");
+    /* All trusted: the left-most. */
+    assert_forwarded("10.0.0.2", "10.0.0.4, 10.0.0.3", "10.0.0.4");
+    assert_forwarded("::1", "2001:db8::7, ::1", "2001:db8::7");
+    /* IPv6, brackets, ports, mapped addresses, blanks and empty elements. */
+    assert_forwarded("10.0.0.2", "2001:db9::1", "2001:db9::1");
+    assert_forwarded("10.0.0.2", "[2001:db9::1]", "2001:db9::1");
+    assert_forwarded("10.0.0.2", "[2001:db9::1]:443", "2001:db9::1");
+    assert_forwarded("10.0.0.2", "198.51.100.1:5678", "198.51.100.1");
+    assert_forwarded("10.0.0.2", "::ffff:198.51.100.1", "198.51.100.1");
+    assert_forwarded("10.0.0.2", "\t198.51.100.1 ,, \t", "198.51.100.1");
+    assert_forwarded("10.0.0.2", "2001:DB9:0::0001", "2001:db9::1");
+    /* An element that must be read and is not an address: refused. */
+    assert_forwarded_bad("10.0.0.2", "unknown");
+    assert_forwarded_bad("10.0.0.2", "198.51.100.1, garbage");
+    assert_forwarded_bad("10.0.0.2", "198.51.100.1, 10.0.0.3, garbage");
+    assert_forwarded_bad("10.0.0.2", "198.51.100.1:99999");
+    assert_forwarded_bad("10.0.0.2", "198.51.100.1:");
+    assert_forwarded_bad("10.0.0.2", "198.51.100.1:80:80");
+    assert_forwarded_bad("10.0.0.2", "[2001:db9::1");
+    assert_forwarded_bad("10.0.0.2", "[2001:db9::1]x");
+    assert_forwarded_bad("10.0.0.2", "[]");
+    assert_forwarded_bad("10.0.0.2", "198.51.100.1 198.51.100.2");
+    assert_forwarded_bad("10.0.0.2", "host.example");
+    assert_forwarded_bad("10.0.0.2", "198.51.100.1/32");
+
+    /* Several field lines are one list, in order: the last line is the right-most. */
+    const char *lines[] = {"192.0.2.66, 198.51.100.1", "10.0.0.5"};
+    char client[64] = "";
+    assert_true(forwarded("10.0.0.2", lines, 2, client, sizeof(client)));
+    assert_string_equal(client, "198.51.100.1");
+    const char *lines2[] = {"198.51.100.1", "garbage"};
+    assert_false(forwarded("10.0.0.2", lines2, 2, client, sizeof(client)));
+    const char *lines3[] = {"garbage", "198.51.100.9"};
+    assert_true(forwarded("10.0.0.2", lines3, 2, client, sizeof(client)));
+    assert_string_equal(client, "198.51.100.9");
+}
+
 /* ---- The enrollment profile ---- */
 
 static void test_enrollment_keys(void **state)
@@ -559,7 +936,11 @@ static void test_clear(void **state)
 {
     struct config cfg;
     char *envp[] = {"VOUCH_WEBHOOK_SECRET=w", NULL};
-    parse_ok(&cfg, "listen = l:1\ndatabase_url = d\nadmin_token = t\nlog_level = debug\n", envp);
+    parse_ok(&cfg,
+             "listen = l:1\ndatabase_url = d\nadmin_token = " TOKEN "\nlog_level = debug\n"
+             "trusted_proxies = 10.0.0.1\n",
+             envp);
+    assert_int_equal(cfg.proxy_count, 1);
     config_clear(&cfg);
     assert_null(cfg.listen);
     assert_null(cfg.database_url);
@@ -567,6 +948,8 @@ static void test_clear(void **state)
     assert_null(cfg.log_level);
     assert_null(cfg.webhook_secret);
     assert_null(cfg.apns_url);
+    assert_null(cfg.trusted_proxies);
+    assert_int_equal(cfg.proxy_count, 0);
     /* Clearing twice is harmless. */
     config_clear(&cfg);
     assert_null(cfg.listen);
@@ -725,11 +1108,17 @@ int main(void)
         cmocka_unit_test(test_numbers),
         cmocka_unit_test(test_log_level),
         cmocka_unit_test(test_admin_token_empty_is_null),
+        cmocka_unit_test(test_admin_token_length),
         cmocka_unit_test(test_env_overrides_file),
         cmocka_unit_test(test_env_errors),
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_attestation_policy),
         cmocka_unit_test(test_webhooks),
+        cmocka_unit_test(test_webhook_http_receivers),
+        cmocka_unit_test(test_addresses),
+        cmocka_unit_test(test_trusted_proxies),
+        cmocka_unit_test(test_cert_header_needs_trusted_proxies),
+        cmocka_unit_test(test_forwarded_client),
         cmocka_unit_test(test_enrollment_keys),
         cmocka_unit_test(test_clear),
         cmocka_unit_test(test_load),
