@@ -92,7 +92,8 @@ static bool authorized(struct vouchd *srv, struct evhttp_request *req)
 /* Failed admin logins (a wrong token), per client address: after admin_login_limit within
  * AUTH_FAILURE_WINDOW_S seconds, that address gets 429 (right token or not, so guessing learns
  * nothing) until the window ends. A small fixed table: when it is full the stalest window goes.
- * Behind a proxy every client has the proxy's address: the limit then holds for all of them. */
+ * The address is http_client_address()'s: behind a proxy listed in trusted_proxies, the client
+ * the proxy names, so one client's guesses do not lock out the others behind the same proxy. */
 #define AUTH_FAILURE_WINDOW_S 60
 #define AUTH_FAILURE_SLOTS 256
 #define AUTH_FAILURE_PROBES 8
@@ -128,17 +129,6 @@ static struct auth_failures *failures_of(const char *addr, time_t now, bool crea
     victim->window_start = now;
     victim->count = 0;
     return victim;
-}
-
-static const char *peer_address(struct evhttp_request *req, char *buf, size_t size)
-{
-    struct evhttp_connection *conn = evhttp_request_get_connection(req);
-    char *address = NULL;
-    ev_uint16_t port = 0;
-    if (conn != NULL)
-        evhttp_connection_get_peer(conn, &address, &port);
-    snprintf(buf, size, "%s", address ? address : "?");
-    return buf;
 }
 
 static bool reply_db_failure(struct admin_request *ar, enum db_outcome outcome, const PGresult *res)
@@ -719,7 +709,8 @@ void admin_handle_request(struct vouchd *srv, struct evhttp_request *req, const 
     }
     char addr[64];
     time_t now = time(NULL);
-    struct auth_failures *failed = failures_of(peer_address(req, addr, sizeof(addr)), now, false);
+    struct auth_failures *failed =
+        failures_of(http_client_address(req, addr, sizeof(addr)), now, false);
     unsigned limit = srv->cfg->admin_login_limit;
     if (failed != NULL && limit > 0 && failed->count >= limit) {
         char retry[16];
@@ -731,7 +722,7 @@ void admin_handle_request(struct vouchd *srv, struct evhttp_request *req, const 
         return;
     }
     if (!authorized(srv, req)) {
-        char peer[80];
+        char peer[128];
         /* A guess is a token that is wrong; a request without one guesses nothing. */
         failed = http_header(req, "Authorization") != NULL ? failures_of(addr, now, true) : NULL;
         if (failed != NULL && ++failed->count == limit)

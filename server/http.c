@@ -6,6 +6,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,11 @@
 #include "vouchd.h"
 
 #define MAX_HEADERS_BYTES (64 * 1024)
+/* X-Forwarded-For field lines read from one request; more is refused (a proxy adds one). */
+#define MAX_FORWARDED_LINES 16
+
+/* The configuration the front applies to every request (trusted_proxies), set by http_start(). */
+static const struct config *front_cfg;
 
 const char *http_header(struct evhttp_request *req, const char *name)
 {
@@ -43,14 +49,111 @@ bool http_header_once(struct evhttp_request *req, const char *name, const char *
     return true;
 }
 
-const char *http_peer(struct evhttp_request *req, char *buf, size_t size)
+/* The socket's peer: the numeric address evhttp noted at accept (still there when the client
+ * has gone before its reply is logged), or the kernel's (a scoped IPv6 address, fe80::1%eth0,
+ * is not one config_parse_addr() reads). */
+static bool peer_of(struct evhttp_request *req, struct config_addr *addr, unsigned *port)
 {
     struct evhttp_connection *conn = evhttp_request_get_connection(req);
-    char *address = NULL;
-    ev_uint16_t port = 0;
-    if (conn != NULL)
-        evhttp_connection_get_peer(conn, &address, &port);
-    snprintf(buf, size, "%s:%u", address ? address : "?", (unsigned)port);
+    char *host = NULL;
+    ev_uint16_t host_port = 0;
+    if (conn == NULL)
+        return false;
+    evhttp_connection_get_peer(conn, &host, &host_port);
+    *port = host_port;
+    if (host != NULL && config_parse_addr(host, strlen(host), addr))
+        return true;
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(conn);
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &len) != 0)
+        return false;
+    memset(addr, 0, sizeof(*addr));
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+        addr->family = 4;
+        memcpy(addr->bytes, &in->sin_addr, 4);
+        *port = ntohs(in->sin_port);
+        return true;
+    }
+    if (ss.ss_family != AF_INET6)
+        return false;
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+    *port = ntohs(in6->sin6_port);
+    /* An IPv4 peer of a dual-stack socket: one host, one form (as config_parse_addr()). */
+    if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+        addr->family = 4;
+        memcpy(addr->bytes, in6->sin6_addr.s6_addr + 12, 4);
+    } else {
+        addr->family = 6;
+        memcpy(addr->bytes, in6->sin6_addr.s6_addr, 16);
+    }
+    return true;
+}
+
+/* The request's X-Forwarded-For field lines in order; false when there are too many. */
+static bool forwarded_lines(struct evhttp_request *req, const char **lines, size_t *n)
+{
+    struct evkeyval *h;
+    *n = 0;
+    TAILQ_FOREACH(h, evhttp_request_get_input_headers(req), next)
+    {
+        if (strcasecmp(h->key, "X-Forwarded-For") != 0)
+            continue;
+        if (*n == MAX_FORWARDED_LINES)
+            return false;
+        lines[(*n)++] = h->value;
+    }
+    return true;
+}
+
+/* The client's address (see http_client_address()); false when the peer is unknown or a trusted
+ * proxy sent an X-Forwarded-For that cannot be read (dispatch() refuses those requests). */
+static bool client_of(struct evhttp_request *req, struct config_addr *client,
+                      struct config_addr *peer, unsigned *port)
+{
+    const char *lines[MAX_FORWARDED_LINES];
+    size_t n;
+    if (!peer_of(req, peer, port))
+        return false;
+    if (front_cfg == NULL || !config_is_trusted_proxy(front_cfg, peer)) {
+        *client = *peer;
+        return true;
+    }
+    return forwarded_lines(req, lines, &n) &&
+           config_forwarded_client(front_cfg, peer, lines, n, client);
+}
+
+const char *http_client_address(struct evhttp_request *req, char *buf, size_t size)
+{
+    struct config_addr client, peer;
+    unsigned port;
+    if (!client_of(req, &client, &peer, &port)) {
+        snprintf(buf, size, "?");
+        return buf;
+    }
+    return config_addr_text(&client, buf, size);
+}
+
+const char *http_peer(struct evhttp_request *req, char *buf, size_t size)
+{
+    struct config_addr client, peer;
+    unsigned port = 0;
+    char client_text[64], peer_text[64];
+    if (!client_of(req, &client, &peer, &port)) {
+        snprintf(buf, size, "?");
+        return buf;
+    }
+    config_addr_text(&peer, peer_text, sizeof(peer_text));
+    const char *open = peer.family == 6 ? "[" : "", *close = peer.family == 6 ? "]" : "";
+    /* The client first: a short buffer cuts the proxy's part. */
+    if (memcmp(&client, &peer, sizeof(client)) != 0)
+        snprintf(buf, size, "%s via %s%s%s:%u",
+                 config_addr_text(&client, client_text, sizeof(client_text)), open, peer_text,
+                 close, port);
+    else
+        snprintf(buf, size, "%s%s%s:%u", open, peer_text, close, port);
     return buf;
 }
 
@@ -293,6 +396,87 @@ static bool path_is(const char *path, const char *want)
     return strcmp(path, want) == 0;
 }
 
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Why the (raw, still percent-encoded) path is refused, or NULL. Routes match exact paths, but a
+ * proxy in front may normalise a path that vouchd reads as it is (or the other way round), and
+ * the admin API decodes ids out of it: a path that two readers could take for two different
+ * resources is refused rather than guessed at. */
+static const char *path_problem(const char *path)
+{
+    for (const char *p = path; *p != '\0'; p++) {
+        if (*p == '\\')
+            return "a backslash";
+        if (*p == '%') {
+            int hi = hex_value(p[1]);
+            int lo = hi < 0 ? -1 : hex_value(p[2]);
+            if (lo < 0)
+                return "a malformed percent escape";
+            int byte = hi * 16 + lo;
+            if (byte == '/' || byte == '\\' || byte == '.' || byte == 0)
+                return "an encoded '/', '\\', '.' or NUL";
+            p += 2;
+        } else if (*p == '/') {
+            const char *segment = p + 1;
+            size_t len = strcspn(segment, "/");
+            if (len == 0 && segment[0] == '/')
+                return "an empty segment (//)";
+            if ((len == 1 && segment[0] == '.') ||
+                (len == 2 && segment[0] == '.' && segment[1] == '.'))
+                return "a dot segment";
+        }
+    }
+    return NULL;
+}
+
+/* The client-certificate header and X-Forwarded-For say who the client is: only a trusted proxy
+ * may send them. Anyone else who does is refused here, before any handler could read them.
+ * Replies and returns false when the request is refused. */
+static bool forwarding_is_trusted(struct vouchd *srv, struct evhttp_request *req)
+{
+    const char *cert_header = srv->cfg->cert_header;
+    bool has_cert = cert_header != NULL && http_header(req, cert_header) != NULL;
+    bool has_forwarded = http_header(req, "X-Forwarded-For") != NULL;
+    if (!has_cert && !has_forwarded)
+        return true;
+    struct config_addr peer, client;
+    unsigned port = 0;
+    char peer_text[64] = "?";
+    bool known = peer_of(req, &peer, &port);
+    if (known)
+        config_addr_text(&peer, peer_text, sizeof(peer_text));
+    if (!known || !config_is_trusted_proxy(srv->cfg, &peer)) {
+        metrics_count_rejection("untrusted_proxy");
+        log_warn("refused a request from %s port %u: it carries %s%s%s, which only a peer in "
+                 "trusted_proxies may send (403)",
+                 peer_text, port, has_cert ? cert_header : "",
+                 has_cert && has_forwarded ? " and " : "", has_forwarded ? "X-Forwarded-For" : "");
+        http_reply_text(req, EP_OTHER, 403, "untrusted_proxy");
+        return false;
+    }
+    const char *lines[MAX_FORWARDED_LINES];
+    size_t n;
+    if (!forwarded_lines(req, lines, &n) ||
+        !config_forwarded_client(srv->cfg, &peer, lines, n, &client)) {
+        metrics_count_rejection("bad_forwarded_for");
+        log_warn("refused a request from trusted proxy %s: its X-Forwarded-For names something "
+                 "that is not an address (400)",
+                 peer_text);
+        http_reply_text(req, EP_OTHER, 400, "bad_forwarded_for");
+        return false;
+    }
+    return true;
+}
+
 static void dispatch(struct evhttp_request *req, void *arg)
 {
     struct vouchd *srv = arg;
@@ -302,6 +486,24 @@ static void dispatch(struct evhttp_request *req, void *arg)
     if (path == NULL || path[0] != '/') {
         metrics_count_rejection("bad_request_target");
         http_reply_text(req, EP_OTHER, 400, "bad request target");
+        return;
+    }
+    /* Who sent it first: from here on, http_peer() and http_client_address() can be believed. */
+    if (!forwarding_is_trusted(srv, req))
+        return;
+    /* "//host/path" parses as an authority and the path after it: judge what was sent. */
+    const char *target = evhttp_request_get_uri(req);
+    if (target == NULL)
+        target = path;
+    const char *problem =
+        target[0] == '/' && target[1] == '/' ? "an empty segment (//)" : path_problem(path);
+    if (problem != NULL) {
+        char peer[128], shown[128];
+        metrics_count_rejection("bad_path");
+        log_warn("refused a request from %s: its path has %s: %s (400)",
+                 http_peer(req, peer, sizeof(peer)), problem,
+                 log_sanitize(target, strcspn(target, "?"), shown, sizeof(shown)));
+        http_reply_text(req, EP_OTHER, 400, "bad_path");
         return;
     }
     if (path_is(path, "/mdm/checkin"))
@@ -355,6 +557,7 @@ bool http_start(struct vouchd *srv, char *err, size_t err_size)
         snprintf(err, err_size, "listen: expected address:port, got '%s'", srv->cfg->listen);
         return false;
     }
+    front_cfg = srv->cfg;
     srv->http = evhttp_new(srv->base);
     if (srv->http == NULL) {
         snprintf(err, err_size, "cannot create the HTTP server");
@@ -404,4 +607,5 @@ void http_free(struct vouchd *srv)
     }
     free(guards.by_fd);
     memset(&guards, 0, sizeof(guards));
+    front_cfg = NULL;
 }

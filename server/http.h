@@ -3,6 +3,12 @@
  * (body size, header size, timeouts), routes each request to the MDM endpoints (mdm.c) or the
  * admin API (admin.c), and is the one place replies are sent and counted.
  *
+ * Before routing it refuses what no handler should have to judge: the client-certificate header
+ * (cert_header) or X-Forwarded-For from a peer that is not in trusted_proxies (403
+ * untrusted_proxy), an X-Forwarded-For from a trusted proxy that does not name an address (400
+ * bad_forwarded_for), and a path with dot segments, empty segments, backslashes or encoded '/',
+ * '\', '.' or NUL (400 bad_path). Each is logged and counted in vouch_rejections_total.
+ *
  * A handler that needs the database returns after starting the query and replies from the
  * query's callback; evhttp keeps the request until then (and frees it quietly if the client has
  * gone away).
@@ -38,8 +44,17 @@ void http_reply_text(struct evhttp_request *req, enum metrics_endpoint ep, int s
 void http_reply_json_error(struct evhttp_request *req, enum metrics_endpoint ep, int status,
                            const char *message);
 
-/* "address:port" of the client, for log lines. */
+/* Who sent the request, for log lines: "address:port" of the peer, or "client via
+ * proxy:port" when a trusted proxy forwarded it for another address ("?" if the connection is
+ * gone). */
 const char *http_peer(struct evhttp_request *req, char *buf, size_t size);
+
+/* The client's address, in inet_ntop's form (one text per address), for per-client limits: the
+ * peer's, or, when the peer is one of trusted_proxies, the right-most X-Forwarded-For address
+ * that is not itself a trusted proxy (config_forwarded_client()). "?" when the connection is
+ * gone. dispatch() has refused requests whose forwarding headers come from anyone else, so a
+ * handler never sees an untrusted one. */
+const char *http_client_address(struct evhttp_request *req, char *buf, size_t size);
 
 /* The value of a request header, or NULL. */
 const char *http_header(struct evhttp_request *req, const char *name);
