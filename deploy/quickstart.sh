@@ -144,7 +144,8 @@ apns_listen=$(sed -n 's/.*listen=\([^ ]*\).*/\1/p' "$state/apns/ready")
 [ -n "$apns_listen" ] || { echo "apns-standin did not start"; cat "$state/apns/standin.log"; exit 1; }
 
 token_file=$state/admin_token
-[ -s "$token_file" ] || openssl rand -hex 24 >"$token_file"
+# vouchd wants an admin_token of at least 32 characters: this one has 64.
+[ -s "$token_file" ] || openssl rand -hex 32 >"$token_file"
 token=$(cat "$token_file")
 hook_secret=$(openssl rand -hex 16)
 
@@ -164,9 +165,12 @@ public_url = https://mdm.example.invalid
 identity_ca = $state/identity-ca.pem
 # The simulator's stand-ins for Apple's attestation hierarchy (Apple's Sub CA is not public).
 attestation_roots = $state/attestation-roots.pem
-# Every event goes to the receiver, signed.
+# Every event goes to the receiver, signed. It is plain http on loopback: mdm.TokenUpdate events
+# (the device's UnlockToken) may go to it only because webhook_allow_http says so; use https in
+# production.
 webhook_url = $hook_url
 webhook_secret = $hook_secret
+webhook_allow_http = true
 admin_token = $token
 # Pushes go to the stand-in with a push certificate made for it (topic $topic).
 apns_url = https://$apns_listen
