@@ -452,10 +452,21 @@ out:
 int cmd_device(struct ctl *ctl)
 {
     struct json_doc *doc = NULL;
-    char *path = udid_path(ctl, ctl->args[0], "");
+    char *path = NULL;
     int rc;
 
-    if (path == NULL)
+    if (ctl->nargs == 2) {
+        if (strcmp(ctl->args[1], "allow-reenroll") != 0)
+            return ctl_usage_error("device", "unknown action '%s' (allow-reenroll)",
+                                   ctl->args[1]);
+        if ((path = udid_path(ctl, ctl->args[0], "/allow-reenroll")) == NULL)
+            return fail_nomem();
+        rc = api_call(ctl, "POST", path, "", 0, NULL, 0, &doc, NULL);
+        if (rc == CTL_EXIT_OK)
+            printf("%s may enroll once more with a new identity certificate\n", ctl->args[0]);
+        goto out;
+    }
+    if ((path = udid_path(ctl, ctl->args[0], "")) == NULL)
         return fail_nomem();
     rc = api_call(ctl, "GET", path, NULL, 0, NULL, 0, &doc, NULL);
     if (rc != CTL_EXIT_OK)

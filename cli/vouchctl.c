@@ -104,9 +104,11 @@ static const char devices_usage[] =
 
 static const char device_usage[] =
     "Usage: vouchctl device UDID [--json]\n"
+    "       vouchctl device UDID allow-reenroll\n"
     "\n"
-    "Show what the server knows about one device: identity, OS, enrollment, the\n"
-    "state of its push token, and its attestation:\n"
+    "Show what the server knows about one device: identity, OS, enrollment (and\n"
+    "its generation: a new identity certificate starts a new one, with no\n"
+    "verdict), the state of its push token, and its attestation:\n"
     "\n"
     "  status        the last verdict: verified, failed, expired, none (none in\n"
     "                this enrollment) or unsupported (cannot attest)\n"
@@ -116,10 +118,13 @@ static const char device_usage[] =
     "  freshness     fresh (made for the last request), cached (the device's\n"
     "                cached attestation, made for an earlier request; devices\n"
     "                make at most one a week) or unknown\n"
-    "  requested_at  when the server last asked\n"
-    "  received_at   when the last answer came\n"
+    "  verified_at   when the verdict was reached\n"
+    "  expires_at    when a verified verdict stops counting: the leaf's expiry,\n"
+    "                or attestation_max_age after Apple made it\n"
+    "  requested_at  when the server asked for the last verdict's answer\n"
+    "  received_at   when that answer came\n"
     "  generated_at  when Apple made the attestation: its age\n"
-    "  expires_at    when the attestation certificate expires\n"
+    "  leaf_expires_at  when the attestation certificate expires\n"
     "  next_due_at   when the server will ask again by itself\n"
     "  next_due_reason  why: random, max_age, os_change or retry\n"
     "  properties    what Apple attests: serial number, UDID, OS, sepOS and LLB\n"
@@ -130,6 +135,9 @@ static const char device_usage[] =
     "Times are UTC; '-' marks a value the server does not know. A property shown\n"
     "as 'null' is one Apple could not establish (absent or blank in the\n"
     "certificate): undetermined, not good.\n"
+    "\n"
+    "With allow-reenroll (reenroll = refuse on the server): let the device's\n"
+    "next new identity certificate in, once, e.g. after it was erased.\n"
     "\n"
     "Exits 1 if the server does not know the device.\n"
     "\n"
@@ -406,7 +414,7 @@ struct subcommand {
 
 static const struct subcommand subcommands[] = {
     {"devices", devices_usage, devices_opts, 1, 0, 0, NULL, false, cmd_devices},
-    {"device", device_usage, NULL, 0, 1, 1, "UDID", false, cmd_device},
+    {"device", device_usage, NULL, 0, 1, 2, "UDID", false, cmd_device},
     {"commands", commands_usage, NULL, 0, 1, 1, "UDID", false, cmd_commands},
     {"enqueue", enqueue_usage, enqueue_opts, 1, 1, SIZE_MAX, "UDID", false, cmd_enqueue},
     /* attest checks its own arguments: UDIDs, or --all, or --failed. */

@@ -660,6 +660,14 @@ void db_event_list(struct db_pool *pool, const char *status, const char *before,
     db_query(pool, sql_event_list, params, 3, false, cb, arg);
 }
 
+static const char sql_allow_reenroll[] = "SELECT vouch_allow_reenroll($1)";
+
+void db_allow_reenroll(struct db_pool *pool, const char *udid, db_result_fn *cb, void *arg)
+{
+    const struct db_param params[] = {text_param(udid)};
+    db_query(pool, sql_allow_reenroll, params, 1, false, cb, arg);
+}
+
 static const char sql_event_retry[] = "SELECT vouch_event_retry($1::bigint)";
 
 void db_event_retry(struct db_pool *pool, const char *id, db_result_fn *cb, void *arg)

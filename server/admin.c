@@ -293,10 +293,14 @@ static void handle_device_list(struct vouchd *srv, struct evhttp_request *req)
     const char *filter = evhttp_find_header(&query, "attestation");
     if (after != NULL && !valid_id(after, strlen(after)))
         problem = "after must be a device id";
-    if (filter != NULL && strcmp(filter, "none") != 0 && strcmp(filter, "verified") != 0 &&
-        strcmp(filter, "failed") != 0 && strcmp(filter, "pending") != 0 &&
-        strcmp(filter, "unsupported") != 0)
-        problem = "attestation must be one of failed, verified, pending, none, unsupported";
+    static const char *const filters[] = {"verified", "failed", "expired", "none",
+                                          "unsupported", "pending"};
+    bool known = filter == NULL;
+    for (size_t i = 0; !known && i < sizeof(filters) / sizeof(filters[0]); i++)
+        known = strcmp(filter, filters[i]) == 0;
+    if (!known)
+        problem = "attestation must be one of verified, failed, expired, none, unsupported "
+                  "(the last verdict) or pending (a request out)";
     if (problem != NULL) {
         http_reply_json_error(req, EP_ADMIN_DEVICES, 400, problem);
     } else {
@@ -577,16 +581,40 @@ refuse:
     http_reply_json_error(req, ep, 400, problem);
 }
 
+static void allow_reenroll_done(void *arg, enum db_outcome outcome, const PGresult *res)
+{
+    static const char allowed[] = "{\"reenroll_allowed\": true}";
+    struct admin_request *ar = arg;
+    const char *text;
+    size_t len;
+    if (!reply_db_failure(ar, outcome, res)) {
+        if (!db_decode_text(res, &text, &len))
+            http_reply_json_error(ar->req, ar->ep, 500, "internal error");
+        else if (text == NULL)
+            http_reply_json_error(ar->req, ar->ep, 404, "unknown device");
+        else
+            http_reply(ar->req, ar->ep, 200, "application/json", allowed, sizeof(allowed) - 1);
+    }
+    admin_request_free(ar);
+}
+
 static void handle_device(struct vouchd *srv, struct evhttp_request *req, const char *rest)
 {
-    /* rest: "{udid}" or "{udid}/commands", "{udid}/attestations", "{udid}/attest" */
+    /* rest: "{udid}" or "{udid}/commands", "{udid}/attestations", "{udid}/attest",
+     * "{udid}/allow-reenroll" */
     const char *slash = strchr(rest, '/');
     size_t id_len = slash ? (size_t)(slash - rest) : strlen(rest);
     const char *sub = slash ? slash + 1 : "";
     enum metrics_endpoint ep;
     enum evhttp_cmd_type method = EVHTTP_REQ_GET;
+    bool allow_reenroll = false;
     if (slash == NULL)
         ep = EP_ADMIN_DEVICE;
+    else if (strcmp(sub, "allow-reenroll") == 0) {
+        ep = EP_ADMIN_DEVICE;
+        method = EVHTTP_REQ_POST;
+        allow_reenroll = true;
+    }
     else if (strcmp(sub, "commands") == 0)
         ep = EP_ADMIN_COMMANDS;
     else if (strcmp(sub, "attestations") == 0)
@@ -608,6 +636,11 @@ static void handle_device(struct vouchd *srv, struct evhttp_request *req, const 
         return;
     }
     struct admin_request *ar = admin_request_new(srv, req, ep);
+    if (allow_reenroll) {
+        db_allow_reenroll(srv->db, udid, allow_reenroll_done, ar);
+        free(udid);
+        return;
+    }
     switch (ep) {
     case EP_ADMIN_COMMANDS:
         db_device_commands(srv->db, udid, COMMANDS_LIMIT, json_text_done, ar);

@@ -37,6 +37,7 @@ static const struct key_spec keys[] = {
     STR_KEY(identity_ca),
     STR_KEY(cert_header),
     STR_KEY(trusted_proxies),
+    STR_KEY(reenroll),
     STR_KEY(attestation_roots),
     STR_KEY(apns_cert),
     STR_KEY(apns_key),
@@ -92,7 +93,8 @@ static const struct key_spec keys[] = {
 
 const char *const config_webhook_topics[] = {
     "mdm.Authenticate",   "mdm.TokenUpdate",    "mdm.CheckOut",      "mdm.Connect",
-    "attestation.verified", "attestation.failed", "device.os_changed", NULL,
+    "attestation.verified", "attestation.failed", "attestation.expired", "device.os_changed",
+    "device.reenrolled",    NULL,
 };
 
 size_t config_split_list(const char *text, char out[][CONFIG_MAX_ITEM + 1], size_t max)
@@ -649,6 +651,13 @@ bool config_parse(struct config *cfg, const char *text, size_t text_len, char *c
         config_clear(cfg);
         return false;
     }
+    if (cfg->reenroll != NULL && strcmp(cfg->reenroll, "allow") != 0 &&
+        strcmp(cfg->reenroll, "refuse") != 0) {
+        snprintf(err, err_size, "reenroll: expected allow or refuse, not '%s'", cfg->reenroll);
+        config_clear(cfg);
+        return false;
+    }
+    cfg->reenroll_refuse = cfg->reenroll != NULL && strcmp(cfg->reenroll, "refuse") == 0;
     const char *identity = cfg->enroll_identity;
     if (identity != NULL && strcmp(identity, "scep") != 0 && strcmp(identity, "acme") != 0) {
         snprintf(err, err_size, "enroll_identity: expected scep or acme, not '%s'", identity);

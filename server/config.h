@@ -44,6 +44,8 @@ struct config {
     char *identity_ca;       /* PEM file of the CAs issuing device identity certificates */
     char *cert_header;       /* optional: header carrying the client cert from a TLS proxy */
     char *trusted_proxies;   /* the text of the key; parsed into proxies[] */
+    char *reenroll;          /* allow (default) | refuse: a new certificate for an enrolled UDID */
+    bool reenroll_refuse;    /* reenroll = refuse */
     char *attestation_roots; /* PEM file of trusted attestation roots */
     char *apns_cert;
     char *apns_key;

@@ -296,6 +296,7 @@ static void start_checkin(struct device_request *dr)
             .meid = m->meid,
             .raw = (const uint8_t *)dr->body,
             .raw_len = dr->body_len,
+            .reenroll_refuse = srv->cfg->reenroll_refuse,
         };
         db_authenticate(srv->db, &facts, &dr->cert, checkin_done, dr);
         return;

@@ -20,7 +20,7 @@ from device import Device, http_request
 # docs/api.md, "Configuration": the keys every operator may rely on.
 SPEC_KEYS = ["listen", "database_url", "public_url", "identity_ca", "cert_header",
              "attestation_roots", "apns_cert", "apns_key", "apns_url", "apns_ca", "webhook_url",
-             "webhook_secret", "admin_token"]
+             "webhook_secret", "admin_token", "trusted_proxies", "webhook_allow_http", "reenroll"]
 
 MIGRATIONS_DIR = os.path.join(REPO, "db", "migrations")
 EXIT_DEADLINE = 30.0      # a refusing vouchd must exit long before this

@@ -21,8 +21,8 @@ import json
 from cryptography.hazmat.primitives import serialization
 
 from device import Device
-from harness import wait_for
-from test_attestation import IPHONE
+from harness import vouchctl, wait_for
+from test_attestation import IPHONE, AttestationCase
 from test_scheduler import DEADLINE_S, SchedulerCase, db_clock, set_clock, sql
 
 DAY = datetime.timedelta(days=1)
@@ -189,8 +189,10 @@ class VerdictTest(SchedulerCase):
         self.assertIsNotNone(att["verified_at"], att)
         self.assertIn(dev.udid, self.listed("expired"))
         self.assertNotIn(dev.udid, self.listed("verified"))
-        wait_for(lambda: self.events(dev, "attestation.expired"), DEADLINE_S,
-                 what="an attestation.expired event")
+        # A tick marks it (and writes attestation.expired for a receiver that takes it).
+        wait_for(lambda: sql(self, "SELECT attestation_status FROM devices "
+                                   f"WHERE udid = '{dev.udid}'").strip() == "expired",
+                 DEADLINE_S, what="the tick marked the verdict expired")
         # A new fresh answer makes it verified again.
         self.wait_pending(dev, "a request out")
         self.attest_at_clock(dev, "verified again")
@@ -211,3 +213,40 @@ class VerdictTest(SchedulerCase):
         self.answer(dev, cu, self.chain_for(dev, nonce, serial="C02ZZZZZZZZZ"),
                     what="another serial")
         self.assertVerdict(dev, cu, "failed", "serial_mismatch", "fresh", "another serial")
+
+
+class ReenrollRefuseTest(AttestationCase):
+    """reenroll = refuse: a new certificate for an enrolled device waits for an operator."""
+
+    vouchd_config = {"reenroll": "refuse"}
+
+    def test_new_certificate_refused_until_allowed_once(self):
+        dev = self.iphone()
+        self.attest_fresh(dev, "verified")
+        newcomer = Device(self.vouchd, self.ca, udid=dev.udid, serial=dev.serial,
+                          model=dev.model, product_name=dev.product_name,
+                          os_version=dev.os_version, build_version=dev.build_version)
+        r = newcomer.authenticate()
+        self.assertStatus(r, 403, "a new certificate for an enrolled device")
+        self.assertIn(b"reenroll_refused", r.body, repr(r))
+        obj = self.device_obj(dev.udid)
+        self.assertEqual((obj["generation"], obj["attestation"]["status"]), (1, "verified"), obj)
+        self.assertEmpty200(dev.idle(), "the enrolled device is untouched")
+
+        out = vouchctl(self.vouchd, "device", dev.udid, "allow-reenroll")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        newcomer.enroll()
+        obj = self.device_obj(dev.udid)
+        self.assertEqual((obj["generation"], obj["attestation"]["status"]), (2, "none"), obj)
+
+        # The allowance was for one certificate.
+        third = Device(self.vouchd, self.ca, udid=dev.udid, serial=dev.serial)
+        self.assertStatus(third.authenticate(), 403, "a third certificate")
+        # After a CheckOut the device may come back with any certificate.
+        self.assertEmpty200(newcomer.checkout(), "CheckOut")
+        self.assertEmpty200(third.authenticate(), "a new certificate after CheckOut")
+
+        out = vouchctl(self.vouchd, "device", "NO-SUCH-DEVICE", "allow-reenroll")
+        self.assertEqual(out.returncode, 1, out.stdout + out.stderr)
+        out = vouchctl(self.vouchd, "device", dev.udid, "let-me-in")
+        self.assertEqual(out.returncode, 2, out.stdout + out.stderr)

@@ -24,6 +24,8 @@ import secrets
 import threading
 import time
 
+from cryptography.hazmat.primitives import serialization
+
 import harness
 from harness import VouchTestCase, peer_plist, wait_for
 
@@ -225,7 +227,8 @@ class ComplianceEventTest(WebhookCase):
     """attestation.* and device.os_changed, with the device object, from the database."""
 
     webhook_config = {"webhook_topics": "attestation.verified, attestation.failed, "
-                                        "device.os_changed"}
+                                        "attestation.expired, device.os_changed, "
+                                        "device.reenrolled"}
 
     def test_only_chosen_topics_and_device_objects(self):
         dev = self.enrolled_device()
@@ -241,6 +244,25 @@ class ComplianceEventTest(WebhookCase):
         self.assertEqual(event["device"]["udid"], dev.udid)
         self.assertEqual(event["device"]["os_version"], "14.5")
         self.assertIn("attestation", event["device"])
+        self.assertSigned()
+
+    def test_reenrolled(self):
+        dev = self.enrolled_device()
+        dev.settle_attestation()
+        old_cert = dev.cert
+        dev.new_identity()  # erased, and enrolled again with a new certificate
+        dev.enroll()
+        stored = {i: t for i, t in self.stored_events(dev.udid).items()
+                  if t == "device.reenrolled"}
+        self.assertEqual(len(stored), 1, stored)
+        self.wait_delivered(stored)
+        (event,) = self.receiver.delivered()[next(iter(stored))]
+        der = serialization.Encoding.DER
+        self.assertEqual((event["previous_cert_sha256"], event["cert_sha256"], event["generation"]),
+                         (hashlib.sha256(old_cert.public_bytes(der)).hexdigest(),
+                          hashlib.sha256(dev.cert.public_bytes(der)).hexdigest(), 2), event)
+        self.assertEqual(event["device"]["generation"], 2, event)
+        self.assertEqual(event["device"]["attestation"]["status"], "none", event)
         self.assertSigned()
 
 

@@ -930,6 +930,21 @@ static void test_enrollment_keys(void **state)
               "profile_signing_key");
 }
 
+static void test_reenroll(void **state)
+{
+    struct config cfg;
+    parse_ok(&cfg, "", NULL);
+    assert_false(cfg.reenroll_refuse); /* default: allow */
+    config_clear(&cfg);
+    parse_ok(&cfg, "reenroll = allow\n", NULL);
+    assert_false(cfg.reenroll_refuse);
+    config_clear(&cfg);
+    parse_ok(&cfg, "reenroll = refuse\n", NULL);
+    assert_true(cfg.reenroll_refuse);
+    config_clear(&cfg);
+    fail_text("reenroll = sometimes\n", "reenroll", "allow or refuse");
+}
+
 /* ---- Clearing ---- */
 
 static void test_clear(void **state)
@@ -1120,6 +1135,7 @@ int main(void)
         cmocka_unit_test(test_cert_header_needs_trusted_proxies),
         cmocka_unit_test(test_forwarded_client),
         cmocka_unit_test(test_enrollment_keys),
+        cmocka_unit_test(test_reenroll),
         cmocka_unit_test(test_clear),
         cmocka_unit_test(test_load),
         cmocka_unit_test(test_check_runtime),
