@@ -16,6 +16,7 @@ import concurrent.futures
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -72,7 +73,7 @@ def main():
     cluster.createdb("vouch")
     standin, listen, control, noauth = start_standin(args.build, certs, tmp)
     port = free_port()
-    token = "bench-token"
+    token = secrets.token_hex(24)
     conf = os.path.join(tmp, "vouch.conf")
     with open(conf, "w") as f:
         f.write(f"listen = 127.0.0.1:{port}\ndatabase_url = {cluster.conninfo('vouch')}\n"

@@ -10,6 +10,7 @@ prints its own table for people.
 """
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -137,7 +138,7 @@ class Vouchd:
     def __init__(self, build, tmp, settings, name="vouchd"):
         self.port = pg.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.token = settings.setdefault("admin_token", "bench-token")
+        self.token = settings.setdefault("admin_token", secrets.token_hex(24))
         settings.setdefault("log_level", "warn")
         self.conf = os.path.join(tmp, f"{name}.conf")
         with open(self.conf, "w") as f:
