@@ -254,9 +254,10 @@ BEGIN
     -- device that cannot attest. A cached answer may predate the change: it covers nothing.
     covered := (verdict = 'verified' AND p_verdict->>'freshness' = 'fresh')
                OR verdict = 'unsupported';
+    -- The verdict first: a device.os_changed raised by this answer shows it.
+    PERFORM vouch_set_verdict(p_udid, new_id);
     PERFORM vouch_observe_os(p_udid, p_verdict->'reported'->>'os_version',
                              p_verdict->'reported'->>'build_version', covered);
-    PERFORM vouch_set_verdict(p_udid, new_id);
     UPDATE devices SET
         serial_number = CASE WHEN verdict = 'verified' AND serial_number IS NULL
                              THEN p_verdict->'properties'->>'serial_number'
