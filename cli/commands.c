@@ -225,7 +225,7 @@ static bool devices_add_row(struct table *t, const struct json_value *dev)
     const struct json_value *att = json_object_get(dev, "attestation");
     const char *att_status = json_object_get_string(att, "status");
     const char *att_reason = json_object_get_string(att, "reason");
-    char model_cell[256], os_cell[128], att_cell[128];
+    char model_cell[256], os_cell[128], att_cell[128], enrolled_cell[64];
     int m;
 
     if (model != NULL && product != NULL && strcmp(model, product) != 0)
@@ -242,6 +242,16 @@ static bool devices_add_row(struct table *t, const struct json_value *dev)
         m = snprintf(os_cell, sizeof(os_cell), "%s", os != NULL ? os : "");
     if (m < 0)
         os_cell[0] = '\0';
+    /* A new identity certificate for the UDID started another enrollment generation. */
+    const char *enrolled = output_scalar(json_object_get(dev, "enrolled"));
+    const struct json_value *gen = json_object_get(dev, "generation");
+    if (json_value_type(gen) == JSON_NUMBER && strcmp(output_scalar(gen), "1") != 0)
+        m = snprintf(enrolled_cell, sizeof(enrolled_cell), "%s (generation %s)", enrolled,
+                     output_scalar(gen));
+    else
+        m = snprintf(enrolled_cell, sizeof(enrolled_cell), "%s", enrolled);
+    if (m < 0)
+        enrolled_cell[0] = '\0';
     const struct json_value *request = json_object_get(att, "request");
     bool rechecking = request != NULL && json_value_type(request) == JSON_OBJECT;
     if (att_status != NULL && att_reason != NULL)
@@ -258,7 +268,7 @@ static bool devices_add_row(struct table *t, const struct json_value *dev)
         json_object_get_string(dev, "serial_number"),
         model_cell,
         os_cell,
-        output_scalar(json_object_get(dev, "enrolled")),
+        enrolled_cell,
         json_object_get_string(dev, "last_seen_at"),
         att_cell,
         json_object_get_string(att, "next_due_at"),

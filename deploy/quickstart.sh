@@ -4,7 +4,9 @@
 # with freshly generated test identity CAs (state in .vouch/, git-ignored), and enrolls a
 # simulated fleet of 50 iPhones, iPads and Apple TVs whose attestations are signed by stand-in
 # Apple hierarchies: some models too old to attest, one device that answers with another
-# device's attestation, one that replays an attestation made for a nonce vouchd never sent.
+# device's attestation, one that replays an attestation made for a nonce vouchd never sent, one
+# whose attestation Apple made 31 days ago (its verdict has expired), and one that is erased and
+# enrolls again with a new identity certificate (a new enrollment generation, attested anew).
 # vouchd pushes them; they wake up, answer the attestation request queued at enrollment and a
 # DeviceInformation command; then it shows every verdict, the web-hook events, and how to ask
 # for a re-attestation.
@@ -73,11 +75,14 @@ standin_pid=
 serve_pid=
 liar_pid=
 replay_pid=
+sleeper_pid=
+wiped_pid=
 hook_pid=
 cleanup() {
     trap - EXIT INT TERM
     echo "== stopping"
-    for pid in $serve_pid $liar_pid $replay_pid $vouchd_pid $standin_pid $hook_pid; do
+    for pid in $serve_pid $liar_pid $replay_pid $sleeper_pid $wiped_pid $vouchd_pid $standin_pid \
+        $hook_pid; do
         if kill -0 "$pid" 2>/dev/null; then
             kill -TERM "$pid"
             wait "$pid" 2>/dev/null || true
@@ -104,22 +109,26 @@ echo "== starting PostgreSQL in $pg_dir"
 conninfo=$(/usr/bin/python3 "$repo/tests/lib/pg.py" start "$pg_dir" | tail -1)
 echo "$pg_dir" >"$state/pg-dir"
 db_conninfo=${conninfo/dbname=postgres/dbname=vouch}
-if ! psql "$conninfo" -tAc "SELECT 1 FROM pg_database WHERE datname = 'vouch'" | grep -q 1; then
-    psql "$conninfo" -qc "CREATE DATABASE vouch"
-fi
+# Every run tells the story from its beginning: a new demo database and new simulated devices
+# (whose attestation caches belong to the database they answered).
+psql "$conninfo" -qc "DROP DATABASE IF EXISTS vouch WITH (FORCE)" -c "CREATE DATABASE vouch"
 
-# Three simulated fleets, each with its own identity CA and stand-in Apple hierarchy (vouchd
-# trusts all three): the honest one; two devices of which the first answers with the second's
-# attestation; one device that replays an attestation made for a nonce vouchd never sent.
+# Simulated fleets, each with its own identity CA and stand-in Apple hierarchy (vouchd trusts
+# them all): the honest one; two devices of which the first answers with the second's
+# attestation; one device that replays an attestation made for a nonce vouchd never sent; one
+# whose clock says 31 days ago (Apple made its attestation then); and the honest fleet's first
+# device once more, erased, with a new identity.
+fleet_dirs=(sim liar replay sleeper wiped)
 fleets() {
-    for d in sim liar replay; do
+    for d in "${fleet_dirs[@]}"; do
+        rm -rf "${state:?}/$d"
         "$sim" init-ca --dir "$state/$d" >/dev/null
     done
-    cat "$state/sim/ca.pem" "$state/liar/ca.pem" "$state/replay/ca.pem" >"$state/identity-ca.pem"
-    cat "$state/sim/apple-root.pem" "$state/liar/apple-root.pem" "$state/replay/apple-root.pem" \
+    for d in "${fleet_dirs[@]}"; do cat "$state/$d/ca.pem"; done >"$state/identity-ca.pem"
+    for d in "${fleet_dirs[@]}"; do cat "$state/$d/apple-root.pem"; done \
         >"$state/attestation-roots.pem"
 }
-echo "== test identity CAs and stand-in Apple hierarchies in $state/{sim,liar,replay}"
+echo "== test identity CAs and stand-in Apple hierarchies in $state/{${fleet_dirs[*]}}"
 fleets
 
 # Waits (5 s at most) until FILE holds a line matching PATTERN: a helper saying it is ready.
@@ -179,23 +188,8 @@ apns_key = $state/apns/push.key
 apns_ca = $state/apns/ca.pem
 CONF
 
-# The demo database of an older checkout may hold another text of a migration (the schema is
-# not released yet): vouchd refuses it, and this private demo database is simply made again.
-if ! "$vouchd" migrate --config "$state/vouch.conf" >"$state/migrate.log" 2>&1; then
-    if grep -q "another text of migration" "$state/migrate.log"; then
-        echo "== the demo database holds an older schema: recreating it, and the simulated fleet"
-        psql "$conninfo" -qc "DROP DATABASE vouch WITH (FORCE)" -c "CREATE DATABASE vouch"
-        # The simulated devices cache their attestations for 7 days, made for nonces of the
-        # old database: they start over with it.
-        rm -rf "$state/sim" "$state/liar" "$state/replay"
-        fleets
-        "$vouchd" migrate --config "$state/vouch.conf" >"$state/migrate.log" 2>&1 ||
-            { cat "$state/migrate.log"; exit 1; }
-    else
-        cat "$state/migrate.log"
-        exit 1
-    fi
-fi
+"$vouchd" migrate --config "$state/vouch.conf" >"$state/migrate.log" 2>&1 ||
+    { cat "$state/migrate.log"; exit 1; }
 
 echo "== starting vouchd on $listen (log: $state/vouchd.log)"
 "$vouchd" --config "$state/vouch.conf" >"$state/vouchd.log" 2>&1 &
@@ -213,11 +207,13 @@ curl -sf "$url/healthz" >/dev/null || { echo "vouchd did not become healthy"; ta
 
 export VOUCH_URL=$url VOUCH_ADMIN_TOKEN=$token
 
-total=$((devices + 3))
+total=$((devices + 4))
 echo "== enrolling $total simulated devices (Authenticate + TokenUpdate, signed with Mdm-Signature)"
 "$sim" enroll --url "$url" --dir "$state/sim" --devices "$devices" --topic "$topic" >/dev/null
 "$sim" enroll --url "$url" --dir "$state/liar" --prefix liar --devices 2 --topic "$topic" >/dev/null
 "$sim" enroll --url "$url" --dir "$state/replay" --prefix replay --devices 1 --topic "$topic" \
+    >/dev/null
+"$sim" enroll --url "$url" --dir "$state/sleeper" --prefix sleeper --devices 1 --topic "$topic" \
     >/dev/null
 
 # Like real devices, the simulated ones connect only when APNs pushes them: each enrollment's
@@ -236,9 +232,18 @@ liar_pid=$!
     --pushes "$state/apns/pushes.log" --expect-pushes 2 --max-seconds 120 \
     >"$state/replay.json" 2>"$state/replay.log" &
 replay_pid=$!
+# The sleeper answers its enrollment's request with an attestation Apple made 31 days ago (by
+# its clock), past attestation_max_age (30 days), and then sleeps: it answers nothing more.
+"$sim" serve --url "$url" --dir "$state/sleeper" --quiet --from-start \
+    --now $(($(date +%s) - 31 * 86400)) --pushes "$state/apns/pushes.log" --expect-pushes 1 \
+    --max-seconds 120 >"$state/sleeper.json" 2>"$state/sleeper.log" &
+sleeper_pid=$!
 
-echo "== queueing DeviceInformation for every device"
-udids=$("$vouchctl" --json devices | /usr/bin/python3 -c 'import json,sys; print(",".join(d["udid"] for d in json.load(sys.stdin)))')
+echo "== queueing DeviceInformation for every device but the sleeper"
+sleeper_udid=$("$sim" list --dir "$state/sleeper" | cut -f2 | head -1)
+udids=$("$vouchctl" --json devices | /usr/bin/python3 -c 'import json, sys
+print(",".join(d["udid"] for d in json.load(sys.stdin) if d["udid"] != sys.argv[1]))' \
+    "$sleeper_udid")
 cat >"$state/device-information.plist" <<'PLIST'
 <?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
@@ -261,18 +266,30 @@ IFS=, read -r -a udid_list <<<"$udids"
 "$vouchctl" enqueue "${udid_list[@]}" --file "$state/device-information.plist" >/dev/null
 
 echo "== vouchd pushes them; each connects (Idle), runs the command and reports Acknowledged"
-for p in serve liar replay; do
+for p in serve liar replay sleeper; do
     pid_var=${p}_pid
     wait "${!pid_var}" || { echo "vouch-sim serve ($p) failed:"; tail -20 "$state/$p.log"; exit 1; }
     printf -v "$pid_var" ''
 done
+
+# The honest fleet's first device is erased and enrolls again: same UDID, a new identity
+# certificate. Nothing of its first enrollment counts for the second: it attests anew.
+echo "== one device is erased and enrolls again with a new identity certificate"
+"$sim" enroll --url "$url" --dir "$state/wiped" --prefix sim --devices 1 --topic "$topic" \
+    >/dev/null
+"$sim" serve --url "$url" --dir "$state/wiped" --quiet --from-start \
+    --pushes "$state/apns/pushes.log" --expect-pushes 1 --max-seconds 60 \
+    >"$state/wiped.json" 2>"$state/wiped.log" &
+wiped_pid=$!
+wait "$wiped_pid" || { echo "vouch-sim serve (wiped) failed:"; tail -20 "$state/wiped.log"; exit 1; }
+wiped_pid=
 
 echo
 echo "== what vouchd knows (vouchctl devices)"
 "$vouchctl" devices
 echo
 enrolled=$("$vouchctl" --json devices | /usr/bin/python3 -c 'import json,sys; print(sum(1 for d in json.load(sys.stdin) if d["enrolled"]))')
-echo "$enrolled of $total devices enrolled; each answered DeviceInformation (vouchctl commands UDID shows it)."
+echo "$enrolled of $total devices enrolled; all but the sleeper answered DeviceInformation (vouchctl commands UDID shows it)."
 "$vouchctl" --json devices | /usr/bin/python3 -c '
 import collections, json, sys
 counts = collections.Counter(
@@ -282,7 +299,10 @@ counts = collections.Counter(
 print("attestation verdicts: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
 print("  unsupported: models too old to attest answered without it")
 print("  failed (udid_mismatch): the liar answered with another device\x27s attestation")
-print("  failed (nonce_mismatch): the replayer sent one made for a nonce vouchd never sent")'
+print("  failed (nonce_mismatch): the replayer sent one made for a nonce vouchd never sent")
+print("  expired: the sleeper attested with an attestation Apple made 31 days ago, then slept")
+print("  generation 2: the first iPhone was erased and enrolled again with a new certificate;")
+print("    nothing of its first enrollment counted: it attested anew")'
 sleep 1 # the last events are being delivered
 echo
 echo "== web-hook events received (each HMAC checked; log: $state/webhooks.log)"
@@ -292,7 +312,8 @@ lines = open(sys.argv[1]).read().splitlines()
 topics = collections.Counter(l.split()[1] for l in lines if not l.startswith(("BAD", "not")))
 print("  " + ", ".join(f"{n} {t}" for t, n in sorted(topics.items())))
 for l in lines:
-    if " attestation.failed " in l or l.startswith(("BAD", "not")):
+    if (" attestation.failed " in l or " attestation.expired " in l
+            or " device.reenrolled " in l or l.startswith(("BAD", "not"))):
         print("  " + l)
 PY
 
@@ -300,7 +321,7 @@ PY
 if $once; then
     echo
     echo "With --once everything stops now. Run deploy/quickstart.sh without it to keep vouchd"
-    echo "running and try vouchctl against it: the devices, the database and the admin token stay."
+    echo "running and try vouchctl against it (each run starts the demonstration anew)."
     exit 0
 fi
 echo
