@@ -50,7 +50,10 @@ struct db_conn {
 
 struct db_pool {
     struct event_base *base;
-    char *conninfo;
+    /* The connection parameters: conninfo's, with vouch.test_clock added to its options. */
+    PQconninfoOption *params;
+    const char **keywords, **values;
+    char *options;
     unsigned size;
     unsigned max_waiting;
     struct db_conn *conns;
@@ -231,7 +234,7 @@ static void conn_connect(struct db_conn *conn)
 {
     conn->prepared_count = 0;
     conn->preparing = false;
-    conn->pg = PQconnectStart(conn->pool->conninfo);
+    conn->pg = PQconnectStartParams(conn->pool->keywords, conn->pool->values, 0);
     if (conn->pg == NULL || PQstatus(conn->pg) == CONNECTION_BAD) {
         conn->state = CONN_CONNECTING;
         conn_broken(conn, conn->pg ? PQerrorMessage(conn->pg) : "out of memory");
@@ -489,8 +492,51 @@ void db_query(struct db_pool *pool, const char *sql, const struct db_param *para
     pool_dispatch(pool);
 }
 
+/* conninfo's parameters, with "-c vouch.test_clock=on|off" after whatever options it has. */
+static bool pool_set_params(struct db_pool *pool, const char *conninfo, bool test_clock)
+{
+    char *err = NULL;
+    pool->params = PQconninfoParse(conninfo, &err);
+    PQfreemem(err);
+    if (pool->params == NULL)
+        return false;
+    size_t n = 0;
+    const char *options = "";
+    for (PQconninfoOption *o = pool->params; o->keyword != NULL; o++) {
+        n++;
+        if (strcmp(o->keyword, "options") == 0 && o->val != NULL)
+            options = o->val;
+    }
+    size_t len = strlen(options) + 32;
+    pool->options = malloc(len);
+    pool->keywords = calloc(n + 2, sizeof(*pool->keywords));
+    pool->values = calloc(n + 2, sizeof(*pool->values));
+    if (pool->options == NULL || pool->keywords == NULL || pool->values == NULL)
+        return false;
+    snprintf(pool->options, len, "%s%s-c vouch.test_clock=%s", options, options[0] ? " " : "",
+             test_clock ? "on" : "off");
+    size_t k = 0;
+    for (PQconninfoOption *o = pool->params; o->keyword != NULL; o++) {
+        if (o->val == NULL || strcmp(o->keyword, "options") == 0)
+            continue;
+        pool->keywords[k] = o->keyword;
+        pool->values[k++] = o->val;
+    }
+    pool->keywords[k] = "options";
+    pool->values[k] = pool->options;
+    return true;
+}
+
+static void pool_free_params(struct db_pool *pool)
+{
+    PQconninfoFree(pool->params);
+    free(pool->keywords);
+    free(pool->values);
+    free(pool->options);
+}
+
 struct db_pool *db_pool_new(struct event_base *base, const char *conninfo, unsigned size,
-                            unsigned max_waiting)
+                            unsigned max_waiting, bool test_clock)
 {
     struct db_pool *pool = calloc(1, sizeof(*pool));
     if (pool == NULL)
@@ -498,10 +544,9 @@ struct db_pool *db_pool_new(struct event_base *base, const char *conninfo, unsig
     pool->base = base;
     pool->size = size;
     pool->max_waiting = max_waiting;
-    pool->conninfo = strdup(conninfo);
     pool->conns = calloc(size, sizeof(*pool->conns));
-    if (pool->conninfo == NULL || pool->conns == NULL) {
-        free(pool->conninfo);
+    if (!pool_set_params(pool, conninfo, test_clock) || pool->conns == NULL) {
+        pool_free_params(pool);
         free(pool->conns);
         free(pool);
         return NULL;
@@ -571,7 +616,7 @@ void db_pool_free(struct db_pool *pool)
         job_finish(job, DB_UNAVAILABLE, NULL);
     }
     free(pool->conns);
-    free(pool->conninfo);
+    pool_free_params(pool);
     free(pool);
 }
 

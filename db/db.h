@@ -50,8 +50,11 @@ struct db_pool_stats {
     uint64_t reconnects;
 };
 
+/* A pool of size sessions on conninfo. Every session says whether it lives by the test clock
+ * (vouch.test_clock, see vouch_now() in db/migrations/0002_verdicts.sql): off, the database's
+ * real time, whatever its settings or vouch_clock say. NULL when conninfo does not parse. */
 struct db_pool *db_pool_new(struct event_base *base, const char *conninfo, unsigned size,
-                            unsigned max_waiting);
+                            unsigned max_waiting, bool test_clock);
 void db_pool_free(struct db_pool *pool);
 
 bool db_pool_is_up(const struct db_pool *pool);

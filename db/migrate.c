@@ -143,6 +143,40 @@ bool migrate_database(const char *conninfo, int *applied, char *err, size_t err_
     return ok;
 }
 
+bool migrate_check_clock(const char *conninfo, bool test_clock, double *skew_s, char *err,
+                         size_t err_size)
+{
+    *skew_s = 0;
+    PGconn *conn = PQconnectdb(conninfo);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        snprintf(err, err_size, "cannot connect to the database: %s", PQerrorMessage(conn));
+        PQfinish(conn);
+        return false;
+    }
+    /* This session sets nothing itself: what it sees is the database's (and role's) setting. */
+    PGresult *res = PQexec(conn, "SELECT coalesce(current_setting('vouch.test_clock', true), ''),"
+                                 " extract(epoch FROM skew)::double precision, current_database()"
+                                 " FROM vouch_clock");
+    bool ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+    if (!ok) {
+        snprintf(err, err_size, "reading the clock: %s", PQresultErrorMessage(res));
+    } else {
+        bool allowed = strcmp(PQgetvalue(res, 0, 0), "on") == 0;
+        *skew_s = strtod(PQgetvalue(res, 0, 1), NULL);
+        if (test_clock && !allowed) {
+            snprintf(err, err_size,
+                     "test_clock = true, but the database does not allow a test clock: its owner "
+                     "must run ALTER DATABASE \"%s\" SET vouch.test_clock = on (never in "
+                     "production)",
+                     PQgetvalue(res, 0, 2));
+            ok = false;
+        }
+    }
+    PQclear(res);
+    PQfinish(conn);
+    return ok;
+}
+
 bool migrate_store_settings(const char *conninfo, const struct db_settings *s, char *err,
                             size_t err_size)
 {

@@ -42,4 +42,11 @@ struct db_settings {
 bool migrate_store_settings(const char *conninfo, const struct db_settings *settings, char *err,
                             size_t err_size) __attribute__((warn_unused_result));
 
+/* The test clock (vouch_now()): reads whether the database's owner lets sessions live by it
+ * (the database's own vouch.test_clock) and how far vouch_clock moves it (*skew_s). With
+ * test_clock (vouchd's configuration asks for it) and no such permission: false, with a message
+ * saying what the owner must do. */
+bool migrate_check_clock(const char *conninfo, bool test_clock, double *skew_s, char *err,
+                         size_t err_size) __attribute__((warn_unused_result));
+
 #endif

@@ -459,7 +459,8 @@ void db_push_retry_due(struct db_pool *pool, unsigned limit, db_result_fn *cb, v
     db_query(pool, sql_push_retry_due, params, 1, false, cb, arg);
 }
 
-static const char sql_stats[] = "SELECT queue_depth, devices, enrolled FROM vouch_stats()";
+static const char sql_stats[] =
+    "SELECT queue_depth, devices, enrolled, clock_skew FROM vouch_stats()";
 
 void db_stats(struct db_pool *pool, db_result_fn *cb, void *arg)
 {
@@ -478,8 +479,11 @@ static bool parse_int64(const char *text, int64_t *out)
 
 bool db_decode_stats(const PGresult *res, struct db_stats *out)
 {
-    return PQntuples(res) == 1 && PQnfields(res) == 3 &&
-           parse_int64(PQgetvalue(res, 0, 0), &out->queue_depth) &&
+    if (PQntuples(res) != 1 || PQnfields(res) != 4)
+        return false;
+    char *end;
+    out->clock_skew = strtod(PQgetvalue(res, 0, 3), &end);
+    return end != PQgetvalue(res, 0, 3) && parse_int64(PQgetvalue(res, 0, 0), &out->queue_depth) &&
            parse_int64(PQgetvalue(res, 0, 1), &out->devices) &&
            parse_int64(PQgetvalue(res, 0, 2), &out->enrolled);
 }

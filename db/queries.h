@@ -228,6 +228,7 @@ struct db_stats {
     int64_t queue_depth;
     int64_t devices;
     int64_t enrolled;
+    double clock_skew; /* seconds the sessions' clock is moved by (0 but with test_clock) */
 };
 void db_stats(struct db_pool *pool, db_result_fn *cb, void *arg);
 bool db_decode_stats(const PGresult *res, struct db_stats *out) __attribute__((warn_unused_result));

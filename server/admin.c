@@ -809,13 +809,19 @@ void admin_handle_healthz(struct vouchd *srv, struct evhttp_request *req)
                                                              : "ok";
     }
     bool degraded = strcmp(push, "ok") != 0 && strcmp(push, "off") != 0;
-    char body[160];
-    int n = snprintf(body, sizeof(body), "{\"status\":\"%s\",\"database\":\"%s\",\"push\":\"%s\"}",
+    /* The clock verdicts are taken at: "real", or "test" with how far it is moved. */
+    char clock[64] = "\"real\"";
+    if (srv->cfg->test_clock)
+        snprintf(clock, sizeof(clock), "\"test\",\"clock_skew_s\":%.0f",
+                 srv->stats_known ? srv->stats.clock_skew : 0.0);
+    char body[224];
+    int n = snprintf(body, sizeof(body),
+                     "{\"status\":\"%s\",\"database\":\"%s\",\"push\":\"%s\",\"clock\":%s}",
                      srv->stopping ? "stopping"
                      : !db_up      ? "unavailable"
                      : degraded    ? "degraded"
                                    : "ok",
-                     db_up ? "up" : "down", push);
+                     db_up ? "up" : "down", push, clock);
     http_reply(req, EP_HEALTHZ, up ? 200 : 503, "application/json", body, (size_t)n);
 }
 
@@ -847,8 +853,12 @@ void admin_handle_metrics(struct vouchd *srv, struct evhttp_request *req)
                             "# TYPE vouch_queue_depth gauge\nvouch_queue_depth %" PRId64 "\n"
                             "# TYPE vouch_devices gauge\nvouch_devices %" PRId64 "\n"
                             "# TYPE vouch_enrolled_devices gauge\nvouch_enrolled_devices %" PRId64
-                            "\n",
-                            srv->stats.queue_depth, srv->stats.devices, srv->stats.enrolled);
+                            "\n"
+                            "# HELP vouch_clock_skew_seconds How far the test clock moves the "
+                            "time verdicts are taken at (0 but with test_clock).\n"
+                            "# TYPE vouch_clock_skew_seconds gauge\nvouch_clock_skew_seconds %.0f\n",
+                            srv->stats.queue_depth, srv->stats.devices, srv->stats.enrolled,
+                            srv->stats.clock_skew);
     if (srv->push != NULL)
         push_service_render_metrics(srv->push, out);
     scheduler_render_metrics(srv->scheduler, out);

@@ -48,6 +48,7 @@ static const struct key_spec keys[] = {
     STR_KEY(webhook_secret),
     STR_KEY(webhook_topics),
     {"webhook_allow_http", VALUE_BOOL, offsetof(struct config, webhook_allow_http), 0, 0},
+    {"test_clock", VALUE_BOOL, offsetof(struct config, test_clock), 0, 0},
     STR_KEY(enroll_identity),
     STR_KEY(scep_url),
     STR_KEY(scep_challenge),

@@ -56,6 +56,7 @@ struct config {
     char *webhook_secret;
     char *webhook_topics;     /* NULL: every topic */
     bool webhook_allow_http;  /* may an http:// receiver take mdm.TokenUpdate? */
+    bool test_clock;          /* live by vouch_clock (tests only; the database must allow it) */
     /* The enrollment profile (GET /mdm/enroll) */
     char *enroll_identity;      /* scep (default) | acme */
     char *scep_url;             /* the SCEP server devices get their identity from */

@@ -81,6 +81,9 @@ static const char usage[] =
     "                    how long attestation history is kept (default 365d, at least 30d);\n"
     "                    each device's current and newest verified attestation stay\n"
     "  log_level         debug, info, warn or error (default info)\n"
+    "  test_clock        true or false: take verdicts at the database's test clock\n"
+    "                    (vouch_clock), for test suites only; refused unless the database's\n"
+    "                    owner set vouch.test_clock = on for it (default false: real time)\n"
     "  attestation_roots PEM file of trusted attestation roots (default: the Apple Enterprise\n"
     "                    Attestation Root CA, built in)\n"
     "  apns_cert         the MDM push certificate: PEM (with apns_key, or holding the key)\n"
@@ -355,6 +358,27 @@ static bool store_settings(const struct config *cfg)
     return true;
 }
 
+/* One clock: vouchd's sessions take verdicts at the database's real time unless test_clock. A
+ * moved clock is said at every start, whether it counts or not. */
+static bool check_clock(const struct config *cfg)
+{
+    char err[1024];
+    double skew;
+    if (!migrate_check_clock(cfg->database_url, cfg->test_clock, &skew, err, sizeof(err))) {
+        log_error("%s", err);
+        return false;
+    }
+    if (cfg->test_clock)
+        log_warn("test clock: verdicts are taken at the database's clock, moved by %.0f s "
+                 "(never in production)",
+                 skew);
+    else if (skew != 0)
+        log_warn("vouch_clock is moved by %.0f s, which vouchd ignores (test_clock is off): "
+                 "verdicts are taken at the database's real time",
+                 skew);
+    return true;
+}
+
 static int serve(const struct config *cfg)
 {
     char err[1024];
@@ -387,7 +411,7 @@ static int serve(const struct config *cfg)
         log_error("attestation_roots: %s", err);
         goto out;
     }
-    if (run_migrate(cfg) != 0 || !store_settings(cfg))
+    if (run_migrate(cfg) != 0 || !store_settings(cfg) || !check_clock(cfg))
         goto out;
     if ((srv.enroll = enroll_new(&srv, err, sizeof(err))) == NULL) {
         log_error("%s", err);
@@ -402,7 +426,8 @@ static int serve(const struct config *cfg)
         log_error("cannot create the event loop");
         goto out;
     }
-    srv.db = db_pool_new(srv.base, cfg->database_url, cfg->db_pool_size, DB_MAX_WAITING);
+    srv.db = db_pool_new(srv.base, cfg->database_url, cfg->db_pool_size, DB_MAX_WAITING,
+                         cfg->test_clock);
     if (srv.db == NULL) {
         log_error("cannot create the database pool");
         goto out;

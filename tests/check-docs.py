@@ -56,7 +56,7 @@ def help_defaults(vouchd):
         m = re.search(r"\bdefault ([^;,)\s]+)", text)
         if m:
             for k in keys.split(", "):
-                defaults[k] = normalise(m.group(1))
+                defaults[k] = normalise(m.group(1).rstrip(":"))  # "(default false: ...)"
     return defaults
 
 

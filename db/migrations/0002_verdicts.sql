@@ -747,3 +747,31 @@ LANGUAGE sql STABLE AS $$
         FROM (SELECT * FROM attestations WHERE udid = p_udid ORDER BY id DESC LIMIT p_limit) a
     ), '[]')::text END
 $$;
+
+-- One clock. Verdicts are taken at the database's real time; vouch_clock.skew, how the tests
+-- live through weeks and years in seconds, counts only in a session that says it lives by the
+-- test clock (vouch.test_clock = on). vouchd's sessions always say it, on only with test_clock =
+-- true in its configuration, which it refuses unless the database's owner set it for the
+-- database too (ALTER DATABASE ... SET vouch.test_clock = on): moving vouch_clock alone, or the
+-- setting alone, changes nothing vouchd does.
+CREATE OR REPLACE FUNCTION vouch_now() RETURNS timestamptz
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF current_setting('vouch.test_clock', true) = 'on' THEN
+        RETURN now() + coalesce((SELECT skew FROM vouch_clock), interval '0');
+    END IF;
+    RETURN now();
+END
+$$;
+
+-- Figures for /metrics and /healthz. Estimates where exact counts would scan big tables.
+-- clock_skew: seconds this session's clock is moved by (0 unless it lives by the test clock).
+DROP FUNCTION vouch_stats();
+CREATE FUNCTION vouch_stats(OUT queue_depth bigint, OUT devices bigint, OUT enrolled bigint,
+                            OUT clock_skew double precision)
+LANGUAGE sql STABLE AS $$
+    SELECT (SELECT count(*) FROM command_queue),
+           (SELECT count(*) FROM devices),
+           (SELECT count(*) FROM enrollments WHERE enabled),
+           extract(epoch FROM vouch_now() - now())::double precision
+$$;

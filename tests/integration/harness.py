@@ -160,11 +160,15 @@ class _Suite:
             self._pg = cluster
         return self._pg
 
-    def new_database(self, prefix, cluster=None):
+    def new_database(self, prefix, cluster=None, test_clock=True):
+        """A new database; with test_clock its owner lets vouchd live by vouch_clock (the tests
+        move it to live through weeks in seconds; vouchd says test_clock = true)."""
         cluster = cluster or self.postgres()
         self.dbs += 1
         name = f"{re.sub(r'[^a-z0-9_]', '_', prefix.lower())[:40]}_{self.dbs}"
         cluster.createdb(name)
+        if test_clock:
+            cluster.psql(f'ALTER DATABASE "{name}" SET vouch.test_clock = on')
         return name
 
     @property
@@ -251,6 +255,8 @@ class Vouchd:
         """The extra keys as written: what the suite's set-up needs added, unless the class set
         the key itself (a value of None leaves the key out, to test vouchd without it)."""
         extra = dict(self.extra)
+        # The suite's databases let vouchd live by their test clock (new_database).
+        extra.setdefault("test_clock", "true")
         # vouchd believes cert_header only from trusted_proxies; here the test client, on
         # loopback, is the proxy.
         if extra.get("cert_header") and "trusted_proxies" not in extra:

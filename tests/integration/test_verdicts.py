@@ -17,11 +17,12 @@ What must hold (docs/attestation.md):
 import datetime
 import hashlib
 import json
+import subprocess
 
 from cryptography.hazmat.primitives import serialization
 
 from device import Device
-from harness import vouchctl, wait_for
+from harness import VOUCHD, Vouchd, clean_env, suite, vouchctl, wait_for
 from test_attestation import IPHONE, AttestationCase
 from test_scheduler import DEADLINE_S, SchedulerCase, db_clock, set_clock, sql
 
@@ -88,6 +89,8 @@ class VerdictTest(SchedulerCase):
             cu, _nonce = self.take_request(intruder, attempt)
             self.assertEmpty200(intruder.report("Error", cu, ErrorChain=[]), f"{attempt}: Error")
         att = self.wait_status(intruder, "failed", "errors past the retry limit", "no_answer")
+        health = self.vouchd.healthz().json()
+        self.assertEqual(health["clock"], "test", health)  # this suite lives by the test clock
         self.assertNotIn(victim.udid, self.listed("verified"))
         self.assertIn(victim.udid, self.listed("failed"))
 
@@ -250,3 +253,35 @@ class ReenrollRefuseTest(AttestationCase):
         self.assertEqual(out.returncode, 1, out.stdout + out.stderr)
         out = vouchctl(self.vouchd, "device", dev.udid, "let-me-in")
         self.assertEqual(out.returncode, 2, out.stdout + out.stderr)
+
+
+class ClockTest(AttestationCase):
+    """One clock: verdicts are taken at the database's real time; vouch_clock (how the tests live
+    through weeks) counts only when vouchd says test_clock = true and the database's owner
+    allowed it."""
+
+    vouchd_config = {"test_clock": None}  # as in production
+
+    def test_a_moved_clock_does_not_move_verdicts(self):
+        sql(self, "UPDATE vouch_clock SET skew = interval '-400 days'")
+        try:
+            self.vouchd.restart()
+            self.assertIn("which vouchd ignores", self.vouchd.log_tail(),
+                          "a moved clock is said at start")
+            # 400 days ago the stand-in Apple leaf was not yet valid: verified means real time.
+            dev = self.iphone()
+            self.attest_fresh(dev, "a fresh leaf, vouch_clock moved back 400 days")
+            self.assertEqual(self.vouchd.healthz().json()["clock"], "real")
+        finally:
+            sql(self, "UPDATE vouch_clock SET skew = interval '0'")
+
+    def test_test_clock_needs_the_database_owner(self):
+        dbname = suite().new_database("no_test_clock", test_clock=False)
+        v = Vouchd(self.pg.conninfo(dbname), suite().identity_ca_path(),
+                   name=f"{self.id()}.refused", extra={"test_clock": "true"})
+        v.write_config()
+        p = subprocess.run([VOUCHD, "--config", v.config_path], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=30, env=clean_env())
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("ALTER DATABASE", p.stderr)
+        self.assertIn("vouch.test_clock", p.stderr)
