@@ -198,6 +198,17 @@ static char *udid_path(struct ctl *ctl, const char *udid, const char *suffix)
     return path;
 }
 
+int ctl_get_device_json(struct ctl *ctl, const char *udid, const char *suffix,
+                        struct json_doc **doc)
+{
+    char *path = udid_path(ctl, udid, suffix);
+    if (path == NULL)
+        return fail_nomem();
+    int rc = api_call(ctl, "GET", path, NULL, 0, NULL, 0, doc, NULL);
+    free(path);
+    return rc;
+}
+
 /* ---- devices ---- */
 
 /* The verdicts, and "pending": devices with a request out, whatever their last verdict. */

@@ -3,7 +3,10 @@
  * vouchd uses (server/attest.c), and prints its verdict in the shapes of the admin API.
  *
  * No server, no network: the certificates come from files, the trust anchors from --roots or the
- * built-in Apple root, the time from --at or the clock.
+ * built-in Apple root, the time from --at or the clock. With --server, one stored answer comes
+ * from the device's attestation history instead, with what vouchd checked it against (nonces,
+ * UDID, serial, OS version, time), and the verdict of the re-check is compared with the stored
+ * one.
  */
 #include "vouchctl.h"
 
@@ -15,6 +18,7 @@
 #include <time.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 
 #include "attest.h"
@@ -324,6 +328,177 @@ out:
     return ok;
 }
 
+/* ---- --server: a stored answer, checked again ---- */
+
+/* Standard base64 (as the admin API writes DER) into chain; false when it is not. */
+static bool chain_add_base64(struct verify_chain *chain, const char *text)
+{
+    size_t len = strlen(text);
+    if (len == 0 || len % 4 != 0 || len > 4 * (ATTEST_MAX_CERT_BYTES / 3 + 1) ||
+        chain->count == VERIFY_MAX_CERTS)
+        return false;
+    uint8_t *der = malloc(len / 4 * 3);
+    if (der == NULL)
+        return false;
+    int n = EVP_DecodeBlock(der, (const unsigned char *)text, (int)len);
+    size_t pad = (text[len - 1] == '=') + (text[len - 2] == '=');
+    if (n < 0 || (size_t)n < pad || !verify_chain_add(chain, "stored chain", der, (size_t)n - pad)) {
+        free(der);
+        return false;
+    }
+    return true;
+}
+
+/* The history entry to check: the one with this id, or the newest with a chain. */
+static const struct json_value *pick_answer(const struct json_value *history, const char *id)
+{
+    for (size_t i = 0; i < json_array_length(history); i++) {
+        const struct json_value *e = json_array_get(history, i);
+        const struct json_value *chain = json_object_get(e, "chain");
+        const struct json_value *eid = json_object_get(e, "id");
+        if (id != NULL ? json_value_type(eid) == JSON_NUMBER &&
+                             strcmp(json_number_text(eid), id) == 0
+                       : json_value_type(chain) == JSON_ARRAY)
+            return e;
+    }
+    return NULL;
+}
+
+static bool same_text(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* vouchctl verify --server UDID [ID]: 0 when the re-check agrees with the stored verdict. */
+static int verify_stored(struct ctl *ctl, struct attest_verifier *verifier)
+{
+    struct verify_chain chain = {0};
+    struct json_doc *doc = NULL;
+    struct json_writer *w = NULL;
+    const char *udid = ctl->args[0], *id = ctl->nargs > 1 ? ctl->args[1] : NULL;
+    int rc = ctl_get_device_json(ctl, udid, "/attestations", &doc);
+    if (rc != CTL_EXIT_OK)
+        return rc;
+    rc = CTL_EXIT_FAILURE;
+    const struct json_value *e = pick_answer(json_doc_root(doc), id);
+    if (e == NULL) {
+        fprintf(stderr, "vouchctl: %s has no stored answer %s%s\n", udid, id ? "with id " : "",
+                id ? id : "with a chain");
+        goto out;
+    }
+    const struct json_value *items = json_object_get(e, "chain");
+    if (json_value_type(items) != JSON_ARRAY) {
+        fprintf(stderr, "vouchctl: answer %s is %s without a chain: nothing to check again\n",
+                json_number_text(json_object_get(e, "id")),
+                json_object_get_string(e, "status") ? json_object_get_string(e, "status") : "?");
+        goto out;
+    }
+    for (size_t i = 0; i < json_array_length(items); i++) {
+        const char *b64;
+        if (!json_get_string(json_array_get(items, i), &b64, NULL) ||
+            !chain_add_base64(&chain, b64)) {
+            fprintf(stderr, "vouchctl: the stored chain is not base64 DER\n");
+            goto out;
+        }
+    }
+    uint8_t nonce[ATTEST_MAX_NONCE_BYTES], cached[ATTEST_MAX_NONCE_BYTES];
+    size_t nonce_len = 0, cached_len = 0;
+    const char *nonce_hex = json_object_get_string(e, "nonce");
+    const char *cached_hex = json_object_get_string(e, "cached_nonce");
+    if ((nonce_hex != NULL && !parse_hex(nonce_hex, nonce, sizeof(nonce), &nonce_len)) ||
+        (cached_hex != NULL && !parse_hex(cached_hex, cached, sizeof(cached), &cached_len))) {
+        fprintf(stderr, "vouchctl: the stored nonces are not hex\n");
+        goto out;
+    }
+    /* What vouchd checked it against; an answer stored before vouchd kept it gives the UDID and
+     * the time it was received only. */
+    const struct json_value *checked = json_object_get(e, "checked");
+    bool known = json_value_type(checked) == JSON_OBJECT;
+    time_t at = 0, asked = 0;
+    bool require_fresh = false;
+    const char *at_text = known ? json_object_get_string(checked, "at")
+                                : json_object_get_string(e, "received_at");
+    const char *asked_text = known ? json_object_get_string(checked, "cached_requested_at") : NULL;
+    if (at_text == NULL || !parse_time(at_text, &at) ||
+        (asked_text != NULL && !parse_time(asked_text, &asked)) ||
+        (known && !json_get_bool(json_object_get(checked, "require_fresh"), &require_fresh))) {
+        fprintf(stderr, "vouchctl: the stored answer does not say when it was checked\n");
+        goto out;
+    }
+    if (!known)
+        fprintf(stderr, "vouchctl: note: stored before vouchd kept what it checked against: the "
+                        "UDID and the time are checked, not the serial, OS or cache bounds\n");
+    const uint8_t *certs[VERIFY_MAX_CERTS];
+    for (size_t i = 0; i < chain.count; i++)
+        certs[i] = chain.certs[i];
+    const uint8_t *older[1] = {cached};
+    const size_t older_lens[1] = {cached_len};
+    const time_t older_asked[1] = {asked};
+    const struct attest_input in = {
+        .certs = certs,
+        .cert_lens = chain.lens,
+        .cert_count = chain.count,
+        .request_nonce = nonce_hex != NULL ? nonce : NULL,
+        .request_nonce_len = nonce_len,
+        .older_nonces = older,
+        .older_nonce_lens = older_lens,
+        .older_requested_at = asked_text != NULL ? older_asked : NULL,
+        .older_nonce_count = cached_hex != NULL ? 1 : 0,
+        .require_fresh = require_fresh,
+        .expected_udid = known ? json_object_get_string(checked, "udid") : udid,
+        .expected_serial = known ? json_object_get_string(checked, "serial") : NULL,
+        .reported_os_version = known ? json_object_get_string(checked, "os_version") : NULL,
+        .verify_time = at,
+    };
+    struct attest_verdict verdict;
+    attest_verify(verifier, &in, &verdict);
+
+    const char *status = json_object_get_string(e, "status");
+    const char *reason = json_object_get_string(e, "reason");
+    const char *freshness = json_object_get_string(e, "freshness");
+    bool agree = same_text(status, attest_status_name(verdict.status)) &&
+                 same_text(reason, attest_reason_name(verdict.reason)) &&
+                 same_text(freshness, attest_freshness_name(verdict.freshness));
+    const char *answer_id = json_number_text(json_object_get(e, "id"));
+    if (ctl->json) {
+        const char *text;
+        size_t len;
+        w = json_writer_new(VERIFY_MAX_JSON, JSON_WRITER_PRETTY);
+        if (w == NULL || !json_write_begin_object(w) || !json_write_key(w, "id") ||
+            !json_write_value(w, json_object_get(e, "id")) || !json_write_key(w, "stored") ||
+            !json_write_begin_object(w) || !json_write_key(w, "status") ||
+            !json_write_string_or_null(w, status) || !json_write_key(w, "reason") ||
+            !json_write_string_or_null(w, reason) || !json_write_key(w, "freshness") ||
+            !json_write_string_or_null(w, freshness) || !json_write_end_object(w) ||
+            !json_write_key(w, "rechecked") || !attest_json_write_verdict(w, &verdict, NULL) ||
+            !json_write_key(w, "agree") || !json_write_bool(w, agree) ||
+            !json_write_end_object(w) || !json_writer_finish(w, &text, &len)) {
+            fprintf(stderr, "vouchctl: cannot write the answer\n");
+            goto out;
+        }
+        fwrite(text, 1, len, stdout);
+        fputc('\n', stdout);
+    } else {
+        printf("answer %s of %s (generation %s, %s request), checked at %s\n", answer_id, udid,
+               output_scalar(json_object_get(e, "generation")),
+               output_scalar(json_object_get(e, "request_reason")), at_text);
+        printf("  stored:     %s%s%s%s (%s)\n", status ? status : "-", reason ? " (" : "",
+               reason ? reason : "", reason ? ")" : "", freshness ? freshness : "-");
+        const char *r = attest_reason_name(verdict.reason);
+        const char *f = attest_freshness_name(verdict.freshness);
+        printf("  re-checked: %s%s%s%s (%s)\n", attest_status_name(verdict.status), r ? " (" : "",
+               r ? r : "", r ? ")" : "", f ? f : "-");
+        printf("%s\n", agree ? "the verifier agrees with the stored verdict"
+                             : "the verifier DISAGREES with the stored verdict (other --roots?)");
+    }
+    rc = agree ? CTL_EXIT_OK : CTL_EXIT_FAILURE;
+out:
+    json_writer_free(w);
+    json_doc_free(doc);
+    verify_chain_clear(&chain);
+    return rc;
+}
+
 int cmd_verify(struct ctl *ctl)
 {
     struct verify_chain chain = {0};
@@ -349,8 +524,12 @@ int cmd_verify(struct ctl *ctl)
         return ctl_usage_error("verify", "--udid: empty");
     if (ctl->serial != NULL && ctl->serial[0] == '\0')
         return ctl_usage_error("verify", "--serial: empty");
+    if (ctl->server && (ctl->nargs > 2 || ctl->nonce != NULL || ctl->udid != NULL ||
+                        ctl->serial != NULL || ctl->at != NULL))
+        return ctl_usage_error("verify", "--server takes UDID [ID]: the nonces, UDID, serial "
+                                         "and time come from the server");
 
-    for (size_t i = 0; i < ctl->nargs; i++) {
+    for (size_t i = 0; !ctl->server && i < ctl->nargs; i++) {
         rc = read_cert_file(ctl->args[i], &chain);
         if (rc != CTL_EXIT_OK)
             goto out;
@@ -369,6 +548,10 @@ int cmd_verify(struct ctl *ctl)
         rc = ctl_usage_error("verify", "%s: %s",
                              ctl->roots != NULL ? ctl->roots : "the built-in Apple root",
                              err[0] != '\0' ? err : "cannot load the trust anchors");
+        goto out;
+    }
+    if (ctl->server) {
+        rc = verify_stored(ctl, verifier);
         goto out;
     }
 

@@ -273,6 +273,7 @@ static const char attestations_usage[] =
 static const char verify_usage[] =
     "Usage: vouchctl verify [--roots PEM] [--nonce HEX] [--udid U] [--serial S]\n"
     "                       [--at TIME] [--json] CERT...\n"
+    "       vouchctl verify --server [--roots PEM] [--json] UDID [ID]\n"
     "\n"
     "Verify a Managed Device Attestation offline, as the server does, without a\n"
     "server. The CERT files hold the chain the device sent, leaf first: each a\n"
@@ -307,6 +308,13 @@ static const char verify_usage[] =
     "Exit status: 0 when verified, 1 when not, 2 for usage errors (no CERT, an\n"
     "unreadable file, bad hex, a bad time, unusable --roots).\n"
     "\n"
+    "vouchctl verify --server [--roots PEM] [--json] UDID [ID] checks again an\n"
+    "answer the server stored (ID from 'vouchctl attestations UDID'; default the\n"
+    "newest with a chain): its chain, nonces, and the UDID, serial, OS version and\n"
+    "time the server checked it against, all from the device's history. It\n"
+    "prints the stored verdict beside the re-checked one and exits 0 when they\n"
+    "agree, 1 when they do not (pass the server's attestation_roots as --roots).\n"
+    "\n"
     "Options:\n"
     "  --roots PEM             Trusted roots (default: the Apple Enterprise\n"
     "                          Attestation Root CA built into vouchctl)\n"
@@ -315,11 +323,14 @@ static const char verify_usage[] =
     "  --serial S              The device's serial number\n"
     "  --at TIME               Verify as of TIME: RFC 3339 (2025-08-01T00:00:00Z)\n"
     "                          or a Unix time (default: now)\n"
+    "  --server                Check a stored answer again (see above): needs the\n"
+    "                          server's --url and --token\n"
     "  --json                  Print the verdict as JSON: status, freshness,\n"
     "                          reason, generated_at, expires_at, leaf_sha256 and\n"
     "                          properties, in the admin API's shapes\n"
     "\n"
-    "vouchctl verify contacts no server: --url and --token are ignored.\n"
+    "Without --server, vouchctl verify contacts no server: --url and --token are\n"
+    "ignored.\n"
     "\n"
     "Examples:\n"
     "  vouchctl verify --nonce \"$NONCE_HEX\" --udid \"$UDID\" leaf.der subca.der\n"
@@ -373,6 +384,7 @@ enum opt_id {
     OPT_UDID,
     OPT_SERIAL,
     OPT_AT,
+    OPT_SERVER,
     OPT_STATUS,
     OPT_ENROLL_TOKEN,
     OPT_OUT,
@@ -399,7 +411,7 @@ static const struct opt_spec profile_opts[] = {{"enroll-token", 0, true, OPT_ENR
                                                {"out", 'o', true, OPT_OUT}};
 static const struct opt_spec verify_opts[] = {
     {"roots", 0, true, OPT_ROOTS},   {"nonce", 0, true, OPT_NONCE}, {"udid", 0, true, OPT_UDID},
-    {"serial", 0, true, OPT_SERIAL}, {"at", 0, true, OPT_AT},
+    {"serial", 0, true, OPT_SERIAL}, {"at", 0, true, OPT_AT},    {"server", 0, false, OPT_SERVER},
 };
 
 struct subcommand {
@@ -425,7 +437,7 @@ static const struct subcommand subcommands[] = {
     {"push", push_usage, NULL, 0, 1, 1000, "UDID", false, cmd_push},
     {"events", events_usage, events_opts, 1, 0, SIZE_MAX, NULL, false, cmd_events},
     {"profile", profile_usage, profile_opts, 2, 0, 0, NULL, false, cmd_profile},
-    {"verify", verify_usage, verify_opts, 5, 1, SIZE_MAX, "CERT", true, cmd_verify},
+    {"verify", verify_usage, verify_opts, 6, 1, SIZE_MAX, "CERT", true, cmd_verify},
     {"help", help_usage, NULL, 0, 0, 1, NULL, false, NULL},
 };
 
@@ -487,6 +499,7 @@ struct cmdline {
     const char *udid;
     const char *serial;
     const char *at;
+    bool server;
     const char *status;
     const char *enroll_token;
     const char *out;
@@ -601,6 +614,9 @@ static int parse_cmdline(int argc, char **argv, struct cmdline *cl)
         case OPT_AT:
             cl->at = value;
             break;
+        case OPT_SERVER:
+            cl->server = true;
+            break;
         }
     }
     return CTL_EXIT_OK;
@@ -677,8 +693,9 @@ static int run(struct cmdline *cl)
         .udid = cl->udid,
         .serial = cl->serial,
         .at = cl->at,
+        .server = cl->server,
     };
-    if (sub->offline)
+    if (sub->offline && !cl->server)
         return sub->run(&ctl);
 
     const char *url = cl->url != NULL ? cl->url : env_nonempty("VOUCH_URL");

@@ -19,6 +19,7 @@ enum ctl_exit {
 };
 
 struct client;
+struct json_doc;
 
 struct ctl {
     struct client *client;
@@ -36,6 +37,7 @@ struct ctl {
     const char *udid;        /* verify --udid */
     const char *serial;      /* verify --serial */
     const char *at;          /* verify --at */
+    bool server;             /* verify --server: a stored answer, from the server */
     const char *status;      /* events --status */
     const char *enroll_token; /* profile --enroll-token */
     const char *out;          /* profile --out */
@@ -60,7 +62,12 @@ int cmd_attestations(struct ctl *ctl);
 int cmd_events(struct ctl *ctl);
 int cmd_profile(struct ctl *ctl);
 int cmd_push(struct ctl *ctl);
-/* Offline: ctl->client is NULL. */
+/* Offline: ctl->client is NULL, but with --server. */
 int cmd_verify(struct ctl *ctl);
+
+/* GET /v1/devices/{udid}<suffix> (the UDID escaped): a JSON document into *doc (freed by the
+ * caller), or an exit status other than CTL_EXIT_OK, said on stderr. */
+int ctl_get_device_json(struct ctl *ctl, const char *udid, const char *suffix,
+                        struct json_doc **doc);
 
 #endif

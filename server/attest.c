@@ -620,6 +620,7 @@ void attest_verify(struct attest_verifier *v, const struct attest_input *in,
     if (out->freshness == ATTEST_FRESHNESS_CACHED) {
         out->cached_nonce = in->older_nonces[older];
         out->cached_nonce_len = in->older_nonce_lens[older];
+        out->cached_requested_at = in->older_requested_at ? in->older_requested_at[older] : 0;
         if (!cached_in_time(in, older, out->not_before)) {
             fail(out, ATTEST_REASON_STALE_ATTESTATION);
             goto out;

@@ -106,6 +106,7 @@ struct attest_verdict {
     uint8_t leaf_sha256[32];
     const uint8_t *cached_nonce; /* cached: the older nonce it carried (the caller's memory) */
     size_t cached_nonce_len;
+    time_t cached_requested_at; /* when that nonce was asked (0: not known) */
 };
 
 struct attest_verifier;

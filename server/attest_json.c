@@ -75,6 +75,24 @@ static bool write_extra(struct json_writer *w, const struct attest_json_extra *e
     return ok;
 }
 
+/* "checked": what the verdict was checked against (see attest_json_extra). */
+static bool write_checked(struct json_writer *w, const struct attest_verdict *v,
+                          const struct attest_input *in)
+{
+    char at[21], asked[21];
+    attest_json_format_time(in->verify_time, at);
+    attest_json_format_time(v->cached_requested_at, asked);
+    return json_write_key(w, "checked") && json_write_begin_object(w) &&
+           json_write_key(w, "udid") && json_write_string_or_null(w, in->expected_udid) &&
+           json_write_key(w, "serial") && json_write_string_or_null(w, in->expected_serial) &&
+           json_write_key(w, "os_version") &&
+           json_write_string_or_null(w, in->reported_os_version) && json_write_key(w, "at") &&
+           json_write_string(w, at) && json_write_key(w, "require_fresh") &&
+           json_write_bool(w, in->require_fresh) && json_write_key(w, "cached_requested_at") &&
+           json_write_string_or_null(w, v->cached_requested_at ? asked : NULL) &&
+           json_write_end_object(w);
+}
+
 bool attest_json_write_verdict(struct json_writer *w, const struct attest_verdict *v,
                                const struct attest_json_extra *extra)
 {
@@ -106,6 +124,8 @@ bool attest_json_write_verdict(struct json_writer *w, const struct attest_verdic
              json_write_key(w, "leaf_sha256") && json_write_null(w) &&
              json_write_key(w, "properties") && json_write_null(w);
     }
+    if (ok && extra != NULL && extra->checked != NULL)
+        ok = write_checked(w, v, extra->checked);
     return ok && write_extra(w, extra) && json_write_end_object(w);
 }
 

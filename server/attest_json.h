@@ -23,10 +23,14 @@ struct attest_json_extra {
     size_t cert_count;
     const char *reported_os_version; /* NULL: no "reported" member */
     const char *reported_build_version;
+    /* What the verdict was checked against (NULL: no "checked" member), so that anyone can
+     * check it again: the expected UDID and serial, the OS version compared, the time, whether
+     * a new attestation was required, and when a cached answer's nonce was asked. */
+    const struct attest_input *checked;
 };
 
 /* {"status", "freshness", "reason", "generated_at", "expires_at", "leaf_sha256", "properties",
- *  ["cached_nonce" (hex, a cached answer's)], ["chain"], ["reported"]} */
+ *  ["cached_nonce" (hex, a cached answer's)], ["checked"], ["chain"], ["reported"]} */
 bool attest_json_write_verdict(struct json_writer *w, const struct attest_verdict *verdict,
                                const struct attest_json_extra *extra)
     __attribute__((warn_unused_result));

@@ -172,7 +172,7 @@ static void verify_attestation(struct device_request *dr, const struct db_report
         older_asked[older_count] = (time_t)db_int64_be(ctx->older_requested_at + 8 * older_count);
         older_count++;
     }
-    const struct attest_json_extra extra = {
+    struct attest_json_extra extra = {
         .certs = m->attest_certs,
         .cert_lens = m->attest_cert_lens,
         .cert_count = m->attest_cert_count,
@@ -217,6 +217,7 @@ static void verify_attestation(struct device_request *dr, const struct db_report
         };
         struct attest_verdict verdict;
         attest_verify(dr->srv->attest, &in, &verdict);
+        extra.checked = &in;
         ok = attest_json_write_verdict(w, &verdict, &extra);
         const char *reason = attest_reason_name(verdict.reason);
         metrics_count_attestation(reason ? reason : attest_status_name(verdict.status));

@@ -23,7 +23,11 @@ ALTER TABLE attestation_requests ADD COLUMN generation integer NOT NULL DEFAULT 
 ALTER TABLE attestations
     ADD COLUMN generation integer NOT NULL DEFAULT 1,
     -- The older nonce a cached answer carried (the request's own is in nonce).
-    ADD COLUMN cached_nonce bytea;
+    ADD COLUMN cached_nonce bytea,
+    -- What the verdict was checked against, beside the nonces: expected UDID and serial, the OS
+    -- version compared, the time, whether a new attestation was required, and when a cached
+    -- answer's nonce was asked (vouchctl verify --server checks it again).
+    ADD COLUMN checked json;
 ALTER TABLE scheduler_policy
     ADD COLUMN answer_timeout interval NOT NULL DEFAULT interval '24 hours'
         CHECK (answer_timeout > interval '0');
@@ -242,13 +246,14 @@ BEGIN
     END IF;
     INSERT INTO attestations (udid, command_uuid, nonce, request_reason, requested_at, status,
                               freshness, reason, chain, leaf_sha256, generated_at, expires_at,
-                              properties, generation, cached_nonce)
+                              properties, generation, cached_nonce, checked)
     VALUES (p_udid, p_command_uuid, req.nonce, req.reason, req.requested_at,
             verdict, p_verdict->>'freshness', p_verdict->>'reason',
             ARRAY(SELECT decode(c, 'base64') FROM json_array_elements_text(p_verdict->'chain') c),
             decode(p_verdict->>'leaf_sha256', 'hex'),
             (p_verdict->>'generated_at')::timestamptz, (p_verdict->>'expires_at')::timestamptz,
-            p_verdict->'properties', req.generation, decode(p_verdict->>'cached_nonce', 'hex'))
+            p_verdict->'properties', req.generation, decode(p_verdict->>'cached_nonce', 'hex'),
+            p_verdict->'checked')
     RETURNING id INTO new_id;
     -- An OS change is covered only by an attestation made on the new OS (a fresh one), or by a
     -- device that cannot attest. A cached answer may predate the change: it covers nothing.
@@ -737,6 +742,7 @@ LANGUAGE sql STABLE AS $$
                    'device_status', a.device_status,
                    'nonce', encode(a.nonce, 'hex'),
                    'cached_nonce', encode(a.cached_nonce, 'hex'),
+                   'checked', a.checked,
                    'generated_at', vouch_time(a.generated_at),
                    'expires_at', vouch_time(a.expires_at),
                    'properties', a.properties,

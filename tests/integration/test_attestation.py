@@ -70,6 +70,7 @@ class AttestationCase(VouchTestCase):
         cls.not_ca_pki = AttestationPKI(sub_is_ca=False)
         path = os.path.join(suite().run_dir, f"attestation-roots-{secrets.token_hex(4)}.pem")
         cls.pki.write_roots(path, cls.second_pki, cls.expired_sub_pki, cls.not_ca_pki)
+        cls.roots_path = path
         # 1,000-certificate answers are about 1 MB: room for them, so that the count bound of
         # the verifier is what is tested, not the HTTP body limit.
         cls.vouchd_config = dict(cls.vouchd_config, attestation_roots=path,

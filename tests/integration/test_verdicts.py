@@ -17,6 +17,7 @@ What must hold (docs/attestation.md):
 import datetime
 import hashlib
 import json
+import os
 import subprocess
 
 from cryptography.hazmat.primitives import serialization
@@ -200,6 +201,43 @@ class VerdictTest(SchedulerCase):
         self.wait_pending(dev, "a request out")
         self.attest_at_clock(dev, "verified again")
         self.assertIn(dev.udid, self.listed("verified"))
+
+    # -- checking again ---------------------------------------------------------------------------
+    def reverify(self, dev, answer_id=None, roots=None):
+        args = ["verify", "--server", "--roots", roots or self.roots_path, "--json", dev.udid]
+        out = vouchctl(self.vouchd, *args + ([str(answer_id)] if answer_id else []))
+        return out.returncode, (json.loads(out.stdout) if out.stdout.strip() else None), out
+
+    def test_every_stored_verdict_can_be_checked_again(self):
+        dev = self.iphone()
+        _cu, _n, chain = self.attest_fresh(dev, "fresh")
+        self.post_attest(dev.udid)
+        cu, _nonce = self.take_request(dev, "cached")
+        self.answer(dev, cu, chain, what="the same chain again")
+        self.assertVerdict(dev, cu, "verified", None, "cached", "cached")
+        self.post_attest(dev.udid)
+        cu, nonce = self.take_request(dev, "another device's")
+        self.answer(dev, cu, self.chain_for(dev, nonce, udid="00008030-0000000000000000"),
+                    what="another UDID")
+        self.assertVerdict(dev, cu, "failed", "udid_mismatch", "fresh", "another UDID")
+        history = self.history(dev.udid)
+        for entry in history:
+            with self.subTest(entry["status"], freshness=entry["freshness"]):
+                rc, body, out = self.reverify(dev, entry["id"])
+                self.assertEqual(rc, 0, out.stdout + out.stderr)
+                self.assertTrue(body["agree"], body)
+                self.assertEqual((body["rechecked"]["status"], body["rechecked"]["reason"],
+                                  body["rechecked"]["freshness"]),
+                                 (entry["status"], entry["reason"], entry["freshness"]), body)
+        # The newest with a chain by default; another root does not agree.
+        rc, body, _out = self.reverify(dev)
+        self.assertEqual(body["id"], history[0]["id"])
+        other = os.path.join(suite().run_dir, f"other-roots-{dev.udid}.pem")
+        self.other_pki.write_roots(other)
+        rc, body, out = self.reverify(dev, history[-1]["id"], roots=other)
+        self.assertEqual(rc, 1, out.stdout + out.stderr)
+        self.assertFalse(body["agree"], body)
+        self.assertEqual(body["rechecked"]["reason"], "untrusted_chain", body)
 
     # -- the serial -----------------------------------------------------------------------------
     def test_serial_taken_from_the_first_verified_attestation(self):
