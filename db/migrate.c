@@ -95,15 +95,23 @@ static bool check_applied(PGconn *conn, int version, char *err, size_t err_size)
     return ok;
 }
 
+/* A blocking session of its own (start-up only, before the event loop), or NULL with why. */
+static PGconn *connect_blocking(const char *conninfo, char *err, size_t err_size)
+{
+    PGconn *conn = PQconnectdb(conninfo);
+    if (PQstatus(conn) == CONNECTION_OK)
+        return conn;
+    snprintf(err, err_size, "cannot connect to the database: %s", PQerrorMessage(conn));
+    PQfinish(conn);
+    return NULL;
+}
+
 bool migrate_database(const char *conninfo, int *applied, char *err, size_t err_size)
 {
     *applied = 0;
-    PGconn *conn = PQconnectdb(conninfo);
-    if (PQstatus(conn) != CONNECTION_OK) {
-        snprintf(err, err_size, "cannot connect to the database: %s", PQerrorMessage(conn));
-        PQfinish(conn);
+    PGconn *conn = connect_blocking(conninfo, err, err_size);
+    if (conn == NULL)
         return false;
-    }
     bool ok = exec_ok(conn, "SET client_min_messages = warning", err, err_size) &&
               exec_ok(conn, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", err, err_size) &&
               exec_ok(conn,
@@ -147,12 +155,9 @@ bool migrate_check_clock(const char *conninfo, bool test_clock, double *skew_s, 
                          size_t err_size)
 {
     *skew_s = 0;
-    PGconn *conn = PQconnectdb(conninfo);
-    if (PQstatus(conn) != CONNECTION_OK) {
-        snprintf(err, err_size, "cannot connect to the database: %s", PQerrorMessage(conn));
-        PQfinish(conn);
+    PGconn *conn = connect_blocking(conninfo, err, err_size);
+    if (conn == NULL)
         return false;
-    }
     /* This session sets nothing itself: what it sees is the database's (and role's) setting. */
     PGresult *res = PQexec(conn, "SELECT coalesce(current_setting('vouch.test_clock', true), ''),"
                                  " extract(epoch FROM skew)::double precision, current_database()"
@@ -180,12 +185,9 @@ bool migrate_check_clock(const char *conninfo, bool test_clock, double *skew_s, 
 bool migrate_store_settings(const char *conninfo, const struct db_settings *s, char *err,
                             size_t err_size)
 {
-    PGconn *conn = PQconnectdb(conninfo);
-    if (PQstatus(conn) != CONNECTION_OK) {
-        snprintf(err, err_size, "cannot connect to the database: %s", PQerrorMessage(conn));
-        PQfinish(conn);
+    PGconn *conn = connect_blocking(conninfo, err, err_size);
+    if (conn == NULL)
         return false;
-    }
     char v[7][24];
     const unsigned long long values[7] = {s->max_age,    s->min_interval, s->mean_interval,
                                           s->info_interval, s->rate_limit,  s->retry_limit,

@@ -218,8 +218,8 @@ bool db_decode_webhook_result(const PGresult *res, int row, const char **status,
 /* A JSON array of deliveries (status may be NULL: all), newest first, ids below before. */
 void db_event_list(struct db_pool *pool, const char *status, const char *before, unsigned limit,
                    db_result_fn *cb, void *arg);
-/* Lets the next new identity certificate of an enrolled device in (reenroll = refuse): one
- * text value, "t", or NULL for an unknown device. */
+/* Lets the next new identity certificate of an enrolled device in (reenroll = refuse): the
+ * answer's JSON text, or NULL for an unknown device. */
 void db_allow_reenroll(struct db_pool *pool, const char *udid, db_result_fn *cb, void *arg);
 /* Sends an event again now: one integer, the deliveries revived. */
 void db_event_retry(struct db_pool *pool, const char *id, db_result_fn *cb, void *arg);

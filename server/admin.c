@@ -581,23 +581,6 @@ refuse:
     http_reply_json_error(req, ep, 400, problem);
 }
 
-static void allow_reenroll_done(void *arg, enum db_outcome outcome, const PGresult *res)
-{
-    static const char allowed[] = "{\"reenroll_allowed\": true}";
-    struct admin_request *ar = arg;
-    const char *text;
-    size_t len;
-    if (!reply_db_failure(ar, outcome, res)) {
-        if (!db_decode_text(res, &text, &len))
-            http_reply_json_error(ar->req, ar->ep, 500, "internal error");
-        else if (text == NULL)
-            http_reply_json_error(ar->req, ar->ep, 404, "unknown device");
-        else
-            http_reply(ar->req, ar->ep, 200, "application/json", allowed, sizeof(allowed) - 1);
-    }
-    admin_request_free(ar);
-}
-
 static void handle_device(struct vouchd *srv, struct evhttp_request *req, const char *rest)
 {
     /* rest: "{udid}" or "{udid}/commands", "{udid}/attestations", "{udid}/attest",
@@ -637,7 +620,7 @@ static void handle_device(struct vouchd *srv, struct evhttp_request *req, const 
     }
     struct admin_request *ar = admin_request_new(srv, req, ep);
     if (allow_reenroll) {
-        db_allow_reenroll(srv->db, udid, allow_reenroll_done, ar);
+        db_allow_reenroll(srv->db, udid, json_text_done, ar);
         free(udid);
         return;
     }

@@ -373,11 +373,12 @@ BEGIN
 END
 $$;
 
--- An operator lets the next new certificate of an enrolled device in (reenroll = refuse).
--- Returns false for an unknown device.
-CREATE FUNCTION vouch_allow_reenroll(p_udid text) RETURNS boolean
+-- An operator lets the next new certificate of an enrolled device in (reenroll = refuse): the
+-- admin API's answer, or NULL for an unknown device.
+CREATE FUNCTION vouch_allow_reenroll(p_udid text) RETURNS text
 LANGUAGE sql AS $$
-    UPDATE enrollments SET reenroll_allowed = true WHERE udid = p_udid RETURNING true
+    UPDATE enrollments SET reenroll_allowed = true WHERE udid = p_udid
+    RETURNING '{"reenroll_allowed": true}'
 $$;
 
 -- A command report: records the result (idempotent by CommandUUID), then picks the next command
