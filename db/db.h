@@ -51,7 +51,7 @@ struct db_pool_stats {
 };
 
 /* A pool of size sessions on conninfo. Every session says whether it lives by the test clock
- * (vouch.test_clock, see vouch_now() in db/migrations/0002_verdicts.sql): off, the database's
+ * (vouch.test_clock, see vouch_now() in db/functions/10_clock.sql): off, the database's
  * real time, whatever its settings or vouch_clock say. NULL when conninfo does not parse. */
 struct db_pool *db_pool_new(struct event_base *base, const char *conninfo, unsigned size,
                             unsigned max_waiting, bool test_clock);

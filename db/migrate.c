@@ -69,6 +69,24 @@ rollback:;
     return false;
 }
 
+/* The functions are code: every start makes them what this binary says, in one transaction. */
+static bool apply_functions(PGconn *conn, char *err, size_t err_size)
+{
+    if (!exec_ok(conn, "BEGIN", err, err_size))
+        return false;
+    for (size_t i = 0; i < schema_function_file_count; i++) {
+        if (!exec_ok(conn, schema_functions[i].sql, err, err_size)) {
+            char msg[512];
+            snprintf(msg, sizeof(msg), "%s", err);
+            snprintf(err, err_size, "functions %s: %s", schema_functions[i].name, msg);
+            char ignored[8];
+            (void)exec_ok(conn, "ROLLBACK", ignored, sizeof(ignored));
+            return false;
+        }
+    }
+    return exec_ok(conn, "COMMIT", err, err_size);
+}
+
 /* The migrations the database applied must be this binary's, text for text. */
 static bool check_applied(PGconn *conn, int version, char *err, size_t err_size)
 {
@@ -146,6 +164,8 @@ bool migrate_database(const char *conninfo, int *applied, char *err, size_t err_
         log_info("applied migration %04d_%s", m->version, m->name);
         (*applied)++;
     }
+    if (ok)
+        ok = apply_functions(conn, err, err_size);
     /* Closing the session releases the advisory lock, also after an error. */
     PQfinish(conn);
     return ok;

@@ -24,7 +24,18 @@ struct migration {
 extern const struct migration migrations[];
 extern const size_t migration_count;
 
-/* Applies every migration newer than the database's. On success sets *applied to how many ran. */
+/* db/functions/NN_name.sql: every function, CREATE OR REPLACE, in the order of their numbers. */
+struct schema_functions {
+    const char *name;
+    const char *sql;
+};
+
+extern const struct schema_functions schema_functions[];
+extern const size_t schema_function_file_count;
+
+/* Applies every migration newer than the database's, then (re)creates every function, all in
+ * one transaction, however many times it runs. On success sets *applied to how many migrations
+ * ran. */
 bool migrate_database(const char *conninfo, int *applied, char *err, size_t err_size)
     __attribute__((warn_unused_result));
 

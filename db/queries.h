@@ -88,7 +88,7 @@ enum db_verdict db_decode_verdict(const PGresult *res);
 
 /* A command report. verdict_json is NULL on the first call; when the report answers a pending
  * attestation request, that call writes nothing and returns attestation_context, and the caller
- * calls again with the verdict (see vouch_report in db/migrations/0001_schema.sql). */
+ * calls again with the verdict (see vouch_report in db/functions/50_commands.sql). */
 void db_report(struct db_pool *pool, const char *udid, const struct db_cert *cert,
                const char *status, const char *command_uuid, const uint8_t *report,
                size_t report_len, const char *os_version, const char *build_version,

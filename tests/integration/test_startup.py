@@ -5,6 +5,7 @@ together (advisory lock), and SIGTERM ends it cleanly.
 These tests run their own vouchd processes (one per case), each on a fresh database of the suite's
 PostgreSQL; they do not use VouchTestCase's one-server-per-class."""
 
+import hashlib
 import os
 import re
 import signal
@@ -395,6 +396,59 @@ class ConcurrentMigrationTest(StartupCase):
         self.assertIn("0001_schema", again.describe())
         self.assertIn("recreate the database", again.describe())
         self.assertEqual(self.migration_rows(v.dbname), before)
+
+    def schema_dump(self, dbname):
+        """pg_dump --schema-only, without the lines that name the dump itself (its version, and
+        the random key of psql's \\restrict guard)."""
+        proc = subprocess.run([os.path.join(pg.PG_BIN, "pg_dump"), "--schema-only",
+                               "--no-owner", "-d", self.pg.conninfo(dbname)],
+                              capture_output=True, text=True, timeout=60)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        return "\n".join(l for l in proc.stdout.splitlines()
+                         if not l.startswith(("-- Dumped", "\\restrict", "\\unrestrict")))
+
+    def migrate(self, v, name):
+        run = Spawned([VOUCHD, "migrate", "--config", v.config_path], name=name)
+        self.assertEqual(run.finish(HEALTHY_DEADLINE), 0, run.describe())
+
+    def test_functions_are_code(self):
+        """The functions (db/functions/) are made again at every migrate: applying them twice,
+        and upgrading a database that the first release's schema made (migration 0001 only,
+        with the functions it defined then), give the very schema of a new database; and every
+        function in the database is one db/functions/ defines."""
+        fresh = self.new_vouchd("functions_fresh")
+        fresh.write_config()
+        self.migrate(fresh, "functions-first")
+        first = self.schema_dump(fresh.dbname)
+        self.migrate(fresh, "functions-again")
+        self.assertEqual(self.schema_dump(fresh.dbname), first, "migrate twice changed the schema")
+
+        # The database an earlier vouchd made: migration 0001 and its functions, recorded as
+        # db/migrate.c records it.
+        old = self.new_vouchd("functions_upgrade")
+        old.write_config()
+        path = os.path.join(MIGRATIONS_DIR, "0001_schema.sql")
+        with open(path, "rb") as f:
+            text = f.read()
+        self.pg.psql("CREATE TABLE IF NOT EXISTS schema_migrations ("
+                     " version integer PRIMARY KEY, name text NOT NULL,"
+                     " applied_at timestamptz NOT NULL DEFAULT now(), checksum text);"
+                     + text.decode() +
+                     "; INSERT INTO schema_migrations (version, name, checksum) VALUES "
+                     f"(1, 'schema', '{hashlib.sha256(text).hexdigest()}')", old.dbname)
+        self.migrate(old, "functions-upgrade")
+        self.assertEqual(self.schema_dump(old.dbname), first,
+                         "an upgraded database differs from a new one")
+
+        defined = set()
+        for fname in os.listdir(os.path.join(REPO, "db", "functions")):
+            with open(os.path.join(REPO, "db", "functions", fname)) as f:
+                defined |= set(re.findall(r"CREATE OR REPLACE FUNCTION (\w+)", f.read()))
+        present = set(self.pg.psql("SELECT proname FROM pg_proc p JOIN pg_namespace n "
+                                   "ON n.oid = p.pronamespace WHERE n.nspname = 'public'",
+                                   fresh.dbname).split())
+        self.assertEqual(present - defined, set(), "functions a migration left behind")
+        self.assertEqual(defined - present, set(), "functions db/functions/ did not make")
 
     def test_two_servers_at_once(self):
         dbname = suite().new_database("two_servers")

@@ -1,0 +1,184 @@
+-- Check-in messages and the identity binding: Authenticate (enrollment generations),
+-- TokenUpdate, CheckOut.
+--
+-- Code, not history: applied with CREATE OR REPLACE after the migrations, in one transaction,
+-- at every start and `vouchd migrate` (db/migrate.c). A change to a function is a diff here; a
+-- change of its arguments or result also needs a migration that drops the old one.
+
+-- The identity check every later request of a device passes: returns 'ok', 'unknown_device' or
+-- 'identity_mismatch', and locks the enrollment row for the rest of the transaction.
+CREATE OR REPLACE FUNCTION vouch_check_identity(p_udid text, p_cert bytea) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    bound bytea;
+BEGIN
+    SELECT identity_cert_sha256 INTO bound FROM enrollments WHERE udid = p_udid FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN 'unknown_device';
+    END IF;
+    IF bound <> p_cert THEN
+        RETURN 'identity_mismatch';
+    END IF;
+    RETURN 'ok';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION vouch_authenticate(
+    p_udid text, p_cert bytea, p_cert_subject text, p_cert_not_after timestamptz,
+    p_topic text, p_serial_number text, p_model text, p_model_name text, p_product_name text,
+    p_os_version text, p_build_version text, p_device_name text, p_imei text, p_meid text,
+    p_raw bytea, p_reenroll_refuse boolean)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    bound_udid text;
+    pending text;
+    e enrollments;
+    new_binding boolean;
+BEGIN
+    SELECT * INTO e FROM enrollments WHERE udid = p_udid FOR UPDATE;
+    new_binding := FOUND AND e.identity_cert_sha256 <> p_cert;
+    IF new_binding AND p_reenroll_refuse AND e.enabled AND NOT e.reenroll_allowed THEN
+        RETURN 'reenroll_refused';
+    END IF;
+    INSERT INTO identity_certs AS c (sha256, udid, subject, not_after)
+    VALUES (p_cert, p_udid, p_cert_subject, p_cert_not_after)
+    ON CONFLICT (sha256) DO UPDATE SET bound_at = vouch_now() WHERE c.udid = EXCLUDED.udid
+    RETURNING udid INTO bound_udid;
+    IF bound_udid IS NULL THEN
+        RETURN 'cert_bound_elsewhere';
+    END IF;
+    IF new_binding THEN
+        -- Nothing of the earlier generation speaks for this one: no verdict, no plan, no
+        -- retries, no OS change to cover; the serial is what this Authenticate says.
+        UPDATE devices SET attestation_status = 'none', attestation_id = NULL,
+            attestation_expires_at = NULL, attestation_retries = 0, os_change_pending = false,
+            serial_number = p_serial_number
+        WHERE udid = p_udid;
+    END IF;
+    PERFORM vouch_observe_os(p_udid, p_os_version, p_build_version, false);
+
+    INSERT INTO devices AS d (udid, serial_number, model, model_name, product_name, os_version,
+                              build_version, device_name, imei, meid, last_seen_at)
+    VALUES (p_udid, p_serial_number, p_model, p_model_name, p_product_name, p_os_version,
+            p_build_version, p_device_name, p_imei, p_meid, vouch_now())
+    ON CONFLICT (udid) DO UPDATE SET
+        serial_number = coalesce(EXCLUDED.serial_number, d.serial_number),
+        model         = coalesce(EXCLUDED.model, d.model),
+        model_name    = coalesce(EXCLUDED.model_name, d.model_name),
+        product_name  = coalesce(EXCLUDED.product_name, d.product_name),
+        os_version    = coalesce(EXCLUDED.os_version, d.os_version),
+        build_version = coalesce(EXCLUDED.build_version, d.build_version),
+        device_name   = coalesce(EXCLUDED.device_name, d.device_name),
+        imei          = coalesce(EXCLUDED.imei, d.imei),
+        meid          = coalesce(EXCLUDED.meid, d.meid),
+        updated_at    = vouch_now(),
+        last_seen_at  = vouch_now();
+
+    INSERT INTO enrollments AS x (udid, topic, enabled, identity_cert_sha256, authenticated_at)
+    VALUES (p_udid, p_topic, false, p_cert, vouch_now())
+    ON CONFLICT (udid) DO UPDATE SET
+        topic = EXCLUDED.topic,
+        enabled = false,
+        identity_cert_sha256 = EXCLUDED.identity_cert_sha256,
+        generation = x.generation + CASE WHEN new_binding THEN 1 ELSE 0 END,
+        reenroll_allowed = x.reenroll_allowed AND NOT new_binding,
+        authenticated_at = vouch_now(),
+        session_started_at = NULL,
+        token_update_tally = 0;
+
+    DELETE FROM command_queue WHERE udid = p_udid;
+    SELECT r.command_uuid INTO pending FROM attestation_requests r
+    WHERE r.udid = p_udid AND r.answered_at IS NULL;
+    IF FOUND THEN
+        PERFORM vouch_end_attestation_request(p_udid, pending, 'canceled', NULL);
+    END IF;
+    -- Not enrolled until its TokenUpdate: nothing is planned.
+    UPDATE devices SET attestation_due_at = NULL, attestation_due_reason = NULL,
+        info_due_at = NULL
+    WHERE udid = p_udid;
+    IF new_binding THEN
+        PERFORM vouch_emit_device('device.reenrolled', p_udid, jsonb_build_object(
+            'previous_cert_sha256', encode(e.identity_cert_sha256, 'hex'),
+            'cert_sha256', encode(p_cert, 'hex'),
+            'generation', e.generation + 1));
+    END IF;
+    PERFORM vouch_emit_mdm('mdm.Authenticate', p_udid, p_raw, NULL, NULL, NULL);
+    RETURN 'ok';
+END
+$$;
+
+-- TokenUpdate: stores the push token, PushMagic and topic, enables the enrollment and revives a
+-- token APNs had declared dead. The first one of an enrollment also asks for an attestation with
+-- the request vouchd prepared (p_attest_*): then the answer is 'ok_queued', and vouchd pushes.
+CREATE OR REPLACE FUNCTION vouch_token_update(
+    p_udid text, p_cert bytea, p_topic text, p_token bytea, p_push_magic text,
+    p_unlock_token bytea, p_awaiting_configuration boolean,
+    p_attest_command_uuid text, p_attest_body bytea, p_attest_nonce bytea, p_raw bytea)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    verdict text := vouch_check_identity(p_udid, p_cert);
+    was_enabled boolean;
+    queued text;
+    tally integer;
+BEGIN
+    IF verdict <> 'ok' THEN
+        RETURN verdict;
+    END IF;
+    SELECT enabled INTO was_enabled FROM enrollments WHERE udid = p_udid;
+    UPDATE enrollments SET
+        topic = p_topic,
+        push_token = p_token,
+        push_magic = p_push_magic,
+        unlock_token = coalesce(p_unlock_token, unlock_token),
+        awaiting_configuration = coalesce(p_awaiting_configuration, false),
+        enabled = true,
+        token_updated_at = vouch_now(),
+        token_dead_at = NULL,
+        checked_out_at = NULL,
+        token_update_tally = token_update_tally + 1
+    WHERE udid = p_udid
+    RETURNING token_update_tally INTO tally;
+    UPDATE devices SET last_seen_at = vouch_now() WHERE udid = p_udid;
+    PERFORM vouch_emit_mdm('mdm.TokenUpdate', p_udid, p_raw, NULL, NULL, tally);
+    IF NOT was_enabled THEN
+        UPDATE devices SET info_due_at = vouch_now() + (SELECT info_interval FROM scheduler_policy)
+        WHERE udid = p_udid;
+        IF p_attest_command_uuid IS NOT NULL THEN
+            SELECT r.outcome INTO queued
+            FROM vouch_request_attestation(p_udid, p_attest_command_uuid, p_attest_body,
+                                           p_attest_nonce, 'enrollment') r;
+        END IF;
+        IF queued = 'queued' THEN
+            RETURN 'ok_queued';
+        END IF;
+        PERFORM vouch_plan_attestation(p_udid, NULL);
+    END IF;
+    RETURN 'ok';
+END
+$$;
+
+-- CheckOut: the MDM profile was removed.
+CREATE OR REPLACE FUNCTION vouch_checkout(p_udid text, p_cert bytea, p_raw bytea) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    verdict text := vouch_check_identity(p_udid, p_cert);
+BEGIN
+    IF verdict <> 'ok' THEN
+        RETURN verdict;
+    END IF;
+    UPDATE enrollments SET enabled = false, checked_out_at = vouch_now() WHERE udid = p_udid;
+    UPDATE devices SET last_seen_at = vouch_now(), attestation_due_at = NULL,
+        attestation_due_reason = NULL, info_due_at = NULL
+    WHERE udid = p_udid;
+    PERFORM vouch_emit_mdm('mdm.CheckOut', p_udid, p_raw, NULL, NULL, NULL);
+    RETURN 'ok';
+END
+$$;
+
+-- An operator lets the next new certificate of an enrolled device in (reenroll = refuse): the
+-- admin API's answer, or NULL for an unknown device.
+CREATE OR REPLACE FUNCTION vouch_allow_reenroll(p_udid text) RETURNS text
+LANGUAGE sql AS $$
+    UPDATE enrollments SET reenroll_allowed = true WHERE udid = p_udid
+    RETURNING '{"reenroll_allowed": true}'
+$$;

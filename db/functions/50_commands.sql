@@ -1,0 +1,130 @@
+-- Command reports and the queue.
+--
+-- Code, not history: applied with CREATE OR REPLACE after the migrations, in one transaction,
+-- at every start and `vouchd migrate` (db/migrate.c). A change to a function is a diff here; a
+-- change of its arguments or result also needs a migration that drops the old one.
+
+CREATE OR REPLACE FUNCTION vouch_report(
+    p_udid text, p_cert bytea, p_status text, p_command_uuid text, p_report bytea,
+    p_verdict json, p_os_version text, p_build_version text,
+    OUT outcome text, OUT result_stored boolean, OUT next_command_uuid text, OUT next_body bytea,
+    OUT request_nonce bytea, OUT older_nonces bytea, OUT enrolled_serial text,
+    OUT enrolled_os_version text, OUT clock double precision, OUT older_requested_at bytea,
+    OUT generation_verified boolean, OUT product_name text, OUT request_reason text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    is_enabled boolean;
+    session_start timestamptz;
+    answered_type text;
+    gen integer;
+BEGIN
+    result_stored := false;
+    -- The answer to a pending attestation request, before its verdict: vouchd only needs what
+    -- to verify it against. Read without locking anything, so this transaction writes nothing
+    -- (no WAL flush at commit); the call with the verdict checks everything again under lock.
+    IF p_status = 'Acknowledged' AND p_verdict IS NULL THEN
+        SELECT r.nonce, r.generation, r.reason INTO request_nonce, gen, request_reason
+        FROM attestation_requests r
+        JOIN enrollments e ON e.udid = r.udid
+        WHERE r.command_uuid = p_command_uuid AND r.udid = p_udid AND r.answered_at IS NULL
+          AND e.identity_cert_sha256 = p_cert AND e.enabled;
+        IF FOUND THEN
+            outcome := 'attestation_context';
+            SELECT string_agg(r.nonce, ''::bytea ORDER BY r.requested_at DESC),
+                   string_agg(int8send(floor(extract(epoch FROM r.requested_at))::bigint),
+                              ''::bytea ORDER BY r.requested_at DESC)
+            INTO older_nonces, older_requested_at
+            FROM attestation_requests r
+            WHERE r.udid = p_udid AND r.command_uuid <> p_command_uuid
+              AND r.generation = gen AND length(r.nonce) = 32;
+            SELECT d.serial_number, d.os_version, d.product_name
+            INTO enrolled_serial, enrolled_os_version, product_name
+            FROM devices d WHERE d.udid = p_udid;
+            generation_verified := EXISTS (
+                SELECT 1 FROM attestations a
+                WHERE a.udid = p_udid AND a.generation = gen AND a.status = 'verified');
+            clock := extract(epoch FROM vouch_now());  -- verify at the server's clock
+            RETURN;
+        END IF;
+    END IF;
+
+    outcome := vouch_check_identity(p_udid, p_cert);
+    IF outcome <> 'ok' THEN
+        RETURN;
+    END IF;
+    SELECT enabled, session_started_at INTO is_enabled, session_start
+    FROM enrollments WHERE udid = p_udid;
+    IF NOT is_enabled THEN
+        outcome := 'not_enrolled';
+        RETURN;
+    END IF;
+
+    IF p_status = 'Idle' THEN
+        session_start := clock_timestamp();
+        UPDATE enrollments SET session_started_at = session_start WHERE udid = p_udid;
+    ELSIF p_status = 'NotNow' THEN
+        UPDATE command_queue SET not_now_at = clock_timestamp(), not_now_count = not_now_count + 1
+        WHERE udid = p_udid AND command_uuid = p_command_uuid;
+    ELSE
+        INSERT INTO command_results (udid, command_uuid, request_type, status, report,
+                                     queued_at, not_now_count)
+        SELECT p_udid, p_command_uuid, c.request_type, p_status, p_report, q.queued_at,
+               coalesce(q.not_now_count, 0)
+        FROM (SELECT 1) AS one
+        LEFT JOIN command_queue q ON q.udid = p_udid AND q.command_uuid = p_command_uuid
+        LEFT JOIN commands c ON c.command_uuid = p_command_uuid
+        ON CONFLICT (udid, command_uuid) DO NOTHING
+        RETURNING request_type INTO answered_type;
+        result_stored := FOUND;
+        DELETE FROM command_queue WHERE udid = p_udid AND command_uuid = p_command_uuid;
+        IF result_stored THEN
+            IF p_status = 'Acknowledged' AND p_verdict IS NOT NULL THEN
+                PERFORM vouch_record_attestation(p_udid, p_command_uuid, p_verdict);
+            ELSIF p_status <> 'Acknowledged' THEN
+                PERFORM vouch_end_attestation_request(p_udid, p_command_uuid, 'error', p_status);
+            END IF;
+            IF answered_type = 'DeviceInformation' AND p_verdict IS NULL THEN
+                -- A light query's answer (or any other DeviceInformation): what the OS is now,
+                -- and the next query a day later, unless an attestation request is out.
+                IF vouch_observe_os(p_udid, p_os_version, p_build_version, false) THEN
+                    PERFORM vouch_plan_attestation(p_udid, NULL);
+                END IF;
+                UPDATE devices d SET info_due_at = vouch_now()
+                    + (SELECT info_interval FROM scheduler_policy)
+                WHERE d.udid = p_udid AND NOT EXISTS (
+                    SELECT 1 FROM attestation_requests r
+                    WHERE r.udid = p_udid AND r.answered_at IS NULL);
+            END IF;
+        END IF;
+    END IF;
+
+    UPDATE devices SET last_seen_at = vouch_now()
+    WHERE udid = p_udid AND last_seen_at IS DISTINCT FROM vouch_now();  -- once per transaction
+    PERFORM vouch_emit_mdm('mdm.Connect', p_udid, p_report, p_status, p_command_uuid, NULL);
+
+    SELECT q.command_uuid, c.body INTO next_command_uuid, next_body
+    FROM command_queue q JOIN commands c ON c.command_uuid = q.command_uuid
+    WHERE q.udid = p_udid
+      AND (q.not_now_at IS NULL OR session_start IS NULL OR q.not_now_at < session_start)
+    ORDER BY q.priority DESC, q.id
+    LIMIT 1;
+END
+$$;
+
+-- Queues one command for many devices. Returns one row per requested id: whether it was queued
+-- (false: no enrollment). The command is stored only if at least one device takes it.
+CREATE OR REPLACE FUNCTION vouch_enqueue(p_command_uuid text, p_request_type text, p_body bytea,
+                              p_udids text[])
+RETURNS TABLE (udid text, queued boolean) LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM enrollments e WHERE e.udid = ANY (p_udids)) THEN
+        INSERT INTO commands (command_uuid, request_type, body)
+        VALUES (p_command_uuid, p_request_type, p_body);
+        INSERT INTO command_queue (udid, command_uuid)
+        SELECT DISTINCT e.udid, p_command_uuid FROM enrollments e WHERE e.udid = ANY (p_udids);
+    END IF;
+    RETURN QUERY
+        SELECT u.id, EXISTS (SELECT 1 FROM enrollments e WHERE e.udid = u.id)
+        FROM unnest(p_udids) WITH ORDINALITY AS u(id, n) ORDER BY u.n;
+END
+$$;

@@ -1,0 +1,292 @@
+-- Managed Device Attestation: requests, verdicts, the posture, and the plan of the next request.
+--
+-- Code, not history: applied with CREATE OR REPLACE after the migrations, in one transaction,
+-- at every start and `vouchd migrate` (db/migrate.c). A change to a function is a diff here; a
+-- change of its arguments or result also needs a migration that drops the old one.
+
+-- When a verified verdict stops counting: its leaf's notAfter, or max_age after Apple made it.
+CREATE OR REPLACE FUNCTION vouch_verdict_expiry(p_generated_at timestamptz, p_expires_at timestamptz)
+RETURNS timestamptz LANGUAGE sql STABLE AS $$
+    SELECT least(p_expires_at, p_generated_at + (SELECT max_age FROM scheduler_policy))
+$$;
+
+-- A new verdict for the device: the attestation row it rests on becomes the posture.
+CREATE OR REPLACE FUNCTION vouch_set_verdict(p_udid text, p_attestation_id bigint) RETURNS void
+LANGUAGE sql AS $$
+    UPDATE devices d SET
+        attestation_status = a.status,
+        attestation_id = a.id,
+        attestation_expires_at = CASE WHEN a.status = 'verified'
+                                      THEN vouch_verdict_expiry(a.generated_at, a.expires_at) END,
+        updated_at = vouch_now()
+    FROM attestations a WHERE a.id = p_attestation_id AND d.udid = p_udid
+$$;
+
+-- Asks a device for an attestation: queues the DeviceInformation command the server built
+-- (p_body, carrying p_nonce) unless a request is already pending. outcome is 'queued',
+-- 'pending' (command_uuid is then the pending one) or 'unknown_device'. The device keeps its
+-- last verdict meanwhile: the request is shown beside it.
+CREATE OR REPLACE FUNCTION vouch_request_attestation(
+    p_udid text, p_command_uuid text, p_body bytea, p_nonce bytea, p_reason text,
+    OUT outcome text, OUT command_uuid text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    gen integer;
+BEGIN
+    SELECT e.generation INTO gen FROM enrollments e WHERE e.udid = p_udid;
+    IF NOT FOUND THEN
+        outcome := 'unknown_device';
+        RETURN;
+    END IF;
+    INSERT INTO attestation_requests (command_uuid, udid, nonce, reason, generation)
+    VALUES (p_command_uuid, p_udid, p_nonce, p_reason, gen)
+    ON CONFLICT (udid) WHERE answered_at IS NULL DO NOTHING;
+    IF NOT FOUND THEN
+        outcome := 'pending';
+        SELECT r.command_uuid INTO command_uuid FROM attestation_requests r
+        WHERE r.udid = p_udid AND r.answered_at IS NULL;
+        RETURN;
+    END IF;
+    INSERT INTO commands (command_uuid, request_type, body)
+    VALUES (p_command_uuid, 'DeviceInformation', p_body);
+    INSERT INTO command_queue (udid, command_uuid, priority) VALUES (p_udid, p_command_uuid, 1);
+    -- The answer also tells the OS version: no separate query is needed until it comes.
+    UPDATE devices SET attestation_due_at = NULL, attestation_due_reason = NULL, info_due_at = NULL
+    WHERE udid = p_udid;
+    outcome := 'queued';
+    command_uuid := p_command_uuid;
+END
+$$;
+
+-- The same for many devices, one request each (vouchd builds them): one row per device.
+CREATE OR REPLACE FUNCTION vouch_request_attestations(
+    p_udids text[], p_command_uuids text[], p_bodies bytea[], p_nonces bytea[], p_reason text)
+RETURNS TABLE (udid text, outcome text, command_uuid text) LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(p_udids, 1), 0) LOOP
+        udid := p_udids[i];
+        SELECT r.outcome, r.command_uuid INTO outcome, command_uuid
+        FROM vouch_request_attestation(p_udids[i], p_command_uuids[i], p_bodies[i], p_nonces[i],
+                                       p_reason) r;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+-- Ends a pending request without a verdict: an error answer (p_outcome 'error', p_error the
+-- device's Status), no answer within answer_timeout ('error', 'NoAnswer': the command leaves the
+-- queue, a retry asks again), or a re-enrollment ('canceled'). Errors are retried; past
+-- retry_limit the device's verdict becomes failed (no_answer): silence never keeps an older one.
+CREATE OR REPLACE FUNCTION vouch_end_attestation_request(p_udid text, p_command_uuid text,
+                                                         p_outcome text, p_error text)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    req attestation_requests;
+    new_id bigint;
+    give_up boolean;
+BEGIN
+    UPDATE attestation_requests SET answered_at = vouch_now(), outcome = p_outcome
+    WHERE attestation_requests.command_uuid = p_command_uuid AND udid = p_udid
+      AND answered_at IS NULL
+    RETURNING * INTO req;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF p_outcome <> 'error' THEN
+        PERFORM vouch_plan_attestation(p_udid, NULL);
+        RETURN;
+    END IF;
+    IF p_error = 'NoAnswer' THEN
+        DELETE FROM command_queue WHERE udid = p_udid AND command_uuid = p_command_uuid;
+    END IF;
+    -- The last error the retries allow is the verdict: failed (no_answer).
+    give_up := (SELECT d.attestation_retries FROM devices d WHERE d.udid = p_udid)
+               >= (SELECT retry_limit FROM scheduler_policy);
+    INSERT INTO attestations (udid, command_uuid, nonce, request_reason, requested_at, status,
+                              reason, device_status, generation)
+    VALUES (p_udid, p_command_uuid, req.nonce, req.reason, req.requested_at,
+            CASE WHEN give_up THEN 'failed' ELSE 'error' END,
+            CASE WHEN give_up THEN 'no_answer' END, p_error, req.generation)
+    RETURNING id INTO new_id;
+    IF give_up THEN
+        PERFORM vouch_set_verdict(p_udid, new_id);
+        IF vouch_wants('attestation.failed') THEN
+            PERFORM vouch_emit_device('attestation.failed', p_udid, NULL);
+        END IF;
+    END IF;
+    PERFORM vouch_plan_attestation(p_udid, 'error');
+END
+$$;
+
+-- Stores the verdict vouchd computed for the answer to a pending request. A verified answer
+-- binds the serial when the enrollment did not state one.
+CREATE OR REPLACE FUNCTION vouch_record_attestation(p_udid text, p_command_uuid text,
+                                                    p_verdict json)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    req attestation_requests;
+    new_id bigint;
+    covered boolean;
+    verdict text := p_verdict->>'status';
+BEGIN
+    UPDATE attestation_requests SET answered_at = vouch_now(), outcome = 'answered'
+    WHERE command_uuid = p_command_uuid AND udid = p_udid AND answered_at IS NULL
+    RETURNING * INTO req;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    INSERT INTO attestations (udid, command_uuid, nonce, request_reason, requested_at, status,
+                              freshness, reason, chain, leaf_sha256, generated_at, expires_at,
+                              properties, generation, cached_nonce, checked)
+    VALUES (p_udid, p_command_uuid, req.nonce, req.reason, req.requested_at,
+            verdict, p_verdict->>'freshness', p_verdict->>'reason',
+            ARRAY(SELECT decode(c, 'base64') FROM json_array_elements_text(p_verdict->'chain') c),
+            decode(p_verdict->>'leaf_sha256', 'hex'),
+            (p_verdict->>'generated_at')::timestamptz, (p_verdict->>'expires_at')::timestamptz,
+            p_verdict->'properties', req.generation, decode(p_verdict->>'cached_nonce', 'hex'),
+            p_verdict->'checked')
+    RETURNING id INTO new_id;
+    -- An OS change is covered only by an attestation made on the new OS (a fresh one), or by a
+    -- device that cannot attest. A cached answer may predate the change: it covers nothing.
+    covered := (verdict = 'verified' AND p_verdict->>'freshness' = 'fresh')
+               OR verdict = 'unsupported';
+    -- The verdict first: a device.os_changed raised by this answer shows it.
+    PERFORM vouch_set_verdict(p_udid, new_id);
+    PERFORM vouch_observe_os(p_udid, p_verdict->'reported'->>'os_version',
+                             p_verdict->'reported'->>'build_version', covered);
+    UPDATE devices SET
+        serial_number = CASE WHEN verdict = 'verified' AND serial_number IS NULL
+                             THEN p_verdict->'properties'->>'serial_number'
+                             ELSE serial_number END,
+        os_change_pending = os_change_pending AND NOT covered,
+        info_due_at = vouch_now() + (SELECT info_interval FROM scheduler_policy),
+        last_seen_at = vouch_now()  -- the device answered: vouch_report need not write it again
+    WHERE udid = p_udid;
+    PERFORM vouch_plan_attestation(p_udid, verdict);
+    IF verdict IN ('verified', 'failed') THEN
+        -- The attestations table is their history: an event only for a receiver that wants it.
+        IF vouch_wants('attestation.' || verdict) THEN
+            PERFORM vouch_emit_device('attestation.' || verdict, p_udid, NULL);
+        END IF;
+    END IF;
+END
+$$;
+
+-- What a device says about its OS (Authenticate, any DeviceInformation answer). A change of
+-- version or build from what was known is stored, emits device.os_changed and, unless p_covered
+-- (the same answer carries a fresh attestation made on the new OS), leaves an OS change for the
+-- scheduler to attest. Returns whether it changed; the caller plans.
+CREATE OR REPLACE FUNCTION vouch_observe_os(p_udid text, p_os_version text, p_build_version text,
+                                 p_covered boolean)
+RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    d devices;
+    changed boolean;
+BEGIN
+    IF p_os_version IS NULL AND p_build_version IS NULL THEN
+        RETURN false;
+    END IF;
+    SELECT * INTO d FROM devices WHERE udid = p_udid;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    changed := (d.os_version IS NOT NULL AND p_os_version IS DISTINCT FROM d.os_version
+                AND p_os_version IS NOT NULL)
+            OR (d.build_version IS NOT NULL AND p_build_version IS DISTINCT FROM d.build_version
+                AND p_build_version IS NOT NULL);
+    -- Written only when it differs: most answers say what is known, and each UPDATE of a
+    -- devices row is a new row version with new index entries.
+    IF (p_os_version IS NOT NULL AND p_os_version IS DISTINCT FROM d.os_version)
+       OR (p_build_version IS NOT NULL AND p_build_version IS DISTINCT FROM d.build_version) THEN
+        UPDATE devices SET os_version = coalesce(p_os_version, os_version),
+            build_version = coalesce(p_build_version, build_version), updated_at = vouch_now()
+        WHERE udid = p_udid;
+    END IF;
+    IF NOT changed THEN
+        RETURN false;  -- the same, or the first sighting
+    END IF;
+    UPDATE devices SET os_changed_at = vouch_now(), os_change_pending = NOT p_covered
+    WHERE udid = p_udid;
+    PERFORM vouch_emit_device('device.os_changed', p_udid, jsonb_build_object(
+        'previous', jsonb_build_object('os_version', d.os_version,
+                                       'build_version', d.build_version)));
+    RETURN true;
+END
+$$;
+
+-- Plans a device's next attestation request after whatever changed it; p_outcome is the verdict
+-- of an answer just recorded ('verified', 'failed', 'unsupported', 'error') or NULL. The rules:
+--  * nothing is planned while a request is out or the device is not enrolled;
+--  * a failed or error answer is retried after retry_delay, doubling, retry_limit times;
+--  * an OS change not yet covered is asked about at the earliest moment Apple's rule allows:
+--    min_interval after the newest attestation Apple generated (its leaf's notBefore);
+--  * otherwise at a random moment: min_interval after that attestation plus an exponential
+--    (memoryless) delay, so the mean interval is mean_interval and a device cannot tell when it
+--    will be checked; but no later than max_age after the attestation.
+-- Only verified attestations of the current generation give the generation time: a chain that
+-- failed proves nothing about when it was made, and another enrollment's says nothing of this
+-- one. A device that never produced one is planned from now.
+CREATE OR REPLACE FUNCTION vouch_plan_attestation(p_udid text, p_outcome text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    p scheduler_policy;
+    d devices;
+    gen integer;
+    clock timestamptz := vouch_now();
+    generated timestamptz;
+    earliest timestamptz;
+    deadline timestamptz;
+    random_at timestamptz;
+    due timestamptz;
+    why text;
+BEGIN
+    SELECT * INTO p FROM scheduler_policy;
+    SELECT * INTO d FROM devices WHERE udid = p_udid;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF p_outcome IN ('failed', 'error') THEN
+        d.attestation_retries := d.attestation_retries + 1;
+    ELSIF p_outcome IS NOT NULL THEN
+        d.attestation_retries := 0;
+    END IF;
+    SELECT e.generation INTO gen FROM enrollments e WHERE e.udid = p_udid AND e.enabled;
+    IF gen IS NULL
+       OR EXISTS (SELECT 1 FROM attestation_requests r
+                  WHERE r.udid = p_udid AND r.answered_at IS NULL) THEN
+        due := NULL;
+    ELSIF p_outcome IN ('failed', 'error') AND d.attestation_retries <= p.retry_limit THEN
+        due := clock + p.retry_delay * (2 ^ (d.attestation_retries - 1));
+        why := 'retry';
+    ELSE
+        IF d.attestation_retries > p.retry_limit THEN
+            d.attestation_retries := 0;  -- given up: back to the normal plan
+            d.os_change_pending := false;
+        END IF;
+        SELECT max(a.generated_at) INTO generated FROM attestations a
+        WHERE a.udid = p_udid AND a.status = 'verified' AND a.generation = gen;
+        earliest := greatest(clock, coalesce(generated + p.min_interval, clock));
+        IF d.os_change_pending THEN
+            due := earliest;
+            why := 'os_change';
+        ELSE
+            earliest := greatest(earliest, coalesce(generated, clock) + p.min_interval);
+            deadline := greatest(coalesce(generated, clock) + p.max_age, earliest);
+            random_at := earliest + (p.mean_interval - p.min_interval) * -ln(1.0 - random());
+            IF random_at < deadline THEN
+                due := random_at;
+                why := 'random';
+            ELSE
+                due := deadline;
+                why := 'max_age';
+            END IF;
+        END IF;
+    END IF;
+    UPDATE devices SET attestation_due_at = due, attestation_due_reason = why,
+        attestation_retries = d.attestation_retries, os_change_pending = d.os_change_pending
+    WHERE udid = p_udid;
+    IF due <= clock THEN
+        PERFORM pg_notify('vouch_scheduler', '');
+    END IF;
+END
+$$;
