@@ -55,6 +55,12 @@ class VerdictTest(SchedulerCase):
     def cert_sha256(self, dev):
         return hashlib.sha256(dev.cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
+    def now_leaf(self):
+        """Leaf options for a leaf Apple made just now by the database's clock, which the tests
+        of this class move on (weeks, and a year)."""
+        return {"not_before": db_clock(self).replace(microsecond=0)
+                - datetime.timedelta(minutes=5)}
+
     def intruder_for(self, dev):
         """Another certificate from the same trusted CA, claiming dev's UDID and serial."""
         return Device(self.vouchd, self.ca, udid=dev.udid, serial=dev.serial,
@@ -105,7 +111,7 @@ class VerdictTest(SchedulerCase):
 
     def test_cached_answer_from_an_earlier_generation(self):
         dev = self.iphone()
-        _cu, _nonce, old_chain = self.attest_fresh(dev, "generation 1")
+        _cu, _nonce, old_chain = self.attest_fresh(dev, "generation 1", **self.now_leaf())
         wiped = self.intruder_for(dev).enroll()  # erased and enrolled again: a new certificate
         cu, _nonce = self.take_request(wiped, "generation 2")
         self.answer(wiped, cu, old_chain, what="generation 1's chain")
@@ -210,14 +216,15 @@ class VerdictTest(SchedulerCase):
 
     def test_every_stored_verdict_can_be_checked_again(self):
         dev = self.iphone()
-        _cu, _n, chain = self.attest_fresh(dev, "fresh")
+        _cu, _n, chain = self.attest_fresh(dev, "fresh", **self.now_leaf())
         self.post_attest(dev.udid)
         cu, _nonce = self.take_request(dev, "cached")
         self.answer(dev, cu, chain, what="the same chain again")
         self.assertVerdict(dev, cu, "verified", None, "cached", "cached")
         self.post_attest(dev.udid)
         cu, nonce = self.take_request(dev, "another device's")
-        self.answer(dev, cu, self.chain_for(dev, nonce, udid="00008030-0000000000000000"),
+        self.answer(dev, cu, self.chain_for(dev, nonce, udid="00008030-0000000000000000",
+                                            **self.now_leaf()),
                     what="another UDID")
         self.assertVerdict(dev, cu, "failed", "udid_mismatch", "fresh", "another UDID")
         history = self.history(dev.udid)
@@ -251,7 +258,7 @@ class VerdictTest(SchedulerCase):
         self.assertEqual(self.device_obj(dev.udid)["serial_number"], dev.serial)
         self.post_attest(dev.udid)
         cu, nonce = self.take_request(dev, "another serial")
-        self.answer(dev, cu, self.chain_for(dev, nonce, serial="C02ZZZZZZZZZ"),
+        self.answer(dev, cu, self.chain_for(dev, nonce, serial="C02ZZZZZZZZZ", **self.now_leaf()),
                     what="another serial")
         self.assertVerdict(dev, cu, "failed", "serial_mismatch", "fresh", "another serial")
 
