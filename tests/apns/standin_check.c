@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "tu_text.h"
+
 static const char *const header_names[STANDIN_HDR_COUNT] = {
     [STANDIN_HDR_TOPIC] = "apns-topic",
     [STANDIN_HDR_PUSH_TYPE] = "apns-push-type",
@@ -31,24 +33,13 @@ bool standin_header_lookup(const char *name, size_t len, enum standin_header *ou
     return false;
 }
 
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 bool standin_check_uuid(const char *s)
 {
     if (s == NULL || strlen(s) != STANDIN_UUID_LEN)
         return false;
     for (size_t i = 0; i < STANDIN_UUID_LEN; i++) {
         bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : hex_value((unsigned char)s[i]) < 0)
+        if (dash ? s[i] != '-' : tu_hex_digit((unsigned char)s[i]) < 0)
             return false;
     }
     return true;
@@ -170,7 +161,7 @@ static bool take_hex4(struct json_cursor *c, uint32_t *out)
         return false;
     uint32_t v = 0;
     for (int i = 0; i < 4; i++) {
-        int h = hex_value(c->p[i]);
+        int h = tu_hex_digit(c->p[i]);
         if (h < 0)
             return false;
         v = (v << 4) | (uint32_t)h;
@@ -285,14 +276,14 @@ static bool take_token(const char *tok, struct standin_verdict *out)
     bool hex = true;
     for (size_t i = 0; i < keep; i++) {
         unsigned char ch = (unsigned char)tok[i];
-        if (hex_value(ch) < 0)
+        if (tu_hex_digit(ch) < 0)
             hex = false;
         out->token[i] = (char)(ch >= 'A' && ch <= 'F' ? ch - 'A' + 'a' : ch);
     }
     out->token[keep] = '\0';
     out->has_token = true;
     for (size_t i = keep; i < n && hex; i++)
-        hex = hex_value((unsigned char)tok[i]) >= 0;
+        hex = tu_hex_digit((unsigned char)tok[i]) >= 0;
     return hex && n >= STANDIN_TOKEN_MIN && n <= STANDIN_TOKEN_MAX && n % 2 == 0;
 }
 

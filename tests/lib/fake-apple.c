@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "fake_apple.h"
+#include "tu_text.h"
 
 #define EXIT_USAGE 2
 #define MAX_EDITS 64
@@ -142,50 +143,6 @@ static int usage_error(const char *what, const char *arg)
     return EXIT_USAGE;
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Decodes an even-length hex string into out; false when malformed or longer than max. */
-static bool hex_decode(const char *hex, unsigned char *out, size_t max, size_t *len)
-{
-    size_t n = strlen(hex);
-
-    if (n % 2 != 0 || n / 2 > max)
-        return false;
-    for (size_t i = 0; i < n / 2; i++) {
-        int hi = hex_digit(hex[2 * i]);
-        int lo = hex_digit(hex[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return false;
-        out[i] = (unsigned char)(hi << 4 | lo);
-    }
-    *len = n / 2;
-    return true;
-}
-
-static bool parse_time(const char *text, time_t *out)
-{
-    char *end = NULL;
-    long long v;
-
-    if (text[0] < '0' || text[0] > '9')
-        return false;
-    errno = 0;
-    v = strtoll(text, &end, 10);
-    if (errno != 0 || *end != '\0' || v > 253402300799LL) /* 9999-12-31 */
-        return false;
-    *out = (time_t)v;
-    return true;
-}
-
 /* Splits "KEY=VALUE" into a copy of KEY and a pointer to VALUE. */
 static bool split_assignment(const char *arg, char *key, size_t keylen, const char **value)
 {
@@ -214,7 +171,7 @@ static int apply_edit(struct fake_leaf_spec *spec, const struct edit *e)
             !fake_apple_prop_parse(key, &prop))
             return usage_error("--set/--set-hex wants PROP=VALUE with a known PROP", e->arg);
         if (e->kind == EDIT_SET_HEX) {
-            if (!hex_decode(value, bytes, sizeof(bytes), &len))
+            if (!tu_hex_decode(value, strlen(value), bytes, sizeof(bytes), &len))
                 return usage_error("bad hex value", e->arg);
             if (!fake_leaf_spec_set(spec, prop, bytes, len))
                 return usage_error("value too long", e->arg);
@@ -225,7 +182,7 @@ static int apply_edit(struct fake_leaf_spec *spec, const struct edit *e)
     case EDIT_EXTRA:
     case EDIT_EXTRA_CRITICAL:
         if (!split_assignment(e->arg, key, sizeof(key), &value) ||
-            !hex_decode(value, bytes, sizeof(bytes), &len))
+            !tu_hex_decode(value, strlen(value), bytes, sizeof(bytes), &len))
             return usage_error("--extra wants OID=HEX", e->arg);
         if (!fake_leaf_spec_add_extra(spec, key, e->kind == EDIT_EXTRA_CRITICAL, bytes, len))
             return usage_error("too many extra extensions", e->arg);
@@ -397,17 +354,18 @@ int main(int argc, char **argv)
             c.dev.macos = true;
             break;
         case OPT_NONCE:
-            if (!hex_decode(optarg, c.nonce, sizeof(c.nonce), &nonce_len) || nonce_len == 0)
+            if (!tu_hex_decode(optarg, strlen(optarg), c.nonce, sizeof(c.nonce), &nonce_len) ||
+                nonce_len == 0)
                 return usage_error("--nonce wants 1..256 bytes of hex", optarg);
             c.dev.nonce = c.nonce;
             c.dev.nonce_len = nonce_len;
             break;
         case OPT_NOT_BEFORE:
-            if (!parse_time(optarg, &c.not_before))
+            if (!tu_parse_unix_time(optarg, &c.not_before))
                 return usage_error("--not-before wants a Unix time", optarg);
             break;
         case OPT_NOT_AFTER:
-            if (!parse_time(optarg, &c.not_after))
+            if (!tu_parse_unix_time(optarg, &c.not_after))
                 return usage_error("--not-after wants a Unix time", optarg);
             break;
         case OPT_SERIAL_NUMBER: {

@@ -3,14 +3,10 @@
  */
 #include "fake_apple.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <openssl/bio.h>
 #include <openssl/bn.h>
@@ -22,11 +18,13 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "tu_file.h"
+
 /* 2020-01-01T00:00:00Z to 2049-12-31T23:59:59Z: covers any --now a test picks and stays in
  * UTCTime, as Apple's certificates do. */
 #define FAKE_CA_NOT_BEFORE ((time_t)1577836800)
 #define FAKE_CA_NOT_AFTER ((time_t)2524607999)
-#define FAKE_FILE_MAX (64L * 1024)
+#define FAKE_FILE_MAX ((size_t)64 * 1024)
 #define FAKE_DAY_SECONDS 86400
 
 struct fake_apple {
@@ -56,8 +54,7 @@ static const struct prop_info prop_info[FAKE_PROP_COUNT] = {
     [FAKE_PROP_FRESHNESS] = {FAKE_APPLE_ARC ".11.1", "freshness", "11.1"},
 };
 
-/* Writes "what: <most recent OpenSSL error>" to err and empties this thread's error queue. */
-static void fake_fail(char *err, size_t errlen, const char *what)
+void fake_openssl_error(char *err, size_t errlen, const char *what)
 {
     char detail[256] = "";
     unsigned long code = ERR_peek_last_error();
@@ -305,7 +302,7 @@ static X509 *fake_make_ca(const char *common_name, EVP_PKEY *key, X509 *issuer,
     X509_NAME_free(name);
     return cert;
 fail:
-    fake_fail(err, errlen, what);
+    fake_openssl_error(err, errlen, what);
     X509_NAME_free(name);
     X509_free(cert);
     return NULL;
@@ -323,7 +320,7 @@ struct fake_apple *fake_apple_new_valid(time_t not_before, time_t not_after, cha
     pki->root_key = EVP_EC_gen("P-384");
     pki->sub_key = EVP_EC_gen("P-384");
     if (pki->root_key == NULL || pki->sub_key == NULL) {
-        fake_fail(err, errlen, "generating P-384 keys");
+        fake_openssl_error(err, errlen, "generating P-384 keys");
         fake_apple_free(pki);
         return NULL;
     }
@@ -357,7 +354,7 @@ struct fake_apple *fake_apple_dup(const struct fake_apple *src, char *err, size_
     pki->root_key = EVP_PKEY_dup(src->root_key);
     pki->sub_key = EVP_PKEY_dup(src->sub_key);
     if (pki->root == NULL || pki->sub == NULL || pki->root_key == NULL || pki->sub_key == NULL) {
-        fake_fail(err, errlen, "copying the stand-in Apple hierarchy");
+        fake_openssl_error(err, errlen, "copying the stand-in Apple hierarchy");
         fake_apple_free(pki);
         return NULL;
     }
@@ -382,7 +379,7 @@ bool fake_apple_reuse_leaf_key(struct fake_apple *pki, char *err, size_t errlen)
         return true;
     pki->leaf_key = EVP_EC_gen("P-384");
     if (pki->leaf_key == NULL) {
-        fake_fail(err, errlen, "generating the leaf key");
+        fake_openssl_error(err, errlen, "generating the leaf key");
         return false;
     }
     return true;
@@ -417,7 +414,7 @@ bool fake_apple_sub_der(const struct fake_apple *pki, unsigned char **der, size_
     return fake_der(pki->sub, der, len);
 }
 
-static char *fake_bio_string(BIO *bio)
+char *fake_bio_string(BIO *bio, size_t *len)
 {
     char *data = NULL;
     long n = BIO_get_mem_data(bio, &data);
@@ -430,6 +427,8 @@ static char *fake_bio_string(BIO *bio)
         return NULL;
     memcpy(out, data, (size_t)n);
     out[n] = '\0';
+    if (len != NULL)
+        *len = (size_t)n;
     return out;
 }
 
@@ -439,7 +438,7 @@ static char *fake_cert_pem(X509 *cert)
     char *out = NULL;
 
     if (bio != NULL && PEM_write_bio_X509(bio, cert) == 1)
-        out = fake_bio_string(bio);
+        out = fake_bio_string(bio, NULL);
     BIO_free(bio);
     return out;
 }
@@ -450,7 +449,7 @@ static char *fake_key_pem(EVP_PKEY *key)
     char *out = NULL;
 
     if (bio != NULL && PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL) == 1)
-        out = fake_bio_string(bio);
+        out = fake_bio_string(bio, NULL);
     BIO_free(bio);
     return out;
 }
@@ -585,7 +584,7 @@ bool fake_apple_leaf(const struct fake_apple *pki, const struct fake_leaf_spec *
     ok = true;
 out:
     if (!ok) {
-        fake_fail(err, errlen, what);
+        fake_openssl_error(err, errlen, what);
         fake_chain_free(chain);
     }
     X509_NAME_free(name);
@@ -603,57 +602,6 @@ void fake_chain_free(struct fake_chain *chain)
 
 /* ---- files ---------------------------------------------------------------------------------- */
 
-static bool fake_path(char *out, size_t outlen, const char *dir, const char *name)
-{
-    int n = snprintf(out, outlen, "%s/%s", dir, name);
-
-    return n > 0 && (size_t)n < outlen;
-}
-
-/* Writes data to path through a temporary sibling and a rename. */
-static bool fake_write_file(const char *path, const char *data, mode_t mode, char *err,
-                            size_t errlen)
-{
-    char tmp[4096];
-    size_t len = strlen(data);
-    size_t done = 0;
-    int fd;
-    int n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
-
-    if (n <= 0 || (size_t)n >= sizeof(tmp)) {
-        snprintf(err, errlen, "path too long: %s", path);
-        return false;
-    }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-    if (fd < 0) {
-        snprintf(err, errlen, "creating %s: %s", tmp, strerror(errno));
-        return false;
-    }
-    while (done < len) {
-        ssize_t w = write(fd, data + done, len - done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            snprintf(err, errlen, "writing %s: %s", tmp, strerror(errno));
-            close(fd);
-            unlink(tmp);
-            return false;
-        }
-        done += (size_t)w;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        snprintf(err, errlen, "writing %s: %s", tmp, strerror(errno));
-        unlink(tmp);
-        return false;
-    }
-    if (rename(tmp, path) != 0) {
-        snprintf(err, errlen, "renaming %s to %s: %s", tmp, path, strerror(errno));
-        unlink(tmp);
-        return false;
-    }
-    return true;
-}
-
 bool fake_apple_save(const struct fake_apple *pki, const char *dir, char *err, size_t errlen)
 {
     static const char *const names[4] = {FAKE_APPLE_ROOT_KEY_FILE, FAKE_APPLE_SUB_KEY_FILE,
@@ -670,13 +618,14 @@ bool fake_apple_save(const struct fake_apple *pki, const char *dir, char *err, s
     for (int i = 0; i < 4 && ok; i++) {
         char path[4096];
         if (texts[i] == NULL) {
-            fake_fail(err, errlen, "encoding the stand-in Apple hierarchy");
+            fake_openssl_error(err, errlen, "encoding the stand-in Apple hierarchy");
             ok = false;
-        } else if (!fake_path(path, sizeof(path), dir, names[i])) {
+        } else if (!tu_path_join(path, sizeof(path), dir, names[i])) {
             snprintf(err, errlen, "path too long: %s", dir);
             ok = false;
         } else {
-            ok = fake_write_file(path, texts[i], i < 2 ? 0600 : 0644, err, errlen);
+            ok = tu_file_write_atomic(path, texts[i], strlen(texts[i]), i < 2 ? 0600 : 0644, err,
+                                      errlen);
         }
     }
     for (int i = 0; i < 4; i++)
@@ -684,44 +633,18 @@ bool fake_apple_save(const struct fake_apple *pki, const char *dir, char *err, s
     return ok;
 }
 
-enum fake_read { FAKE_READ_OK, FAKE_READ_ABSENT, FAKE_READ_ERROR };
-
-static enum fake_read fake_read_file(const char *dir, const char *name, char **data, char *err,
-                                     size_t errlen)
+static enum tu_read fake_read_file(const char *dir, const char *name, char **data, char *err,
+                                   size_t errlen)
 {
     char path[4096];
-    FILE *f;
-    size_t n;
+    size_t len;
 
     *data = NULL;
-    if (!fake_path(path, sizeof(path), dir, name)) {
+    if (!tu_path_join(path, sizeof(path), dir, name)) {
         snprintf(err, errlen, "path too long: %s", dir);
-        return FAKE_READ_ERROR;
+        return TU_READ_ERROR;
     }
-    f = fopen(path, "rbe");
-    if (f == NULL) {
-        if (errno == ENOENT)
-            return FAKE_READ_ABSENT;
-        snprintf(err, errlen, "opening %s: %s", path, strerror(errno));
-        return FAKE_READ_ERROR;
-    }
-    *data = malloc(FAKE_FILE_MAX + 1);
-    if (*data == NULL) {
-        fclose(f);
-        snprintf(err, errlen, "out of memory");
-        return FAKE_READ_ERROR;
-    }
-    n = fread(*data, 1, FAKE_FILE_MAX + 1, f);
-    if (ferror(f) || n > FAKE_FILE_MAX) {
-        snprintf(err, errlen, "%s: unreadable or larger than %ld bytes", path, FAKE_FILE_MAX);
-        fclose(f);
-        free(*data);
-        *data = NULL;
-        return FAKE_READ_ERROR;
-    }
-    fclose(f);
-    (*data)[n] = '\0';
-    return FAKE_READ_OK;
+    return tu_file_read(path, FAKE_FILE_MAX, data, &len, err, errlen);
 }
 
 static X509 *fake_parse_cert(const char *pem)
@@ -747,7 +670,7 @@ struct fake_apple *fake_apple_load(const char *dir, bool *absent, char *err, siz
     static const char *const names[4] = {FAKE_APPLE_ROOT_CERT_FILE, FAKE_APPLE_ROOT_KEY_FILE,
                                          FAKE_APPLE_SUB_CERT_FILE, FAKE_APPLE_SUB_KEY_FILE};
     char *texts[4] = {NULL, NULL, NULL, NULL};
-    enum fake_read rc[4];
+    enum tu_read rc[4];
     int missing = 0;
     struct fake_apple *pki = NULL;
     EVP_PKEY *root_pub;
@@ -756,9 +679,9 @@ struct fake_apple *fake_apple_load(const char *dir, bool *absent, char *err, siz
         *absent = false;
     for (int i = 0; i < 4; i++) {
         rc[i] = fake_read_file(dir, names[i], &texts[i], err, errlen);
-        if (rc[i] == FAKE_READ_ERROR)
+        if (rc[i] == TU_READ_ERROR)
             goto out;
-        missing += rc[i] == FAKE_READ_ABSENT;
+        missing += rc[i] == TU_READ_ABSENT;
     }
     if (missing == 4) {
         if (absent != NULL)
@@ -768,7 +691,7 @@ struct fake_apple *fake_apple_load(const char *dir, bool *absent, char *err, siz
     }
     if (missing > 0) {
         for (int i = 0; i < 4; i++) {
-            if (rc[i] == FAKE_READ_ABSENT) {
+            if (rc[i] == TU_READ_ABSENT) {
                 snprintf(err, errlen,
                          "%s/%s is missing: remove the other apple-* files too or restore it", dir,
                          names[i]);
@@ -787,14 +710,15 @@ struct fake_apple *fake_apple_load(const char *dir, bool *absent, char *err, siz
     pki->sub = fake_parse_cert(texts[2]);
     pki->sub_key = fake_parse_key(texts[3]);
     if (pki->root == NULL || pki->root_key == NULL || pki->sub == NULL || pki->sub_key == NULL) {
-        fake_fail(err, errlen, "parsing the stand-in Apple hierarchy");
+        fake_openssl_error(err, errlen, "parsing the stand-in Apple hierarchy");
         goto fail;
     }
     root_pub = X509_get0_pubkey(pki->root);
     if (X509_check_private_key(pki->root, pki->root_key) != 1 ||
         X509_check_private_key(pki->sub, pki->sub_key) != 1 || root_pub == NULL ||
         X509_verify(pki->sub, root_pub) != 1) {
-        fake_fail(err, errlen, "the stand-in Apple files in the directory do not belong together");
+        fake_openssl_error(err, errlen,
+                           "the stand-in Apple files in the directory do not belong together");
         goto fail;
     }
     goto out;

@@ -197,8 +197,17 @@ void fake_chain_free(struct fake_chain *chain);
  * a random positive serial of `bits` bits, and an extension from its OpenSSL config text. */
 struct x509_st;
 struct v3_ext_ctx;
+struct bio_st;
 bool fake_x509_random_serial(struct x509_st *cert, int bits) __attribute__((warn_unused_result));
 bool fake_x509_add_ext(struct x509_st *cert, struct v3_ext_ctx *ctx, int nid, const char *value)
     __attribute__((warn_unused_result));
+
+/* Writes "what: <most recent OpenSSL error>" (or just what) to err and empties this thread's
+ * OpenSSL error queue. */
+void fake_openssl_error(char *err, size_t errlen, const char *what);
+
+/* A memory BIO's contents as a new NUL-terminated string the caller frees; *len (if not NULL)
+ * receives its length. NULL when out of memory. */
+char *fake_bio_string(struct bio_st *bio, size_t *len);
 
 #endif

@@ -15,7 +15,6 @@
 #include <openssl/cms.h>
 #include <openssl/decoder.h>
 #include <openssl/ec.h>
-#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -40,18 +39,6 @@ struct sim_identity {
     EVP_PKEY *key;
 };
 
-/* Writes "what: <most recent OpenSSL error>" to err and empties this thread's error queue. */
-static void pki_fail(char *err, size_t errlen, const char *what)
-{
-    char detail[256] = "";
-    unsigned long code = ERR_peek_last_error();
-
-    if (code != 0)
-        ERR_error_string_n(code, detail, sizeof(detail));
-    ERR_clear_error();
-    snprintf(err, errlen, "%s%s%s", what, code != 0 ? ": " : "", detail);
-}
-
 static EVP_PKEY *pki_keygen(enum sim_key_type key_type)
 {
     if (key_type == SIM_KEY_EC)
@@ -75,25 +62,6 @@ static char *pki_base64(const unsigned char *data, size_t len)
         free(out);
         return NULL;
     }
-    return out;
-}
-
-/* Copies a memory BIO's contents into a NUL-terminated malloc()ed string. */
-static char *pki_bio_string(BIO *bio, size_t *len)
-{
-    char *data = NULL;
-    long n = BIO_get_mem_data(bio, &data);
-    char *out;
-
-    if (n < 0 || data == NULL)
-        return NULL;
-    out = malloc((size_t)n + 1);
-    if (out == NULL)
-        return NULL;
-    memcpy(out, data, (size_t)n);
-    out[n] = '\0';
-    if (len != NULL)
-        *len = (size_t)n;
     return out;
 }
 
@@ -151,7 +119,7 @@ static X509 *pki_make_cert(const char *common_name, EVP_PKEY *subject_key, X509 
     return cert;
 
 fail:
-    pki_fail(err, errlen, what);
+    fake_openssl_error(err, errlen, what);
     X509_NAME_free(name);
     X509_free(cert);
     return NULL;
@@ -170,7 +138,7 @@ bool sim_pki_ca_create(enum sim_key_type key_type, char **cert_pem, char **key_p
     *key_pem = NULL;
     key = pki_keygen(key_type);
     if (key == NULL) {
-        pki_fail(err, errlen, "generating the CA key");
+        fake_openssl_error(err, errlen, "generating the CA key");
         goto out;
     }
     cert = pki_make_cert(PKI_CA_COMMON_NAME, key, NULL, NULL, key_type, err, errlen);
@@ -180,11 +148,11 @@ bool sim_pki_ca_create(enum sim_key_type key_type, char **cert_pem, char **key_p
     key_bio = BIO_new(BIO_s_mem());
     if (cert_bio == NULL || key_bio == NULL || PEM_write_bio_X509(cert_bio, cert) != 1 ||
         PEM_write_bio_PrivateKey(key_bio, key, NULL, NULL, 0, NULL, NULL) != 1) {
-        pki_fail(err, errlen, "encoding the CA as PEM");
+        fake_openssl_error(err, errlen, "encoding the CA as PEM");
         goto out;
     }
-    *cert_pem = pki_bio_string(cert_bio, NULL);
-    *key_pem = pki_bio_string(key_bio, NULL);
+    *cert_pem = fake_bio_string(cert_bio, NULL);
+    *key_pem = fake_bio_string(key_bio, NULL);
     if (*cert_pem == NULL || *key_pem == NULL) {
         snprintf(err, errlen, "out of memory");
         free(*cert_pem);
@@ -217,19 +185,19 @@ static bool pki_read_pair(const char *cert_pem, size_t cert_len, const char *key
     bio = BIO_new_mem_buf(cert_pem, (int)cert_len);
     if (bio == NULL || (*cert = PEM_read_bio_X509(bio, NULL, NULL, NULL)) == NULL) {
         BIO_free(bio);
-        pki_fail(err, errlen, "reading the certificate PEM");
+        fake_openssl_error(err, errlen, "reading the certificate PEM");
         return false;
     }
     BIO_free(bio);
     bio = BIO_new_mem_buf(key_pem, (int)key_len);
     if (bio == NULL || (*key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL)) == NULL) {
         BIO_free(bio);
-        pki_fail(err, errlen, "reading the private key PEM");
+        fake_openssl_error(err, errlen, "reading the private key PEM");
         goto fail;
     }
     BIO_free(bio);
     if (X509_check_private_key(*cert, *key) != 1) {
-        pki_fail(err, errlen, "the private key does not belong to the certificate");
+        fake_openssl_error(err, errlen, "the private key does not belong to the certificate");
         goto fail;
     }
     return true;
@@ -282,7 +250,7 @@ bool sim_pki_identity_issue(const struct sim_ca *ca, const char *udid, enum sim_
     *pem = NULL;
     key = pki_keygen(key_type);
     if (key == NULL) {
-        pki_fail(err, errlen, "generating the device key");
+        fake_openssl_error(err, errlen, "generating the device key");
         goto out;
     }
     cert = pki_make_cert(udid, key, ca->cert, ca->key, key_type, err, errlen);
@@ -291,10 +259,10 @@ bool sim_pki_identity_issue(const struct sim_ca *ca, const char *udid, enum sim_
     bio = BIO_new(BIO_s_mem());
     if (bio == NULL || PEM_write_bio_X509(bio, cert) != 1 ||
         PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL) != 1) {
-        pki_fail(err, errlen, "encoding the device identity as PEM");
+        fake_openssl_error(err, errlen, "encoding the device identity as PEM");
         goto out;
     }
-    *pem = pki_bio_string(bio, pem_len);
+    *pem = fake_bio_string(bio, pem_len);
     if (*pem == NULL) {
         snprintf(err, errlen, "out of memory");
         goto out;
@@ -324,7 +292,7 @@ struct sim_pki_loader *sim_pki_loader_new(char *err, size_t errlen)
     loader->decoder = OSSL_DECODER_CTX_new_for_pkey(&loader->decoded, "PEM", NULL, NULL,
                                                     OSSL_KEYMGMT_SELECT_KEYPAIR, NULL, NULL);
     if (loader->decoder == NULL) {
-        pki_fail(err, errlen, "creating the key decoder");
+        fake_openssl_error(err, errlen, "creating the key decoder");
         free(loader);
         return NULL;
     }
@@ -369,14 +337,14 @@ struct sim_identity *sim_pki_identity_load(struct sim_pki_loader *loader, const 
     bio = BIO_new_mem_buf(pem, (int)(split - pem));
     if (bio == NULL || PEM_read_bio(bio, &pem_name, &pem_header, &der, &der_len) != 1 ||
         strcmp(pem_name, PEM_STRING_X509) != 0) {
-        pki_fail(err, errlen, "reading the certificate PEM");
+        fake_openssl_error(err, errlen, "reading the certificate PEM");
         goto fail;
     }
     /* d2i_X509() on the DER is about twice as fast as PEM_read_bio_X509() in OpenSSL 3.0. */
     der_p = der;
     id->cert = d2i_X509(NULL, &der_p, der_len);
     if (id->cert == NULL || der_p != der + der_len) {
-        pki_fail(err, errlen, "parsing the certificate");
+        fake_openssl_error(err, errlen, "parsing the certificate");
         goto fail;
     }
     key_pem = (const unsigned char *)split;
@@ -385,13 +353,13 @@ struct sim_identity *sim_pki_identity_load(struct sim_pki_loader *loader, const 
     loader->decoded = NULL;
     if (OSSL_DECODER_from_data(loader->decoder, &key_pem, &key_len) != 1 ||
         loader->decoded == NULL) {
-        pki_fail(err, errlen, "reading the private key PEM");
+        fake_openssl_error(err, errlen, "reading the private key PEM");
         goto fail;
     }
     id->key = loader->decoded;
     loader->decoded = NULL;
     if (X509_check_private_key(id->cert, id->key) != 1) {
-        pki_fail(err, errlen, "the private key does not belong to the certificate");
+        fake_openssl_error(err, errlen, "the private key does not belong to the certificate");
         goto fail;
     }
     ok = true;
@@ -442,12 +410,12 @@ bool sim_pki_sign_detached(struct sim_identity *id, const void *body, size_t len
     if (in == NULL || cms == NULL ||
         CMS_add1_signer(cms, id->cert, id->key, EVP_sha256(), flags) == NULL ||
         CMS_final(cms, in, NULL, flags) != 1) {
-        pki_fail(err, errlen, "making the CMS signature");
+        fake_openssl_error(err, errlen, "making the CMS signature");
         goto out;
     }
     der_len = i2d_CMS_ContentInfo(cms, &der);
     if (der_len <= 0) {
-        pki_fail(err, errlen, "encoding the CMS signature");
+        fake_openssl_error(err, errlen, "encoding the CMS signature");
         goto out;
     }
     *b64 = pki_base64(der, (size_t)der_len);
@@ -473,7 +441,7 @@ bool sim_pki_cert_header_value(const struct sim_identity *id, char **value, char
 
     *value = NULL;
     if (der_len <= 0) {
-        pki_fail(err, errlen, "encoding the certificate");
+        fake_openssl_error(err, errlen, "encoding the certificate");
         return false;
     }
     b64 = pki_base64(der, (size_t)der_len);

@@ -17,6 +17,9 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
+#include "tu_file.h"
+#include "tu_text.h"
+
 #define STORE_CA_CERT "ca.pem"
 #define STORE_CA_KEY "ca.key"
 #define STORE_FLEET "devices.pem"
@@ -26,132 +29,14 @@
 #define STORE_KEY_END "-----END PRIVATE KEY-----"
 #define STORE_CERT_BEGIN "-----BEGIN CERTIFICATE-----"
 /* CA files are small; the fleet file of 100,000 RSA identities is about 350 MB. */
-#define STORE_CA_FILE_MAX (1024L * 1024L)
-#define STORE_FLEET_FILE_MAX (8LL * 1024 * 1024 * 1024)
+#define STORE_CA_FILE_MAX ((size_t)1024 * 1024)
+#define STORE_FLEET_FILE_MAX ((size_t)8 * 1024 * 1024 * 1024)
 #define STORE_FIELDS 11
 #define STORE_ATTEST_DIR "attestations"
 #define STORE_ATTEST_MAGIC "# vouch-sim attestation cache v1\n"
 #define STORE_ATTEST_GENERATED "# generated_at="
 #define STORE_ATTEST_NONCE "# nonce="
-#define STORE_ATTEST_FILE_MAX (64L * 1024)
-
-enum store_read_result { STORE_READ_OK, STORE_READ_ABSENT, STORE_READ_ERROR };
-
-static bool store_path(char *out, size_t outlen, const char *dir, const char *name)
-{
-    int n = snprintf(out, outlen, "%s/%s", dir, name);
-
-    return n > 0 && (size_t)n < outlen;
-}
-
-/* Reads a whole file into a NUL-terminated malloc()ed buffer of at most max bytes. */
-static enum store_read_result store_read_file(const char *path, long long max, char **data,
-                                              size_t *len, char *err, size_t errlen)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    size_t done = 0;
-
-    *data = NULL;
-    *len = 0;
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return STORE_READ_ABSENT;
-        snprintf(err, errlen, "opening %s: %s", path, strerror(errno));
-        return STORE_READ_ERROR;
-    }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > max) {
-        snprintf(err, errlen, "%s is not a regular file of at most %lld bytes", path, max);
-        close(fd);
-        return STORE_READ_ERROR;
-    }
-    *data = malloc((size_t)st.st_size + 1);
-    if (*data == NULL) {
-        snprintf(err, errlen, "out of memory reading %s", path);
-        close(fd);
-        return STORE_READ_ERROR;
-    }
-    while (done < (size_t)st.st_size) {
-        ssize_t n = read(fd, *data + done, (size_t)st.st_size - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            snprintf(err, errlen, "reading %s: %s", path, n < 0 ? strerror(errno) : "short read");
-            free(*data);
-            *data = NULL;
-            close(fd);
-            return STORE_READ_ERROR;
-        }
-        done += (size_t)n;
-    }
-    close(fd);
-    (*data)[done] = '\0';
-    *len = done;
-    return STORE_READ_OK;
-}
-
-/* Opens path's temporary sibling for writing; *tmp receives its name. */
-static FILE *store_create_tmp(const char *path, mode_t mode, char *tmp, size_t tmplen, char *err,
-                              size_t errlen)
-{
-    int n = snprintf(tmp, tmplen, "%s.tmp.%ld", path, (long)getpid());
-    int fd;
-    FILE *f;
-
-    if (n <= 0 || (size_t)n >= tmplen) {
-        snprintf(err, errlen, "path too long: %s", path);
-        return NULL;
-    }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-    if (fd < 0) {
-        snprintf(err, errlen, "creating %s: %s", tmp, strerror(errno));
-        return NULL;
-    }
-    f = fdopen(fd, "w");
-    if (f == NULL) {
-        snprintf(err, errlen, "fdopen %s: %s", tmp, strerror(errno));
-        close(fd);
-        unlink(tmp);
-    }
-    return f;
-}
-
-/* Flushes, syncs and closes f, then renames tmp over path. Removes tmp on failure. */
-static bool store_commit_tmp(FILE *f, const char *tmp, const char *path, char *err, size_t errlen)
-{
-    bool ok = fflush(f) == 0 && !ferror(f) && fsync(fileno(f)) == 0;
-
-    if (fclose(f) != 0)
-        ok = false;
-    if (!ok) {
-        snprintf(err, errlen, "writing %s: %s", tmp, strerror(errno));
-        unlink(tmp);
-        return false;
-    }
-    if (rename(tmp, path) != 0) {
-        snprintf(err, errlen, "renaming %s to %s: %s", tmp, path, strerror(errno));
-        unlink(tmp);
-        return false;
-    }
-    return true;
-}
-
-static bool store_write_file(const char *path, const char *data, mode_t mode, char *err,
-                             size_t errlen)
-{
-    char tmp[4096];
-    FILE *f = store_create_tmp(path, mode, tmp, sizeof(tmp), err, errlen);
-
-    if (f == NULL)
-        return false;
-    if (fputs(data, f) == EOF) {
-        snprintf(err, errlen, "writing %s: %s", tmp, strerror(errno));
-        fclose(f);
-        unlink(tmp);
-        return false;
-    }
-    return store_commit_tmp(f, tmp, path, err, errlen);
-}
+#define STORE_ATTEST_FILE_MAX ((size_t)64 * 1024)
 
 bool sim_store_prepare_dir(const char *dir, char *err, size_t errlen)
 {
@@ -173,7 +58,7 @@ int sim_store_lock(const char *dir, char *err, size_t errlen)
     char path[4096];
     int fd;
 
-    if (!store_path(path, sizeof(path), dir, STORE_LOCK)) {
+    if (!tu_path_join(path, sizeof(path), dir, STORE_LOCK)) {
         snprintf(err, errlen, "path too long: %s", dir);
         return -1;
     }
@@ -206,31 +91,31 @@ struct sim_ca *sim_store_ca_load(const char *dir, bool *absent, char *err, size_
     char *key = NULL;
     size_t cert_len;
     size_t key_len;
-    enum store_read_result rc_cert;
-    enum store_read_result rc_key;
+    enum tu_read rc_cert;
+    enum tu_read rc_key;
     struct sim_ca *ca = NULL;
 
     *absent = false;
-    if (!store_path(cert_path, sizeof(cert_path), dir, STORE_CA_CERT) ||
-        !store_path(key_path, sizeof(key_path), dir, STORE_CA_KEY)) {
+    if (!tu_path_join(cert_path, sizeof(cert_path), dir, STORE_CA_CERT) ||
+        !tu_path_join(key_path, sizeof(key_path), dir, STORE_CA_KEY)) {
         snprintf(err, errlen, "path too long: %s", dir);
         return NULL;
     }
-    rc_cert = store_read_file(cert_path, STORE_CA_FILE_MAX, &cert, &cert_len, err, errlen);
-    if (rc_cert == STORE_READ_ERROR)
+    rc_cert = tu_file_read(cert_path, STORE_CA_FILE_MAX, &cert, &cert_len, err, errlen);
+    if (rc_cert == TU_READ_ERROR)
         return NULL;
-    rc_key = store_read_file(key_path, STORE_CA_FILE_MAX, &key, &key_len, err, errlen);
-    if (rc_key == STORE_READ_ERROR)
+    rc_key = tu_file_read(key_path, STORE_CA_FILE_MAX, &key, &key_len, err, errlen);
+    if (rc_key == TU_READ_ERROR)
         goto out;
-    if (rc_cert == STORE_READ_ABSENT && rc_key == STORE_READ_ABSENT) {
+    if (rc_cert == TU_READ_ABSENT && rc_key == TU_READ_ABSENT) {
         *absent = true;
         snprintf(err, errlen, "%s holds no CA (run vouch-sim init-ca --dir %s)", dir, dir);
         goto out;
     }
-    if (rc_cert == STORE_READ_ABSENT || rc_key == STORE_READ_ABSENT) {
+    if (rc_cert == TU_READ_ABSENT || rc_key == TU_READ_ABSENT) {
         snprintf(err, errlen, "%s is missing; remove %s too or restore it",
-                 rc_cert == STORE_READ_ABSENT ? cert_path : key_path,
-                 rc_cert == STORE_READ_ABSENT ? key_path : cert_path);
+                 rc_cert == TU_READ_ABSENT ? cert_path : key_path,
+                 rc_cert == TU_READ_ABSENT ? key_path : cert_path);
         goto out;
     }
     ca = sim_pki_ca_load(cert, cert_len, key, key_len, err, errlen);
@@ -259,8 +144,8 @@ bool sim_store_ca_init(const char *dir, enum sim_key_type key_type, bool *create
     }
     if (!absent)
         return false;
-    if (!store_path(cert_path, sizeof(cert_path), dir, STORE_CA_CERT) ||
-        !store_path(key_path, sizeof(key_path), dir, STORE_CA_KEY)) {
+    if (!tu_path_join(cert_path, sizeof(cert_path), dir, STORE_CA_CERT) ||
+        !tu_path_join(key_path, sizeof(key_path), dir, STORE_CA_KEY)) {
         snprintf(err, errlen, "path too long: %s", dir);
         return false;
     }
@@ -268,8 +153,8 @@ bool sim_store_ca_init(const char *dir, enum sim_key_type key_type, bool *create
         return false;
     /* The key first: a crash between the two leaves a key without a certificate, which
      * sim_store_ca_load() reports instead of silently making a second CA. */
-    ok = store_write_file(key_path, key, 0600, err, errlen) &&
-         store_write_file(cert_path, cert, 0644, err, errlen);
+    ok = tu_file_write_atomic(key_path, key, strlen(key), 0600, err, errlen) &&
+         tu_file_write_atomic(cert_path, cert, strlen(cert), 0644, err, errlen);
     free(cert);
     free(key);
     *created = ok;
@@ -420,17 +305,17 @@ static bool store_fleet_parse(struct sim_fleet *fleet, const char *path, char *e
 bool sim_store_fleet_load(const char *dir, struct sim_fleet *fleet, char *err, size_t errlen)
 {
     char path[4096];
-    enum store_read_result rc;
+    enum tu_read rc;
 
     memset(fleet, 0, sizeof(*fleet));
-    if (!store_path(path, sizeof(path), dir, STORE_FLEET)) {
+    if (!tu_path_join(path, sizeof(path), dir, STORE_FLEET)) {
         snprintf(err, errlen, "path too long: %s", dir);
         return false;
     }
-    rc = store_read_file(path, STORE_FLEET_FILE_MAX, &fleet->file, &fleet->file_len, err, errlen);
-    if (rc == STORE_READ_ABSENT)
+    rc = tu_file_read(path, STORE_FLEET_FILE_MAX, &fleet->file, &fleet->file_len, err, errlen);
+    if (rc == TU_READ_ABSENT)
         return true;
-    if (rc == STORE_READ_ERROR)
+    if (rc == TU_READ_ERROR)
         return false;
     if (!store_fleet_parse(fleet, path, err, errlen)) {
         sim_store_fleet_free(fleet);
@@ -459,11 +344,11 @@ bool sim_store_fleet_append(const char *dir, const struct sim_fleet *fleet, cons
     char tmp[4096];
     FILE *f;
 
-    if (!store_path(path, sizeof(path), dir, STORE_FLEET)) {
+    if (!tu_path_join(path, sizeof(path), dir, STORE_FLEET)) {
         snprintf(err, errlen, "path too long: %s", dir);
         return false;
     }
-    f = store_create_tmp(path, 0600, tmp, sizeof(tmp), err, errlen);
+    f = tu_file_create_tmp(path, 0600, tmp, sizeof(tmp), err, errlen);
     if (f == NULL)
         return false;
     if (fleet->count > 0 || fleet->file_len > 0) {
@@ -495,7 +380,7 @@ bool sim_store_fleet_append(const char *dir, const struct sim_fleet *fleet, cons
             fwrite(pems[i], 1, pem_lens[i], f) != pem_lens[i])
             goto write_error;
     }
-    return store_commit_tmp(f, tmp, path, err, errlen);
+    return tu_file_commit_tmp(f, tmp, path, err, errlen);
 
 write_error:
     snprintf(err, errlen, "writing %s: %s", tmp, strerror(errno));
@@ -520,23 +405,6 @@ static bool store_attest_path(char *out, size_t outlen, const char *dir, const c
     }
     n = snprintf(out, outlen, "%s/%s/%s.pem", dir, STORE_ATTEST_DIR, udid);
     return n > 0 && (size_t)n < outlen;
-}
-
-static bool store_hex_decode(const char *hex, size_t n, unsigned char *out, size_t max, size_t *len)
-{
-    static const char digits[] = "0123456789abcdef";
-
-    if (n % 2 != 0 || n / 2 > max)
-        return false;
-    for (size_t i = 0; i < n / 2; i++) {
-        const char *hi = memchr(digits, hex[2 * i], 16);
-        const char *lo = memchr(digits, hex[2 * i + 1], 16);
-        if (hex[2 * i] == '\0' || hex[2 * i + 1] == '\0' || hi == NULL || lo == NULL)
-            return false;
-        out[i] = (unsigned char)((hi - digits) << 4 | (lo - digits));
-    }
-    *len = n / 2;
-    return true;
 }
 
 /* Parses a cache file's text (NUL-terminated, len bytes) into cache. */
@@ -568,8 +436,8 @@ static bool store_attest_parse(const char *text, size_t len, struct sim_attest_c
             cache->generated_at = (time_t)t;
             have_time = true;
         } else if ((size_t)(nl - p) >= nlen && memcmp(p, STORE_ATTEST_NONCE, nlen) == 0) {
-            if (!store_hex_decode(p + nlen, (size_t)(nl - p) - nlen, cache->nonce,
-                                  sizeof(cache->nonce), &cache->nonce_len))
+            if (!tu_hex_decode(p + nlen, (size_t)(nl - p) - nlen, cache->nonce,
+                               sizeof(cache->nonce), &cache->nonce_len))
                 return false;
             have_nonce = true;
         }
@@ -620,17 +488,17 @@ bool sim_store_attest_load(const char *dir, const char *udid, struct sim_attest_
     char path[4096];
     char *text = NULL;
     size_t len = 0;
-    enum store_read_result rc;
+    enum tu_read rc;
 
     memset(cache, 0, sizeof(*cache));
     if (!store_attest_path(path, sizeof(path), dir, udid)) {
         snprintf(err, errlen, "no cache file name for UDID %s", udid);
         return false;
     }
-    rc = store_read_file(path, STORE_ATTEST_FILE_MAX, &text, &len, err, errlen);
-    if (rc == STORE_READ_ABSENT)
+    rc = tu_file_read(path, STORE_ATTEST_FILE_MAX, &text, &len, err, errlen);
+    if (rc == TU_READ_ABSENT)
         return true;
-    if (rc == STORE_READ_ERROR)
+    if (rc == TU_READ_ERROR)
         return false;
     if (!store_attest_parse(text, len, cache)) {
         sim_attest_cache_free(cache);
@@ -654,7 +522,7 @@ bool sim_store_attest_save(const char *dir, const char *udid, const struct sim_a
     long pem_len;
 
     if (!store_attest_path(path, sizeof(path), dir, udid) ||
-        !store_path(sub, sizeof(sub), dir, STORE_ATTEST_DIR)) {
+        !tu_path_join(sub, sizeof(sub), dir, STORE_ATTEST_DIR)) {
         snprintf(err, errlen, "no cache file name for UDID %s", udid);
         return false;
     }
@@ -677,7 +545,7 @@ bool sim_store_attest_save(const char *dir, const char *udid, const struct sim_a
         }
     }
     pem_len = BIO_get_mem_data(bio, &pem);
-    f = store_create_tmp(path, 0600, tmp, sizeof(tmp), err, errlen);
+    f = tu_file_create_tmp(path, 0600, tmp, sizeof(tmp), err, errlen);
     if (f == NULL) {
         BIO_free(bio);
         return false;
@@ -690,7 +558,7 @@ bool sim_store_attest_save(const char *dir, const char *udid, const struct sim_a
     if (pem_len > 0)
         fwrite(pem, 1, (size_t)pem_len, f);
     BIO_free(bio);
-    return store_commit_tmp(f, tmp, path, err, errlen);
+    return tu_file_commit_tmp(f, tmp, path, err, errlen);
 }
 
 /* ---- push tokens ---------------------------------------------------------------------------- */
@@ -698,42 +566,18 @@ bool sim_store_attest_save(const char *dir, const char *udid, const struct sim_a
 #define STORE_TOKENS_MAGIC "# vouch-sim push tokens v1\n"
 #define STORE_TOKENS_FIELDS 4
 /* 100,000 devices take about 13 MB. */
-#define STORE_TOKENS_FILE_MAX (1024LL * 1024 * 1024)
+#define STORE_TOKENS_FILE_MAX ((size_t)1024 * 1024 * 1024)
 
 void sim_store_token_hex(const unsigned char token[SIM_TOKEN_LEN], char *out)
 {
-    static const char digits[] = "0123456789abcdef";
-
-    for (size_t i = 0; i < SIM_TOKEN_LEN; i++) {
-        out[2 * i] = digits[token[i] >> 4];
-        out[2 * i + 1] = digits[token[i] & 0x0f];
-    }
-    out[2 * SIM_TOKEN_LEN] = '\0';
-}
-
-static int store_hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
+    tu_hex_encode(token, SIM_TOKEN_LEN, out);
 }
 
 bool sim_store_token_parse(const char *hex, size_t len, unsigned char token[SIM_TOKEN_LEN])
 {
-    if (len != 2 * SIM_TOKEN_LEN)
-        return false;
-    for (size_t i = 0; i < SIM_TOKEN_LEN; i++) {
-        int hi = store_hex_digit(hex[2 * i]);
-        int lo = store_hex_digit(hex[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return false;
-        token[i] = (unsigned char)(hi << 4 | lo);
-    }
-    return true;
+    size_t n = 0;
+
+    return len == 2 * SIM_TOKEN_LEN && tu_hex_decode(hex, len, token, SIM_TOKEN_LEN, &n);
 }
 
 /* A PushMagic that fits one whitespace-free field. */
@@ -765,7 +609,7 @@ bool sim_store_tokens_changed(const char *dir, const struct sim_store_stamp *sta
     struct stat st;
     struct sim_store_stamp now;
 
-    if (!store_path(path, sizeof(path), dir, SIM_STORE_TOKENS_FILE))
+    if (!tu_path_join(path, sizeof(path), dir, SIM_STORE_TOKENS_FILE))
         return false;
     if (stat(path, &st) != 0)
         return stamp->exists;
@@ -827,7 +671,7 @@ bool sim_store_tokens_load(const char *dir, const struct sim_fleet *fleet,
     const char *p;
     const char *end;
     unsigned long line_no = 0;
-    enum store_read_result rc;
+    enum tu_read rc;
     struct stat st;
     int fd;
 
@@ -840,7 +684,7 @@ bool sim_store_tokens_load(const char *dir, const struct sim_fleet *fleet,
         snprintf(err, errlen, "asked for the tokens of %zu devices of %zu", n, fleet->count);
         return false;
     }
-    if (!store_path(path, sizeof(path), dir, SIM_STORE_TOKENS_FILE)) {
+    if (!tu_path_join(path, sizeof(path), dir, SIM_STORE_TOKENS_FILE)) {
         snprintf(err, errlen, "path too long: %s", dir);
         return false;
     }
@@ -851,10 +695,10 @@ bool sim_store_tokens_load(const char *dir, const struct sim_fleet *fleet,
             store_stamp_of(&st, stamp);
         close(fd);
     }
-    rc = store_read_file(path, STORE_TOKENS_FILE_MAX, &text, &len, err, errlen);
-    if (rc == STORE_READ_ABSENT)
+    rc = tu_file_read(path, STORE_TOKENS_FILE_MAX, &text, &len, err, errlen);
+    if (rc == TU_READ_ABSENT)
         return true;
-    if (rc == STORE_READ_ERROR)
+    if (rc == TU_READ_ERROR)
         return false;
     if (len < strlen(STORE_TOKENS_MAGIC) ||
         memcmp(text, STORE_TOKENS_MAGIC, strlen(STORE_TOKENS_MAGIC)) != 0) {
@@ -914,7 +758,7 @@ bool sim_store_tokens_update(const char *dir, const struct sim_fleet *fleet,
         snprintf(err, errlen, "tokens for %zu devices of %zu", n, fleet->count);
         return false;
     }
-    if (!store_path(path, sizeof(path), dir, SIM_STORE_TOKENS_FILE)) {
+    if (!tu_path_join(path, sizeof(path), dir, SIM_STORE_TOKENS_FILE)) {
         snprintf(err, errlen, "path too long: %s", dir);
         return false;
     }
@@ -937,7 +781,7 @@ bool sim_store_tokens_update(const char *dir, const struct sim_fleet *fleet,
         }
         all[i] = updates[i];
     }
-    f = store_create_tmp(path, 0600, tmp, sizeof(tmp), err, errlen);
+    f = tu_file_create_tmp(path, 0600, tmp, sizeof(tmp), err, errlen);
     if (f == NULL) {
         free(all);
         return false;
@@ -955,7 +799,7 @@ bool sim_store_tokens_update(const char *dir, const struct sim_fleet *fleet,
             goto write_error;
     }
     free(all);
-    return store_commit_tmp(f, tmp, path, err, errlen);
+    return tu_file_commit_tmp(f, tmp, path, err, errlen);
 
 write_error:
     snprintf(err, errlen, "writing %s: %s", tmp, strerror(errno));

@@ -43,6 +43,8 @@
 #include "sim_http.h"
 #include "sim_pki.h"
 #include "sim_store.h"
+#include "tu_file.h"
+#include "tu_text.h"
 
 #define SIM_EXIT_OK 0
 #define SIM_EXIT_FAIL 1
@@ -64,7 +66,6 @@
 #define SIM_CT_CHECKIN "application/x-apple-aspen-mdm-checkin"
 #define SIM_CT_REPORT "application/x-apple-aspen-mdm"
 #define SIM_NOW_ENV "VOUCH_SIM_NOW"
-#define SIM_NOW_MAX 253402300799LL /* 9999-12-31T23:59:59Z */
 
 enum sim_mode {
     MODE_INIT_CA,
@@ -571,22 +572,6 @@ static bool header_name_ok(const char *name)
     return true;
 }
 
-/* Parses a Unix time (seconds, no sign) for --now and VOUCH_SIM_NOW. */
-static bool parse_unix_time(const char *text, time_t *out)
-{
-    char *end = NULL;
-    long long v;
-
-    if (text[0] < '0' || text[0] > '9')
-        return false;
-    errno = 0;
-    v = strtoll(text, &end, 10);
-    if (errno != 0 || end == text || *end != '\0' || v > SIM_NOW_MAX)
-        return false;
-    *out = (time_t)v;
-    return true;
-}
-
 /* Applies one parsed option; returns SIM_EXIT_OK or SIM_EXIT_USAGE. */
 static int apply_option(struct sim_options *opt, int id, const char *name, const char *arg)
 {
@@ -701,7 +686,7 @@ static int apply_option(struct sim_options *opt, int id, const char *name, const
         opt->quiet = true;
         break;
     case OPT_NOW:
-        if (!parse_unix_time(arg, &opt->now))
+        if (!tu_parse_unix_time(arg, &opt->now))
             return usage_error(opt->mode, "--now wants a Unix time in seconds, not '%s'", arg);
         opt->now_set = true;
         break;
@@ -799,7 +784,7 @@ static int check_options(struct sim_options *opt)
     if ((MODES_ANSWER & MODE_BIT(m)) && !opt->now_set) {
         const char *env = getenv(SIM_NOW_ENV);
         if (env != NULL && env[0] != '\0') {
-            if (!parse_unix_time(env, &opt->now))
+            if (!tu_parse_unix_time(env, &opt->now))
                 return usage_error(m, "%s wants a Unix time in seconds, not '%s'", SIM_NOW_ENV,
                                    env);
             opt->now_set = true;
@@ -2796,30 +2781,18 @@ out:
 static char *read_command(const char *name, size_t max, size_t *len)
 {
     bool is_stdin = strcmp(name, "-") == 0;
-    FILE *f = is_stdin ? stdin : fopen(name, "rbe");
-    char *buf;
-    size_t n;
+    int fd = is_stdin ? STDIN_FILENO : open(name, O_RDONLY | O_CLOEXEC);
+    char *buf = NULL;
+    char err[512];
 
-    if (f == NULL) {
+    if (fd < 0) {
         fprintf(stderr, "vouch-sim: opening %s: %s\n", name, strerror(errno));
         return NULL;
     }
-    buf = malloc(max + 1);
-    if (buf == NULL) {
-        fprintf(stderr, "vouch-sim: out of memory\n");
-        if (!is_stdin)
-            fclose(f);
-        return NULL;
-    }
-    n = fread(buf, 1, max + 1, f);
-    if (ferror(f) || n > max) {
-        fprintf(stderr, "vouch-sim: %s: unreadable or larger than %zu bytes\n", name, max);
-        free(buf);
-        buf = NULL;
-    }
+    if (!tu_file_read_fd(fd, is_stdin ? "stdin" : name, max, &buf, len, err, sizeof(err)))
+        fprintf(stderr, "vouch-sim: %s\n", err);
     if (!is_stdin)
-        fclose(f);
-    *len = n;
+        close(fd);
     return buf;
 }
 

@@ -33,6 +33,8 @@
 #include "attest_json.h"
 #include "fake_apple.h"
 #include "json.h"
+#include "tu_file.h"
+#include "tu_text.h"
 
 #define TESTDATA "tests/testdata/apple/" /* the tests run from the repository root */
 #define REAL_LEAF_PEM TESTDATA "real-leaf-macos-TMWFWWWP67.pem"
@@ -40,6 +42,7 @@
 #define APPLE_ROOT_PEM_FILE "server/certs/apple-enterprise-attestation-root-ca.pem"
 #define APPLE_ROOT_SHA256 "ccf59ef8fcb3017d97f8b5fa6fa90e7a3f9283f76b55ac6cf6eda8b8b949f05b"
 #define APPLE_ARC "1.2.840.113635.100.8."
+#define TESTDATA_FILE_MAX ((size_t)1024 * 1024)
 
 #define DAY ((time_t)86400)
 #define REAL_LEAF_TIME ((time_t)1754006400) /* 2025-08-01T00:00:00Z, inside the real leaf's life */
@@ -73,26 +76,15 @@ static struct {
 
 /* ---- helpers ---- */
 
+/* A whole file of the test data, NUL-terminated; fails the test when it cannot be read. */
 static uint8_t *read_file(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        fail_msg("cannot open %s (the tests run from the project root)", path);
-    size_t cap = 4096, n = 0;
-    uint8_t *buf = malloc(cap + 1);
-    assert_non_null(buf);
-    for (;;) {
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap)
-            break;
-        cap *= 2;
-        buf = realloc(buf, cap + 1);
-        assert_non_null(buf);
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *len = n;
-    return buf;
+    char *data = NULL;
+    char err[512];
+
+    if (tu_file_read(path, TESTDATA_FILE_MAX, &data, len, err, sizeof(err)) != TU_READ_OK)
+        fail_msg("%s (the tests run from the project root)", err);
+    return (uint8_t *)data;
 }
 
 static uint8_t *cert_der(X509 *cert, size_t *len)
@@ -118,31 +110,20 @@ static X509 *pem_cert(const char *pem, size_t len)
     return cert;
 }
 
-static void hex_encode(const uint8_t *data, size_t len, char *out)
-{
-    for (size_t i = 0; i < len; i++)
-        snprintf(out + 2 * i, 3, "%02x", data[i]);
-    out[2 * len] = '\0';
-}
-
 static size_t hex_decode(const char *hex, uint8_t *out, size_t cap)
 {
-    size_t n = strlen(hex);
-    assert_int_equal(n % 2, 0);
-    assert_true(n / 2 <= cap);
-    for (size_t i = 0; i < n / 2; i++) {
-        unsigned v;
-        assert_int_equal(sscanf(hex + 2 * i, "%2x", &v), 1);
-        out[i] = (uint8_t)v;
-    }
-    return n / 2;
+    size_t n = 0;
+
+    assert_non_null(hex);
+    assert_true(tu_hex_decode(hex, strlen(hex), out, cap, &n));
+    return n;
 }
 
 static void sha256_hex(const uint8_t *data, size_t len, char out[65])
 {
     uint8_t md[32];
     assert_int_equal(EVP_Digest(data, len, md, NULL, EVP_sha256(), NULL), 1);
-    hex_encode(md, 32, out);
+    tu_hex_encode(md, 32, out);
 }
 
 /* "2025-07-13T09:38:07Z" -> time_t, independent of attest_json_format_time(). */
@@ -808,7 +789,7 @@ static void test_real_leaf_untrusted_with_apple_root(void **state)
     assert_int_equal(out.not_before, nb);
     assert_int_equal(out.not_after, na);
     char hex[65];
-    hex_encode(out.leaf_sha256, 32, hex);
+    tu_hex_encode(out.leaf_sha256, 32, hex);
     assert_string_equal(hex, "6c25bfd9aa09f209892b8b4808ab44803045f5bc2e2c172f7e6c7832c38292c2");
 
     /* With every check the server would ask for, still the chain is what fails. */
