@@ -715,7 +715,7 @@ static void handle_event(struct vouchd *srv, struct evhttp_request *req, const c
     db_event_retry(srv->db, id, event_retry_done, ar);
 }
 
-void admin_handle_request(struct vouchd *srv, struct evhttp_request *req, const char *path)
+static void handle_request(struct vouchd *srv, struct evhttp_request *req, const char *path)
 {
     static const char devices[] = "/v1/devices";
     static const char enqueue[] = "/v1/enqueue/";
@@ -780,7 +780,7 @@ void admin_handle_request(struct vouchd *srv, struct evhttp_request *req, const 
 
 /* 200 while devices can be served (status "ok", or "degraded" when pushes cannot work: APNs
  * refused the push certificate or it expired); 503 without the database or while stopping. */
-void admin_handle_healthz(struct vouchd *srv, struct evhttp_request *req)
+static void handle_healthz(struct vouchd *srv, struct evhttp_request *req, const char *path)
 {
     bool db_up = db_pool_is_up(srv->db);
     bool up = db_up && !srv->stopping;
@@ -808,7 +808,7 @@ void admin_handle_healthz(struct vouchd *srv, struct evhttp_request *req)
     http_reply(req, EP_HEALTHZ, up ? 200 : 503, "application/json", body, (size_t)n);
 }
 
-void admin_handle_metrics(struct vouchd *srv, struct evhttp_request *req)
+static void handle_metrics(struct vouchd *srv, struct evhttp_request *req, const char *path)
 {
     struct evbuffer *out = evbuffer_new();
     if (out == NULL)
@@ -849,4 +849,11 @@ void admin_handle_metrics(struct vouchd *srv, struct evhttp_request *req)
     size_t len = evbuffer_get_length(out);
     http_reply(req, EP_METRICS, 200, "text/plain; version=0.0.4", evbuffer_pullup(out, -1), len);
     evbuffer_free(out);
+}
+
+void admin_register_routes(void)
+{
+    http_route("/v1/", handle_request);
+    http_route("/healthz", handle_healthz);
+    http_route("/metrics", handle_metrics);
 }

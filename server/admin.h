@@ -13,9 +13,8 @@
 struct evhttp_request;
 struct vouchd;
 
-void admin_handle_request(struct vouchd *srv, struct evhttp_request *req, const char *path);
-void admin_handle_healthz(struct vouchd *srv, struct evhttp_request *req);
-void admin_handle_metrics(struct vouchd *srv, struct evhttp_request *req);
+/* Registers /v1/, GET /healthz and GET /metrics with the HTTP front (http_route). */
+void admin_register_routes(void);
 
 /* Stores SHA-256 of the configured token in srv, for constant-time comparison. */
 void admin_init(struct vouchd *srv);

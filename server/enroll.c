@@ -135,7 +135,7 @@ static void refuse(struct evhttp_request *req, int status, const char *reason, c
     http_reply_text(req, EP_MDM_ENROLL, status, detail);
 }
 
-void enroll_handle_request(struct vouchd *srv, struct evhttp_request *req)
+static void handle_request(struct vouchd *srv, struct evhttp_request *req, const char *path)
 {
     const struct config *cfg = srv->cfg;
     struct enroll *e = srv->enroll;
@@ -194,4 +194,9 @@ void enroll_handle_request(struct vouchd *srv, struct evhttp_request *req)
         OPENSSL_free(der);
     }
     free(xml);
+}
+
+void enroll_register_routes(void)
+{
+    http_route("/mdm/enroll", handle_request);
 }

@@ -18,6 +18,7 @@ struct enroll;
 struct enroll *enroll_new(const struct vouchd *srv, char *err, size_t err_size);
 void enroll_free(struct enroll *e);
 
-void enroll_handle_request(struct vouchd *srv, struct evhttp_request *req);
+/* Registers GET /mdm/enroll with the HTTP front (http_route). */
+void enroll_register_routes(void);
 
 #endif

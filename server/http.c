@@ -14,11 +14,8 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
-#include "admin.h"
 #include "json.h"
 #include "log.h"
-#include "enroll.h"
-#include "mdm.h"
 #include "vouchd.h"
 
 #define MAX_HEADERS_BYTES (64 * 1024)
@@ -477,6 +474,49 @@ static bool forwarding_is_trusted(struct vouchd *srv, struct evhttp_request *req
     return true;
 }
 
+/* The routes the endpoint families registered (http_route). */
+#define HTTP_MAX_ROUTES 16
+static struct {
+    const char *pattern;
+    size_t len;
+    bool prefix;
+    http_handler_fn *handler;
+} routes[HTTP_MAX_ROUTES];
+static size_t route_count;
+
+void http_route(const char *pattern, http_handler_fn *handler)
+{
+    size_t len = strlen(pattern);
+    if (route_count == HTTP_MAX_ROUTES || len == 0 || pattern[0] != '/')
+        log_fatal("http_route(%s): no room, or not an absolute path", pattern);
+    for (size_t i = 0; i < route_count; i++) {
+        if (strcmp(routes[i].pattern, pattern) == 0)
+            log_fatal("http_route(%s): registered twice", pattern);
+    }
+    routes[route_count].pattern = pattern;
+    routes[route_count].len = len;
+    routes[route_count].prefix = pattern[len - 1] == '/';
+    routes[route_count].handler = handler;
+    route_count++;
+}
+
+/* The handler of path: its exact route, else its longest prefix route; NULL when none. */
+static http_handler_fn *route_of(const char *path)
+{
+    http_handler_fn *best = NULL;
+    size_t best_len = 0;
+    for (size_t i = 0; i < route_count; i++) {
+        if (!routes[i].prefix && path_is(path, routes[i].pattern))
+            return routes[i].handler;
+        if (routes[i].prefix && routes[i].len > best_len &&
+            strncmp(path, routes[i].pattern, routes[i].len) == 0) {
+            best = routes[i].handler;
+            best_len = routes[i].len;
+        }
+    }
+    return best;
+}
+
 static void dispatch(struct evhttp_request *req, void *arg)
 {
     struct vouchd *srv = arg;
@@ -506,21 +546,10 @@ static void dispatch(struct evhttp_request *req, void *arg)
         http_reply_text(req, EP_OTHER, 400, "bad_path");
         return;
     }
-    if (path_is(path, "/mdm/checkin"))
-        mdm_handle_request(srv, req, EP_MDM_CHECKIN);
-    else if (path_is(path, "/mdm/connect"))
-        mdm_handle_request(srv, req, EP_MDM_CONNECT);
-    else if (path_is(path, "/mdm"))
-        mdm_handle_request(srv, req, EP_MDM);
-    else if (path_is(path, "/mdm/enroll"))
-        enroll_handle_request(srv, req);
-    else if (path_is(path, "/healthz"))
-        admin_handle_healthz(srv, req);
-    else if (path_is(path, "/metrics"))
-        admin_handle_metrics(srv, req);
-    else if (strncmp(path, "/v1/", 4) == 0)
-        admin_handle_request(srv, req, path);
-    else {
+    http_handler_fn *handler = route_of(path);
+    if (handler != NULL) {
+        handler(srv, req, path);
+    } else {
         metrics_count_rejection("not_found");
         http_reply_text(req, EP_OTHER, 404, "not found");
     }

@@ -1,7 +1,8 @@
 /*
  * http: vouchd's HTTP front on libevent's evhttp. It owns the listener, applies the limits
- * (body size, header size, timeouts), routes each request to the MDM endpoints (mdm.c) or the
- * admin API (admin.c), and is the one place replies are sent and counted.
+ * (body size, header size, timeouts), routes each request through a table the endpoint families
+ * fill at start-up (http_route(); main.c wires them: it knows no handler), and is the one place
+ * replies are sent and counted.
  *
  * Before routing it refuses what no handler should have to judge: the client-certificate header
  * (cert_header) or X-Forwarded-For from a peer that is not in trusted_proxies (403
@@ -26,6 +27,14 @@
 
 struct evhttp_request;
 struct vouchd;
+
+/* Handles a request whose path (absolute, without dot or empty segments) matched its route. */
+typedef void http_handler_fn(struct vouchd *srv, struct evhttp_request *req, const char *path);
+
+/* Registers a route before http_start(): an exact path, or, ending in '/', every path under it.
+ * Exact paths win over prefixes, and longer prefixes over shorter ones. A route table with no
+ * room left, or a pattern given twice, is a broken invariant (log_fatal). */
+void http_route(const char *pattern, http_handler_fn *handler);
 
 bool http_start(struct vouchd *srv, char *err, size_t err_size) __attribute__((warn_unused_result));
 /* Stops accepting connections; requests in flight still get their replies. */

@@ -26,6 +26,7 @@
 #include "http.h"
 #include "identity.h"
 #include "log.h"
+#include "mdm.h"
 #include "migrate.h"
 #include "queries.h"
 #include "vouch_version.h"
@@ -436,6 +437,10 @@ static int serve(const struct config *cfg)
         log_error("%s", err);
         goto out;
     }
+    /* The endpoint families: the HTTP front knows none of them. */
+    mdm_register_routes();
+    enroll_register_routes();
+    admin_register_routes();
     if (!http_start(&srv, err, sizeof(err))) {
         log_error("%s", err);
         goto out;

@@ -338,7 +338,7 @@ static void start_report(struct device_request *dr)
               m->reported_build_version, NULL, report_done, dr);
 }
 
-void mdm_handle_request(struct vouchd *srv, struct evhttp_request *req, enum metrics_endpoint ep)
+static void handle_request(struct vouchd *srv, struct evhttp_request *req, enum metrics_endpoint ep)
 {
     if (evhttp_request_get_command(req) != EVHTTP_REQ_PUT) {
         refuse(srv, req, ep, 405, "method_not_allowed", NULL, NULL);
@@ -401,4 +401,27 @@ void mdm_handle_request(struct vouchd *srv, struct evhttp_request *req, enum met
         start_report(dr);
     else
         start_checkin(dr);
+}
+
+static void handle_checkin(struct vouchd *srv, struct evhttp_request *req, const char *path)
+{
+    handle_request(srv, req, EP_MDM_CHECKIN);
+}
+
+static void handle_connect(struct vouchd *srv, struct evhttp_request *req, const char *path)
+{
+    handle_request(srv, req, EP_MDM_CONNECT);
+}
+
+/* One URL for both, as some profiles have it: the Content-Type says which. */
+static void handle_either(struct vouchd *srv, struct evhttp_request *req, const char *path)
+{
+    handle_request(srv, req, EP_MDM);
+}
+
+void mdm_register_routes(void)
+{
+    http_route("/mdm/checkin", handle_checkin);
+    http_route("/mdm/connect", handle_connect);
+    http_route("/mdm", handle_either);
 }

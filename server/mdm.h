@@ -11,11 +11,7 @@
 #ifndef VOUCH_MDM_H
 #define VOUCH_MDM_H
 
-#include "metrics.h"
-
-struct evhttp_request;
-struct vouchd;
-
-void mdm_handle_request(struct vouchd *srv, struct evhttp_request *req, enum metrics_endpoint ep);
+/* Registers PUT /mdm/checkin, /mdm/connect and /mdm with the HTTP front (http_route). */
+void mdm_register_routes(void);
 
 #endif
