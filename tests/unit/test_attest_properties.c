@@ -17,6 +17,19 @@
 
 #include "attest_json.h"
 
+/* The enrolled device as a Mac: every Apple property, g.nonce as freshness code. */
+static void mac_spec(struct fake_leaf_spec *spec)
+{
+    struct fake_apple_device dev = {.serial_number = dev_serial,
+                                    .udid = dev_udid,
+                                    .os_version = dev_os,
+                                    .software_update_device_id = dev_sudid,
+                                    .nonce = g.nonce,
+                                    .nonce_len = 32,
+                                    .macos = true};
+    assert_true(fake_leaf_spec_device(spec, &dev, MINTED));
+}
+
 static void expect_udid(const char *udid, bool blank)
 {
     struct fake_leaf_spec spec;
@@ -148,14 +161,7 @@ static void test_malformed_extensions(void **state)
 
     /* Every Apple extension, duplicated (same value twice). */
     for (int prop = 0; prop < FAKE_PROP_COUNT; prop++) {
-        struct fake_apple_device dev = {.serial_number = dev_serial,
-                                        .udid = dev_udid,
-                                        .os_version = dev_os,
-                                        .software_update_device_id = dev_sudid,
-                                        .nonce = g.nonce,
-                                        .nonce_len = 32,
-                                        .macos = true};
-        assert_true(fake_leaf_spec_device(&spec, &dev, MINTED));
+        mac_spec(&spec);
         spec.props[prop].duplicate = true;
         snprintf(what, sizeof(what), "duplicated %s", fake_apple_prop_name(prop));
         expect_malformed_spec(&spec, what);
@@ -330,14 +336,7 @@ static void test_blank_and_omitted_properties(void **state)
     for (int prop = 0; prop < FAKE_PROP_COUNT; prop++) {
         if (prop == FAKE_PROP_FRESHNESS)
             continue;
-        struct fake_apple_device dev = {.serial_number = dev_serial,
-                                        .udid = dev_udid,
-                                        .os_version = dev_os,
-                                        .software_update_device_id = dev_sudid,
-                                        .nonce = g.nonce,
-                                        .nonce_len = 32,
-                                        .macos = true};
-        assert_true(fake_leaf_spec_device(&spec, &dev, MINTED));
+        mac_spec(&spec);
         fake_leaf_spec_blank(&spec, prop);
         issue(g.pki, &spec, &chain);
         assert_true(attest_read_leaf(chain.der[0], chain.len[0], &p, &nb, &na));
