@@ -171,20 +171,16 @@ static bool store_copy_field(char *out, size_t outlen, const char *field, size_t
     return true;
 }
 
-/* Parses one "device\t..." line (without its newline) into dev. */
-static bool store_parse_device_line(const char *line, size_t len, struct sim_device *dev,
-                                    unsigned long expect_index)
+/* Splits the len bytes at line at tabs into at most max fields; the last one takes the rest,
+ * tabs included. Returns the number of fields. */
+static size_t store_split_fields(const char *line, size_t len, const char **fields, size_t *lens,
+                                 size_t max)
 {
-    const char *fields[STORE_FIELDS];
-    size_t lens[STORE_FIELDS];
-    size_t nfields = 0;
     const char *p = line;
     const char *end = line + len;
-    char number[24];
-    char *num_end = NULL;
-    unsigned long index;
+    size_t nfields = 0;
 
-    while (nfields < STORE_FIELDS) {
+    while (nfields < max) {
         const char *tab = memchr(p, '\t', (size_t)(end - p));
         const char *stop = tab != NULL ? tab : end;
         fields[nfields] = p;
@@ -194,17 +190,37 @@ static bool store_parse_device_line(const char *line, size_t len, struct sim_dev
             break;
         p = tab + 1;
     }
+    return nfields;
+}
+
+/* A device index field: decimal digits only. */
+static bool store_parse_index(const char *field, size_t len, unsigned long *index)
+{
+    char number[24];
+    char *num_end = NULL;
+
+    if (!store_copy_field(number, sizeof(number), field, len) || number[0] < '0' || number[0] > '9')
+        return false;
+    errno = 0;
+    *index = strtoul(number, &num_end, 10);
+    return errno == 0 && *num_end == '\0';
+}
+
+/* Parses one "device\t..." line (without its newline) into dev. */
+static bool store_parse_device_line(const char *line, size_t len, struct sim_device *dev,
+                                    unsigned long expect_index)
+{
+    const char *fields[STORE_FIELDS];
+    size_t lens[STORE_FIELDS];
+    size_t nfields = store_split_fields(line, len, fields, lens, STORE_FIELDS);
+    unsigned long index;
+
     /* The last field (DeviceName) may not contain a tab, so anything left over is an error. */
-    if (nfields != STORE_FIELDS || fields[STORE_FIELDS - 1] + lens[STORE_FIELDS - 1] != end)
+    if (nfields != STORE_FIELDS || fields[STORE_FIELDS - 1] + lens[STORE_FIELDS - 1] != line + len)
         return false;
     if (lens[0] != 6 || memcmp(fields[0], "device", 6) != 0)
         return false;
-    if (!store_copy_field(number, sizeof(number), fields[1], lens[1]))
-        return false;
-    errno = 0;
-    index = strtoul(number, &num_end, 10);
-    if (errno != 0 || *num_end != '\0' || number[0] < '0' || number[0] > '9' ||
-        index != expect_index)
+    if (!store_parse_index(fields[1], lens[1], &index) || index != expect_index)
         return false;
     memset(dev, 0, sizeof(*dev));
     dev->index = index;
@@ -624,30 +640,11 @@ static bool store_parse_token_line(const char *line, size_t len, unsigned long *
 {
     const char *fields[STORE_TOKENS_FIELDS];
     size_t lens[STORE_TOKENS_FIELDS];
-    size_t nfields = 0;
-    const char *p = line;
-    const char *end = line + len;
-    char number[24];
-    char *num_end = NULL;
+    size_t nfields = store_split_fields(line, len, fields, lens, STORE_TOKENS_FIELDS);
 
-    while (nfields < STORE_TOKENS_FIELDS) {
-        const char *tab = memchr(p, '\t', (size_t)(end - p));
-        const char *stop = tab != NULL ? tab : end;
-        fields[nfields] = p;
-        lens[nfields] = (size_t)(stop - p);
-        nfields++;
-        if (tab == NULL)
-            break;
-        p = tab + 1;
-    }
     if (nfields != STORE_TOKENS_FIELDS) /* later fields, if any, are for later versions */
         return false;
-    if (!store_copy_field(number, sizeof(number), fields[0], lens[0]) || number[0] < '0' ||
-        number[0] > '9')
-        return false;
-    errno = 0;
-    *index = strtoul(number, &num_end, 10);
-    if (errno != 0 || *num_end != '\0')
+    if (!store_parse_index(fields[0], lens[0], index))
         return false;
     if (!store_copy_field(udid, udidlen, fields[1], lens[1]))
         return false;
