@@ -2,7 +2,8 @@
  * vouchctl: the operator CLI, a client of vouchd's admin API.
  *
  * main() (vouchctl.c) parses the command line into a struct ctl, opens the client and runs one
- * subcommand (commands.c; the offline `verify`, verify.c, gets no client). A subcommand returns
+ * subcommand (commands.c, devices.c, attestations.c, events.c, push.c, profile.c, on api.c;
+ * the offline `verify`, verify.c, gets no client but with --server). A subcommand returns
  * the process exit status. The struct ctl borrows its strings from argv and the environment, and
  * owns the client.
  */

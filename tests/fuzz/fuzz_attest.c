@@ -22,7 +22,7 @@
  * fresh or cached), a parsed leaf is one attest_read_leaf() also reads, and the JSON record
  * parses. With VOUCH_FUZZ_DIFFERENTIAL=1 in the environment every input is also verified on a
  * new verifier and the verdicts must agree (cached intermediate vs full path; off by default
- * because of known disagreements, see tests/unit/test_attest.c test_cache_*).
+ * because of known disagreements, see tests/unit/test_attest_cache.c).
  */
 #include <stdbool.h>
 #include <stdint.h>
