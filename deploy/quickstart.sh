@@ -47,8 +47,8 @@ build=$repo/build-quickstart
 url=http://$listen
 
 packages=(meson ninja-build pkg-config gcc libevent-dev libcurl4-openssl-dev libnghttp2-dev
-          libssl-dev libplist-dev libpq-dev libcmocka-dev postgresql postgresql-client openssl
-          python3 curl python3-cryptography)
+          libssl-dev libplist-dev libpq-dev libjansson-dev libcmocka-dev postgresql
+          postgresql-client openssl python3 curl python3-cryptography)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

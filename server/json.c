@@ -1,11 +1,44 @@
+/* json.h's contract on libjansson: the limits and the accessors around its parser, the writer's
+ * rules around its encoder. */
+
+/*
+ * libjansson names four enumerators as json.h does, and four of its functions: its own are
+ * renamed while its header is read, and the two of those functions called here are reached
+ * through declarations under other names (json.h links its four as vouch_json_*). Its json_is_*
+ * macros compare with its enumerators, so this file uses json_typeof() and the JANSSON_ names.
+ */
+#define JSON_NULL JANSSON_NULL
+#define JSON_STRING JANSSON_STRING
+#define JSON_ARRAY JANSSON_ARRAY
+#define JSON_OBJECT JANSSON_OBJECT
+#define json_object_get jansson_object_get_unused
+#define json_object_getn jansson_object_getn_unused
+#define json_object_size jansson_object_size_unused
+#define json_array_get jansson_array_get_unused
+#include <jansson.h>
+#undef JSON_NULL
+#undef JSON_STRING
+#undef JSON_ARRAY
+#undef JSON_OBJECT
+#undef json_object_get
+#undef json_object_getn
+#undef json_object_size
+#undef json_array_get
+#undef json_is_null
+
 #include "json.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+json_t *jansson_array_get(const json_t *array, size_t index) __asm__("json_array_get");
+size_t jansson_object_size(const json_t *object) __asm__("json_object_size");
+
+_Static_assert(JSON_MAX_DEPTH < JSON_PARSER_MAX_DEPTH, "JSON_MAX_DEPTH above libjansson's");
+_Static_assert(sizeof(json_int_t) == sizeof(int64_t), "libjansson's integers are not 64 bits");
 
 /* ---- Shared: UTF-8 ---- */
 
@@ -49,31 +82,55 @@ static size_t utf8_sequence_length(const unsigned char *s, size_t avail)
     return n;
 }
 
-static size_t utf8_encode(uint32_t cp, char *out)
+/* The writer checks text itself, so that a bad string is JSON_WRITE_UTF8 and a failed
+ * allocation JSON_WRITE_NOMEM (libjansson's checked setters say -1 to both). */
+static bool utf8_valid(const char *s, size_t len)
 {
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < len) {
+        if (u[i] < 0x80) {
+            i++;
+            continue;
+        }
+        size_t k = utf8_sequence_length(u + i, len - i);
+        if (k == 0)
+            return false;
+        i += k;
     }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
+    return true;
 }
 
-/* ---- Document: an arena that owns every node and string ---- */
+/* ---- Document: libjansson's tree, and beside it the nodes json.h hands out ---- */
+
+/*
+ * libjansson has no index into an object's members and no number text, and json.h's values are
+ * const, so every value gets a node when the document is parsed. Nodes borrow strings and keys
+ * from the libjansson tree, which the document keeps; they live in blocks freed all at once.
+ */
+struct json_member;
+
+struct json_value {
+    json_t *j; /* in the document's tree; the writer shares it */
+    enum json_type type;
+    unsigned height; /* containers in this value, nested: 0 for a scalar, 1 for "[1]" */
+    size_t count;    /* arrays and objects: elements or members */
+    union {
+        const char *number;          /* numbers: json_number_text() */
+        struct json_value *items;    /* arrays */
+        struct json_member *members; /* objects, in document order */
+    } u;
+    const struct json_member **sorted; /* objects of more than SORTED_MIN members: by key */
+};
+
+struct json_member {
+    const char *key;
+    size_t key_len;
+    struct json_value value;
+};
+
+/* Objects this small are searched in order; larger ones through a sorted index. */
+#define SORTED_MIN 16
 
 struct json_block {
     struct json_block *next;
@@ -82,40 +139,11 @@ struct json_block {
     _Alignas(max_align_t) unsigned char data[];
 };
 
-struct json_member {
-    const char *key;
-    size_t key_len;
-    const struct json_value *value;
-};
-
-struct json_value {
-    enum json_type type;
-    union {
-        bool boolean;
-        struct {
-            double value;
-            const char *text;
-        } number;
-        struct {
-            const char *ptr;
-            size_t len;
-        } string;
-        struct {
-            const struct json_value **items;
-            size_t count;
-        } array;
-        struct {
-            const struct json_member *members; /* document order */
-            const struct json_member **sorted; /* by key, for lookups */
-            size_t count;
-        } object;
-    } u;
-};
-
 struct json_doc {
+    json_t *tree;
     struct json_block *blocks;
     size_t next_block_size;
-    const struct json_value *root;
+    struct json_value root;
 };
 
 #define JSON_BLOCK_MIN 4096
@@ -161,12 +189,13 @@ void json_doc_free(struct json_doc *doc)
         free(b);
         b = next;
     }
+    json_decref(doc->tree);
     free(doc);
 }
 
 const struct json_value *json_doc_root(const struct json_doc *doc)
 {
-    return doc == NULL ? NULL : doc->root;
+    return doc == NULL ? NULL : &doc->root;
 }
 
 const char *json_strerror(enum json_error error)
@@ -200,325 +229,136 @@ const char *json_strerror(enum json_error error)
 
 /* ---- Parser ---- */
 
-/*
- * The parser is iterative: nesting lives in frames[], not on the C stack, so max_depth is
- * limited by memory alone. Children of open containers wait on pending[] and are copied into
- * the document when their container closes, so arrays index in O(1).
- */
-struct json_frame {
-    struct json_value *container;
-    size_t first_pending;
-    const char *key; /* objects: the key whose value comes next */
-    size_t key_len;
-};
-
-struct json_parser {
-    const unsigned char *text;
-    size_t len;
-    size_t pos;
+struct json_parse {
     const struct json_limits *limits;
-    struct json_doc *doc;
-    size_t nodes;
-    struct json_frame *frames;
-    size_t depth;
-    size_t frames_cap;
-    struct json_member *pending;
-    size_t pending_len;
-    size_t pending_cap;
     enum json_error error;
-    size_t error_offset;
-    const char *error_message;
+    size_t offset;
+    const char *message;
+    size_t nul; /* offset of the first NUL byte outside strings, or SIZE_MAX */
+    size_t nul_depth;
 };
 
-static bool parser_fail(struct json_parser *p, enum json_error error, size_t offset,
-                        const char *message)
+static enum json_error parse_fail(struct json_parse *p, enum json_error error, size_t offset,
+                                  const char *message)
 {
     p->error = error;
-    p->error_offset = offset;
-    p->error_message = message;
-    return false;
+    p->offset = offset;
+    p->message = message != NULL ? message : json_strerror(error);
+    return error;
 }
 
-static void parser_skip_ws(struct json_parser *p)
+static bool is_ws(unsigned char c)
 {
-    while (p->pos < p->len) {
-        unsigned char c = p->text[p->pos];
-        if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
-            break;
-        p->pos++;
-    }
-}
-
-static struct json_value *parser_new_value(struct json_parser *p, enum json_type type)
-{
-    if (p->nodes >= p->limits->max_nodes) {
-        parser_fail(p, JSON_ERR_TOO_MANY, p->pos, "too many values");
-        return NULL;
-    }
-    struct json_value *v = doc_alloc(p->doc, sizeof(*v));
-    if (v == NULL) {
-        parser_fail(p, JSON_ERR_NOMEM, p->pos, "out of memory");
-        return NULL;
-    }
-    p->nodes++;
-    memset(v, 0, sizeof(*v));
-    v->type = type;
-    return v;
-}
-
-static int hex_digit(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Reads the four hex digits of a \u escape at text[at]. */
-static bool parser_hex4(struct json_parser *p, size_t at, size_t end, uint32_t *out)
-{
-    uint32_t v = 0;
-    if (end - at < 4)
-        return parser_fail(p, JSON_ERR_STRING, at, "truncated \\u escape");
-    for (size_t i = 0; i < 4; i++) {
-        int d = hex_digit(p->text[at + i]);
-        if (d < 0)
-            return parser_fail(p, JSON_ERR_STRING, at + i, "bad hex digit in \\u escape");
-        v = (v << 4) | (uint32_t)d;
-    }
-    *out = v;
-    return true;
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
 /*
- * Parses the string whose opening quote is at p->pos into the document. Decoding never makes a
- * string longer, so the raw length bounds the allocation.
+ * The depth and value limits, checked on the text before libjansson allocates a tree for it, so
+ * that they bound memory. Strings are skipped. In valid JSON every value but the top one follows
+ * a container's opening bracket or a comma, so there are 1 + commas + non-empty containers; text
+ * that is not JSON may be miscounted, and libjansson refuses it next.
  */
-static bool parser_string(struct json_parser *p, const char **out, size_t *out_len)
+static enum json_error parse_check_limits(struct json_parse *p, const unsigned char *t, size_t len)
 {
-    size_t start = p->pos + 1;
-    size_t end = start;
+    size_t max_depth =
+        p->limits->max_depth < JSON_MAX_DEPTH ? p->limits->max_depth : JSON_MAX_DEPTH;
+    size_t depth = 0, nodes = 1;
 
-    /* First find the closing quote, so the decoded string can be allocated once. */
-    for (;;) {
-        if (end >= p->len)
-            return parser_fail(p, JSON_ERR_SYNTAX, p->pos, "unterminated string");
-        unsigned char c = p->text[end];
-        if (c == '"')
+    if (p->limits->max_nodes == 0)
+        return parse_fail(p, JSON_ERR_TOO_MANY, 0, NULL);
+    for (size_t i = 0; i < len; i++) {
+        switch (t[i]) {
+        case '"':
+            /* To the next quote not escaped by an odd run of backslashes. */
+            for (;;) {
+                const unsigned char *q = memchr(t + i + 1, '"', len - i - 1);
+                if (q == NULL)
+                    return JSON_OK; /* unterminated: libjansson says so */
+                i = (size_t)(q - t);
+                size_t k = i;
+                while (t[k - 1] == '\\')
+                    k--;
+                if ((i - k) % 2 == 0)
+                    break;
+            }
             break;
-        end += (c == '\\') ? 2 : 1;
-    }
-
-    char *buf = doc_alloc(p->doc, end - start + 1);
-    if (buf == NULL)
-        return parser_fail(p, JSON_ERR_NOMEM, start, "out of memory");
-    size_t n = 0;
-    size_t i = start;
-    while (i < end) {
-        unsigned char c = p->text[i];
-        if (c == '\\') {
-            unsigned char e = p->text[i + 1];
-            switch (e) {
-            case '"':
-            case '\\':
-            case '/':
-                buf[n++] = (char)e;
-                i += 2;
-                continue;
-            case 'b':
-                buf[n++] = '\b';
-                i += 2;
-                continue;
-            case 'f':
-                buf[n++] = '\f';
-                i += 2;
-                continue;
-            case 'n':
-                buf[n++] = '\n';
-                i += 2;
-                continue;
-            case 'r':
-                buf[n++] = '\r';
-                i += 2;
-                continue;
-            case 't':
-                buf[n++] = '\t';
-                i += 2;
-                continue;
-            case 'u':
-                break;
-            default:
-                return parser_fail(p, JSON_ERR_STRING, i, "invalid escape");
-            }
-            uint32_t cp;
-            if (!parser_hex4(p, i + 2, end, &cp))
-                return false;
-            if (cp >= 0xDC00 && cp <= 0xDFFF)
-                return parser_fail(p, JSON_ERR_STRING, i, "lone low surrogate in \\u escape");
-            if (cp >= 0xD800 && cp <= 0xDBFF) {
-                uint32_t low;
-                size_t j = i + 6;
-                if (end - j < 6 || p->text[j] != '\\' || p->text[j + 1] != 'u')
-                    return parser_fail(p, JSON_ERR_STRING, i,
-                                       "high surrogate not followed by a low surrogate");
-                if (!parser_hex4(p, j + 2, end, &low))
-                    return false;
-                if (low < 0xDC00 || low > 0xDFFF)
-                    return parser_fail(p, JSON_ERR_STRING, j,
-                                       "high surrogate not followed by a low surrogate");
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
-                i += 6;
-            }
-            n += utf8_encode(cp, buf + n);
-            i += 6;
-        } else if (c < 0x20) {
-            return parser_fail(p, JSON_ERR_STRING, i, "control character in string");
-        } else if (c < 0x80) {
-            buf[n++] = (char)c;
-            i++;
-        } else {
-            size_t k = utf8_sequence_length(p->text + i, end - i);
-            if (k == 0)
-                return parser_fail(p, JSON_ERR_UTF8, i, "invalid UTF-8 in string");
-            memcpy(buf + n, p->text + i, k);
-            n += k;
-            i += k;
+        case '[':
+        case '{': {
+            if (depth == max_depth)
+                return parse_fail(p, JSON_ERR_TOO_DEEP, i, NULL);
+            depth++;
+            size_t k = i + 1;
+            while (k < len && is_ws(t[k]))
+                k++;
+            if (k < len && t[k] != ']' && t[k] != '}')
+                nodes++;
+            break;
         }
+        case ']':
+        case '}':
+            if (depth > 0)
+                depth--;
+            break;
+        case ',':
+            nodes++;
+            break;
+        case '\0':
+            if (p->nul == SIZE_MAX) {
+                p->nul = i;
+                p->nul_depth = depth;
+            }
+            break;
+        default:
+            break;
+        }
+        if (nodes > p->limits->max_nodes)
+            return parse_fail(p, JSON_ERR_TOO_MANY, i, NULL);
     }
-    buf[n] = '\0';
-    p->pos = end + 1;
-    *out = buf;
-    *out_len = n;
-    return true;
+    return JSON_OK;
 }
 
-static bool is_digit(unsigned char c)
+/* libjansson says "invalid syntax" for string errors too: these are told by their message. */
+static const struct {
+    const char *prefix;
+    const char *message;
+} string_errors[] = {
+    {"unexpected newline", "control character in string"},
+    {"control character", "control character in string"},
+    {"invalid escape", "invalid escape"},
+    {"invalid Unicode", "lone or mismatched UTF-16 surrogate in \\u escape"},
+};
+
+static enum json_error parse_fail_jansson(struct json_parse *p, const json_error_t *e, size_t len)
 {
-    return c >= '0' && c <= '9';
-}
-
-static bool parser_number(struct json_parser *p, struct json_value *v)
-{
-    size_t start = p->pos;
-    size_t i = start;
-    const unsigned char *t = p->text;
-
-    if (i < p->len && t[i] == '-')
-        i++;
-    if (i >= p->len || !is_digit(t[i]))
-        return parser_fail(p, JSON_ERR_SYNTAX, i, "expected a digit");
-    if (t[i] == '0') {
-        i++;
-    } else {
-        while (i < p->len && is_digit(t[i]))
-            i++;
-    }
-    if (i < p->len && t[i] == '.') {
-        i++;
-        if (i >= p->len || !is_digit(t[i]))
-            return parser_fail(p, JSON_ERR_SYNTAX, i, "expected a digit after '.'");
-        while (i < p->len && is_digit(t[i]))
-            i++;
-    }
-    if (i < p->len && (t[i] == 'e' || t[i] == 'E')) {
-        i++;
-        if (i < p->len && (t[i] == '+' || t[i] == '-'))
-            i++;
-        if (i >= p->len || !is_digit(t[i]))
-            return parser_fail(p, JSON_ERR_SYNTAX, i, "expected a digit in the exponent");
-        while (i < p->len && is_digit(t[i]))
-            i++;
-    }
-    size_t n = i - start;
-    if (n > JSON_MAX_NUMBER_LEN)
-        return parser_fail(p, JSON_ERR_NUMBER, start, "number too long");
-    char *text = doc_alloc(p->doc, n + 1);
-    if (text == NULL)
-        return parser_fail(p, JSON_ERR_NOMEM, start, "out of memory");
-    memcpy(text, t + start, n);
-    text[n] = '\0';
-
-    /* The grammar was checked above, so strtod sees a plain C-locale number. */
-    errno = 0;
-    char *endp = NULL;
-    double d = strtod(text, &endp);
-    if (endp != text + n)
-        return parser_fail(p, JSON_ERR_NUMBER, start, "unreadable number");
-    if (errno == ERANGE && isinf(d))
-        return parser_fail(p, JSON_ERR_NUMBER, start, "number out of range");
-    v->u.number.value = d;
-    v->u.number.text = text;
-    p->pos = i;
-    return true;
-}
-
-static bool parser_literal(struct json_parser *p, const char *word, size_t n)
-{
-    if (p->len - p->pos < n || memcmp(p->text + p->pos, word, n) != 0)
-        return parser_fail(p, JSON_ERR_SYNTAX, p->pos, "unexpected character");
-    p->pos += n;
-    return true;
-}
-
-/* Parses a scalar at p->pos (which is not at the end of input). */
-static const struct json_value *parser_scalar(struct json_parser *p)
-{
-    unsigned char c = p->text[p->pos];
-    struct json_value *v;
-
-    switch (c) {
-    case '"':
-        v = parser_new_value(p, JSON_STRING);
-        if (v == NULL || !parser_string(p, &v->u.string.ptr, &v->u.string.len))
-            return NULL;
-        return v;
-    case 't':
-    case 'f':
-        v = parser_new_value(p, JSON_BOOL);
-        if (v == NULL)
-            return NULL;
-        v->u.boolean = c == 't';
-        if (!parser_literal(p, c == 't' ? "true" : "false", c == 't' ? 4 : 5))
-            return NULL;
-        return v;
-    case 'n':
-        v = parser_new_value(p, JSON_NULL);
-        if (v == NULL || !parser_literal(p, "null", 4))
-            return NULL;
-        return v;
+    size_t at = e->position < 0 ? 0 : (size_t)e->position;
+    if (at > len)
+        at = len;
+    if (e->text[0] == '\0') /* libjansson failed without a word: an allocation */
+        return parse_fail(p, JSON_ERR_NOMEM, at, NULL);
+    switch (json_error_code(e)) {
+    case json_error_out_of_memory:
+        return parse_fail(p, JSON_ERR_NOMEM, at, NULL);
+    case json_error_stack_overflow:
+        return parse_fail(p, JSON_ERR_TOO_DEEP, at, NULL);
+    case json_error_invalid_utf8:
+        return parse_fail(p, JSON_ERR_UTF8, at, NULL);
+    case json_error_end_of_input_expected:
+        return parse_fail(p, JSON_ERR_TRAILING, at, NULL);
+    case json_error_numeric_overflow:
+        return parse_fail(p, JSON_ERR_NUMBER, at, "number out of range");
+    case json_error_duplicate_key:
+        return parse_fail(p, JSON_ERR_DUPLICATE_KEY, at, NULL);
+    case json_error_null_byte_in_key:
+        return parse_fail(p, JSON_ERR_STRING, at, "\\u0000 in an object key");
+    case json_error_invalid_syntax:
+        for (size_t i = 0; i < sizeof(string_errors) / sizeof(string_errors[0]); i++) {
+            if (strncmp(e->text, string_errors[i].prefix, strlen(string_errors[i].prefix)) == 0)
+                return parse_fail(p, JSON_ERR_STRING, at, string_errors[i].message);
+        }
+        return parse_fail(p, JSON_ERR_SYNTAX, at, NULL);
     default:
-        if (c != '-' && !is_digit(c)) {
-            parser_fail(p, JSON_ERR_SYNTAX, p->pos, "unexpected character");
-            return NULL;
-        }
-        v = parser_new_value(p, JSON_NUMBER);
-        if (v == NULL || !parser_number(p, v))
-            return NULL;
-        return v;
+        return parse_fail(p, JSON_ERR_SYNTAX, at, NULL);
     }
-}
-
-static bool grow_array(void **ptr, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return true;
-    size_t ncap = *cap ? *cap : 16;
-    while (ncap < need) {
-        if (ncap > SIZE_MAX / 2)
-            return false;
-        ncap *= 2;
-    }
-    if (ncap > SIZE_MAX / elem)
-        return false;
-    void *n = realloc(*ptr, ncap * elem);
-    if (n == NULL)
-        return false;
-    *ptr = n;
-    *cap = ncap;
-    return true;
 }
 
 static int member_compare(const void *a, const void *b)
@@ -532,182 +372,143 @@ static int member_compare(const void *a, const void *b)
     return (x->key_len > y->key_len) - (x->key_len < y->key_len);
 }
 
-/* Moves the pending children of the innermost container into it and closes it. */
-static bool parser_close(struct json_parser *p)
+/* Fills v for j and, depth first, the nodes under it. Recursion is bounded: libjansson parses
+ * no deeper than JSON_PARSER_MAX_DEPTH. */
+static bool doc_node(struct json_doc *doc, json_t *j, struct json_value *v)
 {
-    struct json_frame *f = &p->frames[p->depth - 1];
-    struct json_value *c = f->container;
-    size_t count = p->pending_len - f->first_pending;
-    /* pending is still NULL when nothing was ever pending. */
-    const struct json_member *kids = count > 0 ? p->pending + f->first_pending : NULL;
+    char text[64];
+    size_t n;
 
-    if (c->type == JSON_ARRAY) {
-        const struct json_value **items = NULL;
-        if (count > 0) {
-            items = doc_alloc(p->doc, count * sizeof(*items));
-            if (items == NULL)
-                return parser_fail(p, JSON_ERR_NOMEM, p->pos, "out of memory");
-            for (size_t i = 0; i < count; i++)
-                items[i] = kids[i].value;
-        }
-        c->u.array.items = items;
-        c->u.array.count = count;
-    } else {
-        struct json_member *members = NULL;
-        const struct json_member **sorted = NULL;
-        if (count > 0) {
-            members = doc_alloc(p->doc, count * sizeof(*members));
-            sorted = doc_alloc(p->doc, count * sizeof(*sorted));
-            if (members == NULL || sorted == NULL)
-                return parser_fail(p, JSON_ERR_NOMEM, p->pos, "out of memory");
-            memcpy(members, kids, count * sizeof(*members));
-            for (size_t i = 0; i < count; i++)
-                sorted[i] = &members[i];
-            qsort(sorted, count, sizeof(*sorted), member_compare);
-            for (size_t i = 1; i < count; i++) {
-                if (member_compare(&sorted[i - 1], &sorted[i]) == 0)
-                    return parser_fail(p, JSON_ERR_DUPLICATE_KEY, p->pos, "duplicate key");
-            }
-        }
-        c->u.object.members = members;
-        c->u.object.sorted = sorted;
-        c->u.object.count = count;
-    }
-    p->pending_len = f->first_pending;
-    p->depth--;
-    return true;
-}
-
-/* Parses `"key" :` inside an object into the innermost frame. */
-static bool parser_key(struct json_parser *p)
-{
-    struct json_frame *f = &p->frames[p->depth - 1];
-    parser_skip_ws(p);
-    if (p->pos >= p->len || p->text[p->pos] != '"')
-        return parser_fail(p, JSON_ERR_SYNTAX, p->pos, "expected a string key");
-    if (!parser_string(p, &f->key, &f->key_len))
-        return false;
-    parser_skip_ws(p);
-    if (p->pos >= p->len || p->text[p->pos] != ':')
-        return parser_fail(p, JSON_ERR_SYNTAX, p->pos, "expected ':'");
-    p->pos++;
-    return true;
-}
-
-static bool parser_run(struct json_parser *p)
-{
-    const struct json_value *v;
-
-    for (;;) {
-        /* A value is due. */
-        parser_skip_ws(p);
-        if (p->pos >= p->len)
-            return parser_fail(p, JSON_ERR_SYNTAX, p->pos, "unexpected end of input");
-        unsigned char c = p->text[p->pos];
-        if (c == '{' || c == '[') {
-            if (p->depth >= p->limits->max_depth)
-                return parser_fail(p, JSON_ERR_TOO_DEEP, p->pos, "nesting too deep");
-            struct json_value *cv = parser_new_value(p, c == '{' ? JSON_OBJECT : JSON_ARRAY);
-            if (cv == NULL)
-                return false;
-            if (!grow_array((void **)&p->frames, &p->frames_cap, p->depth + 1, sizeof(*p->frames)))
-                return parser_fail(p, JSON_ERR_NOMEM, p->pos, "out of memory");
-            struct json_frame *f = &p->frames[p->depth++];
-            f->container = cv;
-            f->first_pending = p->pending_len;
-            f->key = NULL;
-            f->key_len = 0;
-            p->pos++;
-            parser_skip_ws(p);
-            if (p->pos < p->len && p->text[p->pos] == (c == '{' ? '}' : ']')) {
-                p->pos++;
-                if (!parser_close(p))
-                    return false;
-                v = cv;
-            } else {
-                if (c == '{' && !parser_key(p))
-                    return false;
-                continue;
-            }
+    memset(v, 0, sizeof(*v));
+    v->j = j;
+    switch (json_typeof(j)) {
+    case JANSSON_NULL:
+        v->type = JSON_NULL;
+        return true;
+    case JSON_TRUE:
+    case JSON_FALSE:
+        v->type = JSON_BOOL;
+        return true;
+    case JANSSON_STRING:
+        v->type = JSON_STRING;
+        return true;
+    case JSON_INTEGER:
+    case JSON_REAL:
+        v->type = JSON_NUMBER;
+        if (json_typeof(j) == JSON_INTEGER) {
+            int m = snprintf(text, sizeof(text), "%" JSON_INTEGER_FORMAT, json_integer_value(j));
+            n = m < 0 ? 0 : (size_t)m;
         } else {
-            v = parser_scalar(p);
-            if (v == NULL)
-                return false;
+            /* The writer's spelling, so that the text is what json_write_value() writes. */
+            n = json_dumpb(j, text, sizeof(text), JSON_ENCODE_ANY);
         }
-
-        /* A value is complete: hand it to its container, closing containers as they end. */
-        for (;;) {
-            if (p->depth == 0) {
-                p->doc->root = v;
-                return true;
-            }
-            struct json_frame *f = &p->frames[p->depth - 1];
-            if (!grow_array((void **)&p->pending, &p->pending_cap, p->pending_len + 1,
-                            sizeof(*p->pending)))
-                return parser_fail(p, JSON_ERR_NOMEM, p->pos, "out of memory");
-            struct json_member *m = &p->pending[p->pending_len++];
-            m->key = f->key;
-            m->key_len = f->key_len;
-            m->value = v;
-
-            bool is_object = f->container->type == JSON_OBJECT;
-            parser_skip_ws(p);
-            if (p->pos >= p->len)
-                return parser_fail(p, JSON_ERR_SYNTAX, p->pos, "unexpected end of input");
-            c = p->text[p->pos++];
-            if (c == ',') {
-                if (is_object && !parser_key(p))
-                    return false;
-                break; /* the next element is due */
-            }
-            if (c != (is_object ? '}' : ']'))
-                return parser_fail(p, JSON_ERR_SYNTAX, p->pos - 1,
-                                   is_object ? "expected ',' or '}'" : "expected ',' or ']'");
-            v = f->container;
-            if (!parser_close(p))
-                return false;
+        if (n == 0 || n >= sizeof(text))
+            return false;
+        char *copy = doc_alloc(doc, n + 1);
+        if (copy == NULL)
+            return false;
+        memcpy(copy, text, n);
+        copy[n] = '\0';
+        v->u.number = copy;
+        return true;
+    case JANSSON_ARRAY:
+        v->type = JSON_ARRAY;
+        v->count = json_array_size(j);
+        if (v->count == 0) {
+            v->height = 1;
+            return true;
         }
+        v->u.items = doc_alloc(doc, v->count * sizeof(*v->u.items));
+        if (v->u.items == NULL)
+            return false;
+        for (size_t i = 0; i < v->count; i++) {
+            struct json_value *item = &v->u.items[i];
+            if (!doc_node(doc, jansson_array_get(j, i), item))
+                return false;
+            if (item->height > v->height)
+                v->height = item->height;
+        }
+        v->height++;
+        return true;
+    case JANSSON_OBJECT:
+        v->type = JSON_OBJECT;
+        v->count = jansson_object_size(j);
+        if (v->count == 0) {
+            v->height = 1;
+            return true;
+        }
+        v->u.members = doc_alloc(doc, v->count * sizeof(*v->u.members));
+        if (v->u.members == NULL)
+            return false;
+        n = 0;
+        for (void *it = json_object_iter(j); it != NULL; it = json_object_iter_next(j, it)) {
+            struct json_member *m = &v->u.members[n++];
+            m->key = json_object_iter_key(it);
+            m->key_len = json_object_iter_key_len(it);
+            if (!doc_node(doc, json_object_iter_value(it), &m->value))
+                return false;
+            if (m->value.height > v->height)
+                v->height = m->value.height;
+        }
+        v->height++;
+        if (v->count > SORTED_MIN) {
+            const struct json_member **sorted = doc_alloc(doc, v->count * sizeof(*sorted));
+            if (sorted == NULL)
+                return false;
+            for (size_t i = 0; i < v->count; i++)
+                sorted[i] = &v->u.members[i];
+            qsort(sorted, v->count, sizeof(*sorted), member_compare);
+            v->sorted = sorted;
+        }
+        return true;
     }
+    return false;
 }
 
 enum json_error json_parse(const char *text, size_t len, const struct json_limits *limits,
                            struct json_doc **out, struct json_parse_error *err)
 {
-    struct json_parser p;
+    struct json_parse p = {.limits = limits, .error = JSON_OK, .nul = SIZE_MAX};
+    struct json_doc *doc = NULL;
+    json_error_t jerr;
 
     *out = NULL;
-    memset(&p, 0, sizeof(p));
-    p.text = (const unsigned char *)text;
-    p.len = len;
-    p.limits = limits;
-    p.error = JSON_OK;
-
     if (len > limits->max_bytes) {
-        parser_fail(&p, JSON_ERR_TOO_LARGE, limits->max_bytes, "document too large");
+        parse_fail(&p, JSON_ERR_TOO_LARGE, limits->max_bytes, NULL);
         goto out;
     }
-    p.doc = calloc(1, sizeof(*p.doc));
-    if (p.doc == NULL) {
-        parser_fail(&p, JSON_ERR_NOMEM, 0, "out of memory");
+    if (parse_check_limits(&p, (const unsigned char *)text, len) != JSON_OK)
+        goto out;
+    doc = calloc(1, sizeof(*doc));
+    if (doc == NULL) {
+        parse_fail(&p, JSON_ERR_NOMEM, 0, NULL);
         goto out;
     }
-    p.doc->next_block_size = JSON_BLOCK_MIN;
-    if (!parser_run(&p))
-        goto out;
-    parser_skip_ws(&p);
-    if (p.pos != p.len) {
-        parser_fail(&p, JSON_ERR_TRAILING, p.pos, "trailing data after the value");
+    doc->next_block_size = JSON_BLOCK_MIN;
+    doc->tree =
+        json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    if (doc->tree == NULL) {
+        parse_fail_jansson(&p, &jerr, len);
         goto out;
     }
-    *out = p.doc;
-    p.doc = NULL;
+    /* libjansson skips a NUL byte right after a number or a literal ("1\0", "[true\0]"). No
+     * NUL byte outside a string is JSON. */
+    if (p.nul != SIZE_MAX) {
+        parse_fail(&p, p.nul_depth == 0 ? JSON_ERR_TRAILING : JSON_ERR_SYNTAX, p.nul,
+                   "NUL byte outside a string");
+        goto out;
+    }
+    if (!doc_node(doc, doc->tree, &doc->root)) {
+        parse_fail(&p, JSON_ERR_NOMEM, 0, NULL);
+        goto out;
+    }
+    *out = doc;
+    doc = NULL;
 out:
-    json_doc_free(p.doc);
-    free(p.frames);
-    free(p.pending);
+    json_doc_free(doc);
     if (err != NULL) {
-        err->offset = p.error == JSON_OK ? 0 : p.error_offset;
-        err->message = p.error == JSON_OK ? "ok" : p.error_message;
+        err->offset = p.error == JSON_OK ? 0 : p.offset;
+        err->message = p.error == JSON_OK ? "ok" : p.message;
     }
     return p.error;
 }
@@ -727,13 +528,21 @@ bool json_is_null(const struct json_value *v)
 const struct json_value *json_object_getn(const struct json_value *obj, const char *key,
                                           size_t key_len)
 {
-    if (obj == NULL || obj->type != JSON_OBJECT || key == NULL || obj->u.object.count == 0)
+    if (obj == NULL || obj->type != JSON_OBJECT || key == NULL || obj->count == 0)
         return NULL;
-    struct json_member probe = {.key = key, .key_len = key_len, .value = NULL};
+    if (obj->sorted == NULL) {
+        for (size_t i = 0; i < obj->count; i++) {
+            const struct json_member *m = &obj->u.members[i];
+            if (m->key_len == key_len && memcmp(m->key, key, key_len) == 0)
+                return &m->value;
+        }
+        return NULL;
+    }
+    struct json_member probe = {.key = key, .key_len = key_len};
     const struct json_member *pp = &probe;
-    const struct json_member *const *hit = bsearch(&pp, obj->u.object.sorted, obj->u.object.count,
-                                                   sizeof(*obj->u.object.sorted), member_compare);
-    return hit == NULL ? NULL : (*hit)->value;
+    const struct json_member *const *hit =
+        bsearch(&pp, obj->sorted, obj->count, sizeof(*obj->sorted), member_compare);
+    return hit == NULL ? NULL : &(*hit)->value;
 }
 
 const struct json_value *json_object_get(const struct json_value *obj, const char *key)
@@ -745,41 +554,41 @@ const struct json_value *json_object_get(const struct json_value *obj, const cha
 
 size_t json_object_size(const struct json_value *obj)
 {
-    return (obj == NULL || obj->type != JSON_OBJECT) ? 0 : obj->u.object.count;
+    return (obj == NULL || obj->type != JSON_OBJECT) ? 0 : obj->count;
 }
 
 bool json_object_member(const struct json_value *obj, size_t index, const char **key,
                         size_t *key_len, const struct json_value **value)
 {
-    if (obj == NULL || obj->type != JSON_OBJECT || index >= obj->u.object.count)
+    if (obj == NULL || obj->type != JSON_OBJECT || index >= obj->count)
         return false;
-    const struct json_member *m = &obj->u.object.members[index];
+    const struct json_member *m = &obj->u.members[index];
     if (key != NULL)
         *key = m->key;
     if (key_len != NULL)
         *key_len = m->key_len;
     if (value != NULL)
-        *value = m->value;
+        *value = &m->value;
     return true;
 }
 
 size_t json_array_length(const struct json_value *arr)
 {
-    return (arr == NULL || arr->type != JSON_ARRAY) ? 0 : arr->u.array.count;
+    return (arr == NULL || arr->type != JSON_ARRAY) ? 0 : arr->count;
 }
 
 const struct json_value *json_array_get(const struct json_value *arr, size_t index)
 {
-    if (arr == NULL || arr->type != JSON_ARRAY || index >= arr->u.array.count)
+    if (arr == NULL || arr->type != JSON_ARRAY || index >= arr->count)
         return NULL;
-    return arr->u.array.items[index];
+    return &arr->u.items[index];
 }
 
 bool json_get_bool(const struct json_value *v, bool *out)
 {
     if (v == NULL || v->type != JSON_BOOL)
         return false;
-    *out = v->u.boolean;
+    *out = json_typeof(v->j) == JSON_TRUE;
     return true;
 }
 
@@ -787,43 +596,36 @@ bool json_get_double(const struct json_value *v, double *out)
 {
     if (v == NULL || v->type != JSON_NUMBER)
         return false;
-    *out = v->u.number.value;
+    *out = json_number_value(v->j);
     return true;
 }
 
 bool json_get_int64(const struct json_value *v, int64_t *out)
 {
-    if (v == NULL || v->type != JSON_NUMBER)
+    if (v == NULL || json_typeof(v->j) != JSON_INTEGER)
         return false;
-    const char *t = v->u.number.text;
-    if (strpbrk(t, ".eE") != NULL)
-        return false;
-    errno = 0;
-    char *end = NULL;
-    _Static_assert(sizeof(long long) == sizeof(int64_t), "long long is not 64 bits");
-    long long n = strtoll(t, &end, 10);
-    if (errno != 0 || end == t || *end != '\0')
-        return false;
-    *out = (int64_t)n;
+    *out = (int64_t)json_integer_value(v->j);
     return true;
 }
 
 const char *json_number_text(const struct json_value *v)
 {
-    return (v == NULL || v->type != JSON_NUMBER) ? NULL : v->u.number.text;
+    return (v == NULL || v->type != JSON_NUMBER) ? NULL : v->u.number;
 }
 
 bool json_get_string(const struct json_value *v, const char **out, size_t *len)
 {
     if (v == NULL || v->type != JSON_STRING)
         return false;
+    const char *s = json_string_value(v->j);
+    size_t n = json_string_length(v->j);
     if (len == NULL) {
-        if (memchr(v->u.string.ptr, '\0', v->u.string.len) != NULL)
+        if (memchr(s, '\0', n) != NULL)
             return false;
     } else {
-        *len = v->u.string.len;
+        *len = n;
     }
-    *out = v->u.string.ptr;
+    *out = s;
     return true;
 }
 
@@ -837,24 +639,22 @@ const char *json_object_get_string(const struct json_value *obj, const char *key
 
 /* ---- Writer ---- */
 
-enum json_level_kind { LEVEL_ARRAY, LEVEL_OBJECT };
-
-struct json_level {
-    enum json_level_kind kind;
-    bool key_pending; /* objects: a key was written, its value is due */
-    size_t count;
-};
-
 struct json_writer {
-    char *buf;
-    size_t len;
-    size_t cap;
     size_t max;
     unsigned flags;
     enum json_write_error error;
-    bool done; /* the top-level value is complete */
+    json_t *root;                        /* the top-level value, once one is written */
+    json_t *open[JSON_WRITER_MAX_DEPTH]; /* open containers, innermost last (borrowed) */
     size_t depth;
-    struct json_level levels[JSON_WRITER_MAX_DEPTH];
+    bool key_pending; /* the innermost object has a key and waits for its value */
+    char *key;        /* that key, copied */
+    size_t key_len;
+    size_t key_cap;
+    size_t least; /* the text will be at least this long: an early JSON_WRITE_TOO_LARGE */
+    char *text;   /* json_writer_finish()'s */
+    size_t len;
+    size_t cap;
+    bool finished;
 };
 
 struct json_writer *json_writer_new(size_t max_bytes, unsigned flags)
@@ -871,18 +671,24 @@ void json_writer_free(struct json_writer *w)
 {
     if (w == NULL)
         return;
-    free(w->buf);
+    json_decref(w->root);
+    free(w->key);
+    free(w->text);
     free(w);
 }
 
 void json_writer_reset(struct json_writer *w)
 {
-    w->len = 0;
-    if (w->buf != NULL)
-        w->buf[0] = '\0';
-    w->error = JSON_WRITE_OK;
-    w->done = false;
+    json_decref(w->root);
+    w->root = NULL;
     w->depth = 0;
+    w->key_pending = false;
+    w->least = 0;
+    w->len = 0;
+    if (w->text != NULL)
+        w->text[0] = '\0';
+    w->finished = false;
+    w->error = JSON_WRITE_OK;
 }
 
 enum json_write_error json_writer_error(const struct json_writer *w)
@@ -904,7 +710,7 @@ const char *json_write_strerror(enum json_write_error error)
     case JSON_WRITE_UTF8:
         return "invalid UTF-8 in a JSON string";
     case JSON_WRITE_NUMBER:
-        return "non-finite number";
+        return "non-finite or too large number";
     case JSON_WRITE_NOMEM:
         return "out of memory";
     }
@@ -918,206 +724,102 @@ static bool writer_fail(struct json_writer *w, enum json_write_error error)
     return false;
 }
 
-static bool writer_put(struct json_writer *w, const char *data, size_t n)
+/* Counts n more bytes of text. */
+static bool writer_grow(struct json_writer *w, size_t n)
 {
-    if (w->error != JSON_WRITE_OK)
-        return false;
-    if (n == 0)
-        return true;
-    if (n > w->max - w->len || n >= SIZE_MAX - w->len)
+    if (n > w->max - w->least)
         return writer_fail(w, JSON_WRITE_TOO_LARGE);
-    /* need <= max + 1 after the check above, and it cannot wrap. */
-    size_t need = w->len + n + 1; /* the NUL kept after the text */
-    if (need > w->cap) {
-        size_t limit = w->max < SIZE_MAX ? w->max + 1 : SIZE_MAX;
-        size_t ncap = w->cap ? w->cap : 256;
-        while (ncap < need && ncap <= SIZE_MAX / 2)
-            ncap *= 2;
-        if (ncap > limit)
-            ncap = limit;
-        if (ncap < need)
-            ncap = need;
-        char *nb = realloc(w->buf, ncap);
-        if (nb == NULL)
-            return writer_fail(w, JSON_WRITE_NOMEM);
-        w->buf = nb;
-        w->cap = ncap;
-    }
-    memcpy(w->buf + w->len, data, n);
-    w->len += n;
-    w->buf[w->len] = '\0';
+    w->least += n;
     return true;
 }
 
-static bool writer_newline(struct json_writer *w, size_t depth)
+/*
+ * Puts v (a new reference, or NULL when libjansson could not allocate it) where the next value
+ * goes: the top level, the innermost array, or the innermost object under the pending key. least
+ * is the fewest bytes it takes in the text.
+ */
+static bool writer_add(struct json_writer *w, json_t *v, size_t least)
 {
-    static const char spaces[] = "                                ";
-    if (!(w->flags & JSON_WRITER_PRETTY))
-        return true;
-    if (!writer_put(w, "\n", 1))
+    if (w->error != JSON_WRITE_OK) {
+        json_decref(v);
         return false;
-    size_t n = depth * 2;
-    while (n > 0) {
-        size_t k = n < sizeof(spaces) - 1 ? n : sizeof(spaces) - 1;
-        if (!writer_put(w, spaces, k))
-            return false;
-        n -= k;
     }
-    return true;
-}
-
-static bool writer_escaped(struct json_writer *w, const char *s, size_t len)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    size_t run = 0; /* start of the bytes not yet copied */
-
-    if (!writer_put(w, "\"", 1))
-        return false;
-    size_t i = 0;
-    while (i < len) {
-        unsigned char c = u[i];
-        if (c >= 0x80) {
-            size_t k = utf8_sequence_length(u + i, len - i);
-            if (k == 0)
-                return writer_fail(w, JSON_WRITE_UTF8);
-            i += k;
-            continue;
-        }
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            i++;
-            continue;
-        }
-        if (!writer_put(w, s + run, i - run))
-            return false;
-        char esc[8];
-        const char *e = esc;
-        size_t elen = 2;
-        switch (c) {
-        case '"':
-            e = "\\\"";
-            break;
-        case '\\':
-            e = "\\\\";
-            break;
-        case '\b':
-            e = "\\b";
-            break;
-        case '\f':
-            e = "\\f";
-            break;
-        case '\n':
-            e = "\\n";
-            break;
-        case '\r':
-            e = "\\r";
-            break;
-        case '\t':
-            e = "\\t";
-            break;
-        default: {
-            int m = snprintf(esc, sizeof(esc), "\\u%04x", (unsigned)c);
-            if (m != 6)
-                return writer_fail(w, JSON_WRITE_NOMEM);
-            elen = 6;
-            break;
-        }
-        }
-        if (!writer_put(w, e, elen))
-            return false;
-        i++;
-        run = i;
-    }
-    if (!writer_put(w, s + run, len - run))
-        return false;
-    return writer_put(w, "\"", 1);
-}
-
-/* Everything due before a value: the check that one is allowed here, a comma, an indent. */
-static bool writer_before_value(struct json_writer *w)
-{
-    if (w->error != JSON_WRITE_OK)
-        return false;
-    if (w->depth == 0)
-        return w->done ? writer_fail(w, JSON_WRITE_MISUSE) : true;
-    struct json_level *l = &w->levels[w->depth - 1];
-    if (l->kind == LEVEL_OBJECT) {
-        if (!l->key_pending)
+    if (v == NULL)
+        return writer_fail(w, JSON_WRITE_NOMEM);
+    if (w->depth == 0) {
+        if (w->root != NULL) {
+            json_decref(v);
             return writer_fail(w, JSON_WRITE_MISUSE);
-        l->key_pending = false;
-        return true;
+        }
+        w->root = v;
+        return writer_grow(w, least);
     }
-    if (l->count > 0 && !writer_put(w, ",", 1))
-        return false;
-    l->count++;
-    return writer_newline(w, w->depth);
+    json_t *c = w->open[w->depth - 1];
+    if (json_typeof(c) == JANSSON_OBJECT) {
+        if (!w->key_pending) {
+            json_decref(v);
+            return writer_fail(w, JSON_WRITE_MISUSE);
+        }
+        size_t members = jansson_object_size(c);
+        if (json_object_setn_new_nocheck(c, w->key, w->key_len, v) != 0)
+            return writer_fail(w, JSON_WRITE_NOMEM);
+        /* libjansson replaced the key's first value: a JSON object has each key once. */
+        if (jansson_object_size(c) == members)
+            return writer_fail(w, JSON_WRITE_MISUSE);
+        w->key_pending = false;
+        return writer_grow(w, least);
+    }
+    if (json_array_size(c) > 0)
+        least++; /* the comma */
+    if (json_array_append_new(c, v) != 0)
+        return writer_fail(w, JSON_WRITE_NOMEM);
+    return writer_grow(w, least);
 }
 
-static void writer_after_value(struct json_writer *w)
+static bool writer_begin(struct json_writer *w, json_t *c)
 {
-    if (w->depth == 0)
-        w->done = true;
-}
-
-static bool writer_scalar(struct json_writer *w, const char *text, size_t len)
-{
-    if (!writer_before_value(w) || !writer_put(w, text, len))
+    if (w->error != JSON_WRITE_OK) {
+        json_decref(c);
         return false;
-    writer_after_value(w);
-    return true;
-}
-
-static bool writer_begin(struct json_writer *w, enum json_level_kind kind)
-{
-    if (w->error != JSON_WRITE_OK)
-        return false;
-    if (w->depth >= JSON_WRITER_MAX_DEPTH)
+    }
+    if (w->depth >= JSON_WRITER_MAX_DEPTH) {
+        json_decref(c);
         return writer_fail(w, JSON_WRITE_TOO_DEEP);
-    if (!writer_before_value(w) || !writer_put(w, kind == LEVEL_OBJECT ? "{" : "[", 1))
+    }
+    if (!writer_add(w, c, 1))
         return false;
-    struct json_level *l = &w->levels[w->depth++];
-    l->kind = kind;
-    l->key_pending = false;
-    l->count = 0;
+    w->open[w->depth++] = c; /* its parent (or the root) holds the reference */
     return true;
 }
 
-static bool writer_end(struct json_writer *w, enum json_level_kind kind)
+static bool writer_end(struct json_writer *w, json_type kind)
 {
     if (w->error != JSON_WRITE_OK)
         return false;
-    if (w->depth == 0)
+    if (w->depth == 0 || json_typeof(w->open[w->depth - 1]) != kind || w->key_pending)
         return writer_fail(w, JSON_WRITE_MISUSE);
-    struct json_level *l = &w->levels[w->depth - 1];
-    if (l->kind != kind || l->key_pending)
-        return writer_fail(w, JSON_WRITE_MISUSE);
-    size_t count = l->count;
     w->depth--;
-    if (count > 0 && !writer_newline(w, w->depth))
-        return false;
-    if (!writer_put(w, kind == LEVEL_OBJECT ? "}" : "]", 1))
-        return false;
-    writer_after_value(w);
-    return true;
+    return writer_grow(w, 1);
 }
 
 bool json_write_begin_object(struct json_writer *w)
 {
-    return writer_begin(w, LEVEL_OBJECT);
+    return writer_begin(w, json_object());
 }
 
 bool json_write_end_object(struct json_writer *w)
 {
-    return writer_end(w, LEVEL_OBJECT);
+    return writer_end(w, JANSSON_OBJECT);
 }
 
 bool json_write_begin_array(struct json_writer *w)
 {
-    return writer_begin(w, LEVEL_ARRAY);
+    return writer_begin(w, json_array());
 }
 
 bool json_write_end_array(struct json_writer *w)
 {
-    return writer_end(w, LEVEL_ARRAY);
+    return writer_end(w, JANSSON_ARRAY);
 }
 
 bool json_write_keyn(struct json_writer *w, const char *key, size_t len)
@@ -1126,19 +828,26 @@ bool json_write_keyn(struct json_writer *w, const char *key, size_t len)
         return false;
     if (w->depth == 0 || key == NULL)
         return writer_fail(w, JSON_WRITE_MISUSE);
-    struct json_level *l = &w->levels[w->depth - 1];
-    if (l->kind != LEVEL_OBJECT || l->key_pending)
+    json_t *c = w->open[w->depth - 1];
+    if (json_typeof(c) != JANSSON_OBJECT || w->key_pending)
         return writer_fail(w, JSON_WRITE_MISUSE);
-    if (l->count > 0 && !writer_put(w, ",", 1))
-        return false;
-    if (!writer_newline(w, w->depth) || !writer_escaped(w, key, len))
-        return false;
-    if (!writer_put(w, (w->flags & JSON_WRITER_PRETTY) ? ": " : ":",
-                    (w->flags & JSON_WRITER_PRETTY) ? 2 : 1))
-        return false;
-    l->key_pending = true;
-    l->count++;
-    return true;
+    if (!utf8_valid(key, len))
+        return writer_fail(w, JSON_WRITE_UTF8);
+    if (len >= w->key_cap) {
+        size_t cap = len + 1 > 64 ? len + 1 : 64;
+        char *k = realloc(w->key, cap);
+        if (k == NULL)
+            return writer_fail(w, JSON_WRITE_NOMEM);
+        w->key = k;
+        w->key_cap = cap;
+    }
+    if (len > 0)
+        memcpy(w->key, key, len);
+    w->key[len] = '\0';
+    w->key_len = len;
+    w->key_pending = true;
+    /* Quotes and colon, and a comma after an earlier member. */
+    return writer_grow(w, len + 3 + (jansson_object_size(c) > 0));
 }
 
 bool json_write_key(struct json_writer *w, const char *key)
@@ -1150,12 +859,15 @@ bool json_write_key(struct json_writer *w, const char *key)
 
 bool json_write_stringn(struct json_writer *w, const char *s, size_t len)
 {
+    if (w->error != JSON_WRITE_OK)
+        return false;
     if (s == NULL)
         return writer_fail(w, JSON_WRITE_MISUSE);
-    if (!writer_before_value(w) || !writer_escaped(w, s, len))
-        return false;
-    writer_after_value(w);
-    return true;
+    if (!utf8_valid(s, len))
+        return writer_fail(w, JSON_WRITE_UTF8);
+    if (len > w->max - w->least) /* before copying it */
+        return writer_fail(w, JSON_WRITE_TOO_LARGE);
+    return writer_add(w, json_stringn_nocheck(s, len), len + 2);
 }
 
 bool json_write_string(struct json_writer *w, const char *s)
@@ -1172,100 +884,107 @@ bool json_write_string_or_null(struct json_writer *w, const char *s)
 
 bool json_write_int64(struct json_writer *w, int64_t n)
 {
-    char text[32];
-    int m = snprintf(text, sizeof(text), "%" PRId64, n);
-    if (m < 0 || (size_t)m >= sizeof(text))
-        return writer_fail(w, JSON_WRITE_NOMEM);
-    return writer_scalar(w, text, (size_t)m);
+    return writer_add(w, json_integer((json_int_t)n), 1);
 }
 
 bool json_write_uint64(struct json_writer *w, uint64_t n)
 {
-    char text[32];
-    int m = snprintf(text, sizeof(text), "%" PRIu64, n);
-    if (m < 0 || (size_t)m >= sizeof(text))
-        return writer_fail(w, JSON_WRITE_NOMEM);
-    return writer_scalar(w, text, (size_t)m);
+    if (n > INT64_MAX)
+        return writer_fail(w, JSON_WRITE_NUMBER);
+    return json_write_int64(w, (int64_t)n);
 }
 
 bool json_write_double(struct json_writer *w, double d)
 {
-    char text[40];
-    int m = -1;
-
     if (!isfinite(d))
         return writer_fail(w, JSON_WRITE_NUMBER);
-    /* The shortest of %.15g..%.17g that reads back exactly: 0.1 stays "0.1". */
-    for (int prec = 15; prec <= 17; prec++) {
-        m = snprintf(text, sizeof(text), "%.*g", prec, d);
-        if (m < 0 || (size_t)m >= sizeof(text))
-            return writer_fail(w, JSON_WRITE_NOMEM);
-        if (strtod(text, NULL) == d)
-            break;
-    }
-    return writer_scalar(w, text, (size_t)m);
+    return writer_add(w, json_real(d), 1);
 }
 
 bool json_write_bool(struct json_writer *w, bool b)
 {
-    return b ? writer_scalar(w, "true", 4) : writer_scalar(w, "false", 5);
+    return writer_add(w, json_boolean(b), b ? 4 : 5);
 }
 
 bool json_write_null(struct json_writer *w)
 {
-    return writer_scalar(w, "null", 4);
+    return writer_add(w, json_null(), 4);
 }
 
 bool json_write_raw(struct json_writer *w, const char *json, size_t len)
 {
+    if (w->error != JSON_WRITE_OK)
+        return false;
     if (json == NULL || len == 0)
         return writer_fail(w, JSON_WRITE_MISUSE);
-    return writer_scalar(w, json, len);
+    const struct json_limits limits = {
+        .max_bytes = len, .max_depth = JSON_WRITER_MAX_DEPTH - w->depth, .max_nodes = SIZE_MAX};
+    struct json_doc *doc = NULL;
+    enum json_error e = json_parse(json, len, &limits, &doc, NULL);
+    if (e != JSON_OK)
+        return writer_fail(w, e == JSON_ERR_TOO_DEEP ? JSON_WRITE_TOO_DEEP
+                              : e == JSON_ERR_NOMEM  ? JSON_WRITE_NOMEM
+                                                     : JSON_WRITE_MISUSE);
+    bool ok = json_write_value(w, json_doc_root(doc));
+    json_doc_free(doc);
+    return ok;
 }
 
 bool json_write_value(struct json_writer *w, const struct json_value *v)
 {
+    if (w->error != JSON_WRITE_OK)
+        return false;
     if (v == NULL)
         return writer_fail(w, JSON_WRITE_MISUSE);
-    switch (v->type) {
-    case JSON_NULL:
-        return json_write_null(w);
-    case JSON_BOOL:
-        return json_write_bool(w, v->u.boolean);
-    case JSON_NUMBER:
-        return writer_scalar(w, v->u.number.text, strlen(v->u.number.text));
-    case JSON_STRING:
-        return json_write_stringn(w, v->u.string.ptr, v->u.string.len);
-    case JSON_ARRAY:
-        /* Recursion is bounded: writer_begin() refuses to nest past JSON_WRITER_MAX_DEPTH. */
-        if (!json_write_begin_array(w))
-            return false;
-        for (size_t i = 0; i < v->u.array.count; i++) {
-            if (!json_write_value(w, v->u.array.items[i]))
-                return false;
-        }
-        return json_write_end_array(w);
-    case JSON_OBJECT:
-        if (!json_write_begin_object(w))
-            return false;
-        for (size_t i = 0; i < v->u.object.count; i++) {
-            const struct json_member *m = &v->u.object.members[i];
-            if (!json_write_keyn(w, m->key, m->key_len) || !json_write_value(w, m->value))
-                return false;
-        }
-        return json_write_end_object(w);
+    if (v->height > JSON_WRITER_MAX_DEPTH - w->depth)
+        return writer_fail(w, JSON_WRITE_TOO_DEEP);
+    /* Shared, not copied: neither the document nor the writer changes it. */
+    return writer_add(w, json_incref(v->j), 1);
+}
+
+/* libjansson's output, into the writer's buffer, up to its maximum. */
+static int writer_dump(const char *buffer, size_t size, void *data)
+{
+    struct json_writer *w = data;
+
+    if (size > w->max - w->len) {
+        writer_fail(w, JSON_WRITE_TOO_LARGE);
+        return -1;
     }
-    return writer_fail(w, JSON_WRITE_MISUSE);
+    if (w->len + size + 1 > w->cap) {
+        size_t cap = w->cap ? w->cap : 256;
+        while (cap < w->len + size + 1)
+            cap *= 2;
+        char *t = realloc(w->text, cap);
+        if (t == NULL) {
+            writer_fail(w, JSON_WRITE_NOMEM);
+            return -1;
+        }
+        w->text = t;
+        w->cap = cap;
+    }
+    memcpy(w->text + w->len, buffer, size);
+    w->len += size;
+    return 0;
 }
 
 bool json_writer_finish(struct json_writer *w, const char **data, size_t *len)
 {
     if (w->error != JSON_WRITE_OK)
         return false;
-    if (!w->done || w->depth != 0)
+    if (w->root == NULL || w->depth != 0)
         return writer_fail(w, JSON_WRITE_MISUSE);
+    if (!w->finished) {
+        size_t flags = JSON_ENCODE_ANY | JSON_PRESERVE_ORDER |
+                       ((w->flags & JSON_WRITER_PRETTY) ? JSON_INDENT(2) : JSON_COMPACT);
+        w->len = 0;
+        if (json_dump_callback(w->root, writer_dump, w, flags) != 0)
+            return writer_fail(w, JSON_WRITE_NOMEM); /* unless writer_dump() said why */
+        w->text[w->len] = '\0';
+        w->finished = true;
+    }
     if (data != NULL)
-        *data = w->buf;
+        *data = w->text;
     if (len != NULL)
         *len = w->len;
     return true;

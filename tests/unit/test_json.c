@@ -1,4 +1,4 @@
-/* Unit tests of server/json.c: the bounded JSON parser and writer. */
+/* Unit tests of server/json.c: json.h's contract on libjansson (limits, accessors, writer). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -98,23 +98,38 @@ static void test_parse_literals(void **state)
     parse_fail("tru", JSON_ERR_SYNTAX);
     parse_fail("nul", JSON_ERR_SYNTAX);
     parse_fail("True", JSON_ERR_SYNTAX);
-    parse_fail("truex", JSON_ERR_TRAILING);
-    parse_fail("nullnull", JSON_ERR_TRAILING);
+    /* libjansson reads a run of letters as one word: these are not a literal and garbage. */
+    parse_fail("truex", JSON_ERR_SYNTAX);
+    parse_fail("nullnull", JSON_ERR_SYNTAX);
+    parse_fail("true x", JSON_ERR_TRAILING);
+    parse_fail("null,", JSON_ERR_TRAILING);
 }
 
 static void test_parse_numbers(void **state)
 {
+    /* json_number_text() is the writer's spelling: integers in decimal, other numbers as
+     * "%.17g" with ".0" when they would look like an integer, exponents without '+' or zeros. */
     static const struct {
         const char *text;
         double value;
+        const char *number_text;
     } good[] = {
-        {"0", 0.0},         {"-0", -0.0},
-        {"1", 1.0},         {"-12", -12.0},
-        {"1.5", 1.5},       {"1.50", 1.5},
-        {"1e3", 1000.0},    {"1E+3", 1000.0},
-        {"25e-2", 0.25},    {"-12.25E-2", -0.1225},
-        {"1e-400", 0.0},    {"123456789", 123456789.0},
-        {"0.000001", 1e-6}, {"1.7976931348623157e308", 1.7976931348623157e308},
+        {"0", 0.0, "0"},
+        {"-0", 0.0, "0"},
+        {"1", 1.0, "1"},
+        {"-12", -12.0, "-12"},
+        {"1.5", 1.5, "1.5"},
+        {"1.50", 1.5, "1.5"},
+        {"-0.0", -0.0, "-0.0"},
+        {"1e3", 1000.0, "1000.0"},
+        {"1E+3", 1000.0, "1000.0"},
+        {"25e-2", 0.25, "0.25"},
+        {"-12.25E-2", -0.1225, "-0.1225"},
+        {"1e-400", 0.0, "0.0"},
+        {"123456789", 123456789.0, "123456789"},
+        {"0.000001", 1e-6, "9.9999999999999995e-7"},
+        {"1e22", 1e22, "1e22"},
+        {"1.7976931348623157e308", 1.7976931348623157e308, "1.7976931348623157e308"},
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         struct json_doc *doc = parse(good[i].text);
@@ -122,7 +137,7 @@ static void test_parse_numbers(void **state)
         assert_int_equal(json_value_type(json_doc_root(doc)), JSON_NUMBER);
         assert_true(json_get_double(json_doc_root(doc), &d));
         assert_true(d == good[i].value);
-        assert_string_equal(json_number_text(json_doc_root(doc)), good[i].text);
+        assert_string_equal(json_number_text(json_doc_root(doc)), good[i].number_text);
         json_doc_free(doc);
     }
 
@@ -139,13 +154,18 @@ static void test_parse_numbers(void **state)
     parse_fail("1e400", JSON_ERR_NUMBER);
     parse_fail("[-1e999]", JSON_ERR_NUMBER);
 
-    /* Longer than JSON_MAX_NUMBER_LEN. */
-    char longnum[JSON_MAX_NUMBER_LEN + 2];
-    memset(longnum, '1', sizeof(longnum) - 1);
+    /* Integers are int64_t: one digit more is refused, not rounded into a double. */
+    parse_fail("92233720368547758070", JSON_ERR_NUMBER);
+    parse_fail("[-92233720368547758080]", JSON_ERR_NUMBER);
+    /* A long fraction is a double like any other. */
+    char longnum[402] = "0.";
+    memset(longnum + 2, '1', sizeof(longnum) - 3);
     longnum[sizeof(longnum) - 1] = '\0';
-    parse_fail(longnum, JSON_ERR_NUMBER);
-    longnum[JSON_MAX_NUMBER_LEN] = '\0';
     struct json_doc *doc = parse(longnum);
+    double d = 0;
+    assert_true(json_get_double(json_doc_root(doc), &d));
+    assert_true(d > 0.111 && d < 0.112);
+    assert_string_equal(json_number_text(json_doc_root(doc)), "0.1111111111111111");
     json_doc_free(doc);
 }
 
@@ -153,22 +173,26 @@ static void test_parse_int64(void **state)
 {
     int64_t n = 0;
     struct json_doc *doc = parse("[9223372036854775807, -9223372036854775808, "
-                                 "9223372036854775808, 1.0, 1e2, 42, -7, \"5\"]");
+                                 "1.0, 1e2, 42, -7, \"5\"]");
     const struct json_value *a = json_doc_root(doc);
     assert_true(json_get_int64(json_array_get(a, 0), &n));
     assert_true(n == INT64_MAX);
+    assert_string_equal(json_number_text(json_array_get(a, 0)), "9223372036854775807");
     assert_true(json_get_int64(json_array_get(a, 1), &n));
     assert_true(n == INT64_MIN);
-    assert_false(json_get_int64(json_array_get(a, 2), &n)); /* overflow */
-    assert_false(json_get_int64(json_array_get(a, 3), &n)); /* fraction */
-    assert_false(json_get_int64(json_array_get(a, 4), &n)); /* exponent */
-    assert_true(json_get_int64(json_array_get(a, 5), &n));
+    assert_string_equal(json_number_text(json_array_get(a, 1)), "-9223372036854775808");
+    assert_false(json_get_int64(json_array_get(a, 2), &n)); /* fraction */
+    assert_false(json_get_int64(json_array_get(a, 3), &n)); /* exponent */
+    assert_true(json_get_int64(json_array_get(a, 4), &n));
     assert_int_equal(n, 42);
-    assert_true(json_get_int64(json_array_get(a, 6), &n));
+    assert_true(json_get_int64(json_array_get(a, 5), &n));
     assert_int_equal(n, -7);
-    assert_false(json_get_int64(json_array_get(a, 7), &n)); /* a string */
-    assert_null(json_number_text(json_array_get(a, 7)));
+    assert_false(json_get_int64(json_array_get(a, 6), &n)); /* a string */
+    assert_null(json_number_text(json_array_get(a, 6)));
     json_doc_free(doc);
+    /* One past either end is refused: the parser has no integers but int64_t ones. */
+    parse_fail("[9223372036854775808]", JSON_ERR_NUMBER);
+    parse_fail("-9223372036854775809", JSON_ERR_NUMBER);
 }
 
 /* ---- Parser: strings ---- */
@@ -229,7 +253,7 @@ static void test_parse_string_bad_escapes(void **state)
     /* Unterminated. */
     parse_fail("\"abc", JSON_ERR_SYNTAX);
     parse_fail("\"abc\\\"", JSON_ERR_SYNTAX);
-    parse_fail("\"\\", JSON_ERR_SYNTAX);
+    parse_fail("\"\\", JSON_ERR_STRING); /* libjansson: an escape cut short */
 }
 
 static void test_parse_string_control_chars(void **state)
@@ -367,19 +391,37 @@ static void test_parse_duplicate_keys(void **state)
     parse_fail("{\"a\": 1, \"b\": 2, \"\\u0061\": 3}", JSON_ERR_DUPLICATE_KEY);
     parse_fail("[{}, {\"x\": {\"y\": 1, \"y\": 1}}]", JSON_ERR_DUPLICATE_KEY);
 
-    /* Prefixes, embedded NULs and the same key in different objects are all distinct. */
-    struct json_doc *doc =
-        parse("{\"a\": 1, \"ab\": 2, \"a\\u0000\": 3, \"A\": 4, \"o\": {\"a\": 5}}");
+    /* libjansson compares keys after decoding, in objects of any size, at any depth. */
+    parse_fail("{\"\\u00e9\": 1, \"\xc3\xa9\": 2}", JSON_ERR_DUPLICATE_KEY);
+    parse_fail("{\"a\": {\"b\": [{\"c\": 1, \"d\": 2, \"c\": 3}]}}", JSON_ERR_DUPLICATE_KEY);
+    char big[16 * 1024];
+    size_t n = 0;
+    big[n++] = '{';
+    for (int i = 0; i < 500; i++) {
+        int m = snprintf(big + n, sizeof(big) - n, "\"k%d\": %d,", i, i);
+        assert_true(m > 0 && (size_t)m < sizeof(big) - n);
+        n += (size_t)m;
+    }
+    memcpy(big + n, "\"k250\": 0}", 10);
+    n += 10;
+    assert_int_equal(parse_fail_len(big, n, &test_limits, JSON_ERR_DUPLICATE_KEY), n - 4);
+
+    /* Prefixes, case and the same key in different objects are all distinct. */
+    struct json_doc *doc = parse("{\"a\": 1, \"ab\": 2, \"A\": 4, \"o\": {\"a\": 5}}");
     const struct json_value *root = json_doc_root(doc);
     int64_t v = 0;
     assert_true(json_get_int64(json_object_get(root, "a"), &v));
     assert_int_equal(v, 1);
     assert_true(json_get_int64(json_object_get(root, "ab"), &v));
     assert_int_equal(v, 2);
-    assert_true(json_get_int64(json_object_getn(root, "a\0", 2), &v));
-    assert_int_equal(v, 3);
+    assert_null(json_object_getn(root, "a\0", 2));
     assert_true(json_get_int64(json_object_get(root, "A"), &v));
     assert_int_equal(v, 4);
+    json_doc_free(doc);
+
+    /* libjansson keeps no key with a NUL in it: such a key is refused, a value may have one. */
+    parse_fail("{\"a\\u0000\": 3}", JSON_ERR_STRING);
+    doc = parse("{\"a\": \"\\u0000\"}");
     json_doc_free(doc);
 }
 
@@ -419,21 +461,26 @@ static void test_parse_syntax_errors(void **state)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         parse_fail(bad[i], JSON_ERR_SYNTAX);
 
-    /* The offset points at the offending byte. */
-    assert_int_equal(parse_fail("[1, x]", JSON_ERR_SYNTAX), 4);
-    assert_int_equal(parse_fail("{\"a\":1 \"b\":2}", JSON_ERR_SYNTAX), 7);
+    /* The offset is where libjansson stopped: just after the offending token. */
+    assert_int_equal(parse_fail("[1, x]", JSON_ERR_SYNTAX), 5);
+    assert_int_equal(parse_fail("{\"a\":1 \"b\":2}", JSON_ERR_SYNTAX), 10);
     assert_int_equal(parse_fail("[1,", JSON_ERR_SYNTAX), 3);
 }
 
 static void test_parse_trailing_garbage(void **state)
 {
-    assert_int_equal(parse_fail("[1]]", JSON_ERR_TRAILING), 3);
-    assert_int_equal(parse_fail("1 2", JSON_ERR_TRAILING), 2);
-    assert_int_equal(parse_fail("{} x", JSON_ERR_TRAILING), 3);
+    assert_int_equal(parse_fail("[1]]", JSON_ERR_TRAILING), 4);
+    assert_int_equal(parse_fail("1 2", JSON_ERR_TRAILING), 3);
+    assert_int_equal(parse_fail("{} x", JSON_ERR_TRAILING), 4);
     parse_fail("\"a\"\"b\"", JSON_ERR_TRAILING);
     parse_fail("null,", JSON_ERR_TRAILING);
-    assert_int_equal(parse_fail_len("[]\0", 3, &test_limits, JSON_ERR_TRAILING), 2);
-    assert_int_equal(parse_fail_len("{\"a\":1}\0{}", 9, &test_limits, JSON_ERR_TRAILING), 7);
+    assert_int_equal(parse_fail_len("[]\0", 3, &test_limits, JSON_ERR_TRAILING), 3);
+    assert_int_equal(parse_fail_len("{\"a\":1}\0{}", 9, &test_limits, JSON_ERR_TRAILING), 8);
+    /* libjansson passes over a NUL byte right after a number or a literal: json.c does not. */
+    assert_int_equal(parse_fail_len("1\0", 2, &test_limits, JSON_ERR_TRAILING), 1);
+    assert_int_equal(parse_fail_len("true\0 ", 6, &test_limits, JSON_ERR_TRAILING), 4);
+    assert_int_equal(parse_fail_len("[1\0]", 4, &test_limits, JSON_ERR_SYNTAX), 2);
+    assert_int_equal(parse_fail_len("{\"a\":null\0}", 11, &test_limits, JSON_ERR_SYNTAX), 9);
     /* Trailing JSON whitespace is fine. */
     struct json_doc *doc = parse(" [1] \n\t\r ");
     json_doc_free(doc);
@@ -459,24 +506,31 @@ static void test_limit_depth(void **state)
     parse_fail_len("[]", 2, &l, JSON_ERR_TOO_DEEP);
     parse_fail_len("{}", 2, &l, JSON_ERR_TOO_DEEP);
 
-    /* Nesting is not recursion: a very deep document needs no C stack. */
-    size_t n = 200000;
-    char *deep = malloc(2 * n);
+    /* libjansson's parser recurses: whatever max_depth says, JSON_MAX_DEPTH is the deepest,
+     * refused before libjansson sees the text. */
+    size_t n = JSON_MAX_DEPTH;
+    char *deep = malloc(2 * n + 3);
     assert_non_null(deep);
     memset(deep, '[', n);
-    memset(deep + n, ']', n);
-    l.max_bytes = 2 * n;
-    l.max_nodes = n;
-    l.max_depth = n;
-    assert_int_equal(json_parse(deep, 2 * n, &l, &doc, NULL), JSON_OK);
+    deep[n] = '1';
+    memset(deep + n + 1, ']', n);
+    l.max_bytes = 2 * n + 3;
+    l.max_nodes = n + 1;
+    l.max_depth = SIZE_MAX;
+    assert_int_equal(json_parse(deep, 2 * n + 1, &l, &doc, NULL), JSON_OK);
     const struct json_value *v = json_doc_root(doc);
     for (size_t i = 0; i < n - 1; i++)
         v = json_array_get(v, 0);
     assert_int_equal(json_value_type(v), JSON_ARRAY);
-    assert_int_equal(json_array_length(v), 0);
+    assert_int_equal(json_array_length(v), 1);
     json_doc_free(doc);
+    /* One more: refused at its bracket. */
+    memset(deep, '[', n + 1);
+    deep[n + 1] = '1';
+    memset(deep + n + 2, ']', n + 1);
+    assert_int_equal(parse_fail_len(deep, 2 * n + 3, &l, JSON_ERR_TOO_DEEP), n);
     l.max_depth = n - 1;
-    assert_int_equal(parse_fail_len(deep, 2 * n, &l, JSON_ERR_TOO_DEEP), n - 1);
+    assert_int_equal(parse_fail_len(deep, 2 * n + 1, &l, JSON_ERR_TOO_DEEP), n - 1);
     /* Unclosed: refused cleanly. */
     l.max_depth = n;
     parse_fail_len(deep, n, &l, JSON_ERR_SYNTAX);
@@ -495,7 +549,12 @@ static void test_limit_nodes(void **state)
     assert_int_equal(json_parse("{\"a\":1,\"b\":2,\"c\":3}", 19, &l, &doc, NULL), JSON_OK);
     json_doc_free(doc);
     l.max_nodes = 3;
-    assert_int_equal(parse_fail_len("[1,2,3]", 7, &l, JSON_ERR_TOO_MANY), 5);
+    /* Counted before libjansson allocates anything: at the comma before the fourth value. */
+    assert_int_equal(parse_fail_len("[1,2,3]", 7, &l, JSON_ERR_TOO_MANY), 4);
+    assert_int_equal(parse_fail_len("[[[1]]]", 7, &l, JSON_ERR_TOO_MANY), 2);
+    /* Brackets and commas in strings are not values. */
+    assert_int_equal(json_parse("[\"[,{\", \"\\\",]\"]", 15, &l, &doc, NULL), JSON_OK);
+    json_doc_free(doc);
     l.max_nodes = 0;
     parse_fail_len("1", 1, &l, JSON_ERR_TOO_MANY);
 }
@@ -567,7 +626,7 @@ static void test_write_object(void **state)
     assert_true(json_write_key(w, "n"));
     assert_true(json_write_int64(w, INT64_MIN));
     assert_true(json_write_key(w, "u"));
-    assert_true(json_write_uint64(w, UINT64_MAX));
+    assert_true(json_write_uint64(w, INT64_MAX));
     assert_true(json_write_key(w, "list"));
     assert_true(json_write_begin_array(w));
     assert_true(json_write_int64(w, 1));
@@ -583,17 +642,55 @@ static void test_write_object(void **state)
     assert_true(json_write_end_object(w));
     assert_writer_text(w, "{\"udid\":\"U1\",\"enrolled\":true,\"gone\":false,\"last_seen_at\":null,"
                           "\"serial\":\"C02\",\"n\":-9223372036854775808,"
-                          "\"u\":18446744073709551615,\"list\":[1,null,{},[],{\"pre\":[1,2]}],"
+                          "\"u\":9223372036854775807,\"list\":[1,null,{},[],{\"pre\":[1,2]}],"
                           "\"k\\\"ey\":\"a\\u0000b\"}");
     json_writer_free(w);
     json_writer_free(NULL);
+
+    /* The parser has no integer above INT64_MAX, so the writer writes none. */
+    w = writer(4096, 0);
+    assert_false(json_write_uint64(w, (uint64_t)INT64_MAX + 1));
+    assert_int_equal(json_writer_error(w), JSON_WRITE_NUMBER);
+    json_writer_free(w);
+
+    /* A JSON object has each key once: libjansson would keep the second value only. */
+    w = writer(4096, 0);
+    assert_true(json_write_begin_object(w));
+    assert_true(json_write_key(w, "a"));
+    assert_true(json_write_int64(w, 1));
+    assert_true(json_write_key(w, "a"));
+    assert_false(json_write_int64(w, 2));
+    assert_int_equal(json_writer_error(w), JSON_WRITE_MISUSE);
+    json_writer_reset(w);
+    assert_true(json_write_begin_object(w));
+    assert_true(json_write_key(w, "a"));
+    assert_true(json_write_begin_object(w));
+    assert_true(json_write_key(w, "a"));
+    assert_true(json_write_int64(w, 1));
+    assert_true(json_write_end_object(w));
+    assert_true(json_write_key(w, "b"));
+    assert_true(json_write_int64(w, 2));
+    assert_true(json_write_end_object(w));
+    assert_writer_text(w, "{\"a\":{\"a\":1},\"b\":2}");
+    json_writer_free(w);
+
+    /* Raw JSON must be one value: it is parsed, and written in the writer's layout. */
+    w = writer(4096, JSON_WRITER_PRETTY);
+    const char *raw = " [1, {\"a\": 2.50}] ";
+    assert_true(json_write_raw(w, raw, strlen(raw)));
+    assert_writer_text(w, "[\n  1,\n  {\n    \"a\": 2.5\n  }\n]");
+    json_writer_reset(w);
+    assert_false(json_write_raw(w, "[1] [2]", 7));
+    assert_int_equal(json_writer_error(w), JSON_WRITE_MISUSE);
+    json_writer_free(w);
 }
 
 static void test_write_escapes(void **state)
 {
     struct json_writer *w = writer(4096, 0);
     assert_true(json_write_string(w, "q\" b\\ s/ \b\f\n\r\t \x01\x1f \x7f end"));
-    assert_writer_text(w, "\"q\\\" b\\\\ s/ \\b\\f\\n\\r\\t \\u0001\\u001f \x7f end\"");
+    /* libjansson spells \u escapes in upper case. */
+    assert_writer_text(w, "\"q\\\" b\\\\ s/ \\b\\f\\n\\r\\t \\u0001\\u001F \x7f end\"");
 
     /* Valid UTF-8 passes through unescaped. */
     json_writer_reset(w);
@@ -618,24 +715,29 @@ static void test_write_escapes(void **state)
 
 static void test_write_numbers(void **state)
 {
+    /* libjansson's spelling: "%.17g", ".0" when it would read as an integer, exponents bare. */
     static const struct {
         double d;
         const char *text;
     } cases[] = {
-        {0.1, "0.1"},
+        {0.1, "0.10000000000000001"},
         {1.5, "1.5"},
-        {-2.0, "-2"},
-        {1e300, "1e+300"},
-        {0.0, "0"},
-        {-0.0, "-0"},
-        {123456789.0, "123456789"},
-        {1.0 / 3.0, "0.3333333333333333"},
+        {-2.0, "-2.0"},
+        {1e300, "1.0000000000000001e300"},
+        {1e22, "1e22"},
+        {2.5e-5, "2.5000000000000001e-5"},
+        {0.0, "0.0"},
+        {-0.0, "-0.0"},
+        {123456789.0, "123456789.0"},
+        {1.0 / 3.0, "0.33333333333333331"},
     };
     struct json_writer *w = writer(4096, 0);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         json_writer_reset(w);
         assert_true(json_write_double(w, cases[i].d));
         assert_writer_text(w, cases[i].text);
+        /* It reads back to the same double. */
+        assert_true(strtod(cases[i].text, NULL) == cases[i].d);
     }
     json_writer_reset(w);
     assert_false(json_write_double(w, NAN));
@@ -753,6 +855,33 @@ static void test_write_limits(void **state)
     assert_false(json_write_begin_array(w));
     assert_int_equal(json_writer_error(w), JSON_WRITE_TOO_DEEP);
     json_writer_free(w);
+
+    /* A parsed value counts its own nesting: [[1]] fits under 126 open arrays, not 127. */
+    struct json_doc *doc = parse("[[1]]");
+    for (int open = JSON_WRITER_MAX_DEPTH - 2; open <= JSON_WRITER_MAX_DEPTH - 1; open++) {
+        w = writer(4096, 0);
+        for (int i = 0; i < open; i++)
+            assert_true(json_write_begin_array(w));
+        if (open == JSON_WRITER_MAX_DEPTH - 2) {
+            assert_true(json_write_value(w, json_doc_root(doc)));
+        } else {
+            assert_false(json_write_value(w, json_doc_root(doc)));
+            assert_int_equal(json_writer_error(w), JSON_WRITE_TOO_DEEP);
+        }
+        json_writer_free(w);
+    }
+    json_doc_free(doc);
+
+    /* The exact length is known when the text is made: a value that escapes to more than the
+     * maximum passes the calls and fails in json_writer_finish(). */
+    w = writer(7, 0);
+    assert_true(json_write_string(w, "\n\n\n"));
+    assert_false(json_writer_finish(w, NULL, NULL));
+    assert_int_equal(json_writer_error(w), JSON_WRITE_TOO_LARGE);
+    json_writer_reset(w);
+    assert_true(json_write_string(w, "\n\nx"));
+    assert_writer_text(w, "\"\\n\\nx\"");
+    json_writer_free(w);
 }
 
 static void test_write_pretty(void **state)
@@ -795,11 +924,11 @@ static void test_roundtrip_writer_to_parser(void **state)
                                "\xf4\x8f\xbf\xbf";
     memcpy(all + n, utf8, sizeof(utf8) - 1);
     n += sizeof(utf8) - 1;
-    all[n++] = '\0'; /* an embedded NUL at the end */
+    all[n++] = '\0'; /* an embedded NUL at the end: in a value only, see json.h */
 
     struct json_writer *w = writer(8192, 0);
     assert_true(json_write_begin_object(w));
-    assert_true(json_write_keyn(w, all, n));
+    assert_true(json_write_keyn(w, all, n - 1));
     assert_true(json_write_stringn(w, all, n));
     assert_true(json_write_key(w, "i"));
     assert_true(json_write_int64(w, -1234567890123));
@@ -819,7 +948,7 @@ static void test_roundtrip_writer_to_parser(void **state)
     const struct json_value *root = json_doc_root(doc);
     const char *s = NULL;
     size_t slen = 0;
-    assert_true(json_get_string(json_object_getn(root, all, n), &s, &slen));
+    assert_true(json_get_string(json_object_getn(root, all, n - 1), &s, &slen));
     assert_int_equal(slen, n);
     assert_memory_equal(s, all, n);
     int64_t i = 0;
@@ -838,10 +967,10 @@ static void test_roundtrip_writer_to_parser(void **state)
 
 static void test_roundtrip_parser_to_writer(void **state)
 {
-    /* Compact canonical input re-serializes byte for byte: order, number text, escapes. */
+    /* Compact canonical input re-serializes byte for byte: order, numbers, escapes. */
     static const char *const docs[] = {
         ("{\"udid\":\"U1\",\"enrolled\":true,\"attestation\":{\"status\":\"none\",\"reason\":null},"
-         "\"n\":[1.50,-0,2e10,0.000001],\"s\":\"tab\\there \\\"q\\\" \\\\ \\u0001\"}"),
+         "\"n\":[1.5,0,-7,20000000000.0,1e22,-0.25],\"s\":\"tab\\there \\\"q\\\" \\\\ \\u0001\"}"),
         "[]",
         "{}",
         "\"\xe2\x82\xac\"",
@@ -851,16 +980,18 @@ static void test_roundtrip_parser_to_writer(void **state)
         struct json_doc *doc = parse(docs[i]);
         struct json_writer *w = writer(4096, 0);
         assert_true(json_write_value(w, json_doc_root(doc)));
+        /* The writer shares the value: it outlives its document. */
+        json_doc_free(doc);
         assert_writer_text(w, docs[i]);
         json_writer_free(w);
-        json_doc_free(doc);
     }
 
-    /* Escapes the writer does not use come back in its own spelling. */
-    struct json_doc *doc = parse("[\"\\u0041\\/\\ud83d\\ude00\", 1E3]");
+    /* Escapes and numbers come back in the writer's spelling (json_number_text()'s). */
+    struct json_doc *doc = parse("[\"\\u0041\\/\\ud83d\\ude00\\u001f\", 1E3, -0, 1.50, 2e10]");
     struct json_writer *w = writer(4096, JSON_WRITER_PRETTY);
     assert_true(json_write_value(w, json_doc_root(doc)));
-    assert_writer_text(w, "[\n  \"A/\xf0\x9f\x98\x80\",\n  1E3\n]");
+    assert_writer_text(w, "[\n  \"A/\xf0\x9f\x98\x80\\u001F\",\n  1000.0,\n  0,\n  1.5,\n"
+                          "  20000000000.0\n]");
     json_writer_free(w);
     json_doc_free(doc);
 }
