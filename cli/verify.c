@@ -1,6 +1,6 @@
 /*
  * vouchctl verify: checks a Managed Device Attestation chain offline, with the very verifier
- * vouchd uses (server/attest.c), and prints its verdict in the shapes of the admin API.
+ * vouchd uses (server/attestation/attest.c), and prints its verdict in the shapes of the admin API.
  *
  * No server, no network: the certificates come from files, the trust anchors from --roots or the
  * built-in Apple root, the time from --at or the clock. With --server, one stored answer comes

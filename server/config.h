@@ -8,7 +8,7 @@
  *
  * It also holds the one rule that depends on trusted_proxies alone: which peers' forwarding
  * headers are believed, and which address is the client's (config_forwarded_client()). That
- * rule is pure too, so it is unit-tested here; server/http.c applies it to every request.
+ * rule is pure too, so it is unit-tested here; server/front/http.c applies it to every request.
  */
 #ifndef VOUCH_CONFIG_H
 #define VOUCH_CONFIG_H

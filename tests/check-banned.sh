@@ -3,7 +3,7 @@
 # Prints each use and exits 1 if there is any.
 cd "$(dirname "$0")/.." || exit 2
 if grep -rnE '\b(sprintf|vsprintf|strcpy|strcat|strncat|atoi|atol|atoll|gets|strtok)\s*\(' \
-    --include='*.c' --include='*.h' server apns db cli tests bench; then
+    --include='*.c' --include='*.h' lib server apns db profiles cli tests bench; then
     echo "banned calls found: use snprintf, memcpy with a length, strtol with checks" >&2
     exit 1
 fi

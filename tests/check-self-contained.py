@@ -94,7 +94,7 @@ def self_test():
         "docs/a.md": f"cp {home}{sib}/testdata/x .\n",
     }
     must_pass = {
-        "tests/lib/y.h": f'#include "{up * 2}server/attest.h"\n',
+        "tests/lib/y.h": f'#include "{up * 2}server/attestation/attest.h"\n',
         "tests/integration/j.py": f'REPO = os.path.join(HERE, {dots * 2}"x")\n',
         "bench/k.md": "shared_buffers = 4GB; a shared connection\n",
         "server/z.c": f"/* {up} in a comment alone, and x/{up}y */\n",

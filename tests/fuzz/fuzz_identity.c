@@ -17,7 +17,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     const char *path = getenv("VOUCH_FUZZ_CA");
     if (path == NULL)
-        path = "server/certs/apple-enterprise-attestation-root-ca.pem";
+        path = "server/attestation/certs/apple-enterprise-attestation-root-ca.pem";
     FILE *f = fopen(path, "rb");
     char pem[8192];
     size_t len = f ? fread(pem, 1, sizeof(pem), f) : 0;

@@ -41,7 +41,7 @@ ninja -C "$build" $(printf 'tests/fuzz/fuzz_%s ' "${targets[@]}") >/dev/null
 work=$(mktemp -d /tmp/vouch-fuzz-XXXXXX)
 artifacts=${VOUCH_FUZZ_ARTIFACTS:-$repo/tests/.run/fuzz}
 # fuzz_identity's trust store, whatever directory this script is run from.
-export VOUCH_FUZZ_CA=${VOUCH_FUZZ_CA:-$repo/server/certs/apple-enterprise-attestation-root-ca.pem}
+export VOUCH_FUZZ_CA=${VOUCH_FUZZ_CA:-$repo/server/attestation/certs/apple-enterprise-attestation-root-ca.pem}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 

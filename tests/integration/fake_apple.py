@@ -1,6 +1,6 @@
 """A stand-in for Apple's Managed Device Attestation PKI, for the integration tests.
 
-Independent of vouchd (shares no code with server/attest.c): made here with `cryptography`, shaped
+Independent of vouchd (shares no code with server/attestation/attest.c): made here with `cryptography`, shaped
 after docs/attestation.md and the real leaf in tests/testdata/apple/:
 
     root    "Apple Enterprise Attestation Root CA", P-384, ECDSA-SHA384, CA:TRUE, SKI, KU certSign

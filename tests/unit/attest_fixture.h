@@ -1,6 +1,6 @@
 /*
  * attest_fixture: what the attestation verifier's unit tests (tests/unit/test_attest_*.c, one
- * cmocka program per concern, all testing server/attest.c and server/attest_json.c) share.
+ * cmocka program per concern, all testing server/attestation/attest.c and server/attestation/attest_json.c) share.
  *
  * The stand-in Apple PKI of tests/lib/fake_apple.h (and a lookalike with the same names and its
  * own keys), its keys for crafting certificates its spec cannot describe, the request nonces, the

@@ -1,7 +1,7 @@
-/* Unit tests of server/attest.c against Apple's own certificates: the leaf Apple minted
+/* Unit tests of server/attestation/attest.c against Apple's own certificates: the leaf Apple minted
  * (tests/testdata/apple/, provenance in tests/testdata/README.md) read field by field against its
  * decoded .expected.json, its values, why it does not verify against the real root here, the
- * root vouchd builds in (server/certs/), and leaves attest_read_leaf() refuses.
+ * root vouchd builds in (server/attestation/certs/), and leaves attest_read_leaf() refuses.
  *
  * Shared set-up and helpers: attest_fixture.h. */
 #include "attest_fixture.h"
@@ -21,7 +21,7 @@
 #include "tu_text.h"
 
 #define REAL_LEAF_JSON TESTDATA "real-leaf-macos-TMWFWWWP67.expected.json"
-#define APPLE_ROOT_PEM_FILE "server/certs/apple-enterprise-attestation-root-ca.pem"
+#define APPLE_ROOT_PEM_FILE "server/attestation/certs/apple-enterprise-attestation-root-ca.pem"
 #define APPLE_ROOT_SHA256 "ccf59ef8fcb3017d97f8b5fa6fa90e7a3f9283f76b55ac6cf6eda8b8b949f05b"
 #define TESTDATA_FILE_MAX ((size_t)1024 * 1024)
 

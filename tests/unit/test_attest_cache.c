@@ -1,4 +1,4 @@
-/* Unit tests of server/attest.c, the verifier's intermediate cache: it must give the verdict the
+/* Unit tests of server/attestation/attest.c, the verifier's intermediate cache: it must give the verdict the
  * full path would (lookalike leaves, variants of the sub CA, eviction, validity edges, the leaf's
  * own checks).
  *

@@ -1,4 +1,4 @@
-/* Unit tests of server/attest.c, chain validation: lookalike roots, validity of leaf and sub CA,
+/* Unit tests of server/attestation/attest.c, chain validation: lookalike roots, validity of leaf and sub CA,
  * leaves signed by the root or sent alone, foreign sub CAs, only the configured roots as anchors,
  * and answers of the wrong shape (item counts, items that are not certificates, the size limit).
  *

@@ -1,4 +1,4 @@
-/* Unit tests of server/attest.c, freshness: a fresh answer, a cached one (an older nonce of this
+/* Unit tests of server/attestation/attest.c, freshness: a fresh answer, a cached one (an older nonce of this
  * device), the bounds of cached answers (their request and Apple's 7-day cache), nonces that do not
  * match and a missing freshness code.
  *

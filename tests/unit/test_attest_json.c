@@ -1,5 +1,5 @@
-/* Unit tests of the verdict as JSON (server/attest_json.c) for a verified and a failed answer
- * and for the real Apple leaf, and of the names server/attest.c gives statuses, freshness and
+/* Unit tests of the verdict as JSON (server/attestation/attest_json.c) for a verified and a failed answer
+ * and for the real Apple leaf, and of the names server/attestation/attest.c gives statuses, freshness and
  * reasons.
  *
  * Shared set-up and helpers: attest_fixture.h. */

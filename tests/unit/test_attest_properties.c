@@ -1,4 +1,4 @@
-/* Unit tests of server/attest.c, what the leaf states: UDID, serial number and OS version against
+/* Unit tests of server/attestation/attest.c, what the leaf states: UDID, serial number and OS version against
  * the device, Apple's extensions malformed, blank or left out, and critical extensions nobody
  * understands.
  *

@@ -1,4 +1,4 @@
-/* Unit tests of server/command.c: checking an operator's command plist, adding a CommandUUID,
+/* Unit tests of server/device/command.c: checking an operator's command plist, adding a CommandUUID,
  * and the XML handed to devices. */
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-/* Unit tests of server/device_models.c: Apple's list of the hardware that attests. */
+/* Unit tests of server/attestation/device_models.c: Apple's list of the hardware that attests. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>

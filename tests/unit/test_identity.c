@@ -1,4 +1,4 @@
-/* Unit tests of server/identity.c: device identity from an Mdm-Signature (detached CMS) and from
+/* Unit tests of server/device/identity.c: device identity from an Mdm-Signature (detached CMS) and from
  * a TLS proxy's certificate header, against a PKI built in memory for the tests. */
 #include <stdarg.h>
 #include <stddef.h>

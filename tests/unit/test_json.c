@@ -1,4 +1,4 @@
-/* Unit tests of server/json.c: json.h's contract on libjansson (limits, accessors, writer). */
+/* Unit tests of lib/json.c: json.h's contract on libjansson (limits, accessors, writer). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -1,4 +1,4 @@
-/* Unit tests of server/mdm_message.c: check-ins and command reports parsed from the peers'
+/* Unit tests of server/device/mdm_message.c: check-ins and command reports parsed from the peers'
  * captured plists, every refusal, the UTF-8 validator and the nesting-depth scan. */
 #include <stdarg.h>
 #include <stddef.h>
