@@ -277,7 +277,7 @@ static void parse_error_body(const struct apns_job *job, struct apns_response *r
     if (reason != NULL)
         snprintf(r->reason, sizeof(r->reason), "%s", reason);
     int64_t ts;
-    if (json_get_int64(json_object_get(json_doc_root(doc), "timestamp"), &ts))
+    if (json_get_int64(json_object_find(json_doc_root(doc), "timestamp"), &ts))
         r->timestamp_ms = ts;
     json_doc_free(doc);
 }

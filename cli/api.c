@@ -178,7 +178,7 @@ int api_print_table(const char *const *headers, size_t ncols, const struct json_
     if (table == NULL)
         return api_fail_nomem();
     for (size_t i = 0; i < json_array_length(list); i++) {
-        if (!row(table, json_array_get(list, i))) {
+        if (!row(table, json_array_at(list, i))) {
             table_free(table);
             return api_fail_nomem();
         }
@@ -220,7 +220,7 @@ int api_device_array_get(struct ctl *ctl, const char *suffix, const char *what,
     const struct json_value *array = rc == CTL_EXIT_OK ? json_doc_root(*doc) : NULL;
     if (rc != CTL_EXIT_OK) {
         /* reported by api_call */
-    } else if (json_value_type(array) != JSON_ARRAY) {
+    } else if (json_value_kind(array) != JSON_KIND_ARRAY) {
         char expected[64];
         snprintf(expected, sizeof(expected), "a JSON array of %s", what);
         rc = api_unexpected_shape(ctl, path, expected);

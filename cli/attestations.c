@@ -38,11 +38,11 @@ static enum attest_outcome attest_outcome_of(const struct json_value *result, co
         return strcmp(error, "unknown device") == 0 ? ATTEST_OUTCOME_UNKNOWN_DEVICE
                                                     : ATTEST_OUTCOME_ERROR;
     }
-    if (json_value_type(result) != JSON_OBJECT) {
+    if (json_value_kind(result) != JSON_KIND_OBJECT) {
         *text = "no result from the server";
         return ATTEST_OUTCOME_ERROR;
     }
-    if (!json_get_bool(json_object_get(result, "queued"), &queued) || *uuid == NULL) {
+    if (!json_get_bool(json_object_find(result, "queued"), &queued) || *uuid == NULL) {
         *text = "unexpected result from the server";
         return ATTEST_OUTCOME_ERROR;
     }
@@ -164,7 +164,7 @@ static int attest_send_single(struct ctl *ctl, struct attest_run *run)
             fprintf(stderr, "vouchctl: %s (HTTP 404 Not Found)\n", safe != NULL ? safe : "?");
             free(safe);
             rc = CTL_EXIT_FAILURE;
-        } else if (json_value_type(answer) != JSON_OBJECT) {
+        } else if (json_value_kind(answer) != JSON_KIND_OBJECT) {
             rc = api_unexpected_shape(ctl, path, "a JSON object");
         }
     }
@@ -215,7 +215,7 @@ static int attest_send_batches(struct ctl *ctl, struct attest_run *run)
         rc = api_call(ctl, "POST", path, body, body_len, "application/json", 0, &doc, NULL);
         if (rc != CTL_EXIT_OK)
             break;
-        if (json_value_type(json_object_get(json_doc_root(doc), "results")) != JSON_OBJECT) {
+        if (json_value_kind(json_object_find(json_doc_root(doc), "results")) != JSON_KIND_OBJECT) {
             json_doc_free(doc);
             rc = api_unexpected_shape(ctl, path, "an object with per-device results");
             break;
@@ -236,8 +236,8 @@ static const struct json_value *attest_result(const struct attest_run *run, size
     if (run->single)
         return json_doc_root(run->answers[0]);
     const struct json_value *results =
-        json_object_get(json_doc_root(run->answers[i / ATTEST_BATCH]), "results");
-    return json_object_get(results, run->udids[i]);
+        json_object_find(json_doc_root(run->answers[i / ATTEST_BATCH]), "results");
+    return json_object_find(results, run->udids[i]);
 }
 
 /* --json: the single answer as it came, or every batch's results merged into one object. */
@@ -253,8 +253,8 @@ static bool attest_print_json(const struct attest_run *run)
               json_write_begin_object(w);
     for (size_t b = 0; ok && b < run->nanswers; b++) {
         const struct json_value *results =
-            json_object_get(json_doc_root(run->answers[b]), "results");
-        for (size_t i = 0; ok && i < json_object_size(results); i++) {
+            json_object_find(json_doc_root(run->answers[b]), "results");
+        for (size_t i = 0; ok && i < json_object_count(results); i++) {
             const char *key;
             size_t key_len;
             const struct json_value *v;
@@ -379,7 +379,7 @@ static bool attestations_row(struct table *t, const struct json_value *a)
         json_object_get_string(a, "reason"),
         json_object_get_string(a, "request_reason"),
         json_object_get_string(a, "generated_at"),
-        json_object_get_string(json_object_get(a, "properties"), "os_version"),
+        json_object_get_string(json_object_find(a, "properties"), "os_version"),
     };
     return table_add_row(t, cells);
 }

@@ -92,7 +92,7 @@ static bool check_command_plist(const char *file, const char *data, size_t len, 
 static bool enqueue_print(struct ctl *ctl, const struct json_value *answer)
 {
     static const char *const headers[] = {"UDID", "RESULT"};
-    const struct json_value *status = json_object_get(answer, "status");
+    const struct json_value *status = json_object_find(answer, "status");
     struct table *table = NULL;
     size_t failed = 0;
 
@@ -104,11 +104,11 @@ static bool enqueue_print(struct ctl *ctl, const struct json_value *answer)
         }
     }
     for (size_t i = 0; i < ctl->nargs; i++) {
-        const struct json_value *st = json_object_get(status, ctl->args[i]);
+        const struct json_value *st = json_object_find(status, ctl->args[i]);
         bool queued = false;
         char result[512];
         int m;
-        if (!json_get_bool(json_object_get(st, "queued"), &queued)) {
+        if (!json_get_bool(json_object_find(st, "queued"), &queued)) {
             queued = false;
             m = snprintf(result, sizeof(result), "unknown: no result from the server");
         } else if (queued) {
@@ -186,7 +186,7 @@ int cmd_enqueue(struct ctl *ctl)
     if (rc != CTL_EXIT_OK)
         goto out;
     const struct json_value *answer = json_doc_root(doc);
-    if (json_value_type(json_object_get(answer, "status")) != JSON_OBJECT) {
+    if (json_value_kind(json_object_find(answer, "status")) != JSON_KIND_OBJECT) {
         if (status == 404) {
             /* A plain {"error": ...} 404, without per-device results. */
             const char *message = json_object_get_string(answer, "error");

@@ -22,8 +22,8 @@ static const char *const attestation_statuses[] = {"verified", "failed",      "e
 static bool attestation_matches(const struct json_value *att, const char *filter)
 {
     if (strcmp(filter, "pending") == 0) {
-        const struct json_value *request = json_object_get(att, "request");
-        return request != NULL && json_value_type(request) == JSON_OBJECT;
+        const struct json_value *request = json_object_find(att, "request");
+        return request != NULL && json_value_kind(request) == JSON_KIND_OBJECT;
     }
     const char *status = json_object_get_string(att, "status");
     return status != NULL && strcmp(status, filter) == 0;
@@ -36,7 +36,7 @@ static bool devices_add_row(struct table *t, const struct json_value *dev)
     const char *product = json_object_get_string(dev, "product_name");
     const char *os = json_object_get_string(dev, "os_version");
     const char *build = json_object_get_string(dev, "build_version");
-    const struct json_value *att = json_object_get(dev, "attestation");
+    const struct json_value *att = json_object_find(dev, "attestation");
     const char *att_status = json_object_get_string(att, "status");
     const char *att_reason = json_object_get_string(att, "reason");
     char model_cell[256], os_cell[128], att_cell[128], enrolled_cell[64];
@@ -57,17 +57,17 @@ static bool devices_add_row(struct table *t, const struct json_value *dev)
     if (m < 0)
         os_cell[0] = '\0';
     /* A new identity certificate for the UDID started another enrollment generation. */
-    const char *enrolled = output_scalar(json_object_get(dev, "enrolled"));
-    const struct json_value *gen = json_object_get(dev, "generation");
-    if (json_value_type(gen) == JSON_NUMBER && strcmp(output_scalar(gen), "1") != 0)
+    const char *enrolled = output_scalar(json_object_find(dev, "enrolled"));
+    const struct json_value *gen = json_object_find(dev, "generation");
+    if (json_value_kind(gen) == JSON_KIND_NUMBER && strcmp(output_scalar(gen), "1") != 0)
         m = snprintf(enrolled_cell, sizeof(enrolled_cell), "%s (generation %s)", enrolled,
                      output_scalar(gen));
     else
         m = snprintf(enrolled_cell, sizeof(enrolled_cell), "%s", enrolled);
     if (m < 0)
         enrolled_cell[0] = '\0';
-    const struct json_value *request = json_object_get(att, "request");
-    bool rechecking = request != NULL && json_value_type(request) == JSON_OBJECT;
+    const struct json_value *request = json_object_find(att, "request");
+    bool rechecking = request != NULL && json_value_kind(request) == JSON_KIND_OBJECT;
     if (att_status != NULL && att_reason != NULL)
         m = snprintf(att_cell, sizeof(att_cell), "%s (%s)%s", att_status, att_reason,
                      rechecking ? ", request pending" : "");
@@ -138,19 +138,20 @@ int devices_fetch(struct ctl *ctl, const char *filter, struct devices_pages *pag
         if (rc != CTL_EXIT_OK)
             goto out;
         const struct json_value *page = json_doc_root(pages->docs[pages->ndocs++]);
-        if (json_value_type(page) != JSON_ARRAY) {
+        if (json_value_kind(page) != JSON_KIND_ARRAY) {
             rc = api_unexpected_shape(ctl, path, "a JSON array of devices");
             goto out;
         }
         size_t count = json_array_length(page);
         for (size_t i = 0; i < count; i++) {
-            const struct json_value *dev = json_array_get(page, i);
-            if (json_value_type(dev) != JSON_OBJECT ||
+            const struct json_value *dev = json_array_at(page, i);
+            if (json_value_kind(dev) != JSON_KIND_OBJECT ||
                 json_object_get_string(dev, "udid") == NULL) {
                 rc = api_unexpected_shape(ctl, path, "device objects with a udid");
                 goto out;
             }
-            if (filter != NULL && !attestation_matches(json_object_get(dev, "attestation"), filter))
+            if (filter != NULL &&
+                !attestation_matches(json_object_find(dev, "attestation"), filter))
                 continue;
             if (!visit(arg, dev)) {
                 rc = api_fail_nomem();
@@ -159,7 +160,7 @@ int devices_fetch(struct ctl *ctl, const char *filter, struct devices_pages *pag
         }
         if (count < DEVICES_PAGE)
             break;
-        const char *last = json_object_get_string(json_array_get(page, count - 1), "udid");
+        const char *last = json_object_get_string(json_array_at(page, count - 1), "udid");
         if (after != NULL && strcmp(last, after) <= 0) {
             char *safe = output_sanitize(after);
             fprintf(stderr, "vouchctl: the server's device pages do not advance (after=%s)\n",
@@ -272,7 +273,7 @@ int cmd_device(struct ctl *ctl)
     if (rc != CTL_EXIT_OK)
         goto out;
     const struct json_value *dev = json_doc_root(doc);
-    if (json_value_type(dev) != JSON_OBJECT) {
+    if (json_value_kind(dev) != JSON_KIND_OBJECT) {
         rc = api_unexpected_shape(ctl, path, "a device object");
         goto out;
     }

@@ -35,12 +35,12 @@ static int events_retry(struct ctl *ctl)
 static bool events_row(struct table *t, const struct json_value *e)
 {
     const char *cells[] = {
-        output_scalar(json_object_get(e, "id")),
+        output_scalar(json_object_find(e, "id")),
         json_object_get_string(e, "topic"),
         json_object_get_string(e, "udid"),
         json_object_get_string(e, "created_at"),
         json_object_get_string(e, "status"),
-        output_scalar(json_object_get(e, "attempts")),
+        output_scalar(json_object_find(e, "attempts")),
         json_object_get_string(e, "next_attempt_at"),
         json_object_get_string(e, "last_error"),
         json_object_get_string(e, "receiver"),
@@ -70,7 +70,7 @@ int cmd_events(struct ctl *ctl)
     const struct json_value *list = rc == CTL_EXIT_OK ? json_doc_root(doc) : NULL;
     if (rc != CTL_EXIT_OK)
         goto out;
-    if (json_value_type(list) != JSON_ARRAY) {
+    if (json_value_kind(list) != JSON_KIND_ARRAY) {
         rc = api_unexpected_shape(ctl, path, "a JSON array of events");
         goto out;
     }

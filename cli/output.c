@@ -106,23 +106,23 @@ const char *output_scalar(const struct json_value *v)
     const char *s;
     bool b;
 
-    switch (json_value_type(v)) {
-    case JSON_NULL:
+    switch (json_value_kind(v)) {
+    case JSON_KIND_NULL:
         return "-";
-    case JSON_BOOL:
+    case JSON_KIND_BOOL:
         if (!json_get_bool(v, &b))
             return "-";
         return b ? "yes" : "no";
-    case JSON_NUMBER:
+    case JSON_KIND_NUMBER:
         return json_number_text(v);
-    case JSON_STRING:
+    case JSON_KIND_STRING:
         /* A string with an embedded NUL cannot be shown faithfully. */
         if (!json_get_string(v, &s, NULL))
             return "?";
         return s;
-    case JSON_ARRAY:
+    case JSON_KIND_ARRAY:
         return "[...]";
-    case JSON_OBJECT:
+    case JSON_KIND_OBJECT:
         return "{...}";
     }
     return "-";
@@ -216,17 +216,17 @@ void table_print(const struct table *t, FILE *out)
 
 static bool is_container(const struct json_value *v)
 {
-    enum json_type t = json_value_type(v);
-    return t == JSON_ARRAY || t == JSON_OBJECT;
+    enum json_kind t = json_value_kind(v);
+    return t == JSON_KIND_ARRAY || t == JSON_KIND_OBJECT;
 }
 
 /* Whether v prints on its key's line: scalars, empty containers, arrays of scalars. */
 static bool listing_inline(const struct json_value *v)
 {
-    if (json_value_type(v) == JSON_OBJECT)
-        return json_object_size(v) == 0;
+    if (json_value_kind(v) == JSON_KIND_OBJECT)
+        return json_object_count(v) == 0;
     for (size_t i = 0; i < json_array_length(v); i++) {
-        if (is_container(json_array_get(v, i)))
+        if (is_container(json_array_at(v, i)))
             return false;
     }
     return true;
@@ -234,19 +234,19 @@ static bool listing_inline(const struct json_value *v)
 
 static void listing_value_inline(const struct json_value *v, FILE *out)
 {
-    if (json_value_type(v) == JSON_OBJECT ||
-        (json_value_type(v) == JSON_ARRAY && json_array_length(v) == 0)) {
+    if (json_value_kind(v) == JSON_KIND_OBJECT ||
+        (json_value_kind(v) == JSON_KIND_ARRAY && json_array_length(v) == 0)) {
         fputs("(none)", out);
         return;
     }
-    if (json_value_type(v) != JSON_ARRAY) {
+    if (json_value_kind(v) != JSON_KIND_ARRAY) {
         char *s = output_sanitize(output_scalar(v));
         fputs(s != NULL ? s : "?", out);
         free(s);
         return;
     }
     for (size_t i = 0; i < json_array_length(v); i++) {
-        char *s = output_sanitize(output_scalar(json_array_get(v, i)));
+        char *s = output_sanitize(output_scalar(json_array_at(v, i)));
         if (i > 0)
             fputs(", ", out);
         fputs(s != NULL ? s : "?", out);
@@ -271,14 +271,14 @@ static void listing_member(const char *key, size_t width, const struct json_valu
         return;
     }
     fputc('\n', out);
-    if (json_value_type(v) == JSON_OBJECT) {
+    if (json_value_kind(v) == JSON_KIND_OBJECT) {
         listing_object(v, indent + 2, out);
         return;
     }
     for (size_t i = 0; i < json_array_length(v); i++) {
         char label[32];
         int m = snprintf(label, sizeof(label), "[%zu]", i);
-        listing_member(m > 0 ? label : "[?]", 0, json_array_get(v, i), indent + 2, out);
+        listing_member(m > 0 ? label : "[?]", 0, json_array_at(v, i), indent + 2, out);
     }
 }
 
@@ -287,7 +287,7 @@ static size_t listing_key_width(const struct json_value *obj, const char *skip)
 {
     size_t width = 0;
 
-    for (size_t i = 0; i < json_object_size(obj); i++) {
+    for (size_t i = 0; i < json_object_count(obj); i++) {
         const char *key;
         const struct json_value *v;
         if (!json_object_member(obj, i, &key, NULL, &v) || !listing_inline(v) ||
@@ -307,7 +307,7 @@ static void listing_object_skip(const struct json_value *obj, size_t indent, con
 {
     size_t width = listing_key_width(obj, skip);
 
-    for (size_t i = 0; i < json_object_size(obj); i++) {
+    for (size_t i = 0; i < json_object_count(obj); i++) {
         const char *key;
         const struct json_value *v;
         if (!json_object_member(obj, i, &key, NULL, &v) || (skip != NULL && strcmp(key, skip) == 0))
@@ -395,7 +395,7 @@ static void attestation_properties(const struct json_value *props, size_t indent
 {
     size_t width = listing_key_width(props, NULL);
 
-    for (size_t i = 0; i < json_object_size(props); i++) {
+    for (size_t i = 0; i < json_object_count(props); i++) {
         const char *key;
         const struct json_value *v;
         if (!json_object_member(props, i, &key, NULL, &v))
@@ -403,7 +403,7 @@ static void attestation_properties(const struct json_value *props, size_t indent
         char *k = output_sanitize(key);
         if (k == NULL)
             continue;
-        if (json_is_null(v))
+        if (json_value_is_null(v))
             attestation_line(k, width, "null", NULL, indent, out);
         else
             listing_member(k, listing_inline(v) ? width : 0, v, indent, out);
@@ -419,19 +419,19 @@ void output_attestation(const struct json_value *att, size_t indent, FILE *out)
         "next_due_at",  "next_due_reason", "leaf_sha256", "freshness_code",
     };
     const size_t nknown = sizeof(known) / sizeof(known[0]);
-    const struct json_value *props = json_object_get(att, "properties");
+    const struct json_value *props = json_object_find(att, "properties");
     size_t width = listing_key_width(att, NULL);
 
     for (size_t i = 0; i < nknown; i++) {
-        const struct json_value *v = json_object_get(att, known[i]);
+        const struct json_value *v = json_object_find(att, known[i]);
         if (v == NULL)
             continue;
         const char *text = output_scalar(v);
         const char *meaning =
-            json_value_type(v) == JSON_STRING ? attestation_explain(known[i], text) : NULL;
+            json_value_kind(v) == JSON_KIND_STRING ? attestation_explain(known[i], text) : NULL;
         attestation_line(known[i], width, text, meaning, indent, out);
     }
-    if (json_value_type(props) == JSON_OBJECT) {
+    if (json_value_kind(props) == JSON_KIND_OBJECT) {
         const char *status = json_object_get_string(att, "status");
         put_spaces(indent, out);
         /* What a failed answer states is the device's claim, not Apple's word about it. */
@@ -444,7 +444,7 @@ void output_attestation(const struct json_value *att, size_t indent, FILE *out)
         attestation_line("properties", width, output_scalar(props), NULL, indent, out);
     }
     /* Whatever else the server sends (chain, reported, ...) is shown as it is. */
-    for (size_t i = 0; i < json_object_size(att); i++) {
+    for (size_t i = 0; i < json_object_count(att); i++) {
         const char *key;
         const struct json_value *v;
         bool seen = false;
@@ -464,9 +464,9 @@ void output_attestation(const struct json_value *att, size_t indent, FILE *out)
 
 void output_device(const struct json_value *dev, FILE *out)
 {
-    const struct json_value *att = json_object_get(dev, "attestation");
+    const struct json_value *att = json_object_find(dev, "attestation");
 
-    if (json_value_type(att) != JSON_OBJECT) {
+    if (json_value_kind(att) != JSON_KIND_OBJECT) {
         listing_object(dev, 0, out);
         return;
     }

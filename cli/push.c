@@ -35,8 +35,8 @@ int cmd_push(struct ctl *ctl)
     rc = api_call(ctl, "GET", path, NULL, 0, NULL, 404, &doc, &status);
     if (rc != CTL_EXIT_OK)
         goto out;
-    const struct json_value *results = json_object_get(json_doc_root(doc), "status");
-    if (json_value_type(results) != JSON_OBJECT) {
+    const struct json_value *results = json_object_find(json_doc_root(doc), "status");
+    if (json_value_kind(results) != JSON_KIND_OBJECT) {
         rc = api_unexpected_shape(ctl, path, "{\"status\": {...}}");
         goto out;
     }
@@ -51,7 +51,7 @@ int cmd_push(struct ctl *ctl)
         goto out;
     }
     size_t delivered = 0;
-    for (size_t i = 0; i < json_object_size(results); i++) {
+    for (size_t i = 0; i < json_object_count(results); i++) {
         const char *udid;
         size_t udid_len;
         const struct json_value *r;
@@ -68,8 +68,8 @@ int cmd_push(struct ctl *ctl)
         }
     }
     table_print(table, stdout);
-    printf("%zu of %zu device(s) pushed\n", delivered, json_object_size(results));
-    if (delivered < json_object_size(results))
+    printf("%zu of %zu device(s) pushed\n", delivered, json_object_count(results));
+    if (delivered < json_object_count(results))
         rc = CTL_EXIT_FAILURE;
 out:
     table_free(table);

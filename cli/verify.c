@@ -298,7 +298,7 @@ static bool print_verdict(const struct attest_verdict *verdict)
     const struct json_value *root = json_doc_root(doc);
     shown = json_writer_new(VERIFY_MAX_JSON, 0);
     ok = shown != NULL && json_write_begin_object(shown);
-    for (size_t i = 0; ok && i < json_object_size(root); i++) {
+    for (size_t i = 0; ok && i < json_object_count(root); i++) {
         const char *key;
         const struct json_value *v;
         ok = json_object_member(root, i, &key, NULL, &v) && json_write_key(shown, key) &&
@@ -353,12 +353,12 @@ static bool chain_add_base64(struct verify_chain *chain, const char *text)
 static const struct json_value *pick_answer(const struct json_value *history, const char *id)
 {
     for (size_t i = 0; i < json_array_length(history); i++) {
-        const struct json_value *e = json_array_get(history, i);
-        const struct json_value *chain = json_object_get(e, "chain");
-        const struct json_value *eid = json_object_get(e, "id");
-        if (id != NULL ? json_value_type(eid) == JSON_NUMBER &&
+        const struct json_value *e = json_array_at(history, i);
+        const struct json_value *chain = json_object_find(e, "chain");
+        const struct json_value *eid = json_object_find(e, "id");
+        if (id != NULL ? json_value_kind(eid) == JSON_KIND_NUMBER &&
                              strcmp(json_number_text(eid), id) == 0
-                       : json_value_type(chain) == JSON_ARRAY)
+                       : json_value_kind(chain) == JSON_KIND_ARRAY)
             return e;
     }
     return NULL;
@@ -386,16 +386,16 @@ static int verify_stored(struct ctl *ctl, struct attest_verifier *verifier)
                 id ? id : "with a chain");
         goto out;
     }
-    const struct json_value *items = json_object_get(e, "chain");
-    if (json_value_type(items) != JSON_ARRAY) {
+    const struct json_value *items = json_object_find(e, "chain");
+    if (json_value_kind(items) != JSON_KIND_ARRAY) {
         fprintf(stderr, "vouchctl: answer %s is %s without a chain: nothing to check again\n",
-                json_number_text(json_object_get(e, "id")),
+                json_number_text(json_object_find(e, "id")),
                 json_object_get_string(e, "status") ? json_object_get_string(e, "status") : "?");
         goto out;
     }
     for (size_t i = 0; i < json_array_length(items); i++) {
         const char *b64;
-        if (!json_get_string(json_array_get(items, i), &b64, NULL) ||
+        if (!json_get_string(json_array_at(items, i), &b64, NULL) ||
             !chain_add_base64(&chain, b64)) {
             fprintf(stderr, "vouchctl: the stored chain is not base64 DER\n");
             goto out;
@@ -412,8 +412,8 @@ static int verify_stored(struct ctl *ctl, struct attest_verifier *verifier)
     }
     /* What vouchd checked it against; an answer stored before vouchd kept it gives the UDID and
      * the time it was received only. */
-    const struct json_value *checked = json_object_get(e, "checked");
-    bool known = json_value_type(checked) == JSON_OBJECT;
+    const struct json_value *checked = json_object_find(e, "checked");
+    bool known = json_value_kind(checked) == JSON_KIND_OBJECT;
     time_t at = 0, asked = 0;
     bool require_fresh = false;
     const char *at_text = known ? json_object_get_string(checked, "at")
@@ -421,7 +421,7 @@ static int verify_stored(struct ctl *ctl, struct attest_verifier *verifier)
     const char *asked_text = known ? json_object_get_string(checked, "cached_requested_at") : NULL;
     if (at_text == NULL || !parse_time(at_text, &at) ||
         (asked_text != NULL && !parse_time(asked_text, &asked)) ||
-        (known && !json_get_bool(json_object_get(checked, "require_fresh"), &require_fresh))) {
+        (known && !json_get_bool(json_object_find(checked, "require_fresh"), &require_fresh))) {
         fprintf(stderr, "vouchctl: the stored answer does not say when it was checked\n");
         goto out;
     }
@@ -459,13 +459,13 @@ static int verify_stored(struct ctl *ctl, struct attest_verifier *verifier)
     bool agree = same_text(status, attest_status_name(verdict.status)) &&
                  same_text(reason, attest_reason_name(verdict.reason)) &&
                  same_text(freshness, attest_freshness_name(verdict.freshness));
-    const char *answer_id = json_number_text(json_object_get(e, "id"));
+    const char *answer_id = json_number_text(json_object_find(e, "id"));
     if (ctl->json) {
         const char *text;
         size_t len;
         w = json_writer_new(VERIFY_MAX_JSON, JSON_WRITER_PRETTY);
         if (w == NULL || !json_write_begin_object(w) || !json_write_key(w, "id") ||
-            !json_write_value(w, json_object_get(e, "id")) || !json_write_key(w, "stored") ||
+            !json_write_value(w, json_object_find(e, "id")) || !json_write_key(w, "stored") ||
             !json_write_begin_object(w) || !json_write_key(w, "status") ||
             !json_write_string_or_null(w, status) || !json_write_key(w, "reason") ||
             !json_write_string_or_null(w, reason) || !json_write_key(w, "freshness") ||
@@ -480,8 +480,8 @@ static int verify_stored(struct ctl *ctl, struct attest_verifier *verifier)
         fputc('\n', stdout);
     } else {
         printf("answer %s of %s (generation %s, %s request), checked at %s\n", answer_id, udid,
-               output_scalar(json_object_get(e, "generation")),
-               output_scalar(json_object_get(e, "request_reason")), at_text);
+               output_scalar(json_object_find(e, "generation")),
+               output_scalar(json_object_find(e, "request_reason")), at_text);
         printf("  stored:     %s%s%s%s (%s)\n", status ? status : "-", reason ? " (" : "",
                reason ? reason : "", reason ? ")" : "", freshness ? freshness : "-");
         const char *r = attest_reason_name(verdict.reason);

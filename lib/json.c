@@ -1,30 +1,7 @@
 /* json.h's contract on libjansson: the limits and the accessors around its parser, the writer's
  * rules around its encoder. */
 
-/*
- * libjansson names four enumerators as json.h does, and four of its functions: its own are
- * renamed while its header is read, and the two of those functions called here are reached
- * through declarations under other names (json.h links its four as vouch_json_*). Its json_is_*
- * macros compare with its enumerators, so this file uses json_typeof() and the JANSSON_ names.
- */
-#define JSON_NULL JANSSON_NULL
-#define JSON_STRING JANSSON_STRING
-#define JSON_ARRAY JANSSON_ARRAY
-#define JSON_OBJECT JANSSON_OBJECT
-#define json_object_get jansson_object_get_unused
-#define json_object_getn jansson_object_getn_unused
-#define json_object_size jansson_object_size_unused
-#define json_array_get jansson_array_get_unused
 #include <jansson.h>
-#undef JSON_NULL
-#undef JSON_STRING
-#undef JSON_ARRAY
-#undef JSON_OBJECT
-#undef json_object_get
-#undef json_object_getn
-#undef json_object_size
-#undef json_array_get
-#undef json_is_null
 
 #include "json.h"
 
@@ -33,9 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-json_t *jansson_array_get(const json_t *array, size_t index) __asm__("json_array_get");
-size_t jansson_object_size(const json_t *object) __asm__("json_object_size");
 
 _Static_assert(JSON_MAX_DEPTH < JSON_PARSER_MAX_DEPTH, "JSON_MAX_DEPTH above libjansson's");
 _Static_assert(sizeof(json_int_t) == sizeof(int64_t), "libjansson's integers are not 64 bits");
@@ -112,7 +86,7 @@ struct json_member;
 
 struct json_value {
     json_t *j; /* in the document's tree; the writer shares it */
-    enum json_type type;
+    enum json_kind type;
     unsigned height; /* containers in this value, nested: 0 for a scalar, 1 for "[1]" */
     size_t count;    /* arrays and objects: elements or members */
     union {
@@ -382,19 +356,19 @@ static bool doc_node(struct json_doc *doc, json_t *j, struct json_value *v)
     memset(v, 0, sizeof(*v));
     v->j = j;
     switch (json_typeof(j)) {
-    case JANSSON_NULL:
-        v->type = JSON_NULL;
+    case JSON_NULL:
+        v->type = JSON_KIND_NULL;
         return true;
     case JSON_TRUE:
     case JSON_FALSE:
-        v->type = JSON_BOOL;
+        v->type = JSON_KIND_BOOL;
         return true;
-    case JANSSON_STRING:
-        v->type = JSON_STRING;
+    case JSON_STRING:
+        v->type = JSON_KIND_STRING;
         return true;
     case JSON_INTEGER:
     case JSON_REAL:
-        v->type = JSON_NUMBER;
+        v->type = JSON_KIND_NUMBER;
         if (json_typeof(j) == JSON_INTEGER) {
             int m = snprintf(text, sizeof(text), "%" JSON_INTEGER_FORMAT, json_integer_value(j));
             n = m < 0 ? 0 : (size_t)m;
@@ -411,8 +385,8 @@ static bool doc_node(struct json_doc *doc, json_t *j, struct json_value *v)
         copy[n] = '\0';
         v->u.number = copy;
         return true;
-    case JANSSON_ARRAY:
-        v->type = JSON_ARRAY;
+    case JSON_ARRAY:
+        v->type = JSON_KIND_ARRAY;
         v->count = json_array_size(j);
         if (v->count == 0) {
             v->height = 1;
@@ -423,16 +397,16 @@ static bool doc_node(struct json_doc *doc, json_t *j, struct json_value *v)
             return false;
         for (size_t i = 0; i < v->count; i++) {
             struct json_value *item = &v->u.items[i];
-            if (!doc_node(doc, jansson_array_get(j, i), item))
+            if (!doc_node(doc, json_array_get(j, i), item))
                 return false;
             if (item->height > v->height)
                 v->height = item->height;
         }
         v->height++;
         return true;
-    case JANSSON_OBJECT:
-        v->type = JSON_OBJECT;
-        v->count = jansson_object_size(j);
+    case JSON_OBJECT:
+        v->type = JSON_KIND_OBJECT;
+        v->count = json_object_size(j);
         if (v->count == 0) {
             v->height = 1;
             return true;
@@ -515,20 +489,20 @@ out:
 
 /* ---- Accessors ---- */
 
-enum json_type json_value_type(const struct json_value *v)
+enum json_kind json_value_kind(const struct json_value *v)
 {
-    return v == NULL ? JSON_NULL : v->type;
+    return v == NULL ? JSON_KIND_NULL : v->type;
 }
 
-bool json_is_null(const struct json_value *v)
+bool json_value_is_null(const struct json_value *v)
 {
-    return v != NULL && v->type == JSON_NULL;
+    return v != NULL && v->type == JSON_KIND_NULL;
 }
 
-const struct json_value *json_object_getn(const struct json_value *obj, const char *key,
-                                          size_t key_len)
+const struct json_value *json_object_findn(const struct json_value *obj, const char *key,
+                                           size_t key_len)
 {
-    if (obj == NULL || obj->type != JSON_OBJECT || key == NULL || obj->count == 0)
+    if (obj == NULL || obj->type != JSON_KIND_OBJECT || key == NULL || obj->count == 0)
         return NULL;
     if (obj->sorted == NULL) {
         for (size_t i = 0; i < obj->count; i++) {
@@ -545,22 +519,22 @@ const struct json_value *json_object_getn(const struct json_value *obj, const ch
     return hit == NULL ? NULL : &(*hit)->value;
 }
 
-const struct json_value *json_object_get(const struct json_value *obj, const char *key)
+const struct json_value *json_object_find(const struct json_value *obj, const char *key)
 {
     if (key == NULL)
         return NULL;
-    return json_object_getn(obj, key, strlen(key));
+    return json_object_findn(obj, key, strlen(key));
 }
 
-size_t json_object_size(const struct json_value *obj)
+size_t json_object_count(const struct json_value *obj)
 {
-    return (obj == NULL || obj->type != JSON_OBJECT) ? 0 : obj->count;
+    return (obj == NULL || obj->type != JSON_KIND_OBJECT) ? 0 : obj->count;
 }
 
 bool json_object_member(const struct json_value *obj, size_t index, const char **key,
                         size_t *key_len, const struct json_value **value)
 {
-    if (obj == NULL || obj->type != JSON_OBJECT || index >= obj->count)
+    if (obj == NULL || obj->type != JSON_KIND_OBJECT || index >= obj->count)
         return false;
     const struct json_member *m = &obj->u.members[index];
     if (key != NULL)
@@ -574,19 +548,19 @@ bool json_object_member(const struct json_value *obj, size_t index, const char *
 
 size_t json_array_length(const struct json_value *arr)
 {
-    return (arr == NULL || arr->type != JSON_ARRAY) ? 0 : arr->count;
+    return (arr == NULL || arr->type != JSON_KIND_ARRAY) ? 0 : arr->count;
 }
 
-const struct json_value *json_array_get(const struct json_value *arr, size_t index)
+const struct json_value *json_array_at(const struct json_value *arr, size_t index)
 {
-    if (arr == NULL || arr->type != JSON_ARRAY || index >= arr->count)
+    if (arr == NULL || arr->type != JSON_KIND_ARRAY || index >= arr->count)
         return NULL;
     return &arr->u.items[index];
 }
 
 bool json_get_bool(const struct json_value *v, bool *out)
 {
-    if (v == NULL || v->type != JSON_BOOL)
+    if (v == NULL || v->type != JSON_KIND_BOOL)
         return false;
     *out = json_typeof(v->j) == JSON_TRUE;
     return true;
@@ -594,7 +568,7 @@ bool json_get_bool(const struct json_value *v, bool *out)
 
 bool json_get_double(const struct json_value *v, double *out)
 {
-    if (v == NULL || v->type != JSON_NUMBER)
+    if (v == NULL || v->type != JSON_KIND_NUMBER)
         return false;
     *out = json_number_value(v->j);
     return true;
@@ -610,12 +584,12 @@ bool json_get_int64(const struct json_value *v, int64_t *out)
 
 const char *json_number_text(const struct json_value *v)
 {
-    return (v == NULL || v->type != JSON_NUMBER) ? NULL : v->u.number;
+    return (v == NULL || v->type != JSON_KIND_NUMBER) ? NULL : v->u.number;
 }
 
 bool json_get_string(const struct json_value *v, const char **out, size_t *len)
 {
-    if (v == NULL || v->type != JSON_STRING)
+    if (v == NULL || v->type != JSON_KIND_STRING)
         return false;
     const char *s = json_string_value(v->j);
     size_t n = json_string_length(v->j);
@@ -632,7 +606,7 @@ bool json_get_string(const struct json_value *v, const char **out, size_t *len)
 const char *json_object_get_string(const struct json_value *obj, const char *key)
 {
     const char *s;
-    if (!json_get_string(json_object_get(obj, key), &s, NULL))
+    if (!json_get_string(json_object_find(obj, key), &s, NULL))
         return NULL;
     return s;
 }
@@ -755,16 +729,16 @@ static bool writer_add(struct json_writer *w, json_t *v, size_t least)
         return writer_grow(w, least);
     }
     json_t *c = w->open[w->depth - 1];
-    if (json_typeof(c) == JANSSON_OBJECT) {
+    if (json_typeof(c) == JSON_OBJECT) {
         if (!w->key_pending) {
             json_decref(v);
             return writer_fail(w, JSON_WRITE_MISUSE);
         }
-        size_t members = jansson_object_size(c);
+        size_t members = json_object_size(c);
         if (json_object_setn_new_nocheck(c, w->key, w->key_len, v) != 0)
             return writer_fail(w, JSON_WRITE_NOMEM);
         /* libjansson replaced the key's first value: a JSON object has each key once. */
-        if (jansson_object_size(c) == members)
+        if (json_object_size(c) == members)
             return writer_fail(w, JSON_WRITE_MISUSE);
         w->key_pending = false;
         return writer_grow(w, least);
@@ -809,7 +783,7 @@ bool json_write_begin_object(struct json_writer *w)
 
 bool json_write_end_object(struct json_writer *w)
 {
-    return writer_end(w, JANSSON_OBJECT);
+    return writer_end(w, JSON_OBJECT);
 }
 
 bool json_write_begin_array(struct json_writer *w)
@@ -819,7 +793,7 @@ bool json_write_begin_array(struct json_writer *w)
 
 bool json_write_end_array(struct json_writer *w)
 {
-    return writer_end(w, JANSSON_ARRAY);
+    return writer_end(w, JSON_ARRAY);
 }
 
 bool json_write_keyn(struct json_writer *w, const char *key, size_t len)
@@ -829,7 +803,7 @@ bool json_write_keyn(struct json_writer *w, const char *key, size_t len)
     if (w->depth == 0 || key == NULL)
         return writer_fail(w, JSON_WRITE_MISUSE);
     json_t *c = w->open[w->depth - 1];
-    if (json_typeof(c) != JANSSON_OBJECT || w->key_pending)
+    if (json_typeof(c) != JSON_OBJECT || w->key_pending)
         return writer_fail(w, JSON_WRITE_MISUSE);
     if (!utf8_valid(key, len))
         return writer_fail(w, JSON_WRITE_UTF8);
@@ -847,7 +821,7 @@ bool json_write_keyn(struct json_writer *w, const char *key, size_t len)
     w->key_len = len;
     w->key_pending = true;
     /* Quotes and colon, and a comma after an earlier member. */
-    return writer_grow(w, len + 3 + (jansson_object_size(c) > 0));
+    return writer_grow(w, len + 3 + (json_object_size(c) > 0));
 }
 
 bool json_write_key(struct json_writer *w, const char *key)

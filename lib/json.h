@@ -23,9 +23,8 @@
  * it, so a caller may check each call or chain them and check once. The writer owns its buffer;
  * json_writer_finish() lends it out until the writer is reset or freed.
  *
- * libjansson's own API uses some of the names below (json_object_get, json_object_getn,
- * json_object_size, json_array_get): those of this module are linked under a vouch_ name so
- * that a program can link both. Include this header or <jansson.h>, not both (json.c excepted).
+ * No name here is libjansson's (json_object_find, json_array_at, enum json_kind where it has
+ * json_object_get, json_array_get, json_type), so a file may include both headers.
  */
 #ifndef VOUCH_JSON_H
 #define VOUCH_JSON_H
@@ -38,13 +37,13 @@
 
 /* ---- Parser ---- */
 
-enum json_type {
-    JSON_NULL,
-    JSON_BOOL,
-    JSON_NUMBER,
-    JSON_STRING,
-    JSON_ARRAY,
-    JSON_OBJECT,
+enum json_kind {
+    JSON_KIND_NULL,
+    JSON_KIND_BOOL,
+    JSON_KIND_NUMBER,
+    JSON_KIND_STRING,
+    JSON_KIND_ARRAY,
+    JSON_KIND_OBJECT,
 };
 
 enum json_error {
@@ -98,18 +97,17 @@ const struct json_value *json_doc_root(const struct json_doc *doc);
 const char *json_strerror(enum json_error error);
 
 /* Accessors accept NULL and values of the wrong type: they then return false, 0 or NULL, so
- * lookups can be chained (json_object_get(json_object_get(doc, "push"), "token_state")). */
-enum json_type json_value_type(const struct json_value *v);
-bool json_is_null(const struct json_value *v);
+ * lookups can be chained (json_object_find(json_object_find(doc, "push"), "token_state")). */
+enum json_kind json_value_kind(const struct json_value *v);
+bool json_value_is_null(const struct json_value *v);
 
 /* The value of an object's key, or NULL when v is not an object or has no such key. The
  * key is compared byte for byte. */
-const struct json_value *json_object_get(const struct json_value *obj,
-                                         const char *key) __asm__("vouch_json_object_get");
-const struct json_value *json_object_getn(const struct json_value *obj, const char *key,
-                                          size_t key_len) __asm__("vouch_json_object_getn");
+const struct json_value *json_object_find(const struct json_value *obj, const char *key);
+const struct json_value *json_object_findn(const struct json_value *obj, const char *key,
+                                           size_t key_len);
 /* Number of members of an object (0 for anything else). */
-size_t json_object_size(const struct json_value *obj) __asm__("vouch_json_object_size");
+size_t json_object_count(const struct json_value *obj);
 /* The index-th member in document order. key_len may be NULL. */
 bool json_object_member(const struct json_value *obj, size_t index, const char **key,
                         size_t *key_len, const struct json_value **value) JSON_WUR;
@@ -117,8 +115,7 @@ bool json_object_member(const struct json_value *obj, size_t index, const char *
 /* Number of elements of an array (0 for anything else), and the index-th one (NULL if out of
  * range). */
 size_t json_array_length(const struct json_value *arr);
-const struct json_value *json_array_get(const struct json_value *arr,
-                                        size_t index) __asm__("vouch_json_array_get");
+const struct json_value *json_array_at(const struct json_value *arr, size_t index);
 
 bool json_get_bool(const struct json_value *v, bool *out) JSON_WUR;
 bool json_get_double(const struct json_value *v, double *out) JSON_WUR;

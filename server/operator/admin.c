@@ -549,9 +549,9 @@ static void handle_attest_many(struct vouchd *srv, struct evhttp_request *req)
         snprintf(problem, sizeof(problem), "expected a JSON body {\"udids\": [...]}");
         goto refuse;
     }
-    const struct json_value *udids = json_object_get(json_doc_root(doc), "udids");
+    const struct json_value *udids = json_object_find(json_doc_root(doc), "udids");
     size_t count = json_array_length(udids);
-    if (json_value_type(udids) != JSON_ARRAY || count == 0 || count > ATTEST_MAX_IDS) {
+    if (json_value_kind(udids) != JSON_KIND_ARRAY || count == 0 || count > ATTEST_MAX_IDS) {
         snprintf(problem, sizeof(problem), "udids must be an array of 1 to %d device ids",
                  ATTEST_MAX_IDS);
         goto refuse;
@@ -563,7 +563,7 @@ static void handle_attest_many(struct vouchd *srv, struct evhttp_request *req)
     for (size_t i = 0; i < count; i++) {
         const char *id;
         size_t id_len;
-        if (!json_get_string(json_array_get(udids, i), &id, &id_len) || !valid_id(id, id_len)) {
+        if (!json_get_string(json_array_at(udids, i), &id, &id_len) || !valid_id(id, id_len)) {
             snprintf(problem, sizeof(problem), "udids[%zu] is not a device id", i);
             admin_request_free(ar);
             goto refuse;

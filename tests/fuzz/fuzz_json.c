@@ -12,22 +12,22 @@ static const struct json_limits lim = {.max_bytes = 1 << 16, .max_depth = 100, .
 static size_t check_tree(const struct json_value *v, size_t *depth)
 {
     size_t nodes = 1, deepest = 0, d;
-    switch (json_value_type(v)) {
-    case JSON_ARRAY:
+    switch (json_value_kind(v)) {
+    case JSON_KIND_ARRAY:
         for (size_t i = 0; i < json_array_length(v); i++) {
-            nodes += check_tree(json_array_get(v, i), &d);
+            nodes += check_tree(json_array_at(v, i), &d);
             if (d > deepest)
                 deepest = d;
         }
         *depth = deepest + 1;
         return nodes;
-    case JSON_OBJECT:
-        for (size_t i = 0; i < json_object_size(v); i++) {
+    case JSON_KIND_OBJECT:
+        for (size_t i = 0; i < json_object_count(v); i++) {
             const char *key;
             size_t key_len;
             const struct json_value *m;
             if (!json_object_member(v, i, &key, &key_len, &m) || memchr(key, '\0', key_len) ||
-                key[key_len] != '\0' || json_object_getn(v, key, key_len) != m)
+                key[key_len] != '\0' || json_object_findn(v, key, key_len) != m)
                 abort();
             nodes += check_tree(m, &d);
             if (d > deepest)
@@ -35,7 +35,7 @@ static size_t check_tree(const struct json_value *v, size_t *depth)
         }
         *depth = deepest + 1;
         return nodes;
-    case JSON_NUMBER:
+    case JSON_KIND_NUMBER:
         if (json_number_text(v) == NULL)
             abort();
         break;

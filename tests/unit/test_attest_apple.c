@@ -102,12 +102,12 @@ static void test_real_leaf_matches_expected_json(void **state)
     sha256_hex(g.real_leaf, g.real_leaf_len, hex);
     assert_string_equal(hex, json_object_get_string(root, "leaf_sha256_fingerprint"));
 
-    const struct json_value *exts = json_object_get(root, "extensions_in_order");
+    const struct json_value *exts = json_object_find(root, "extensions_in_order");
     assert_int_equal(json_array_length(exts), 10);
     unsigned seen = 0;
     const char *base = (const char *)&p;
     for (size_t i = 0; i < json_array_length(exts); i++) {
-        const struct json_value *e = json_array_get(exts, i);
+        const struct json_value *e = json_array_at(exts, i);
         const char *oid = json_object_get_string(e, "oid");
         assert_non_null(oid);
         assert_int_equal(strncmp(oid, APPLE_ARC, strlen(APPLE_ARC)), 0);
@@ -115,14 +115,14 @@ static void test_real_leaf_matches_expected_json(void **state)
         int64_t value;
         if (strcmp(suffix, "13.1") == 0) {
             /* SIP status 0 = enabled */
-            assert_true(json_get_int64(json_object_get(e, "value"), &value));
+            assert_true(json_get_int64(json_object_find(e, "value"), &value));
             assert_int_equal(p.sip_enabled, value == 0 ? 1 : 0);
             seen++;
             continue;
         }
         if (strcmp(suffix, "13.3") == 0) {
             /* third-party kexts 0 = not allowed */
-            assert_true(json_get_int64(json_object_get(e, "value"), &value));
+            assert_true(json_get_int64(json_object_find(e, "value"), &value));
             assert_int_equal(p.third_party_kexts_allowed, value == 0 ? 0 : 1);
             seen++;
             continue;

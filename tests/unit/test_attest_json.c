@@ -44,9 +44,9 @@ static char *write_verdict(const struct attest_verdict *v, const struct attest_j
 
 static void assert_keys(const struct json_value *obj, const char *const *keys, size_t n)
 {
-    assert_int_equal(json_value_type(obj), JSON_OBJECT);
-    if (json_object_size(obj) != n)
-        fail_msg("%zu members, expected %zu", json_object_size(obj), n);
+    assert_int_equal(json_value_kind(obj), JSON_KIND_OBJECT);
+    if (json_object_count(obj) != n)
+        fail_msg("%zu members, expected %zu", json_object_count(obj), n);
     for (size_t i = 0; i < n; i++) {
         const char *key;
         const struct json_value *value;
@@ -62,11 +62,11 @@ static const char *const property_keys[] = {
 
 static void assert_json_string(const struct json_value *obj, const char *key, const char *want)
 {
-    const struct json_value *v = json_object_get(obj, key);
+    const struct json_value *v = json_object_find(obj, key);
     if (v == NULL)
         fail_msg("no %s", key);
     if (want == NULL) {
-        if (!json_is_null(v))
+        if (!json_value_is_null(v))
             fail_msg("%s: not null", key);
         return;
     }
@@ -78,10 +78,10 @@ static void assert_json_string(const struct json_value *obj, const char *key, co
 
 static void assert_json_tristate(const struct json_value *obj, const char *key, int want)
 {
-    const struct json_value *v = json_object_get(obj, key);
+    const struct json_value *v = json_object_find(obj, key);
     assert_non_null(v);
     if (want < 0) {
-        assert_true(json_is_null(v));
+        assert_true(json_value_is_null(v));
         return;
     }
     bool b;
@@ -132,7 +132,7 @@ static void test_json_verified(void **state)
     sha256_hex(chain.der[0], chain.len[0], hex);
     assert_json_string(root, "leaf_sha256", hex);
 
-    const struct json_value *p = json_object_get(root, "properties");
+    const struct json_value *p = json_object_find(root, "properties");
     assert_keys(p, property_keys, 9);
     assert_json_string(p, "serial_number", dev_serial);
     assert_json_string(p, "udid", dev_udid);
@@ -145,12 +145,12 @@ static void test_json_verified(void **state)
     assert_json_tristate(p, "third_party_kexts_allowed", 1);
 
     /* The chain as received, base64. */
-    const struct json_value *c = json_object_get(root, "chain");
+    const struct json_value *c = json_object_find(root, "chain");
     assert_int_equal(json_array_length(c), 2);
     for (size_t i = 0; i < 2; i++) {
         const char *b64;
         size_t b64_len;
-        assert_true(json_get_string(json_array_get(c, i), &b64, &b64_len));
+        assert_true(json_get_string(json_array_at(c, i), &b64, &b64_len));
         uint8_t *raw = malloc(b64_len);
         assert_non_null(raw);
         int n = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)b64_len);
@@ -158,7 +158,7 @@ static void test_json_verified(void **state)
         assert_memory_equal(raw, chain.der[i], chain.len[i]);
         free(raw);
     }
-    const struct json_value *rep = json_object_get(root, "reported");
+    const struct json_value *rep = json_object_find(root, "reported");
     static const char *const rep_keys[] = {"os_version", "build_version"};
     assert_keys(rep, rep_keys, 2);
     assert_json_string(rep, "os_version", "17.5");
@@ -170,8 +170,8 @@ static void test_json_verified(void **state)
     struct attest_json_extra partial = {.reported_os_version = "17.5"};
     text = write_verdict(&v, &partial, &len);
     root = parse_json(text, len, &doc);
-    assert_null(json_object_get(root, "chain"));
-    assert_json_string(json_object_get(root, "reported"), "build_version", NULL);
+    assert_null(json_object_find(root, "chain"));
+    assert_json_string(json_object_find(root, "reported"), "build_version", NULL);
     json_doc_free(doc);
     free(text);
     fake_chain_free(&chain);
@@ -201,7 +201,7 @@ static void test_json_failed(void **state)
     assert_json_string(root, "generated_at", NULL);
     assert_json_string(root, "expires_at", NULL);
     assert_json_string(root, "leaf_sha256", NULL);
-    assert_true(json_is_null(json_object_get(root, "properties")));
+    assert_true(json_value_is_null(json_object_find(root, "properties")));
     json_doc_free(doc);
     free(text);
 
@@ -219,10 +219,10 @@ static void test_json_failed(void **state)
     assert_json_string(root, "freshness", "unknown");
     assert_json_string(root, "reason", "nonce_missing");
     assert_json_string(root, "generated_at", MINTED_RFC3339);
-    const struct json_value *p = json_object_get(root, "properties");
+    const struct json_value *p = json_object_find(root, "properties");
     assert_keys(p, property_keys, 9);
     for (size_t i = 0; i < 9; i++) {
-        if (!json_is_null(json_object_get(p, property_keys[i])))
+        if (!json_value_is_null(json_object_find(p, property_keys[i])))
             fail_msg("%s: not null", property_keys[i]);
     }
     json_doc_free(doc);
@@ -277,7 +277,7 @@ static void test_json_real_leaf(void **state)
     assert_json_string(root, "expires_at", "2025-10-12T09:38:07Z");
     assert_json_string(root, "leaf_sha256",
                        "6c25bfd9aa09f209892b8b4808ab44803045f5bc2e2c172f7e6c7832c38292c2");
-    const struct json_value *p = json_object_get(root, "properties");
+    const struct json_value *p = json_object_find(root, "properties");
     assert_keys(p, property_keys, 9);
     assert_json_string(p, "serial_number", "TMWFWWWP67");
     assert_json_string(p, "udid", "00006030-000651690A84001C");
@@ -305,7 +305,7 @@ static void test_json_real_leaf(void **state)
     assert_true(json_writer_finish(w, &data, &len));
     root = parse_json(data, len, &doc);
     assert_json_string(root, "status", "unsupported");
-    assert_json_string(json_object_get(root, "reported"), "build_version", "20A362");
+    assert_json_string(json_object_find(root, "reported"), "build_version", "20A362");
     json_doc_free(doc);
     json_writer_free(w);
 }

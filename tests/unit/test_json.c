@@ -66,7 +66,7 @@ static void assert_string_decodes(const char *json, const char *bytes, size_t by
     struct json_doc *doc = parse(json);
     const char *s = NULL;
     size_t len = 0;
-    assert_int_equal(json_value_type(json_doc_root(doc)), JSON_STRING);
+    assert_int_equal(json_value_kind(json_doc_root(doc)), JSON_KIND_STRING);
     assert_true(json_get_string(json_doc_root(doc), &s, &len));
     assert_int_equal(len, bytes_len);
     assert_memory_equal(s, bytes, bytes_len);
@@ -80,7 +80,7 @@ static void test_parse_literals(void **state)
 {
     bool b = false;
     struct json_doc *doc = parse("true");
-    assert_int_equal(json_value_type(json_doc_root(doc)), JSON_BOOL);
+    assert_int_equal(json_value_kind(json_doc_root(doc)), JSON_KIND_BOOL);
     assert_true(json_get_bool(json_doc_root(doc), &b));
     assert_true(b);
     json_doc_free(doc);
@@ -91,7 +91,7 @@ static void test_parse_literals(void **state)
     json_doc_free(doc);
 
     doc = parse("\t\r\nnull\n");
-    assert_true(json_is_null(json_doc_root(doc)));
+    assert_true(json_value_is_null(json_doc_root(doc)));
     assert_false(json_get_bool(json_doc_root(doc), &b));
     json_doc_free(doc);
 
@@ -134,7 +134,7 @@ static void test_parse_numbers(void **state)
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         struct json_doc *doc = parse(good[i].text);
         double d = -1;
-        assert_int_equal(json_value_type(json_doc_root(doc)), JSON_NUMBER);
+        assert_int_equal(json_value_kind(json_doc_root(doc)), JSON_KIND_NUMBER);
         assert_true(json_get_double(json_doc_root(doc), &d));
         assert_true(d == good[i].value);
         assert_string_equal(json_number_text(json_doc_root(doc)), good[i].number_text);
@@ -175,20 +175,20 @@ static void test_parse_int64(void **state)
     struct json_doc *doc = parse("[9223372036854775807, -9223372036854775808, "
                                  "1.0, 1e2, 42, -7, \"5\"]");
     const struct json_value *a = json_doc_root(doc);
-    assert_true(json_get_int64(json_array_get(a, 0), &n));
+    assert_true(json_get_int64(json_array_at(a, 0), &n));
     assert_true(n == INT64_MAX);
-    assert_string_equal(json_number_text(json_array_get(a, 0)), "9223372036854775807");
-    assert_true(json_get_int64(json_array_get(a, 1), &n));
+    assert_string_equal(json_number_text(json_array_at(a, 0)), "9223372036854775807");
+    assert_true(json_get_int64(json_array_at(a, 1), &n));
     assert_true(n == INT64_MIN);
-    assert_string_equal(json_number_text(json_array_get(a, 1)), "-9223372036854775808");
-    assert_false(json_get_int64(json_array_get(a, 2), &n)); /* fraction */
-    assert_false(json_get_int64(json_array_get(a, 3), &n)); /* exponent */
-    assert_true(json_get_int64(json_array_get(a, 4), &n));
+    assert_string_equal(json_number_text(json_array_at(a, 1)), "-9223372036854775808");
+    assert_false(json_get_int64(json_array_at(a, 2), &n)); /* fraction */
+    assert_false(json_get_int64(json_array_at(a, 3), &n)); /* exponent */
+    assert_true(json_get_int64(json_array_at(a, 4), &n));
     assert_int_equal(n, 42);
-    assert_true(json_get_int64(json_array_get(a, 5), &n));
+    assert_true(json_get_int64(json_array_at(a, 5), &n));
     assert_int_equal(n, -7);
-    assert_false(json_get_int64(json_array_get(a, 6), &n)); /* a string */
-    assert_null(json_number_text(json_array_get(a, 6)));
+    assert_false(json_get_int64(json_array_at(a, 6), &n)); /* a string */
+    assert_null(json_number_text(json_array_at(a, 6)));
     json_doc_free(doc);
     /* One past either end is refused: the parser has no integers but int64_t ones. */
     parse_fail("[9223372036854775808]", JSON_ERR_NUMBER);
@@ -221,7 +221,7 @@ static void test_parse_string_escapes(void **state)
 static void test_parse_string_nul(void **state)
 {
     struct json_doc *doc = parse("{\"k\": \"a\\u0000b\"}");
-    const struct json_value *v = json_object_get(json_doc_root(doc), "k");
+    const struct json_value *v = json_object_find(json_doc_root(doc), "k");
     const char *s = NULL;
     size_t len = 0;
     /* As a C string it would be truncated, so it is refused; with a length it is whole. */
@@ -308,31 +308,31 @@ static void test_parse_structure(void **state)
               "\"active\", \"last_push_at\": null}, \"list\": [1, \"two\", [], {}, null],"
               " \"\": \"empty key\"}");
     const struct json_value *root = json_doc_root(doc);
-    assert_int_equal(json_value_type(root), JSON_OBJECT);
-    assert_int_equal(json_object_size(root), 6);
+    assert_int_equal(json_value_kind(root), JSON_KIND_OBJECT);
+    assert_int_equal(json_object_count(root), 6);
     assert_string_equal(json_object_get_string(root, "udid"), "U1");
     assert_string_equal(json_object_get_string(root, ""), "empty key");
-    assert_null(json_object_get(root, "missing"));
-    assert_null(json_object_get(root, "udi"));
-    assert_null(json_object_get(root, "udidx"));
+    assert_null(json_object_find(root, "missing"));
+    assert_null(json_object_find(root, "udi"));
+    assert_null(json_object_find(root, "udidx"));
     assert_null(json_object_get_string(root, "n")); /* not a string */
 
-    const struct json_value *push = json_object_get(root, "push");
+    const struct json_value *push = json_object_find(root, "push");
     assert_string_equal(json_object_get_string(push, "token_state"), "active");
-    assert_true(json_is_null(json_object_get(push, "last_push_at")));
-    assert_false(json_is_null(json_object_get(push, "missing")));
+    assert_true(json_value_is_null(json_object_find(push, "last_push_at")));
+    assert_false(json_value_is_null(json_object_find(push, "missing")));
 
-    const struct json_value *list = json_object_get(root, "list");
+    const struct json_value *list = json_object_find(root, "list");
     assert_int_equal(json_array_length(list), 5);
-    assert_int_equal(json_value_type(json_array_get(list, 0)), JSON_NUMBER);
-    assert_int_equal(json_value_type(json_array_get(list, 1)), JSON_STRING);
-    assert_int_equal(json_value_type(json_array_get(list, 2)), JSON_ARRAY);
-    assert_int_equal(json_array_length(json_array_get(list, 2)), 0);
-    assert_int_equal(json_value_type(json_array_get(list, 3)), JSON_OBJECT);
-    assert_int_equal(json_object_size(json_array_get(list, 3)), 0);
-    assert_null(json_object_get(json_array_get(list, 3), "x"));
-    assert_true(json_is_null(json_array_get(list, 4)));
-    assert_null(json_array_get(list, 5));
+    assert_int_equal(json_value_kind(json_array_at(list, 0)), JSON_KIND_NUMBER);
+    assert_int_equal(json_value_kind(json_array_at(list, 1)), JSON_KIND_STRING);
+    assert_int_equal(json_value_kind(json_array_at(list, 2)), JSON_KIND_ARRAY);
+    assert_int_equal(json_array_length(json_array_at(list, 2)), 0);
+    assert_int_equal(json_value_kind(json_array_at(list, 3)), JSON_KIND_OBJECT);
+    assert_int_equal(json_object_count(json_array_at(list, 3)), 0);
+    assert_null(json_object_find(json_array_at(list, 3), "x"));
+    assert_true(json_value_is_null(json_array_at(list, 4)));
+    assert_null(json_array_at(list, 5));
 
     /* Members iterate in document order, not in lookup order. */
     static const char *const order[] = {"udid", "enrolled", "n", "push", "list", ""};
@@ -343,18 +343,18 @@ static void test_parse_structure(void **state)
         assert_true(json_object_member(root, i, &key, &key_len, &value));
         assert_string_equal(key, order[i]);
         assert_int_equal(key_len, strlen(order[i]));
-        assert_ptr_equal(value, json_object_get(root, order[i]));
+        assert_ptr_equal(value, json_object_find(root, order[i]));
     }
     assert_false(json_object_member(root, 6, NULL, NULL, NULL));
 
     /* Wrong types and NULL are harmless, so lookups chain. */
-    assert_null(json_object_get(list, "udid"));
-    assert_null(json_array_get(root, 0));
+    assert_null(json_object_find(list, "udid"));
+    assert_null(json_array_at(root, 0));
     assert_int_equal(json_array_length(root), 0);
-    assert_int_equal(json_object_size(list), 0);
-    assert_null(json_object_get(json_object_get(root, "nope"), "deeper"));
-    assert_int_equal(json_value_type(NULL), JSON_NULL);
-    assert_false(json_is_null(NULL));
+    assert_int_equal(json_object_count(list), 0);
+    assert_null(json_object_find(json_object_find(root, "nope"), "deeper"));
+    assert_int_equal(json_value_kind(NULL), JSON_KIND_NULL);
+    assert_false(json_value_is_null(NULL));
     assert_null(json_doc_root(NULL));
     json_doc_free(doc);
     json_doc_free(NULL);
@@ -374,12 +374,12 @@ static void test_parse_many_keys(void **state)
     buf[n++] = '}';
     struct json_doc *doc = parse_len(buf, n);
     const struct json_value *root = json_doc_root(doc);
-    assert_int_equal(json_object_size(root), 1000);
+    assert_int_equal(json_object_count(root), 1000);
     for (int i = 0; i < 1000; i++) {
         char key[16];
         int64_t v = -1;
         assert_true(snprintf(key, sizeof(key), "key%d", i) > 0);
-        assert_true(json_get_int64(json_object_get(root, key), &v));
+        assert_true(json_get_int64(json_object_find(root, key), &v));
         assert_int_equal(v, i);
     }
     json_doc_free(doc);
@@ -410,12 +410,12 @@ static void test_parse_duplicate_keys(void **state)
     struct json_doc *doc = parse("{\"a\": 1, \"ab\": 2, \"A\": 4, \"o\": {\"a\": 5}}");
     const struct json_value *root = json_doc_root(doc);
     int64_t v = 0;
-    assert_true(json_get_int64(json_object_get(root, "a"), &v));
+    assert_true(json_get_int64(json_object_find(root, "a"), &v));
     assert_int_equal(v, 1);
-    assert_true(json_get_int64(json_object_get(root, "ab"), &v));
+    assert_true(json_get_int64(json_object_find(root, "ab"), &v));
     assert_int_equal(v, 2);
-    assert_null(json_object_getn(root, "a\0", 2));
-    assert_true(json_get_int64(json_object_get(root, "A"), &v));
+    assert_null(json_object_findn(root, "a\0", 2));
+    assert_true(json_get_int64(json_object_find(root, "A"), &v));
     assert_int_equal(v, 4);
     json_doc_free(doc);
 
@@ -520,8 +520,8 @@ static void test_limit_depth(void **state)
     assert_int_equal(json_parse(deep, 2 * n + 1, &l, &doc, NULL), JSON_OK);
     const struct json_value *v = json_doc_root(doc);
     for (size_t i = 0; i < n - 1; i++)
-        v = json_array_get(v, 0);
-    assert_int_equal(json_value_type(v), JSON_ARRAY);
+        v = json_array_at(v, 0);
+    assert_int_equal(json_value_kind(v), JSON_KIND_ARRAY);
     assert_int_equal(json_array_length(v), 1);
     json_doc_free(doc);
     /* One more: refused at its bracket. */
@@ -948,19 +948,19 @@ static void test_roundtrip_writer_to_parser(void **state)
     const struct json_value *root = json_doc_root(doc);
     const char *s = NULL;
     size_t slen = 0;
-    assert_true(json_get_string(json_object_getn(root, all, n - 1), &s, &slen));
+    assert_true(json_get_string(json_object_findn(root, all, n - 1), &s, &slen));
     assert_int_equal(slen, n);
     assert_memory_equal(s, all, n);
     int64_t i = 0;
-    assert_true(json_get_int64(json_object_get(root, "i"), &i));
+    assert_true(json_get_int64(json_object_find(root, "i"), &i));
     assert_true(i == -1234567890123);
     double d = 0;
-    assert_true(json_get_double(json_object_get(root, "d"), &d));
+    assert_true(json_get_double(json_object_find(root, "d"), &d));
     assert_true(d == 0.1);
     bool b = true;
-    assert_true(json_get_bool(json_array_get(json_object_get(root, "arr"), 0), &b));
+    assert_true(json_get_bool(json_array_at(json_object_find(root, "arr"), 0), &b));
     assert_false(b);
-    assert_true(json_is_null(json_array_get(json_object_get(root, "arr"), 1)));
+    assert_true(json_value_is_null(json_array_at(json_object_find(root, "arr"), 1)));
     json_doc_free(doc);
     json_writer_free(w);
 }
