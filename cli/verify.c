@@ -23,6 +23,7 @@
 
 #include "attest.h"
 #include "attest_json.h"
+#include "hex.h"
 #include "json.h"
 #include "output.h"
 
@@ -60,32 +61,10 @@ static bool verify_chain_add(struct verify_chain *chain, const char *file, uint8
     return true;
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* An even number of hex digits, 1 to max bytes. */
 static bool parse_hex(const char *text, uint8_t *out, size_t max, size_t *len)
 {
-    size_t n = strlen(text);
-
-    if (n == 0 || n % 2 != 0 || n / 2 > max)
-        return false;
-    for (size_t i = 0; i < n; i += 2) {
-        int hi = hex_digit(text[i]), lo = hex_digit(text[i + 1]);
-        if (hi < 0 || lo < 0)
-            return false;
-        out[i / 2] = (uint8_t)(hi << 4 | lo);
-    }
-    *len = n / 2;
-    return true;
+    return text[0] != '\0' && hex_decode(text, strlen(text), out, max, len);
 }
 
 /* Exactly n decimal digits at *p, advancing it. */

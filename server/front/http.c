@@ -14,6 +14,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
+#include "hex.h"
 #include "json.h"
 #include "log.h"
 #include "vouchd.h"
@@ -393,17 +394,6 @@ static bool path_is(const char *path, const char *want)
     return strcmp(path, want) == 0;
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Why the (raw, still percent-encoded) path is refused, or NULL. Routes match exact paths, but a
  * proxy in front may normalise a path that vouchd reads as it is (or the other way round), and
  * the admin API decodes ids out of it: a path that two readers could take for two different
@@ -414,8 +404,8 @@ static const char *path_problem(const char *path)
         if (*p == '\\')
             return "a backslash";
         if (*p == '%') {
-            int hi = hex_value(p[1]);
-            int lo = hi < 0 ? -1 : hex_value(p[2]);
+            int hi = hex_digit((unsigned char)p[1]);
+            int lo = hi < 0 ? -1 : hex_digit((unsigned char)p[2]);
             if (lo < 0)
                 return "a malformed percent escape";
             int byte = hi * 16 + lo;

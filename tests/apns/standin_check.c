@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "tu_text.h"
+#include "hex.h"
 
 static const char *const header_names[STANDIN_HDR_COUNT] = {
     [STANDIN_HDR_TOPIC] = "apns-topic",
@@ -39,7 +39,7 @@ bool standin_check_uuid(const char *s)
         return false;
     for (size_t i = 0; i < STANDIN_UUID_LEN; i++) {
         bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : tu_hex_digit((unsigned char)s[i]) < 0)
+        if (dash ? s[i] != '-' : hex_digit((unsigned char)s[i]) < 0)
             return false;
     }
     return true;
@@ -161,7 +161,7 @@ static bool take_hex4(struct json_cursor *c, uint32_t *out)
         return false;
     uint32_t v = 0;
     for (int i = 0; i < 4; i++) {
-        int h = tu_hex_digit(c->p[i]);
+        int h = hex_digit(c->p[i]);
         if (h < 0)
             return false;
         v = (v << 4) | (uint32_t)h;
@@ -276,14 +276,14 @@ static bool take_token(const char *tok, struct standin_verdict *out)
     bool hex = true;
     for (size_t i = 0; i < keep; i++) {
         unsigned char ch = (unsigned char)tok[i];
-        if (tu_hex_digit(ch) < 0)
+        if (hex_digit(ch) < 0)
             hex = false;
         out->token[i] = (char)(ch >= 'A' && ch <= 'F' ? ch - 'A' + 'a' : ch);
     }
     out->token[keep] = '\0';
     out->has_token = true;
     for (size_t i = keep; i < n && hex; i++)
-        hex = tu_hex_digit((unsigned char)tok[i]) >= 0;
+        hex = hex_digit((unsigned char)tok[i]) >= 0;
     return hex && n >= STANDIN_TOKEN_MIN && n <= STANDIN_TOKEN_MAX && n % 2 == 0;
 }
 

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "fake_apple.h"
+#include "hex.h"
 #include "tu_text.h"
 
 #define EXIT_USAGE 2
@@ -171,7 +172,7 @@ static int apply_edit(struct fake_leaf_spec *spec, const struct edit *e)
             !fake_apple_prop_parse(key, &prop))
             return usage_error("--set/--set-hex wants PROP=VALUE with a known PROP", e->arg);
         if (e->kind == EDIT_SET_HEX) {
-            if (!tu_hex_decode(value, strlen(value), bytes, sizeof(bytes), &len))
+            if (!hex_decode(value, strlen(value), bytes, sizeof(bytes), &len))
                 return usage_error("bad hex value", e->arg);
             if (!fake_leaf_spec_set(spec, prop, bytes, len))
                 return usage_error("value too long", e->arg);
@@ -182,7 +183,7 @@ static int apply_edit(struct fake_leaf_spec *spec, const struct edit *e)
     case EDIT_EXTRA:
     case EDIT_EXTRA_CRITICAL:
         if (!split_assignment(e->arg, key, sizeof(key), &value) ||
-            !tu_hex_decode(value, strlen(value), bytes, sizeof(bytes), &len))
+            !hex_decode(value, strlen(value), bytes, sizeof(bytes), &len))
             return usage_error("--extra wants OID=HEX", e->arg);
         if (!fake_leaf_spec_add_extra(spec, key, e->kind == EDIT_EXTRA_CRITICAL, bytes, len))
             return usage_error("too many extra extensions", e->arg);
@@ -354,7 +355,7 @@ int main(int argc, char **argv)
             c.dev.macos = true;
             break;
         case OPT_NONCE:
-            if (!tu_hex_decode(optarg, strlen(optarg), c.nonce, sizeof(c.nonce), &nonce_len) ||
+            if (!hex_decode(optarg, strlen(optarg), c.nonce, sizeof(c.nonce), &nonce_len) ||
                 nonce_len == 0)
                 return usage_error("--nonce wants 1..256 bytes of hex", optarg);
             c.dev.nonce = c.nonce;

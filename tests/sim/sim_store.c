@@ -18,7 +18,7 @@
 #include <openssl/pem.h>
 
 #include "tu_file.h"
-#include "tu_text.h"
+#include "hex.h"
 
 #define STORE_CA_CERT "ca.pem"
 #define STORE_CA_KEY "ca.key"
@@ -452,7 +452,7 @@ static bool store_attest_parse(const char *text, size_t len, struct sim_attest_c
             cache->generated_at = (time_t)t;
             have_time = true;
         } else if ((size_t)(nl - p) >= nlen && memcmp(p, STORE_ATTEST_NONCE, nlen) == 0) {
-            if (!tu_hex_decode(p + nlen, (size_t)(nl - p) - nlen, cache->nonce,
+            if (!hex_decode(p + nlen, (size_t)(nl - p) - nlen, cache->nonce,
                                sizeof(cache->nonce), &cache->nonce_len))
                 return false;
             have_nonce = true;
@@ -586,14 +586,14 @@ bool sim_store_attest_save(const char *dir, const char *udid, const struct sim_a
 
 void sim_store_token_hex(const unsigned char token[SIM_TOKEN_LEN], char *out)
 {
-    tu_hex_encode(token, SIM_TOKEN_LEN, out);
+    hex_encode(token, SIM_TOKEN_LEN, out);
 }
 
 bool sim_store_token_parse(const char *hex, size_t len, unsigned char token[SIM_TOKEN_LEN])
 {
     size_t n = 0;
 
-    return len == 2 * SIM_TOKEN_LEN && tu_hex_decode(hex, len, token, SIM_TOKEN_LEN, &n);
+    return len == 2 * SIM_TOKEN_LEN && hex_decode(hex, len, token, SIM_TOKEN_LEN, &n);
 }
 
 /* A PushMagic that fits one whitespace-free field. */

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "tu_text.h"
+#include "hex.h"
 
 const char dev_udid[] = "00008030-001A2B3C4D5E802E";
 const char dev_serial[] = "F4GXK2ZQ0D";
@@ -51,7 +51,7 @@ void sha256_hex(const uint8_t *data, size_t len, char out[65])
 {
     uint8_t md[32];
     assert_int_equal(EVP_Digest(data, len, md, NULL, EVP_sha256(), NULL), 1);
-    tu_hex_encode(md, 32, out);
+    hex_encode(md, 32, out);
 }
 
 time_t asn1_time(const ASN1_TIME *t)

@@ -18,7 +18,7 @@
 
 #include "attest_json.h"
 #include "tu_file.h"
-#include "tu_text.h"
+#include "hex.h"
 
 #define REAL_LEAF_JSON TESTDATA "real-leaf-macos-TMWFWWWP67.expected.json"
 #define APPLE_ROOT_PEM_FILE "server/attestation/certs/apple-enterprise-attestation-root-ca.pem"
@@ -36,12 +36,12 @@ static uint8_t *read_file(const char *path, size_t *len)
     return (uint8_t *)data;
 }
 
-static size_t hex_decode(const char *hex, uint8_t *out, size_t cap)
+static size_t decode_hex(const char *hex, uint8_t *out, size_t cap)
 {
     size_t n = 0;
 
     assert_non_null(hex);
-    assert_true(tu_hex_decode(hex, strlen(hex), out, cap, &n));
+    assert_true(hex_decode(hex, strlen(hex), out, cap, &n));
     return n;
 }
 
@@ -129,7 +129,7 @@ static void test_real_leaf_matches_expected_json(void **state)
         }
         if (strcmp(suffix, "11.1") == 0) {
             uint8_t nonce[64];
-            size_t n = hex_decode(json_object_get_string(e, "hex"), nonce, sizeof(nonce));
+            size_t n = decode_hex(json_object_get_string(e, "hex"), nonce, sizeof(nonce));
             assert_true(p.has_freshness);
             assert_int_equal(p.freshness_len, n);
             assert_memory_equal(p.freshness, nonce, n);
@@ -141,7 +141,7 @@ static void test_real_leaf_matches_expected_json(void **state)
         const char *hexval = json_object_get_string(e, "hex");
         if (hexval != NULL) { /* the test data agrees with itself */
             uint8_t raw[ATTEST_MAX_VALUE];
-            size_t n = hex_decode(hexval, raw, sizeof(raw));
+            size_t n = decode_hex(hexval, raw, sizeof(raw));
             assert_int_equal(n, strlen(ascii));
             assert_memory_equal(raw, ascii, n);
         }
@@ -223,7 +223,7 @@ static void test_real_leaf_untrusted_with_apple_root(void **state)
     assert_int_equal(out.not_before, nb);
     assert_int_equal(out.not_after, na);
     char hex[65];
-    tu_hex_encode(out.leaf_sha256, 32, hex);
+    hex_encode(out.leaf_sha256, 32, hex);
     assert_string_equal(hex, "6c25bfd9aa09f209892b8b4808ab44803045f5bc2e2c172f7e6c7832c38292c2");
 
     /* With every check the server would ask for, still the chain is what fails. */
