@@ -354,7 +354,7 @@ static void test_binary_and_deep_refused(void **state)
 }
 
 /* The nesting scan shared with mdm_message must see what libplist sees: a processing
- * instruction libplist skips must not hide closing tags (see test_mdm_message.c). */
+ * instruction libplist skips must not hide closing tags (see test_mdm_message_limits.c). */
 static void test_depth_hidden_in_processing_instruction(void **state)
 {
     /* static: a failed assertion jumps out of the test and must not leak it */
