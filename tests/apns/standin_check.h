@@ -19,8 +19,9 @@
 #define STANDIN_MAX_PAYLOAD 4096
 #define STANDIN_TOKEN_MIN 64
 #define STANDIN_TOKEN_MAX 200
-/* Apple's topics are ~60 bytes; the limit stays below the header buffers of standin_h2.c so a
- * value cut to fit one can never equal a topic. */
+/* Apple's topics are ~60 bytes; the limit stays below the stand-in's header buffers
+ * (STANDIN_H2_HEADER_MAX, standin_h2_internal.h) so a value cut to fit one can never equal a
+ * topic. */
 #define STANDIN_TOPIC_MAX 200
 #define STANDIN_PATH_PREFIX "/3/device/"
 #define STANDIN_UUID_LEN 36
