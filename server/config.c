@@ -8,29 +8,15 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "conf.h"
 #include "log.h"
 
 extern char **environ;
 
-enum value_kind {
-    VALUE_STRING,
-    VALUE_SIZE,
-    VALUE_UINT,
-    VALUE_DURATION,
-    VALUE_LOG_LEVEL,
-    VALUE_BOOL
-};
+/* vouchd's keys, read by lib/conf.c into struct config. */
+#define STR_KEY(field) {#field, CONF_STRING, offsetof(struct config, field), 0, 0}
 
-struct key_spec {
-    const char *name;
-    enum value_kind kind;
-    size_t offset;
-    uint64_t min, max; /* bounds for numbers */
-};
-
-#define STR_KEY(field) {#field, VALUE_STRING, offsetof(struct config, field), 0, 0}
-
-static const struct key_spec keys[] = {
+static const struct conf_key keys[] = {
     STR_KEY(listen),
     STR_KEY(database_url),
     STR_KEY(public_url),
@@ -47,8 +33,8 @@ static const struct key_spec keys[] = {
     STR_KEY(webhook_url),
     STR_KEY(webhook_secret),
     STR_KEY(webhook_topics),
-    {"webhook_allow_http", VALUE_BOOL, offsetof(struct config, webhook_allow_http), 0, 0},
-    {"test_clock", VALUE_BOOL, offsetof(struct config, test_clock), 0, 0},
+    {"webhook_allow_http", CONF_BOOL, offsetof(struct config, webhook_allow_http), 0, 0},
+    {"test_clock", CONF_BOOL, offsetof(struct config, test_clock), 0, 0},
     STR_KEY(enroll_identity),
     STR_KEY(scep_url),
     STR_KEY(scep_challenge),
@@ -59,36 +45,36 @@ static const struct key_spec keys[] = {
     STR_KEY(profile_signing_key),
     STR_KEY(organization),
     STR_KEY(admin_token),
-    {"log_level", VALUE_LOG_LEVEL, offsetof(struct config, log_level), 0, 0},
-    {"max_body_bytes", VALUE_SIZE, offsetof(struct config, max_body_bytes), 1024, 64u << 20},
-    {"db_pool_size", VALUE_UINT, offsetof(struct config, db_pool_size), 1, 64},
-    {"http_timeout", VALUE_UINT, offsetof(struct config, http_timeout), 1, 3600},
-    {"request_timeout", VALUE_UINT, offsetof(struct config, request_timeout), 1, 3600},
-    {"max_connections", VALUE_UINT, offsetof(struct config, max_connections), 1, 1000000},
-    {"admin_login_limit", VALUE_UINT, offsetof(struct config, admin_login_limit), 0, 1000000},
-    {"result_retention", VALUE_DURATION, offsetof(struct config, result_retention), 3600,
+    {"log_level", CONF_LOG_LEVEL, offsetof(struct config, log_level), 0, 0},
+    {"max_body_bytes", CONF_SIZE, offsetof(struct config, max_body_bytes), 1024, 64u << 20},
+    {"db_pool_size", CONF_UINT, offsetof(struct config, db_pool_size), 1, 64},
+    {"http_timeout", CONF_UINT, offsetof(struct config, http_timeout), 1, 3600},
+    {"request_timeout", CONF_UINT, offsetof(struct config, request_timeout), 1, 3600},
+    {"max_connections", CONF_UINT, offsetof(struct config, max_connections), 1, 1000000},
+    {"admin_login_limit", CONF_UINT, offsetof(struct config, admin_login_limit), 0, 1000000},
+    {"result_retention", CONF_DURATION, offsetof(struct config, result_retention), 3600,
      3650ull * 86400},
-    {"attestation_retention", VALUE_DURATION, offsetof(struct config, attestation_retention),
+    {"attestation_retention", CONF_DURATION, offsetof(struct config, attestation_retention),
      30ull * 86400, 3650ull * 86400},
-    {"apns_expiration", VALUE_DURATION, offsetof(struct config, apns_expiration), 60,
+    {"apns_expiration", CONF_DURATION, offsetof(struct config, apns_expiration), 60,
      30ull * 86400},
-    {"attestation_max_age", VALUE_DURATION, offsetof(struct config, attestation_max_age), 3600,
+    {"attestation_max_age", CONF_DURATION, offsetof(struct config, attestation_max_age), 3600,
      3650ull * 86400},
-    {"attestation_min_interval", VALUE_DURATION,
+    {"attestation_min_interval", CONF_DURATION,
      offsetof(struct config, attestation_min_interval), 60, 365ull * 86400},
-    {"attestation_mean_interval", VALUE_DURATION,
+    {"attestation_mean_interval", CONF_DURATION,
      offsetof(struct config, attestation_mean_interval), 120, 3650ull * 86400},
-    {"attestation_rate_limit", VALUE_UINT, offsetof(struct config, attestation_rate_limit), 1,
+    {"attestation_rate_limit", CONF_UINT, offsetof(struct config, attestation_rate_limit), 1,
      1000000},
-    {"attestation_retry_limit", VALUE_UINT, offsetof(struct config, attestation_retry_limit), 0,
+    {"attestation_retry_limit", CONF_UINT, offsetof(struct config, attestation_retry_limit), 0,
      20},
-    {"attestation_retry_delay", VALUE_DURATION,
+    {"attestation_retry_delay", CONF_DURATION,
      offsetof(struct config, attestation_retry_delay), 1, 30ull * 86400},
-    {"info_interval", VALUE_DURATION, offsetof(struct config, info_interval), 60,
+    {"info_interval", CONF_DURATION, offsetof(struct config, info_interval), 60,
      365ull * 86400},
-    {"scheduler_batch", VALUE_UINT, offsetof(struct config, scheduler_batch), 0, 10000},
-    {"webhook_timeout", VALUE_DURATION, offsetof(struct config, webhook_timeout), 1, 300},
-    {"webhook_max_age", VALUE_DURATION, offsetof(struct config, webhook_max_age), 60,
+    {"scheduler_batch", CONF_UINT, offsetof(struct config, scheduler_batch), 0, 10000},
+    {"webhook_timeout", CONF_DURATION, offsetof(struct config, webhook_timeout), 1, 300},
+    {"webhook_max_age", CONF_DURATION, offsetof(struct config, webhook_max_age), 60,
      365ull * 86400},
 };
 
@@ -400,110 +386,6 @@ bool config_forwarded_client(const struct config *cfg, const struct config_addr 
     return true;
 }
 
-static const struct key_spec *key_find(const char *name, size_t len)
-{
-    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-        if (strlen(keys[i].name) == len && strncmp(keys[i].name, name, len) == 0)
-            return &keys[i];
-    }
-    return NULL;
-}
-
-static bool parse_uint(const char *text, uint64_t *out)
-{
-    if (*text < '0' || *text > '9')
-        return false;
-    errno = 0;
-    char *end;
-    unsigned long long v = strtoull(text, &end, 10);
-    if (errno != 0 || *end != '\0')
-        return false;
-    *out = v;
-    return true;
-}
-
-bool config_parse_duration(const char *text, uint64_t *seconds)
-{
-    size_t len = strlen(text);
-    if (len == 0 || len > 30)
-        return false;
-    char digits[32];
-    memcpy(digits, text, len + 1);
-    uint64_t unit = 1;
-    switch (digits[len - 1]) {
-    case 's': unit = 1; digits[len - 1] = '\0'; break;
-    case 'm': unit = 60; digits[len - 1] = '\0'; break;
-    case 'h': unit = 3600; digits[len - 1] = '\0'; break;
-    case 'd': unit = 86400; digits[len - 1] = '\0'; break;
-    default: break;
-    }
-    uint64_t v;
-    if (!parse_uint(digits, &v) || v > UINT64_MAX / unit)
-        return false;
-    *seconds = v * unit;
-    return true;
-}
-
-static bool set_value(struct config *cfg, const struct key_spec *key, const char *value,
-                      const char *origin, char *err, size_t err_size)
-{
-    char *field = (char *)cfg + key->offset;
-    uint64_t v = 0;
-    switch (key->kind) {
-    case VALUE_LOG_LEVEL: {
-        enum log_level level;
-        if (!log_parse_level(value, &level)) {
-            snprintf(err, err_size, "%s: bad value for %s: expected debug, info, warn or error",
-                     origin, key->name);
-            return false;
-        }
-        __attribute__((fallthrough));
-    }
-    case VALUE_STRING: {
-        char *copy = strdup(value);
-        if (copy == NULL) {
-            snprintf(err, err_size, "out of memory");
-            return false;
-        }
-        free(*(char **)field);
-        *(char **)field = copy;
-        return true;
-    }
-    case VALUE_BOOL:
-        if (strcmp(value, "true") != 0 && strcmp(value, "false") != 0) {
-            snprintf(err, err_size, "%s: bad value for %s: expected true or false", origin,
-                     key->name);
-            return false;
-        }
-        *(bool *)field = strcmp(value, "true") == 0;
-        return true;
-    case VALUE_SIZE:
-    case VALUE_UINT:
-        if (!parse_uint(value, &v))
-            goto bad_number;
-        break;
-    case VALUE_DURATION:
-        if (!config_parse_duration(value, &v))
-            goto bad_number;
-        break;
-    }
-    if (v < key->min || v > key->max) {
-        snprintf(err, err_size, "%s: %s = %s is out of range (%llu to %llu)", origin, key->name,
-                 value, (unsigned long long)key->min, (unsigned long long)key->max);
-        return false;
-    }
-    if (key->kind == VALUE_SIZE)
-        *(size_t *)field = (size_t)v;
-    else
-        *(unsigned *)field = (unsigned)v;
-    return true;
-
-bad_number:
-    snprintf(err, err_size, "%s: bad value for %s: expected a whole number%s", origin, key->name,
-             key->kind == VALUE_DURATION ? " with an optional unit s, m, h or d" : "");
-    return false;
-}
-
 static bool set_defaults(struct config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
@@ -532,105 +414,6 @@ static bool set_defaults(struct config *cfg)
     return cfg->listen != NULL && cfg->apns_url != NULL && cfg->log_level != NULL;
 }
 
-static bool is_blank(char c)
-{
-    return c == ' ' || c == '\t' || c == '\r';
-}
-
-static bool parse_text(struct config *cfg, const char *text, size_t text_len, char *err,
-                       size_t err_size)
-{
-    size_t pos = 0;
-    unsigned line_no = 0;
-    while (pos < text_len) {
-        line_no++;
-        const char *line = text + pos;
-        const char *nl = memchr(line, '\n', text_len - pos);
-        size_t len = nl ? (size_t)(nl - line) : text_len - pos;
-        pos += len + (nl ? 1 : 0);
-
-        while (len > 0 && is_blank(*line)) {
-            line++;
-            len--;
-        }
-        while (len > 0 && is_blank(line[len - 1]))
-            len--;
-        if (len == 0 || line[0] == '#')
-            continue;
-        if (memchr(line, '\0', len) != NULL) {
-            snprintf(err, err_size, "line %u: NUL byte", line_no);
-            return false;
-        }
-        const char *eq = memchr(line, '=', len);
-        if (eq == NULL) {
-            snprintf(err, err_size, "line %u: expected key = value", line_no);
-            return false;
-        }
-        size_t key_len = (size_t)(eq - line);
-        while (key_len > 0 && is_blank(line[key_len - 1]))
-            key_len--;
-        const char *value = eq + 1;
-        size_t value_len = len - (size_t)(value - line);
-        while (value_len > 0 && is_blank(*value)) {
-            value++;
-            value_len--;
-        }
-        const struct key_spec *key = key_find(line, key_len);
-        if (key == NULL) {
-            char name[64];
-            snprintf(err, err_size, "line %u: unknown key '%s'", line_no,
-                     log_sanitize(line, key_len, name, sizeof(name)));
-            return false;
-        }
-        char value_copy[4096];
-        if (value_len >= sizeof(value_copy)) {
-            snprintf(err, err_size, "line %u: value of %s is too long", line_no, key->name);
-            return false;
-        }
-        memcpy(value_copy, value, value_len);
-        value_copy[value_len] = '\0';
-        char origin[32];
-        snprintf(origin, sizeof(origin), "line %u", line_no);
-        if (!set_value(cfg, key, value_copy, origin, err, err_size))
-            return false;
-    }
-    return true;
-}
-
-static bool parse_env(struct config *cfg, char *const *envp, char *err, size_t err_size)
-{
-    static const char prefix[] = "VOUCH_";
-    for (; envp != NULL && *envp != NULL; envp++) {
-        const char *entry = *envp;
-        if (strncmp(entry, prefix, sizeof(prefix) - 1) != 0)
-            continue;
-        const char *name = entry + sizeof(prefix) - 1;
-        const char *eq = strchr(name, '=');
-        if (eq == NULL)
-            continue;
-        char lower[64];
-        size_t len = (size_t)(eq - name);
-        if (len >= sizeof(lower))
-            len = sizeof(lower) - 1;
-        for (size_t i = 0; i < len; i++)
-            lower[i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] + 32 : name[i]);
-        lower[len] = '\0';
-        const struct key_spec *key = key_find(lower, len);
-        if (key == NULL) {
-            /* VOUCH_URL and VOUCH_ADMIN_TOKEN's siblings belong to vouchctl and the tests. */
-            if (strcmp(lower, "url") == 0 || strcmp(lower, "build_dir") == 0)
-                continue;
-            snprintf(err, err_size, "environment: unknown key VOUCH_%.*s", (int)len, name);
-            return false;
-        }
-        char origin[80];
-        snprintf(origin, sizeof(origin), "environment VOUCH_%.*s", (int)len, name);
-        if (!set_value(cfg, key, eq + 1, origin, err, err_size))
-            return false;
-    }
-    return true;
-}
-
 bool config_parse(struct config *cfg, const char *text, size_t text_len, char *const *envp,
                   char *err, size_t err_size)
 {
@@ -639,8 +422,12 @@ bool config_parse(struct config *cfg, const char *text, size_t text_len, char *c
         config_clear(cfg);
         return false;
     }
-    if ((text != NULL && !parse_text(cfg, text, text_len, err, err_size)) ||
-        !parse_env(cfg, envp, err, err_size)) {
+    /* VOUCH_URL and VOUCH_BUILD_DIR belong to vouchctl and the tests. */
+    static const char *const env_ignored[] = {"url", "build_dir", NULL};
+    static const struct conf_schema schema = {keys, sizeof(keys) / sizeof(keys[0]), "VOUCH_",
+                                              env_ignored};
+    if ((text != NULL && !conf_parse_text(cfg, &schema, text, text_len, err, err_size)) ||
+        !conf_parse_env(cfg, &schema, envp, err, err_size)) {
         config_clear(cfg);
         return false;
     }
@@ -790,7 +577,7 @@ void config_clear(struct config *cfg)
 {
     cfg->proxy_count = 0;
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-        if (keys[i].kind == VALUE_STRING || keys[i].kind == VALUE_LOG_LEVEL) {
+        if (keys[i].kind == CONF_STRING || keys[i].kind == CONF_LOG_LEVEL) {
             char **field = (char **)((char *)cfg + keys[i].offset);
             free(*field);
             *field = NULL;

@@ -3,7 +3,8 @@
  * environment (`VOUCH_<KEY>`, which wins over the file).
  *
  * config_parse() is pure: it takes the file's text and an environment array, so it can be tested
- * and fuzzed without touching the disk. The struct config owns every string in it (heap copies);
+ * and fuzzed without touching the disk. The key = value reading is lib/conf.c's; this module
+ * holds vouchd's keys, their defaults and bounds, and the rules between keys. The struct config owns every string in it (heap copies);
  * config_clear() frees them. Unknown keys and bad values are errors that name the key.
  *
  * It also holds the one rule that depends on trusted_proxies alone: which peers' forwarding
@@ -145,7 +146,5 @@ bool config_forwarded_client(const struct config *cfg, const struct config_addr 
                              const char *const *lines, size_t n, struct config_addr *client)
     __attribute__((warn_unused_result));
 
-/* Parses a duration: a whole number with an optional unit s, m, h or d (no unit: seconds). */
-bool config_parse_duration(const char *text, uint64_t *seconds) __attribute__((warn_unused_result));
 
 #endif

@@ -4,6 +4,7 @@
  *
  * Shared helpers: config_fixture.h. */
 #include "config_fixture.h"
+#include "conf.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -147,9 +148,9 @@ static void test_durations(void **state)
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         uint64_t s = 12345;
-        if (!config_parse_duration(good[i].text, &s))
+        if (!conf_parse_duration(good[i].text, &s))
             print_error("duration '%s' refused\n", good[i].text);
-        assert_true(config_parse_duration(good[i].text, &s));
+        assert_true(conf_parse_duration(good[i].text, &s));
         assert_int_equal(s, good[i].seconds);
     }
 
@@ -180,9 +181,9 @@ static void test_durations(void **state)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         uint64_t s = 12345;
-        if (config_parse_duration(bad[i], &s))
+        if (conf_parse_duration(bad[i], &s))
             print_error("duration '%s' accepted as %llu\n", bad[i], (unsigned long long)s);
-        assert_false(config_parse_duration(bad[i], &s));
+        assert_false(conf_parse_duration(bad[i], &s));
         assert_int_equal(s, 12345); /* untouched on failure */
     }
 }
