@@ -4,29 +4,36 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "log.h"
+#include "counters.h"
 
 #define MAX_STATUS 600
-#define MAX_LABELS 64
-
-/* A counter per static label string; the table is small and searched linearly. */
-struct labelled_counters {
-    const char *labels[MAX_LABELS];
-    uint64_t counts[MAX_LABELS];
-    unsigned used;
-};
 
 static uint64_t responses[EP_COUNT][MAX_STATUS];
-static struct labelled_counters rejections, checkins, reports, attestations;
+static struct counters rejections =
+    COUNTERS_INIT("vouch_rejections_total", "Requests refused, by reason.", "reason");
+static struct counters checkins =
+    COUNTERS_INIT("vouch_checkins_total", "Check-in messages, by MessageType.", "message_type");
+static struct counters reports =
+    COUNTERS_INIT("vouch_reports_total", "Command reports, by Status.", "status");
+static struct counters attestations = COUNTERS_INIT(
+    "vouch_attestations_total",
+    "Attestation answers, by verdict (verified, unsupported, or a reason code).", "verdict");
 
 static const char *const endpoint_names[EP_COUNT] = {
-    [EP_MDM_CHECKIN] = "/mdm/checkin",       [EP_MDM_CONNECT] = "/mdm/connect",
-    [EP_MDM] = "/mdm",                       [EP_ADMIN_DEVICES] = "/v1/devices",
-    [EP_ADMIN_DEVICE] = "/v1/devices/{udid}", [EP_ADMIN_COMMANDS] = "/v1/devices/{udid}/commands",
-    [EP_ADMIN_ENQUEUE] = "/v1/enqueue",      [EP_HEALTHZ] = "/healthz",
-    [EP_ADMIN_ATTEST] = "/v1/attest",        [EP_ADMIN_ATTESTATIONS] = "/v1/devices/{udid}/attestations",
-    [EP_ADMIN_PUSH] = "/v1/push",             [EP_MDM_ENROLL] = "/mdm/enroll",
-    [EP_METRICS] = "/metrics",               [EP_OTHER] = "other",
+    [EP_MDM_CHECKIN] = "/mdm/checkin",
+    [EP_MDM_CONNECT] = "/mdm/connect",
+    [EP_MDM] = "/mdm",
+    [EP_ADMIN_DEVICES] = "/v1/devices",
+    [EP_ADMIN_DEVICE] = "/v1/devices/{udid}",
+    [EP_ADMIN_COMMANDS] = "/v1/devices/{udid}/commands",
+    [EP_ADMIN_ENQUEUE] = "/v1/enqueue",
+    [EP_HEALTHZ] = "/healthz",
+    [EP_ADMIN_ATTEST] = "/v1/attest",
+    [EP_ADMIN_ATTESTATIONS] = "/v1/devices/{udid}/attestations",
+    [EP_ADMIN_PUSH] = "/v1/push",
+    [EP_MDM_ENROLL] = "/mdm/enroll",
+    [EP_METRICS] = "/metrics",
+    [EP_OTHER] = "other",
 };
 
 const char *metrics_endpoint_name(enum metrics_endpoint endpoint)
@@ -40,47 +47,29 @@ void metrics_count_response(enum metrics_endpoint endpoint, int status)
         responses[endpoint][status]++;
 }
 
-static void count_label(struct labelled_counters *c, const char *label)
-{
-    for (unsigned i = 0; i < c->used; i++) {
-        if (c->labels[i] == label || strcmp(c->labels[i], label) == 0) {
-            c->counts[i]++;
-            return;
-        }
-    }
-    if (c->used == MAX_LABELS)
-        log_fatal("more than %d metric labels: %s", MAX_LABELS, label);
-    c->labels[c->used] = label;
-    c->counts[c->used++] = 1;
-}
-
 void metrics_count_rejection(const char *reason)
 {
-    count_label(&rejections, reason);
+    counters_add(&rejections, reason);
 }
 
 void metrics_count_checkin(const char *message_type)
 {
-    count_label(&checkins, message_type);
+    counters_add(&checkins, message_type);
 }
 
 void metrics_count_report(const char *status)
 {
-    count_label(&reports, status);
+    counters_add(&reports, status);
 }
 
 void metrics_count_attestation(const char *verdict)
 {
-    count_label(&attestations, verdict);
+    counters_add(&attestations, verdict);
 }
 
-static void render_labelled(struct evbuffer *out, const char *name, const char *help,
-                            const char *label, const struct labelled_counters *c)
+static void emit_to_evbuffer(void *arg, const char *text, size_t len)
 {
-    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
-    for (unsigned i = 0; i < c->used; i++)
-        evbuffer_add_printf(out, "%s{%s=\"%s\"} %" PRIu64 "\n", name, label, c->labels[i],
-                            c->counts[i]);
+    evbuffer_add(arg, text, len);
 }
 
 void metrics_render(struct evbuffer *out)
@@ -96,13 +85,8 @@ void metrics_render(struct evbuffer *out)
                                     endpoint_names[ep], status, responses[ep][status]);
         }
     }
-    render_labelled(out, "vouch_rejections_total", "Requests refused, by reason.", "reason",
-                    &rejections);
-    render_labelled(out, "vouch_checkins_total", "Check-in messages, by MessageType.",
-                    "message_type", &checkins);
-    render_labelled(out, "vouch_reports_total", "Command reports, by Status.", "status",
-                    &reports);
-    render_labelled(out, "vouch_attestations_total",
-                    "Attestation answers, by verdict (verified, unsupported, or a reason code).",
-                    "verdict", &attestations);
+    counters_render(&rejections, emit_to_evbuffer, out);
+    counters_render(&checkins, emit_to_evbuffer, out);
+    counters_render(&reports, emit_to_evbuffer, out);
+    counters_render(&attestations, emit_to_evbuffer, out);
 }
