@@ -159,121 +159,10 @@ static bool check_webhooks(const struct config *cfg, char *err, size_t err_size)
 
 /* ---- trusted_proxies -------------------------------------------------------------------- */
 
-bool config_parse_addr(const char *text, size_t len, struct config_addr *out)
-{
-    static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    char buf[INET6_ADDRSTRLEN + 1];
-    if (len == 0 || len >= sizeof(buf) || memchr(text, '\0', len) != NULL)
-        return false;
-    memcpy(buf, text, len);
-    buf[len] = '\0';
-    memset(out, 0, sizeof(*out));
-    if (inet_pton(AF_INET, buf, out->bytes) == 1) {
-        out->family = 4;
-        return true;
-    }
-    if (inet_pton(AF_INET6, buf, out->bytes) != 1)
-        return false;
-    out->family = 6;
-    if (memcmp(out->bytes, v4_mapped, sizeof(v4_mapped)) == 0) {
-        memmove(out->bytes, out->bytes + 12, 4);
-        memset(out->bytes + 4, 0, 12);
-        out->family = 4;
-    }
-    return true;
-}
-
-const char *config_addr_text(const struct config_addr *a, char *buf, size_t size)
-{
-    char text[INET6_ADDRSTRLEN];
-    if (inet_ntop(a->family == 4 ? AF_INET : AF_INET6, a->bytes, text, sizeof(text)) == NULL)
-        snprintf(text, sizeof(text), "?");
-    snprintf(buf, size, "%s", text);
-    return buf;
-}
-
-/* Clears the bits of a beyond its first prefix bits; says whether any was set. */
-static bool mask_to_prefix(struct config_addr *a, unsigned prefix)
-{
-    bool changed = false;
-    for (unsigned i = 0; i < 16; i++) {
-        unsigned keep = prefix >= 8 * (i + 1) ? 8 : prefix > 8 * i ? prefix - 8 * i : 0;
-        uint8_t mask = (uint8_t)(0xffu >> keep); /* the bits beyond the prefix */
-        changed = changed || (a->bytes[i] & mask) != 0;
-        a->bytes[i] = (uint8_t)(a->bytes[i] & ~mask);
-    }
-    return changed;
-}
-
-bool config_parse_net(const char *text, struct config_net *out, char *err, size_t err_size)
-{
-    char shown[80];
-    log_sanitize(text, strlen(text), shown, sizeof(shown));
-    const char *slash = strchr(text, '/');
-    size_t len = slash ? (size_t)(slash - text) : strlen(text);
-    memset(out, 0, sizeof(*out));
-    if (!config_parse_addr(text, len, &out->addr)) {
-        snprintf(err, err_size, "'%s' is not an IPv4 or IPv6 address, nor address/prefix", shown);
-        return false;
-    }
-    /* The prefix counts the bits of the address as written: ::ffff:10.0.0.0/104 is 10.0.0.0/8. */
-    bool written_v6 = memchr(text, ':', len) != NULL;
-    unsigned width = written_v6 ? 128 : 32;
-    unsigned prefix = width;
-    if (slash != NULL) {
-        const char *digits = slash + 1;
-        size_t n = strlen(digits);
-        if (n == 0 || n > 3 || strspn(digits, "0123456789") != n || (n > 1 && digits[0] == '0')) {
-            snprintf(err, err_size, "'%s': the prefix after '/' must be a number of bits", shown);
-            return false;
-        }
-        prefix = 0;
-        for (size_t i = 0; i < n; i++)
-            prefix = prefix * 10 + (unsigned)(digits[i] - '0');
-        if (prefix > width) {
-            snprintf(err, err_size, "'%s': the prefix of an IPv%c address is at most /%u", shown,
-                     written_v6 ? '6' : '4', width);
-            return false;
-        }
-    }
-    if (written_v6 && out->addr.family == 4) {
-        if (prefix < 96) {
-            snprintf(err, err_size, "'%s' reaches beyond the IPv4-mapped addresses (::ffff:0:0/96)",
-                     shown);
-            return false;
-        }
-        prefix -= 96;
-    }
-    /* Everyone's forwarding headers would be believed, so anyone could claim any certificate. */
-    if (prefix == 0) {
-        snprintf(err, err_size, "'%s' would trust every address: list the proxies' addresses",
-                 shown);
-        return false;
-    }
-    struct config_addr network = out->addr;
-    if (mask_to_prefix(&network, prefix)) {
-        char suggestion[INET6_ADDRSTRLEN];
-        snprintf(err, err_size, "'%s' has bits set beyond its /%u prefix (did you mean %s/%u?)",
-                 shown, prefix, config_addr_text(&network, suggestion, sizeof(suggestion)), prefix);
-        return false;
-    }
-    out->prefix = (uint8_t)prefix;
-    return true;
-}
-
-bool config_net_contains(const struct config_net *net, const struct config_addr *a)
-{
-    if (net->addr.family != a->family)
-        return false;
-    struct config_addr masked = *a;
-    mask_to_prefix(&masked, net->prefix);
-    return memcmp(masked.bytes, net->addr.bytes, sizeof(masked.bytes)) == 0;
-}
-
-bool config_is_trusted_proxy(const struct config *cfg, const struct config_addr *a)
+bool config_is_trusted_proxy(const struct config *cfg, const struct net_addr *a)
 {
     for (size_t i = 0; i < cfg->proxy_count; i++) {
-        if (config_net_contains(&cfg->proxies[i], a))
+        if (net_prefix_contains(&cfg->proxies[i], a))
             return true;
     }
     return false;
@@ -303,7 +192,7 @@ static bool parse_proxies(struct config *cfg, char *err, size_t err_size)
         }
         memcpy(item, text, len);
         item[len] = '\0';
-        if (!config_parse_net(item, &cfg->proxies[cfg->proxy_count], why, sizeof(why))) {
+        if (!net_prefix_parse(item, &cfg->proxies[cfg->proxy_count], why, sizeof(why))) {
             snprintf(err, err_size, "trusted_proxies: %s", why);
             return false;
         }
@@ -314,76 +203,10 @@ static bool parse_proxies(struct config *cfg, char *err, size_t err_size)
 }
 
 /* Is c a blank of an X-Forwarded-For list (HTTP's OWS)? */
-static bool is_ows(char c)
+bool config_forwarded_client(const struct config *cfg, const struct net_addr *peer,
+                             const char *const *lines, size_t n, struct net_addr *client)
 {
-    return c == ' ' || c == '\t';
-}
-
-/* ":port" of an X-Forwarded-For element (some proxies add it). */
-static bool is_port(const char *s, size_t len)
-{
-    if (len < 2 || len > 6 || s[0] != ':')
-        return false;
-    unsigned port = 0;
-    for (size_t i = 1; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        port = port * 10 + (unsigned)(s[i] - '0');
-    }
-    return port <= 65535;
-}
-
-/* One element: "a.b.c.d", "a.b.c.d:port", an IPv6 address, "[v6]" or "[v6]:port". */
-static bool forwarded_element(const char *s, size_t len, struct config_addr *out)
-{
-    if (s[0] == '[') {
-        const char *close = memchr(s, ']', len);
-        if (close == NULL)
-            return false;
-        size_t after = len - (size_t)(close - s) - 1;
-        return (after == 0 || is_port(close + 1, after)) &&
-               config_parse_addr(s + 1, (size_t)(close - s) - 1, out);
-    }
-    const char *colon = memchr(s, ':', len);
-    if (colon != NULL && memchr(colon + 1, ':', len - (size_t)(colon - s) - 1) == NULL) {
-        size_t host = (size_t)(colon - s);
-        return is_port(colon, len - host) && config_parse_addr(s, host, out) && out->family == 4;
-    }
-    return config_parse_addr(s, len, out);
-}
-
-bool config_forwarded_client(const struct config *cfg, const struct config_addr *peer,
-                             const char *const *lines, size_t n, struct config_addr *client)
-{
-    *client = *peer;
-    if (!config_is_trusted_proxy(cfg, peer))
-        return true;
-    /* From the right: each trusted proxy vouches for the address left of its own; the first
-     * address that is not a proxy is the client. What lies further left, the client wrote. */
-    for (size_t i = n; i-- > 0;) {
-        const char *line = lines[i];
-        size_t end = strlen(line);
-        while (end > 0) {
-            size_t start = end;
-            while (start > 0 && line[start - 1] != ',')
-                start--;
-            size_t a = start, b = end;
-            end = start > 0 ? start - 1 : 0;
-            while (a < b && is_ows(line[a]))
-                a++;
-            while (b > a && is_ows(line[b - 1]))
-                b--;
-            if (a == b)
-                continue; /* an empty list element, allowed by HTTP's list syntax */
-            struct config_addr element;
-            if (!forwarded_element(line + a, b - a, &element))
-                return false;
-            *client = element;
-            if (!config_is_trusted_proxy(cfg, &element))
-                return true;
-        }
-    }
-    return true;
+    return net_forwarded_client(cfg->proxies, cfg->proxy_count, peer, lines, n, client);
 }
 
 static bool set_defaults(struct config *cfg)

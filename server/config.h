@@ -4,12 +4,13 @@
  *
  * config_parse() is pure: it takes the file's text and an environment array, so it can be tested
  * and fuzzed without touching the disk. The key = value reading is lib/conf.c's; this module
- * holds vouchd's keys, their defaults and bounds, and the rules between keys. The struct config owns every string in it (heap copies);
- * config_clear() frees them. Unknown keys and bad values are errors that name the key.
+ * holds vouchd's keys, their defaults and bounds, and the rules between keys. The struct config
+ * owns every string in it (heap copies); config_clear() frees them. Unknown keys and bad values
+ * are errors that name the key.
  *
- * It also holds the one rule that depends on trusted_proxies alone: which peers' forwarding
- * headers are believed, and which address is the client's (config_forwarded_client()). That
- * rule is pure too, so it is unit-tested here; server/front/http.c applies it to every request.
+ * It also holds trusted_proxies, parsed with lib/netaddr.c: which peers' forwarding headers are
+ * believed, and which address is the client's (config_forwarded_client());
+ * server/front/http.c applies it to every request.
  */
 #ifndef VOUCH_CONFIG_H
 #define VOUCH_CONFIG_H
@@ -18,25 +19,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "netaddr.h"
+
 #define CONFIG_DEFAULT_LISTEN "127.0.0.1:8080"
 #define CONFIG_DEFAULT_APNS_URL "https://api.push.apple.com"
 #define CONFIG_MAX_FILE_BYTES (256 * 1024)
 /* An admin_token shorter than this is refused: `openssl rand -hex 32` makes 64 characters. */
 #define CONFIG_MIN_ADMIN_TOKEN 32
 #define CONFIG_MAX_TRUSTED_PROXIES 64
-
-/* An IP address. An IPv4-mapped IPv6 address (::ffff:a.b.c.d, what a dual-stack socket reports
- * for an IPv4 peer) is kept as the IPv4 address, so that one host has one form. */
-struct config_addr {
-    uint8_t family;    /* 4 or 6 */
-    uint8_t bytes[16]; /* network order; the first 4 for IPv4 */
-};
-
-/* A network: the addresses whose first `prefix` bits equal addr's (a single address: 32 or 128). */
-struct config_net {
-    struct config_addr addr;
-    uint8_t prefix;
-};
 
 struct config {
     char *listen;            /* host:port of the HTTP listener */
@@ -91,7 +81,7 @@ struct config {
     unsigned webhook_timeout;           /* seconds a receiver has to answer */
     unsigned webhook_max_age;           /* seconds an event is retried before it is dead */
     /* The peers whose cert_header and X-Forwarded-For are believed (trusted_proxies). */
-    struct config_net proxies[CONFIG_MAX_TRUSTED_PROXIES];
+    struct net_prefix proxies[CONFIG_MAX_TRUSTED_PROXIES];
     size_t proxy_count;
 };
 
@@ -122,28 +112,16 @@ bool config_check_runtime(const struct config *cfg, char *err, size_t err_size)
 
 void config_clear(struct config *cfg);
 
-/* Parses one IPv4 or IPv6 address of len bytes (inet_pton: no zone, no brackets, no port). */
-bool config_parse_addr(const char *text, size_t len, struct config_addr *out)
-    __attribute__((warn_unused_result));
-/* Parses "address" or "address/prefix" (1-32 or 1-128 bits, none set beyond the prefix; /0,
- * which would trust everyone, is refused); on error err says what is wrong with it. */
-bool config_parse_net(const char *text, struct config_net *out, char *err, size_t err_size)
-    __attribute__((warn_unused_result));
-/* Is a in net? (An IPv4 address is never in an IPv6 network, nor the other way round.) */
-bool config_net_contains(const struct config_net *net, const struct config_addr *a);
 /* Is a one of trusted_proxies? */
-bool config_is_trusted_proxy(const struct config *cfg, const struct config_addr *a);
-/* The address as inet_ntop writes it (canonical: one text per address). */
-const char *config_addr_text(const struct config_addr *a, char *buf, size_t size);
-
+bool config_is_trusted_proxy(const struct config *cfg, const struct net_addr *a);
 /* The client behind a trusted proxy: peer is the socket's address; lines are the request's
  * X-Forwarded-For field lines in the order received (n may be 0). When peer is not a trusted
  * proxy the client is peer. Otherwise the elements (comma-separated across all lines, each an
  * address, "[IPv6]" or either with ":port") are walked from the right: the first that is not a
  * trusted proxy is the client; when all are trusted, the left-most (or peer, without any). Returns
  * false when an element that must be read is not an address. */
-bool config_forwarded_client(const struct config *cfg, const struct config_addr *peer,
-                             const char *const *lines, size_t n, struct config_addr *client)
+bool config_forwarded_client(const struct config *cfg, const struct net_addr *peer,
+                             const char *const *lines, size_t n, struct net_addr *client)
     __attribute__((warn_unused_result));
 
 

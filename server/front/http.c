@@ -49,8 +49,8 @@ bool http_header_once(struct evhttp_request *req, const char *name, const char *
 
 /* The socket's peer: the numeric address evhttp noted at accept (still there when the client
  * has gone before its reply is logged), or the kernel's (a scoped IPv6 address, fe80::1%eth0,
- * is not one config_parse_addr() reads). */
-static bool peer_of(struct evhttp_request *req, struct config_addr *addr, unsigned *port)
+ * is not one net_addr_parse() reads). */
+static bool peer_of(struct evhttp_request *req, struct net_addr *addr, unsigned *port)
 {
     struct evhttp_connection *conn = evhttp_request_get_connection(req);
     char *host = NULL;
@@ -59,7 +59,7 @@ static bool peer_of(struct evhttp_request *req, struct config_addr *addr, unsign
         return false;
     evhttp_connection_get_peer(conn, &host, &host_port);
     *port = host_port;
-    if (host != NULL && config_parse_addr(host, strlen(host), addr))
+    if (host != NULL && net_addr_parse(host, strlen(host), addr))
         return true;
     struct bufferevent *bev = evhttp_connection_get_bufferevent(conn);
     evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
@@ -79,7 +79,7 @@ static bool peer_of(struct evhttp_request *req, struct config_addr *addr, unsign
         return false;
     const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
     *port = ntohs(in6->sin6_port);
-    /* An IPv4 peer of a dual-stack socket: one host, one form (as config_parse_addr()). */
+    /* An IPv4 peer of a dual-stack socket: one host, one form (as net_addr_parse()). */
     if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
         addr->family = 4;
         memcpy(addr->bytes, in6->sin6_addr.s6_addr + 12, 4);
@@ -108,8 +108,8 @@ static bool forwarded_lines(struct evhttp_request *req, const char **lines, size
 
 /* The client's address (see http_client_address()); false when the peer is unknown or a trusted
  * proxy sent an X-Forwarded-For that cannot be read (dispatch() refuses those requests). */
-static bool client_of(struct evhttp_request *req, struct config_addr *client,
-                      struct config_addr *peer, unsigned *port)
+static bool client_of(struct evhttp_request *req, struct net_addr *client,
+                      struct net_addr *peer, unsigned *port)
 {
     const char *lines[MAX_FORWARDED_LINES];
     size_t n;
@@ -125,30 +125,30 @@ static bool client_of(struct evhttp_request *req, struct config_addr *client,
 
 const char *http_client_address(struct evhttp_request *req, char *buf, size_t size)
 {
-    struct config_addr client, peer;
+    struct net_addr client, peer;
     unsigned port;
     if (!client_of(req, &client, &peer, &port)) {
         snprintf(buf, size, "?");
         return buf;
     }
-    return config_addr_text(&client, buf, size);
+    return net_addr_text(&client, buf, size);
 }
 
 const char *http_peer(struct evhttp_request *req, char *buf, size_t size)
 {
-    struct config_addr client, peer;
+    struct net_addr client, peer;
     unsigned port = 0;
     char client_text[64], peer_text[64];
     if (!client_of(req, &client, &peer, &port)) {
         snprintf(buf, size, "?");
         return buf;
     }
-    config_addr_text(&peer, peer_text, sizeof(peer_text));
+    net_addr_text(&peer, peer_text, sizeof(peer_text));
     const char *open = peer.family == 6 ? "[" : "", *close = peer.family == 6 ? "]" : "";
     /* The client first: a short buffer cuts the proxy's part. */
     if (memcmp(&client, &peer, sizeof(client)) != 0)
         snprintf(buf, size, "%s via %s%s%s:%u",
-                 config_addr_text(&client, client_text, sizeof(client_text)), open, peer_text,
+                 net_addr_text(&client, client_text, sizeof(client_text)), open, peer_text,
                  close, port);
     else
         snprintf(buf, size, "%s%s%s:%u", open, peer_text, close, port);
@@ -435,12 +435,12 @@ static bool forwarding_is_trusted(struct vouchd *srv, struct evhttp_request *req
     bool has_forwarded = http_header(req, "X-Forwarded-For") != NULL;
     if (!has_cert && !has_forwarded)
         return true;
-    struct config_addr peer, client;
+    struct net_addr peer, client;
     unsigned port = 0;
     char peer_text[64] = "?";
     bool known = peer_of(req, &peer, &port);
     if (known)
-        config_addr_text(&peer, peer_text, sizeof(peer_text));
+        net_addr_text(&peer, peer_text, sizeof(peer_text));
     if (!known || !config_is_trusted_proxy(srv->cfg, &peer)) {
         metrics_count_rejection("untrusted_proxy");
         log_warn("refused a request from %s port %u: it carries %s%s%s, which only a peer in "

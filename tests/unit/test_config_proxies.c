@@ -1,4 +1,4 @@
-/* Unit tests of server/config.c, who the client is: IPv4 and IPv6 addresses (config_parse_addr),
+/* Unit tests of server/config.c, who the client is: IPv4 and IPv6 addresses (net_addr_parse),
  * trusted_proxies and its networks, cert_header's need of them, and the X-Forwarded-For rule
  * (config_forwarded_client).
  *
@@ -10,18 +10,18 @@
 
 /* ---- trusted_proxies and the forwarded client ---- */
 
-static struct config_addr addr_of(const char *text)
+static struct net_addr addr_of(const char *text)
 {
-    struct config_addr a;
-    if (!config_parse_addr(text, strlen(text), &a))
+    struct net_addr a;
+    if (!net_addr_parse(text, strlen(text), &a))
         print_error("not an address: %s\n", text);
-    assert_true(config_parse_addr(text, strlen(text), &a));
+    assert_true(net_addr_parse(text, strlen(text), &a));
     return a;
 }
 
 static void assert_trusted(const struct config *cfg, const char *addr, bool want)
 {
-    struct config_addr a = addr_of(addr);
+    struct net_addr a = addr_of(addr);
     if (config_is_trusted_proxy(cfg, &a) != want)
         print_error("%s: expected %s\n", addr, want ? "trusted" : "not trusted");
     assert_true(config_is_trusted_proxy(cfg, &a) == want);
@@ -45,10 +45,10 @@ static void test_addresses(void **state)
         {"::FFFF:c000:0201", "192.0.2.1", 4},
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
-        struct config_addr a = addr_of(good[i].in);
+        struct net_addr a = addr_of(good[i].in);
         char text[64];
         assert_int_equal(a.family, good[i].family);
-        assert_string_equal(config_addr_text(&a, text, sizeof(text)), good[i].out);
+        assert_string_equal(net_addr_text(&a, text, sizeof(text)), good[i].out);
     }
     static const char *const bad[] = {
         "",
@@ -69,18 +69,18 @@ static void test_addresses(void **state)
         "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255.0",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        struct config_addr a;
-        if (config_parse_addr(bad[i], strlen(bad[i]), &a))
+        struct net_addr a;
+        if (net_addr_parse(bad[i], strlen(bad[i]), &a))
             print_error("'%s' accepted as an address\n", bad[i]);
-        assert_false(config_parse_addr(bad[i], strlen(bad[i]), &a));
+        assert_false(net_addr_parse(bad[i], strlen(bad[i]), &a));
     }
     /* The length bounds the text: a NUL inside it, or a text longer than any address. */
-    struct config_addr a;
-    assert_false(config_parse_addr("1.2.3.4\0", 8, &a));
-    assert_true(config_parse_addr("1.2.3.4 junk", 7, &a));
+    struct net_addr a;
+    assert_false(net_addr_parse("1.2.3.4\0", 8, &a));
+    assert_true(net_addr_parse("1.2.3.4 junk", 7, &a));
     char long_text[200];
     memset(long_text, '1', sizeof(long_text));
-    assert_false(config_parse_addr(long_text, sizeof(long_text), &a));
+    assert_false(net_addr_parse(long_text, sizeof(long_text), &a));
 }
 
 static void test_trusted_proxies(void **state)
@@ -211,11 +211,11 @@ static bool forwarded(const char *peer, const char *const *lines, size_t n, char
 {
     struct config cfg;
     parse_ok(&cfg, "trusted_proxies = 10.0.0.0/8, ::1, 2001:db8::/64\n", NULL);
-    struct config_addr p = addr_of(peer), c;
+    struct net_addr p = addr_of(peer), c;
     memset(&c, 0xAA, sizeof(c));
     bool ok = config_forwarded_client(&cfg, &p, lines, n, &c);
     if (ok)
-        config_addr_text(&c, client, size);
+        net_addr_text(&c, client, size);
     config_clear(&cfg);
     return ok;
 }
