@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "apns_cert.h"
+#include "fake_apple.h"
 
 #define TOPIC "com.apple.mgmt.External.7e5f3c8a-1d2b-4c3e-9f00-0123456789ab"
 
@@ -51,36 +52,33 @@ static void free_pair(struct pair *p)
     EVP_PKEY_free(p->key);
 }
 
-static char *pem_of(int (*write)(BIO *, void *), void *object, size_t *len)
+/* The PEM of a certificate or a key, through the stand-in PKI's memory-BIO helper. */
+static char *cert_pem(X509 *cert, size_t *len)
 {
     BIO *bio = BIO_new(BIO_s_mem());
-    assert_true(write(bio, object));
-    char *data;
-    long n = BIO_get_mem_data(bio, &data);
-    char *out = malloc((size_t)n + 1);
-    memcpy(out, data, (size_t)n);
-    out[n] = '\0';
-    *len = (size_t)n;
+    assert_true(PEM_write_bio_X509(bio, cert));
+    char *out = fake_bio_string(bio, len);
     BIO_free(bio);
+    assert_non_null(out);
     return out;
 }
 
-static int write_cert(BIO *bio, void *cert)
+static char *key_pem(EVP_PKEY *key, size_t *len)
 {
-    return PEM_write_bio_X509(bio, cert);
-}
-
-static int write_key(BIO *bio, void *key)
-{
-    return PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL);
+    BIO *bio = BIO_new(BIO_s_mem());
+    assert_true(PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL));
+    char *out = fake_bio_string(bio, len);
+    BIO_free(bio);
+    assert_non_null(out);
+    return out;
 }
 
 static void test_pem(void **state)
 {
     struct pair p = make_pair(TOPIC, 365);
     size_t cert_len, key_len;
-    char *cert = pem_of(write_cert, p.cert, &cert_len);
-    char *key = pem_of(write_key, p.key, &key_len);
+    char *cert = cert_pem(p.cert, &cert_len);
+    char *key = key_pem(p.key, &key_len);
     struct apns_cert out;
     char err[256];
     assert_true(apns_cert_from_pem(&out, cert, cert_len, key, key_len, err, sizeof(err)));
@@ -109,10 +107,10 @@ static void test_refusals(void **state)
 {
     struct pair p = make_pair(TOPIC, 30), other = make_pair(TOPIC, 30), no_uid = make_pair(NULL, 30);
     size_t cert_len, key_len, other_key_len, no_uid_len;
-    char *cert = pem_of(write_cert, p.cert, &cert_len);
-    char *key = pem_of(write_key, p.key, &key_len);
-    char *other_key = pem_of(write_key, other.key, &other_key_len);
-    char *no_uid_cert = pem_of(write_cert, no_uid.cert, &no_uid_len);
+    char *cert = cert_pem(p.cert, &cert_len);
+    char *key = key_pem(p.key, &key_len);
+    char *other_key = key_pem(other.key, &other_key_len);
+    char *no_uid_cert = cert_pem(no_uid.cert, &no_uid_len);
     struct apns_cert out;
     char err[256];
 
@@ -160,8 +158,8 @@ static void test_expired(void **state)
 {
     struct pair p = make_pair(TOPIC, -2);
     size_t cert_len, key_len;
-    char *cert = pem_of(write_cert, p.cert, &cert_len);
-    char *key = pem_of(write_key, p.key, &key_len);
+    char *cert = cert_pem(p.cert, &cert_len);
+    char *key = key_pem(p.key, &key_len);
     struct apns_cert out;
     char err[256];
     /* An expired certificate still loads: vouchd reports it rather than refusing to start. */
