@@ -18,7 +18,8 @@ build=${VOUCH_BUILD_DIR:-$repo/build}
 packages=(meson ninja-build pkg-config gcc libevent-dev libcurl4-openssl-dev libnghttp2-dev
           libssl-dev libplist-dev libpq-dev libjansson-dev libcmocka-dev postgresql
           postgresql-client openssl python3 python3-cryptography python3-h2 python3-jsonschema
-          libplist-utils curl nghttp2-client scep clang libclang-rt-14-dev valgrind)
+          libplist-utils curl nghttp2-client scep clang libclang-rt-14-dev valgrind
+          libcbor-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,4 +1,5 @@
 #include "attest.h"
+#include "attest_internal.h"
 
 #include <openssl/asn1.h>
 #include <openssl/asn1t.h>
@@ -107,6 +108,11 @@ void attest_verifier_free(struct attest_verifier *v)
     X509_STORE_free(v->store);
     EVP_MD_free(v->sha256);
     free(v);
+}
+
+const EVP_MD *attest_verifier_get0_sha256(const struct attest_verifier *v)
+{
+    return v->sha256;
 }
 
 static bool time_to_time_t(const ASN1_TIME *t, time_t *out);
@@ -243,7 +249,7 @@ static bool read_extensions(const STACK_OF(X509_EXTENSION) *exts, struct attest_
     return true;
 }
 
-static X509 *parse_der(const uint8_t *der, size_t len)
+X509 *attest_parse_der(const uint8_t *der, size_t len)
 {
     if (len == 0 || len > ATTEST_MAX_CERT_BYTES)
         return NULL;
@@ -272,7 +278,7 @@ static bool read_leaf(X509 *leaf, struct attest_properties *props, time_t *not_b
 bool attest_read_leaf(const uint8_t *der, size_t len, struct attest_properties *props,
                       time_t *not_before, time_t *not_after)
 {
-    X509 *leaf = parse_der(der, len);
+    X509 *leaf = attest_parse_der(der, len);
     bool ok = leaf != NULL && read_leaf(leaf, props, not_before, not_after);
     X509_free(leaf);
     ERR_clear_error();
@@ -428,27 +434,27 @@ static bool time_to_time_t(const ASN1_TIME *t, time_t *out);
  * verifies under an intermediate verified before; otherwise CACHED_NOT_TAKEN (nothing filled)
  * and the full path gives the verdict, failures included, so that a refusal always reads the
  * same whatever the cache holds. */
-static enum cached_path verify_by_cache(struct attest_verifier *v, const struct attest_input *in,
-                                        struct attest_verdict *out)
+static enum cached_path verify_by_cache(struct attest_verifier *v, const uint8_t *const *ders,
+                                        const size_t *lens, size_t count, time_t t,
+                                        struct attest_leaf *out)
 {
     uint8_t sha256[32];
     const struct verified_intermediate *e;
-    if (in->cert_count != 2 ||
-        EVP_Digest(in->certs[1], in->cert_lens[1], sha256, NULL, v->sha256, NULL) != 1 ||
-        (e = cache_find(v, sha256, in->verify_time)) == NULL)
+    if (count != 2 || EVP_Digest(ders[1], lens[1], sha256, NULL, v->sha256, NULL) != 1 ||
+        (e = cache_find(v, sha256, t)) == NULL)
         return CACHED_NOT_TAKEN;
-    const unsigned char *p = in->certs[0];
-    ATTEST_LEAF *leaf = (ATTEST_LEAF *)ASN1_item_d2i(NULL, &p, (long)in->cert_lens[0],
-                                                     ASN1_ITEM_rptr(ATTEST_LEAF));
+    const unsigned char *p = ders[0];
+    ATTEST_LEAF *leaf =
+        (ATTEST_LEAF *)ASN1_item_d2i(NULL, &p, (long)lens[0], ASN1_ITEM_rptr(ATTEST_LEAF));
     enum cached_path result = CACHED_NOT_TAKEN;
-    if (leaf == NULL || p != in->certs[0] + in->cert_lens[0] || !leaf_has_apple_shape(leaf) ||
+    if (leaf == NULL || p != ders[0] + lens[0] || !leaf_has_apple_shape(leaf) ||
         !read_extensions(leaf->tbs->extensions, &out->properties) ||
         !time_to_time_t(leaf->tbs->validity->notBefore, &out->not_before) ||
         !time_to_time_t(leaf->tbs->validity->notAfter, &out->not_after))
         goto out;
     /* Valid from notBefore, expired at notAfter: as X509_cmp_time counts in path validation. */
-    bool valid = ASN1_TIME_cmp_time_t(leaf->tbs->validity->notBefore, in->verify_time) <= 0 &&
-                 ASN1_TIME_cmp_time_t(leaf->tbs->validity->notAfter, in->verify_time) > 0;
+    bool valid = ASN1_TIME_cmp_time_t(leaf->tbs->validity->notBefore, t) <= 0 &&
+                 ASN1_TIME_cmp_time_t(leaf->tbs->validity->notAfter, t) > 0;
     EVP_PKEY *key = X509_get0_pubkey(e->cert);
     if (key != NULL && valid &&
         X509_NAME_cmp(leaf->tbs->issuer, X509_get_subject_name(e->cert)) == 0 &&
@@ -473,7 +479,7 @@ static bool verify_chain(struct attest_verifier *v, X509 **certs, const uint8_t 
 {
     *parse_error = false;
     for (size_t i = 1; i < count; i++) {
-        if (certs[i] == NULL && (certs[i] = parse_der(ders[i], der_lens[i])) == NULL) {
+        if (certs[i] == NULL && (certs[i] = attest_parse_der(ders[i], der_lens[i])) == NULL) {
             *parse_error = true;
             return false;
         }
@@ -506,6 +512,53 @@ out:
     X509_STORE_CTX_free(ctx);
     sk_X509_free(untrusted); /* the certificates belong to the caller */
     return ok;
+}
+
+enum attest_chain_status attest_chain_verify(struct attest_verifier *v, const uint8_t *const *ders,
+                                             const size_t *lens, size_t count, time_t t,
+                                             struct attest_leaf *leaf)
+{
+    memset(leaf, 0, sizeof(*leaf));
+    leaf->properties.sip_enabled = -1;
+    leaf->properties.third_party_kexts_allowed = -1;
+    if (count == 0 || count > ATTEST_MAX_CERTS)
+        return ATTEST_CHAIN_MALFORMED;
+    for (size_t i = 0; i < count; i++) {
+        if (lens[i] == 0 || lens[i] > ATTEST_MAX_CERT_BYTES)
+            return ATTEST_CHAIN_MALFORMED;
+    }
+    if (EVP_Digest(ders[0], lens[0], leaf->sha256, NULL, v->sha256, NULL) != 1)
+        return ATTEST_CHAIN_MALFORMED;
+    if (verify_by_cache(v, ders, lens, count, t, leaf) == CACHED_VERIFIED) {
+        leaf->parsed = true;
+        return ATTEST_CHAIN_VERIFIED;
+    }
+
+    /* The full path: the leaf, then the intermediates, then X509_verify_cert. */
+    X509 *certs[ATTEST_MAX_CERTS] = {NULL};
+    enum attest_chain_status status;
+    certs[0] = attest_parse_der(ders[0], lens[0]);
+    if (certs[0] == NULL) {
+        status = ATTEST_CHAIN_MALFORMED;
+        goto out;
+    }
+    if (!read_leaf(certs[0], &leaf->properties, &leaf->not_before, &leaf->not_after)) {
+        status = ATTEST_CHAIN_BAD_EXTENSION;
+        goto out;
+    }
+    bool parse_error;
+    if (verify_chain(v, certs, ders, lens, count, t, &parse_error)) {
+        leaf->parsed = true;
+        status = ATTEST_CHAIN_VERIFIED;
+    } else {
+        leaf->parsed = !parse_error;
+        status = parse_error ? ATTEST_CHAIN_MALFORMED : ATTEST_CHAIN_UNTRUSTED;
+    }
+out:
+    for (size_t i = 0; i < count; i++)
+        X509_free(certs[i]);
+    ERR_clear_error();
+    return status;
 }
 
 /* ---- freshness ---- */
@@ -568,41 +621,18 @@ void attest_verify(struct attest_verifier *v, const struct attest_input *in,
     out->status = ATTEST_VERIFIED;
     ERR_clear_error();
 
-    X509 *certs[ATTEST_MAX_CERTS] = {NULL};
-    size_t count = in->cert_count;
-    if (count == 0 || count > ATTEST_MAX_CERTS) {
-        fail(out, ATTEST_REASON_MALFORMED);
-        return;
-    }
-    for (size_t i = 0; i < count; i++) {
-        if (in->cert_lens[i] == 0 || in->cert_lens[i] > ATTEST_MAX_CERT_BYTES) {
-            fail(out, ATTEST_REASON_MALFORMED);
-            return;
-        }
-    }
-    if (EVP_Digest(in->certs[0], in->cert_lens[0], out->leaf_sha256, NULL, v->sha256, NULL) !=
-        1) {
-        fail(out, ATTEST_REASON_MALFORMED);
-        return;
-    }
-    if (verify_by_cache(v, in, out) == CACHED_VERIFIED) {
-        out->leaf_parsed = true;
-    } else {
-        /* The full path: the leaf, then the intermediates, then X509_verify_cert. */
-        certs[0] = parse_der(in->certs[0], in->cert_lens[0]);
-        if (certs[0] == NULL ||
-            !read_leaf(certs[0], &out->properties, &out->not_before, &out->not_after)) {
-            fail(out, ATTEST_REASON_MALFORMED);
-            goto out;
-        }
-        out->leaf_parsed = true;
-        bool parse_error;
-        if (!verify_chain(v, certs, in->certs, in->cert_lens, count, in->verify_time,
-                          &parse_error)) {
-            out->leaf_parsed = !parse_error;
-            fail(out, parse_error ? ATTEST_REASON_MALFORMED : ATTEST_REASON_UNTRUSTED_CHAIN);
-            goto out;
-        }
+    struct attest_leaf leaf;
+    enum attest_chain_status chain =
+        attest_chain_verify(v, in->certs, in->cert_lens, in->cert_count, in->verify_time, &leaf);
+    out->leaf_parsed = leaf.parsed;
+    out->properties = leaf.properties;
+    out->not_before = leaf.not_before;
+    out->not_after = leaf.not_after;
+    memcpy(out->leaf_sha256, leaf.sha256, sizeof(out->leaf_sha256));
+    if (chain != ATTEST_CHAIN_VERIFIED) {
+        fail(out, chain == ATTEST_CHAIN_UNTRUSTED ? ATTEST_REASON_UNTRUSTED_CHAIN
+                                                  : ATTEST_REASON_MALFORMED);
+        goto out;
     }
 
     const struct attest_properties *p = &out->properties;
@@ -641,7 +671,5 @@ void attest_verify(struct attest_verifier *v, const struct attest_input *in,
         p->has_os_version && strcmp(p->os_version, in->reported_os_version) != 0)
         fail(out, ATTEST_REASON_OS_VERSION_MISMATCH);
 out:
-    for (size_t i = 0; i < count && i < ATTEST_MAX_CERTS; i++)
-        X509_free(certs[i]);
     ERR_clear_error();
 }

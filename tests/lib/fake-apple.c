@@ -5,11 +5,18 @@
  *   fake-apple init --dir D          D/apple-root.pem (attestation_roots), .key, apple-sub.*
  *   fake-apple leaf --dir D --udid U --serial S --os 17.5 --nonce HEX --out-chain PREFIX
  *                                    PREFIX-0.der (leaf), PREFIX-1.der (sub CA)
+ *   fake-apple leaf --dir D --udid U --serial S --freshness-of-token TOKEN --attobj-out F
+ *                   --key-out K      F: the attObj of an ACME device-attest-01 answer,
+ *                                    K: the leaf's private key (for the finalize CSR)
  *
  * Exit status: 0 success, 1 failure, 2 usage error.
  */
+#include <cbor.h>
 #include <errno.h>
 #include <getopt.h>
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,19 +25,23 @@
 
 #include "fake_apple.h"
 #include "hex.h"
+#include "tu_file.h"
 #include "tu_text.h"
 
 #define EXIT_USAGE 2
 #define MAX_EDITS 64
+#define ATTOBJ_MAX (32 * 1024) /* DEVICE_ATTEST_MAX_ATTOBJ: what vouchd reads */
 
 static const char usage_text[] =
     "usage: fake-apple init --dir D\n"
     "         Creates the stand-in Apple attestation hierarchy in D unless present:\n"
     "         apple-root.pem (vouchd's attestation_roots), apple-root.key, apple-sub.pem,\n"
     "         apple-sub.key.\n"
-    "       fake-apple leaf --dir D --out-chain PREFIX [options]\n"
+    "       fake-apple leaf --dir D {--out-chain PREFIX | --attobj-out FILE} [options]\n"
     "         Issues a leaf shaped like Apple's from D's sub CA and writes PREFIX-0.der (leaf)\n"
-    "         and PREFIX-1.der (sub CA): the chain as a device sends it.\n"
+    "         and PREFIX-1.der (sub CA): the chain as a device sends it; or FILE, the chain as\n"
+    "         an ACME device-attest-01 attObj: base64url (unpadded, no newline) of the CBOR\n"
+    "         {\"fmt\": \"apple\", \"attStmt\": {\"x5c\": [leaf, sub CA]}}.\n"
     "\n"
     "leaf options (properties are left out unless given):\n"
     "  --udid U --serial S --os V    .9.2, .9.1, .10.1 (and .10.2, .10.3 = V unless below)\n"
@@ -38,6 +49,9 @@ static const char usage_text[] =
     "  --sudid ID                    .9.4 SoftwareUpdateDeviceID, e.g. D73AP\n"
     "  --macos                       .13.1 SIP 0, .13.2 Full Security, .13.3 kexts 0\n"
     "  --nonce HEX                   .11.1 freshness code (1..256 bytes; none without it)\n"
+    "  --freshness-of-token TOKEN    .11.1 = SHA-256 of the ACME challenge token's ASCII\n"
+    "  --key-curve P-256|P-384       the curve of the leaf's key (default P-384)\n"
+    "  --key-out FILE                write the leaf's private key (PKCS#8 PEM, mode 0600)\n"
     "  --not-before UNIXTIME         default: now\n"
     "  --not-after UNIXTIME          default: not-before + 91 days\n"
     "  --serial-number N             certificate serial (default: not-before in ms)\n"
@@ -71,6 +85,9 @@ struct edit {
 struct cli {
     const char *dir;
     const char *out_chain;
+    const char *attobj_out;
+    const char *key_out;
+    const char *key_curve; /* NULL: fake_apple's own P-384 key */
     const char *signer_dir;
     struct fake_apple_device dev;
     unsigned char nonce[FAKE_APPLE_VALUE_MAX];
@@ -106,6 +123,10 @@ enum opt_id {
     OPT_EXTRA_CRITICAL,
     OPT_SIGN_WITH_ROOT,
     OPT_SIGNER_DIR,
+    OPT_FRESHNESS_OF_TOKEN,
+    OPT_ATTOBJ_OUT,
+    OPT_KEY_OUT,
+    OPT_KEY_CURVE,
     OPT_HELP = 'h'
 };
 
@@ -133,6 +154,10 @@ static const struct option longopts[] = {
     {"extra-critical", required_argument, NULL, OPT_EXTRA_CRITICAL},
     {"sign-with-root", no_argument, NULL, OPT_SIGN_WITH_ROOT},
     {"signer-dir", required_argument, NULL, OPT_SIGNER_DIR},
+    {"freshness-of-token", required_argument, NULL, OPT_FRESHNESS_OF_TOKEN},
+    {"attobj-out", required_argument, NULL, OPT_ATTOBJ_OUT},
+    {"key-out", required_argument, NULL, OPT_KEY_OUT},
+    {"key-curve", required_argument, NULL, OPT_KEY_CURVE},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -229,6 +254,106 @@ static bool write_file(const char *path, const unsigned char *data, size_t len)
     return ok;
 }
 
+/* ---- ACME device-attest-01 ---- */
+
+static char *b64url_encode(const unsigned char *data, size_t len)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    char *out = malloc(len / 3 * 4 + 4);
+    size_t n = 0;
+    uint32_t acc = 0;
+    unsigned bits = 0;
+
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; i < len; i++) {
+        acc = (acc << 8) | data[i];
+        bits += 8;
+        while (bits >= 6) {
+            bits -= 6;
+            out[n++] = alphabet[(acc >> bits) & 0x3f];
+        }
+        acc &= (1u << bits) - 1;
+    }
+    if (bits > 0)
+        out[n++] = alphabet[(acc << (6 - bits)) & 0x3f];
+    out[n] = '\0';
+    return out;
+}
+
+static bool map_put(cbor_item_t *map, const char *key, cbor_item_t *value)
+{
+    cbor_item_t *k = cbor_build_string(key);
+    bool ok = k != NULL && value != NULL &&
+              cbor_map_add(map, (struct cbor_pair){.key = k, .value = value});
+
+    if (k != NULL)
+        cbor_decref(&k);
+    if (value != NULL)
+        cbor_decref(&value);
+    return ok;
+}
+
+/* The attObj text of chain (malloc()ed), NULL when out of memory. */
+static char *attobj_text(const struct fake_chain *chain)
+{
+    cbor_item_t *obj = cbor_new_definite_map(2);
+    cbor_item_t *stmt = cbor_new_definite_map(1);
+    cbor_item_t *x5c = cbor_new_definite_array(chain->count);
+    unsigned char *bytes = NULL;
+    size_t size = 0, len = 0;
+    char *text = NULL;
+    bool ok = obj != NULL && stmt != NULL && x5c != NULL;
+
+    for (size_t i = 0; ok && i < chain->count; i++) {
+        cbor_item_t *item = cbor_build_bytestring(chain->der[i], chain->len[i]);
+        ok = item != NULL && cbor_array_push(x5c, item);
+        if (item != NULL)
+            cbor_decref(&item);
+    }
+    /* map_put() takes a reference each; the ones dropped here are the builders'. */
+    if (ok && x5c != NULL && cbor_incref(x5c) != NULL)
+        ok = map_put(stmt, "x5c", x5c);
+    if (ok && stmt != NULL && cbor_incref(stmt) != NULL)
+        ok = map_put(obj, "fmt", cbor_build_string("apple")) && map_put(obj, "attStmt", stmt);
+    if (ok)
+        len = cbor_serialize_alloc(obj, &bytes, &size);
+    if (len > 0)
+        text = b64url_encode(bytes, len);
+    free(bytes);
+    if (x5c != NULL)
+        cbor_decref(&x5c);
+    if (stmt != NULL)
+        cbor_decref(&stmt);
+    if (obj != NULL)
+        cbor_decref(&obj);
+    return text;
+}
+
+static bool write_key(const char *path, EVP_PKEY *key)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    char *pem = NULL;
+    size_t len = 0;
+    char err[512];
+    bool ok = false;
+
+    if (bio != NULL && PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL) == 1)
+        pem = fake_bio_string(bio, &len);
+    if (pem == NULL)
+        fake_openssl_error(err, sizeof(err), "encoding the leaf key");
+    else
+        ok = tu_file_write_atomic(path, pem, len, 0600, err, sizeof(err));
+    if (!ok)
+        fprintf(stderr, "fake-apple: %s\n", err);
+    if (pem != NULL)
+        OPENSSL_cleanse(pem, len);
+    free(pem);
+    BIO_free(bio);
+    return ok;
+}
+
 static int cmd_init(const struct cli *c)
 {
     char err[512];
@@ -258,6 +383,8 @@ static int cmd_leaf(const struct cli *c)
     struct fake_apple *signer = NULL;
     struct fake_leaf_spec spec;
     struct fake_chain chain = {0, {NULL}, {0}};
+    EVP_PKEY *key = NULL;
+    char *attobj = NULL;
     int rc = EXIT_FAILURE;
 
     if (!fake_leaf_spec_device(&spec, &c->dev, c->not_before))
@@ -283,19 +410,50 @@ static int cmd_leaf(const struct cli *c)
         }
         spec.signer = signer;
     }
+    if (c->key_curve != NULL) {
+        /* Made here, as a Secure Enclave makes it, so that it can be written out. */
+        key = EVP_EC_gen(c->key_curve);
+        if (key == NULL) {
+            fake_openssl_error(err, sizeof(err), "generating the leaf key");
+            fprintf(stderr, "fake-apple: %s\n", err);
+            goto out;
+        }
+        spec.key = key;
+    }
     if (!fake_apple_leaf(pki, &spec, &chain, err, sizeof(err))) {
         fprintf(stderr, "fake-apple: %s\n", err);
         goto out;
     }
-    for (size_t i = 0; i < chain.count; i++) {
+    for (size_t i = 0; c->out_chain != NULL && i < chain.count; i++) {
         char path[4096];
         int n = snprintf(path, sizeof(path), "%s-%zu.der", c->out_chain, i);
         if (n <= 0 || (size_t)n >= sizeof(path) || !write_file(path, chain.der[i], chain.len[i]))
             goto out;
         printf("%s\n", path);
     }
+    if (c->attobj_out != NULL) {
+        attobj = attobj_text(&chain);
+        if (attobj == NULL) {
+            fprintf(stderr, "fake-apple: out of memory encoding the attObj\n");
+            goto out;
+        }
+        if (strlen(attobj) > ATTOBJ_MAX)
+            fprintf(stderr, "fake-apple: warning: the attObj is longer than vouchd reads\n");
+        if (!tu_file_write_atomic(c->attobj_out, attobj, strlen(attobj), 0644, err, sizeof(err))) {
+            fprintf(stderr, "fake-apple: %s\n", err);
+            goto out;
+        }
+        printf("%s\n", c->attobj_out);
+    }
+    if (c->key_out != NULL) {
+        if (!write_key(c->key_out, key))
+            goto out;
+        printf("%s\n", c->key_out);
+    }
     rc = EXIT_SUCCESS;
 out:
+    free(attobj);
+    EVP_PKEY_free(key);
     fake_chain_free(&chain);
     fake_apple_free(signer);
     fake_apple_free(pki);
@@ -308,6 +466,7 @@ int main(int argc, char **argv)
     const char *sub;
     int opt;
     size_t nonce_len = 0;
+    bool token_given = false;
 
     if (argc < 2)
         return usage_error("a subcommand is required (init or leaf)", NULL);
@@ -361,6 +520,27 @@ int main(int argc, char **argv)
             c.dev.nonce = c.nonce;
             c.dev.nonce_len = nonce_len;
             break;
+        case OPT_FRESHNESS_OF_TOKEN: {
+            unsigned int n = 0;
+            if (optarg[0] == '\0' ||
+                EVP_Digest(optarg, strlen(optarg), c.nonce, &n, EVP_sha256(), NULL) != 1)
+                return usage_error("--freshness-of-token wants a token", optarg);
+            token_given = true;
+            c.dev.nonce = c.nonce;
+            c.dev.nonce_len = n;
+            break;
+        }
+        case OPT_ATTOBJ_OUT:
+            c.attobj_out = optarg;
+            break;
+        case OPT_KEY_OUT:
+            c.key_out = optarg;
+            break;
+        case OPT_KEY_CURVE:
+            if (strcmp(optarg, "P-256") != 0 && strcmp(optarg, "P-384") != 0)
+                return usage_error("--key-curve wants P-256 or P-384", optarg);
+            c.key_curve = optarg;
+            break;
         case OPT_NOT_BEFORE:
             if (!tu_parse_unix_time(optarg, &c.not_before))
                 return usage_error("--not-before wants a Unix time", optarg);
@@ -410,7 +590,16 @@ int main(int argc, char **argv)
         return usage_error("--dir is required", NULL);
     if (strcmp(sub, "init") == 0)
         return cmd_init(&c);
-    if (c.out_chain == NULL || c.out_chain[0] == '\0')
-        return usage_error("--out-chain is required", NULL);
+    if (token_given && nonce_len > 0)
+        return usage_error("--nonce and --freshness-of-token both set the freshness code", NULL);
+    if ((c.out_chain == NULL || c.out_chain[0] == '\0') &&
+        (c.attobj_out == NULL || c.attobj_out[0] == '\0'))
+        return usage_error("--out-chain or --attobj-out is required", NULL);
+    if (c.out_chain != NULL && c.out_chain[0] == '\0')
+        c.out_chain = NULL;
+    if (c.attobj_out != NULL && c.attobj_out[0] == '\0')
+        c.attobj_out = NULL;
+    if (c.key_out != NULL && c.key_curve == NULL)
+        c.key_curve = "P-384";
     return cmd_leaf(&c);
 }

@@ -536,7 +536,9 @@ bool fake_apple_leaf(const struct fake_apple *pki, const struct fake_leaf_spec *
     bool ok = false;
 
     memset(chain, 0, sizeof(*chain));
-    if (pki->leaf_key != NULL && EVP_PKEY_up_ref(pki->leaf_key) == 1)
+    if (spec->key != NULL)
+        key = EVP_PKEY_up_ref(spec->key) == 1 ? spec->key : NULL;
+    else if (pki->leaf_key != NULL && EVP_PKEY_up_ref(pki->leaf_key) == 1)
         key = pki->leaf_key;
     else
         key = EVP_EC_gen("P-384");

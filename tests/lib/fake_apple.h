@@ -87,6 +87,8 @@ enum fake_leaf_issuer {
     FAKE_ISSUER_ROOT     /* the signer's root directly */
 };
 
+struct evp_pkey_st;
+
 /* Everything about one leaf. Start with fake_leaf_spec_init() (or _device()), then adjust. */
 struct fake_leaf_spec {
     struct fake_leaf_prop props[FAKE_PROP_COUNT];
@@ -98,6 +100,10 @@ struct fake_leaf_spec {
     char subject_cn[FAKE_APPLE_CN_MAX]; /* empty: hex SHA-256 of the leaf's public key */
     const struct fake_apple *signer;    /* NULL: the hierarchy passed to fake_apple_leaf() */
     enum fake_leaf_issuer issuer;       /* which certificate of the signer signs */
+    /* The key the leaf certifies (borrowed), made by the caller as a Secure Enclave makes it,
+     * so that the caller can sign with it (an ACME finalize CSR). NULL: a fresh P-384 key, or
+     * the one of fake_apple_reuse_leaf_key(). Any type is certified as given. */
+    struct evp_pkey_st *key;
 };
 
 /* What a device is, for fake_leaf_spec_device(). NULL strings leave the property absent. */
