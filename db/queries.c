@@ -5,18 +5,7 @@
 #include <string.h>
 
 #include "log.h"
-
-static struct db_param text_param(const char *s)
-{
-    struct db_param p = {s, s ? (int)strlen(s) : 0, false};
-    return p;
-}
-
-static struct db_param bytes_param(const void *data, size_t len)
-{
-    struct db_param p = {data, (int)len, true};
-    return p;
-}
+#include "params.h"
 
 static const char *const verdict_names[] = {
     [DB_VERDICT_OK] = "ok",
@@ -27,6 +16,7 @@ static const char *const verdict_names[] = {
     [DB_VERDICT_BAD_RESULT] = "bad_result",
     [DB_VERDICT_OK_QUEUED] = "ok_queued",
     [DB_VERDICT_REENROLL_REFUSED] = "reenroll_refused",
+    [DB_VERDICT_IDENTITY_REVOKED] = "identity_revoked",
 };
 
 const char *db_verdict_name(enum db_verdict verdict)

@@ -33,6 +33,7 @@ enum db_verdict {
     DB_VERDICT_OK_QUEUED,            /* ok, and a command was queued: push the device */
     DB_VERDICT_REENROLL_REFUSED,     /* a new certificate for an enrolled device (reenroll =
                                         refuse) that no operator allowed */
+    DB_VERDICT_IDENTITY_REVOKED,     /* an identity certificate Vouch issued and then revoked */
 };
 
 const char *db_verdict_name(enum db_verdict verdict);

@@ -14,7 +14,10 @@
 extern char **environ;
 
 /* vouchd's keys, read by lib/conf.c into struct config. */
-#define STR_KEY(field) {#field, CONF_STRING, offsetof(struct config, field), 0, 0}
+#define STR_KEY(field)                                                                             \
+    {                                                                                              \
+#field, CONF_STRING, offsetof(struct config, field), 0, 0                                  \
+    }
 
 static const struct conf_key keys[] = {
     STR_KEY(listen),
@@ -39,6 +42,12 @@ static const struct conf_key keys[] = {
     STR_KEY(scep_url),
     STR_KEY(scep_challenge),
     STR_KEY(acme_directory_url),
+    STR_KEY(acme_ca_cert),
+    STR_KEY(acme_ca_key),
+    {"acme_cert_lifetime", CONF_DURATION, offsetof(struct config, acme_cert_lifetime), 3600,
+     3650ull * 86400},
+    {"acme_identifier_lifetime", CONF_DURATION, offsetof(struct config, acme_identifier_lifetime),
+     60, 30ull * 86400},
     STR_KEY(enroll_token),
     STR_KEY(profile_ca),
     STR_KEY(profile_signing_cert),
@@ -56,22 +65,19 @@ static const struct conf_key keys[] = {
      3650ull * 86400},
     {"attestation_retention", CONF_DURATION, offsetof(struct config, attestation_retention),
      30ull * 86400, 3650ull * 86400},
-    {"apns_expiration", CONF_DURATION, offsetof(struct config, apns_expiration), 60,
-     30ull * 86400},
+    {"apns_expiration", CONF_DURATION, offsetof(struct config, apns_expiration), 60, 30ull * 86400},
     {"attestation_max_age", CONF_DURATION, offsetof(struct config, attestation_max_age), 3600,
      3650ull * 86400},
-    {"attestation_min_interval", CONF_DURATION,
-     offsetof(struct config, attestation_min_interval), 60, 365ull * 86400},
-    {"attestation_mean_interval", CONF_DURATION,
-     offsetof(struct config, attestation_mean_interval), 120, 3650ull * 86400},
+    {"attestation_min_interval", CONF_DURATION, offsetof(struct config, attestation_min_interval),
+     60, 365ull * 86400},
+    {"attestation_mean_interval", CONF_DURATION, offsetof(struct config, attestation_mean_interval),
+     120, 3650ull * 86400},
     {"attestation_rate_limit", CONF_UINT, offsetof(struct config, attestation_rate_limit), 1,
      1000000},
-    {"attestation_retry_limit", CONF_UINT, offsetof(struct config, attestation_retry_limit), 0,
-     20},
-    {"attestation_retry_delay", CONF_DURATION,
-     offsetof(struct config, attestation_retry_delay), 1, 30ull * 86400},
-    {"info_interval", CONF_DURATION, offsetof(struct config, info_interval), 60,
-     365ull * 86400},
+    {"attestation_retry_limit", CONF_UINT, offsetof(struct config, attestation_retry_limit), 0, 20},
+    {"attestation_retry_delay", CONF_DURATION, offsetof(struct config, attestation_retry_delay), 1,
+     30ull * 86400},
+    {"info_interval", CONF_DURATION, offsetof(struct config, info_interval), 60, 365ull * 86400},
     {"scheduler_batch", CONF_UINT, offsetof(struct config, scheduler_batch), 0, 10000},
     {"webhook_timeout", CONF_DURATION, offsetof(struct config, webhook_timeout), 1, 300},
     {"webhook_max_age", CONF_DURATION, offsetof(struct config, webhook_max_age), 60,
@@ -79,9 +85,13 @@ static const struct conf_key keys[] = {
 };
 
 const char *const config_webhook_topics[] = {
-    "mdm.Authenticate",   "mdm.TokenUpdate",    "mdm.CheckOut",      "mdm.Connect",
-    "attestation.verified", "attestation.failed", "attestation.expired", "device.os_changed",
-    "device.reenrolled",    NULL,
+    "mdm.Authenticate",     "mdm.TokenUpdate",
+    "mdm.CheckOut",         "mdm.Connect",
+    "attestation.verified", "attestation.failed",
+    "attestation.expired",  "device.os_changed",
+    "device.reenrolled",    "identity.issued",
+    "identity.refused",     "identity.revoked",
+    NULL,
 };
 
 size_t config_split_list(const char *text, char out[][CONFIG_MAX_ITEM + 1], size_t max)
@@ -121,13 +131,14 @@ static bool check_webhooks(const struct config *cfg, char *err, size_t err_size)
         }
     }
     if (n > 0 && (cfg->webhook_secret == NULL || cfg->webhook_secret[0] == '\0')) {
-        snprintf(err, err_size, "webhook_url is set but webhook_secret is not: receivers could "
-                                "not tell Vouch's events from forged ones");
+        snprintf(err, err_size,
+                 "webhook_url is set but webhook_secret is not: receivers could "
+                 "not tell Vouch's events from forged ones");
         return false;
     }
-    char topics[16][CONFIG_MAX_ITEM + 1];
-    size_t count = config_split_list(cfg->webhook_topics, topics, 16);
-    if (count > 16) {
+    char topics[CONFIG_MAX_TOPICS][CONFIG_MAX_ITEM + 1];
+    size_t count = config_split_list(cfg->webhook_topics, topics, CONFIG_MAX_TOPICS);
+    if (count > CONFIG_MAX_TOPICS) {
         snprintf(err, err_size, "webhook_topics: too many names");
         return false;
     }
@@ -209,6 +220,36 @@ bool config_forwarded_client(const struct config *cfg, const struct net_addr *pe
     return net_forwarded_client(cfg->proxies, cfg->proxy_count, peer, lines, n, client);
 }
 
+/* vouchd's own ACME server: acme_ca_cert and acme_ca_key go together, and with them the profile
+ * enrolls with ACME against /acme/directory unless told otherwise. */
+static bool apply_acme_defaults(struct config *cfg, char *err, size_t err_size)
+{
+    if ((cfg->acme_ca_cert == NULL) != (cfg->acme_ca_key == NULL)) {
+        snprintf(err, err_size, "acme_ca_cert and acme_ca_key go together");
+        return false;
+    }
+    if (cfg->acme_ca_cert == NULL)
+        return true;
+    if (cfg->enroll_identity == NULL && (cfg->enroll_identity = strdup("acme")) == NULL) {
+        snprintf(err, err_size, "out of memory");
+        return false;
+    }
+    if (cfg->acme_directory_url == NULL && cfg->public_url != NULL) {
+        size_t len = strlen(cfg->public_url);
+        while (len > 0 && cfg->public_url[len - 1] == '/')
+            len--;
+        static const char path[] = "/acme/directory";
+        cfg->acme_directory_url = malloc(len + sizeof(path));
+        if (cfg->acme_directory_url == NULL) {
+            snprintf(err, err_size, "out of memory");
+            return false;
+        }
+        memcpy(cfg->acme_directory_url, cfg->public_url, len);
+        memcpy(cfg->acme_directory_url + len, path, sizeof(path));
+    }
+    return true;
+}
+
 static bool set_defaults(struct config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
@@ -234,6 +275,8 @@ static bool set_defaults(struct config *cfg)
     cfg->scheduler_batch = 200;
     cfg->webhook_timeout = 10;
     cfg->webhook_max_age = 72 * 3600;
+    cfg->acme_cert_lifetime = 365 * 86400;
+    cfg->acme_identifier_lifetime = 24 * 3600;
     return cfg->listen != NULL && cfg->apns_url != NULL && cfg->log_level != NULL;
 }
 
@@ -269,6 +312,10 @@ bool config_parse(struct config *cfg, const char *text, size_t text_len, char *c
         return false;
     }
     cfg->reenroll_refuse = cfg->reenroll != NULL && strcmp(cfg->reenroll, "refuse") == 0;
+    if (!apply_acme_defaults(cfg, err, err_size)) {
+        config_clear(cfg);
+        return false;
+    }
     const char *identity = cfg->enroll_identity;
     if (identity != NULL && strcmp(identity, "scep") != 0 && strcmp(identity, "acme") != 0) {
         snprintf(err, err_size, "enroll_identity: expected scep or acme, not '%s'", identity);
@@ -376,11 +423,15 @@ bool config_check_runtime(const struct config *cfg, char *err, size_t err_size)
         snprintf(err, err_size, "database_url is required");
         return false;
     }
-    if (cfg->identity_ca == NULL) {
-        snprintf(err, err_size, "identity_ca is required: devices cannot be identified without it");
+    if (cfg->identity_ca == NULL && cfg->acme_ca_cert == NULL) {
+        snprintf(err, err_size,
+                 "identity_ca (or acme_ca_cert) is required: devices cannot be "
+                 "identified without it");
         return false;
     }
     if (!check_file("identity_ca", cfg->identity_ca, err, err_size) ||
+        !check_file("acme_ca_cert", cfg->acme_ca_cert, err, err_size) ||
+        !check_file("acme_ca_key", cfg->acme_ca_key, err, err_size) ||
         !check_file("attestation_roots", cfg->attestation_roots, err, err_size) ||
         !check_file("apns_cert", cfg->apns_cert, err, err_size) ||
         !check_file("apns_key", cfg->apns_key, err, err_size) ||

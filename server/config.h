@@ -49,10 +49,15 @@ struct config {
     bool webhook_allow_http;  /* may an http:// receiver take mdm.TokenUpdate? */
     bool test_clock;          /* live by vouch_clock (tests only; the database must allow it) */
     /* The enrollment profile (GET /mdm/enroll) */
-    char *enroll_identity;      /* scep (default) | acme */
+    char *enroll_identity;      /* acme (the default with acme_ca_cert) | scep */
     char *scep_url;             /* the SCEP server devices get their identity from */
     char *scep_challenge;
-    char *acme_directory_url;   /* the ACME server (device-attest-01) */
+    char *acme_directory_url;   /* the ACME server (default with acme_ca_cert: vouchd's own) */
+    /* vouchd's own ACME server (device-attest-01): on when acme_ca_cert is set. */
+    char *acme_ca_cert;         /* PEM: the CA that issues hardware-bound identities */
+    char *acme_ca_key;
+    unsigned acme_cert_lifetime;       /* seconds an issued identity certificate is valid */
+    unsigned acme_identifier_lifetime; /* seconds a ClientIdentifier may be used */
     char *enroll_token;         /* NULL: anyone may fetch the profile */
     char *profile_ca;           /* PEM CA to put in the profile (the server's TLS chain) */
     char *profile_signing_cert; /* PEM: sign the profile (with its chain) */
@@ -86,6 +91,7 @@ struct config {
 };
 
 #define CONFIG_MAX_RECEIVERS 8
+#define CONFIG_MAX_TOPICS 24 /* names in webhook_topics (config_webhook_topics has 12) */
 #define CONFIG_MAX_ITEM 512
 
 /* Every web-hook topic, NULL-terminated. */

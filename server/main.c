@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "acme.h"
 #include "admin.h"
 #include "apns.h"
 #include "apns_cert.h"
@@ -55,7 +56,8 @@ static const char usage[] =
     "VOUCH_<KEY> in the environment, which wins over the file. Keys:\n"
     "  listen            address:port of the HTTP listener (default 127.0.0.1:8080)\n"
     "  database_url      libpq connection string or URI (required)\n"
-    "  identity_ca       PEM file of the CAs that issue device identity certificates (required)\n"
+    "  identity_ca       PEM file of the CAs that issue device identity certificates\n"
+    "                    (required unless acme_ca_cert is set; that CA is trusted as well)\n"
     "  cert_header       header in which a TLS-terminating proxy passes the client certificate\n"
     "                    (needs trusted_proxies)\n"
     "  trusted_proxies   addresses and networks (IPv4, IPv6, CIDR; commas or blanks) of the\n"
@@ -111,15 +113,23 @@ static const char usage_more[] =
     "  webhook_secret    HMAC-SHA256 key of X-Hmac-Signature (required with webhook_url)\n"
     "  webhook_topics    topics sent (default all): mdm.Authenticate, mdm.TokenUpdate,\n"
     "                    mdm.CheckOut, mdm.Connect, attestation.verified, attestation.failed,\n"
-    "                    attestation.expired, device.os_changed, device.reenrolled\n"
+    "                    attestation.expired, device.os_changed, device.reenrolled,\n"
+    "                    identity.issued, identity.refused, identity.revoked\n"
     "  webhook_allow_http true or false: may an http:// receiver take mdm.TokenUpdate, which\n"
     "                    carries the device's UnlockToken? (default false; then such a\n"
     "                    receiver stops vouchd at start)\n"
     "  webhook_timeout   how long a receiver has to answer (default 10s)\n"
     "  webhook_max_age   an event not delivered by then is dead (default 72h)\n"
-    "  enroll_identity   the profile's device identity: scep (default) or acme\n"
+    "  enroll_identity   the profile's device identity: acme (the default with acme_ca_cert)\n"
+    "                    or scep (the default without)\n"
     "  scep_url, scep_challenge     the SCEP server devices get their identity from\n"
-    "  acme_directory_url           the ACME server (attested, hardware-bound P-384 key)\n"
+    "  acme_directory_url           the ACME server (attested, hardware-bound P-384 key;\n"
+    "                               default with acme_ca_cert: public_url/acme/directory)\n"
+    "  acme_ca_cert, acme_ca_key    PEM: vouchd's own ACME server (device-attest-01) issues\n"
+    "                               device identities from this CA (`vouchctl ca init`)\n"
+    "  acme_cert_lifetime           validity of an issued identity (default 365d)\n"
+    "  acme_identifier_lifetime     how long a profile's ClientIdentifier can be used\n"
+    "                               (default 24h)\n"
     "  enroll_token      GET /mdm/enroll?token= must carry it (unset: open)\n"
     "  profile_ca        PEM CA certificate to put in the profile (the server's TLS chain)\n"
     "  profile_signing_cert, profile_signing_key  PEM: sign the profile (CMS)\n"
@@ -163,8 +173,8 @@ static void prune_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct vouchd *srv = arg;
     if (db_pool_is_up(srv->db))
-        db_prune(srv->db, srv->cfg->result_retention, PRUNE_BATCH,
-                 srv->cfg->attestation_retention, prune_done, srv);
+        db_prune(srv->db, srv->cfg->result_retention, PRUNE_BATCH, srv->cfg->attestation_retention,
+                 prune_done, srv);
 }
 
 static void shutdown_poll(evutil_socket_t fd, short what, void *arg)
@@ -241,10 +251,10 @@ static void report_cert_expiry(const struct apns_cert *cert)
     long days = apns_cert_days_left(cert, time(NULL));
     if (days < 0)
         log_error("the push certificate for %s has EXPIRED: APNs will refuse every push; renew "
-                  "it in Apple's Push Certificates Portal", cert->topic);
+                  "it in Apple's Push Certificates Portal",
+                  cert->topic);
     else if (days < CERT_WARN_DAYS)
-        log_warn("the push certificate for %s expires in %ld day(s): renew it", cert->topic,
-                 days);
+        log_warn("the push certificate for %s expires in %ld day(s): renew it", cert->topic, days);
 }
 
 static void cert_check_tick(evutil_socket_t fd, short what, void *arg)
@@ -320,10 +330,10 @@ static int run_migrate(const struct config *cfg)
  * web-hook receivers (so that the first event already goes to them). */
 static bool store_settings(const struct config *cfg)
 {
-    char urls[CONFIG_MAX_RECEIVERS][CONFIG_MAX_ITEM + 1], topics[16][CONFIG_MAX_ITEM + 1];
-    const char *url_ptrs[CONFIG_MAX_RECEIVERS], *topic_ptrs[16];
+    char urls[CONFIG_MAX_RECEIVERS][CONFIG_MAX_ITEM + 1], topics[CONFIG_MAX_TOPICS][CONFIG_MAX_ITEM + 1];
+    const char *url_ptrs[CONFIG_MAX_RECEIVERS], *topic_ptrs[CONFIG_MAX_TOPICS];
     size_t n = config_split_list(cfg->webhook_url, urls, CONFIG_MAX_RECEIVERS);
-    size_t t = config_split_list(cfg->webhook_topics, topics, 16);
+    size_t t = config_split_list(cfg->webhook_topics, topics, CONFIG_MAX_TOPICS);
     for (size_t i = 0; i < n; i++) {
         url_ptrs[i] = urls[i];
         /* config_parse() let plain http through only without mdm.TokenUpdate in the topics or
@@ -380,6 +390,30 @@ static bool check_clock(const struct config *cfg)
     return true;
 }
 
+/* The PEM the identity verifier trusts: identity_ca's file, then the ACME CA's certificate. */
+static bool identity_trust(const struct config *cfg, const struct acme *acme, char **pem,
+                           size_t *pem_len, char *err, size_t err_size)
+{
+    *pem = NULL;
+    *pem_len = 0;
+    if (cfg->identity_ca != NULL && !read_file(cfg->identity_ca, pem, pem_len, err, err_size))
+        return false;
+    if (acme == NULL)
+        return true;
+    const char *ca = acme_get0_ca_pem(acme);
+    size_t ca_len = strlen(ca);
+    char *both = realloc(*pem, *pem_len + ca_len + 2);
+    if (both == NULL) {
+        snprintf(err, err_size, "out of memory");
+        return false;
+    }
+    both[(*pem_len)++] = '\n';
+    memcpy(both + *pem_len, ca, ca_len + 1);
+    *pem = both;
+    *pem_len += ca_len;
+    return true;
+}
+
 static int serve(const struct config *cfg)
 {
     char err[1024];
@@ -390,10 +424,16 @@ static int serve(const struct config *cfg)
 
     char *pem = NULL;
     size_t pem_len = 0;
-    if (!read_file(cfg->identity_ca, &pem, &pem_len, err, sizeof(err)) ||
+    if (cfg->acme_ca_cert != NULL && (srv.acme = acme_new(&srv, err, sizeof(err))) == NULL) {
+        log_error("%s", err);
+        return 1;
+    }
+    /* Devices are identified by identity_ca's certificates and by the ACME CA's. */
+    if (!identity_trust(cfg, srv.acme, &pem, &pem_len, err, sizeof(err)) ||
         (srv.identity = identity_verifier_new(pem, pem_len, err, sizeof(err))) == NULL) {
         log_error("identity_ca: %s", err);
         free(pem);
+        acme_free(srv.acme);
         return 1;
     }
     free(pem);
@@ -440,6 +480,7 @@ static int serve(const struct config *cfg)
     /* The endpoint families: the HTTP front knows none of them. */
     mdm_register_routes();
     enroll_register_routes();
+    acme_register_routes();
     admin_register_routes();
     if (!http_start(&srv, err, sizeof(err))) {
         log_error("%s", err);
@@ -501,6 +542,7 @@ out:
     scheduler_free(srv.scheduler); /* after the pool: its last callbacks name the scheduler */
     webhook_free(srv.webhook);
     enroll_free(srv.enroll);
+    acme_free(srv.acme);
     if (srv.base)
         event_base_free(srv.base);
     identity_verifier_free(srv.identity);

@@ -20,6 +20,7 @@ struct evhttp_bound_socket;
 struct identity_verifier;
 struct attest_verifier;
 struct push_service;
+struct acme;
 
 struct vouchd {
     const struct config *cfg;
@@ -33,6 +34,7 @@ struct vouchd {
     struct scheduler *scheduler;    /* NULL when scheduler_batch is 0 */
     struct webhook *webhook;        /* the outbox's dispatcher */
     struct enroll *enroll;          /* GET /mdm/enroll */
+    struct acme *acme;              /* /acme/: NULL without acme_ca_cert */
     uint8_t admin_token_sha256[32]; /* compared in constant time */
     bool admin_enabled;
     struct db_stats stats; /* refreshed by a timer for /metrics */

@@ -5,7 +5,9 @@
 -- at every start and `vouchd migrate` (db/migrate.c). A change to a function is a diff here; a
 -- change of its arguments or result also needs a migration that drops the old one.
 
--- The device object (docs/api.md). attestation is the last verdict, whatever is pending:
+-- The device object (docs/api.md). identity is the certificate the enrollment is bound to:
+-- acme-attested (issued by vouchd's ACME server for an attested key) or scep (any other).
+-- attestation is the last verdict, whatever is pending:
 -- status (a verified verdict past its expiry reads 'expired' even before a tick marks it),
 -- freshness, reason, verified_at, expires_at (when the verdict stops counting), the leaf's
 -- times and properties, the plan, and request: the pending re-check, or null.
@@ -21,6 +23,13 @@ LANGUAGE sql STABLE AS $$
         'enrolled', coalesce(e.enabled, false),
         'generation', e.generation,
         'last_seen_at', vouch_time(d.last_seen_at),
+        'identity', CASE WHEN e.udid IS NOT NULL THEN json_build_object(
+            'kind', CASE WHEN ac.sha256 IS NOT NULL THEN 'acme-attested' ELSE 'scep' END,
+            'hardware_bound', ac.sha256 IS NOT NULL,
+            'certificate_sha256', encode(e.identity_cert_sha256, 'hex'),
+            'certificate_serial', ac.serial,
+            'not_after', vouch_time(coalesce(ac.not_after, ic.not_after)),
+            'revoked', ac.revoked_at IS NOT NULL) END,
         'push', json_build_object(
             'token_state', CASE WHEN e.push_token IS NULL OR NOT e.enabled THEN 'none'
                                 WHEN e.token_dead_at IS NOT NULL THEN 'dead'
@@ -51,6 +60,8 @@ LANGUAGE sql STABLE AS $$
             'properties', a.properties))
     FROM (SELECT 1) AS one
     LEFT JOIN enrollments e ON e.udid = d.udid
+    LEFT JOIN identity_certs ic ON ic.sha256 = e.identity_cert_sha256
+    LEFT JOIN acme_certificates ac ON ac.sha256 = e.identity_cert_sha256
     LEFT JOIN attestations a ON a.id = d.attestation_id
     LEFT JOIN attestation_requests r ON r.udid = d.udid AND r.answered_at IS NULL
 $$;
@@ -116,6 +127,7 @@ LANGUAGE sql STABLE AS $$
            ELSE coalesce((
         SELECT json_agg(json_build_object(
                    'id', a.id,
+                   'source', a.source,
                    'generation', a.generation,
                    'command_uuid', a.command_uuid,
                    'request_reason', a.request_reason,
@@ -152,7 +164,7 @@ $$;
 -- results, commands nobody waits for and events nobody still has to receive (p_retention);
 -- attestations and answered attestation requests (p_attestation_retention), except what the
 -- device object and the scheduler stand on: each device's current attestation and its newest
--- verified one.
+-- verified one; expired ACME nonces and unfinished orders (vouch_acme_prune).
 CREATE OR REPLACE FUNCTION vouch_prune(p_retention interval, p_batch integer,
                             p_attestation_retention interval) RETURNS bigint
 LANGUAGE plpgsql AS $$
@@ -196,6 +208,6 @@ BEGIN
         LIMIT p_batch));
     GET DIAGNOSTICS events_deleted = ROW_COUNT;
     RETURN results_deleted + commands_deleted + requests_deleted + events_deleted
-           + attestations_deleted;
+           + attestations_deleted + vouch_acme_prune(p_batch);
 END
 $$;

@@ -5,8 +5,9 @@
 -- at every start and `vouchd migrate` (db/migrate.c). A change to a function is a diff here; a
 -- change of its arguments or result also needs a migration that drops the old one.
 
--- The identity check every later request of a device passes: returns 'ok', 'unknown_device' or
--- 'identity_mismatch', and locks the enrollment row for the rest of the transaction.
+-- The identity check every later request of a device passes: returns 'ok', 'unknown_device',
+-- 'identity_mismatch' or 'identity_revoked' (an ACME certificate the operator or its account
+-- revoked), and locks the enrollment row for the rest of the transaction.
 CREATE OR REPLACE FUNCTION vouch_check_identity(p_udid text, p_cert bytea) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -19,8 +20,61 @@ BEGIN
     IF bound <> p_cert THEN
         RETURN 'identity_mismatch';
     END IF;
+    IF EXISTS (SELECT 1 FROM acme_certificates
+               WHERE sha256 = p_cert AND revoked_at IS NOT NULL) THEN
+        RETURN 'identity_revoked';
+    END IF;
     RETURN 'ok';
 END
+$$;
+
+-- An identity certificate Vouch issued over ACME speaks only for the device Apple attested in
+-- its order: 'ok' (also for certificates of other CAs), 'identity_revoked', or
+-- 'identity_mismatch' (kept as an identity.refused event).
+CREATE OR REPLACE FUNCTION vouch_check_acme_identity(p_udid text, p_cert bytea) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    c acme_certificates;
+BEGIN
+    SELECT * INTO c FROM acme_certificates WHERE sha256 = p_cert;
+    IF NOT FOUND THEN
+        RETURN 'ok';
+    ELSIF c.revoked_at IS NOT NULL THEN
+        RETURN 'identity_revoked';
+    ELSIF c.udid IS DISTINCT FROM p_udid THEN
+        PERFORM vouch_emit('identity.refused', NULL, jsonb_build_object(
+            'reason', 'identity_mismatch',
+            'detail', 'an Authenticate for another UDID than the certificate''s attested one',
+            'udid', p_udid, 'attested_udid', c.udid, 'serial_number', c.serial_number,
+            'certificate_serial', c.serial));
+        RETURN 'identity_mismatch';
+    END IF;
+    RETURN 'ok';
+END
+$$;
+
+-- Keeps the attestation of the ACME order that issued p_cert in the device's history, once per
+-- generation (source 'acme'): it proved the identity key, in a leaf Apple made for the order's
+-- challenge. The posture (devices.attestation_*) stays the DeviceInformation route's.
+CREATE OR REPLACE FUNCTION vouch_record_acme_attestation(p_udid text, p_cert bytea,
+                                                         p_generation integer) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO attestations (udid, command_uuid, nonce, request_reason, requested_at,
+                              received_at, status, freshness, chain, leaf_sha256, generated_at,
+                              expires_at, properties, generation, checked, source)
+    SELECT p_udid, 'acme:' || o.id, sha256(convert_to(o.token, 'UTF8')), 'acme_enrollment',
+           o.created_at, o.validated_at, 'verified', 'fresh', o.chain, o.leaf_sha256,
+           o.generated_at, o.leaf_expires_at, o.properties, p_generation,
+           json_build_object('udid', o.attested_udid, 'serial', o.attested_serial,
+                             'at', vouch_time(o.validated_at), 'require_fresh', true,
+                             'client_identifier', o.client_id,
+                             'certificate_serial', c.serial),
+           'acme'
+    FROM acme_certificates c JOIN acme_orders o ON o.id = c.order_id
+    WHERE c.sha256 = p_cert AND o.validated_at IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM attestations a
+                      WHERE a.udid = p_udid AND a.source = 'acme'
+                        AND a.command_uuid = 'acme:' || o.id AND a.generation = p_generation);
 $$;
 
 CREATE OR REPLACE FUNCTION vouch_authenticate(
@@ -34,7 +88,13 @@ DECLARE
     pending text;
     e enrollments;
     new_binding boolean;
+    acme_verdict text;
+    gen integer;
 BEGIN
+    acme_verdict := vouch_check_acme_identity(p_udid, p_cert);
+    IF acme_verdict <> 'ok' THEN
+        RETURN acme_verdict;
+    END IF;
     SELECT * INTO e FROM enrollments WHERE udid = p_udid FOR UPDATE;
     new_binding := FOUND AND e.identity_cert_sha256 <> p_cert;
     IF new_binding AND p_reenroll_refuse AND e.enabled AND NOT e.reenroll_allowed THEN
@@ -84,7 +144,9 @@ BEGIN
         reenroll_allowed = x.reenroll_allowed AND NOT new_binding,
         authenticated_at = vouch_now(),
         session_started_at = NULL,
-        token_update_tally = 0;
+        token_update_tally = 0
+    RETURNING generation INTO gen;
+    PERFORM vouch_record_acme_attestation(p_udid, p_cert, gen);
 
     DELETE FROM command_queue WHERE udid = p_udid;
     SELECT r.command_uuid INTO pending FROM attestation_requests r

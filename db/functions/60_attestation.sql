@@ -264,7 +264,8 @@ BEGIN
             d.os_change_pending := false;
         END IF;
         SELECT max(a.generated_at) INTO generated FROM attestations a
-        WHERE a.udid = p_udid AND a.status = 'verified' AND a.generation = gen;
+        WHERE a.udid = p_udid AND a.status = 'verified' AND a.generation = gen
+          AND a.source = 'mdm';  -- the ACME route's attestation is not DeviceInformation's
         earliest := greatest(clock, coalesce(generated + p.min_interval, clock));
         IF d.os_change_pending THEN
             due := earliest;

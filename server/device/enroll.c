@@ -13,6 +13,9 @@
 #include <sys/queue.h>
 
 #include "apns.h"
+#include "hex.h"
+#include "json.h"
+#include "queries_acme.h"
 #include "config.h"
 #include "http.h"
 #include "log.h"
@@ -20,6 +23,9 @@
 #include "profile.h"
 #include "push.h"
 #include "vouchd.h"
+
+/* A ClientIdentifier: 128 random bits as hex. */
+#define CLIENT_ID_BYTES 16
 
 struct enroll {
     X509 *signer;
@@ -109,23 +115,22 @@ void enroll_free(struct enroll *e)
     free(e);
 }
 
-static bool token_ok(const struct enroll *e, struct evhttp_request *req)
+/* The ?token= of the request, or NULL (the caller clears query). */
+static const char *query_token(struct evhttp_request *req, struct evkeyvalq *query)
 {
-    if (!e->token_required)
-        return true;
-    struct evkeyvalq query;
-    TAILQ_INIT(&query);
+    TAILQ_INIT(query);
     const char *text = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-    bool ok = false;
-    if (text != NULL && evhttp_parse_query_str(text, &query) == 0) {
-        const char *token = evhttp_find_header(&query, "token");
-        unsigned char digest[32];
-        ok = token != NULL &&
-             EVP_Digest(token, strlen(token), digest, NULL, EVP_sha256(), NULL) == 1 &&
-             CRYPTO_memcmp(digest, e->token_sha256, sizeof(digest)) == 0;
-    }
-    evhttp_clear_headers(&query);
-    return ok;
+    if (text == NULL || evhttp_parse_query_str(text, query) != 0)
+        return NULL;
+    return evhttp_find_header(query, "token");
+}
+
+static bool is_enroll_token(const struct enroll *e, const char *token)
+{
+    unsigned char digest[32];
+    return e->token_required && token != NULL &&
+           EVP_Digest(token, strlen(token), digest, NULL, EVP_sha256(), NULL) == 1 &&
+           CRYPTO_memcmp(digest, e->token_sha256, sizeof(digest)) == 0;
 }
 
 static void refuse(struct evhttp_request *req, int status, const char *reason, const char *detail)
@@ -135,27 +140,11 @@ static void refuse(struct evhttp_request *req, int status, const char *reason, c
     http_reply_text(req, EP_MDM_ENROLL, status, detail);
 }
 
-static void handle_request(struct vouchd *srv, struct evhttp_request *req, const char *path)
+/* Builds, signs and sends the profile with this download's ClientIdentifier. */
+static void send_profile(struct vouchd *srv, struct evhttp_request *req, const char *client_id)
 {
     const struct config *cfg = srv->cfg;
     struct enroll *e = srv->enroll;
-    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
-        refuse(req, 405, "method_not_allowed", "use GET");
-        return;
-    }
-    if (!token_ok(e, req)) {
-        refuse(req, 403, "enroll_token", "a valid enrollment token is required");
-        return;
-    }
-    /* The ClientIdentifier of an ACME profile: one per download (the device's order). */
-    unsigned char random[16];
-    char client_id[2 * sizeof(random) + 1];
-    if (RAND_bytes(random, sizeof(random)) != 1) {
-        refuse(req, 503, "internal_error", "no random bytes");
-        return;
-    }
-    for (size_t i = 0; i < sizeof(random); i++)
-        snprintf(client_id + 2 * i, 3, "%02x", random[i]);
     const struct apns_cert *push =
         srv->push ? apns_client_get0_cert(push_service_get0_apns(srv->push)) : NULL;
     const struct profile_options opts = {
@@ -194,6 +183,88 @@ static void handle_request(struct vouchd *srv, struct evhttp_request *req, const
         OPENSSL_free(der);
     }
     free(xml);
+}
+
+/* A download whose ClientIdentifier vouchd's own ACME server must know first. */
+struct minting {
+    struct vouchd *srv;
+    struct evhttp_request *req;
+    char client_id[2 * CLIENT_ID_BYTES + 1];
+};
+
+static void client_id_minted(void *arg, enum db_outcome outcome, const PGresult *res)
+{
+    struct minting *m = arg;
+    const char *text = NULL;
+    size_t len = 0;
+    struct json_doc *doc = NULL;
+    static const struct json_limits limits = {4096, 4, 16};
+    if (outcome != DB_OK) {
+        refuse(m->req, 503, outcome == DB_QUERY_ERROR ? "internal_error" : "database_unavailable",
+               "cannot mint a ClientIdentifier now: try again");
+    } else if (!db_decode_text(res, &text, &len) || text == NULL ||
+               json_parse(text, len, &limits, &doc, NULL) != JSON_OK) {
+        refuse(m->req, 503, "internal_error", "cannot mint a ClientIdentifier");
+    } else {
+        const char *refused = json_object_get_string(json_doc_root(doc), "refused");
+        if (refused != NULL && strcmp(refused, "token_spent") == 0)
+            refuse(m->req, 403, "enroll_token",
+                   "this device's enrollment token has been used: its identity was issued");
+        else if (refused != NULL)
+            refuse(m->req, 403, "enroll_token", "a valid enrollment token is required");
+        else
+            send_profile(m->srv, m->req, m->client_id);
+    }
+    json_doc_free(doc);
+    m->srv->inflight--;
+    free(m);
+}
+
+static void handle_request(struct vouchd *srv, struct evhttp_request *req, const char *path)
+{
+    struct enroll *e = srv->enroll;
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+        refuse(req, 405, "method_not_allowed", "use GET");
+        return;
+    }
+    /* The deployment's enroll_token opens the profile to any device; with vouchd's own ACME
+     * server, an expected device's own token (vouchctl devices expect) ties the profile's
+     * ClientIdentifier to its serial. */
+    struct evkeyvalq query;
+    const char *token = query_token(req, &query);
+    bool deployment_token = is_enroll_token(e, token);
+    bool device_token = srv->acme != NULL && token != NULL && !deployment_token;
+    uint8_t device_token_sha256[32];
+    if (device_token)
+        EVP_Digest(token, strlen(token), device_token_sha256, NULL, EVP_sha256(), NULL);
+    evhttp_clear_headers(&query);
+    if (e->token_required && !deployment_token && !device_token) {
+        refuse(req, 403, "enroll_token", "a valid enrollment token is required");
+        return;
+    }
+    /* The ClientIdentifier of an ACME profile: one per download (the device's order). */
+    unsigned char random[CLIENT_ID_BYTES];
+    char client_id[2 * CLIENT_ID_BYTES + 1];
+    if (RAND_bytes(random, sizeof(random)) != 1) {
+        refuse(req, 503, "internal_error", "no random bytes");
+        return;
+    }
+    hex_encode(random, sizeof(random), client_id);
+    if (srv->acme == NULL) {
+        send_profile(srv, req, client_id);
+        return;
+    }
+    struct minting *m = calloc(1, sizeof(*m));
+    if (m == NULL) {
+        refuse(req, 503, "internal_error", "out of memory");
+        return;
+    }
+    m->srv = srv;
+    m->req = req;
+    memcpy(m->client_id, client_id, sizeof(client_id));
+    srv->inflight++;
+    db_acme_client_id_new(srv->db, client_id, device_token ? device_token_sha256 : NULL,
+                          srv->cfg->acme_identifier_lifetime, client_id_minted, m);
 }
 
 void enroll_register_routes(void)

@@ -18,6 +18,7 @@
 #include "json.h"
 #include "log.h"
 #include "mdm_message.h"
+#include "identities.h"
 #include "push.h"
 #include "scheduler.h"
 #include "webhook.h"
@@ -773,7 +774,7 @@ static void handle_request(struct vouchd *srv, struct evhttp_request *req, const
             handle_event_list(srv, req);
     } else if (strncmp(path, "/v1/events/", 11) == 0) {
         handle_event(srv, req, path + 11);
-    } else {
+    } else if (!identities_handle(srv, req, path)) {
         http_reply_json_error(req, EP_OTHER, 404, "not found");
     }
 }

@@ -19,6 +19,12 @@ static struct counters attestations = COUNTERS_INIT(
     "vouch_attestations_total",
     "Attestation answers, by verdict (verified, unsupported, or a reason code).", "verdict");
 
+static struct counters acme_steps = COUNTERS_INIT(
+    "vouch_acme_total", "ACME steps done: orders placed, challenges verified, certificates issued "
+                        "and revoked.", "step");
+static struct counters acme_refusals =
+    COUNTERS_INIT("vouch_acme_refusals_total", "ACME requests refused, by reason.", "reason");
+
 static const char *const endpoint_names[EP_COUNT] = {
     [EP_MDM_CHECKIN] = "/mdm/checkin",
     [EP_MDM_CONNECT] = "/mdm/connect",
@@ -33,6 +39,7 @@ static const char *const endpoint_names[EP_COUNT] = {
     [EP_ADMIN_PUSH] = "/v1/push",
     [EP_MDM_ENROLL] = "/mdm/enroll",
     [EP_METRICS] = "/metrics",
+    [EP_ACME] = "/acme",
     [EP_OTHER] = "other",
 };
 
@@ -67,6 +74,16 @@ void metrics_count_attestation(const char *verdict)
     counters_add(&attestations, verdict);
 }
 
+void metrics_count_acme(const char *step)
+{
+    counters_add(&acme_steps, step);
+}
+
+void metrics_count_acme_refusal(const char *reason)
+{
+    counters_add(&acme_refusals, reason);
+}
+
 static void emit_to_evbuffer(void *arg, const char *text, size_t len)
 {
     evbuffer_add(arg, text, len);
@@ -89,4 +106,6 @@ void metrics_render(struct evbuffer *out)
     counters_render(&checkins, emit_to_evbuffer, out);
     counters_render(&reports, emit_to_evbuffer, out);
     counters_render(&attestations, emit_to_evbuffer, out);
+    counters_render(&acme_steps, emit_to_evbuffer, out);
+    counters_render(&acme_refusals, emit_to_evbuffer, out);
 }

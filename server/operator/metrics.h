@@ -26,6 +26,7 @@ enum metrics_endpoint {
     EP_ADMIN_PUSH,
     EP_HEALTHZ,
     EP_METRICS,
+    EP_ACME,
     EP_OTHER,
     EP_COUNT
 };
@@ -39,6 +40,10 @@ void metrics_count_checkin(const char *message_type);
 void metrics_count_report(const char *status);
 /* An attestation answer, by verdict: "verified", "unsupported" or a reason code. */
 void metrics_count_attestation(const char *verdict);
+/* A step of the ACME server done ("order", "challenge_valid", "issued", "revoked"), and an
+ * ACME request refused, by reason (static strings). */
+void metrics_count_acme(const char *step);
+void metrics_count_acme_refusal(const char *reason);
 /* Adds name{labels} value lines of gauges the caller owns, after the counters. */
 void metrics_render(struct evbuffer *out);
 

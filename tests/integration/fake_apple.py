@@ -194,8 +194,12 @@ class AttestationPKI:
              sepos_version="17.4", llb_version="iBoot-10151.101.3",
              software_update_device_id="D83AP", secure_boot=None, sip_status=None,
              kexts_status=None, not_before=None, not_after=None, days=LEAF_DAYS,
-             issuer=None, sign_with_root=False, extra_extensions=(), common_name=None):
+             issuer=None, sign_with_root=False, extra_extensions=(), common_name=None,
+             key=None):
         """One attestation leaf (an x509.Certificate).
+
+        key: the private key whose public key the leaf attests (default: a new P-384 key), as
+        an ACME device's Secure Enclave key is attested for device-attest-01.
 
         issuer: another AttestationPKI whose sub CA signs the leaf (default: self).
         sign_with_root: the root signs the leaf directly (issuer name = the root's).
@@ -206,7 +210,7 @@ class AttestationPKI:
             signer_key, issuer_name = ca.root_key, ca.root_name
         else:
             signer_key, issuer_name = ca.sub_key, ca.sub_name
-        key = ec.generate_private_key(ec.SECP384R1())
+        key = key or ec.generate_private_key(ec.SECP384R1())
         now = utcnow()
         nb = not_before or now - datetime.timedelta(minutes=5)
         na = not_after or nb + datetime.timedelta(days=days)
