@@ -61,6 +61,8 @@ bench() {
         taskset -c 0 "$build/bench/bench_attest" --seconds "$seconds"
     bench "Mdm-Signature: vouchd's check on one core vs OpenSSL's CMS_verify" \
         taskset -c 0 "$build/bench/bench_signature" --seconds "$seconds"
+    bench "ACME issuances: vouchd's CPU per device-attest-01 enrollment on one core vs OpenSSL's P-384 verify x2 + sign" \
+        taskset -c 0 "$build/bench/bench_acme" --seconds "$seconds"
     bench "a fleet: $fleet devices enroll, then vouchctl attest --all (push, connect, verify, store)" \
         /usr/bin/python3 "$repo/bench/bench_fleet.py" "$build" --devices "$fleet"
     bench "APNs pushes: vouchd to the stand-in vs h2load to the same stand-in" \
