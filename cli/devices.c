@@ -217,6 +217,8 @@ int cmd_devices(struct ctl *ctl)
     struct table *table = NULL;
     int rc;
 
+    if (ctl->nargs > 0)
+        return devices_expect_run(ctl);
     if (ctl->attestation != NULL && !attestation_status_known(ctl->attestation))
         return ctl_usage_error("devices",
                                "unknown attestation status '%s' (use verified, failed, "

@@ -1,7 +1,7 @@
 /*
  * devices: the device listing (internal to cli/), shared by `vouchctl devices` and `vouchctl
  * attest --all/--failed`: every page of GET /v1/devices, followed to its end, optionally
- * filtered by attestation status.
+ * filtered by attestation status; and the expected devices (`devices expect`, expected.c).
  *
  * Ownership: the pages of a listing stay alive (devices_pages_free()) as long as the device
  * objects borrowed from them are used; a struct devices_list borrows its items and owns only its
@@ -46,5 +46,9 @@ struct devices_list {
 
 /* A devices_visit_fn: appends dev to the struct devices_list at arg. */
 bool devices_collect(void *arg, const struct json_value *dev);
+
+/* `devices expect SERIAL...` and `devices expected` (expected.c): ctl->args[0] is the action.
+ * Returns an exit status. */
+int devices_expect_run(struct ctl *ctl);
 
 #endif

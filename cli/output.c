@@ -361,8 +361,7 @@ static const char *attestation_explain(const char *key, const char *value)
         {"reason", "no_answer", "errors or silence past attestation_retry_limit"},
         {"next_due_reason", "random", "a random re-check, unpredictable to the device"},
         {"next_due_reason", "max_age", "the attestation reaches attestation_max_age"},
-        {"next_due_reason", "os_change",
-         "the OS changed: as soon as Apple's 7-day limit allows"},
+        {"next_due_reason", "os_change", "the OS changed: as soon as Apple's 7-day limit allows"},
         {"next_due_reason", "retry", "the last answer failed: asked again"},
     };
     for (size_t i = 0; i < sizeof(meanings) / sizeof(meanings[0]); i++) {
@@ -414,9 +413,9 @@ static void attestation_properties(const struct json_value *props, size_t indent
 void output_attestation(const struct json_value *att, size_t indent, FILE *out)
 {
     static const char *const known[] = {
-        "status",       "reason",          "freshness",   "device_status",   "verified_at",
-        "expires_at",   "requested_at",    "received_at", "generated_at",    "leaf_expires_at",
-        "next_due_at",  "next_due_reason", "leaf_sha256", "freshness_code",
+        "status",      "reason",          "freshness",   "device_status",  "verified_at",
+        "expires_at",  "requested_at",    "received_at", "generated_at",   "leaf_expires_at",
+        "next_due_at", "next_due_reason", "leaf_sha256", "freshness_code",
     };
     const size_t nknown = sizeof(known) / sizeof(known[0]);
     const struct json_value *props = json_object_find(att, "properties");
@@ -462,17 +461,58 @@ void output_attestation(const struct json_value *att, size_t indent, FILE *out)
     }
 }
 
+/* The device's identity on one line: "acme-attested (hardware-bound), certificate SERIAL, until
+ * TIME", "scep, until TIME", with ", revoked" when it is. */
+static void device_identity_line(const struct json_value *identity, size_t width, FILE *out)
+{
+    const char *kind = json_object_get_string(identity, "kind");
+    const char *serial = json_object_get_string(identity, "certificate_serial");
+    const char *not_after = json_object_get_string(identity, "not_after");
+    bool hardware_bound = false, revoked = false;
+    char text[512];
+
+    if (!json_get_bool(json_object_find(identity, "hardware_bound"), &hardware_bound))
+        hardware_bound = false;
+    if (!json_get_bool(json_object_find(identity, "revoked"), &revoked))
+        revoked = false;
+    int m =
+        snprintf(text, sizeof(text), "%s%s%s%s%s%s%s", kind != NULL ? kind : "-",
+                 hardware_bound ? " (hardware-bound)" : "", serial != NULL ? ", certificate " : "",
+                 serial != NULL ? serial : "", not_after != NULL ? ", until " : "",
+                 not_after != NULL ? not_after : "", revoked ? ", revoked" : "");
+    if (m < 0)
+        text[0] = '\0';
+    attestation_line("identity", width, text, NULL, 0, out);
+}
+
 void output_device(const struct json_value *dev, FILE *out)
 {
     const struct json_value *att = json_object_find(dev, "attestation");
+    bool att_block = json_value_kind(att) == JSON_KIND_OBJECT;
+    size_t width = listing_key_width(dev, att_block ? "attestation" : NULL);
 
-    if (json_value_kind(att) != JSON_KIND_OBJECT) {
-        listing_object(dev, 0, out);
-        return;
+    if (width < strlen("identity"))
+        width = strlen("identity");
+    for (size_t i = 0; i < json_object_count(dev); i++) {
+        const char *key;
+        const struct json_value *v;
+        if (!json_object_member(dev, i, &key, NULL, &v) ||
+            (att_block && strcmp(key, "attestation") == 0))
+            continue;
+        if (strcmp(key, "identity") == 0 && json_value_kind(v) == JSON_KIND_OBJECT) {
+            device_identity_line(v, width, out);
+            continue;
+        }
+        char *k = output_sanitize(key);
+        if (k == NULL)
+            continue;
+        listing_member(k, listing_inline(v) ? width : 0, v, 0, out);
+        free(k);
     }
-    listing_object_skip(dev, 0, "attestation", out);
-    fputs("attestation:\n", out);
-    output_attestation(att, 2, out);
+    if (att_block) {
+        fputs("attestation:\n", out);
+        output_attestation(att, 2, out);
+    }
 }
 
 /* ---- JSON ---- */

@@ -38,8 +38,9 @@ void table_print(const struct table *t, FILE *out);
  * two spaces under their key. */
 void output_listing(const struct json_value *obj, FILE *out);
 
-/* Prints a device object as output_listing() does, but its attestation member as
- * output_attestation() does. */
+/* Prints a device object as output_listing() does, but its identity member on one line
+ * ("identity: acme-attested (hardware-bound), certificate SERIAL, until TIME") and its
+ * attestation member last, as output_attestation() does. */
 void output_device(const struct json_value *dev, FILE *out);
 
 /* Prints an attestation object (a device object's, a history entry, or a verdict of `vouchctl

@@ -22,12 +22,18 @@ static const char main_usage[] =
     "\n"
     "vouchctl is the operator's command line for a Vouch MDM server. Through the\n"
     "server's admin API it lists devices, shows their push and attestation state,\n"
-    "asks devices for attestations and queues MDM commands. 'vouchctl verify'\n"
-    "checks an attestation chain offline, without a server.\n"
+    "asks devices for attestations and queues MDM commands; it lists and revokes\n"
+    "the identity certificates of vouchd's ACME server and names the devices it\n"
+    "expects. 'vouchctl verify' checks an attestation chain offline, without a\n"
+    "server; 'vouchctl ca init' makes the CA of vouchd's ACME server, offline too.\n"
     "\n"
     "Commands:\n"
     "  devices                 List the devices the server knows\n"
-    "  device UDID             Show one device, with its push and attestation state\n"
+    "  devices expect SERIAL...\n"
+    "                          Expect devices by serial number: one enrollment\n"
+    "                          profile URL each; 'devices expected' lists them\n"
+    "  device UDID             Show one device, with its identity, push and\n"
+    "                          attestation state\n"
     "  commands UDID           Show a device's queued commands and recent results\n"
     "  push UDID...            Push devices through APNs now\n"
     "  enqueue UDID... --file CMD.plist\n"
@@ -37,7 +43,12 @@ static const char main_usage[] =
     "  attestations UDID       Show a device's attestation history\n"
     "  events                  Show the web-hook outbox; 'events retry ID' resends\n"
     "  profile                 Fetch the enrollment profile devices install\n"
+    "  certs [UDID]            List the identity certificates vouchd's ACME server\n"
+    "                          issued; 'certs revoke SERIAL' revokes one\n"
     "  verify CERT...          Verify an attestation chain offline (no server)\n"
+    "  ca init --cert PATH --key PATH\n"
+    "                          Make the CA that issues ACME device identities\n"
+    "                          (offline)\n"
     "  help [COMMAND]          Show this help, or the help of one command\n"
     "\n"
     "Options (before or after the command):\n"
@@ -52,8 +63,10 @@ static const char main_usage[] =
     "\n"
     "Exit status:\n"
     "  0  success\n"
-    "  1  failure: the server could not be reached, or answered with an error;\n"
-    "     for attest, a device was not asked; for verify, the chain did not verify\n"
+    "  1  failure: the server could not be reached, or answered with an error\n"
+    "     (e.g. an unknown device or certificate);\n"
+    "     for attest, a device was not asked; for verify, the chain did not verify;\n"
+    "     for ca init, a file could not be written (or exists already)\n"
     "  2  usage error: unknown command or option, missing argument\n"
     "\n"
     "Example:\n"
@@ -71,6 +84,8 @@ static const char main_usage[] =
 
 static const char devices_usage[] =
     "Usage: vouchctl devices [--attestation STATUS] [--json]\n"
+    "       vouchctl devices expect SERIAL... [--json]\n"
+    "       vouchctl devices expected [--json]\n"
     "\n"
     "List every device the server knows, ordered by UDID, one line each. vouchctl\n"
     "follows the server's pages to the end. The columns:\n"
@@ -96,12 +111,37 @@ static const char devices_usage[] =
     "A '-' marks a value the server does not know. Exits 0 when the list was\n"
     "read, even if it is empty.\n"
     "\n"
+    "'devices expect SERIAL...' tells a server with vouchd's ACME server that\n"
+    "these devices (serial numbers as Apple prints them: letters and digits) are\n"
+    "coming, and gives each its own enrollment profile URL. The URL carries a\n"
+    "token of that one device: the profile fetched with it lets only a device\n"
+    "whose attestation names that serial number get an identity, and the token\n"
+    "is spent once it has. vouchd keeps only a hash of the token: it is shown\n"
+    "this once. Prints SERIAL, STATE and PROFILE URL, one line per serial:\n"
+    "\n"
+    "  expected   newly expected, with its first token\n"
+    "  renewed    expected before and not enrolled yet: a new token, and the\n"
+    "             previous one no longer works\n"
+    "  enrolled   the device enrolled with its token already: nothing changed,\n"
+    "             no URL\n"
+    "\n"
+    "Several serials go to the server in requests of at most 1000.\n"
+    "\n"
+    "'devices expected' lists the expected serials: when each was expected (or\n"
+    "got its last token) and when it enrolled ('-': not yet).\n"
+    "\n"
     "Options:\n"
     "  --attestation STATUS    Only devices whose last verdict is STATUS: verified\n"
     "                          (and not expired), failed, expired, none or\n"
     "                          unsupported; or pending: those with a request out\n"
     "                          (the server filters; vouchctl checks again)\n"
-    "  --json                  Print one JSON array of device objects\n"
+    "  --json                  Print one JSON array of device objects (with\n"
+    "                          expect: of {serial_number, state, enroll_token,\n"
+    "                          profile_url}; with expected: the server's array)\n"
+    "\n"
+    "Examples:\n"
+    "  vouchctl devices expect C02XK1ZZJG5J C02XK2ZZJG5J > urls.txt\n"
+    "  vouchctl devices expected\n"
     GLOBAL_OPTIONS_HINT;
 
 static const char device_usage[] =
@@ -110,7 +150,15 @@ static const char device_usage[] =
     "\n"
     "Show what the server knows about one device: identity, OS, enrollment (and\n"
     "its generation: a new identity certificate starts a new one, with no\n"
-    "verdict), the state of its push token, and its attestation:\n"
+    "verdict), the state of its push token, and its attestation.\n"
+    "\n"
+    "The identity line names the certificate the enrollment is bound to:\n"
+    "'acme-attested (hardware-bound)' for one vouchd's ACME server issued for a\n"
+    "Secure Enclave key Apple attested, with its serial (see 'vouchctl certs')\n"
+    "and expiry, and 'revoked' once it is (vouchd then refuses the device);\n"
+    "'scep' for any other identity certificate; '-' when not enrolled.\n"
+    "\n"
+    "The attestation:\n"
     "\n"
     "  status        the last verdict: verified, failed, expired, none (none in\n"
     "                this enrollment) or unsupported (cannot attest)\n"
@@ -363,6 +411,73 @@ static const char profile_usage[] =
     "  --out FILE              Write the profile there (default: standard output)\n"
     GLOBAL_OPTIONS_HINT;
 
+static const char certs_usage[] =
+    "Usage: vouchctl certs [UDID] [--json]\n"
+    "       vouchctl certs revoke SERIAL [--reason TEXT] [--json]\n"
+    "\n"
+    "List the identity certificates vouchd's ACME server issued, newest first\n"
+    "(at most 1000): all of them, or those of the device UDID. The columns:\n"
+    "\n"
+    "  SERIAL         the certificate's serial number (hex)\n"
+    "  UDID           the device it was issued to\n"
+    "  DEVICE SERIAL  the device's serial number, as Apple attested it\n"
+    "  ISSUED         when it was issued (UTC)\n"
+    "  NOT AFTER      when it expires (UTC)\n"
+    "  STATE          active; revoked, with the reason; or expired (NOT AFTER is\n"
+    "                 past, by this computer's clock)\n"
+    "  BOUND          yes when the device's MDM enrollment uses this certificate\n"
+    "\n"
+    "'certs revoke SERIAL' revokes a certificate: vouchd refuses the device's\n"
+    "requests with it from then on, and sends the identity.revoked web-hook\n"
+    "event. SERIAL is as listed (hex; colons, as openssl prints them, are\n"
+    "ignored). Prints the certificate's state afterwards. Revoking a revoked\n"
+    "certificate changes nothing: it keeps its first time and reason.\n"
+    "\n"
+    "Exit status: 0 when the list was read (even if empty) or the certificate is\n"
+    "revoked; 1 when the server failed or knows no certificate with that serial;\n"
+    "2 for usage errors.\n"
+    "\n"
+    "Options:\n"
+    "  --reason TEXT           Why, kept with the revocation and sent in the web\n"
+    "                          hook: 1 to 64 bytes (default: operator)\n"
+    "  --json                  Print the server's JSON: an array of certificate\n"
+    "                          objects, or the revoked certificate's object\n"
+    "\n"
+    "Examples:\n"
+    "  vouchctl certs 00008030-001A2C3E0E38802E\n"
+    "  vouchctl certs revoke 5f3c0a9e1b2d --reason lost\n"
+    GLOBAL_OPTIONS_HINT;
+
+static const char ca_usage[] =
+    "Usage: vouchctl ca init --cert PATH --key PATH [--cn NAME] [--days N]\n"
+    "\n"
+    "Make the certificate authority with which vouchd's ACME server issues\n"
+    "hardware-bound device identities: a new P-384 key and a self-signed CA\n"
+    "certificate (basicConstraints CA:TRUE with pathlen 0, keyUsage keyCertSign\n"
+    "and cRLSign, both critical; ECDSA with SHA-384), both written as PEM.\n"
+    "Runs offline: no server is contacted, --url and --token are ignored.\n"
+    "\n"
+    "The key is written unencrypted (PKCS#8) with mode 0600: keep it on the\n"
+    "server, readable only by the user vouchd runs as. Neither file is ever\n"
+    "overwritten: when either exists, nothing is written.\n"
+    "\n"
+    "Prints the certificate's SHA-256 fingerprint and expiry, and the two lines\n"
+    "to add to vouchd's configuration (acme_ca_cert and acme_ca_key; with them\n"
+    "vouchd also trusts the identities it issues).\n"
+    "\n"
+    "Options:\n"
+    "  --cert PATH             Where to write the CA certificate (PEM)\n"
+    "  --key PATH              Where to write its private key (PEM, mode 0600)\n"
+    "  --cn NAME               The CA's common name, at most 64 bytes (default:\n"
+    "                          \"Vouch Device Identity CA\")\n"
+    "  --days N                Validity in days, 1 to 36500 (default: 3650)\n"
+    "\n"
+    "Exit status: 0 when both files were written, 1 when they could not be (one\n"
+    "exists already, a directory is missing), 2 for usage errors.\n"
+    "\n"
+    "Example:\n"
+    "  vouchctl ca init --cert /etc/vouch/acme-ca.pem --key /etc/vouch/acme-ca.key\n";
+
 static const char help_usage[] =
     "Usage: vouchctl help [COMMAND]\n"
     "\n"
@@ -388,6 +503,11 @@ enum opt_id {
     OPT_STATUS,
     OPT_ENROLL_TOKEN,
     OPT_OUT,
+    OPT_CERT,
+    OPT_KEY,
+    OPT_CN,
+    OPT_DAYS,
+    OPT_REASON,
 };
 
 struct opt_spec {
@@ -409,9 +529,17 @@ static const struct opt_spec attest_opts[] = {{"all", 0, false, OPT_ALL},
 static const struct opt_spec events_opts[] = {{"status", 0, true, OPT_STATUS}};
 static const struct opt_spec profile_opts[] = {{"enroll-token", 0, true, OPT_ENROLL_TOKEN},
                                                {"out", 'o', true, OPT_OUT}};
+static const struct opt_spec ca_opts[] = {
+    {"cert", 0, true, OPT_CERT},
+    {"key", 0, true, OPT_KEY},
+    {"cn", 0, true, OPT_CN},
+    {"days", 0, true, OPT_DAYS},
+};
+static const struct opt_spec certs_opts[] = {{"reason", 0, true, OPT_REASON}};
 static const struct opt_spec verify_opts[] = {
-    {"roots", 0, true, OPT_ROOTS},   {"nonce", 0, true, OPT_NONCE}, {"udid", 0, true, OPT_UDID},
-    {"serial", 0, true, OPT_SERIAL}, {"at", 0, true, OPT_AT},    {"server", 0, false, OPT_SERVER},
+    {"roots", 0, true, OPT_ROOTS}, {"nonce", 0, true, OPT_NONCE},
+    {"udid", 0, true, OPT_UDID},   {"serial", 0, true, OPT_SERIAL},
+    {"at", 0, true, OPT_AT},       {"server", 0, false, OPT_SERVER},
 };
 
 struct subcommand {
@@ -427,7 +555,8 @@ struct subcommand {
 };
 
 static const struct subcommand subcommands[] = {
-    {"devices", devices_usage, devices_opts, 1, 0, 0, NULL, false, cmd_devices},
+    /* devices checks its own arguments: none, or expect SERIAL..., or expected. */
+    {"devices", devices_usage, devices_opts, 1, 0, SIZE_MAX, NULL, false, cmd_devices},
     {"device", device_usage, NULL, 0, 1, 2, "UDID", false, cmd_device},
     {"commands", commands_usage, NULL, 0, 1, 1, "UDID", false, cmd_commands},
     {"enqueue", enqueue_usage, enqueue_opts, 1, 1, SIZE_MAX, "UDID", false, cmd_enqueue},
@@ -438,6 +567,9 @@ static const struct subcommand subcommands[] = {
     {"events", events_usage, events_opts, 1, 0, SIZE_MAX, NULL, false, cmd_events},
     {"profile", profile_usage, profile_opts, 2, 0, 0, NULL, false, cmd_profile},
     {"verify", verify_usage, verify_opts, 6, 1, SIZE_MAX, "CERT", true, cmd_verify},
+    /* certs checks its own arguments: [UDID], or revoke SERIAL. */
+    {"certs", certs_usage, certs_opts, 1, 0, 2, NULL, false, cmd_certs},
+    {"ca", ca_usage, ca_opts, 4, 1, 1, "action (init)", true, cmd_ca},
     {"help", help_usage, NULL, 0, 0, 1, NULL, false, NULL},
 };
 
@@ -503,6 +635,11 @@ struct cmdline {
     const char *status;
     const char *enroll_token;
     const char *out;
+    const char *ca_cert;
+    const char *ca_key;
+    const char *ca_cn;
+    const char *ca_days;
+    const char *reason;
     char **args;
     size_t nargs;
 };
@@ -617,6 +754,21 @@ static int parse_cmdline(int argc, char **argv, struct cmdline *cl)
         case OPT_SERVER:
             cl->server = true;
             break;
+        case OPT_CERT:
+            cl->ca_cert = value;
+            break;
+        case OPT_KEY:
+            cl->ca_key = value;
+            break;
+        case OPT_CN:
+            cl->ca_cn = value;
+            break;
+        case OPT_DAYS:
+            cl->ca_days = value;
+            break;
+        case OPT_REASON:
+            cl->reason = value;
+            break;
         }
     }
     return CTL_EXIT_OK;
@@ -694,6 +846,11 @@ static int run(struct cmdline *cl)
         .serial = cl->serial,
         .at = cl->at,
         .server = cl->server,
+        .ca_cert = cl->ca_cert,
+        .ca_key = cl->ca_key,
+        .ca_cn = cl->ca_cn,
+        .ca_days = cl->ca_days,
+        .reason = cl->reason,
     };
     if (sub->offline && !cl->server)
         return sub->run(&ctl);

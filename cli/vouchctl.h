@@ -2,10 +2,10 @@
  * vouchctl: the operator CLI, a client of vouchd's admin API.
  *
  * main() (vouchctl.c) parses the command line into a struct ctl, opens the client and runs one
- * subcommand (commands.c, devices.c, attestations.c, events.c, push.c, profile.c, on api.c;
- * the offline `verify`, verify.c, gets no client but with --server). A subcommand returns
- * the process exit status. The struct ctl borrows its strings from argv and the environment, and
- * owns the client.
+ * subcommand (commands.c, devices.c, expected.c, certs.c, attestations.c, events.c, push.c,
+ * profile.c, on api.c; the offline `verify`, verify.c, gets no client but with --server; nor
+ * does `ca`, ca.c, which makes the ACME CA's files). A subcommand returns the process exit
+ * status. The struct ctl borrows its strings from argv and the environment, and owns the client.
  */
 #ifndef VOUCH_CLI_VOUCHCTL_H
 #define VOUCH_CLI_VOUCHCTL_H
@@ -29,19 +29,24 @@ struct ctl {
     const char *subcommand;
     char **args; /* positional arguments after the subcommand */
     size_t nargs;
-    const char *file;        /* enqueue --file */
-    const char *attestation; /* devices --attestation */
-    bool all;                /* attest --all */
-    bool failed;             /* attest --failed */
-    const char *roots;       /* verify --roots */
-    const char *nonce;       /* verify --nonce */
-    const char *udid;        /* verify --udid */
-    const char *serial;      /* verify --serial */
-    const char *at;          /* verify --at */
-    bool server;             /* verify --server: a stored answer, from the server */
-    const char *status;      /* events --status */
+    const char *file;         /* enqueue --file */
+    const char *attestation;  /* devices --attestation */
+    bool all;                 /* attest --all */
+    bool failed;              /* attest --failed */
+    const char *roots;        /* verify --roots */
+    const char *nonce;        /* verify --nonce */
+    const char *udid;         /* verify --udid */
+    const char *serial;       /* verify --serial */
+    const char *at;           /* verify --at */
+    bool server;              /* verify --server: a stored answer, from the server */
+    const char *status;       /* events --status */
     const char *enroll_token; /* profile --enroll-token */
     const char *out;          /* profile --out */
+    const char *ca_cert;      /* ca init --cert */
+    const char *ca_key;       /* ca init --key */
+    const char *ca_cn;        /* ca init --cn */
+    const char *ca_days;      /* ca init --days, as given */
+    const char *reason;       /* certs revoke --reason */
 };
 
 /* Prints "vouchctl: <message>" and a pointer to the subcommand's help (NULL: the main help) on
@@ -63,8 +68,11 @@ int cmd_attestations(struct ctl *ctl);
 int cmd_events(struct ctl *ctl);
 int cmd_profile(struct ctl *ctl);
 int cmd_push(struct ctl *ctl);
+int cmd_certs(struct ctl *ctl);
 /* Offline: ctl->client is NULL, but with --server. */
 int cmd_verify(struct ctl *ctl);
+/* Offline: ctl->client is NULL. */
+int cmd_ca(struct ctl *ctl);
 
 /* GET /v1/devices/{udid}<suffix> (the UDID escaped): a JSON document into *doc (freed by the
  * caller), or an exit status other than CTL_EXIT_OK, said on stderr. */

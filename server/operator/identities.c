@@ -1,5 +1,6 @@
 #include "identities.h"
 
+#include <ctype.h>
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -264,12 +265,14 @@ static void expect_devices(struct vouchd *srv, struct evhttp_request *req)
             problem = "each serial number is 1 to 64 letters and digits";
             break;
         }
+        /* Apple prints serial numbers in capitals, and attestations carry them so. */
+        for (size_t c = 0; c < len; c++)
+            ir->serials[i][c] = (char)toupper((unsigned char)s[c]);
+        ir->serials[i][len] = '\0';
         for (size_t j = 0; j < i && problem == NULL; j++) {
-            if (strcmp(ir->serials[j], s) == 0)
+            if (strcmp(ir->serials[j], ir->serials[i]) == 0)
                 problem = "a serial number is named twice";
         }
-        memcpy(ir->serials[i], s, len);
-        ir->serials[i][len] = '\0';
         if (RAND_bytes(token, sizeof(token)) != 1) {
             problem = "no random bytes";
             break;
