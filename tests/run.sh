@@ -19,7 +19,7 @@ packages=(meson ninja-build pkg-config gcc libevent-dev libcurl4-openssl-dev lib
           libssl-dev libplist-dev libpq-dev libjansson-dev libcmocka-dev postgresql
           postgresql-client openssl python3 python3-cryptography python3-h2 python3-jsonschema
           libplist-utils curl nghttp2-client scep clang libclang-rt-14-dev valgrind
-          libcbor-dev)
+          libcbor-dev python3-acme)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -43,9 +43,10 @@ ninja -C "$build" >/dev/null
 passed=0
 failed=0
 # The integration tests that run once more with vouchd under valgrind: every device and admin
-# path, the hostile input, the connection guard, pushes and web-hooks with every failure, faults.
+# path, the hostile input, the connection guard, pushes and web-hooks with every failure, faults,
+# the ACME server.
 valgrind_tests=(test_protocol test_abuse test_limits test_admin test_identity test_attestation
-                test_push test_webhook test_faults)
+                test_push test_webhook test_faults test_acme)
 
 # The cmocka binaries of a build directory; a sanitizer report makes the binary exit non-zero.
 run_unit_tests() {
