@@ -1,36 +1,49 @@
 #!/usr/bin/env bash
 # Vouch on one Debian 12 machine: installs what is missing, builds, starts a private PostgreSQL
 # (see below), a stand-in APNs and a small web-hook receiver, runs vouchd on 127.0.0.1:8080 (--listen)
-# with freshly generated test identity CAs (state in .vouch/, git-ignored), and enrolls a
-# simulated fleet of 50 iPhones, iPads and Apple TVs whose attestations are signed by stand-in
-# Apple hierarchies: some models too old to attest, one device that answers with another
-# device's attestation, one that replays an attestation made for a nonce vouchd never sent, one
-# whose attestation Apple made 31 days ago (its verdict has expired), and one that is erased and
+# with its own ACME server (device identities are issued by a CA made with `vouchctl ca init`;
+# state in .vouch/, git-ignored), and enrolls a simulated fleet of 50 iPhones, iPads and Apple
+# TVs whose attestations are signed by stand-in Apple hierarchies. Each device downloads the
+# enrollment profile and gets its identity certificate over ACME (device-attest-01) for a
+# P-384 key Apple attested, as a real one does; models too old to attest keep a SCEP-style
+# identity. Two more devices misbehave and are refused by the ACME server: one orders with a
+# ClientIdentifier another device already used, one asks for a certificate for another key than
+# the attested one. Among the enrolled: one device that answers with another device's
+# attestation, one that replays an attestation made for a nonce vouchd never sent, one whose
+# attestation Apple made 31 days ago (its verdict has expired), and one that is erased and
 # enrolls again with a new identity certificate (a new enrollment generation, attested anew).
 # vouchd pushes them; they wake up, answer the attestation request queued at enrollment and a
-# DeviceInformation command; then it shows every verdict, the web-hook events, and how to ask
-# for a re-attestation.
+# DeviceInformation command; then it shows the identities, the refusals, every verdict, the
+# web-hook events, and how to ask for a re-attestation.
 #
 # PostgreSQL's files: as root, the server runs as the postgres user, who cannot enter a clone in
 # root's home (mode 700), so they go to that user's home, one cluster per clone:
 # /var/lib/postgresql/vouch-quickstart/<hash of the clone's path>. Otherwise .vouch/pg.
 #
-# Usage: deploy/quickstart.sh [--once] [--listen ADDR:PORT] [--devices N]
+# Usage: deploy/quickstart.sh [--once] [--listen ADDR:PORT] [--devices N] [--identity acme|scep]
 #   --once              stop everything after the demonstration instead of waiting for Ctrl-C
 #   --listen ADDR:PORT  where vouchd listens (default 127.0.0.1:8080)
-#   --devices N         the size of the honest part of the fleet (default 47; 3 misbehave)
+#   --devices N         the size of the honest part of the fleet (default 47; 3 misbehave
+#                       once enrolled; with acme, 2 more are refused an identity)
+#   --identity KIND     acme (default): identities from vouchd's ACME server; scep: the
+#                       simulator's own CA issues them, as a SCEP server would (no ACME server)
 set -euo pipefail
 
 once=false
 devices=47
 listen=127.0.0.1:8080
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
+identity=acme
+usage() { awk 'NR > 1 && /^set -euo/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
     --once) once=true ;;
-    --devices | --listen)
+    --devices | --listen | --identity)
         [ $# -ge 2 ] || { echo "quickstart: $1 needs a value" >&2; exit 2; }
-        if [ "$1" = --devices ]; then devices=$2; else listen=$2; fi
+        case "$1" in
+        --devices) devices=$2 ;;
+        --listen) listen=$2 ;;
+        *) identity=$2 ;;
+        esac
         shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "quickstart: unknown argument $1" >&2; usage >&2; exit 2 ;;
@@ -39,6 +52,7 @@ while [ $# -gt 0 ]; do
 done
 [[ "$devices" =~ ^[1-9][0-9]*$ ]] || { echo "quickstart: --devices takes a positive number" >&2; exit 2; }
 [[ "$listen" =~ ^[^:]+:[0-9]+$ ]] || { echo "quickstart: --listen takes ADDR:PORT" >&2; exit 2; }
+[[ "$identity" =~ ^(acme|scep)$ ]] || { echo "quickstart: --identity takes acme or scep" >&2; exit 2; }
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -47,7 +61,7 @@ build=$repo/build-quickstart
 url=http://$listen
 
 packages=(meson ninja-build pkg-config gcc libevent-dev libcurl4-openssl-dev libnghttp2-dev
-          libssl-dev libplist-dev libpq-dev libjansson-dev libcmocka-dev postgresql
+          libssl-dev libplist-dev libpq-dev libjansson-dev libcbor-dev libcmocka-dev postgresql
           postgresql-client openssl python3 curl python3-cryptography)
 missing=()
 for p in "${packages[@]}"; do
@@ -131,6 +145,24 @@ fleets() {
 echo "== test identity CAs and stand-in Apple hierarchies in $state/{${fleet_dirs[*]}}"
 fleets
 
+# vouchd's ACME server issues the devices' identities with its own CA (kept across runs; a
+# production CA is made once, the same way, and its key stays on the server).
+acme_config=
+sim_identity=(--identity local)
+if [ "$identity" = acme ]; then
+    if [ ! -s "$state/acme-ca.pem" ] || [ ! -s "$state/acme-ca.key" ]; then
+        rm -f "$state/acme-ca.pem" "$state/acme-ca.key"
+        echo "== the ACME server's CA (vouchctl ca init): $state/acme-ca.pem"
+        "$vouchctl" ca init --cert "$state/acme-ca.pem" --key "$state/acme-ca.key" >/dev/null
+    fi
+    acme_config="# vouchd's ACME server issues device identities for keys Apple attested (device-attest-01);
+# the enrollment profile asks for one (enroll_identity = acme is the default with acme_ca_cert),
+# and vouchd trusts the identities this CA issues besides identity_ca's.
+acme_ca_cert = $state/acme-ca.pem
+acme_ca_key = $state/acme-ca.key"
+    sim_identity=(--identity acme)
+fi
+
 # Waits (5 s at most) until FILE holds a line matching PATTERN: a helper saying it is ready.
 wait_for_line() {
     for _ in $(seq 100); do
@@ -170,8 +202,12 @@ cat >"$state/vouch.conf" <<CONF
 # Written by deploy/quickstart.sh
 listen = $listen
 database_url = $db_conninfo
+# What devices are told (the profile's URLs, every ACME URL); the simulator reaches vouchd on
+# $url and sends each request to the same path there.
 public_url = https://mdm.example.invalid
+# The simulator's SCEP-style identity CAs (with ACME, for the models too old to attest).
 identity_ca = $state/identity-ca.pem
+$acme_config
 # The simulator's stand-ins for Apple's attestation hierarchy (Apple's Sub CA is not public).
 attestation_roots = $state/attestation-roots.pem
 # Every event goes to the receiver, signed. It is plain http on loopback: mdm.TokenUpdate events
@@ -208,13 +244,26 @@ curl -sf "$url/healthz" >/dev/null || { echo "vouchd did not become healthy"; ta
 export VOUCH_URL=$url VOUCH_ADMIN_TOKEN=$token
 
 total=$((devices + 4))
-echo "== enrolling $total simulated devices (Authenticate + TokenUpdate, signed with Mdm-Signature)"
-"$sim" enroll --url "$url" --dir "$state/sim" --devices "$devices" --topic "$topic" >/dev/null
-"$sim" enroll --url "$url" --dir "$state/liar" --prefix liar --devices 2 --topic "$topic" >/dev/null
-"$sim" enroll --url "$url" --dir "$state/replay" --prefix replay --devices 1 --topic "$topic" \
-    >/dev/null
-"$sim" enroll --url "$url" --dir "$state/sleeper" --prefix sleeper --devices 1 --topic "$topic" \
-    >/dev/null
+if [ "$identity" = acme ]; then
+    echo "== enrolling $total simulated devices: each downloads the enrollment profile, gets its"
+    echo "   identity over ACME for a P-384 key Apple attested (models too old to attest keep a"
+    echo "   SCEP-style one), then Authenticate + TokenUpdate, signed with Mdm-Signature;"
+    echo "   2 more devices misbehave at the ACME server and must be refused"
+    # The fleet's last two: one orders with a ClientIdentifier another device already used, one
+    # sends a CSR for another key than the one Apple attested.
+    odd=(--devices $((devices + 2)) --acme-reuse-client-id 1 --acme-wrong-csr-key 1)
+else
+    echo "== enrolling $total simulated devices (Authenticate + TokenUpdate, signed with Mdm-Signature)"
+    odd=(--devices "$devices")
+fi
+"$sim" enroll --url "$url" --dir "$state/sim" "${sim_identity[@]}" "${odd[@]}" --topic "$topic" \
+    --quiet >"$state/enroll.json"
+"$sim" enroll --url "$url" --dir "$state/liar" --prefix liar --devices 2 "${sim_identity[@]}" \
+    --topic "$topic" --quiet >/dev/null
+"$sim" enroll --url "$url" --dir "$state/replay" --prefix replay --devices 1 "${sim_identity[@]}" \
+    --topic "$topic" --quiet >/dev/null
+"$sim" enroll --url "$url" --dir "$state/sleeper" --prefix sleeper --devices 1 \
+    "${sim_identity[@]}" --topic "$topic" --quiet >/dev/null
 
 # Like real devices, the simulated ones connect only when APNs pushes them: each enrollment's
 # attestation request was pushed, and so will be the command queued below.
@@ -275,8 +324,8 @@ done
 # The honest fleet's first device is erased and enrolls again: same UDID, a new identity
 # certificate. Nothing of its first enrollment counts for the second: it attests anew.
 echo "== one device is erased and enrolls again with a new identity certificate"
-"$sim" enroll --url "$url" --dir "$state/wiped" --prefix sim --devices 1 --topic "$topic" \
-    >/dev/null
+"$sim" enroll --url "$url" --dir "$state/wiped" --prefix sim --devices 1 "${sim_identity[@]}" \
+    --topic "$topic" --quiet >/dev/null
 "$sim" serve --url "$url" --dir "$state/wiped" --quiet --from-start \
     --pushes "$state/apns/pushes.log" --expect-pushes 1 --max-seconds 60 \
     >"$state/wiped.json" 2>"$state/wiped.log" &
@@ -303,6 +352,44 @@ print("  failed (nonce_mismatch): the replayer sent one made for a nonce vouchd 
 print("  expired: the sleeper attested with an attestation Apple made 31 days ago, then slept")
 print("  generation 2: the first iPhone was erased and enrolled again with a new certificate;")
 print("    nothing of its first enrollment counted: it attested anew")'
+if [ "$identity" = acme ]; then
+    echo
+    echo "== identities (each device's identity.kind; vouchctl certs lists what the ACME server issued)"
+    "$vouchctl" --json devices >"$state/devices.json"
+    curl -sf -H "Authorization: Bearer $token" "$url/metrics" >"$state/metrics.txt"
+    wiped_udid=$("$sim" list --dir "$state/wiped" | cut -f2 | head -1)
+    /usr/bin/python3 - "$state/devices.json" "$state/metrics.txt" "$state/enroll.json" \
+        "$("$vouchctl" --json certs | /usr/bin/python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" \
+        <<'PY' || exit 1
+import collections, json, re, sys
+devices = json.load(open(sys.argv[1]))
+kinds = collections.Counter((d.get("identity") or {}).get("kind") or "none" for d in devices)
+notes = {"acme-attested": "from vouchd's ACME server, for a P-384 key Apple attested",
+         "scep": "models too old to attest: a SCEP-style identity (the simulator's CA)"}
+for kind, n in sorted(kinds.items()):
+    print(f"  {n:3} {kind}: {notes.get(kind, '')}")
+print(f"  {sys.argv[4]:>3} certificates issued over ACME: one per attested device, two for the "
+      "erased one")
+refusals = {m.group(1): int(m.group(2)) for m in re.finditer(
+    r'^vouch_acme_refusals_total\{reason="([^"]*)"\} (\d+)$', open(sys.argv[2]).read(), re.M)}
+print()
+print("== refused by the ACME server (vouch_acme_refusals_total in /metrics; identity.refused events)")
+notes = {"client_identifier_used": "a ClientIdentifier another device had used (a stolen "
+                                   "profile)",
+         "csr_key_mismatch": "a CSR for another key than the one Apple attested"}
+for reason, n in sorted(refusals.items()):
+    print(f"  {n:3} {reason}: {notes.get(reason, '')}")
+sim = json.load(open(sys.argv[3]))["acme"]
+print(f"  vouch-sim: {sum(sim['refused'].values())} of its 2 misbehaving devices refused, "
+      f"{sim['not_refused']} let through")
+if (refusals.get("client_identifier_used") != 1 or refusals.get("csr_key_mismatch") != 1
+        or sim["not_refused"] or not kinds.get("acme-attested")):
+    sys.exit("quickstart: expected acme-attested identities and exactly these two refusals")
+PY
+    echo
+    echo "== the erased device's identities (vouchctl certs $wiped_udid): BOUND is the one in use"
+    "$vouchctl" certs "$wiped_udid"
+fi
 sleep 1 # the last events are being delivered
 echo
 echo "== web-hook events received (each HMAC checked; log: $state/webhooks.log)"
@@ -333,4 +420,6 @@ echo "  $vouchctl commands ${udid_list[0]}"
 echo "  $vouchctl attest ${udid_list[0]}     # ask for a new attestation now (the scheduler"
 echo "                                        # also asks on OS changes and at random)"
 echo "  $vouchctl events                      # the web-hook outbox"
+[ "$identity" = acme ] &&
+    echo "  $vouchctl certs                       # the identities the ACME server issued"
 wait "$vouchd_pid"

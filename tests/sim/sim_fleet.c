@@ -333,6 +333,38 @@ bool sim_fleet_tokens_save(const struct sim_options *opt, const struct sim_fleet
     return ok;
 }
 
+bool sim_fleet_identities_save(const struct sim_options *opt, const struct sim_fleet *fleet,
+                               char *const *pems, const size_t *pem_lens, size_t n)
+{
+    char err[512];
+    size_t count = 0;
+    size_t replaced = 0;
+    int lock;
+    bool ok;
+
+    for (size_t i = 0; i < n; i++)
+        count += pems[i] != NULL;
+    if (count == 0)
+        return true;
+    lock = sim_store_lock(opt->dir, err, sizeof(err));
+    if (lock < 0) {
+        fprintf(stderr, "vouch-sim: %s\n", err);
+        return false;
+    }
+    ok = sim_store_identities_update(opt->dir, fleet, pems, pem_lens, n, &replaced, err,
+                                     sizeof(err));
+    sim_store_unlock(lock);
+    if (!ok)
+        fprintf(stderr, "vouch-sim: saving the ACME identities: %s\n", err);
+    else if (replaced != count)
+        fprintf(stderr, "vouch-sim: saved %zu of %zu ACME identities (%s/devices.pem changed)\n",
+                replaced, count, opt->dir);
+    else if (!opt->quiet)
+        fprintf(stderr, "vouch-sim: saved %zu ACME identities in %s/devices.pem\n", count,
+                opt->dir);
+    return ok && replaced == count;
+}
+
 struct sim_push_token *sim_fleet_tokens_load(const struct sim_options *opt,
                                              const struct sim_fleet *fleet, size_t n,
                                              struct sim_store_stamp *stamp)

@@ -51,6 +51,12 @@ bool sim_fleet_tokens_save(const struct sim_options *opt, const struct sim_fleet
                            const struct sim_push_token *tokens, size_t n)
     __attribute__((warn_unused_result));
 
+/* Records in DIR/devices.pem the identities pems[0..n) (NULL: unchanged) that devices of fleet
+ * got from vouchd's ACME server (under DIR/.lock). */
+bool sim_fleet_identities_save(const struct sim_options *opt, const struct sim_fleet *fleet,
+                               char *const *pems, const size_t *pem_lens, size_t n)
+    __attribute__((warn_unused_result));
+
 /* Loads the push tokens of DIR's first n devices into a new array (stamp: see
  * sim_store_tokens_load()). */
 struct sim_push_token *sim_fleet_tokens_load(const struct sim_options *opt,

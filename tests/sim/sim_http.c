@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <curl/curl.h>
 
@@ -17,6 +18,7 @@ struct sim_http {
     size_t max_body;
     bool too_big;
     char curl_error[CURL_ERROR_SIZE];
+    struct sim_http_response *resp; /* the response being received, for its headers */
 };
 
 bool sim_http_global_init(char *err, size_t errlen)
@@ -61,6 +63,48 @@ static size_t http_write(char *data, size_t size, size_t nmemb, void *userdata)
     memcpy(http->body + http->body_len, data, n);
     http->body_len += n;
     http->body[http->body_len] = '\0';
+    return n;
+}
+
+/* Copies the value of header line data[0..n) into out when its name is name (case-insensitive),
+ * without surrounding whitespace; a value that does not fit leaves out empty. */
+static void http_header_value(const char *data, size_t n, const char *name, char *out,
+                              size_t outlen)
+{
+    size_t name_len = strlen(name);
+    const char *v;
+    const char *end = data + n;
+
+    if (n <= name_len || strncasecmp(data, name, name_len) != 0 || data[name_len] != ':')
+        return;
+    v = data + name_len + 1;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    out[0] = '\0';
+    if ((size_t)(end - v) < outlen) {
+        memcpy(out, v, (size_t)(end - v));
+        out[end - v] = '\0';
+    }
+}
+
+static size_t http_header(char *data, size_t size, size_t nitems, void *userdata)
+{
+    struct sim_http *http = userdata;
+    size_t n = size * nitems;
+
+    if (http->resp == NULL)
+        return n;
+    /* A status line starts a response of its own (after a 1xx): forget what came before. */
+    if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
+        http->resp->replay_nonce[0] = '\0';
+        http->resp->location[0] = '\0';
+        return n;
+    }
+    http_header_value(data, n, "Replay-Nonce", http->resp->replay_nonce,
+                      sizeof(http->resp->replay_nonce));
+    http_header_value(data, n, "Location", http->resp->location, sizeof(http->resp->location));
     return n;
 }
 
@@ -109,6 +153,8 @@ struct sim_http *sim_http_new(const struct sim_http_options *options, char *err,
     HTTP_SETOPT(http, CURLOPT_ERRORBUFFER, http->curl_error, err, errlen);
     HTTP_SETOPT(http, CURLOPT_WRITEFUNCTION, http_write, err, errlen);
     HTTP_SETOPT(http, CURLOPT_WRITEDATA, http, err, errlen);
+    HTTP_SETOPT(http, CURLOPT_HEADERFUNCTION, http_header, err, errlen);
+    HTTP_SETOPT(http, CURLOPT_HEADERDATA, http, err, errlen);
     HTTP_SETOPT(http, CURLOPT_TIMEOUT, options->timeout_seconds, err, errlen);
     HTTP_SETOPT(http, CURLOPT_CONNECTTIMEOUT, options->timeout_seconds, err, errlen);
     HTTP_SETOPT(http, CURLOPT_TCP_KEEPALIVE, 1L, err, errlen);
@@ -143,6 +189,15 @@ bool sim_http_put(struct sim_http *http, const char *url, const char *const *hea
                   size_t nheaders, const char *body, size_t len, struct sim_http_response *resp,
                   char *err, size_t errlen)
 {
+    return sim_http_request(http, "PUT", url, headers, nheaders, body, len, resp, err, errlen);
+}
+
+bool sim_http_request(struct sim_http *http, const char *method, const char *url,
+                      const char *const *headers, size_t nheaders, const char *body, size_t len,
+                      struct sim_http_response *resp, char *err, size_t errlen)
+{
+    bool head = strcmp(method, "HEAD") == 0;
+    bool get = strcmp(method, "GET") == 0;
     struct curl_slist *list = NULL;
     CURLcode rc;
     const char *content_type = NULL;
@@ -164,10 +219,21 @@ bool sim_http_put(struct sim_http *http, const char *url, const char *const *hea
     }
     HTTP_SETOPT(http, CURLOPT_URL, url, err, errlen);
     HTTP_SETOPT(http, CURLOPT_HTTPHEADER, list, err, errlen);
-    HTTP_SETOPT(http, CURLOPT_POSTFIELDS, body, err, errlen);
-    HTTP_SETOPT(http, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len, err, errlen);
+    /* One handle serves every method: each request sets all that decides its method. */
+    HTTP_SETOPT(http, CURLOPT_NOBODY, head ? 1L : 0L, err, errlen);
+    if (head || get) {
+        if (get)
+            HTTP_SETOPT(http, CURLOPT_HTTPGET, 1L, err, errlen);
+        HTTP_SETOPT(http, CURLOPT_CUSTOMREQUEST, NULL, err, errlen);
+    } else {
+        HTTP_SETOPT(http, CURLOPT_POSTFIELDS, body != NULL ? body : "", err, errlen);
+        HTTP_SETOPT(http, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len, err, errlen);
+        HTTP_SETOPT(http, CURLOPT_CUSTOMREQUEST, method, err, errlen);
+    }
 
+    http->resp = resp;
     rc = curl_easy_perform(http->curl);
+    http->resp = NULL;
     if (rc != CURLE_OK) {
         if (http->too_big)
             snprintf(err, errlen, "response body larger than %zu bytes", http->max_body);

@@ -27,12 +27,18 @@ struct sim_http_options {
     size_t max_body;
 };
 
+#define SIM_HTTP_NONCE_MAX 128
+#define SIM_HTTP_LOCATION_MAX 1024
+
 struct sim_http_response {
     long status;
     const char *body; /* NUL-terminated, owned by the client, valid until its next request */
     size_t body_len;
     char content_type[128];
     long new_connections; /* connections this request had to open (0 = reused) */
+    /* The ACME headers (RFC 8555 §6.5, §7.3): empty when absent or longer than the field. */
+    char replay_nonce[SIM_HTTP_NONCE_MAX];
+    char location[SIM_HTTP_LOCATION_MAX];
 };
 
 struct sim_http;
@@ -43,8 +49,15 @@ void sim_http_global_cleanup(void);
 struct sim_http *sim_http_new(const struct sim_http_options *options, char *err, size_t errlen);
 void sim_http_free(struct sim_http *http);
 
-/* PUTs body to url with the given complete header lines ("Name: value"). True when an HTTP
- * response arrived, whatever its status; false (reason in err) on a transport failure. */
+/* Sends method ("GET", "HEAD", "POST" or "PUT"; body and len only for the last two) to url with
+ * the given complete header lines ("Name: value"). True when an HTTP response arrived, whatever
+ * its status; false (reason in err) on a transport failure. */
+bool sim_http_request(struct sim_http *http, const char *method, const char *url,
+                      const char *const *headers, size_t nheaders, const char *body, size_t len,
+                      struct sim_http_response *resp, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/* sim_http_request() with "PUT". */
 bool sim_http_put(struct sim_http *http, const char *url, const char *const *headers,
                   size_t nheaders, const char *body, size_t len, struct sim_http_response *resp,
                   char *err, size_t errlen) __attribute__((warn_unused_result));

@@ -41,7 +41,10 @@ static const char *const mode_usage[SIM_MODE_COUNT] = {
         "enroll --url URL --dir DIR --devices N [options]\n"
         "  Creates (or reuses) N device identities in DIR, then each device sends\n"
         "  Authenticate and TokenUpdate (a new random push token and PushMagic) to\n"
-        "  URL/mdm/checkin; the tokens the server accepted go to DIR/tokens.tsv.",
+        "  URL/mdm/checkin; the tokens the server accepted go to DIR/tokens.tsv.\n"
+        "  With --identity acme each device first downloads the enrollment profile and\n"
+        "  gets its identity from vouchd's ACME server (device-attest-01, a P-384 key the\n"
+        "  stand-in Apple hierarchy attests); DIR/devices.pem keeps the certificate.",
     [SIM_MODE_CONNECT] =
         "connect --url URL --dir DIR [options]\n"
         "  Each device PUTs Status Idle to URL/mdm/connect and answers every command\n"
@@ -115,7 +118,11 @@ enum opt_id {
     OPT_FROM_START,
     OPT_IDLE_EXIT,
     OPT_MAX_SECONDS,
-    OPT_EXPECT_PUSHES
+    OPT_EXPECT_PUSHES,
+    OPT_IDENTITY,
+    OPT_ENROLL_TOKEN,
+    OPT_ACME_REUSE_CLIENT_ID,
+    OPT_ACME_WRONG_CSR_KEY
 };
 
 #define SIM_MODES_ALL ((1u << SIM_MODE_COUNT) - 1)
@@ -171,6 +178,18 @@ static const struct opt_doc opt_docs[] = {
      "new device keys: RSA 2048 (default) or P-256"},
     {"key-type", required_argument, OPT_KEY_TYPE, SIM_MODE_BIT(SIM_MODE_INIT_CA), "rsa|ec",
      "CA key: P-256 (default) or RSA 2048"},
+    {"identity", required_argument, OPT_IDENTITY, SIM_MODES_CREATE, "local|acme",
+     "local: the identity DIR's CA issued (as SCEP would; default); acme: GET URL/mdm/enroll, "
+     "then vouchd's ACME server issues one for a P-384 key the stand-in Apple hierarchy attests "
+     "with freshness SHA-256(token)"},
+    {"enroll-token", required_argument, OPT_ENROLL_TOKEN, SIM_MODES_CREATE, "TOKEN",
+     "--identity acme: the ?token= of GET /mdm/enroll (vouchd's enroll_token)"},
+    {"acme-reuse-client-id", required_argument, OPT_ACME_REUSE_CLIENT_ID, SIM_MODES_CREATE, "N",
+     "--identity acme: the last N devices order with a ClientIdentifier another device of the "
+     "run has used; vouchd must refuse (counted in acme.refused, not a failure)"},
+    {"acme-wrong-csr-key", required_argument, OPT_ACME_WRONG_CSR_KEY, SIM_MODES_CREATE, "N",
+     "--identity acme: the N devices before those finalize with a CSR for another key than the "
+     "attested one; vouchd must refuse (counted in acme.refused, not a failure)"},
     {"topic", required_argument, OPT_TOPIC, SIM_MODES_CHECKIN, "TOPIC",
      "APNs topic (default " SIM_DEFAULT_TOPIC ")"},
     {"device", required_argument, OPT_DEVICE, SIM_MODE_BIT(SIM_MODE_ANSWER), "I",
@@ -500,6 +519,29 @@ static int apply_option(struct sim_options *opt, int id, const char *name, const
             return usage_error(opt->mode, "--expect-pushes wants 1..1000000000, not '%s'", arg);
         opt->expect_pushes_set = true;
         break;
+    case OPT_IDENTITY:
+        if (strcmp(arg, "local") == 0)
+            opt->identity = SIM_IDENTITY_LOCAL;
+        else if (strcmp(arg, "acme") == 0)
+            opt->identity = SIM_IDENTITY_ACME;
+        else
+            return usage_error(opt->mode, "--identity wants local or acme, not '%s'", arg);
+        break;
+    case OPT_ENROLL_TOKEN:
+        if (arg[0] == '\0' || strspn(arg, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                          "0123456789-._~") != strlen(arg))
+            return usage_error(opt->mode, "--enroll-token wants URL-safe characters");
+        opt->enroll_token = arg;
+        break;
+    case OPT_ACME_REUSE_CLIENT_ID:
+    case OPT_ACME_WRONG_CSR_KEY:
+        if (!parse_ulong(arg, 0, SIM_MAX_DEVICES, &v))
+            return usage_error(opt->mode, "--%s wants a number of devices, not '%s'", name, arg);
+        if (id == OPT_ACME_REUSE_CLIENT_ID)
+            opt->acme_reuse_client_id = v;
+        else
+            opt->acme_wrong_csr_key = v;
+        break;
     default:
         return usage_error(opt->mode, "unhandled option --%s", name);
     }
@@ -537,6 +579,19 @@ static int check_options(struct sim_options *opt)
         return usage_error(m, "--no-signature and --bad-signature exclude each other");
     if (opt->swap_identities && opt->devices_set && opt->devices < 2)
         return usage_error(m, "--swap-identities needs at least 2 devices");
+    if (opt->identity != SIM_IDENTITY_ACME &&
+        (opt->enroll_token != NULL || opt->acme_reuse_client_id > 0 || opt->acme_wrong_csr_key > 0))
+        return usage_error(m, "--enroll-token and --acme-* need --identity acme");
+    if (opt->identity == SIM_IDENTITY_ACME) {
+        unsigned long odd = opt->acme_reuse_client_id + opt->acme_wrong_csr_key;
+        if (opt->url == NULL)
+            return usage_error(m, "--identity acme needs --url (GET URL/mdm/enroll)");
+        if (opt->swap_identities)
+            return usage_error(m, "--swap-identities does not combine with --identity acme");
+        if (odd > opt->devices || (opt->acme_reuse_client_id > 0 && odd == opt->devices))
+            return usage_error(m, "--acme-reuse-client-id and --acme-wrong-csr-key take at most "
+                                  "--devices, less when a device must reuse another's identifier");
+    }
     if (m == SIM_MODE_ANSWER && !opt->device_set)
         return usage_error(m, "--device is required");
     if (m == SIM_MODE_SERVE && opt->pushes == NULL)

@@ -45,6 +45,12 @@ enum sim_mode {
 /* The modes that create the devices they lack (and enroll them). */
 #define SIM_MODES_CREATE (SIM_MODE_BIT(SIM_MODE_ENROLL) | SIM_MODE_BIT(SIM_MODE_RUN))
 
+/* How an enrolling device gets its identity certificate. */
+enum sim_identity_source {
+    SIM_IDENTITY_LOCAL, /* DIR's CA issued it when the device was made, as a SCEP server would */
+    SIM_IDENTITY_ACME   /* vouchd's ACME server, for a P-384 key Apple (the stand-in) attests */
+};
+
 struct sim_options {
     enum sim_mode mode;
     const char *dir;
@@ -90,6 +96,10 @@ struct sim_options {
     unsigned long max_seconds; /* 0: none */
     unsigned long expect_pushes;
     bool expect_pushes_set;
+    enum sim_identity_source identity;
+    const char *enroll_token;           /* ?token= of GET /mdm/enroll (acme) */
+    unsigned long acme_reuse_client_id; /* the last N devices order with a used identifier */
+    unsigned long acme_wrong_csr_key;   /* the N before them finalize with another key */
 };
 
 /* The subcommand's name ("init-ca", "enroll", ...). */

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "sim_acme.h"
 #include "sim_http.h"
 #include "sim_pki.h"
 #include "sim_store.h"
@@ -26,7 +27,8 @@ struct sim_conn {
     char *cert_header_line;
     bool failed;
     bool saw_expected;
-    bool stop; /* no further request for this device in this phase */
+    bool acme_refused; /* a misbehaving device vouchd's ACME server refused, as it must */
+    bool stop;         /* no further request for this device in this phase */
 };
 
 enum req_result {
@@ -190,6 +192,111 @@ out:
     free(sig);
     free(sig_line);
     return result;
+}
+
+/* How device i of the run behaves with the ACME server: the last --acme-reuse-client-id devices
+ * reuse an identifier, the --acme-wrong-csr-key before them finalize with another key. */
+static enum sim_acme_behaviour acme_behaviour(const struct sim_run *run, size_t i)
+{
+    const struct sim_options *opt = run->opt;
+    size_t reuse = opt->acme_reuse_client_id;
+    size_t wrong = opt->acme_wrong_csr_key;
+
+    if (i + reuse >= run->ndevices)
+        return SIM_ACME_REUSE_CLIENT_ID;
+    if (i + reuse + wrong >= run->ndevices)
+        return SIM_ACME_WRONG_CSR_KEY;
+    return SIM_ACME_HONEST;
+}
+
+/* --identity acme: device i gets its identity from vouchd's ACME server (c->id); false when it
+ * has none (failed, or refused as its misbehaviour must be). A model that cannot attest cannot
+ * get an attested identity: it keeps DIR's, as a deployment would give it a SCEP profile. */
+static bool device_acme_identity(struct sim_conn *c, size_t i)
+{
+    struct sim_worker *w = c->worker;
+    struct sim_run *run = w->run;
+    const struct sim_options *opt = run->opt;
+    struct sim_acme_device d;
+    struct sim_acme_result r;
+    char err[512];
+
+    memset(&d, 0, sizeof(d));
+    d.behaviour = acme_behaviour(run, i);
+    if (d.behaviour == SIM_ACME_HONEST && !sim_device_supports_attestation(c->dev)) {
+        sim_acme_pool_report(run->acme_pool, NULL);
+        c->id = sim_pki_identity_load(w->loader, c->dev->identity_pem, c->dev->identity_pem_len,
+                                      err, sizeof(err));
+        if (c->id == NULL) {
+            w->stats.local_errors++;
+            device_fail(c, "identity", "device %lu's identity in %s: %s", c->dev->index, opt->dir,
+                        err);
+            return false;
+        }
+        w->stats.acme.local_identities++;
+        return true;
+    }
+    d.http = w->http;
+    d.base_url = opt->url;
+    d.enroll_token = opt->enroll_token;
+    d.apple = w->apple;
+    d.dev = c->dev;
+    d.pool = run->acme_pool;
+    d.now = opt->now_set ? opt->now : time(NULL);
+    d.stats = &w->stats.acme;
+    switch (sim_acme_enroll(&d, &r)) {
+    case SIM_ACME_ISSUED:
+        c->id =
+            sim_pki_identity_load(w->loader, r.identity_pem, r.identity_pem_len, err, sizeof(err));
+        if (c->id == NULL) {
+            w->stats.local_errors++;
+            device_fail(c, "ACME identity", "%s", err);
+            sim_acme_result_clear(&r);
+            return false;
+        }
+        w->stats.acme.certificates++;
+        run->acme_pems[i] = r.identity_pem;
+        run->acme_pem_lens[i] = r.identity_pem_len;
+        return true;
+    case SIM_ACME_REFUSED:
+        if (d.behaviour == SIM_ACME_REUSE_CLIENT_ID)
+            w->stats.acme.refused_reused_id++;
+        else
+            w->stats.acme.refused_csr_key++;
+        c->acme_refused = true;
+        c->stop = true;
+        if (!opt->quiet)
+            fprintf(stderr, "vouch-sim: device %lu %s: refused as it should be (%s, %s %s): %s\n",
+                    c->dev->index, c->dev->udid,
+                    d.behaviour == SIM_ACME_REUSE_CLIENT_ID ? "reused ClientIdentifier"
+                                                            : "CSR for another key",
+                    r.step, r.problem, r.detail);
+        return false;
+    case SIM_ACME_FAILED:
+        break;
+    }
+    switch (r.failure) {
+    case SIM_ACME_FAIL_LOCAL:
+        w->stats.local_errors++;
+        break;
+    case SIM_ACME_FAIL_TRANSPORT:
+        w->stats.transport_errors++;
+        break;
+    case SIM_ACME_FAIL_HTTP:
+        w->stats.http_errors++;
+        break;
+    case SIM_ACME_FAIL_PROTOCOL:
+        w->stats.protocol_errors++;
+        break;
+    case SIM_ACME_FAIL_NOT_REFUSED:
+        w->stats.protocol_errors++;
+        w->stats.acme.not_refused++;
+        break;
+    }
+    device_fail(c, "ACME", "%s%s%s (ClientIdentifier %s): %s", r.step,
+                r.problem[0] != '\0' ? " " : "", r.problem,
+                r.client_id[0] != '\0' ? r.client_id : "-", r.detail);
+    return false;
 }
 
 static void device_enroll(struct sim_conn *c)
@@ -435,14 +542,22 @@ void sim_session_device(struct sim_worker *w, size_t i)
     /* In run mode, devices whose enrollment failed or ended as expected do not connect. */
     if (!run->serving && (run->state[i] & (SIM_DEV_FAILED | SIM_DEV_STOPPED)))
         return;
-    signer = &run->fleet->devices[opt->swap_identities ? (i + 1) % run->ndevices : i];
-    c.id = sim_pki_identity_load(w->loader, signer->identity_pem, signer->identity_pem_len, err,
-                                 sizeof(err));
-    if (c.id == NULL) {
-        w->stats.local_errors++;
-        device_fail(&c, "identity", "device %lu's identity in %s: %s", signer->index, opt->dir,
-                    err);
-        goto done;
+    if (run->phase == SIM_PHASE_ENROLL && opt->identity == SIM_IDENTITY_ACME) {
+        if (!device_acme_identity(&c, i))
+            goto done;
+    } else {
+        signer = &run->fleet->devices[opt->swap_identities ? (i + 1) % run->ndevices : i];
+        /* An identity from the ACME server in this invocation (run's connect phase). */
+        bool fresh = run->acme_pems != NULL && run->acme_pems[signer->index] != NULL;
+        c.id = sim_pki_identity_load(
+            w->loader, fresh ? run->acme_pems[signer->index] : signer->identity_pem,
+            fresh ? run->acme_pem_lens[signer->index] : signer->identity_pem_len, err, sizeof(err));
+        if (c.id == NULL) {
+            w->stats.local_errors++;
+            device_fail(&c, "identity", "device %lu's identity in %s: %s", signer->index, opt->dir,
+                        err);
+            goto done;
+        }
     }
     if (opt->cert_header != NULL) {
         char *value = NULL;
@@ -483,7 +598,7 @@ done:
         w->stats.failed_devices++;
         run->state[i] |= SIM_DEV_FAILED;
     }
-    if (c.saw_expected)
+    if (c.saw_expected || c.acme_refused)
         run->state[i] |= SIM_DEV_STOPPED;
     free(c.cert_header_line);
     sim_pki_identity_free(c.id);

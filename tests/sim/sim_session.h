@@ -1,7 +1,8 @@
 /*
  * sim_session: one device's exchanges with vouchd, as a worker plays it. Every request is a PUT
  * signed with the device's identity (Mdm-Signature, unless the options say otherwise); enroll
- * sends Authenticate and TokenUpdate, checkout CheckOut, connect and serve Idle sessions that
+ * sends Authenticate and TokenUpdate (with --identity acme, after getting that identity from
+ * vouchd's ACME server, sim_acme.h), checkout CheckOut, connect and serve Idle sessions that
  * answer each command handed back until an empty body, DevicePropertiesAttestation included.
  *
  * A failure is counted in the worker's statistics and the run's failure counter, marks the

@@ -50,6 +50,12 @@ void sim_stats_merge(struct sim_stats *into, const struct sim_stats *from)
     into->failed_devices += from->failed_devices;
     into->expected_hits += from->expected_hits;
     into->other_types += from->other_types;
+    into->acme.requests += from->acme.requests;
+    into->acme.certificates += from->acme.certificates;
+    into->acme.refused_reused_id += from->acme.refused_reused_id;
+    into->acme.refused_csr_key += from->acme.refused_csr_key;
+    into->acme.not_refused += from->acme.not_refused;
+    into->acme.local_identities += from->acme.local_identities;
     for (int i = 0; i < SIM_ANSWER_COUNT; i++)
         into->answers[i] += from->answers[i];
     for (int i = 0; i < SIM_STATS_ATTEST_N; i++)
@@ -138,6 +144,13 @@ void sim_stats_print_summary(const struct sim_options *opt, size_t ndevices, uns
         printf(":%lu", s->attest[i]);
     }
     printf("}");
+    if (opt->identity == SIM_IDENTITY_ACME) {
+        printf(",\"acme\":{\"requests\":%lu,\"certificates\":%lu,\"refused\":{"
+               "\"client_identifier_used\":%lu,\"csr_key_mismatch\":%lu},\"not_refused\":%lu,"
+               "\"local_identities\":%lu}",
+               s->acme.requests, s->acme.certificates, s->acme.refused_reused_id,
+               s->acme.refused_csr_key, s->acme.not_refused, s->acme.local_identities);
+    }
     if (serve != NULL) {
         printf(",\"pushes_seen\":%lu,\"pushes_unknown_token\":%lu,\"pushes_bad_magic\":%lu,"
                "\"pushes_malformed\":%lu,\"pushes_handled\":%lu,\"pushes_coalesced\":%lu,"

@@ -30,6 +30,16 @@ enum sim_stats_attest {
     SIM_STATS_ATTEST_N
 };
 
+/* What devices enrolling with --identity acme got from vouchd's ACME server. */
+struct sim_stats_acme {
+    unsigned long requests;          /* every ACME request, /mdm/enroll included */
+    unsigned long certificates;      /* identities issued and downloaded */
+    unsigned long refused_reused_id; /* --acme-reuse-client-id devices refused at newOrder */
+    unsigned long refused_csr_key;   /* --acme-wrong-csr-key devices refused at finalize */
+    unsigned long not_refused;       /* misbehaving devices vouchd let through (failures) */
+    unsigned long local_identities;  /* models that cannot attest kept DIR's identity */
+};
+
 struct sim_stats_type {
     char name[SIM_REQUEST_TYPE_MAX];
     unsigned long count;
@@ -51,6 +61,7 @@ struct sim_stats {
     unsigned long expected_hits;
     unsigned long answers[SIM_ANSWER_COUNT];
     unsigned long attest[SIM_STATS_ATTEST_N];
+    struct sim_stats_acme acme;
     struct sim_stats_type types[SIM_STATS_MAX_TYPES];
     size_t ntypes;
     unsigned long other_types;

@@ -352,6 +352,38 @@ static bool store_field_ok(const char *s)
     return s[0] != '\0' && strpbrk(s, "\t\n") == NULL;
 }
 
+/* The first lines of a fleet file. */
+static bool store_write_header(FILE *f, const char *prefix)
+{
+    return fprintf(f,
+                   "%s%s%s\n"
+                   "# One record per device: a \"device\" line of tab-separated facts (index,"
+                   " UDID, serial number,\n"
+                   "# ProductName, Model, ModelName, OSVersion, BuildVersion, IMEI or -,"
+                   " DeviceName), then the\n"
+                   "# identity certificate PEM and its unencrypted PKCS#8 key PEM.\n",
+                   STORE_MAGIC, STORE_PREFIX_LINE, prefix) >= 0;
+}
+
+/* One device record; false (err set) for one that could not be read back, or a write error. */
+static bool store_write_record(FILE *f, const struct sim_device *d, const char *pem, size_t pem_len,
+                               char *err, size_t errlen)
+{
+    if (!store_field_ok(d->udid) || !store_field_ok(d->device_name) || pem_len == 0 ||
+        pem[pem_len - 1] != '\n') {
+        snprintf(err, errlen, "device %lu: record cannot be stored", d->index);
+        return false;
+    }
+    if (fprintf(f, "device\t%lu\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d->index, d->udid,
+                d->serial, d->product_name, d->model, d->model_name, d->os_version,
+                d->build_version, d->imei[0] != '\0' ? d->imei : "-", d->device_name) < 0 ||
+        fwrite(pem, 1, pem_len, f) != pem_len) {
+        snprintf(err, errlen, "writing device %lu: %s", d->index, strerror(errno));
+        return false;
+    }
+    return true;
+}
+
 bool sim_store_fleet_append(const char *dir, const struct sim_fleet *fleet, const char *prefix,
                             const struct sim_device *devices, char *const *pems,
                             const size_t *pem_lens, size_t n, char *err, size_t errlen)
@@ -368,41 +400,73 @@ bool sim_store_fleet_append(const char *dir, const struct sim_fleet *fleet, cons
     if (f == NULL)
         return false;
     if (fleet->count > 0 || fleet->file_len > 0) {
-        if (fwrite(fleet->file, 1, fleet->file_len, f) != fleet->file_len)
-            goto write_error;
-    } else if (fprintf(f,
-                       "%s%s%s\n"
-                       "# One record per device: a \"device\" line of tab-separated facts (index,"
-                       " UDID, serial number,\n"
-                       "# ProductName, Model, ModelName, OSVersion, BuildVersion, IMEI or -,"
-                       " DeviceName), then the\n"
-                       "# identity certificate PEM and its unencrypted PKCS#8 key PEM.\n",
-                       STORE_MAGIC, STORE_PREFIX_LINE, prefix) < 0) {
-        goto write_error;
+        if (fwrite(fleet->file, 1, fleet->file_len, f) != fleet->file_len) {
+            snprintf(err, errlen, "writing %s: %s", tmp, strerror(errno));
+            goto fail;
+        }
+    } else if (!store_write_header(f, prefix)) {
+        snprintf(err, errlen, "writing %s: %s", tmp, strerror(errno));
+        goto fail;
     }
     for (size_t i = 0; i < n; i++) {
-        const struct sim_device *d = &devices[i];
-        if (d->index != fleet->count + i || !store_field_ok(d->udid) ||
-            !store_field_ok(d->device_name) || pem_lens[i] == 0 ||
-            pems[i][pem_lens[i] - 1] != '\n') {
-            snprintf(err, errlen, "device %lu: record cannot be stored", d->index);
-            fclose(f);
-            unlink(tmp);
-            return false;
+        if (devices[i].index != fleet->count + i) {
+            snprintf(err, errlen, "device %lu: record cannot be stored", devices[i].index);
+            goto fail;
         }
-        if (fprintf(f, "device\t%lu\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d->index, d->udid,
-                    d->serial, d->product_name, d->model, d->model_name, d->os_version,
-                    d->build_version, d->imei[0] != '\0' ? d->imei : "-", d->device_name) < 0 ||
-            fwrite(pems[i], 1, pem_lens[i], f) != pem_lens[i])
-            goto write_error;
+        if (!store_write_record(f, &devices[i], pems[i], pem_lens[i], err, errlen))
+            goto fail;
     }
     return tu_file_commit_tmp(f, tmp, path, err, errlen);
 
-write_error:
-    snprintf(err, errlen, "writing %s: %s", tmp, strerror(errno));
+fail:
     fclose(f);
     unlink(tmp);
     return false;
+}
+
+bool sim_store_identities_update(const char *dir, const struct sim_fleet *fleet, char *const *pems,
+                                 const size_t *pem_lens, size_t n, size_t *replaced, char *err,
+                                 size_t errlen)
+{
+    struct sim_fleet cur;
+    char path[4096];
+    char tmp[4096];
+    FILE *f;
+    bool ok = false;
+
+    *replaced = 0;
+    if (!tu_path_join(path, sizeof(path), dir, STORE_FLEET)) {
+        snprintf(err, errlen, "path too long: %s", dir);
+        return false;
+    }
+    /* The file as it is now: another run may have added devices since fleet was read. */
+    if (!sim_store_fleet_load(dir, &cur, err, errlen))
+        return false;
+    f = tu_file_create_tmp(path, 0600, tmp, sizeof(tmp), err, errlen);
+    if (f == NULL)
+        goto out;
+    if (!store_write_header(f, cur.prefix)) {
+        snprintf(err, errlen, "writing %s: %s", tmp, strerror(errno));
+        goto fail;
+    }
+    for (size_t i = 0; i < cur.count; i++) {
+        const struct sim_device *d = &cur.devices[i];
+        bool mine = i < n && i < fleet->count && pems[i] != NULL &&
+                    strcmp(fleet->devices[i].udid, d->udid) == 0;
+
+        if (!store_write_record(f, d, mine ? pems[i] : d->identity_pem,
+                                mine ? pem_lens[i] : d->identity_pem_len, err, errlen))
+            goto fail;
+        *replaced += mine;
+    }
+    ok = tu_file_commit_tmp(f, tmp, path, err, errlen);
+    goto out;
+fail:
+    fclose(f);
+    unlink(tmp);
+out:
+    sim_store_fleet_free(&cur);
+    return ok;
 }
 
 /* ---- attestation caches --------------------------------------------------------------------- */
@@ -452,8 +516,8 @@ static bool store_attest_parse(const char *text, size_t len, struct sim_attest_c
             cache->generated_at = (time_t)t;
             have_time = true;
         } else if ((size_t)(nl - p) >= nlen && memcmp(p, STORE_ATTEST_NONCE, nlen) == 0) {
-            if (!hex_decode(p + nlen, (size_t)(nl - p) - nlen, cache->nonce,
-                               sizeof(cache->nonce), &cache->nonce_len))
+            if (!hex_decode(p + nlen, (size_t)(nl - p) - nlen, cache->nonce, sizeof(cache->nonce),
+                            &cache->nonce_len))
                 return false;
             have_nonce = true;
         }

@@ -83,6 +83,14 @@ bool sim_store_fleet_append(const char *dir, const struct sim_fleet *fleet, cons
                             const size_t *pem_lens, size_t n, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
+/* Rewrites DIR/devices.pem with the identities pems[i] (pem_lens[i] long; NULL: unchanged) of
+ * fleet's devices i < n, e.g. those vouchd's ACME server issued; the records of the file as it
+ * is now are kept otherwise (a record whose UDID is not fleet's at that index is left alone).
+ * *replaced counts the identities written. The caller holds DIR/.lock. */
+bool sim_store_identities_update(const char *dir, const struct sim_fleet *fleet, char *const *pems,
+                                 const size_t *pem_lens, size_t n, size_t *replaced, char *err,
+                                 size_t errlen) __attribute__((warn_unused_result));
+
 /* Reads the attestation cache of the device udid; a missing file gives cache->present false.
  * A file that does not parse is an error (remove it to start over). */
 bool sim_store_attest_load(const char *dir, const char *udid, struct sim_attest_cache *cache,

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "sim_acme.h"
 #include "sim_fleet.h"
 #include "sim_session.h"
 
@@ -199,7 +200,7 @@ int sim_workers_command(const struct sim_options *opt)
     bool http_ready = false;
     struct fake_apple *apple = NULL;
     struct fake_apple *apple_other = NULL;
-    bool tokens_failed = false;
+    bool save_failed = false;
 
     memset(&run, 0, sizeof(run));
     memset(&total, 0, sizeof(total));
@@ -216,6 +217,20 @@ int sim_workers_command(const struct sim_options *opt)
         goto out;
     if (!sim_workers_devices(&run))
         goto out;
+    if (opt->identity == SIM_IDENTITY_ACME) {
+        bool created_apple = false;
+
+        /* Apple (the stand-in) attests each device's key for its ACME order. */
+        if (apple == NULL && (apple = sim_fleet_apple(opt, &created_apple)) == NULL)
+            goto out;
+        run.acme_pems = calloc(run.ndevices, sizeof(*run.acme_pems));
+        run.acme_pem_lens = calloc(run.ndevices, sizeof(*run.acme_pem_lens));
+        run.acme_pool = sim_acme_pool_new(run.ndevices - opt->acme_reuse_client_id);
+        if (run.acme_pems == NULL || run.acme_pem_lens == NULL || run.acme_pool == NULL) {
+            fprintf(stderr, "vouch-sim: out of memory\n");
+            goto out;
+        }
+    }
     run.state = calloc(run.ndevices, 1);
     if (SIM_MODES_CREATE & SIM_MODE_BIT(opt->mode))
         run.tokens = calloc(run.ndevices, sizeof(*run.tokens));
@@ -253,21 +268,29 @@ int sim_workers_command(const struct sim_options *opt)
         /* Saved before connect: a concurrent serve may already be waiting for them. */
         if (run.phase == SIM_PHASE_ENROLL &&
             !sim_fleet_tokens_save(opt, &fleet, run.tokens, run.ndevices))
-            tokens_failed = true;
+            save_failed = true;
+        if (run.phase == SIM_PHASE_ENROLL && run.acme_pems != NULL &&
+            !sim_fleet_identities_save(opt, &fleet, run.acme_pems, run.acme_pem_lens, run.ndevices))
+            save_failed = true;
     }
     for (unsigned i = 0; i < nworkers; i++)
         sim_stats_merge(&total, &workers[i].stats);
-    if (tokens_failed)
+    if (save_failed)
         total.local_errors++;
     sim_stats_print_summary(opt, run.ndevices, created, &total, NULL, t_ready - t0,
                             sim_workers_clock() - t0);
-    rc = total.failed_devices == 0 && !tokens_failed ? SIM_EXIT_OK : SIM_EXIT_FAIL;
+    rc = total.failed_devices == 0 && !save_failed ? SIM_EXIT_OK : SIM_EXIT_FAIL;
 out:
     sim_workers_free(workers, nworkers);
     fake_apple_free(apple);
     fake_apple_free(apple_other);
     free(run.state);
     free(run.tokens);
+    for (size_t i = 0; run.acme_pems != NULL && i < run.ndevices; i++)
+        free(run.acme_pems[i]);
+    free(run.acme_pems);
+    free(run.acme_pem_lens);
+    sim_acme_pool_free(run.acme_pool);
     if (http_ready)
         sim_http_global_cleanup();
     sim_store_fleet_free(&fleet);

@@ -50,6 +50,12 @@ struct sim_run {
     /* enroll: the token each device sent in a TokenUpdate the server accepted (present false
      * otherwise), written by the worker holding the device, saved after the phase. */
     struct sim_push_token *tokens;
+    /* --identity acme: the identity (certificate PEM, then key PEM) each device got from vouchd's
+     * ACME server in this invocation (NULL otherwise), written by the worker holding the device,
+     * saved in DIR/devices.pem after the enroll phase and used by the connect phase of run. */
+    char **acme_pems;
+    size_t *acme_pem_lens;
+    struct sim_acme_pool *acme_pool; /* the ClientIdentifiers used, for the reusing devices */
     atomic_size_t next;
     atomic_size_t done;
     atomic_ulong requests;
@@ -58,6 +64,7 @@ struct sim_run {
 };
 
 struct sim_serve_pool;
+struct sim_acme_pool;
 
 struct sim_worker {
     struct sim_run *run;

@@ -13,8 +13,9 @@
  * This file owns main(): the subcommand dispatch, and the subcommands that play no device over
  * the network (init-ca, list, tokens, answer). The others live in their modules: the command
  * line in sim_options.c, enroll/connect/run/checkout in sim_workers.c (threads, phases), one
- * device's requests in sim_session.c, serve in sim_serve.c (with the log follower sim_tail.c),
- * the state a subcommand opens in sim_fleet.c, the counters and JSON summary in sim_stats.c.
+ * device's requests in sim_session.c (its ACME enrollment in sim_acme.c), serve in
+ * sim_serve.c (with the log follower sim_tail.c), the state a subcommand opens in sim_fleet.c,
+ * the counters and JSON summary in sim_stats.c.
  *
  * Output: progress and one line per failure on stderr; exactly one JSON summary line on stdout
  * (answer: the report plist instead; list and tokens: their lines).
