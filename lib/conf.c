@@ -170,6 +170,22 @@ bool conf_parse_text(void *target, const struct conf_schema *schema, const char 
             value_len--;
         }
         const struct conf_key *key = key_find(schema, line, key_len);
+        size_t family_len = schema->family_prefix ? strlen(schema->family_prefix) : 0;
+        if (key == NULL && family_len > 0 && key_len > family_len &&
+            strncmp(line, schema->family_prefix, family_len) == 0) {
+            char name[256], family_value[4096];
+            if (key_len >= sizeof(name) || value_len >= sizeof(family_value)) {
+                snprintf(err, err_size, "line %u: key or value too long", line_no);
+                return false;
+            }
+            memcpy(name, line, key_len);
+            name[key_len] = '\0';
+            memcpy(family_value, value, value_len);
+            family_value[value_len] = '\0';
+            if (!schema->family(target, name, family_value, line_no, err, err_size))
+                return false;
+            continue;
+        }
         if (key == NULL) {
             char name[64];
             snprintf(err, err_size, "line %u: unknown key '%s'", line_no,

@@ -40,6 +40,13 @@ struct conf_schema {
     const char *const *env_ignored; /* lower-case names after the prefix that belong to other
                                        programs, NULL-terminated; any other unknown one is an
                                        error */
+    /* Keys of the file starting with family_prefix (NULL: none) are a family of the caller's,
+     * named at run time ("policy.web.require"): each goes to family(), with its line number,
+     * instead of being an unknown key. False with a message in err stops the parse. The
+     * environment cannot set them. */
+    const char *family_prefix;
+    bool (*family)(void *target, const char *key, const char *value, unsigned line, char *err,
+                   size_t err_size);
 };
 
 /* Sets the fields named in text (a file's contents). False with a message at the first bad line:

@@ -91,7 +91,7 @@ const char *const config_webhook_topics[] = {
     "attestation.expired",  "device.os_changed",
     "device.reenrolled",    "identity.issued",
     "identity.refused",     "identity.revoked",
-    NULL,
+    "trust.denied",         NULL,
 };
 
 size_t config_split_list(const char *text, char out[][CONFIG_MAX_ITEM + 1], size_t max)
@@ -280,6 +280,39 @@ static bool set_defaults(struct config *cfg)
     return cfg->listen != NULL && cfg->apns_url != NULL && cfg->log_level != NULL;
 }
 
+/* lib/conf.c hands over every policy.* line: kept for server/trust/, which judges them. */
+static bool keep_policy_item(void *target, const char *key, const char *value, unsigned line,
+                             char *err, size_t err_size)
+{
+    struct config *cfg = target;
+    if (cfg->policy_item_count == CONFIG_MAX_POLICY_ITEMS) {
+        snprintf(err, err_size, "line %u: more than %d policy lines", line,
+                 CONFIG_MAX_POLICY_ITEMS);
+        return false;
+    }
+    if (cfg->policy_item_count % 16 == 0) {
+        struct config_item *more = realloc(
+            cfg->policy_items, (cfg->policy_item_count + 16) * sizeof(*cfg->policy_items));
+        if (more == NULL) {
+            snprintf(err, err_size, "out of memory");
+            return false;
+        }
+        cfg->policy_items = more;
+    }
+    struct config_item *item = &cfg->policy_items[cfg->policy_item_count];
+    item->key = strdup(key);
+    item->value = strdup(value);
+    item->line = line;
+    if (item->key == NULL || item->value == NULL) {
+        free(item->key);
+        free(item->value);
+        snprintf(err, err_size, "out of memory");
+        return false;
+    }
+    cfg->policy_item_count++;
+    return true;
+}
+
 bool config_parse(struct config *cfg, const char *text, size_t text_len, char *const *envp,
                   char *err, size_t err_size)
 {
@@ -290,8 +323,9 @@ bool config_parse(struct config *cfg, const char *text, size_t text_len, char *c
     }
     /* VOUCH_URL and VOUCH_BUILD_DIR belong to vouchctl and the tests. */
     static const char *const env_ignored[] = {"url", "build_dir", NULL};
-    static const struct conf_schema schema = {keys, sizeof(keys) / sizeof(keys[0]), "VOUCH_",
-                                              env_ignored};
+    static const struct conf_schema schema = {keys,     sizeof(keys) / sizeof(keys[0]),
+                                              "VOUCH_", env_ignored,
+                                              "policy.", keep_policy_item};
     if ((text != NULL && !conf_parse_text(cfg, &schema, text, text_len, err, err_size)) ||
         !conf_parse_env(cfg, &schema, envp, err, err_size)) {
         config_clear(cfg);
@@ -450,6 +484,13 @@ bool config_check_runtime(const struct config *cfg, char *err, size_t err_size)
 void config_clear(struct config *cfg)
 {
     cfg->proxy_count = 0;
+    for (size_t i = 0; i < cfg->policy_item_count; i++) {
+        free(cfg->policy_items[i].key);
+        free(cfg->policy_items[i].value);
+    }
+    free(cfg->policy_items);
+    cfg->policy_items = NULL;
+    cfg->policy_item_count = 0;
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         if (keys[i].kind == CONF_STRING || keys[i].kind == CONF_LOG_LEVEL) {
             char **field = (char **)((char *)cfg + keys[i].offset);

@@ -28,6 +28,14 @@
 #define CONFIG_MIN_ADMIN_TOKEN 32
 #define CONFIG_MAX_TRUSTED_PROXIES 64
 
+/* A `policy.NAME.KEY = value` line, for server/trust/ (which checks it). */
+struct config_item {
+    char *key, *value;
+    unsigned line;
+};
+
+#define CONFIG_MAX_POLICY_ITEMS 1024
+
 struct config {
     char *listen;            /* host:port of the HTTP listener */
     char *database_url;      /* libpq connection string or URI */
@@ -85,6 +93,9 @@ struct config {
     unsigned scheduler_batch;           /* requests built per tick; 0: no scheduler here */
     unsigned webhook_timeout;           /* seconds a receiver has to answer */
     unsigned webhook_max_age;           /* seconds an event is retried before it is dead */
+    /* The trust policies' lines (policy.NAME.KEY), in file order. */
+    struct config_item *policy_items;
+    size_t policy_item_count;
     /* The peers whose cert_header and X-Forwarded-For are believed (trusted_proxies). */
     struct net_prefix proxies[CONFIG_MAX_TRUSTED_PROXIES];
     size_t proxy_count;

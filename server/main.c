@@ -19,6 +19,8 @@
 #include "apns_cert.h"
 #include "push.h"
 #include "scheduler.h"
+#include "tokens.h"
+#include "trust.h"
 #include "webhook.h"
 #include "enroll.h"
 #include "attest.h"
@@ -114,7 +116,7 @@ static const char usage_more[] =
     "  webhook_topics    topics sent (default all): mdm.Authenticate, mdm.TokenUpdate,\n"
     "                    mdm.CheckOut, mdm.Connect, attestation.verified, attestation.failed,\n"
     "                    attestation.expired, device.os_changed, device.reenrolled,\n"
-    "                    identity.issued, identity.refused, identity.revoked\n"
+    "                    identity.issued, identity.refused, identity.revoked, trust.denied\n"
     "  webhook_allow_http true or false: may an http:// receiver take mdm.TokenUpdate, which\n"
     "                    carries the device's UnlockToken? (default false; then such a\n"
     "                    receiver stops vouchd at start)\n"
@@ -135,8 +137,13 @@ static const char usage_more[] =
     "  profile_signing_cert, profile_signing_key  PEM: sign the profile (CMS)\n"
     "  organization      the profile's PayloadOrganization\n"
     "\n"
+    "  policy.NAME.KEY   trust policies for /v1/trust/NAME (docs/trust.md): require,\n"
+    "                    max_attestation_age, min_os_version.ios|ipados|tvos,\n"
+    "                    require_hardware_bound_identity, allow_unsupported, deny_serials,\n"
+    "                    allow_serials; a policy named default always exists\n"
+    "\n"
     "Signals: SIGTERM/SIGINT stop after the requests in flight; SIGHUP reloads the push\n"
-    "certificate.\n";
+    "certificate and the trust policies.\n";
 
 struct timers {
     struct event *stats, *prune, *sigterm, *sigint, *sighup, *shutdown_poll, *cert_check;
@@ -270,8 +277,9 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
     struct vouchd *srv = arg;
     char err[512];
     struct apns_cert cert;
+    trust_reload(srv->trust, srv->config_path);
     if (srv->push == NULL) {
-        log_info("SIGHUP: no apns_cert configured, nothing to reload");
+        log_info("SIGHUP: no apns_cert configured: no push certificate to reload");
         return;
     }
     if (!load_push_cert(srv->cfg, &cert, err, sizeof(err))) {
@@ -414,18 +422,24 @@ static bool identity_trust(const struct config *cfg, const struct acme *acme, ch
     return true;
 }
 
-static int serve(const struct config *cfg)
+static int serve(const struct config *cfg, const char *config_path)
 {
     char err[1024];
-    struct vouchd srv = {.cfg = cfg};
+    struct vouchd srv = {.cfg = cfg, .config_path = config_path};
     struct timers t = {0};
     int status = 1;
     the_server = &srv;
 
     char *pem = NULL;
     size_t pem_len = 0;
+    /* A bad policy stops vouchd here, naming the file, the line and the key. */
+    if ((srv.trust = trust_new(cfg, err, sizeof(err))) == NULL) {
+        log_error("%s: %s", config_path, err);
+        return 1;
+    }
     if (cfg->acme_ca_cert != NULL && (srv.acme = acme_new(&srv, err, sizeof(err))) == NULL) {
         log_error("%s", err);
+        trust_free(srv.trust);
         return 1;
     }
     /* Devices are identified by identity_ca's certificates and by the ACME CA's. */
@@ -434,6 +448,7 @@ static int serve(const struct config *cfg)
         log_error("identity_ca: %s", err);
         free(pem);
         acme_free(srv.acme);
+        trust_free(srv.trust);
         return 1;
     }
     free(pem);
@@ -458,7 +473,6 @@ static int serve(const struct config *cfg)
         log_error("%s", err);
         goto out;
     }
-    admin_init(&srv);
 
     srv.base = event_base_new();
     /* Two priorities: 0 for the little that must run before any I/O of the next turn (the
@@ -473,6 +487,10 @@ static int serve(const struct config *cfg)
         log_error("cannot create the database pool");
         goto out;
     }
+    if ((srv.tokens = tokens_new(&srv)) == NULL) {
+        log_error("out of memory");
+        goto out;
+    }
     if (!start_push(&srv, err, sizeof(err))) {
         log_error("%s", err);
         goto out;
@@ -481,6 +499,7 @@ static int serve(const struct config *cfg)
     mdm_register_routes();
     enroll_register_routes();
     acme_register_routes();
+    trust_register_routes();
     admin_register_routes();
     if (!http_start(&srv, err, sizeof(err))) {
         log_error("%s", err);
@@ -543,6 +562,8 @@ out:
     webhook_free(srv.webhook);
     enroll_free(srv.enroll);
     acme_free(srv.acme);
+    tokens_free(srv.tokens);
+    trust_free(srv.trust);
     if (srv.base)
         event_base_free(srv.base);
     identity_verifier_free(srv.identity);
@@ -607,7 +628,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "vouchd: %s: %s\n", config_path, err);
         status = 1;
     } else {
-        status = serve(&cfg);
+        status = serve(&cfg, config_path);
     }
     config_clear(&cfg);
     curl_global_cleanup();

@@ -21,9 +21,12 @@ struct identity_verifier;
 struct attest_verifier;
 struct push_service;
 struct acme;
+struct tokens;
+struct trust;
 
 struct vouchd {
     const struct config *cfg;
+    const char *config_path; /* where cfg came from (SIGHUP rereads the policies) */
     struct event_base *base;
     struct evhttp *http;
     struct evhttp_bound_socket *listener;
@@ -35,8 +38,8 @@ struct vouchd {
     struct webhook *webhook;        /* the outbox's dispatcher */
     struct enroll *enroll;          /* GET /mdm/enroll */
     struct acme *acme;              /* /acme/: NULL without acme_ca_cert */
-    uint8_t admin_token_sha256[32]; /* compared in constant time */
-    bool admin_enabled;
+    struct tokens *tokens;          /* who may call /v1/ */
+    struct trust *trust;            /* /v1/trust/: the policies */
     struct db_stats stats; /* refreshed by a timer for /metrics */
     bool stats_known;
     unsigned inflight; /* device and admin requests waiting for the database */

@@ -139,9 +139,9 @@ static bool only_base64(const char *s, size_t len)
     return true;
 }
 
-static enum identity_error verify_signature(const struct identity_verifier *v,
-                                            CMS_ContentInfo *cms, const void *body,
-                                            size_t body_len, struct device_identity *out)
+static enum identity_error verify_signature(const struct identity_verifier *v, CMS_ContentInfo *cms,
+                                            const void *body, size_t body_len,
+                                            struct device_identity *out)
 {
     if (OBJ_obj2nid(CMS_get0_type(cms)) != NID_pkcs7_signed || !CMS_is_detached(cms))
         return IDENTITY_BAD_CMS;
@@ -156,21 +156,21 @@ static enum identity_error verify_signature(const struct identity_verifier *v,
     BIO_free(content);
     if (ok != 1) {
         unsigned long e = ERR_peek_error();
-        bool chain = ERR_GET_LIB(e) == ERR_LIB_CMS &&
-                     ERR_GET_REASON(e) == CMS_R_CERTIFICATE_VERIFY_ERROR;
+        bool chain =
+            ERR_GET_LIB(e) == ERR_LIB_CMS && ERR_GET_REASON(e) == CMS_R_CERTIFICATE_VERIFY_ERROR;
         return chain ? IDENTITY_UNTRUSTED : IDENTITY_BAD_SIGNATURE;
     }
     STACK_OF(X509) *signers = CMS_get0_signers(cms);
     enum identity_error result = IDENTITY_BAD_CMS;
-    if (signers != NULL && sk_X509_num(signers) == 1 && describe_cert(sk_X509_value(signers, 0), out))
+    if (signers != NULL && sk_X509_num(signers) == 1 &&
+        describe_cert(sk_X509_value(signers, 0), out))
         result = IDENTITY_OK;
     sk_X509_free(signers);
     return result;
 }
 
-enum identity_error identity_from_signature(const struct identity_verifier *v,
-                                            const char *header, size_t header_len,
-                                            const void *body, size_t body_len,
+enum identity_error identity_from_signature(const struct identity_verifier *v, const char *header,
+                                            size_t header_len, const void *body, size_t body_len,
                                             struct device_identity *out)
 {
     ERR_clear_error(); /* what follows reads the queue to tell failures apart */
@@ -236,9 +236,8 @@ static X509 *cert_from_header(const char *header, size_t len)
     return cert;
 }
 
-enum identity_error identity_from_cert_header(const struct identity_verifier *v,
-                                              const char *header, size_t header_len,
-                                              struct device_identity *out)
+enum identity_error identity_from_cert_header(const struct identity_verifier *v, const char *header,
+                                              size_t header_len, struct device_identity *out)
 {
     if (header == NULL || header_len == 0)
         return IDENTITY_MISSING;
@@ -258,4 +257,21 @@ enum identity_error identity_from_cert_header(const struct identity_verifier *v,
     X509_free(cert);
     ERR_clear_error();
     return result;
+}
+
+enum identity_error identity_cert_sha256(const char *text, size_t len, uint8_t sha256[32])
+{
+    if (text == NULL || len == 0)
+        return IDENTITY_MISSING;
+    if (len > IDENTITY_MAX_HEADER_LEN || memchr(text, '\0', len) != NULL)
+        return IDENTITY_BAD_ENCODING;
+    X509 *cert = cert_from_header(text, len);
+    unsigned char *der = NULL;
+    int der_len = cert ? i2d_X509(cert, &der) : 0;
+    bool ok =
+        der_len > 0 && EVP_Digest(der, (size_t)der_len, sha256, NULL, EVP_sha256(), NULL) == 1;
+    OPENSSL_free(der);
+    X509_free(cert);
+    ERR_clear_error();
+    return ok ? IDENTITY_OK : IDENTITY_BAD_ENCODING;
 }

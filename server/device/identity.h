@@ -54,6 +54,12 @@ enum identity_error identity_from_cert_header(const struct identity_verifier *ve
                                               struct device_identity *out)
     __attribute__((warn_unused_result));
 
+/* The SHA-256 of a certificate (what enrollments are bound to) given in either header form, or
+ * as plain PEM, without verifying anything: for a question about a certificate whose possession
+ * a TLS terminator proved (the trust API). IDENTITY_OK, _MISSING or _BAD_ENCODING. */
+enum identity_error identity_cert_sha256(const char *text, size_t len, uint8_t sha256[32])
+    __attribute__((warn_unused_result));
+
 const char *identity_error_name(enum identity_error err);
 
 #endif

@@ -4,8 +4,6 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <inttypes.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +17,8 @@
 #include "log.h"
 #include "mdm_message.h"
 #include "identities.h"
+#include "token_api.h"
+#include "tokens.h"
 #include "push.h"
 #include "scheduler.h"
 #include "webhook.h"
@@ -65,71 +65,6 @@ static struct admin_request *admin_request_new(struct vouchd *srv, struct evhttp
     ar->ep = ep;
     srv->inflight++;
     return ar;
-}
-
-void admin_init(struct vouchd *srv)
-{
-    srv->admin_enabled = srv->cfg->admin_token != NULL;
-    if (srv->admin_enabled)
-        EVP_Digest(srv->cfg->admin_token, strlen(srv->cfg->admin_token),
-                   srv->admin_token_sha256, NULL, EVP_sha256(), NULL);
-}
-
-static bool authorized(struct vouchd *srv, struct evhttp_request *req)
-{
-    static const char prefix[] = "Bearer ";
-    const char *auth = http_header(req, "Authorization");
-    if (!srv->admin_enabled || auth == NULL || strncmp(auth, prefix, sizeof(prefix) - 1) != 0)
-        return false;
-    const char *token = auth + sizeof(prefix) - 1;
-    /* Comparing digests keeps the time independent of where the token differs and of its
-     * length. */
-    uint8_t digest[32];
-    if (EVP_Digest(token, strlen(token), digest, NULL, EVP_sha256(), NULL) != 1)
-        return false;
-    return CRYPTO_memcmp(digest, srv->admin_token_sha256, sizeof(digest)) == 0;
-}
-
-/* Failed admin logins (a wrong token), per client address: after admin_login_limit within
- * AUTH_FAILURE_WINDOW_S seconds, that address gets 429 (right token or not, so guessing learns
- * nothing) until the window ends. A small fixed table: when it is full the stalest window goes.
- * The address is http_client_address()'s: behind a proxy listed in trusted_proxies, the client
- * the proxy names, so one client's guesses do not lock out the others behind the same proxy. */
-#define AUTH_FAILURE_WINDOW_S 60
-#define AUTH_FAILURE_SLOTS 256
-#define AUTH_FAILURE_PROBES 8
-
-static struct auth_failures {
-    char addr[64];
-    time_t window_start;
-    unsigned count;
-} auth_failures[AUTH_FAILURE_SLOTS];
-
-static struct auth_failures *failures_of(const char *addr, time_t now, bool create)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (const char *c = addr; *c != '\0'; c++)
-        h = (h ^ (uint8_t)*c) * 16777619u;
-    struct auth_failures *victim = NULL;
-    for (unsigned i = 0; i < AUTH_FAILURE_PROBES; i++) {
-        struct auth_failures *f = &auth_failures[(h + i) % AUTH_FAILURE_SLOTS];
-        if (f->addr[0] != '\0' && strcmp(f->addr, addr) == 0) {
-            if (now - f->window_start >= AUTH_FAILURE_WINDOW_S) {
-                f->window_start = now;
-                f->count = 0;
-            }
-            return f;
-        }
-        if (victim == NULL || f->addr[0] == '\0' ||
-            (victim->addr[0] != '\0' && f->window_start < victim->window_start))
-            victim = f;
-    }
-    if (!create)
-        return NULL;
-    snprintf(victim->addr, sizeof(victim->addr), "%s", addr);
-    victim->window_start = now;
-    victim->count = 0;
-    return victim;
 }
 
 static bool reply_db_failure(struct admin_request *ar, enum db_outcome outcome, const PGresult *res)
@@ -720,39 +655,33 @@ static void handle_request(struct vouchd *srv, struct evhttp_request *req, const
 {
     static const char devices[] = "/v1/devices";
     static const char enqueue[] = "/v1/enqueue/";
-    if (!srv->admin_enabled) {
-        http_reply_json_error(req, EP_OTHER, 404, "the admin API is off: no admin_token");
+    if (!tokens_any(srv->tokens)) {
+        http_reply_json_error(req, EP_OTHER, 404,
+                              "the admin API is off: no admin_token and no API tokens");
         return;
     }
-    char addr[64];
-    time_t now = time(NULL);
-    struct auth_failures *failed =
-        failures_of(http_client_address(req, addr, sizeof(addr)), now, false);
-    unsigned limit = srv->cfg->admin_login_limit;
-    if (failed != NULL && limit > 0 && failed->count >= limit) {
-        char retry[16];
-        snprintf(retry, sizeof(retry), "%ld",
-                 (long)(failed->window_start + AUTH_FAILURE_WINDOW_S - now));
-        metrics_count_rejection("admin_rate_limited");
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", retry);
-        http_reply_json_error(req, EP_OTHER, 429, "too many failed admin logins: wait");
+    struct token_caller caller;
+    if (!tokens_authorize(srv, req, &caller))
+        return;
+    /* A GET of /v1/push/ pushes devices: that is acting, not reading. The tokens and the
+     * audit are the admin's own. */
+    enum evhttp_cmd_type method = evhttp_request_get_command(req);
+    bool read_only = (method == EVHTTP_REQ_GET || method == EVHTTP_REQ_HEAD) &&
+                     strncmp(path, "/v1/push/", 9) != 0;
+    if (!token_scope_allows(caller.scope, false, read_only) ||
+        (token_api_owns(path) && caller.scope != TOKEN_SCOPE_ADMIN)) {
+        char message[96], peer[128], shown[128];
+        snprintf(message, sizeof(message), "this token's scope (%s) does not allow this request",
+                 token_scope_name(caller.scope));
+        log_warn("refused an admin request from %s: token %s (scope %s) may not %s %s",
+                 http_peer(req, peer, sizeof(peer)), caller.name, token_scope_name(caller.scope),
+                 read_only ? "read" : "act on", log_sanitize(path, strlen(path), shown,
+                                                             sizeof(shown)));
+        metrics_count_rejection("admin_scope");
+        http_reply_json_error(req, EP_OTHER, 403, message);
         return;
     }
-    if (!authorized(srv, req)) {
-        char peer[128];
-        /* A guess is a token that is wrong; a request without one guesses nothing. */
-        failed = http_header(req, "Authorization") != NULL ? failures_of(addr, now, true) : NULL;
-        if (failed != NULL && ++failed->count == limit)
-            log_warn("%u failed admin logins from %s within %us: refusing it for the rest of "
-                     "the window", limit, addr, AUTH_FAILURE_WINDOW_S);
-        metrics_count_rejection("admin_unauthorized");
-        log_warn("refused an admin request from %s: bad or missing token",
-                 http_peer(req, peer, sizeof(peer)));
-        evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
-                          "Bearer realm=\"vouch\"");
-        http_reply_json_error(req, EP_OTHER, 401, "unauthorized");
-        return;
-    }
+    tokens_audit(srv, req, &caller);
     if (strcmp(path, devices) == 0 || strcmp(path, "/v1/devices/") == 0) {
         if (evhttp_request_get_command(req) != EVHTTP_REQ_GET)
             http_reply_json_error(req, EP_ADMIN_DEVICES, 405, "use GET");
@@ -774,7 +703,8 @@ static void handle_request(struct vouchd *srv, struct evhttp_request *req, const
             handle_event_list(srv, req);
     } else if (strncmp(path, "/v1/events/", 11) == 0) {
         handle_event(srv, req, path + 11);
-    } else if (!identities_handle(srv, req, path)) {
+    } else if (!identities_handle(srv, req, path) &&
+               !token_api_handle(srv, req, path, &caller)) {
         http_reply_json_error(req, EP_OTHER, 404, "not found");
     }
 }

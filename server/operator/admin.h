@@ -1,6 +1,7 @@
 /*
- * admin: the operator's HTTP API (JSON, bearer admin_token) under /v1/, plus the unauthenticated
- * GET /healthz and GET /metrics.
+ * admin: the operator's HTTP API (JSON, bearer tokens with a scope: tokens.h) under /v1/, plus
+ * the unauthenticated GET /healthz and GET /metrics. Each request is authorized, checked against
+ * its token's scope and audited here, then routed (the tokens and the audit: token_api.h).
  *
  * Device objects and command lists are rendered as JSON by the database (db/migrations), so
  * their shape is defined in one place; this module checks the caller, the path and the
@@ -15,8 +16,5 @@ struct vouchd;
 
 /* Registers /v1/, GET /healthz and GET /metrics with the HTTP front (http_route). */
 void admin_register_routes(void);
-
-/* Stores SHA-256 of the configured token in srv, for constant-time comparison. */
-void admin_init(struct vouchd *srv);
 
 #endif

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "counters.h"
+#include "log.h"
 
 #define MAX_STATUS 600
 
@@ -40,6 +41,7 @@ static const char *const endpoint_names[EP_COUNT] = {
     [EP_MDM_ENROLL] = "/mdm/enroll",
     [EP_METRICS] = "/metrics",
     [EP_ACME] = "/acme",
+    [EP_TRUST] = "/v1/trust",
     [EP_OTHER] = "other",
 };
 
@@ -84,6 +86,31 @@ void metrics_count_acme_refusal(const char *reason)
     counters_add(&acme_refusals, reason);
 }
 
+static struct {
+    metrics_render_fn *fn;
+    void *arg;
+} renderers[METRICS_MAX_RENDERERS];
+
+void metrics_add_renderer(metrics_render_fn *fn, void *arg)
+{
+    for (size_t i = 0; i < METRICS_MAX_RENDERERS; i++) {
+        if (renderers[i].fn == NULL) {
+            renderers[i].fn = fn;
+            renderers[i].arg = arg;
+            return;
+        }
+    }
+    log_fatal("metrics_add_renderer: no room");
+}
+
+void metrics_remove_renderer(metrics_render_fn *fn, void *arg)
+{
+    for (size_t i = 0; i < METRICS_MAX_RENDERERS; i++) {
+        if (renderers[i].fn == fn && renderers[i].arg == arg)
+            renderers[i].fn = NULL;
+    }
+}
+
 static void emit_to_evbuffer(void *arg, const char *text, size_t len)
 {
     evbuffer_add(arg, text, len);
@@ -108,4 +135,8 @@ void metrics_render(struct evbuffer *out)
     counters_render(&attestations, emit_to_evbuffer, out);
     counters_render(&acme_steps, emit_to_evbuffer, out);
     counters_render(&acme_refusals, emit_to_evbuffer, out);
+    for (size_t i = 0; i < METRICS_MAX_RENDERERS; i++) {
+        if (renderers[i].fn != NULL)
+            renderers[i].fn(renderers[i].arg, out);
+    }
 }

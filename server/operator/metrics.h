@@ -27,6 +27,7 @@ enum metrics_endpoint {
     EP_HEALTHZ,
     EP_METRICS,
     EP_ACME,
+    EP_TRUST,
     EP_OTHER,
     EP_COUNT
 };
@@ -44,6 +45,12 @@ void metrics_count_attestation(const char *verdict);
  * ACME request refused, by reason (static strings). */
 void metrics_count_acme(const char *step);
 void metrics_count_acme_refusal(const char *reason);
+/* A module's own families (two labels, histograms), rendered after the counters by
+ * metrics_render(): at most METRICS_MAX_RENDERERS, registered at start-up. */
+#define METRICS_MAX_RENDERERS 4
+typedef void metrics_render_fn(void *arg, struct evbuffer *out);
+void metrics_add_renderer(metrics_render_fn *fn, void *arg);
+void metrics_remove_renderer(metrics_render_fn *fn, void *arg);
 /* Adds name{labels} value lines of gauges the caller owns, after the counters. */
 void metrics_render(struct evbuffer *out);
 

@@ -10,8 +10,8 @@
 #   --jobs J        targets run at once (default: the number of cores)
 #   --keep-corpus   add what the run found to tests/fuzz/corpus/<target> (merged, minimal);
 #                   without it the seeds are copied and the repository is left untouched
-#   TARGET          json, mdm_message, command, config, identity, attest, jws, attobj, profile
-#                   (default all)
+#   TARGET          json, mdm_message, command, config, identity, attest, jws, attobj, policy,
+#                   profile (default all)
 # Ends with one line "fuzz: N passed, N failed". Builds into build-fuzz/ (clang) when needed.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -26,12 +26,12 @@ while [ $# -gt 0 ]; do
         --minutes) seconds=$(($2 * 60)); shift 2 ;;
         --jobs) jobs=$2; shift 2 ;;
         --keep-corpus) keep=true; shift ;;
-        -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "tests/fuzz/run.sh: unknown option $1" >&2; exit 2 ;;
         *) targets+=("$1"); shift ;;
     esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(json mdm_message command config identity attest jws attobj profile)
+[ ${#targets[@]} -gt 0 ] || targets=(json mdm_message command config identity attest jws attobj policy profile)
 
 if [ ! -f "$build/build.ninja" ]; then
     CC=clang meson setup "$build" -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
