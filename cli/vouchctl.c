@@ -24,8 +24,9 @@ static const char main_usage[] =
     "server's admin API it lists devices, shows their push and attestation state,\n"
     "asks devices for attestations and queues MDM commands; it lists and revokes\n"
     "the identity certificates of vouchd's ACME server and names the devices it\n"
-    "expects. 'vouchctl verify' checks an attestation chain offline, without a\n"
-    "server; 'vouchctl ca init' makes the CA of vouchd's ACME server, offline too.\n"
+    "expects; it asks the trust API whether a device may in. 'vouchctl verify'\n"
+    "checks an attestation chain offline, without a server; 'vouchctl ca init'\n"
+    "makes the CA of vouchd's ACME server, offline too.\n"
     "\n"
     "Commands:\n"
     "  devices                 List the devices the server knows\n"
@@ -45,6 +46,12 @@ static const char main_usage[] =
     "  profile                 Fetch the enrollment profile devices install\n"
     "  certs [UDID]            List the identity certificates vouchd's ACME server\n"
     "                          issued; 'certs revoke SERIAL' revokes one\n"
+    "  tokens                  List the admin API's named tokens; 'tokens create\n"
+    "                          NAME --scope S' makes one, 'tokens revoke NAME'\n"
+    "  audit                   Show who called the admin API: what, when, from where\n"
+    "  trust POLICY UDID       Ask whether a device may in under a trust policy,\n"
+    "                          as a web application would (or name it by\n"
+    "                          --serial S, --cert FILE or --cert-sha256 HEX)\n"
     "  verify CERT...          Verify an attestation chain offline (no server)\n"
     "  ca init --cert PATH --key PATH\n"
     "                          Make the CA that issues ACME device identities\n"
@@ -55,8 +62,9 @@ static const char main_usage[] =
     "  --url URL               Base URL of the server (default: $VOUCH_URL, or\n"
     "                          " DEFAULT_URL ")\n"
     "  --token TOKEN           Bearer token of the admin API: the server's\n"
-    "                          admin_token (default: $VOUCH_ADMIN_TOKEN). Prefer the\n"
-    "                          variable: other users can see command lines.\n"
+    "                          admin_token or a named token (see 'vouchctl tokens')\n"
+    "                          (default: $VOUCH_ADMIN_TOKEN). Prefer the variable:\n"
+    "                          other users can see command lines.\n"
     "  --json                  Print the server's JSON, indented, not tables\n"
     "  -h, --help              Show help and exit\n"
     "  --version               Show the version of vouchctl and exit\n"
@@ -68,6 +76,7 @@ static const char main_usage[] =
     "     for attest, a device was not asked; for verify, the chain did not verify;\n"
     "     for ca init, a file could not be written (or exists already)\n"
     "  2  usage error: unknown command or option, missing argument\n"
+    "  3  for trust, the server's decision is deny\n"
     "\n"
     "Example:\n"
     "  export VOUCH_URL=https://mdm.example.com VOUCH_ADMIN_TOKEN=...\n"
@@ -448,6 +457,125 @@ static const char certs_usage[] =
     "  vouchctl certs revoke 5f3c0a9e1b2d --reason lost\n"
     GLOBAL_OPTIONS_HINT;
 
+static const char tokens_usage[] =
+    "Usage: vouchctl tokens [--json]\n"
+    "       vouchctl tokens create NAME --scope admin|read|trust [--json]\n"
+    "       vouchctl tokens revoke NAME [--json]\n"
+    "\n"
+    "The admin API's named tokens, besides the server's configured admin_token\n"
+    "(which is not listed). Each has a scope:\n"
+    "\n"
+    "  admin   everything, tokens and the audit included\n"
+    "  read    the admin API's GET requests (not GET /v1/push/, which pushes;\n"
+    "          not the tokens nor the audit)\n"
+    "  trust   only the trust API (/v1/trust/...), for the services that ask\n"
+    "          whether to let a device in\n"
+    "\n"
+    "A request its token's scope does not allow gets HTTP 403.\n"
+    "\n"
+    "'tokens' lists them, oldest first: NAME, SCOPE, CREATED, BY (the token that\n"
+    "created it), STATE (active or revoked) and REVOKED (when).\n"
+    "\n"
+    "'tokens create NAME --scope S' makes a token and prints it on standard\n"
+    "output, alone on its line: the server keeps only its SHA-256, so this is the\n"
+    "only time it is shown. NAME is 1 to 64 letters, digits, '.', '_' or '-';\n"
+    "it stays taken after the token is revoked, so the audit always names one\n"
+    "token. Every server sharing the database accepts the token within a moment.\n"
+    "\n"
+    "'tokens revoke NAME' revokes it: from then on every server sharing the\n"
+    "database refuses it (HTTP 401). Revoking a revoked token changes nothing.\n"
+    "\n"
+    "Only an admin token may list, create or revoke tokens.\n"
+    "\n"
+    "Exit status: 0 when done; 1 when the server failed, the name is taken\n"
+    "(create) or unknown (revoke); 2 for usage errors.\n"
+    "\n"
+    "Options:\n"
+    "  --scope SCOPE           admin, read or trust (tokens create)\n"
+    "  --json                  Print the server's JSON: the array of tokens, the new\n"
+    "                          {\"name\", \"scope\", \"token\"}, or the revoked token\n"
+    "\n"
+    "Example:\n"
+    "  VOUCH_ADMIN_TOKEN=$(vouchctl tokens create dashboard --scope read)\n"
+    GLOBAL_OPTIONS_HINT;
+
+static const char audit_usage[] =
+    "Usage: vouchctl audit [--limit N] [--before ID] [--json]\n"
+    "\n"
+    "Every call of the admin API a token was allowed to make, newest first\n"
+    "(trust decisions are counted in /metrics instead). The columns:\n"
+    "\n"
+    "  ID      the entry's number, for --before\n"
+    "  AT      when (UTC)\n"
+    "  TOKEN   who: the token's name (admin_token for the configured one)\n"
+    "  SCOPE   the token's scope\n"
+    "  METHOD  GET, POST, PUT or DELETE\n"
+    "  PATH    what: the path and query string as sent\n"
+    "  CLIENT  from where: the client's address (behind a trusted proxy, the\n"
+    "          address it forwarded)\n"
+    "\n"
+    "Needs an admin token.\n"
+    "\n"
+    "Options:\n"
+    "  --limit N               At most N entries, 1 to 1000 (default: 100)\n"
+    "  --before ID             Only entries older than ID: the next page\n"
+    "  --json                  Print the server's JSON array\n"
+    GLOBAL_OPTIONS_HINT;
+
+static const char trust_usage[] =
+    "Usage: vouchctl trust POLICY UDID [--json]\n"
+    "       vouchctl trust POLICY --serial S [--json]\n"
+    "       vouchctl trust POLICY --cert FILE [--json]\n"
+    "       vouchctl trust POLICY --cert-sha256 HEX [--json]\n"
+    "\n"
+    "Ask the server's trust API whether a device may in under POLICY, now: the\n"
+    "question a web application, a VPN or a Wi-Fi server asks at every login\n"
+    "(POST /v1/trust/POLICY). Name the device once: by its UDID, by its serial\n"
+    "number (the device seen last with it), or by an identity certificate, as a\n"
+    "TLS terminator would see it.\n"
+    "\n"
+    "Prints the decision (allow or deny) and the policy, then:\n"
+    "\n"
+    "  reasons       why a deny denies, e.g. not_enrolled, identity_revoked,\n"
+    "                attestation_missing, attestation_expired, os_too_old (the\n"
+    "                server's documentation, docs/trust.md, lists them all)\n"
+    "  subject       what the question named, as the server looked it up\n"
+    "  device        UDID, serial number, product (platform and OS version),\n"
+    "                and whether it is enrolled; 'none known' when nothing\n"
+    "                matched\n"
+    "  attestation   the last verdict (none, verified, failed, expired or\n"
+    "                unsupported), its freshness (fresh or cached), when it was\n"
+    "                verified and when it expires\n"
+    "  identity      the certificate the device speaks with: acme-attested\n"
+    "                (hardware-bound) or scep; current, or not current when\n"
+    "                another replaced it; revoked; and its expiry\n"
+    "  evaluated at  when the server decided (by its database's clock); valid\n"
+    "                until: when an allow may turn by time alone ('-' for a\n"
+    "                deny: time admits no one)\n"
+    "\n"
+    "Policies are the policy.NAME.* lines of vouchd's configuration; 'default'\n"
+    "exists unless configured otherwise (require = verified). The token needs\n"
+    "scope trust or admin ('vouchctl tokens create NAME --scope trust').\n"
+    "\n"
+    "Exit status: 0 allow; 3 deny (with --json too), so scripts can gate on it;\n"
+    "1 when the server failed or has no such policy; 2 for usage errors (no\n"
+    "subject or several, a --cert file that cannot be read or holds no\n"
+    "certificate, bad hex).\n"
+    "\n"
+    "Options:\n"
+    "  --serial S              The device by its serial number\n"
+    "  --cert FILE             The device by an identity certificate: the first\n"
+    "                          one in FILE (PEM, or DER), at most 64 KiB\n"
+    "  --cert-sha256 HEX       The device by its certificate's SHA-256: 64 hex\n"
+    "                          digits (colons, as openssl prints them, allowed)\n"
+    "  --json                  Print the server's JSON answer\n"
+    "\n"
+    "Examples:\n"
+    "  vouchctl trust web 00008130-001A2C3E0E38802E\n"
+    "  vouchctl trust vpn --cert client.pem --json\n"
+    "  vouchctl trust web --serial F4GXK0ABCD12 > /dev/null && echo admitted\n"
+    GLOBAL_OPTIONS_HINT;
+
 static const char ca_usage[] =
     "Usage: vouchctl ca init --cert PATH --key PATH [--cn NAME] [--days N]\n"
     "\n"
@@ -508,6 +636,10 @@ enum opt_id {
     OPT_CN,
     OPT_DAYS,
     OPT_REASON,
+    OPT_SCOPE,
+    OPT_LIMIT,
+    OPT_BEFORE,
+    OPT_CERT_SHA256,
 };
 
 struct opt_spec {
@@ -536,6 +668,14 @@ static const struct opt_spec ca_opts[] = {
     {"days", 0, true, OPT_DAYS},
 };
 static const struct opt_spec certs_opts[] = {{"reason", 0, true, OPT_REASON}};
+static const struct opt_spec tokens_opts[] = {{"scope", 0, true, OPT_SCOPE}};
+static const struct opt_spec audit_opts[] = {{"limit", 0, true, OPT_LIMIT},
+                                             {"before", 0, true, OPT_BEFORE}};
+static const struct opt_spec trust_opts[] = {
+    {"serial", 0, true, OPT_SERIAL},
+    {"cert", 0, true, OPT_CERT},
+    {"cert-sha256", 0, true, OPT_CERT_SHA256},
+};
 static const struct opt_spec verify_opts[] = {
     {"roots", 0, true, OPT_ROOTS}, {"nonce", 0, true, OPT_NONCE},
     {"udid", 0, true, OPT_UDID},   {"serial", 0, true, OPT_SERIAL},
@@ -569,6 +709,11 @@ static const struct subcommand subcommands[] = {
     {"verify", verify_usage, verify_opts, 6, 1, SIZE_MAX, "CERT", true, cmd_verify},
     /* certs checks its own arguments: [UDID], or revoke SERIAL. */
     {"certs", certs_usage, certs_opts, 1, 0, 2, NULL, false, cmd_certs},
+    /* tokens checks its own arguments: none, create NAME, or revoke NAME. */
+    {"tokens", tokens_usage, tokens_opts, 1, 0, 2, NULL, false, cmd_tokens},
+    {"audit", audit_usage, audit_opts, 2, 0, 0, NULL, false, cmd_audit},
+    /* trust checks its own subject: UDID, or --serial, --cert or --cert-sha256. */
+    {"trust", trust_usage, trust_opts, 3, 1, 2, "POLICY", false, cmd_trust},
     {"ca", ca_usage, ca_opts, 4, 1, 1, "action (init)", true, cmd_ca},
     {"help", help_usage, NULL, 0, 0, 1, NULL, false, NULL},
 };
@@ -640,6 +785,10 @@ struct cmdline {
     const char *ca_cn;
     const char *ca_days;
     const char *reason;
+    const char *scope;
+    const char *limit;
+    const char *before;
+    const char *cert_sha256;
     char **args;
     size_t nargs;
 };
@@ -769,6 +918,18 @@ static int parse_cmdline(int argc, char **argv, struct cmdline *cl)
         case OPT_REASON:
             cl->reason = value;
             break;
+        case OPT_SCOPE:
+            cl->scope = value;
+            break;
+        case OPT_LIMIT:
+            cl->limit = value;
+            break;
+        case OPT_BEFORE:
+            cl->before = value;
+            break;
+        case OPT_CERT_SHA256:
+            cl->cert_sha256 = value;
+            break;
         }
     }
     return CTL_EXIT_OK;
@@ -851,6 +1012,10 @@ static int run(struct cmdline *cl)
         .ca_cn = cl->ca_cn,
         .ca_days = cl->ca_days,
         .reason = cl->reason,
+        .scope = cl->scope,
+        .limit = cl->limit,
+        .before = cl->before,
+        .cert_sha256 = cl->cert_sha256,
     };
     if (sub->offline && !cl->server)
         return sub->run(&ctl);

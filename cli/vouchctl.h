@@ -3,9 +3,10 @@
  *
  * main() (vouchctl.c) parses the command line into a struct ctl, opens the client and runs one
  * subcommand (commands.c, devices.c, expected.c, certs.c, attestations.c, events.c, push.c,
- * profile.c, on api.c; the offline `verify`, verify.c, gets no client but with --server; nor
- * does `ca`, ca.c, which makes the ACME CA's files). A subcommand returns the process exit
- * status. The struct ctl borrows its strings from argv and the environment, and owns the client.
+ * profile.c, tokens.c, trust.c, on api.c; the offline `verify`, verify.c, gets no client but with
+ * --server; nor does `ca`, ca.c, which makes the ACME CA's files). A subcommand returns the
+ * process exit status. The struct ctl borrows its strings from argv and the environment, and owns
+ * the client.
  */
 #ifndef VOUCH_CLI_VOUCHCTL_H
 #define VOUCH_CLI_VOUCHCTL_H
@@ -17,6 +18,7 @@ enum ctl_exit {
     CTL_EXIT_OK = 0,
     CTL_EXIT_FAILURE = 1, /* the server could not be reached or answered with an error */
     CTL_EXIT_USAGE = 2,   /* unknown subcommand or option, missing argument */
+    CTL_EXIT_DENIED = 3,  /* trust: the server answered, and its decision is deny */
 };
 
 struct client;
@@ -36,17 +38,21 @@ struct ctl {
     const char *roots;        /* verify --roots */
     const char *nonce;        /* verify --nonce */
     const char *udid;         /* verify --udid */
-    const char *serial;       /* verify --serial */
+    const char *serial;       /* verify --serial, trust --serial */
     const char *at;           /* verify --at */
     bool server;              /* verify --server: a stored answer, from the server */
     const char *status;       /* events --status */
     const char *enroll_token; /* profile --enroll-token */
     const char *out;          /* profile --out */
-    const char *ca_cert;      /* ca init --cert */
+    const char *ca_cert;      /* ca init --cert (to write), trust --cert (to read) */
     const char *ca_key;       /* ca init --key */
     const char *ca_cn;        /* ca init --cn */
     const char *ca_days;      /* ca init --days, as given */
     const char *reason;       /* certs revoke --reason */
+    const char *scope;        /* tokens create --scope */
+    const char *limit;        /* audit --limit, as given */
+    const char *before;       /* audit --before, as given */
+    const char *cert_sha256;  /* trust --cert-sha256, as given */
 };
 
 /* Prints "vouchctl: <message>" and a pointer to the subcommand's help (NULL: the main help) on
@@ -69,6 +75,10 @@ int cmd_events(struct ctl *ctl);
 int cmd_profile(struct ctl *ctl);
 int cmd_push(struct ctl *ctl);
 int cmd_certs(struct ctl *ctl);
+int cmd_tokens(struct ctl *ctl);
+int cmd_audit(struct ctl *ctl);
+/* Returns CTL_EXIT_OK for an allow, CTL_EXIT_DENIED for a deny. */
+int cmd_trust(struct ctl *ctl);
 /* Offline: ctl->client is NULL, but with --server. */
 int cmd_verify(struct ctl *ctl);
 /* Offline: ctl->client is NULL. */
