@@ -5,15 +5,20 @@
 
 #include "params.h"
 
+/* Unix seconds, truncated (extract() gives numeric, which ::bigint would round up). */
+#define SECONDS(t) "floor(extract(epoch FROM " t "))::bigint"
+
 /* The columns every variant selects, in db_decode_trust_row's order; ic is the certificate the
  * question is about (or the current one), e the enrollment, a the verdict's attestation. */
+/* clang-format off */
 #define TRUST_COLUMNS                                                                              \
-    "SELECT true, e.identity_cert_sha256 IS NOT DISTINCT FROM ic.sha256, coalesce(e.enabled, "    \
-    "false), d.udid, d.serial_number, d.model, d.product_name, d.os_version, ac.sha256 IS NOT "   \
-    "NULL, ac.revoked_at IS NOT NULL, extract(epoch FROM coalesce(ac.not_after, "                 \
-    "ic.not_after))::bigint, d.attestation_status, a.freshness, extract(epoch FROM "              \
-    "a.received_at)::bigint, extract(epoch FROM d.attestation_expires_at)::bigint, "              \
-    "extract(epoch FROM a.generated_at)::bigint, extract(epoch FROM vouch_now())::bigint"
+    "SELECT true, e.identity_cert_sha256 IS NOT DISTINCT FROM ic.sha256,"                        \
+    " coalesce(e.enabled, false), d.udid, d.serial_number, d.model, d.product_name,"             \
+    " d.os_version, ac.sha256 IS NOT NULL, ac.revoked_at IS NOT NULL,"                          \
+    " " SECONDS("coalesce(ac.not_after, ic.not_after)") ", d.attestation_status, a.freshness,"  \
+    " " SECONDS("a.received_at") ", " SECONDS("d.attestation_expires_at") ","                   \
+    " " SECONDS("a.generated_at") ", " SECONDS("vouch_now()")
+/* clang-format on */
 
 static const char sql_by_certificate[] =
     TRUST_COLUMNS " FROM identity_certs ic JOIN devices d ON d.udid = ic.udid"
@@ -24,9 +29,9 @@ static const char sql_by_certificate[] =
 
 /* A device named by UDID or serial speaks through its current identity. */
 #define TRUST_BY_DEVICE                                                                            \
-    TRUST_COLUMNS " FROM devices d LEFT JOIN enrollments e ON e.udid = d.udid"                    \
-                  " LEFT JOIN identity_certs ic ON ic.sha256 = e.identity_cert_sha256"            \
-                  " LEFT JOIN acme_certificates ac ON ac.sha256 = e.identity_cert_sha256"         \
+    TRUST_COLUMNS " FROM devices d LEFT JOIN enrollments e ON e.udid = d.udid"                     \
+                  " LEFT JOIN identity_certs ic ON ic.sha256 = e.identity_cert_sha256"             \
+                  " LEFT JOIN acme_certificates ac ON ac.sha256 = e.identity_cert_sha256"          \
                   " LEFT JOIN attestations a ON a.id = d.attestation_id"
 
 static const char sql_by_udid[] = TRUST_BY_DEVICE " WHERE d.udid = $1";

@@ -149,9 +149,8 @@ static void render_metrics(void *arg, struct evbuffer *out)
             evbuffer_add_printf(out, "vouch_trust_decision_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
                                 latency_bounds[b], cumulative);
         else
-            evbuffer_add_printf(out, "vouch_trust_decision_seconds_bucket{le=\"+Inf\"} %" PRIu64
-                                     "\n",
-                                cumulative);
+            evbuffer_add_printf(
+                out, "vouch_trust_decision_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n", cumulative);
     }
     evbuffer_add_printf(out,
                         "vouch_trust_decision_seconds_sum %.6f\n"
@@ -336,8 +335,14 @@ static void add_cache_control(struct evhttp_request *req, const struct trust_dec
         int64_t left = d->valid_until == 0 ? TRUST_CACHE_MAX_S : d->valid_until - now;
         if (left > TRUST_CACHE_MAX_S)
             left = TRUST_CACHE_MAX_S;
-        if (left > 0)
+        if (left > 0) {
             snprintf(value, sizeof(value), "private, max-age=%" PRId64, left);
+            /* nginx's proxy_cache takes "private" for "do not cache"; X-Accel-Expires (which
+             * only nginx reads, and does not pass on) says how long it may. */
+            char seconds[24];
+            snprintf(seconds, sizeof(seconds), "%" PRId64, left);
+            evhttp_add_header(evhttp_request_get_output_headers(req), "X-Accel-Expires", seconds);
+        }
     }
     evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", value);
 }
@@ -358,9 +363,9 @@ static void reply_nginx(struct trust_request *tr, const struct db_trust_row *row
     /* Values from the database that can be passed upstream as headers: printable ASCII only. */
     char safe[160];
     if (row->serial_number != NULL)
-        evhttp_add_header(headers, "Vouch-Device-Serial",
-                          log_sanitize(row->serial_number, strlen(row->serial_number), safe,
-                                       sizeof(safe)));
+        evhttp_add_header(
+            headers, "Vouch-Device-Serial",
+            log_sanitize(row->serial_number, strlen(row->serial_number), safe, sizeof(safe)));
     if (row->udid != NULL)
         evhttp_add_header(headers, "Vouch-Device-UDID",
                           log_sanitize(row->udid, strlen(row->udid), safe, sizeof(safe)));
@@ -532,8 +537,8 @@ static void ask_json(struct trust_request *tr)
     const char *problem = NULL;
     if (which == 0 && identity_cert_sha256(value, value_len, sha256) != IDENTITY_OK)
         problem = "certificate: not a PEM certificate";
-    else if (which == 1 && (value_len != 64 || !hex_decode(value, value_len, sha256,
-                                                           sizeof(sha256), &sha_len)))
+    else if (which == 1 &&
+             (value_len != 64 || !hex_decode(value, value_len, sha256, sizeof(sha256), &sha_len)))
         problem = "certificate_sha256: 64 hex digits";
     else if (which >= 2 && !identifier_ok(value, value_len))
         problem = "udid and serial_number: 1 to 128 printable characters";
@@ -572,8 +577,7 @@ static void handle_request(struct vouchd *srv, struct evhttp_request *req, const
         http_reply_json_error(req, EP_TRUST, 404, "not found");
         return;
     }
-    const struct trust_policy *policy =
-        trust_policy_find(&srv->trust->policies, name, name_len);
+    const struct trust_policy *policy = trust_policy_find(&srv->trust->policies, name, name_len);
     if (policy == NULL) {
         http_reply_json_error(req, EP_TRUST, 404, "no such policy");
         return;
