@@ -70,6 +70,9 @@ bench() {
     bench "command round trips: simulated devices vs pgbench -N on the same PostgreSQL" \
         /usr/bin/python3 "$repo/bench/bench_roundtrip.py" "$build" --devices "$rt_devices" \
         --seconds "$((seconds * 3))"
+    bench "trust decisions: certificate SHA-256 in, decision out vs pgbench -S on the same PostgreSQL" \
+        /usr/bin/python3 "$repo/bench/bench_trust.py" "$build" --devices "$devices" \
+        --seconds "$((seconds * 3))"
     bench "scheduler: one tick (a batch of 200 requests) with 1% of the fleet due" \
         /usr/bin/python3 "$repo/bench/bench_scheduler.py" "$build" --sizes "$fleets"
     [ ${#failures[@]} -eq 0 ] || echo "!! ${#failures[@]} benchmark(s) failed: ${failures[*]}"
