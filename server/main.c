@@ -15,6 +15,7 @@
 
 #include "acme.h"
 #include "admin.h"
+#include "health.h"
 #include "apns.h"
 #include "apns_cert.h"
 #include "push.h"
@@ -501,6 +502,7 @@ static int serve(const struct config *cfg, const char *config_path)
     acme_register_routes();
     trust_register_routes();
     admin_register_routes();
+    health_register_routes();
     if (!http_start(&srv, err, sizeof(err))) {
         log_error("%s", err);
         goto out;

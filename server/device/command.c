@@ -2,6 +2,7 @@
 
 #include <openssl/rand.h>
 #include <plist/plist.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,9 +16,9 @@ bool command_new_uuid(char out[37])
         return false;
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02X%02X%02X%02X-%02X%02X-%02X%02X-%02X%02X-%02X%02X%02X%02X%02X%02X",
-             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
-             b[13], b[14], b[15]);
+    snprintf(out, 37, "%02X%02X%02X%02X-%02X%02X-%02X%02X-%02X%02X-%02X%02X%02X%02X%02X%02X", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
     return true;
 }
 
@@ -34,6 +35,127 @@ static bool copy_string_node(plist_t node, char *out, size_t out_size)
     return true;
 }
 
+static uint64_t bplist_uint(const unsigned char *p, unsigned n)
+{
+    uint64_t v = 0;
+    for (unsigned i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* Is object obj (at offset off) an array, set or dict? Then *refs is where its references
+ * start and *n how many there are (a dict's keys and values). False: it does not fit. */
+static bool bplist_container(const unsigned char *b, uint64_t end, uint64_t off, unsigned ref_size,
+                             bool *container, uint64_t *refs, uint64_t *n)
+{
+    if (off < 8 || off >= end)
+        return false;
+    unsigned type = b[off] >> 4;
+    *container = type == 0xA || type == 0xC || type == 0xD;
+    if (!*container)
+        return true;
+    uint64_t count = b[off] & 0xf, p = off + 1;
+    if (count == 0xf) {
+        if (p >= end || (b[p] >> 4) != 0x1 || (b[p] & 0xf) > 3)
+            return false;
+        unsigned len = 1u << (b[p] & 0xf);
+        if (end - p - 1 < len)
+            return false;
+        count = bplist_uint(b + p + 1, len);
+        p += 1 + len;
+    }
+    if (type == 0xD) {
+        if (count > UINT64_MAX / 2)
+            return false;
+        count *= 2;
+    }
+    if (p > end || count > (end - p) / ref_size)
+        return false;
+    *refs = p;
+    *n = count;
+    return true;
+}
+
+struct bplist_frame {
+    uint64_t obj, refs, n, next;
+    unsigned height;
+};
+
+/* libplist 2.2's binary reader recurses once per level with no limit: this walks the object
+ * graph first, without recursion, and refuses nesting beyond max_depth containers, cycles and
+ * references outside the object table. Every container is walked once (heights are kept). */
+static bool bplist_depth_ok(const char *data, size_t len, unsigned max_depth)
+{
+    const unsigned char *b = (const unsigned char *)data;
+    if (len < 8 + 32 || memcmp(b, "bplist00", 8) != 0 || max_depth > MDM_MAX_DEPTH)
+        return false;
+    const unsigned char *t = b + len - 32;
+    unsigned off_size = t[6], ref_size = t[7];
+    uint64_t count = bplist_uint(t + 8, 8), top = bplist_uint(t + 16, 8),
+             table = bplist_uint(t + 24, 8);
+    if (off_size < 1 || off_size > 8 || ref_size < 1 || ref_size > 8 || count == 0 || count > len ||
+        top >= count || table < 9 || table > len - 32 || count > (len - 32 - table) / off_size)
+        return false;
+    unsigned char *state = calloc(count, 1); /* 0 unseen, 1 on the stack, 2 done */
+    unsigned char *height = calloc(count, 1);
+    struct bplist_frame stack[MDM_MAX_DEPTH];
+    unsigned sp = 0;
+    bool ok = state != NULL && height != NULL;
+    uint64_t child = top;
+    bool have_child = ok;
+    while (ok) {
+        if (have_child) {
+            have_child = false;
+            bool container = false;
+            struct bplist_frame f = {.obj = child, .height = 1};
+            ok = child < count && state[child] != 1 &&
+                 (state[child] == 2 ||
+                  bplist_container(b, table, bplist_uint(b + table + child * off_size, off_size),
+                                   ref_size, &container, &f.refs, &f.n));
+            if (!ok)
+                break;
+            if (state[child] == 0 && !container) {
+                state[child] = 2;
+            } else if (state[child] == 0) {
+                if (sp == max_depth) {
+                    ok = false;
+                    break;
+                }
+                state[child] = 1;
+                stack[sp++] = f;
+                continue;
+            }
+            if (sp == 0)
+                break;
+            if (sp + height[child] > max_depth) {
+                ok = false;
+                break;
+            }
+            if (stack[sp - 1].height < 1u + height[child])
+                stack[sp - 1].height = 1u + height[child];
+            continue;
+        }
+        struct bplist_frame *f = &stack[sp - 1];
+        if (f->next < f->n) {
+            child = bplist_uint(b + f->refs + f->next * ref_size, ref_size);
+            f->next++;
+            have_child = true;
+            continue;
+        }
+        state[f->obj] = 2;
+        height[f->obj] = (unsigned char)f->height;
+        child = f->obj;
+        sp--;
+        if (sp == 0)
+            break;
+        if (stack[sp - 1].height < 1u + height[child])
+            stack[sp - 1].height = 1u + height[child];
+    }
+    free(state);
+    free(height);
+    return ok;
+}
+
 bool command_prepare(const char *body, size_t len, struct prepared_command *out, char *err,
                      size_t err_size)
 {
@@ -42,17 +164,22 @@ bool command_prepare(const char *body, size_t len, struct prepared_command *out,
         snprintf(err, err_size, "empty body: expected a command plist");
         return false;
     }
-    /* XML only: libplist's binary reader recurses without a depth limit. */
-    if (plist_is_binary(body, (uint32_t)len)) {
-        snprintf(err, err_size, "binary plists are not accepted: send the command as XML");
-        return false;
-    }
-    if (!mdm_xml_depth_ok(body, len, MDM_MAX_DEPTH)) {
-        snprintf(err, err_size, "the plist is nested too deeply");
-        return false;
-    }
     plist_t root = NULL;
-    plist_from_xml(body, (uint32_t)len, &root);
+    bool binary = plist_is_binary(body, (uint32_t)len);
+    if (binary) {
+        /* Checked before libplist reads it: its binary reader has no depth limit. */
+        if (!bplist_depth_ok(body, len, MDM_MAX_DEPTH)) {
+            snprintf(err, err_size, "the binary plist is malformed or nested too deeply");
+            return false;
+        }
+        plist_from_bin(body, (uint32_t)len, &root);
+    } else {
+        if (!mdm_xml_depth_ok(body, len, MDM_MAX_DEPTH)) {
+            snprintf(err, err_size, "the plist is nested too deeply");
+            return false;
+        }
+        plist_from_xml(body, (uint32_t)len, &root);
+    }
     if (root == NULL) {
         snprintf(err, err_size, "the body is not a valid plist");
         return false;
@@ -80,13 +207,28 @@ bool command_prepare(const char *body, size_t len, struct prepared_command *out,
             goto out;
         }
         plist_dict_set_item(root, "CommandUUID", plist_new_string(out->uuid));
+        out->uuid_generated = true;
     } else if (!copy_string_node(uuid, out->uuid, sizeof(out->uuid))) {
         snprintf(err, err_size, "CommandUUID must be a non-empty string of at most %d bytes",
                  COMMAND_MAX_UUID);
         goto out;
     }
+    /* An XML command is stored as sent (as NanoMDM does); a binary one, or one that needed a
+     * CommandUUID, is written as XML: devices get commands as application/xml. */
     char *xml = NULL;
     uint32_t xml_len = 0;
+    if (!binary && !out->uuid_generated) {
+        out->xml = malloc(len + 1);
+        if (out->xml == NULL) {
+            snprintf(err, err_size, "out of memory");
+            goto out;
+        }
+        memcpy(out->xml, body, len);
+        out->xml[len] = '\0';
+        out->xml_len = len;
+        ok = true;
+        goto out;
+    }
     plist_to_xml(root, &xml, &xml_len);
     if (xml == NULL) {
         snprintf(err, err_size, "cannot serialize the command");
@@ -116,9 +258,14 @@ void command_clear(struct prepared_command *cmd)
 /* The DeviceInformation command that asks for an attestation (attestation.md). */
 bool command_build_attestation(struct prepared_command *out, uint8_t nonce[COMMAND_NONCE_BYTES])
 {
-    static const char *const queries[] = {
-        "DevicePropertiesAttestation", "UDID", "SerialNumber", "OSVersion", "BuildVersion",
-        "ProductName", "Model", "SoftwareUpdateDeviceID"};
+    static const char *const queries[] = {"DevicePropertiesAttestation",
+                                          "UDID",
+                                          "SerialNumber",
+                                          "OSVersion",
+                                          "BuildVersion",
+                                          "ProductName",
+                                          "Model",
+                                          "SoftwareUpdateDeviceID"};
     memset(out, 0, sizeof(*out));
     if (RAND_bytes(nonce, COMMAND_NONCE_BYTES) != 1 || !command_new_uuid(out->uuid))
         return false;

@@ -1,9 +1,11 @@
 /*
  * command: checks a command plist an operator queues and puts it into the form devices get.
  *
- * Pure: the input is an XML plist from the admin API; the output is the XML plist
- * stored once and handed to every targeted device. The command must be a dict whose `Command`
- * dict has a string `RequestType`; a missing `CommandUUID` is added (a random UUID). The caller
+ * Pure: the input is a plist (XML, or binary as NanoMDM takes it) from the admin API; the output
+ * is the XML plist stored once and handed to every targeted device: an XML command as it was
+ * sent, byte for byte. The command must be a dict whose `Command` dict has a string
+ * `RequestType`; a missing `CommandUUID` is added (a random UUID: the command is then
+ * re-serialized). The caller
  * owns the struct prepared_command and frees it with command_clear().
  */
 #ifndef VOUCH_COMMAND_H
@@ -21,6 +23,7 @@ struct prepared_command {
     char request_type[COMMAND_MAX_REQUEST_TYPE + 1];
     char *xml; /* the command as devices receive it, NUL-terminated */
     size_t xml_len;
+    bool uuid_generated; /* the body had no CommandUUID */
 };
 
 /* On failure returns false and a human-readable reason in err. */

@@ -16,6 +16,7 @@
 #include "json.h"
 #include "log.h"
 #include "mdm_message.h"
+#include "nanomdm.h"
 #include "identities.h"
 #include "token_api.h"
 #include "tokens.h"
@@ -24,6 +25,7 @@
 #include "webhook.h"
 #include "queries.h"
 #include "vouchd.h"
+#include "vouch_version.h"
 
 #define DEVICE_PAGE_DEFAULT 100
 #define DEVICE_PAGE_MAX 1000
@@ -41,13 +43,17 @@ struct admin_request {
     struct prepared_command command; /* enqueue */
     char **ids;                      /* enqueue, attest, push */
     size_t id_count;
-    bool single; /* attest: POST /v1/devices/{udid}/attest */
+    bool single;  /* attest: POST /v1/devices/{udid}/attest */
+    bool nanomdm; /* the caller came as NanoMDM's (Basic nanomdm:KEY): NanoMDM's answers */
+    bool nopush;  /* enqueue: ?nopush=<non-empty> */
+    bool *failed; /* nanomdm enqueue: per ar->ids, the device is unknown (not queued) */
 };
 
 static void admin_request_free(struct admin_request *ar)
 {
     ar->srv->inflight--;
     command_clear(&ar->command);
+    free(ar->failed);
     for (size_t i = 0; i < ar->id_count; i++)
         free(ar->ids[i]);
     free(ar->ids);
@@ -229,8 +235,8 @@ static void handle_device_list(struct vouchd *srv, struct evhttp_request *req)
     const char *filter = evhttp_find_header(&query, "attestation");
     if (after != NULL && !valid_id(after, strlen(after)))
         problem = "after must be a device id";
-    static const char *const filters[] = {"verified", "failed", "expired", "none",
-                                          "unsupported", "pending"};
+    static const char *const filters[] = {"verified", "failed",      "expired",
+                                          "none",     "unsupported", "pending"};
     bool known = filter == NULL;
     for (size_t i = 0; !known && i < sizeof(filters) / sizeof(filters[0]); i++)
         known = strcmp(filter, filters[i]) == 0;
@@ -246,9 +252,184 @@ static void handle_device_list(struct vouchd *srv, struct evhttp_request *req)
     evhttp_clear_headers(&query);
 }
 
+/* ---- NanoMDM's answers (docs/api.md section 9; their text: nanomdm.h) ---- */
+
+/* NanoMDM's enqueue or push answer: status.{id} with push_result / push_error / command_error,
+ * no_push, a top-level push_error, command_uuid and request_type, each only when it has a value.
+ * reports (may be NULL: no push) are in the order of the ids pushed, which are ar->ids without
+ * the failed ones. HTTP status as NanoMDM's: 500 with a top-level error or when every id
+ * failed, 207 when some did, else 200; but 404 when every id failed for being unknown. */
+static void reply_nanomdm(struct admin_request *ar, const struct push_report *reports,
+                          size_t report_count, const char *push_error)
+{
+    bool with_command = ar->command.xml != NULL;
+    struct json_writer *w = json_writer_new(512 + ar->id_count * (ID_MAX_LEN * 6 + 320), 0);
+    bool ok = w != NULL && json_write_begin_object(w);
+    size_t failed_ids = 0, unknown_ids = 0, r = 0;
+    bool any_status = false;
+    for (size_t i = 0; ok && i < ar->id_count; i++) {
+        bool unknown = ar->failed != NULL && ar->failed[i];
+        const struct push_report *rep = NULL;
+        if (!unknown && reports != NULL && r < report_count)
+            rep = &reports[r++];
+        if (!unknown && rep == NULL)
+            continue;
+        if (!any_status)
+            ok = json_write_key(w, "status") && json_write_begin_object(w);
+        any_status = true;
+        ok = ok && json_write_key(w, ar->ids[i]) && json_write_begin_object(w);
+        if (unknown) {
+            failed_ids++;
+            unknown_ids++;
+            ok = ok && json_write_key(w, "command_error") &&
+                 json_write_string(w, "unknown device: nothing queued for it");
+        } else if (strcmp(rep->result, "delivered") == 0) {
+            ok = ok && json_write_key(w, "push_result") &&
+                 json_write_string(w, rep->detail != NULL ? rep->detail : "");
+        } else {
+            char message[192];
+            if (strcmp(rep->result, "no_token") == 0)
+                snprintf(message, sizeof(message),
+                         "no_token: unknown device, not enrolled, or its push token is dead");
+            else
+                snprintf(message, sizeof(message), "%s: %s", rep->result,
+                         rep->detail != NULL ? rep->detail : "no reason given");
+            failed_ids++;
+            ok = ok && json_write_key(w, "push_error") && json_write_string(w, message);
+        }
+        ok = ok && json_write_end_object(w);
+    }
+    if (ok && any_status)
+        ok = json_write_end_object(w);
+    if (ok && ar->nopush && with_command)
+        ok = json_write_key(w, "no_push") && json_write_bool(w, true);
+    if (ok && push_error != NULL)
+        ok = json_write_key(w, "push_error") && json_write_string(w, push_error);
+    if (ok && with_command)
+        ok = json_write_key(w, "command_uuid") && json_write_string(w, ar->command.uuid) &&
+             json_write_key(w, "request_type") && json_write_string(w, ar->command.request_type);
+    const char *text;
+    size_t len;
+    ok = ok && json_write_end_object(w) && json_writer_finish(w, &text, &len);
+    int status = push_error != NULL            ? 500
+                 : failed_ids == 0             ? 200
+                 : failed_ids < ar->id_count   ? 207
+                 : unknown_ids == ar->id_count ? 404
+                                               : 500;
+    if (!ok)
+        http_reply_json_error(ar->req, ar->ep, 500, "internal error");
+    else
+        nanomdm_reply_json(ar->req, ar->ep, status, text, len);
+    json_writer_free(w);
+}
+
+static void nanomdm_push_done(void *arg, const struct push_report *reports, size_t count)
+{
+    struct admin_request *ar = arg;
+    reply_nanomdm(ar, reports, count, NULL);
+    admin_request_free(ar);
+}
+
+#define NO_PUSH_CERT "no push certificate is configured (apns_cert): vouchd cannot push"
+
+/* Pushes ar->ids (without the failed ones), then answers NanoMDM's way; or answers at once
+ * under ?nopush, or without a push certificate (NanoMDM: a top-level push_error, 500). */
+static void nanomdm_push_then_reply(struct admin_request *ar)
+{
+    if (ar->nopush) {
+        reply_nanomdm(ar, NULL, 0, NULL);
+        admin_request_free(ar);
+        return;
+    }
+    if (ar->srv->push == NULL) {
+        reply_nanomdm(ar, NULL, 0, NO_PUSH_CERT);
+        admin_request_free(ar);
+        return;
+    }
+    const char **to_push = calloc(ar->id_count + 1, sizeof(char *));
+    if (to_push == NULL)
+        log_fatal("out of memory");
+    size_t n = 0;
+    for (size_t i = 0; i < ar->id_count; i++)
+        if (ar->failed == NULL || !ar->failed[i])
+            to_push[n++] = ar->ids[i];
+    if (n == 0) {
+        reply_nanomdm(ar, NULL, 0, NULL);
+        admin_request_free(ar);
+    } else {
+        push_devices(ar->srv->push, to_push, n, nanomdm_push_done, ar);
+    }
+    free(to_push);
+}
+
+/* NanoMDM's nopush: skipped when the first nopush parameter has a non-empty value ("?nopush"
+ * and "?nopush=" still push). Read by hand: libevent refuses a parameter without "=". */
+static bool query_nopush(struct evhttp_request *req)
+{
+    const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    for (const char *p = q; p != NULL && *p != '\0';) {
+        size_t len = strcspn(p, "&;");
+        if (len >= 6 && strncmp(p, "nopush", 6) == 0 && (len == 6 || p[6] == '='))
+            return len > 7;
+        p += len + (p[len] != '\0');
+    }
+    return false;
+}
+
+static void nanomdm_enqueue_done(struct admin_request *ar, enum db_outcome outcome,
+                                 const PGresult *res)
+{
+    if (outcome != DB_OK) {
+        bool dup = outcome == DB_QUERY_ERROR && strcmp(db_sqlstate(res), "23505") == 0;
+        nanomdm_reply_error(ar->req, ar->ep,
+                            dup                         ? 409
+                            : outcome == DB_QUERY_ERROR ? 500
+                                                        : 503,
+                            "command_error",
+                            dup                         ? "a command with this CommandUUID exists"
+                            : outcome == DB_QUERY_ERROR ? "internal error"
+                                                        : "the database is not available");
+        admin_request_free(ar);
+        return;
+    }
+    /* The answer's rows, one per id, become the ids (in the database's order). */
+    size_t rows = (size_t)PQntuples(res);
+    char **ids = calloc(rows + 1, sizeof(char *));
+    bool *failed = calloc(rows + 1, sizeof(bool));
+    if (ids == NULL || failed == NULL)
+        log_fatal("out of memory");
+    size_t queued_count = 0;
+    for (size_t row = 0; row < rows; row++) {
+        const char *udid;
+        bool queued;
+        if (!db_decode_enqueue_row(res, (int)row, &udid, &queued)) {
+            udid = "?";
+            queued = false;
+        }
+        if ((ids[row] = strdup(udid)) == NULL)
+            log_fatal("out of memory");
+        failed[row] = !queued;
+        queued_count += queued;
+    }
+    for (size_t i = 0; i < ar->id_count; i++)
+        free(ar->ids[i]);
+    free(ar->ids);
+    ar->ids = ids;
+    ar->id_count = rows;
+    ar->failed = failed;
+    if (queued_count > 0)
+        log_info("queued %s %s for %zu device(s)", ar->command.request_type, ar->command.uuid,
+                 queued_count);
+    nanomdm_push_then_reply(ar);
+}
+
 static void enqueue_done(void *arg, enum db_outcome outcome, const PGresult *res)
 {
     struct admin_request *ar = arg;
+    if (ar->nanomdm) {
+        nanomdm_enqueue_done(ar, outcome, res);
+        return;
+    }
     if (reply_db_failure(ar, outcome, res)) {
         admin_request_free(ar);
         return;
@@ -268,9 +449,8 @@ static void enqueue_done(void *arg, enum db_outcome outcome, const PGresult *res
         ok = db_decode_enqueue_row(res, row, &udid, &queued);
         if (ok && queued)
             to_push[queued_count] = udid;
-        ok = ok && json_write_key(w, udid) &&
-             json_write_begin_object(w) && json_write_key(w, "queued") &&
-             json_write_bool(w, queued);
+        ok = ok && json_write_key(w, udid) && json_write_begin_object(w) &&
+             json_write_key(w, "queued") && json_write_bool(w, queued);
         if (ok && !queued)
             ok = json_write_key(w, "error") && json_write_string(w, "unknown device");
         ok = ok && json_write_end_object(w);
@@ -287,39 +467,65 @@ static void enqueue_done(void *arg, enum db_outcome outcome, const PGresult *res
     if (ok && queued_count > 0)
         log_info("queued %s %s for %zu device(s)", ar->command.request_type, ar->command.uuid,
                  queued_count);
-    if (queued_count > 0 && ar->srv->push != NULL)
+    if (queued_count > 0 && ar->srv->push != NULL && !ar->nopush)
         push_devices(ar->srv->push, to_push, queued_count, NULL, NULL);
     free(to_push);
     json_writer_free(w);
     admin_request_free(ar);
 }
 
-static void handle_enqueue(struct vouchd *srv, struct evhttp_request *req, const char *ids)
+/* PUT or POST /v1/enqueue/{id}[,...][?nopush=1]: the body is a command plist (XML or binary).
+ * A NanoMDM caller gets NanoMDM's semantics: an empty body only pushes, the answer waits for
+ * the pushes, in NanoMDM's shape; bad input is a 400 (NanoMDM: 500) with a command_error. */
+static void handle_enqueue(struct vouchd *srv, struct evhttp_request *req, const char *ids,
+                           bool nanomdm)
 {
     enum metrics_endpoint ep = EP_ADMIN_ENQUEUE;
-    if (evhttp_request_get_command(req) != EVHTTP_REQ_PUT) {
-        http_reply_json_error(req, ep, 405, "use PUT");
+    enum evhttp_cmd_type method = evhttp_request_get_command(req);
+    if (method != EVHTTP_REQ_PUT && method != EVHTTP_REQ_POST) {
+        http_reply_json_error(req, ep, 405, "use PUT or POST");
         return;
     }
     struct admin_request *ar = admin_request_new(srv, req, ep);
+    ar->nanomdm = nanomdm;
+    ar->nopush = query_nopush(req);
     const char *problem = parse_id_list(ar, ids);
-    char err[256];
+    char err[256], decoding[sizeof(err) + 32];
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    if (problem == NULL && nanomdm && len == 0) {
+        if (ar->nopush) {
+            problem = "must enqueue or push";
+        } else {
+            nanomdm_push_then_reply(ar);
+            return;
+        }
+    }
     if (problem == NULL) {
-        struct evbuffer *in = evhttp_request_get_input_buffer(req);
-        size_t len = evbuffer_get_length(in);
         const char *body = (const char *)evbuffer_pullup(in, -1);
         if (!command_prepare(body, len, &ar->command, err, sizeof(err)))
             problem = err;
+        else if (nanomdm && ar->command.uuid_generated)
+            problem = "empty command uuid"; /* NanoMDM refuses a command without one */
+        if (problem != NULL && nanomdm) {
+            snprintf(decoding, sizeof(decoding), "decoding command: %s", problem);
+            problem = decoding;
+        }
     }
     if (problem != NULL) {
         metrics_count_rejection("bad_command");
-        http_reply_json_error(req, ep, 400, problem);
+        if (nanomdm) {
+            command_clear(&ar->command);
+            nanomdm_reply_error(ar->req, ar->ep, 400, "command_error", problem);
+        } else {
+            http_reply_json_error(req, ep, 400, problem);
+        }
         admin_request_free(ar);
         return;
     }
     db_enqueue(srv->db, ar->command.uuid, ar->command.request_type,
-               (const uint8_t *)ar->command.xml, ar->command.xml_len,
-               (const char *const *)ar->ids, ar->id_count, enqueue_done, ar);
+               (const uint8_t *)ar->command.xml, ar->command.xml_len, (const char *const *)ar->ids,
+               ar->id_count, enqueue_done, ar);
 }
 
 static void attest_done(void *arg, enum db_outcome outcome, const PGresult *res)
@@ -385,19 +591,19 @@ static void start_attest(struct admin_request *ar)
 {
     struct db_attest_request *requests = calloc(ar->id_count, sizeof(*requests));
     struct prepared_command *commands = calloc(ar->id_count, sizeof(*commands));
-    uint8_t (*nonces)[COMMAND_NONCE_BYTES] = calloc(ar->id_count, COMMAND_NONCE_BYTES);
+    uint8_t(*nonces)[COMMAND_NONCE_BYTES] = calloc(ar->id_count, COMMAND_NONCE_BYTES);
     if (requests == NULL || commands == NULL || nonces == NULL)
         log_fatal("out of memory");
     bool ok = true;
     for (size_t i = 0; ok && i < ar->id_count; i++) {
         ok = command_build_attestation(&commands[i], nonces[i]);
-        requests[i] = (struct db_attest_request){commands[i].uuid, (const uint8_t *)commands[i].xml,
-                                                 commands[i].xml_len, nonces[i],
-                                                 COMMAND_NONCE_BYTES};
+        requests[i] =
+            (struct db_attest_request){commands[i].uuid, (const uint8_t *)commands[i].xml,
+                                       commands[i].xml_len, nonces[i], COMMAND_NONCE_BYTES};
     }
     if (ok)
-        db_request_attestations(ar->srv->db, (const char *const *)ar->ids, requests,
-                                ar->id_count, "operator", attest_done, ar);
+        db_request_attestations(ar->srv->db, (const char *const *)ar->ids, requests, ar->id_count,
+                                "operator", attest_done, ar);
     for (size_t i = 0; i < ar->id_count; i++)
         command_clear(&commands[i]);
     free(commands);
@@ -414,6 +620,10 @@ static void start_attest(struct admin_request *ar)
 static void push_done(void *arg, const struct push_report *reports, size_t count)
 {
     struct admin_request *ar = arg;
+    if (ar->nanomdm) {
+        nanomdm_push_done(ar, reports, count);
+        return;
+    }
     struct json_writer *w = json_writer_new(256 + count * (ID_MAX_LEN * 6 + 160), 0);
     bool ok = w != NULL && json_write_begin_object(w) && json_write_key(w, "status") &&
               json_write_begin_object(w);
@@ -423,8 +633,8 @@ static void push_done(void *arg, const struct push_report *reports, size_t count
         delivered += good;
         ok = json_write_key(w, reports[i].udid) && json_write_begin_object(w);
         if (ok && good)
-            ok = json_write_key(w, "push_result") &&
-                 json_write_string_or_null(w, reports[i].detail);
+            ok =
+                json_write_key(w, "push_result") && json_write_string_or_null(w, reports[i].detail);
         else if (ok)
             ok = json_write_key(w, "push_error") && json_write_string(w, reports[i].result) &&
                  json_write_key(w, "reason") && json_write_string_or_null(w, reports[i].detail);
@@ -442,12 +652,26 @@ static void push_done(void *arg, const struct push_report *reports, size_t count
     admin_request_free(ar);
 }
 
-static void handle_push(struct vouchd *srv, struct evhttp_request *req, const char *ids)
+static void handle_push(struct vouchd *srv, struct evhttp_request *req, const char *ids,
+                        bool nanomdm)
 {
     enum metrics_endpoint ep = EP_ADMIN_PUSH;
     if (evhttp_request_get_command(req) != EVHTTP_REQ_GET &&
         evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
         http_reply_json_error(req, ep, 405, "use GET");
+        return;
+    }
+    if (nanomdm) {
+        struct admin_request *ar = admin_request_new(srv, req, ep);
+        ar->nanomdm = true;
+        const char *problem = parse_id_list(ar, ids);
+        if (problem != NULL) {
+            metrics_count_rejection("bad_request");
+            nanomdm_reply_error(ar->req, ar->ep, 400, "push_error", problem);
+            admin_request_free(ar);
+        } else {
+            nanomdm_push_then_reply(ar);
+        }
         return;
     }
     if (srv->push == NULL) {
@@ -476,8 +700,8 @@ static void handle_attest_many(struct vouchd *srv, struct evhttp_request *req)
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);
     const char *body = (const char *)evbuffer_pullup(in, -1);
-    const struct json_limits limits = {.max_bytes = JSON_BODY_MAX, .max_depth = 8,
-                                       .max_nodes = ATTEST_MAX_IDS + 16};
+    const struct json_limits limits = {
+        .max_bytes = JSON_BODY_MAX, .max_depth = 8, .max_nodes = ATTEST_MAX_IDS + 16};
     struct json_doc *doc = NULL;
     struct json_parse_error perr;
     char problem[160] = "";
@@ -533,8 +757,7 @@ static void handle_device(struct vouchd *srv, struct evhttp_request *req, const 
         ep = EP_ADMIN_DEVICE;
         method = EVHTTP_REQ_POST;
         allow_reenroll = true;
-    }
-    else if (strcmp(sub, "commands") == 0)
+    } else if (strcmp(sub, "commands") == 0)
         ep = EP_ADMIN_COMMANDS;
     else if (strcmp(sub, "attestations") == 0)
         ep = EP_ADMIN_ATTESTATIONS;
@@ -651,6 +874,57 @@ static void handle_event(struct vouchd *srv, struct evhttp_request *req, const c
     db_event_retry(srv->db, id, event_retry_done, ar);
 }
 
+/* GET /v1/pushcert[?topic=T]: NanoMDM's {"topic", "not_after"} of the push certificate vouchd
+ * uses (it has one: apns_cert); 404 for another topic or none. PUT (NanoMDM's upload) is not
+ * taken: the certificate is apns_cert's, replaced with SIGHUP. */
+static void handle_pushcert(struct vouchd *srv, struct evhttp_request *req)
+{
+    enum evhttp_cmd_type method = evhttp_request_get_command(req);
+    if (method == EVHTTP_REQ_PUT) {
+        http_reply_json_error(req, EP_OTHER, 501,
+                              "uploading a push certificate is not supported: set apns_cert and "
+                              "send vouchd SIGHUP");
+        return;
+    }
+    if (method != EVHTTP_REQ_GET) {
+        http_reply_json_error(req, EP_OTHER, 405, "use GET");
+        return;
+    }
+    struct evkeyvalq query;
+    TAILQ_INIT(&query);
+    const char *query_text = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    if (query_text != NULL && evhttp_parse_query_str(query_text, &query) != 0) {
+        http_reply_json_error(req, EP_OTHER, 400, "bad query string");
+        return;
+    }
+    const char *topic = evhttp_find_header(&query, "topic");
+    const struct apns_cert *cert =
+        srv->push != NULL ? apns_client_get0_cert(push_service_get0_apns(srv->push)) : NULL;
+    if (cert == NULL) {
+        http_reply_json_error(req, EP_OTHER, 404, "no push certificate is configured (apns_cert)");
+    } else if (topic != NULL && strcmp(topic, cert->topic) != 0) {
+        http_reply_json_error(req, EP_OTHER, 404, "no push certificate for this topic");
+    } else {
+        char not_after[32];
+        struct tm tm;
+        time_t t = cert->not_after;
+        gmtime_r(&t, &tm);
+        strftime(not_after, sizeof(not_after), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        struct json_writer *w = json_writer_new(APNS_TOPIC_MAX * 6 + 128, 0);
+        const char *text;
+        size_t len;
+        if (w != NULL && json_write_begin_object(w) && json_write_key(w, "topic") &&
+            json_write_string(w, cert->topic) && json_write_key(w, "not_after") &&
+            json_write_string(w, not_after) && json_write_end_object(w) &&
+            json_writer_finish(w, &text, &len))
+            http_reply(req, EP_OTHER, 200, "application/json", text, len);
+        else
+            http_reply_json_error(req, EP_OTHER, 500, "internal error");
+        json_writer_free(w);
+    }
+    evhttp_clear_headers(&query);
+}
+
 static void handle_request(struct vouchd *srv, struct evhttp_request *req, const char *path)
 {
     static const char devices[] = "/v1/devices";
@@ -667,7 +941,7 @@ static void handle_request(struct vouchd *srv, struct evhttp_request *req, const
      * audit are the admin's own. */
     enum evhttp_cmd_type method = evhttp_request_get_command(req);
     bool read_only = (method == EVHTTP_REQ_GET || method == EVHTTP_REQ_HEAD) &&
-                     strncmp(path, "/v1/push/", 9) != 0;
+                     strncmp(path, "/v1/push/", 9) != 0 && strncmp(path, enqueue, 12) != 0;
     if (!token_scope_allows(caller.scope, false, read_only) ||
         (token_api_owns(path) && caller.scope != TOKEN_SCOPE_ADMIN)) {
         char message[96], peer[128], shown[128];
@@ -675,8 +949,8 @@ static void handle_request(struct vouchd *srv, struct evhttp_request *req, const
                  token_scope_name(caller.scope));
         log_warn("refused an admin request from %s: token %s (scope %s) may not %s %s",
                  http_peer(req, peer, sizeof(peer)), caller.name, token_scope_name(caller.scope),
-                 read_only ? "read" : "act on", log_sanitize(path, strlen(path), shown,
-                                                             sizeof(shown)));
+                 read_only ? "read" : "act on",
+                 log_sanitize(path, strlen(path), shown, sizeof(shown)));
         metrics_count_rejection("admin_scope");
         http_reply_json_error(req, EP_OTHER, 403, message);
         return;
@@ -691,11 +965,13 @@ static void handle_request(struct vouchd *srv, struct evhttp_request *req, const
                path[sizeof(devices) - 1] == '/') {
         handle_device(srv, req, path + sizeof(devices));
     } else if (strncmp(path, enqueue, sizeof(enqueue) - 1) == 0) {
-        handle_enqueue(srv, req, path + sizeof(enqueue) - 1);
+        handle_enqueue(srv, req, path + sizeof(enqueue) - 1, caller.nanomdm);
     } else if (strcmp(path, "/v1/attest") == 0) {
         handle_attest_many(srv, req);
     } else if (strncmp(path, "/v1/push/", 9) == 0) {
-        handle_push(srv, req, path + 9);
+        handle_push(srv, req, path + 9, caller.nanomdm);
+    } else if (strcmp(path, "/v1/pushcert") == 0) {
+        handle_pushcert(srv, req);
     } else if (strcmp(path, "/v1/events") == 0) {
         if (evhttp_request_get_command(req) != EVHTTP_REQ_GET)
             http_reply_json_error(req, EP_OTHER, 405, "use GET");
@@ -703,88 +979,12 @@ static void handle_request(struct vouchd *srv, struct evhttp_request *req, const
             handle_event_list(srv, req);
     } else if (strncmp(path, "/v1/events/", 11) == 0) {
         handle_event(srv, req, path + 11);
-    } else if (!identities_handle(srv, req, path) &&
-               !token_api_handle(srv, req, path, &caller)) {
+    } else if (!identities_handle(srv, req, path) && !token_api_handle(srv, req, path, &caller)) {
         http_reply_json_error(req, EP_OTHER, 404, "not found");
     }
-}
-
-/* 200 while devices can be served (status "ok", or "degraded" when pushes cannot work: APNs
- * refused the push certificate or it expired); 503 without the database or while stopping. */
-static void handle_healthz(struct vouchd *srv, struct evhttp_request *req, const char *path)
-{
-    bool db_up = db_pool_is_up(srv->db);
-    bool up = db_up && !srv->stopping;
-    const char *push = "off";
-    if (srv->push != NULL) {
-        const struct apns_cert *cert = apns_client_get0_cert(push_service_get0_apns(srv->push));
-        push = push_service_certificate_refused(srv->push) ? "certificate_refused"
-               : apns_cert_days_left(cert, time(NULL)) < 0 ? "certificate_expired"
-                                                             : "ok";
-    }
-    bool degraded = strcmp(push, "ok") != 0 && strcmp(push, "off") != 0;
-    /* The clock verdicts are taken at: "real", or "test" with how far it is moved. */
-    char clock[64] = "\"real\"";
-    if (srv->cfg->test_clock)
-        snprintf(clock, sizeof(clock), "\"test\",\"clock_skew_s\":%.0f",
-                 srv->stats_known ? srv->stats.clock_skew : 0.0);
-    char body[224];
-    int n = snprintf(body, sizeof(body),
-                     "{\"status\":\"%s\",\"database\":\"%s\",\"push\":\"%s\",\"clock\":%s}",
-                     srv->stopping ? "stopping"
-                     : !db_up      ? "unavailable"
-                     : degraded    ? "degraded"
-                                   : "ok",
-                     db_up ? "up" : "down", push, clock);
-    http_reply(req, EP_HEALTHZ, up ? 200 : 503, "application/json", body, (size_t)n);
-}
-
-static void handle_metrics(struct vouchd *srv, struct evhttp_request *req, const char *path)
-{
-    struct evbuffer *out = evbuffer_new();
-    if (out == NULL)
-        log_fatal("out of memory");
-    metrics_render(out);
-    struct db_pool_stats pool;
-    db_pool_get_stats(srv->db, &pool);
-    evbuffer_add_printf(out,
-                        "# TYPE vouch_db_pool_connections gauge\n"
-                        "vouch_db_pool_connections{state=\"configured\"} %u\n"
-                        "vouch_db_pool_connections{state=\"up\"} %u\n"
-                        "vouch_db_pool_connections{state=\"busy\"} %u\n"
-                        "# TYPE vouch_db_pool_waiting gauge\nvouch_db_pool_waiting %u\n"
-                        "# TYPE vouch_db_queries_total counter\nvouch_db_queries_total %" PRIu64
-                        "\n# TYPE vouch_db_failures_total counter\nvouch_db_failures_total %" PRIu64
-                        "\n# TYPE vouch_db_reconnects_total counter\n"
-                        "vouch_db_reconnects_total %" PRIu64 "\n"
-                        "# TYPE vouch_requests_in_flight gauge\nvouch_requests_in_flight %u\n"
-                        "# TYPE vouch_http_connections gauge\nvouch_http_connections %u\n",
-                        pool.size, pool.up, pool.busy, pool.waiting, pool.queries, pool.failures,
-                        pool.reconnects, srv->inflight, http_connections());
-    if (srv->stats_known)
-        evbuffer_add_printf(out,
-                            "# HELP vouch_queue_depth Commands waiting for devices.\n"
-                            "# TYPE vouch_queue_depth gauge\nvouch_queue_depth %" PRId64 "\n"
-                            "# TYPE vouch_devices gauge\nvouch_devices %" PRId64 "\n"
-                            "# TYPE vouch_enrolled_devices gauge\nvouch_enrolled_devices %" PRId64
-                            "\n"
-                            "# HELP vouch_clock_skew_seconds How far the test clock moves the "
-                            "time verdicts are taken at (0 but with test_clock).\n"
-                            "# TYPE vouch_clock_skew_seconds gauge\nvouch_clock_skew_seconds %.0f\n",
-                            srv->stats.queue_depth, srv->stats.devices, srv->stats.enrolled,
-                            srv->stats.clock_skew);
-    if (srv->push != NULL)
-        push_service_render_metrics(srv->push, out);
-    scheduler_render_metrics(srv->scheduler, out);
-    webhook_render_metrics(srv->webhook, out);
-    size_t len = evbuffer_get_length(out);
-    http_reply(req, EP_METRICS, 200, "text/plain; version=0.0.4", evbuffer_pullup(out, -1), len);
-    evbuffer_free(out);
 }
 
 void admin_register_routes(void)
 {
     http_route("/v1/", handle_request);
-    http_route("/healthz", handle_healthz);
-    http_route("/metrics", handle_metrics);
 }

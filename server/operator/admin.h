@@ -1,6 +1,5 @@
 /*
- * admin: the operator's HTTP API (JSON, bearer tokens with a scope: tokens.h) under /v1/, plus
- * the unauthenticated GET /healthz and GET /metrics. Each request is authorized, checked against
+ * admin: the operator's HTTP API (JSON, bearer tokens with a scope: tokens.h) under /v1/. Each request is authorized, checked against
  * its token's scope and audited here, then routed (the tokens and the audit: token_api.h).
  *
  * Device objects and command lists are rendered as JSON by the database (db/migrations), so
@@ -14,7 +13,7 @@
 struct evhttp_request;
 struct vouchd;
 
-/* Registers /v1/, GET /healthz and GET /metrics with the HTTP front (http_route). */
+/* Registers /v1/ with the HTTP front (http_route); health.c has the routes without a token. */
 void admin_register_routes(void);
 
 #endif

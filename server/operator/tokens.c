@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "http.h"
@@ -233,6 +234,33 @@ static struct auth_failures *failures_of(const char *addr, time_t now, bool crea
     return victim;
 }
 
+/* "Basic BASE64(nanomdm:TOKEN)": true with the token's SHA-256 in digest; *nanomdm_user says
+ * whether the user was nanomdm (NanoMDM's only one) whatever the password. */
+static bool basic_credentials(const char *auth, unsigned char digest[32], bool *nanomdm_user)
+{
+    static const char prefix[] = "Basic ", user[] = "nanomdm:";
+    *nanomdm_user = false;
+    if (strncasecmp(auth, prefix, sizeof(prefix) - 1) != 0)
+        return false;
+    const char *b64 = auth + sizeof(prefix) - 1;
+    size_t len = strlen(b64);
+    if (len == 0 || len % 4 != 0 || len > 4 * 256)
+        return false;
+    unsigned char decoded[3 * 256 + 1];
+    int n = EVP_DecodeBlock(decoded, (const unsigned char *)b64, (int)len);
+    if (n < 0)
+        return false;
+    /* EVP_DecodeBlock counts the padding's zero bytes. */
+    for (size_t i = len; i > 0 && b64[i - 1] == '='; i--)
+        n--;
+    if ((size_t)n < sizeof(user) - 1 || memcmp(decoded, user, sizeof(user) - 1) != 0)
+        return false;
+    *nanomdm_user = true;
+    size_t pw_len = (size_t)n - (sizeof(user) - 1);
+    return pw_len > 0 &&
+           EVP_Digest(decoded + sizeof(user) - 1, pw_len, digest, NULL, EVP_sha256(), NULL) == 1;
+}
+
 bool tokens_authorize(struct vouchd *srv, struct evhttp_request *req, struct token_caller *caller)
 {
     static const char prefix[] = "Bearer ";
@@ -254,13 +282,18 @@ bool tokens_authorize(struct vouchd *srv, struct evhttp_request *req, struct tok
     const char *auth = http_header(req, "Authorization");
     unsigned char digest[32];
     bool bearer = auth != NULL && strncmp(auth, prefix, sizeof(prefix) - 1) == 0;
+    bool nanomdm_user = false;
+    bool presented = false;
     /* Digests, not tokens, are compared: the time is independent of the token's length too. */
-    if (bearer &&
-        EVP_Digest(auth + sizeof(prefix) - 1, strlen(auth + sizeof(prefix) - 1), digest, NULL,
-                   EVP_sha256(), NULL) == 1 &&
-        tokens_find(t, digest, caller))
+    if (bearer)
+        presented = EVP_Digest(auth + sizeof(prefix) - 1, strlen(auth + sizeof(prefix) - 1), digest,
+                               NULL, EVP_sha256(), NULL) == 1;
+    else if (auth != NULL)
+        presented = basic_credentials(auth, digest, &nanomdm_user);
+    caller->nanomdm = nanomdm_user;
+    if (presented && tokens_find(t, digest, caller))
         return true;
-    if (bearer && !t->loaded) {
+    if (presented && !t->loaded) {
         /* It may be a named token vouchd has not read yet: no verdict, and no failed login. */
         metrics_count_rejection("database_unavailable");
         http_reply_json_error(req, EP_OTHER, 503, "the database is not available");
@@ -274,10 +307,16 @@ bool tokens_authorize(struct vouchd *srv, struct evhttp_request *req, struct tok
                  "the window",
                  limit, addr, AUTH_FAILURE_WINDOW_S);
     metrics_count_rejection("admin_unauthorized");
-    log_warn("refused an admin request from %s: bad or missing token",
-             http_peer(req, peer, sizeof(peer)));
-    evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
-                      "Bearer realm=\"vouch\"");
+    log_warn("refused an admin request from %s: bad or missing %s",
+             http_peer(req, peer, sizeof(peer)), nanomdm_user ? "API key" : "token");
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
+    if (nanomdm_user) {
+        /* NanoMDM's own answer (nanolib's Basic-auth middleware), for its clients. */
+        evhttp_add_header(headers, "WWW-Authenticate", "Basic realm=\"nanomdm\"");
+        http_reply(req, EP_OTHER, 401, "text/plain; charset=utf-8", "Unauthorized\n", 13);
+        return false;
+    }
+    evhttp_add_header(headers, "WWW-Authenticate", "Bearer realm=\"vouch\"");
     http_reply_json_error(req, EP_OTHER, 401, "unauthorized");
     return false;
 }

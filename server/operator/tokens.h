@@ -2,7 +2,9 @@
  * tokens: who may call the admin and trust APIs (docs/api.md, "Tokens and scopes"), and the
  * audit of what they did.
  *
- * A caller presents `Authorization: Bearer TOKEN`. The configuration's admin_token is the
+ * A caller presents `Authorization: Bearer TOKEN`, or, as NanoMDM's clients do, HTTP Basic
+ * with the user `nanomdm` and a token as the password (struct token_caller.nanomdm: admin.c
+ * then answers in NanoMDM's shapes). The configuration's admin_token is the
  * bootstrap token (name "admin_token", scope admin); more are named tokens with a scope, made
  * and revoked through the API (`vouchctl tokens`), stored in the database as SHA-256 only. Every
  * instance keeps the active tokens in memory (a lookup per request costs no query) and reloads
@@ -33,6 +35,7 @@ enum token_scope { TOKEN_SCOPE_ADMIN, TOKEN_SCOPE_READ, TOKEN_SCOPE_TRUST };
 struct token_caller {
     char name[TOKEN_NAME_MAX + 1];
     enum token_scope scope;
+    bool nanomdm; /* came as HTTP Basic nanomdm:TOKEN, NanoMDM's way */
 };
 
 struct tokens;
@@ -48,8 +51,9 @@ void tokens_free(struct tokens *tokens);
  * database has been read once: until then it cannot be known. */
 bool tokens_any(const struct tokens *tokens);
 
-/* Checks the request's bearer token. True with *caller filled in; false after answering the
- * request (401 with WWW-Authenticate, 429 after too many failed logins from its address; 503
+/* Checks the request's bearer token (or Basic nanomdm:TOKEN). True with *caller filled in;
+ * false after answering the request (401 with WWW-Authenticate: NanoMDM's plain-text answer
+ * after a failed Basic nanomdm attempt, Vouch's JSON one otherwise; 429 after too many failed logins from its address; 503
  * for a token that is not admin_token while the database's tokens have never been read). */
 bool tokens_authorize(struct vouchd *srv, struct evhttp_request *req, struct token_caller *caller)
     __attribute__((warn_unused_result));

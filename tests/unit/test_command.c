@@ -318,7 +318,7 @@ static void test_refusals(void **state)
 
 static void test_binary_and_deep_refused(void **state)
 {
-    /* The same command as a binary plist: refused, with a message saying so. */
+    /* The same command as a binary plist (NanoMDM takes them): accepted, stored as XML. */
     plist_t root = NULL;
     plist_from_xml(device_information, (uint32_t)strlen(device_information), &root);
     assert_non_null(root);
@@ -327,8 +327,28 @@ static void test_binary_and_deep_refused(void **state)
     plist_to_bin(root, &bin, &bin_len);
     assert_non_null(bin);
     assert_memory_equal(bin, "bplist00", 8);
+    struct prepared_command from_bin;
+    prepare_ok_len(bin, bin_len, &from_bin);
+    assert_memory_equal(from_bin.xml, "<?xml", 5);
+    command_clear(&from_bin);
+    plist_to_bin_free(bin);
+
+    /* Binary, nested beyond MDM_MAX_DEPTH: refused before libplist reads it. */
+    plist_t deep_root = plist_new_dict(), cmd_dict = plist_new_dict(), inner = plist_new_array();
+    for (int i = 0; i < MDM_MAX_DEPTH + 2; i++) {
+        plist_t outer = plist_new_array();
+        plist_array_append_item(outer, inner);
+        inner = outer;
+    }
+    plist_dict_set_item(cmd_dict, "RequestType", plist_new_string("Settings"));
+    plist_dict_set_item(cmd_dict, "Settings", inner);
+    plist_dict_set_item(deep_root, "Command", cmd_dict);
+    bin = NULL;
+    plist_to_bin(deep_root, &bin, &bin_len);
+    assert_non_null(bin);
     prepare_fail_len(bin, bin_len, "binary");
     plist_to_bin_free(bin);
+    plist_free(deep_root);
     plist_free(root);
 
     /* Just the magic. */

@@ -1,0 +1,107 @@
+#include "health.h"
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "apns.h"
+#include "apns_cert.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "push.h"
+#include "scheduler.h"
+#include "vouch_version.h"
+#include "vouchd.h"
+#include "webhook.h"
+
+/* /version, as NanoMDM's: any method, no authentication. */
+static void handle_version(struct vouchd *srv, struct evhttp_request *req, const char *path)
+{
+    (void)srv;
+    (void)path;
+    static const char body[] = "{\"version\":\"" VOUCH_VERSION "\"}";
+    http_reply(req, EP_OTHER, 200, "application/json", body, sizeof(body) - 1);
+}
+
+/* 200 while devices can be served (status "ok", or "degraded" when pushes cannot work: APNs
+ * refused the push certificate or it expired); 503 without the database or while stopping. */
+static void handle_healthz(struct vouchd *srv, struct evhttp_request *req, const char *path)
+{
+    bool db_up = db_pool_is_up(srv->db);
+    bool up = db_up && !srv->stopping;
+    const char *push = "off";
+    if (srv->push != NULL) {
+        const struct apns_cert *cert = apns_client_get0_cert(push_service_get0_apns(srv->push));
+        push = push_service_certificate_refused(srv->push) ? "certificate_refused"
+               : apns_cert_days_left(cert, time(NULL)) < 0 ? "certificate_expired"
+                                                           : "ok";
+    }
+    bool degraded = strcmp(push, "ok") != 0 && strcmp(push, "off") != 0;
+    /* The clock verdicts are taken at: "real", or "test" with how far it is moved. */
+    char clock[64] = "\"real\"";
+    if (srv->cfg->test_clock)
+        snprintf(clock, sizeof(clock), "\"test\",\"clock_skew_s\":%.0f",
+                 srv->stats_known ? srv->stats.clock_skew : 0.0);
+    char body[224];
+    int n = snprintf(body, sizeof(body),
+                     "{\"status\":\"%s\",\"database\":\"%s\",\"push\":\"%s\",\"clock\":%s}",
+                     srv->stopping ? "stopping"
+                     : !db_up      ? "unavailable"
+                     : degraded    ? "degraded"
+                                   : "ok",
+                     db_up ? "up" : "down", push, clock);
+    http_reply(req, EP_HEALTHZ, up ? 200 : 503, "application/json", body, (size_t)n);
+}
+
+static void handle_metrics(struct vouchd *srv, struct evhttp_request *req, const char *path)
+{
+    struct evbuffer *out = evbuffer_new();
+    if (out == NULL)
+        log_fatal("out of memory");
+    metrics_render(out);
+    struct db_pool_stats pool;
+    db_pool_get_stats(srv->db, &pool);
+    evbuffer_add_printf(out,
+                        "# TYPE vouch_db_pool_connections gauge\n"
+                        "vouch_db_pool_connections{state=\"configured\"} %u\n"
+                        "vouch_db_pool_connections{state=\"up\"} %u\n"
+                        "vouch_db_pool_connections{state=\"busy\"} %u\n"
+                        "# TYPE vouch_db_pool_waiting gauge\nvouch_db_pool_waiting %u\n"
+                        "# TYPE vouch_db_queries_total counter\nvouch_db_queries_total %" PRIu64
+                        "\n# TYPE vouch_db_failures_total counter\nvouch_db_failures_total %" PRIu64
+                        "\n# TYPE vouch_db_reconnects_total counter\n"
+                        "vouch_db_reconnects_total %" PRIu64 "\n"
+                        "# TYPE vouch_requests_in_flight gauge\nvouch_requests_in_flight %u\n"
+                        "# TYPE vouch_http_connections gauge\nvouch_http_connections %u\n",
+                        pool.size, pool.up, pool.busy, pool.waiting, pool.queries, pool.failures,
+                        pool.reconnects, srv->inflight, http_connections());
+    if (srv->stats_known)
+        evbuffer_add_printf(
+            out,
+            "# HELP vouch_queue_depth Commands waiting for devices.\n"
+            "# TYPE vouch_queue_depth gauge\nvouch_queue_depth %" PRId64 "\n"
+            "# TYPE vouch_devices gauge\nvouch_devices %" PRId64 "\n"
+            "# TYPE vouch_enrolled_devices gauge\nvouch_enrolled_devices %" PRId64 "\n"
+            "# HELP vouch_clock_skew_seconds How far the test clock moves the "
+            "time verdicts are taken at (0 but with test_clock).\n"
+            "# TYPE vouch_clock_skew_seconds gauge\nvouch_clock_skew_seconds %.0f\n",
+            srv->stats.queue_depth, srv->stats.devices, srv->stats.enrolled, srv->stats.clock_skew);
+    if (srv->push != NULL)
+        push_service_render_metrics(srv->push, out);
+    scheduler_render_metrics(srv->scheduler, out);
+    webhook_render_metrics(srv->webhook, out);
+    size_t len = evbuffer_get_length(out);
+    http_reply(req, EP_METRICS, 200, "text/plain; version=0.0.4", evbuffer_pullup(out, -1), len);
+    evbuffer_free(out);
+}
+
+void health_register_routes(void)
+{
+    http_route("/healthz", handle_healthz);
+    http_route("/metrics", handle_metrics);
+    http_route("/version", handle_version);
+}
