@@ -20,6 +20,7 @@
 
 #include <cbor.h>
 
+#include "b64url.h"
 #include "acme_ca.h"
 #include "attest.h"
 #include "bench_clock.h"
@@ -48,10 +49,10 @@ static void die(const char *what)
 
 static char *b64url(const uint8_t *data, size_t len)
 {
-    char *out = malloc(jws_b64url_encoded_len(len) + 1);
+    char *out = malloc(b64url_encoded_len(len) + 1);
     if (out == NULL)
         die("out of memory");
-    jws_b64url_encode(data, len, out);
+    b64url_encode(data, len, out);
     return out;
 }
 

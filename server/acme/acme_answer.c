@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "b64url.h"
 #include "http.h"
 #include "json.h"
 #include "log.h"
@@ -22,10 +23,10 @@ static const char problem_prefix[] = "urn:ietf:params:acme:error:";
 bool acme_random_text(size_t bytes, char *out, size_t out_size)
 {
     uint8_t raw[ACME_TOKEN_BYTES];
-    if (bytes > sizeof(raw) || jws_b64url_encoded_len(bytes) + 1 > out_size ||
+    if (bytes > sizeof(raw) || b64url_encoded_len(bytes) + 1 > out_size ||
         RAND_bytes(raw, (int)bytes) != 1)
         return false;
-    jws_b64url_encode(raw, bytes, out);
+    b64url_encode(raw, bytes, out);
     return true;
 }
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "b64url.h"
 #include "attest_json.h"
 #include "device_attest.h"
 #include "hex.h"
@@ -379,8 +380,8 @@ static void finalize_order(struct acme_request *ar, const struct json_value *ord
     size_t csr_len = 0;
     if (!json_get_string(json_object_find(json_doc_root(ar->payload), "csr"), &csr_text,
                          &csr_text_len) ||
-        csr_text_len > jws_b64url_encoded_len(sizeof(csr)) ||
-        !jws_b64url_decode(csr_text, csr_text_len, csr, &csr_len)) {
+        csr_text_len > b64url_encoded_len(sizeof(csr)) ||
+        !b64url_decode(csr_text, csr_text_len, csr, &csr_len)) {
         acme_problem(ar, 400, "badCSR", "csr_malformed",
                      "csr: not base64url DER of at most %d bytes", ACME_CA_MAX_CSR);
         return;
@@ -516,8 +517,8 @@ static void step_revoke(struct acme_request *ar)
     uint8_t der[ATTEST_MAX_CERT_BYTES];
     size_t der_len = 0;
     if (!json_get_string(json_object_find(root, "certificate"), &text, &text_len) ||
-        text_len > jws_b64url_encoded_len(sizeof(der)) ||
-        !jws_b64url_decode(text, text_len, der, &der_len)) {
+        text_len > b64url_encoded_len(sizeof(der)) ||
+        !b64url_decode(text, text_len, der, &der_len)) {
         acme_problem(ar, 400, "malformed", "malformed", "certificate: not base64url DER");
         return;
     }

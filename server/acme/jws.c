@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "b64url.h"
 #include "json.h"
 
 /* A protected header or a JWK is small: an RSA-4096 jwk is under 1 KiB of JSON. */
@@ -46,85 +47,10 @@ static const struct alg_desc algs[] = {
  * not stripped, since its owner has leaked the key. */
 static const char *const secret_members[] = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"};
 
-/* ---- base64url ---- */
-
-static const char b64url_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-size_t jws_b64url_encoded_len(size_t n)
-{
-    return n / 3 * 4 + (n % 3 == 0 ? 0 : n % 3 + 1);
-}
-
-void jws_b64url_encode(const uint8_t *src, size_t n, char *dst)
-{
-    size_t i = 0;
-    char *o = dst;
-    for (; n - i >= 3; i += 3) {
-        uint32_t v = (uint32_t)src[i] << 16 | (uint32_t)src[i + 1] << 8 | src[i + 2];
-        *o++ = b64url_alphabet[v >> 18];
-        *o++ = b64url_alphabet[v >> 12 & 63];
-        *o++ = b64url_alphabet[v >> 6 & 63];
-        *o++ = b64url_alphabet[v & 63];
-    }
-    if (n - i == 1) {
-        *o++ = b64url_alphabet[src[i] >> 2];
-        *o++ = b64url_alphabet[(src[i] & 3) << 4];
-    } else if (n - i == 2) {
-        uint32_t v = (uint32_t)src[i] << 8 | src[i + 1];
-        *o++ = b64url_alphabet[v >> 10];
-        *o++ = b64url_alphabet[v >> 4 & 63];
-        *o++ = b64url_alphabet[(v & 15) << 2];
-    }
-    *o = '\0';
-}
-
-static int b64url_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
-bool jws_b64url_decode(const char *src, size_t len, uint8_t *dst, size_t *dst_len)
-{
-    uint32_t acc = 0;
-    unsigned bits = 0;
-    size_t o = 0;
-
-    if (len % 4 == 1)
-        return false; /* 6 bits cannot end a byte */
-    for (size_t i = 0; i < len; i++) {
-        int v = b64url_value((unsigned char)src[i]);
-        if (v < 0)
-            return false;
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            dst[o++] = (uint8_t)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-    if (acc != 0)
-        return false; /* the unused bits of the last character */
-    *dst_len = o;
-    return true;
-}
-
-/* Decodes text that must make at most max bytes. */
 static bool b64url_decode_max(const char *src, size_t len, uint8_t *dst, size_t max,
                               size_t *dst_len)
 {
-    return len <= jws_b64url_encoded_len(max) && jws_b64url_decode(src, len, dst, dst_len);
+    return len <= b64url_encoded_len(max) && b64url_decode(src, len, dst, dst_len);
 }
 
 /* Decodes text into a new NUL-terminated buffer (free()); NULL when it is not base64url or
@@ -132,7 +58,7 @@ static bool b64url_decode_max(const char *src, size_t len, uint8_t *dst, size_t 
 static uint8_t *b64url_decode_new(const char *src, size_t len, size_t *dst_len)
 {
     uint8_t *dst = malloc(len / 4 * 3 + 3);
-    if (dst == NULL || !jws_b64url_decode(src, len, dst, dst_len)) {
+    if (dst == NULL || !b64url_decode(src, len, dst, dst_len)) {
         free(dst);
         return NULL;
     }
@@ -404,8 +330,8 @@ static enum jws_error read_envelope(const struct json_value *root, struct envelo
         *why = "the JWS has no signature";
         return JWS_MALFORMED;
     }
-    if (env->protected_header.len > jws_b64url_encoded_len(HEADER_MAX_BYTES) ||
-        env->signature.len > jws_b64url_encoded_len(SIGNATURE_MAX_BYTES)) {
+    if (env->protected_header.len > b64url_encoded_len(HEADER_MAX_BYTES) ||
+        env->signature.len > b64url_encoded_len(SIGNATURE_MAX_BYTES)) {
         *why = "the JWS's protected header or signature is too long";
         return JWS_MALFORMED;
     }
@@ -433,7 +359,7 @@ static bool read_nonce(const struct json_value *v, char nonce[JWS_MAX_NONCE + 1]
     uint8_t scratch[JWS_MAX_NONCE];
     size_t len;
     return copy_token(v, nonce, JWS_MAX_NONCE) &&
-           jws_b64url_decode(nonce, strlen(nonce), scratch, &len);
+           b64url_decode(nonce, strlen(nonce), scratch, &len);
 }
 
 static enum jws_error read_alg(const struct json_value *header, enum jws_alg *alg, const char **why)

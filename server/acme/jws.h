@@ -90,12 +90,6 @@ EVP_PKEY *jws_key_from_jwk(const char *json, size_t len, char canonical[JWS_MAX_
  * NULL for JWS_OK. */
 const char *jws_error_problem(enum jws_error err);
 
-/* base64url without padding: the encoded length of n bytes, and a decoder that refuses padding,
- * whitespace, any other character and non-zero unused bits in the last character (so text and
- * bytes match one to one). dst must hold (len * 3) / 4 bytes. */
-size_t jws_b64url_encoded_len(size_t n);
-void jws_b64url_encode(const uint8_t *src, size_t n, char *dst); /* NUL-terminates */
-bool jws_b64url_decode(const char *src, size_t len, uint8_t *dst, size_t *dst_len)
-    __attribute__((warn_unused_result));
+/* base64url (unpadded, strict) is lib/b64url.h's. */
 
 #endif

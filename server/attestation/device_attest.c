@@ -1,5 +1,4 @@
 #include "device_attest.h"
-#include "attest_internal.h"
 
 #include <cbor.h>
 #include <openssl/crypto.h>
@@ -10,6 +9,9 @@
 #include <openssl/x509.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "attest_internal.h"
+#include "b64url.h"
 
 static const char *const reason_names[] = {
     [DEVICE_ATTEST_OK] = NULL,
@@ -39,52 +41,6 @@ void device_attest_clear(struct device_attest_result *result)
         result->chain_len[i] = 0;
     }
     result->chain_count = 0;
-}
-
-/* ---- base64url ---- */
-
-static int b64url_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
-/* Unpadded base64url into dst (room for len * 3 / 4 bytes). Refuses '=', whitespace, the
- * '+' and '/' of plain base64, a length no encoding has (4k + 1) and unused low bits that are
- * not zero, so that one object has exactly one text. */
-static bool b64url_decode(const char *src, size_t len, uint8_t *dst, size_t *dst_len)
-{
-    uint32_t acc = 0;
-    unsigned bits = 0;
-    size_t n = 0;
-
-    if (len % 4 == 1)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64url_value((unsigned char)src[i]);
-        if (v < 0)
-            return false;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            dst[n++] = (uint8_t)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-    if (acc != 0)
-        return false;
-    *dst_len = n;
-    return true;
 }
 
 /* ---- CBOR ---- */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "b64url.h"
 #include "jws.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -56,12 +57,12 @@ static void parse_as_header(const uint8_t *data, size_t size)
                                "AAAAAAAAAAAAAAAAAAAAAA\"}";
     if (size > JWS_MAX_BODY)
         return;
-    size_t b64_len = jws_b64url_encoded_len(size);
+    size_t b64_len = b64url_encoded_len(size);
     char *body = malloc(sizeof(head) - 1 + b64_len + sizeof(tail));
     if (body == NULL)
         return;
     memcpy(body, head, sizeof(head) - 1);
-    jws_b64url_encode(data, size, body + sizeof(head) - 1);
+    b64url_encode(data, size, body + sizeof(head) - 1);
     memcpy(body + sizeof(head) - 1 + b64_len, tail, sizeof(tail));
     parse_and_verify(body, strlen(body));
     free(body);
@@ -73,8 +74,8 @@ static void check_b64url(const uint8_t *data, size_t size)
     uint8_t *bytes = malloc(size / 4 * 3 + 3);
     char *text = malloc(size + 1);
     size_t len;
-    if (bytes != NULL && text != NULL && jws_b64url_decode((const char *)data, size, bytes, &len)) {
-        jws_b64url_encode(bytes, len, text);
+    if (bytes != NULL && text != NULL && b64url_decode((const char *)data, size, bytes, &len)) {
+        b64url_encode(bytes, len, text);
         if (strlen(text) != size || memcmp(text, data, size) != 0)
             abort();
     }

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "b64url.h"
 #include "jws.h"
 
 #define NONCE "Uo5eLkNkpBfk1fBz3eB5yQ"
@@ -52,9 +53,9 @@ static int free_keys(void **state)
 /* base64url of len bytes, malloc()ed. */
 static char *b64(const void *data, size_t len)
 {
-    char *text = malloc(jws_b64url_encoded_len(len) + 1);
+    char *text = malloc(b64url_encoded_len(len) + 1);
     assert_non_null(text);
-    jws_b64url_encode(data, len, text);
+    b64url_encode(data, len, text);
     return text;
 }
 
@@ -289,10 +290,10 @@ static void test_b64url(void **state)
         char text[16];
         uint8_t bytes[16];
         size_t len = strlen(vectors[i].bytes), got;
-        jws_b64url_encode((const uint8_t *)vectors[i].bytes, len, text);
+        b64url_encode((const uint8_t *)vectors[i].bytes, len, text);
         assert_string_equal(text, vectors[i].text);
-        assert_int_equal(jws_b64url_encoded_len(len), strlen(text));
-        assert_true(jws_b64url_decode(text, strlen(text), bytes, &got));
+        assert_int_equal(b64url_encoded_len(len), strlen(text));
+        assert_true(b64url_decode(text, strlen(text), bytes, &got));
         assert_int_equal(got, len);
         assert_memory_equal(bytes, vectors[i].bytes, len);
     }
@@ -302,8 +303,8 @@ static void test_b64url(void **state)
     uint8_t bytes[16];
     size_t got;
     for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
-        assert_false(jws_b64url_decode(refused[i], strlen(refused[i]), bytes, &got));
-    assert_false(jws_b64url_decode("Zm\0v", 4, bytes, &got));
+        assert_false(b64url_decode(refused[i], strlen(refused[i]), bytes, &got));
+    assert_false(b64url_decode("Zm\0v", 4, bytes, &got));
 }
 
 static void test_each_alg_verifies(void **state)
@@ -504,7 +505,7 @@ static void test_tampering(void **state)
         /* One bit of the signature. */
         uint8_t sig[1024];
         size_t sig_len;
-        assert_true(jws_b64url_decode(p.signature_b64, strlen(p.signature_b64), sig, &sig_len));
+        assert_true(b64url_decode(p.signature_b64, strlen(p.signature_b64), sig, &sig_len));
         sig[sig_len / 2] ^= 0x10;
         other = b64(sig, sig_len);
         body = envelope(p.protected_b64, p.payload_b64, other);
@@ -579,7 +580,7 @@ static void test_rfc7638_thumbprint(void **state)
     assert_queue_empty();
     assert_int_equal(EVP_PKEY_get_bits(key), 2048);
     assert_string_equal(canonical, "{\"e\":\"AQAB\",\"kty\":\"RSA\",\"n\":\"" RFC_N "\"}");
-    jws_b64url_encode(thumbprint, sizeof(thumbprint), text);
+    b64url_encode(thumbprint, sizeof(thumbprint), text);
     assert_string_equal(text, "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
     EVP_PKEY_free(key);
     /* Outputs are optional. */
