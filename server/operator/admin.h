@@ -1,6 +1,7 @@
 /*
- * admin: the operator's HTTP API (JSON, bearer tokens with a scope: tokens.h) under /v1/. Each request is authorized, checked against
- * its token's scope and audited here, then routed (the tokens and the audit: token_api.h).
+ * admin: the operator's HTTP API (JSON, bearer tokens with a scope: tokens.h) under /v1/. Each
+ * request is authorized, checked against its token's scope and audited here, then routed (the
+ * tokens and the audit: token_api.h).
  *
  * Device objects and command lists are rendered as JSON by the database (db/migrations), so
  * their shape is defined in one place; this module checks the caller, the path and the
@@ -12,6 +13,15 @@
 
 struct evhttp_request;
 struct vouchd;
+
+#include <stddef.h>
+
+#include "db.h"
+
+/* The text of a one-value database answer for an admin request: "" (len 0) for SQL NULL, or
+ * NULL after answering 503 (database unavailable) or 500 (logged under who). */
+const char *admin_db_text(struct evhttp_request *req, enum db_outcome outcome, const PGresult *res,
+                          size_t *len, const char *who);
 
 /* Registers /v1/ with the HTTP front (http_route); health.c has the routes without a token. */
 void admin_register_routes(void);

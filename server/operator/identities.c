@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/queue.h>
 
+#include "admin.h"
 #include "hex.h"
 #include "http.h"
 #include "json.h"
@@ -54,33 +55,11 @@ static void request_free(struct identities_request *ir)
     free(ir);
 }
 
-/* The database's answer as text; NULL after replying (failure), "" for SQL NULL. */
-static const char *answer_text(struct identities_request *ir, enum db_outcome outcome,
-                               const PGresult *res, size_t *len)
-{
-    const char *text = NULL;
-    if (outcome == DB_UNAVAILABLE || outcome == DB_OVERLOADED) {
-        metrics_count_rejection("database_unavailable");
-        http_reply_json_error(ir->req, EP_OTHER, 503, "the database is not available");
-        return NULL;
-    }
-    if (outcome != DB_OK || !db_decode_text(res, &text, len)) {
-        log_error("identities: %s", res ? PQresultErrorMessage(res) : "no answer");
-        http_reply_json_error(ir->req, EP_OTHER, 500, "internal error");
-        return NULL;
-    }
-    if (text == NULL) {
-        *len = 0;
-        return "";
-    }
-    return text;
-}
-
 static void text_done(void *arg, enum db_outcome outcome, const PGresult *res)
 {
     struct identities_request *ir = arg;
     size_t len;
-    const char *text = answer_text(ir, outcome, res, &len);
+    const char *text = admin_db_text(ir->req, outcome, res, &len, "identities");
     if (text != NULL && len == 0)
         http_reply_json_error(ir->req, EP_OTHER, 404, "no certificate with that serial");
     else if (text != NULL)
@@ -189,7 +168,7 @@ static void expected_done(void *arg, enum db_outcome outcome, const PGresult *re
 {
     struct identities_request *ir = arg;
     size_t len;
-    const char *text = answer_text(ir, outcome, res, &len);
+    const char *text = admin_db_text(ir->req, outcome, res, &len, "identities");
     if (text == NULL) {
         request_free(ir);
         return;

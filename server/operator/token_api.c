@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/queue.h>
 
+#include "admin.h"
 #include "hex.h"
 #include "http.h"
 #include "json.h"
@@ -53,33 +54,11 @@ static void request_free(struct token_request *tr)
     free(tr);
 }
 
-/* The database's answer as text (NULL text: *len == 0 and ""); NULL after replying. */
-static const char *answer_text(struct token_request *tr, enum db_outcome outcome,
-                               const PGresult *res, size_t *len)
-{
-    const char *text = NULL;
-    if (outcome == DB_UNAVAILABLE || outcome == DB_OVERLOADED) {
-        metrics_count_rejection("database_unavailable");
-        http_reply_json_error(tr->req, EP_OTHER, 503, "the database is not available");
-        return NULL;
-    }
-    if (outcome != DB_OK || !db_decode_text(res, &text, len)) {
-        log_error("tokens: %s", res ? PQresultErrorMessage(res) : "no answer");
-        http_reply_json_error(tr->req, EP_OTHER, 500, "internal error");
-        return NULL;
-    }
-    if (text == NULL) {
-        *len = 0;
-        return "";
-    }
-    return text;
-}
-
 static void list_done(void *arg, enum db_outcome outcome, const PGresult *res)
 {
     struct token_request *tr = arg;
     size_t len;
-    const char *text = answer_text(tr, outcome, res, &len);
+    const char *text = admin_db_text(tr->req, outcome, res, &len, "tokens");
     if (text != NULL)
         http_reply(tr->req, EP_OTHER, 200, "application/json", text, len);
     request_free(tr);
@@ -95,7 +74,7 @@ static void created(void *arg, enum db_outcome outcome, const PGresult *res)
 {
     struct token_request *tr = arg;
     size_t len;
-    const char *text = answer_text(tr, outcome, res, &len);
+    const char *text = admin_db_text(tr->req, outcome, res, &len, "tokens");
     if (text == NULL) {
         request_free(tr);
         return;
@@ -184,7 +163,7 @@ static void revoked(void *arg, enum db_outcome outcome, const PGresult *res)
 {
     struct token_request *tr = arg;
     size_t len;
-    const char *text = answer_text(tr, outcome, res, &len);
+    const char *text = admin_db_text(tr->req, outcome, res, &len, "tokens");
     if (text != NULL && len == 0) {
         http_reply_json_error(tr->req, EP_OTHER, 404, "no token with that name");
     } else if (text != NULL) {
