@@ -92,6 +92,13 @@ installed_files() {
         [ "$(systemctl is-enabled vouchd.service 2>/dev/null)" = disabled ]
 }
 
+# No systemd runs here to watch it: what the maintainer scripts will do with the unit.
+unit_life_cycle() {
+    grep -q "deb-systemd-invoke try-restart 'vouchd.service'" /var/lib/dpkg/info/vouch.postinst &&
+        ! grep -qE 'deb-systemd-invoke (start|restart) ' /var/lib/dpkg/info/vouch.postinst &&
+        grep -q 'deb-systemd-invoke stop vouchd.service' /var/lib/dpkg/info/vouch.prerm
+}
+
 verify_unit() {
     systemd-analyze verify /lib/systemd/system/vouchd.service &&
         grep -q '^ExecStart=/usr/sbin/vouchd --config /etc/vouch/vouch.conf$' \
@@ -130,6 +137,7 @@ if [ "$failed" -eq 0 ]; then
     check "package: the vouch user, /etc/vouch modes" user_and_modes
     check "package: conffile, postgres-setup.sql, man pages, unit not enabled" installed_files
     check "package: systemd-analyze verify vouchd.service" verify_unit
+    check "package: upgrade restarts vouchd if it runs, removal stops it" unit_life_cycle
     check "package: purge keeps the operator's files and the user" purge_keeps_data
 fi
 echo "      time: $(($(date +%s) - start)) s"
