@@ -19,7 +19,8 @@ packages=(meson ninja-build pkg-config gcc libevent-dev libcurl4-openssl-dev lib
           libssl-dev libplist-dev libpq-dev libjansson-dev libcmocka-dev postgresql
           postgresql-client openssl python3 python3-cryptography python3-h2 python3-jsonschema
           libplist-utils curl nghttp2-client scep clang libclang-rt-14-dev valgrind
-          libcbor-dev python3-acme nginx-light)
+          libcbor-dev python3-acme nginx-light
+          build-essential debhelper dpkg-dev help2man lintian man-db systemd)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -170,6 +171,12 @@ if [ $# -eq 0 ]; then
         --jobs "$jobs" "${valgrind_tests[@]}" >"$out_file" 2>&1 || true
     grep -Ev '^PASS ' "$out_file" || true
     add_counts integration "$out_file"
+fi
+# The Debian package: built from a copy of the tree, installed, checked, purged (tests/package.sh).
+if [ $# -eq 0 ]; then
+    echo "== the Debian package"
+    tests/package.sh 2>&1 | tee "$out_file" || true
+    add_counts package "$out_file"
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
