@@ -17,7 +17,7 @@ struct token_caller;
 struct vouchd;
 
 /* For an authorized caller (admin.c, before the scope check): answers path if it is
- * /v1/openapi.yaml (200 application/yaml to GET, audited; 405 to any other method) and returns
+ * /v1/openapi.yaml (audited; 200 application/yaml to GET, 405 to any other method) and returns
  * true; false for any other path. */
 bool openapi_handle(struct vouchd *srv, struct evhttp_request *req, const char *path,
                     const struct token_caller *caller);

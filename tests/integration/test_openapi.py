@@ -33,7 +33,7 @@ import urllib.parse
 import uuid
 
 from device import Response, raw_exchange
-from harness import REPO, command_plist, unavailable
+from harness import REPO, command_plist, unavailable, wait_for
 from test_acme import AcmeTestCase
 from test_cert_header import nginx_escaped
 
@@ -514,6 +514,11 @@ class OpenApiLiveTest(AcmeTestCase):
         for token in (read_token, trust):
             r = self.call("GET", "/v1/openapi.yaml", token=token, expect=200)
             self.assertEqual(r.body, self.raw, "any scope reads the document")
+
+        def audited():
+            entries = self.call("GET", "/v1/audit?limit=100", expect=200).json()
+            return {e["token"] for e in entries if e["path"] == "/v1/openapi.yaml"}
+        wait_for(lambda: {name, name + "-t"} <= audited(), 10, what="the reads audited")
         self.call("GET", "/v1/tokens", token=read_token, expect=403)
         self.call("GET", "/v1/devices", token=trust, expect=403)
         self.call("POST", "/v1/trust/web", {"udid": dev.udid}, token=trust, expect=200)
