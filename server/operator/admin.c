@@ -17,6 +17,7 @@
 #include "log.h"
 #include "mdm_message.h"
 #include "nanomdm.h"
+#include "openapi.h"
 #include "identities.h"
 #include "token_api.h"
 #include "tokens.h"
@@ -936,6 +937,8 @@ static void handle_request(struct vouchd *srv, struct evhttp_request *req, const
     }
     struct token_caller caller;
     if (!tokens_authorize(srv, req, &caller))
+        return;
+    if (openapi_handle(srv, req, path, &caller))
         return;
     /* A GET of /v1/push/ pushes devices: that is acting, not reading. The tokens and the
      * audit are the admin's own. */
