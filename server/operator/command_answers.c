@@ -21,8 +21,9 @@
  * would pass this are left for another look (truncated). */
 #define FLEET_REPORT_BYTES ((uint64_t)16 * 1024 * 1024)
 #define REPORT_MAX_NODES 4000000
-/* A report's JSON: base64 grows data by 4/3, escapes grow a control character to 6 bytes. */
-#define ANSWER_JSON_MAX(report_len) ((size_t)(report_len)*8 + 64 * 1024)
+/* An answer's JSON: base64 grows data by 4/3, an escape grows a control character to 6 bytes,
+ * and the ErrorChain is written twice (in the report and apart). */
+#define ANSWER_JSON_MAX(report_len) ((size_t)(report_len)*16 + 64 * 1024)
 
 static const struct plist_json_limits report_limits = {MDM_MAX_DEPTH, REPORT_MAX_NODES};
 
