@@ -81,8 +81,10 @@ $$;
 -- Takes a queued command off one device's queue: 'canceled', or 'answered' (too late: the
 -- device has answered it) or 'unknown' (no such command for the device). A canceled attestation
 -- request is settled ('canceled') and the device's next one planned, so the scheduler does not
--- wait for an answer that will not come; command.canceled is written when a receiver takes it
--- (the audit keeps who asked: p_actor, the token's name, is in the event too).
+-- wait for an answer that will not come; a canceled DeviceInformation (an attestation request
+-- or the scheduler's light query) puts the light query back in the plan. command.canceled is
+-- written when a receiver takes it (the audit keeps who asked: p_actor, the token's name, is in
+-- the event too).
 CREATE OR REPLACE FUNCTION vouch_command_cancel(p_udid text, p_command_uuid text, p_actor text)
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
@@ -98,18 +100,23 @@ BEGIN
         END IF;
         RETURN 'unknown';
     END IF;
+    SELECT c.request_type INTO kind FROM commands c WHERE c.command_uuid = p_command_uuid;
     IF EXISTS (SELECT 1 FROM attestation_requests r
                WHERE r.command_uuid = p_command_uuid AND r.udid = p_udid
                  AND r.answered_at IS NULL) THEN
         PERFORM vouch_end_attestation_request(p_udid, p_command_uuid, 'canceled', NULL);
-        -- The request's answer was to tell the OS version too (vouch_request_attestation):
-        -- the light query comes back to the plan.
+    END IF;
+    IF kind = 'DeviceInformation' THEN
+        -- Its answer was to tell the OS version (vouch_request_attestation and the scheduler's
+        -- tick leave info_due_at NULL until it comes): the light query comes back to the plan.
         UPDATE devices d SET info_due_at = vouch_now()
             + (SELECT info_interval FROM scheduler_policy)
-        WHERE d.udid = p_udid AND d.info_due_at IS NULL;
+        WHERE d.udid = p_udid AND d.info_due_at IS NULL
+          AND EXISTS (SELECT 1 FROM enrollments e WHERE e.udid = p_udid AND e.enabled)
+          AND NOT EXISTS (SELECT 1 FROM attestation_requests r
+                          WHERE r.udid = p_udid AND r.answered_at IS NULL);
     END IF;
     IF vouch_wants('command.canceled') THEN
-        SELECT c.request_type INTO kind FROM commands c WHERE c.command_uuid = p_command_uuid;
         PERFORM vouch_emit('command.canceled', p_udid, jsonb_build_object(
             'udid', p_udid, 'command_uuid', p_command_uuid, 'request_type', kind,
             'queued_at', vouch_time(was.queued_at), 'not_now_count', was.not_now_count,

@@ -207,6 +207,9 @@ class CommandAnswersTest(CommandAnswersCase):
         self.assertEqual(rows.split(), ["canceled|t"], rows)
         self.assertIsNone(self.attestation_of(dev.udid).get("request"),
                           "no request out after the cancel")
+        # The light DeviceInformation query, which the request's answer stood for, is planned again.
+        self.assertEqual(self.psql("SELECT info_due_at IS NOT NULL FROM devices "
+                                   f"WHERE udid = '{dev.udid}'").strip(), "t")
         # Asking again is not refused as pending: a new request is queued at once.
         r = self.vouchd.admin("POST", f"/v1/devices/{dev.udid}/attest")
         self.assertStatus(r, 200, "POST attest after the cancel")
