@@ -42,6 +42,9 @@ enum opt_id {
     OPT_LIMIT,
     OPT_BEFORE,
     OPT_CERT_SHA256,
+    OPT_SHOW,
+    OPT_TYPE,
+    OPT_QUERIES,
 };
 
 struct opt_spec {
@@ -57,7 +60,10 @@ static const struct opt_spec global_opts[] = {
     {"version", 0, false, OPT_VERSION},
 };
 static const struct opt_spec devices_opts[] = {{"attestation", 0, true, OPT_ATTESTATION}};
-static const struct opt_spec enqueue_opts[] = {{"file", 'f', true, OPT_FILE}};
+static const struct opt_spec enqueue_opts[] = {
+    {"file", 'f', true, OPT_FILE}, {"type", 0, true, OPT_TYPE}, {"queries", 0, true, OPT_QUERIES}};
+static const struct opt_spec commands_opts[] = {{"show", 0, true, OPT_SHOW},
+                                                {"all", 0, false, OPT_ALL}};
 static const struct opt_spec attest_opts[] = {{"all", 0, false, OPT_ALL},
                                               {"failed", 0, false, OPT_FAILED}};
 static const struct opt_spec events_opts[] = {{"status", 0, true, OPT_STATUS}};
@@ -100,8 +106,9 @@ static const struct subcommand subcommands[] = {
     /* devices checks its own arguments: none, or expect SERIAL..., or expected. */
     {"devices", devices_usage, devices_opts, 1, 0, SIZE_MAX, NULL, false, cmd_devices},
     {"device", device_usage, NULL, 0, 1, 2, "UDID", false, cmd_device},
-    {"commands", commands_usage, NULL, 0, 1, 1, "UDID", false, cmd_commands},
-    {"enqueue", enqueue_usage, enqueue_opts, 1, 1, SIZE_MAX, "UDID", false, cmd_enqueue},
+    /* commands checks its own arguments: UDID [--show UUID], --all --show UUID, or cancel. */
+    {"commands", commands_usage, commands_opts, 2, 0, 3, "UDID", false, cmd_commands},
+    {"enqueue", enqueue_usage, enqueue_opts, 3, 1, SIZE_MAX, "UDID", false, cmd_enqueue},
     /* attest checks its own arguments: UDIDs, or --all, or --failed. */
     {"attest", attest_usage, attest_opts, 2, 0, SIZE_MAX, "UDID", false, cmd_attest},
     {"attestations", attestations_usage, NULL, 0, 1, 1, "UDID", false, cmd_attestations},
@@ -191,6 +198,9 @@ struct cmdline {
     const char *limit;
     const char *before;
     const char *cert_sha256;
+    const char *show;
+    const char *type;
+    const char *queries;
     char **args;
     size_t nargs;
 };
@@ -332,6 +342,15 @@ static int parse_cmdline(int argc, char **argv, struct cmdline *cl)
         case OPT_CERT_SHA256:
             cl->cert_sha256 = value;
             break;
+        case OPT_SHOW:
+            cl->show = value;
+            break;
+        case OPT_TYPE:
+            cl->type = value;
+            break;
+        case OPT_QUERIES:
+            cl->queries = value;
+            break;
         }
     }
     return CTL_EXIT_OK;
@@ -418,6 +437,9 @@ static int run(struct cmdline *cl)
         .limit = cl->limit,
         .before = cl->before,
         .cert_sha256 = cl->cert_sha256,
+        .show = cl->show,
+        .type = cl->type,
+        .queries = cl->queries,
     };
     if (sub->offline && !cl->server)
         return sub->run(&ctl);

@@ -33,7 +33,7 @@ struct ctl {
     size_t nargs;
     const char *file;         /* enqueue --file */
     const char *attestation;  /* devices --attestation */
-    bool all;                 /* attest --all */
+    bool all;                 /* attest --all, commands --all */
     bool failed;              /* attest --failed */
     const char *roots;        /* verify --roots */
     const char *nonce;        /* verify --nonce */
@@ -53,6 +53,9 @@ struct ctl {
     const char *limit;        /* audit --limit, as given */
     const char *before;       /* audit --before, as given */
     const char *cert_sha256;  /* trust --cert-sha256, as given */
+    const char *show;         /* commands --show COMMAND-UUID */
+    const char *type;         /* enqueue --type: a command template */
+    const char *queries;      /* enqueue --queries, with --type DeviceInformation */
 };
 
 /* Prints "vouchctl: <message>" and a pointer to the subcommand's help (NULL: the main help) on

@@ -91,7 +91,8 @@ const char *const config_webhook_topics[] = {
     "attestation.expired",  "device.os_changed",
     "device.reenrolled",    "identity.issued",
     "identity.refused",     "identity.revoked",
-    "trust.denied",         NULL,
+    "trust.denied",         "command.canceled",
+    NULL,
 };
 
 size_t config_split_list(const char *text, char out[][CONFIG_MAX_ITEM + 1], size_t max)

@@ -75,8 +75,9 @@ $$;
 
 -- Ends a pending request without a verdict: an error answer (p_outcome 'error', p_error the
 -- device's Status), no answer within answer_timeout ('error', 'NoAnswer': the command leaves the
--- queue, a retry asks again), or a re-enrollment ('canceled'). Errors are retried; past
--- retry_limit the device's verdict becomes failed (no_answer): silence never keeps an older one.
+-- queue, a retry asks again), or a re-enrollment or an operator's cancel ('canceled'). Errors
+-- are retried; past retry_limit the device's verdict becomes failed (no_answer): silence never
+-- keeps an older one.
 CREATE OR REPLACE FUNCTION vouch_end_attestation_request(p_udid text, p_command_uuid text,
                                                          p_outcome text, p_error text)
 RETURNS void LANGUAGE plpgsql AS $$

@@ -12,6 +12,7 @@
 
 #include "apns.h"
 #include "command.h"
+#include "command_answers.h"
 #include "http.h"
 #include "json.h"
 #include "log.h"
@@ -959,7 +960,9 @@ static void handle_request(struct vouchd *srv, struct evhttp_request *req, const
         return;
     }
     tokens_audit(srv, req, &caller);
-    if (strcmp(path, devices) == 0 || strcmp(path, "/v1/devices/") == 0) {
+    if (command_answers_handle(srv, req, path, caller.name)) {
+        /* /v1/commands/{uuid}, /v1/devices/{udid}/commands/{uuid} */
+    } else if (strcmp(path, devices) == 0 || strcmp(path, "/v1/devices/") == 0) {
         if (evhttp_request_get_command(req) != EVHTTP_REQ_GET)
             http_reply_json_error(req, EP_ADMIN_DEVICES, 405, "use GET");
         else

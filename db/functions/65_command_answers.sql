@@ -1,0 +1,151 @@
+-- Command answers for operators: each device's answer to a command, and cancelling what is
+-- still queued (server/operator/command_answers.c; docs/api.md, "Command answers").
+--
+-- Code, not history: applied with CREATE OR REPLACE after the migrations, in one transaction,
+-- at every start and `vouchd migrate` (db/migrate.c). A change to a function is a diff here; a
+-- change of its arguments or result also needs a migration that drops the old one.
+--
+-- Reports leave as bytes (the XML plist the device sent): vouchd turns them into JSON.
+
+-- One device's command: a row while it is queued (status 'queued', report NULL) or once it was
+-- answered; no row when the device has no such command.
+CREATE OR REPLACE FUNCTION vouch_command_answer(p_udid text, p_command_uuid text)
+RETURNS TABLE (udid text, command_uuid text, request_type text, status text, queued_at text,
+               result_at text, not_now_count integer, report bytea)
+LANGUAGE sql STABLE AS $$
+    SELECT r.udid, r.command_uuid, r.request_type, r.status, vouch_time(r.queued_at),
+           vouch_time(r.result_at), r.not_now_count, r.report
+    FROM command_results r WHERE r.udid = p_udid AND r.command_uuid = p_command_uuid
+    UNION ALL
+    SELECT q.udid, q.command_uuid, c.request_type, 'queued', vouch_time(q.queued_at), NULL,
+           q.not_now_count, NULL
+    FROM command_queue q JOIN commands c ON c.command_uuid = q.command_uuid
+    WHERE q.udid = p_udid AND q.command_uuid = p_command_uuid
+    LIMIT 1
+$$;
+
+-- A command on every device it went to. The first row describes the command (udid NULL:
+-- request_type, created_at, and whether the device rows are truncated); then the devices by
+-- UDID, at most p_limit of them and, past the first, only while their reports total at most
+-- p_max_bytes (octet_length of a stored bytea reads its header, not its compressed bytes). No
+-- row at all for an unknown command. NULL created_at: the command itself was pruned, or it was
+-- never queued here (a device answered a CommandUUID vouchd did not send).
+CREATE OR REPLACE FUNCTION vouch_command_answers(p_command_uuid text, p_limit integer,
+                                                 p_max_bytes bigint)
+RETURNS TABLE (udid text, request_type text, status text, queued_at text, result_at text,
+               not_now_count integer, report bytea, created_at text, truncated boolean)
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+DECLARE
+    cmd commands;
+    any_type text;
+    total bigint;
+BEGIN
+    SELECT * INTO cmd FROM commands c WHERE c.command_uuid = p_command_uuid;
+    SELECT count(*) INTO total FROM (
+        SELECT 1 FROM command_results r WHERE r.command_uuid = p_command_uuid
+        UNION ALL
+        SELECT 1 FROM command_queue q WHERE q.command_uuid = p_command_uuid) x;
+    IF cmd.command_uuid IS NULL AND total = 0 THEN
+        RETURN;
+    END IF;
+    IF cmd.command_uuid IS NULL THEN
+        SELECT r.request_type INTO any_type FROM command_results r
+        WHERE r.command_uuid = p_command_uuid AND r.request_type IS NOT NULL LIMIT 1;
+    END IF;
+    RETURN QUERY
+    WITH every AS (
+        SELECT r.udid, r.request_type, r.status, r.queued_at, r.result_at, r.not_now_count,
+               r.report, octet_length(r.report)::bigint AS size
+        FROM command_results r WHERE r.command_uuid = p_command_uuid
+        UNION ALL
+        SELECT q.udid, cmd.request_type, 'queued', q.queued_at, NULL, q.not_now_count, NULL,
+               0::bigint
+        FROM command_queue q WHERE q.command_uuid = p_command_uuid),
+    ordered AS (
+        SELECT e.*, row_number() OVER (ORDER BY e.udid) AS n,
+               sum(e.size) OVER (ORDER BY e.udid ROWS UNBOUNDED PRECEDING) AS upto
+        FROM (SELECT * FROM every ORDER BY every.udid LIMIT p_limit) e),
+    kept AS (SELECT * FROM ordered o WHERE o.n = 1 OR o.upto <= p_max_bytes)
+    SELECT NULL::text, coalesce(cmd.request_type, any_type), NULL::text, NULL::text, NULL::text,
+           NULL::integer, NULL::bytea, vouch_time(cmd.created_at),
+           (SELECT count(*) FROM kept) < total
+    UNION ALL
+    SELECT k.udid, k.request_type, k.status, vouch_time(k.queued_at), vouch_time(k.result_at),
+           k.not_now_count, k.report, NULL::text, NULL::boolean
+    FROM kept k
+    ORDER BY 1 NULLS FIRST;
+END
+$$;
+
+-- Takes a queued command off one device's queue: 'canceled', or 'answered' (too late: the
+-- device has answered it) or 'unknown' (no such command for the device). A canceled attestation
+-- request is settled ('canceled') and the device's next one planned, so the scheduler does not
+-- wait for an answer that will not come; a canceled DeviceInformation (an attestation request
+-- or the scheduler's light query) puts the light query back in the plan. command.canceled is
+-- written when a receiver takes it (the audit keeps who asked: p_actor, the token's name, is in
+-- the event too).
+CREATE OR REPLACE FUNCTION vouch_command_cancel(p_udid text, p_command_uuid text, p_actor text)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    was command_queue;
+    kind text;
+BEGIN
+    DELETE FROM command_queue q WHERE q.udid = p_udid AND q.command_uuid = p_command_uuid
+    RETURNING * INTO was;
+    IF NOT FOUND THEN
+        IF EXISTS (SELECT 1 FROM command_results r
+                   WHERE r.udid = p_udid AND r.command_uuid = p_command_uuid) THEN
+            RETURN 'answered';
+        END IF;
+        RETURN 'unknown';
+    END IF;
+    SELECT c.request_type INTO kind FROM commands c WHERE c.command_uuid = p_command_uuid;
+    IF EXISTS (SELECT 1 FROM attestation_requests r
+               WHERE r.command_uuid = p_command_uuid AND r.udid = p_udid
+                 AND r.answered_at IS NULL) THEN
+        PERFORM vouch_end_attestation_request(p_udid, p_command_uuid, 'canceled', NULL);
+    END IF;
+    IF kind = 'DeviceInformation' THEN
+        -- Its answer was to tell the OS version (vouch_request_attestation and the scheduler's
+        -- tick leave info_due_at NULL until it comes): the light query comes back to the plan.
+        UPDATE devices d SET info_due_at = vouch_now()
+            + (SELECT info_interval FROM scheduler_policy)
+        WHERE d.udid = p_udid AND d.info_due_at IS NULL
+          AND EXISTS (SELECT 1 FROM enrollments e WHERE e.udid = p_udid AND e.enabled)
+          AND NOT EXISTS (SELECT 1 FROM attestation_requests r
+                          WHERE r.udid = p_udid AND r.answered_at IS NULL);
+    END IF;
+    IF vouch_wants('command.canceled') THEN
+        PERFORM vouch_emit('command.canceled', p_udid, jsonb_build_object(
+            'udid', p_udid, 'command_uuid', p_command_uuid, 'request_type', kind,
+            'queued_at', vouch_time(was.queued_at), 'not_now_count', was.not_now_count,
+            'canceled_by', p_actor));
+    END IF;
+    RETURN 'canceled';
+END
+$$;
+
+-- Takes a command off every queue it is in: the number of devices, or NULL for an unknown
+-- command. Each device's entry is canceled as vouch_command_cancel does.
+CREATE OR REPLACE FUNCTION vouch_command_cancel_all(p_command_uuid text, p_actor text)
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    n integer := 0;
+    target text;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM commands c WHERE c.command_uuid = p_command_uuid)
+       AND NOT EXISTS (SELECT 1 FROM command_results r WHERE r.command_uuid = p_command_uuid) THEN
+        RETURN NULL;
+    END IF;
+    FOR target IN
+        SELECT q.udid FROM command_queue q WHERE q.command_uuid = p_command_uuid
+        ORDER BY q.udid FOR UPDATE
+    LOOP
+        IF vouch_command_cancel(target, p_command_uuid, p_actor) = 'canceled' THEN
+            n := n + 1;
+        END IF;
+    END LOOP;
+    RETURN n;
+END
+$$;
