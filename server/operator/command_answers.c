@@ -322,14 +322,15 @@ bool command_answers_handle(struct vouchd *srv, struct evhttp_request *req, cons
     } else {
         return false;
     }
+    /* No such path below a command: an empty or a further segment is a 404. */
     size_t uuid_len = strlen(uuid_segment);
-    char *command_uuid = strchr(uuid_segment, '/') == NULL
-                             ? decode_segment(uuid_segment, uuid_len, COMMAND_MAX_UUID)
-                             : NULL;
+    bool no_such_path = uuid_len == 0 || strchr(uuid_segment, '/') != NULL;
+    char *command_uuid =
+        no_such_path ? NULL : decode_segment(uuid_segment, uuid_len, COMMAND_MAX_UUID);
     if (command_uuid == NULL) {
         free(udid);
-        http_reply_json_error(req, EP_ADMIN_COMMANDS, uuid_len == 0 ? 404 : 400,
-                              uuid_len == 0 ? "not found" : "bad command UUID in the path");
+        http_reply_json_error(req, EP_ADMIN_COMMANDS, no_such_path ? 404 : 400,
+                              no_such_path ? "not found" : "bad command UUID in the path");
         return true;
     }
     start(srv, req, udid, command_uuid, actor);
