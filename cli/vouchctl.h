@@ -53,6 +53,8 @@ struct ctl {
     const char *limit;        /* audit --limit, as given */
     const char *before;       /* audit --before, as given */
     const char *cert_sha256;  /* trust --cert-sha256, as given */
+    /* pushcert (pushcert.c) also takes --key, --out, --cn, --cert and --server */
+    const char *vendor_cert, *vendor_key, *csr, *wwdr, *apple_root, *to, *config;
 };
 
 /* Prints "vouchctl: <message>" and a pointer to the subcommand's help (NULL: the main help) on
@@ -77,6 +79,7 @@ int cmd_push(struct ctl *ctl);
 int cmd_certs(struct ctl *ctl);
 int cmd_tokens(struct ctl *ctl);
 int cmd_audit(struct ctl *ctl);
+int cmd_pushcert(struct ctl *ctl);
 /* Returns CTL_EXIT_OK for an allow, CTL_EXIT_DENIED for a deny. */
 int cmd_trust(struct ctl *ctl);
 /* Offline: ctl->client is NULL, but with --server. */

@@ -93,7 +93,11 @@ static bool read_upload(struct evhttp_request *req, struct apns_cert *cert)
         if (body == NULL)
             snprintf(err, sizeof(err), "out of memory");
         apns_cert_clear(cert);
-        http_reply_json_error(req, EP_OTHER, body == NULL ? 500 : 400, err);
+        /* apns_cert_from_pem() names the configuration key its input came from: not here. */
+        const char *reason = err;
+        if (strncmp(reason, "apns_cert: ", 11) == 0 || strncmp(reason, "apns_key: ", 10) == 0)
+            reason = strchr(reason, ' ') + 1;
+        http_reply_json_error(req, EP_OTHER, body == NULL ? 500 : 400, reason);
     }
     return ok;
 }
