@@ -15,9 +15,11 @@
 
 /* With key_path, the certificate (mode 0644) and the key (0600) each in its own file; with
  * key_path NULL, both in cert_path (0600), which vouchd reads as PEM whatever it held before (a
- * PKCS#12 file's password is then unused). The key is written first: a crash between the two
- * leaves a pair that does not match, which vouchd refuses at start and names, never a
- * certificate used with a key that is not its own. False with the reason in err. */
+ * PKCS#12 file's password is then unused). Both files are written and synced before either
+ * replaces its target, so a full disk or a read-only folder changes nothing; then the key is
+ * renamed first: only a crash (or a failed rename) between the two renames leaves a pair that
+ * does not match, which vouchd refuses at start and names, never a certificate used with a key
+ * that is not its own. False with the reason in err. */
 bool apns_cert_store(const struct apns_cert *cert, const char *cert_path, const char *key_path,
                      char *err, size_t err_size) __attribute__((warn_unused_result));
 

@@ -472,6 +472,7 @@ static int pushcert_install(struct ctl *ctl)
     free(key_pem);
     free(cert_pem);
     if (!ok) {
+        apns_cert_clear(&cert);
         fprintf(stderr, "vouchctl: %s: %s\n", ctl->ca_cert, err);
         return CTL_EXIT_FAILURE;
     }

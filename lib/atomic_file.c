@@ -23,7 +23,7 @@ static bool write_all(int fd, const unsigned char *data, size_t len)
     return true;
 }
 
-/* Syncs the folder holding path, so that the rename survives a crash. */
+/* Syncs the folder holding path, so that a rename survives a crash. */
 static bool sync_folder(const char *path)
 {
     char *copy = strdup(path);
@@ -38,17 +38,20 @@ static bool sync_folder(const char *path)
     return ok;
 }
 
-bool atomic_file_write(const char *path, const void *data, size_t len, mode_t mode, char *err,
-                       size_t err_size)
+bool atomic_file_prepare(struct atomic_file *file, const char *path, const void *data, size_t len,
+                         mode_t mode, char *err, size_t err_size)
 {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", path) >= (int)sizeof(tmp)) {
+    file->path = path;
+    file->tmp[0] = '\0';
+    if (snprintf(file->tmp, sizeof(file->tmp), "%s.tmp-XXXXXX", path) >= (int)sizeof(file->tmp)) {
         snprintf(err, err_size, "%s: the path is too long", path);
+        file->tmp[0] = '\0';
         return false;
     }
-    int fd = mkstemp(tmp);
+    int fd = mkstemp(file->tmp);
     if (fd < 0) {
         snprintf(err, err_size, "cannot create a file beside %s: %s", path, strerror(errno));
+        file->tmp[0] = '\0';
         return false;
     }
     const char *step = "set the mode of";
@@ -67,20 +70,32 @@ bool atomic_file_write(const char *path, const void *data, size_t len, mode_t mo
         step = "write";
         ok = false;
     }
-    if (ok) {
-        step = "replace";
-        ok = rename(tmp, path) == 0;
-        saved = errno;
-    }
     if (!ok) {
-        snprintf(err, err_size, "cannot %s %s: %s", step, path, strerror(saved));
-        unlink(tmp);
+        snprintf(err, err_size, "cannot %s a new %s: %s", step, path, strerror(saved));
+        atomic_file_abort(file);
+    }
+    return ok;
+}
+
+bool atomic_file_commit(struct atomic_file *file, char *err, size_t err_size)
+{
+    if (rename(file->tmp, file->path) != 0) {
+        snprintf(err, err_size, "cannot replace %s: %s", file->path, strerror(errno));
+        atomic_file_abort(file);
         return false;
     }
-    if (!sync_folder(path)) {
-        snprintf(err, err_size, "%s was replaced, but its folder cannot be synced: %s", path,
+    file->tmp[0] = '\0';
+    if (!sync_folder(file->path)) {
+        snprintf(err, err_size, "%s was replaced, but its folder cannot be synced: %s", file->path,
                  strerror(errno));
         return false;
     }
     return true;
+}
+
+void atomic_file_abort(struct atomic_file *file)
+{
+    if (file->tmp[0] != '\0')
+        unlink(file->tmp);
+    file->tmp[0] = '\0';
 }

@@ -68,38 +68,40 @@ static void get_pushcert(struct vouchd *srv, struct evhttp_request *req)
 }
 
 /* Reads the body (certificate then key, PEM) into cert, checked; the body's copy of the key is
- * wiped. False after answering 4xx. */
-static bool read_upload(struct evhttp_request *req, struct apns_cert *cert)
+ * wiped. 0, or the HTTP status to answer with reason (cert is then empty). */
+static int read_upload(struct evhttp_request *req, struct apns_cert *cert, char *reason,
+                       size_t reason_size)
 {
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);
+    memset(cert, 0, sizeof(*cert));
     if (len == 0) {
-        http_reply_json_error(req, EP_OTHER, 400,
-                              "the body must be the PEM certificate followed by the PEM private "
-                              "key");
-        return false;
+        snprintf(reason, reason_size,
+                 "the body must be the PEM certificate followed by the PEM private key");
+        return 400;
     }
     if (len > PUSHCERT_BODY_MAX) {
-        http_reply_json_error(req, EP_OTHER, 413, "the body is larger than 64 KiB");
-        return false;
+        snprintf(reason, reason_size, "the body is larger than 64 KiB");
+        return 413;
     }
     char *body = (char *)evbuffer_pullup(in, -1);
-    char err[512];
-    bool ok = body != NULL && apns_cert_from_pem(cert, body, len, NULL, 0, err, sizeof(err)) &&
-              apns_cert_check_installable(cert, time(NULL), err, sizeof(err));
-    if (body != NULL)
-        OPENSSL_cleanse(body, len);
-    if (!ok) {
-        if (body == NULL)
-            snprintf(err, sizeof(err), "out of memory");
-        apns_cert_clear(cert);
-        /* apns_cert_from_pem() names the configuration key its input came from: not here. */
-        const char *reason = err;
-        if (strncmp(reason, "apns_cert: ", 11) == 0 || strncmp(reason, "apns_key: ", 10) == 0)
-            reason = strchr(reason, ' ') + 1;
-        http_reply_json_error(req, EP_OTHER, body == NULL ? 500 : 400, reason);
+    if (body == NULL) {
+        snprintf(reason, reason_size, "out of memory");
+        return 500;
     }
-    return ok;
+    char err[512];
+    bool ok = apns_cert_from_pem(cert, body, len, NULL, 0, err, sizeof(err)) &&
+              apns_cert_check_installable(cert, time(NULL), err, sizeof(err));
+    OPENSSL_cleanse(body, len);
+    if (ok)
+        return 0;
+    apns_cert_clear(cert);
+    /* apns_cert_from_pem() names the configuration key its input came from: not here. */
+    const char *text = err;
+    if (strncmp(text, "apns_cert: ", 11) == 0 || strncmp(text, "apns_key: ", 10) == 0)
+        text = strchr(text, ' ') + 1;
+    snprintf(reason, reason_size, "%s", text);
+    return 400;
 }
 
 static void put_pushcert(struct vouchd *srv, struct evhttp_request *req,
@@ -114,9 +116,11 @@ static void put_pushcert(struct vouchd *srv, struct evhttp_request *req,
         return;
     }
     struct apns_cert cert;
-    if (!read_upload(req, &cert)) {
-        log_warn("refused a push certificate from %s (token %s)",
-                 http_peer(req, peer, sizeof(peer)), caller->name);
+    int status = read_upload(req, &cert, err, sizeof(err));
+    if (status != 0) {
+        log_warn("refused a push certificate from %s (token %s): %s",
+                 http_peer(req, peer, sizeof(peer)), caller->name, err);
+        http_reply_json_error(req, EP_OTHER, status, err);
         return;
     }
     if (!apns_cert_store(&cert, srv->cfg->apns_cert, srv->cfg->apns_key, err, sizeof(err))) {
