@@ -351,8 +351,10 @@ static int pushcert_sign(struct ctl *ctl)
     if (chain == NULL || !read_certs(ctl->vendor_cert, chain) ||
         (ctl->wwdr != NULL && !read_certs(ctl->wwdr, chain)) ||
         (ctl->apple_root != NULL && !read_certs(ctl->apple_root, chain)) ||
-        sk_X509_num(chain) > PUSHCERT_CHAIN_MAX || !chain_complete(chain) ||
-        (key = read_key(ctl->vendor_key)) == NULL || (req = read_csr(ctl->csr)) == NULL)
+        (sk_X509_num(chain) > PUSHCERT_CHAIN_MAX &&
+         fail("more than %d certificates in the chain", PUSHCERT_CHAIN_MAX)) ||
+        !chain_complete(chain) || (key = read_key(ctl->vendor_key)) == NULL ||
+        (req = read_csr(ctl->csr)) == NULL)
         goto out;
     if (X509_check_private_key(sk_X509_value(chain, 0), key) != 1) {
         fail("%s is not the key of the vendor certificate %s", ctl->vendor_key, ctl->vendor_cert);

@@ -4,9 +4,9 @@
  * main() (vouchctl.c) parses the command line into a struct ctl, opens the client and runs one
  * subcommand (commands.c, devices.c, expected.c, certs.c, attestations.c, events.c, push.c,
  * profile.c, tokens.c, trust.c, on api.c; the offline `verify`, verify.c, gets no client but with
- * --server; nor does `ca`, ca.c, which makes the ACME CA's files). A subcommand returns the
- * process exit status. The struct ctl borrows its strings from argv and the environment, and owns
- * the client.
+ * --server; nor does `ca`, ca.c, which makes the ACME CA's files, nor `pushcert`, pushcert.c, but
+ * with install --server). A subcommand returns the process exit status. The struct ctl borrows
+ * its strings from argv and the environment, and owns the client.
  */
 #ifndef VOUCH_CLI_VOUCHCTL_H
 #define VOUCH_CLI_VOUCHCTL_H
