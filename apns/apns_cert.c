@@ -134,7 +134,7 @@ bool apns_cert_from_pkcs12(struct apns_cert *out, const unsigned char *data, siz
         default_provider = OSSL_PROVIDER_load(NULL, "default");
         legacy_provider = OSSL_PROVIDER_load(NULL, "legacy");
         if (default_provider == NULL || legacy_provider == NULL)
-            ERR_clear_error(); /* modern files still open */
+            ERR_clear_error();    /* modern files still open */
         atexit(unload_providers); /* runs before OpenSSL's own exit handler, set up earlier */
     }
     const unsigned char *p = data;
@@ -170,4 +170,34 @@ long apns_cert_days_left(const struct apns_cert *cert, time_t now)
 {
     double seconds = difftime(cert->not_after, now);
     return (long)(seconds / 86400.0 - (seconds < 0 ? 1 : 0));
+}
+
+bool apns_cert_check_installable(const struct apns_cert *cert, time_t now, char *err,
+                                 size_t err_size)
+{
+    size_t prefix_len = strlen(APNS_MDM_TOPIC_PREFIX);
+    if (strncmp(cert->topic, APNS_MDM_TOPIC_PREFIX, prefix_len) != 0 ||
+        cert->topic[prefix_len] == '\0') {
+        snprintf(err, err_size,
+                 "the certificate's topic (subject UID) '%s' is not an MDM push topic (%s...): "
+                 "is this the certificate from Apple's Push Certificates Portal?",
+                 cert->topic, APNS_MDM_TOPIC_PREFIX);
+        return false;
+    }
+    if (difftime(cert->not_after, now) <= 0) {
+        char when[32];
+        apns_cert_not_after_text(cert, when, sizeof(when));
+        snprintf(err, err_size, "the push certificate for %s expired on %s: renew it", cert->topic,
+                 when);
+        return false;
+    }
+    return true;
+}
+
+void apns_cert_not_after_text(const struct apns_cert *cert, char *out, size_t size)
+{
+    struct tm tm;
+    time_t t = cert->not_after;
+    if (gmtime_r(&t, &tm) == NULL || strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(out, size, "?");
 }

@@ -37,4 +37,18 @@ void apns_cert_clear(struct apns_cert *cert);
 /* Days until not_after from now (negative: expired). */
 long apns_cert_days_left(const struct apns_cert *cert, time_t now);
 
+/* The topic prefix of every MDM push certificate (Apple's portal issues
+ * com.apple.mgmt.External.<uuid>; NanoMDM accepts the same prefix). */
+#define APNS_MDM_TOPIC_PREFIX "com.apple.mgmt."
+
+/* Is cert, read and matched with its key by apns_cert_from_pem(), one to install now: an MDM
+ * push topic, and not expired at now? False with the reason in err. (A certificate that expires
+ * soon is installable: the caller warns, see APNS_CERT_WARN_DAYS.) */
+bool apns_cert_check_installable(const struct apns_cert *cert, time_t now, char *err,
+                                 size_t err_size) __attribute__((warn_unused_result));
+#define APNS_CERT_WARN_DAYS 30
+
+/* not_after as RFC 3339 UTC ("2027-01-31T12:00:00Z") into out (at least 21 bytes). */
+void apns_cert_not_after_text(const struct apns_cert *cert, char *out, size_t size);
+
 #endif

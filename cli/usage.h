@@ -25,6 +25,7 @@ extern const char tokens_usage[];
 extern const char audit_usage[];
 extern const char trust_usage[];
 extern const char ca_usage[];
+extern const char pushcert_usage[];
 extern const char help_usage[];
 
 #endif

@@ -45,6 +45,13 @@ enum opt_id {
     OPT_SHOW,
     OPT_TYPE,
     OPT_QUERIES,
+    OPT_VENDOR_CERT, /* pushcert's, from here to OPT_CONFIG, in struct ctl's order */
+    OPT_VENDOR_KEY,
+    OPT_CSR,
+    OPT_WWDR,
+    OPT_APPLE_ROOT,
+    OPT_TO,
+    OPT_CONFIG,
 };
 
 struct opt_spec {
@@ -90,6 +97,21 @@ static const struct opt_spec verify_opts[] = {
     {"at", 0, true, OPT_AT},       {"server", 0, false, OPT_SERVER},
 };
 
+static const struct opt_spec pushcert_opts[] = {
+    {"key", 0, true, OPT_KEY},
+    {"out", 'o', true, OPT_OUT},
+    {"cn", 0, true, OPT_CN},
+    {"cert", 0, true, OPT_CERT},
+    {"server", 0, false, OPT_SERVER},
+    {"vendor-cert", 0, true, OPT_VENDOR_CERT},
+    {"vendor-key", 0, true, OPT_VENDOR_KEY},
+    {"csr", 0, true, OPT_CSR},
+    {"wwdr", 0, true, OPT_WWDR},
+    {"apple-root", 0, true, OPT_APPLE_ROOT},
+    {"to", 0, true, OPT_TO},
+    {"config", 0, true, OPT_CONFIG},
+};
+
 struct subcommand {
     const char *name;
     const char *usage;
@@ -124,6 +146,8 @@ static const struct subcommand subcommands[] = {
     /* trust checks its own subject: UDID, or --serial, --cert or --cert-sha256. */
     {"trust", trust_usage, trust_opts, 3, 1, 2, "POLICY", false, cmd_trust},
     {"ca", ca_usage, ca_opts, 4, 1, 1, "action (init)", true, cmd_ca},
+    {"pushcert", pushcert_usage, pushcert_opts, 12, 1, 1, "action (csr, sign, install)", true,
+     cmd_pushcert},
     {"help", help_usage, NULL, 0, 0, 1, NULL, false, NULL},
 };
 
@@ -201,6 +225,7 @@ struct cmdline {
     const char *show;
     const char *type;
     const char *queries;
+    const char *pushcert[OPT_CONFIG - OPT_VENDOR_CERT + 1];
     char **args;
     size_t nargs;
 };
@@ -351,6 +376,15 @@ static int parse_cmdline(int argc, char **argv, struct cmdline *cl)
         case OPT_QUERIES:
             cl->queries = value;
             break;
+        case OPT_VENDOR_CERT:
+        case OPT_VENDOR_KEY:
+        case OPT_CSR:
+        case OPT_WWDR:
+        case OPT_APPLE_ROOT:
+        case OPT_TO:
+        case OPT_CONFIG:
+            cl->pushcert[o->id - OPT_VENDOR_CERT] = value;
+            break;
         }
     }
     return CTL_EXIT_OK;
@@ -440,6 +474,13 @@ static int run(struct cmdline *cl)
         .show = cl->show,
         .type = cl->type,
         .queries = cl->queries,
+        .vendor_cert = cl->pushcert[OPT_VENDOR_CERT - OPT_VENDOR_CERT],
+        .vendor_key = cl->pushcert[OPT_VENDOR_KEY - OPT_VENDOR_CERT],
+        .csr = cl->pushcert[OPT_CSR - OPT_VENDOR_CERT],
+        .wwdr = cl->pushcert[OPT_WWDR - OPT_VENDOR_CERT],
+        .apple_root = cl->pushcert[OPT_APPLE_ROOT - OPT_VENDOR_CERT],
+        .to = cl->pushcert[OPT_TO - OPT_VENDOR_CERT],
+        .config = cl->pushcert[OPT_CONFIG - OPT_VENDOR_CERT],
     };
     if (sub->offline && !cl->server)
         return sub->run(&ctl);

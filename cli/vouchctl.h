@@ -4,9 +4,9 @@
  * main() (vouchctl.c) parses the command line into a struct ctl, opens the client and runs one
  * subcommand (commands.c, devices.c, expected.c, certs.c, attestations.c, events.c, push.c,
  * profile.c, tokens.c, trust.c, on api.c; the offline `verify`, verify.c, gets no client but with
- * --server; nor does `ca`, ca.c, which makes the ACME CA's files). A subcommand returns the
- * process exit status. The struct ctl borrows its strings from argv and the environment, and owns
- * the client.
+ * --server; nor does `ca`, ca.c, which makes the ACME CA's files, nor `pushcert`, pushcert.c, but
+ * with install --server). A subcommand returns the process exit status. The struct ctl borrows
+ * its strings from argv and the environment, and owns the client.
  */
 #ifndef VOUCH_CLI_VOUCHCTL_H
 #define VOUCH_CLI_VOUCHCTL_H
@@ -56,6 +56,8 @@ struct ctl {
     const char *show;         /* commands --show COMMAND-UUID */
     const char *type;         /* enqueue --type: a command template */
     const char *queries;      /* enqueue --queries, with --type DeviceInformation */
+    /* pushcert (pushcert.c) also takes --key, --out, --cn, --cert and --server */
+    const char *vendor_cert, *vendor_key, *csr, *wwdr, *apple_root, *to, *config;
 };
 
 /* Prints "vouchctl: <message>" and a pointer to the subcommand's help (NULL: the main help) on
@@ -80,6 +82,7 @@ int cmd_push(struct ctl *ctl);
 int cmd_certs(struct ctl *ctl);
 int cmd_tokens(struct ctl *ctl);
 int cmd_audit(struct ctl *ctl);
+int cmd_pushcert(struct ctl *ctl);
 /* Returns CTL_EXIT_OK for an allow, CTL_EXIT_DENIED for a deny. */
 int cmd_trust(struct ctl *ctl);
 /* Offline: ctl->client is NULL, but with --server. */

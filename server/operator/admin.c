@@ -23,6 +23,7 @@
 #include "token_api.h"
 #include "tokens.h"
 #include "push.h"
+#include "pushcert.h"
 #include "scheduler.h"
 #include "webhook.h"
 #include "queries.h"
@@ -876,57 +877,6 @@ static void handle_event(struct vouchd *srv, struct evhttp_request *req, const c
     db_event_retry(srv->db, id, event_retry_done, ar);
 }
 
-/* GET /v1/pushcert[?topic=T]: NanoMDM's {"topic", "not_after"} of the push certificate vouchd
- * uses (it has one: apns_cert); 404 for another topic or none. PUT (NanoMDM's upload) is not
- * taken: the certificate is apns_cert's, replaced with SIGHUP. */
-static void handle_pushcert(struct vouchd *srv, struct evhttp_request *req)
-{
-    enum evhttp_cmd_type method = evhttp_request_get_command(req);
-    if (method == EVHTTP_REQ_PUT) {
-        http_reply_json_error(req, EP_OTHER, 501,
-                              "uploading a push certificate is not supported: set apns_cert and "
-                              "send vouchd SIGHUP");
-        return;
-    }
-    if (method != EVHTTP_REQ_GET) {
-        http_reply_json_error(req, EP_OTHER, 405, "use GET");
-        return;
-    }
-    struct evkeyvalq query;
-    TAILQ_INIT(&query);
-    const char *query_text = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-    if (query_text != NULL && evhttp_parse_query_str(query_text, &query) != 0) {
-        http_reply_json_error(req, EP_OTHER, 400, "bad query string");
-        return;
-    }
-    const char *topic = evhttp_find_header(&query, "topic");
-    const struct apns_cert *cert =
-        srv->push != NULL ? apns_client_get0_cert(push_service_get0_apns(srv->push)) : NULL;
-    if (cert == NULL) {
-        http_reply_json_error(req, EP_OTHER, 404, "no push certificate is configured (apns_cert)");
-    } else if (topic != NULL && strcmp(topic, cert->topic) != 0) {
-        http_reply_json_error(req, EP_OTHER, 404, "no push certificate for this topic");
-    } else {
-        char not_after[32];
-        struct tm tm;
-        time_t t = cert->not_after;
-        gmtime_r(&t, &tm);
-        strftime(not_after, sizeof(not_after), "%Y-%m-%dT%H:%M:%SZ", &tm);
-        struct json_writer *w = json_writer_new(APNS_TOPIC_MAX * 6 + 128, 0);
-        const char *text;
-        size_t len;
-        if (w != NULL && json_write_begin_object(w) && json_write_key(w, "topic") &&
-            json_write_string(w, cert->topic) && json_write_key(w, "not_after") &&
-            json_write_string(w, not_after) && json_write_end_object(w) &&
-            json_writer_finish(w, &text, &len))
-            http_reply(req, EP_OTHER, 200, "application/json", text, len);
-        else
-            http_reply_json_error(req, EP_OTHER, 500, "internal error");
-        json_writer_free(w);
-    }
-    evhttp_clear_headers(&query);
-}
-
 static void handle_request(struct vouchd *srv, struct evhttp_request *req, const char *path)
 {
     static const char devices[] = "/v1/devices";
@@ -977,7 +927,7 @@ static void handle_request(struct vouchd *srv, struct evhttp_request *req, const
     } else if (strncmp(path, "/v1/push/", 9) == 0) {
         handle_push(srv, req, path + 9, caller.nanomdm);
     } else if (strcmp(path, "/v1/pushcert") == 0) {
-        handle_pushcert(srv, req);
+        pushcert_handle(srv, req, &caller);
     } else if (strcmp(path, "/v1/events") == 0) {
         if (evhttp_request_get_command(req) != EVHTTP_REQ_GET)
             http_reply_json_error(req, EP_OTHER, 405, "use GET");

@@ -10,8 +10,10 @@
 #include <openssl/pem.h>
 #include <openssl/pkcs12.h>
 #include <openssl/x509.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "apns_cert.h"
 #include "fake_apple.h"
@@ -38,8 +40,8 @@ static struct pair make_pair(const char *uid, long days)
         assert_int_equal(X509_NAME_add_entry_by_NID(name, NID_userId, MBSTRING_ASC,
                                                     (const unsigned char *)uid, -1, -1, 0),
                          1);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                               (const unsigned char *)"APSP:7e5f3c8a", -1, -1, 0);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"APSP:7e5f3c8a", -1,
+                               -1, 0);
     X509_set_issuer_name(p.cert, name);
     X509_set_pubkey(p.cert, p.key);
     assert_true(X509_sign(p.cert, p.key, EVP_sha256()) > 0);
@@ -105,7 +107,8 @@ static void test_pem(void **state)
 
 static void test_refusals(void **state)
 {
-    struct pair p = make_pair(TOPIC, 30), other = make_pair(TOPIC, 30), no_uid = make_pair(NULL, 30);
+    struct pair p = make_pair(TOPIC, 30), other = make_pair(TOPIC, 30),
+                no_uid = make_pair(NULL, 30);
     size_t cert_len, key_len, other_key_len, no_uid_len;
     char *cert = cert_pem(p.cert, &cert_len);
     char *key = key_pem(p.key, &key_len);
@@ -114,11 +117,10 @@ static void test_refusals(void **state)
     struct apns_cert out;
     char err[256];
 
-    assert_false(apns_cert_from_pem(&out, cert, cert_len, other_key, other_key_len, err,
-                                    sizeof(err)));
+    assert_false(
+        apns_cert_from_pem(&out, cert, cert_len, other_key, other_key_len, err, sizeof(err)));
     assert_non_null(strstr(err, "does not belong"));
-    assert_false(apns_cert_from_pem(&out, no_uid_cert, no_uid_len, key, key_len, err,
-                                    sizeof(err)));
+    assert_false(apns_cert_from_pem(&out, no_uid_cert, no_uid_len, key, key_len, err, sizeof(err)));
     assert_non_null(strstr(err, "UID"));
     assert_false(apns_cert_from_pem(&out, "garbage", 7, key, key_len, err, sizeof(err)));
     assert_false(apns_cert_from_pem(&out, cert, cert_len, NULL, 0, err, sizeof(err)));
@@ -147,8 +149,7 @@ static void test_pkcs12(void **state)
     apns_cert_clear(&out);
     assert_false(apns_cert_from_pkcs12(&out, der, (size_t)len, "wrong", err, sizeof(err)));
     assert_non_null(strstr(err, "password"));
-    assert_false(apns_cert_from_pkcs12(&out, (const unsigned char *)"xx", 2, "", err,
-                                       sizeof(err)));
+    assert_false(apns_cert_from_pkcs12(&out, (const unsigned char *)"xx", 2, "", err, sizeof(err)));
     OPENSSL_free(der);
     PKCS12_free(p12);
     free_pair(&p);
@@ -171,13 +172,51 @@ static void test_expired(void **state)
     free_pair(&p);
 }
 
+/* What PUT /v1/pushcert and vouchctl pushcert install accept: a push topic, not expired. */
+static bool installable(const char *uid, long days, char *err, size_t err_size)
+{
+    struct pair p = make_pair(uid, days);
+    size_t cert_len, key_len;
+    char *cert = cert_pem(p.cert, &cert_len);
+    char *key = key_pem(p.key, &key_len);
+    struct apns_cert out;
+    assert_true(apns_cert_from_pem(&out, cert, cert_len, key, key_len, err, err_size));
+    bool ok = apns_cert_check_installable(&out, time(NULL), err, err_size);
+    apns_cert_clear(&out);
+    free(cert);
+    free(key);
+    free_pair(&p);
+    return ok;
+}
+
+static void test_installable(void **state)
+{
+    char err[512];
+    assert_true(installable(TOPIC, 365, err, sizeof(err)));
+    assert_true(installable(TOPIC, 1, err, sizeof(err))); /* soon: a warning, not a refusal */
+    assert_true(installable("com.apple.mgmt.XServer.1234", 365, err, sizeof(err)));
+    assert_false(installable(TOPIC, -2, err, sizeof(err)));
+    assert_non_null(strstr(err, "expired"));
+    assert_false(installable("com.example.app", 365, err, sizeof(err)));
+    assert_non_null(strstr(err, "not an MDM push topic"));
+    assert_false(installable("com.apple.mgmt.", 365, err, sizeof(err)));
+    assert_false(installable("com.apple.mgmtExternal.1234", 365, err, sizeof(err)));
+}
+
+static void test_not_after_text(void **state)
+{
+    struct apns_cert cert = {.not_after = 1800000000}; /* 2027-01-15T08:00:00Z */
+    char text[32];
+    apns_cert_not_after_text(&cert, text, sizeof(text));
+    assert_string_equal(text, "2027-01-15T08:00:00Z");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pem),
-        cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_pkcs12),
-        cmocka_unit_test(test_expired),
+        cmocka_unit_test(test_pem),         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_pkcs12),      cmocka_unit_test(test_expired),
+        cmocka_unit_test(test_installable), cmocka_unit_test(test_not_after_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
