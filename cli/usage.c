@@ -22,7 +22,8 @@ const char main_usage[] =
     "                          Expect devices by serial number: one enrollment\n"
     "                          profile URL each; 'devices expected' lists them\n"
     "  device UDID             Show one device, with its identity, push and\n"
-    "                          attestation state\n"
+    "                          attestation state ('device --serial S' finds it\n"
+    "                          by serial number)\n"
     "  commands UDID           Show a device's queued commands and recent results\n"
     "  push UDID...            Push devices through APNs now\n"
     "  enqueue UDID... --file CMD.plist\n"
@@ -44,6 +45,8 @@ const char main_usage[] =
     "  ca init --cert PATH --key PATH\n"
     "                          Make the CA that issues ACME device identities\n"
     "                          (offline)\n"
+    "  config [show|servers]   Show the server, URL and token source in effect\n"
+    "  completion bash         Print the bash completion script\n"
     "  help [COMMAND]          Show this help, or the help of one command\n"
     "\n"
     "Options (before or after the command):\n"
@@ -53,6 +56,9 @@ const char main_usage[] =
     "                          admin_token or a named token (see 'vouchctl tokens')\n"
     "                          (default: $VOUCH_ADMIN_TOKEN). Prefer the variable:\n"
     "                          other users can see command lines.\n"
+    "  --token-file FILE       Read the token from FILE (mode 0600)\n"
+    "  --server NAME           A server of the configuration file\n"
+    "  --config FILE           The configuration file ('vouchctl config --help')\n"
     "  --json                  Print the server's JSON, indented, not tables\n"
     "  -h, --help              Show help and exit\n"
     "  --version               Show the version of vouchctl and exit\n"
@@ -66,6 +72,7 @@ const char main_usage[] =
     "  2  usage error: unknown command or option, missing argument\n"
     "  3  for trust, the server's decision is deny\n"
     "\n"
+
     "Example:\n"
     "  export VOUCH_URL=https://mdm.example.com VOUCH_ADMIN_TOKEN=...\n"
     "  vouchctl devices --attestation failed\n"
@@ -76,8 +83,8 @@ const char main_usage[] =
 /* Every command's help ends with this pointer to the options all commands share. */
 #define GLOBAL_OPTIONS_HINT                                                                        \
     "\n"                                                                                           \
-    "The options --url, --token and --json work with every command: see\n"                         \
-    "'vouchctl --help'.\n"
+    "The options --url, --token, --token-file, --server, --config and --json\n"                    \
+    "work with every command: see 'vouchctl --help'.\n"
 
 const char devices_usage[] =
     "Usage: vouchctl devices [--attestation STATUS] [--json]\n"
@@ -143,7 +150,8 @@ const char devices_usage[] =
 
 const char device_usage[] =
     "Usage: vouchctl device UDID [--json]\n"
-    "       vouchctl device UDID allow-reenroll\n"
+    "       vouchctl device --serial SERIAL [--json]\n"
+    "       vouchctl device UDID allow-reenroll [--dry-run]\n"
     "\n"
     "Show what the server knows about one device: identity, OS, enrollment (and\n"
     "its generation: a new identity certificate starts a new one, with no\n"
@@ -186,9 +194,15 @@ const char device_usage[] =
     "With allow-reenroll (reenroll = refuse on the server): let the device's\n"
     "next new identity certificate in, once, e.g. after it was erased.\n"
     "\n"
-    "Exits 1 if the server does not know the device.\n"
+    "The UDID may be typed in any case. Exits 1 if the server does not know the\n"
+    "device, saying \"unknown device 'UDID'\" as every command does.\n"
     "\n"
     "Options:\n"
+    "  --serial SERIAL         Find the device by its serial number instead (the\n"
+    "                          server's list filtered by ?serial=); several\n"
+    "                          devices with that serial are each shown\n"
+    "  --dry-run               With allow-reenroll: say what would be done, and\n"
+    "                          do nothing\n"
     "  --json                  Print the server's device object\n"
     GLOBAL_OPTIONS_HINT;
 
@@ -209,7 +223,7 @@ const char commands_usage[] =
     GLOBAL_OPTIONS_HINT;
 
 const char push_usage[] =
-    "Usage: vouchctl push UDID... [--json]\n"
+    "Usage: vouchctl push UDID... [--dry-run] [--json]\n"
     "\n"
     "Push devices now through APNs, so that they connect and fetch their queued\n"
     "commands (vouchd pushes by itself when commands are queued; this is for when\n"
@@ -220,14 +234,17 @@ const char push_usage[] =
     "token yet).\n"
     "\n"
     "Exits 0 when every device was pushed, 1 otherwise (also when vouchd has no\n"
-    "apns_cert).\n"
+    "apns_cert). Devices go to the server 100 per request; on a terminal a\n"
+    "progress line on standard error counts them.\n"
     "\n"
     "Options:\n"
-    "  --json                  Print the server's JSON answer\n"
+    "  --dry-run               List the devices that would be pushed; push none\n"
+    "  --json                  Print the server's JSON answer (one object for\n"
+    "                          every device)\n"
     GLOBAL_OPTIONS_HINT;
 
 const char enqueue_usage[] =
-    "Usage: vouchctl enqueue UDID... --file CMD.plist [--json]\n"
+    "Usage: vouchctl enqueue UDID... --file CMD.plist [--dry-run] [--json]\n"
     "\n"
     "Queue one MDM command for one or more devices. CMD.plist is a property list\n"
     "(XML or binary) whose Command dictionary holds the RequestType and the\n"
@@ -240,6 +257,8 @@ const char enqueue_usage[] =
     "\n"
     "Options:\n"
     "  -f, --file CMD.plist    The command; '-' reads it from standard input\n"
+    "  --dry-run               Check the command and say what would be queued\n"
+    "                          for which devices; queue nothing\n"
     "  --json                  Print the server's JSON answer\n"
     "\n"
     "Example:\n"
@@ -261,8 +280,8 @@ const char enqueue_usage[] =
     GLOBAL_OPTIONS_HINT;
 
 const char attest_usage[] =
-    "Usage: vouchctl attest UDID... [--json]\n"
-    "       vouchctl attest --all [--json]\n"
+    "Usage: vouchctl attest UDID... [--dry-run] [--json]\n"
+    "       vouchctl attest --all [--yes] [--dry-run] [--json]\n"
     "       vouchctl attest --failed [--json]\n"
     "\n"
     "Ask devices for a new Managed Device Attestation now: the server queues a\n"
@@ -282,15 +301,19 @@ const char attest_usage[] =
     "was unknown or not asked (the server failed); 2 for usage errors.\n"
     "\n"
     "Options:\n"
-    "  --all                   Every device the server knows\n"
+    "  --all                   Every device the server knows; on a terminal\n"
+    "                          vouchctl asks first, elsewhere it needs --yes\n"
+    "  -y, --yes               Ask every device without a question (--all)\n"
     "  --failed                Every device whose last attestation failed\n"
+    "  --dry-run               List the devices that would be asked; ask none\n"
     "  --json                  Print the server's JSON: for one UDID its answer\n"
     "                          {\"udid\", \"command_uuid\", \"queued\"} (for an unknown\n"
     "                          device {\"error\": \"unknown device\"}); otherwise one\n"
     "                          object {\"results\": {UDID: {\"command_uuid\",\n"
     "                          \"queued\"} or {\"error\"}}} for all devices\n"
     "\n"
-    "Several devices go to the server in requests of at most 1000.\n"
+    "Several devices go to the server in requests of 100; on a terminal a\n"
+    "progress line on standard error counts them.\n"
     GLOBAL_OPTIONS_HINT;
 
 const char attestations_usage[] =
@@ -593,6 +616,48 @@ const char ca_usage[] =
     "\n"
     "Example:\n"
     "  vouchctl ca init --cert /etc/vouch/acme-ca.pem --key /etc/vouch/acme-ca.key\n";
+
+const char config_usage[] =
+    "Usage: vouchctl config [show]\n"
+    "       vouchctl config servers\n"
+    "\n"
+    "Show where vouchctl's requests go: the configuration file read, the server\n"
+    "section used and why, the URL and where it came from, and where the token\n"
+    "came from (never the token itself). 'config servers' lists the names of\n"
+    "the file's servers, one a line.\n"
+    "\n"
+    "The file ($XDG_CONFIG_HOME/vouch/vouchctl.conf, else\n"
+    "~/.config/vouch/vouchctl.conf, or --config FILE) holds key = value lines\n"
+    "and '#' comments, in sections, one per server:\n"
+    "\n"
+    "  default = prod                  # used without --server (optional)\n"
+    "\n"
+    "  [server prod]\n"
+    "  url = https://mdm.example.com\n"
+    "  token_file = prod.token         # beside this file, or ~/... or /...\n"
+    "  ca_file = /etc/vouch/mdm-ca.pem # optional: CA of the server's TLS\n"
+    "\n"
+    "  [server lab]\n"
+    "  url = http://127.0.0.1:8080\n"
+    "  token_file = ~/.config/vouch/lab.token\n"
+    "\n"
+    "A token file holds the token on its first line; vouchctl refuses one that\n"
+    "group or others may read (chmod 600 FILE), as ssh refuses such a key.\n"
+    "\n"
+    "Precedence, for each value: --url, --token, --token-file and the server\n"
+    "--server names; then $VOUCH_URL and $VOUCH_ADMIN_TOKEN; then the file's\n"
+    "default server; then " DEFAULT_URL ".\n"
+    GLOBAL_OPTIONS_HINT;
+
+const char completion_usage[] =
+    "Usage: vouchctl completion bash\n"
+    "\n"
+    "Print the bash completion script of vouchctl: its commands, each command's\n"
+    "options, actions and file arguments, and the server names of the\n"
+    "configuration file for --server. Installed packages put it in\n"
+    "share/bash-completion/completions/vouchctl; to try it:\n"
+    "\n"
+    "  source <(vouchctl completion bash)\n";
 
 const char help_usage[] =
     "Usage: vouchctl help [COMMAND]\n"
