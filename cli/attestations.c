@@ -16,9 +16,10 @@
 
 #include <unistd.h>
 
-/* UDIDs per POST /v1/attest (the admin API takes up to 1000): small enough that the progress
- * line moves, large enough that a fleet of 10,000 takes 100 requests. */
-#define ATTEST_BATCH 100
+/* UDIDs per POST /v1/attest: the admin API's maximum, or, while a progress line is shown, 100,
+ * so that it moves (a fleet of 10,000 then takes 100 requests). */
+#define ATTEST_BATCH 1000
+#define ATTEST_BATCH_PROGRESS 100
 /* Largest {"udids": [...]} body built (vouchd refuses far less; the server says so). */
 #define ATTEST_MAX_BODY ((size_t)64 * 1024 * 1024)
 
@@ -104,9 +105,10 @@ struct attest_run {
     const char **udids; /* in the order asked; borrowed from argv or the device pages */
     size_t n;
     bool single;               /* one UDID given: POST /v1/devices/{udid}/attest */
-    struct json_doc **answers; /* one per request answered; batch i covers udids[i*1000...] */
+    struct json_doc **answers; /* one per request answered; batch i covers udids[i*batch...] */
     size_t nanswers;
-    size_t sent; /* udids[0..sent) were asked and answered */
+    size_t sent;  /* udids[0..sent) were asked and answered */
+    size_t batch; /* UDIDs per POST /v1/attest */
 };
 
 /* The devices to ask, from the arguments or from the server's list. */
@@ -188,7 +190,8 @@ static int attest_send_single(struct ctl *ctl, struct attest_run *run)
 static int attest_send_batches(struct ctl *ctl, struct attest_run *run)
 {
     static const char path[] = "/v1/attest";
-    size_t nbatches = (run->n + ATTEST_BATCH - 1) / ATTEST_BATCH;
+    run->batch = progress_wanted(ctl->json) ? ATTEST_BATCH_PROGRESS : ATTEST_BATCH;
+    size_t nbatches = (run->n + run->batch - 1) / run->batch;
     struct json_writer *w = json_writer_new(ATTEST_MAX_BODY, 0);
     int rc = CTL_EXIT_OK;
 
@@ -199,8 +202,8 @@ static int attest_send_batches(struct ctl *ctl, struct attest_run *run)
     }
     struct progress *progress = progress_begin("attest", run->n, ctl->json);
     for (size_t b = 0; b < nbatches && rc == CTL_EXIT_OK; b++) {
-        size_t first = b * ATTEST_BATCH;
-        size_t count = run->n - first < ATTEST_BATCH ? run->n - first : ATTEST_BATCH;
+        size_t first = b * run->batch;
+        size_t count = run->n - first < run->batch ? run->n - first : run->batch;
         const char *body;
         size_t body_len;
 
@@ -244,7 +247,7 @@ static const struct json_value *attest_result(const struct attest_run *run, size
     if (run->single)
         return json_doc_root(run->answers[0]);
     const struct json_value *results =
-        json_object_find(json_doc_root(run->answers[i / ATTEST_BATCH]), "results");
+        json_object_find(json_doc_root(run->answers[i / run->batch]), "results");
     const struct json_value *r = json_object_find(results, run->udids[i]);
     /* A UDID typed in another case is answered under the device's own. */
     for (size_t k = 0; r == NULL && k < json_object_count(results); k++) {

@@ -11,8 +11,10 @@
 #include "output.h"
 #include "progress.h"
 
-/* UDIDs per GET /v1/push/...: the progress line moves every 100 devices. */
-#define PUSH_CHUNK 100
+/* UDIDs per GET /v1/push/...: the admin API's maximum, or, while a progress line is shown, 100,
+ * so that it moves. */
+#define PUSH_CHUNK 1000
+#define PUSH_CHUNK_PROGRESS 100
 
 /* GET /v1/push/{udid,...} for args[first, first+count): vouchd answers when every push has its
  * answer from APNs. *doc holds {"status": {...}}. */
@@ -84,7 +86,8 @@ static int push_dry_run(const struct ctl *ctl)
 int cmd_push(struct ctl *ctl)
 {
     static const char *const headers[] = {"UDID", "RESULT", "DETAIL"};
-    size_t nchunks = (ctl->nargs + PUSH_CHUNK - 1) / PUSH_CHUNK;
+    size_t chunk = progress_wanted(ctl->json) ? PUSH_CHUNK_PROGRESS : PUSH_CHUNK;
+    size_t nchunks = (ctl->nargs + chunk - 1) / chunk;
     struct json_doc **docs = NULL;
     size_t ndocs = 0, total = 0, delivered = 0;
     struct table *table = NULL;
@@ -98,10 +101,11 @@ int cmd_push(struct ctl *ctl)
         return push_dry_run(ctl);
     if ((docs = calloc(nchunks, sizeof(*docs))) == NULL)
         return api_fail_nomem();
-    struct progress *progress = nchunks > 1 ? progress_begin("push", ctl->nargs, ctl->json) : NULL;
+    struct progress *progress =
+        ctl->nargs > 1 ? progress_begin("push", ctl->nargs, ctl->json) : NULL;
     for (size_t c = 0; c < nchunks && rc == CTL_EXIT_OK; c++) {
-        size_t first = c * PUSH_CHUNK;
-        size_t count = ctl->nargs - first < PUSH_CHUNK ? ctl->nargs - first : PUSH_CHUNK;
+        size_t first = c * chunk;
+        size_t count = ctl->nargs - first < chunk ? ctl->nargs - first : chunk;
         rc = push_chunk(ctl, first, count, &docs[ndocs]);
         if (rc == CTL_EXIT_OK)
             ndocs++;

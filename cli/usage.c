@@ -234,8 +234,8 @@ const char push_usage[] =
     "token yet).\n"
     "\n"
     "Exits 0 when every device was pushed, 1 otherwise (also when vouchd has no\n"
-    "apns_cert). Devices go to the server 100 per request; on a terminal a\n"
-    "progress line on standard error counts them.\n"
+    "apns_cert). On a terminal a progress line on standard error counts the\n"
+    "devices, which then go to the server 100 per request (else 1000).\n"
     "\n"
     "Options:\n"
     "  --dry-run               List the devices that would be pushed; push none\n"
@@ -312,8 +312,9 @@ const char attest_usage[] =
     "                          object {\"results\": {UDID: {\"command_uuid\",\n"
     "                          \"queued\"} or {\"error\"}}} for all devices\n"
     "\n"
-    "Several devices go to the server in requests of 100; on a terminal a\n"
-    "progress line on standard error counts them.\n"
+    "Several devices go to the server in requests of at most 1000; on a\n"
+    "terminal a progress line on standard error counts them, and the requests\n"
+    "carry 100 each.\n"
     GLOBAL_OPTIONS_HINT;
 
 const char attestations_usage[] =
