@@ -27,7 +27,37 @@ import shlex
 import subprocess
 import tempfile
 
+import test_push  # PushTestCase; a module import, so that its own tests do not run here
 from harness import VOUCHCTL, VouchTestCase, clean_env, suite, vouchctl
+
+
+def run_on_pty(vouchd, *args, answer=None):
+    """vouchctl with standard error (and, with answer, standard input) on a pseudo-terminal:
+    (exit, stdout, what the terminal showed). answer is written once the terminal shows '?'."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([VOUCHCTL, "--url", vouchd.url, "--token", vouchd.admin_token]
+                            + list(args),
+                            stdin=slave if answer is not None else subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=slave, env=clean_env())
+    os.close(slave)
+    seen = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 30)
+        if not ready:
+            break
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+        if answer is not None and b"?" in seen:
+            os.write(master, answer)
+            answer = None
+    out, _ = proc.communicate(timeout=60)
+    os.close(master)
+    return proc.returncode, out.decode(), seen.decode(errors="replace")
 
 
 class VouchctlConfigTest(VouchTestCase):
@@ -228,30 +258,35 @@ class VouchctlConfigTest(VouchTestCase):
                          f"'{dev.udid}'")
         self.assertNotIn("t", rows.split(), "allow-reenroll was not sent")
 
-    def run_on_pty(self, *args):
-        """vouchctl with standard error on a pseudo-terminal: (exit, stdout, what the terminal
-        showed)."""
-        master, slave = pty.openpty()
-        proc = subprocess.Popen([VOUCHCTL, "--url", self.vouchd.url, "--token",
-                                 self.vouchd.admin_token] + list(args),
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave,
-                                env=clean_env())
-        os.close(slave)
-        seen = b""
-        while True:
-            ready, _, _ = select.select([master], [], [], 30)
-            if not ready:
-                break
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
-        out, _ = proc.communicate(timeout=60)
-        os.close(master)
-        return proc.returncode, out.decode(), seen.decode(errors="replace")
+    def run_on_pty(self, *args, answer=None):
+        return run_on_pty(self.vouchd, *args, answer=answer)
+
+    def test_all_asks_on_a_terminal(self):
+        dev = self.enrolled_device()
+        dev.settle_attestation()
+        before = self.queued(dev.udid)
+        rc, out, tty = self.run_on_pty("attest", "--all", answer=b"n\n")
+        self.assertEqual(rc, 1, tty)
+        self.assertIn("for a new attestation? [y/N]", tty)
+        self.assertIn("nothing asked", tty)
+        self.assertEqual(self.queued(dev.udid), before, "nothing asked")
+        rc, out, tty = self.run_on_pty("attest", "--all", answer=b"y\n")
+        self.assertEqual(rc, 0, tty)
+        self.assertEqual(len(self.queued(dev.udid)), len(before) + 1)
+
+    def test_enqueue_progress_on_a_terminal(self):
+        devs = [self.enrolled_device() for _ in range(2)]
+        plist = os.path.join(self.tmpdir(), "cmd.plist")
+        with open(plist, "wb") as f:
+            f.write(plistlib.dumps({"Command": {"RequestType": "DeviceInformation",
+                                                "Queries": ["OSVersion"]}}))
+        rc, out, tty = self.run_on_pty("enqueue", *[d.udid for d in devs], "--file", plist)
+        self.assertEqual(rc, 0, tty)
+        self.assertIn("enqueue  [", tty)
+        self.assertIn("2/2 devices", tty)
+        self.assertIn("command_uuid:", out)
+        p = self.ctl("enqueue", *[d.udid for d in devs], "--file", plist)
+        self.assertNotIn("enqueue  [", p.stderr)
 
     def test_progress_on_a_terminal_only(self):
         devs = [self.enrolled_device() for _ in range(3)]
@@ -311,3 +346,31 @@ class VouchctlConfigTest(VouchTestCase):
         p = self.ctl("profile", rc=1)
         self.assertIn(reason, p.stderr)
         self.assertIn("HTTP 503", p.stderr)
+
+
+class VouchctlPushTest(test_push.PushTestCase):
+    """push to many through a stand-in APNs: the progress line on a terminal, one merged answer,
+    and the answer every command gives for an unknown UDID."""
+
+    def test_push_progress_and_unknown_device(self):
+        devs = [self.new_device() for _ in range(3)]
+        for dev in devs:
+            dev.enroll()
+        udids = [d.udid for d in devs]
+        rc, out, tty = run_on_pty(self.vouchd, "push", *udids)
+        self.assertEqual(rc, 0, tty + out)
+        self.assertIn("push  [", tty)
+        self.assertIn("3/3 devices", tty)
+        self.assertIn("3 of 3 device(s) pushed", out)
+        p = vouchctl(self.vouchd, "--json", "push", *udids)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(sorted(json.loads(p.stdout)["status"]), sorted(udids))
+        self.assertNotIn("push  [", p.stderr)
+        unknown = "00000000-DEAD-BEEF-0000-" + secrets.token_hex(6).upper()
+        p = vouchctl(self.vouchd, "push", unknown)
+        self.assertEqual((p.returncode, p.stderr, p.stdout),
+                         (1, f"vouchctl: unknown device '{unknown}'\n", ""))
+        p = vouchctl(self.vouchd, "push", udids[0], unknown)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertEqual(p.stderr, f"vouchctl: unknown device '{unknown}'\n")
+        self.assertIn("1 of 2 device(s) pushed", p.stdout)
