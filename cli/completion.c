@@ -24,11 +24,18 @@ static const struct {
 /* Options whose value is a file name. */
 static const char file_options[] = "--config|--token-file|--file|-f|--out|-o|--cert|--key|--roots";
 
+#define COMPLETION_MAX_GLOBALS 32
+
 struct completion_table {
     FILE *out;
     const char *current; /* the subcommand whose case is open, or NULL */
     bool first;          /* nothing printed yet in the current list */
-    int pass; /* 0: commands, 1: global options, 2: per command, 3: options with a value */
+    /* What the walk prints: 0 the commands, 1 the global options, 2 each command's options,
+     * 3 the options that take a value, 4 a command's flag named as a global option that takes
+     * one. */
+    int pass;
+    const char *globals_with_value[COMPLETION_MAX_GLOBALS];
+    size_t nglobals;
 };
 
 static void option_word(FILE *out, const char *option, char short_name, bool *first)
@@ -68,6 +75,20 @@ static void visit(void *arg, const char *subcommand, const char *option, char sh
             option_word(t->out, option, short_name, &t->first);
         }
         break;
+    case 4:
+        /* `verify --server` is a flag, the global --server takes a NAME: the word after it
+         * is verify's argument. */
+        if (subcommand == NULL && has_arg && t->nglobals < COMPLETION_MAX_GLOBALS)
+            t->globals_with_value[t->nglobals++] = option;
+        for (size_t i = 0; subcommand != NULL && option != NULL && !has_arg && i < t->nglobals;
+             i++) {
+            if (strcmp(option, t->globals_with_value[i]) == 0)
+                fprintf(t->out,
+                        "--%s) [[ $sub == %s ]] || skip=1 ;;\n"
+                        "            ",
+                        option, subcommand);
+        }
+        break;
     case 3:
         if (option != NULL && has_arg) {
             fprintf(t->out, "%s--%s", t->first ? "" : "|", option);
@@ -83,7 +104,7 @@ static void visit(void *arg, const char *subcommand, const char *option, char sh
 
 static void print_bash(FILE *out)
 {
-    struct completion_table t = {out, NULL, true, 0};
+    struct completion_table t = {.out = out, .first = true};
 
     fputs("# bash completion for vouchctl, made by 'vouchctl completion bash' from the\n"
           "# table vouchctl parses its command line with.\n"
@@ -108,6 +129,8 @@ static void print_bash(FILE *out)
           out);
     /* The options that take a value: the word after them is not the command. */
     fputs("            ", out);
+    t.pass = 4;
+    ctl_visit_options(visit, &t);
     t.pass = 3;
     t.first = true;
     ctl_visit_options(visit, &t);
@@ -118,6 +141,7 @@ static void print_bash(FILE *out)
           "    done\n"
           "    case \"$prev\" in\n"
           "        --server)\n"
+          "            [[ $sub == verify ]] && { COMPREPLY=(); return; }\n"
           "            COMPREPLY=($(compgen -W \"$(\"${COMP_WORDS[0]}\" config servers "
           "2>/dev/null)\" -- \"$cur\"))\n"
           "            return ;;\n"

@@ -308,7 +308,7 @@ class VouchctlConfigTest(VouchTestCase):
         self.assertEqual(len(json.loads(out)["results"]), 3)
 
     # -- completion and errors ---------------------------------------------------------------
-    def complete(self, script, *words):
+    def complete(self, script, *words, env=None):
         """COMPREPLY for the command line words (the last one being completed)."""
         words = ["vouchctl"] + list(words)
         line = " ".join(words)
@@ -320,7 +320,7 @@ class VouchctlConfigTest(VouchTestCase):
         p = subprocess.run(["bash", "--norc", "-c", prog], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, timeout=30,
                            env=clean_env({"PATH": os.path.dirname(VOUCHCTL) + ":" +
-                                          os.environ.get("PATH", "")}))
+                                          os.environ.get("PATH", ""), **(env or {})}))
         self.assertEqual(p.returncode, 0, p.stderr)
         return sorted(w for w in p.stdout.split("\n") if w)
 
@@ -338,6 +338,19 @@ class VouchctlConfigTest(VouchTestCase):
         self.assertEqual(self.complete(script, "help", "pr"), ["profile"])
         self.assertEqual(self.complete(script, "--json", "dev"), ["device", "devices"])
         self.assertEqual(self.complete(script, "--url", "x", "tok"), ["tokens"])
+        # --server offers the configuration file's servers.
+        xdg = self.tmpdir()
+        os.makedirs(os.path.join(xdg, "vouch"))
+        self.write(os.path.join(xdg, "vouch", "vouchctl.conf"),
+                   "[server lab]\nurl = http://a\n[server prod]\nurl = https://b\n")
+        self.assertEqual(self.complete(script, "--server", "", env={"XDG_CONFIG_HOME": xdg}),
+                         ["lab", "prod"])
+        self.assertEqual(self.complete(script, "--server", "p", env={"XDG_CONFIG_HOME": xdg}),
+                         ["prod"])
+        # verify's own --server is a flag: what follows is a UDID, not a server name.
+        self.assertEqual(self.complete(script, "verify", "--server", "",
+                                       env={"XDG_CONFIG_HOME": xdg}), [])
+        self.assertEqual(self.complete(script, "verify", "--server", "x", "--ro"), ["--roots"])
 
     def test_profile_says_the_servers_reason(self):
         r = self.vouchd.admin("GET", "/mdm/enroll")
