@@ -88,7 +88,7 @@ const char main_usage[] =
 
 const char devices_usage[] =
     "Usage: vouchctl devices [--attestation STATUS] [--json]\n"
-    "       vouchctl devices expect SERIAL... [--json]\n"
+    "       vouchctl devices expect SERIAL... [--dry-run] [--json]\n"
     "       vouchctl devices expected [--json]\n"
     "\n"
     "List every device the server knows, ordered by UDID, one line each. vouchctl\n"
@@ -139,6 +139,8 @@ const char devices_usage[] =
     "                          (and not expired), failed, expired, none or\n"
     "                          unsupported; or pending: those with a request out\n"
     "                          (the server filters; vouchctl checks again)\n"
+    "  --dry-run               With expect: list the serial numbers that would\n"
+    "                          be expected; send nothing\n"
     "  --json                  Print one JSON array of device objects (with\n"
     "                          expect: of {serial_number, state, enroll_token,\n"
     "                          profile_url}; with expected: the server's array)\n"

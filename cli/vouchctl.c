@@ -67,7 +67,8 @@ static const struct opt_spec global_opts[] = {
     {"server", 0, true, OPT_SERVER_NAME},
     {"token-file", 0, true, OPT_TOKEN_FILE},
 };
-static const struct opt_spec devices_opts[] = {{"attestation", 0, true, OPT_ATTESTATION}};
+static const struct opt_spec devices_opts[] = {{"attestation", 0, true, OPT_ATTESTATION},
+                                               {"dry-run", 0, false, OPT_DRY_RUN}};
 static const struct opt_spec enqueue_opts[] = {{"file", 'f', true, OPT_FILE},
                                                {"dry-run", 0, false, OPT_DRY_RUN}};
 static const struct opt_spec attest_opts[] = {{"all", 0, false, OPT_ALL},
@@ -115,7 +116,7 @@ struct subcommand {
 
 static const struct subcommand subcommands[] = {
     /* devices checks its own arguments: none, or expect SERIAL..., or expected. */
-    {"devices", devices_usage, devices_opts, 1, 0, SIZE_MAX, NULL, false, cmd_devices},
+    {"devices", devices_usage, devices_opts, 2, 0, SIZE_MAX, NULL, false, cmd_devices},
     /* device checks its own arguments: UDID [allow-reenroll], or --serial. */
     {"device", device_usage, device_opts, 2, 0, 2, "UDID", false, cmd_device},
     {"commands", commands_usage, NULL, 0, 1, 1, "UDID", false, cmd_commands},

@@ -212,7 +212,7 @@ class VouchctlConfigTest(VouchTestCase):
         answers = {}
         for args in (["device", udid], ["commands", udid], ["attestations", udid],
                      ["attest", udid], ["enqueue", udid, "--file", plist],
-                     ["device", udid, "allow-reenroll"]):
+                     ["device", udid, "allow-reenroll"], ["certs", udid]):
             p = vouchctl(self.vouchd, *args)
             answers[" ".join(args[:2] if args[0] != "device" or len(args) == 2 else
                              [args[0], args[2]])] = (p.returncode, p.stderr, p.stdout)
@@ -253,6 +253,9 @@ class VouchctlConfigTest(VouchTestCase):
         self.assertIn(f"would push {dev.udid}", p.stdout)
         p = self.ctl("device", dev.udid, "allow-reenroll", "--dry-run")
         self.assertIn("dry run: nothing sent", p.stdout)
+        p = self.ctl("devices", "expect", "C02DRYRUN01X", "--dry-run")
+        self.assertIn("would expect C02DRYRUN01X", p.stdout)
+        self.assertNotIn("C02DRYRUN01X", self.ctl("devices", "expected", "--json").stdout)
         self.assertEqual(self.vouchd.commands(dev.udid), before, "the server's state")
         rows = self.psql("SELECT reenroll_allowed FROM enrollments WHERE udid = "
                          f"'{dev.udid}'")
