@@ -142,7 +142,7 @@ def main():
         verdicts_before = attestation_verdicts(vouchd)
         start = time.monotonic()
         ctl = subprocess.run([os.path.join(build, "cli", "vouchctl"), "--url", vouchd.url,
-                              "--json", "attest", "--all"], capture_output=True, text=True,
+                              "--json", "attest", "--all", "--yes"], capture_output=True, text=True,
                              env=dict(os.environ, VOUCH_ADMIN_TOKEN=vouchd.token))
         if ctl.returncode != 0:
             sys.exit(f"vouchctl attest --all failed: {ctl.stderr[-2000:]}")

@@ -104,6 +104,16 @@ void api_report_http_error(const struct ctl *ctl, const char *method, const char
     if (json_parse(resp->body, resp->len, &response_limits, &doc, NULL) == JSON_OK)
         message = json_object_get_string(json_doc_root(doc), "error");
     char *safe = message != NULL ? output_sanitize(message) : NULL;
+    char *text_reason = NULL;
+    /* Not every refusal is {"error": ...}: /mdm/enroll, for one, says why in plain text. The
+     * first line of a short text body is the server's reason, better than a bare status. */
+    if (message == NULL && doc == NULL && resp->len > 0 && resp->len <= 2048 &&
+        memchr(resp->body, '\0', resp->len) == NULL && resp->body[0] != '<') {
+        size_t n = strcspn(resp->body, "\r\n");
+        text_reason = strndup(resp->body, n);
+        safe = text_reason != NULL ? output_sanitize(text_reason) : NULL;
+    }
+    free(text_reason);
     if (safe != NULL && safe[0] != '\0')
         fprintf(stderr, "vouchctl: %s (HTTP %ld%s%s)\n", safe, resp->status, reason[0] ? " " : "",
                 reason);
@@ -198,15 +208,59 @@ char *api_udid_path(struct ctl *ctl, const char *udid, const char *suffix)
     return path;
 }
 
+int api_unknown_device(const char *udid)
+{
+    char *safe = output_sanitize(udid);
+    fprintf(stderr, "vouchctl: unknown device '%s'\n", safe != NULL ? safe : "?");
+    free(safe);
+    return CTL_EXIT_FAILURE;
+}
+
+bool api_device_unknown(struct ctl *ctl, const char *udid)
+{
+    char *path = api_udid_path(ctl, udid, "");
+    struct client_response resp;
+    bool unknown = false;
+
+    if (path == NULL)
+        return false;
+    if (client_request(ctl->client, "GET", path, NULL, 0, NULL, &resp)) {
+        unknown = resp.status == 404;
+        client_response_free(&resp);
+    }
+    free(path);
+    return unknown;
+}
+
+int api_device_call(struct ctl *ctl, const char *method, const char *udid, const char *suffix,
+                    const char *body, size_t body_len, struct json_doc **doc)
+{
+    char *path = api_udid_path(ctl, udid, suffix);
+    long status = 0;
+    if (path == NULL)
+        return api_fail_nomem();
+    int rc = api_call(ctl, method, path, body, body_len, NULL, 404, doc, &status);
+    if (rc == CTL_EXIT_OK && status == 404) {
+        const char *error = json_object_get_string(json_doc_root(*doc), "error");
+        if (error != NULL && strcmp(error, "unknown device") == 0) {
+            rc = api_unknown_device(udid);
+        } else {
+            char *safe = output_sanitize(error != NULL ? error : "not found");
+            fprintf(stderr, "vouchctl: %s (HTTP 404 Not Found)\n", safe != NULL ? safe : "?");
+            free(safe);
+            rc = CTL_EXIT_FAILURE;
+        }
+        json_doc_free(*doc);
+        *doc = NULL;
+    }
+    free(path);
+    return rc;
+}
+
 int ctl_get_device_json(struct ctl *ctl, const char *udid, const char *suffix,
                         struct json_doc **doc)
 {
-    char *path = api_udid_path(ctl, udid, suffix);
-    if (path == NULL)
-        return api_fail_nomem();
-    int rc = api_call(ctl, "GET", path, NULL, 0, NULL, 0, doc, NULL);
-    free(path);
-    return rc;
+    return api_device_call(ctl, "GET", udid, suffix, NULL, 0, doc);
 }
 
 int api_device_array_get(struct ctl *ctl, const char *suffix, const char *what,
@@ -216,7 +270,7 @@ int api_device_array_get(struct ctl *ctl, const char *suffix, const char *what,
     *list = NULL;
     if (path == NULL)
         return api_fail_nomem();
-    int rc = api_call(ctl, "GET", path, NULL, 0, NULL, 0, doc, NULL);
+    int rc = api_device_call(ctl, "GET", ctl->args[0], suffix, NULL, 0, doc);
     const struct json_value *array = rc == CTL_EXIT_OK ? json_doc_root(*doc) : NULL;
     if (rc != CTL_EXIT_OK) {
         /* reported by api_call */

@@ -52,6 +52,21 @@ typedef bool api_row_fn(struct table *t, const struct json_value *item);
 int api_print_table(const char *const *headers, size_t ncols, const struct json_value *list,
                     api_row_fn *row);
 
+/* The one answer to an unknown UDID, from every command: "vouchctl: unknown device 'UDID'" on
+ * stderr; returns CTL_EXIT_FAILURE. */
+int api_unknown_device(const char *udid);
+
+/* Whether the server says it knows no device udid (GET /v1/devices/{udid} is 404); false when
+ * it knows it, or cannot say. For push and enqueue, whose answers do not tell an unknown device
+ * from one that is not enrolled. */
+bool api_device_unknown(struct ctl *ctl, const char *udid) __attribute__((warn_unused_result));
+
+/* METHOD /v1/devices/{udid}<suffix> (body NULL for none) as api_call() sends it, but a 404
+ * "unknown device" is said by api_unknown_device(). */
+int api_device_call(struct ctl *ctl, const char *method, const char *udid, const char *suffix,
+                    const char *body, size_t body_len, struct json_doc **doc)
+    __attribute__((warn_unused_result));
+
 /* "/v1/devices/{udid}<suffix>" with the UDID escaped; NULL when out of memory. */
 char *api_udid_path(struct ctl *ctl, const char *udid, const char *suffix);
 

@@ -5,15 +5,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api.h"
 #include "client.h"
 #include "devices.h"
 #include "json.h"
 #include "output.h"
+#include "progress.h"
 
-/* UDIDs per POST /v1/attest: the admin API's maximum. */
+#include <unistd.h>
+
+/* UDIDs per POST /v1/attest: the admin API's maximum, or, while a progress line is shown, 100,
+ * so that it moves (a fleet of 10,000 then takes 100 requests). */
 #define ATTEST_BATCH 1000
+#define ATTEST_BATCH_PROGRESS 100
 /* Largest {"udids": [...]} body built (vouchd refuses far less; the server says so). */
 #define ATTEST_MAX_BODY ((size_t)64 * 1024 * 1024)
 
@@ -99,9 +105,10 @@ struct attest_run {
     const char **udids; /* in the order asked; borrowed from argv or the device pages */
     size_t n;
     bool single;               /* one UDID given: POST /v1/devices/{udid}/attest */
-    struct json_doc **answers; /* one per request answered; batch i covers udids[i*1000...] */
+    struct json_doc **answers; /* one per request answered; batch i covers udids[i*batch...] */
     size_t nanswers;
-    size_t sent; /* udids[0..sent) were asked and answered */
+    size_t sent;  /* udids[0..sent) were asked and answered */
+    size_t batch; /* UDIDs per POST /v1/attest */
 };
 
 /* The devices to ask, from the arguments or from the server's list. */
@@ -183,7 +190,8 @@ static int attest_send_single(struct ctl *ctl, struct attest_run *run)
 static int attest_send_batches(struct ctl *ctl, struct attest_run *run)
 {
     static const char path[] = "/v1/attest";
-    size_t nbatches = (run->n + ATTEST_BATCH - 1) / ATTEST_BATCH;
+    run->batch = progress_wanted(ctl->json) ? ATTEST_BATCH_PROGRESS : ATTEST_BATCH;
+    size_t nbatches = (run->n + run->batch - 1) / run->batch;
     struct json_writer *w = json_writer_new(ATTEST_MAX_BODY, 0);
     int rc = CTL_EXIT_OK;
 
@@ -192,9 +200,10 @@ static int attest_send_batches(struct ctl *ctl, struct attest_run *run)
         json_writer_free(w);
         return api_fail_nomem();
     }
+    struct progress *progress = progress_begin("attest", run->n, ctl->json);
     for (size_t b = 0; b < nbatches && rc == CTL_EXIT_OK; b++) {
-        size_t first = b * ATTEST_BATCH;
-        size_t count = run->n - first < ATTEST_BATCH ? run->n - first : ATTEST_BATCH;
+        size_t first = b * run->batch;
+        size_t count = run->n - first < run->batch ? run->n - first : run->batch;
         const char *body;
         size_t body_len;
 
@@ -222,7 +231,9 @@ static int attest_send_batches(struct ctl *ctl, struct attest_run *run)
         }
         run->answers[run->nanswers++] = doc;
         run->sent = first + count;
+        progress_update(progress, run->sent);
     }
+    progress_end(progress);
     json_writer_free(w);
     if (run->sent < run->n)
         fprintf(stderr, "vouchctl: %zu of %zu devices were not asked\n", run->n - run->sent,
@@ -236,8 +247,58 @@ static const struct json_value *attest_result(const struct attest_run *run, size
     if (run->single)
         return json_doc_root(run->answers[0]);
     const struct json_value *results =
-        json_object_find(json_doc_root(run->answers[i / ATTEST_BATCH]), "results");
-    return json_object_find(results, run->udids[i]);
+        json_object_find(json_doc_root(run->answers[i / run->batch]), "results");
+    const struct json_value *r = json_object_find(results, run->udids[i]);
+    /* A UDID typed in another case is answered under the device's own. */
+    for (size_t k = 0; r == NULL && k < json_object_count(results); k++) {
+        const char *key;
+        const struct json_value *v;
+        if (json_object_member(results, k, &key, NULL, &v) && strcasecmp(key, run->udids[i]) == 0)
+            r = v;
+    }
+    return r;
+}
+
+/* attest --all on a terminal: asks first. Without a terminal, --yes is the only answer. */
+static int attest_confirm(const struct ctl *ctl, size_t n)
+{
+    char line[16];
+
+    if (ctl->yes || ctl->dry_run || !ctl->all)
+        return CTL_EXIT_OK;
+    if (isatty(STDIN_FILENO) != 1 || isatty(STDERR_FILENO) != 1)
+        return ctl_usage_error("attest", "--all asks every device: confirm with --yes when "
+                                         "not on a terminal");
+    fprintf(stderr, "Ask all %zu device%s for a new attestation? [y/N] ", n, n == 1 ? "" : "s");
+    fflush(stderr);
+    if (fgets(line, sizeof(line), stdin) == NULL || (line[0] != 'y' && line[0] != 'Y')) {
+        fprintf(stderr, "vouchctl: nothing asked\n");
+        return CTL_EXIT_FAILURE;
+    }
+    return CTL_EXIT_OK;
+}
+
+/* --dry-run: the devices that would be asked, and nothing sent. */
+static int attest_dry_run(const struct ctl *ctl, const struct attest_run *run)
+{
+    static const char *const headers[] = {"UDID", "WOULD"};
+    struct table *table = table_new(2, headers);
+
+    if (table == NULL)
+        return api_fail_nomem();
+    for (size_t i = 0; i < run->n; i++) {
+        const char *cells[] = {run->udids[i], "ask for an attestation"};
+        if (!table_add_row(table, cells)) {
+            table_free(table);
+            return api_fail_nomem();
+        }
+    }
+    table_print(table, stdout);
+    table_free(table);
+    printf("\n%zu device%s would be asked (dry run: nothing sent)\n", run->n,
+           run->n == 1 ? "" : "s");
+    (void)ctl;
+    return CTL_EXIT_OK;
 }
 
 /* --json: the single answer as it came, or every batch's results merged into one object. */
@@ -302,6 +363,11 @@ int cmd_attest(struct ctl *ctl)
                                ctl->all ? "--all" : "--failed");
     if (!ctl->all && !ctl->failed && ctl->nargs == 0)
         return ctl_usage_error("attest", "missing UDID (or --all, or --failed)");
+    /* Refused before anything is fetched: a script without --yes learns it at once. */
+    if (ctl->all && !ctl->yes && !ctl->dry_run &&
+        (isatty(STDIN_FILENO) != 1 || isatty(STDERR_FILENO) != 1))
+        return ctl_usage_error("attest", "--all asks every device: confirm with --yes when "
+                                         "not on a terminal");
 
     rc = attest_targets(ctl, &pages, &run);
     if (rc != CTL_EXIT_OK)
@@ -312,7 +378,20 @@ int cmd_attest(struct ctl *ctl)
         fprintf(stderr, "%s\n", ctl->failed ? "no devices whose attestation failed" : "no devices");
         goto out;
     }
+    if (ctl->dry_run) {
+        rc = attest_dry_run(ctl, &run);
+        goto out;
+    }
+    if ((rc = attest_confirm(ctl, run.n)) != CTL_EXIT_OK)
+        goto out;
     rc = run.single ? attest_send_single(ctl, &run) : attest_send_batches(ctl, &run);
+    if (rc == CTL_EXIT_OK && run.single && run.nanswers == 1 &&
+        json_object_get_string(json_doc_root(run.answers[0]), "error") != NULL &&
+        strcmp(json_object_get_string(json_doc_root(run.answers[0]), "error"), "unknown device") ==
+            0) {
+        rc = api_unknown_device(run.udids[0]);
+        goto out;
+    }
 
     if (ctl->json) {
         if (!attest_print_json(&run))
@@ -325,6 +404,8 @@ int cmd_attest(struct ctl *ctl)
         const char *uuid, *text;
         enum attest_outcome o = attest_outcome_of(attest_result(&run, i), &uuid, &text);
         counts[o]++;
+        if (o == ATTEST_OUTCOME_UNKNOWN_DEVICE)
+            api_unknown_device(run.udids[i]);
         if (table != NULL) {
             const char *cells[] = {run.udids[i], uuid, text};
             if (!table_add_row(table, cells)) {

@@ -100,6 +100,11 @@ static int certs_list(struct ctl *ctl, const char *udid)
         goto out;
     }
     size_t count = json_array_length(list);
+    /* No certificate, and no such device either: the answer every command gives. */
+    if (count == 0 && udid != NULL && api_device_unknown(ctl, udid)) {
+        rc = api_unknown_device(udid);
+        goto out;
+    }
     if (ctl->json) {
         rc = api_print_json(list);
     } else if (count == 0) {

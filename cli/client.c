@@ -17,6 +17,7 @@ struct client {
     CURL *curl;
     char *base_url;
     char *auth_header; /* "Authorization: Bearer ..." or NULL */
+    char *ca_file;     /* CURLOPT_CAINFO, or NULL: the system's CAs */
     char curl_error[CURL_ERROR_SIZE];
     char error[CURL_ERROR_SIZE + 512];
 };
@@ -77,12 +78,23 @@ void client_free(struct client *c)
     if (c->curl != NULL)
         curl_easy_cleanup(c->curl);
     free(c->base_url);
+    free(c->ca_file);
     if (c->auth_header != NULL) {
         /* The token is a secret: do not leave it lying in freed memory. */
         explicit_bzero(c->auth_header, strlen(c->auth_header));
         free(c->auth_header);
     }
     free(c);
+}
+
+bool client_set_ca_file(struct client *c, const char *path)
+{
+    free(c->ca_file);
+    c->ca_file = NULL;
+    if (path == NULL)
+        return true;
+    c->ca_file = client_strdup(path);
+    return c->ca_file != NULL;
 }
 
 const char *client_error(const struct client *c)
@@ -226,6 +238,8 @@ bool client_request(struct client *c, const char *method, const char *path, cons
     CLIENT_SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)CLIENT_MAX_RESPONSE);
     /* Redirects are not followed: the admin API never sends one, and the token stays put. */
     CLIENT_SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
+    if (c->ca_file != NULL)
+        CLIENT_SETOPT(CURLOPT_CAINFO, c->ca_file);
     if (strcmp(method, "GET") != 0)
         CLIENT_SETOPT(CURLOPT_CUSTOMREQUEST, method);
     if (body != NULL) {

@@ -29,6 +29,9 @@ struct client_response {
 struct client *client_new(const char *base_url, const char *token)
     __attribute__((warn_unused_result));
 void client_free(struct client *c);
+/* Verifies the server's TLS certificate against the CA certificates in path (PEM) instead of
+ * the system's; NULL keeps the system's. False when out of memory. */
+bool client_set_ca_file(struct client *c, const char *path) __attribute__((warn_unused_result));
 
 /*
  * Sends METHOD base_url+path (path starts with '/' and is already URL-escaped) with an optional

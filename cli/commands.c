@@ -18,6 +18,7 @@
 #include "mdm_message.h"
 #include "output.h"
 #include "plist_json.h"
+#include "progress.h"
 
 /* A command plist larger than this is surely a mistake (vouchd accepts 1 MiB by default). */
 #define ENQUEUE_MAX_FILE ((size_t)16 * 1024 * 1024)
@@ -381,6 +382,14 @@ static bool enqueue_print(struct ctl *ctl, const struct json_value *answer)
             m = snprintf(result, sizeof(result), "unknown: no result from the server");
         } else if (queued) {
             m = snprintf(result, sizeof(result), "queued");
+        } else if (api_device_unknown(ctl, ctl->args[i])) {
+            api_unknown_device(ctl->args[i]);
+            m = snprintf(result, sizeof(result), "unknown device");
+            if (ctl->nargs == 1) {
+                /* One unknown UDID alone: the answer every command gives, and nothing else. */
+                table_free(table);
+                return false;
+            }
         } else {
             const char *why = json_object_get_string(st, "error");
             m = snprintf(result, sizeof(result), "not queued: %s", why ? why : "no reason given");
@@ -460,6 +469,17 @@ int cmd_enqueue(struct ctl *ctl)
             goto out;
         }
     }
+    if (ctl->dry_run) {
+        for (size_t i = 0; i < ctl->nargs; i++) {
+            char *safe = output_sanitize(ctl->args[i]);
+            printf("would queue %s for %s\n", ctl->file != NULL ? ctl->file : ctl->type,
+                   safe != NULL ? safe : "?");
+            free(safe);
+        }
+        printf("%zu device(s) would get the command (dry run: nothing sent)\n", ctl->nargs);
+        rc = CTL_EXIT_OK;
+        goto out;
+    }
 
     /* PUT /v1/enqueue/udid1,udid2,... with every UDID escaped on its own. */
     path = api_str_join("/v1/enqueue/", (const char *)NULL);
@@ -475,8 +495,13 @@ int cmd_enqueue(struct ctl *ctl)
         goto out;
     }
     long status = 0;
+    /* One request: the server queues one command (one CommandUUID) for every device in one
+     * transaction, so the line says how many are being queued, then clears. */
+    struct progress *progress = progress_begin("enqueue", ctl->nargs, ctl->json);
     rc = api_call(ctl, "PUT", path, xml ? xml : data, xml ? xml_len : len, "application/xml", 404,
                   &doc, &status);
+    progress_update(progress, ctl->nargs);
+    progress_end(progress);
     if (rc != CTL_EXIT_OK)
         goto out;
     const struct json_value *answer = json_doc_root(doc);

@@ -253,30 +253,81 @@ out:
     return rc;
 }
 
-int cmd_device(struct ctl *ctl)
+/* `device --serial S`: GET /v1/devices?serial=S, each device found shown as `device` shows one.
+ * No device with that serial is the same failure as an unknown UDID. */
+static int device_by_serial(struct ctl *ctl)
 {
     struct json_doc *doc = NULL;
-    char *path = NULL;
+    char *esc = client_escape(ctl->client, ctl->serial);
+    char *path = esc != NULL ? api_str_join("/v1/devices?serial=", esc, (const char *)NULL) : NULL;
     int rc;
 
-    if (ctl->nargs == 2) {
-        if (strcmp(ctl->args[1], "allow-reenroll") != 0)
-            return ctl_usage_error("device", "unknown action '%s' (allow-reenroll)", ctl->args[1]);
-        if ((path = api_udid_path(ctl, ctl->args[0], "/allow-reenroll")) == NULL)
-            return api_fail_nomem();
-        rc = api_call(ctl, "POST", path, "", 0, NULL, 0, &doc, NULL);
-        if (rc == CTL_EXIT_OK)
-            printf("%s may enroll once more with a new identity certificate\n", ctl->args[0]);
-        goto out;
-    }
-    if ((path = api_udid_path(ctl, ctl->args[0], "")) == NULL)
+    free(esc);
+    if (path == NULL)
         return api_fail_nomem();
     rc = api_call(ctl, "GET", path, NULL, 0, NULL, 0, &doc, NULL);
     if (rc != CTL_EXIT_OK)
         goto out;
+    const struct json_value *list = json_doc_root(doc);
+    if (json_value_kind(list) != JSON_KIND_ARRAY) {
+        rc = api_unexpected_shape(ctl, path, "a JSON array of devices");
+        goto out;
+    }
+    size_t n = json_array_length(list);
+    if (n == 0) {
+        char *safe = output_sanitize(ctl->serial);
+        fprintf(stderr, "vouchctl: no device with serial number '%s'\n", safe ? safe : "?");
+        free(safe);
+        rc = CTL_EXIT_FAILURE;
+    } else if (ctl->json) {
+        rc = api_print_json(n == 1 ? json_array_at(list, 0) : list);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            if (i > 0)
+                fputc('\n', stdout);
+            output_device(json_array_at(list, i), stdout);
+        }
+    }
+out:
+    json_doc_free(doc);
+    free(path);
+    return rc;
+}
+
+int cmd_device(struct ctl *ctl)
+{
+    struct json_doc *doc = NULL;
+    int rc;
+
+    if (ctl->serial != NULL) {
+        if (ctl->nargs > 0)
+            return ctl_usage_error("device", "give a UDID or --serial, not both");
+        return device_by_serial(ctl);
+    }
+    if (ctl->nargs == 0)
+        return ctl_usage_error("device", "missing UDID (or --serial SERIAL)");
+    if (ctl->nargs == 2) {
+        if (strcmp(ctl->args[1], "allow-reenroll") != 0)
+            return ctl_usage_error("device", "unknown action '%s' (allow-reenroll)", ctl->args[1]);
+        if (ctl->dry_run) {
+            char *safe = output_sanitize(ctl->args[0]);
+            printf("would let %s enroll once more with a new identity certificate (dry run: "
+                   "nothing sent)\n",
+                   safe != NULL ? safe : "?");
+            free(safe);
+            return CTL_EXIT_OK;
+        }
+        rc = api_device_call(ctl, "POST", ctl->args[0], "/allow-reenroll", "", 0, &doc);
+        if (rc == CTL_EXIT_OK)
+            printf("%s may enroll once more with a new identity certificate\n", ctl->args[0]);
+        goto out;
+    }
+    rc = api_device_call(ctl, "GET", ctl->args[0], "", NULL, 0, &doc);
+    if (rc != CTL_EXIT_OK)
+        goto out;
     const struct json_value *dev = json_doc_root(doc);
     if (json_value_kind(dev) != JSON_KIND_OBJECT) {
-        rc = api_unexpected_shape(ctl, path, "a device object");
+        rc = api_unexpected_shape(ctl, "/v1/devices/{udid}", "a device object");
         goto out;
     }
     if (ctl->json)
@@ -285,6 +336,5 @@ int cmd_device(struct ctl *ctl)
         output_device(dev, stdout);
 out:
     json_doc_free(doc);
-    free(path);
     return rc;
 }

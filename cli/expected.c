@@ -129,6 +129,12 @@ static int devices_expect(struct ctl *ctl)
     rc = expect_check_serials(serials, n);
     if (rc != CTL_EXIT_OK)
         return rc;
+    if (ctl->dry_run) {
+        for (size_t i = 0; i < n; i++)
+            printf("would expect %s\n", serials[i]);
+        printf("%zu serial number(s) would be expected (dry run: nothing sent)\n", n);
+        return CTL_EXIT_OK;
+    }
     size_t nbatches = (n + EXPECT_BATCH - 1) / EXPECT_BATCH;
     answers.docs = calloc(nbatches, sizeof(*answers.docs));
     w = json_writer_new(EXPECT_MAX_BODY, 0);

@@ -455,8 +455,8 @@ static int pushcert_install(struct ctl *ctl)
         return ctl_usage_error("pushcert", "missing --cert FILE");
     if (ctl->ca_key == NULL)
         return ctl_usage_error("pushcert", "missing --key FILE");
-    if ((ctl->to != NULL) + (ctl->config != NULL) + ctl->server > 1)
-        return ctl_usage_error("pushcert", "give one of --to, --config and --server");
+    if ((ctl->to != NULL) + (ctl->vouchd_config != NULL) + ctl->server > 1)
+        return ctl_usage_error("pushcert", "give one of --to, --vouchd-config and --server");
 
     char *cert_pem, *key_pem;
     size_t cert_len = 0, key_len = 0;
@@ -492,16 +492,16 @@ static int pushcert_install(struct ctl *ctl)
     int rc = CTL_EXIT_OK;
     if (ctl->server) {
         rc = upload(ctl, &cert);
-    } else if (ctl->config != NULL) {
+    } else if (ctl->vouchd_config != NULL) {
         /* vouchd's own reading of its configuration (VOUCH_APNS_CERT and the like win). */
         struct config cfg;
-        if (!config_load(&cfg, ctl->config, err, sizeof(err))) {
-            fprintf(stderr, "vouchctl: %s: %s\n", ctl->config, err);
+        if (!config_load(&cfg, ctl->vouchd_config, err, sizeof(err))) {
+            fprintf(stderr, "vouchctl: %s: %s\n", ctl->vouchd_config, err);
             rc = CTL_EXIT_FAILURE;
         } else {
             if (cfg.apns_cert == NULL) {
                 fprintf(stderr, "vouchctl: %s sets no apns_cert: set apns_cert and apns_key\n",
-                        ctl->config);
+                        ctl->vouchd_config);
                 rc = CTL_EXIT_FAILURE;
             } else {
                 rc = install_files(&cert, cfg.apns_cert, cfg.apns_key);
@@ -524,7 +524,7 @@ static int pushcert_install(struct ctl *ctl)
         free(cert_path);
         free(key_path);
     } else {
-        printf("Checked only: give --to DIR, --config FILE or --server to install it.\n");
+        printf("Checked only: give --to DIR, --vouchd-config FILE or --server to install it.\n");
     }
     apns_cert_clear(&cert);
     return rc;

@@ -8,13 +8,9 @@
 const char main_usage[] =
     "Usage: vouchctl [OPTIONS] COMMAND [ARGUMENTS]\n"
     "\n"
-    "vouchctl is the operator's command line for a Vouch MDM server. Through the\n"
-    "server's admin API it lists devices, shows their push and attestation state,\n"
-    "asks devices for attestations and queues MDM commands; it lists and revokes\n"
-    "the identity certificates of vouchd's ACME server and names the devices it\n"
-    "expects; it asks the trust API whether a device may in. 'vouchctl verify'\n"
-    "checks an attestation chain offline, without a server; 'vouchctl ca init'\n"
-    "makes the CA of vouchd's ACME server, offline too.\n"
+    "vouchctl is the operator's command line for a Vouch MDM server: devices, their\n"
+    "attestations, commands, identities and trust decisions, through the admin\n"
+    "API. verify, ca init and pushcert (but install --server) work offline.\n"
     "\n"
     "Commands:\n"
     "  devices                 List the devices the server knows\n"
@@ -22,7 +18,8 @@ const char main_usage[] =
     "                          Expect devices by serial number: one enrollment\n"
     "                          profile URL each; 'devices expected' lists them\n"
     "  device UDID             Show one device, with its identity, push and\n"
-    "                          attestation state\n"
+    "                          attestation state ('device --serial S' finds it\n"
+    "                          by serial number)\n"
     "  commands UDID           Show a device's queued commands and recent results;\n"
     "                          '--show UUID' one answer, 'commands cancel' cancels\n"
     "  push UDID...            Push devices through APNs now\n"
@@ -48,15 +45,19 @@ const char main_usage[] =
     "  pushcert csr | sign | install\n"
     "                          The MDM push certificate from scratch: key and\n"
     "                          request, vendor signing, checks and installation\n"
+    "  config [show|servers]   Show the server, URL and token source in effect\n"
+    "  completion bash         Print the bash completion script\n"
     "  help [COMMAND]          Show this help, or the help of one command\n"
     "\n"
     "Options (before or after the command):\n"
     "  --url URL               Base URL of the server (default: $VOUCH_URL, or\n"
     "                          " DEFAULT_URL ")\n"
-    "  --token TOKEN           Bearer token of the admin API: the server's\n"
-    "                          admin_token or a named token (see 'vouchctl tokens')\n"
-    "                          (default: $VOUCH_ADMIN_TOKEN). Prefer the variable:\n"
-    "                          other users can see command lines.\n"
+    "  --token TOKEN           Bearer token of the admin API (default:\n"
+    "                          $VOUCH_ADMIN_TOKEN; prefer it or --token-file:\n"
+    "                          other users can see command lines)\n"
+    "  --token-file FILE       Read the token from FILE (mode 0600)\n"
+    "  --server NAME           A server of the configuration file\n"
+    "  --config FILE           The configuration file ('vouchctl config --help')\n"
     "  --json                  Print the server's JSON, indented, not tables\n"
     "  -h, --help              Show help and exit\n"
     "  --version               Show the version of vouchctl and exit\n"
@@ -70,6 +71,7 @@ const char main_usage[] =
     "  2  usage error: unknown command or option, missing argument\n"
     "  3  for trust, the server's decision is deny\n"
     "\n"
+
     "Example:\n"
     "  export VOUCH_URL=https://mdm.example.com VOUCH_ADMIN_TOKEN=...\n"
     "  vouchctl devices --attestation failed\n"
@@ -80,12 +82,12 @@ const char main_usage[] =
 /* Every command's help ends with this pointer to the options all commands share. */
 #define GLOBAL_OPTIONS_HINT                                                                        \
     "\n"                                                                                           \
-    "The options --url, --token and --json work with every command: see\n"                         \
-    "'vouchctl --help'.\n"
+    "The options --url, --token, --token-file, --server, --config and --json\n"                    \
+    "work with every command: see 'vouchctl --help'.\n"
 
 const char devices_usage[] =
     "Usage: vouchctl devices [--attestation STATUS] [--json]\n"
-    "       vouchctl devices expect SERIAL... [--json]\n"
+    "       vouchctl devices expect SERIAL... [--dry-run] [--json]\n"
     "       vouchctl devices expected [--json]\n"
     "\n"
     "List every device the server knows, ordered by UDID, one line each. vouchctl\n"
@@ -136,6 +138,8 @@ const char devices_usage[] =
     "                          (and not expired), failed, expired, none or\n"
     "                          unsupported; or pending: those with a request out\n"
     "                          (the server filters; vouchctl checks again)\n"
+    "  --dry-run               With expect: list the serial numbers that would\n"
+    "                          be expected; send nothing\n"
     "  --json                  Print one JSON array of device objects (with\n"
     "                          expect: of {serial_number, state, enroll_token,\n"
     "                          profile_url}; with expected: the server's array)\n"
@@ -147,7 +151,8 @@ const char devices_usage[] =
 
 const char device_usage[] =
     "Usage: vouchctl device UDID [--json]\n"
-    "       vouchctl device UDID allow-reenroll\n"
+    "       vouchctl device --serial SERIAL [--json]\n"
+    "       vouchctl device UDID allow-reenroll [--dry-run]\n"
     "\n"
     "Show what the server knows about one device: identity, OS, enrollment (and\n"
     "its generation: a new identity certificate starts a new one, with no\n"
@@ -190,9 +195,15 @@ const char device_usage[] =
     "With allow-reenroll (reenroll = refuse on the server): let the device's\n"
     "next new identity certificate in, once, e.g. after it was erased.\n"
     "\n"
-    "Exits 1 if the server does not know the device.\n"
+    "The UDID may be typed in any case. Exits 1 if the server does not know the\n"
+    "device, saying \"unknown device 'UDID'\" as every command does.\n"
     "\n"
     "Options:\n"
+    "  --serial SERIAL         Find the device by its serial number instead (the\n"
+    "                          server's list filtered by ?serial=); several\n"
+    "                          devices with that serial are each shown\n"
+    "  --dry-run               With allow-reenroll: say what would be done, and\n"
+    "                          do nothing\n"
     "  --json                  Print the server's device object\n"
     GLOBAL_OPTIONS_HINT;
 
@@ -237,7 +248,7 @@ const char commands_usage[] =
     GLOBAL_OPTIONS_HINT;
 
 const char push_usage[] =
-    "Usage: vouchctl push UDID... [--json]\n"
+    "Usage: vouchctl push UDID... [--dry-run] [--json]\n"
     "\n"
     "Push devices now through APNs, so that they connect and fetch their queued\n"
     "commands (vouchd pushes by itself when commands are queued; this is for when\n"
@@ -248,15 +259,19 @@ const char push_usage[] =
     "token yet).\n"
     "\n"
     "Exits 0 when every device was pushed, 1 otherwise (also when vouchd has no\n"
-    "apns_cert).\n"
+    "apns_cert). On a terminal a progress line on standard error counts the\n"
+    "devices, which then go to the server 100 per request (else 1000).\n"
     "\n"
     "Options:\n"
-    "  --json                  Print the server's JSON answer\n"
+    "  --dry-run               List the devices that would be pushed; push none\n"
+    "  --json                  Print the server's JSON answer (one object for\n"
+    "                          every device)\n"
     GLOBAL_OPTIONS_HINT;
 
 const char enqueue_usage[] =
-    "Usage: vouchctl enqueue UDID... --file CMD [--json]\n"
-    "       vouchctl enqueue UDID... --type TYPE [--queries Q1,Q2,...] [--json]\n"
+    "Usage: vouchctl enqueue UDID... --file CMD [--dry-run] [--json]\n"
+    "       vouchctl enqueue UDID... --type TYPE [--queries Q1,Q2,...] [--dry-run]\n"
+    "                        [--json]\n"
     "\n"
     "Queue one MDM command for one or more devices. Each device receives it the next\n"
     "time it asks the server for work; 'vouchctl commands UDID --show UUID' shows\n"
@@ -288,6 +303,8 @@ const char enqueue_usage[] =
     "  -f, --file CMD          The command (plist or JSON); '-' reads standard input\n"
     "  --type TYPE             A command template (above)\n"
     "  --queries Q1,Q2,...     DeviceInformation's Queries, separated by commas\n"
+    "  --dry-run               Check the command and say what would be queued\n"
+    "                          for which devices; queue nothing\n"
     "  --json                  Print the server's JSON answer\n"
     "\n"
     "Examples:\n"
@@ -298,8 +315,8 @@ const char enqueue_usage[] =
     GLOBAL_OPTIONS_HINT;
 
 const char attest_usage[] =
-    "Usage: vouchctl attest UDID... [--json]\n"
-    "       vouchctl attest --all [--json]\n"
+    "Usage: vouchctl attest UDID... [--dry-run] [--json]\n"
+    "       vouchctl attest --all [--yes] [--dry-run] [--json]\n"
     "       vouchctl attest --failed [--json]\n"
     "\n"
     "Ask devices for a new Managed Device Attestation now: the server queues a\n"
@@ -319,15 +336,20 @@ const char attest_usage[] =
     "was unknown or not asked (the server failed); 2 for usage errors.\n"
     "\n"
     "Options:\n"
-    "  --all                   Every device the server knows\n"
+    "  --all                   Every device the server knows; on a terminal\n"
+    "                          vouchctl asks first, elsewhere it needs --yes\n"
+    "  -y, --yes               Ask every device without a question (--all)\n"
     "  --failed                Every device whose last attestation failed\n"
+    "  --dry-run               List the devices that would be asked; ask none\n"
     "  --json                  Print the server's JSON: for one UDID its answer\n"
     "                          {\"udid\", \"command_uuid\", \"queued\"} (for an unknown\n"
     "                          device {\"error\": \"unknown device\"}); otherwise one\n"
     "                          object {\"results\": {UDID: {\"command_uuid\",\n"
     "                          \"queued\"} or {\"error\"}}} for all devices\n"
     "\n"
-    "Several devices go to the server in requests of at most 1000.\n"
+    "Several devices go to the server in requests of at most 1000; on a\n"
+    "terminal a progress line on standard error counts them, and the requests\n"
+    "carry 100 each.\n"
     GLOBAL_OPTIONS_HINT;
 
 const char attestations_usage[] =
@@ -636,7 +658,7 @@ const char pushcert_usage[] =
     "       vouchctl pushcert sign --vendor-cert CERT --vendor-key KEY --csr CSR\n"
     "                              [--wwdr CERT] [--apple-root CERT] [--out FILE]\n"
     "       vouchctl pushcert install --cert CERT --key KEY\n"
-    "                              [--to DIR | --config FILE | --server]\n"
+    "                              [--to DIR | --vouchd-config FILE | --server]\n"
     "\n"
     "The MDM push certificate from scratch (deploy/RUNBOOK.md walks the path).\n"
     "csr, sign and install without --server run offline.\n"
@@ -673,7 +695,7 @@ const char pushcert_usage[] =
     "  --cert CERT             The push certificate (PEM or DER)\n"
     "  --key KEY               Its private key (from pushcert csr)\n"
     "  --to DIR                Write DIR/push.pem and DIR/push.key (0600)\n"
-    "  --config FILE           Write the files vouchd's configuration FILE names\n"
+    "  --vouchd-config FILE    Write the files vouchd's configuration FILE names\n"
     "                          (apns_cert, apns_key); then reload vouchd (SIGHUP)\n"
     "  --server                Upload it to the running vouchd (PUT /v1/pushcert,\n"
     "                          an admin-scope token), which pushes with it at once\n"
@@ -685,7 +707,49 @@ const char pushcert_usage[] =
     "Example:\n"
     "  vouchctl pushcert csr --key /etc/vouch/push.key --out push.csr\n"
     "  vouchctl pushcert install --cert MDM_Vouch_Certificate.pem \\\n"
-    "      --key /etc/vouch/push.key --config /etc/vouch/vouch.conf\n";
+    "      --key /etc/vouch/push.key --vouchd-config /etc/vouch/vouch.conf\n";
+
+const char config_usage[] =
+    "Usage: vouchctl config [show]\n"
+    "       vouchctl config servers\n"
+    "\n"
+    "Show where vouchctl's requests go: the configuration file read, the server\n"
+    "section used and why, the URL and where it came from, and where the token\n"
+    "came from (never the token itself). 'config servers' lists the names of\n"
+    "the file's servers, one a line.\n"
+    "\n"
+    "The file ($XDG_CONFIG_HOME/vouch/vouchctl.conf, else\n"
+    "~/.config/vouch/vouchctl.conf, or --config FILE) holds key = value lines\n"
+    "and '#' comments, in sections, one per server:\n"
+    "\n"
+    "  default = prod                  # used without --server (optional)\n"
+    "\n"
+    "  [server prod]\n"
+    "  url = https://mdm.example.com\n"
+    "  token_file = prod.token         # beside this file, or ~/... or /...\n"
+    "  ca_file = /etc/vouch/mdm-ca.pem # optional: CA of the server's TLS\n"
+    "\n"
+    "  [server lab]\n"
+    "  url = http://127.0.0.1:8080\n"
+    "  token_file = ~/.config/vouch/lab.token\n"
+    "\n"
+    "A token file holds the token on its first line; vouchctl refuses one that\n"
+    "group or others may read (chmod 600 FILE), as ssh refuses such a key.\n"
+    "\n"
+    "Precedence, for each value: --url, --token, --token-file and the server\n"
+    "--server names; then $VOUCH_URL and $VOUCH_ADMIN_TOKEN; then the file's\n"
+    "default server; then " DEFAULT_URL ".\n"
+    GLOBAL_OPTIONS_HINT;
+
+const char completion_usage[] =
+    "Usage: vouchctl completion bash\n"
+    "\n"
+    "Print the bash completion script of vouchctl: its commands, each command's\n"
+    "options, actions and file arguments, and the server names of the\n"
+    "configuration file for --server. Installed packages put it in\n"
+    "share/bash-completion/completions/vouchctl; to try it:\n"
+    "\n"
+    "  source <(vouchctl completion bash)\n";
 
 const char help_usage[] =
     "Usage: vouchctl help [COMMAND]\n"

@@ -11,6 +11,7 @@
 #include <curl/curl.h>
 
 #include "client.h"
+#include "settings.h"
 #include "usage.h"
 #include "vouch_version.h"
 
@@ -45,13 +46,18 @@ enum opt_id {
     OPT_SHOW,
     OPT_TYPE,
     OPT_QUERIES,
-    OPT_VENDOR_CERT, /* pushcert's, from here to OPT_CONFIG, in struct ctl's order */
+    OPT_VENDOR_CERT, /* pushcert's, from here to OPT_VOUCHD_CONFIG, in struct ctl's order */
     OPT_VENDOR_KEY,
     OPT_CSR,
     OPT_WWDR,
     OPT_APPLE_ROOT,
     OPT_TO,
+    OPT_VOUCHD_CONFIG,
     OPT_CONFIG,
+    OPT_SERVER_NAME,
+    OPT_TOKEN_FILE,
+    OPT_YES,
+    OPT_DRY_RUN,
 };
 
 struct opt_spec {
@@ -62,17 +68,30 @@ struct opt_spec {
 };
 
 static const struct opt_spec global_opts[] = {
-    {"url", 0, true, OPT_URL},          {"token", 0, true, OPT_TOKEN},
-    {"json", 0, false, OPT_JSON},       {"help", 'h', false, OPT_HELP},
+    {"url", 0, true, OPT_URL},
+    {"token", 0, true, OPT_TOKEN},
+    {"json", 0, false, OPT_JSON},
+    {"help", 'h', false, OPT_HELP},
     {"version", 0, false, OPT_VERSION},
+    {"config", 0, true, OPT_CONFIG},
+    {"server", 0, true, OPT_SERVER_NAME},
+    {"token-file", 0, true, OPT_TOKEN_FILE},
 };
-static const struct opt_spec devices_opts[] = {{"attestation", 0, true, OPT_ATTESTATION}};
-static const struct opt_spec enqueue_opts[] = {
-    {"file", 'f', true, OPT_FILE}, {"type", 0, true, OPT_TYPE}, {"queries", 0, true, OPT_QUERIES}};
+static const struct opt_spec devices_opts[] = {{"attestation", 0, true, OPT_ATTESTATION},
+                                               {"dry-run", 0, false, OPT_DRY_RUN}};
+static const struct opt_spec enqueue_opts[] = {{"file", 'f', true, OPT_FILE},
+                                               {"type", 0, true, OPT_TYPE},
+                                               {"queries", 0, true, OPT_QUERIES},
+                                               {"dry-run", 0, false, OPT_DRY_RUN}};
 static const struct opt_spec commands_opts[] = {{"show", 0, true, OPT_SHOW},
                                                 {"all", 0, false, OPT_ALL}};
 static const struct opt_spec attest_opts[] = {{"all", 0, false, OPT_ALL},
-                                              {"failed", 0, false, OPT_FAILED}};
+                                              {"failed", 0, false, OPT_FAILED},
+                                              {"yes", 'y', false, OPT_YES},
+                                              {"dry-run", 0, false, OPT_DRY_RUN}};
+static const struct opt_spec device_opts[] = {{"serial", 0, true, OPT_SERIAL},
+                                              {"dry-run", 0, false, OPT_DRY_RUN}};
+static const struct opt_spec push_opts[] = {{"dry-run", 0, false, OPT_DRY_RUN}};
 static const struct opt_spec events_opts[] = {{"status", 0, true, OPT_STATUS}};
 static const struct opt_spec profile_opts[] = {{"enroll-token", 0, true, OPT_ENROLL_TOKEN},
                                                {"out", 'o', true, OPT_OUT}};
@@ -109,7 +128,7 @@ static const struct opt_spec pushcert_opts[] = {
     {"wwdr", 0, true, OPT_WWDR},
     {"apple-root", 0, true, OPT_APPLE_ROOT},
     {"to", 0, true, OPT_TO},
-    {"config", 0, true, OPT_CONFIG},
+    {"vouchd-config", 0, true, OPT_VOUCHD_CONFIG},
 };
 
 struct subcommand {
@@ -126,15 +145,16 @@ struct subcommand {
 
 static const struct subcommand subcommands[] = {
     /* devices checks its own arguments: none, or expect SERIAL..., or expected. */
-    {"devices", devices_usage, devices_opts, 1, 0, SIZE_MAX, NULL, false, cmd_devices},
-    {"device", device_usage, NULL, 0, 1, 2, "UDID", false, cmd_device},
+    {"devices", devices_usage, devices_opts, 2, 0, SIZE_MAX, NULL, false, cmd_devices},
+    /* device checks its own arguments: UDID [allow-reenroll], or --serial. */
+    {"device", device_usage, device_opts, 2, 0, 2, "UDID", false, cmd_device},
     /* commands checks its own arguments: UDID [--show UUID], --all --show UUID, or cancel. */
     {"commands", commands_usage, commands_opts, 2, 0, 3, "UDID", false, cmd_commands},
-    {"enqueue", enqueue_usage, enqueue_opts, 3, 1, SIZE_MAX, "UDID", false, cmd_enqueue},
+    {"enqueue", enqueue_usage, enqueue_opts, 4, 1, SIZE_MAX, "UDID", false, cmd_enqueue},
     /* attest checks its own arguments: UDIDs, or --all, or --failed. */
-    {"attest", attest_usage, attest_opts, 2, 0, SIZE_MAX, "UDID", false, cmd_attest},
+    {"attest", attest_usage, attest_opts, 4, 0, SIZE_MAX, "UDID", false, cmd_attest},
     {"attestations", attestations_usage, NULL, 0, 1, 1, "UDID", false, cmd_attestations},
-    {"push", push_usage, NULL, 0, 1, 1000, "UDID", false, cmd_push},
+    {"push", push_usage, push_opts, 1, 1, SIZE_MAX, "UDID", false, cmd_push},
     {"events", events_usage, events_opts, 1, 0, SIZE_MAX, NULL, false, cmd_events},
     {"profile", profile_usage, profile_opts, 2, 0, 0, NULL, false, cmd_profile},
     {"verify", verify_usage, verify_opts, 6, 1, SIZE_MAX, "CERT", true, cmd_verify},
@@ -148,8 +168,22 @@ static const struct subcommand subcommands[] = {
     {"ca", ca_usage, ca_opts, 4, 1, 1, "action (init)", true, cmd_ca},
     {"pushcert", pushcert_usage, pushcert_opts, 12, 1, 1, "action (csr, sign, install)", true,
      cmd_pushcert},
+    {"config", config_usage, NULL, 0, 0, 1, NULL, false, cmd_config},
+    {"completion", completion_usage, NULL, 0, 1, 1, "shell (bash)", true, cmd_completion},
     {"help", help_usage, NULL, 0, 0, 1, NULL, false, NULL},
 };
+
+void ctl_visit_options(ctl_option_visit_fn *visit, void *arg)
+{
+    for (size_t i = 0; i < sizeof(global_opts) / sizeof(global_opts[0]); i++)
+        visit(arg, NULL, global_opts[i].name, global_opts[i].short_name, global_opts[i].has_arg);
+    for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++) {
+        visit(arg, subcommands[i].name, NULL, 0, false);
+        for (size_t j = 0; j < subcommands[i].nopts; j++)
+            visit(arg, subcommands[i].name, subcommands[i].opts[j].name,
+                  subcommands[i].opts[j].short_name, subcommands[i].opts[j].has_arg);
+    }
+}
 
 static const struct subcommand *find_subcommand(const char *name)
 {
@@ -178,8 +212,10 @@ int ctl_usage_error(const char *subcommand, const char *fmt, ...)
 static const struct opt_spec *find_option(const struct subcommand *sub, const char *name,
                                           size_t name_len, bool is_short)
 {
-    const struct opt_spec *tables[2] = {global_opts, sub != NULL ? sub->opts : NULL};
-    size_t sizes[2] = {sizeof(global_opts) / sizeof(global_opts[0]), sub != NULL ? sub->nopts : 0};
+    /* The subcommand's own first: `verify --server` is verify's flag, while the global
+     * --server NAME goes before the subcommand. */
+    const struct opt_spec *tables[2] = {sub != NULL ? sub->opts : NULL, global_opts};
+    size_t sizes[2] = {sub != NULL ? sub->nopts : 0, sizeof(global_opts) / sizeof(global_opts[0])};
 
     for (size_t t = 0; t < 2; t++) {
         for (size_t i = 0; i < sizes[t]; i++) {
@@ -225,7 +261,12 @@ struct cmdline {
     const char *show;
     const char *type;
     const char *queries;
-    const char *pushcert[OPT_CONFIG - OPT_VENDOR_CERT + 1];
+    const char *pushcert[OPT_VOUCHD_CONFIG - OPT_VENDOR_CERT + 1];
+    const char *config;
+    const char *server_name;
+    const char *token_file;
+    bool yes;
+    bool dry_run;
     char **args;
     size_t nargs;
 };
@@ -382,8 +423,23 @@ static int parse_cmdline(int argc, char **argv, struct cmdline *cl)
         case OPT_WWDR:
         case OPT_APPLE_ROOT:
         case OPT_TO:
-        case OPT_CONFIG:
+        case OPT_VOUCHD_CONFIG:
             cl->pushcert[o->id - OPT_VENDOR_CERT] = value;
+            break;
+        case OPT_CONFIG:
+            cl->config = value;
+            break;
+        case OPT_SERVER_NAME:
+            cl->server_name = value;
+            break;
+        case OPT_TOKEN_FILE:
+            cl->token_file = value;
+            break;
+        case OPT_YES:
+            cl->yes = true;
+            break;
+        case OPT_DRY_RUN:
+            cl->dry_run = true;
             break;
         }
     }
@@ -415,12 +471,6 @@ static bool token_is_printable(const char *token)
             return false;
     }
     return true;
-}
-
-static const char *env_nonempty(const char *name)
-{
-    const char *v = getenv(name);
-    return v != NULL && v[0] != '\0' ? v : NULL;
 }
 
 static int run(struct cmdline *cl)
@@ -480,36 +530,52 @@ static int run(struct cmdline *cl)
         .wwdr = cl->pushcert[OPT_WWDR - OPT_VENDOR_CERT],
         .apple_root = cl->pushcert[OPT_APPLE_ROOT - OPT_VENDOR_CERT],
         .to = cl->pushcert[OPT_TO - OPT_VENDOR_CERT],
-        .config = cl->pushcert[OPT_CONFIG - OPT_VENDOR_CERT],
+        .vouchd_config = cl->pushcert[OPT_VOUCHD_CONFIG - OPT_VENDOR_CERT],
+        .yes = cl->yes,
+        .dry_run = cl->dry_run,
     };
     if (sub->offline && !cl->server)
         return sub->run(&ctl);
 
-    const char *url = cl->url != NULL ? cl->url : env_nonempty("VOUCH_URL");
-    if (url == NULL)
-        url = DEFAULT_URL;
+    /* Where to and with which token: the command line, the environment, vouchctl.conf. */
+    const struct settings_request want = {cl->url, cl->token, cl->token_file, cl->config,
+                                          cl->server_name};
+    struct settings settings;
+    int rc = settings_resolve(&want, &settings);
+    if (rc != CTL_EXIT_OK)
+        return rc;
+    ctl.settings = &settings;
+    const char *url = settings.url;
+    const char *token = settings.token;
     if (!url_is_http(url))
-        return ctl_usage_error(NULL,
-                               "invalid server URL '%s': it must start with http:// or "
-                               "https://",
-                               url);
-    const char *token = cl->token != NULL ? cl->token : env_nonempty("VOUCH_ADMIN_TOKEN");
-    if (token != NULL && !token_is_printable(token))
-        return ctl_usage_error(NULL, "the admin token contains control characters");
+        rc = ctl_usage_error(NULL,
+                             "invalid server URL '%s': it must start with http:// or "
+                             "https://",
+                             url);
+    else if (token != NULL && !token_is_printable(token))
+        rc = ctl_usage_error(NULL, "the admin token contains control characters");
+    if (rc != CTL_EXIT_OK) {
+        settings_clear(&settings);
+        return rc;
+    }
 
     ctl.have_token = token != NULL && token[0] != '\0';
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "vouchctl: cannot initialize libcurl\n");
+        settings_clear(&settings);
         return CTL_EXIT_FAILURE;
     }
     ctl.client = client_new(url, token);
-    if (ctl.client == NULL) {
+    if (ctl.client == NULL || !client_set_ca_file(ctl.client, settings.ca_file)) {
         fprintf(stderr, "vouchctl: cannot create the HTTP client\n");
+        client_free(ctl.client);
+        settings_clear(&settings);
         curl_global_cleanup();
         return CTL_EXIT_FAILURE;
     }
-    int rc = sub->run(&ctl);
+    rc = sub->run(&ctl);
     client_free(ctl.client);
+    settings_clear(&settings);
     curl_global_cleanup();
     return rc;
 }

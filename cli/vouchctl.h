@@ -6,7 +6,9 @@
  * profile.c, tokens.c, trust.c, on api.c; the offline `verify`, verify.c, gets no client but with
  * --server; nor does `ca`, ca.c, which makes the ACME CA's files, nor `pushcert`, pushcert.c, but
  * with install --server). A subcommand returns the process exit status. The struct ctl borrows
- * its strings from argv and the environment, and owns the client.
+ * its strings from argv and the environment, and owns the client. Where the client goes and with
+ * which token comes from settings.c (the command line, the environment, vouchctl.conf); `config`
+ * and `completion` (settings.c, completion.c) show that and the options table.
  */
 #ifndef VOUCH_CLI_VOUCHCTL_H
 #define VOUCH_CLI_VOUCHCTL_H
@@ -23,6 +25,7 @@ enum ctl_exit {
 
 struct client;
 struct json_doc;
+struct settings;
 
 struct ctl {
     struct client *client;
@@ -38,7 +41,7 @@ struct ctl {
     const char *roots;        /* verify --roots */
     const char *nonce;        /* verify --nonce */
     const char *udid;         /* verify --udid */
-    const char *serial;       /* verify --serial, trust --serial */
+    const char *serial;       /* verify, trust and device --serial */
     const char *at;           /* verify --at */
     bool server;              /* verify --server: a stored answer, from the server */
     const char *status;       /* events --status */
@@ -57,7 +60,12 @@ struct ctl {
     const char *type;         /* enqueue --type: a command template */
     const char *queries;      /* enqueue --queries, with --type DeviceInformation */
     /* pushcert (pushcert.c) also takes --key, --out, --cn, --cert and --server */
-    const char *vendor_cert, *vendor_key, *csr, *wwdr, *apple_root, *to, *config;
+    const char *vendor_cert, *vendor_key, *csr, *wwdr, *apple_root, *to, *vouchd_config;
+    bool yes;                 /* attest --all --yes: no question asked */
+    bool dry_run;             /* --dry-run: say what would be done, send nothing that acts */
+
+    /* Where the requests go (settings.h); NULL for an offline command. */
+    const struct settings *settings;
 };
 
 /* Prints "vouchctl: <message>" and a pointer to the subcommand's help (NULL: the main help) on
@@ -89,6 +97,16 @@ int cmd_trust(struct ctl *ctl);
 int cmd_verify(struct ctl *ctl);
 /* Offline: ctl->client is NULL. */
 int cmd_ca(struct ctl *ctl);
+/* `config [show|servers]` (settings.c): what ctl->settings holds, never the token. */
+int cmd_config(struct ctl *ctl);
+/* `completion bash` (completion.c), offline: the script, made from the options table. */
+int cmd_completion(struct ctl *ctl);
+
+/* Called for each global option (subcommand NULL), each subcommand (option NULL) and each of its
+ * options, in the order of vouchctl.c's tables: what the completion script is made from. */
+typedef void ctl_option_visit_fn(void *arg, const char *subcommand, const char *option,
+                                 char short_name, bool has_arg);
+void ctl_visit_options(ctl_option_visit_fn *visit, void *arg);
 
 /* GET /v1/devices/{udid}<suffix> (the UDID escaped): a JSON document into *doc (freed by the
  * caller), or an exit status other than CTL_EXIT_OK, said on stderr. */

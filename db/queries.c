@@ -228,20 +228,21 @@ bool db_decode_enqueue_row(const PGresult *res, int row, const char **udid, bool
     return true;
 }
 
-static const char sql_device_list[] = "SELECT vouch_device_list($1, $2::integer, $3)";
+static const char sql_device_list[] = "SELECT vouch_device_list($1, $2::integer, $3, $4)";
 static const char sql_device_attestations[] =
-    "SELECT vouch_device_attestations($1, $2::integer)";
-static const char sql_device_get[] = "SELECT vouch_device_get($1)";
-static const char sql_device_commands[] = "SELECT vouch_device_commands($1, $2::integer)";
+    "SELECT vouch_device_attestations(vouch_udid_resolve($1), $2::integer)";
+static const char sql_device_get[] = "SELECT vouch_device_get(vouch_udid_resolve($1))";
+static const char sql_device_commands[] =
+    "SELECT vouch_device_commands(vouch_udid_resolve($1), $2::integer)";
 
 void db_device_list(struct db_pool *pool, const char *after, unsigned limit,
-                    const char *attestation, db_result_fn *cb, void *arg)
+                    const char *attestation, const char *serial, db_result_fn *cb, void *arg)
 {
     char limit_text[16];
     snprintf(limit_text, sizeof(limit_text), "%u", limit);
     const struct db_param params[] = {text_param(after), text_param(limit_text),
-                                      text_param(attestation)};
-    db_query(pool, sql_device_list, params, 3, false, cb, arg);
+                                      text_param(attestation), text_param(serial)};
+    db_query(pool, sql_device_list, params, 4, false, cb, arg);
 }
 
 void db_device_attestations(struct db_pool *pool, const char *udid, unsigned limit,
@@ -654,7 +655,7 @@ void db_event_list(struct db_pool *pool, const char *status, const char *before,
     db_query(pool, sql_event_list, params, 3, false, cb, arg);
 }
 
-static const char sql_allow_reenroll[] = "SELECT vouch_allow_reenroll($1)";
+static const char sql_allow_reenroll[] = "SELECT vouch_allow_reenroll(vouch_udid_resolve($1))";
 
 void db_allow_reenroll(struct db_pool *pool, const char *udid, db_result_fn *cb, void *arg)
 {

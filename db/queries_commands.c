@@ -9,7 +9,7 @@
 static const char sql_command_answer[] =
     "SELECT udid, command_uuid, request_type, status, queued_at, result_at, "
     "not_now_count::text, report, NULL::text, NULL::text "
-    "FROM vouch_command_answer($1, $2)";
+    "FROM vouch_command_answer(vouch_udid_resolve($1), $2)";
 
 void db_command_answer(struct db_pool *pool, const char *udid, const char *command_uuid,
                        db_result_fn *cb, void *arg)
@@ -64,7 +64,8 @@ bool db_decode_command_row(const PGresult *res, int row, struct db_command_row *
     return ok;
 }
 
-static const char sql_command_cancel[] = "SELECT vouch_command_cancel($1, $2, $3)";
+static const char sql_command_cancel[] =
+    "SELECT vouch_command_cancel(vouch_udid_resolve($1), $2, $3)";
 
 void db_command_cancel(struct db_pool *pool, const char *udid, const char *command_uuid,
                        const char *actor, db_result_fn *cb, void *arg)

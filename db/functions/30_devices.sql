@@ -66,14 +66,30 @@ LANGUAGE sql STABLE AS $$
     LEFT JOIN attestation_requests r ON r.udid = d.udid AND r.answered_at IS NULL
 $$;
 
+-- The device a UDID from an operator names: the UDID itself when a device has it exactly (the
+-- primary key: the usual case stays one index probe), else the one device whose UDID matches it
+-- ignoring case, else p_udid unchanged (no device, or several that differ only in case: the
+-- caller then finds none and says "unknown device").
+CREATE OR REPLACE FUNCTION vouch_udid_resolve(p_udid text) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(
+        (SELECT d.udid FROM devices d WHERE d.udid = p_udid),
+        (SELECT min(d.udid) FROM devices d WHERE lower(d.udid) = lower(p_udid)
+         HAVING count(*) = 1),
+        p_udid)
+$$;
+
 -- A page of device objects as a JSON array, ordered by udid, after the cursor, optionally only
--- those whose last verdict is p_attestation (verified: and not expired; expired: marked or past
--- its expiry), or, for 'pending', those with a request out.
-CREATE OR REPLACE FUNCTION vouch_device_list(p_after text, p_limit integer, p_attestation text)
+-- those whose serial number is p_serial, and only those whose last verdict is p_attestation
+-- (verified: and not expired; expired: marked or past its expiry), or, for 'pending', those
+-- with a request out.
+CREATE OR REPLACE FUNCTION vouch_device_list(p_after text, p_limit integer, p_attestation text,
+                                             p_serial text)
 RETURNS text LANGUAGE sql STABLE AS $$
     SELECT coalesce(json_agg(vouch_device_object(d) ORDER BY d.udid), '[]')::text
     FROM (SELECT * FROM devices x
           WHERE x.udid > coalesce(p_after, '')
+            AND (p_serial IS NULL OR x.serial_number = p_serial)
             AND (p_attestation IS NULL OR CASE p_attestation
                 WHEN 'pending' THEN EXISTS (SELECT 1 FROM attestation_requests r
                                             WHERE r.udid = x.udid AND r.answered_at IS NULL)

@@ -58,15 +58,16 @@ BEGIN
 END
 $$;
 
--- The same for many devices, one request each (vouchd builds them): one row per device.
+-- The same for many devices, one request each (vouchd builds them): one row per device, under
+-- the device's own UDID when the operator typed it in another case (vouch_udid_resolve).
 CREATE OR REPLACE FUNCTION vouch_request_attestations(
     p_udids text[], p_command_uuids text[], p_bodies bytea[], p_nonces bytea[], p_reason text)
 RETURNS TABLE (udid text, outcome text, command_uuid text) LANGUAGE plpgsql AS $$
 BEGIN
     FOR i IN 1 .. coalesce(array_length(p_udids, 1), 0) LOOP
-        udid := p_udids[i];
+        udid := vouch_udid_resolve(p_udids[i]);
         SELECT r.outcome, r.command_uuid INTO outcome, command_uuid
-        FROM vouch_request_attestation(p_udids[i], p_command_uuids[i], p_bodies[i], p_nonces[i],
+        FROM vouch_request_attestation(udid, p_command_uuids[i], p_bodies[i], p_nonces[i],
                                        p_reason) r;
         RETURN NEXT;
     END LOOP;

@@ -236,8 +236,21 @@ static void handle_device_list(struct vouchd *srv, struct evhttp_request *req)
         return;
     const char *after = evhttp_find_header(&query, "after");
     const char *filter = evhttp_find_header(&query, "attestation");
+    const char *serial = evhttp_find_header(&query, "serial");
     if (after != NULL && !valid_id(after, strlen(after)))
         problem = "after must be a device id";
+    if (serial != NULL && !valid_id(serial, strlen(serial)))
+        problem = "serial must be a serial number";
+    /* A parameter this list does not know would otherwise be ignored silently (?serail=X gave
+     * the first page of every device). */
+    struct evkeyval *param;
+    TAILQ_FOREACH(param, &query, next)
+    {
+        if (strcmp(param->key, "limit") != 0 && strcmp(param->key, "after") != 0 &&
+            strcmp(param->key, "attestation") != 0 && strcmp(param->key, "serial") != 0)
+            problem = "unknown query parameter (the device list takes limit, after, attestation "
+                      "and serial)";
+    }
     static const char *const filters[] = {"verified", "failed",      "expired",
                                           "none",     "unsupported", "pending"};
     bool known = filter == NULL;
@@ -250,7 +263,7 @@ static void handle_device_list(struct vouchd *srv, struct evhttp_request *req)
         http_reply_json_error(req, EP_ADMIN_DEVICES, 400, problem);
     } else {
         struct admin_request *ar = admin_request_new(srv, req, EP_ADMIN_DEVICES);
-        db_device_list(srv->db, after, limit, filter, json_text_done, ar);
+        db_device_list(srv->db, after, limit, filter, serial, json_text_done, ar);
     }
     evhttp_clear_headers(&query);
 }

@@ -290,7 +290,7 @@ class PushcertToolTest(unittest.TestCase):
         for name in ("conf-push.pem", "conf-push.key"):
             with open(self.p(name), "w") as f:
                 f.write("the old one\n")
-        self.ctl("install", "--cert", good, "--key", key, "--config", conf)
+        self.ctl("install", "--cert", good, "--key", key, "--vouchd-config", conf)
         self.assertEqual(openssl("x509", "-in", self.p("conf-push.pem")),
                          openssl("x509", "-in", good))
         self.assertEqual(stat.S_IMODE(os.stat(self.p("conf-push.key")).st_mode), 0o600)

@@ -504,7 +504,8 @@ class TwoInstancesTest(TwoInstancesCase):
                   "attestation_due_reason = 'random' WHERE udid LIKE 'OPS-%'")
         proc = subprocess.Popen(
             ["/bin/sh", "-c", 'sleep 0.2; exec "$0" "$@"', VOUCHCTL,
-             "--url", self.vouchd.url, "--token", self.vouchd.admin_token, "attest", "--all"],
+             "--url", self.vouchd.url, "--token", self.vouchd.admin_token, "attest", "--all",
+             "--yes"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         sql(self, "NOTIFY vouch_scheduler")
         out, err = proc.communicate(timeout=120)

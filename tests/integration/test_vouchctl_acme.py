@@ -102,11 +102,15 @@ class VouchctlAcmeTest(test_acme.AcmeTestCase):
         self.assertEqual(len(rows), 2, p.stdout)
         self.assertEqual(rows[1][0], cert["serial"])
 
-        # A device with none: an empty list, exit 0.
-        p = self.ctl("certs", "NO-SUCH-DEVICE")
+        # A device with none (enrolled through SCEP): an empty list, exit 0.
+        scep = self.enrolled_device()
+        p = self.ctl("certs", scep.udid)
         self.assertEqual(p.stdout, "")
-        self.assertIn("no identity certificates for NO-SUCH-DEVICE", p.stderr)
-        self.assertEqual(self.ctl_json("certs", "NO-SUCH-DEVICE"), [])
+        self.assertIn(f"no identity certificates for {scep.udid}", p.stderr)
+        self.assertEqual(self.ctl_json("certs", scep.udid), [])
+        # No such device: the answer every command gives for an unknown UDID (issue 20).
+        p = self.ctl("certs", "NO-SUCH-DEVICE", rc=1)
+        self.assertEqual((p.stdout, p.stderr), ("", "vouchctl: unknown device 'NO-SUCH-DEVICE'\n"))
 
     def test_device_view_shows_the_identity(self):
         acme = self.acme_enrolled()
