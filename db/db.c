@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "histogram.h"
 #include "log.h"
 
 #define RECONNECT_MIN_MS 100
@@ -25,6 +27,8 @@ struct db_job {
     void *arg;
     enum db_outcome deferred_outcome; /* for jobs failed before they were sent */
     struct db_pool *pool;
+    struct timespec queued_at;               /* CLOCK_MONOTONIC, at db_query() */
+    char request_id[LOG_REQUEST_ID_MAX + 1]; /* current at db_query(): current again at its end */
 };
 
 enum conn_state { CONN_DOWN, CONN_CONNECTING, CONN_IDLE, CONN_BUSY };
@@ -34,13 +38,13 @@ struct db_conn {
     unsigned index;
     PGconn *pg;
     enum conn_state state;
-    struct event io;      /* the socket; assigned again whenever libpq's socket changes */
+    struct event io; /* the socket; assigned again whenever libpq's socket changes */
     bool io_assigned;
-    struct event retry;   /* reconnect timer */
+    struct event retry; /* reconnect timer */
     unsigned backoff_ms;
-    struct db_job *job;   /* in flight while CONN_BUSY */
+    struct db_job *job; /* in flight while CONN_BUSY */
     PGresult *result;
-    bool listener;        /* the pool's LISTEN connection: never given queries */
+    bool listener; /* the pool's LISTEN connection: never given queries */
     /* Statements prepared on this connection, by the address of their SQL (the static strings
      * of queries.c): each is parsed and planned once per connection, not once per query. */
     const char *prepared[MAX_PREPARED];
@@ -60,6 +64,7 @@ struct db_pool {
     struct db_job *wait_head, *wait_tail;
     unsigned waiting;
     uint64_t queries, failures, reconnects;
+    struct histogram latency[DB_OUTCOMES];
     struct db_conn *listener; /* NULL until db_listen() */
     char listen_sql[DB_MAX_CHANNELS * (DB_MAX_CHANNEL_LEN + 9) + 1];
     struct {
@@ -88,11 +93,27 @@ static void job_free(struct db_job *job)
     free(job);
 }
 
+/* Runs body with the request id of job current (what its callback and the lines logged while
+ * its answer is read belong to), then restores the one before. */
+#define WITH_REQUEST_ID_OF(job, body)                                                              \
+    do {                                                                                           \
+        char previous_id_[LOG_REQUEST_ID_MAX + 1];                                                 \
+        snprintf(previous_id_, sizeof(previous_id_), "%s", log_get0_request_id());                 \
+        log_set_request_id((job)->request_id);                                                     \
+        body;                                                                                      \
+        log_set_request_id(previous_id_);                                                          \
+    } while (0)
+
 static void job_finish(struct db_job *job, enum db_outcome outcome, const PGresult *res)
 {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    histogram_observe(&job->pool->latency[outcome],
+                      (double)(now.tv_sec - job->queued_at.tv_sec) +
+                          (double)(now.tv_nsec - job->queued_at.tv_nsec) / 1e9);
     if (outcome != DB_OK)
         job->pool->failures++;
-    job->cb(job->arg, outcome, res);
+    WITH_REQUEST_ID_OF(job, job->cb(job->arg, outcome, res));
     job_free(job);
 }
 
@@ -133,8 +154,8 @@ static void conn_watch(struct db_conn *conn, short what, const struct timeval *t
 static void conn_schedule_reconnect(struct db_conn *conn)
 {
     struct timeval tv = {conn->backoff_ms / 1000, (conn->backoff_ms % 1000) * 1000};
-    conn->backoff_ms = conn->backoff_ms * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS
-                                                                : conn->backoff_ms * 2;
+    conn->backoff_ms =
+        conn->backoff_ms * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : conn->backoff_ms * 2;
     evtimer_add(&conn->retry, &tv);
 }
 
@@ -230,11 +251,18 @@ static void conn_continue_connect(struct db_conn *conn)
     }
 }
 
+void db_log_notices(PGconn *pg)
+{
+    PQsetNoticeReceiver(pg, db_notice_received, NULL);
+}
+
 static void conn_connect(struct db_conn *conn)
 {
     conn->prepared_count = 0;
     conn->preparing = false;
     conn->pg = PQconnectStartParams(conn->pool->keywords, conn->pool->values, 0);
+    if (conn->pg != NULL)
+        db_log_notices(conn->pg);
     if (conn->pg == NULL || PQstatus(conn->pg) == CONNECTION_BAD) {
         conn->state = CONN_CONNECTING;
         conn_broken(conn, conn->pg ? PQerrorMessage(conn->pg) : "out of memory");
@@ -245,14 +273,42 @@ static void conn_connect(struct db_conn *conn)
     conn_watch(conn, EV_WRITE, NULL);
 }
 
+/* PostgreSQL's severities, in the level vouchd logs them at: a NOTICE or INFO (RAISE NOTICE,
+ * "... does not exist, skipping") at info, a WARNING at warn, DEBUG and LOG at debug. */
+static enum log_level notice_level(const char *severity)
+{
+    if (severity == NULL)
+        return LOG_INFO;
+    if (strcmp(severity, "WARNING") == 0)
+        return LOG_WARN;
+    if (strncmp(severity, "DEBUG", 5) == 0 || strcmp(severity, "LOG") == 0)
+        return LOG_DEBUG;
+    return LOG_INFO;
+}
+
+void db_notice_received(void *arg, const PGresult *res)
+{
+    (void)arg;
+    const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+    enum log_level level = notice_level(severity);
+    if (!log_enabled(level))
+        return;
+    char msg[512], more[512];
+    log_sanitize(primary ? primary : "", primary ? strlen(primary) : 0, msg, sizeof(msg));
+    log_sanitize(detail ? detail : "", detail ? strlen(detail) : 0, more, sizeof(more));
+    log_write(level, "database %s: %s%s%s%s", severity ? severity : "NOTICE", msg,
+              detail ? " (" : "", detail ? more : "", detail ? ")" : "");
+}
+
 static enum db_outcome classify_error(const PGresult *res)
 {
     const char *state = db_sqlstate(res);
     /* Connection exceptions, shutdown, lack of resources, and transaction conflicts are
      * conditions a retry can cure: the device is told 503 and comes back. */
     if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 ||
-        strncmp(state, "53", 2) == 0 || strcmp(state, "40001") == 0 ||
-        strcmp(state, "40P01") == 0)
+        strncmp(state, "53", 2) == 0 || strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0)
         return DB_UNAVAILABLE;
     return DB_QUERY_ERROR;
 }
@@ -340,9 +396,8 @@ static void conn_flush(struct db_conn *conn)
         conn_watch(conn, (short)(EV_READ | EV_PERSIST | (r == 1 ? EV_WRITE : 0)), NULL);
 }
 
-static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
+static void conn_io(struct db_conn *conn, short what)
 {
-    struct db_conn *conn = arg;
     if (conn->state == CONN_CONNECTING) {
         if (what & EV_TIMEOUT)
             conn_broken(conn, "timed out connecting to the database");
@@ -357,6 +412,16 @@ static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (what & EV_READ)
         conn_read(conn);
+}
+
+/* What the connection reads for a job (notices included) belongs to the job's request. */
+static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct db_conn *conn = arg;
+    if (conn->job == NULL)
+        conn_io(conn, what);
+    else
+        WITH_REQUEST_ID_OF(conn->job, conn_io(conn, what));
 }
 
 static int prepared_index(const struct db_conn *conn, const char *sql)
@@ -374,8 +439,8 @@ static void conn_send_prepared(struct db_conn *conn, int i)
     struct db_job *job = conn->job;
     char name[16];
     snprintf(name, sizeof(name), "v%d", i);
-    if (!PQsendQueryPrepared(conn->pg, name, job->nparams, job->values, job->lengths,
-                             job->formats, job->binary_results ? 1 : 0)) {
+    if (!PQsendQueryPrepared(conn->pg, name, job->nparams, job->values, job->lengths, job->formats,
+                             job->binary_results ? 1 : 0)) {
         conn_broken(conn, "cannot send a query to the database");
         return;
     }
@@ -413,8 +478,8 @@ static void conn_send(struct db_conn *conn, struct db_job *job)
         conn->preparing = true;
         sent = PQsendPrepare(conn->pg, name, job->sql, job->nparams, NULL);
     } else {
-        sent = PQsendQueryParams(conn->pg, job->sql, job->nparams, NULL, job->values,
-                                 job->lengths, job->formats, job->binary_results ? 1 : 0);
+        sent = PQsendQueryParams(conn->pg, job->sql, job->nparams, NULL, job->values, job->lengths,
+                                 job->formats, job->binary_results ? 1 : 0);
     }
     if (!sent) {
         conn_broken(conn, "cannot send a query to the database");
@@ -455,6 +520,8 @@ void db_query(struct db_pool *pool, const char *sql, const struct db_param *para
     job->binary_results = binary_results;
     job->cb = cb;
     job->arg = arg;
+    clock_gettime(CLOCK_MONOTONIC, &job->queued_at);
+    snprintf(job->request_id, sizeof(job->request_id), "%s", log_get0_request_id());
     char *p = (char *)(job + 1);
     job->values = (const char **)(void *)p;
     p += (size_t)nparams * sizeof(char *);
@@ -638,6 +705,17 @@ void db_pool_get_stats(const struct db_pool *pool, struct db_pool_stats *out)
     out->queries = pool->queries;
     out->failures = pool->failures;
     out->reconnects = pool->reconnects;
+}
+
+const struct histogram *db_pool_get0_latency(const struct db_pool *pool, enum db_outcome outcome)
+{
+    return &pool->latency[outcome];
+}
+
+const char *db_outcome_name(enum db_outcome outcome)
+{
+    static const char *const names[DB_OUTCOMES] = {"ok", "unavailable", "overloaded", "error"};
+    return names[outcome];
 }
 
 const char *db_sqlstate(const PGresult *res)

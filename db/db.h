@@ -9,6 +9,10 @@
  * itself with backoff; while no connection is up, queries fail at once with DB_UNAVAILABLE, which
  * the HTTP layer turns into 503 so devices retry.
  *
+ * A query notes lib/log's current request id when it is sent and makes it current again while
+ * its answer is read and its callback runs, so what is logged for a request carries its id
+ * however many queries away from the handler.
+ *
  * The pool owns its connections and the jobs waiting in it; a caller owns nothing after
  * db_query() returns. The callback runs exactly once, always from the event loop and never from
  * inside db_query(); the PGresult it gets is borrowed and freed after the callback returns.
@@ -22,6 +26,7 @@
 
 struct event_base;
 struct db_pool;
+struct histogram;
 
 enum db_outcome {
     DB_OK = 0,
@@ -29,6 +34,7 @@ enum db_outcome {
     DB_OVERLOADED,  /* too many queries waiting (503) */
     DB_QUERY_ERROR, /* PostgreSQL refused the query: res holds the error */
 };
+#define DB_OUTCOMES 4
 
 /* One query parameter: data == NULL is SQL NULL; binary parameters (bytea) are sent as bytes,
  * text ones as a string of len bytes. */
@@ -42,7 +48,7 @@ typedef void db_result_fn(void *arg, enum db_outcome outcome, const PGresult *re
 
 struct db_pool_stats {
     unsigned size;
-    unsigned up;      /* idle or busy */
+    unsigned up; /* idle or busy */
     unsigned busy;
     unsigned waiting; /* queries queued in front of the pool */
     uint64_t queries;
@@ -73,6 +79,18 @@ void db_query(struct db_pool *pool, const char *sql, const struct db_param *para
 #define DB_MAX_CHANNEL_LEN 63
 typedef void db_notify_fn(void *arg);
 void db_listen(struct db_pool *pool, const char *channel, db_notify_fn *cb, void *arg);
+
+/* How long queries took, from db_query() to their callback (waiting in the pool included), by
+ * how they ended: vouch_db_query_duration_seconds{outcome=db_outcome_name()}. */
+const struct histogram *db_pool_get0_latency(const struct db_pool *pool, enum db_outcome outcome);
+/* "ok", "unavailable", "overloaded" or "error". */
+const char *db_outcome_name(enum db_outcome outcome);
+
+/* Folds PostgreSQL's notices and warnings on pg into vouchd's log (at info, warn or debug by
+ * their severity), instead of libpq's default print to stderr. The pool's connections have it;
+ * db/migrate.c's too. db_notice_received is the receiver (a PQnoticeReceiver). */
+void db_log_notices(PGconn *pg);
+void db_notice_received(void *arg, const PGresult *res);
 
 /* The SQLSTATE of an error result, or "" */
 const char *db_sqlstate(const PGresult *res);

@@ -117,8 +117,10 @@ static bool check_applied(PGconn *conn, int version, char *err, size_t err_size)
 static PGconn *connect_blocking(const char *conninfo, char *err, size_t err_size)
 {
     PGconn *conn = PQconnectdb(conninfo);
-    if (PQstatus(conn) == CONNECTION_OK)
+    if (PQstatus(conn) == CONNECTION_OK) {
+        db_log_notices(conn);
         return conn;
+    }
     snprintf(err, err_size, "cannot connect to the database: %s", PQerrorMessage(conn));
     PQfinish(conn);
     return NULL;

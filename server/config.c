@@ -55,6 +55,7 @@ static const struct conf_key keys[] = {
     STR_KEY(organization),
     STR_KEY(admin_token),
     {"log_level", CONF_LOG_LEVEL, offsetof(struct config, log_level), 0, 0},
+    STR_KEY(log_format),
     {"max_body_bytes", CONF_SIZE, offsetof(struct config, max_body_bytes), 1024, 64u << 20},
     {"db_pool_size", CONF_UINT, offsetof(struct config, db_pool_size), 1, 64},
     {"http_timeout", CONF_UINT, offsetof(struct config, http_timeout), 1, 3600},
@@ -347,6 +348,12 @@ bool config_parse(struct config *cfg, const char *text, size_t text_len, char *c
         return false;
     }
     cfg->reenroll_refuse = cfg->reenroll != NULL && strcmp(cfg->reenroll, "refuse") == 0;
+    enum log_format format;
+    if (cfg->log_format != NULL && !log_parse_format(cfg->log_format, &format)) {
+        snprintf(err, err_size, "log_format: expected text or json, not '%s'", cfg->log_format);
+        config_clear(cfg);
+        return false;
+    }
     if (!apply_acme_defaults(cfg, err, err_size)) {
         config_clear(cfg);
         return false;

@@ -73,6 +73,7 @@ struct config {
     char *organization;         /* PayloadOrganization */
     char *admin_token;    /* NULL: no admin API */
     char *log_level;      /* debug | info | warn | error */
+    char *log_format;     /* text (NULL too) | json */
     size_t max_body_bytes;     /* largest request body accepted (413 beyond) */
     unsigned db_pool_size;     /* PostgreSQL connections */
     unsigned http_timeout;     /* seconds of inactivity before a connection is dropped */

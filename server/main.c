@@ -16,6 +16,7 @@
 #include "acme.h"
 #include "admin.h"
 #include "health.h"
+#include "fleet_metrics.h"
 #include "apns.h"
 #include "apns_cert.h"
 #include "push.h"
@@ -87,6 +88,7 @@ static const char usage[] =
     "                    how long attestation history is kept (default 365d, at least 30d);\n"
     "                    each device's current and newest verified attestation stay\n"
     "  log_level         debug, info, warn or error (default info)\n"
+    "  log_format        text or json: one JSON object per line (default text)\n"
     "  test_clock        true or false: take verdicts at the database's test clock\n"
     "                    (vouch_clock), for test suites only; refused unless the database's\n"
     "                    owner set vouch.test_clock = on for it (default false: real time)\n"
@@ -429,6 +431,7 @@ static int serve(const struct config *cfg, const char *config_path)
     char err[1024];
     struct vouchd srv = {.cfg = cfg, .config_path = config_path};
     struct timers t = {0};
+    struct fleet_metrics *fleet = NULL;
     int status = 1;
     the_server = &srv;
 
@@ -510,6 +513,7 @@ static int serve(const struct config *cfg, const char *config_path)
     }
     srv.scheduler = scheduler_new(&srv);
     srv.webhook = webhook_new(&srv);
+    fleet = fleet_metrics_new(&srv);
     t.stats = event_new(srv.base, -1, EV_PERSIST, stats_tick, &srv);
     t.prune = event_new(srv.base, -1, EV_PERSIST, prune_tick, &srv);
     t.shutdown_poll = event_new(srv.base, -1, EV_PERSIST, shutdown_poll, &srv);
@@ -562,6 +566,7 @@ out:
     push_service_free(srv.push);
     db_pool_free(srv.db);
     scheduler_free(srv.scheduler); /* after the pool: its last callbacks name the scheduler */
+    fleet_metrics_free(fleet);     /* the same */
     webhook_free(srv.webhook);
     enroll_free(srv.enroll);
     acme_free(srv.acme);
@@ -612,6 +617,9 @@ int main(int argc, char **argv)
     if (!log_parse_level(cfg.log_level, &level)) /* validated by config_parse */
         level = LOG_INFO;
     log_set_level(level);
+    enum log_format format = LOG_TEXT;
+    if (cfg.log_format != NULL && log_parse_format(cfg.log_format, &format)) /* validated too */
+        log_set_format(format);
     signal(SIGPIPE, SIG_IGN);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "vouchd: cannot initialise libcurl\n");

@@ -19,7 +19,7 @@ packages=(meson ninja-build pkg-config gcc libevent-dev libcurl4-openssl-dev lib
           libssl-dev libplist-dev libpq-dev libjansson-dev libcmocka-dev postgresql
           postgresql-client openssl python3 python3-cryptography python3-h2 python3-jsonschema
           libplist-utils curl nghttp2-client scep clang libclang-rt-14-dev valgrind
-          libcbor-dev python3-acme nginx-light python3-yaml
+          libcbor-dev python3-acme nginx-light python3-yaml prometheus
           build-essential debhelper dpkg-dev help2man lintian man-db systemd)
 missing=()
 for p in "${packages[@]}"; do

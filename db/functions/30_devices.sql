@@ -227,3 +227,21 @@ BEGIN
            + attestations_deleted + vouch_acme_prune(p_batch);
 END
 $$;
+
+-- Devices by attestation status, for /metrics (vouch_devices{attestation}): every status the
+-- device object shows (a verified verdict past its expiry counts as expired), zeros included,
+-- each device once; then 'pending': devices with a request out, whatever their verdict.
+CREATE OR REPLACE FUNCTION vouch_devices_by_attestation(OUT status text, OUT devices bigint)
+RETURNS SETOF record LANGUAGE sql STABLE AS $$
+    WITH counted AS (
+        SELECT CASE WHEN d.attestation_status = 'verified'
+                         AND d.attestation_expires_at <= vouch_now() THEN 'expired'
+                    ELSE d.attestation_status END AS status,
+               count(*) AS devices
+        FROM devices d GROUP BY 1)
+    SELECT s.status, coalesce(c.devices, 0)
+    FROM unnest(ARRAY['none', 'verified', 'failed', 'unsupported', 'expired']) AS s(status)
+    LEFT JOIN counted c ON c.status = s.status
+    UNION ALL
+    SELECT 'pending', count(*) FROM attestation_requests r WHERE r.answered_at IS NULL
+$$;

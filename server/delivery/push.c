@@ -479,12 +479,14 @@ void push_service_render_metrics(const struct push_service *ps, struct evbuffer 
 {
     struct apns_stats st;
     apns_client_get_stats(ps->apns, &st);
-    const struct apns_cert *cert = apns_client_get0_cert(ps->apns);
-    evbuffer_add_printf(out, "# HELP vouch_pushes_total Push answers, by outcome.\n"
+    evbuffer_add_printf(out, "# HELP vouch_pushes_total Push answers, by outcome (no_token: a "
+                             "device without a push token).\n"
                              "# TYPE vouch_pushes_total counter\n");
     for (int i = 0; i < 5; i++)
         evbuffer_add_printf(out, "vouch_pushes_total{outcome=\"%s\"} %" PRIu64 "\n",
                             apns_outcome_name((enum apns_outcome)i), ps->by_outcome[i]);
+    evbuffer_add_printf(out, "vouch_pushes_total{outcome=\"no_token\"} %" PRIu64 "\n",
+                        ps->no_token);
     evbuffer_add_printf(out, "# HELP vouch_push_failures_total Pushes that ended without "
                              "delivery, by APNs reason.\n# TYPE vouch_push_failures_total counter\n");
     for (size_t i = 0; i < REASON_COUNT + 2; i++) {
@@ -495,23 +497,27 @@ void push_service_render_metrics(const struct push_service *ps, struct evbuffer 
                                 reason, ps->by_reason[i]);
     }
     evbuffer_add_printf(out,
-                        "vouch_pushes_total{outcome=\"no_token\"} %" PRIu64 "\n"
+                        "# HELP vouch_push_requests_total Pushes asked for (before coalescing).\n"
                         "# TYPE vouch_push_requests_total counter\n"
                         "vouch_push_requests_total %" PRIu64 "\n"
+                        "# HELP vouch_push_coalesced_total Pushes asked for while one to the "
+                        "same device was under way, served by it.\n"
                         "# TYPE vouch_push_coalesced_total counter\n"
                         "vouch_push_coalesced_total %" PRIu64 "\n"
+                        "# HELP vouch_apns_attempts_total Requests sent to APNs.\n"
                         "# TYPE vouch_apns_attempts_total counter\n"
                         "vouch_apns_attempts_total %" PRIu64 "\n"
+                        "# HELP vouch_apns_retries_total Requests to APNs sent again.\n"
                         "# TYPE vouch_apns_retries_total counter\n"
                         "vouch_apns_retries_total %" PRIu64 "\n"
+                        "# HELP vouch_apns_queued Pushes waiting to be sent to APNs.\n"
                         "# TYPE vouch_apns_queued gauge\nvouch_apns_queued %u\n"
+                        "# HELP vouch_apns_in_flight Requests to APNs waiting for answers.\n"
                         "# TYPE vouch_apns_in_flight gauge\nvouch_apns_in_flight %u\n"
-                        "# HELP vouch_apns_certificate_days_left Days until the push certificate "
-                        "expires.\n# TYPE vouch_apns_certificate_days_left gauge\n"
-                        "vouch_apns_certificate_days_left %ld\n"
+                        "# HELP vouch_apns_certificate_refused 1 while APNs refuses the push "
+                        "certificate (403), until a push is delivered.\n"
                         "# TYPE vouch_apns_certificate_refused gauge\n"
                         "vouch_apns_certificate_refused %d\n",
-                        ps->no_token, ps->requested, ps->coalesced, st.sent, st.retries, st.queued,
-                        st.in_flight, apns_cert_days_left(cert, time(NULL)),
-                        ps->certificate_refused ? 1 : 0);
+                        ps->requested, ps->coalesced, st.sent, st.retries, st.queued,
+                        st.in_flight, ps->certificate_refused ? 1 : 0);
 }

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 
 #include "hex.h"
+#include "http_trace.h"
 #include "json.h"
 #include "log.h"
 #include "vouchd.h"
@@ -108,8 +109,8 @@ static bool forwarded_lines(struct evhttp_request *req, const char **lines, size
 
 /* The client's address (see http_client_address()); false when the peer is unknown or a trusted
  * proxy sent an X-Forwarded-For that cannot be read (dispatch() refuses those requests). */
-static bool client_of(struct evhttp_request *req, struct net_addr *client,
-                      struct net_addr *peer, unsigned *port)
+static bool client_of(struct evhttp_request *req, struct net_addr *client, struct net_addr *peer,
+                      unsigned *port)
 {
     const char *lines[MAX_FORWARDED_LINES];
     size_t n;
@@ -148,8 +149,8 @@ const char *http_peer(struct evhttp_request *req, char *buf, size_t size)
     /* The client first: a short buffer cuts the proxy's part. */
     if (memcmp(&client, &peer, sizeof(client)) != 0)
         snprintf(buf, size, "%s via %s%s%s:%u",
-                 net_addr_text(&client, client_text, sizeof(client_text)), open, peer_text,
-                 close, port);
+                 net_addr_text(&client, client_text, sizeof(client_text)), open, peer_text, close,
+                 port);
     else
         snprintf(buf, size, "%s%s%s:%u", open, peer_text, close, port);
     return buf;
@@ -167,6 +168,7 @@ void http_reply(struct evhttp_request *req, enum metrics_endpoint ep, int status
     if (status == 503)
         evhttp_add_header(headers, "Retry-After", "5");
     metrics_count_response(ep, status);
+    http_trace_end(req, ep, status, len);
     evhttp_send_reply(req, status, NULL, NULL);
 }
 
@@ -228,9 +230,9 @@ static void output_added_cb(struct evbuffer *buf, const struct evbuffer_cb_info 
  * finds one gone. */
 struct conn_guard {
     struct vouchd *srv;
-    struct bufferevent *bev;  /* evhttp's; only compared after its connection may be gone */
-    struct event *registrar;  /* runs once, right after the accept callback (priority 0) */
-    evutil_socket_t fd;       /* -1 until known: evhttp sets it after new_connection_bev() */
+    struct bufferevent *bev; /* evhttp's; only compared after its connection may be gone */
+    struct event *registrar; /* runs once, right after the accept callback (priority 0) */
+    evutil_socket_t fd;      /* -1 until known: evhttp sets it after new_connection_bev() */
     struct sockaddr_storage peer;
     socklen_t peer_len;
     struct timeval deadline; /* while reading */
@@ -246,7 +248,8 @@ static struct guard_table {
 
 static void accepting(struct vouchd *srv, bool on)
 {
-    struct evconnlistener *l = srv->listener ? evhttp_bound_socket_get_listener(srv->listener) : NULL;
+    struct evconnlistener *l =
+        srv->listener ? evhttp_bound_socket_get_listener(srv->listener) : NULL;
     if (l != NULL && (on ? evconnlistener_enable(l) : evconnlistener_disable(l)) != 0)
         log_warn("cannot %s accepting connections", on ? "resume" : "pause");
 }
@@ -352,7 +355,8 @@ static void guard_sweep(evutil_socket_t fd, short what, void *arg)
             g->reading = false;
             metrics_count_rejection("request_timeout");
             log_warn("closed a connection: its request did not arrive within request_timeout "
-                     "(%us)", srv->cfg->request_timeout);
+                     "(%us)",
+                     srv->cfg->request_timeout);
             shutdown(g->fd, SHUT_RDWR);
         }
     }
@@ -507,10 +511,8 @@ static http_handler_fn *route_of(const char *path)
     return best;
 }
 
-static void dispatch(struct evhttp_request *req, void *arg)
+static void dispatch_traced(struct vouchd *srv, struct evhttp_request *req)
 {
-    struct vouchd *srv = arg;
-    guard_request_complete(req);
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     if (path == NULL || path[0] != '/') {
@@ -543,6 +545,18 @@ static void dispatch(struct evhttp_request *req, void *arg)
         metrics_count_rejection("not_found");
         http_reply_text(req, EP_OTHER, 404, "not found");
     }
+}
+
+/* A request has arrived in full: its trace begins (http_trace.h), and its id is the current
+ * request id while its handler runs. */
+static void dispatch(struct evhttp_request *req, void *arg)
+{
+    struct vouchd *srv = arg;
+    char peer[128];
+    guard_request_complete(req);
+    http_trace_begin(req, http_peer(req, peer, sizeof(peer)));
+    dispatch_traced(srv, req);
+    log_set_request_id(NULL);
 }
 
 static bool split_listen(const char *listen, char *host, size_t host_size, ev_uint16_t *port)
@@ -617,6 +631,7 @@ void http_free(struct vouchd *srv)
     if (srv->http != NULL)
         evhttp_free(srv->http);
     srv->http = NULL;
+    http_trace_free_all();
     if (guards.sweep != NULL)
         event_free(guards.sweep);
     for (size_t i = 0; i < guards.slots; i++) {

@@ -2,7 +2,9 @@
  * http: vouchd's HTTP front on libevent's evhttp. It owns the listener, applies the limits
  * (body size, header size, timeouts), routes each request through a table the endpoint families
  * fill at start-up (http_route(); main.c wires them: it knows no handler), and is the one place
- * replies are sent and counted.
+ * replies are sent and counted. Each request is traced from its arrival to its reply
+ * (http_trace.h): its id in X-Request-Id and on every log line of its handling, its latency, one
+ * access line.
  *
  * Before routing it refuses what no handler should have to judge: the client-certificate header
  * (cert_header) or X-Forwarded-For from a peer that is not in trusted_proxies (403

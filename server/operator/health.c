@@ -9,6 +9,7 @@
 
 #include "apns.h"
 #include "apns_cert.h"
+#include "histogram.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -57,41 +58,87 @@ static void handle_healthz(struct vouchd *srv, struct evhttp_request *req, const
     http_reply(req, EP_HEALTHZ, up ? 200 : 503, "application/json", body, (size_t)n);
 }
 
+static void emit_to_evbuffer(void *arg, const char *text, size_t len)
+{
+    evbuffer_add(arg, text, len);
+}
+
+/* The pool's families: connections, queries and their latency by outcome. */
+static void render_database(const struct db_pool *db, struct evbuffer *out)
+{
+    struct db_pool_stats pool;
+    db_pool_get_stats(db, &pool);
+    evbuffer_add_printf(
+        out,
+        "# HELP vouch_db_pool_connections PostgreSQL connections of the pool, by state.\n"
+        "# TYPE vouch_db_pool_connections gauge\n"
+        "vouch_db_pool_connections{state=\"configured\"} %u\n"
+        "vouch_db_pool_connections{state=\"up\"} %u\n"
+        "vouch_db_pool_connections{state=\"busy\"} %u\n"
+        "# HELP vouch_db_pool_waiting Queries waiting for a connection.\n"
+        "# TYPE vouch_db_pool_waiting gauge\nvouch_db_pool_waiting %u\n"
+        "# HELP vouch_db_queries_total Queries sent to PostgreSQL.\n"
+        "# TYPE vouch_db_queries_total counter\nvouch_db_queries_total %" PRIu64 "\n"
+        "# HELP vouch_db_failures_total Queries that failed (database unavailable or the query "
+        "refused).\n"
+        "# TYPE vouch_db_failures_total counter\nvouch_db_failures_total %" PRIu64 "\n"
+        "# HELP vouch_db_reconnects_total Attempts to connect again after a connection broke.\n"
+        "# TYPE vouch_db_reconnects_total counter\nvouch_db_reconnects_total %" PRIu64 "\n",
+        pool.size, pool.up, pool.busy, pool.waiting, pool.queries, pool.failures, pool.reconnects);
+    histogram_render_header("vouch_db_query_duration_seconds",
+                            "Time from a query's start to its answer (waiting for a connection "
+                            "included), by how it ended.",
+                            emit_to_evbuffer, out);
+    for (int o = 0; o < DB_OUTCOMES; o++) {
+        const struct histogram *h = db_pool_get0_latency(db, (enum db_outcome)o);
+        if (o == DB_OK || h->count != 0)
+            histogram_render(h, "vouch_db_query_duration_seconds", "outcome",
+                             db_outcome_name((enum db_outcome)o), emit_to_evbuffer, out);
+    }
+}
+
 static void handle_metrics(struct vouchd *srv, struct evhttp_request *req, const char *path)
 {
     struct evbuffer *out = evbuffer_new();
     if (out == NULL)
         log_fatal("out of memory");
-    metrics_render(out);
-    struct db_pool_stats pool;
-    db_pool_get_stats(srv->db, &pool);
     evbuffer_add_printf(out,
-                        "# TYPE vouch_db_pool_connections gauge\n"
-                        "vouch_db_pool_connections{state=\"configured\"} %u\n"
-                        "vouch_db_pool_connections{state=\"up\"} %u\n"
-                        "vouch_db_pool_connections{state=\"busy\"} %u\n"
-                        "# TYPE vouch_db_pool_waiting gauge\nvouch_db_pool_waiting %u\n"
-                        "# TYPE vouch_db_queries_total counter\nvouch_db_queries_total %" PRIu64
-                        "\n# TYPE vouch_db_failures_total counter\nvouch_db_failures_total %" PRIu64
-                        "\n# TYPE vouch_db_reconnects_total counter\n"
-                        "vouch_db_reconnects_total %" PRIu64 "\n"
+                        "# HELP vouch_build_info The version of vouchd that answers (always 1).\n"
+                        "# TYPE vouch_build_info gauge\n"
+                        "vouch_build_info{version=\"%s\"} 1\n",
+                        VOUCH_VERSION);
+    metrics_render(out);
+    render_database(srv->db, out);
+    evbuffer_add_printf(out,
+                        "# HELP vouch_requests_in_flight Device and admin requests waiting for "
+                        "the database.\n"
                         "# TYPE vouch_requests_in_flight gauge\nvouch_requests_in_flight %u\n"
+                        "# HELP vouch_http_connections HTTP connections open.\n"
                         "# TYPE vouch_http_connections gauge\nvouch_http_connections %u\n",
-                        pool.size, pool.up, pool.busy, pool.waiting, pool.queries, pool.failures,
-                        pool.reconnects, srv->inflight, http_connections());
+                        srv->inflight, http_connections());
     if (srv->stats_known)
         evbuffer_add_printf(
             out,
             "# HELP vouch_queue_depth Commands waiting for devices.\n"
             "# TYPE vouch_queue_depth gauge\nvouch_queue_depth %" PRId64 "\n"
-            "# TYPE vouch_devices gauge\nvouch_devices %" PRId64 "\n"
+            "# HELP vouch_enrolled_devices Devices enrolled (not checked out).\n"
             "# TYPE vouch_enrolled_devices gauge\nvouch_enrolled_devices %" PRId64 "\n"
             "# HELP vouch_clock_skew_seconds How far the test clock moves the "
             "time verdicts are taken at (0 but with test_clock).\n"
             "# TYPE vouch_clock_skew_seconds gauge\nvouch_clock_skew_seconds %.0f\n",
-            srv->stats.queue_depth, srv->stats.devices, srv->stats.enrolled, srv->stats.clock_skew);
-    if (srv->push != NULL)
+            srv->stats.queue_depth, srv->stats.enrolled, srv->stats.clock_skew);
+    if (srv->push != NULL) {
+        /* Read at each scrape: SIGHUP (and an upload) replace the certificate. */
+        const struct apns_cert *cert = apns_client_get0_cert(push_service_get0_apns(srv->push));
+        if (cert != NULL)
+            evbuffer_add_printf(out,
+                                "# HELP vouch_push_certificate_expiry_seconds When the APNs push "
+                                "certificate expires (its notAfter, Unix time).\n"
+                                "# TYPE vouch_push_certificate_expiry_seconds gauge\n"
+                                "vouch_push_certificate_expiry_seconds %lld\n",
+                                (long long)cert->not_after);
         push_service_render_metrics(srv->push, out);
+    }
     scheduler_render_metrics(srv->scheduler, out);
     webhook_render_metrics(srv->webhook, out);
     size_t len = evbuffer_get_length(out);

@@ -5,11 +5,13 @@
 #include <string.h>
 
 #include "counters.h"
+#include "histogram.h"
 #include "log.h"
 
 #define MAX_STATUS 600
 
 static uint64_t responses[EP_COUNT][MAX_STATUS];
+static struct histogram durations[EP_COUNT];
 static struct counters rejections =
     COUNTERS_INIT("vouch_rejections_total", "Requests refused, by reason.", "reason");
 static struct counters checkins =
@@ -20,9 +22,11 @@ static struct counters attestations = COUNTERS_INIT(
     "vouch_attestations_total",
     "Attestation answers, by verdict (verified, unsupported, or a reason code).", "verdict");
 
-static struct counters acme_steps = COUNTERS_INIT(
-    "vouch_acme_total", "ACME steps done: orders placed, challenges verified, certificates issued "
-                        "and revoked.", "step");
+static struct counters acme_steps =
+    COUNTERS_INIT("vouch_acme_total",
+                  "ACME steps done: orders placed, challenges verified, certificates issued "
+                  "and revoked.",
+                  "step");
 static struct counters acme_refusals =
     COUNTERS_INIT("vouch_acme_refusals_total", "ACME requests refused, by reason.", "reason");
 
@@ -54,6 +58,11 @@ void metrics_count_response(enum metrics_endpoint endpoint, int status)
 {
     if (status >= 100 && status < MAX_STATUS)
         responses[endpoint][status]++;
+}
+
+void metrics_observe_duration(enum metrics_endpoint endpoint, double seconds)
+{
+    histogram_observe(&durations[endpoint], seconds);
 }
 
 void metrics_count_rejection(const char *reason)
@@ -128,6 +137,14 @@ void metrics_render(struct evbuffer *out)
                                     "%" PRIu64 "\n",
                                     endpoint_names[ep], status, responses[ep][status]);
         }
+    }
+    histogram_render_header("vouch_http_request_duration_seconds",
+                            "Time from a request's arrival (complete) to its reply, by endpoint.",
+                            emit_to_evbuffer, out);
+    for (int ep = 0; ep < EP_COUNT; ep++) {
+        if (durations[ep].count != 0)
+            histogram_render(&durations[ep], "vouch_http_request_duration_seconds", "endpoint",
+                             endpoint_names[ep], emit_to_evbuffer, out);
     }
     counters_render(&rejections, emit_to_evbuffer, out);
     counters_render(&checkins, emit_to_evbuffer, out);

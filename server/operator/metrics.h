@@ -3,7 +3,8 @@
  *
  * One process-wide set of counters, owned here and touched only from the event loop thread.
  * Label values are static strings chosen by the code, never text from the network, so the
- * number of series is fixed.
+ * number of series is fixed. Every family is rendered with its HELP and TYPE once and its samples
+ * together (what `promtool check metrics` asks for); a renderer keeps to that too.
  */
 #ifndef VOUCH_METRICS_H
 #define VOUCH_METRICS_H
@@ -34,6 +35,9 @@ enum metrics_endpoint {
 
 /* A request to endpoint answered with status. */
 void metrics_count_response(enum metrics_endpoint endpoint, int status);
+/* How long a request to endpoint took, from its arrival to its reply, in seconds
+ * (vouch_http_request_duration_seconds). */
+void metrics_observe_duration(enum metrics_endpoint endpoint, double seconds);
 /* A request refused, by reason (a static string such as "identity_mismatch"). */
 void metrics_count_rejection(const char *reason);
 /* A check-in message by MessageType, a report by Status (static strings). */
@@ -47,7 +51,7 @@ void metrics_count_acme(const char *step);
 void metrics_count_acme_refusal(const char *reason);
 /* A module's own families (two labels, histograms), rendered after the counters by
  * metrics_render(): at most METRICS_MAX_RENDERERS, registered at start-up. */
-#define METRICS_MAX_RENDERERS 4
+#define METRICS_MAX_RENDERERS 16
 typedef void metrics_render_fn(void *arg, struct evbuffer *out);
 void metrics_add_renderer(metrics_render_fn *fn, void *arg);
 void metrics_remove_renderer(metrics_render_fn *fn, void *arg);

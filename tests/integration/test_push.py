@@ -24,6 +24,7 @@ is checked after a settle time and after a later push to another device proves v
 
 import datetime
 import json
+import math
 import os
 import queue
 import secrets
@@ -254,6 +255,12 @@ class PushTestCase(VouchTestCase):
         except ValueError:
             self.fail(f"GET /v1/push: not JSON: {r!r}")
         return r.status, body
+
+    def certificate_days_left(self):
+        """Whole days until the push certificate expires (negative: expired), from
+        vouch_push_certificate_expiry_seconds (its notAfter); None when it is absent."""
+        expiry = metric(self.metrics_text(), "vouch_push_certificate_expiry_seconds")
+        return None if expiry is None else math.floor((expiry - time.time()) / 86400)
 
     def metrics_text(self):
         r = self.vouchd.metrics()
@@ -543,8 +550,8 @@ class PushDeliveryTest(PushTestCase):
             self.assertIn(f'vouch_pushes_total{{outcome="{outcome}"}}', samples)
         self.assertEqual(types.get("vouch_pushes_total"), "counter")
         self.assertIn("vouch_apns_retries_total", samples)
-        days = samples.get("vouch_apns_certificate_days_left")
-        self.assertIsNotNone(days, "vouch_apns_certificate_days_left")
+        days = self.certificate_days_left()
+        self.assertIsNotNone(days, "vouch_push_certificate_expiry_seconds")
         self.assertIn(days, (self.push_cert_days - 1, self.push_cert_days), text)
         d0 = samples['vouch_pushes_total{outcome="delivered"}']
         self.enroll()
@@ -874,8 +881,8 @@ class PushCertificateReloadTest(PushTestCase):
         recs = self.apns.wait_for_requests(a.token, n + 1, DEADLINE_S)
         self.assertWellFormedPush(recs[-1], a, "enqueue after SIGHUP", serial=new.serial)
         self.assertTrue(any(c["client_serial"] == new.serial for c in self.apns.connections))
-        days = metric(self.metrics_text(), "vouch_apns_certificate_days_left")
-        self.assertIn(days, (99, 100), "vouch_apns_certificate_days_left after the reload")
+        days = self.certificate_days_left()
+        self.assertIn(days, (99, 100), "vouch_push_certificate_expiry_seconds after the reload")
 
     def test_sighup_with_a_broken_file_keeps_the_certificate(self):
         current = type(self).identity
@@ -909,8 +916,8 @@ class PushPkcs12Test(PushTestCase):
         dev = self.enroll()
         self.assertWellFormedPush(self.pushes(dev)[0], dev, "PKCS#12 push certificate",
                                   serial=self.identity.serial)
-        days = metric(self.metrics_text(), "vouch_apns_certificate_days_left")
-        self.assertIn(days, (19, 20), "vouch_apns_certificate_days_left")
+        days = self.certificate_days_left()
+        self.assertIn(days, (19, 20), "vouch_push_certificate_expiry_seconds")
         self.assertRegex(self.vouchd.log_tail(400), r"(?i)expires in 1?[0-9] day",
                          "a push certificate expiring within 30 days is logged")
         self.assertEqual(self.healthz().get("push"), "ok")
@@ -942,9 +949,9 @@ class PushExpiredCertificateTest(PushTestCase):
         h = self.healthz()
         self.assertEqual(h.get("status"), "degraded", h)
         self.assertEqual(h.get("push"), "certificate_expired", h)
-        days = metric(self.metrics_text(), "vouch_apns_certificate_days_left")
-        self.assertIsNotNone(days, "vouch_apns_certificate_days_left")
-        self.assertLess(days, 0, "vouch_apns_certificate_days_left of an expired certificate")
+        days = self.certificate_days_left()
+        self.assertIsNotNone(days, "vouch_push_certificate_expiry_seconds")
+        self.assertLess(days, 0, "vouch_push_certificate_expiry_seconds of an expired certificate")
         self.assertRegex(self.vouchd.log_tail(400), r"(?i)expired",
                          "an expired push certificate is logged")
 
