@@ -3,6 +3,8 @@
 #include <plist/plist.h>
 #include <string.h>
 
+#include "utf8.h"
+
 static const char *const parse_error_names[] = {
     [MDM_PARSE_OK] = "ok",
     [MDM_PARSE_NOT_XML] = "not_xml",
@@ -23,40 +25,9 @@ const char *mdm_parse_error_name(enum mdm_parse_error err)
 bool mdm_utf8_valid(const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0;
-    while (i < len) {
-        unsigned char c = s[i];
-        if (c == 0)
+    for (size_t i = 0, n; i < len; i += n) {
+        if (s[i] == 0 || (n = utf8_sequence_length(s + i, len - i)) == 0)
             return false;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t n;
-        uint32_t cp;
-        if (c >= 0xc2 && c <= 0xdf) {
-            n = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            n = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (len - i <= n)
-            return false;
-        for (size_t k = 1; k <= n; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += n + 1;
     }
     return true;
 }

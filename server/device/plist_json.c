@@ -11,6 +11,7 @@
 
 #include "json.h"
 #include "mdm_message.h"
+#include "utf8.h"
 
 /* Seconds from the Unix epoch to the plist epoch (2001-01-01T00:00:00Z): libplist 2.2 keeps
  * dates relative to the latter. */
@@ -67,45 +68,12 @@ struct to_json {
     size_t nodes;
 };
 
-/* The length of the valid UTF-8 sequence at s[0..len) (NUL included: JSON escapes it), or 0. */
-static size_t utf8_sequence(const unsigned char *s, size_t len)
-{
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t n;
-    uint32_t cp;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 1;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 2;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 3;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (len <= n)
-        return 0;
-    for (size_t k = 1; k <= n; k++) {
-        if ((s[k] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[k] & 0x3f);
-    }
-    if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n + 1;
-}
-
 /* Writes s[0..len) as a JSON string (a key when as_key), each invalid UTF-8 byte as U+FFFD. */
 static bool write_text(struct json_writer *w, const char *s, size_t len, bool as_key)
 {
     size_t bad = 0;
     for (size_t i = 0; i < len;) {
-        size_t n = utf8_sequence((const unsigned char *)s + i, len - i);
+        size_t n = utf8_sequence_length((const unsigned char *)s + i, len - i);
         bad += n == 0;
         i += n == 0 ? 1 : n;
     }
@@ -116,7 +84,7 @@ static bool write_text(struct json_writer *w, const char *s, size_t len, bool as
         return false;
     size_t o = 0;
     for (size_t i = 0; i < len;) {
-        size_t n = utf8_sequence((const unsigned char *)s + i, len - i);
+        size_t n = utf8_sequence_length((const unsigned char *)s + i, len - i);
         if (n == 0) {
             memcpy(fixed + o, "\xef\xbf\xbd", 3);
             o += 3;
