@@ -58,6 +58,8 @@ void http_reply_json_error(struct evhttp_request *req, enum metrics_endpoint ep,
 /* Who sent the request, for log lines: "address:port" of the peer, or "client via
  * proxy:port" when a trusted proxy forwarded it for another address ("?" if the connection is
  * gone). */
+/* "GET", "POST", ...: the request's method, as it goes in logs and the audit ("?" if unknown). */
+const char *http_method_name(struct evhttp_request *req);
 const char *http_peer(struct evhttp_request *req, char *buf, size_t size);
 
 /* The client's address, in inet_ntop's form (one text per address), for per-client limits: the

@@ -36,31 +36,6 @@ static size_t slot_of(const struct evhttp_request *req)
     return (size_t)(v >> 40) % TRACE_SLOTS;
 }
 
-static const char *method_name(struct evhttp_request *req)
-{
-    switch (evhttp_request_get_command(req)) {
-    case EVHTTP_REQ_GET:
-        return "GET";
-    case EVHTTP_REQ_POST:
-        return "POST";
-    case EVHTTP_REQ_HEAD:
-        return "HEAD";
-    case EVHTTP_REQ_PUT:
-        return "PUT";
-    case EVHTTP_REQ_DELETE:
-        return "DELETE";
-    case EVHTTP_REQ_OPTIONS:
-        return "OPTIONS";
-    case EVHTTP_REQ_TRACE:
-        return "TRACE";
-    case EVHTTP_REQ_CONNECT:
-        return "CONNECT";
-    case EVHTTP_REQ_PATCH:
-        return "PATCH";
-    }
-    return "?";
-}
-
 /* The client's X-Request-Id when it sent one, once, and it is sane; else a new one. */
 static void choose_id(struct evhttp_request *req, char *id)
 {
@@ -89,7 +64,7 @@ const char *http_trace_begin(struct evhttp_request *req, const char *peer)
         log_fatal("out of memory");
     t->req = req;
     clock_gettime(CLOCK_MONOTONIC, &t->arrived);
-    t->method = method_name(req);
+    t->method = http_method_name(req);
     choose_id(req, t->id);
     const char *target = evhttp_request_get_uri(req);
     if (target == NULL)

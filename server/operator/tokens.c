@@ -392,24 +392,6 @@ void tokens_note_revoked(struct tokens *tokens, const char *name)
     tokens_load(tokens);
 }
 
-static const char *method_name(enum evhttp_cmd_type method)
-{
-    switch (method) {
-    case EVHTTP_REQ_GET:
-        return "GET";
-    case EVHTTP_REQ_POST:
-        return "POST";
-    case EVHTTP_REQ_HEAD:
-        return "HEAD";
-    case EVHTTP_REQ_PUT:
-        return "PUT";
-    case EVHTTP_REQ_DELETE:
-        return "DELETE";
-    default:
-        return "OTHER";
-    }
-}
-
 static void audit_added(void *arg, enum db_outcome outcome, const PGresult *res)
 {
     (void)arg;
@@ -443,7 +425,6 @@ void tokens_audit(struct vouchd *srv, struct evhttp_request *req, const struct t
     }
     path[n] = '\0';
     char addr[64];
-    db_audit_add(srv->db, caller->name, token_scope_name(caller->scope),
-                 method_name(evhttp_request_get_command(req)), path,
-                 http_client_address(req, addr, sizeof(addr)), audit_added, NULL);
+    db_audit_add(srv->db, caller->name, token_scope_name(caller->scope), http_method_name(req),
+                 path, http_client_address(req, addr, sizeof(addr)), audit_added, NULL);
 }
