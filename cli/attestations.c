@@ -307,33 +307,7 @@ static bool attest_print_json(const struct attest_run *run)
     if (run->single)
         return run->nanswers == 0 || output_json(json_doc_root(run->answers[0]), stdout);
 
-    struct json_writer *w = json_writer_new(CLIENT_MAX_RESPONSE * 2, JSON_WRITER_PRETTY);
-    const char *text;
-    size_t len;
-    bool ok = w != NULL && json_write_begin_object(w) && json_write_key(w, "results") &&
-              json_write_begin_object(w);
-    for (size_t b = 0; ok && b < run->nanswers; b++) {
-        const struct json_value *results =
-            json_object_find(json_doc_root(run->answers[b]), "results");
-        for (size_t i = 0; ok && i < json_object_count(results); i++) {
-            const char *key;
-            size_t key_len;
-            const struct json_value *v;
-            ok = json_object_member(results, i, &key, &key_len, &v) &&
-                 json_write_keyn(w, key, key_len) && json_write_value(w, v);
-        }
-    }
-    ok = ok && json_write_end_object(w) && json_write_end_object(w) &&
-         json_writer_finish(w, &text, &len);
-    if (ok) {
-        fwrite(text, 1, len, stdout);
-        fputc('\n', stdout);
-    } else {
-        fprintf(stderr, "vouchctl: cannot print JSON: %s\n",
-                w != NULL ? json_write_strerror(json_writer_error(w)) : "out of memory");
-    }
-    json_writer_free(w);
-    return ok;
+    return output_json_merged(run->answers, run->nanswers, "results", stdout);
 }
 
 /* Appends ", N what" to buf when n is not 0. */

@@ -517,13 +517,28 @@ void output_device(const struct json_value *dev, FILE *out)
 
 /* ---- JSON ---- */
 
+/* Prints what w holds when ok, and frees w. */
+static bool output_finish(struct json_writer *w, bool ok, FILE *out)
+{
+    const char *text;
+    size_t len;
+    if (!ok || !json_writer_finish(w, &text, &len)) {
+        fprintf(stderr, "vouchctl: cannot print JSON: %s\n",
+                json_write_strerror(json_writer_error(w)));
+        json_writer_free(w);
+        return false;
+    }
+    fwrite(text, 1, len, out);
+    fputc('\n', out);
+    json_writer_free(w);
+    return true;
+}
+
 /* Writes v, or when v is NULL an array of the n items, as indented JSON. */
 static bool output_json_items(const struct json_value *v, const struct json_value *const *items,
                               size_t n, FILE *out)
 {
     struct json_writer *w = json_writer_new(OUTPUT_MAX_JSON, JSON_WRITER_PRETTY);
-    const char *text;
-    size_t len;
     bool ok;
 
     if (w == NULL) {
@@ -538,16 +553,7 @@ static bool output_json_items(const struct json_value *v, const struct json_valu
             ok = json_write_value(w, items[i]);
         ok = ok && json_write_end_array(w);
     }
-    if (!ok || !json_writer_finish(w, &text, &len)) {
-        fprintf(stderr, "vouchctl: cannot print JSON: %s\n",
-                json_write_strerror(json_writer_error(w)));
-        json_writer_free(w);
-        return false;
-    }
-    fwrite(text, 1, len, out);
-    fputc('\n', out);
-    json_writer_free(w);
-    return true;
+    return output_finish(w, ok, out);
 }
 
 bool output_json(const struct json_value *v, FILE *out)
@@ -558,4 +564,26 @@ bool output_json(const struct json_value *v, FILE *out)
 bool output_json_array(const struct json_value *const *items, size_t n, FILE *out)
 {
     return output_json_items(NULL, items, n, out);
+}
+
+bool output_json_merged(struct json_doc *const *docs, size_t ndocs, const char *member, FILE *out)
+{
+    struct json_writer *w = json_writer_new(OUTPUT_MAX_JSON, JSON_WRITER_PRETTY);
+    if (w == NULL) {
+        fprintf(stderr, "vouchctl: out of memory\n");
+        return false;
+    }
+    bool ok = json_write_begin_object(w) && json_write_key(w, member) && json_write_begin_object(w);
+    for (size_t d = 0; ok && d < ndocs; d++) {
+        const struct json_value *part = json_object_find(json_doc_root(docs[d]), member);
+        for (size_t i = 0; ok && i < json_object_count(part); i++) {
+            const char *key;
+            size_t key_len;
+            const struct json_value *v;
+            ok = json_object_member(part, i, &key, &key_len, &v) &&
+                 json_write_keyn(w, key, key_len) && json_write_value(w, v);
+        }
+    }
+    ok = ok && json_write_end_object(w) && json_write_end_object(w);
+    return output_finish(w, ok, out);
 }

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+struct json_doc;
 struct json_value;
 struct table;
 
@@ -54,6 +55,10 @@ void output_attestation(const struct json_value *att, size_t indent, FILE *out);
 bool output_json(const struct json_value *v, FILE *out) __attribute__((warn_unused_result));
 /* Prints the n values as one indented JSON array followed by a newline. */
 bool output_json_array(const struct json_value *const *items, size_t n, FILE *out)
+    __attribute__((warn_unused_result));
+/* Prints {"member": {...}}: the members of each doc's root.member, in order, as one object (the
+ * answers of a request sent in chunks, printed as if it had been one). */
+bool output_json_merged(struct json_doc *const *docs, size_t ndocs, const char *member, FILE *out)
     __attribute__((warn_unused_result));
 
 #endif

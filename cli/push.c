@@ -41,37 +41,6 @@ static int push_chunk(struct ctl *ctl, size_t first, size_t count, struct json_d
     return rc;
 }
 
-/* --json: every chunk's status merged into one {"status": {...}}. */
-static bool push_print_json(struct json_doc *const *docs, size_t ndocs)
-{
-    struct json_writer *w = json_writer_new(CLIENT_MAX_RESPONSE * 2, JSON_WRITER_PRETTY);
-    const char *text;
-    size_t len;
-    bool ok = w != NULL && json_write_begin_object(w) && json_write_key(w, "status") &&
-              json_write_begin_object(w);
-    for (size_t d = 0; ok && d < ndocs; d++) {
-        const struct json_value *st = json_object_find(json_doc_root(docs[d]), "status");
-        for (size_t i = 0; ok && i < json_object_count(st); i++) {
-            const char *key;
-            size_t key_len;
-            const struct json_value *v;
-            ok = json_object_member(st, i, &key, &key_len, &v) &&
-                 json_write_keyn(w, key, key_len) && json_write_value(w, v);
-        }
-    }
-    ok = ok && json_write_end_object(w) && json_write_end_object(w) &&
-         json_writer_finish(w, &text, &len);
-    if (ok) {
-        fwrite(text, 1, len, stdout);
-        fputc('\n', stdout);
-    } else {
-        fprintf(stderr, "vouchctl: cannot print JSON: %s\n",
-                w != NULL ? json_write_strerror(json_writer_error(w)) : "out of memory");
-    }
-    json_writer_free(w);
-    return ok;
-}
-
 static int push_dry_run(const struct ctl *ctl)
 {
     for (size_t i = 0; i < ctl->nargs; i++) {
@@ -115,7 +84,7 @@ int cmd_push(struct ctl *ctl)
     if (rc != CTL_EXIT_OK && ndocs == 0)
         goto out;
     if (ctl->json) {
-        if (!push_print_json(docs, ndocs))
+        if (!output_json_merged(docs, ndocs, "status", stdout))
             rc = CTL_EXIT_FAILURE;
         for (size_t d = 0; d < ndocs; d++) {
             const struct json_value *st = json_object_find(json_doc_root(docs[d]), "status");
