@@ -1,0 +1,2 @@
+"use strict";
+// Vouch dashboard (skeleton; the full page follows).
