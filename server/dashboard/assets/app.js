@@ -144,8 +144,15 @@
         const abs = fmtAbsolute(iso);
         return el("span", { class: "when" },
             el("time", { datetime: iso, title: abs }, fmtRelative(iso)),
+            options && options.note ? el("span", { class: "note" }, ` · ${options.note}`) : null,
             el("span", { class: "abs" }, abs));
     }
+
+    const PROPERTY_LABEL = {
+        udid: "UDID", serial_number: "Serial number", os_version: "OS version", sepos_version: "SEPOS version",
+        llb_version: "LLB version", software_update_device_id: "Software update device ID",
+        sip_enabled: "SIP enabled", secure_boot: "Secure boot", third_party_kexts_allowed: "Third-party kexts allowed",
+    };
 
     function label(key) {
         if (key === null || key === undefined) return "—";
@@ -174,7 +181,7 @@
         const verdict = deviceVerdict(device);
         const parts = [el("span", { class: `badge v-${verdict}` },
             verdict === "none" ? "No verdict" : VERDICT_LABEL[verdict])];
-        if (verdict === "failed" && a.reason) parts.push(el("span", { class: "reason" }, label(a.reason)));
+        if (verdict === "failed" && a.reason) parts.push(el("code", { class: "reason" }, a.reason));
         if (a.request && a.request.state === "pending") parts.push(el("span", { class: "badge v-pending" }, "pending"));
         return parts;
     }
@@ -446,7 +453,7 @@
             stat("Devices", countEl("devices", total), "enrolled or known to vouchd"),
             stat("Verified", el("span", { class: "count plain" }, fmtPercent(verified, total)),
                 `${fmtNumber(verified)} proven by Apple's attestation`),
-            stat("Failed", countEl("failed", v.failed || 0), "the last verdict failed", "bad"),
+            stat("Failed", el("span", { class: "count plain" }, fmtNumber(v.failed || 0)), "the last verdict failed", v.failed > 0 ? "bad" : null),
             stat("Requests pending", countEl("pending", fleet.pending || 0), "asked, not answered yet"));
 
         const verdictCard = el("section", { class: "card wide", "aria-labelledby": "verdicts-title" },
@@ -482,22 +489,27 @@
 
         const push = fleet.push || {};
         const hooks = fleet.webhooks || {};
-        const opsCard = el("section", { class: "card", "aria-labelledby": "ops-title" },
-            el("h2", { id: "ops-title" }, "Push and web-hooks"),
-            pushHealth(push),
-            el("h3", null, "Web-hook outbox"),
-            el("dl", { class: "facts", id: "webhook-outbox" },
-                el("dt", null, "Pending deliveries"), el("dd", null, countEl("webhooks_pending", hooks.pending || 0)),
-                el("dt", null, "Dead deliveries"),
-                el("dd", { class: hooks.dead > 0 ? "bad" : null }, countEl("webhooks_dead", hooks.dead || 0))));
+        const pushCard = el("section", { class: "card", "aria-labelledby": "push-title" },
+            el("h2", { id: "push-title" }, "Push health"),
+            pushHealth(push));
+        const hooksCard = el("section", { class: "card", "aria-labelledby": "hooks-title" },
+            el("h2", { id: "hooks-title" }, "Web-hook outbox"),
+            el("p", { class: "help" }, "Events waiting for a receiver, and those given up on (GET /v1/events?status=dead)."),
+            el("div", { id: "webhook-outbox", class: "minis" },
+                mini("Pending", countEl("webhooks_pending", hooks.pending || 0), null),
+                mini("Dead", countEl("webhooks_dead", hooks.dead || 0), hooks.dead > 0 ? "bad" : null)));
 
         clear(body).append(summary, verdictCard,
-            el("div", { class: "grid" }, failedCard, ageCard, osCard, planCard, opsCard));
+            el("div", { class: "grid" }, failedCard, ageCard, osCard, planCard, pushCard, hooksCard));
     }
 
     function stat(title, value, help, tone) {
         return el("div", { class: `stat${tone ? ` ${tone}` : ""}` },
             el("span", { class: "stat-title" }, title), value, el("span", { class: "stat-help" }, help));
+    }
+
+    function mini(title, value, tone) {
+        return el("div", { class: `mini${tone ? ` ${tone}` : ""}` }, el("span", { class: "stat-title" }, title), value);
     }
 
     function reasonList(reasons, failed) {
@@ -719,7 +731,6 @@
             else if (days < 30) certNote = el("span", { class: "badge warn" }, "renew soon");
         }
         return el("div", { id: "push-health", "data-apns": state },
-            el("h3", null, "Push (APNs)"),
             el("dl", { class: "facts" },
                 el("dt", null, "APNs"), el("dd", null, el("span", { class: `badge apns-${state}` }, stateText)),
                 el("dt", null, "Certificate expires"),
@@ -854,7 +865,7 @@
                         d.build_version ? el("span", { class: "sub" }, d.build_version) : null),
                     el("td", null, verdictBadge(d)),
                     el("td", null, timeEl(d.last_seen_at, { none: "never" })),
-                    el("td", null, a.next_due_at ? [timeEl(a.next_due_at), el("span", { class: "sub" }, label(a.next_due_reason))]
+                    el("td", null, a.next_due_at ? timeEl(a.next_due_at, { note: label(a.next_due_reason) })
                         : el("span", { class: "muted" }, a.request ? "request out" : "—"))));
             }
         }
@@ -937,7 +948,11 @@
         const base = `/v1/devices/${encodeURIComponent(udid)}`;
 
         async function load(keepResult) {
-            const results = await Promise.allSettled([api(base), api(`${base}/attestations`), api(`${base}/commands`)]);
+            /* the device first: an unknown one is one 404, not three */
+            const results = [await Promise.allSettled([api(base)]).then((r) => r[0])];
+            if (results[0].status === "fulfilled") {
+                results.push(...await Promise.allSettled([api(`${base}/attestations`), api(`${base}/commands`)]));
+            }
             if (stopped) return;
             const failure = results.find((r) => r.status === "rejected");
             if (results[0].status === "rejected") {
@@ -992,10 +1007,10 @@
         const facts = el("dl", { class: "facts two" },
             fact("UDID", "udid", el("span", { class: "mono" }, device.udid)),
             fact("Serial number", "serial_number", device.serial_number ? el("span", { class: "mono" }, device.serial_number) : none()),
-            fact("Model", "model", device.model || device.product_name
-                ? [device.model || "", device.product_name ? el("span", { class: "sub" }, device.product_name) : null] : none()),
-            fact("OS", "os_version", device.os_version
-                ? [device.os_version, device.build_version ? el("span", { class: "sub" }, device.build_version) : null] : none()),
+            fact("Model", "model", device.model || none()),
+            fact("Product", "product_name", device.product_name || none()),
+            fact("OS version", "os_version", device.os_version || none()),
+            fact("Build", "build_version", device.build_version || none()),
             fact("Verdict", "verdict", [verdictBadge(device),
                 a.status === "verified" || a.status === "expired"
                     ? el("span", { class: "sub" }, a.status === "expired" ? "expired " : "counts until ", timeEl(a.expires_at)) : null]),
@@ -1086,7 +1101,8 @@
     function timeline(history) {
         if (history === null) return el("p", { class: "muted" }, "The history could not be read.");
         if (history.length === 0) {
-            return el("ol", { id: "attestation-timeline", class: "timeline empty" }, el("li", { class: "placeholder" }, "No attestation yet."));
+            return el("div", null, el("ol", { id: "attestation-timeline", class: "timeline empty" }),
+                el("p", { class: "muted" }, "No attestation yet in this device's history."));
         }
         return el("ol", { id: "attestation-timeline", class: "timeline" }, history.map((h) => {
             const when = h.received_at || h.requested_at;
@@ -1126,7 +1142,7 @@
             const rep = Object.prototype.hasOwnProperty.call(reported, k) ? reported[k] : undefined;
             const mismatch = att !== null && att !== undefined && rep !== null && rep !== undefined && String(att) !== String(rep);
             return el("tr", { class: mismatch ? "mismatch" : null, "data-property": k },
-                el("th", { scope: "row" }, label(k)),
+                el("th", { scope: "row" }, PROPERTY_LABEL[k] || label(k)),
                 el("td", null, show(att)),
                 el("td", null, rep === undefined ? el("span", { class: "muted", title: "the device does not report this" }, "not reported") : show(rep)),
                 el("td", { class: "flag" }, mismatch ? el("span", { class: "badge bad" }, "differs") : null));
