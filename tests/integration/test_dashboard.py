@@ -216,6 +216,14 @@ class DashboardTest(SchedulerCase):
         except AssertionError:
             self.assertEqual(self.rows(page), expected, what)
 
+    def page_sort(self, page):
+        """The list's sort as the page shows it: {"sort": key, "order": asc|desc}, or {}."""
+        got = page.query("#devices-table th[data-sort][aria-sort]:not([aria-sort=none])",
+                         "e => [e.getAttribute('data-sort'), e.getAttribute('aria-sort')]")
+        if not got:
+            return {}
+        return {"sort": got[0], "order": {"ascending": "asc", "descending": "desc"}[got[1]]}
+
     def assertNoProblems(self, page, ignore_http_status=(), what=""):
         page.pump(0.2)
         problems = page.problems(ignore_http_status=ignore_http_status)
@@ -358,6 +366,7 @@ class DashboardTest(SchedulerCase):
             with self.subTest(filter=value):
                 page.select("#device-filter", value)
                 params = {"attestation": value} if value else {}
+                params.update(self.page_sort(page))
                 expected = self.fleet_devices(limit=size, **params)
                 self.wait_rows(page, [d["udid"] for d in expected["devices"]],
                                f"filter {value!r}")
@@ -367,7 +376,7 @@ class DashboardTest(SchedulerCase):
         dev = self.fleet["udid_mismatch"]
         q = dev.serial[3:9].lower()
         page.type("#device-search", q)
-        expected = self.fleet_devices(q=q, limit=size)
+        expected = self.fleet_devices(q=q, limit=size, **self.page_sort(page))
         self.assertIn(dev.udid, [d["udid"] for d in expected["devices"]], expected)
         self.wait_rows(page, [d["udid"] for d in expected["devices"]], f"search {q!r}")
         # The route keeps the state (a reload shows the same list).
@@ -381,13 +390,18 @@ class DashboardTest(SchedulerCase):
         obj = self.device_obj(dev.udid)
 
         def field(name):
-            return (page.query(f'#device [data-field="{name}"]') or "").strip()
+            return (page.query(f'#device [data-field="{name}"]', "e => e.innerText")
+                    or "").strip()
+
+        def shows(name, value):
+            """The field shows value as a word of its own (a detail may follow it)."""
+            self.assertRegex(field(name), rf"(^|\s){re.escape(value)}(\s|$)", name)
 
         page.wait_for(f"document.querySelector('#device [data-field=udid]').textContent"
                       f".includes({json.dumps(dev.udid)})", timeout=PAGE_TIMEOUT)
-        self.assertEqual(field("serial_number"), dev.serial)
-        self.assertEqual(field("model"), dev.model)
-        self.assertEqual(field("os_version"), dev.os_version)
+        shows("serial_number", dev.serial)
+        shows("model", dev.model)
+        shows("os_version", dev.os_version)
         verdict = field("verdict").lower()
         self.assertIn("verified", verdict)
         self.assertIn("cached", verdict)
@@ -415,10 +429,12 @@ class DashboardTest(SchedulerCase):
         self.assertEqual(sorted(shown), sorted(c["command_uuid"] for c in commands))
         cu = history[0]["command_uuid"]
         page.click(f'#commands-table tr[data-command-uuid="{cu}"]')
-        page.wait_for("(document.querySelector('#command-answer') || {}).textContent",
-                      timeout=PAGE_TIMEOUT, what="#command-answer")
-        answer = page.query("#command-answer")
-        self.assertIn("Acknowledged", answer, answer[:500])
+        # The device's answer: its Status and what it reported (the serial it was asked).
+        answer = page.wait_for(
+            "(t => t.includes('Acknowledged') && t)((document.querySelector('#command-answer')"
+            " || {}).textContent || '')", timeout=PAGE_TIMEOUT,
+            what="the answer (Acknowledged) in #command-answer")
+        self.assertIn(dev.serial, answer, answer[:1000])
         self.screenshot(page, "device")
         self.assertNoProblems(page, what="the device page")
 
@@ -426,7 +442,9 @@ class DashboardTest(SchedulerCase):
         bad = self.fleet["udid_mismatch"]
         page.navigate(self.ui_url + f"#/device/{bad.udid}")
         page.wait_for_selector("#attested-vs-reported tr.mismatch", timeout=PAGE_TIMEOUT)
-        self.assertIn("udid_mismatch", page.query('#device [data-field="verdict"]') or "")
+        verdict = (page.query('#device [data-field="verdict"]') or "").lower()
+        self.assertIn("failed", verdict)
+        self.assertIn("udid mismatch", verdict.replace("_", " "))
         self.assertNoProblems(page, what="a failed device's page")
 
     def test_reattest_queues_a_request(self):
@@ -445,13 +463,15 @@ class DashboardTest(SchedulerCase):
         page.click("#reattest-button")
         page.wait_for("document.querySelector('#confirm-reattest').open", timeout=PAGE_TIMEOUT)
         page.click("#confirm-yes")
-        page.wait_for("(document.querySelector('#reattest-result') || {}).textContent",
-                      timeout=PAGE_TIMEOUT, what="#reattest-result")
         wait_for(lambda: self.pending_operator_requests(dev.udid) == before + 1, 10,
                  what="a pending operator request in attestation_requests")
         [cu] = sql(self, "SELECT command_uuid FROM attestation_requests WHERE udid = "
                          f"'{dev.udid}' AND answered_at IS NULL").split()
-        result = page.query("#reattest-result")
+        # The result says so: queued, or the request's CommandUUID.
+        result = page.wait_for(
+            f"(t => (/queued/i.test(t) || t.toUpperCase().includes({json.dumps(cu.upper())}))"
+            f" && t)((document.querySelector('#reattest-result') || {{}}).textContent || '')",
+            timeout=PAGE_TIMEOUT, what="#reattest-result saying the request is queued")
         self.assertNotRegex(result, r"\b(40\d|50\d)\b", result)
         request = self.attestation(dev.udid)["request"]
         self.assertEqual((request["command_uuid"], request["reason"]), (cu, "operator"), request)
@@ -465,8 +485,9 @@ class DashboardTest(SchedulerCase):
         page.click("#reattest-button")
         page.wait_for("document.querySelector('#confirm-reattest').open", timeout=PAGE_TIMEOUT)
         page.click("#confirm-yes")
-        text = page.wait_for("(document.querySelector('#reattest-result') || {}).textContent",
-                             timeout=PAGE_TIMEOUT, what="#reattest-result")
+        text = page.wait_for("(t => /\\b[45]\\d\\d\\b/.test(t) && t)((document.querySelector("
+                             "'#reattest-result') || {}).textContent || '')",
+                             timeout=PAGE_TIMEOUT, what="an HTTP status in #reattest-result")
         self.assertIn("403", text)
         self.assertIn("scope (read)", text)
         self.assertEqual(sql(self, "SELECT count(*) FROM attestation_requests WHERE udid = "
