@@ -1075,8 +1075,11 @@
         yes.addEventListener("click", async () => {
             yes.disabled = true;
             dialog.close();
+            /* #reattest-result gets text only once the answer is in: the button says we wait */
             result.className = "result";
-            result.textContent = "Asking vouchd…";
+            result.textContent = "";
+            opener.disabled = true;
+            opener.textContent = "Asking vouchd…";
             try {
                 const answer = await api(`${base}/attest`, { method: "POST" });
                 result.className = "result ok";
@@ -1093,6 +1096,8 @@
                 showError(err, "reattest");
             } finally {
                 yes.disabled = false;
+                opener.disabled = false;
+                opener.textContent = "Re-attest now";
             }
         });
         return dialog;
