@@ -18,7 +18,8 @@ and a pending request for 2 %. Then vouchd on it, and Debian's headless chromium
              static file of the same vouchd (/ui/app.css).
 Also the device list's first page (#/devices: the rows of 50 of the 100,000 rendered), which
 rests on GET /v1/fleet/devices. Prints a table and JSON rows (bench/benchlib.py).
-Usage: bench_dashboard.py BUILD_DIR [--devices N] [--loads K]
+Usage: bench_dashboard.py BUILD_DIR [--devices N] [--loads K]   (VOUCH_BENCH_PROFILE=1: where
+PostgreSQL's time went)
 """
 import argparse
 import json
@@ -46,8 +47,10 @@ def migrate(build, cluster, tmp):
     conf = os.path.join(tmp, "migrate.conf")
     with open(conf, "w") as f:
         f.write(f"database_url = {cluster.conninfo('vouch')}\nlog_level = warn\n")
+    # vouchd reads VOUCH_* variables as configuration keys: only the file counts here.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOUCH_")}
     subprocess.run([os.path.join(build, "server", "vouchd"), "migrate", "--config", conf],
-                   check=True, stdout=subprocess.DEVNULL)
+                   check=True, stdout=subprocess.DEVNULL, env=env)
 
 
 def make_fleet(cluster, n):
@@ -163,7 +166,7 @@ def fetch_fleet(page, path):
     return page.evaluate(
         "(async () => { const t = performance.now();"
         f" const r = await fetch({json.dumps(path)}, {{headers: {{Authorization: 'Bearer ' +"
-        " sessionStorage.getItem('vouch-token')}}});"
+        " sessionStorage.getItem('vouch-token')}});"
         " const body = await r.json(); if (!r.ok) throw new Error(r.status);"
         " return [performance.now() - t, body.devices ?? body.total]; })()")
 
@@ -194,6 +197,7 @@ def main():
             sys.exit(f"GET /v1/fleet counts {fleet['devices']} devices, {n} were inserted")
         print("verdicts: " + ", ".join(f"{k} {v:,}" for k, v in fleet["verdicts"].items())
               + f"; pending {fleet['pending']:,}")
+        benchlib.reset_postgres_profile(cluster, "vouch")
         try:
             browser = cdp.Chromium(log_path=os.path.join(tmp, "chromium.log"))
         except cdp.Unavailable as exc:
@@ -217,6 +221,7 @@ def main():
                          for _ in range(loads)][1:]
         static = [static_load(page, vouchd.url + "/ui/app.css") for _ in range(loads)][1:]
 
+        benchlib.print_postgres_profile(cluster, "vouch")
         med = statistics.median
         print(f"{'figure':<58} {'median':>10} {'min':>10} {'max':>10}")
         for label, xs in ((f"overview, counts rendered ({n:,} devices)", overview),
