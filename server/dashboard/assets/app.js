@@ -62,7 +62,29 @@
     const app = {
         view: null,        /* the current view: {name, update(route), stop()} */
         readOnce: false,   /* a read succeeded with this token */
+        clockOffset: 0,    /* ms: the server's clock (the one its verdicts use) minus this browser's */
     };
+
+    function serverNow() {
+        return Date.now() + app.clockOffset;
+    }
+
+    /* "3 hours ago" must mean the server's three hours: learn how far its clock is from this
+     * browser's (its Date header, plus the test clock's skew that /healthz names), once. Never
+     * fatal: without it, times are relative to this browser's clock. */
+    async function learnServerClock() {
+        try {
+            const response = await fetch("/healthz", { cache: "no-store", credentials: "omit" });
+            const date = Date.parse(response.headers.get("Date") || "");
+            const health = await response.json();
+            let offset = Number.isNaN(date) ? 0 : date - Date.now();
+            if (Math.abs(offset) < 2000) offset = 0; /* the header has whole seconds */
+            if (health && typeof health.clock_skew_s === "number") offset += health.clock_skew_s * 1000;
+            app.clockOffset = offset;
+        } catch (e) {
+            app.clockOffset = 0;
+        }
+    }
 
     /* ---------- DOM helpers ---------- */
 
@@ -125,7 +147,7 @@
     function fmtRelative(iso, now) {
         const d = new Date(iso);
         if (Number.isNaN(d.getTime())) return "";
-        const seconds = (d.getTime() - (now || Date.now())) / 1000;
+        const seconds = (d.getTime() - (now || serverNow())) / 1000;
         const abs = Math.abs(seconds);
         const units = [
             [60, 1, "second"], [3600, 60, "minute"], [86400, 3600, "hour"],
@@ -665,7 +687,7 @@
 
     /* The seven days from generated_at's date (UTC), each stacked by reason. */
     function plannedChart(planned, generatedAt) {
-        const start = new Date(generatedAt || Date.now());
+        const start = new Date(generatedAt || serverNow());
         const days = [];
         for (let i = 0; i < 7; i++) {
             const d = new Date(Date.UTC(start.getUTCFullYear(), start.getUTCMonth(), start.getUTCDate() + i));
@@ -726,7 +748,7 @@
         const notAfter = push.certificate_not_after;
         let certNote = null;
         if (notAfter) {
-            const days = (new Date(notAfter).getTime() - Date.now()) / 86400000;
+            const days = (new Date(notAfter).getTime() - serverNow()) / 86400000;
             if (days < 0) certNote = el("span", { class: "badge bad" }, "expired");
             else if (days < 30) certNote = el("span", { class: "badge warn" }, "renew soon");
         }
@@ -1012,8 +1034,8 @@
             fact("OS version", "os_version", device.os_version || none()),
             fact("Build", "build_version", device.build_version || none()),
             fact("Verdict", "verdict", [verdictBadge(device),
-                a.status === "verified" || a.status === "expired"
-                    ? el("span", { class: "sub" }, a.status === "expired" ? "expired " : "counts until ", timeEl(a.expires_at)) : null]),
+                (a.status === "verified" || a.status === "expired") && a.expires_at
+                    ? el("span", { class: "sub" }, a.status === "expired" ? "expired " : "expires ", timeEl(a.expires_at)) : null]),
             fact("Identity", "identity", [el("span", { class: identity && identity.kind === "acme-attested" ? "badge good" : "badge" }, identityText(identity)),
                 identity && identity.not_after ? el("span", { class: "sub" }, "certificate until ", timeEl(identity.not_after)) : null,
                 identity && identity.certificate_sha256 ? el("span", { class: "sub mono", title: identity.certificate_sha256 }, `SHA-256 ${identity.certificate_sha256.slice(0, 16)}…`) : null]),
@@ -1238,6 +1260,9 @@
             showTokenForm();
         });
         window.addEventListener("hashchange", route);
+        /* the first view waits for the server's clock, a moment at most */
+        const clock = learnServerClock();
+        const timeout = new Promise((resolve) => setTimeout(resolve, 1000));
         /* An exception nobody caught still says something on the page. */
         window.addEventListener("error", (event) => showError(new Error(event.message || "script error")));
         window.addEventListener("unhandledrejection", (event) => {
@@ -1245,7 +1270,7 @@
             if (reason && reason.name === "AbortError") return;
             showError(reason instanceof Error ? reason : new Error(String(reason)));
         });
-        route();
+        Promise.race([clock, timeout]).then(route);
     }
 
     if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
