@@ -27,7 +27,7 @@ import secrets
 import urllib.parse
 
 import cdp
-from harness import suite, unavailable, wait_for
+from harness import Vouchd, suite, unavailable, wait_for
 from test_attestation import IPHONE
 from test_scheduler import DEADLINE_S, SchedulerCase, db_clock, set_clock, sql
 
@@ -381,7 +381,32 @@ class DashboardTest(SchedulerCase):
         self.wait_rows(page, [d["udid"] for d in expected["devices"]], f"search {q!r}")
         # The route keeps the state (a reload shows the same list).
         self.assertIn("q=" + q, urllib.parse.unquote(page.evaluate("location.hash")))
+        # A row's link opens the device page.
+        page.click(f'#devices-table tbody tr[data-udid="{dev.udid}"] a')
+        page.wait_for(f"(document.querySelector('#device [data-field=udid]') || {{}})"
+                      f".textContent?.includes({json.dumps(dev.udid)})", timeout=PAGE_TIMEOUT,
+                      what="the device page from the list")
+        self.assertIn(f"#/device/{dev.udid}", page.evaluate("location.hash"))
         self.assertNoProblems(page, what="the device list")
+
+    def test_unknown_device_shows_an_error(self):
+        page = self.open_page(self.vouchd.admin_token, route="#/device/NO-SUCH-DEVICE")
+        page.wait_for_selector("#error", visible=True, timeout=PAGE_TIMEOUT)
+        text = page.query("#error")
+        self.assertIn("404", text)
+        self.assertIn("unknown device", text.lower())
+        self.assertTrue(page.evaluate("document.body.innerText.trim().length > 0"), "blank")
+        self.assertNoProblems(page, ignore_http_status=(404,), what="an unknown device")
+
+    def test_ui_off(self):
+        other = Vouchd(self.vouchd.database_url, self.vouchd.identity_ca,
+                       name=f"{self.id()}.ui-off", extra={"ui": "off"})
+        other.start()
+        try:
+            for path in ("/ui/", "/ui/app.js"):
+                self.assertStatus(other.request("GET", path), 404, f"ui = off: {path}")
+        finally:
+            other.stop()
 
     def test_device_page(self):
         dev = self.fleet["cached"]
