@@ -63,6 +63,7 @@
         view: null,        /* the current view: {name, update(route), stop()} */
         readOnce: false,   /* a read succeeded with this token */
         clockOffset: 0,    /* ms: the server's clock (the one its verdicts use) minus this browser's */
+        routed: false,     /* a view was shown already: later ones take the focus */
     };
 
     function serverNow() {
@@ -385,6 +386,9 @@
         }
         clearError();
         const root = clear($("#view"));
+        /* after a navigation, assistive technology starts reading at the new view */
+        if (app.routed) root.focus({ preventScroll: true });
+        app.routed = true;
         if (name === "overview") setView(overviewView(root));
         else if (name === "devices") setView(devicesView(root, params));
         else if (name === "device") setView(deviceView(root, arg));
@@ -422,7 +426,22 @@
         let controller = null;
         let last = null;
 
+        /* A hidden tab does not poll (each poll counts the whole fleet on the server); it
+         * reads again as soon as it is shown. */
+        let waitingForVisible = false;
+        function onVisible() {
+            if (!document.hidden && waitingForVisible && !stopped) {
+                waitingForVisible = false;
+                load();
+            }
+        }
+        document.addEventListener("visibilitychange", onVisible);
+
         async function load() {
+            if (document.hidden) {
+                waitingForVisible = true;
+                return;
+            }
             controller = new AbortController();
             try {
                 const fleet = await api("/v1/fleet", { signal: controller.signal });
@@ -454,6 +473,7 @@
                 stopped = true;
                 clearTimeout(timer);
                 clearInterval(ticker);
+                document.removeEventListener("visibilitychange", onVisible);
                 if (controller) controller.abort();
             },
         };
@@ -584,7 +604,8 @@
     }
 
     function yAxis(group, top, height, left, width, max) {
-        const ticks = 4;
+        /* whole numbers on every line: 1 to 4 steps of one for small axes, else 4 or 5 steps */
+        const ticks = max <= 4 ? max : (max % 4 === 0 ? 4 : 5);
         for (let i = 0; i <= ticks; i++) {
             const value = (max * i) / ticks;
             const y = top + height - (height * i) / ticks;
