@@ -145,21 +145,24 @@ DECLARE
     q text := nullif(lower(p_q), '');
     result json;
 BEGIN
+    -- The verdict needs a look-up of the device's attestation: made only when a filter or the
+    -- sort asks for it, and once per device (OFFSET 0 keeps x from being folded into f, which
+    -- would repeat the look-up in each condition that reads the verdict).
     WITH f AS MATERIALIZED (
-        SELECT x.*, CASE x.verdict WHEN 'failed' THEN 1 WHEN 'expired' THEN 2
-                                   WHEN 'unsupported' THEN 3 WHEN 'never_asked' THEN 4
-                                   WHEN 'verified_cached' THEN 5 ELSE 6 END AS rank
+        SELECT x.*
         FROM (SELECT d.udid, d.serial_number, d.model, d.os_version, d.last_seen_at,
                      d.attestation_due_at,
-                     vouch_fleet_verdict(d.attestation_status, d.attestation_expires_at,
-                                         CASE WHEN d.attestation_status = 'verified'
-                                              THEN (SELECT a.freshness FROM attestations a
-                                                    WHERE a.id = d.attestation_id) END,
-                                         t) AS verdict
+                     CASE WHEN p_attestation IS NOT NULL OR p_sort = 'verdict' THEN
+                         vouch_fleet_verdict(d.attestation_status, d.attestation_expires_at,
+                                             CASE WHEN d.attestation_status = 'verified'
+                                                  THEN (SELECT a.freshness FROM attestations a
+                                                        WHERE a.id = d.attestation_id) END,
+                                             t) END AS verdict
               FROM devices d
               WHERE q IS NULL OR strpos(lower(d.udid), q) > 0
                  OR strpos(lower(d.serial_number), q) > 0 OR strpos(lower(d.model), q) > 0
-                 OR strpos(lower(d.product_name), q) > 0) x
+                 OR strpos(lower(d.product_name), q) > 0
+              OFFSET 0) x
         WHERE p_attestation IS NULL
            OR x.verdict = p_attestation
            OR (p_attestation = 'verified' AND x.verdict IN ('verified_fresh', 'verified_cached'))
@@ -197,8 +200,11 @@ BEGIN
                                                     WHEN 'next_check'
                                                     THEN f.attestation_due_at END
                   END DESC NULLS LAST,
-                  CASE WHEN p_sort = 'verdict' AND NOT p_desc THEN f.rank END ASC,
-                  CASE WHEN p_sort = 'verdict' AND p_desc THEN f.rank END DESC,
+                  CASE WHEN p_sort = 'verdict' THEN
+                      CASE f.verdict WHEN 'failed' THEN 1 WHEN 'expired' THEN 2
+                                     WHEN 'unsupported' THEN 3 WHEN 'never_asked' THEN 4
+                                     WHEN 'verified_cached' THEN 5 ELSE 6 END
+                      * CASE WHEN p_desc THEN -1 ELSE 1 END END ASC,
                   f.udid COLLATE "C" ASC
               OFFSET p_offset LIMIT p_limit) s)
     SELECT json_build_object(
