@@ -24,6 +24,7 @@ import json
 import os
 import re
 import secrets
+import time
 import urllib.parse
 
 import cdp
@@ -206,15 +207,17 @@ class DashboardTest(SchedulerCase):
         return page.query_all("#devices-table tbody tr[data-udid]",
                               "e => e.getAttribute('data-udid')")
 
-    def wait_rows(self, page, expected, what):
-        """The table lists exactly these UDIDs, in this order."""
-        js = ("JSON.stringify(Array.from(document.querySelectorAll("
-              "'#devices-table tbody tr[data-udid]')).map(e => e.getAttribute('data-udid')))"
-              f" === {json.dumps(json.dumps(expected, separators=(',', ':')))}")
-        try:
-            page.wait_for(js, timeout=PAGE_TIMEOUT, what=what)
-        except AssertionError:
-            self.assertEqual(self.rows(page), expected, what)
+    def wait_rows(self, page, params, what):
+        """The table lists, in order, the UDIDs GET /v1/fleet/devices answers for params (asked
+        again at each look: the fleet may change under a test). Returns them."""
+        deadline = time.monotonic() + PAGE_TIMEOUT
+        while True:
+            shown = self.rows(page)
+            expected = [d["udid"] for d in self.fleet_devices(**params)["devices"]]
+            if shown == expected or time.monotonic() >= deadline:
+                self.assertEqual(shown, expected, f"{what} ({params})")
+                return expected
+            page.pump(0.1)
 
     def page_sort(self, page):
         """The list's sort as the page shows it: {"sort": key, "order": asc|desc}, or {}."""
@@ -337,11 +340,10 @@ class DashboardTest(SchedulerCase):
         self.assertTrue(info.startswith(f"1–{size}") or info.startswith(f"1-{size}"), info)
 
         page.click("#next-page")
-        second = self.fleet_devices(limit=size, offset=size)
-        self.wait_rows(page, [d["udid"] for d in second["devices"]], "page 2")
+        self.wait_rows(page, {"limit": size, "offset": size}, "page 2")
         self.assertIn(f"{size + 1}", page.query("#page-info") or "", "#page-info on page 2")
         page.click("#prev-page")
-        self.wait_rows(page, first, "back to page 1")
+        self.wait_rows(page, {"limit": size}, "back to page 1")
 
         # Sorting: a click sorts by the column, a second one reverses it.
         for key in ("serial", "model", "os_version", "verdict", "last_seen", "next_check"):
@@ -353,8 +355,7 @@ class DashboardTest(SchedulerCase):
                                          ".getAttribute('aria-sort')", timeout=PAGE_TIMEOUT)
                     order = {"ascending": "asc", "descending": "desc"}.get(aria)
                     self.assertIsNotNone(order, f"aria-sort {aria!r}")
-                    expected = self.fleet_devices(sort=key, order=order, limit=size)
-                    self.wait_rows(page, [d["udid"] for d in expected["devices"]],
+                    self.wait_rows(page, {"sort": key, "order": order, "limit": size},
                                    f"sorted by {key} {order}")
 
         # Every filter the select offers lists what the API lists.
@@ -367,20 +368,22 @@ class DashboardTest(SchedulerCase):
                 page.select("#device-filter", value)
                 params = {"attestation": value} if value else {}
                 params.update(self.page_sort(page))
-                expected = self.fleet_devices(limit=size, **params)
-                self.wait_rows(page, [d["udid"] for d in expected["devices"]],
-                               f"filter {value!r}")
+                params["limit"] = size
+                self.wait_rows(page, params, f"filter {value!r}")
         page.select("#device-filter", "")
 
         # Search as you type: a piece of a serial, in lower case.
         dev = self.fleet["udid_mismatch"]
         q = dev.serial[3:9].lower()
         page.type("#device-search", q)
-        expected = self.fleet_devices(q=q, limit=size, **self.page_sort(page))
-        self.assertIn(dev.udid, [d["udid"] for d in expected["devices"]], expected)
-        self.wait_rows(page, [d["udid"] for d in expected["devices"]], f"search {q!r}")
-        # The route keeps the state (a reload shows the same list).
+        params = dict(q=q, limit=size, **self.page_sort(page))
+        found = self.wait_rows(page, params, f"search {q!r}")
+        self.assertIn(dev.udid, found, params)
+        # The route keeps the state: a reload shows the same list.
         self.assertIn("q=" + q, urllib.parse.unquote(page.evaluate("location.hash")))
+        page.reload()
+        page.wait_for_selector("#devices-table tbody tr[data-udid]", timeout=PAGE_TIMEOUT)
+        self.wait_rows(page, params, f"search {q!r} after a reload")
         # A row's link opens the device page.
         page.click(f'#devices-table tbody tr[data-udid="{dev.udid}"] a')
         page.wait_for(f"(document.querySelector('#device [data-field=udid]') || {{}})"
