@@ -165,10 +165,12 @@
     function timeEl(iso, options) {
         if (!iso) return el("span", { class: "muted" }, (options && options.none) || "—");
         const abs = fmtAbsolute(iso);
+        /* in tables, to the minute (the title keeps the second) */
+        const shown = options && options.short ? abs.replace(/:\d\d UTC$/, " UTC") : abs;
         return el("span", { class: "when" },
             el("time", { datetime: iso, title: abs }, fmtRelative(iso)),
             options && options.note ? el("span", { class: "note" }, ` · ${options.note}`) : null,
-            el("span", { class: "abs" }, abs));
+            el("span", { class: "abs" }, shown));
     }
 
     const PROPERTY_LABEL = {
@@ -907,8 +909,8 @@
                     el("td", null, d.os_version || el("span", { class: "muted" }, "—"),
                         d.build_version ? el("span", { class: "sub" }, d.build_version) : null),
                     el("td", null, verdictBadge(d)),
-                    el("td", null, timeEl(d.last_seen_at, { none: "never" })),
-                    el("td", null, a.next_due_at ? timeEl(a.next_due_at, { note: label(a.next_due_reason) })
+                    el("td", null, timeEl(d.last_seen_at, { none: "never", short: true })),
+                    el("td", null, a.next_due_at ? timeEl(a.next_due_at, { note: label(a.next_due_reason), short: true })
                         : el("span", { class: "muted" }, a.request ? "request out" : "—"))));
             }
         }
