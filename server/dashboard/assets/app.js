@@ -161,6 +161,13 @@
         return "";
     }
 
+    /* Every relative time on the page is a <time datetime> element: redraw them all. */
+    function refreshTimes() {
+        for (const t of document.querySelectorAll("#view time[datetime]")) {
+            t.textContent = fmtRelative(t.getAttribute("datetime"));
+        }
+    }
+
     /* A time shown both ways: relative in the text, absolute beside it (and in the title). */
     function timeEl(iso, options) {
         if (!iso) return el("span", { class: "muted" }, (options && options.none) || "—");
@@ -873,7 +880,8 @@
                 const first = answer.devices.length ? answer.offset + 1 : 0;
                 const last = answer.offset + answer.devices.length;
                 info.textContent = answer.total === 0 ? "0 of 0"
-                    : `${fmtNumber(first)}–${fmtNumber(last)} of ${fmtNumber(answer.total)}`;
+                    : (first === 0 ? `none on this page, ${fmtNumber(answer.total)} in all`
+                        : `${fmtNumber(first)}–${fmtNumber(last)} of ${fmtNumber(answer.total)}`);
                 info.dataset.total = String(answer.total);
                 prev.disabled = answer.offset <= 0;
                 next.disabled = last >= answer.total;
@@ -1283,9 +1291,10 @@
             showTokenForm();
         });
         window.addEventListener("hashchange", route);
-        /* the first view waits for the server's clock, a moment at most */
-        const clock = learnServerClock();
-        const timeout = new Promise((resolve) => setTimeout(resolve, 1000));
+        /* The first view does not wait for the server's clock: its times are redrawn when the
+         * clock is known, and every 30 s so that "2 minutes ago" stays true. */
+        learnServerClock().then(refreshTimes);
+        setInterval(refreshTimes, 30000);
         /* An exception nobody caught still says something on the page. */
         window.addEventListener("error", (event) => showError(new Error(event.message || "script error")));
         window.addEventListener("unhandledrejection", (event) => {
@@ -1293,7 +1302,7 @@
             if (reason && reason.name === "AbortError") return;
             showError(reason instanceof Error ? reason : new Error(String(reason)));
         });
-        Promise.race([clock, timeout]).then(route);
+        route();
     }
 
     if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
