@@ -455,6 +455,10 @@
             try {
                 const fleet = await api("/v1/fleet", { signal: controller.signal });
                 if (stopped) return;
+                /* generated_at is the database's clock: the truest "now" there is (whole
+                 * seconds, so only a difference of more than two is taken) */
+                const offset = Date.parse(fleet.generated_at) - Date.now();
+                if (Number.isFinite(offset) && Math.abs(offset - app.clockOffset) > 2000) app.clockOffset = offset;
                 last = fleet;
                 renderOverview(body, fleet);
                 body.setAttribute("aria-busy", "false");
