@@ -394,6 +394,7 @@
             return;
         }
         clearError();
+        setView(null); /* the old view stops before the new one starts */
         const root = clear($("#view"));
         /* after a navigation, assistive technology starts reading at the new view */
         if (app.routed) root.focus({ preventScroll: true });
@@ -606,7 +607,7 @@
         return bar;
     }
 
-    /* An upper bound for an axis: 1, 2 or 5 times a power of ten, at least max. */
+    /* An upper bound for an axis: 1, 2, 2.5 or 5 times a power of ten, at least max. */
     function niceMax(max) {
         if (max <= 0) return 1;
         const power = 10 ** Math.floor(Math.log10(max));
@@ -978,7 +979,6 @@
     }
 
     function readListParams(params) {
-        const sorts = COLUMNS.map((c) => c.sort);
         const page = Number.parseInt(params.get("page") || "1", 10);
         return {
             q: (params.get("q") || "").slice(0, 64),
@@ -987,7 +987,6 @@
             sort: params.get("sort") || "udid",
             order: params.get("order") || "asc",
             page: Number.isFinite(page) && page > 0 ? page : 1,
-            known: sorts,
         };
     }
 
