@@ -40,6 +40,7 @@ case "${1:-}" in
         ;;
 esac
 command -v h2load >/dev/null || { echo "bench: h2load missing (apt-get install nghttp2-client)" >&2; exit 1; }
+command -v chromium >/dev/null || { echo "bench: chromium missing (apt-get install chromium python3-websocket)" >&2; exit 1; }
 
 [ -f "$build/build.ninja" ] || meson setup "$build" --buildtype=release -Db_ndebug=true >/dev/null
 ninja -C "$build" >/dev/null
@@ -75,6 +76,8 @@ bench() {
         --seconds "$((seconds * 3))"
     bench "scheduler: one tick (a batch of 200 requests) with 1% of the fleet due" \
         /usr/bin/python3 "$repo/bench/bench_scheduler.py" "$build" --sizes "$fleets"
+    bench "dashboard: the overview of $devices devices rendered in headless chromium vs the raw GET /v1/fleet" \
+        /usr/bin/python3 "$repo/bench/bench_dashboard.py" "$build" --devices "$devices"
     [ ${#failures[@]} -eq 0 ] || echo "!! ${#failures[@]} benchmark(s) failed: ${failures[*]}"
 } 2>&1 | tee "$out"
 

@@ -14,7 +14,8 @@
 # enrolls again with a new identity certificate (a new enrollment generation, attested anew).
 # vouchd pushes them; they wake up, answer the attestation request queued at enrollment and a
 # DeviceInformation command; then it shows the identities, the refusals, every verdict, the
-# web-hook events, and how to ask for a re-attestation.
+# web-hook events, and how to ask for a re-attestation; last, the dashboard's URL (/ui/) and a
+# read token to paste into it.
 #
 # PostgreSQL's files: as root, the server runs as the postgres user, who cannot enter a clone in
 # root's home (mode 700), so they go to that user's home, one cluster per clone:
@@ -405,10 +406,23 @@ for l in lines:
 PY
 
 [ "$enrolled" -eq "$total" ] || { echo "quickstart: expected $total enrolled devices" >&2; exit 1; }
+
+# The dashboard reads the admin API with a token pasted once; a read token can look, not act.
+read_token=$("$vouchctl" tokens create "dashboard-$(date +%s)" --scope read 2>/dev/null) ||
+    { echo "quickstart: vouchctl tokens create --scope read failed" >&2; exit 1; }
+print_dashboard() {
+    echo
+    echo "== the dashboard: open it and paste the read token (it may look; re-attesting needs"
+    echo "   the admin token)"
+    echo "  $url/ui/"
+    echo "  read token: $read_token"
+}
 if $once; then
     echo
     echo "With --once everything stops now. Run deploy/quickstart.sh without it to keep vouchd"
-    echo "running and try vouchctl against it (each run starts the demonstration anew)."
+    echo "running and try vouchctl and the dashboard against it (each run starts the"
+    echo "demonstration anew)."
+    print_dashboard
     exit 0
 fi
 echo
@@ -422,4 +436,5 @@ echo "                                        # also asks on OS changes and at r
 echo "  $vouchctl events                      # the web-hook outbox"
 [ "$identity" = acme ] &&
     echo "  $vouchctl certs                       # the identities the ACME server issued"
+print_dashboard
 wait "$vouchd_pid"

@@ -27,6 +27,7 @@ static const struct conf_key keys[] = {
     STR_KEY(cert_header),
     STR_KEY(trusted_proxies),
     STR_KEY(reenroll),
+    STR_KEY(ui),
     STR_KEY(attestation_roots),
     STR_KEY(apns_cert),
     STR_KEY(apns_key),
@@ -348,6 +349,12 @@ bool config_parse(struct config *cfg, const char *text, size_t text_len, char *c
         return false;
     }
     cfg->reenroll_refuse = cfg->reenroll != NULL && strcmp(cfg->reenroll, "refuse") == 0;
+    if (cfg->ui != NULL && strcmp(cfg->ui, "on") != 0 && strcmp(cfg->ui, "off") != 0) {
+        snprintf(err, err_size, "ui: expected on or off, not '%s'", cfg->ui);
+        config_clear(cfg);
+        return false;
+    }
+    cfg->ui_off = cfg->ui != NULL && strcmp(cfg->ui, "off") == 0;
     enum log_format format;
     if (cfg->log_format != NULL && !log_parse_format(cfg->log_format, &format)) {
         snprintf(err, err_size, "log_format: expected text or json, not '%s'", cfg->log_format);

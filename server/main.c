@@ -15,6 +15,7 @@
 
 #include "acme.h"
 #include "admin.h"
+#include "dashboard.h"
 #include "health.h"
 #include "fleet_metrics.h"
 #include "apns.h"
@@ -140,6 +141,8 @@ static const char usage_more[] =
     "  profile_ca        PEM CA certificate to put in the profile (the server's TLS chain)\n"
     "  profile_signing_cert, profile_signing_key  PEM: sign the profile (CMS)\n"
     "  organization      the profile's PayloadOrganization\n"
+    "  ui                on or off: the dashboard, a page at /ui/ that reads the admin API\n"
+    "                    with a token the operator pastes (default on)\n"
     "\n"
     "  policy.NAME.KEY   trust policies for /v1/trust/NAME (docs/trust.md): require,\n"
     "                    max_attestation_age, min_os_version.ios|ipados|tvos,\n"
@@ -506,6 +509,7 @@ static int serve(const struct config *cfg, const char *config_path)
     acme_register_routes();
     trust_register_routes();
     admin_register_routes();
+    dashboard_register_routes();
     health_register_routes();
     if (!http_start(&srv, err, sizeof(err))) {
         log_error("%s", err);

@@ -20,7 +20,8 @@ packages=(meson ninja-build pkg-config gcc libevent-dev libcurl4-openssl-dev lib
           postgresql-client openssl python3 python3-cryptography python3-h2 python3-jsonschema
           libplist-utils curl nghttp2-client scep clang libclang-rt-14-dev valgrind
           libcbor-dev python3-acme nginx-light python3-yaml prometheus
-          build-essential debhelper dpkg-dev help2man lintian man-db systemd)
+          build-essential debhelper dpkg-dev help2man lintian man-db systemd chromium
+          python3-websocket)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -13,6 +13,7 @@
 #include "apns.h"
 #include "command.h"
 #include "command_answers.h"
+#include "fleet_api.h"
 #include "http.h"
 #include "json.h"
 #include "log.h"
@@ -948,7 +949,8 @@ static void handle_request(struct vouchd *srv, struct evhttp_request *req, const
             handle_event_list(srv, req);
     } else if (strncmp(path, "/v1/events/", 11) == 0) {
         handle_event(srv, req, path + 11);
-    } else if (!identities_handle(srv, req, path) && !token_api_handle(srv, req, path, &caller)) {
+    } else if (!fleet_api_handle(srv, req, path) && !identities_handle(srv, req, path) &&
+               !token_api_handle(srv, req, path, &caller)) {
         http_reply_json_error(req, EP_OTHER, 404, "not found");
     }
 }

@@ -415,6 +415,13 @@ class OpenApiLiveTest(AcmeTestCase):
         self.assertEqual(r.body, self.raw, "GET /v1/openapi.yaml is not docs/openapi.yaml")
         self.assertEqual(r.header("Content-Type"), "application/yaml")
 
+        # The dashboard's files, without a token (issue 21).
+        self.call("GET", "/ui", token="", expect=308)
+        self.call("GET", "/ui/", token="", expect=200)
+        self.call("GET", "/ui/app.js", token="", expect=200)
+        self.call("GET", "/ui/app.css", token="", expect=200)
+        self.call("GET", "/ui/nothing.js", token="", expect=404)
+
         acme, dev = self.acme_enrolled()
         plain = self.enroll()
         self.assertEmpty200(plain.settle_attestation(), "attestation request answered")
@@ -425,6 +432,13 @@ class OpenApiLiveTest(AcmeTestCase):
         self.call("GET", "/v1/devices?limit=1&attestation=unsupported", expect=200)
         self.call("GET", "/v1/devices?limit=0", expect=400)
         self.call("GET", "/v1/devices?attestation=maybe", expect=400)
+        # What the dashboard reads of the fleet (issue 21).
+        fleet = self.call("GET", "/v1/fleet", expect=200).json()
+        self.assertGreaterEqual(fleet["devices"], 2, fleet)
+        page = self.call("GET", "/v1/fleet/devices?q=-&attestation=unsupported&sort=verdict"
+                                "&order=desc&offset=0&limit=5", expect=200).json()
+        self.assertIn(plain.udid, {d["udid"] for d in page["devices"]}, page)
+        self.call("GET", "/v1/fleet/devices?limit=201", expect=400)
         device = self.call("GET", f"/v1/devices/{dev.udid}", expect=200).json()
         self.assertEqual(device["identity"]["kind"], "acme-attested")
         self.call("GET", f"/v1/devices/{ghost}", expect=404)
@@ -511,6 +525,8 @@ class OpenApiLiveTest(AcmeTestCase):
         self.call("GET", "/v1/tokens", expect=200)
         self.call("GET", "/v1/audit?limit=50", expect=200)
         self.call("GET", "/v1/audit?before=0", expect=400)
+        self.call("GET", "/v1/fleet", token=read_token, expect=200)
+        self.call("GET", "/v1/fleet/devices", token=trust, expect=403)
         for token in (read_token, trust):
             r = self.call("GET", "/v1/openapi.yaml", token=token, expect=200)
             self.assertEqual(r.body, self.raw, "any scope reads the document")
@@ -539,7 +555,7 @@ class OpenApiLiveTest(AcmeTestCase):
         # unknown paths, are 404 or 405.
         samples = {"udid": plain.udid, "command_uuid": cmd["CommandUUID"], "ids": plain.udid,
                    "id": str(issued[0]["id"]), "serial": certs[0]["serial"], "name": name,
-                   "policy": "web"}
+                   "policy": "web", "asset": "app.js"}
         for template, item in self.spec.paths.items():
             if template in ANY_METHOD:
                 continue

@@ -362,6 +362,23 @@ static void test_reenroll(void **state)
     fail_text("reenroll = sometimes\n", "reenroll", "allow or refuse");
 }
 
+/* ui = on|off: the dashboard (server/dashboard/), on unless turned off. */
+static void test_ui(void **state)
+{
+    struct config cfg;
+    (void)state;
+    parse_ok(&cfg, "", NULL);
+    assert_false(cfg.ui_off);
+    config_clear(&cfg);
+    parse_ok(&cfg, "ui = on\n", NULL);
+    assert_false(cfg.ui_off);
+    config_clear(&cfg);
+    parse_ok(&cfg, "ui = off\n", NULL);
+    assert_true(cfg.ui_off);
+    config_clear(&cfg);
+    fail_text("ui = true\n", "ui", "on or off");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -375,6 +392,7 @@ int main(void)
         cmocka_unit_test(test_webhook_http_receivers),
         cmocka_unit_test(test_enrollment_keys),
         cmocka_unit_test(test_reenroll),
+        cmocka_unit_test(test_ui),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
