@@ -2,7 +2,7 @@
 # Runs Vouch's whole test suite on a Debian 12 machine, from nothing:
 #   installs the packages it needs (as root, with apt-get), builds with warnings as errors,
 #   runs the cmocka unit tests, every fuzz target for a while (tests/fuzz/run.sh, ASan + UBSan;
-#   VOUCH_FUZZ_SECONDS each, default 30), the integration suites (each class starts its own
+#   VOUCH_FUZZ_SECONDS each, default 20), the integration suites (each class starts its own
 #   vouchd; VOUCH_TEST_JOBS workers at once, default 4, each with its own PostgreSQL), then the
 #   unit and integration tests again from an ASan + UBSan build (every program the tests start
 #   is sanitized; a report fails the class that ran it), and some integration suites with vouchd
@@ -134,7 +134,7 @@ out_file=$(mktemp)
 trap 'rm -f "$out_file"' EXIT
 
 if [ $# -eq 0 ]; then
-    fuzz_seconds=${VOUCH_FUZZ_SECONDS:-30}
+    fuzz_seconds=${VOUCH_FUZZ_SECONDS:-20}
     echo "== fuzzing: every parser of untrusted input, ${fuzz_seconds} s each (ASan + UBSan)"
     tests/fuzz/run.sh --seconds "$fuzz_seconds" >"$out_file" 2>&1 || true
     cat "$out_file"
