@@ -30,6 +30,7 @@
         { key: "expired", label: "Expired", filter: "expired" },
         { key: "unsupported", label: "Unsupported", filter: "unsupported" },
         { key: "never_asked", label: "Never asked", filter: "never_asked" },
+        { key: "awaiting_first", label: "Awaiting first answer", filter: "awaiting_first" },
     ];
     const VERDICT_LABEL = Object.fromEntries(VERDICTS.map((v) => [v.key, v.label]));
     const FILTERS = [
@@ -40,8 +41,9 @@
         ["failed", "Failed"],
         ["expired", "Expired"],
         ["unsupported", "Unsupported"],
-        ["none", "No verdict"],
+        ["none", "No verdict (never asked or awaiting)"],
         ["never_asked", "Never asked"],
+        ["awaiting_first", "Awaiting first answer"],
         ["pending", "Request pending"],
     ];
     const COLUMNS = [
@@ -204,15 +206,14 @@
         switch (a.status) {
         case "verified": return a.freshness === "cached" ? "verified_cached" : "verified_fresh";
         case "failed": case "expired": case "unsupported": return a.status;
-        default: return a.request ? "none" : "never_asked";
+        default: return a.request ? "awaiting_first" : "never_asked";
         }
     }
 
     function verdictBadge(device) {
         const a = device.attestation || {};
         const verdict = deviceVerdict(device);
-        const parts = [el("span", { class: `badge v-${verdict}` },
-            verdict === "none" ? "No verdict" : VERDICT_LABEL[verdict])];
+        const parts = [el("span", { class: `badge v-${verdict}` }, VERDICT_LABEL[verdict])];
         if (verdict === "failed" && a.reason) parts.push(el("code", { class: "reason" }, a.reason));
         if (a.request && a.request.state === "pending") parts.push(el("span", { class: "badge v-pending" }, "pending"));
         return parts;
