@@ -48,7 +48,7 @@ def verdict_of(device):
     att = device["attestation"]
     status = att["status"]
     if status == "verified":
-        return "verified_cached" if att["freshness"] == "cached" else "verified_fresh"
+        return "verified_fresh" if att["freshness"] == "fresh" else "verified_cached"
     if status == "none":
         return "never_asked" if att["request"] is None else "awaiting_first"
     return status

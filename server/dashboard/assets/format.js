@@ -94,7 +94,7 @@ export function fmtDuration(seconds) {
 function deviceVerdict(device) {
     const a = device.attestation || {};
     switch (a.status) {
-    case "verified": return a.freshness === "cached" ? "verified_cached" : "verified_fresh";
+    case "verified": return a.freshness === "fresh" ? "verified_fresh" : "verified_cached";
     case "failed": case "expired": case "unsupported": return a.status;
     default: return a.request ? "awaiting_first" : "never_asked";
     }
