@@ -9,14 +9,17 @@
 -- The dashboard's verdict of a device, from its device object's attestation (30_devices.sql):
 -- status 'verified' split by freshness (a verified verdict is fresh or cached; one of unknown
 -- freshness counts as cached: it is not this request's nonce), 'expired' (marked, or verified
--- past its expiry at p_now), 'failed', 'unsupported', and 'never_asked' for 'none': no verdict
--- yet in this generation (a request may be out: the pending count shows those).
+-- past its expiry at p_now), 'failed', 'unsupported', and for 'none' (no verdict yet in this
+-- generation) 'awaiting_first' while a request is out (p_request_out: the device object's
+-- attestation.request), else 'never_asked'. The pending count overlaps them all.
 CREATE OR REPLACE FUNCTION vouch_fleet_verdict(p_status text, p_expires_at timestamptz,
-                                               p_freshness text, p_now timestamptz)
+                                               p_freshness text, p_request_out boolean,
+                                               p_now timestamptz)
 RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE WHEN p_status = 'verified' AND p_expires_at <= p_now THEN 'expired'
                 WHEN p_status = 'verified' AND p_freshness = 'fresh' THEN 'verified_fresh'
                 WHEN p_status = 'verified' THEN 'verified_cached'
+                WHEN p_status = 'none' AND p_request_out THEN 'awaiting_first'
                 WHEN p_status = 'none' THEN 'never_asked'
                 ELSE p_status END
 $$;
@@ -43,7 +46,11 @@ BEGIN
         SELECT vouch_fleet_verdict(d.attestation_status, d.attestation_expires_at,
                                    CASE WHEN d.attestation_status = 'verified'
                                         THEN (SELECT a.freshness FROM attestations a
-                                              WHERE a.id = d.attestation_id) END, t) AS verdict,
+                                              WHERE a.id = d.attestation_id) END,
+                                   d.attestation_status = 'none'
+                                   AND EXISTS (SELECT 1 FROM attestation_requests r
+                                               WHERE r.udid = d.udid AND r.answered_at IS NULL),
+                                   t) AS verdict,
                CASE WHEN d.attestation_status = 'failed'
                     THEN (SELECT a.reason FROM attestations a WHERE a.id = d.attestation_id)
                END AS reason,
@@ -60,7 +67,9 @@ BEGIN
                    'failed', count(*) FILTER (WHERE verdict = 'failed'),
                    'expired', count(*) FILTER (WHERE verdict = 'expired'),
                    'unsupported', count(*) FILTER (WHERE verdict = 'unsupported'),
-                   'never_asked', count(*) FILTER (WHERE verdict = 'never_asked')) AS counts
+                   'never_asked', count(*) FILTER (WHERE verdict = 'never_asked'),
+                   'awaiting_first', count(*) FILTER (WHERE verdict = 'awaiting_first'))
+                   AS counts
         FROM v),
     reasons AS (
         SELECT coalesce(json_object_agg(r.reason, r.n ORDER BY r.reason), '{}') AS counts
@@ -132,10 +141,11 @@ $$;
 -- A page of device objects (docs/api.md, "Fleet"): {"total", "offset", "limit", "devices"}.
 -- p_q (NULL: all): a case-insensitive substring of the UDID, serial number, model or product
 -- name. p_attestation (NULL: all): a dashboard verdict (vouch_fleet_verdict), 'verified'
--- (fresh or cached), 'none' (as never_asked), or 'pending' (a request out). p_sort: udid,
--- serial, model, os_version (by version numbers when it is one), verdict (worst first: failed,
--- expired, unsupported, never_asked, verified_cached, verified_fresh), last_seen or next_check;
--- values missing come last in either order, ties go by UDID. Text compares byte by byte.
+-- (fresh or cached), 'none' (no verdict: never_asked or awaiting_first, as GET /v1/devices), or
+-- 'pending' (a request out). p_sort: udid, serial, model, os_version (by version numbers when
+-- it is one), verdict (worst first: failed, expired, unsupported, never_asked, awaiting_first,
+-- verified_cached, verified_fresh), last_seen or next_check; values missing come last in
+-- either order, ties go by UDID. Text compares byte by byte.
 CREATE OR REPLACE FUNCTION vouch_fleet_devices(p_q text, p_attestation text, p_sort text,
                                                p_desc boolean, p_offset integer,
                                                p_limit integer)
@@ -145,9 +155,10 @@ DECLARE
     q text := nullif(lower(p_q), '');
     result json;
 BEGIN
-    -- The verdict needs a look-up of the device's attestation: made only when a filter or the
-    -- sort asks for it, and once per device (OFFSET 0 keeps x from being folded into f, which
-    -- would repeat the look-up in each condition that reads the verdict).
+    -- The verdict needs a look-up of the device's attestation (or, with no verdict, of its
+    -- request): made only when a filter or the sort asks for it, and once per device (OFFSET 0
+    -- keeps x from being folded into f, which would repeat the look-ups in each condition that
+    -- reads the verdict).
     WITH f AS MATERIALIZED (
         SELECT x.*
         FROM (SELECT d.udid, d.serial_number, d.model, d.os_version, d.last_seen_at,
@@ -157,6 +168,10 @@ BEGIN
                                              CASE WHEN d.attestation_status = 'verified'
                                                   THEN (SELECT a.freshness FROM attestations a
                                                         WHERE a.id = d.attestation_id) END,
+                                             d.attestation_status = 'none'
+                                             AND EXISTS (SELECT 1 FROM attestation_requests r
+                                                         WHERE r.udid = d.udid
+                                                           AND r.answered_at IS NULL),
                                              t) END AS verdict
               FROM devices d
               WHERE q IS NULL OR strpos(lower(d.udid), q) > 0
@@ -166,7 +181,7 @@ BEGIN
         WHERE p_attestation IS NULL
            OR x.verdict = p_attestation
            OR (p_attestation = 'verified' AND x.verdict IN ('verified_fresh', 'verified_cached'))
-           OR (p_attestation = 'none' AND x.verdict = 'never_asked')
+           OR (p_attestation = 'none' AND x.verdict IN ('never_asked', 'awaiting_first'))
            OR (p_attestation = 'pending'
                AND EXISTS (SELECT 1 FROM attestation_requests r
                            WHERE r.udid = x.udid AND r.answered_at IS NULL))),
@@ -203,7 +218,8 @@ BEGIN
                   CASE WHEN p_sort = 'verdict' THEN
                       CASE f.verdict WHEN 'failed' THEN 1 WHEN 'expired' THEN 2
                                      WHEN 'unsupported' THEN 3 WHEN 'never_asked' THEN 4
-                                     WHEN 'verified_cached' THEN 5 ELSE 6 END
+                                     WHEN 'awaiting_first' THEN 5 WHEN 'verified_cached' THEN 6
+                                     ELSE 7 END
                       * CASE WHEN p_desc THEN -1 ELSE 1 END END ASC,
                   f.udid COLLATE "C" ASC
               OFFSET p_offset LIMIT p_limit) s)

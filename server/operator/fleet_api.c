@@ -104,8 +104,8 @@ static bool search_ok(const char *q)
 }
 
 static const char *const attestation_values[] = {
-    "verified_fresh", "verified_cached", "verified", "failed",  "expired",
-    "unsupported",    "never_asked",     "none",     "pending",
+    "verified_fresh", "verified_cached", "verified",       "failed", "expired",
+    "unsupported",    "never_asked",     "awaiting_first", "none",   "pending",
 };
 static const char *const sort_keys[] = {"udid",    "serial",    "model",     "os_version",
                                         "verdict", "last_seen", "next_check"};
@@ -135,7 +135,7 @@ static const char *parse_page(struct evkeyvalq *query, struct db_fleet_page *pag
         return "q must be text of at most 64 characters";
     if (attestation != NULL && !one_of(attestation, attestation_values, COUNT(attestation_values)))
         return "attestation must be one of verified_fresh, verified_cached, verified, failed, "
-               "expired, unsupported, never_asked, none, pending";
+               "expired, unsupported, never_asked, awaiting_first, none, pending";
     if (sort != NULL && !one_of(sort, sort_keys, COUNT(sort_keys)))
         return "sort must be one of udid, serial, model, os_version, verdict, last_seen, "
                "next_check";

@@ -5,7 +5,8 @@ the protocol (device.py, the stand-in Apple PKI of fake_apple.py, the database's
   verified fresh, verified cached, failed (nonce_mismatch, attestation_withheld x2,
   udid_mismatch), expired (Apple made the leaf 31 days before the clock), unsupported (an iPhone 7
   without an attestation), never asked (Authenticate only: a request is queued at the first
-  TokenUpdate), pending (enrolled, the enrollment's request not taken);
+  TokenUpdate), awaiting the first answer (enrolled, the enrollment's request not taken: also
+  pending);
 
 plus 55 devices that only sent Authenticate, so that the device list has more than one page.
 
@@ -34,7 +35,7 @@ from test_scheduler import DEADLINE_S, SchedulerCase, db_clock, set_clock, sql
 
 DAY = datetime.timedelta(days=1)
 VERDICTS = ("verified_fresh", "verified_cached", "failed", "expired", "unsupported",
-            "never_asked")
+            "never_asked", "awaiting_first")
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 OLD_IPHONE = dict(model="iPhone9,3", product_name="iPhone9,3")
@@ -47,9 +48,9 @@ def verdict_of(device):
     att = device["attestation"]
     status = att["status"]
     if status == "verified":
-        return "verified_cached" if att["freshness"] == "cached" else "verified_fresh"
+        return "verified_fresh" if att["freshness"] == "fresh" else "verified_cached"
     if status == "none":
-        return "never_asked"
+        return "never_asked" if att["request"] is None else "awaiting_first"
     return status
 
 
@@ -138,7 +139,7 @@ class DashboardTest(SchedulerCase):
         self.answer(f["unsupported"], cu, omit_attestation=True, what="unsupported")
         self.assertVerdict(f["unsupported"], cu, "unsupported", None, None, "unsupported")
 
-        f["pending"] = self.iphone()      # the enrollment's request stays out
+        f["pending"] = self.iphone()      # awaiting_first: the enrollment's request stays out
         f["live"] = self.iphone()         # answered while the overview watches
         f["never_asked"] = self.new_device(**IPHONE, os_version="17.4")
         self.assertEmpty200(f["never_asked"].authenticate(), "Authenticate only")
@@ -361,7 +362,7 @@ class DashboardTest(SchedulerCase):
         # Every filter the select offers lists what the API lists.
         options = page.query_all("#device-filter option", "e => e.value")
         for value in ("verified_fresh", "verified_cached", "failed", "expired", "unsupported",
-                      "never_asked", "pending"):
+                      "never_asked", "awaiting_first", "none", "pending"):
             self.assertIn(value, options, "#device-filter options")
         for value in options:
             with self.subTest(filter=value):
@@ -474,6 +475,19 @@ class DashboardTest(SchedulerCase):
         self.assertIn("failed", verdict)
         self.assertIn("udid mismatch", verdict.replace("_", " "))
         self.assertNoProblems(page, what="a failed device's page")
+
+        # No verdict yet, the first request out: awaiting, not "never asked".
+        waiting = self.fleet["pending"]
+        self.assertEqual(verdict_of(self.device_obj(waiting.udid)), "awaiting_first")
+        page.navigate(self.ui_url + f"#/device/{waiting.udid}")
+        verdict = page.wait_for(
+            f"(e => e && e.closest('#device').querySelector('[data-field=udid]').textContent"
+            f".includes({json.dumps(waiting.udid)}) && e.textContent)"
+            f"(document.querySelector('#device [data-field=verdict]'))",
+            timeout=PAGE_TIMEOUT, what="the verdict of a device awaiting its first answer")
+        self.assertIn("awaiting first answer", verdict.lower())
+        self.assertNotIn("never asked", verdict.lower())
+        self.assertNoProblems(page, what="the page of a device awaiting its first answer")
 
     def test_reattest_queues_a_request(self):
         dev = self.fleet["reattest"]

@@ -3,8 +3,8 @@ itself under /ui/ (docs/api.md, "Fleet" and "Dashboard").
 
 What must hold:
   * a small fleet made through the real protocol, every verdict present (verified fresh,
-    verified cached, failed for several reasons, expired, unsupported, no verdict yet, a
-    request out beside a verdict), is counted by GET /v1/fleet exactly as GET /v1/devices
+    verified cached, failed for several reasons, expired, unsupported, never asked, awaiting
+    the first answer, a request out beside a verdict), is counted by GET /v1/fleet exactly as GET /v1/devices
     describes it device by device: verdicts, failed by reason, pending, attestation ages, OS
     versions, the next 7 days of planned checks, push tokens;
   * GET /v1/fleet/devices searches (case-insensitive substring of UDID, serial, model, product
@@ -33,9 +33,9 @@ SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY",
                     "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
                     "Cache-Control": "no-cache"}
 VERDICTS = ("verified_fresh", "verified_cached", "failed", "expired", "unsupported",
-            "never_asked")
-RANK = {"failed": 1, "expired": 2, "unsupported": 3, "never_asked": 4, "verified_cached": 5,
-        "verified_fresh": 6}
+            "never_asked", "awaiting_first")
+RANK = {"failed": 1, "expired": 2, "unsupported": 3, "never_asked": 4, "awaiting_first": 5,
+        "verified_cached": 6, "verified_fresh": 7}
 SORT_FIELDS = {"udid": "udid", "serial": "serial_number", "model": "model",
                "os_version": "os_version", "last_seen": "last_seen_at"}
 AGE_BOUNDS = [1, 2, 3, 5, 7, 14, 21, 30, 60, 90, None]
@@ -47,7 +47,9 @@ def verdict_of(device):
     att = device["attestation"]
     if att["status"] == "verified":
         return "verified_fresh" if att["freshness"] == "fresh" else "verified_cached"
-    return "never_asked" if att["status"] == "none" else att["status"]
+    if att["status"] == "none":
+        return "never_asked" if att["request"] is None else "awaiting_first"
+    return att["status"]
 
 
 def version_key(text):
@@ -139,9 +141,13 @@ class FleetApiTest(SchedulerCase):
         self.answer(f["unsupported"], cu, omit_attestation=True, what="no attestation key")
         self.assertVerdict(f["unsupported"], cu, "unsupported", None, None, "unsupported")
 
-        # Enrolled, its first request out and not answered: no verdict yet.
-        f["waiting"] = self.iphone(os_version="17.4")
-        self.assertPending(f["waiting"].udid, "the device that has not answered")
+        # Enrolled, its first request out and not answered: awaiting the first answer.
+        f["awaiting_first"] = self.iphone(os_version="17.4")
+        self.assertPending(f["awaiting_first"].udid, "the device that has not answered")
+        # Authenticate only (a request is queued at the first TokenUpdate): never asked.
+        f["never_asked"] = self.iphone(os_version="17.4", enroll=False)
+        self.assertEmpty200(f["never_asked"].authenticate(), "Authenticate only")
+        self.assertIsNone(self.attestation(f["never_asked"].udid)["request"], "never asked")
         cls.fleet = f
         return f
 
@@ -179,6 +185,9 @@ class FleetApiTest(SchedulerCase):
         self.assertEqual(fleet["verdicts"], verdicts)
         self.assertEqual(sum(fleet["verdicts"].values()), fleet["devices"])
         self.assertTrue(all(verdicts.values()), f"every verdict present: {verdicts}")
+        by_udid = {d["udid"]: d for d in devices}
+        for role in ("never_asked", "awaiting_first"):
+            self.assertEqual(verdict_of(by_udid[f[role].udid]), role, role)
         self.assertEqual(fleet["failed_by_reason"], reasons)
         self.assertEqual(fleet["failed_by_reason"],
                          {"udid_mismatch": 1, "attestation_withheld": 2})
@@ -239,7 +248,7 @@ class FleetApiTest(SchedulerCase):
             return {d["udid"] for d in devices if pred(d)}
         expect = {v: udids(lambda d, v=v: verdict_of(d) == v) for v in VERDICTS}
         expect["verified"] = expect["verified_fresh"] | expect["verified_cached"]
-        expect["none"] = expect["never_asked"]
+        expect["none"] = expect["never_asked"] | expect["awaiting_first"]
         expect["pending"] = udids(lambda d: d["attestation"]["request"] is not None)
         for value, want in expect.items():
             with self.subTest(attestation=value):
@@ -353,8 +362,12 @@ class FleetApiTest(SchedulerCase):
     def test_ui_serves_the_embedded_page(self):
         assets = os.path.join(REPO, "server", "dashboard", "assets")
         types = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
-        for path, name in [("/ui/", "index.html"), ("/ui/app.js", "app.js"),
-                           ("/ui/app.css", "app.css")]:
+        # Every file of assets/ (app.js imports the other modules; a browser runs a module only
+        # when it is served as JavaScript), and index.html at /ui/.
+        served = [("/ui/", "index.html")] + [(f"/ui/{name}", name)
+                                             for name in sorted(os.listdir(assets))]
+        self.assertIn(("/ui/app.js", "app.js"), served)
+        for path, name in served:
             with self.subTest(path=path):
                 r = self.vouchd.request("GET", path)
                 self.assertStatus(r, 200, path)
