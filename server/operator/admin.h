@@ -23,6 +23,16 @@ struct vouchd;
 const char *admin_db_text(struct evhttp_request *req, enum db_outcome outcome, const PGresult *res,
                           size_t *len, const char *who);
 
+/* A read whose answer is the JSON text of one database value, for the endpoint files: pass
+ * admin_read_done and admin_read_new(...) to a db_ query. The answer is 200 with the text,
+ * empty_status with empty_message for SQL NULL, or what admin_db_text answers on a failure. The
+ * read counts in srv->inflight until it is answered. */
+struct vouchd;
+struct admin_read;
+struct admin_read *admin_read_new(struct vouchd *srv, struct evhttp_request *req, const char *who,
+                                  int empty_status, const char *empty_message);
+void admin_read_done(void *arg, enum db_outcome outcome, const PGresult *res);
+
 /* Registers /v1/ with the HTTP front (http_route); health.c has the routes without a token. */
 void admin_register_routes(void);
 

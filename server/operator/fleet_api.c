@@ -24,35 +24,6 @@
 #define FLEET_OFFSET_MAX 10000000 /* ten million: past any fleet, inside an integer */
 #define FLEET_QUERY_MAX_CHARS 64
 
-struct fleet_request {
-    struct vouchd *srv;
-    struct evhttp_request *req;
-};
-
-static struct fleet_request *request_new(struct vouchd *srv, struct evhttp_request *req)
-{
-    struct fleet_request *fr = calloc(1, sizeof(*fr));
-    if (fr == NULL)
-        log_fatal("out of memory");
-    fr->srv = srv;
-    fr->req = req;
-    srv->inflight++;
-    return fr;
-}
-
-static void json_done(void *arg, enum db_outcome outcome, const PGresult *res)
-{
-    struct fleet_request *fr = arg;
-    size_t len;
-    const char *text = admin_db_text(fr->req, outcome, res, &len, "fleet");
-    if (text != NULL && len == 0)
-        http_reply_json_error(fr->req, EP_OTHER, 500, "internal error");
-    else if (text != NULL)
-        http_reply(fr->req, EP_OTHER, 200, "application/json", text, len);
-    fr->srv->inflight--;
-    free(fr);
-}
-
 /* GET /v1/fleet. The push service's state is vouchd's own: off without apns_cert, degraded when
  * APNs refused the certificate or it has expired (as /healthz says), else ok. */
 static void fleet_summary(struct vouchd *srv, struct evhttp_request *req)
@@ -65,7 +36,8 @@ static void fleet_summary(struct vouchd *srv, struct evhttp_request *req)
         apns = push_service_certificate_refused(srv->push) || expired ? "degraded" : "ok";
         not_after = cert != NULL ? cert->not_after : 0;
     }
-    db_fleet_summary(srv->db, apns, not_after, FLEET_OS_TOP, json_done, request_new(srv, req));
+    db_fleet_summary(srv->db, apns, not_after, FLEET_OS_TOP, admin_read_done,
+                     admin_read_new(srv, req, "fleet", 500, "internal error"));
 }
 
 /* A whole number from min to max, or false. */
@@ -168,7 +140,8 @@ static void fleet_devices(struct vouchd *srv, struct evhttp_request *req)
         metrics_count_rejection("bad_request");
         http_reply_json_error(req, EP_OTHER, 400, problem);
     } else {
-        db_fleet_devices(srv->db, &page, json_done, request_new(srv, req));
+        db_fleet_devices(srv->db, &page, admin_read_done,
+                         admin_read_new(srv, req, "fleet", 500, "internal error"));
     }
     evhttp_clear_headers(&query);
 }

@@ -55,16 +55,10 @@ static void request_free(struct identities_request *ir)
     free(ir);
 }
 
-static void text_done(void *arg, enum db_outcome outcome, const PGresult *res)
+/* The certificate list, a revocation's answer, the expected devices: one JSON value each. */
+static struct admin_read *certs_read(struct vouchd *srv, struct evhttp_request *req)
 {
-    struct identities_request *ir = arg;
-    size_t len;
-    const char *text = admin_db_text(ir->req, outcome, res, &len, "identities");
-    if (text != NULL && len == 0)
-        http_reply_json_error(ir->req, EP_OTHER, 404, "no certificate with that serial");
-    else if (text != NULL)
-        http_reply(ir->req, EP_OTHER, 200, "application/json", text, len);
-    request_free(ir);
+    return admin_read_new(srv, req, "identities", 404, "no certificate with that serial");
 }
 
 static bool hex_serial(const char *s, size_t len)
@@ -95,7 +89,7 @@ static void list_certs(struct vouchd *srv, struct evhttp_request *req)
                                 !mdm_utf8_valid(udid, strlen(udid)))) {
         http_reply_json_error(req, EP_OTHER, 400, "udid must be a device id");
     } else {
-        db_cert_list(srv->db, udid, (unsigned)limit, text_done, request_new(srv, req));
+        db_cert_list(srv->db, udid, (unsigned)limit, admin_read_done, certs_read(srv, req));
     }
     evhttp_clear_headers(&query);
 }
@@ -154,7 +148,7 @@ static void revoke_cert(struct vouchd *srv, struct evhttp_request *req, const ch
     }
     json_doc_free(doc);
     log_info("revoking identity certificate %s (%s)", serial, reason);
-    db_cert_revoke(srv->db, serial, reason, text_done, request_new(srv, req));
+    db_cert_revoke(srv->db, serial, reason, admin_read_done, certs_read(srv, req));
 }
 
 static bool serial_acceptable(const char *s, size_t len)
@@ -285,7 +279,7 @@ bool identities_handle(struct vouchd *srv, struct evhttp_request *req, const cha
         revoke_cert(srv, req, path + 10);
     } else if (strcmp(path, "/v1/expected-devices") == 0) {
         if (method == EVHTTP_REQ_GET)
-            db_expected_list(srv->db, text_done, request_new(srv, req));
+            db_expected_list(srv->db, admin_read_done, certs_read(srv, req));
         else if (method == EVHTTP_REQ_POST)
             expect_devices(srv, req);
         else

@@ -54,16 +54,6 @@ static void request_free(struct token_request *tr)
     free(tr);
 }
 
-static void list_done(void *arg, enum db_outcome outcome, const PGresult *res)
-{
-    struct token_request *tr = arg;
-    size_t len;
-    const char *text = admin_db_text(tr->req, outcome, res, &len, "tokens");
-    if (text != NULL)
-        http_reply(tr->req, EP_OTHER, 200, "application/json", text, len);
-    request_free(tr);
-}
-
 static bool name_acceptable(const char *s, size_t len)
 {
     return len > 0 && len <= TOKEN_NAME_MAX &&
@@ -223,7 +213,8 @@ static void list_audit(struct vouchd *srv, struct evhttp_request *req)
                                 strspn(before, "0123456789") != before_len))
         http_reply_json_error(req, EP_OTHER, 400, "before must be an audit entry id");
     else
-        db_audit_list(srv->db, before, (unsigned)limit, list_done, request_new(srv, req));
+        db_audit_list(srv->db, before, (unsigned)limit, admin_read_done,
+                      admin_read_new(srv, req, "tokens", 500, "internal error"));
     evhttp_clear_headers(&query);
 }
 
@@ -239,7 +230,8 @@ bool token_api_handle(struct vouchd *srv, struct evhttp_request *req, const char
     enum evhttp_cmd_type method = evhttp_request_get_command(req);
     if (strcmp(path, "/v1/tokens") == 0) {
         if (method == EVHTTP_REQ_GET)
-            db_token_list(srv->db, list_done, request_new(srv, req));
+            db_token_list(srv->db, admin_read_done,
+                          admin_read_new(srv, req, "tokens", 500, "internal error"));
         else if (method == EVHTTP_REQ_POST)
             create_token(srv, req, caller);
         else
