@@ -295,7 +295,19 @@ static void maybe_emit_denial(struct trust_request *tr, const struct db_trust_ro
     json_writer_free(w);
 }
 
-static bool write_device(struct json_writer *w, const struct db_trust_row *row)
+/* The device's attestation status as the device object shows it at now: a verified verdict past
+ * its expiry reads "expired" even before the scheduler's tick marks it (db/functions/30_devices.sql
+ * says the same), so the answer never calls verified what its own reasons call expired. */
+static const char *status_at(const struct db_trust_row *row, int64_t now)
+{
+    const char *status = row->attestation_status;
+    if (status != NULL && strcmp(status, "verified") == 0 && row->expires_at != 0 &&
+        row->expires_at <= now)
+        return "expired";
+    return status;
+}
+
+static bool write_device(struct json_writer *w, const struct db_trust_row *row, int64_t now)
 {
     if (!row->device_found)
         return json_write_null(w);
@@ -310,7 +322,7 @@ static bool write_device(struct json_writer *w, const struct db_trust_row *row)
            json_write_key(w, "os_version") && json_write_string_or_null(w, row->os_version) &&
            json_write_key(w, "enrolled") && json_write_bool(w, row->enrolled) &&
            json_write_key(w, "attestation") && json_write_begin_object(w) &&
-           json_write_key(w, "status") && json_write_string_or_null(w, row->attestation_status) &&
+           json_write_key(w, "status") && json_write_string_or_null(w, status_at(row, now)) &&
            json_write_key(w, "freshness") && json_write_string_or_null(w, row->freshness) &&
            json_write_key(w, "verified_at") && write_time(w, row->verified_at) &&
            json_write_key(w, "generated_at") && write_time(w, row->generated_at) &&
@@ -386,9 +398,10 @@ static void reply_json(struct trust_request *tr, const struct db_trust_row *row,
     ok = ok && json_write_end_array(w) && json_write_key(w, "subject") &&
          json_write_begin_object(w) && json_write_key(w, kinds[tr->kind]) &&
          json_write_string(w, tr->subject) && json_write_end_object(w) &&
-         json_write_key(w, "device") && write_device(w, row) && json_write_key(w, "evaluated_at") &&
-         write_time(w, now) && json_write_key(w, "valid_until") &&
-         write_time(w, d->allow ? d->valid_until : 0) && json_write_end_object(w);
+         json_write_key(w, "device") && write_device(w, row, now) &&
+         json_write_key(w, "evaluated_at") && write_time(w, now) &&
+         json_write_key(w, "valid_until") && write_time(w, d->allow ? d->valid_until : 0) &&
+         json_write_end_object(w);
     const char *text;
     size_t len;
     if (ok && json_writer_finish(w, &text, &len))

@@ -590,6 +590,12 @@ class TrustClockTest(TrustCase):
     vouchd_config = {"attestation_mean_interval": "365d", "attestation_max_age": "30d",
                      "policy.fortnight.max_attestation_age": "14d"}
 
+    def tick_marked_expired(self, udid):
+        """The scheduler's tick wrote 'expired' into the device's row (the device object reads
+        expired from the time alone, before that)."""
+        return self.psql(f"SELECT attestation_status FROM devices WHERE udid = '{udid}'").strip() \
+            == "expired"
+
     def test_verdict_runs_out(self):
         dev = self.verified()
         att = self.attestation(dev.udid)
@@ -608,9 +614,13 @@ class TrustClockTest(TrustCase):
         a = self.assertAllowed("default", dev, "the verdict still holds")
         self.assertEqual(a["valid_until"], att["expires_at"], a)
         # Past the verdict's expiry, before and after a tick marks it expired.
+        # The answer's device says expired at once, as its reason does, tick or no tick.
         set_clock(self, expires + datetime.timedelta(seconds=1))
         self.assertDenied("default", dev, ["attestation_expired"], "past expires_at")
-        wait_for(lambda: self.attestation(dev.udid)["status"] == "expired", DEADLINE_S,
+        a = self.assertDecision("default", {"udid": dev.udid}, "deny", ["attestation_expired"],
+                                "past expires_at, maybe before the tick")
+        self.assertEqual(a["device"]["attestation"]["status"], "expired", a)
+        wait_for(lambda: self.tick_marked_expired(dev.udid), DEADLINE_S,
                  what="the tick marked the verdict expired")
         a = self.assertDecision("default", {"udid": dev.udid}, "deny", ["attestation_expired"],
                                 "marked expired")
