@@ -2,16 +2,27 @@
 """Command round trips per second: simulated devices against vouchd, beside pgbench -N.
 
 Starts the tuned private PostgreSQL (bench/benchlib.py) and vouchd (no pushes: the devices
-connect by themselves), enrolls N simulated devices (P-256 identities, every request signed with Mdm-Signature), lets them answer
-the attestation request of their enrollment, queues C commands for each, then:
-  figure     `vouch-sim connect` with K concurrent connections: every device Idles, takes each
-             command, answers Acknowledged, until the empty body; one round trip is one signed
-             report answered with the next command (each a durable transaction in PostgreSQL),
-             with p50/p99 latency from the simulator;
-  reference  `pgbench -N` (simple updates, 8 clients) on the same PostgreSQL in the same run: the
-             ceiling of one durable write per transaction on this machine.
+connect by themselves), enrolls N simulated devices (P-256 identities, every request signed with
+Mdm-Signature), lets them answer the attestation request of their enrollment, queues C commands
+for each, then:
+  figure     `vouch-sim connect` with K concurrent devices: every device Idles, takes each
+             command, answers Acknowledged, until the empty body. One round trip is one signed
+             report that carries a command's result (Acknowledged, Error, NotNow...) answered
+             with the next command, each a durable transaction in PostgreSQL: N x C of them. The
+             Idle that opens each session is sent and timed but not counted (the old count of
+             every request, N x (C + 1), is kept in the row as requests_per_s);
+  reference  `pgbench -N` (simple updates) with K clients too, on the same PostgreSQL in the
+             same run: the ceiling of one durable write per transaction on this machine. At most
+             100 clients (PostgreSQL's default max_connections): pgbench opens a backend per
+             client, and a thousand of them on one core measure forking and connecting.
+Also vouchd's CPU and PostgreSQL's (the postmaster and every backend) per round trip, from
+/proc/<pid>/stat before and after the measured run.
+
+--pinned is how peers are compared (issue 22): vouchd and its PostgreSQL on CPU 0 (the postmaster
+pinned before it forks, so every backend inherits it), vouch-sim and pgbench on CPU 1.
+
 Prints a table and JSON rows (vouchd's peak RSS too). Usage: bench_roundtrip.py BUILD_DIR
-[--devices N] [--commands C] [--concurrency K] [--seconds S]
+[--devices N] [--commands C] [--concurrency K] [--seconds S] [--pinned]
 """
 import argparse
 import os
@@ -27,6 +38,9 @@ COMMAND = b"""<?xml version="1.0" encoding="UTF-8"?>
 <key>RequestType</key><string>ProfileList</string></dict></dict></plist>
 """
 
+SERVER_CPUS = {0}
+LOAD_CPUS = {1}
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -35,10 +49,21 @@ def main():
     ap.add_argument("--commands", type=int, default=10)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--pinned", action="store_true",
+                    help="vouchd and PostgreSQL on CPU 0, the devices and pgbench on CPU 1")
     args = ap.parse_args()
     build, n, k = args.build, args.devices, str(args.concurrency)
+    if args.pinned and not (SERVER_CPUS | LOAD_CPUS) <= os.sched_getaffinity(0):
+        raise SystemExit("--pinned needs CPUs 0 and 1")
+    server_cpus = SERVER_CPUS if args.pinned else None
+    load_cpus = LOAD_CPUS if args.pinned else None
+    how = "pinned: server CPU 0, load CPU 1" if args.pinned else "unpinned"
     tmp = tempfile.mkdtemp(prefix="vouch-bench-rt-")
-    cluster = benchlib.tuned_cluster()
+    # pgbench gets as many clients as there are devices at once, up to 100 (PostgreSQL's default
+    # max_connections): beyond that a backend per client measures forking and connecting (1,000
+    # clients on one core spent 12 s connecting), not the durable write vouchd's 16 make.
+    clients = min(args.concurrency, 100)
+    cluster = benchlib.tuned_cluster(cpus=server_cpus)
     vouchd = None
     try:
         cluster.createdb("vouch")
@@ -48,12 +73,12 @@ def main():
         vouchd = benchlib.Vouchd(build, tmp, {
             "database_url": cluster.conninfo("vouch"), "identity_ca": f"{simdir}/ca.pem",
             "attestation_roots": f"{simdir}/apple-root.pem", "db_pool_size": "16",
-            "scheduler_batch": "0"})
+            "scheduler_batch": "0"}, cpus=server_cpus)
         benchlib.run_sim(build, "enroll", "--url", vouchd.url, "--dir", simdir, "--devices",
-                         str(n), "--key-type", "ec", "--concurrency", k)
+                         str(n), "--key-type", "ec", "--concurrency", k, cpus=load_cpus)
         # The enrollments' attestation requests, answered: the queues are empty.
         benchlib.run_sim(build, "connect", "--url", vouchd.url, "--dir", simdir, "--devices",
-                         str(n), "--concurrency", k)
+                         str(n), "--concurrency", k, cpus=load_cpus)
         udids = benchlib.sim_udids(build, simdir)
         for _ in range(args.commands):
             for i in range(0, len(udids), 1000):
@@ -63,32 +88,55 @@ def main():
                     raise SystemExit(f"PUT /v1/enqueue answered {status}: {text[:300]!r}")
         with open(f"/proc/{vouchd.proc.pid}/clear_refs", "w") as f:
             f.write("5")  # peak RSS from here
+        vouchd_cpu0, pg_cpu0 = vouchd.cpu_seconds(), benchlib.postgres_cpu_seconds(cluster)
         out, _ = benchlib.run_sim(build, "connect", "--url", vouchd.url, "--dir", simdir,
-                                  "--devices", str(n), "--concurrency", k)
+                                  "--devices", str(n), "--concurrency", k, cpus=load_cpus)
+        vouchd_cpu = vouchd.cpu_seconds() - vouchd_cpu0
+        pg_cpu = benchlib.postgres_cpu_seconds(cluster) - pg_cpu0
         requests, seconds = out["requests"], out["elapsed_s"] - out.get("prepare_s", 0)
-        rate = requests / seconds
+        round_trips = sum(out["answers"].values())
+        if round_trips != n * args.commands or out["failed_devices"]:
+            raise SystemExit(f"expected {n * args.commands} answered commands, saw "
+                             f"{out['answers']} ({out['failed_devices']} devices failed)")
+        rate = round_trips / seconds
         lat = out.get("latency_ms") or {}
         rss = vouchd.peak_rss_mb()
 
         pgbench = os.path.join(benchlib.pg.PG_BIN, "pgbench")
-        subprocess.run([pgbench, "-q", "-i", "-s", "1", "-d", cluster.conninfo("pgbench")],
+        # The connection string is the last argument: pgbench's -d is --debug, not the database.
+        subprocess.run([pgbench, "-q", "-i", "-s", "1", cluster.conninfo("pgbench")],
                        check=True, capture_output=True)
-        r = subprocess.run([pgbench, "-N", "-c", "8", "-j", "2", "-T", str(args.seconds),
-                            "-d", cluster.conninfo("pgbench")], capture_output=True, text=True,
-                           check=True)
-        tps = float(re.search(r"tps = ([\d.]+)", r.stdout).group(1))
+        r = subprocess.run([pgbench, "-N", "-c", str(clients), "-j", str(min(clients, 2)),
+                            "-T", str(args.seconds), cluster.conninfo("pgbench")],
+                           capture_output=True, text=True, check=True,
+                           preexec_fn=benchlib.pinned(load_cpus))
+        m = re.search(r"tps = ([\d.]+)", r.stdout)
+        if m is None:
+            raise SystemExit(f"pgbench printed no tps: {r.stdout[-1500:]}{r.stderr[:1500]}")
+        tps = float(m.group(1))
+        tag = f"{k} at once" + (", pinned" if args.pinned else "")
+        reference_is = f"pgbench -N -c {clients} -j {min(clients, 2)}, same PostgreSQL, {how}"
         rows = [
-            row("roundtrip", "command round trips (signed report + next command)", rate, "/s",
-                tps, ">=0.50", devices=n, commands=args.commands, requests=requests,
-                connections=args.concurrency, latency_ms=lat,
-                reference_is="pgbench -N -c 8, same PostgreSQL"),
-            row("roundtrip", "round trip latency p50", lat.get("p50", 0), "ms"),
-            row("roundtrip", "round trip latency p99", lat.get("p99", 0), "ms"),
-            row("roundtrip", "vouchd peak RSS, round trips", rss, "MiB"),
+            row("roundtrip", f"command round trips, {tag}",
+                rate, "/s", tps, ">=0.50", devices=n, commands=args.commands,
+                round_trips=round_trips, requests=requests, requests_per_s=requests / seconds,
+                connections=args.concurrency, pinned=args.pinned, latency_ms=lat,
+                reference_is=reference_is),
+            row("roundtrip", f"vouchd CPU per signed round trip, {tag}",
+                vouchd_cpu * 1000 / round_trips, "ms", target="<=0.2 ms",
+                cpu_s=round(vouchd_cpu, 2), round_trips=round_trips),
+            row("roundtrip", f"PostgreSQL CPU per round trip, {tag}",
+                pg_cpu * 1000 / round_trips, "ms", cpu_s=round(pg_cpu, 2),
+                round_trips=round_trips),
+            row("roundtrip", f"request latency p50, {tag}", lat.get("p50", 0), "ms"),
+            row("roundtrip", f"request latency p99, {tag}", lat.get("p99", 0), "ms"),
+            row("roundtrip", f"vouchd peak RSS, round trips, {tag}", rss, "MiB"),
         ]
         benchlib.print_table(rows)
-        print(f"reference: pgbench -N -c 8 on the same PostgreSQL; {n} devices x "
-              f"{args.commands} commands, {args.concurrency} connections, {requests} requests")
+        print(f"reference: {reference_is}; {n} devices x {args.commands} commands = "
+              f"{round_trips} round trips ({requests} requests with the opening Idles: "
+              f"{requests / seconds:,.0f}/s), {k} concurrent devices; CPU in {seconds:.1f} s: "
+              f"vouchd {vouchd_cpu:.2f} s, PostgreSQL {pg_cpu:.2f} s")
     finally:
         if vouchd is not None:
             vouchd.stop()

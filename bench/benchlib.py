@@ -51,15 +51,34 @@ def postgres_tuning(mem_bytes=None):
     }
 
 
-def tuned_cluster():
-    """A private PostgreSQL with the recommended settings, started. With VOUCH_BENCH_PROFILE=1
-    it also loads pg_stat_statements and times functions: print_postgres_profile() shows them."""
+def pinned(cpus):
+    """For preexec_fn: the child runs on cpus only (None: wherever the scheduler likes)."""
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+def tuned_cluster(cpus=None, **overrides):
+    """A private PostgreSQL with the recommended settings (and overrides), started. With cpus
+    the postmaster starts pinned to them, so every backend it forks inherits the pinning. With
+    VOUCH_BENCH_PROFILE=1 it also loads pg_stat_statements and times functions:
+    print_postgres_profile() shows them."""
     settings = postgres_tuning()
+    settings.update(overrides)
     if os.environ.get("VOUCH_BENCH_PROFILE"):
         settings.update({"shared_preload_libraries": "pg_stat_statements",
                          "pg_stat_statements.track": "all", "track_functions": "all"})
     cluster = pg.PostgresCluster(settings=settings)
-    cluster.start()
+    if cpus is None:
+        cluster.start()
+        return cluster
+    # pg_ctl and the postmaster inherit this process's CPU set: pin it while they start.
+    mine = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        cluster.start()
+    finally:
+        os.sched_setaffinity(0, mine)
     return cluster
 
 
@@ -135,7 +154,7 @@ def postgres_cpu_seconds(cluster):
 class Vouchd:
     """One vouchd from build with the given configuration keys, up once /healthz answers."""
 
-    def __init__(self, build, tmp, settings, name="vouchd"):
+    def __init__(self, build, tmp, settings, name="vouchd", cpus=None):
         self.port = pg.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = settings.setdefault("admin_token", secrets.token_hex(24))
@@ -149,7 +168,8 @@ class Vouchd:
         # vouchd reads VOUCH_* variables as configuration keys: only the file counts here.
         env = {k: v for k, v in os.environ.items() if not k.startswith("VOUCH_")}
         self.proc = subprocess.Popen([os.path.join(build, "server", "vouchd"), "--config",
-                                      self.conf], stderr=open(self.log, "w"), env=env)
+                                      self.conf], stderr=open(self.log, "w"), env=env,
+                                     preexec_fn=pinned(cpus))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -182,15 +202,17 @@ class Vouchd:
 
 
 class Sim:
-    """vouch-sim running in the background; finish() waits and returns (JSON summary, CPU s)."""
+    """vouch-sim running in the background (on cpus when given); finish() waits and returns
+    (JSON summary, CPU s)."""
 
-    def __init__(self, build, *args):
+    def __init__(self, build, *args, cpus=None):
         import tempfile
         self.what = args[0]
         self.out = tempfile.TemporaryFile(mode="w+")
         self.err = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen([os.path.join(build, "tests", "sim", "vouch-sim"), *args],
-                                     stdout=self.out, stderr=self.err, text=True)
+                                     stdout=self.out, stderr=self.err, text=True,
+                                     preexec_fn=pinned(cpus))
 
     def stderr_text(self):
         self.err.seek(0)
@@ -207,9 +229,10 @@ class Sim:
             usage.ru_utime + usage.ru_stime
 
 
-def run_sim(build, *args):
-    """Runs vouch-sim to its end; returns (its JSON summary, its CPU seconds)."""
-    return Sim(build, *args).finish()
+def run_sim(build, *args, cpus=None):
+    """Runs vouch-sim to its end (on cpus when given); returns (its JSON summary, its CPU
+    seconds)."""
+    return Sim(build, *args, cpus=cpus).finish()
 
 
 def sim_udids(build, simdir):
@@ -235,7 +258,7 @@ def fmt_value(value, unit):
     if unit == "s":
         return f"{value:,.1f} s"
     if unit == "ms":
-        return f"{value:,.1f} ms"
+        return f"{value:,.2f} ms" if value < 10 else f"{value:,.1f} ms"
     if unit == "MiB":
         return f"{value:,.0f} MiB"
     return f"{value:,.4g} {unit}".strip()

@@ -8,9 +8,10 @@
 #
 # Usage: bench/run.sh [--quick]
 #   full     100,000 devices to enroll, attest (campaign) and push; scheduler fleets of 100,000
-#            and 1,000,000; 2,000 devices x 10 commands of round trips (about 15 minutes here)
+#            and 1,000,000; 2,000 devices x 10 commands of round trips, unpinned and pinned (16
+#            and 1,000 devices at once) (about 15 minutes here)
 #   --quick  10,000 devices (campaign 5,000); scheduler fleets of 10,000 and 100,000; 500 x 10
-#            round trips; shorter CPU benchmarks (under two minutes)
+#            round trips (pinned: 16 and 500 at once); shorter CPU benchmarks (a few minutes)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 build=$repo/build-bench
@@ -19,6 +20,7 @@ devices=100000
 fleet=100000
 fleets=100000,1000000
 rt_devices=2000
+rt_wide=1000
 mode=full
 case "${1:-}" in
     --quick)
@@ -27,11 +29,12 @@ case "${1:-}" in
         fleet=5000
         fleets=10000,100000
         rt_devices=500
+        rt_wide=500
         mode=quick
         ;;
     "") ;;
     -h | --help)
-        sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -71,6 +74,12 @@ bench() {
     bench "command round trips: simulated devices vs pgbench -N on the same PostgreSQL" \
         /usr/bin/python3 "$repo/bench/bench_roundtrip.py" "$build" --devices "$rt_devices" \
         --seconds "$((seconds * 3))"
+    bench "command round trips, pinned: vouchd + PostgreSQL on CPU 0, devices + pgbench -N on CPU 1" \
+        /usr/bin/python3 "$repo/bench/bench_roundtrip.py" "$build" --devices "$rt_devices" \
+        --seconds "$((seconds * 3))" --pinned
+    bench "command round trips, pinned, $rt_wide devices at once" \
+        /usr/bin/python3 "$repo/bench/bench_roundtrip.py" "$build" --devices "$rt_devices" \
+        --seconds "$((seconds * 3))" --pinned --concurrency "$rt_wide"
     bench "trust decisions: certificate SHA-256 in, decision out vs pgbench -S on the same PostgreSQL" \
         /usr/bin/python3 "$repo/bench/bench_trust.py" "$build" --devices "$devices" \
         --seconds "$((seconds * 3))"

@@ -12,7 +12,8 @@ from benchlib import fmt_value
 
 
 def met(rec):
-    """'yes' / 'NO' / '' for a row's target: '>=R' on the ratio, '<V unit' on the value."""
+    """'yes' / 'NO' / '' for a row's target: '>=R' on the ratio, '<V unit' or '<=V unit' on
+    the value."""
     target = rec.get("target")
     if not target:
         return ""
@@ -20,9 +21,11 @@ def met(rec):
     if m:
         return "yes" if rec.get("ratio") is not None and rec["ratio"] >= float(m.group(1)) \
             else "NO"
-    m = re.fullmatch(r"<([\d.]+).*", target)
+    m = re.fullmatch(r"<(=?)([\d.]+).*", target)
     if m:
-        return "yes" if rec["value"] < float(m.group(1)) else "NO"
+        limit = float(m.group(2))
+        return "yes" if rec["value"] < limit or (m.group(1) and rec["value"] == limit) \
+            else "NO"
     return ""
 
 
