@@ -181,6 +181,17 @@ void http_reply_text(struct evhttp_request *req, enum metrics_endpoint ep, int s
                n < 0 ? 0 : ((size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1));
 }
 
+bool http_parse_query(struct evhttp_request *req, enum metrics_endpoint ep, struct evkeyvalq *query)
+{
+    TAILQ_INIT(query);
+    const char *text = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    if (text != NULL && evhttp_parse_query_str(text, query) != 0) {
+        http_reply_json_error(req, ep, 400, "bad query string");
+        return false;
+    }
+    return true;
+}
+
 const char *http_method_name(struct evhttp_request *req)
 {
     switch (evhttp_request_get_command(req)) {

@@ -58,6 +58,11 @@ void http_reply_json_error(struct evhttp_request *req, enum metrics_endpoint ep,
 /* Who sent the request, for log lines: "address:port" of the peer, or "client via
  * proxy:port" when a trusted proxy forwarded it for another address ("?" if the connection is
  * gone). */
+/* Reads the request's query string into query (the caller clears it with evhttp_clear_headers):
+ * false after answering 400 when it cannot be read. */
+struct evkeyvalq;
+bool http_parse_query(struct evhttp_request *req, enum metrics_endpoint ep, struct evkeyvalq *query)
+    __attribute__((warn_unused_result));
 /* "GET", "POST", ...: the request's method, as it goes in logs and the audit ("?" if unknown). */
 const char *http_method_name(struct evhttp_request *req);
 const char *http_peer(struct evhttp_request *req, char *buf, size_t size);

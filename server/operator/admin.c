@@ -208,12 +208,8 @@ static const char *parse_id_list(struct admin_request *ar, const char *ids)
 static bool parse_listing_query(struct evhttp_request *req, enum metrics_endpoint ep,
                                 struct evkeyvalq *query, unsigned *limit, const char **problem)
 {
-    TAILQ_INIT(query);
-    const char *query_text = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-    if (query_text != NULL && evhttp_parse_query_str(query_text, query) != 0) {
-        http_reply_json_error(req, ep, 400, "bad query string");
+    if (!http_parse_query(req, ep, query))
         return false;
-    }
     *limit = DEVICE_PAGE_DEFAULT;
     *problem = NULL;
     const char *limit_text = evhttp_find_header(query, "limit");

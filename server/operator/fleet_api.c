@@ -128,12 +128,8 @@ static const char *parse_page(struct evkeyvalq *query, struct db_fleet_page *pag
 static void fleet_devices(struct vouchd *srv, struct evhttp_request *req)
 {
     struct evkeyvalq query;
-    TAILQ_INIT(&query);
-    const char *text = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-    if (text != NULL && evhttp_parse_query_str(text, &query) != 0) {
-        http_reply_json_error(req, EP_OTHER, 400, "bad query string");
+    if (!http_parse_query(req, EP_OTHER, &query))
         return;
-    }
     struct db_fleet_page page;
     const char *problem = parse_page(&query, &page);
     if (problem != NULL) {

@@ -70,12 +70,8 @@ static bool hex_serial(const char *s, size_t len)
 static void list_certs(struct vouchd *srv, struct evhttp_request *req)
 {
     struct evkeyvalq query;
-    TAILQ_INIT(&query);
-    const char *text = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-    if (text != NULL && evhttp_parse_query_str(text, &query) != 0) {
-        http_reply_json_error(req, EP_OTHER, 400, "bad query string");
+    if (!http_parse_query(req, EP_OTHER, &query))
         return;
-    }
     const char *udid = evhttp_find_header(&query, "udid");
     const char *limit_text = evhttp_find_header(&query, "limit");
     long limit = CERTS_LIMIT_DEFAULT;

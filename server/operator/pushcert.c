@@ -50,12 +50,8 @@ static void reply_cert(struct evhttp_request *req, const struct apns_cert *cert)
 static void get_pushcert(struct vouchd *srv, struct evhttp_request *req)
 {
     struct evkeyvalq query;
-    TAILQ_INIT(&query);
-    const char *query_text = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-    if (query_text != NULL && evhttp_parse_query_str(query_text, &query) != 0) {
-        http_reply_json_error(req, EP_OTHER, 400, "bad query string");
+    if (!http_parse_query(req, EP_OTHER, &query))
         return;
-    }
     const char *topic = evhttp_find_header(&query, "topic");
     const struct apns_cert *cert = current_cert(srv);
     if (cert == NULL)

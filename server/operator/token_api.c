@@ -193,12 +193,8 @@ static void revoke_token(struct vouchd *srv, struct evhttp_request *req, const c
 static void list_audit(struct vouchd *srv, struct evhttp_request *req)
 {
     struct evkeyvalq query;
-    TAILQ_INIT(&query);
-    const char *text = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-    if (text != NULL && evhttp_parse_query_str(text, &query) != 0) {
-        http_reply_json_error(req, EP_OTHER, 400, "bad query string");
+    if (!http_parse_query(req, EP_OTHER, &query))
         return;
-    }
     const char *limit_text = evhttp_find_header(&query, "limit");
     const char *before = evhttp_find_header(&query, "before");
     long limit = AUDIT_LIMIT_DEFAULT;
