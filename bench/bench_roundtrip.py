@@ -88,11 +88,13 @@ def main():
                     raise SystemExit(f"PUT /v1/enqueue answered {status}: {text[:300]!r}")
         with open(f"/proc/{vouchd.proc.pid}/clear_refs", "w") as f:
             f.write("5")  # peak RSS from here
+        benchlib.reset_postgres_profile(cluster, "vouch")
         vouchd_cpu0, pg_cpu0 = vouchd.cpu_seconds(), benchlib.postgres_cpu_seconds(cluster)
         out, _ = benchlib.run_sim(build, "connect", "--url", vouchd.url, "--dir", simdir,
                                   "--devices", str(n), "--concurrency", k, cpus=load_cpus)
         vouchd_cpu = vouchd.cpu_seconds() - vouchd_cpu0
         pg_cpu = benchlib.postgres_cpu_seconds(cluster) - pg_cpu0
+        benchlib.print_postgres_profile(cluster, "vouch")
         requests, seconds = out["requests"], out["elapsed_s"] - out.get("prepare_s", 0)
         round_trips = sum(out["answers"].values())
         if round_trips != n * args.commands or out["failed_devices"]:
