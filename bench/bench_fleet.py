@@ -32,6 +32,8 @@ import time
 import benchlib
 from benchlib import row
 
+SERVER_MS_PER_DEVICE = 2.5  # the server's CPU budget per device and phase (issue 22)
+
 
 def start_standin(build, certs, tmp):
     proc = subprocess.Popen(
@@ -58,6 +60,17 @@ def attestation_verdicts(vouchd):
     _, text = benchlib.http(vouchd.url + "/metrics")
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.decode().splitlines()
                if line.startswith("vouch_attestations_total"))
+
+
+def cpu_rows(rows, phase, n, cpu):
+    """CPU per device of each process in a phase, then the server's (vouchd + PostgreSQL)
+    beside its budget (issue 22: at most 2.5 ms a device in each phase)."""
+    for name, sec in cpu.items():
+        rows.append(row(phase, f"{phase}: CPU per device, {name}", sec * 1000 / n, "ms"))
+    server = (cpu["vouchd"] + cpu["postgres"]) * 1000 / n
+    rows.append(row(phase, f"{phase}: server CPU per device (vouchd + PostgreSQL)", server,
+                    "ms", SERVER_MS_PER_DEVICE, f"<={SERVER_MS_PER_DEVICE} ms",
+                    reference_is="the budget per device"))
 
 
 def reset_peak_rss(pid):
@@ -112,6 +125,7 @@ def main():
                         latency_ms=enroll.get("latency_ms"),
                         cpu_s={k2: round(v, 1) for k2, v in cpu.items()}))
         rows.append(row("enroll", f"time to enroll {n:,} devices", seconds, "s"))
+        cpu_rows(rows, "enrollment", n, cpu)
         rows.append(row("enroll", "vouchd peak RSS, enrollment", vouchd.peak_rss_mb(), "MiB"))
         pending = int(cluster.psql("SELECT count(*) FROM attestation_requests "
                                    "WHERE answered_at IS NULL", "vouch"))
@@ -172,13 +186,14 @@ def main():
         if verified != can_attest or int(counts.get("unsupported", 0)) != n - can_attest:
             sys.exit(f"after the campaign: {counts}; {can_attest} devices can attest")
         rows.append(row("campaign", f"attestation campaign, {n:,} devices (wall)", wall, "s",
-                        None, "<120 s" if n >= 100000 else None, devices=n, verified=verified,
+                        None, "<300 s" if n >= 100000 else None, devices=n, verified=verified,
                         unsupported=n - can_attest, attest_all_s=round(asked, 2),
                         sessions=summary["sessions"], requests=summary["requests"],
                         latency_ms=summary.get("latency_ms"),
                         cpu_s={k2: round(v, 1) for k2, v in cpu.items()}))
         rows.append(row("campaign", "campaign: devices verified per second", verified / wall,
                         "/s"))
+        cpu_rows(rows, "campaign", verified, cpu)
         rows.append(row("campaign", "vouchd peak RSS, campaign", vouchd.peak_rss_mb(), "MiB"))
 
         benchlib.print_postgres_profile(cluster, "vouch")
@@ -193,7 +208,7 @@ def main():
             ORDER BY 2 DESC LIMIT 6""", "vouch").split()]
         per = 100000 / n
         rows.append(row("cost", "database size per 100,000 devices, after the campaign",
-                        size * per / 2**20, "MiB", devices=n,
+                        size * per / 2**20, "MiB", None, "<=300 MiB", devices=n,
                         tables_mib={t: round(int(b) * per / 2**20, 1) for t, b in tables}))
 
         print()
