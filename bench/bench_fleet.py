@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,8 @@ import time
 
 import benchlib
 from benchlib import row
+
+SERVER_MS_PER_DEVICE = 2.5  # the server's CPU budget per device and phase (issue 22)
 
 
 def start_standin(build, certs, tmp):
@@ -60,6 +63,20 @@ def attestation_verdicts(vouchd):
                if line.startswith("vouch_attestations_total"))
 
 
+def cpu_rows(rows, phase, n, cpu, verified=None):
+    """CPU per device of each process in a phase, then the server's (vouchd + PostgreSQL)
+    beside its budget (issue 22: at most 2.5 ms a device in each phase). Per device of the
+    fleet, as issue 22 counts; in the campaign the devices that cannot attest answer too, and
+    the row also says the server's CPU per verified device."""
+    for name, sec in cpu.items():
+        rows.append(row(phase, f"{phase}: CPU per device, {name}", sec * 1000 / n, "ms"))
+    server = (cpu["vouchd"] + cpu["postgres"]) * 1000 / n
+    extra = {"per_verified_ms": round(server * n / verified, 2)} if verified else {}
+    rows.append(row(phase, f"{phase}: server CPU per device (vouchd + PostgreSQL)", server,
+                    "ms", SERVER_MS_PER_DEVICE, f"<={SERVER_MS_PER_DEVICE} ms",
+                    reference_is="the budget per device", **extra))
+
+
 def reset_peak_rss(pid):
     with open(f"/proc/{pid}/clear_refs", "w") as f:
         f.write("5")
@@ -73,7 +90,12 @@ def main():
     args = ap.parse_args()
     n, k, build = args.devices, str(args.concurrency), args.build
     tmp = tempfile.mkdtemp(prefix="vouch-bench-fleet-")
-    certs, simdir = os.path.join(tmp, "certs"), os.path.join(tmp, "sim")
+    certs = os.path.join(tmp, "certs")
+    # The simulator's state (identities, one attestation cache file per device) on tmpfs when
+    # there is one: on ext4 next to a busy disk, allocating 100,000 new inodes cost the
+    # simulator more CPU than the attestations it signs, and that is not the server's cost.
+    simdir = tempfile.mkdtemp(prefix="vouch-bench-fleet-sim-",
+                              dir="/dev/shm" if os.path.isdir("/dev/shm") else tmp)
     os.makedirs(os.path.join(tmp, "apns"))
     subprocess.run([os.path.join(benchlib.REPO, "tests", "apns", "make-certs.sh"), certs],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -112,6 +134,7 @@ def main():
                         latency_ms=enroll.get("latency_ms"),
                         cpu_s={k2: round(v, 1) for k2, v in cpu.items()}))
         rows.append(row("enroll", f"time to enroll {n:,} devices", seconds, "s"))
+        cpu_rows(rows, "enrollment", n, cpu)
         rows.append(row("enroll", "vouchd peak RSS, enrollment", vouchd.peak_rss_mb(), "MiB"))
         pending = int(cluster.psql("SELECT count(*) FROM attestation_requests "
                                    "WHERE answered_at IS NULL", "vouch"))
@@ -172,13 +195,14 @@ def main():
         if verified != can_attest or int(counts.get("unsupported", 0)) != n - can_attest:
             sys.exit(f"after the campaign: {counts}; {can_attest} devices can attest")
         rows.append(row("campaign", f"attestation campaign, {n:,} devices (wall)", wall, "s",
-                        None, "<120 s" if n >= 100000 else None, devices=n, verified=verified,
+                        None, "<300 s" if n >= 100000 else None, devices=n, verified=verified,
                         unsupported=n - can_attest, attest_all_s=round(asked, 2),
                         sessions=summary["sessions"], requests=summary["requests"],
                         latency_ms=summary.get("latency_ms"),
                         cpu_s={k2: round(v, 1) for k2, v in cpu.items()}))
         rows.append(row("campaign", "campaign: devices verified per second", verified / wall,
                         "/s"))
+        cpu_rows(rows, "campaign", n, cpu, verified)
         rows.append(row("campaign", "vouchd peak RSS, campaign", vouchd.peak_rss_mb(), "MiB"))
 
         benchlib.print_postgres_profile(cluster, "vouch")
@@ -193,7 +217,7 @@ def main():
             ORDER BY 2 DESC LIMIT 6""", "vouch").split()]
         per = 100000 / n
         rows.append(row("cost", "database size per 100,000 devices, after the campaign",
-                        size * per / 2**20, "MiB", devices=n,
+                        size * per / 2**20, "MiB", None, "<=300 MiB", devices=n,
                         tables_mib={t: round(int(b) * per / 2**20, 1) for t, b in tables}))
 
         print()
@@ -213,6 +237,7 @@ def main():
             standin.terminate()
             standin.wait(timeout=30)
         cluster.cleanup()
+        shutil.rmtree(simdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

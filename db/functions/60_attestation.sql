@@ -10,16 +10,19 @@ RETURNS timestamptz LANGUAGE sql STABLE AS $$
     SELECT least(p_expires_at, p_generated_at + (SELECT max_age FROM scheduler_policy))
 $$;
 
--- A new verdict for the device: the attestation row it rests on becomes the posture.
+-- A new verdict for the device: the attestation row it rests on becomes the posture. (PL/pgSQL:
+-- a SQL function that cannot be inlined, as an UPDATE cannot, is planned again at every call.)
 CREATE OR REPLACE FUNCTION vouch_set_verdict(p_udid text, p_attestation_id bigint) RETURNS void
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+BEGIN
     UPDATE devices d SET
         attestation_status = a.status,
         attestation_id = a.id,
         attestation_expires_at = CASE WHEN a.status = 'verified'
                                       THEN vouch_verdict_expiry(a.generated_at, a.expires_at) END,
         updated_at = vouch_now()
-    FROM attestations a WHERE a.id = p_attestation_id AND d.udid = p_udid
+    FROM attestations a WHERE a.id = p_attestation_id AND d.udid = p_udid;
+END
 $$;
 
 -- Asks a device for an attestation: queues the DeviceInformation command the server built
@@ -122,53 +125,99 @@ $$;
 
 -- Stores the verdict vouchd computed for the answer to a pending request. A verified answer
 -- binds the serial when the enrollment did not state one.
+--
+-- The verdict is parsed once (each -> of a json value parses the whole text again, chain
+-- included), and the device row is written once: the verdict, what the answer says of the OS,
+-- and the next plan in one UPDATE (each UPDATE of a devices row is a new row version with new
+-- entries in its indexes). An answer that changes the OS takes the longer way, so that the
+-- device.os_changed it raises shows the new verdict.
 CREATE OR REPLACE FUNCTION vouch_record_attestation(p_udid text, p_command_uuid text,
                                                     p_verdict json)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     req attestation_requests;
+    v record;
+    p scheduler_policy;
+    d devices;
     new_id bigint;
     covered boolean;
-    verdict text := p_verdict->>'status';
+    os text;
+    build text;
+    plan record;
+    clock timestamptz := vouch_now();
 BEGIN
-    UPDATE attestation_requests SET answered_at = vouch_now(), outcome = 'answered'
+    UPDATE attestation_requests SET answered_at = clock, outcome = 'answered'
     WHERE command_uuid = p_command_uuid AND udid = p_udid AND answered_at IS NULL
     RETURNING * INTO req;
     IF NOT FOUND THEN
         RETURN;
     END IF;
+    SELECT * INTO v FROM json_to_record(p_verdict) AS x(
+        status text, freshness text, reason text, chain text[], leaf_sha256 text,
+        generated_at timestamptz, expires_at timestamptz, properties json, cached_nonce text,
+        checked json, reported json);
     INSERT INTO attestations (udid, command_uuid, nonce, request_reason, requested_at, status,
                               freshness, reason, chain, leaf_sha256, generated_at, expires_at,
                               properties, generation, cached_nonce, checked)
     VALUES (p_udid, p_command_uuid, req.nonce, req.reason, req.requested_at,
-            verdict, p_verdict->>'freshness', p_verdict->>'reason',
-            ARRAY(SELECT decode(c, 'base64') FROM json_array_elements_text(p_verdict->'chain') c),
-            decode(p_verdict->>'leaf_sha256', 'hex'),
-            (p_verdict->>'generated_at')::timestamptz, (p_verdict->>'expires_at')::timestamptz,
-            p_verdict->'properties', req.generation, decode(p_verdict->>'cached_nonce', 'hex'),
-            p_verdict->'checked')
+            v.status, v.freshness, v.reason,
+            ARRAY(SELECT decode(c, 'base64') FROM unnest(v.chain) c),
+            decode(v.leaf_sha256, 'hex'), v.generated_at, v.expires_at, v.properties,
+            req.generation, decode(v.cached_nonce, 'hex'), v.checked)
     RETURNING id INTO new_id;
     -- An OS change is covered only by an attestation made on the new OS (a fresh one), or by a
     -- device that cannot attest. A cached answer may predate the change: it covers nothing.
-    covered := (verdict = 'verified' AND p_verdict->>'freshness' = 'fresh')
-               OR verdict = 'unsupported';
-    -- The verdict first: a device.os_changed raised by this answer shows it.
-    PERFORM vouch_set_verdict(p_udid, new_id);
-    PERFORM vouch_observe_os(p_udid, p_verdict->'reported'->>'os_version',
-                             p_verdict->'reported'->>'build_version', covered);
-    UPDATE devices SET
-        serial_number = CASE WHEN verdict = 'verified' AND serial_number IS NULL
-                             THEN p_verdict->'properties'->>'serial_number'
-                             ELSE serial_number END,
-        os_change_pending = os_change_pending AND NOT covered,
-        info_due_at = vouch_now() + (SELECT info_interval FROM scheduler_policy),
-        last_seen_at = vouch_now()  -- the device answered: vouch_report need not write it again
-    WHERE udid = p_udid;
-    PERFORM vouch_plan_attestation(p_udid, verdict);
-    IF verdict IN ('verified', 'failed') THEN
+    covered := (v.status = 'verified' AND v.freshness = 'fresh') OR v.status = 'unsupported';
+    os := v.reported->>'os_version';
+    build := v.reported->>'build_version';
+    SELECT * INTO d FROM devices WHERE udid = p_udid;
+    IF (d.os_version IS NOT NULL AND os IS DISTINCT FROM d.os_version AND os IS NOT NULL)
+       OR (d.build_version IS NOT NULL AND build IS DISTINCT FROM d.build_version
+           AND build IS NOT NULL) THEN
+        -- The verdict first: the device.os_changed raised by this answer shows it.
+        PERFORM vouch_set_verdict(p_udid, new_id);
+        PERFORM vouch_observe_os(p_udid, os, build, covered);
+        UPDATE devices SET
+            serial_number = CASE WHEN v.status = 'verified' AND serial_number IS NULL
+                                 THEN v.properties->>'serial_number'
+                                 ELSE serial_number END,
+            os_change_pending = os_change_pending AND NOT covered,
+            info_due_at = clock + (SELECT info_interval FROM scheduler_policy),
+            last_seen_at = clock  -- the device answered: vouch_report need not write it again
+        WHERE udid = p_udid;
+        PERFORM vouch_plan_attestation(p_udid, v.status);
+    ELSIF FOUND THEN
+        SELECT * INTO p FROM scheduler_policy;
+        SELECT * INTO plan FROM vouch_plan_next(p, p_udid, d.attestation_retries,
+                                                d.os_change_pending AND NOT covered, v.status);
+        UPDATE devices SET
+            attestation_status = v.status,
+            attestation_id = new_id,
+            attestation_expires_at = CASE WHEN v.status = 'verified'
+                                          THEN least(v.expires_at, v.generated_at + p.max_age)
+                                     END,
+            updated_at = clock,
+            -- The same OS as known, or the first sighting of it.
+            os_version = coalesce(os, os_version),
+            build_version = coalesce(build, build_version),
+            serial_number = CASE WHEN v.status = 'verified' AND serial_number IS NULL
+                                 THEN v.properties->>'serial_number'
+                                 ELSE serial_number END,
+            info_due_at = clock + p.info_interval,
+            last_seen_at = clock,  -- the device answered: vouch_report need not write it again
+            attestation_due_at = plan.due,
+            attestation_due_reason = plan.why,
+            attestation_retries = plan.retries,
+            os_change_pending = plan.os_change_pending
+        WHERE udid = p_udid;
+        IF plan.due <= clock THEN
+            PERFORM pg_notify('vouch_scheduler', '');
+        END IF;
+    END IF;
+    IF v.status IN ('verified', 'failed') THEN
         -- The attestations table is their history: an event only for a receiver that wants it.
-        IF vouch_wants('attestation.' || verdict) THEN
-            PERFORM vouch_emit_device('attestation.' || verdict, p_udid, NULL);
+        IF vouch_wants('attestation.' || v.status) THEN
+            PERFORM vouch_emit_device('attestation.' || v.status, p_udid, NULL);
         END IF;
     END IF;
 END
@@ -228,48 +277,47 @@ $$;
 -- Only verified attestations of the current generation give the generation time: a chain that
 -- failed proves nothing about when it was made, and another enrollment's says nothing of this
 -- one. A device that never produced one is planned from now.
-CREATE OR REPLACE FUNCTION vouch_plan_attestation(p_udid text, p_outcome text) RETURNS void
+-- The plan itself, written by nobody: when the device is due next (NULL: not planned) and why,
+-- and the retry count and pending OS change that go with it, from the device's retry count and
+-- pending OS change as they stand before p_outcome.
+CREATE OR REPLACE FUNCTION vouch_plan_next(
+    p scheduler_policy, p_udid text, p_retries integer, p_os_change_pending boolean,
+    p_outcome text,
+    OUT due timestamptz, OUT why text, OUT retries integer, OUT os_change_pending boolean)
 LANGUAGE plpgsql AS $$
 DECLARE
-    p scheduler_policy;
-    d devices;
     gen integer;
     clock timestamptz := vouch_now();
     generated timestamptz;
     earliest timestamptz;
     deadline timestamptz;
     random_at timestamptz;
-    due timestamptz;
-    why text;
 BEGIN
-    SELECT * INTO p FROM scheduler_policy;
-    SELECT * INTO d FROM devices WHERE udid = p_udid;
-    IF NOT FOUND THEN
-        RETURN;
-    END IF;
+    retries := p_retries;
+    os_change_pending := p_os_change_pending;
     IF p_outcome IN ('failed', 'error') THEN
-        d.attestation_retries := d.attestation_retries + 1;
+        retries := retries + 1;
     ELSIF p_outcome IS NOT NULL THEN
-        d.attestation_retries := 0;
+        retries := 0;
     END IF;
     SELECT e.generation INTO gen FROM enrollments e WHERE e.udid = p_udid AND e.enabled;
     IF gen IS NULL
        OR EXISTS (SELECT 1 FROM attestation_requests r
                   WHERE r.udid = p_udid AND r.answered_at IS NULL) THEN
         due := NULL;
-    ELSIF p_outcome IN ('failed', 'error') AND d.attestation_retries <= p.retry_limit THEN
-        due := clock + p.retry_delay * (2 ^ (d.attestation_retries - 1));
+    ELSIF p_outcome IN ('failed', 'error') AND retries <= p.retry_limit THEN
+        due := clock + p.retry_delay * (2 ^ (retries - 1));
         why := 'retry';
     ELSE
-        IF d.attestation_retries > p.retry_limit THEN
-            d.attestation_retries := 0;  -- given up: back to the normal plan
-            d.os_change_pending := false;
+        IF retries > p.retry_limit THEN
+            retries := 0;  -- given up: back to the normal plan
+            os_change_pending := false;
         END IF;
         SELECT max(a.generated_at) INTO generated FROM attestations a
         WHERE a.udid = p_udid AND a.status = 'verified' AND a.generation = gen
           AND a.source = 'mdm';  -- the ACME route's attestation is not DeviceInformation's
         earliest := greatest(clock, coalesce(generated + p.min_interval, clock));
-        IF d.os_change_pending THEN
+        IF os_change_pending THEN
             due := earliest;
             why := 'os_change';
         ELSE
@@ -285,10 +333,27 @@ BEGIN
             END IF;
         END IF;
     END IF;
-    UPDATE devices SET attestation_due_at = due, attestation_due_reason = why,
-        attestation_retries = d.attestation_retries, os_change_pending = d.os_change_pending
+END
+$$;
+
+CREATE OR REPLACE FUNCTION vouch_plan_attestation(p_udid text, p_outcome text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    p scheduler_policy;
+    d devices;
+    plan record;
+BEGIN
+    SELECT * INTO p FROM scheduler_policy;
+    SELECT * INTO d FROM devices WHERE udid = p_udid;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT * INTO plan
+    FROM vouch_plan_next(p, p_udid, d.attestation_retries, d.os_change_pending, p_outcome);
+    UPDATE devices SET attestation_due_at = plan.due, attestation_due_reason = plan.why,
+        attestation_retries = plan.retries, os_change_pending = plan.os_change_pending
     WHERE udid = p_udid;
-    IF due <= clock THEN
+    IF plan.due <= vouch_now() THEN
         PERFORM pg_notify('vouch_scheduler', '');
     END IF;
 END

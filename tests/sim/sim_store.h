@@ -33,7 +33,8 @@
  * fraction of a second; keys are only parsed when a worker uses the device. Because the PEM blocks
  * are ordinary PEM, `openssl x509 -in DIR/devices.pem` shows the first certificate and
  * `grep ^device DIR/devices.pem | cut -f3` lists the UDIDs. Writers replace files atomically
- * (write a temporary file, fsync, rename) while holding DIR/.lock.
+ * (write a temporary file, fsync, rename) while holding DIR/.lock; an attestation cache, written
+ * once per fresh attestation by the worker that holds the device, is renamed without the fsync.
  */
 #ifndef VOUCH_SIM_STORE_H
 #define VOUCH_SIM_STORE_H
