@@ -21,12 +21,15 @@ Also vouchd's CPU and PostgreSQL's (the postmaster and every backend) per round 
 --pinned is how peers are compared (issue 22): vouchd and its PostgreSQL on CPU 0 (the postmaster
 pinned before it forks, so every backend inherits it), vouch-sim and pgbench on CPU 1.
 
+With VOUCH_BENCH_PERF=FILE, `perf record -g` samples vouchd over the measured run into FILE.
+
 Prints a table and JSON rows (vouchd's peak RSS too). Usage: bench_roundtrip.py BUILD_DIR
 [--devices N] [--commands C] [--concurrency K] [--seconds S] [--pinned]
 """
 import argparse
 import os
 import re
+import signal
 import subprocess
 import tempfile
 
@@ -89,9 +92,18 @@ def main():
         with open(f"/proc/{vouchd.proc.pid}/clear_refs", "w") as f:
             f.write("5")  # peak RSS from here
         benchlib.reset_postgres_profile(cluster, "vouch")
+        perf = None
+        if os.environ.get("VOUCH_BENCH_PERF"):
+            # perf record of vouchd alone over the measured run, for `perf report -i FILE`.
+            perf = subprocess.Popen(["perf", "record", "-q", "-g", "-o",
+                                     os.environ["VOUCH_BENCH_PERF"], "-p", str(vouchd.proc.pid)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         vouchd_cpu0, pg_cpu0 = vouchd.cpu_seconds(), benchlib.postgres_cpu_seconds(cluster)
         out, _ = benchlib.run_sim(build, "connect", "--url", vouchd.url, "--dir", simdir,
                                   "--devices", str(n), "--concurrency", k, cpus=load_cpus)
+        if perf is not None:
+            perf.send_signal(signal.SIGINT)
+            perf.wait()
         vouchd_cpu = vouchd.cpu_seconds() - vouchd_cpu0
         pg_cpu = benchlib.postgres_cpu_seconds(cluster) - pg_cpu0
         benchlib.print_postgres_profile(cluster, "vouch")
