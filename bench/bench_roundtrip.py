@@ -21,7 +21,8 @@ Also vouchd's CPU and PostgreSQL's (the postmaster and every backend) per round 
 --pinned is how peers are compared (issue 22): vouchd and its PostgreSQL on CPU 0 (the postmaster
 pinned before it forks, so every backend inherits it), vouch-sim and pgbench on CPU 1.
 
-With VOUCH_BENCH_PERF=FILE, `perf record -g` samples vouchd over the measured run into FILE.
+VOUCH_BENCH_ATTACH='COMMAND' runs COMMAND ({pid} is vouchd's) over the measured run and stops
+it with SIGINT: 'perf record -g -o FILE -p {pid}', 'strace -c -o FILE -p {pid}'.
 
 Prints a table and JSON rows (vouchd's peak RSS too). Usage: bench_roundtrip.py BUILD_DIR
 [--devices N] [--commands C] [--concurrency K] [--seconds S] [--pinned]
@@ -29,9 +30,11 @@ Prints a table and JSON rows (vouchd's peak RSS too). Usage: bench_roundtrip.py 
 import argparse
 import os
 import re
+import shlex
 import signal
 import subprocess
 import tempfile
+import time
 
 import benchlib
 from benchlib import row
@@ -93,11 +96,11 @@ def main():
             f.write("5")  # peak RSS from here
         benchlib.reset_postgres_profile(cluster, "vouch")
         perf = None
-        if os.environ.get("VOUCH_BENCH_PERF"):
-            # perf record of vouchd alone over the measured run, for `perf report -i FILE`.
-            perf = subprocess.Popen(["perf", "record", "-q", "-g", "-o",
-                                     os.environ["VOUCH_BENCH_PERF"], "-p", str(vouchd.proc.pid)],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if os.environ.get("VOUCH_BENCH_ATTACH"):
+            # A profiler attached to vouchd over the measured run, stopped with SIGINT.
+            perf = subprocess.Popen(shlex.split(os.environ["VOUCH_BENCH_ATTACH"].format(
+                pid=vouchd.proc.pid)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
         vouchd_cpu0, pg_cpu0 = vouchd.cpu_seconds(), benchlib.postgres_cpu_seconds(cluster)
         out, _ = benchlib.run_sim(build, "connect", "--url", vouchd.url, "--dir", simdir,
                                   "--devices", str(n), "--concurrency", k, cpus=load_cpus)
