@@ -40,7 +40,7 @@ struct db_conn {
     enum conn_state state;
     struct event io; /* the socket; assigned again whenever libpq's socket changes */
     bool io_assigned;
-    short io_what; /* what io watches for, as assigned */
+    short io_what;      /* what io watches for, as assigned */
     struct event retry; /* reconnect timer */
     unsigned backoff_ms;
     struct db_job *job; /* in flight while CONN_BUSY */
