@@ -522,7 +522,7 @@ enum identity_error identity_from_signature(struct identity_verifier *v, const c
                                             size_t header_len, const void *body, size_t body_len,
                                             struct device_identity *out)
 {
-    ERR_clear_error(); /* what follows reads the queue to tell failures apart */
+    ERR_clear_error(); /* whatever the caller left there, the queue is left empty */
     if (header == NULL || header_len == 0)
         return IDENTITY_MISSING;
     if (body_len > INT32_MAX || !only_base64(header, header_len))
