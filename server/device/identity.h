@@ -24,7 +24,7 @@
 #include <time.h>
 
 #define IDENTITY_MAX_HEADER_LEN (32 * 1024)
-#define IDENTITY_CACHE_SIZE 4096 /* certificates kept, about 3 KiB each */
+#define IDENTITY_CACHE_SIZE 4096 /* certificates kept, about 6 KiB each (P-256) */
 
 struct identity_verifier;
 
