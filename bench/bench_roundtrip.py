@@ -21,14 +21,20 @@ Also vouchd's CPU and PostgreSQL's (the postmaster and every backend) per round 
 --pinned is how peers are compared (issue 22): vouchd and its PostgreSQL on CPU 0 (the postmaster
 pinned before it forks, so every backend inherits it), vouch-sim and pgbench on CPU 1.
 
+VOUCH_BENCH_ATTACH='COMMAND' runs COMMAND ({pid} is vouchd's) over the measured run and stops
+it with SIGINT: 'perf record -g -o FILE -p {pid}', 'strace -c -o FILE -p {pid}'.
+
 Prints a table and JSON rows (vouchd's peak RSS too). Usage: bench_roundtrip.py BUILD_DIR
 [--devices N] [--commands C] [--concurrency K] [--seconds S] [--pinned]
 """
 import argparse
 import os
 import re
+import shlex
+import signal
 import subprocess
 import tempfile
+import time
 
 import benchlib
 from benchlib import row
@@ -89,9 +95,18 @@ def main():
         with open(f"/proc/{vouchd.proc.pid}/clear_refs", "w") as f:
             f.write("5")  # peak RSS from here
         benchlib.reset_postgres_profile(cluster, "vouch")
+        perf = None
+        if os.environ.get("VOUCH_BENCH_ATTACH"):
+            # A profiler attached to vouchd over the measured run, stopped with SIGINT.
+            perf = subprocess.Popen(shlex.split(os.environ["VOUCH_BENCH_ATTACH"].format(
+                pid=vouchd.proc.pid)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
         vouchd_cpu0, pg_cpu0 = vouchd.cpu_seconds(), benchlib.postgres_cpu_seconds(cluster)
         out, _ = benchlib.run_sim(build, "connect", "--url", vouchd.url, "--dir", simdir,
                                   "--devices", str(n), "--concurrency", k, cpus=load_cpus)
+        if perf is not None:
+            perf.send_signal(signal.SIGINT)
+            perf.wait()
         vouchd_cpu = vouchd.cpu_seconds() - vouchd_cpu0
         pg_cpu = benchlib.postgres_cpu_seconds(cluster) - pg_cpu0
         benchlib.print_postgres_profile(cluster, "vouch")
@@ -126,10 +141,11 @@ def main():
                 reference_is=reference_is),
             row("roundtrip", f"vouchd CPU per signed round trip, {tag}",
                 vouchd_cpu * 1000 / round_trips, "ms", target="<=0.2 ms",
-                cpu_s=round(vouchd_cpu, 2), round_trips=round_trips),
-            row("roundtrip", f"PostgreSQL CPU per round trip, {tag}",
-                pg_cpu * 1000 / round_trips, "ms", cpu_s=round(pg_cpu, 2),
+                cpu_s=round(vouchd_cpu, 3), us=round(vouchd_cpu * 1e6 / round_trips, 1),
                 round_trips=round_trips),
+            row("roundtrip", f"PostgreSQL CPU per round trip, {tag}",
+                pg_cpu * 1000 / round_trips, "ms", cpu_s=round(pg_cpu, 3),
+                us=round(pg_cpu * 1e6 / round_trips, 1), round_trips=round_trips),
             row("roundtrip", f"request latency p50, {tag}", lat.get("p50", 0), "ms"),
             row("roundtrip", f"request latency p99, {tag}", lat.get("p99", 0), "ms"),
             row("roundtrip", f"vouchd peak RSS, round trips, {tag}", rss, "MiB"),

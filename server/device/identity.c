@@ -13,8 +13,36 @@
 #include <string.h>
 #include <time.h>
 
+/* The chain-verified certificates: a device signs every request with the same identity, so the
+ * next request signed with a known certificate costs one signature check, not a certificate
+ * parse (slow in OpenSSL 3) and a chain verification. Set-associative, LRU within a set. */
+#define CACHE_WAYS 4
+#define CACHE_SETS (IDENTITY_CACHE_SIZE / CACHE_WAYS)
+
+/* How an entry's chain was verified: each source has its own settings, so neither vouches for
+ * the other. */
+enum cache_source {
+    SOURCE_SIGNATURE, /* the signer of an Mdm-Signature, the CMS's certificates as intermediates */
+    SOURCE_HEADER,    /* a proxy's certificate header, no intermediates */
+};
+
+struct cached_identity {
+    X509 *cert;               /* NULL: a free slot */
+    STACK_OF(X509) * signers; /* cert alone, as CMS_verify takes it */
+    uint8_t key[32];          /* SHA-256 of the certificate bytes received (see cache_key) */
+    enum cache_source source;
+    int64_t valid_from, valid_until; /* the whole chain's validity: from <= t < until */
+    uint64_t used;                   /* the cache's clock at the last use */
+    struct device_identity identity;
+};
+
 struct identity_verifier {
     X509_STORE *store;
+    EVP_MD *sha256;    /* fetched once: an implicit fetch per digest takes locks */
+    time_t fixed_time; /* 0: the current time */
+    uint64_t clock;
+    struct identity_cache_stats stats;
+    struct cached_identity cache[IDENTITY_CACHE_SIZE];
 };
 
 static const char *const error_names[] = {
@@ -31,12 +59,137 @@ const char *identity_error_name(enum identity_error err)
     return error_names[err];
 }
 
+/* ---- The cache of chain-verified certificates ---- */
+
+static void cache_drop(struct cached_identity *e)
+{
+    sk_X509_pop_free(e->signers, X509_free);
+    X509_free(e->cert);
+    memset(e, 0, sizeof(*e));
+}
+
+static int64_t verify_time(const struct identity_verifier *v)
+{
+    return (int64_t)(v->fixed_time != 0 ? v->fixed_time : time(NULL));
+}
+
+static struct cached_identity *cache_set(struct identity_verifier *v, const uint8_t key[32])
+{
+    size_t index = ((size_t)key[0] | (size_t)key[1] << 8) % CACHE_SETS;
+    return &v->cache[index * CACHE_WAYS];
+}
+
+/* The entry for these certificate bytes, verified the same way and valid now, or NULL. An entry
+ * out of its validity is dropped: its chain would not verify now. */
+static struct cached_identity *cache_find(struct identity_verifier *v, const uint8_t key[32],
+                                          enum cache_source source)
+{
+    struct cached_identity *set = cache_set(v, key);
+    for (size_t i = 0; i < CACHE_WAYS; i++) {
+        struct cached_identity *e = &set[i];
+        if (e->cert == NULL || e->source != source || memcmp(e->key, key, 32) != 0)
+            continue;
+        int64_t now = verify_time(v);
+        if (now < e->valid_from || now >= e->valid_until) {
+            cache_drop(e);
+            v->stats.expired++;
+            return NULL;
+        }
+        e->used = ++v->clock;
+        return e;
+    }
+    return NULL;
+}
+
+/* ASN1_TIME to seconds since the epoch; false if it cannot be read. */
+static bool asn1_time_seconds(const ASN1_TIME *t, int64_t *out)
+{
+    struct tm tm;
+    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+        return false;
+    *out = (int64_t)timegm(&tm);
+    return true;
+}
+
+/* Keeps cert, whose chain (as X509_verify_cert built it) was just verified, under key. Nothing is
+ * kept if a validity in the chain cannot be read: the next request is verified in full. */
+static void cache_add(struct identity_verifier *v, const uint8_t key[32], enum cache_source source,
+                      X509 *cert, STACK_OF(X509) * chain, const struct device_identity *identity)
+{
+    int64_t from = INT64_MIN, until = INT64_MAX;
+    for (int i = 0; i < sk_X509_num(chain); i++) {
+        X509 *c = sk_X509_value(chain, i);
+        int64_t nb, na;
+        if (!asn1_time_seconds(X509_get0_notBefore(c), &nb) ||
+            !asn1_time_seconds(X509_get0_notAfter(c), &na))
+            return;
+        from = nb > from ? nb : from;
+        until = na < until ? na : until;
+    }
+    if (sk_X509_num(chain) < 1 || from >= until)
+        return;
+    struct cached_identity *set = cache_set(v, key), *slot = &set[0];
+    for (size_t i = 0; i < CACHE_WAYS; i++) {
+        struct cached_identity *e = &set[i];
+        if (e->cert != NULL && e->source == source && memcmp(e->key, key, 32) == 0) {
+            slot = e;
+            break;
+        }
+        if (slot->cert != NULL && (e->cert == NULL || e->used < slot->used))
+            slot = e;
+    }
+    if (slot->cert != NULL)
+        v->stats.evicted += memcmp(slot->key, key, 32) != 0 || slot->source != source;
+    cache_drop(slot);
+    STACK_OF(X509) *signers = sk_X509_new_reserve(NULL, 1);
+    if (signers == NULL || X509_up_ref(cert) != 1) {
+        sk_X509_free(signers);
+        return;
+    }
+    sk_X509_push(signers, cert); /* reserved: cannot fail; the stack's reference */
+    if (X509_up_ref(cert) != 1) {
+        sk_X509_pop_free(signers, X509_free);
+        return;
+    }
+    slot->cert = cert; /* the entry's reference */
+    slot->signers = signers;
+    memcpy(slot->key, key, 32);
+    slot->source = source;
+    slot->valid_from = from;
+    slot->valid_until = until;
+    slot->used = ++v->clock;
+    slot->identity = *identity;
+}
+
+/* Verifies cert's chain to the trust store as CMS_verify does for a signer ("smime_sign"
+ * defaults, the store's purpose, untrusted the CMS's own certificates and CRLs) or as the header
+ * path does (the store's settings alone). The chain is the caller's (sk_X509_pop_free). */
+static bool verify_chain(const struct identity_verifier *v, X509 *cert, enum cache_source source,
+                         CMS_ContentInfo *cms, STACK_OF(X509) * *chain)
+{
+    STACK_OF(X509) *untrusted = cms ? CMS_get1_certs(cms) : NULL;
+    STACK_OF(X509_CRL) *crls = cms ? CMS_get1_crls(cms) : NULL;
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    bool ok = ctx != NULL && X509_STORE_CTX_init(ctx, v->store, cert, untrusted) == 1;
+    if (ok && source == SOURCE_SIGNATURE) {
+        X509_STORE_CTX_set_default(ctx, "smime_sign");
+        if (crls != NULL)
+            X509_STORE_CTX_set0_crls(ctx, crls);
+    }
+    ok = ok && X509_verify_cert(ctx) == 1 && (*chain = X509_STORE_CTX_get1_chain(ctx)) != NULL;
+    X509_STORE_CTX_free(ctx);
+    sk_X509_CRL_pop_free(crls, X509_CRL_free);
+    sk_X509_pop_free(untrusted, X509_free);
+    return ok;
+}
+
 struct identity_verifier *identity_verifier_new(const char *pem, size_t pem_len, char *err,
                                                 size_t err_size)
 {
     struct identity_verifier *v = calloc(1, sizeof(*v));
     BIO *bio = BIO_new_mem_buf(pem, (int)pem_len);
-    if (v == NULL || bio == NULL || (v->store = X509_STORE_new()) == NULL) {
+    if (v == NULL || bio == NULL || (v->store = X509_STORE_new()) == NULL ||
+        (v->sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL)) == NULL) {
         snprintf(err, err_size, "out of memory");
         goto fail;
     }
@@ -73,17 +226,37 @@ void identity_verifier_free(struct identity_verifier *v)
 {
     if (v == NULL)
         return;
+    for (size_t i = 0; i < IDENTITY_CACHE_SIZE; i++)
+        cache_drop(&v->cache[i]);
+    EVP_MD_free(v->sha256);
     X509_STORE_free(v->store);
     free(v);
 }
 
-static bool describe_cert(X509 *cert, struct device_identity *out)
+void identity_verifier_set_time(struct identity_verifier *v, time_t when)
+{
+    v->fixed_time = when;
+    X509_VERIFY_PARAM *param = X509_STORE_get0_param(v->store);
+    if (when != 0)
+        X509_VERIFY_PARAM_set_time(param, when);
+    else
+        X509_VERIFY_PARAM_clear_flags(param, X509_V_FLAG_USE_CHECK_TIME);
+}
+
+void identity_verifier_cache_stats(const struct identity_verifier *v,
+                                   struct identity_cache_stats *out)
+{
+    *out = v->stats;
+}
+
+static bool describe_cert(const struct identity_verifier *v, X509 *cert,
+                          struct device_identity *out)
 {
     unsigned char *der = NULL;
     int der_len = i2d_X509(cert, &der);
     if (der_len <= 0)
         return false;
-    bool ok = EVP_Digest(der, (size_t)der_len, out->sha256, NULL, EVP_sha256(), NULL) == 1;
+    bool ok = EVP_Digest(der, (size_t)der_len, out->sha256, NULL, v->sha256, NULL) == 1;
     OPENSSL_free(der);
     if (!ok)
         return false;
@@ -139,41 +312,217 @@ static bool only_base64(const char *s, size_t len)
     return true;
 }
 
-static enum identity_error verify_signature(const struct identity_verifier *v, CMS_ContentInfo *cms,
-                                            const void *body, size_t body_len,
-                                            struct device_identity *out)
+/* ---- Mdm-Signature ---- */
+
+/* One DER TLV at p (avail bytes on): a one-byte tag and a definite length. */
+static bool der_tlv(const uint8_t *p, size_t avail, size_t *header_len, size_t *content_len)
+{
+    if (avail < 2 || (p[0] & 0x1f) == 0x1f || p[1] == 0x80)
+        return false;
+    size_t len = p[1], header = 2;
+    if (len > 0x80) {
+        size_t bytes = len & 0x7f;
+        if (bytes > 4 || avail < 2 + bytes)
+            return false;
+        len = 0;
+        for (size_t i = 0; i < bytes; i++)
+            len = len << 8 | p[2 + i];
+        header += bytes;
+    }
+    if (len > avail - header)
+        return false;
+    *header_len = header;
+    *content_len = len;
+    return true;
+}
+
+static size_t der_header_len(size_t len)
+{
+    size_t n = 2;
+    if (len >= 0x80)
+        for (; len > 0; len >>= 8)
+            n++; /* the long form: one more byte per byte of the length */
+    return n;
+}
+
+static uint8_t *der_put_header(uint8_t *out, uint8_t tag, size_t len)
+{
+    size_t bytes = der_header_len(len) - 2;
+    *out++ = tag;
+    *out++ = (uint8_t)(bytes == 0 ? len : 0x80 | bytes);
+    for (size_t i = bytes; i > 0; i--)
+        *out++ = (uint8_t)(len >> (8 * (i - 1)));
+    return out;
+}
+
+/* Where the certificates are in a ContentInfo of SignedData: what comes before them, their
+ * content (the certificates' DER one after another) and what comes after. */
+struct cms_layout {
+    const uint8_t *content_type; /* the ContentInfo's OID, as a TLV */
+    size_t content_type_len;
+    const uint8_t *before, *certs, *after; /* within the SignedData SEQUENCE */
+    size_t before_len, certs_len, after_len;
+};
+
+/* Finds the certificates of der, a CMS in definite-length encoding that der spans exactly and
+ * whose [0] certificates field holds only certificates. Anything else (false) goes the full way,
+ * through OpenSSL's parser alone. */
+static bool cms_find_certs(const uint8_t *der, size_t der_len, struct cms_layout *l)
+{
+    size_t h, n, h2, n2;
+    if (!der_tlv(der, der_len, &h, &n) || der[0] != 0x30 || h + n != der_len)
+        return false;
+    const uint8_t *p = der + h, *end = p + n;
+    if (!der_tlv(p, (size_t)(end - p), &h2, &n2) || p[0] != 0x06)
+        return false;
+    l->content_type = p;
+    l->content_type_len = h2 + n2;
+    p += h2 + n2;
+    /* [0] EXPLICIT SignedData, which ends the ContentInfo */
+    if (!der_tlv(p, (size_t)(end - p), &h, &n) || p[0] != 0xa0 || p + h + n != end)
+        return false;
+    p += h;
+    if (!der_tlv(p, (size_t)(end - p), &h, &n) || p[0] != 0x30 || p + h + n != end)
+        return false;
+    p += h;
+    l->before = p;
+    l->certs = NULL;
+    while (p < end) {
+        if (!der_tlv(p, (size_t)(end - p), &h, &n))
+            return false;
+        if (p[0] == 0xa0) {
+            if (l->certs != NULL || n == 0)
+                return false;
+            l->before_len = (size_t)(p - l->before);
+            l->certs = p + h;
+            l->certs_len = n;
+            l->after = p + h + n;
+            l->after_len = (size_t)(end - l->after);
+            for (const uint8_t *c = l->certs; c < l->after; c += h2 + n2)
+                if (!der_tlv(c, (size_t)(l->after - c), &h2, &n2) || c[0] != 0x30)
+                    return false;
+        }
+        p += h + n;
+    }
+    return l->certs != NULL;
+}
+
+/* The same ContentInfo without its certificates (malloc'd): all OpenSSL has left to parse when
+ * the certificates are cached. */
+static uint8_t *cms_without_certs(const struct cms_layout *l, size_t *out_len)
+{
+    size_t signed_data = l->before_len + l->after_len;
+    size_t explicit_content = der_header_len(signed_data) + signed_data;
+    size_t content_info = l->content_type_len + der_header_len(explicit_content) + explicit_content;
+    size_t total = der_header_len(content_info) + content_info;
+    uint8_t *out = malloc(total), *p = out;
+    if (out == NULL)
+        return NULL;
+    p = der_put_header(p, 0x30, content_info);
+    memcpy(p, l->content_type, l->content_type_len);
+    p += l->content_type_len;
+    p = der_put_header(p, 0xa0, explicit_content);
+    p = der_put_header(p, 0x30, signed_data);
+    memcpy(p, l->before, l->before_len);
+    memcpy(p + l->before_len, l->after, l->after_len);
+    *out_len = total;
+    return out;
+}
+
+/* A detached SignedData with exactly one SignerInfo. */
+static enum identity_error check_structure(CMS_ContentInfo *cms)
 {
     if (OBJ_obj2nid(CMS_get0_type(cms)) != NID_pkcs7_signed || !CMS_is_detached(cms))
         return IDENTITY_BAD_CMS;
     STACK_OF(CMS_SignerInfo) *signer_infos = CMS_get0_SignerInfos(cms);
     if (signer_infos == NULL || sk_CMS_SignerInfo_num(signer_infos) != 1)
         return IDENTITY_BAD_CMS;
+    return IDENTITY_OK;
+}
 
+/* The signer's signature over the body, against the certificates given (NULL: the CMS's own);
+ * no chain verification. */
+static bool verify_body(const struct identity_verifier *v, CMS_ContentInfo *cms,
+                        STACK_OF(X509) * signers, const void *body, size_t body_len)
+{
     BIO *content = BIO_new_mem_buf(body, (int)body_len);
-    if (content == NULL)
-        return IDENTITY_BAD_CMS;
-    int ok = CMS_verify(cms, NULL, v->store, content, NULL, CMS_BINARY);
+    bool ok = content != NULL && CMS_verify(cms, signers, v->store, content, NULL,
+                                            CMS_BINARY | CMS_NO_SIGNER_CERT_VERIFY) == 1;
     BIO_free(content);
-    if (ok != 1) {
-        unsigned long e = ERR_peek_error();
-        bool chain =
-            ERR_GET_LIB(e) == ERR_LIB_CMS && ERR_GET_REASON(e) == CMS_R_CERTIFICATE_VERIFY_ERROR;
-        return chain ? IDENTITY_UNTRUSTED : IDENTITY_BAD_SIGNATURE;
+    return ok;
+}
+
+/* The fast way, for a signer whose certificates are cached: OpenSSL parses the CMS without
+ * them and checks the signature with the cached certificate. True only if that succeeded; any
+ * failure is left to the full way, which gives it its usual error. */
+static bool verify_cached(struct identity_verifier *v, const uint8_t key[32],
+                          const struct cms_layout *l, const void *body, size_t body_len,
+                          struct device_identity *out)
+{
+    struct cached_identity *e = cache_find(v, key, SOURCE_SIGNATURE);
+    if (e == NULL)
+        return false;
+    size_t len = 0;
+    uint8_t *der = cms_without_certs(l, &len);
+    const unsigned char *p = der;
+    CMS_ContentInfo *cms = der ? d2i_CMS_ContentInfo(NULL, &p, (long)len) : NULL;
+    bool ok = cms != NULL && p == der + len && check_structure(cms) == IDENTITY_OK &&
+              verify_body(v, cms, e->signers, body, body_len);
+    if (ok) {
+        STACK_OF(X509) *signers = CMS_get0_signers(cms);
+        ok = signers != NULL && sk_X509_num(signers) == 1 && sk_X509_value(signers, 0) == e->cert;
+        sk_X509_free(signers);
     }
-    STACK_OF(X509) *signers = CMS_get0_signers(cms);
-    enum identity_error result = IDENTITY_BAD_CMS;
-    if (signers != NULL && sk_X509_num(signers) == 1 &&
-        describe_cert(sk_X509_value(signers, 0), out))
-        result = IDENTITY_OK;
-    sk_X509_free(signers);
+    CMS_ContentInfo_free(cms);
+    free(der);
+    ERR_clear_error();
+    if (ok) {
+        *out = e->identity;
+        v->stats.hits++;
+    }
+    return ok;
+}
+
+/* The full way, as CMS_verify does it and in its order (the signer's certificate, its chain,
+ * then the signature), the chain verified here to keep it for the cache under key (if any). */
+static enum identity_error verify_signature(struct identity_verifier *v, CMS_ContentInfo *cms,
+                                            const void *body, size_t body_len, const uint8_t *key,
+                                            struct device_identity *out)
+{
+    enum identity_error result = check_structure(cms);
+    if (result != IDENTITY_OK)
+        return result;
+    CMS_SignerInfo *si = sk_CMS_SignerInfo_value(CMS_get0_SignerInfos(cms), 0);
+    X509 *signer = NULL;
+    if (CMS_set1_signers_certs(cms, NULL, 0) >= 0)
+        CMS_SignerInfo_get0_algs(si, NULL, &signer, NULL, NULL);
+    if (signer == NULL)
+        return IDENTITY_BAD_SIGNATURE;
+    STACK_OF(X509) *chain = NULL;
+    if (!verify_chain(v, signer, SOURCE_SIGNATURE, cms, &chain))
+        return IDENTITY_UNTRUSTED;
+    result = IDENTITY_BAD_SIGNATURE;
+    if (verify_body(v, cms, NULL, body, body_len)) {
+        STACK_OF(X509) *signers = CMS_get0_signers(cms);
+        result = IDENTITY_BAD_CMS;
+        if (signers != NULL && sk_X509_num(signers) == 1 &&
+            describe_cert(v, sk_X509_value(signers, 0), out)) {
+            result = IDENTITY_OK;
+            v->stats.misses++;
+            if (key != NULL)
+                cache_add(v, key, SOURCE_SIGNATURE, sk_X509_value(signers, 0), chain, out);
+        }
+        sk_X509_free(signers);
+    }
+    sk_X509_pop_free(chain, X509_free);
     return result;
 }
 
-enum identity_error identity_from_signature(const struct identity_verifier *v, const char *header,
+enum identity_error identity_from_signature(struct identity_verifier *v, const char *header,
                                             size_t header_len, const void *body, size_t body_len,
                                             struct device_identity *out)
 {
-    ERR_clear_error(); /* what follows reads the queue to tell failures apart */
+    ERR_clear_error(); /* whatever the caller left there, the queue is left empty */
     if (header == NULL || header_len == 0)
         return IDENTITY_MISSING;
     if (body_len > INT32_MAX || !only_base64(header, header_len))
@@ -182,39 +531,41 @@ enum identity_error identity_from_signature(const struct identity_verifier *v, c
     unsigned char *der = base64_decode(header, header_len, &der_len);
     if (der == NULL)
         return IDENTITY_BAD_ENCODING;
-    const unsigned char *p = der;
-    CMS_ContentInfo *cms = d2i_CMS_ContentInfo(NULL, &p, (long)der_len);
-    enum identity_error result;
-    if (cms == NULL || p != der + der_len)
-        result = IDENTITY_BAD_ENCODING;
-    else
-        result = verify_signature(v, cms, body, body_len, out);
-    CMS_ContentInfo_free(cms);
+    struct cms_layout layout;
+    uint8_t key[32];
+    bool keyed = cms_find_certs(der, der_len, &layout) &&
+                 EVP_Digest(layout.certs, layout.certs_len, key, NULL, v->sha256, NULL) == 1;
+    enum identity_error result = IDENTITY_OK;
+    if (!keyed || !verify_cached(v, key, &layout, body, body_len, out)) {
+        const unsigned char *p = der;
+        CMS_ContentInfo *cms = d2i_CMS_ContentInfo(NULL, &p, (long)der_len);
+        if (cms == NULL || p != der + der_len)
+            result = IDENTITY_BAD_ENCODING;
+        else
+            result = verify_signature(v, cms, body, body_len, keyed ? key : NULL, out);
+        CMS_ContentInfo_free(cms);
+    }
     free(der);
     ERR_clear_error();
     return result;
 }
 
-static X509 *cert_from_header(const char *header, size_t len)
+/* ---- Certificate headers ---- */
+
+/* The DER of a certificate given in either header form (malloc'd), not parsed; *exact: the DER
+ * must span it exactly (RFC 9440), else it is the start of the first PEM certificate. */
+static unsigned char *cert_bytes_from_header(const char *header, size_t len, size_t *der_len,
+                                             bool *exact)
 {
     if (len >= 2 && header[0] == ':' && header[len - 1] == ':') {
         /* RFC 9440: the DER as a structured-field byte sequence. */
+        *exact = true;
         if (!only_base64(header + 1, len - 2))
             return NULL;
-        size_t der_len;
-        unsigned char *der = base64_decode(header + 1, len - 2, &der_len);
-        if (der == NULL)
-            return NULL;
-        const unsigned char *p = der;
-        X509 *cert = d2i_X509(NULL, &p, (long)der_len);
-        if (cert != NULL && p != der + der_len) {
-            X509_free(cert);
-            cert = NULL;
-        }
-        free(der);
-        return cert;
+        return base64_decode(header + 1, len - 2, der_len);
     }
     /* nginx's $ssl_client_escaped_cert: URL-escaped PEM. */
+    *exact = false;
     char *copy = malloc(len + 1);
     if (copy == NULL)
         return NULL;
@@ -225,35 +576,81 @@ static X509 *cert_from_header(const char *header, size_t len)
     free(copy);
     if (pem == NULL)
         return NULL;
-    X509 *cert = NULL;
+    unsigned char *der = NULL, *data = NULL;
+    long data_len = 0;
     if (strncmp(pem, "-----BEGIN CERTIFICATE-----", 27) == 0) {
+        /* What PEM_read_bio_X509 reads before it parses. */
         BIO *bio = BIO_new_mem_buf(pem, (int)pem_len);
-        if (bio != NULL)
-            cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+        if (bio != NULL &&
+            PEM_bytes_read_bio(&data, &data_len, NULL, PEM_STRING_X509, bio, NULL, NULL) == 1 &&
+            data_len > 0 && (der = malloc((size_t)data_len)) != NULL) {
+            memcpy(der, data, (size_t)data_len);
+            *der_len = (size_t)data_len;
+        }
         BIO_free(bio);
     }
+    OPENSSL_free(data);
     free(pem);
+    return der;
+}
+
+static X509 *cert_parse(const unsigned char *der, size_t der_len, bool exact)
+{
+    const unsigned char *p = der;
+    X509 *cert = d2i_X509(NULL, &p, (long)der_len);
+    if (cert != NULL && exact && p != der + der_len) {
+        X509_free(cert);
+        cert = NULL;
+    }
     return cert;
 }
 
-enum identity_error identity_from_cert_header(const struct identity_verifier *v, const char *header,
+static X509 *cert_from_header(const char *header, size_t len)
+{
+    size_t der_len;
+    bool exact;
+    unsigned char *der = cert_bytes_from_header(header, len, &der_len, &exact);
+    X509 *cert = der ? cert_parse(der, der_len, exact) : NULL;
+    free(der);
+    return cert;
+}
+
+enum identity_error identity_from_cert_header(struct identity_verifier *v, const char *header,
                                               size_t header_len, struct device_identity *out)
 {
     if (header == NULL || header_len == 0)
         return IDENTITY_MISSING;
     if (header_len > IDENTITY_MAX_HEADER_LEN || memchr(header, '\0', header_len) != NULL)
         return IDENTITY_BAD_ENCODING;
-    X509 *cert = cert_from_header(header, header_len);
+    size_t der_len;
+    bool exact;
+    unsigned char *der = cert_bytes_from_header(header, header_len, &der_len, &exact);
+    uint8_t key[32];
+    bool keyed = der != NULL && EVP_Digest(der, der_len, key, NULL, v->sha256, NULL) == 1;
+    struct cached_identity *e = keyed ? cache_find(v, key, SOURCE_HEADER) : NULL;
+    if (e != NULL) {
+        free(der);
+        *out = e->identity;
+        v->stats.hits++;
+        return IDENTITY_OK;
+    }
+    X509 *cert = der ? cert_parse(der, der_len, exact) : NULL;
+    free(der);
     if (cert == NULL) {
         ERR_clear_error();
         return IDENTITY_BAD_ENCODING;
     }
     enum identity_error result = IDENTITY_UNTRUSTED;
-    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
-    if (ctx != NULL && X509_STORE_CTX_init(ctx, v->store, cert, NULL) == 1 &&
-        X509_verify_cert(ctx) == 1)
-        result = describe_cert(cert, out) ? IDENTITY_OK : IDENTITY_BAD_ENCODING;
-    X509_STORE_CTX_free(ctx);
+    STACK_OF(X509) *chain = NULL;
+    if (verify_chain(v, cert, SOURCE_HEADER, NULL, &chain)) {
+        result = describe_cert(v, cert, out) ? IDENTITY_OK : IDENTITY_BAD_ENCODING;
+        if (result == IDENTITY_OK) {
+            v->stats.misses++;
+            if (keyed)
+                cache_add(v, key, SOURCE_HEADER, cert, chain, out);
+        }
+    }
+    sk_X509_pop_free(chain, X509_free);
     X509_free(cert);
     ERR_clear_error();
     return result;

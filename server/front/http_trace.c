@@ -45,8 +45,17 @@ static void choose_id(struct evhttp_request *req, char *id)
         memcpy(id, theirs, strlen(theirs) + 1);
         return;
     }
+    /* Random bytes are drawn for 32 ids at a time: one call to the DRBG (its locks, its fork
+     * check's getpid()) per 32 requests instead of one per request. */
+    static unsigned char pool[32 * GENERATED_ID_BYTES];
+    static size_t pool_used = sizeof(pool);
     unsigned char raw[GENERATED_ID_BYTES];
-    if (RAND_bytes(raw, sizeof(raw)) != 1) {
+    if (pool_used == sizeof(pool) && RAND_bytes(pool, sizeof(pool)) == 1)
+        pool_used = 0;
+    if (pool_used < sizeof(pool)) {
+        memcpy(raw, pool + pool_used, sizeof(raw));
+        pool_used += sizeof(raw);
+    } else {
         /* Unique enough for finding lines that belong together. */
         static uint64_t serial;
         struct timespec now;
@@ -66,11 +75,13 @@ const char *http_trace_begin(struct evhttp_request *req, const char *peer)
     clock_gettime(CLOCK_MONOTONIC, &t->arrived);
     t->method = http_method_name(req);
     choose_id(req, t->id);
-    const char *target = evhttp_request_get_uri(req);
-    if (target == NULL)
-        target = "?";
-    log_sanitize(target, strcspn(target, "?"), t->path, sizeof(t->path));
-    snprintf(t->peer, sizeof(t->peer), "%s", peer);
+    if (log_enabled(LOG_INFO)) { /* the path and the peer go into the access line alone */
+        const char *target = evhttp_request_get_uri(req);
+        if (target == NULL)
+            target = "?";
+        log_sanitize(target, strcspn(target, "?"), t->path, sizeof(t->path));
+        snprintf(t->peer, sizeof(t->peer), "%s", peer);
+    }
     size_t slot = slot_of(req);
     t->next = slots[slot];
     slots[slot] = t;

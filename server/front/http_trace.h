@@ -25,8 +25,8 @@
 
 struct evhttp_request;
 
-/* Begins req's trace (peer: who sent it, as http_peer() writes it) and makes its id the current
- * request id. Returns the id (owned by the trace). */
+/* Begins req's trace (peer: who sent it, as http_peer() writes it; only read when the access
+ * line is logged) and makes its id the current request id. Returns the id (owned by the trace). */
 const char *http_trace_begin(struct evhttp_request *req, const char *peer);
 
 /* Ends req's trace as its reply (status, bytes of body) is about to be sent: X-Request-Id on the
