@@ -10,6 +10,7 @@
 #include "apns.h"
 #include "apns_cert.h"
 #include "histogram.h"
+#include "identity.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -97,6 +98,23 @@ static void render_database(const struct db_pool *db, struct evbuffer *out)
     }
 }
 
+/* The identity verifier's cache (a new trust store, at SIGHUP, starts its counters again). */
+static void render_identity_cache(const struct identity_verifier *identity, struct evbuffer *out)
+{
+    struct identity_cache_stats cache;
+    identity_verifier_cache_stats(identity, &cache);
+    evbuffer_add_printf(out,
+                        "# HELP vouch_identity_cache_total Device identities proven with a "
+                        "cached certificate (hit) or a full chain verification (miss), and "
+                        "cached certificates dropped (expired, evicted).\n"
+                        "# TYPE vouch_identity_cache_total counter\n"
+                        "vouch_identity_cache_total{outcome=\"hit\"} %" PRIu64 "\n"
+                        "vouch_identity_cache_total{outcome=\"miss\"} %" PRIu64 "\n"
+                        "vouch_identity_cache_total{outcome=\"expired\"} %" PRIu64 "\n"
+                        "vouch_identity_cache_total{outcome=\"evicted\"} %" PRIu64 "\n",
+                        cache.hits, cache.misses, cache.expired, cache.evicted);
+}
+
 static void handle_metrics(struct vouchd *srv, struct evhttp_request *req, const char *path)
 {
     struct evbuffer *out = evbuffer_new();
@@ -109,6 +127,8 @@ static void handle_metrics(struct vouchd *srv, struct evhttp_request *req, const
                         VOUCH_VERSION);
     metrics_render(out);
     render_database(srv->db, out);
+    if (srv->identity != NULL)
+        render_identity_cache(srv->identity, out);
     evbuffer_add_printf(out,
                         "# HELP vouch_requests_in_flight Device and admin requests waiting for "
                         "the database.\n"

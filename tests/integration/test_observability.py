@@ -6,7 +6,8 @@
     latency (vouch_db_query_duration_seconds) are histograms that count what was done;
   * vouch_build_info{version} 1; vouch_devices{attestation} by the status the device object
     shows, after devices enroll and attest; vouch_push_certificate_expiry_seconds is the push
-    certificate's notAfter;
+    certificate's notAfter; vouch_identity_cache_total counts a new device's first signed
+    message as a miss and the next ones as hits;
   * log_format = json: every line one JSON object with ts, level and msg; a request id on every
     line logged while a request is handled, database completions and PostgreSQL's own notices
     included, equal to the X-Request-Id of the reply (the client's when sane); one access line
@@ -111,6 +112,23 @@ class MetricsToolsTest(VouchTestCase):
             if key.startswith(name):
                 self.assertRegex(key, r'outcome="(ok|unavailable|overloaded|error)"',
                                  "a fixed set of labels, never SQL text")
+
+    def test_identity_cache_is_counted(self):
+        """A new device's first signed message costs a chain verification (miss), the next ones
+        are proven with its cached certificate (hit)."""
+        name = "vouch_identity_cache_total"
+        before, types = parse_metrics(self.scrape())
+        self.assertEqual(types.get(name), "counter")
+        dev = self.enrolled_device()  # Authenticate (first sight), then TokenUpdate
+        self.assertEmpty200(dev.settle_attestation(), "attestation answered")
+        after, _types = parse_metrics(self.scrape())
+
+        def delta(outcome):
+            key = f'{name}{{outcome="{outcome}"}}'
+            return after.get(key, 0) - before.get(key, 0)
+        self.assertEqual(delta("miss"), 1, "one full verification for the new certificate")
+        self.assertGreaterEqual(delta("hit"), 2, "TokenUpdate and the report: cached")
+        self.assertEqual((delta("expired"), delta("evicted")), (0, 0))
 
     def test_build_info(self):
         version = subprocess.run([VOUCHD, "--version"], capture_output=True, text=True,
