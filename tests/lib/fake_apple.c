@@ -33,6 +33,11 @@ struct fake_apple {
     X509 *sub;
     EVP_PKEY *sub_key;
     EVP_PKEY *leaf_key; /* NULL: a fresh key per leaf (fake_apple_reuse_leaf_key) */
+    /* What every leaf of leaf_key carries, encoded once: its EC point (the subjectPublicKey
+     * bits) and the hex SHA-256 of its SubjectPublicKeyInfo (the default subject CN). */
+    unsigned char *leaf_point;
+    size_t leaf_point_len;
+    char leaf_cn[65];
 };
 
 struct prop_info {
@@ -370,19 +375,8 @@ void fake_apple_free(struct fake_apple *pki)
     EVP_PKEY_free(pki->root_key);
     EVP_PKEY_free(pki->sub_key);
     EVP_PKEY_free(pki->leaf_key);
+    OPENSSL_free(pki->leaf_point);
     free(pki);
-}
-
-bool fake_apple_reuse_leaf_key(struct fake_apple *pki, char *err, size_t errlen)
-{
-    if (pki->leaf_key != NULL)
-        return true;
-    pki->leaf_key = EVP_EC_gen("P-384");
-    if (pki->leaf_key == NULL) {
-        fake_openssl_error(err, errlen, "generating the leaf key");
-        return false;
-    }
-    return true;
 }
 
 static bool fake_der(X509 *cert, unsigned char **der, size_t *len)
@@ -478,6 +472,47 @@ static bool fake_hex_sha256_of_key(EVP_PKEY *key, char *out, size_t outlen)
     return ok;
 }
 
+bool fake_apple_reuse_leaf_key(struct fake_apple *pki, char *err, size_t errlen)
+{
+    EVP_PKEY *key;
+
+    if (pki->leaf_key != NULL)
+        return true;
+    key = EVP_EC_gen("P-384");
+    /* EVP_PKEY_get1_encoded_public_key(): the uncompressed point, as X509_set_pubkey() puts it. */
+    if (key == NULL ||
+        (pki->leaf_point_len = EVP_PKEY_get1_encoded_public_key(key, &pki->leaf_point)) == 0 ||
+        pki->leaf_point_len > INT_MAX ||
+        !fake_hex_sha256_of_key(key, pki->leaf_cn, sizeof(pki->leaf_cn))) {
+        fake_openssl_error(err, errlen, "generating the leaf key");
+        OPENSSL_free(pki->leaf_point);
+        pki->leaf_point = NULL;
+        EVP_PKEY_free(key);
+        return false;
+    }
+    pki->leaf_key = key;
+    return true;
+}
+
+/* The reused leaf key's SubjectPublicKeyInfo, from its point encoded once: X509_set_pubkey() would
+ * encode the key and decode it again through the providers for every leaf (a fifth of minting
+ * one). The key is P-384 (fake_apple_reuse_leaf_key): id-ecPublicKey with the named curve, as
+ * X509_set_pubkey() writes it. */
+static bool fake_leaf_set_reused_key(X509 *cert, const struct fake_apple *pki)
+{
+    unsigned char *point = OPENSSL_memdup(pki->leaf_point, pki->leaf_point_len);
+
+    if (point == NULL)
+        return false;
+    if (X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(cert), OBJ_nid2obj(NID_X9_62_id_ecPublicKey),
+                               V_ASN1_OBJECT, OBJ_nid2obj(NID_secp384r1), point,
+                               (int)pki->leaf_point_len) != 1) {
+        OPENSSL_free(point);
+        return false;
+    }
+    return true;
+}
+
 /* Apple's leaf serial is the minting time in milliseconds (6 octets); the random milliseconds
  * keep two leaves minted in the same second (a test clock) apart. */
 static bool fake_leaf_serial(X509 *cert, const struct fake_leaf_spec *spec)
@@ -525,6 +560,7 @@ bool fake_apple_leaf(const struct fake_apple *pki, const struct fake_leaf_spec *
     X509 *issuer = spec->issuer == FAKE_ISSUER_ROOT ? signer->root : signer->sub;
     EVP_PKEY *issuer_key = spec->issuer == FAKE_ISSUER_ROOT ? signer->root_key : signer->sub_key;
     EVP_PKEY *key = NULL;
+    bool reused; /* key is pki->leaf_key, its encodings made */
     X509 *cert = NULL;
     X509_NAME *name = NULL;
     X509V3_CTX ctx;
@@ -544,9 +580,12 @@ bool fake_apple_leaf(const struct fake_apple *pki, const struct fake_leaf_spec *
         key = EVP_EC_gen("P-384");
     if (key == NULL)
         goto out;
+    reused = key == pki->leaf_key;
     what = "building the leaf";
     if (spec->subject_cn[0] != '\0')
         snprintf(cn, sizeof(cn), "%s", spec->subject_cn);
+    else if (reused)
+        snprintf(cn, sizeof(cn), "%s", pki->leaf_cn);
     else if (!fake_hex_sha256_of_key(key, cn, sizeof(cn)))
         goto out;
     cert = X509_new();
@@ -562,7 +601,7 @@ bool fake_apple_leaf(const struct fake_apple *pki, const struct fake_leaf_spec *
         goto out;
     if (X509_set_subject_name(cert, name) != 1 ||
         X509_set_issuer_name(cert, X509_get_subject_name(issuer)) != 1 ||
-        X509_set_pubkey(cert, key) != 1)
+        (reused ? !fake_leaf_set_reused_key(cert, pki) : X509_set_pubkey(cert, key) != 1))
         goto out;
     what = "adding leaf extensions";
     /* No key identifiers: Apple's leaves have none, chains are built by issuer name. */

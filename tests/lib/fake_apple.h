@@ -166,8 +166,9 @@ void fake_apple_free(struct fake_apple *pki);
 
 /* From now on every leaf of pki certifies one P-384 key made here, instead of a fresh key per
  * leaf (which is what a device's Secure Enclave does, and what costs most in minting a leaf:
- * about 0.8 ms of 1.6). For load tests: verifiers do not look at the leaf's key. The copies
- * fake_apple_dup() makes do not inherit it. */
+ * about 0.8 ms of 1.6). Its encoding and the subject CN hashed from it are made here too, not per
+ * leaf; the leaves are the same bytes either way. For load tests: verifiers do not look at the
+ * leaf's key. The copies fake_apple_dup() makes do not inherit it. */
 bool fake_apple_reuse_leaf_key(struct fake_apple *pki, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
