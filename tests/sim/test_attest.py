@@ -8,6 +8,7 @@ Standard library only, so it runs wherever the build does.
 """
 
 import base64
+import hashlib
 import http.server
 import json
 import os
@@ -246,6 +247,35 @@ class AttestTest(unittest.TestCase):
         ok, out = verify_chain(self.tmp, chain, os.path.join(state, "apple-root.pem"),
                                T0 + 92 * DAY)
         self.assertFalse(ok, out)
+
+    def test_reused_key_leaves_are_the_same_shape_and_verify(self):
+        """--attest-reuse-key (load tests) writes one saved key into each leaf a worker mints:
+        each leaf must be what a fresh key gives, its CN the SHA-256 of its public key, and
+        verify; the devices share the key."""
+        state = self.fresh_state()
+        devices = [dev for dev in self.fleet[:4] if int(dev[0]) not in LEGACY]
+        nonces = {dev[1]: os.urandom(32) for dev in devices}
+        for udid, nonce in nonces.items():
+            self.stub.enqueue(udid, command(nonce, uuid="NET-RK"))
+        p = run([SIM, "connect", "--url", self.url, "--dir", state, "--quiet", "--devices", "4",
+                 "--concurrency", "1", "--attest-reuse-key", "--now", str(T0)])
+        self.assertEqual(json.loads(p.stdout)["attestations"]["generated"], len(devices))
+        keys = set()
+        for dev in devices:
+            chain = self.chain_of(self.stub.reports[(dev[1], "NET-RK")])
+            self.check_leaf(chain[0], dev, nonces[dev[1]], T0)
+            ok, out = verify_chain(self.tmp, chain, self.root, T0 + 60)
+            self.assertTrue(ok, out)
+            spki = run([OPENSSL, "x509", "-inform", "der", "-noout", "-pubkey"],
+                       input_bytes=chain[0]).stdout
+            der = run([OPENSSL, "pkey", "-pubin", "-outform", "der"], input_bytes=spki).stdout
+            text = run([OPENSSL, "pkey", "-pubin", "-noout", "-text"], input_bytes=spki).stdout
+            self.assertIn(b"NIST CURVE: P-384", text)
+            subject = run([OPENSSL, "x509", "-inform", "der", "-noout", "-subject", "-nameopt",
+                           "RFC2253"], input_bytes=chain[0]).stdout.decode()
+            self.assertIn("CN=" + hashlib.sha256(der).hexdigest(), subject)
+            keys.add(der)
+        self.assertEqual(len(keys), 1, "one worker, one reused key")
 
     def test_every_supported_model_attests(self):
         state = self.fresh_state()
