@@ -56,9 +56,12 @@ $$;
 -- Keeps the attestation of the ACME order that issued p_cert in the device's history, once per
 -- generation (source 'acme'): it proved the identity key, in a leaf Apple made for the order's
 -- challenge. The posture (devices.attestation_*) stays the DeviceInformation route's.
+-- PL/pgSQL, not SQL: every Authenticate calls it, and a SQL function's statement is parsed and
+-- planned at each call where PL/pgSQL keeps its plan.
 CREATE OR REPLACE FUNCTION vouch_record_acme_attestation(p_udid text, p_cert bytea,
                                                          p_generation integer) RETURNS void
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+BEGIN
     INSERT INTO attestations (udid, command_uuid, nonce, request_reason, requested_at,
                               received_at, status, freshness, chain, leaf_sha256, generated_at,
                               expires_at, properties, generation, checked, source)
@@ -75,6 +78,7 @@ LANGUAGE sql AS $$
       AND NOT EXISTS (SELECT 1 FROM attestations a
                       WHERE a.udid = p_udid AND a.source = 'acme'
                         AND a.command_uuid = 'acme:' || o.id AND a.generation = p_generation);
+END
 $$;
 
 CREATE OR REPLACE FUNCTION vouch_authenticate(
@@ -132,7 +136,11 @@ BEGIN
         imei          = coalesce(EXCLUDED.imei, d.imei),
         meid          = coalesce(EXCLUDED.meid, d.meid),
         updated_at    = vouch_now(),
-        last_seen_at  = vouch_now();
+        last_seen_at  = vouch_now(),
+        -- Not enrolled until its TokenUpdate: nothing is planned.
+        attestation_due_at = NULL,
+        attestation_due_reason = NULL,
+        info_due_at   = NULL;
 
     INSERT INTO enrollments AS x (udid, topic, enabled, identity_cert_sha256, authenticated_at)
     VALUES (p_udid, p_topic, false, p_cert, vouch_now())
@@ -153,11 +161,11 @@ BEGIN
     WHERE r.udid = p_udid AND r.answered_at IS NULL;
     IF FOUND THEN
         PERFORM vouch_end_attestation_request(p_udid, pending, 'canceled', NULL);
+        -- Ending it may have planned the next request: still nothing until the TokenUpdate.
+        UPDATE devices SET attestation_due_at = NULL, attestation_due_reason = NULL,
+            info_due_at = NULL
+        WHERE udid = p_udid;
     END IF;
-    -- Not enrolled until its TokenUpdate: nothing is planned.
-    UPDATE devices SET attestation_due_at = NULL, attestation_due_reason = NULL,
-        info_due_at = NULL
-    WHERE udid = p_udid;
     IF new_binding THEN
         PERFORM vouch_emit_device('device.reenrolled', p_udid, jsonb_build_object(
             'previous_cert_sha256', encode(e.identity_cert_sha256, 'hex'),
@@ -186,7 +194,8 @@ BEGIN
     IF verdict <> 'ok' THEN
         RETURN verdict;
     END IF;
-    SELECT enabled INTO was_enabled FROM enrollments WHERE udid = p_udid;
+    -- The enrollment row is locked (vouch_check_identity): the old row read beside the update is
+    -- the one it replaces.
     UPDATE enrollments SET
         topic = p_topic,
         push_token = p_token,
@@ -197,14 +206,17 @@ BEGIN
         token_updated_at = vouch_now(),
         token_dead_at = NULL,
         checked_out_at = NULL,
-        token_update_tally = token_update_tally + 1
-    WHERE udid = p_udid
-    RETURNING token_update_tally INTO tally;
-    UPDATE devices SET last_seen_at = vouch_now() WHERE udid = p_udid;
+        token_update_tally = enrollments.token_update_tally + 1
+    FROM (SELECT x.enabled FROM enrollments x WHERE x.udid = p_udid) AS old
+    WHERE enrollments.udid = p_udid
+    RETURNING enrollments.token_update_tally, old.enabled INTO tally, was_enabled;
+    -- The first TokenUpdate of an enrollment also plans the first light query.
+    UPDATE devices SET last_seen_at = vouch_now(),
+        info_due_at = CASE WHEN was_enabled THEN info_due_at
+                           ELSE vouch_now() + (SELECT info_interval FROM scheduler_policy) END
+    WHERE udid = p_udid;
     PERFORM vouch_emit_mdm('mdm.TokenUpdate', p_udid, p_raw, NULL, NULL, tally);
     IF NOT was_enabled THEN
-        UPDATE devices SET info_due_at = vouch_now() + (SELECT info_interval FROM scheduler_policy)
-        WHERE udid = p_udid;
         IF p_attest_command_uuid IS NOT NULL THEN
             SELECT r.outcome INTO queued
             FROM vouch_request_attestation(p_udid, p_attest_command_uuid, p_attest_body,

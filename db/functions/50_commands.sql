@@ -17,6 +17,9 @@ DECLARE
     session_start timestamptz;
     answered_type text;
     gen integer;
+    bound bytea;
+    revoked boolean;
+    seen timestamptz;
 BEGIN
     result_stored := false;
     -- The answer to a pending attestation request, before its verdict: vouchd only needs what
@@ -48,12 +51,24 @@ BEGIN
         END IF;
     END IF;
 
-    outcome := vouch_check_identity(p_udid, p_cert);
-    IF outcome <> 'ok' THEN
+    -- The identity check (as vouch_check_identity, which the check-in messages use) and the
+    -- enrollment in one read, which locks the enrollment row for the rest of the transaction.
+    SELECT e.identity_cert_sha256, e.enabled, e.session_started_at,
+           EXISTS (SELECT 1 FROM acme_certificates a
+                   WHERE a.sha256 = p_cert AND a.revoked_at IS NOT NULL)
+    INTO bound, is_enabled, session_start, revoked
+    FROM enrollments e WHERE e.udid = p_udid FOR UPDATE OF e;
+    IF NOT FOUND THEN
+        outcome := 'unknown_device';
+        RETURN;
+    ELSIF bound <> p_cert THEN
+        outcome := 'identity_mismatch';
+        RETURN;
+    ELSIF revoked THEN
+        outcome := 'identity_revoked';
         RETURN;
     END IF;
-    SELECT enabled, session_started_at INTO is_enabled, session_start
-    FROM enrollments WHERE udid = p_udid;
+    outcome := 'ok';
     IF NOT is_enabled THEN
         outcome := 'not_enrolled';
         RETURN;
@@ -66,17 +81,21 @@ BEGIN
         UPDATE command_queue SET not_now_at = clock_timestamp(), not_now_count = not_now_count + 1
         WHERE udid = p_udid AND command_uuid = p_command_uuid;
     ELSE
+        -- The entry leaves the queue whether or not this answer is the first (one statement:
+        -- the DELETE runs in full and hands its row to the INSERT).
+        WITH q AS (
+            DELETE FROM command_queue q WHERE q.udid = p_udid AND q.command_uuid = p_command_uuid
+            RETURNING q.queued_at, q.not_now_count)
         INSERT INTO command_results (udid, command_uuid, request_type, status, report,
                                      queued_at, not_now_count)
         SELECT p_udid, p_command_uuid, c.request_type, p_status, p_report, q.queued_at,
                coalesce(q.not_now_count, 0)
         FROM (SELECT 1) AS one
-        LEFT JOIN command_queue q ON q.udid = p_udid AND q.command_uuid = p_command_uuid
+        LEFT JOIN q ON true
         LEFT JOIN commands c ON c.command_uuid = p_command_uuid
         ON CONFLICT (udid, command_uuid) DO NOTHING
         RETURNING request_type INTO answered_type;
         result_stored := FOUND;
-        DELETE FROM command_queue WHERE udid = p_udid AND command_uuid = p_command_uuid;
         IF result_stored THEN
             IF p_status = 'Acknowledged' AND p_verdict IS NOT NULL THEN
                 PERFORM vouch_record_attestation(p_udid, p_command_uuid, p_verdict);
@@ -98,9 +117,19 @@ BEGIN
         END IF;
     END IF;
 
-    UPDATE devices SET last_seen_at = vouch_now()
-    WHERE udid = p_udid AND last_seen_at IS DISTINCT FROM vouch_now();  -- once per transaction
-    PERFORM vouch_emit_mdm('mdm.Connect', p_udid, p_report, p_status, p_command_uuid, NULL);
+    seen := vouch_now();
+    UPDATE devices SET last_seen_at = seen
+    WHERE udid = p_udid AND last_seen_at IS DISTINCT FROM seen;  -- once per transaction
+    IF p_report IS NOT NULL AND EXISTS (SELECT 1 FROM webhook_receivers r
+                                        WHERE r.topics IS NULL OR 'mdm.Connect' = ANY (r.topics))
+    THEN
+        PERFORM vouch_emit_mdm('mdm.Connect', p_udid, p_report, p_status, p_command_uuid, NULL);
+    ELSIF p_status = 'Idle' THEN
+        -- An Idle with no web-hook wrote two timestamps (last seen, session start) and reads the
+        -- next command: its commit need not wait for the WAL flush. A crash can lose them, never
+        -- a result or an event; the next durable commit flushes them too.
+        PERFORM set_config('synchronous_commit', 'off', true);
+    END IF;
 
     SELECT q.command_uuid, c.body INTO next_command_uuid, next_body
     FROM command_queue q JOIN commands c ON c.command_uuid = q.command_uuid
