@@ -158,9 +158,10 @@ FILE *tu_file_create_tmp(const char *path, mode_t mode, char *tmp, size_t tmplen
     return f;
 }
 
-bool tu_file_commit_tmp(FILE *f, const char *tmp, const char *path, char *err, size_t errlen)
+static bool commit_tmp(FILE *f, bool sync, const char *tmp, const char *path, char *err,
+                       size_t errlen)
 {
-    bool ok = fflush(f) == 0 && !ferror(f) && fsync(fileno(f)) == 0;
+    bool ok = fflush(f) == 0 && !ferror(f) && (!sync || fsync(fileno(f)) == 0);
 
     if (fclose(f) != 0)
         ok = false;
@@ -175,6 +176,17 @@ bool tu_file_commit_tmp(FILE *f, const char *tmp, const char *path, char *err, s
         return false;
     }
     return true;
+}
+
+bool tu_file_commit_tmp(FILE *f, const char *tmp, const char *path, char *err, size_t errlen)
+{
+    return commit_tmp(f, true, tmp, path, err, errlen);
+}
+
+bool tu_file_commit_tmp_unsynced(FILE *f, const char *tmp, const char *path, char *err,
+                                 size_t errlen)
+{
+    return commit_tmp(f, false, tmp, path, err, errlen);
 }
 
 bool tu_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode, char *err,

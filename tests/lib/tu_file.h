@@ -47,6 +47,11 @@ FILE *tu_file_create_tmp(const char *path, mode_t mode, char *tmp, size_t tmplen
 bool tu_file_commit_tmp(FILE *f, const char *tmp, const char *path, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
+/* The same without the fsync: the replacement stays atomic (rename), but a machine crash may
+ * leave the old file or an empty one. For files that are cheap to lose and written often. */
+bool tu_file_commit_tmp_unsynced(FILE *f, const char *tmp, const char *path, char *err,
+                                 size_t errlen) __attribute__((warn_unused_result));
+
 /* Replaces path with the len bytes of data (through a temporary sibling and a rename, so a
  * reader sees the old file or the new one, never half of one). */
 bool tu_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode, char *err,

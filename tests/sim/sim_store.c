@@ -590,30 +590,6 @@ bool sim_store_attest_load(const char *dir, const char *udid, struct sim_attest_
     return true;
 }
 
-/* tu_file_commit_tmp() without its fsync: a device's attestation cache is replaced once per
- * fresh attestation, and an fsync each (with its journal commit) cost a serve campaign more than
- * the attestation itself. The rename still makes the replacement atomic for a later run; a cache
- * lost to a machine crash is only a fresh attestation the next time. */
-static bool store_commit_unsynced(FILE *f, const char *tmp, const char *path, char *err,
-                                  size_t errlen)
-{
-    bool ok = fflush(f) == 0 && !ferror(f);
-
-    if (fclose(f) != 0)
-        ok = false;
-    if (!ok) {
-        snprintf(err, errlen, "writing %s: %s", tmp, strerror(errno));
-        unlink(tmp);
-        return false;
-    }
-    if (rename(tmp, path) != 0) {
-        snprintf(err, errlen, "renaming %s to %s: %s", tmp, path, strerror(errno));
-        unlink(tmp);
-        return false;
-    }
-    return true;
-}
-
 bool sim_store_attest_save(const char *dir, const char *udid, const struct sim_attest_cache *cache,
                            char *err, size_t errlen)
 {
@@ -662,7 +638,10 @@ bool sim_store_attest_save(const char *dir, const char *udid, const struct sim_a
     if (pem_len > 0)
         fwrite(pem, 1, (size_t)pem_len, f);
     BIO_free(bio);
-    return store_commit_unsynced(f, tmp, path, err, errlen);
+    /* No fsync: the cache is replaced once per fresh attestation, and an fsync each (with its
+     * journal commit) cost a serve campaign more than the attestation itself. A cache lost to a
+     * machine crash is only a fresh attestation the next time. */
+    return tu_file_commit_tmp_unsynced(f, tmp, path, err, errlen);
 }
 
 /* ---- push tokens ---------------------------------------------------------------------------- */
