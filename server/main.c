@@ -487,10 +487,11 @@ static int serve(const struct config *cfg, const char *config_path)
      * the database connections' on every query) reach the kernel as one epoll_ctl per descriptor
      * at most, or none when they cancel out. Safe here: no descriptor is dup()ed. */
     struct event_config *ev_cfg = event_config_new();
-    if (ev_cfg != NULL)
+    if (ev_cfg != NULL) {
         event_config_set_flag(ev_cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-    srv.base = ev_cfg ? event_base_new_with_config(ev_cfg) : NULL;
-    event_config_free(ev_cfg);
+        srv.base = event_base_new_with_config(ev_cfg);
+        event_config_free(ev_cfg); /* which takes no NULL */
+    }
     /* Two priorities: 0 for the little that must run before any I/O of the next turn (the
      * HTTP connection guard's registration), 1 (the default) for everything else. */
     if (srv.base == NULL || event_base_priority_init(srv.base, HTTP_PRIORITIES) != 0) {
