@@ -5,7 +5,8 @@
  * Results come in binary format, every column text but the report (the XML plist the device
  * sent, or the binary plist of an attestation answer stored without its certificates, as
  * bytes) and the chain of the attestation it carried; db_decode_command_row() lends
- * out a row's values, valid while the PGresult lives. Strings passed in are copied by db_query(); NULL strings are SQL NULL.
+ * out a row's values, valid while the PGresult lives. Strings passed in are copied by db_query();
+ * NULL strings are SQL NULL.
  */
 #ifndef VOUCH_QUERIES_COMMANDS_H
 #define VOUCH_QUERIES_COMMANDS_H

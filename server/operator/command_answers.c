@@ -121,8 +121,8 @@ static bool write_report(struct json_writer *w, const struct db_command_row *row
         plist_from_bin((const char *)row->report, (uint32_t)row->report_len, &root);
         err = root != NULL ? PLIST_JSON_OK : PLIST_JSON_MALFORMED;
     } else {
-        err = plist_json_parse_xml((const char *)row->report, row->report_len, MDM_MAX_DEPTH,
-                                   &root);
+        err =
+            plist_json_parse_xml((const char *)row->report, row->report_len, MDM_MAX_DEPTH, &root);
     }
     if (err == PLIST_JSON_OK)
         put_back_chain(root, row);
