@@ -16,6 +16,9 @@
 --    no index serves; the scheduler's expiry uses devices_verdict_expiry), and
 --    command_queue_next (a device's next command is found through the primary key, which starts
 --    with the UDID, among the few commands it has queued).
+--  * attestation_requests.nonce loses its UNIQUE index: no query looks a request up by its
+--    nonce (answers are matched to their device's own requests), a nonce is 32 bytes from
+--    OpenSSL's CSPRNG, and the index cost an entry per request and per answer.
 --
 -- The functions are code (db/functions/); this drops those whose arguments or results changed
 -- (a new database has none yet: the functions are made after the migrations).
@@ -43,6 +46,7 @@ ALTER TABLE commands ALTER COLUMN body DROP NOT NULL;
 
 DROP INDEX devices_attestation_status;
 DROP INDEX command_queue_next;
+ALTER TABLE attestation_requests DROP CONSTRAINT attestation_requests_nonce_key;
 
 DROP FUNCTION IF EXISTS vouch_report(text, bytea, text, text, bytea, json, text, text);
 DROP FUNCTION IF EXISTS vouch_record_attestation(text, text, json);
