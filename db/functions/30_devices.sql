@@ -134,11 +134,12 @@ LANGUAGE sql STABLE AS $$
              LIMIT p_limit)) AS x), '[]')::text END
 $$;
 
--- Where a verified chain's certificates are kept (docs/attestation.md, "Storage"): the leaf in
--- the attestation row (attestations.chain holds it alone), the certificate authorities above it
--- once each in attestation_cas, named by SHA-256 in attestations.ca_sha256 (vouch_keep_cas):
--- Apple's Sub CA is the same in every answer. A chain that did not verify is kept whole in its
--- row, so that what a device makes up never enters the shared table.
+-- Where a verified chain's certificates are kept (docs/attestation.md, "Storage"): for Apple's
+-- shape (the leaf and the Sub CA that signed it), the leaf in the attestation row
+-- (attestations.chain holds it alone) and the Sub CA once in attestation_cas, named by SHA-256
+-- in attestations.ca_sha256 (vouch_keep_cas): it is the same in every answer. Any other chain
+-- (one that did not verify, or one with certificates its path did not need) is kept whole in
+-- its row, so that what a device makes up never enters the shared table.
 --
 -- A stored chain as the device sent it: the row's certificates, then those it names by SHA-256.
 CREATE OR REPLACE FUNCTION vouch_attestation_chain(p_chain bytea[], p_ca_sha256 bytea[])

@@ -68,8 +68,8 @@ BEGIN
     SELECT p_udid, 'acme:' || o.id, sha256(convert_to(o.token, 'UTF8')), 'acme_enrollment',
            o.created_at, o.validated_at, 'verified', 'fresh',
            -- the leaf here, its CAs once in attestation_cas (60_attestation.sql)
-           CASE WHEN cardinality(o.chain) > 1 THEN o.chain[1:1] ELSE o.chain END,
-           CASE WHEN cardinality(o.chain) > 1 THEN vouch_keep_cas(o.chain[2:]) END,
+           CASE WHEN cardinality(o.chain) = 2 THEN o.chain[1:1] ELSE o.chain END,
+           CASE WHEN cardinality(o.chain) = 2 THEN vouch_keep_cas(o.chain[2:]) END,
            o.leaf_sha256,
            o.generated_at, o.leaf_expires_at, o.properties, p_generation,
            json_build_object('udid', o.attested_udid, 'serial', o.attested_serial,

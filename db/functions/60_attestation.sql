@@ -10,9 +10,9 @@ RETURNS timestamptz LANGUAGE sql STABLE AS $$
     SELECT least(p_expires_at, p_generated_at + (SELECT max_age FROM scheduler_policy))
 $$;
 
--- A verified chain is kept as its leaf in the row and its CAs once each in attestation_cas
--- (vouch_attestation_chain, db/functions/30_devices.sql). Stores the CA certificates p_cas (a
--- chain without its leaf) and returns their SHA-256s in order. (PL/pgSQL: planned once per
+-- A verified chain of Apple's shape is kept as its leaf in the row and its Sub CA once in
+-- attestation_cas (vouch_attestation_chain, db/functions/30_devices.sql). Stores the CA
+-- certificates p_cas (a chain without its leaf) and returns their SHA-256s in order. (PL/pgSQL: planned once per
 -- session.)
 CREATE OR REPLACE FUNCTION vouch_keep_cas(p_cas bytea[]) RETURNS bytea[]
 LANGUAGE plpgsql AS $$
@@ -152,7 +152,7 @@ $$;
 
 -- Stores the verdict vouchd computed for the answer to a pending request, and says whether it
 -- did (false: no such request is pending any more). A verified answer binds the serial when
--- the enrollment did not state one, and keeps its chain as the leaf and the CAs' SHA-256s.
+-- the enrollment did not state one; one of Apple's shape keeps its leaf and its Sub CA's SHA-256.
 --
 -- The verdict is parsed once (each -> of a json value parses the whole text again, chain
 -- included), and the device row is written once: the verdict, what the answer says of the OS,
@@ -187,7 +187,7 @@ BEGIN
         generated_at timestamptz, expires_at timestamptz, properties json, cached_nonce text,
         checked json, reported json);
     chain := ARRAY(SELECT decode(c, 'base64') FROM unnest(v.chain) c);
-    IF v.status = 'verified' AND cardinality(chain) > 1 THEN
+    IF v.status = 'verified' AND cardinality(chain) = 2 THEN
         cas := vouch_keep_cas(chain[2:]);
         chain := chain[1:1];
     END IF;

@@ -1,9 +1,11 @@
 -- 0008: an attestation campaign's answers in less space (issue 22).
 --
---  * Apple's Sub CA is the same in every verified chain: the certificate authorities of a
---    verified chain are kept once each in attestation_cas (by SHA-256), the row keeps its leaf
---    in chain and names the rest in ca_sha256 (vouch_attestation_chain puts them together). A
---    chain that did not verify stays whole in its row. Existing rows move here.
+--  * Apple's Sub CA is the same in every verified chain: the Sub CA of a verified chain of
+--    Apple's shape (the leaf and the Sub CA that signed it) is kept once in attestation_cas (by
+--    SHA-256), the row keeps its leaf in chain and names the Sub CA in ca_sha256
+--    (vouch_attestation_chain puts them together). Any other chain (one that did not verify,
+--    or carried more certificates than its path needed) stays whole in its row. Existing rows
+--    move here.
 --  * A command result that carried an attestation is kept without its certificates (its
 --    DevicePropertiesAttestation an empty array): the attestation row has them, and the admin
 --    API puts them back (db/functions/65_command_answers.sql). Answers stored before this
@@ -33,14 +35,14 @@ ALTER TABLE attestations ADD COLUMN ca_sha256 bytea[];
 INSERT INTO attestation_cas (sha256, der)
 SELECT DISTINCT sha256(c), c
 FROM attestations a, unnest(a.chain[2:]) AS c
-WHERE a.status = 'verified' AND cardinality(a.chain) > 1
+WHERE a.status = 'verified' AND cardinality(a.chain) = 2
 ON CONFLICT (sha256) DO NOTHING;
 
 UPDATE attestations a SET
     ca_sha256 = ARRAY(SELECT sha256(c) FROM unnest(a.chain[2:]) WITH ORDINALITY AS x(c, n)
                       ORDER BY n),
     chain = a.chain[1:1]
-WHERE a.status = 'verified' AND cardinality(a.chain) > 1;
+WHERE a.status = 'verified' AND cardinality(a.chain) = 2;
 
 ALTER TABLE commands ALTER COLUMN body DROP NOT NULL;
 

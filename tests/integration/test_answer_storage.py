@@ -7,8 +7,8 @@ What must hold:
     the device sent it: every QueryResponses key, the chain's certificates in order;
   * the Sub CA of N verified chains is stored once (attestation_cas), each attestation row keeps
     its leaf alone, and the history (GET .../attestations) still shows the whole chain;
-  * a chain that did not verify is kept whole in its row, and its CA never enters the shared
-    table;
+  * a chain that did not verify, or that carried a certificate its path did not need, is kept
+    whole in its row, and its extra CAs never enter the shared table;
   * the attestation request's command body is not stored, and the device still gets it;
   * a database of the previous schema (migrations 0001-0007) with answers in it upgrades: its
     chains move to the shared table and its answers read as before.
@@ -97,6 +97,26 @@ class AnswerStorageTest(AttestationCase):
         self.assertEqual(self.psql(
             f"SELECT count(*) FROM attestation_cas WHERE sha256 = '\\x{other_sub}'").strip(), "0",
             "an untrusted CA entered the shared table")
+        got = self.command_answer(dev, cu)
+        self.assertEqual(got["report"]["QueryResponses"]["DevicePropertiesAttestation"],
+                         [b64(c) for c in chain])
+
+    def test_a_chain_with_a_certificate_more_stays_whole(self):
+        """A certificate the path did not need (here another PKI's Sub CA after the right one)
+        never enters the shared table, whatever the verdict."""
+        dev = self.iphone()
+        cu, nonce = self.take_request(dev, "one certificate more")
+        extra = der(self.other_pki.sub)
+        chain = self.chain_for(dev, nonce) + [extra]
+        self.answer(dev, cu, chain, what="one certificate more")
+        self.verdict(dev, cu, "one certificate more")
+        self.assertEqual(self.psql(
+            f"SELECT cardinality(chain), ca_sha256 IS NULL FROM attestations "
+            f"WHERE command_uuid = '{cu}'").strip(), "3|t")
+        self.assertEqual(self.psql(
+            "SELECT count(*) FROM attestation_cas WHERE sha256 = "
+            f"'\\x{hashlib.sha256(extra).hexdigest()}'").strip(), "0",
+            "a certificate the path did not need entered the shared table")
         got = self.command_answer(dev, cu)
         self.assertEqual(got["report"]["QueryResponses"]["DevicePropertiesAttestation"],
                          [b64(c) for c in chain])
