@@ -102,22 +102,23 @@ enum db_verdict db_decode_verdict(const PGresult *res)
 static const char sql_report[] =
     "SELECT outcome, result_stored, next_command_uuid, next_body, request_nonce, older_nonces,"
     " enrolled_serial, enrolled_os_version, clock::bigint, older_requested_at,"
-    " generation_verified, product_name, request_reason"
-    " FROM vouch_report($1, $2, $3, $4, $5, $6::json, $7, $8)";
+    " generation_verified, product_name, request_reason, next_nonce"
+    " FROM vouch_report($1, $2, $3, $4, $5, $6::json, $7, $8, $9)";
 
 void db_report(struct db_pool *pool, const char *udid, const struct db_cert *cert,
-               const char *status, const char *command_uuid, const uint8_t *report,
-               size_t report_len, const char *os_version, const char *build_version,
-               const char *verdict_json, db_result_fn *cb, void *arg)
+               const char *status, const char *command_uuid, const struct db_report_body *body,
+               const char *os_version, const char *build_version, const char *verdict_json,
+               db_result_fn *cb, void *arg)
 {
     const struct db_param params[] = {
         text_param(udid),   bytes_param(cert->sha256, DB_CERT_HASH_LEN),
         text_param(status), text_param(command_uuid),
-        bytes_param(report, report_len), text_param(verdict_json),
+        bytes_param(body->report, body->report_len), text_param(verdict_json),
         text_param(os_version), text_param(build_version),
+        bytes_param(body->stored, body->stored_len),
     };
     /* Binary results: the next command's body comes back as raw bytes, not hex. */
-    db_query(pool, sql_report, params, 8, true, cb, arg);
+    db_query(pool, sql_report, params, 9, true, cb, arg);
 }
 
 int64_t db_int64_be(const uint8_t bytes[8])
@@ -141,7 +142,7 @@ static const uint8_t *binary_value(const PGresult *res, int col, size_t *len)
 bool db_decode_report(const PGresult *res, struct db_report_outcome *out)
 {
     memset(out, 0, sizeof(*out));
-    if (PQntuples(res) != 1 || PQnfields(res) != 13 || PQgetisnull(res, 0, 0))
+    if (PQntuples(res) != 1 || PQnfields(res) != 14 || PQgetisnull(res, 0, 0))
         return false;
     const char *outcome = PQgetvalue(res, 0, 0);
     if (strcmp(outcome, "attestation_context") == 0) {
@@ -172,6 +173,10 @@ bool db_decode_report(const PGresult *res, struct db_report_outcome *out)
         out->next_command_uuid = PQgetvalue(res, 0, 2);
         out->next_body = (const uint8_t *)PQgetvalue(res, 0, 3);
         out->next_body_len = (size_t)PQgetlength(res, 0, 3);
+    } else if (!PQgetisnull(res, 0, 2) && !PQgetisnull(res, 0, 13)) {
+        out->next_command_uuid = PQgetvalue(res, 0, 2);
+        out->next_nonce = (const uint8_t *)PQgetvalue(res, 0, 13);
+        out->next_nonce_len = (size_t)PQgetlength(res, 0, 13);
     }
     return out->verdict != DB_VERDICT_BAD_RESULT;
 }

@@ -87,20 +87,31 @@ void db_checkout(struct db_pool *pool, const char *udid, const struct db_cert *c
 /* Decodes the answer of the three above. */
 enum db_verdict db_decode_verdict(const PGresult *res);
 
+/* A report's body: as the device sent it, and (stored != NULL) as command_results keeps it
+ * once its verdict is recorded, without the attestation's certificates. */
+struct db_report_body {
+    const uint8_t *report;
+    size_t report_len;
+    const uint8_t *stored; /* NULL: the report itself */
+    size_t stored_len;
+};
+
 /* A command report. verdict_json is NULL on the first call; when the report answers a pending
  * attestation request, that call writes nothing and returns attestation_context, and the caller
  * calls again with the verdict (see vouch_report in db/functions/50_commands.sql). */
 void db_report(struct db_pool *pool, const char *udid, const struct db_cert *cert,
-               const char *status, const char *command_uuid, const uint8_t *report,
-               size_t report_len, const char *os_version, const char *build_version,
-               const char *verdict_json, db_result_fn *cb, void *arg);
+               const char *status, const char *command_uuid, const struct db_report_body *body,
+               const char *os_version, const char *build_version, const char *verdict_json,
+               db_result_fn *cb, void *arg);
 struct db_report_outcome {
     enum db_verdict verdict;
     bool attestation_context; /* verify, then call again with the verdict */
     bool result_stored;   /* false for a repeated report */
     const char *next_command_uuid; /* NULL: nothing queued */
-    const uint8_t *next_body;
+    const uint8_t *next_body;      /* NULL with next_nonce: an attestation request */
     size_t next_body_len;
+    const uint8_t *next_nonce; /* the request's nonce: its body is built again from it */
+    size_t next_nonce_len;
     /* With attestation_context: */
     const uint8_t *request_nonce;
     size_t request_nonce_len;

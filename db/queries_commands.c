@@ -8,7 +8,7 @@
 
 static const char sql_command_answer[] =
     "SELECT udid, command_uuid, request_type, status, queued_at, result_at, "
-    "not_now_count::text, report, NULL::text, NULL::text "
+    "not_now_count::text, report, NULL::text, NULL::text, chain "
     "FROM vouch_command_answer(vouch_udid_resolve($1), $2)";
 
 void db_command_answer(struct db_pool *pool, const char *udid, const char *command_uuid,
@@ -20,7 +20,7 @@ void db_command_answer(struct db_pool *pool, const char *udid, const char *comma
 
 static const char sql_command_answers[] =
     "SELECT udid, $1::text, request_type, status, queued_at, result_at, not_now_count::text, "
-    "report, created_at, truncated::text "
+    "report, created_at, truncated::text, chain "
     "FROM vouch_command_answers($1, $2::integer, $3::bigint)";
 
 void db_command_answers(struct db_pool *pool, const char *command_uuid, unsigned limit,
@@ -48,7 +48,7 @@ static bool text_at(const PGresult *res, int row, int col, const char **out)
 bool db_decode_command_row(const PGresult *res, int row, struct db_command_row *out)
 {
     memset(out, 0, sizeof(*out));
-    if (PQnfields(res) != 10 || row < 0 || row >= PQntuples(res))
+    if (PQnfields(res) != 11 || row < 0 || row >= PQntuples(res))
         return false;
     const char *truncated;
     bool ok = text_at(res, row, 0, &out->udid) && text_at(res, row, 1, &out->command_uuid) &&
@@ -59,6 +59,10 @@ bool db_decode_command_row(const PGresult *res, int row, struct db_command_row *
     if (!PQgetisnull(res, row, 7)) {
         out->report = (const uint8_t *)PQgetvalue(res, row, 7);
         out->report_len = (size_t)PQgetlength(res, row, 7);
+    }
+    if (!PQgetisnull(res, row, 10)) {
+        out->chain = (const uint8_t *)PQgetvalue(res, row, 10);
+        out->chain_len = (size_t)PQgetlength(res, row, 10);
     }
     out->truncated = truncated != NULL && strcmp(truncated, "true") == 0;
     return ok;

@@ -3,8 +3,10 @@
  * (db/functions/65_command_answers.sql; server/operator/command_answers.c).
  *
  * Results come in binary format, every column text but the report (the XML plist the device
- * sent, as bytes); db_decode_command_row() lends out a row's values, valid while the PGresult
- * lives. Strings passed in are copied by db_query(); NULL strings are SQL NULL.
+ * sent, or the binary plist of an attestation answer stored without its certificates, as
+ * bytes) and the chain of the attestation it carried; db_decode_command_row() lends
+ * out a row's values, valid while the PGresult lives. Strings passed in are copied by db_query();
+ * NULL strings are SQL NULL.
  */
 #ifndef VOUCH_QUERIES_COMMANDS_H
 #define VOUCH_QUERIES_COMMANDS_H
@@ -31,6 +33,11 @@ struct db_command_row {
     const char *not_now_count; /* decimal text */
     const uint8_t *report;     /* NULL while queued */
     size_t report_len;
+    /* The certificates of the attestation the answer carried, each a 4-byte big-endian length
+     * and its DER (vouch_answer_chain); NULL when none. A report stored without them has its
+     * DevicePropertiesAttestation left an empty array: they go there. */
+    const uint8_t *chain;
+    size_t chain_len;
     const char *created_at; /* db_command_answers' first row */
     bool truncated;         /* db_command_answers' first row */
 };

@@ -134,6 +134,22 @@ LANGUAGE sql STABLE AS $$
              LIMIT p_limit)) AS x), '[]')::text END
 $$;
 
+-- Where a verified chain's certificates are kept (docs/attestation.md, "Storage"): for Apple's
+-- shape (the leaf and the Sub CA that signed it), the leaf in the attestation row
+-- (attestations.chain holds it alone) and the Sub CA once in attestation_cas, named by SHA-256
+-- in attestations.ca_sha256 (vouch_keep_cas): it is the same in every answer. Any other chain
+-- (one that did not verify, or one with certificates its path did not need) is kept whole in
+-- its row, so that what a device makes up never enters the shared table.
+--
+-- A stored chain as the device sent it: the row's certificates, then those it names by SHA-256.
+CREATE OR REPLACE FUNCTION vouch_attestation_chain(p_chain bytea[], p_ca_sha256 bytea[])
+RETURNS bytea[] LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN p_ca_sha256 IS NULL THEN p_chain
+           ELSE coalesce(p_chain, '{}') || ARRAY(
+               SELECT c.der FROM unnest(p_ca_sha256) WITH ORDINALITY AS x(sha256, n)
+               JOIN attestation_cas c ON c.sha256 = x.sha256 ORDER BY x.n) END
+$$;
+
 -- The attestation history of a device, newest first; NULL for an unknown device. Each answer
 -- names its generation and the nonces it was checked against (hex), so that anyone can verify
 -- it again (vouchctl verify --server).
@@ -161,7 +177,7 @@ LANGUAGE sql STABLE AS $$
                    'properties', a.properties,
                    'leaf_sha256', encode(a.leaf_sha256, 'hex'),
                    'chain', (SELECT json_agg(translate(encode(c, 'base64'), E'\n', ''))
-                             FROM unnest(a.chain) c))
+                             FROM unnest(vouch_attestation_chain(a.chain, a.ca_sha256)) c))
                ORDER BY a.id DESC)
         FROM (SELECT * FROM attestations WHERE udid = p_udid ORDER BY id DESC LIMIT p_limit) a
     ), '[]')::text END
@@ -209,6 +225,9 @@ BEGIN
         SELECT a2.id FROM attestations a2
         WHERE a2.received_at < vouch_now() - p_attestation_retention
           AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.attestation_id = a2.id)
+          -- The stored answer that carried it has its certificates here (vouch_report).
+          AND NOT EXISTS (SELECT 1 FROM command_results r
+                          WHERE r.udid = a2.udid AND r.command_uuid = a2.command_uuid)
           AND (a2.status <> 'verified' OR EXISTS (
               SELECT 1 FROM attestations a3
               WHERE a3.udid = a2.udid AND a3.status = 'verified'

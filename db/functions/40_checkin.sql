@@ -63,10 +63,14 @@ CREATE OR REPLACE FUNCTION vouch_record_acme_attestation(p_udid text, p_cert byt
 LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO attestations (udid, command_uuid, nonce, request_reason, requested_at,
-                              received_at, status, freshness, chain, leaf_sha256, generated_at,
-                              expires_at, properties, generation, checked, source)
+                              received_at, status, freshness, chain, ca_sha256, leaf_sha256,
+                              generated_at, expires_at, properties, generation, checked, source)
     SELECT p_udid, 'acme:' || o.id, sha256(convert_to(o.token, 'UTF8')), 'acme_enrollment',
-           o.created_at, o.validated_at, 'verified', 'fresh', o.chain, o.leaf_sha256,
+           o.created_at, o.validated_at, 'verified', 'fresh',
+           -- the leaf here, its CAs once in attestation_cas (60_attestation.sql)
+           CASE WHEN cardinality(o.chain) = 2 THEN o.chain[1:1] ELSE o.chain END,
+           CASE WHEN cardinality(o.chain) = 2 THEN vouch_keep_cas(o.chain[2:]) END,
+           o.leaf_sha256,
            o.generated_at, o.leaf_expires_at, o.properties, p_generation,
            json_build_object('udid', o.attested_udid, 'serial', o.attested_serial,
                              'at', vouch_time(o.validated_at), 'require_fresh', true,

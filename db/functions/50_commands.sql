@@ -4,13 +4,19 @@
 -- at every start and `vouchd migrate` (db/migrate.c). A change to a function is a diff here; a
 -- change of its arguments or result also needs a migration that drops the old one.
 
+-- p_report is the body the device sent (web-hooks get it byte for byte); p_stored_report, when
+-- given, is what command_results keeps instead once the verdict is recorded: the same answer
+-- without its attestation certificates, which the attestation row holds (docs/attestation.md,
+-- "Storage"). The next command comes back as its body, or, for an attestation request (whose
+-- body is not stored), as next_body NULL and the request's nonce: vouchd builds the body again.
 CREATE OR REPLACE FUNCTION vouch_report(
     p_udid text, p_cert bytea, p_status text, p_command_uuid text, p_report bytea,
-    p_verdict json, p_os_version text, p_build_version text,
+    p_verdict json, p_os_version text, p_build_version text, p_stored_report bytea DEFAULT NULL,
     OUT outcome text, OUT result_stored boolean, OUT next_command_uuid text, OUT next_body bytea,
     OUT request_nonce bytea, OUT older_nonces bytea, OUT enrolled_serial text,
     OUT enrolled_os_version text, OUT clock double precision, OUT older_requested_at bytea,
-    OUT generation_verified boolean, OUT product_name text, OUT request_reason text)
+    OUT generation_verified boolean, OUT product_name text, OUT request_reason text,
+    OUT next_nonce bytea)
 LANGUAGE plpgsql AS $$
 DECLARE
     is_enabled boolean;
@@ -88,7 +94,10 @@ BEGIN
             RETURNING q.queued_at, q.not_now_count)
         INSERT INTO command_results (udid, command_uuid, request_type, status, report,
                                      queued_at, not_now_count)
-        SELECT p_udid, p_command_uuid, c.request_type, p_status, p_report, q.queued_at,
+        SELECT p_udid, p_command_uuid, c.request_type, p_status,
+               CASE WHEN p_verdict IS NOT NULL THEN coalesce(p_stored_report, p_report)
+                    ELSE p_report END,
+               q.queued_at,
                coalesce(q.not_now_count, 0)
         FROM (SELECT 1) AS one
         LEFT JOIN q ON true
@@ -98,7 +107,13 @@ BEGIN
         result_stored := FOUND;
         IF result_stored THEN
             IF p_status = 'Acknowledged' AND p_verdict IS NOT NULL THEN
-                PERFORM vouch_record_attestation(p_udid, p_command_uuid, p_verdict);
+                IF NOT vouch_record_attestation(p_udid, p_command_uuid, p_verdict)
+                   AND p_stored_report IS NOT NULL THEN
+                    -- No attestation row keeps the certificates (the request ended meanwhile):
+                    -- the answer is kept whole.
+                    UPDATE command_results r SET report = p_report
+                    WHERE r.udid = p_udid AND r.command_uuid = p_command_uuid;
+                END IF;
             ELSIF p_status <> 'Acknowledged' THEN
                 PERFORM vouch_end_attestation_request(p_udid, p_command_uuid, 'error', p_status);
             END IF;
@@ -131,8 +146,9 @@ BEGIN
         PERFORM set_config('synchronous_commit', 'off', true);
     END IF;
 
-    SELECT q.command_uuid, c.body INTO next_command_uuid, next_body
+    SELECT q.command_uuid, c.body, r.nonce INTO next_command_uuid, next_body, next_nonce
     FROM command_queue q JOIN commands c ON c.command_uuid = q.command_uuid
+    LEFT JOIN attestation_requests r ON c.body IS NULL AND r.command_uuid = q.command_uuid
     WHERE q.udid = p_udid
       AND (q.not_now_at IS NULL OR session_start IS NULL OR q.not_now_at < session_start)
     ORDER BY q.priority DESC, q.id

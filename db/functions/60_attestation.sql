@@ -10,6 +10,31 @@ RETURNS timestamptz LANGUAGE sql STABLE AS $$
     SELECT least(p_expires_at, p_generated_at + (SELECT max_age FROM scheduler_policy))
 $$;
 
+-- A verified chain of Apple's shape is kept as its leaf in the row and its Sub CA once in
+-- attestation_cas (vouch_attestation_chain, db/functions/30_devices.sql). Stores the CA
+-- certificates p_cas (a chain without its leaf) and returns their SHA-256s in order. (PL/pgSQL: planned once per
+-- session.)
+CREATE OR REPLACE FUNCTION vouch_keep_cas(p_cas bytea[]) RETURNS bytea[]
+LANGUAGE plpgsql AS $$
+DECLARE
+    hashes bytea[] := '{}';
+    h bytea;
+BEGIN
+    -- One look-up a certificate (simple expressions otherwise): every answer but the first of
+    -- each Sub CA finds it, and a read writes no WAL.
+    FOR i IN 1 .. coalesce(cardinality(p_cas), 0) LOOP
+        h := sha256(p_cas[i]);
+        hashes := hashes || h;
+        PERFORM FROM attestation_cas a WHERE a.sha256 = h;
+        IF NOT FOUND THEN
+            INSERT INTO attestation_cas (sha256, der) VALUES (h, p_cas[i])
+            ON CONFLICT (sha256) DO NOTHING;
+        END IF;
+    END LOOP;
+    RETURN hashes;
+END
+$$;
+
 -- A new verdict for the device: the attestation row it rests on becomes the posture. (PL/pgSQL:
 -- a SQL function that cannot be inlined, as an UPDATE cannot, is planned again at every call.)
 CREATE OR REPLACE FUNCTION vouch_set_verdict(p_udid text, p_attestation_id bigint) RETURNS void
@@ -50,8 +75,10 @@ BEGIN
         WHERE r.udid = p_udid AND r.answered_at IS NULL;
         RETURN;
     END IF;
+    -- No body: vouchd builds it again from the command UUID and the nonce when the device
+    -- fetches it (vouch_report's next_nonce; command_attestation_body), so p_body is not kept.
     INSERT INTO commands (command_uuid, request_type, body)
-    VALUES (p_command_uuid, 'DeviceInformation', p_body);
+    VALUES (p_command_uuid, 'DeviceInformation', NULL);
     INSERT INTO command_queue (udid, command_uuid, priority) VALUES (p_udid, p_command_uuid, 1);
     -- The answer also tells the OS version: no separate query is needed until it comes.
     UPDATE devices SET attestation_due_at = NULL, attestation_due_reason = NULL, info_due_at = NULL
@@ -123,8 +150,9 @@ BEGIN
 END
 $$;
 
--- Stores the verdict vouchd computed for the answer to a pending request. A verified answer
--- binds the serial when the enrollment did not state one.
+-- Stores the verdict vouchd computed for the answer to a pending request, and says whether it
+-- did (false: no such request is pending any more). A verified answer binds the serial when
+-- the enrollment did not state one; one of Apple's shape keeps its leaf and its Sub CA's SHA-256.
 --
 -- The verdict is parsed once (each -> of a json value parses the whole text again, chain
 -- included), and the device row is written once: the verdict, what the answer says of the OS,
@@ -133,8 +161,10 @@ $$;
 -- device.os_changed it raises shows the new verdict.
 CREATE OR REPLACE FUNCTION vouch_record_attestation(p_udid text, p_command_uuid text,
                                                     p_verdict json)
-RETURNS void LANGUAGE plpgsql AS $$
+RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
+    chain bytea[];
+    cas bytea[];
     req attestation_requests;
     v record;
     p scheduler_policy;
@@ -150,18 +180,22 @@ BEGIN
     WHERE command_uuid = p_command_uuid AND udid = p_udid AND answered_at IS NULL
     RETURNING * INTO req;
     IF NOT FOUND THEN
-        RETURN;
+        RETURN false;
     END IF;
     SELECT * INTO v FROM json_to_record(p_verdict) AS x(
         status text, freshness text, reason text, chain text[], leaf_sha256 text,
         generated_at timestamptz, expires_at timestamptz, properties json, cached_nonce text,
         checked json, reported json);
+    chain := ARRAY(SELECT decode(c, 'base64') FROM unnest(v.chain) c);
+    IF v.status = 'verified' AND cardinality(chain) = 2 THEN
+        cas := vouch_keep_cas(chain[2:]);
+        chain := chain[1:1];
+    END IF;
     INSERT INTO attestations (udid, command_uuid, nonce, request_reason, requested_at, status,
-                              freshness, reason, chain, leaf_sha256, generated_at, expires_at,
-                              properties, generation, cached_nonce, checked)
+                              freshness, reason, chain, ca_sha256, leaf_sha256, generated_at,
+                              expires_at, properties, generation, cached_nonce, checked)
     VALUES (p_udid, p_command_uuid, req.nonce, req.reason, req.requested_at,
-            v.status, v.freshness, v.reason,
-            ARRAY(SELECT decode(c, 'base64') FROM unnest(v.chain) c),
+            v.status, v.freshness, v.reason, chain, cas,
             decode(v.leaf_sha256, 'hex'), v.generated_at, v.expires_at, v.properties,
             req.generation, decode(v.cached_nonce, 'hex'), v.checked)
     RETURNING id INTO new_id;
@@ -220,6 +254,7 @@ BEGIN
             PERFORM vouch_emit_device('attestation.' || v.status, p_udid, NULL);
         END IF;
     END IF;
+    RETURN true;
 END
 $$;
 

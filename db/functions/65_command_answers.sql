@@ -5,20 +5,36 @@
 -- at every start and `vouchd migrate` (db/migrate.c). A change to a function is a diff here; a
 -- change of its arguments or result also needs a migration that drops the old one.
 --
--- Reports leave as bytes (the XML plist the device sent): vouchd turns them into JSON.
+-- Reports leave as bytes (the XML plist the device sent): vouchd turns them into JSON. An
+-- attestation answer is stored without its certificates, as a binary plist whose
+-- DevicePropertiesAttestation is an empty array (vouch_report): they come beside it (chain)
+-- and vouchd puts them back.
+
+-- The certificates of the attestation a device's answer to a command carried, as the device
+-- sent them, each as a 4-byte big-endian length and its DER; NULL when there is none.
+CREATE OR REPLACE FUNCTION vouch_answer_chain(p_udid text, p_command_uuid text) RETURNS bytea
+LANGUAGE sql STABLE AS $$
+    SELECT string_agg(int4send(length(u.c)) || u.c, ''::bytea ORDER BY u.n)
+    FROM (SELECT vouch_attestation_chain(a.chain, a.ca_sha256) AS certs FROM attestations a
+          WHERE a.udid = p_udid AND a.command_uuid = p_command_uuid AND a.source = 'mdm'
+            AND a.chain IS NOT NULL
+          ORDER BY a.id DESC LIMIT 1) x,
+         unnest(x.certs) WITH ORDINALITY AS u(c, n)
+$$;
 
 -- One device's command: a row while it is queued (status 'queued', report NULL) or once it was
 -- answered; no row when the device has no such command.
 CREATE OR REPLACE FUNCTION vouch_command_answer(p_udid text, p_command_uuid text)
 RETURNS TABLE (udid text, command_uuid text, request_type text, status text, queued_at text,
-               result_at text, not_now_count integer, report bytea)
+               result_at text, not_now_count integer, report bytea, chain bytea)
 LANGUAGE sql STABLE AS $$
     SELECT r.udid, r.command_uuid, r.request_type, r.status, vouch_time(r.queued_at),
-           vouch_time(r.result_at), r.not_now_count, r.report
+           vouch_time(r.result_at), r.not_now_count, r.report,
+           vouch_answer_chain(r.udid, r.command_uuid)
     FROM command_results r WHERE r.udid = p_udid AND r.command_uuid = p_command_uuid
     UNION ALL
     SELECT q.udid, q.command_uuid, c.request_type, 'queued', vouch_time(q.queued_at), NULL,
-           q.not_now_count, NULL
+           q.not_now_count, NULL, NULL
     FROM command_queue q JOIN commands c ON c.command_uuid = q.command_uuid
     WHERE q.udid = p_udid AND q.command_uuid = p_command_uuid
     LIMIT 1
@@ -33,7 +49,8 @@ $$;
 CREATE OR REPLACE FUNCTION vouch_command_answers(p_command_uuid text, p_limit integer,
                                                  p_max_bytes bigint)
 RETURNS TABLE (udid text, request_type text, status text, queued_at text, result_at text,
-               not_now_count integer, report bytea, created_at text, truncated boolean)
+               not_now_count integer, report bytea, created_at text, truncated boolean,
+               chain bytea)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
 DECLARE
@@ -69,10 +86,11 @@ BEGIN
     kept AS (SELECT * FROM ordered o WHERE o.n = 1 OR o.upto <= p_max_bytes)
     SELECT NULL::text, coalesce(cmd.request_type, any_type), NULL::text, NULL::text, NULL::text,
            NULL::integer, NULL::bytea, vouch_time(cmd.created_at),
-           (SELECT count(*) FROM kept) < total
+           (SELECT count(*) FROM kept) < total, NULL::bytea
     UNION ALL
     SELECT k.udid, k.request_type, k.status, vouch_time(k.queued_at), vouch_time(k.result_at),
-           k.not_now_count, k.report, NULL::text, NULL::boolean
+           k.not_now_count, k.report, NULL::text, NULL::boolean,
+           CASE WHEN k.report IS NOT NULL THEN vouch_answer_chain(k.udid, p_command_uuid) END
     FROM kept k
     ORDER BY 1 NULLS FIRST;
 END

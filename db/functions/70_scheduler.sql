@@ -91,7 +91,7 @@ BEGIN
     IF claimed IS NOT NULL THEN
         WITH pairs AS (
             SELECT c.udid, c.reason, p_command_uuids[c.i] AS command_uuid,
-                   p_nonces[c.i] AS nonce, p_bodies[c.i] AS body, e.generation
+                   p_nonces[c.i] AS nonce, e.generation
             FROM unnest(claimed, reasons) WITH ORDINALITY AS c(udid, reason, i)
             JOIN enrollments e ON e.udid = c.udid AND e.enabled),
         requested AS (
@@ -101,8 +101,9 @@ BEGIN
             ON CONFLICT (udid) WHERE answered_at IS NULL DO NOTHING
             RETURNING attestation_requests.command_uuid, attestation_requests.udid),
         stored AS (
+            -- No body: vouchd builds it again from the request's nonce (vouch_report).
             INSERT INTO commands (command_uuid, request_type, body)
-            SELECT x.command_uuid, 'DeviceInformation', x.body
+            SELECT x.command_uuid, 'DeviceInformation', NULL::bytea
             FROM pairs x JOIN requested q ON q.command_uuid = x.command_uuid),
         enqueued AS (
             INSERT INTO command_queue (udid, command_uuid, priority)

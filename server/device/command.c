@@ -256,7 +256,8 @@ void command_clear(struct prepared_command *cmd)
 }
 
 /* The DeviceInformation command that asks for an attestation (attestation.md). */
-bool command_build_attestation(struct prepared_command *out, uint8_t nonce[COMMAND_NONCE_BYTES])
+bool command_attestation_body(const char *uuid, const uint8_t *nonce, size_t nonce_len,
+                              struct prepared_command *out)
 {
     static const char *const queries[] = {"DevicePropertiesAttestation",
                                           "UDID",
@@ -267,8 +268,11 @@ bool command_build_attestation(struct prepared_command *out, uint8_t nonce[COMMA
                                           "Model",
                                           "SoftwareUpdateDeviceID"};
     memset(out, 0, sizeof(*out));
-    if (RAND_bytes(nonce, COMMAND_NONCE_BYTES) != 1 || !command_new_uuid(out->uuid))
+    size_t uuid_len = strlen(uuid);
+    if (uuid_len == 0 || uuid_len > COMMAND_MAX_UUID || nonce_len == 0 ||
+        nonce_len > COMMAND_NONCE_BYTES)
         return false;
+    memcpy(out->uuid, uuid, uuid_len + 1);
     snprintf(out->request_type, sizeof(out->request_type), "DeviceInformation");
 
     plist_t root = plist_new_dict();
@@ -279,7 +283,7 @@ bool command_build_attestation(struct prepared_command *out, uint8_t nonce[COMMA
     plist_dict_set_item(command, "RequestType", plist_new_string("DeviceInformation"));
     plist_dict_set_item(command, "Queries", list);
     plist_dict_set_item(command, "DeviceAttestationNonce",
-                        plist_new_data((const char *)nonce, COMMAND_NONCE_BYTES));
+                        plist_new_data((const char *)nonce, nonce_len));
     plist_dict_set_item(root, "Command", command);
     plist_dict_set_item(root, "CommandUUID", plist_new_string(out->uuid));
 
@@ -297,4 +301,13 @@ bool command_build_attestation(struct prepared_command *out, uint8_t nonce[COMMA
     }
     plist_to_xml_free(xml);
     return out->xml != NULL;
+}
+
+bool command_build_attestation(struct prepared_command *out, uint8_t nonce[COMMAND_NONCE_BYTES])
+{
+    char uuid[37];
+    memset(out, 0, sizeof(*out));
+    if (RAND_bytes(nonce, COMMAND_NONCE_BYTES) != 1 || !command_new_uuid(uuid))
+        return false;
+    return command_attestation_body(uuid, nonce, COMMAND_NONCE_BYTES, out);
 }

@@ -38,6 +38,12 @@ void command_clear(struct prepared_command *cmd);
 bool command_build_attestation(struct prepared_command *out, uint8_t nonce[COMMAND_NONCE_BYTES])
     __attribute__((warn_unused_result));
 
+/* The same command for a given CommandUUID and nonce (1..COMMAND_NONCE_BYTES bytes): the body a
+ * device fetches is built again from them, byte for byte what command_build_attestation made,
+ * rather than stored per device. */
+bool command_attestation_body(const char *uuid, const uint8_t *nonce, size_t nonce_len,
+                              struct prepared_command *out) __attribute__((warn_unused_result));
+
 /* Writes a random (version 4) UUID in upper case, as Apple's tools do, into out[37]. */
 bool command_new_uuid(char out[37]) __attribute__((warn_unused_result));
 

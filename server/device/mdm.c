@@ -75,8 +75,7 @@ static bool pick_channel(struct evhttp_request *req, enum metrics_endpoint ep,
 }
 
 static enum identity_error prove_identity(struct vouchd *srv, struct evhttp_request *req,
-                                          const void *body, size_t len,
-                                          struct device_identity *id)
+                                          const void *body, size_t len, struct device_identity *id)
 {
     const char *value = NULL, *signature = NULL;
     if (srv->cfg->cert_header != NULL) {
@@ -207,8 +206,8 @@ static void verify_attestation(struct device_request *dr, const struct db_report
             .older_nonces = older,
             .older_nonce_lens = older_lens,
             .older_requested_at = older_asked,
-            .require_fresh = ctx->request_reason != NULL &&
-                             strcmp(ctx->request_reason, "os_change") == 0,
+            .require_fresh =
+                ctx->request_reason != NULL && strcmp(ctx->request_reason, "os_change") == 0,
             .older_nonce_count = older_count,
             .expected_udid = m->udid,
             .expected_serial = ctx->enrolled_serial,
@@ -238,10 +237,43 @@ static void verify_attestation(struct device_request *dr, const struct db_report
         return;
     }
     dr->verdict_sent = true;
-    db_report(dr->srv->db, m->udid, &dr->cert, m->status_text, m->command_uuid,
-              (const uint8_t *)dr->body, dr->body_len, m->reported_os_version,
-              m->reported_build_version, text, report_done, dr);
+    /* Stored without its certificates, which the attestation row keeps (and the admin API puts
+     * back): the chain is most of an answer's bytes. */
+    uint8_t *stored = NULL;
+    size_t stored_len = 0;
+    if (!mdm_message_report_without_attestation(m, &stored, &stored_len))
+        stored = NULL;
+    const struct db_report_body body = {(const uint8_t *)dr->body, dr->body_len, stored,
+                                        stored_len};
+    db_report(dr->srv->db, m->udid, &dr->cert, m->status_text, m->command_uuid, &body,
+              m->reported_os_version, m->reported_build_version, text, report_done, dr);
+    free(stored);
     json_writer_free(w);
+}
+
+/* Replies with the next command: its stored body, or an attestation request's, built again
+ * from its CommandUUID and nonce. */
+static void reply_next_command(struct device_request *dr, const struct db_report_outcome *result)
+{
+    if (result->next_body != NULL) {
+        http_reply(dr->req, dr->ep, 200, "application/xml", result->next_body,
+                   result->next_body_len);
+        return;
+    }
+    if (result->next_nonce == NULL) {
+        http_reply(dr->req, dr->ep, 200, NULL, NULL, 0); /* nothing queued: ends the session */
+        return;
+    }
+    struct prepared_command command;
+    if (!command_attestation_body(result->next_command_uuid, result->next_nonce,
+                                  result->next_nonce_len, &command)) {
+        log_error("cannot build the attestation request %s", result->next_command_uuid);
+        metrics_count_rejection("internal_error");
+        http_reply_text(dr->req, dr->ep, 500, "internal error");
+        return;
+    }
+    http_reply(dr->req, dr->ep, 200, "application/xml", command.xml, command.xml_len);
+    command_clear(&command);
 }
 
 static void report_done(void *arg, enum db_outcome outcome, const PGresult *res)
@@ -267,11 +299,7 @@ static void report_done(void *arg, enum db_outcome outcome, const PGresult *res)
     if (dr->msg.command_uuid != NULL && dr->msg.status != MDM_STATUS_NOT_NOW &&
         !result.result_stored)
         metrics_count_report("repeated");
-    if (result.next_body != NULL)
-        http_reply(dr->req, dr->ep, 200, "application/xml", result.next_body,
-                   result.next_body_len);
-    else
-        http_reply(dr->req, dr->ep, 200, NULL, NULL, 0); /* nothing queued: ends the session */
+    reply_next_command(dr, &result);
 out:
     device_request_free(dr);
 }
@@ -333,9 +361,9 @@ static void start_report(struct device_request *dr)
 {
     const struct mdm_message *m = &dr->msg;
     metrics_count_report(m->status_text);
-    db_report(dr->srv->db, m->udid, &dr->cert, m->status_text, m->command_uuid,
-              (const uint8_t *)dr->body, dr->body_len, m->reported_os_version,
-              m->reported_build_version, NULL, report_done, dr);
+    const struct db_report_body body = {(const uint8_t *)dr->body, dr->body_len, NULL, 0};
+    db_report(dr->srv->db, m->udid, &dr->cert, m->status_text, m->command_uuid, &body,
+              m->reported_os_version, m->reported_build_version, NULL, report_done, dr);
 }
 
 static void handle_request(struct vouchd *srv, struct evhttp_request *req, enum metrics_endpoint ep)

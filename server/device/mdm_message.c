@@ -1,6 +1,7 @@
 #include "mdm_message.h"
 
 #include <plist/plist.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "utf8.h"
@@ -426,6 +427,37 @@ enum mdm_parse_error mdm_message_parse(const char *body, size_t len, enum mdm_ch
         msg->awaiting_configuration = -1;
     }
     return err;
+}
+
+bool mdm_message_report_without_attestation(const struct mdm_message *msg, uint8_t **out,
+                                            size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    if (msg->plist == NULL || msg->kind != MDM_REPORT ||
+        msg->attestation != MDM_ATTESTATION_PRESENT)
+        return false;
+    plist_t copy = plist_copy(msg->plist);
+    plist_t responses = copy != NULL ? plist_dict_get_item(copy, "QueryResponses") : NULL;
+    plist_t certs = responses != NULL && plist_get_node_type(responses) == PLIST_DICT
+                        ? plist_dict_get_item(responses, "DevicePropertiesAttestation")
+                        : NULL;
+    char *text = NULL;
+    uint32_t text_len = 0;
+    if (certs != NULL && plist_get_node_type(certs) == PLIST_ARRAY) {
+        while (plist_array_get_size(certs) > 0)
+            plist_array_remove_item(certs, plist_array_get_size(certs) - 1);
+        plist_to_bin(copy, &text, &text_len);
+    }
+    if (text != NULL && (*out = malloc(text_len)) != NULL) {
+        memcpy(*out, text, text_len);
+        *len = text_len;
+    }
+    if (text != NULL)
+        plist_to_bin_free(text);
+    if (copy != NULL)
+        plist_free(copy);
+    return *out != NULL;
 }
 
 void mdm_message_clear(struct mdm_message *msg)

@@ -101,6 +101,15 @@ enum mdm_parse_error mdm_message_parse(const char *body, size_t len, enum mdm_ch
     __attribute__((warn_unused_result));
 void mdm_message_clear(struct mdm_message *msg);
 
+/* The report as stored beside its verdict: a DeviceInformation answer whose
+ * DevicePropertiesAttestation was an array of certificates (MDM_ATTESTATION_PRESENT), written
+ * again as a binary plist (a third of the XML's size) with that array left empty, in its
+ * place. The certificates live in the attestation row the verdict makes; the admin API puts
+ * them back (docs/attestation.md, "Storage"). On success *out is a fresh buffer of *len bytes
+ * the caller frees with free(); false (and *out NULL) for any other message. */
+bool mdm_message_report_without_attestation(const struct mdm_message *msg, uint8_t **out,
+                                            size_t *len) __attribute__((warn_unused_result));
+
 const char *mdm_parse_error_name(enum mdm_parse_error err);
 
 enum mdm_xml_verdict { MDM_XML_OK, MDM_XML_TOO_DEEP, MDM_XML_MARKUP };

@@ -1,7 +1,7 @@
 /*
  * plist_json: property lists to JSON and back, for people and programs that read JSON.
  *
- * vouchd shows a device's answer to a command (an XML plist it stored: command_results.report)
+ * vouchd shows a device's answer to a command (the plist it stored: command_results.report)
  * as JSON in the admin API; vouchctl turns a command written as JSON into the plist the admin API
  * takes. The mapping (docs/api.md, "Command answers"):
  *

@@ -81,6 +81,30 @@ static char *decode_segment(const char *segment, size_t len, size_t max_len)
     return id;
 }
 
+/* An attestation answer is stored without its certificates, its DevicePropertiesAttestation
+ * left an empty array (vouch_report): the row's chain goes back there, so the answer reads as
+ * the device sent it. A report stored whole (an older one, or one whose verdict was not
+ * recorded) has no empty array there and is left as it is. */
+static void put_back_chain(plist_t root, const struct db_command_row *row)
+{
+    plist_t responses = row->chain != NULL && PLIST_IS_DICT(root)
+                            ? plist_dict_get_item(root, "QueryResponses")
+                            : NULL;
+    plist_t certs = responses != NULL && PLIST_IS_DICT(responses)
+                        ? plist_dict_get_item(responses, "DevicePropertiesAttestation")
+                        : NULL;
+    if (certs == NULL || !PLIST_IS_ARRAY(certs) || plist_array_get_size(certs) != 0)
+        return;
+    for (size_t off = 0; off + 4 <= row->chain_len;) {
+        const uint8_t *p = row->chain + off;
+        size_t len = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+        if (len > row->chain_len - off - 4)
+            break;
+        plist_array_append_item(certs, plist_new_data((const char *)p + 4, len));
+        off += 4 + len;
+    }
+}
+
 /* The report as JSON into w, or null when it cannot be read (logged: vouchd stored it). Also
  * the ErrorChain into *chain_text when wanted and present (the caller frees it). */
 static bool write_report(struct json_writer *w, const struct db_command_row *row, char **chain)
@@ -89,10 +113,22 @@ static bool write_report(struct json_writer *w, const struct db_command_row *row
     if (row->report == NULL)
         return json_write_null(w);
     plist_t root = NULL;
-    enum plist_json_error err =
-        plist_json_parse_xml((const char *)row->report, row->report_len, MDM_MAX_DEPTH, &root);
+    enum plist_json_error err;
+    if (row->report_len > 8 && row->report_len <= UINT32_MAX &&
+        memcmp(row->report, "bplist00", 8) == 0) {
+        /* An attestation answer as vouchd stored it (mdm_message_report_without_attestation):
+         * a binary plist it wrote itself from an XML body that passed mdm_xml_scan. */
+        plist_from_bin((const char *)row->report, (uint32_t)row->report_len, &root);
+        err = root != NULL ? PLIST_JSON_OK : PLIST_JSON_MALFORMED;
+    } else {
+        err =
+            plist_json_parse_xml((const char *)row->report, row->report_len, MDM_MAX_DEPTH, &root);
+    }
+    if (err == PLIST_JSON_OK)
+        put_back_chain(root, row);
     struct json_writer *part =
-        err == PLIST_JSON_OK ? json_writer_new(ANSWER_JSON_MAX(row->report_len), 0) : NULL;
+        err == PLIST_JSON_OK ? json_writer_new(ANSWER_JSON_MAX(row->report_len + row->chain_len), 0)
+                             : NULL;
     const char *text;
     size_t len;
     if (part != NULL)
@@ -182,7 +218,7 @@ static void answer_done(void *arg, enum db_outcome outcome, const PGresult *res)
     } else if (!db_decode_command_row(res, 0, &row)) {
         http_reply_json_error(ar->req, EP_ADMIN_COMMANDS, 500, "internal error");
     } else {
-        struct json_writer *w = json_writer_new(ANSWER_JSON_MAX(row.report_len), 0);
+        struct json_writer *w = json_writer_new(ANSWER_JSON_MAX(row.report_len + row.chain_len), 0);
         reply_writer(ar, w, w != NULL && write_answer(w, &row));
     }
     request_free(ar);
@@ -206,7 +242,7 @@ static void answers_done(void *arg, enum db_outcome outcome, const PGresult *res
     bool ok = db_decode_command_row(res, 0, &head) && head.udid == NULL;
     for (int i = 1; ok && i < rows; i++) {
         ok = db_decode_command_row(res, i, &row);
-        reports += row.report_len;
+        reports += row.report_len + row.chain_len;
     }
     struct json_writer *w =
         ok ? json_writer_new(ANSWER_JSON_MAX(reports) + (size_t)rows * 2048, 0) : NULL;

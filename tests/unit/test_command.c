@@ -459,6 +459,14 @@ static void test_attestation_request(void **state)
         assert_memory_equal(bytes, nonce, COMMAND_NONCE_BYTES);
         plist_free(root);
 
+        /* Rebuilt from its CommandUUID and nonce (the body is not stored): the same bytes. */
+        struct prepared_command rebuilt;
+        assert_true(command_attestation_body(cmd.uuid, nonce, COMMAND_NONCE_BYTES, &rebuilt));
+        assert_int_equal(rebuilt.xml_len, cmd.xml_len);
+        assert_memory_equal(rebuilt.xml, cmd.xml, cmd.xml_len);
+        assert_string_equal(rebuilt.uuid, cmd.uuid);
+        command_clear(&rebuilt);
+
         if (round == 0) {
             memcpy(first_nonce, nonce, sizeof(nonce));
             snprintf(first_uuid, sizeof(first_uuid), "%s", cmd.uuid);
@@ -468,6 +476,23 @@ static void test_attestation_request(void **state)
         }
         command_clear(&cmd);
     }
+}
+
+/* What the database gives back is checked before a body is built from it. */
+static void test_attestation_body_refusals(void **state)
+{
+    (void)state;
+    uint8_t nonce[COMMAND_NONCE_BYTES + 1] = {1};
+    char long_uuid[COMMAND_MAX_UUID + 2];
+    memset(long_uuid, 'A', sizeof(long_uuid) - 1);
+    long_uuid[sizeof(long_uuid) - 1] = '\0';
+    struct prepared_command cmd;
+    assert_false(command_attestation_body("", nonce, COMMAND_NONCE_BYTES, &cmd));
+    assert_false(command_attestation_body(long_uuid, nonce, COMMAND_NONCE_BYTES, &cmd));
+    assert_false(command_attestation_body("U", nonce, 0, &cmd));
+    assert_false(command_attestation_body("U", nonce, COMMAND_NONCE_BYTES + 1, &cmd));
+    assert_true(command_attestation_body("U", nonce, 16, &cmd)); /* an older, shorter nonce */
+    command_clear(&cmd);
 }
 
 int main(void)
@@ -481,6 +506,7 @@ int main(void)
         cmocka_unit_test(test_depth_hidden_in_processing_instruction),
         cmocka_unit_test(test_new_uuid),
         cmocka_unit_test(test_attestation_request),
+        cmocka_unit_test(test_attestation_body_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,6 +7,7 @@
 #include <plist/plist.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* ---- Real reports captured by the peers ---- */
 
@@ -165,6 +166,77 @@ static void test_report_errors(void **state)
                MDM_PARSE_BAD_FIELD, "UDID");
 }
 
+/* An attestation answer as stored beside its verdict: the certificates gone, their array left
+ * empty in its place, everything else as the device sent it. */
+static void test_report_without_attestation(void **state)
+{
+    (void)state;
+    static const char body[] =
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<plist version=\"1.0\"><dict>"
+        "<key>UDID</key><string>" UDID1 "</string>"
+        "<key>CommandUUID</key><string>C1</string>"
+        "<key>Status</key><string>Acknowledged</string>"
+        "<key>QueryResponses</key><dict>"
+        "<key>OSVersion</key><string>17.4</string>"
+        "<key>DevicePropertiesAttestation</key><array><data>AQID</data><data>BAUG</data></array>"
+        "<key>SerialNumber</key><string>S1</string>"
+        "</dict></dict></plist>";
+    struct mdm_message m;
+    parse_ok(body, MDM_CHANNEL_REPORT, &m);
+    assert_int_equal(m.attestation, MDM_ATTESTATION_PRESENT);
+    uint8_t *stored = NULL;
+    size_t len = 0;
+    assert_true(mdm_message_report_without_attestation(&m, &stored, &len));
+    assert_true(len > 8 && memcmp(stored, "bplist00", 8) == 0);
+    /* The message itself is untouched: its certificates still borrow from it. */
+    assert_int_equal(m.attest_cert_count, 2);
+    assert_memory_equal(m.attest_certs[1], "\x04\x05\x06", 3);
+
+    plist_t root = NULL;
+    plist_from_bin((const char *)stored, (uint32_t)len, &root);
+    assert_non_null(root);
+    plist_t qr = plist_dict_get_item(root, "QueryResponses");
+    const char *const order[] = {"OSVersion", "DevicePropertiesAttestation", "SerialNumber"};
+    plist_dict_iter it = NULL;
+    plist_dict_new_iter(qr, &it);
+    for (size_t i = 0; i < 3; i++) {
+        char *key = NULL;
+        plist_t value = NULL;
+        plist_dict_next_item(qr, it, &key, &value);
+        assert_non_null(key);
+        assert_string_equal(key, order[i]);
+        if (i == 1) {
+            assert_int_equal(plist_get_node_type(value), PLIST_ARRAY);
+            assert_int_equal(plist_array_get_size(value), 0);
+        }
+        free(key);
+    }
+    free(it);
+    plist_free(root);
+    free(stored);
+    mdm_message_clear(&m);
+
+    /* Nothing to take out: no certificates, or a malformed attestation kept as sent. */
+    static const char *const others[] = {
+        "<plist version=\"1.0\"><dict><key>UDID</key><string>" UDID1 "</string>"
+        "<key>CommandUUID</key><string>C1</string><key>Status</key><string>Acknowledged</string>"
+        "<key>QueryResponses</key><dict><key>OSVersion</key><string>17.4</string></dict>"
+        "</dict></plist>",
+        "<plist version=\"1.0\"><dict><key>UDID</key><string>" UDID1 "</string>"
+        "<key>CommandUUID</key><string>C1</string><key>Status</key><string>Acknowledged</string>"
+        "<key>QueryResponses</key><dict><key>DevicePropertiesAttestation</key><array/></dict>"
+        "</dict></plist>",
+        "<plist version=\"1.0\"><dict><key>UDID</key><string>" UDID1 "</string>"
+        "<key>Status</key><string>Idle</string></dict></plist>",
+    };
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+        parse_ok(others[i], MDM_CHANNEL_REPORT, &m);
+        assert_false(mdm_message_report_without_attestation(&m, &stored, &len));
+        assert_null(stored);
+        mdm_message_clear(&m);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -173,6 +245,7 @@ int main(void)
         cmocka_unit_test(test_report_statuses),
         cmocka_unit_test(test_report_idle),
         cmocka_unit_test(test_report_errors),
+        cmocka_unit_test(test_report_without_attestation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,177 @@
+"""How attestation answers are stored (issue 22; docs/attestation.md, "Storage"), and that they
+read back through the admin API as the device sent them.
+
+What must hold:
+  * a verified answer's command result is stored without its certificates (a binary plist, its
+    DevicePropertiesAttestation an empty array), yet GET .../commands/{uuid} shows the report as
+    the device sent it: every QueryResponses key, the chain's certificates in order;
+  * the Sub CA of N verified chains is stored once (attestation_cas), each attestation row keeps
+    its leaf alone, and the history (GET .../attestations) still shows the whole chain;
+  * a chain that did not verify, or that carried a certificate its path did not need, is kept
+    whole in its row, and its extra CAs never enter the shared table;
+  * the attestation request's command body is not stored, and the device still gets it;
+  * a database of the previous schema (migrations 0001-0007) with answers in it upgrades: its
+    chains move to the shared table and its answers read as before.
+"""
+
+import base64
+import hashlib
+import os
+import plistlib
+import uuid
+
+import pg
+from fake_apple import der
+from harness import REPO, Vouchd, suite
+from test_attestation import AttestationCase
+
+MIGRATIONS_DIR = os.path.join(REPO, "db", "migrations")
+
+
+def b64(data):
+    return base64.b64encode(data).decode()
+
+
+class AnswerStorageTest(AttestationCase):
+
+    def command_answer(self, dev, command_uuid):
+        r = self.vouchd.admin("GET", f"/v1/devices/{dev.udid}/commands/{command_uuid}")
+        self.assertStatus(r, 200, f"GET the answer of {dev.udid} to {command_uuid}")
+        return r.json()
+
+    def stored_report(self, dev, command_uuid):
+        return bytes.fromhex(self.psql(
+            f"SELECT encode(report, 'hex') FROM command_results "
+            f"WHERE udid = '{dev.udid}' AND command_uuid = '{command_uuid}'").strip())
+
+    def test_answer_reads_back_as_sent_and_the_sub_ca_is_stored_once(self):
+        sub = der(self.pki.sub)
+        answers = []
+        for i in range(3):
+            dev = self.iphone()
+            cu, nonce, chain = self.attest_fresh(dev, what=f"device {i}")
+            answers.append((dev, cu, chain))
+        for dev, cu, chain in answers:
+            self.assertEqual(chain[1], sub, "the stand-in PKI's chain ends with its Sub CA")
+            got = self.command_answer(dev, cu)
+            self.assertEqual(got["status"], "Acknowledged", got)
+            want = self.query_responses(dev, [b64(c) for c in chain])
+            self.assertEqual(got["report"]["QueryResponses"], want,
+                             "the answer read back is not what the device sent")
+            # device.py writes its plists with sorted keys: the order the device sent
+            self.assertEqual(list(got["report"]["QueryResponses"]), sorted(want),
+                             "the keys of QueryResponses are not in the device's order")
+            stored = self.stored_report(dev, cu)
+            self.assertEqual(stored[:8], b"bplist00", "not stored as a binary plist")
+            self.assertEqual(plistlib.loads(stored)["QueryResponses"],
+                             self.query_responses(dev, []),
+                             "stored: the answer without its certificates")
+            for cert in chain:
+                self.assertNotIn(cert[-64:], stored,
+                                 "a certificate of the chain is still in command_results")
+            history = [e for e in self.history(dev.udid) if e["command_uuid"] == cu]
+            self.assertEqual(history[0]["chain"], [b64(c) for c in chain],
+                             "the history's chain is not the one the device sent")
+            self.assertEqual(self.psql(
+                f"SELECT cardinality(chain) FROM attestations WHERE command_uuid = '{cu}'"
+            ).strip(), "1", "a verified row keeps its leaf alone")
+        self.assertEqual(self.psql(
+            "SELECT count(*) FROM attestation_cas WHERE sha256 = "
+            f"'\\x{hashlib.sha256(sub).hexdigest()}'").strip(), "1",
+            "the Sub CA of three verified chains is not stored once")
+        self.assertEqual(self.psql(
+            "SELECT count(*) FROM commands c JOIN attestation_requests r USING (command_uuid) "
+            "WHERE c.body IS NOT NULL").strip(), "0",
+            "an attestation request's body is stored")
+
+    def test_a_chain_that_did_not_verify_stays_whole(self):
+        dev = self.iphone()
+        cu, nonce = self.take_request(dev, "untrusted chain")
+        chain = self.chain_for(dev, nonce, pki=self.other_pki)
+        self.answer(dev, cu, chain, what="untrusted chain")
+        self.assertVerdict(dev, cu, "failed", "untrusted_chain", None, "untrusted chain")
+        self.assertEqual(self.psql(
+            f"SELECT cardinality(chain), ca_sha256 IS NULL FROM attestations "
+            f"WHERE command_uuid = '{cu}'").strip(), "2|t")
+        other_sub = hashlib.sha256(der(self.other_pki.sub)).hexdigest()
+        self.assertEqual(self.psql(
+            f"SELECT count(*) FROM attestation_cas WHERE sha256 = '\\x{other_sub}'").strip(), "0",
+            "an untrusted CA entered the shared table")
+        got = self.command_answer(dev, cu)
+        self.assertEqual(got["report"]["QueryResponses"]["DevicePropertiesAttestation"],
+                         [b64(c) for c in chain])
+
+    def test_a_chain_with_a_certificate_more_stays_whole(self):
+        """A certificate the path did not need (here another PKI's Sub CA after the right one)
+        never enters the shared table, whatever the verdict."""
+        dev = self.iphone()
+        cu, nonce = self.take_request(dev, "one certificate more")
+        extra = der(self.other_pki.sub)
+        chain = self.chain_for(dev, nonce) + [extra]
+        self.answer(dev, cu, chain, what="one certificate more")
+        self.verdict(dev, cu, "one certificate more")
+        self.assertEqual(self.psql(
+            f"SELECT cardinality(chain), ca_sha256 IS NULL FROM attestations "
+            f"WHERE command_uuid = '{cu}'").strip(), "3|t")
+        self.assertEqual(self.psql(
+            "SELECT count(*) FROM attestation_cas WHERE sha256 = "
+            f"'\\x{hashlib.sha256(extra).hexdigest()}'").strip(), "0",
+            "a certificate the path did not need entered the shared table")
+        got = self.command_answer(dev, cu)
+        self.assertEqual(got["report"]["QueryResponses"]["DevicePropertiesAttestation"],
+                         [b64(c) for c in chain])
+
+
+class UpgradeTest(AttestationCase):
+    """A database made by migrations 0001-0007, with a verified answer stored whole, is
+    migrated by a new vouchd and reads as before."""
+
+    def test_an_upgraded_database_keeps_its_answers_readable(self):
+        dbname = suite().new_database("answer_storage_upgrade", self.pg)
+        versions = sorted(f for f in os.listdir(MIGRATIONS_DIR) if f.endswith(".sql"))
+        sql = ["CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
+               " applied_at timestamptz NOT NULL DEFAULT now(), checksum text);"]
+        for name in versions:
+            number = int(name[:4])
+            if number >= 8:
+                continue
+            with open(os.path.join(MIGRATIONS_DIR, name), "rb") as f:
+                text = f.read()
+            sql.append(text.decode())
+            sql.append(f"; INSERT INTO schema_migrations (version, name, checksum) VALUES "
+                       f"({number}, '{name[5:-4]}', '{hashlib.sha256(text).hexdigest()}');")
+        # An answer as vouchd stored it before: the whole chain in the attestation row, the
+        # report the device sent, byte for byte, in command_results.
+        dev = self.iphone(enroll=False)
+        cu = str(uuid.uuid4()).upper()
+        leaf, sub = self.chain_for(dev, b"\x01" * 32)
+        report = plistlib.dumps(dev.report_message("Acknowledged", cu, QueryResponses={
+            "OSVersion": "17.4", "DevicePropertiesAttestation": [leaf, sub]}))
+        sql.append(f"""
+            INSERT INTO devices (udid, serial_number) VALUES ('{dev.udid}', '{dev.serial}');
+            INSERT INTO attestations (udid, command_uuid, status, freshness, chain, generation)
+            VALUES ('{dev.udid}', '{cu}', 'verified', 'fresh',
+                    ARRAY['\\x{leaf.hex()}'::bytea, '\\x{sub.hex()}'::bytea], 1);
+            INSERT INTO command_results (udid, command_uuid, request_type, status, report)
+            VALUES ('{dev.udid}', '{cu}', 'DeviceInformation', 'Acknowledged',
+                    '\\x{report.hex()}');""")
+        self.pg.psql("\n".join(sql), dbname)
+
+        v = Vouchd(self.pg.conninfo(dbname), suite().identity_ca_path(),
+                   name=f"{__name__}.upgrade", extra=dict(self.vouchd_config))
+        v.port = pg.free_port()
+        try:
+            v.start()
+            self.assertEqual(self.pg.psql(
+                "SELECT count(*), bool_and(sha256::bytea = sha256(der)) FROM attestation_cas",
+                dbname).strip(), "1|t", "the Sub CA did not move to attestation_cas")
+            r = v.admin("GET", f"/v1/devices/{dev.udid}/commands/{cu}")
+            self.assertStatus(r, 200, "GET the upgraded answer")
+            self.assertEqual(r.json()["report"]["QueryResponses"],
+                             {"OSVersion": "17.4",
+                              "DevicePropertiesAttestation": [b64(leaf), b64(sub)]})
+            r = v.admin("GET", f"/v1/devices/{dev.udid}/attestations")
+            self.assertStatus(r, 200, "GET the upgraded history")
+            self.assertEqual(r.json()[0]["chain"], [b64(leaf), b64(sub)])
+        finally:
+            v.stop()
