@@ -13,7 +13,7 @@
 #include <openssl/params.h>
 
 #define CMS_P256_SCALAR 32
-#define CMS_P256_POINT 65 /* uncompressed: 04 || x || y */
+#define CMS_P256_POINT SIM_CMS_P256_POINT
 #define CMS_ECDSA_SIG_MAX 80
 #define CMS_ATTRS_LEN 105 /* the three signed attributes below, signingTime as UTCTime */
 
@@ -237,6 +237,40 @@ static bool pkcs8_p256(const unsigned char *der, size_t len, const unsigned char
         }
     }
     return false;
+}
+
+bool sim_cms_p256_export(const struct evp_pkey_st *key, unsigned char point[SIM_CMS_P256_POINT],
+                         unsigned char pkcs8[SIM_CMS_P256_PKCS8])
+{
+    /* SEQUENCE { version 0, alg_p256, OCTET STRING { SEQUENCE { version 1, OCTET STRING scalar,
+     * [1] { BIT STRING point } } } } */
+    static const unsigned char head[] = {0x30, 0x81, 0x87, 0x02, 0x01, 0x00};
+    static const unsigned char inner[] = {0x04, 0x6d, 0x30, 0x6b,           0x02,
+                                          0x01, 0x01, 0x04, CMS_P256_SCALAR};
+    static const unsigned char pub[] = {0xa1, 0x44, 0x03, 0x42, 0x00};
+    char group[32];
+    size_t point_len = 0;
+    BIGNUM *scalar = NULL;
+    unsigned char *p = pkcs8;
+    bool ok;
+
+    if (EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
+                                       NULL) != 1 ||
+        strcmp(group, "prime256v1") != 0 ||
+        EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_PUB_KEY, point, SIM_CMS_P256_POINT,
+                                        &point_len) != 1 ||
+        point_len != SIM_CMS_P256_POINT || point[0] != 0x04 ||
+        EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_PRIV_KEY, &scalar) != 1)
+        return false;
+    p = der_put(p, head, sizeof(head));
+    p = der_put(p, alg_p256, sizeof(alg_p256));
+    p = der_put(p, inner, sizeof(inner));
+    ok = BN_bn2binpad(scalar, p, CMS_P256_SCALAR) == CMS_P256_SCALAR;
+    BN_clear_free(scalar);
+    p += CMS_P256_SCALAR;
+    p = der_put(p, pub, sizeof(pub));
+    p = der_put(p, point, SIM_CMS_P256_POINT);
+    return ok && p == pkcs8 + SIM_CMS_P256_PKCS8;
 }
 
 /* ---- signers -------------------------------------------------------------------------------- */

@@ -10,6 +10,10 @@
  * signature itself). Here an identity is its certificate's DER, two slices of it and a signing
  * context made once; a message costs a SHA-256, an ECDSA signature and a few copies.
  *
+ * Issuing such an identity has the same trouble: X509_set_pubkey() and PEM_write_bio_PrivateKey()
+ * encode the key through an encoder built for the call and decode it again (three quarters of an
+ * identity's issue); sim_cms_p256_export() gives both encodings from the key's parameters.
+ *
  * Pure: no I/O, no global state. A signer belongs to one thread; the sim_cms_keys it was made
  * with must outlive it.
  */
@@ -20,6 +24,10 @@
 #include <stddef.h>
 #include <time.h>
 
+#define SIM_CMS_P256_POINT 65  /* uncompressed: 04 || x || y */
+#define SIM_CMS_P256_PKCS8 138 /* PKCS#8 with RFC 5915 ECPrivateKey, public key included */
+
+struct evp_pkey_st;
 struct sim_cms_keys;
 struct sim_cms_signer;
 
@@ -40,6 +48,13 @@ enum sim_cms_load sim_cms_signer_new(struct sim_cms_keys *keys, const unsigned c
                                      size_t cert_len, const unsigned char *key, size_t key_len,
                                      struct sim_cms_signer **out, char *err, size_t errlen);
 void sim_cms_signer_free(struct sim_cms_signer *signer);
+
+/* A P-256 key's public point and its PKCS#8 DER, byte for byte what OpenSSL writes for it (no
+ * parameters in the ECPrivateKey: the AlgorithmIdentifier names the curve). False for any other
+ * key. */
+bool sim_cms_p256_export(const struct evp_pkey_st *key, unsigned char point[SIM_CMS_P256_POINT],
+                         unsigned char pkcs8[SIM_CMS_P256_PKCS8])
+    __attribute__((warn_unused_result));
 
 /* The signer's certificate (DER), borrowed. */
 const unsigned char *sim_cms_signer_cert(const struct sim_cms_signer *signer, size_t *len);

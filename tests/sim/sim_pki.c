@@ -70,10 +70,28 @@ static char *pki_base64(const unsigned char *data, size_t len)
     return out;
 }
 
-/* Builds and signs a certificate for subject_key. issuer == NULL makes it self-signed (a CA). */
-static X509 *pki_make_cert(const char *common_name, EVP_PKEY *subject_key, X509 *issuer,
-                           EVP_PKEY *issuer_key, enum sim_key_type key_type, char *err,
-                           size_t errlen)
+/* A P-256 subject's public key from its point (sim_cms_p256_export()): X509_set_pubkey() would
+ * encode the key and decode it again through the providers. */
+static bool pki_set_p256_key(X509 *cert, const unsigned char point[SIM_CMS_P256_POINT])
+{
+    unsigned char *copy = OPENSSL_memdup(point, SIM_CMS_P256_POINT);
+
+    if (copy == NULL)
+        return false;
+    if (X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(cert), OBJ_nid2obj(NID_X9_62_id_ecPublicKey),
+                               V_ASN1_OBJECT, OBJ_nid2obj(NID_X9_62_prime256v1), copy,
+                               SIM_CMS_P256_POINT) != 1) {
+        OPENSSL_free(copy);
+        return false;
+    }
+    return true;
+}
+
+/* Builds and signs a certificate for subject_key (whose P-256 point, when not NULL, gives its
+ * public key). issuer == NULL makes it self-signed (a CA). */
+static X509 *pki_make_cert(const char *common_name, EVP_PKEY *subject_key,
+                           const unsigned char *point, X509 *issuer, EVP_PKEY *issuer_key,
+                           enum sim_key_type key_type, char *err, size_t errlen)
 {
     X509 *cert = X509_new();
     X509_NAME *name = X509_NAME_new();
@@ -96,7 +114,7 @@ static X509 *pki_make_cert(const char *common_name, EVP_PKEY *subject_key, X509 
         goto fail;
     if (X509_set_subject_name(cert, name) != 1 ||
         X509_set_issuer_name(cert, is_ca ? name : X509_get_subject_name(issuer)) != 1 ||
-        X509_set_pubkey(cert, subject_key) != 1)
+        !(point != NULL ? pki_set_p256_key(cert, point) : X509_set_pubkey(cert, subject_key) == 1))
         goto fail;
 
     what = "adding certificate extensions";
@@ -146,7 +164,7 @@ bool sim_pki_ca_create(enum sim_key_type key_type, char **cert_pem, char **key_p
         fake_openssl_error(err, errlen, "generating the CA key");
         goto out;
     }
-    cert = pki_make_cert(PKI_CA_COMMON_NAME, key, NULL, NULL, key_type, err, errlen);
+    cert = pki_make_cert(PKI_CA_COMMON_NAME, key, NULL, NULL, NULL, key_type, err, errlen);
     if (cert == NULL)
         goto out;
     cert_bio = BIO_new(BIO_s_mem());
@@ -250,6 +268,9 @@ bool sim_pki_identity_issue(const struct sim_ca *ca, const char *udid, enum sim_
     EVP_PKEY *key = NULL;
     X509 *cert = NULL;
     BIO *bio = NULL;
+    unsigned char point[SIM_CMS_P256_POINT];
+    unsigned char pkcs8[SIM_CMS_P256_PKCS8];
+    bool p256;
     bool ok = false;
 
     *pem = NULL;
@@ -258,12 +279,14 @@ bool sim_pki_identity_issue(const struct sim_ca *ca, const char *udid, enum sim_
         fake_openssl_error(err, errlen, "generating the device key");
         goto out;
     }
-    cert = pki_make_cert(udid, key, ca->cert, ca->key, key_type, err, errlen);
+    p256 = key_type == SIM_KEY_EC && sim_cms_p256_export(key, point, pkcs8);
+    cert = pki_make_cert(udid, key, p256 ? point : NULL, ca->cert, ca->key, key_type, err, errlen);
     if (cert == NULL)
         goto out;
     bio = BIO_new(BIO_s_mem());
     if (bio == NULL || PEM_write_bio_X509(bio, cert) != 1 ||
-        PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL) != 1) {
+        (p256 ? PEM_write_bio(bio, PEM_STRING_PKCS8INF, "", pkcs8, sizeof(pkcs8)) <= 0
+              : PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL) != 1)) {
         fake_openssl_error(err, errlen, "encoding the device identity as PEM");
         goto out;
     }
@@ -274,6 +297,7 @@ bool sim_pki_identity_issue(const struct sim_ca *ca, const char *udid, enum sim_
     }
     ok = true;
 out:
+    OPENSSL_cleanse(pkcs8, sizeof(pkcs8));
     BIO_free(bio);
     X509_free(cert);
     EVP_PKEY_free(key);

@@ -577,6 +577,16 @@ class AttestTest(unittest.TestCase):
         reference = run([OPENSSL, "cms", "-sign", "-binary", "-nosmimecap", "-md", "sha256",
                          "-signer", signer, "-outform", "DER"], input_bytes=signed[0][0]).stdout
         self.assertEqual(der_shape(signed[0][1]), der_shape(reference))
+        # The P-256 identity as issued: the key PEM is what OpenSSL writes for that key, the
+        # certificate states its public key and chains to the CA.
+        key_pem = cert[cert.index("-----BEGIN PRIVATE KEY-----"):]
+        self.assertEqual(run([OPENSSL, "pkey"], input_bytes=key_pem.encode()).stdout.decode(),
+                         key_pem)
+        pubkeys = [run(args, input_bytes=pem.encode()).stdout for args, pem in (
+            ([OPENSSL, "x509", "-noout", "-pubkey"], cert),
+            ([OPENSSL, "pkey", "-pubout"], key_pem))]
+        self.assertEqual(pubkeys[0], pubkeys[1])
+        run([OPENSSL, "verify", "-CAfile", ca, signer])
         # --bad-signature signs one byte more than it sends; RSA identities take OpenSSL's CMS.
         rsa = os.path.join(self.tmp, "rsa-state")
         run([SIM, "enroll", "--url", self.url, "--dir", rsa, "--devices", "1", "--quiet"])
