@@ -128,7 +128,7 @@ def main():
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cms_per_s = signature_reference(build)
     cluster = benchlib.tuned_cluster()
-    standin = vouchd = None
+    standin = vouchd = serve = None
     rows = []
     try:
         cluster.createdb("vouch")
@@ -282,6 +282,10 @@ def main():
         print("database per 100,000 devices: " + ", ".join(
             f"{t} {int(b) * per / 2**20:.0f} MiB" for t, b in tables))
     finally:
+        # A run that failed half-way must not leave serve following a log nobody writes.
+        if serve is not None and serve.proc.poll() is None:
+            serve.proc.kill()
+            serve.proc.wait()
         if vouchd is not None:
             vouchd.stop()
         if standin is not None:
