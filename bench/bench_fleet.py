@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import benchlib
@@ -61,6 +62,32 @@ def attestation_verdicts(vouchd):
     _, text = benchlib.http(vouchd.url + "/metrics")
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.decode().splitlines()
                if line.startswith("vouch_attestations_total"))
+
+
+class PushWatch(threading.Thread):
+    """Follows the push log from its current end: when the first push of the campaign came and
+    when n had come (the campaign's pace of pushes, beside its pace of answers)."""
+
+    def __init__(self, path, n):
+        super().__init__(daemon=True)
+        self.path, self.n, self.t0 = path, n, time.monotonic()
+        self.offset = os.path.getsize(path) if os.path.exists(path) else 0
+        self.count, self.first, self.all = 0, None, None
+        self.stopping = False
+
+    def run(self):
+        while not self.stopping and self.all is None:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+            self.offset += len(data)
+            self.count += data.count(b"\n")
+            now = time.monotonic() - self.t0
+            if self.count > 0 and self.first is None:
+                self.first = now
+            if self.count >= self.n:
+                self.all = now
+            time.sleep(0.05)
 
 
 def cpu_rows(rows, phase, n, cpu, verified=None):
@@ -101,7 +128,7 @@ def main():
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cms_per_s = signature_reference(build)
     cluster = benchlib.tuned_cluster()
-    standin = vouchd = None
+    standin = vouchd = serve = None
     rows = []
     try:
         cluster.createdb("vouch")
@@ -118,6 +145,7 @@ def main():
         # -- enrollment ---------------------------------------------------------------------
         reset_peak_rss(vouchd.proc.pid)
         cpu_v, cpu_pg = vouchd.cpu_seconds(), benchlib.postgres_cpu_seconds(cluster)
+        machine0 = benchlib.machine_cpu_seconds()
         enroll, cpu_sim = benchlib.run_sim(build, "enroll", "--url", vouchd.url, "--dir", simdir,
                                            "--devices", str(n), "--key-type", "ec",
                                            "--concurrency", k)
@@ -135,6 +163,14 @@ def main():
                         cpu_s={k2: round(v, 1) for k2, v in cpu.items()}))
         rows.append(row("enroll", f"time to enroll {n:,} devices", seconds, "s"))
         cpu_rows(rows, "enrollment", n, cpu)
+        # The identities are made before the clock starts: the simulator's CPU beside the server
+        # is that of its requests.
+        sim_requests = enroll["cpu_s"] - enroll["prepare_cpu_s"]
+        rows.append(row("enrollment", "enrollment: CPU per device, simulator's requests",
+                        sim_requests * 1000 / n, "ms"))
+        # Over the whole enroll run (the identities' issue included), the machine's beside it.
+        enroll_cores = ((cpu["vouchd"] + cpu["postgres"] + cpu_sim) / enroll["elapsed_s"],
+                        (benchlib.machine_cpu_seconds() - machine0) / enroll["elapsed_s"])
         rows.append(row("enroll", "vouchd peak RSS, enrollment", vouchd.peak_rss_mb(), "MiB"))
         pending = int(cluster.psql("SELECT count(*) FROM attestation_requests "
                                    "WHERE answered_at IS NULL", "vouch"))
@@ -163,6 +199,9 @@ def main():
         cpu_v, cpu_pg = vouchd.cpu_seconds(), benchlib.postgres_cpu_seconds(cluster)
         cpu_apns = benchlib.cpu_seconds(standin.pid)
         verdicts_before = attestation_verdicts(vouchd)
+        watch = PushWatch(log, n)
+        watch.start()
+        machine0 = benchlib.machine_cpu_seconds()
         start = time.monotonic()
         ctl = subprocess.run([os.path.join(build, "cli", "vouchctl"), "--url", vouchd.url,
                               "--json", "attest", "--all", "--yes"], capture_output=True, text=True,
@@ -179,6 +218,8 @@ def main():
                 sys.exit(f"vouch-sim serve stopped: {serve.stderr_text()[-2000:]}")
             time.sleep(0.1)
         wall = time.monotonic() - start
+        machine = benchlib.machine_cpu_seconds() - machine0
+        watch.stopping = True
         serve.proc.terminate()
         summary, cpu_sim = serve.finish()
         cpu = {"vouchd": vouchd.cpu_seconds() - cpu_v,
@@ -202,6 +243,10 @@ def main():
                         cpu_s={k2: round(v, 1) for k2, v in cpu.items()}))
         rows.append(row("campaign", "campaign: devices verified per second", verified / wall,
                         "/s"))
+        if watch.first is not None:
+            rows.append(row("campaign", "campaign: until the first push", watch.first, "s"))
+        if watch.all is not None:
+            rows.append(row("campaign", f"campaign: until {n:,} pushes", watch.all, "s"))
         cpu_rows(rows, "campaign", n, cpu, verified)
         rows.append(row("campaign", "vouchd peak RSS, campaign", vouchd.peak_rss_mb(), "MiB"))
 
@@ -223,14 +268,24 @@ def main():
         print()
         benchlib.print_table(rows)
         total = sum(cpu.values())
+        # The simulator's CPU in the campaign is its whole run; only what it spent on requests
+        # counts towards the cores busy.
+        ours = total - summary["prepare_cpu_s"]
         print("campaign CPU: " + ", ".join(f"{name} {sec:.1f} s ({sec / total:.0%})"
                                            for name, sec in cpu.items())
-              + f"; {total / wall:.2f} cores busy of {os.cpu_count()}")
+              + f"; {ours / wall:.2f} cores busy of {os.cpu_count()} "
+              f"(the machine: {machine / wall:.2f}, other processes included)")
+        print(f"enrollment: {enroll_cores[0]:.2f} cores busy of {os.cpu_count()} over the whole "
+              f"enroll run (the machine: {enroll_cores[1]:.2f})")
         print(f"enrollment: reference = OpenSSL CMS_verify of an Mdm-Signature on one core "
               f"(each device sends two signed messages); {args.concurrency} connections")
         print("database per 100,000 devices: " + ", ".join(
             f"{t} {int(b) * per / 2**20:.0f} MiB" for t, b in tables))
     finally:
+        # A run that failed half-way must not leave serve following a log nobody writes.
+        if serve is not None and serve.proc.poll() is None:
+            serve.proc.kill()
+            serve.proc.wait()
         if vouchd is not None:
             vouchd.stop()
         if standin is not None:

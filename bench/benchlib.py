@@ -123,6 +123,15 @@ def cpu_seconds(pid):
     return sum(int(x) for x in fields[11:15]) / CLOCK_TICKS
 
 
+def machine_cpu_seconds():
+    """Busy CPU seconds of the whole machine so far (every process and the kernel; /proc/stat):
+    beside the benchmark's own processes it says whether something else shared the cores."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal ...: all but idle and iowait are busy
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / CLOCK_TICKS
+
+
 def peak_rss_mb(pid):
     """The process's peak resident set (VmHWM) in MiB."""
     with open(f"/proc/{pid}/status") as f:

@@ -4,17 +4,20 @@
 #include "sim_pki.h"
 
 #include "fake_apple.h"
+#include "sim_cms.h"
 
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/cms.h>
 #include <openssl/decoder.h>
 #include <openssl/ec.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -34,9 +37,11 @@ struct sim_ca {
     EVP_PKEY *key;
 };
 
+/* A P-256 identity is a sim_cms signer (cert and key NULL); any other, OpenSSL's objects. */
 struct sim_identity {
     X509 *cert;
     EVP_PKEY *key;
+    struct sim_cms_signer *signer;
 };
 
 static EVP_PKEY *pki_keygen(enum sim_key_type key_type)
@@ -65,10 +70,28 @@ static char *pki_base64(const unsigned char *data, size_t len)
     return out;
 }
 
-/* Builds and signs a certificate for subject_key. issuer == NULL makes it self-signed (a CA). */
-static X509 *pki_make_cert(const char *common_name, EVP_PKEY *subject_key, X509 *issuer,
-                           EVP_PKEY *issuer_key, enum sim_key_type key_type, char *err,
-                           size_t errlen)
+/* A P-256 subject's public key from its point (sim_cms_p256_export()): X509_set_pubkey() would
+ * encode the key and decode it again through the providers. */
+static bool pki_set_p256_key(X509 *cert, const unsigned char point[SIM_CMS_P256_POINT])
+{
+    unsigned char *copy = OPENSSL_memdup(point, SIM_CMS_P256_POINT);
+
+    if (copy == NULL)
+        return false;
+    if (X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(cert), OBJ_nid2obj(NID_X9_62_id_ecPublicKey),
+                               V_ASN1_OBJECT, OBJ_nid2obj(NID_X9_62_prime256v1), copy,
+                               SIM_CMS_P256_POINT) != 1) {
+        OPENSSL_free(copy);
+        return false;
+    }
+    return true;
+}
+
+/* Builds and signs a certificate for subject_key (whose P-256 point, when not NULL, gives its
+ * public key). issuer == NULL makes it self-signed (a CA). */
+static X509 *pki_make_cert(const char *common_name, EVP_PKEY *subject_key,
+                           const unsigned char *point, X509 *issuer, EVP_PKEY *issuer_key,
+                           enum sim_key_type key_type, char *err, size_t errlen)
 {
     X509 *cert = X509_new();
     X509_NAME *name = X509_NAME_new();
@@ -91,7 +114,7 @@ static X509 *pki_make_cert(const char *common_name, EVP_PKEY *subject_key, X509 
         goto fail;
     if (X509_set_subject_name(cert, name) != 1 ||
         X509_set_issuer_name(cert, is_ca ? name : X509_get_subject_name(issuer)) != 1 ||
-        X509_set_pubkey(cert, subject_key) != 1)
+        !(point != NULL ? pki_set_p256_key(cert, point) : X509_set_pubkey(cert, subject_key) == 1))
         goto fail;
 
     what = "adding certificate extensions";
@@ -141,7 +164,7 @@ bool sim_pki_ca_create(enum sim_key_type key_type, char **cert_pem, char **key_p
         fake_openssl_error(err, errlen, "generating the CA key");
         goto out;
     }
-    cert = pki_make_cert(PKI_CA_COMMON_NAME, key, NULL, NULL, key_type, err, errlen);
+    cert = pki_make_cert(PKI_CA_COMMON_NAME, key, NULL, NULL, NULL, key_type, err, errlen);
     if (cert == NULL)
         goto out;
     cert_bio = BIO_new(BIO_s_mem());
@@ -245,6 +268,9 @@ bool sim_pki_identity_issue(const struct sim_ca *ca, const char *udid, enum sim_
     EVP_PKEY *key = NULL;
     X509 *cert = NULL;
     BIO *bio = NULL;
+    unsigned char point[SIM_CMS_P256_POINT];
+    unsigned char pkcs8[SIM_CMS_P256_PKCS8];
+    bool p256;
     bool ok = false;
 
     *pem = NULL;
@@ -253,12 +279,14 @@ bool sim_pki_identity_issue(const struct sim_ca *ca, const char *udid, enum sim_
         fake_openssl_error(err, errlen, "generating the device key");
         goto out;
     }
-    cert = pki_make_cert(udid, key, ca->cert, ca->key, key_type, err, errlen);
+    p256 = key_type == SIM_KEY_EC && sim_cms_p256_export(key, point, pkcs8);
+    cert = pki_make_cert(udid, key, p256 ? point : NULL, ca->cert, ca->key, key_type, err, errlen);
     if (cert == NULL)
         goto out;
     bio = BIO_new(BIO_s_mem());
     if (bio == NULL || PEM_write_bio_X509(bio, cert) != 1 ||
-        PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL) != 1) {
+        (p256 ? PEM_write_bio(bio, PEM_STRING_PKCS8INF, "", pkcs8, sizeof(pkcs8)) <= 0
+              : PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL) != 1)) {
         fake_openssl_error(err, errlen, "encoding the device identity as PEM");
         goto out;
     }
@@ -269,6 +297,7 @@ bool sim_pki_identity_issue(const struct sim_ca *ca, const char *udid, enum sim_
     }
     ok = true;
 out:
+    OPENSSL_cleanse(pkcs8, sizeof(pkcs8));
     BIO_free(bio);
     X509_free(cert);
     EVP_PKEY_free(key);
@@ -278,6 +307,7 @@ out:
 struct sim_pki_loader {
     OSSL_DECODER_CTX *decoder;
     EVP_PKEY *decoded; /* where the decoder puts each key it decodes */
+    struct sim_cms_keys *cms;
 };
 
 struct sim_pki_loader *sim_pki_loader_new(char *err, size_t errlen)
@@ -291,9 +321,10 @@ struct sim_pki_loader *sim_pki_loader_new(char *err, size_t errlen)
     /* Any key type (a fleet may mix RSA and EC identities), PEM in, private key out. */
     loader->decoder = OSSL_DECODER_CTX_new_for_pkey(&loader->decoded, "PEM", NULL, NULL,
                                                     OSSL_KEYMGMT_SELECT_KEYPAIR, NULL, NULL);
-    if (loader->decoder == NULL) {
+    loader->cms = sim_cms_keys_new();
+    if (loader->decoder == NULL || loader->cms == NULL) {
         fake_openssl_error(err, errlen, "creating the key decoder");
-        free(loader);
+        sim_pki_loader_free(loader);
         return NULL;
     }
     return loader;
@@ -305,7 +336,30 @@ void sim_pki_loader_free(struct sim_pki_loader *loader)
         return;
     OSSL_DECODER_CTX_free(loader->decoder);
     EVP_PKEY_free(loader->decoded);
+    sim_cms_keys_free(loader->cms);
     free(loader);
+}
+
+/* The DER of the first PEM block of pem[0..len) (OPENSSL_free), and whether it is a name block. */
+static bool pki_pem_der(const char *pem, size_t len, const char *name, unsigned char **der,
+                        long *der_len)
+{
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    char *pem_name = NULL;
+    char *pem_header = NULL;
+    bool ok;
+
+    *der = NULL;
+    ok = bio != NULL && PEM_read_bio(bio, &pem_name, &pem_header, der, der_len) == 1 &&
+         strcmp(pem_name, name) == 0;
+    if (!ok) {
+        OPENSSL_free(*der);
+        *der = NULL;
+    }
+    OPENSSL_free(pem_name);
+    OPENSSL_free(pem_header);
+    BIO_free(bio);
+    return ok;
 }
 
 struct sim_identity *sim_pki_identity_load(struct sim_pki_loader *loader, const char *pem,
@@ -316,12 +370,11 @@ struct sim_identity *sim_pki_identity_load(struct sim_pki_loader *loader, const 
     const char *split = memmem(pem, pem_len, cert_end, sizeof(cert_end) - 1);
     const unsigned char *key_pem;
     size_t key_len;
-    BIO *bio = NULL;
-    char *pem_name = NULL;
-    char *pem_header = NULL;
     unsigned char *der = NULL;
+    unsigned char *key_der = NULL;
     const unsigned char *der_p;
     long der_len = 0;
+    long key_der_len = 0;
     bool ok = false;
 
     if (split == NULL || pem_len > INT_MAX) {
@@ -334,12 +387,27 @@ struct sim_identity *sim_pki_identity_load(struct sim_pki_loader *loader, const 
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    bio = BIO_new_mem_buf(pem, (int)(split - pem));
-    if (bio == NULL || PEM_read_bio(bio, &pem_name, &pem_header, &der, &der_len) != 1 ||
-        strcmp(pem_name, PEM_STRING_X509) != 0) {
+    if (!pki_pem_der(pem, (size_t)(split - pem), PEM_STRING_X509, &der, &der_len)) {
         fake_openssl_error(err, errlen, "reading the certificate PEM");
         goto fail;
     }
+    key_pem = (const unsigned char *)split;
+    key_len = pem_len - (size_t)(split - pem);
+    /* A P-256 key (PKCS#8, as sim_pki_identity_issue() writes it) signs without OpenSSL's
+     * certificate and CMS objects (sim_cms.h); anything else takes the general way below. */
+    if (pki_pem_der(split, key_len, PEM_STRING_PKCS8INF, &key_der, &key_der_len)) {
+        switch (sim_cms_signer_new(loader->cms, der, (size_t)der_len, key_der, (size_t)key_der_len,
+                                   &id->signer, err, errlen)) {
+        case SIM_CMS_LOADED:
+            ok = true;
+            goto fail;
+        case SIM_CMS_BAD:
+            goto fail;
+        case SIM_CMS_NOT_P256:
+            break;
+        }
+    }
+    ERR_clear_error();
     /* d2i_X509() on the DER is about twice as fast as PEM_read_bio_X509() in OpenSSL 3.0. */
     der_p = der;
     id->cert = d2i_X509(NULL, &der_p, der_len);
@@ -347,8 +415,6 @@ struct sim_identity *sim_pki_identity_load(struct sim_pki_loader *loader, const 
         fake_openssl_error(err, errlen, "parsing the certificate");
         goto fail;
     }
-    key_pem = (const unsigned char *)split;
-    key_len = pem_len - (size_t)(split - pem);
     EVP_PKEY_free(loader->decoded);
     loader->decoded = NULL;
     if (OSSL_DECODER_from_data(loader->decoder, &key_pem, &key_len) != 1 ||
@@ -364,10 +430,9 @@ struct sim_identity *sim_pki_identity_load(struct sim_pki_loader *loader, const 
     }
     ok = true;
 fail:
-    OPENSSL_free(pem_name);
-    OPENSSL_free(pem_header);
+    if (key_der != NULL)
+        OPENSSL_clear_free(key_der, (size_t)key_der_len);
     OPENSSL_free(der);
-    BIO_free(bio);
     if (!ok) {
         sim_pki_identity_free(id);
         return NULL;
@@ -381,6 +446,7 @@ void sim_pki_identity_free(struct sim_identity *id)
         return;
     X509_free(id->cert);
     EVP_PKEY_free(id->key);
+    sim_cms_signer_free(id->signer);
     free(id);
 }
 
@@ -404,6 +470,18 @@ bool sim_pki_sign_detached(struct sim_identity *id, const void *body, size_t len
     if (len > INT_MAX) {
         snprintf(err, errlen, "body too large to sign");
         return false;
+    }
+    if (id->signer != NULL) {
+        size_t n = 0;
+        unsigned char *bytes = NULL;
+
+        if (!sim_cms_sign(id->signer, body, len, time(NULL), &bytes, &n, err, errlen))
+            return false;
+        *b64 = pki_base64(bytes, n);
+        free(bytes);
+        if (*b64 == NULL)
+            snprintf(err, errlen, "out of memory");
+        return *b64 != NULL;
     }
     in = BIO_new_mem_buf(len > 0 ? body : "", (int)len);
     cms = CMS_sign(NULL, NULL, NULL, NULL, flags);
@@ -435,17 +513,24 @@ bool sim_pki_cert_header_value(const struct sim_identity *id, char **value, char
                                size_t errlen)
 {
     unsigned char *der = NULL;
-    int der_len = i2d_X509(id->cert, &der);
+    int der_len;
     char *b64;
     size_t n;
 
     *value = NULL;
-    if (der_len <= 0) {
-        fake_openssl_error(err, errlen, "encoding the certificate");
-        return false;
+    if (id->signer != NULL) {
+        size_t cert_len;
+        const unsigned char *cert = sim_cms_signer_cert(id->signer, &cert_len);
+        b64 = pki_base64(cert, cert_len);
+    } else {
+        der_len = i2d_X509(id->cert, &der);
+        if (der_len <= 0) {
+            fake_openssl_error(err, errlen, "encoding the certificate");
+            return false;
+        }
+        b64 = pki_base64(der, (size_t)der_len);
+        OPENSSL_free(der);
     }
-    b64 = pki_base64(der, (size_t)der_len);
-    OPENSSL_free(der);
     if (b64 == NULL) {
         snprintf(err, errlen, "out of memory");
         return false;

@@ -45,9 +45,10 @@ bool sim_pki_identity_issue(const struct sim_ca *ca, const char *udid, enum sim_
                             char **pem, size_t *pem_len, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
-/* Keeps one OpenSSL key decoder for many sim_pki_identity_load() calls: OpenSSL 3.0 spends
- * most of a key parse (about 0.6 ms of 0.8) building a decoder, which is too slow for a fleet of
- * 100,000 devices. One loader per thread. */
+/* Keeps what many sim_pki_identity_load() calls share: OpenSSL 3.0 spends most of a key parse
+ * (about 0.6 ms of 0.8) building a decoder, which is too slow for a fleet of 100,000 devices, so
+ * one decoder is kept; P-256 identities need none (sim_cms.h), only the SHA-256 and EC key
+ * builder fetched here once. One loader per thread. */
 struct sim_pki_loader *sim_pki_loader_new(char *err, size_t errlen);
 void sim_pki_loader_free(struct sim_pki_loader *loader);
 
@@ -57,7 +58,8 @@ struct sim_identity *sim_pki_identity_load(struct sim_pki_loader *loader, const 
 void sim_pki_identity_free(struct sim_identity *id);
 
 /* *b64 = base64 (one line, no newlines) of a DER detached CMS SignedData over body[0..len):
- * SHA-256, signed attributes as a device makes them, signer certificate included. */
+ * SHA-256, signed attributes as a device makes them, signer certificate included (written by
+ * sim_cms for a P-256 identity, by OpenSSL's CMS_sign() for any other). */
 bool sim_pki_sign_detached(struct sim_identity *id, const void *body, size_t len, char **b64,
                            char *err, size_t errlen) __attribute__((warn_unused_result));
 

@@ -450,6 +450,7 @@ int sim_serve_command(const struct sim_options *opt)
             opt->pushes, (long long)tail.offset, tail.fd < 0 ? " once it exists" : "", run.ndevices,
             count, started);
     double t_ready = sim_workers_clock();
+    double cpu_ready = sim_stats_cpu_seconds();
     sc.counts.stopped_by = serve_loop(&sc, &tail, t0);
 
     pthread_mutex_lock(&pool.lock);
@@ -479,7 +480,7 @@ int sim_serve_command(const struct sim_options *opt)
         fprintf(stderr, "vouch-sim: serve: expected %lu pushes to %s's devices, got %lu (%s)\n",
                 opt->expect_pushes, opt->dir, sc.counts.pushes_handled, sc.counts.stopped_by);
     sim_stats_print_summary(opt, run.ndevices, 0, &total, &sc.counts, t_ready - t0,
-                            sim_workers_clock() - t0);
+                            sim_workers_clock() - t0, cpu_ready);
     rc = total.failed_devices == 0 && total.local_errors == 0 && !sc.failed &&
                  (!opt->expect_pushes_set || sc.counts.pushes_handled >= opt->expect_pushes)
              ? SIM_EXIT_OK

@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 static const char *const attest_count_names[SIM_STATS_ATTEST_N] = {
     [SIM_STATS_ATTEST_GENERATED] = "generated", [SIM_STATS_ATTEST_CACHED] = "cached",
@@ -95,9 +96,19 @@ static int compare_types(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
+double sim_stats_cpu_seconds(void)
+{
+    struct rusage ru;
+
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
 void sim_stats_print_summary(const struct sim_options *opt, size_t ndevices, unsigned long created,
                              struct sim_stats *s, const struct sim_stats_serve *serve,
-                             double prepare, double elapsed)
+                             double prepare, double elapsed, double prepare_cpu)
 {
     bool first = true;
 
@@ -180,6 +191,7 @@ void sim_stats_print_summary(const struct sim_options *opt, size_t ndevices, uns
         }
         printf(",\"latency_ms\":{\"p50\":%.2f,\"p99\":%.2f}", edge_ms[0], edge_ms[1]);
     }
-    printf(",\"prepare_s\":%.3f,\"elapsed_s\":%.3f}\n", prepare, elapsed);
+    printf(",\"prepare_s\":%.3f,\"elapsed_s\":%.3f,\"prepare_cpu_s\":%.3f,\"cpu_s\":%.3f}\n",
+           prepare, elapsed, prepare_cpu, sim_stats_cpu_seconds());
     fflush(stdout);
 }

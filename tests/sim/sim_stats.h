@@ -95,10 +95,14 @@ void sim_stats_merge(struct sim_stats *into, const struct sim_stats *from);
 /* Writes s as a JSON string (quotes, backslashes and control characters escaped). */
 void sim_stats_json_string(FILE *f, const char *s);
 
+/* The process's CPU seconds so far (user + system, every thread). */
+double sim_stats_cpu_seconds(void);
+
 /* Prints the JSON summary line on stdout (s's command types get sorted). serve: NULL but for
- * serve. prepare and elapsed are seconds since the start. */
+ * serve. prepare and elapsed are seconds since the start; prepare_cpu the CPU seconds
+ * (sim_stats_cpu_seconds()) when the first request could go. */
 void sim_stats_print_summary(const struct sim_options *opt, size_t ndevices, unsigned long created,
                              struct sim_stats *s, const struct sim_stats_serve *serve,
-                             double prepare, double elapsed);
+                             double prepare, double elapsed, double prepare_cpu);
 
 #endif

@@ -196,6 +196,7 @@ int sim_workers_command(const struct sim_options *opt)
     unsigned long created = 0;
     double t0 = sim_workers_clock();
     double t_ready = t0;
+    double cpu_ready = 0;
     int rc = SIM_EXIT_FAIL;
     bool http_ready = false;
     struct fake_apple *apple = NULL;
@@ -260,6 +261,7 @@ int sim_workers_command(const struct sim_options *opt)
         goto out;
     }
     t_ready = sim_workers_clock();
+    cpu_ready = sim_stats_cpu_seconds();
     for (size_t p = 0; p < nphases; p++) {
         run.phase = phases[p];
         run.last_phase = p + 1 == nphases;
@@ -278,7 +280,7 @@ int sim_workers_command(const struct sim_options *opt)
     if (save_failed)
         total.local_errors++;
     sim_stats_print_summary(opt, run.ndevices, created, &total, NULL, t_ready - t0,
-                            sim_workers_clock() - t0);
+                            sim_workers_clock() - t0, cpu_ready);
     rc = total.failed_devices == 0 && !save_failed ? SIM_EXIT_OK : SIM_EXIT_FAIL;
 out:
     sim_workers_free(workers, nworkers);

@@ -53,6 +53,16 @@ def der_items(data):
         yield tag, value
 
 
+def der_shape(data, depth=0):
+    """[(depth, tag, OID text or None)] of every item, constructed ones walked into."""
+    shape = []
+    for tag, value in der_items(data):
+        shape.append((depth, tag, oid_text(value) if tag == 0x06 else None))
+        if tag & 0x20:
+            shape += der_shape(value, depth + 1)
+    return shape
+
+
 def oid_text(raw):
     first = raw[0]
     parts = [first // 40, first % 40]
@@ -145,6 +155,7 @@ class StubMDM(http.server.ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.queues = {}
         self.reports = {}
+        self.signed = []  # (body, Mdm-Signature DER) of every request
 
     def enqueue(self, udid, cmd):
         with self.lock:
@@ -160,6 +171,9 @@ class StubHandler(http.server.BaseHTTPRequestHandler):
     def do_PUT(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         reply = b""
+        with self.server.lock:
+            self.server.signed.append((body, base64.b64decode(self.headers.get("Mdm-Signature",
+                                                                               ""))))
         if self.path == "/mdm/connect":
             msg = plistlib.loads(body)
             udid = msg["UDID"]
@@ -532,6 +546,60 @@ class AttestTest(unittest.TestCase):
         self.assertEqual(summary["answers"]["CommandFormatError"], 1, summary)
         self.assertEqual(self.stub.reports[(self.fleet[0][1], "NET-2")]["Status"],
                          "CommandFormatError")
+
+    # ---- Mdm-Signature ----
+
+    def cms_verifies(self, body, sig, ca):
+        """openssl cms -verify of a detached signature over body, the signer chained to ca."""
+        paths = [os.path.join(self.tmp, n) for n in ("sig.der", "body")]
+        for path, data in zip(paths, (sig, body)):
+            with open(path, "wb") as f:
+                f.write(data)
+        return run([OPENSSL, "cms", "-verify", "-binary", "-inform", "DER", "-in", paths[0],
+                    "-content", paths[1], "-CAfile", ca, "-purpose", "any", "-out", os.devnull],
+                   expect=None).returncode == 0
+
+    def test_signatures_verify_and_have_openssls_shape(self):
+        ca = os.path.join(self.dir, "ca.pem")
+        with self.stub.lock:
+            signed = list(self.stub.signed[:4])  # setUpClass's enroll: P-256 identities
+        self.assertEqual(len(signed), 4)
+        for body, sig in signed:
+            self.assertTrue(self.cms_verifies(body, sig, ca), body)
+            self.assertFalse(self.cms_verifies(body + b"\n", sig, ca))
+        # The shape of what OpenSSL's CMS layer makes with the same identity and flags.
+        pem = read(os.path.join(self.dir, "devices.pem")).decode()
+        cert = pem[pem.index("-----BEGIN CERTIFICATE-----"):pem.index("-----END PRIVATE KEY-----")
+                   + len("-----END PRIVATE KEY-----")] + "\n"
+        signer = os.path.join(self.tmp, "signer.pem")
+        with open(signer, "w") as f:
+            f.write(cert)
+        reference = run([OPENSSL, "cms", "-sign", "-binary", "-nosmimecap", "-md", "sha256",
+                         "-signer", signer, "-outform", "DER"], input_bytes=signed[0][0]).stdout
+        self.assertEqual(der_shape(signed[0][1]), der_shape(reference))
+        # The P-256 identity as issued: the key PEM is what OpenSSL writes for that key, the
+        # certificate states its public key and chains to the CA.
+        key_pem = cert[cert.index("-----BEGIN PRIVATE KEY-----"):]
+        self.assertEqual(run([OPENSSL, "pkey"], input_bytes=key_pem.encode()).stdout.decode(),
+                         key_pem)
+        pubkeys = [run(args, input_bytes=pem.encode()).stdout for args, pem in (
+            ([OPENSSL, "x509", "-noout", "-pubkey"], cert),
+            ([OPENSSL, "pkey", "-pubout"], key_pem))]
+        self.assertEqual(pubkeys[0], pubkeys[1])
+        run([OPENSSL, "verify", "-CAfile", ca, signer])
+        # --bad-signature signs one byte more than it sends; RSA identities take OpenSSL's CMS.
+        rsa = os.path.join(self.tmp, "rsa-state")
+        run([SIM, "enroll", "--url", self.url, "--dir", rsa, "--devices", "1", "--quiet"])
+        with self.stub.lock:
+            body, sig = self.stub.signed[-1]
+        self.assertTrue(self.cms_verifies(body, sig, os.path.join(rsa, "ca.pem")))
+        for state, ca_of in ((self.dir, ca), (rsa, os.path.join(rsa, "ca.pem"))):
+            run([SIM, "connect", "--url", self.url, "--dir", state, "--devices", "1", "--quiet",
+                 "--bad-signature"])
+            with self.stub.lock:
+                body, sig = self.stub.signed[-1]
+            self.assertFalse(self.cms_verifies(body, sig, ca_of))
+            self.assertTrue(self.cms_verifies(body + b"\n", sig, ca_of))
 
     # ---- fake-apple, the command line ----
 
