@@ -10,8 +10,6 @@
 
 #include <curl/curl.h>
 
-#include "sim_h1.h"
-
 struct sim_http {
     CURL *curl;
     char *body; /* response buffer, grows up to max_body + 1 (the NUL) */
@@ -21,7 +19,6 @@ struct sim_http {
     bool too_big;
     char curl_error[CURL_ERROR_SIZE];
     struct sim_http_response *resp; /* the response being received, for its headers */
-    struct sim_h1 *h1;              /* PUT to http:// at HTTP/1.1; NULL for other versions */
 };
 
 bool sim_http_global_init(char *err, size_t errlen)
@@ -132,13 +129,6 @@ struct sim_http *sim_http_new(const struct sim_http_options *options, char *err,
         return NULL;
     }
     http->max_body = options->max_body;
-    if (options->version == SIM_HTTP_DEFAULT || options->version == SIM_HTTP_1_1) {
-        http->h1 = sim_h1_new(options->timeout_seconds, options->max_body);
-        if (http->h1 == NULL) {
-            snprintf(err, errlen, "out of memory");
-            goto fail;
-        }
-    }
     http->curl = curl_easy_init();
     if (http->curl == NULL) {
         snprintf(err, errlen, "curl_easy_init failed");
@@ -191,7 +181,6 @@ void sim_http_free(struct sim_http *http)
         return;
     if (http->curl != NULL)
         curl_easy_cleanup(http->curl);
-    sim_h1_free(http->h1);
     free(http->body);
     free(http);
 }
@@ -214,9 +203,6 @@ bool sim_http_request(struct sim_http *http, const char *method, const char *url
     const char *content_type = NULL;
     bool ok = false;
 
-    /* The devices' own requests (see sim_h1.h). */
-    if (http->h1 != NULL && strcmp(method, "PUT") == 0 && sim_h1_handles(url))
-        return sim_h1_put(http->h1, url, headers, nheaders, body, len, resp, err, errlen);
     memset(resp, 0, sizeof(*resp));
     http->body_len = 0;
     http->too_big = false;

@@ -1,7 +1,6 @@
 /*
  * sim_http: one worker's HTTP client, a libcurl easy handle reused for all of the worker's
- * devices so that requests ride on kept-alive connections, as a fleet behind a NAT would. The
- * devices' PUTs to http:// URLs at HTTP/1.1 take sim_h1's connection instead (sim_h1.h).
+ * devices so that requests ride on kept-alive connections, as a fleet behind a NAT would.
  *
  * sim_http_global_init() runs once in the main thread before any worker starts. A struct
  * sim_http belongs to one thread. Response bodies are collected in a buffer with a hard maximum
