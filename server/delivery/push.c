@@ -514,10 +514,12 @@ void push_service_render_metrics(const struct push_service *ps, struct evbuffer 
                         "# TYPE vouch_apns_queued gauge\nvouch_apns_queued %u\n"
                         "# HELP vouch_apns_in_flight Requests to APNs waiting for answers.\n"
                         "# TYPE vouch_apns_in_flight gauge\nvouch_apns_in_flight %u\n"
+                        "# HELP vouch_apns_connections HTTP/2 connections to APNs up.\n"
+                        "# TYPE vouch_apns_connections gauge\nvouch_apns_connections %u\n"
                         "# HELP vouch_apns_certificate_refused 1 while APNs refuses the push "
                         "certificate (403), until a push is delivered.\n"
                         "# TYPE vouch_apns_certificate_refused gauge\n"
                         "vouch_apns_certificate_refused %d\n",
                         ps->requested, ps->coalesced, st.sent, st.retries, st.queued,
-                        st.in_flight, ps->certificate_refused ? 1 : 0);
+                        st.in_flight, st.connections, ps->certificate_refused ? 1 : 0);
 }
