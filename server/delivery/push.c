@@ -81,6 +81,8 @@ struct push_service {
     struct pending_result *results; /* answers not yet written, oldest first */
     size_t result_count, result_capacity;
     bool flushing;
+    size_t flushing_count;         /* answers in the statement out */
+    uint64_t recorded, unrecorded; /* answers written, and lost (database away, backlog full) */
     struct event flush_timer, sweep_timer;
     bool certificate_refused;
     uint64_t by_outcome[5], no_token, coalesced, requested;
@@ -179,8 +181,12 @@ static void results_written(void *arg, enum db_outcome outcome, const PGresult *
 {
     struct push_service *ps = arg;
     ps->flushing = false;
-    if (outcome != DB_OK)
+    if (outcome != DB_OK) {
         log_warn("could not record push results: the database is not available");
+        ps->unrecorded += ps->flushing_count;
+    } else {
+        ps->recorded += ps->flushing_count;
+    }
     if (ps->result_count > 0)
         flush_results(ps);
 }
@@ -199,6 +205,7 @@ static void flush_results(struct push_service *ps)
                                           p->dead_at};
     }
     ps->flushing = true;
+    ps->flushing_count = count;
     db_push_results(ps->srv->db, rows, count, results_written, ps);
     for (size_t i = 0; i < count; i++) {
         struct pending_result *p = &ps->results[i];
@@ -251,6 +258,7 @@ static void record_result(struct push_service *ps, const struct entry *e,
          * write is out. Beyond the bound the database is far behind; the push itself happened. */
         if (ps->result_capacity >= RESULT_BACKLOG_MAX) {
             log_warn("push answers are waiting for the database; not recording one for %s", udid);
+            ps->unrecorded++;
             return;
         }
         size_t capacity = ps->result_capacity * 2;
@@ -514,6 +522,14 @@ void push_service_render_metrics(const struct push_service *ps, struct evbuffer 
                         "# TYPE vouch_apns_queued gauge\nvouch_apns_queued %u\n"
                         "# HELP vouch_apns_in_flight Requests to APNs waiting for answers.\n"
                         "# TYPE vouch_apns_in_flight gauge\nvouch_apns_in_flight %u\n"
+                        "# HELP vouch_push_answers_recorded_total Push answers written to the "
+                        "database (one statement per batch).\n"
+                        "# TYPE vouch_push_answers_recorded_total counter\n"
+                        "vouch_push_answers_recorded_total %" PRIu64 "\n"
+                        "# HELP vouch_push_answers_unrecorded_total Push answers not written (the "
+                        "database was away or too far behind).\n"
+                        "# TYPE vouch_push_answers_unrecorded_total counter\n"
+                        "vouch_push_answers_unrecorded_total %" PRIu64 "\n"
                         "# HELP vouch_apns_connections HTTP/2 connections to APNs up.\n"
                         "# TYPE vouch_apns_connections gauge\nvouch_apns_connections %u\n"
                         "# HELP vouch_apns_certificate_refused 1 while APNs refuses the push "
@@ -521,5 +537,5 @@ void push_service_render_metrics(const struct push_service *ps, struct evbuffer 
                         "# TYPE vouch_apns_certificate_refused gauge\n"
                         "vouch_apns_certificate_refused %d\n",
                         ps->requested, ps->coalesced, st.sent, st.retries, st.queued,
-                        st.in_flight, st.connections, ps->certificate_refused ? 1 : 0);
+                        st.in_flight, ps->recorded, ps->unrecorded, st.connections, ps->certificate_refused ? 1 : 0);
 }
