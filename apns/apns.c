@@ -244,6 +244,10 @@ void apns_client_conn_closed(struct apns_client *c, struct apns_conn *conn, bool
     if (c->freeing)
         return;
     if (failed) {
+        /* A connection that was up and then failed starts the backoff afresh: the failures
+         * that count are those in a row, without a connection up in between. */
+        if (ever_open)
+            c->connect_failures = 0;
         unsigned delay = apns_backoff_ms(c->connect_failures, CONNECT_BACKOFF_BASE_MS,
                                          CONNECT_BACKOFF_MAX_MS, apns_random());
         c->connect_failures++;

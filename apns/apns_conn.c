@@ -53,7 +53,7 @@ struct apns_conn {
     struct apns_job *head, *tail; /* streams in flight, oldest first */
     unsigned streams;
     struct event flush_event, tick;
-    bool flush_scheduled, ever_open;
+    bool flush_scheduled, ever_open, read_paused;
     bool goaway_received;
     bool settings_received; /* APNs' first SETTINGS: its stream limit is known */
     int32_t goaway_last_id;
@@ -286,8 +286,12 @@ static bool conn_flush(struct apns_conn *conn)
         conn_fail(conn, "out of memory");
         return false;
     }
-    if (conn->bev != NULL) {
-        if (evbuffer_get_length(out) >= OUTPUT_HIGH)
+    /* Reading pauses while APNs does not read what we wrote (changed only when it changes: each
+     * call costs an epoll_ctl). */
+    bool pause = evbuffer_get_length(out) >= OUTPUT_HIGH;
+    if (conn->bev != NULL && pause != conn->read_paused) {
+        conn->read_paused = pause;
+        if (pause)
             bufferevent_disable(conn->bev, EV_READ);
         else
             bufferevent_enable(conn->bev, EV_READ);

@@ -151,6 +151,18 @@ static void batch_release(struct batch *b)
     free(b);
 }
 
+/* At shutdown: a slot that will never be reported; the batch goes with its last one, unheard. */
+static void batch_abandon(struct batch *b)
+{
+    if (--b->remaining > 0)
+        return;
+    for (size_t i = 0; i < 3 * b->count; i++)
+        free(b->strings[i]);
+    free(b->strings);
+    free(b->reports);
+    free(b);
+}
+
 static void batch_report(struct batch *b, size_t index, const char *result, const char *detail)
 {
     /* Strings per report: udid copied at creation (slot 3i), detail (3i+1); result is static. */
@@ -455,6 +467,7 @@ void push_service_free(struct push_service *ps)
             ps->buckets[i] = e->next;
             while (w != NULL) {
                 struct waiter *next = w->next;
+                batch_abandon(w->batch);
                 free(w);
                 w = next;
             }
