@@ -99,8 +99,8 @@ int main(int argc, char **argv)
         push_one();
     event_base_dispatch(base);
     double seconds = now_s() - t0, cpu = cpu_s() - c0;
-    printf("pushes=%lu delivered=%lu seconds=%.3f cpu_seconds=%.3f\n", answered, delivered,
-           seconds, cpu);
+    printf("pushes=%lu delivered=%lu seconds=%.3f cpu_seconds=%.3f\n", answered, delivered, seconds,
+           cpu);
     apns_client_free(client);
     event_base_free(base);
     return delivered == total ? 0 : 1;

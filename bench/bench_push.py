@@ -10,6 +10,8 @@ tests/apns/make-certs.sh), inserts N enrolled devices with push tokens, then:
              token lookup in PostgreSQL, the HTTP/2 pushes over its TLS connections (apns_connections,
              default 2) with the push certificate, and the recording of every answer (the run waits
              until every answer is in the database).
+Then vouchd's APNs client alone (bench/bench_apns.c: the same client, no database, no HTTP
+front) pushing N devices to the same stand-in, beside the same h2load figure.
 Beside the rate: CPU per push of vouchd, of PostgreSQL and of the stand-in (from /proc/PID/stat
 before and after), so that a change is judged by its cost, and the stand-in's CPU during h2load's
 run, which shows when the stand-in, not the client, is the limit.
@@ -139,6 +141,21 @@ def main():
         h2_elapsed = time.monotonic() - h2_start
         standin_busy_h2 = (benchlib.cpu_seconds(standin.pid) - standin_cpu0) / h2_elapsed
 
+        # vouchd's APNs client alone (bench_apns: no database, no HTTP front), same stand-in,
+        # with the client certificate.
+        standin_cpu0 = benchlib.cpu_seconds(standin.pid)
+        alone = subprocess.run(
+            [os.path.join(args.build, "bench", "bench_apns"), f"https://{listen}",
+             f"{certs}/push.pem", f"{certs}/push.key", f"{certs}/ca.pem", str(n)],
+            capture_output=True, text=True)
+        m = re.search(r"pushes=(\d+) delivered=(\d+) seconds=([\d.]+) cpu_seconds=([\d.]+)",
+                      alone.stdout)
+        if alone.returncode != 0 or not m or int(m.group(2)) != n:
+            sys.exit(f"bench_apns did not succeed: {alone.stdout} {alone.stderr[-2000:]}")
+        alone_rate = n / float(m.group(3))
+        alone_cpu = float(m.group(4)) / n * 1e6
+        alone_standin = (benchlib.cpu_seconds(standin.pid) - standin_cpu0) / n * 1e6
+
         # Figure: vouchd pushing every device.
         batches = [udids[i:i + 1000] for i in range(0, n, 1000)]
         benchlib.reset_postgres_profile(cluster, "vouch")
@@ -181,6 +198,10 @@ def main():
         rows = [
             row("push", "pushes from vouchd", rate, "/s", h2load_rate,
                 ">=0.50", devices=n, reference_is="h2load -c 1 -m 1000, same stand-in"),
+            row("push", "pushes from the APNs client alone (bench_apns)", alone_rate, "/s",
+                h2load_rate, ">=0.50"),
+            row("push", "APNs client CPU per push, alone", alone_cpu, "us"),
+            row("push", "stand-in CPU per push, client alone", alone_standin, "us"),
             row("push", f"time to push {n:,} devices", elapsed, "s"),
             row("push", f"time until all {n:,} answers are recorded", recorded, "s"),
             row("push", "vouchd CPU per push", cpu / n * 1e6, "us"),
