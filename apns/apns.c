@@ -387,8 +387,7 @@ void apns_client_push(struct apns_client *c, const uint8_t *token, size_t token_
         text = NULL;
     }
     json_writer_free(w);
-    job->expiration_len = (size_t)snprintf(job->expiration, sizeof(job->expiration), "%lld",
-                                           (long long)time(NULL) + (long long)c->cfg.expiration_s);
+    job->length_len = (size_t)snprintf(job->length, sizeof(job->length), "%zu", job->body_len);
 
     if (token_len == 0 || token_len > APNS_TOKEN_MAX || text == NULL) {
         refuse_later(c, job, "BadDeviceToken");

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "apns_internal.h"
 #include "log.h"
@@ -59,6 +60,7 @@ struct apns_conn {
     int32_t goaway_last_id;
     uint64_t last_active_ms, ping_sent_ms; /* ping_sent_ms 0: no PING outstanding */
     char topic[APNS_TOPIC_MAX + 1];
+    size_t topic_len;
     uint8_t wbuf[WRITE_CHUNK];
 };
 
@@ -525,6 +527,7 @@ struct apns_conn *apns_conn_new(struct apns_client *c, const char *topic, uint64
     conn->state = APNS_CONN_CONNECTING;
     conn->cert_generation = c->cert_generation;
     snprintf(conn->topic, sizeof(conn->topic), "%s", topic);
+    conn->topic_len = strlen(conn->topic);
     event_assign(&conn->flush_event, c->base, -1, 0, flush_cb, conn);
     event_assign(&conn->tick, c->base, -1, EV_PERSIST, tick_cb, conn);
     const struct timeval second = {1, 0};
@@ -622,30 +625,6 @@ unsigned apns_conn_room(const struct apns_conn *conn, unsigned cap)
 bool apns_conn_submit(struct apns_conn *conn, struct apns_job *job)
 {
     struct apns_client *c = conn->client;
-#define NV(n, v, vlen, f)                                                                          \
-    {                                                                                              \
-        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vlen),                                     \
-            NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE | (f)                     \
-    }
-    char length[8];
-    int length_len = snprintf(length, sizeof(length), "%zu", job->body_len);
-    const nghttp2_nv nva[] = {
-        NV(":method", "POST", 4, 0),
-        NV(":scheme", "https", 5, 0),
-        NV(":authority", c->target.authority, strlen(c->target.authority), 0),
-        /* Paths and expirations change with every push: kept out of the HPACK table, so that
-         * the headers that repeat stay in it. */
-        NV(":path", job->data, job->path_len, NGHTTP2_NV_FLAG_NO_INDEX),
-        NV("apns-topic", conn->topic, strlen(conn->topic), 0),
-        NV("apns-push-type", "mdm", 3, 0),
-        NV("apns-expiration", job->expiration, job->expiration_len, NGHTTP2_NV_FLAG_NO_INDEX),
-        NV("apns-priority", "10", 2, 0),
-        NV("content-type", "application/json", 16, 0),
-        {(uint8_t *)"content-length", (uint8_t *)length, 14, (size_t)length_len,
-         NGHTTP2_NV_FLAG_NO_COPY_NAME},
-    };
-#undef NV
-    nghttp2_data_provider body = {.source.ptr = job, .read_callback = read_body};
     if (conn->state != APNS_CONN_OPEN)
         return false;
     job->body_off = 0;
@@ -653,6 +632,36 @@ bool apns_conn_submit(struct apns_conn *conn, struct apns_job *job)
     job->apns_id[0] = '\0';
     job->reply_len = 0;
     job->timed_out = false;
+    /* apns-expiration is computed for each attempt; its text once a second. */
+    time_t now = time(NULL);
+    if (now != c->expiration_second) {
+        c->expiration_second = now;
+        c->expiration_len = (size_t)snprintf(c->expiration, sizeof(c->expiration), "%lld",
+                                             (long long)now + (long long)c->cfg.expiration_s);
+    }
+    memcpy(job->expiration, c->expiration, c->expiration_len);
+    job->expiration_len = c->expiration_len;
+#define NV(n, v, vlen, f)                                                                          \
+    {                                                                                              \
+        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vlen),                                     \
+            NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE | (f)                     \
+    }
+    const nghttp2_nv nva[] = {
+        NV(":method", "POST", 4, 0),
+        NV(":scheme", "https", 5, 0),
+        NV(":authority", c->target.authority, c->target.authority_len, 0),
+        /* Paths and expirations change with every push: kept out of the HPACK table, so that
+         * the headers that repeat stay in it. */
+        NV(":path", job->data, job->path_len, NGHTTP2_NV_FLAG_NO_INDEX),
+        NV("apns-topic", conn->topic, conn->topic_len, 0),
+        NV("apns-push-type", "mdm", 3, 0),
+        NV("apns-expiration", job->expiration, job->expiration_len, NGHTTP2_NV_FLAG_NO_INDEX),
+        NV("apns-priority", "10", 2, 0),
+        NV("content-type", "application/json", 16, 0),
+        NV("content-length", job->length, job->length_len, 0),
+    };
+#undef NV
+    nghttp2_data_provider body = {.source.ptr = job, .read_callback = read_body};
     int32_t id =
         nghttp2_submit_request(conn->session, NULL, nva, sizeof(nva) / sizeof(nva[0]), &body, job);
     if (id < 0) {

@@ -14,6 +14,7 @@
 #include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "apns.h"
 #include "apns_proto.h"
@@ -46,8 +47,10 @@ struct apns_job {
     char *reply; /* APNS_REPLY_BODY_MAX bytes, allocated at the first DATA frame */
     size_t reply_len;
     /* the request */
-    char expiration[24];
+    char expiration[24]; /* of this attempt */
     size_t expiration_len;
+    char length[8]; /* content-length */
+    size_t length_len;
     size_t path_len, body_len, body_off;
     char *body;  /* inside data[], after the path */
     char data[]; /* path (/3/device/<hex>) then body ({"mdm":"..."}) */
@@ -74,6 +77,9 @@ struct apns_client {
     char *url;
     char *ca_file;
     struct apns_target target;
+    time_t expiration_second; /* expiration is the apns-expiration text of this second */
+    char expiration[24];
+    size_t expiration_len;
     bool freeing; /* in apns_client_free: ended streams are not reported */
     bool memory;  /* connections are memory pipes (tests, fuzzing): no socket, no TLS */
     struct apns_cert cert;

@@ -82,6 +82,7 @@ bool apns_target_parse(const char *url, struct apns_target *out, char *err, size
         return fail(err, err_size, url, "not an IPv6 address in brackets");
     memcpy(out->authority, p, len);
     out->authority[len] = '\0';
+    out->authority_len = len;
     return true;
 }
 

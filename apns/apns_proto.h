@@ -20,6 +20,7 @@
 struct apns_target {
     char host[APNS_HOST_MAX + 1];      /* without brackets */
     char authority[APNS_HOST_MAX + 9]; /* :authority: host[:port] as written, brackets kept */
+    size_t authority_len;
     uint16_t port;
     bool host_is_ip; /* verified against an IP address SAN, and no SNI */
 };

@@ -578,8 +578,9 @@ out:
     if (t.cert_check)
         event_free(t.cert_check);
     http_free(&srv);
-    push_service_free(srv.push);
+    push_service_stop(srv.push);
     db_pool_free(srv.db);
+    push_service_free(srv.push); /* after the pool, as the scheduler */
     scheduler_free(srv.scheduler); /* after the pool: its last callbacks name the scheduler */
     fleet_metrics_free(fleet);     /* the same */
     webhook_free(srv.webhook);

@@ -85,6 +85,7 @@ struct push_service {
     uint64_t recorded, unrecorded; /* answers written, and lost (database away, backlog full) */
     struct event flush_timer, sweep_timer;
     bool certificate_refused;
+    bool stopping; /* push_service_stop: the database's last answers are not acted on */
     uint64_t by_outcome[5], no_token, coalesced, requested;
     uint64_t by_reason[REASON_COUNT + 2]; /* final answers other than 200 */
 };
@@ -193,6 +194,8 @@ static void results_written(void *arg, enum db_outcome outcome, const PGresult *
 {
     struct push_service *ps = arg;
     ps->flushing = false;
+    if (ps->stopping)
+        return;
     if (outcome != DB_OK) {
         log_warn("could not record push results: the database is not available");
         ps->unrecorded += ps->flushing_count;
@@ -329,6 +332,10 @@ static void targets_found(void *arg, enum db_outcome outcome, const PGresult *re
 {
     struct lookup *l = arg;
     struct push_service *ps = l->ps;
+    if (ps->stopping) {
+        free(l); /* its entries go with the service */
+        return;
+    }
     if (outcome == DB_OK) {
         for (int row = 0; row < PQntuples(res); row++) {
             const char *udid, *magic;
@@ -416,7 +423,7 @@ void push_devices(struct push_service *ps, const char *const *udids, size_t coun
 static void retry_due_found(void *arg, enum db_outcome outcome, const PGresult *res)
 {
     struct push_service *ps = arg;
-    if (outcome != DB_OK || PQntuples(res) == 0)
+    if (ps->stopping || outcome != DB_OK || PQntuples(res) == 0)
         return;
     size_t count = (size_t)PQntuples(res);
     const char **udids = calloc(count, sizeof(*udids));
@@ -451,6 +458,12 @@ struct push_service *push_service_new(struct vouchd *srv, struct apns_client *ap
     const struct timeval first = {FIRST_SWEEP_S, 0};
     evtimer_add(&ps->sweep_timer, &first);
     return ps;
+}
+
+void push_service_stop(struct push_service *ps)
+{
+    if (ps != NULL)
+        ps->stopping = true;
 }
 
 void push_service_free(struct push_service *ps)
