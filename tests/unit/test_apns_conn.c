@@ -100,8 +100,11 @@ static int on_data(nghttp2_session *session, uint8_t flags, int32_t id, const ui
                    size_t len, void *arg)
 {
     struct request *r = find_req(arg, id);
-    if (r != NULL)
-        strncat(r->body, (const char *)data, len < 100 ? len : 100);
+    if (r != NULL) {
+        size_t used = strlen(r->body), room = sizeof(r->body) - 1 - used;
+        memcpy(r->body + used, data, len < room ? len : room);
+        r->body[used + (len < room ? len : room)] = '\0';
+    }
     return 0;
 }
 
