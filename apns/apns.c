@@ -231,8 +231,8 @@ static void fail_queue(struct apns_client *c, const char *why)
     }
 }
 
-void apns_client_conn_closed(struct apns_client *c, struct apns_conn *conn, bool failed,
-                             bool ever_open)
+void apns_client_conn_closed(struct apns_client *c, struct apns_conn *conn, bool backoff,
+                             bool ever_open, bool answered)
 {
     bool any_open = false;
     for (unsigned i = 0; i < APNS_CONNECTIONS_MAX; i++) {
@@ -243,10 +243,9 @@ void apns_client_conn_closed(struct apns_client *c, struct apns_conn *conn, bool
     }
     if (c->freeing)
         return;
-    if (failed) {
-        /* A connection that was up and then failed starts the backoff afresh: the failures
-         * that count are those in a row, without a connection up in between. */
-        if (ever_open)
+    if (backoff) {
+        /* The failures that count are those in a row, without a connection of use between. */
+        if (answered)
             c->connect_failures = 0;
         unsigned delay = apns_backoff_ms(c->connect_failures, CONNECT_BACKOFF_BASE_MS,
                                          CONNECT_BACKOFF_MAX_MS, apns_random());

@@ -56,6 +56,7 @@ struct apns_conn {
     struct event flush_event, tick;
     bool flush_scheduled, ever_open, read_paused;
     bool goaway_received;
+    unsigned long answered; /* streams answered: the connection was of use */
     bool settings_received; /* APNs' first SETTINGS: its stream limit is known */
     int32_t goaway_last_id;
     uint64_t last_active_ms, ping_sent_ms; /* ping_sent_ms 0: no PING outstanding */
@@ -162,6 +163,7 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
         return 0;
     conn->last_active_ms = apns_now_ms();
     if (error_code == NGHTTP2_NO_ERROR && job->status != 0) {
+        conn->answered++;
         stream_end(conn, job, APNS_STREAM_ANSWERED, NULL);
     } else if (error_code == NGHTTP2_REFUSED_STREAM && job->status == 0) {
         stream_end(conn, job, APNS_STREAM_UNPROCESSED, "refused stream (GOAWAY)");
@@ -252,6 +254,15 @@ static void set_up_nghttp2(void)
 
 static void conn_fail(struct apns_conn *conn, const char *why);
 
+/* Tells the client the connection is going. The next one waits for a backoff after a failure or
+ * a GOAWAY; the backoff grows only while connections end without answering anything (APNs
+ * sending GOAWAY at once, again and again, is not met with a connection per millisecond). */
+static void conn_closed(struct apns_conn *conn, bool failed)
+{
+    apns_client_conn_closed(conn->client, conn, failed || conn->goaway_received, conn->ever_open,
+                            conn->answered > 0);
+}
+
 /* Moves what nghttp2 has to send into the output. False: the connection was freed. */
 static bool conn_flush(struct apns_conn *conn)
 {
@@ -316,7 +327,7 @@ static bool conn_flush(struct apns_conn *conn)
         }
         if (conn->bev != NULL && evbuffer_get_length(out) > 0)
             return true; /* write_cb comes back when it is written */
-        apns_client_conn_closed(conn->client, conn, false, conn->ever_open);
+        conn_closed(conn, false);
         apns_conn_free(conn, "closed");
         return false;
     }
@@ -340,7 +351,7 @@ static void conn_fail(struct apns_conn *conn, const char *why)
 {
     log_warn("APNs connection %llu to %s: %s", (unsigned long long)conn->id,
              conn->client->target.authority, why);
-    apns_client_conn_closed(conn->client, conn, true, conn->ever_open);
+    conn_closed(conn, true);
     apns_conn_free(conn, why);
 }
 
@@ -461,7 +472,7 @@ static void event_cb(struct bufferevent *bev, short events, void *arg)
         conn_fail(conn, "timeout while connecting");
     } else if (events & BEV_EVENT_EOF) {
         if (conn->state == APNS_CONN_CLOSING || (conn->goaway_received && conn->streams == 0)) {
-            apns_client_conn_closed(conn->client, conn, false, conn->ever_open);
+            conn_closed(conn, false);
             apns_conn_free(conn, "closed by APNs");
         } else {
             conn_fail(conn, "connection closed by APNs");

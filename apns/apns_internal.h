@@ -106,10 +106,11 @@ void apns_client_stream_ended(struct apns_client *c, struct apns_job *job, enum 
                               const char *why);
 /* conn reached OPEN, or has room again, or stops taking streams: run the dispatcher soon. */
 void apns_client_schedule_dispatch(struct apns_client *c);
-/* conn is closing (it already handed back its jobs); failed: it ended by an error, not by a
- * GOAWAY or by draining, and the next connection waits for the backoff. */
-void apns_client_conn_closed(struct apns_client *c, struct apns_conn *conn, bool failed,
-                             bool ever_open);
+/* conn is closing (before it hands back its jobs). backoff: the next connection waits (it
+ * failed, or APNs sent GOAWAY); ever_open: TLS and HTTP/2 were up; answered: it answered a push,
+ * so the backoff starts afresh. */
+void apns_client_conn_closed(struct apns_client *c, struct apns_conn *conn, bool backoff,
+                             bool ever_open, bool answered);
 
 /* apns_conn.c: */
 /* Starts connecting (TLS to c->target, or a memory pipe when c->memory). NULL on failure. */
