@@ -1,7 +1,7 @@
 /*
  * apns_cert: the MDM push certificate: reads it (PEM certificate and key, or PKCS#12), finds its
- * topic (the subject's UID attribute, com.apple.mgmt.External.<uuid>) and its expiry, and hands
- * libcurl the certificate and key as PEM blobs.
+ * topic (the subject's UID attribute, com.apple.mgmt.External.<uuid>) and its expiry, and keeps
+ * the certificate and key as PEM, from which the APNs client makes its TLS context.
  *
  * Pure: it works on bytes the caller read. The struct apns_cert owns its copies; free it with
  * apns_cert_clear().
