@@ -1,13 +1,14 @@
 /*
- * apns: the APNs client. Sends MDM pushes over HTTP/2 with libcurl's multi interface driven by
- * vouchd's libevent loop (curl tells which sockets and timeouts to watch; libevent tells curl
- * when they fire), multiplexed over one persistent TLS connection authenticated with the MDM push
- * certificate.
+ * apns: the APNs client. Sends MDM pushes over HTTP/2 (nghttp2's session API) on vouchd's
+ * libevent loop, multiplexed over a few persistent TLS connections (bufferevent_openssl)
+ * authenticated with the MDM push certificate.
  *
- * A push is queued here and sent when fewer than max_in_flight streams are open. Transient
- * failures (429, 5xx, GOAWAY, connection and TLS errors, timeouts) are retried with jittered
- * exponential backoff up to max_attempts; the caller hears the final answer once, on the loop.
- * The client owns its curl handles, its queue and the push certificate it was given.
+ * A push is queued here and sent when fewer than max_in_flight streams are open, on the first
+ * connection with room (apns.c says how pushes are spread). Transient failures (429, 5xx,
+ * connection and TLS errors, resets, timeouts) are retried with jittered exponential backoff up
+ * to max_attempts; a push that APNs refused unprocessed (GOAWAY, REFUSED_STREAM) goes out again
+ * on another connection without counting an attempt. The caller hears the final answer once, on
+ * the loop. The client owns its connections, its queue and the push certificate it was given.
  */
 #ifndef VOUCH_APNS_H
 #define VOUCH_APNS_H
@@ -33,9 +34,9 @@ enum apns_outcome {
 
 struct apns_response {
     enum apns_outcome outcome;
-    int http_status;  /* 0 when no answer came */
-    char reason[64];  /* APNs' "reason", or curl's error for connection failures */
-    char apns_id[64]; /* on 200 */
+    int http_status;      /* 0 when no answer came */
+    char reason[64];      /* APNs' "reason", or what went wrong when no answer came */
+    char apns_id[64];     /* on 200 */
     int64_t timestamp_ms; /* on 410 */
     unsigned attempts;
 };
@@ -49,11 +50,13 @@ struct apns_config {
     unsigned max_in_flight; /* streams open at once */
     unsigned max_attempts;  /* tries for a transiently failing push */
     unsigned timeout_ms;    /* per attempt */
+    unsigned connections;   /* HTTP/2 connections at most (1..16) */
 };
 
 struct apns_stats {
     uint64_t sent, delivered, unregistered, rejected, forbidden, transient_failed, retries;
     unsigned queued, in_flight;
+    unsigned connections; /* up (TLS done), draining ones included */
 };
 
 /* Takes ownership of cert (set0). NULL with a message on error. */

@@ -1,7 +1,7 @@
 /*
  * apns_cert: the MDM push certificate: reads it (PEM certificate and key, or PKCS#12), finds its
- * topic (the subject's UID attribute, com.apple.mgmt.External.<uuid>) and its expiry, and hands
- * libcurl the certificate and key as PEM blobs.
+ * topic (the subject's UID attribute, com.apple.mgmt.External.<uuid>) and its expiry, and keeps
+ * the certificate and key as PEM, from which the APNs client makes its TLS context.
  *
  * Pure: it works on bytes the caller read. The struct apns_cert owns its copies; free it with
  * apns_cert_clear().
@@ -25,8 +25,8 @@ struct apns_cert {
 };
 
 /* From a PEM certificate and a PEM key (key may be NULL when cert holds both). */
-bool apns_cert_from_pem(struct apns_cert *out, const char *cert, size_t cert_len,
-                        const char *key, size_t key_len, char *err, size_t err_size)
+bool apns_cert_from_pem(struct apns_cert *out, const char *cert, size_t cert_len, const char *key,
+                        size_t key_len, char *err, size_t err_size)
     __attribute__((warn_unused_result));
 /* From PKCS#12 bytes and their password (may be NULL or ""). */
 bool apns_cert_from_pkcs12(struct apns_cert *out, const unsigned char *p12, size_t len,

@@ -2,7 +2,8 @@
  * curl_loop: a libcurl multi handle driven by a libevent loop (curl's hiperfifo pattern): curl
  * says which sockets and which timeout to watch, libevent says when they fire, and each finished
  * transfer is handed to the owner's callback, then `after` runs once for the batch (a good place
- * to start more transfers). Used by the APNs client and the web-hook dispatcher.
+ * to start more transfers). Used by the web-hook dispatcher (the APNs client speaks HTTP/2
+ * itself, apns_conn.c).
  *
  * Owns the multi handle and its socket watches; the owner owns its easy handles and removes them
  * (curl_loop_remove) before freeing them. Callbacks run from the loop, never from inside

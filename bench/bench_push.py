@@ -7,8 +7,14 @@ tests/apns/make-certs.sh), inserts N enrolled devices with push tokens, then:
              streams to the stand-in's listener without client authentication (h2load cannot
              present a certificate): the most that server takes on this machine;
   figure     vouchd pushing all N devices (GET /v1/push in batches of 1000, 8 at a time): the
-             token lookup in PostgreSQL, the HTTP/2 pushes over its TLS connection with the push
-             certificate, and the recording of every answer.
+             token lookup in PostgreSQL, the HTTP/2 pushes over its TLS connections (apns_connections,
+             default 2) with the push certificate, and the recording of every answer (the run waits
+             until every answer is in the database).
+Then vouchd's APNs client alone (bench/bench_apns.c: the same client, no database, no HTTP
+front) pushing N devices to the same stand-in, beside the same h2load figure.
+Beside the rate: CPU per push of vouchd, of PostgreSQL and of the stand-in (from /proc/PID/stat
+before and after), so that a change is judged by its cost, and the stand-in's CPU during h2load's
+run, which shows when the stand-in, not the client, is the limit.
 Prints one table row per figure and a JSON line. Usage: bench_push.py BUILD_DIR [--devices N]
 """
 import argparse
@@ -57,6 +63,13 @@ def http(url, token=None, timeout=600):
         return e.code, e.read()
 
 
+def answers_recorded(port, token):
+    """vouch_push_answers_recorded_total, or None when vouchd does not count it."""
+    status, text = http(f"http://127.0.0.1:{port}/metrics", token)
+    m = re.search(rb"^vouch_push_answers_recorded_total (\d+)", text, re.M)
+    return int(m.group(1)) if status == 200 and m else None
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build")
@@ -80,8 +93,10 @@ def main():
                 f"identity_ca = {certs}/ca.pem\nadmin_token = {token}\nlog_level = warn\n"
                 f"apns_cert = {certs}/push.pem\napns_key = {certs}/push.key\n"
                 f"apns_url = https://{listen}\napns_ca = {certs}/ca.pem\n")
+    # vouchd refuses VOUCH_* variables it does not know (VOUCH_BENCH_PROFILE is the bench's).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOUCH_")}
     vouchd = subprocess.Popen([os.path.join(args.build, "server", "vouchd"), "--config", conf],
-                              stderr=open(os.path.join(tmp, "vouchd.log"), "w"))
+                              stderr=open(os.path.join(tmp, "vouchd.log"), "w"), env=env)
     try:
         for _ in range(200):
             try:
@@ -110,6 +125,8 @@ def main():
         body = os.path.join(tmp, "body.json")
         with open(body, "w") as f:
             f.write('{"mdm":"magic"}')
+        standin_cpu0 = benchlib.cpu_seconds(standin.pid)
+        h2_start = time.monotonic()
         h2 = subprocess.run(
             ["h2load", "-n", str(n), "-c", "1", "-m", "1000", "-d", body,
              "-H", f"apns-topic: {topic}", "-H", "apns-push-type: mdm",
@@ -121,9 +138,37 @@ def main():
         if not m or not ok or int(ok.group(1)) != n:
             sys.exit("h2load did not succeed:\n" + h2.stdout[-2000:])
         h2load_rate = float(m.group(3))
+        h2_elapsed = time.monotonic() - h2_start
+        standin_busy_h2 = (benchlib.cpu_seconds(standin.pid) - standin_cpu0) / h2_elapsed
+
+        # vouchd's APNs client alone (bench_apns: no database, no HTTP front), same stand-in,
+        # with the client certificate.
+        # (A build from before issue 23 has no bench_apns: the rows are left out.)
+        bench_apns = os.path.join(args.build, "bench", "bench_apns")
+        alone_rows = []
+        if os.path.exists(bench_apns):
+            standin_cpu0 = benchlib.cpu_seconds(standin.pid)
+            alone = subprocess.run(
+                [bench_apns, f"https://{listen}", f"{certs}/push.pem", f"{certs}/push.key",
+                 f"{certs}/ca.pem", str(n)], capture_output=True, text=True)
+            m = re.search(r"pushes=(\d+) delivered=(\d+) seconds=([\d.]+) "
+                          r"cpu_seconds=([\d.]+)", alone.stdout)
+            if alone.returncode != 0 or not m or int(m.group(2)) != n:
+                sys.exit(f"bench_apns did not succeed: {alone.stdout} {alone.stderr[-2000:]}")
+            alone_standin = (benchlib.cpu_seconds(standin.pid) - standin_cpu0) / n * 1e6
+            alone_rows = [
+                ("pushes from the APNs client alone (bench_apns)", n / float(m.group(3)), "/s",
+                 h2load_rate, ">=0.50"),
+                ("APNs client CPU per push, alone", float(m.group(4)) / n * 1e6, "us"),
+                ("stand-in CPU per push, client alone", alone_standin, "us"),
+            ]
 
         # Figure: vouchd pushing every device.
         batches = [udids[i:i + 1000] for i in range(0, n, 1000)]
+        benchlib.reset_postgres_profile(cluster, "vouch")
+        cpu0 = benchlib.cpu_seconds(vouchd.pid)
+        pg0 = benchlib.postgres_cpu_seconds(cluster)
+        standin_cpu0 = benchlib.cpu_seconds(standin.pid)
         start = time.monotonic()
         delivered = 0
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
@@ -137,15 +182,40 @@ def main():
         elapsed = time.monotonic() - start
         if delivered != n:
             sys.exit(f"only {delivered} of {n} pushes were delivered")
+        # Every answer recorded: the database work is part of a push. vouchd counts what it
+        # wrote (a query here would cost PostgreSQL more than the writes it waits for); a build
+        # without that count is polled through the database, every 0.25 s.
+        for _ in range(1200):
+            written = answers_recorded(port, token)
+            if written is None:
+                left = int(cluster.psql("SELECT count(*) FROM enrollments WHERE udid LIKE "
+                                        "'BENCH-%' AND last_push_result IS NULL", "vouch"))
+                if left == 0:
+                    break
+                time.sleep(0.2)
+            elif written >= n:
+                break
+            time.sleep(0.05)
+        recorded = time.monotonic() - start
+        cpu = benchlib.cpu_seconds(vouchd.pid) - cpu0
+        pg = benchlib.postgres_cpu_seconds(cluster) - pg0
+        standin_cpu = benchlib.cpu_seconds(standin.pid) - standin_cpu0
         rate = n / elapsed
         rss = benchlib.peak_rss_mb(vouchd.pid)
         rows = [
-            row("push", "pushes from vouchd (1 HTTP/2 connection)", rate, "/s", h2load_rate,
+            row("push", "pushes from vouchd", rate, "/s", h2load_rate,
                 ">=0.50", devices=n, reference_is="h2load -c 1 -m 1000, same stand-in"),
+            *[row("push", *r) for r in alone_rows],
             row("push", f"time to push {n:,} devices", elapsed, "s"),
+            row("push", f"time until all {n:,} answers are recorded", recorded, "s"),
+            row("push", "vouchd CPU per push", cpu / n * 1e6, "us"),
+            row("push", "PostgreSQL CPU per push (lookup + record)", pg / n * 1e6, "us"),
+            row("push", "stand-in CPU per push, vouchd's run", standin_cpu / n * 1e6, "us"),
+            row("push", "stand-in busy during h2load's run", standin_busy_h2 * 100, "%"),
             row("push", "vouchd peak RSS, pushes", rss, "MiB"),
         ]
         benchlib.print_table(rows)
+        benchlib.print_postgres_profile(cluster, "vouch")
         print("reference: h2load -c 1 -m 1000 against the same stand-in (no client certificate)")
     finally:
         vouchd.terminate()

@@ -68,6 +68,7 @@ static const struct conf_key keys[] = {
     {"attestation_retention", CONF_DURATION, offsetof(struct config, attestation_retention),
      30ull * 86400, 3650ull * 86400},
     {"apns_expiration", CONF_DURATION, offsetof(struct config, apns_expiration), 60, 30ull * 86400},
+    {"apns_connections", CONF_UINT, offsetof(struct config, apns_connections), 1, 16},
     {"attestation_max_age", CONF_DURATION, offsetof(struct config, attestation_max_age), 3600,
      3650ull * 86400},
     {"attestation_min_interval", CONF_DURATION, offsetof(struct config, attestation_min_interval),
@@ -268,6 +269,7 @@ static bool set_defaults(struct config *cfg)
     cfg->result_retention = 30 * 86400;
     cfg->attestation_retention = 365 * 86400;
     cfg->apns_expiration = 7 * 86400;
+    cfg->apns_connections = 2;
     cfg->attestation_max_age = 30 * 86400;
     cfg->attestation_min_interval = 7 * 86400;
     cfg->attestation_mean_interval = 14 * 86400;

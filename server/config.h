@@ -85,6 +85,7 @@ struct config {
     unsigned result_retention; /* seconds a finished command result is kept */
     unsigned attestation_retention; /* seconds attestation history is kept (newest: always) */
     unsigned apns_expiration;  /* seconds: apns-expiration = now + this */
+    unsigned apns_connections; /* HTTP/2 connections to APNs at most */
     /* The attestation scheduler's policy (seconds, except the counts): see scheduler.h. */
     unsigned attestation_max_age;       /* a verified attestation older than this is renewed */
     unsigned attestation_min_interval;  /* Apple's limit: no new one sooner after the last */

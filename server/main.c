@@ -43,7 +43,7 @@
 #define PRUNE_INTERVAL_S 600
 #define PRUNE_BATCH 10000
 #define SHUTDOWN_GRACE_S 10
-#define APNS_MAX_IN_FLIGHT 100
+#define APNS_MAX_IN_FLIGHT 1000
 #define APNS_MAX_ATTEMPTS 5
 #define APNS_TIMEOUT_MS 30000
 #define CERT_CHECK_INTERVAL_S 86400
@@ -102,7 +102,8 @@ static const char usage[] =
     "  apns_url          APNs base URL (default https://api.push.apple.com; sandbox:\n"
     "                    https://api.sandbox.push.apple.com)\n"
     "  apns_ca           PEM file of CAs that verify the APNs server (default: system store)\n"
-    "  apns_expiration   how long APNs keeps a push for an offline device (default 7d)\n";
+    "  apns_expiration   how long APNs keeps a push for an offline device (default 7d)\n"
+    "  apns_connections  HTTP/2 connections to APNs, pushes spread over them (default 2)\n";
 
 /* The rest of the keys (C99 guarantees string literals of 4095 bytes only). */
 static const char usage_more[] =
@@ -316,6 +317,7 @@ static bool start_push(struct vouchd *srv, char *err, size_t err_size)
         .max_in_flight = APNS_MAX_IN_FLIGHT,
         .max_attempts = APNS_MAX_ATTEMPTS,
         .timeout_ms = APNS_TIMEOUT_MS,
+        .connections = srv->cfg->apns_connections,
     };
     char topic[APNS_TOPIC_MAX + 1];
     snprintf(topic, sizeof(topic), "%s", cert.topic);
@@ -576,8 +578,9 @@ out:
     if (t.cert_check)
         event_free(t.cert_check);
     http_free(&srv);
-    push_service_free(srv.push);
+    push_service_stop(srv.push);
     db_pool_free(srv.db);
+    push_service_free(srv.push); /* after the pool, as the scheduler */
     scheduler_free(srv.scheduler); /* after the pool: its last callbacks name the scheduler */
     fleet_metrics_free(fleet);     /* the same */
     webhook_free(srv.webhook);

@@ -81,8 +81,11 @@ struct push_service {
     struct pending_result *results; /* answers not yet written, oldest first */
     size_t result_count, result_capacity;
     bool flushing;
+    size_t flushing_count;         /* answers in the statement out */
+    uint64_t recorded, unrecorded; /* answers written, and lost (database away, backlog full) */
     struct event flush_timer, sweep_timer;
     bool certificate_refused;
+    bool stopping; /* push_service_stop: the database's last answers are not acted on */
     uint64_t by_outcome[5], no_token, coalesced, requested;
     uint64_t by_reason[REASON_COUNT + 2]; /* final answers other than 200 */
 };
@@ -149,6 +152,18 @@ static void batch_release(struct batch *b)
     free(b);
 }
 
+/* At shutdown: a slot that will never be reported; the batch goes with its last one, unheard. */
+static void batch_abandon(struct batch *b)
+{
+    if (--b->remaining > 0)
+        return;
+    for (size_t i = 0; i < 3 * b->count; i++)
+        free(b->strings[i]);
+    free(b->strings);
+    free(b->reports);
+    free(b);
+}
+
 static void batch_report(struct batch *b, size_t index, const char *result, const char *detail)
 {
     /* Strings per report: udid copied at creation (slot 3i), detail (3i+1); result is static. */
@@ -179,8 +194,14 @@ static void results_written(void *arg, enum db_outcome outcome, const PGresult *
 {
     struct push_service *ps = arg;
     ps->flushing = false;
-    if (outcome != DB_OK)
+    if (ps->stopping)
+        return;
+    if (outcome != DB_OK) {
         log_warn("could not record push results: the database is not available");
+        ps->unrecorded += ps->flushing_count;
+    } else {
+        ps->recorded += ps->flushing_count;
+    }
     if (ps->result_count > 0)
         flush_results(ps);
 }
@@ -199,6 +220,7 @@ static void flush_results(struct push_service *ps)
                                           p->dead_at};
     }
     ps->flushing = true;
+    ps->flushing_count = count;
     db_push_results(ps->srv->db, rows, count, results_written, ps);
     for (size_t i = 0; i < count; i++) {
         struct pending_result *p = &ps->results[i];
@@ -251,6 +273,7 @@ static void record_result(struct push_service *ps, const struct entry *e,
          * write is out. Beyond the bound the database is far behind; the push itself happened. */
         if (ps->result_capacity >= RESULT_BACKLOG_MAX) {
             log_warn("push answers are waiting for the database; not recording one for %s", udid);
+            ps->unrecorded++;
             return;
         }
         size_t capacity = ps->result_capacity * 2;
@@ -309,6 +332,10 @@ static void targets_found(void *arg, enum db_outcome outcome, const PGresult *re
 {
     struct lookup *l = arg;
     struct push_service *ps = l->ps;
+    if (ps->stopping) {
+        free(l); /* its entries go with the service */
+        return;
+    }
     if (outcome == DB_OK) {
         for (int row = 0; row < PQntuples(res); row++) {
             const char *udid, *magic;
@@ -396,7 +423,7 @@ void push_devices(struct push_service *ps, const char *const *udids, size_t coun
 static void retry_due_found(void *arg, enum db_outcome outcome, const PGresult *res)
 {
     struct push_service *ps = arg;
-    if (outcome != DB_OK || PQntuples(res) == 0)
+    if (ps->stopping || outcome != DB_OK || PQntuples(res) == 0)
         return;
     size_t count = (size_t)PQntuples(res);
     const char **udids = calloc(count, sizeof(*udids));
@@ -433,6 +460,12 @@ struct push_service *push_service_new(struct vouchd *srv, struct apns_client *ap
     return ps;
 }
 
+void push_service_stop(struct push_service *ps)
+{
+    if (ps != NULL)
+        ps->stopping = true;
+}
+
 void push_service_free(struct push_service *ps)
 {
     if (ps == NULL)
@@ -447,6 +480,7 @@ void push_service_free(struct push_service *ps)
             ps->buckets[i] = e->next;
             while (w != NULL) {
                 struct waiter *next = w->next;
+                batch_abandon(w->batch);
                 free(w);
                 w = next;
             }
@@ -514,10 +548,20 @@ void push_service_render_metrics(const struct push_service *ps, struct evbuffer 
                         "# TYPE vouch_apns_queued gauge\nvouch_apns_queued %u\n"
                         "# HELP vouch_apns_in_flight Requests to APNs waiting for answers.\n"
                         "# TYPE vouch_apns_in_flight gauge\nvouch_apns_in_flight %u\n"
+                        "# HELP vouch_push_answers_recorded_total Push answers written to the "
+                        "database (one statement per batch).\n"
+                        "# TYPE vouch_push_answers_recorded_total counter\n"
+                        "vouch_push_answers_recorded_total %" PRIu64 "\n"
+                        "# HELP vouch_push_answers_unrecorded_total Push answers not written (the "
+                        "database was away or too far behind).\n"
+                        "# TYPE vouch_push_answers_unrecorded_total counter\n"
+                        "vouch_push_answers_unrecorded_total %" PRIu64 "\n"
+                        "# HELP vouch_apns_connections HTTP/2 connections to APNs up.\n"
+                        "# TYPE vouch_apns_connections gauge\nvouch_apns_connections %u\n"
                         "# HELP vouch_apns_certificate_refused 1 while APNs refuses the push "
                         "certificate (403), until a push is delivered.\n"
                         "# TYPE vouch_apns_certificate_refused gauge\n"
                         "vouch_apns_certificate_refused %d\n",
                         ps->requested, ps->coalesced, st.sent, st.retries, st.queued,
-                        st.in_flight, ps->certificate_refused ? 1 : 0);
+                        st.in_flight, ps->recorded, ps->unrecorded, st.connections, ps->certificate_refused ? 1 : 0);
 }

@@ -32,6 +32,10 @@ typedef void push_batch_fn(void *arg, const struct push_report *reports, size_t 
 
 /* Takes ownership of apns (set0). */
 struct push_service *push_service_new(struct vouchd *srv, struct apns_client *apns);
+/* At shutdown, before the database pool is freed (it fails the queries still out, and their
+ * callbacks name the service): from now on their answers are dropped, nobody is told. */
+void push_service_stop(struct push_service *ps);
+/* After the database pool: pushes still waiting are dropped, their callers not told. */
 void push_service_free(struct push_service *ps);
 
 /* Pushes udids[0..count) (copied). done (may be NULL) runs once with a report per udid, in

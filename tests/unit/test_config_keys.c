@@ -11,6 +11,23 @@
 
 /* ---- Numbers, log_level and admin_token ---- */
 
+static void test_apns_connections(void **state)
+{
+    struct config cfg;
+    parse_ok(&cfg, "log_level = info\n", NULL);
+    assert_int_equal(cfg.apns_connections, 2); /* the default */
+    config_clear(&cfg);
+    parse_ok(&cfg, "apns_connections = 1\n", NULL);
+    assert_int_equal(cfg.apns_connections, 1);
+    config_clear(&cfg);
+    parse_ok(&cfg, "apns_connections = 16\n", NULL);
+    assert_int_equal(cfg.apns_connections, 16);
+    config_clear(&cfg);
+    fail_text("apns_connections = 0\n", "apns_connections", "range");
+    fail_text("apns_connections = 17\n", "apns_connections", "range");
+    fail_text("apns_connections = two\n", "apns_connections", "line 1");
+}
+
 static void test_numbers(void **state)
 {
     struct config cfg;
@@ -383,6 +400,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_numbers),
+        cmocka_unit_test(test_apns_connections),
         cmocka_unit_test(test_log_level),
         cmocka_unit_test(test_admin_token_empty_is_null),
         cmocka_unit_test(test_admin_token_length),
