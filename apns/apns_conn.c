@@ -480,15 +480,14 @@ static void event_cb(struct bufferevent *bev, short events, void *arg)
     }
 }
 
-static void tick_cb(evutil_socket_t fd, short what, void *arg)
+bool apns_conn_tick(struct apns_conn *conn)
 {
-    struct apns_conn *conn = arg;
     uint64_t now = apns_now_ms();
     if (conn->session == NULL)
-        return;
+        return true;
     if (conn->ping_sent_ms != 0 && now - conn->ping_sent_ms >= PING_TIMEOUT_S * 1000u) {
         conn_fail(conn, "PING not answered");
-        return;
+        return false;
     }
     bool wrote = false;
     uint64_t timeout = conn->client->cfg.timeout_ms;
@@ -510,6 +509,12 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (wrote)
         schedule_flush(conn);
+    return true;
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)apns_conn_tick(arg);
 }
 
 static SSL *new_ssl(struct apns_client *c)
