@@ -551,6 +551,34 @@ static void test_answered_ping_keeps_the_connection(void **state)
     assert_int_equal(fake->nservers, 1);
 }
 
+/* A connection that is never idle is PINGed when one of its streams times out, and dropped when
+ * that PING is not answered: retries leave a dead peer instead of timing out on it again. */
+static void test_timeout_pings_a_busy_connection(void **state)
+{
+    fake->mute_pings = true;
+    push("a");
+    pump();
+    advance(TIMEOUT_MS);
+    assert_int_equal(fake->reqs[0].reset, NGHTTP2_CANCEL + 1);
+    assert_int_equal(fake->servers[0].pings, 1);
+    /* The retry still goes out on it (the PING is not due yet), then fails with it. */
+    assert_int_equal(fire_retries(), 1);
+    assert_int_equal(fake->nreq, 2);
+    assert_int_equal(fake->reqs[1].session, 0);
+    advance(PING_TIMEOUT_MS - 2000);
+    assert_int_equal(connections_up(), 1);
+    advance(1000);
+    assert_int_equal(connections_up(), 0);
+    assert_int_equal(fire_retries(), 1);
+    assert_int_equal(fake->nreq, 3);
+    assert_int_equal(fake->reqs[2].session, 1);
+    answer(&fake->reqs[2], "200", NULL);
+    pump();
+    assert_int_equal(fake->nanswers, 1);
+    assert_int_equal(fake->answers[0].outcome, APNS_DELIVERED);
+    assert_int_equal(fake->answers[0].attempts, 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -565,6 +593,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unanswered_ping_drops_the_connection, setup_retrying,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_answered_ping_keeps_the_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeout_pings_a_busy_connection, setup_retrying,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
