@@ -39,11 +39,13 @@ const char *apns_outcome_name(enum apns_outcome outcome)
     return outcome_names[outcome];
 }
 
+uint64_t apns_clock_skew_ms;
+
 uint64_t apns_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u + apns_clock_skew_ms;
 }
 
 uint32_t apns_random(void)

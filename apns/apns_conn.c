@@ -8,10 +8,10 @@
  * up to APNS_REPLY_BODY_MAX bytes of body) is handed to the client when the stream closes.
  *
  * Liveness: a tick each second times out streams older than the attempt timeout (RST_STREAM
- * CANCEL), PINGs a connection idle for APNS_PING_IDLE_S and drops it when the PING is not
- * answered in APNS_PING_TIMEOUT_S. A GOAWAY from APNs stops new streams; nghttp2 closes the
- * streams above its last-stream-id as REFUSED_STREAM, which the client sends again elsewhere
- * without counting an attempt.
+ * CANCEL), PINGs a connection idle for PING_IDLE_S or one whose stream has just timed out, and
+ * drops it when the PING is not answered in PING_TIMEOUT_S. A GOAWAY from APNs stops new streams;
+ * nghttp2 closes the streams above its last-stream-id as REFUSED_STREAM, which the client sends
+ * again elsewhere without counting an attempt.
  *
  * A memory connection (client->memory, for tests and the fuzz target) has no socket: its output
  * collects in an evbuffer and its input comes from apns_conn_feed().
@@ -480,17 +480,16 @@ static void event_cb(struct bufferevent *bev, short events, void *arg)
     }
 }
 
-static void tick_cb(evutil_socket_t fd, short what, void *arg)
+bool apns_conn_tick(struct apns_conn *conn)
 {
-    struct apns_conn *conn = arg;
     uint64_t now = apns_now_ms();
     if (conn->session == NULL)
-        return;
+        return true;
     if (conn->ping_sent_ms != 0 && now - conn->ping_sent_ms >= PING_TIMEOUT_S * 1000u) {
         conn_fail(conn, "PING not answered");
-        return;
+        return false;
     }
-    bool wrote = false;
+    bool wrote = false, timed_out = false;
     uint64_t timeout = conn->client->cfg.timeout_ms;
     for (struct apns_job *job = conn->head; job != NULL && now - job->sent_ms >= timeout;
          job = job->next) {
@@ -498,11 +497,13 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
             job->timed_out = true;
             nghttp2_submit_rst_stream(conn->session, NGHTTP2_FLAG_NONE, job->stream_id,
                                       NGHTTP2_CANCEL);
-            wrote = true;
+            wrote = timed_out = true;
         }
     }
-    if (conn->ping_sent_ms == 0 && conn->streams == 0 &&
-        now - conn->last_active_ms >= PING_IDLE_S * 1000u) {
+    /* A busy connection is never idle: its peer may be gone all the same, and each push and
+     * retry sent on it would wait its timeout. A stream timing out is when to ask. */
+    bool idle = conn->streams == 0 && now - conn->last_active_ms >= PING_IDLE_S * 1000u;
+    if (conn->ping_sent_ms == 0 && (idle || timed_out)) {
         if (nghttp2_submit_ping(conn->session, NGHTTP2_FLAG_NONE, NULL) == 0) {
             conn->ping_sent_ms = now;
             wrote = true;
@@ -510,6 +511,12 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (wrote)
         schedule_flush(conn);
+    return true;
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)apns_conn_tick(arg);
 }
 
 static SSL *new_ssl(struct apns_client *c)

@@ -97,7 +97,10 @@ struct apns_client {
     struct apns_stats stats;
 };
 
+/* The monotonic clock of timeouts, PINGs and backoffs, in ms: CLOCK_MONOTONIC plus
+ * apns_clock_skew_ms, which only tests set (to let a timeout pass without waiting for it). */
 uint64_t apns_now_ms(void);
+extern uint64_t apns_clock_skew_ms;
 uint32_t apns_random(void);
 
 /* apns.c, called by a connection: */
@@ -130,6 +133,9 @@ bool apns_conn_submit(struct apns_conn *conn, struct apns_job *job)
     __attribute__((warn_unused_result));
 /* No new streams; closes (with our GOAWAY) once the streams in flight have ended. */
 void apns_conn_drain(struct apns_conn *conn);
+/* The once-a-second check (stream timeouts, PINGs), run now: a timer runs it, tests call it
+ * after moving apns_clock_skew_ms. False when the connection failed and was freed. */
+bool apns_conn_tick(struct apns_conn *conn);
 
 /* Memory connections (c->memory): what the client wrote, and bytes from the "server". */
 struct evbuffer *apns_conn_get0_output(struct apns_conn *conn);

@@ -1,7 +1,10 @@
 /* Unit tests of apns/apns_conn.c and the dispatcher of apns/apns.c over memory connections: an
  * nghttp2 server session in this process plays APNs. What a push looks like on the wire, answers
  * (200, 410, a bad status), SETTINGS_MAX_CONCURRENT_STREAMS honoured, GOAWAY's refused streams
- * sent again on a new connection without counting an attempt, and a body beyond the bound. */
+ * sent again on a new connection without counting an attempt, and a body beyond the bound.
+ * The timers (the per-attempt timeout, PING for liveness) run by calling apns_conn_tick() after
+ * moving the client's clock forward (apns_clock_skew_ms), and retries by firing their backoff
+ * timers at once: no test waits for them. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -22,18 +25,24 @@
 #define TOPIC "com.apple.mgmt.External.test"
 #define MAX_REQ 64
 #define MAX_SESSIONS 4
+#define TIMEOUT_MS 30000 /* the client's timeout_ms */
+/* apns_conn.c's PING_IDLE_S and PING_TIMEOUT_S, in ms */
+#define PING_IDLE_MS 60000
+#define PING_TIMEOUT_MS 15000
 
 struct request {
     int32_t stream_id;
     unsigned session;
     char path[256], topic[128], push_type[16], expiration[32], priority[8], body[128];
     bool complete, answered;
+    uint32_t reset; /* RST_STREAM's error code + 1, 0 when the stream was not reset */
 };
 
 struct server {
     nghttp2_session *session;
     uint64_t conn_id;
     struct fake *fake;
+    unsigned pings; /* PINGs received (not ACKs) */
 };
 
 struct fake {
@@ -46,6 +55,7 @@ struct fake {
     uint32_t max_streams;
     struct apns_response answers[MAX_REQ];
     unsigned nanswers;
+    bool mute_pings; /* new server sessions do not answer PINGs */
 };
 
 static struct fake *fake;
@@ -110,6 +120,14 @@ static int on_data(nghttp2_session *session, uint8_t flags, int32_t id, const ui
 
 static int on_frame(nghttp2_session *session, const nghttp2_frame *frame, void *arg)
 {
+    struct server *s = arg;
+    if (frame->hd.type == NGHTTP2_PING && !(frame->hd.flags & NGHTTP2_FLAG_ACK))
+        s->pings++;
+    if (frame->hd.type == NGHTTP2_RST_STREAM) {
+        struct request *reset = find_req(s, frame->hd.stream_id);
+        if (reset != NULL)
+            reset->reset = frame->rst_stream.error_code + 1;
+    }
     struct request *r = find_req(arg, frame->hd.stream_id);
     if (r != NULL && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
         r->complete = true;
@@ -130,7 +148,11 @@ static struct server *server_for(struct apns_conn *conn, uint64_t id)
     nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame);
-    assert_int_equal(nghttp2_session_server_new(&s->session, cb, s), 0);
+    nghttp2_option *opt;
+    assert_int_equal(nghttp2_option_new(&opt), 0);
+    nghttp2_option_set_no_auto_ping_ack(opt, fake->mute_pings);
+    assert_int_equal(nghttp2_session_server_new2(&s->session, cb, s, opt), 0);
+    nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cb);
     s->conn_id = id;
     s->fake = fake;
@@ -206,21 +228,79 @@ static void push(const char *magic)
     apns_client_push(fake->client, token, sizeof(token), magic, done, NULL);
 }
 
-static int setup(void **state)
+/* Moves the client's clock forward by ms and runs each connection's tick, as its 1-second timer
+ * would, then lets the bytes move. */
+static void advance(uint64_t ms)
+{
+    apns_clock_skew_ms += ms;
+    for (unsigned i = 0; i < APNS_CONNECTIONS_MAX; i++) {
+        if (fake->client->conns[i] != NULL)
+            (void)apns_conn_tick(fake->client->conns[i]);
+    }
+    pump();
+}
+
+/* Fires the backoff timers of the pushes waiting for a retry, as if their delay had passed (and a
+ * second with it, past the first backoff of a new connection). Returns how many fired. */
+static unsigned fire_retries(void)
+{
+    unsigned n = 0;
+    apns_clock_skew_ms += 1000;
+    for (struct apns_job *job = fake->client->all; job != NULL; job = job->all_next) {
+        if (job->timer_pending) {
+            event_active(&job->timer, EV_TIMEOUT, 1);
+            n++;
+        }
+    }
+    pump();
+    return n;
+}
+
+static void answer_one_push(void)
+{
+    push("a");
+    pump();
+    assert_int_equal(fake->nreq, 1);
+    answer(&fake->reqs[0], "200", NULL);
+    pump();
+    assert_int_equal(fake->nanswers, 1);
+    assert_int_equal(fake->answers[0].outcome, APNS_DELIVERED);
+}
+
+static unsigned connections_up(void)
+{
+    struct apns_stats st;
+    apns_client_get_stats(fake->client, &st);
+    return st.connections;
+}
+
+static void set_up_client(unsigned max_attempts)
 {
     static struct fake f;
     memset(&f, 0, sizeof(f));
     fake = &f;
+    apns_clock_skew_ms = 0;
     f.base = event_base_new();
     f.max_streams = 100;
     const struct apns_config cfg = {.url = "https://apns.test",
                                     .expiration_s = 3600,
                                     .max_in_flight = 100,
-                                    .max_attempts = 1,
-                                    .timeout_ms = 30000,
+                                    .max_attempts = max_attempts,
+                                    .timeout_ms = TIMEOUT_MS,
                                     .connections = 2};
     f.client = apns_client_new_memory(f.base, &cfg, TOPIC);
     assert_non_null(f.client);
+}
+
+static int setup(void **state)
+{
+    set_up_client(1);
+    return 0;
+}
+
+static int setup_retrying(void **state)
+{
+    set_up_client(3);
     return 0;
 }
 
@@ -352,6 +432,153 @@ static void test_hostile_bytes_fail_the_connection(void **state)
     assert_int_equal(fake->answers[0].outcome, APNS_TRANSIENT);
 }
 
+/* A stream without an answer in timeout_ms is reset (CANCEL) and retried, a transient failure
+ * each time; after max_attempts the push is reported APNS_TRANSIENT. */
+static void test_timeout_resets_and_retries_then_transient(void **state)
+{
+    push("t");
+    pump();
+    for (unsigned attempt = 1; attempt <= 3; attempt++) {
+        assert_int_equal(fake->nreq, attempt);
+        struct request *r = &fake->reqs[attempt - 1];
+        assert_true(r->complete);
+        assert_string_equal(r->body, "{\"mdm\":\"t\"}");
+        assert_int_equal(r->session, 0); /* the connection answers its PINGs: kept */
+        advance(TIMEOUT_MS - 1000);
+        assert_int_equal(r->reset, 0);
+        advance(1000);
+        assert_int_equal(r->reset, NGHTTP2_CANCEL + 1);
+        if (attempt < 3) {
+            assert_int_equal(fake->nanswers, 0);
+            assert_int_equal(fire_retries(), 1);
+        }
+    }
+    assert_int_equal(fake->nanswers, 1);
+    const struct apns_response *a = &fake->answers[0];
+    assert_int_equal(a->outcome, APNS_TRANSIENT);
+    assert_int_equal(a->http_status, 0);
+    assert_int_equal(a->attempts, 3);
+    assert_non_null(strstr(a->reason, "timeout"));
+    struct apns_stats st;
+    apns_client_get_stats(fake->client, &st);
+    assert_int_equal(st.sent, 3);
+    assert_int_equal(st.retries, 2);
+    assert_int_equal(st.transient_failed, 1);
+    assert_int_equal(st.in_flight, 0);
+    assert_int_equal(st.queued, 0);
+    assert_int_equal(fake->nservers, 1);
+}
+
+/* Only the streams older than the timeout are reset; an attempt answered after a timed-out one
+ * settles the push, both attempts counted. */
+static void test_timeout_then_answered(void **state)
+{
+    push("x");
+    pump();
+    advance(TIMEOUT_MS / 2);
+    push("y");
+    pump();
+    assert_int_equal(fake->nreq, 2);
+    advance(TIMEOUT_MS / 2);
+    assert_int_equal(fake->reqs[0].reset, NGHTTP2_CANCEL + 1);
+    assert_int_equal(fake->reqs[1].reset, 0);
+    answer(&fake->reqs[1], "200", NULL);
+    pump();
+    assert_int_equal(fake->nanswers, 1);
+    assert_int_equal(fake->answers[0].attempts, 1);
+    assert_int_equal(fire_retries(), 1);
+    assert_int_equal(fake->nreq, 3);
+    assert_string_equal(fake->reqs[2].body, "{\"mdm\":\"x\"}");
+    answer(&fake->reqs[2], "200", NULL);
+    pump();
+    assert_int_equal(fake->nanswers, 2);
+    assert_int_equal(fake->answers[1].outcome, APNS_DELIVERED);
+    assert_int_equal(fake->answers[1].attempts, 2);
+}
+
+/* An idle connection is PINGed; one whose PING goes unanswered is dropped, and the push it had
+ * in flight goes out again on a new connection: a connection error, so one attempt counted
+ * (apns.h). */
+static void test_unanswered_ping_drops_the_connection(void **state)
+{
+    fake->mute_pings = true;
+    answer_one_push();
+    advance(PING_IDLE_MS - 1000);
+    assert_int_equal(fake->servers[0].pings, 0);
+    advance(1000);
+    assert_int_equal(fake->servers[0].pings, 1);
+    /* Up until the PING's answer is due: it takes a push. */
+    push("b");
+    pump();
+    assert_int_equal(fake->nreq, 2);
+    assert_int_equal(fake->reqs[1].session, 0);
+    advance(PING_TIMEOUT_MS - 1000);
+    assert_non_null(fake->client->conns[0]);
+    advance(1000);
+    assert_int_equal(connections_up(), 0);
+    assert_int_equal(fake->nanswers, 1);
+    assert_int_equal(fire_retries(), 1);
+    assert_int_equal(fake->nreq, 3);
+    assert_int_equal(fake->reqs[2].session, 1);
+    assert_string_equal(fake->reqs[2].body, "{\"mdm\":\"b\"}");
+    answer(&fake->reqs[2], "200", NULL);
+    pump();
+    assert_int_equal(fake->nanswers, 2);
+    assert_int_equal(fake->answers[1].outcome, APNS_DELIVERED);
+    assert_int_equal(fake->answers[1].attempts, 2);
+}
+
+/* An answered PING keeps the connection: no drop when the answer's deadline passes, another PING
+ * after the next idle period, and the next push goes out on it. */
+static void test_answered_ping_keeps_the_connection(void **state)
+{
+    answer_one_push();
+    advance(PING_IDLE_MS);
+    assert_int_equal(fake->servers[0].pings, 1);
+    advance(PING_TIMEOUT_MS + 1000);
+    assert_int_equal(connections_up(), 1);
+    assert_int_equal(fake->servers[0].pings, 1);
+    advance(PING_IDLE_MS - PING_TIMEOUT_MS - 1000);
+    assert_int_equal(fake->servers[0].pings, 2);
+    push("b");
+    pump();
+    assert_int_equal(fake->nreq, 2);
+    assert_int_equal(fake->reqs[1].session, 0);
+    answer(&fake->reqs[1], "200", NULL);
+    pump();
+    assert_int_equal(fake->nanswers, 2);
+    assert_int_equal(fake->answers[1].attempts, 1);
+    assert_int_equal(fake->nservers, 1);
+}
+
+/* A connection that is never idle is PINGed when one of its streams times out, and dropped when
+ * that PING is not answered: retries leave a dead peer instead of timing out on it again. */
+static void test_timeout_pings_a_busy_connection(void **state)
+{
+    fake->mute_pings = true;
+    push("a");
+    pump();
+    advance(TIMEOUT_MS);
+    assert_int_equal(fake->reqs[0].reset, NGHTTP2_CANCEL + 1);
+    assert_int_equal(fake->servers[0].pings, 1);
+    /* The retry still goes out on it (the PING is not due yet), then fails with it. */
+    assert_int_equal(fire_retries(), 1);
+    assert_int_equal(fake->nreq, 2);
+    assert_int_equal(fake->reqs[1].session, 0);
+    advance(PING_TIMEOUT_MS - 2000);
+    assert_int_equal(connections_up(), 1);
+    advance(1000);
+    assert_int_equal(connections_up(), 0);
+    assert_int_equal(fire_retries(), 1);
+    assert_int_equal(fake->nreq, 3);
+    assert_int_equal(fake->reqs[2].session, 1);
+    answer(&fake->reqs[2], "200", NULL);
+    pump();
+    assert_int_equal(fake->nanswers, 1);
+    assert_int_equal(fake->answers[0].outcome, APNS_DELIVERED);
+    assert_int_equal(fake->answers[0].attempts, 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -360,6 +587,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_max_concurrent_streams, setup, teardown),
         cmocka_unit_test_setup_teardown(test_goaway_sends_refused_streams_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_bytes_fail_the_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeout_resets_and_retries_then_transient,
+                                        setup_retrying, teardown),
+        cmocka_unit_test_setup_teardown(test_timeout_then_answered, setup_retrying, teardown),
+        cmocka_unit_test_setup_teardown(test_unanswered_ping_drops_the_connection, setup_retrying,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_answered_ping_keeps_the_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeout_pings_a_busy_connection, setup_retrying,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
