@@ -131,6 +131,22 @@ class VerdictTest(SchedulerCase):
         self.assertStatus(r, 200, "the 8-day-old chain")
         self.assertVerdict(dev, cu, "failed", "stale_attestation", "cached", "8 days old")
 
+    def test_clock_moved_between_request_and_answer(self):
+        """vouchd keeps the context it hands out with a request until the answer; the answer is
+        still verified at the clock of its arrival, here 8 days after the request was fetched."""
+        dev = self.iphone()
+        generated = db_clock(self).replace(microsecond=0) - datetime.timedelta(minutes=5)
+        _cu, _nonce, chain = self.attest_fresh(dev, "fresh", not_before=generated)
+        self.post_attest(dev.udid)
+        cu, _nonce = self.take_request(dev, "the next request")
+        # Not set_clock: its NOTIFY would start a scheduler tick (8 days of other devices due)
+        # whose locks could make the answer wait past the database timeout.
+        sql(self, "UPDATE vouch_clock SET skew = skew + interval '8 days'")
+        r = dev.report("Acknowledged", cu, QueryResponses=self.query_responses(dev, chain))
+        self.assertStatus(r, 200, "the chain, 8 days old when the answer comes")
+        self.assertVerdict(dev, cu, "failed", "stale_attestation", "cached",
+                           "8 days old when the answer comes")
+
     def test_cached_answer_does_not_cover_an_os_change(self):
         dev = self.iphone(os_version="17.4")
         _cu, generated = self.attest_at_clock(dev, "fresh at 17.4")
