@@ -29,22 +29,34 @@ HEALTHY_DEADLINE = 60.0   # a starting vouchd must answer /healthz long before t
 STOP_DEADLINE = 20.0      # SIGTERM on an idle vouchd: "a few seconds", with a generous margin
 
 
+def migration_text(entry):
+    """The text of one migration in db/migrations/: a file NNNN_name.sql, or a folder NNNN_name/
+    of parts joined in the order of their names (db/embed_migrations.py)."""
+    path = os.path.join(MIGRATIONS_DIR, entry)
+    files = ([os.path.join(path, part) for part in sorted(os.listdir(path))
+              if part.endswith(".sql")] if os.path.isdir(path) else [path])
+    text = b""
+    for name in files:
+        with open(name, "rb") as f:
+            text += f.read()
+    return text
+
+
 def migration_files():
-    """{version: (file name, tables it creates, tables it drops)} from db/migrations/*.sql."""
+    """{version: (name, tables it creates, tables it drops)} from db/migrations/."""
     if not os.path.isdir(MIGRATIONS_DIR):
         unavailable(f"migrations directory {MIGRATIONS_DIR}")
     found = {}
-    for fname in sorted(os.listdir(MIGRATIONS_DIR)):
-        m = re.match(r"^(\d+)_.*\.sql$", fname)
+    for entry in sorted(os.listdir(MIGRATIONS_DIR)):
+        m = re.match(r"^(\d+)_[a-z0-9_]+(\.sql)?$", entry)
         if not m:
             continue
-        with open(os.path.join(MIGRATIONS_DIR, fname)) as f:
-            sql = re.sub(r"--[^\n]*", "", f.read())
+        sql = re.sub(r"--[^\n]*", "", migration_text(entry).decode())
         created = {t.lower() for t in re.findall(
             r"\bCREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?([A-Za-z_][A-Za-z0-9_]*)", sql, re.I)}
         dropped = {t.lower() for t in re.findall(
             r"\bDROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?([A-Za-z_][A-Za-z0-9_]*)", sql, re.I)}
-        found[int(m.group(1))] = (fname, created, dropped)
+        found[int(m.group(1))] = (entry, created, dropped)
     if not found:
         unavailable(f"no NNNN_*.sql migration in {MIGRATIONS_DIR}")
     return found
@@ -427,9 +439,7 @@ class ConcurrentMigrationTest(StartupCase):
         # db/migrate.c records it.
         old = self.new_vouchd("functions_upgrade")
         old.write_config()
-        path = os.path.join(MIGRATIONS_DIR, "0001_schema.sql")
-        with open(path, "rb") as f:
-            text = f.read()
+        text = migration_text("0001_schema")  # kept in parts: their text joined
         self.pg.psql("CREATE TABLE IF NOT EXISTS schema_migrations ("
                      " version integer PRIMARY KEY, name text NOT NULL,"
                      " applied_at timestamptz NOT NULL DEFAULT now(), checksum text);"
