@@ -81,12 +81,18 @@ static void conn_list_remove(struct apns_conn *conn, struct apns_job *job)
     job->next = job->prev = NULL;
     job->conn = NULL;
     conn->streams--;
+    /* nghttp2 may still call back for the stream (its close follows a frame not sent): it finds
+     * no job then, never one that was handed back, retried elsewhere or freed. */
+    nghttp2_session_set_stream_user_data(conn->session, job->stream_id, NULL);
 }
 
+/* The job of one of this connection's streams, or NULL once conn_list_remove handed it back.
+ * A request whose HEADERS never left (refused after a GOAWAY) has no nghttp2 stream yet, hence
+ * no user data: it is found in the list. */
 static struct apns_job *conn_find(struct apns_conn *conn, int32_t stream_id)
 {
     struct apns_job *job = nghttp2_session_get_stream_user_data(conn->session, stream_id);
-    if (job != NULL && job->conn == conn)
+    if (job != NULL)
         return job;
     for (job = conn->head; job != NULL; job = job->next) {
         if (job->stream_id == stream_id)
