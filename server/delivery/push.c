@@ -139,11 +139,13 @@ static char *copy(struct batch *b, size_t slot, const char *s)
     return b->strings[slot];
 }
 
-static void batch_release(struct batch *b)
+/* One slot of the batch is done with; the last one frees it, telling its caller unless the
+ * service is being freed (tell false: the batch goes unheard). */
+static void batch_drop(struct batch *b, bool tell)
 {
     if (--b->remaining > 0)
         return;
-    if (b->done != NULL)
+    if (tell && b->done != NULL)
         b->done(b->arg, b->reports, b->count);
     for (size_t i = 0; i < 3 * b->count; i++)
         free(b->strings[i]);
@@ -152,16 +154,9 @@ static void batch_release(struct batch *b)
     free(b);
 }
 
-/* At shutdown: a slot that will never be reported; the batch goes with its last one, unheard. */
-static void batch_abandon(struct batch *b)
+static void batch_release(struct batch *b)
 {
-    if (--b->remaining > 0)
-        return;
-    for (size_t i = 0; i < 3 * b->count; i++)
-        free(b->strings[i]);
-    free(b->strings);
-    free(b->reports);
-    free(b);
+    batch_drop(b, true);
 }
 
 static void batch_report(struct batch *b, size_t index, const char *result, const char *detail)
@@ -480,7 +475,7 @@ void push_service_free(struct push_service *ps)
             ps->buckets[i] = e->next;
             while (w != NULL) {
                 struct waiter *next = w->next;
-                batch_abandon(w->batch);
+                batch_drop(w->batch, false); /* at shutdown: never reported */
                 free(w);
                 w = next;
             }
