@@ -100,6 +100,32 @@ def clean_env(extra=None):
     return env
 
 
+MIGRATIONS_DIR = os.path.join(REPO, "db", "migrations")
+
+
+def migration_text(entry):
+    """The text of one migration in db/migrations/ (bytes): a file NNNN_name.sql, or a folder
+    NNNN_name/ of parts joined in the order of their names, as db/embed_migrations.py joins them."""
+    path = os.path.join(MIGRATIONS_DIR, entry)
+    files = ([os.path.join(path, part) for part in sorted(os.listdir(path))
+              if part.endswith(".sql")] if os.path.isdir(path) else [path])
+    text = b""
+    for name in files:
+        with open(name, "rb") as f:
+            text += f.read()
+    return text
+
+
+def migration_entries():
+    """{version: entry} of db/migrations/: its files and folders of parts."""
+    found = {}
+    for entry in sorted(os.listdir(MIGRATIONS_DIR)):
+        m = re.match(r"^(\d{4})_[a-z0-9_]+(\.sql)?$", entry)
+        if m:
+            found[int(m.group(1))] = entry
+    return found
+
+
 def peer_plist(relpath):
     """(bytes, dict) of a captured peer plist, e.g. 'nanomdm/mdm__testdata__TokenUpdate.2.plist'."""
     path = os.path.join(PEER_PLISTS, relpath)

@@ -16,16 +16,14 @@ What must hold:
 
 import base64
 import hashlib
-import os
 import plistlib
 import uuid
 
 import pg
 from fake_apple import der
-from harness import REPO, Vouchd, suite
+from harness import Vouchd, migration_entries, migration_text, suite
 from test_attestation import AttestationCase
 
-MIGRATIONS_DIR = os.path.join(REPO, "db", "migrations")
 
 
 def b64(data):
@@ -128,18 +126,16 @@ class UpgradeTest(AttestationCase):
 
     def test_an_upgraded_database_keeps_its_answers_readable(self):
         dbname = suite().new_database("answer_storage_upgrade", self.pg)
-        versions = sorted(f for f in os.listdir(MIGRATIONS_DIR) if f.endswith(".sql"))
         sql = ["CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
                " applied_at timestamptz NOT NULL DEFAULT now(), checksum text);"]
-        for name in versions:
-            number = int(name[:4])
+        for number, entry in migration_entries().items():
             if number >= 8:
                 continue
-            with open(os.path.join(MIGRATIONS_DIR, name), "rb") as f:
-                text = f.read()
+            text = migration_text(entry)
+            name = entry[5:].removesuffix(".sql")
             sql.append(text.decode())
             sql.append(f"; INSERT INTO schema_migrations (version, name, checksum) VALUES "
-                       f"({number}, '{name[5:-4]}', '{hashlib.sha256(text).hexdigest()}');")
+                       f"({number}, '{name}', '{hashlib.sha256(text).hexdigest()}');")
         # An answer as vouchd stored it before: the whole chain in the attestation row, the
         # report the device sent, byte for byte, in command_results.
         dev = self.iphone(enroll=False)

@@ -15,7 +15,8 @@ import unittest
 
 import cleanup
 import pg
-from harness import REPO, VOUCHD, Vouchd, clean_env, require_executable, suite, unavailable
+from harness import (MIGRATIONS_DIR, REPO, VOUCHD, Vouchd, clean_env, migration_entries,
+                     migration_text, require_executable, suite, unavailable)
 from device import Device, http_request
 
 # docs/api.md, "Configuration": the keys every operator may rely on.
@@ -23,23 +24,9 @@ SPEC_KEYS = ["listen", "database_url", "public_url", "identity_ca", "cert_header
              "attestation_roots", "apns_cert", "apns_key", "apns_url", "apns_ca", "webhook_url",
              "webhook_secret", "admin_token", "trusted_proxies", "webhook_allow_http", "reenroll"]
 
-MIGRATIONS_DIR = os.path.join(REPO, "db", "migrations")
 EXIT_DEADLINE = 30.0      # a refusing vouchd must exit long before this
 HEALTHY_DEADLINE = 60.0   # a starting vouchd must answer /healthz long before this
 STOP_DEADLINE = 20.0      # SIGTERM on an idle vouchd: "a few seconds", with a generous margin
-
-
-def migration_text(entry):
-    """The text of one migration in db/migrations/: a file NNNN_name.sql, or a folder NNNN_name/
-    of parts joined in the order of their names (db/embed_migrations.py)."""
-    path = os.path.join(MIGRATIONS_DIR, entry)
-    files = ([os.path.join(path, part) for part in sorted(os.listdir(path))
-              if part.endswith(".sql")] if os.path.isdir(path) else [path])
-    text = b""
-    for name in files:
-        with open(name, "rb") as f:
-            text += f.read()
-    return text
 
 
 def migration_files():
@@ -47,16 +34,13 @@ def migration_files():
     if not os.path.isdir(MIGRATIONS_DIR):
         unavailable(f"migrations directory {MIGRATIONS_DIR}")
     found = {}
-    for entry in sorted(os.listdir(MIGRATIONS_DIR)):
-        m = re.match(r"^(\d+)_[a-z0-9_]+(\.sql)?$", entry)
-        if not m:
-            continue
+    for version, entry in migration_entries().items():
         sql = re.sub(r"--[^\n]*", "", migration_text(entry).decode())
         created = {t.lower() for t in re.findall(
             r"\bCREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?([A-Za-z_][A-Za-z0-9_]*)", sql, re.I)}
         dropped = {t.lower() for t in re.findall(
             r"\bDROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?([A-Za-z_][A-Za-z0-9_]*)", sql, re.I)}
-        found[int(m.group(1))] = (entry, created, dropped)
+        found[version] = (entry, created, dropped)
     if not found:
         unavailable(f"no NNNN_*.sql migration in {MIGRATIONS_DIR}")
     return found
