@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include <openssl/ec.h>
 #include <openssl/types.h>
 
 #include "attest.h"
@@ -49,6 +50,20 @@ enum attest_chain_status attest_chain_verify(struct attest_verifier *v, const ui
 
 /* One DER certificate of at most ATTEST_MAX_CERT_BYTES with no trailing byte, else NULL. */
 X509 *attest_parse_der(const uint8_t *der, size_t len) __attribute__((warn_unused_result));
+
+/* The table of the P-384 public key `key` (a copy of the curve with key as its generator, its
+ * multiples precomputed), for attest_p384_verify(); NULL if key is not a P-384 key. The caller
+ * owns it (EC_GROUP_free()). Meant for keys that sign many signatures: it costs milliseconds
+ * and about 200 KiB. */
+EC_GROUP *attest_p384_key_table(struct attest_verifier *v, EVP_PKEY *key)
+    __attribute__((warn_unused_result));
+
+/* True if sig (an ECDSA-Sig-Value, in DER) is a valid ECDSA signature of digest (SHA-384, 48
+ * bytes) by the key of key_table, the answer EVP_PKEY_verify would give. Uses v's generator table
+ * and scratch space: v must have made key_table. */
+bool attest_p384_verify(struct attest_verifier *v, const EC_GROUP *key_table,
+                        const uint8_t digest[48], const uint8_t *sig, size_t sig_len)
+    __attribute__((warn_unused_result));
 
 /* v's SHA-256, fetched once (OpenSSL 3's implicit fetches cost on every call). */
 const EVP_MD *attest_verifier_get0_sha256(const struct attest_verifier *v);
