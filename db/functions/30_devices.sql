@@ -131,7 +131,13 @@ LANGUAGE sql STABLE AS $$
             (SELECT r.command_uuid, r.request_type, r.status, r.queued_at, r.result_at,
                     r.not_now_count
              FROM command_results r WHERE r.udid = p_udid ORDER BY r.result_at DESC
-             LIMIT p_limit)) AS x), '[]')::text END
+             LIMIT p_limit)
+            UNION ALL
+            -- Answers kept in their attestation row (vouch_kept_answers, 65_command_answers.sql).
+            (SELECT a.command_uuid, 'DeviceInformation', a.device_status, a.requested_at,
+                    a.received_at, 0
+             FROM attestations a WHERE a.udid = p_udid AND a.answer IS NOT NULL
+             ORDER BY a.id DESC LIMIT p_limit)) AS x), '[]')::text END
 $$;
 
 -- Where a verified chain's certificates are kept (docs/attestation.md, "Storage"): for Apple's

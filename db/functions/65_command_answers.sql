@@ -10,6 +10,58 @@
 -- DevicePropertiesAttestation is an empty array (vouch_report): they come beside it (chain)
 -- and vouchd puts them back.
 
+-- Text as XML character data.
+CREATE OR REPLACE FUNCTION vouch_xml_text(p text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT replace(replace(replace(p, '&', '&amp;'), '<', '&lt;'), '>', '&gt;')
+$$;
+
+-- An answer kept in its attestation row as its shape (vouch_report; the shape is made by
+-- command_answer_shape in server/device/command.c), written back as the XML plist it stands
+-- for: the root's keys in the order of p_answer[1] (U: UDID, C: CommandUUID, S: Status,
+-- Q: QueryResponses), QueryResponses' keys and strings from p_answer[2:] in pairs, and
+-- DevicePropertiesAttestation an empty array, where vouchd puts the row's chain as for any
+-- answer stored without it. The shape holds no control characters: escaping &, < and > is all
+-- XML needs.
+CREATE OR REPLACE FUNCTION vouch_answer_xml(p_answer text[], p_udid text, p_command_uuid text,
+                                            p_status text) RETURNS bytea
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT convert_to(
+        '<?xml version="1.0" encoding="UTF-8"?>' || E'\n' || '<plist version="1.0">' || '<dict>'
+        || string_agg(CASE k.c
+               WHEN 'U' THEN '<key>UDID</key><string>' || vouch_xml_text(p_udid) || '</string>'
+               WHEN 'C' THEN '<key>CommandUUID</key><string>' || vouch_xml_text(p_command_uuid)
+                             || '</string>'
+               WHEN 'S' THEN '<key>Status</key><string>' || vouch_xml_text(p_status)
+                             || '</string>'
+               ELSE '<key>QueryResponses</key><dict>' || coalesce((
+                   SELECT string_agg('<key>' || vouch_xml_text(p_answer[i]) || '</key>'
+                                     || CASE WHEN p_answer[i] = 'DevicePropertiesAttestation'
+                                             THEN '<array/>'
+                                             ELSE '<string>' || vouch_xml_text(p_answer[i + 1])
+                                                  || '</string>' END, '' ORDER BY i)
+                   FROM generate_series(2, cardinality(p_answer) - 1, 2) AS i), '')
+                   || '</dict>' END, '' ORDER BY k.n)
+        || '</dict></plist>' || E'\n', 'UTF8')
+    FROM regexp_split_to_table(p_answer[1], '') WITH ORDINALITY AS k(c, n)
+$$;
+
+-- Every answer to commands as command_results shows them: its rows, and the answers kept in
+-- attestation rows (vouch_answer_xml), whose answer came when the row was received, to the
+-- command queued with its request, never put off.
+CREATE OR REPLACE FUNCTION vouch_kept_answers(p_udid text, p_command_uuid text)
+RETURNS SETOF command_results LANGUAGE sql STABLE AS $$
+    SELECT r.* FROM command_results r
+    WHERE (p_udid IS NULL OR r.udid = p_udid) AND r.command_uuid = p_command_uuid
+    UNION ALL
+    SELECT a.udid, a.command_uuid, 'DeviceInformation', a.device_status,
+           vouch_answer_xml(a.answer, a.udid, a.command_uuid, a.device_status),
+           a.requested_at, a.received_at, 0
+    FROM attestations a
+    WHERE (p_udid IS NULL OR a.udid = p_udid) AND a.command_uuid = p_command_uuid
+      AND a.answer IS NOT NULL
+$$;
+
 -- The certificates of the attestation a device's answer to a command carried, as the device
 -- sent them, each as a 4-byte big-endian length and its DER; NULL when there is none.
 CREATE OR REPLACE FUNCTION vouch_answer_chain(p_udid text, p_command_uuid text) RETURNS bytea
@@ -31,7 +83,7 @@ LANGUAGE sql STABLE AS $$
     SELECT r.udid, r.command_uuid, r.request_type, r.status, vouch_time(r.queued_at),
            vouch_time(r.result_at), r.not_now_count, r.report,
            vouch_answer_chain(r.udid, r.command_uuid)
-    FROM command_results r WHERE r.udid = p_udid AND r.command_uuid = p_command_uuid
+    FROM vouch_kept_answers(p_udid, p_command_uuid) r
     UNION ALL
     SELECT q.udid, q.command_uuid, c.request_type, 'queued', vouch_time(q.queued_at), NULL,
            q.not_now_count, NULL, NULL
@@ -60,21 +112,21 @@ DECLARE
 BEGIN
     SELECT * INTO cmd FROM commands c WHERE c.command_uuid = p_command_uuid;
     SELECT count(*) INTO total FROM (
-        SELECT 1 FROM command_results r WHERE r.command_uuid = p_command_uuid
+        SELECT 1 FROM vouch_kept_answers(NULL, p_command_uuid) r
         UNION ALL
         SELECT 1 FROM command_queue q WHERE q.command_uuid = p_command_uuid) x;
     IF cmd.command_uuid IS NULL AND total = 0 THEN
         RETURN;
     END IF;
     IF cmd.command_uuid IS NULL THEN
-        SELECT r.request_type INTO any_type FROM command_results r
-        WHERE r.command_uuid = p_command_uuid AND r.request_type IS NOT NULL LIMIT 1;
+        SELECT r.request_type INTO any_type FROM vouch_kept_answers(NULL, p_command_uuid) r
+        WHERE r.request_type IS NOT NULL LIMIT 1;
     END IF;
     RETURN QUERY
     WITH every AS (
         SELECT r.udid, r.request_type, r.status, r.queued_at, r.result_at, r.not_now_count,
                r.report, octet_length(r.report)::bigint AS size
-        FROM command_results r WHERE r.command_uuid = p_command_uuid
+        FROM vouch_kept_answers(NULL, p_command_uuid) r
         UNION ALL
         SELECT q.udid, cmd.request_type, 'queued', q.queued_at, NULL, q.not_now_count, NULL,
                0::bigint
@@ -112,8 +164,7 @@ BEGIN
     DELETE FROM command_queue q WHERE q.udid = p_udid AND q.command_uuid = p_command_uuid
     RETURNING * INTO was;
     IF NOT FOUND THEN
-        IF EXISTS (SELECT 1 FROM command_results r
-                   WHERE r.udid = p_udid AND r.command_uuid = p_command_uuid) THEN
+        IF EXISTS (SELECT 1 FROM vouch_kept_answers(p_udid, p_command_uuid)) THEN
             RETURN 'answered';
         END IF;
         RETURN 'unknown';
@@ -153,7 +204,7 @@ DECLARE
     target text;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM commands c WHERE c.command_uuid = p_command_uuid)
-       AND NOT EXISTS (SELECT 1 FROM command_results r WHERE r.command_uuid = p_command_uuid) THEN
+       AND NOT EXISTS (SELECT 1 FROM vouch_kept_answers(NULL, p_command_uuid)) THEN
         RETURN NULL;
     END IF;
     FOR target IN
