@@ -103,7 +103,7 @@ static const char sql_report[] =
     "SELECT outcome, result_stored, next_command_uuid, next_body, request_nonce, older_nonces,"
     " enrolled_serial, enrolled_os_version, clock::bigint, older_requested_at,"
     " generation_verified, product_name, request_reason, next_nonce"
-    " FROM vouch_report($1, $2, $3, $4, $5, $6::json, $7, $8, $9, $10::text[])";
+    " FROM vouch_report($1, $2, $3, $4, $5, $6::json, $7, $8, $9, $10)";
 
 void db_report(struct db_pool *pool, const char *udid, const struct db_cert *cert,
                const char *status, const char *command_uuid, const struct db_report_body *body,

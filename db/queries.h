@@ -94,8 +94,8 @@ struct db_report_body {
     size_t report_len;
     const uint8_t *stored; /* NULL: the report itself */
     size_t stored_len;
-    /* An attestation answer the attestation row can give back whole: its shape, a text[]
-     * literal (command_answer_shape); NULL: none. */
+    /* An attestation answer the attestation row can give back whole: its packed shape
+     * (command_answer_shape_pack); NULL: none. */
     const char *answer;
 };
 

@@ -15,7 +15,7 @@
 CREATE OR REPLACE FUNCTION vouch_report(
     p_udid text, p_cert bytea, p_status text, p_command_uuid text, p_report bytea,
     p_verdict json, p_os_version text, p_build_version text, p_stored_report bytea DEFAULT NULL,
-    p_answer text[] DEFAULT NULL, OUT outcome text, OUT result_stored boolean, OUT next_command_uuid text, OUT next_body bytea,
+    p_answer text DEFAULT NULL, OUT outcome text, OUT result_stored boolean, OUT next_command_uuid text, OUT next_body bytea,
     OUT request_nonce bytea, OUT older_nonces bytea, OUT enrolled_serial text,
     OUT enrolled_os_version text, OUT clock double precision, OUT older_requested_at bytea,
     OUT generation_verified boolean, OUT product_name text, OUT request_reason text,
@@ -185,7 +185,8 @@ BEGIN
 
     SELECT q.command_uuid, c.body, r.nonce INTO next_command_uuid, next_body, next_nonce
     FROM command_queue q JOIN commands c ON c.command_uuid = q.command_uuid
-    LEFT JOIN attestation_requests r ON c.body IS NULL AND r.command_uuid = q.command_uuid
+    LEFT JOIN attestation_requests r
+        ON c.body IS NULL AND r.udid = q.udid AND r.command_uuid = q.command_uuid
     WHERE q.udid = p_udid
       AND (q.not_now_at IS NULL OR session_start IS NULL OR q.not_now_at < session_start)
     ORDER BY q.priority DESC, q.id

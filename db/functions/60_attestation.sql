@@ -164,7 +164,7 @@ $$;
 -- entries in its indexes). An answer that changes the OS takes the longer way, so that the
 -- device.os_changed it raises shows the new verdict.
 CREATE OR REPLACE FUNCTION vouch_record_attestation(p_udid text, p_command_uuid text,
-                                                    p_verdict json, p_answer text[],
+                                                    p_verdict json, p_answer text,
                                                     p_queued_at timestamptz,
                                                     p_not_now_count integer)
 RETURNS boolean LANGUAGE plpgsql AS $$
@@ -181,7 +181,7 @@ DECLARE
     build text;
     plan record;
     clock timestamptz := vouch_now();
-    answer text[];
+    answer text;
 BEGIN
     UPDATE attestation_requests SET answered_at = clock, outcome = 'answered'
     WHERE command_uuid = p_command_uuid AND udid = p_udid AND answered_at IS NULL

@@ -16,34 +16,47 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT replace(replace(replace(p, '&', '&amp;'), '<', '&lt;'), '>', '&gt;')
 $$;
 
--- An answer kept in its attestation row as its shape (vouch_report; the shape is made by
--- command_answer_shape in server/device/command.c), written back as the XML plist it stands
--- for: the root's keys in the order of p_answer[1] (U: UDID, C: CommandUUID, S: Status,
--- Q: QueryResponses), QueryResponses' keys and strings from p_answer[2:] in pairs, and
--- DevicePropertiesAttestation an empty array, where vouchd puts the row's chain as for any
--- answer stored without it. The shape holds no control characters: escaping &, < and > is all
--- XML needs.
-CREATE OR REPLACE FUNCTION vouch_answer_xml(p_answer text[], p_udid text, p_command_uuid text,
+-- An answer kept in its attestation row as its shape (vouch_report; made by
+-- command_answer_shape and command_answer_shape_pack in server/device/command.c), written back
+-- as the XML plist it stands for. The shape's items are separated by U+001F: first the root's
+-- keys in order (U: UDID, C: CommandUUID, S: Status, Q: QueryResponses), then QueryResponses'
+-- keys and strings in pairs. A key of one character below U+0020 is the attestation request's
+-- query of that position (1: DevicePropertiesAttestation, 2: UDID, ...: the Queries of
+-- command_attestation_body), a value U+001E the device's UDID. DevicePropertiesAttestation is
+-- an empty array, where vouchd puts the row's chain as for any answer stored without it. The
+-- shape holds no control characters of its own: escaping &, < and > is all XML needs.
+CREATE OR REPLACE FUNCTION vouch_answer_xml(p_answer text, p_udid text, p_command_uuid text,
                                             p_status text) RETURNS bytea
 LANGUAGE sql IMMUTABLE AS $$
+    WITH items AS (SELECT string_to_array(p_answer, E'\x1f') AS a),
+    pairs AS (
+        SELECT i, CASE WHEN ascii(a[i]) < 32
+                       THEN (ARRAY['DevicePropertiesAttestation', 'UDID', 'SerialNumber',
+                                   'OSVersion', 'BuildVersion', 'ProductName', 'Model',
+                                   'SoftwareUpdateDeviceID'])[ascii(a[i])]
+                       ELSE a[i] END AS k,
+               CASE WHEN a[i + 1] = E'\x1e' THEN p_udid ELSE a[i + 1] END AS v
+        FROM items, generate_series(2, cardinality(a) - 1, 2) AS i),
+    query_responses AS (
+        SELECT '<key>QueryResponses</key><dict>'
+               || coalesce(string_agg('<key>' || vouch_xml_text(k) || '</key>'
+                                      || CASE WHEN k = 'DevicePropertiesAttestation'
+                                              THEN '<array/>'
+                                              ELSE '<string>' || vouch_xml_text(v)
+                                                   || '</string>' END, '' ORDER BY i), '')
+               || '</dict>' AS xml
+        FROM pairs)
     SELECT convert_to(
-        '<?xml version="1.0" encoding="UTF-8"?>' || E'\n' || '<plist version="1.0">' || '<dict>'
-        || string_agg(CASE k.c
+        '<?xml version="1.0" encoding="UTF-8"?>' || E'\n' || '<plist version="1.0"><dict>'
+        || string_agg(CASE o.c
                WHEN 'U' THEN '<key>UDID</key><string>' || vouch_xml_text(p_udid) || '</string>'
                WHEN 'C' THEN '<key>CommandUUID</key><string>' || vouch_xml_text(p_command_uuid)
                              || '</string>'
                WHEN 'S' THEN '<key>Status</key><string>' || vouch_xml_text(p_status)
                              || '</string>'
-               ELSE '<key>QueryResponses</key><dict>' || coalesce((
-                   SELECT string_agg('<key>' || vouch_xml_text(p_answer[i]) || '</key>'
-                                     || CASE WHEN p_answer[i] = 'DevicePropertiesAttestation'
-                                             THEN '<array/>'
-                                             ELSE '<string>' || vouch_xml_text(p_answer[i + 1])
-                                                  || '</string>' END, '' ORDER BY i)
-                   FROM generate_series(2, cardinality(p_answer) - 1, 2) AS i), '')
-                   || '</dict>' END, '' ORDER BY k.n)
+               ELSE (SELECT xml FROM query_responses) END, '' ORDER BY o.n)
         || '</dict></plist>' || E'\n', 'UTF8')
-    FROM regexp_split_to_table(p_answer[1], '') WITH ORDINALITY AS k(c, n)
+    FROM items, regexp_split_to_table(a[1], '') WITH ORDINALITY AS o(c, n)
 $$;
 
 -- Every answer to commands as command_results shows them: its rows, and the answers kept in

@@ -255,18 +255,21 @@ void command_clear(struct prepared_command *cmd)
     memset(cmd, 0, sizeof(*cmd));
 }
 
+/* The Queries of the DeviceInformation command that asks for an attestation. Their order is
+ * also the packed answer shape's key codes (command_answer_shape_pack, vouch_answer_xml). */
+static const char *const attestation_queries[] = {"DevicePropertiesAttestation",
+                                                  "UDID",
+                                                  "SerialNumber",
+                                                  "OSVersion",
+                                                  "BuildVersion",
+                                                  "ProductName",
+                                                  "Model",
+                                                  "SoftwareUpdateDeviceID"};
+
 /* The DeviceInformation command that asks for an attestation (attestation.md). */
 bool command_attestation_body(const char *uuid, const uint8_t *nonce, size_t nonce_len,
                               struct prepared_command *out)
 {
-    static const char *const queries[] = {"DevicePropertiesAttestation",
-                                          "UDID",
-                                          "SerialNumber",
-                                          "OSVersion",
-                                          "BuildVersion",
-                                          "ProductName",
-                                          "Model",
-                                          "SoftwareUpdateDeviceID"};
     memset(out, 0, sizeof(*out));
     size_t uuid_len = strlen(uuid);
     if (uuid_len == 0 || uuid_len > COMMAND_MAX_UUID || nonce_len == 0 ||
@@ -278,8 +281,8 @@ bool command_attestation_body(const char *uuid, const uint8_t *nonce, size_t non
     plist_t root = plist_new_dict();
     plist_t command = plist_new_dict();
     plist_t list = plist_new_array();
-    for (size_t i = 0; i < sizeof(queries) / sizeof(queries[0]); i++)
-        plist_array_append_item(list, plist_new_string(queries[i]));
+    for (size_t i = 0; i < sizeof(attestation_queries) / sizeof(attestation_queries[0]); i++)
+        plist_array_append_item(list, plist_new_string(attestation_queries[i]));
     plist_dict_set_item(command, "RequestType", plist_new_string("DeviceInformation"));
     plist_dict_set_item(command, "Queries", list);
     plist_dict_set_item(command, "DeviceAttestationNonce",
@@ -466,4 +469,37 @@ void command_answer_shape_free(char **items, size_t count)
     for (size_t i = 0; i < count; i++)
         free(items[i]);
     free(items);
+}
+
+char *command_answer_shape_pack(char *const *items, size_t count, const char *udid)
+{
+    size_t size = 1;
+    for (size_t i = 0; i < count; i++)
+        size += strlen(items[i]) + 1;
+    char *out = malloc(size);
+    if (out == NULL)
+        return NULL;
+    char *p = out;
+    for (size_t i = 0; i < count; i++) {
+        const char *item = items[i];
+        char code[2] = {0};
+        if (i > 0)
+            *p++ = COMMAND_SHAPE_SEPARATOR;
+        if (i > 0 && i % 2 == 1) {
+            for (size_t k = 0; k < sizeof(attestation_queries) / sizeof(attestation_queries[0]);
+                 k++) {
+                if (strcmp(item, attestation_queries[k]) == 0)
+                    code[0] = (char)(k + 1);
+            }
+        } else if (i > 0 && strcmp(item, udid) == 0) {
+            code[0] = COMMAND_SHAPE_UDID;
+        }
+        if (code[0] != '\0')
+            item = code;
+        size_t len = strlen(item);
+        memcpy(p, item, len);
+        p += len;
+    }
+    *p = '\0';
+    return out;
 }

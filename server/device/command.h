@@ -59,6 +59,16 @@ bool command_answer_shape(const void *report, const char *udid, const char *comm
     __attribute__((warn_unused_result));
 void command_answer_shape_free(char **items, size_t count);
 
+/* The shape as the database keeps it (attestations.answer; vouch_answer_xml reads it): its
+ * items joined by COMMAND_SHAPE_SEPARATOR, each key the attestation request asks for written as
+ * one character, its position in the request's Queries plus one (1: DevicePropertiesAttestation,
+ * 2: UDID, ...), and a value equal to udid as COMMAND_SHAPE_UDID. None of these control
+ * characters can be in a shape's strings. A fresh string (NULL: out of memory). */
+#define COMMAND_SHAPE_SEPARATOR '\x1f'
+#define COMMAND_SHAPE_UDID '\x1e'
+char *command_answer_shape_pack(char *const *items, size_t count, const char *udid)
+    __attribute__((warn_unused_result));
+
 /* Writes a random (version 4) UUID in upper case, as Apple's tools do, into out[37]. */
 bool command_new_uuid(char out[37]) __attribute__((warn_unused_result));
 

@@ -250,7 +250,7 @@ static void verify_attestation(struct device_request *dr, const struct db_report
     char *answer = NULL;
     if (command_answer_shape(m->plist, m->udid, m->command_uuid, m->status_text,
                              m->attestation == MDM_ATTESTATION_PRESENT, &shape, &shape_count)) {
-        answer = db_text_array_literal((const char *const *)shape, shape_count);
+        answer = command_answer_shape_pack(shape, shape_count, m->udid);
         command_answer_shape_free(shape, shape_count);
     }
     const struct db_report_body body = {(const uint8_t *)dr->body, dr->body_len, stored, stored_len,

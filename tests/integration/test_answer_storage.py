@@ -67,7 +67,8 @@ class AnswerStorageTest(AttestationCase):
             self.assertEqual(self.stored_report(dev, cu), b"",
                              "an answer the attestation row gives back has a command_results row")
             self.assertEqual(self.psql(
-                f"SELECT answer[1] FROM attestations WHERE command_uuid = '{cu}'").strip(),
+                f"SELECT split_part(answer, E'\\x1f', 1) FROM attestations "
+                f"WHERE command_uuid = '{cu}'").strip(),
                 "CQSU", "the attestation row does not keep the answer's shape (plistlib's "
                         "sorted keys: CommandUUID, QueryResponses, Status, UDID)")
             listed = self.vouchd.admin("GET", f"/v1/devices/{dev.udid}/commands").json()

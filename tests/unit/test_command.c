@@ -540,6 +540,11 @@ static void test_answer_shape(void **state)
     assert_int_equal(count, sizeof(want) / sizeof(want[0]));
     for (size_t i = 0; i < count; i++)
         assert_string_equal(items[i], want[i]);
+    /* Packed: the request's Queries as their position, the device's UDID as one character. */
+    char *packed = command_answer_shape_pack(items, count, "C02XL0GXJGH5");
+    assert_string_equal(packed, "CQSU\x1f\x03\x1f\x1e\x1f\x01\x1f\x1f"
+                                "DeviceName\x1f<Tom & Jerry's>");
+    free(packed);
     command_answer_shape_free(items, count);
     /* Another device's, command's or status's values are not the row's. */
     assert_false(
