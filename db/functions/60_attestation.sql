@@ -182,6 +182,8 @@ DECLARE
     plan record;
     clock timestamptz := vouch_now();
     answer text;
+    properties_packed text;
+    checked_packed text;
 BEGIN
     UPDATE attestation_requests SET answered_at = clock, outcome = 'answered'
     WHERE command_uuid = p_command_uuid AND udid = p_udid AND answered_at IS NULL
@@ -201,14 +203,20 @@ BEGIN
         cas := vouch_keep_cas(chain[2:]);
         chain := chain[1:1];
     END IF;
+    -- Kept as their values when they have vouchd's shape (vouch_json_pack).
+    properties_packed := vouch_json_pack(v.properties, vouch_properties_keys(), p_udid);
+    checked_packed := vouch_json_pack(v.checked, vouch_checked_keys(), p_udid);
     INSERT INTO attestations (udid, command_uuid, nonce, request_reason, requested_at, status,
                               freshness, reason, chain, ca_sha256, leaf_sha256, generated_at,
                               expires_at, properties, generation, cached_nonce, checked,
-                              answer)
+                              answer, properties_packed, checked_packed)
     VALUES (p_udid, p_command_uuid, req.nonce, req.reason, req.requested_at,
             v.status, v.freshness, v.reason, chain, cas,
-            decode(v.leaf_sha256, 'hex'), v.generated_at, v.expires_at, v.properties,
-            req.generation, decode(v.cached_nonce, 'hex'), v.checked, answer)
+            decode(v.leaf_sha256, 'hex'), v.generated_at, v.expires_at,
+            CASE WHEN properties_packed IS NULL THEN v.properties END,
+            req.generation, decode(v.cached_nonce, 'hex'),
+            CASE WHEN checked_packed IS NULL THEN v.checked END, answer, properties_packed,
+            checked_packed)
     RETURNING id INTO new_id;
     -- An OS change is covered only by an attestation made on the new OS (a fresh one), or by a
     -- device that cannot attest. A cached answer may predate the change: it covers nothing.

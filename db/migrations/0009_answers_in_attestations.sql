@@ -13,6 +13,12 @@
 
 ALTER TABLE attestations ADD COLUMN answer text;
 
+-- A verdict's properties and checked objects as vouchd writes them (one fixed shape each) are
+-- kept as their values alone (vouch_json_pack): the keys, the nulls' names and the device's UDID
+-- were most of their bytes. Either column is NULL when the object is kept whole as before
+-- (another shape; rows from before this migration).
+ALTER TABLE attestations ADD COLUMN properties_packed text, ADD COLUMN checked_packed text;
+
 DROP FUNCTION IF EXISTS vouch_report(text, bytea, text, text, bytea, json, text, text, bytea);
 DROP FUNCTION IF EXISTS vouch_record_attestation(text, text, json);
 

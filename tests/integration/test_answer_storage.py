@@ -21,6 +21,7 @@ What must hold:
 
 import base64
 import hashlib
+import json
 import plistlib
 import uuid
 
@@ -29,6 +30,13 @@ from fake_apple import der
 from harness import Vouchd, migration_entries, migration_text, suite
 from test_attestation import AttestationCase
 
+
+
+# The objects as vouchd writes them (server/attestation/attest_json.c), keys in order.
+PROPERTIES_KEYS = ["serial_number", "udid", "os_version", "sepos_version", "llb_version",
+                   "software_update_device_id", "sip_enabled", "secure_boot",
+                   "third_party_kexts_allowed"]
+CHECKED_KEYS = ["udid", "serial", "os_version", "at", "require_fresh", "cached_requested_at"]
 
 
 def b64(data):
@@ -80,6 +88,20 @@ class AnswerStorageTest(AttestationCase):
             self.assertEqual(self.psql(
                 f"SELECT cardinality(chain) FROM attestations WHERE command_uuid = '{cu}'"
             ).strip(), "1", "a verified row keeps its leaf alone")
+            # properties and checked kept as their values, and shown as vouchd wrote them.
+            self.assertEqual(self.psql(
+                "SELECT properties IS NULL, checked IS NULL, properties_packed IS NOT NULL, "
+                f"checked_packed IS NOT NULL FROM attestations WHERE command_uuid = '{cu}'"
+            ).strip(), "t|t|t|t", "properties and checked are not kept as their values")
+            props, checked = history[0]["properties"], history[0]["checked"]
+            self.assertEqual(list(props), PROPERTIES_KEYS, "the properties' keys or their order")
+            self.assertEqual((props["udid"], props["serial_number"], props["os_version"]),
+                             (dev.udid, dev.serial, dev.os_version), props)
+            self.assertEqual(list(checked), CHECKED_KEYS, "checked's keys or their order")
+            self.assertEqual((checked["udid"], checked["serial"], checked["require_fresh"]),
+                             (dev.udid, dev.serial, False), checked)
+            self.assertEqual(self.device_obj(dev.udid)["attestation"]["properties"], props,
+                             "the device object's properties")
         self.assertEqual(self.psql(
             "SELECT count(*) FROM attestation_cas WHERE sha256 = "
             f"'\\x{hashlib.sha256(sub).hexdigest()}'").strip(), "1",
@@ -197,8 +219,9 @@ class AnswerStorageTest(AttestationCase):
 
 
 class UpgradeTest(AttestationCase):
-    """A database made by migrations 0001-0007, with a verified answer stored whole, is
-    migrated by a new vouchd and reads as before."""
+    """A database made by migrations 0001-0007, with a verified answer stored whole (its
+    properties and checked objects whole) and a pending request, is migrated by a new vouchd
+    and reads as before."""
 
     def test_an_upgraded_database_keeps_its_answers_readable(self):
         dbname = suite().new_database("answer_storage_upgrade", self.pg)
@@ -217,13 +240,25 @@ class UpgradeTest(AttestationCase):
         dev = self.iphone(enroll=False)
         cu = str(uuid.uuid4()).upper()
         leaf, sub = self.chain_for(dev, b"\x01" * 32)
+        pending = str(uuid.uuid4()).upper()
+        # Kept whole before 0009, and in another spacing than vouchd's: read back as they were.
+        old_properties = ('{"serial_number": "%s", "udid": "%s", "os_version": "17.4"}'
+                          % (dev.serial, dev.udid))
+        old_checked = '{"udid": "%s", "at": "2026-01-01T00:00:00Z"}' % dev.udid
         report = plistlib.dumps(dev.report_message("Acknowledged", cu, QueryResponses={
             "OSVersion": "17.4", "DevicePropertiesAttestation": [leaf, sub]}))
         sql.append(f"""
             INSERT INTO devices (udid, serial_number) VALUES ('{dev.udid}', '{dev.serial}');
-            INSERT INTO attestations (udid, command_uuid, status, freshness, chain, generation)
+            INSERT INTO attestations (udid, command_uuid, status, freshness, chain, generation,
+                                      properties, checked)
             VALUES ('{dev.udid}', '{cu}', 'verified', 'fresh',
-                    ARRAY['\\x{leaf.hex()}'::bytea, '\\x{sub.hex()}'::bytea], 1);
+                    ARRAY['\\x{leaf.hex()}'::bytea, '\\x{sub.hex()}'::bytea], 1,
+                    '{old_properties}', '{old_checked}');
+            INSERT INTO enrollments (udid, topic, enabled, identity_cert_sha256,
+                                     authenticated_at)
+            VALUES ('{dev.udid}', 'topic', true, sha256('x'), now());
+            INSERT INTO attestation_requests (command_uuid, udid, nonce, reason)
+            VALUES ('{pending}', '{dev.udid}', '\\x{"02" * 32}', 'operator');
             INSERT INTO command_results (udid, command_uuid, request_type, status, report)
             VALUES ('{dev.udid}', '{cu}', 'DeviceInformation', 'Acknowledged',
                     '\\x{report.hex()}');""")
@@ -245,5 +280,18 @@ class UpgradeTest(AttestationCase):
             r = v.admin("GET", f"/v1/devices/{dev.udid}/attestations")
             self.assertStatus(r, 200, "GET the upgraded history")
             self.assertEqual(r.json()[0]["chain"], [b64(leaf), b64(sub)])
+            self.assertEqual(r.json()[0]["properties"], json.loads(old_properties))
+            self.assertEqual(r.json()[0]["checked"], json.loads(old_checked))
+            # attestation_requests is keyed by device and command since 0009: the pending
+            # request made before is still the device's request.
+            r = v.admin("GET", f"/v1/devices/{dev.udid}")
+            self.assertStatus(r, 200, "GET the upgraded device")
+            self.assertEqual(r.json()["attestation"]["request"]["command_uuid"], pending)
+            self.assertEqual(self.pg.psql(
+                "SELECT pg_get_indexdef(indexrelid) FROM pg_index "
+                "WHERE indrelid = 'attestation_requests'::regclass AND indisprimary",
+                dbname).strip(),
+                "CREATE UNIQUE INDEX attestation_requests_pkey ON public.attestation_requests "
+                "USING btree (udid, command_uuid)")
         finally:
             v.stop()
