@@ -265,6 +265,31 @@ def main():
                         size * per / 2**20, "MiB", None, "<=300 MiB", devices=n,
                         tables_mib={t: round(int(b) * per / 2**20, 1) for t, b in tables}))
 
+        if os.environ.get("VOUCH_BENCH_PROFILE"):
+            # Where the size is: each relation (heap, TOAST, every index) with its live and dead
+            # rows after the campaign's VACUUM, and the widest columns of each table.
+            print("-- relations per 100,000 devices: relation|kind|table|MiB|live|dead")
+            print(cluster.psql(f"""
+                SELECT c.relname, c.relkind, coalesce(t.relname, ''),
+                       round((pg_relation_size(c.oid) * {per} / 2^20)::numeric, 1),
+                       coalesce(s.n_live_tup, 0), coalesce(s.n_dead_tup, 0)
+                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                LEFT JOIN pg_index i ON i.indexrelid = c.oid
+                LEFT JOIN pg_class t ON t.oid = coalesce(i.indrelid, (
+                    SELECT x.oid FROM pg_class x WHERE x.reltoastrelid = c.oid))
+                LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
+                WHERE n.nspname IN ('public', 'pg_toast') AND c.relkind IN ('r', 'i', 't')
+                  AND pg_relation_size(c.oid) * {per} >= 2^20
+                ORDER BY pg_relation_size(c.oid) DESC""", "vouch"))
+            if os.environ.get("VOUCH_BENCH_PROFILE") == "rows":
+                print(cluster.psql("SELECT * FROM attestations WHERE status = 'verified' LIMIT 1; "
+                                   "SELECT * FROM command_results LIMIT 1", "vouch"))
+            print("-- widest columns: table|column|avg bytes")
+            print(cluster.psql("""
+                SELECT tablename, attname, avg_width FROM pg_stats
+                WHERE schemaname = 'public' AND avg_width >= 16
+                ORDER BY tablename, avg_width DESC""", "vouch"))
+
         print()
         benchlib.print_table(rows)
         total = sum(cpu.values())

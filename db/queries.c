@@ -103,7 +103,7 @@ static const char sql_report[] =
     "SELECT outcome, result_stored, next_command_uuid, next_body, request_nonce, older_nonces,"
     " enrolled_serial, enrolled_os_version, clock::bigint, older_requested_at,"
     " generation_verified, product_name, request_reason, next_nonce"
-    " FROM vouch_report($1, $2, $3, $4, $5, $6::json, $7, $8, $9)";
+    " FROM vouch_report($1, $2, $3, $4, $5, $6::json, $7, $8, $9, $10)";
 
 void db_report(struct db_pool *pool, const char *udid, const struct db_cert *cert,
                const char *status, const char *command_uuid, const struct db_report_body *body,
@@ -115,10 +115,10 @@ void db_report(struct db_pool *pool, const char *udid, const struct db_cert *cer
         text_param(status), text_param(command_uuid),
         bytes_param(body->report, body->report_len), text_param(verdict_json),
         text_param(os_version), text_param(build_version),
-        bytes_param(body->stored, body->stored_len),
+        bytes_param(body->stored, body->stored_len), text_param(body->answer),
     };
     /* Binary results: the next command's body comes back as raw bytes, not hex. */
-    db_query(pool, sql_report, params, 9, true, cb, arg);
+    db_query(pool, sql_report, params, 10, true, cb, arg);
 }
 
 int64_t db_int64_be(const uint8_t bytes[8])

@@ -94,6 +94,9 @@ struct db_report_body {
     size_t report_len;
     const uint8_t *stored; /* NULL: the report itself */
     size_t stored_len;
+    /* An attestation answer the attestation row can give back whole: its packed shape
+     * (command_answer_shape_pack); NULL: none. */
+    const char *answer;
 };
 
 /* A command report. verdict_json is NULL on the first call; when the report answers a pending

@@ -5,6 +5,58 @@
 -- at every start and `vouchd migrate` (db/migrate.c). A change to a function is a diff here; a
 -- change of its arguments or result also needs a migration that drops the old one.
 
+-- An attestation row's properties and checked objects, packed (docs/attestation.md,
+-- "Storage"): vouchd writes both in one fixed shape (server/attestation/attest_json.c), so a row
+-- keeps only their values: each value's JSON text, in the keys' order, separated by U+001F
+-- (JSON text cannot hold it unescaped), the device's own UDID as U+001E. NULL when the text has
+-- another shape: the row keeps it whole (properties, checked).
+CREATE OR REPLACE FUNCTION vouch_json_unpack(p_packed text, p_keys text[], p_udid text)
+RETURNS json LANGUAGE sql IMMUTABLE AS $$
+    SELECT ('{' || string_agg('"' || p_keys[v.n] || '":'
+                              || CASE WHEN v.t = E'\x1e' THEN '"' || p_udid || '"' ELSE v.t END,
+                              ',' ORDER BY v.n) || '}')::json
+    FROM unnest(string_to_array(p_packed, E'\x1f')) WITH ORDINALITY AS v(t, n)
+    HAVING count(*) = cardinality(p_keys)
+$$;
+
+-- (PL/pgSQL: it runs at every answer, and an SQL function whose query cannot be inlined is
+-- planned again at every call.)
+CREATE OR REPLACE FUNCTION vouch_json_pack(p_json json, p_keys text[], p_udid text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    packed text;
+    keys text[];
+    written text;
+BEGIN
+    IF json_typeof(p_json) IS DISTINCT FROM 'object' THEN
+        RETURN NULL;
+    END IF;
+    -- written is what vouch_json_unpack would give back: packed only when it is the very text.
+    SELECT string_agg(CASE WHEN e.value::text = '"' || p_udid || '"' THEN E'\x1e'
+                           ELSE e.value::text END, E'\x1f' ORDER BY e.n),
+           array_agg(e.key ORDER BY e.n),
+           '{' || string_agg('"' || e.key || '":' || e.value::text, ',' ORDER BY e.n) || '}'
+    INTO packed, keys, written
+    FROM json_each(p_json) WITH ORDINALITY AS e(key, value, n);
+    IF keys IS DISTINCT FROM p_keys OR written IS DISTINCT FROM p_json::text THEN
+        RETURN NULL;
+    END IF;
+    RETURN packed;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION vouch_properties_keys() RETURNS text[]
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT ARRAY['serial_number', 'udid', 'os_version', 'sepos_version', 'llb_version',
+                 'software_update_device_id', 'sip_enabled', 'secure_boot',
+                 'third_party_kexts_allowed']
+$$;
+
+CREATE OR REPLACE FUNCTION vouch_checked_keys() RETURNS text[]
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT ARRAY['udid', 'serial', 'os_version', 'at', 'require_fresh', 'cached_requested_at']
+$$;
+
 -- The device object (docs/api.md). identity is the certificate the enrollment is bound to:
 -- acme-attested (issued by vouchd's ACME server for an attested key) or scep (any other).
 -- attestation is the last verdict, whatever is pending:
@@ -57,7 +109,9 @@ LANGUAGE sql STABLE AS $$
                 'reason', r.reason,
                 'requested_at', vouch_time(r.requested_at),
                 'command_uuid', r.command_uuid) END,
-            'properties', a.properties))
+            'properties', coalesce(a.properties, vouch_json_unpack(a.properties_packed,
+                                                                   vouch_properties_keys(),
+                                                                   a.udid))))
     FROM (SELECT 1) AS one
     LEFT JOIN enrollments e ON e.udid = d.udid
     LEFT JOIN identity_certs ic ON ic.sha256 = e.identity_cert_sha256
@@ -131,7 +185,13 @@ LANGUAGE sql STABLE AS $$
             (SELECT r.command_uuid, r.request_type, r.status, r.queued_at, r.result_at,
                     r.not_now_count
              FROM command_results r WHERE r.udid = p_udid ORDER BY r.result_at DESC
-             LIMIT p_limit)) AS x), '[]')::text END
+             LIMIT p_limit)
+            UNION ALL
+            -- Answers kept in their attestation row (vouch_kept_answers, 65_command_answers.sql).
+            (SELECT a.command_uuid, 'DeviceInformation', a.device_status, a.requested_at,
+                    a.received_at, 0
+             FROM attestations a WHERE a.udid = p_udid AND a.answer IS NOT NULL
+             ORDER BY a.id DESC LIMIT p_limit)) AS x), '[]')::text END
 $$;
 
 -- Where a verified chain's certificates are kept (docs/attestation.md, "Storage"): for Apple's
@@ -171,10 +231,13 @@ LANGUAGE sql STABLE AS $$
                    'device_status', a.device_status,
                    'nonce', encode(a.nonce, 'hex'),
                    'cached_nonce', encode(a.cached_nonce, 'hex'),
-                   'checked', a.checked,
+                   'checked', coalesce(a.checked, vouch_json_unpack(a.checked_packed,
+                                                                    vouch_checked_keys(),
+                                                                    a.udid)),
                    'generated_at', vouch_time(a.generated_at),
                    'expires_at', vouch_time(a.expires_at),
-                   'properties', a.properties,
+                   'properties', coalesce(a.properties, vouch_json_unpack(
+                       a.properties_packed, vouch_properties_keys(), a.udid)),
                    'leaf_sha256', encode(a.leaf_sha256, 'hex'),
                    'chain', (SELECT json_agg(translate(encode(c, 'base64'), E'\n', ''))
                              FROM unnest(vouch_attestation_chain(a.chain, a.ca_sha256)) c))

@@ -7,12 +7,15 @@
 -- p_report is the body the device sent (web-hooks get it byte for byte); p_stored_report, when
 -- given, is what command_results keeps instead once the verdict is recorded: the same answer
 -- without its attestation certificates, which the attestation row holds (docs/attestation.md,
--- "Storage"). The next command comes back as its body, or, for an attestation request (whose
+-- "Storage"). p_answer, when given, is the answer's shape (command_answer_shape in
+-- server/device/command.c): the first answer to a pending request, neither put off (NotNow)
+-- nor queued apart from its request, then leaves no command_results row at all: the attestation
+-- row keeps the shape and gives the answer back (vouch_answer_xml). The next command comes back as its body, or, for an attestation request (whose
 -- body is not stored), as next_body NULL and the request's nonce: vouchd builds the body again.
 CREATE OR REPLACE FUNCTION vouch_report(
     p_udid text, p_cert bytea, p_status text, p_command_uuid text, p_report bytea,
     p_verdict json, p_os_version text, p_build_version text, p_stored_report bytea DEFAULT NULL,
-    OUT outcome text, OUT result_stored boolean, OUT next_command_uuid text, OUT next_body bytea,
+    p_answer text DEFAULT NULL, OUT outcome text, OUT result_stored boolean, OUT next_command_uuid text, OUT next_body bytea,
     OUT request_nonce bytea, OUT older_nonces bytea, OUT enrolled_serial text,
     OUT enrolled_os_version text, OUT clock double precision, OUT older_requested_at bytea,
     OUT generation_verified boolean, OUT product_name text, OUT request_reason text,
@@ -26,6 +29,9 @@ DECLARE
     bound bytea;
     revoked boolean;
     seen timestamptz;
+    queued timestamptz;
+    not_nows integer;
+    recorded boolean;
 BEGIN
     result_stored := false;
     -- The answer to a pending attestation request, before its verdict: vouchd only needs what
@@ -86,6 +92,32 @@ BEGIN
     ELSIF p_status = 'NotNow' THEN
         UPDATE command_queue SET not_now_at = clock_timestamp(), not_now_count = not_now_count + 1
         WHERE udid = p_udid AND command_uuid = p_command_uuid;
+    ELSIF p_answer IS NOT NULL AND p_verdict IS NOT NULL AND p_status = 'Acknowledged' THEN
+        -- An answer the attestation row can give back (one index probe each: it is kept either
+        -- there or in command_results, or this is its first coming).
+        IF NOT EXISTS (SELECT 1 FROM attestations a
+                       WHERE a.udid = p_udid AND a.command_uuid = p_command_uuid
+                         AND a.answer IS NOT NULL)
+           AND NOT EXISTS (SELECT 1 FROM command_results r
+                           WHERE r.udid = p_udid AND r.command_uuid = p_command_uuid) THEN
+            DELETE FROM command_queue q WHERE q.udid = p_udid AND q.command_uuid = p_command_uuid
+            RETURNING q.queued_at, q.not_now_count INTO queued, not_nows;
+            recorded := vouch_record_attestation(p_udid, p_command_uuid, p_verdict, p_answer,
+                                                 queued, coalesce(not_nows, 0));
+            IF recorded IS NOT TRUE THEN
+                -- Not kept in the row (no request pending any more: the answer whole; or put
+                -- off, or queued apart: without its certificates when a row keeps them).
+                INSERT INTO command_results (udid, command_uuid, request_type, status, report,
+                                             queued_at, not_now_count)
+                SELECT p_udid, p_command_uuid, c.request_type, p_status,
+                       CASE WHEN recorded IS NULL THEN coalesce(p_stored_report, p_report)
+                            ELSE p_report END,
+                       queued, coalesce(not_nows, 0)
+                FROM (SELECT 1) AS one
+                LEFT JOIN commands c ON c.command_uuid = p_command_uuid;
+            END IF;
+            result_stored := true;
+        END IF;
     ELSE
         -- The entry leaves the queue whether or not this answer is the first (one statement:
         -- the DELETE runs in full and hands its row to the INSERT).
@@ -102,12 +134,17 @@ BEGIN
         FROM (SELECT 1) AS one
         LEFT JOIN q ON true
         LEFT JOIN commands c ON c.command_uuid = p_command_uuid
+        -- A repeat of an answer its attestation row keeps is a repeat too.
+        WHERE c.request_type IS DISTINCT FROM 'DeviceInformation'
+           OR NOT EXISTS (SELECT 1 FROM attestations a
+                          WHERE a.udid = p_udid AND a.command_uuid = p_command_uuid
+                            AND a.answer IS NOT NULL)
         ON CONFLICT (udid, command_uuid) DO NOTHING
         RETURNING request_type INTO answered_type;
         result_stored := FOUND;
         IF result_stored THEN
             IF p_status = 'Acknowledged' AND p_verdict IS NOT NULL THEN
-                IF NOT vouch_record_attestation(p_udid, p_command_uuid, p_verdict)
+                IF NOT vouch_record_attestation(p_udid, p_command_uuid, p_verdict, NULL, NULL, 0)
                    AND p_stored_report IS NOT NULL THEN
                     -- No attestation row keeps the certificates (the request ended meanwhile):
                     -- the answer is kept whole.
@@ -148,7 +185,8 @@ BEGIN
 
     SELECT q.command_uuid, c.body, r.nonce INTO next_command_uuid, next_body, next_nonce
     FROM command_queue q JOIN commands c ON c.command_uuid = q.command_uuid
-    LEFT JOIN attestation_requests r ON c.body IS NULL AND r.command_uuid = q.command_uuid
+    LEFT JOIN attestation_requests r
+        ON c.body IS NULL AND r.udid = q.udid AND r.command_uuid = q.command_uuid
     WHERE q.udid = p_udid
       AND (q.not_now_at IS NULL OR session_start IS NULL OR q.not_now_at < session_start)
     ORDER BY q.priority DESC, q.id

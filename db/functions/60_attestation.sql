@@ -151,8 +151,12 @@ END
 $$;
 
 -- Stores the verdict vouchd computed for the answer to a pending request, and says whether it
--- did (false: no such request is pending any more). A verified answer binds the serial when
--- the enrollment did not state one; one of Apple's shape keeps its leaf and its Sub CA's SHA-256.
+-- did: false when no such request is pending any more; true when the row also keeps the answer
+-- itself, as its shape p_answer (vouch_report); NULL when it stored the verdict only. The row
+-- keeps the answer when it gives it back whole: the answer's time is its received_at and its
+-- queue entry's (p_queued_at, p_not_now_count) its requested_at and no NotNow; otherwise
+-- command_results keeps it. A verified answer binds the serial when the enrollment did not
+-- state one; one of Apple's shape keeps its leaf and its Sub CA's SHA-256.
 --
 -- The verdict is parsed once (each -> of a json value parses the whole text again, chain
 -- included), and the device row is written once: the verdict, what the answer says of the OS,
@@ -160,7 +164,9 @@ $$;
 -- entries in its indexes). An answer that changes the OS takes the longer way, so that the
 -- device.os_changed it raises shows the new verdict.
 CREATE OR REPLACE FUNCTION vouch_record_attestation(p_udid text, p_command_uuid text,
-                                                    p_verdict json)
+                                                    p_verdict json, p_answer text,
+                                                    p_queued_at timestamptz,
+                                                    p_not_now_count integer)
 RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
     chain bytea[];
@@ -175,12 +181,18 @@ DECLARE
     build text;
     plan record;
     clock timestamptz := vouch_now();
+    answer text;
+    properties_packed text;
+    checked_packed text;
 BEGIN
     UPDATE attestation_requests SET answered_at = clock, outcome = 'answered'
     WHERE command_uuid = p_command_uuid AND udid = p_udid AND answered_at IS NULL
     RETURNING * INTO req;
     IF NOT FOUND THEN
         RETURN false;
+    END IF;
+    IF p_not_now_count = 0 AND p_queued_at = req.requested_at THEN
+        answer := p_answer;
     END IF;
     SELECT * INTO v FROM json_to_record(p_verdict) AS x(
         status text, freshness text, reason text, chain text[], leaf_sha256 text,
@@ -191,13 +203,20 @@ BEGIN
         cas := vouch_keep_cas(chain[2:]);
         chain := chain[1:1];
     END IF;
+    -- Kept as their values when they have vouchd's shape (vouch_json_pack).
+    properties_packed := vouch_json_pack(v.properties, vouch_properties_keys(), p_udid);
+    checked_packed := vouch_json_pack(v.checked, vouch_checked_keys(), p_udid);
     INSERT INTO attestations (udid, command_uuid, nonce, request_reason, requested_at, status,
                               freshness, reason, chain, ca_sha256, leaf_sha256, generated_at,
-                              expires_at, properties, generation, cached_nonce, checked)
+                              expires_at, properties, generation, cached_nonce, checked,
+                              answer, properties_packed, checked_packed)
     VALUES (p_udid, p_command_uuid, req.nonce, req.reason, req.requested_at,
             v.status, v.freshness, v.reason, chain, cas,
-            decode(v.leaf_sha256, 'hex'), v.generated_at, v.expires_at, v.properties,
-            req.generation, decode(v.cached_nonce, 'hex'), v.checked)
+            decode(v.leaf_sha256, 'hex'), v.generated_at, v.expires_at,
+            CASE WHEN properties_packed IS NULL THEN v.properties END,
+            req.generation, decode(v.cached_nonce, 'hex'),
+            CASE WHEN checked_packed IS NULL THEN v.checked END, answer, properties_packed,
+            checked_packed)
     RETURNING id INTO new_id;
     -- An OS change is covered only by an attestation made on the new OS (a fresh one), or by a
     -- device that cannot attest. A cached answer may predate the change: it covers nothing.
@@ -254,7 +273,7 @@ BEGIN
             PERFORM vouch_emit_device('attestation.' || v.status, p_udid, NULL);
         END IF;
     END IF;
-    RETURN true;
+    RETURN CASE WHEN answer IS NOT NULL THEN true END;
 END
 $$;
 

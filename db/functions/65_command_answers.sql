@@ -10,6 +10,71 @@
 -- DevicePropertiesAttestation is an empty array (vouch_report): they come beside it (chain)
 -- and vouchd puts them back.
 
+-- Text as XML character data.
+CREATE OR REPLACE FUNCTION vouch_xml_text(p text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT replace(replace(replace(p, '&', '&amp;'), '<', '&lt;'), '>', '&gt;')
+$$;
+
+-- An answer kept in its attestation row as its shape (vouch_report; made by
+-- command_answer_shape and command_answer_shape_pack in server/device/command.c), written back
+-- as the XML plist it stands for. The shape's items are separated by U+001F: first the root's
+-- keys in order (U: UDID, C: CommandUUID, S: Status, Q: QueryResponses), then QueryResponses'
+-- keys and strings in pairs. A key of one character below U+0020 is the attestation request's
+-- query of that position (1: DevicePropertiesAttestation, 2: UDID, ...: the Queries of
+-- command_attestation_body), a value U+001E the device's UDID. DevicePropertiesAttestation is
+-- an empty array, where vouchd puts the row's chain as for any answer stored without it. The
+-- shape holds no control characters of its own: escaping &, < and > is all XML needs.
+CREATE OR REPLACE FUNCTION vouch_answer_xml(p_answer text, p_udid text, p_command_uuid text,
+                                            p_status text) RETURNS bytea
+LANGUAGE sql IMMUTABLE AS $$
+    WITH items AS (SELECT string_to_array(p_answer, E'\x1f') AS a),
+    pairs AS (
+        SELECT i, CASE WHEN ascii(a[i]) < 32
+                       THEN (ARRAY['DevicePropertiesAttestation', 'UDID', 'SerialNumber',
+                                   'OSVersion', 'BuildVersion', 'ProductName', 'Model',
+                                   'SoftwareUpdateDeviceID'])[ascii(a[i])]
+                       ELSE a[i] END AS k,
+               CASE WHEN a[i + 1] = E'\x1e' THEN p_udid ELSE a[i + 1] END AS v
+        FROM items, generate_series(2, cardinality(a) - 1, 2) AS i),
+    query_responses AS (
+        SELECT '<key>QueryResponses</key><dict>'
+               || coalesce(string_agg('<key>' || vouch_xml_text(k) || '</key>'
+                                      || CASE WHEN k = 'DevicePropertiesAttestation'
+                                              THEN '<array/>'
+                                              ELSE '<string>' || vouch_xml_text(v)
+                                                   || '</string>' END, '' ORDER BY i), '')
+               || '</dict>' AS xml
+        FROM pairs)
+    SELECT convert_to(
+        '<?xml version="1.0" encoding="UTF-8"?>' || E'\n' || '<plist version="1.0"><dict>'
+        || string_agg(CASE o.c
+               WHEN 'U' THEN '<key>UDID</key><string>' || vouch_xml_text(p_udid) || '</string>'
+               WHEN 'C' THEN '<key>CommandUUID</key><string>' || vouch_xml_text(p_command_uuid)
+                             || '</string>'
+               WHEN 'S' THEN '<key>Status</key><string>' || vouch_xml_text(p_status)
+                             || '</string>'
+               ELSE (SELECT xml FROM query_responses) END, '' ORDER BY o.n)
+        || '</dict></plist>' || E'\n', 'UTF8')
+    FROM items, regexp_split_to_table(a[1], '') WITH ORDINALITY AS o(c, n)
+$$;
+
+-- Every answer to commands as command_results shows them: its rows, and the answers kept in
+-- attestation rows (vouch_answer_xml), whose answer came when the row was received, to the
+-- command queued with its request, never put off.
+CREATE OR REPLACE FUNCTION vouch_kept_answers(p_udid text, p_command_uuid text)
+RETURNS SETOF command_results LANGUAGE sql STABLE AS $$
+    SELECT r.* FROM command_results r
+    WHERE (p_udid IS NULL OR r.udid = p_udid) AND r.command_uuid = p_command_uuid
+    UNION ALL
+    SELECT a.udid, a.command_uuid, 'DeviceInformation', a.device_status,
+           vouch_answer_xml(a.answer, a.udid, a.command_uuid, a.device_status),
+           a.requested_at, a.received_at, 0
+    FROM attestations a
+    WHERE (p_udid IS NULL OR a.udid = p_udid) AND a.command_uuid = p_command_uuid
+      AND a.answer IS NOT NULL
+$$;
+
 -- The certificates of the attestation a device's answer to a command carried, as the device
 -- sent them, each as a 4-byte big-endian length and its DER; NULL when there is none.
 CREATE OR REPLACE FUNCTION vouch_answer_chain(p_udid text, p_command_uuid text) RETURNS bytea
@@ -31,7 +96,7 @@ LANGUAGE sql STABLE AS $$
     SELECT r.udid, r.command_uuid, r.request_type, r.status, vouch_time(r.queued_at),
            vouch_time(r.result_at), r.not_now_count, r.report,
            vouch_answer_chain(r.udid, r.command_uuid)
-    FROM command_results r WHERE r.udid = p_udid AND r.command_uuid = p_command_uuid
+    FROM vouch_kept_answers(p_udid, p_command_uuid) r
     UNION ALL
     SELECT q.udid, q.command_uuid, c.request_type, 'queued', vouch_time(q.queued_at), NULL,
            q.not_now_count, NULL, NULL
@@ -60,21 +125,21 @@ DECLARE
 BEGIN
     SELECT * INTO cmd FROM commands c WHERE c.command_uuid = p_command_uuid;
     SELECT count(*) INTO total FROM (
-        SELECT 1 FROM command_results r WHERE r.command_uuid = p_command_uuid
+        SELECT 1 FROM vouch_kept_answers(NULL, p_command_uuid) r
         UNION ALL
         SELECT 1 FROM command_queue q WHERE q.command_uuid = p_command_uuid) x;
     IF cmd.command_uuid IS NULL AND total = 0 THEN
         RETURN;
     END IF;
     IF cmd.command_uuid IS NULL THEN
-        SELECT r.request_type INTO any_type FROM command_results r
-        WHERE r.command_uuid = p_command_uuid AND r.request_type IS NOT NULL LIMIT 1;
+        SELECT r.request_type INTO any_type FROM vouch_kept_answers(NULL, p_command_uuid) r
+        WHERE r.request_type IS NOT NULL LIMIT 1;
     END IF;
     RETURN QUERY
     WITH every AS (
         SELECT r.udid, r.request_type, r.status, r.queued_at, r.result_at, r.not_now_count,
                r.report, octet_length(r.report)::bigint AS size
-        FROM command_results r WHERE r.command_uuid = p_command_uuid
+        FROM vouch_kept_answers(NULL, p_command_uuid) r
         UNION ALL
         SELECT q.udid, cmd.request_type, 'queued', q.queued_at, NULL, q.not_now_count, NULL,
                0::bigint
@@ -112,8 +177,7 @@ BEGIN
     DELETE FROM command_queue q WHERE q.udid = p_udid AND q.command_uuid = p_command_uuid
     RETURNING * INTO was;
     IF NOT FOUND THEN
-        IF EXISTS (SELECT 1 FROM command_results r
-                   WHERE r.udid = p_udid AND r.command_uuid = p_command_uuid) THEN
+        IF EXISTS (SELECT 1 FROM vouch_kept_answers(p_udid, p_command_uuid)) THEN
             RETURN 'answered';
         END IF;
         RETURN 'unknown';
@@ -153,7 +217,7 @@ DECLARE
     target text;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM commands c WHERE c.command_uuid = p_command_uuid)
-       AND NOT EXISTS (SELECT 1 FROM command_results r WHERE r.command_uuid = p_command_uuid) THEN
+       AND NOT EXISTS (SELECT 1 FROM vouch_kept_answers(NULL, p_command_uuid)) THEN
         RETURN NULL;
     END IF;
     FOR target IN

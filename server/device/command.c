@@ -255,18 +255,21 @@ void command_clear(struct prepared_command *cmd)
     memset(cmd, 0, sizeof(*cmd));
 }
 
+/* The Queries of the DeviceInformation command that asks for an attestation. Their order is
+ * also the packed answer shape's key codes (command_answer_shape_pack, vouch_answer_xml). */
+static const char *const attestation_queries[] = {"DevicePropertiesAttestation",
+                                                  "UDID",
+                                                  "SerialNumber",
+                                                  "OSVersion",
+                                                  "BuildVersion",
+                                                  "ProductName",
+                                                  "Model",
+                                                  "SoftwareUpdateDeviceID"};
+
 /* The DeviceInformation command that asks for an attestation (attestation.md). */
 bool command_attestation_body(const char *uuid, const uint8_t *nonce, size_t nonce_len,
                               struct prepared_command *out)
 {
-    static const char *const queries[] = {"DevicePropertiesAttestation",
-                                          "UDID",
-                                          "SerialNumber",
-                                          "OSVersion",
-                                          "BuildVersion",
-                                          "ProductName",
-                                          "Model",
-                                          "SoftwareUpdateDeviceID"};
     memset(out, 0, sizeof(*out));
     size_t uuid_len = strlen(uuid);
     if (uuid_len == 0 || uuid_len > COMMAND_MAX_UUID || nonce_len == 0 ||
@@ -278,8 +281,8 @@ bool command_attestation_body(const char *uuid, const uint8_t *nonce, size_t non
     plist_t root = plist_new_dict();
     plist_t command = plist_new_dict();
     plist_t list = plist_new_array();
-    for (size_t i = 0; i < sizeof(queries) / sizeof(queries[0]); i++)
-        plist_array_append_item(list, plist_new_string(queries[i]));
+    for (size_t i = 0; i < sizeof(attestation_queries) / sizeof(attestation_queries[0]); i++)
+        plist_array_append_item(list, plist_new_string(attestation_queries[i]));
     plist_dict_set_item(command, "RequestType", plist_new_string("DeviceInformation"));
     plist_dict_set_item(command, "Queries", list);
     plist_dict_set_item(command, "DeviceAttestationNonce",
@@ -310,4 +313,193 @@ bool command_build_attestation(struct prepared_command *out, uint8_t nonce[COMMA
     if (RAND_bytes(nonce, COMMAND_NONCE_BYTES) != 1 || !command_new_uuid(uuid))
         return false;
     return command_attestation_body(uuid, nonce, COMMAND_NONCE_BYTES, out);
+}
+
+/* A string the database can write back into an XML plist as it is: UTF-8 without control
+ * characters (XML 1.0 has no way to write most of them, and a parser may fold the others). */
+static bool shape_string_ok(const char *s, uint64_t len)
+{
+    for (uint64_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f)
+            return false;
+    }
+    return mdm_utf8_valid(s, (size_t)len);
+}
+
+/* A string node's value, if it is one the shape can hold. */
+static const char *shape_string(plist_t node)
+{
+    uint64_t len = 0;
+    const char *s = PLIST_IS_STRING(node) ? plist_get_string_ptr(node, &len) : NULL;
+    return s != NULL && strlen(s) == len && shape_string_ok(s, len) ? s : NULL;
+}
+
+static bool shape_push(char ***items, size_t *count, size_t *cap, const char *s)
+{
+    if (*count == *cap) {
+        size_t cap2 = *cap ? *cap * 2 : 16;
+        char **grown = realloc(*items, cap2 * sizeof(**items));
+        if (grown == NULL)
+            return false;
+        *items = grown;
+        *cap = cap2;
+    }
+    (*items)[*count] = strdup(s);
+    return (*items)[(*count)++] != NULL;
+}
+
+/* The answer a shape stands for, with an empty DevicePropertiesAttestation (as
+ * mdm_message_report_without_attestation leaves it). */
+static plist_t shape_rebuild(char *const *items, size_t count, const char *udid,
+                             const char *command_uuid, const char *status)
+{
+    plist_t root = plist_new_dict();
+    for (const char *c = items[0]; *c; c++) {
+        if (*c == 'U') {
+            plist_dict_set_item(root, "UDID", plist_new_string(udid));
+        } else if (*c == 'C') {
+            plist_dict_set_item(root, "CommandUUID", plist_new_string(command_uuid));
+        } else if (*c == 'S') {
+            plist_dict_set_item(root, "Status", plist_new_string(status));
+        } else {
+            plist_t responses = plist_new_dict();
+            for (size_t i = 1; i + 1 < count; i += 2)
+                plist_dict_set_item(responses, items[i],
+                                    strcmp(items[i], "DevicePropertiesAttestation") == 0
+                                        ? plist_new_array()
+                                        : plist_new_string(items[i + 1]));
+            plist_dict_set_item(root, "QueryResponses", responses);
+        }
+    }
+    return root;
+}
+
+/* Whether a and b serialize to the same binary plist. */
+static bool same_bplist(plist_t a, plist_t b)
+{
+    char *x = NULL, *y = NULL;
+    uint32_t x_len = 0, y_len = 0;
+    plist_to_bin(a, &x, &x_len);
+    plist_to_bin(b, &y, &y_len);
+    bool same = x != NULL && y != NULL && x_len == y_len && memcmp(x, y, x_len) == 0;
+    if (x != NULL)
+        plist_to_bin_free(x);
+    if (y != NULL)
+        plist_to_bin_free(y);
+    return same;
+}
+
+bool command_answer_shape(const void *report, const char *udid, const char *command_uuid,
+                          const char *status, bool with_chain, char ***items, size_t *count)
+{
+    plist_t root = (plist_t)report;
+    *items = NULL;
+    *count = 0;
+    if (!PLIST_IS_DICT(root) || plist_dict_get_size(root) != 4 || udid == NULL ||
+        command_uuid == NULL || status == NULL)
+        return false;
+    const char *root_values[] = {udid, command_uuid, status};
+    const char *const root_keys[] = {"UDID", "CommandUUID", "Status", "QueryResponses"};
+    char order[5] = {0};
+    for (size_t i = 0; i < 4; i++) {
+        plist_t node = plist_dict_get_item(root, root_keys[i]);
+        if (node == NULL || (i < 3 && (shape_string(node) == NULL ||
+                                       strcmp(shape_string(node), root_values[i]) != 0)))
+            return false;
+    }
+    plist_t responses = plist_dict_get_item(root, "QueryResponses");
+    if (!PLIST_IS_DICT(responses))
+        return false;
+    /* The root's order: the dict's own, as the device sent it. */
+    plist_dict_iter it = NULL;
+    plist_dict_new_iter(root, &it);
+    for (size_t i = 0; it != NULL && i < 4; i++) {
+        char *key = NULL;
+        plist_t value = NULL;
+        plist_dict_next_item(root, it, &key, &value);
+        order[i] = key != NULL ? key[0] : '\0'; /* U, C, S, Q: the four keys differ there */
+        free(key);
+    }
+    free(it);
+    size_t cap = 0;
+    bool ok = strlen(order) == 4 && shape_push(items, count, &cap, order);
+    bool chain_seen = false;
+    it = NULL;
+    plist_dict_new_iter(responses, &it);
+    ok = ok && it != NULL;
+    for (uint32_t i = 0; ok && i < plist_dict_get_size(responses); i++) {
+        char *key = NULL;
+        plist_t value = NULL;
+        plist_dict_next_item(responses, it, &key, &value);
+        const char *text = shape_string(value);
+        if (key != NULL && strcmp(key, "DevicePropertiesAttestation") == 0) {
+            ok = with_chain && PLIST_IS_ARRAY(value);
+            chain_seen = true;
+            text = "";
+        }
+        ok = ok && key != NULL && shape_string_ok(key, strlen(key)) && text != NULL &&
+             shape_push(items, count, &cap, key) && shape_push(items, count, &cap, text);
+        free(key);
+    }
+    free(it);
+    ok = ok && chain_seen == with_chain;
+    if (ok) {
+        /* The proof: the answer rebuilt from the shape is the one the device sent. */
+        plist_t copy = plist_copy(root);
+        plist_t certs = plist_dict_get_item(plist_dict_get_item(copy, "QueryResponses"),
+                                            "DevicePropertiesAttestation");
+        while (certs != NULL && plist_array_get_size(certs) > 0)
+            plist_array_remove_item(certs, plist_array_get_size(certs) - 1);
+        plist_t rebuilt = shape_rebuild(*items, *count, udid, command_uuid, status);
+        ok = same_bplist(copy, rebuilt);
+        plist_free(rebuilt);
+        plist_free(copy);
+    }
+    if (!ok) {
+        command_answer_shape_free(*items, *count);
+        *items = NULL;
+        *count = 0;
+    }
+    return ok;
+}
+
+void command_answer_shape_free(char **items, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        free(items[i]);
+    free(items);
+}
+
+char *command_answer_shape_pack(char *const *items, size_t count, const char *udid)
+{
+    size_t size = 1;
+    for (size_t i = 0; i < count; i++)
+        size += strlen(items[i]) + 1;
+    char *out = malloc(size);
+    if (out == NULL)
+        return NULL;
+    char *p = out;
+    for (size_t i = 0; i < count; i++) {
+        const char *item = items[i];
+        char code[2] = {0};
+        if (i > 0)
+            *p++ = COMMAND_SHAPE_SEPARATOR;
+        if (i > 0 && i % 2 == 1) {
+            for (size_t k = 0; k < sizeof(attestation_queries) / sizeof(attestation_queries[0]);
+                 k++) {
+                if (strcmp(item, attestation_queries[k]) == 0)
+                    code[0] = (char)(k + 1);
+            }
+        } else if (i > 0 && strcmp(item, udid) == 0) {
+            code[0] = COMMAND_SHAPE_UDID;
+        }
+        if (code[0] != '\0')
+            item = code;
+        size_t len = strlen(item);
+        memcpy(p, item, len);
+        p += len;
+    }
+    *p = '\0';
+    return out;
 }

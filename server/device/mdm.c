@@ -243,10 +243,21 @@ static void verify_attestation(struct device_request *dr, const struct db_report
     size_t stored_len = 0;
     if (!mdm_message_report_without_attestation(m, &stored, &stored_len))
         stored = NULL;
-    const struct db_report_body body = {(const uint8_t *)dr->body, dr->body_len, stored,
-                                        stored_len};
+    /* Better still, nothing at all when the attestation row can give the answer back whole:
+     * then only its shape goes (its keys and strings, without what the row holds). */
+    char **shape = NULL;
+    size_t shape_count = 0;
+    char *answer = NULL;
+    if (command_answer_shape(m->plist, m->udid, m->command_uuid, m->status_text,
+                             m->attestation == MDM_ATTESTATION_PRESENT, &shape, &shape_count)) {
+        answer = command_answer_shape_pack(shape, shape_count, m->udid);
+        command_answer_shape_free(shape, shape_count);
+    }
+    const struct db_report_body body = {(const uint8_t *)dr->body, dr->body_len, stored, stored_len,
+                                        answer};
     db_report(dr->srv->db, m->udid, &dr->cert, m->status_text, m->command_uuid, &body,
               m->reported_os_version, m->reported_build_version, text, report_done, dr);
+    free(answer);
     free(stored);
     json_writer_free(w);
 }
@@ -361,7 +372,7 @@ static void start_report(struct device_request *dr)
 {
     const struct mdm_message *m = &dr->msg;
     metrics_count_report(m->status_text);
-    const struct db_report_body body = {(const uint8_t *)dr->body, dr->body_len, NULL, 0};
+    const struct db_report_body body = {(const uint8_t *)dr->body, dr->body_len, NULL, 0, NULL};
     db_report(dr->srv->db, m->udid, &dr->cert, m->status_text, m->command_uuid, &body,
               m->reported_os_version, m->reported_build_version, NULL, report_done, dr);
 }

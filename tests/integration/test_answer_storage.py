@@ -2,9 +2,14 @@
 read back through the admin API as the device sent them.
 
 What must hold:
-  * a verified answer's command result is stored without its certificates (a binary plist, its
-    DevicePropertiesAttestation an empty array), yet GET .../commands/{uuid} shows the report as
-    the device sent it: every QueryResponses key, the chain's certificates in order;
+  * an answer the attestation row can give back whole (UDID, CommandUUID, Status and strings
+    in QueryResponses beside the chain; never put off) leaves no command_results row: the row
+    keeps its shape (attestations.answer), and GET .../commands/{uuid} (and the device's command
+    list) shows the report as the device sent it: every QueryResponses key in the device's
+    order, the chain's certificates in order, characters XML must escape;
+  * any other answer to an attestation request is stored in command_results without its
+    certificates (a binary plist, its DevicePropertiesAttestation an empty array), and reads
+    back the same way; a repeated answer stays a repeat;
   * the Sub CA of N verified chains is stored once (attestation_cas), each attestation row keeps
     its leaf alone, and the history (GET .../attestations) still shows the whole chain;
   * a chain that did not verify, or that carried a certificate its path did not need, is kept
@@ -16,6 +21,7 @@ What must hold:
 
 import base64
 import hashlib
+import json
 import plistlib
 import uuid
 
@@ -24,6 +30,13 @@ from fake_apple import der
 from harness import Vouchd, migration_entries, migration_text, suite
 from test_attestation import AttestationCase
 
+
+
+# The objects as vouchd writes them (server/attestation/attest_json.c), keys in order.
+PROPERTIES_KEYS = ["serial_number", "udid", "os_version", "sepos_version", "llb_version",
+                   "software_update_device_id", "sip_enabled", "secure_boot",
+                   "third_party_kexts_allowed"]
+CHECKED_KEYS = ["udid", "serial", "os_version", "at", "require_fresh", "cached_requested_at"]
 
 
 def b64(data):
@@ -59,20 +72,36 @@ class AnswerStorageTest(AttestationCase):
             # device.py writes its plists with sorted keys: the order the device sent
             self.assertEqual(list(got["report"]["QueryResponses"]), sorted(want),
                              "the keys of QueryResponses are not in the device's order")
-            stored = self.stored_report(dev, cu)
-            self.assertEqual(stored[:8], b"bplist00", "not stored as a binary plist")
-            self.assertEqual(plistlib.loads(stored)["QueryResponses"],
-                             self.query_responses(dev, []),
-                             "stored: the answer without its certificates")
-            for cert in chain:
-                self.assertNotIn(cert[-64:], stored,
-                                 "a certificate of the chain is still in command_results")
+            self.assertEqual(self.stored_report(dev, cu), b"",
+                             "an answer the attestation row gives back has a command_results row")
+            self.assertEqual(self.psql(
+                f"SELECT split_part(answer, E'\\x1f', 1) FROM attestations "
+                f"WHERE command_uuid = '{cu}'").strip(),
+                "CQSU", "the attestation row does not keep the answer's shape (plistlib's "
+                        "sorted keys: CommandUUID, QueryResponses, Status, UDID)")
+            listed = self.vouchd.admin("GET", f"/v1/devices/{dev.udid}/commands").json()
+            self.assertEqual([(c["command_uuid"], c["status"]) for c in listed],
+                             [(cu, "Acknowledged")], "the device's command list")
             history = [e for e in self.history(dev.udid) if e["command_uuid"] == cu]
             self.assertEqual(history[0]["chain"], [b64(c) for c in chain],
                              "the history's chain is not the one the device sent")
             self.assertEqual(self.psql(
                 f"SELECT cardinality(chain) FROM attestations WHERE command_uuid = '{cu}'"
             ).strip(), "1", "a verified row keeps its leaf alone")
+            # properties and checked kept as their values, and shown as vouchd wrote them.
+            self.assertEqual(self.psql(
+                "SELECT properties IS NULL, checked IS NULL, properties_packed IS NOT NULL, "
+                f"checked_packed IS NOT NULL FROM attestations WHERE command_uuid = '{cu}'"
+            ).strip(), "t|t|t|t", "properties and checked are not kept as their values")
+            props, checked = history[0]["properties"], history[0]["checked"]
+            self.assertEqual(list(props), PROPERTIES_KEYS, "the properties' keys or their order")
+            self.assertEqual((props["udid"], props["serial_number"], props["os_version"]),
+                             (dev.udid, dev.serial, dev.os_version), props)
+            self.assertEqual(list(checked), CHECKED_KEYS, "checked's keys or their order")
+            self.assertEqual((checked["udid"], checked["serial"], checked["require_fresh"]),
+                             (dev.udid, dev.serial, False), checked)
+            self.assertEqual(self.device_obj(dev.udid)["attestation"]["properties"], props,
+                             "the device object's properties")
         self.assertEqual(self.psql(
             "SELECT count(*) FROM attestation_cas WHERE sha256 = "
             f"'\\x{hashlib.sha256(sub).hexdigest()}'").strip(), "1",
@@ -81,6 +110,75 @@ class AnswerStorageTest(AttestationCase):
             "SELECT count(*) FROM commands c JOIN attestation_requests r USING (command_uuid) "
             "WHERE c.body IS NOT NULL").strip(), "0",
             "an attestation request's body is stored")
+
+    def assertStoredWithoutChain(self, dev, cu, chain, what):
+        stored = self.stored_report(dev, cu)
+        self.assertEqual(stored[:8], b"bplist00", f"{what}: not stored as a binary plist")
+        self.assertEqual(plistlib.loads(stored)["QueryResponses"]["DevicePropertiesAttestation"],
+                         [], f"{what}: stored: the answer without its certificates")
+        for cert in chain:
+            self.assertNotIn(cert[-64:], stored,
+                             f"{what}: a certificate of the chain is still in command_results")
+        self.assertEqual(self.psql(
+            f"SELECT answer IS NULL FROM attestations WHERE command_uuid = '{cu}'").strip(), "t",
+            f"{what}: kept twice")
+
+    def test_answers_the_row_cannot_give_back_are_stored_without_their_chain(self):
+        """Another key beside the four, a QueryResponses value that is no string, a string with
+        a control character, an answer put off before: each in command_results, as sent."""
+        cases = [
+            ("a key more", {"EnrollmentUserID": "someone"}, {}, False),
+            ("an integer", {}, {"BatteryLevel": 1}, False),
+            ("a control character", {}, {"DeviceName": "tab\there"}, False),
+            ("put off first", {}, {}, True),
+        ]
+        for what, root_extra, qr_extra, not_now in cases:
+            with self.subTest(what):
+                dev = self.iphone()
+                cu, nonce = self.take_request(dev, what)
+                if not_now:
+                    self.assertEmpty200(dev.report("NotNow", cu), f"{what}: NotNow")
+                    again = self.assertCommand(dev.idle(), what=f"{what}: Idle again")
+                    self.assertEqual(again["CommandUUID"], cu, f"{what}: the same request")
+                chain = self.chain_for(dev, nonce)
+                qr = self.query_responses(dev, chain, **qr_extra)
+                r = dev.report("Acknowledged", cu, QueryResponses=qr, **root_extra)
+                self.assertEmpty200(r, f"{what}: reply to the answer")
+                self.assertVerdict(dev, cu, "verified", None, "fresh", what)
+                self.assertStoredWithoutChain(dev, cu, chain, what)
+                got = self.command_answer(dev, cu)
+                self.assertEqual(got["report"]["QueryResponses"],
+                                 {**qr, "DevicePropertiesAttestation": [b64(c) for c in chain]},
+                                 f"{what}: read back")
+                for key, value in root_extra.items():
+                    self.assertEqual(got["report"][key], value, f"{what}: read back")
+                self.assertEqual(got["not_now_count"], 1 if not_now else 0, what)
+
+    def test_characters_xml_escapes_and_a_repeated_answer(self):
+        """The row's answer goes back as XML: &, < and > in its strings come back as sent. The
+        same answer again is a repeat: nothing more is stored."""
+        dev = self.iphone()
+        cu, nonce = self.take_request(dev, "XML characters")
+        chain = self.chain_for(dev, nonce)
+        odd = "<a href='x'>&amp; \"é\" ]]></a>"
+        qr = self.query_responses(dev, chain, DeviceName=odd)
+        self.answer(dev, cu, chain, DeviceName=odd, what="XML characters")
+        self.assertVerdict(dev, cu, "verified", None, "fresh", "XML characters")
+        self.assertEqual(self.stored_report(dev, cu), b"", "kept in the attestation row")
+        want = {**qr, "DevicePropertiesAttestation": [b64(c) for c in chain]}
+        got = self.command_answer(dev, cu)
+        self.assertEqual(got["report"]["QueryResponses"], want, "read back")
+        self.assertEqual(got["report"]["UDID"], dev.udid)
+        self.assertEqual(got["report"]["CommandUUID"], cu)
+        every = self.vouchd.admin("GET", f"/v1/commands/{cu}").json()
+        self.assertEqual([d["report"]["QueryResponses"] for d in every["devices"]], [want],
+                         "GET /v1/commands/{uuid}")
+        self.answer(dev, cu, chain, DeviceName=odd, what="the same answer again")
+        self.assertEqual(self.stored_report(dev, cu), b"", "a repeat was stored")
+        self.assertEqual(self.psql(
+            f"SELECT count(*) FROM attestations WHERE command_uuid = '{cu}'").strip(), "1")
+        r = self.vouchd.admin("DELETE", f"/v1/devices/{dev.udid}/commands/{cu}")
+        self.assertStatus(r, 409, "cancelling an answered command")
 
     def test_a_chain_that_did_not_verify_stays_whole(self):
         dev = self.iphone()
@@ -121,8 +219,9 @@ class AnswerStorageTest(AttestationCase):
 
 
 class UpgradeTest(AttestationCase):
-    """A database made by migrations 0001-0007, with a verified answer stored whole, is
-    migrated by a new vouchd and reads as before."""
+    """A database made by migrations 0001-0007, with a verified answer stored whole (its
+    properties and checked objects whole) and a pending request, is migrated by a new vouchd
+    and reads as before."""
 
     def test_an_upgraded_database_keeps_its_answers_readable(self):
         dbname = suite().new_database("answer_storage_upgrade", self.pg)
@@ -141,13 +240,25 @@ class UpgradeTest(AttestationCase):
         dev = self.iphone(enroll=False)
         cu = str(uuid.uuid4()).upper()
         leaf, sub = self.chain_for(dev, b"\x01" * 32)
+        pending = str(uuid.uuid4()).upper()
+        # Kept whole before 0009, and in another spacing than vouchd's: read back as they were.
+        old_properties = ('{"serial_number": "%s", "udid": "%s", "os_version": "17.4"}'
+                          % (dev.serial, dev.udid))
+        old_checked = '{"udid": "%s", "at": "2026-01-01T00:00:00Z"}' % dev.udid
         report = plistlib.dumps(dev.report_message("Acknowledged", cu, QueryResponses={
             "OSVersion": "17.4", "DevicePropertiesAttestation": [leaf, sub]}))
         sql.append(f"""
             INSERT INTO devices (udid, serial_number) VALUES ('{dev.udid}', '{dev.serial}');
-            INSERT INTO attestations (udid, command_uuid, status, freshness, chain, generation)
+            INSERT INTO attestations (udid, command_uuid, status, freshness, chain, generation,
+                                      properties, checked)
             VALUES ('{dev.udid}', '{cu}', 'verified', 'fresh',
-                    ARRAY['\\x{leaf.hex()}'::bytea, '\\x{sub.hex()}'::bytea], 1);
+                    ARRAY['\\x{leaf.hex()}'::bytea, '\\x{sub.hex()}'::bytea], 1,
+                    '{old_properties}', '{old_checked}');
+            INSERT INTO enrollments (udid, topic, enabled, identity_cert_sha256,
+                                     authenticated_at)
+            VALUES ('{dev.udid}', 'topic', true, sha256('x'), now());
+            INSERT INTO attestation_requests (command_uuid, udid, nonce, reason)
+            VALUES ('{pending}', '{dev.udid}', '\\x{"02" * 32}', 'operator');
             INSERT INTO command_results (udid, command_uuid, request_type, status, report)
             VALUES ('{dev.udid}', '{cu}', 'DeviceInformation', 'Acknowledged',
                     '\\x{report.hex()}');""")
@@ -169,5 +280,18 @@ class UpgradeTest(AttestationCase):
             r = v.admin("GET", f"/v1/devices/{dev.udid}/attestations")
             self.assertStatus(r, 200, "GET the upgraded history")
             self.assertEqual(r.json()[0]["chain"], [b64(leaf), b64(sub)])
+            self.assertEqual(r.json()[0]["properties"], json.loads(old_properties))
+            self.assertEqual(r.json()[0]["checked"], json.loads(old_checked))
+            # attestation_requests is keyed by device and command since 0009: the pending
+            # request made before is still the device's request.
+            r = v.admin("GET", f"/v1/devices/{dev.udid}")
+            self.assertStatus(r, 200, "GET the upgraded device")
+            self.assertEqual(r.json()["attestation"]["request"]["command_uuid"], pending)
+            self.assertEqual(self.pg.psql(
+                "SELECT pg_get_indexdef(indexrelid) FROM pg_index "
+                "WHERE indrelid = 'attestation_requests'::regclass AND indisprimary",
+                dbname).strip(),
+                "CREATE UNIQUE INDEX attestation_requests_pkey ON public.attestation_requests "
+                "USING btree (udid, command_uuid)")
         finally:
             v.stop()

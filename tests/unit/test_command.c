@@ -1,5 +1,5 @@
-/* Unit tests of server/device/command.c: checking an operator's command plist, adding a CommandUUID,
- * and the XML handed to devices. */
+/* Unit tests of server/device/command.c: checking an operator's command plist, adding a
+ * CommandUUID, and the XML handed to devices. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -418,9 +418,14 @@ static void test_new_uuid(void **state)
  * a 32-byte nonce as <data> that differs every time and is the one handed back. */
 static void test_attestation_request(void **state)
 {
-    static const char *const expected[] = {
-        "DevicePropertiesAttestation", "UDID", "SerialNumber", "OSVersion", "BuildVersion",
-        "ProductName", "Model", "SoftwareUpdateDeviceID"};
+    static const char *const expected[] = {"DevicePropertiesAttestation",
+                                           "UDID",
+                                           "SerialNumber",
+                                           "OSVersion",
+                                           "BuildVersion",
+                                           "ProductName",
+                                           "Model",
+                                           "SoftwareUpdateDeviceID"};
     uint8_t first_nonce[COMMAND_NONCE_BYTES] = {0};
     char first_uuid[COMMAND_MAX_UUID + 1] = "";
     for (int round = 0; round < 2; round++) {
@@ -495,6 +500,90 @@ static void test_attestation_body_refusals(void **state)
     command_clear(&cmd);
 }
 
+/* An answer to an attestation request as a device sends it: root keys in the order given. */
+static plist_t attestation_answer(const char *order, bool with_chain)
+{
+    plist_t root = plist_new_dict();
+    for (const char *c = order; *c; c++) {
+        if (*c == 'U') {
+            plist_dict_set_item(root, "UDID", plist_new_string("UDID-1"));
+        } else if (*c == 'C') {
+            plist_dict_set_item(root, "CommandUUID", plist_new_string("CMD-1"));
+        } else if (*c == 'S') {
+            plist_dict_set_item(root, "Status", plist_new_string("Acknowledged"));
+        } else {
+            plist_t qr = plist_new_dict();
+            plist_dict_set_item(qr, "SerialNumber", plist_new_string("C02XL0GXJGH5"));
+            if (with_chain) {
+                plist_t certs = plist_new_array();
+                plist_array_append_item(certs, plist_new_data("\x30\x82", 2));
+                plist_dict_set_item(qr, "DevicePropertiesAttestation", certs);
+            }
+            plist_dict_set_item(qr, "DeviceName", plist_new_string("<Tom & Jerry's>"));
+            plist_dict_set_item(root, "QueryResponses", qr);
+        }
+    }
+    return root;
+}
+
+static void test_answer_shape(void **state)
+{
+    (void)state;
+    char **items = NULL;
+    size_t count = 0;
+    plist_t answer = attestation_answer("CQSU", true);
+    assert_true(
+        command_answer_shape(answer, "UDID-1", "CMD-1", "Acknowledged", true, &items, &count));
+    const char *const want[] = {
+        "CQSU", "SerialNumber", "C02XL0GXJGH5",   "DevicePropertiesAttestation",
+        "",     "DeviceName",   "<Tom & Jerry's>"};
+    assert_int_equal(count, sizeof(want) / sizeof(want[0]));
+    for (size_t i = 0; i < count; i++)
+        assert_string_equal(items[i], want[i]);
+    /* Packed: the request's Queries as their position, the device's UDID as one character. */
+    char *packed = command_answer_shape_pack(items, count, "C02XL0GXJGH5");
+    assert_string_equal(packed, "CQSU\x1f\x03\x1f\x1e\x1f\x01\x1f\x1f"
+                                "DeviceName\x1f<Tom & Jerry's>");
+    free(packed);
+    command_answer_shape_free(items, count);
+    /* Another device's, command's or status's values are not the row's. */
+    assert_false(
+        command_answer_shape(answer, "UDID-2", "CMD-1", "Acknowledged", true, &items, &count));
+    assert_false(
+        command_answer_shape(answer, "UDID-1", "CMD-2", "Acknowledged", true, &items, &count));
+    assert_false(command_answer_shape(answer, "UDID-1", "CMD-1", "Error", true, &items, &count));
+    /* A chain where none was recorded, or none where one was. */
+    assert_false(
+        command_answer_shape(answer, "UDID-1", "CMD-1", "Acknowledged", false, &items, &count));
+    plist_free(answer);
+    answer = attestation_answer("UCSQ", false);
+    assert_true(
+        command_answer_shape(answer, "UDID-1", "CMD-1", "Acknowledged", false, &items, &count));
+    assert_string_equal(items[0], "UCSQ");
+    assert_int_equal(count, 5);
+    command_answer_shape_free(items, count);
+    assert_false(
+        command_answer_shape(answer, "UDID-1", "CMD-1", "Acknowledged", true, &items, &count));
+    /* What the shape cannot hold: a value that is no string, a control character, a key more. */
+    plist_t qr = plist_dict_get_item(answer, "QueryResponses");
+    plist_dict_set_item(qr, "BatteryLevel", plist_new_uint(1));
+    assert_false(
+        command_answer_shape(answer, "UDID-1", "CMD-1", "Acknowledged", false, &items, &count));
+    assert_null(items);
+    plist_dict_remove_item(qr, "BatteryLevel");
+    plist_dict_set_item(qr, "DeviceName", plist_new_string("tab\there"));
+    assert_false(
+        command_answer_shape(answer, "UDID-1", "CMD-1", "Acknowledged", false, &items, &count));
+    plist_dict_set_item(qr, "DeviceName", plist_new_string("fine"));
+    assert_true(
+        command_answer_shape(answer, "UDID-1", "CMD-1", "Acknowledged", false, &items, &count));
+    command_answer_shape_free(items, count);
+    plist_dict_set_item(answer, "EnrollmentID", plist_new_string("x"));
+    assert_false(
+        command_answer_shape(answer, "UDID-1", "CMD-1", "Acknowledged", false, &items, &count));
+    plist_free(answer);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -507,6 +596,7 @@ int main(void)
         cmocka_unit_test(test_new_uuid),
         cmocka_unit_test(test_attestation_request),
         cmocka_unit_test(test_attestation_body_refusals),
+        cmocka_unit_test(test_answer_shape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
