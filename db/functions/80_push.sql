@@ -20,22 +20,27 @@ $$;
 -- it is no longer the device's token or a TokenUpdate came after the time APNs gave.
 CREATE OR REPLACE FUNCTION vouch_push_results(p_udids text[], p_tokens text[], p_results text[],
                                    p_apns_ids text[], p_reasons text[], p_dead_at timestamptz[])
-RETURNS void LANGUAGE sql AS $$
-    -- vouch_now() once a batch (a materialized CTE: a subquery would be pulled up and call it
-    -- once a row); seq follows the batch's order.
-    WITH c AS MATERIALIZED (SELECT vouch_now() AS now)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    t timestamptz := vouch_now(); -- once a batch, not once a row
+BEGIN
+    -- seq follows the batch's order.
     INSERT INTO push_log (udid, at, result, apns_id, reason)
-    SELECT r.udid, c.now, r.result, r.apns_id, r.reason
-    FROM c, unnest(p_udids, p_results, p_apns_ids, p_reasons) WITH ORDINALITY
-                AS r(udid, result, apns_id, reason, n)
+    SELECT r.udid, t, r.result, r.apns_id, r.reason
+    FROM unnest(p_udids, p_results, p_apns_ids, p_reasons) WITH ORDINALITY
+             AS r(udid, result, apns_id, reason, n)
     ORDER BY r.n;
-    -- vouchd sends the token (and the time) with a 410 only.
-    WITH c AS MATERIALIZED (SELECT vouch_now() AS now)
-    UPDATE enrollments e SET token_dead_at = coalesce(r.dead_at, c.now)
-    FROM c, unnest(p_udids, p_tokens, p_results, p_dead_at) AS r(udid, token, result, dead_at)
+    -- Most batches have no 410: no join to plan or run. vouchd sends the token (and the time)
+    -- with a 410 only.
+    IF array_position(p_results, 'unregistered') IS NULL THEN
+        RETURN;
+    END IF;
+    UPDATE enrollments e SET token_dead_at = coalesce(r.dead_at, t)
+    FROM unnest(p_udids, p_tokens, p_results, p_dead_at) AS r(udid, token, result, dead_at)
     WHERE r.result = 'unregistered' AND r.token IS NOT NULL AND e.udid = r.udid
       AND e.push_token = decode(r.token, 'hex')
-      AND (e.token_updated_at IS NULL OR e.token_updated_at < coalesce(r.dead_at, c.now));
+      AND (e.token_updated_at IS NULL OR e.token_updated_at < coalesce(r.dead_at, t));
+END
 $$;
 
 -- Devices to push again: those whose last push failed transiently in the last day and that
