@@ -866,8 +866,11 @@ class PushLogTest(PushTestCase):
                  DEADLINE_S, what="the enrollment pushes' answers")
         # forgotten: its only answers are 40 and 39 days old; pushed_since: an old one before
         # its enrollment push's.
+        # One transaction: vouchd prunes too (every 10 minutes, the first 2 s after its start),
+        # and must not see these entries before this test's own call has taken them.
         old_id = str(uuid.uuid4()).upper()
-        old_at = self.pg.psql(f"""
+        old_at, deleted = self.pg.psql(f"""
+            BEGIN;
             DELETE FROM push_log WHERE udid = '{forgotten.udid}';
             INSERT INTO push_log (udid, at, result, reason) VALUES
                 ('{forgotten.udid}', vouch_now() - interval '40 days', 'transient', 'Shutdown');
@@ -877,9 +880,9 @@ class PushLogTest(PushTestCase):
                            WHERE udid = '{pushed_since.udid}' RETURNING seq)
             INSERT INTO push_log (udid, at, result)
                 SELECT '{pushed_since.udid}', vouch_now() - interval '1 hour', 'delivered';
-            SELECT vouch_time(vouch_now() - interval '39 days');""", self.dbname).strip()
-        deleted = self.pg.psql("SELECT vouch_push_prune(interval '30 days', 1000)",
-                               self.dbname).strip()
+            SELECT vouch_time(vouch_now() - interval '39 days');
+            SELECT vouch_push_prune(interval '30 days', 1000);
+            COMMIT;""", self.dbname).split()
         self.assertEqual(deleted, "3", "the three entries older than 30 days")
         self.assertEqual(self.log_of(forgotten), [])
         self.assertEqual(self.enrollment_columns(forgotten), f"delivered|{old_id}|{old_at}",
