@@ -35,7 +35,7 @@ LANGUAGE sql STABLE AS $$
                                 WHEN e.token_dead_at IS NOT NULL THEN 'dead'
                                 ELSE 'active' END,
             -- The newest answer in push_log; without one, what the enrollment keeps (answers
-            -- from before migration 0009, or folded there when the log's were pruned).
+            -- from before migration 0010, or folded there when the log's were pruned).
             'last_push_at', vouch_time(coalesce(
                 (SELECT p.at FROM push_log p WHERE p.udid = d.udid ORDER BY p.seq DESC LIMIT 1),
                 e.last_push_at)),

@@ -45,7 +45,7 @@ $$;
 
 -- Devices to push again: those whose last push failed transiently in the last day and that
 -- still have work waiting (their newest push_log entry; before it, the enrollment's columns:
--- answers recorded before migration 0009 or folded there by vouch_push_prune), and those with
+-- answers recorded before migration 0010 or folded there by vouch_push_prune), and those with
 -- commands queued more than a minute ago and not pushed since (the instance that queued them
 -- died before its push went out). The second look is bounded to the last ten minutes of the
 -- queue, so it costs what was queued lately, not the whole queue; the first to a day of the

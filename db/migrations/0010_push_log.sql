@@ -1,4 +1,4 @@
--- 0009: push answers appended to a log instead of written onto the enrollment (issue 23).
+-- 0010: push answers appended to a log instead of written onto the enrollment (issue 23).
 --
 -- Recording an answer used to update its enrollment (last_push_at, last_push_result,
 -- last_push_apns_id, last_push_reason): a non-HOT update of a wide row with its indexes, about
