@@ -9,9 +9,10 @@
  *
  * Liveness: a tick each second times out streams older than the attempt timeout (RST_STREAM
  * CANCEL), PINGs a connection idle for PING_IDLE_S or one whose stream has just timed out, and
- * drops it when the PING is not answered in PING_TIMEOUT_S. A GOAWAY from APNs stops new streams;
- * nghttp2 closes the streams above its last-stream-id as REFUSED_STREAM, which the client sends
- * again elsewhere without counting an attempt.
+ * drops it when the PING is not answered in PING_TIMEOUT_S; past PING_SUSPECT_MS unanswered it
+ * takes no new stream, so pushes go to another connection meanwhile. A GOAWAY from APNs stops new
+ * streams; nghttp2 closes the streams above its last-stream-id as REFUSED_STREAM, which the client
+ * sends again elsewhere without counting an attempt.
  *
  * A memory connection (client->memory, for tests and the fuzz target) has no socket: its output
  * collects in an evbuffer and its input comes from apns_conn_feed().
@@ -37,6 +38,9 @@
 #define HANDSHAKE_TIMEOUT_S 10
 #define PING_IDLE_S 60
 #define PING_TIMEOUT_S 15
+/* A PING unanswered this long makes the connection suspect: it keeps its streams until the
+ * PING's deadline but takes no new one (APNs answers a PING in a round trip). */
+#define PING_SUSPECT_MS 2000
 #define WRITE_CHUNK (64 << 10) /* nghttp2's output gathered into writes of this size */
 #define OUTPUT_HIGH (1 << 20)  /* unwritten output beyond which reading pauses */
 #define INPUT_MAX (256 << 10)  /* read at most this much before feeding nghttp2 */
@@ -198,8 +202,10 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
         apns_client_schedule_dispatch(conn->client);
         break;
     case NGHTTP2_PING:
-        if (frame->hd.flags & NGHTTP2_FLAG_ACK)
+        if (frame->hd.flags & NGHTTP2_FLAG_ACK) {
             conn->ping_sent_ms = 0;
+            apns_client_schedule_dispatch(conn->client); /* it takes streams again */
+        }
         break;
     case NGHTTP2_SETTINGS:
         if (!(frame->hd.flags & NGHTTP2_FLAG_ACK)) {
@@ -638,6 +644,10 @@ unsigned apns_conn_room(const struct apns_conn *conn, unsigned cap)
 {
     /* Nothing before APNs' SETTINGS: streams beyond its limit would be refused. */
     if (conn->state != APNS_CONN_OPEN || !conn->settings_received)
+        return 0;
+    /* Pushes sent on a peer that may be gone would each wait out its timeout: while the
+     * connection is suspect the dispatcher uses the others, or opens one. */
+    if (conn->ping_sent_ms != 0 && apns_now_ms() - conn->ping_sent_ms >= PING_SUSPECT_MS)
         return 0;
     uint32_t peer =
         nghttp2_session_get_remote_settings(conn->session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);

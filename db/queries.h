@@ -167,29 +167,6 @@ void db_device_commands(struct db_pool *pool, const char *udid, unsigned limit,
 bool db_decode_text(const PGresult *res, const char **text, size_t *len)
     __attribute__((warn_unused_result));
 
-/* Push targets among udids[0..count): rows (udid, token bytea, push_magic, topic), binary. */
-void db_push_targets(struct db_pool *pool, const char *const *udids, size_t count,
-                     db_result_fn *cb, void *arg);
-bool db_decode_push_target(const PGresult *res, int row, const char **udid,
-                           const uint8_t **token, size_t *token_len, const char **push_magic)
-    __attribute__((warn_unused_result));
-
-/* A batch of push answers: result is an apns_outcome_name(); apns_id, reason may be NULL;
- * dead_at is RFC 3339 (with milliseconds) or NULL, and kills token_hex only if it is still the
- * device's token. */
-struct db_push_result {
-    const char *udid;
-    const char *token_hex; /* the token pushed */
-    const char *result;
-    const char *apns_id;
-    const char *reason;
-    const char *dead_at;
-};
-void db_push_results(struct db_pool *pool, const struct db_push_result *results, size_t count,
-                     db_result_fn *cb, void *arg);
-/* Devices to push again (one column, udid). */
-void db_push_retry_due(struct db_pool *pool, unsigned limit, db_result_fn *cb, void *arg);
-
 /* One scheduler tick: requests[0..count) are attestation requests built for whichever devices
  * are due (unused ones are dropped); the info command goes to up to info_limit devices due for
  * a light query. Rows (udid, kind "attestation" | "info", reason) name the devices to push. */

@@ -86,8 +86,14 @@ LANGUAGE sql STABLE AS $$
             'token_state', CASE WHEN e.push_token IS NULL OR NOT e.enabled THEN 'none'
                                 WHEN e.token_dead_at IS NOT NULL THEN 'dead'
                                 ELSE 'active' END,
-            'last_push_at', vouch_time(e.last_push_at),
-            'last_push_result', e.last_push_result),
+            -- The newest answer in push_log; without one, what the enrollment keeps (answers
+            -- from before migration 0010, or folded there when the log's were pruned).
+            'last_push_at', vouch_time(coalesce(
+                (SELECT p.at FROM push_log p WHERE p.udid = d.udid ORDER BY p.seq DESC LIMIT 1),
+                e.last_push_at)),
+            'last_push_result', coalesce(
+                (SELECT p.result FROM push_log p WHERE p.udid = d.udid ORDER BY p.seq DESC LIMIT 1),
+                e.last_push_result)),
         'attestation', json_build_object(
             'status', CASE WHEN d.attestation_status = 'verified'
                                 AND d.attestation_expires_at <= vouch_now() THEN 'expired'

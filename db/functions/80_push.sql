@@ -14,35 +14,56 @@ LANGUAGE sql STABLE AS $$
       AND e.push_magic IS NOT NULL AND e.token_dead_at IS NULL
 $$;
 
--- Records a batch of push answers. A 410 marks the token dead, unless it is no longer the
--- device's token or a TokenUpdate came after the time APNs gave.
+-- Records a batch of push answers, oldest first: each appended to push_log (one insert for the
+-- batch: the answers of a fleet cost a heap tuple and an index entry each, not an update of
+-- each enrollment). A 410 marks the token dead on the enrollment in the same statement, unless
+-- it is no longer the device's token or a TokenUpdate came after the time APNs gave.
 CREATE OR REPLACE FUNCTION vouch_push_results(p_udids text[], p_tokens text[], p_results text[],
                                    p_apns_ids text[], p_reasons text[], p_dead_at timestamptz[])
-RETURNS void LANGUAGE sql AS $$
-    UPDATE enrollments e SET
-        last_push_at = vouch_now(),
-        last_push_result = r.result,
-        last_push_apns_id = r.apns_id,
-        last_push_reason = r.reason,
-        token_dead_at = CASE WHEN r.result = 'unregistered'
-                              AND e.push_token = decode(r.token, 'hex')
-                              AND (e.token_updated_at IS NULL
-                                   OR e.token_updated_at < coalesce(r.dead_at, vouch_now()))
-                             THEN coalesce(r.dead_at, vouch_now()) ELSE e.token_dead_at END
-    FROM unnest(p_udids, p_tokens, p_results, p_apns_ids, p_reasons, p_dead_at)
-         AS r(udid, token, result, apns_id, reason, dead_at)
-    WHERE e.udid = r.udid
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    t timestamptz := vouch_now(); -- once a batch, not once a row
+BEGIN
+    -- seq follows the batch's order.
+    INSERT INTO push_log (udid, at, result, apns_id, reason)
+    SELECT r.udid, t, r.result, r.apns_id, r.reason
+    FROM unnest(p_udids, p_results, p_apns_ids, p_reasons) WITH ORDINALITY
+             AS r(udid, result, apns_id, reason, n)
+    ORDER BY r.n;
+    -- Most batches have no 410: no join to plan or run. vouchd sends the token (and the time)
+    -- with a 410 only.
+    IF array_position(p_results, 'unregistered') IS NULL THEN
+        RETURN;
+    END IF;
+    UPDATE enrollments e SET token_dead_at = coalesce(r.dead_at, t)
+    FROM unnest(p_udids, p_tokens, p_results, p_dead_at) AS r(udid, token, result, dead_at)
+    WHERE r.result = 'unregistered' AND r.token IS NOT NULL AND e.udid = r.udid
+      AND e.push_token = decode(r.token, 'hex')
+      AND (e.token_updated_at IS NULL OR e.token_updated_at < coalesce(r.dead_at, t));
+END
 $$;
 
--- Devices to push again: those whose last push failed transiently and that still have work
--- waiting, and those with commands queued more than a minute ago and not pushed since (the
--- instance that queued them died before its push went out). The second look is bounded to the
--- last ten minutes of the queue, so it costs what was queued lately, not the whole queue.
+-- Devices to push again: those whose last push failed transiently in the last day and that
+-- still have work waiting (their newest push_log entry; before it, the enrollment's columns:
+-- answers recorded before migration 0010 or folded there by vouch_push_prune), and those with
+-- commands queued more than a minute ago and not pushed since (the instance that queued them
+-- died before its push went out). The second look is bounded to the last ten minutes of the
+-- queue, so it costs what was queued lately, not the whole queue; the first to a day of the
+-- log, so answers a later one superseded are not read again at every sweep for a month.
 CREATE OR REPLACE FUNCTION vouch_push_retry_due(p_limit integer) RETURNS TABLE (udid text)
 LANGUAGE sql STABLE AS $$
+    (SELECT l.udid FROM push_log l JOIN enrollments e ON e.udid = l.udid
+     WHERE l.result = 'transient' AND l.at < vouch_now() - interval '30 seconds'
+       AND l.at >= vouch_now() - interval '1 day'
+       AND NOT EXISTS (SELECT 1 FROM push_log n WHERE n.udid = l.udid AND n.seq > l.seq)
+       AND e.enabled AND e.token_dead_at IS NULL
+       AND EXISTS (SELECT 1 FROM command_queue q WHERE q.udid = e.udid)
+     ORDER BY l.at LIMIT p_limit)
+    UNION
     (SELECT e.udid FROM enrollments e
      WHERE e.last_push_result = 'transient' AND e.last_push_at < vouch_now() - interval '30 seconds'
        AND e.enabled AND e.token_dead_at IS NULL
+       AND NOT EXISTS (SELECT 1 FROM push_log n WHERE n.udid = e.udid)
        AND EXISTS (SELECT 1 FROM command_queue q WHERE q.udid = e.udid)
      ORDER BY e.last_push_at LIMIT p_limit)
     UNION
@@ -51,5 +72,31 @@ LANGUAGE sql STABLE AS $$
        AND q.queued_at < vouch_now() - interval '1 minute'
        AND e.enabled AND e.token_dead_at IS NULL AND e.push_token IS NOT NULL
        AND (e.last_push_at IS NULL OR e.last_push_at < q.queued_at)
+       AND NOT EXISTS (SELECT 1 FROM push_log n WHERE n.udid = q.udid AND n.at >= q.queued_at)
      LIMIT p_limit)
+$$;
+
+-- Drops up to p_batch push_log entries older than p_retention, oldest first. A device whose
+-- newest entry goes keeps it on its enrollment (last_push_*), so the device object still shows
+-- its last push; a device pushed again since costs no update. Entries of devices without an
+-- enrollment just go.
+CREATE OR REPLACE FUNCTION vouch_push_prune(p_retention interval, p_batch integer)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    deleted bigint;
+BEGIN
+    WITH old AS MATERIALIZED (
+        SELECT l.ctid AS id, l.seq, l.udid, l.at, l.result, l.apns_id, l.reason FROM push_log l
+        WHERE l.at < vouch_now() - p_retention ORDER BY l.at, l.seq LIMIT p_batch),
+    newest AS (
+        SELECT b.* FROM (SELECT DISTINCT ON (o.udid) o.* FROM old o ORDER BY o.udid, o.seq DESC) b
+        WHERE NOT EXISTS (SELECT 1 FROM push_log n WHERE n.udid = b.udid AND n.seq > b.seq)),
+    folded AS (
+        UPDATE enrollments e SET last_push_at = b.at, last_push_result = b.result,
+               last_push_apns_id = b.apns_id, last_push_reason = b.reason
+        FROM newest b WHERE e.udid = b.udid)
+    DELETE FROM push_log WHERE ctid = ANY (ARRAY(SELECT id FROM old));
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+    RETURN deleted;
+END
 $$;

@@ -11,31 +11,57 @@
 
 #include "apns.h"
 #include "log.h"
-#include "queries.h"
+#include "queries_push.h"
 #include "vouchd.h"
 
 #define BUCKETS 4096
-#define RESULT_BATCH 2000      /* answers per statement */
+#define RESULT_BATCH 2000             /* answers per statement */
 #define RESULT_BACKLOG_MAX (1u << 20) /* answers waiting for the database, at most */
 #define RESULT_FLUSH_MS 50
 #define RETRY_SWEEP_S 30
-#define FIRST_SWEEP_S 2 /* soon after start: a restarted instance resumes what its last run owed */
+#define FIRST_SWEEP_S 2 /* soon after start: a restarted instance resumes what its last run owed   \
+                         */
 #define RETRY_SWEEP_LIMIT 1000
+#define PRUNE_EVERY_S 600
+#define PRUNE_AGAIN_S 1   /* a full batch went: more is old, keep on without holding the loop */
+#define PRUNE_BATCH 10000 /* push_log entries dropped a statement */
 
 /* APNs' documented reasons: metric labels come from this table only, never from the network. */
 static const char *const apns_reasons[] = {
-    "BadCollapseId", "BadDeviceToken", "BadExpirationDate", "BadMessageId", "BadPriority",
-    "BadTopic", "DeviceTokenNotForTopic", "DuplicateHeaders", "IdleTimeout", "InvalidPushType",
-    "MissingDeviceToken", "MissingTopic", "PayloadEmpty", "TopicDisallowed", "BadCertificate",
-    "BadCertificateEnvironment", "ExpiredProviderToken", "Forbidden", "InvalidProviderToken",
-    "MissingProviderToken", "BadPath", "MethodNotAllowed", "ExpiredToken", "Unregistered",
-    "PayloadTooLarge", "TooManyProviderTokenUpdates", "TooManyRequests", "InternalServerError",
-    "ServiceUnavailable", "Shutdown",
+    "BadCollapseId",
+    "BadDeviceToken",
+    "BadExpirationDate",
+    "BadMessageId",
+    "BadPriority",
+    "BadTopic",
+    "DeviceTokenNotForTopic",
+    "DuplicateHeaders",
+    "IdleTimeout",
+    "InvalidPushType",
+    "MissingDeviceToken",
+    "MissingTopic",
+    "PayloadEmpty",
+    "TopicDisallowed",
+    "BadCertificate",
+    "BadCertificateEnvironment",
+    "ExpiredProviderToken",
+    "Forbidden",
+    "InvalidProviderToken",
+    "MissingProviderToken",
+    "BadPath",
+    "MethodNotAllowed",
+    "ExpiredToken",
+    "Unregistered",
+    "PayloadTooLarge",
+    "TooManyProviderTokenUpdates",
+    "TooManyRequests",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "Shutdown",
 };
 #define REASON_COUNT (sizeof(apns_reasons) / sizeof(apns_reasons[0]))
-#define REASON_OTHER REASON_COUNT          /* an answer with another or no reason */
+#define REASON_OTHER REASON_COUNT            /* an answer with another or no reason */
 #define REASON_CONNECTION (REASON_COUNT + 1) /* no answer: connection, TLS, GOAWAY, timeout */
-
 
 /* Someone waiting for a device's push: slot index of a batch. */
 struct waiter {
@@ -48,18 +74,24 @@ struct waiter {
 struct entry {
     struct entry *next; /* in its bucket */
     struct push_service *ps;
-    char token_hex[2 * APNS_TOKEN_MAX + 1]; /* the token pushed: a 410 kills this one only */
+    uint8_t token[APNS_TOKEN_MAX]; /* the token pushed: a 410 kills this one only */
+    size_t token_len;
     struct waiter *waiters;
     bool sent; /* handed to APNs (else its lookup found no token) */
     char udid[];
 };
+
+#define DETAIL_MAX 64 /* struct apns_response's apns_id and reason */
 
 struct batch {
     push_batch_fn *done;
     void *arg;
     size_t count, remaining;
     struct push_report *reports;
-    char **strings; /* copies behind reports[], freed with the batch */
+    /* What reports[] point to, freed with the batch: the udids one after the other, and a
+     * detail per report (two allocations a batch, not two a device). */
+    char *udids;
+    char (*details)[DETAIL_MAX];
 };
 
 /* A lookup of tokens for a group of entries. */
@@ -69,8 +101,13 @@ struct lookup {
     struct entry *entries[];
 };
 
+/* An answer waiting for its statement: result is static (apns_outcome_name()); the strings
+ * are in one allocation, text: the udid at 0, then each other one present at its offset (0:
+ * absent, SQL NULL). The token and the time go only with a 410, the one answer that uses them. */
 struct pending_result {
-    char *udid, *token_hex, *result, *apns_id, *reason, *dead_at;
+    const char *result;
+    char *text;
+    uint16_t apns_id, reason, token_hex, dead_at;
 };
 
 struct push_service {
@@ -83,7 +120,7 @@ struct push_service {
     bool flushing;
     size_t flushing_count;         /* answers in the statement out */
     uint64_t recorded, unrecorded; /* answers written, and lost (database away, backlog full) */
-    struct event flush_timer, sweep_timer;
+    struct event flush_timer, sweep_timer, prune_timer;
     bool certificate_refused;
     bool stopping; /* push_service_stop: the database's last answers are not acted on */
     uint64_t by_outcome[5], no_token, coalesced, requested;
@@ -128,17 +165,6 @@ static void entry_remove(struct push_service *ps, struct entry *e)
     free(e);
 }
 
-static char *copy(struct batch *b, size_t slot, const char *s)
-{
-    if (s == NULL)
-        return NULL;
-    free(b->strings[slot]);
-    b->strings[slot] = strdup(s);
-    if (b->strings[slot] == NULL)
-        log_fatal("out of memory");
-    return b->strings[slot];
-}
-
 /* One slot of the batch is done with; the last one frees it, telling its caller unless the
  * service is being freed (tell false: the batch goes unheard). */
 static void batch_drop(struct batch *b, bool tell)
@@ -147,9 +173,8 @@ static void batch_drop(struct batch *b, bool tell)
         return;
     if (tell && b->done != NULL)
         b->done(b->arg, b->reports, b->count);
-    for (size_t i = 0; i < 3 * b->count; i++)
-        free(b->strings[i]);
-    free(b->strings);
+    free(b->udids);
+    free(b->details);
     free(b->reports);
     free(b);
 }
@@ -161,9 +186,12 @@ static void batch_release(struct batch *b)
 
 static void batch_report(struct batch *b, size_t index, const char *result, const char *detail)
 {
-    /* Strings per report: udid copied at creation (slot 3i), detail (3i+1); result is static. */
     b->reports[index].result = result;
-    b->reports[index].detail = copy(b, 3 * index + 1, detail);
+    b->reports[index].detail = NULL;
+    if (detail != NULL) {
+        snprintf(b->details[index], DETAIL_MAX, "%s", detail);
+        b->reports[index].detail = b->details[index];
+    }
     batch_release(b);
 }
 
@@ -201,6 +229,11 @@ static void results_written(void *arg, enum db_outcome outcome, const PGresult *
         flush_results(ps);
 }
 
+static const char *pending_get(const struct pending_result *p, uint16_t offset)
+{
+    return offset != 0 ? p->text + offset : NULL;
+}
+
 static void flush_results(struct push_service *ps)
 {
     if (ps->flushing || ps->result_count == 0)
@@ -211,21 +244,18 @@ static void flush_results(struct push_service *ps)
         log_fatal("out of memory");
     for (size_t i = 0; i < count; i++) {
         const struct pending_result *p = &ps->results[i];
-        rows[i] = (struct db_push_result){p->udid, p->token_hex, p->result, p->apns_id, p->reason,
-                                          p->dead_at};
+        rows[i] = (struct db_push_result){p->text,
+                                          pending_get(p, p->token_hex),
+                                          p->result,
+                                          pending_get(p, p->apns_id),
+                                          pending_get(p, p->reason),
+                                          pending_get(p, p->dead_at)};
     }
     ps->flushing = true;
     ps->flushing_count = count;
     db_push_results(ps->srv->db, rows, count, results_written, ps);
-    for (size_t i = 0; i < count; i++) {
-        struct pending_result *p = &ps->results[i];
-        free(p->udid);
-        free(p->token_hex);
-        free(p->result);
-        free(p->apns_id);
-        free(p->reason);
-        free(p->dead_at);
-    }
+    for (size_t i = 0; i < count; i++)
+        free(ps->results[i].text);
     free(rows);
     memmove(ps->results, ps->results + count, (ps->result_count - count) * sizeof(*ps->results));
     ps->result_count -= count;
@@ -236,25 +266,40 @@ static void flush_timer_cb(evutil_socket_t fd, short what, void *arg)
     flush_results(arg);
 }
 
-static char *dup_or_null(const char *s)
-{
-    char *d = s && *s ? strdup(s) : NULL;
-    if (s && *s && d == NULL)
-        log_fatal("out of memory");
-    return d;
-}
-
 /* RFC 3339 with milliseconds: a 410's time is compared with the last TokenUpdate's. */
 static void format_ms(int64_t ms, char out[32])
 {
     time_t seconds = (time_t)(ms / 1000);
     struct tm tm;
     char base[21];
-    if (gmtime_r(&seconds, &tm) == NULL || strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
+    if (gmtime_r(&seconds, &tm) == NULL ||
+        strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
         out[0] = '\0';
         return;
     }
     snprintf(out, 32, "%s.%03dZ", base, (int)(ms % 1000));
+}
+
+static void hex_encode(const uint8_t *bytes, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[bytes[i] >> 4];
+        out[2 * i + 1] = digits[bytes[i] & 15];
+    }
+    out[2 * len] = '\0';
+}
+
+/* Appends s (if not empty) to text at *used, returning its offset, 0 when absent. */
+static uint16_t pending_put(char *text, size_t *used, const char *s)
+{
+    if (s == NULL || *s == '\0')
+        return 0;
+    size_t len = strlen(s);
+    uint16_t offset = (uint16_t)*used;
+    memcpy(text + *used, s, len + 1);
+    *used += len + 1;
+    return offset;
 }
 
 static void record_result(struct push_service *ps, const struct entry *e,
@@ -278,21 +323,36 @@ static void record_result(struct push_service *ps, const struct entry *e,
         ps->results = grown;
         ps->result_capacity = capacity;
     }
-    struct pending_result *p = &ps->results[ps->result_count++];
-    char dead_at[32] = "";
+    char dead_at[32] = "", token_hex[2 * APNS_TOKEN_MAX + 1] = "";
     if (r->outcome == APNS_UNREGISTERED) {
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
         format_ms(r->timestamp_ms > 0 ? r->timestamp_ms
                                       : (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000,
                   dead_at);
+        hex_encode(e->token, e->token_len, token_hex);
     }
-    p->udid = dup_or_null(udid);
-    p->token_hex = dup_or_null(e->token_hex);
-    p->result = dup_or_null(apns_outcome_name(r->outcome));
-    p->apns_id = dup_or_null(r->apns_id);
-    p->reason = dup_or_null(r->reason);
-    p->dead_at = dup_or_null(dead_at);
+    /* udid is bounded by the admin API and the MDM front (ID_MAX_LEN), the rest by their
+     * arrays: the sum fits the 16-bit offsets. */
+    size_t udid_len = strlen(udid);
+    size_t size =
+        udid_len + 1 + sizeof(r->apns_id) + sizeof(r->reason) + sizeof(token_hex) + sizeof(dead_at);
+    if (size > UINT16_MAX) {
+        log_warn("push answer for a UDID of %zu bytes not recorded", udid_len);
+        ps->unrecorded++;
+        return;
+    }
+    struct pending_result *p = &ps->results[ps->result_count++];
+    p->text = malloc(size);
+    if (p->text == NULL)
+        log_fatal("out of memory");
+    memcpy(p->text, udid, udid_len + 1);
+    size_t used = udid_len + 1;
+    p->result = apns_outcome_name(r->outcome);
+    p->apns_id = pending_put(p->text, &used, r->apns_id);
+    p->reason = pending_put(p->text, &used, r->reason);
+    p->token_hex = pending_put(p->text, &used, token_hex);
+    p->dead_at = pending_put(p->text, &used, dead_at);
     if (!evtimer_pending(&ps->flush_timer, NULL)) {
         const struct timeval tv = {0, RESULT_FLUSH_MS * 1000};
         evtimer_add(&ps->flush_timer, &tv);
@@ -342,8 +402,8 @@ static void targets_found(void *arg, enum db_outcome outcome, const PGresult *re
             if (e == NULL || e->sent)
                 continue;
             e->sent = true;
-            for (size_t k = 0; k < token_len && k < APNS_TOKEN_MAX; k++)
-                snprintf(e->token_hex + 2 * k, 3, "%02x", token[k]);
+            e->token_len = token_len < APNS_TOKEN_MAX ? token_len : APNS_TOKEN_MAX;
+            memcpy(e->token, token, e->token_len);
             apns_client_push(ps->apns, token, token_len, magic, apns_done, e);
         }
     }
@@ -369,9 +429,14 @@ void push_devices(struct push_service *ps, const char *const *udids, size_t coun
     b->count = count;
     b->remaining = count + 1; /* the extra one is released below, after every slot is set */
     b->reports = calloc(count ? count : 1, sizeof(*b->reports));
-    b->strings = calloc(3 * (count ? count : 1), sizeof(char *));
-    if (b->reports == NULL || b->strings == NULL)
+    size_t udids_size = 1;
+    for (size_t i = 0; i < count; i++)
+        udids_size += strlen(udids[i]) + 1;
+    b->udids = malloc(udids_size);
+    b->details = malloc((count ? count : 1) * sizeof(*b->details));
+    if (b->reports == NULL || b->udids == NULL || b->details == NULL)
         log_fatal("out of memory");
+    size_t udids_used = 0;
     l->ps = ps;
     const char **lookup_udids = calloc(count ? count : 1, sizeof(char *));
     if (lookup_udids == NULL)
@@ -379,7 +444,9 @@ void push_devices(struct push_service *ps, const char *const *udids, size_t coun
 
     for (size_t i = 0; i < count; i++) {
         ps->requested++;
-        b->reports[i].udid = copy(b, 3 * i, udids[i]);
+        size_t udid_len = strlen(udids[i]);
+        b->reports[i].udid = memcpy(b->udids + udids_used, udids[i], udid_len + 1);
+        udids_used += udid_len + 1;
         struct waiter *w = calloc(1, sizeof(*w));
         if (w == NULL)
             log_fatal("out of memory");
@@ -440,6 +507,34 @@ static void sweep_timer_cb(evutil_socket_t fd, short what, void *arg)
         db_push_retry_due(ps->srv->db, RETRY_SWEEP_LIMIT, retry_due_found, ps);
 }
 
+/* ---- keeping the push log bounded ---- */
+
+static void pruned(void *arg, enum db_outcome outcome, const PGresult *res)
+{
+    struct push_service *ps = arg;
+    if (ps->stopping)
+        return;
+    long long deleted = 0;
+    if (outcome == DB_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+        deleted = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    if (deleted > 0)
+        log_info("pruned %lld push log entries", deleted);
+    const struct timeval next = {deleted >= PRUNE_BATCH ? PRUNE_AGAIN_S : PRUNE_EVERY_S, 0};
+    evtimer_add(&ps->prune_timer, &next);
+}
+
+static void prune_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct push_service *ps = arg;
+    if (!db_pool_is_up(ps->srv->db)) {
+        const struct timeval every = {PRUNE_EVERY_S, 0};
+        evtimer_add(&ps->prune_timer, &every);
+        return;
+    }
+    /* Answers are kept as long as finished command results (result_retention). */
+    db_push_prune(ps->srv->db, ps->srv->cfg->result_retention, PRUNE_BATCH, pruned, ps);
+}
+
 struct push_service *push_service_new(struct vouchd *srv, struct apns_client *apns)
 {
     struct push_service *ps = calloc(1, sizeof(*ps));
@@ -450,8 +545,10 @@ struct push_service *push_service_new(struct vouchd *srv, struct apns_client *ap
     ps->apns = apns;
     evtimer_assign(&ps->flush_timer, srv->base, flush_timer_cb, ps);
     evtimer_assign(&ps->sweep_timer, srv->base, sweep_timer_cb, ps);
+    evtimer_assign(&ps->prune_timer, srv->base, prune_timer_cb, ps);
     const struct timeval first = {FIRST_SWEEP_S, 0};
     evtimer_add(&ps->sweep_timer, &first);
+    evtimer_add(&ps->prune_timer, &first);
     return ps;
 }
 
@@ -467,6 +564,7 @@ void push_service_free(struct push_service *ps)
         return;
     evtimer_del(&ps->flush_timer);
     evtimer_del(&ps->sweep_timer);
+    evtimer_del(&ps->prune_timer);
     apns_client_free(ps->apns); /* drops pushes in flight: their entries go below */
     for (size_t i = 0; i < BUCKETS; i++) {
         while (ps->buckets[i] != NULL) {
@@ -482,14 +580,8 @@ void push_service_free(struct push_service *ps)
             free(e);
         }
     }
-    for (size_t i = 0; i < ps->result_count; i++) {
-        free(ps->results[i].udid);
-        free(ps->results[i].token_hex);
-        free(ps->results[i].result);
-        free(ps->results[i].apns_id);
-        free(ps->results[i].reason);
-        free(ps->results[i].dead_at);
-    }
+    for (size_t i = 0; i < ps->result_count; i++)
+        free(ps->results[i].text);
     free(ps->results);
     free(ps);
 }
@@ -516,11 +608,13 @@ void push_service_render_metrics(const struct push_service *ps, struct evbuffer 
                             apns_outcome_name((enum apns_outcome)i), ps->by_outcome[i]);
     evbuffer_add_printf(out, "vouch_pushes_total{outcome=\"no_token\"} %" PRIu64 "\n",
                         ps->no_token);
-    evbuffer_add_printf(out, "# HELP vouch_push_failures_total Pushes that ended without "
-                             "delivery, by APNs reason.\n# TYPE vouch_push_failures_total counter\n");
+    evbuffer_add_printf(out,
+                        "# HELP vouch_push_failures_total Pushes that ended without "
+                        "delivery, by APNs reason.\n# TYPE vouch_push_failures_total counter\n");
     for (size_t i = 0; i < REASON_COUNT + 2; i++) {
-        const char *reason = i < REASON_COUNT ? apns_reasons[i]
-                             : i == REASON_OTHER ? "other" : "connection";
+        const char *reason = i < REASON_COUNT    ? apns_reasons[i]
+                             : i == REASON_OTHER ? "other"
+                                                 : "connection";
         if (ps->by_reason[i] != 0)
             evbuffer_add_printf(out, "vouch_push_failures_total{reason=\"%s\"} %" PRIu64 "\n",
                                 reason, ps->by_reason[i]);
@@ -557,6 +651,7 @@ void push_service_render_metrics(const struct push_service *ps, struct evbuffer 
                         "certificate (403), until a push is delivered.\n"
                         "# TYPE vouch_apns_certificate_refused gauge\n"
                         "vouch_apns_certificate_refused %d\n",
-                        ps->requested, ps->coalesced, st.sent, st.retries, st.queued,
-                        st.in_flight, ps->recorded, ps->unrecorded, st.connections, ps->certificate_refused ? 1 : 0);
+                        ps->requested, ps->coalesced, st.sent, st.retries, st.queued, st.in_flight,
+                        ps->recorded, ps->unrecorded, st.connections,
+                        ps->certificate_refused ? 1 : 0);
 }

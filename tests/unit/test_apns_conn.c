@@ -29,6 +29,7 @@
 /* apns_conn.c's PING_IDLE_S and PING_TIMEOUT_S, in ms */
 #define PING_IDLE_MS 60000
 #define PING_TIMEOUT_MS 15000
+#define PING_SUSPECT_MS 2000 /* apns_conn.c's: no new stream on it past this */
 
 struct request {
     int32_t stream_id;
@@ -551,6 +552,35 @@ static void test_answered_ping_keeps_the_connection(void **state)
     assert_int_equal(fake->nservers, 1);
 }
 
+/* A connection whose PING has gone unanswered for PING_SUSPECT_MS takes no new stream: the next
+ * push goes out at once on a new connection instead of waiting out the PING's deadline on a peer
+ * that may be gone. Once the PING is answered the first connection takes pushes again. */
+static void test_unanswered_ping_stops_new_streams(void **state)
+{
+    fake->mute_pings = true;
+    answer_one_push();
+    advance(PING_IDLE_MS);
+    assert_int_equal(fake->servers[0].pings, 1);
+    advance(PING_SUSPECT_MS);
+    push("b");
+    pump();
+    assert_int_equal(fake->nreq, 2);
+    assert_int_equal(fake->reqs[1].session, 1);
+    answer(&fake->reqs[1], "200", NULL);
+    pump();
+    assert_int_equal(fake->nanswers, 2);
+    assert_int_equal(fake->answers[1].attempts, 1);
+    /* The PING's answer comes: the first connection has room again, and is the first tried. */
+    assert_int_equal(nghttp2_submit_ping(fake->servers[0].session, NGHTTP2_FLAG_ACK, NULL), 0);
+    pump();
+    push("c");
+    pump();
+    assert_int_equal(fake->nreq, 3);
+    assert_int_equal(fake->reqs[2].session, 0);
+    advance(PING_TIMEOUT_MS);
+    assert_int_equal(connections_up(), 2);
+}
+
 /* A connection that is never idle is PINGed when one of its streams times out, and dropped when
  * that PING is not answered: retries leave a dead peer instead of timing out on it again. */
 static void test_timeout_pings_a_busy_connection(void **state)
@@ -593,6 +623,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unanswered_ping_drops_the_connection, setup_retrying,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_answered_ping_keeps_the_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unanswered_ping_stops_new_streams, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout_pings_a_busy_connection, setup_retrying,
                                         teardown),
     };

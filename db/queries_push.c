@@ -1,0 +1,119 @@
+#include "queries_push.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "params.h"
+#include "queries.h"
+
+static const char sql_push_targets[] = "SELECT udid, token, push_magic FROM vouch_push_targets($1)";
+
+void db_push_targets(struct db_pool *pool, const char *const *udids, size_t count, db_result_fn *cb,
+                     void *arg)
+{
+    char *array = db_text_array_literal(udids, count);
+    const struct db_param params[] = {text_param(array)};
+    db_query(pool, sql_push_targets, params, 1, true, cb, arg);
+    free(array);
+}
+
+bool db_decode_push_target(const PGresult *res, int row, const char **udid, const uint8_t **token,
+                           size_t *token_len, const char **push_magic)
+{
+    if (row >= PQntuples(res) || PQnfields(res) != 3 || PQgetisnull(res, row, 0) ||
+        PQgetisnull(res, row, 1) || PQgetisnull(res, row, 2))
+        return false;
+    *udid = PQgetvalue(res, row, 0);
+    *token = (const uint8_t *)PQgetvalue(res, row, 1);
+    *token_len = (size_t)PQgetlength(res, row, 1);
+    *push_magic = PQgetvalue(res, row, 2);
+    return true;
+}
+
+/* A text[] literal where NULL items are SQL NULLs. */
+static char *nullable_db_text_array_literal(const char *const *items, size_t count)
+{
+    size_t size = 3;
+    for (size_t i = 0; i < count; i++)
+        size += 6 + (items[i] ? 2 * strlen(items[i]) : 0);
+    char *out = malloc(size);
+    if (out == NULL)
+        log_fatal("out of memory");
+    char *p = out;
+    *p++ = '{';
+    for (size_t i = 0; i < count; i++) {
+        if (i > 0)
+            *p++ = ',';
+        if (items[i] == NULL) {
+            memcpy(p, "NULL", 4);
+            p += 4;
+            continue;
+        }
+        *p++ = '"';
+        for (const char *s = items[i]; *s; s++) {
+            if (*s == '"' || *s == '\\')
+                *p++ = '\\';
+            *p++ = *s;
+        }
+        *p++ = '"';
+    }
+    *p++ = '}';
+    *p = '\0';
+    return out;
+}
+
+static const char sql_push_results[] =
+    "SELECT vouch_push_results($1, $2, $3, $4, $5, $6::timestamptz[])";
+
+void db_push_results(struct db_pool *pool, const struct db_push_result *results, size_t count,
+                     db_result_fn *cb, void *arg)
+{
+    enum { COLUMNS = 6 };
+    const char **columns = malloc(COLUMNS * count * sizeof(*columns) + 1);
+    if (columns == NULL)
+        log_fatal("out of memory");
+    for (size_t i = 0; i < count; i++) {
+        columns[i] = results[i].udid;
+        columns[count + i] = results[i].token_hex;
+        columns[2 * count + i] = results[i].result;
+        columns[3 * count + i] = results[i].apns_id;
+        columns[4 * count + i] = results[i].reason;
+        columns[5 * count + i] = results[i].dead_at;
+    }
+    char *arrays[COLUMNS];
+    struct db_param params[COLUMNS];
+    for (size_t k = 0; k < COLUMNS; k++) {
+        arrays[k] = nullable_db_text_array_literal(columns + k * count, count);
+        params[k] = text_param(arrays[k]);
+    }
+    db_query(pool, sql_push_results, params, COLUMNS, false, cb, arg);
+    for (size_t k = 0; k < COLUMNS; k++)
+        free(arrays[k]);
+    free(columns);
+}
+
+static const char sql_push_retry_due[] = "SELECT udid FROM vouch_push_retry_due($1::integer)";
+
+void db_push_retry_due(struct db_pool *pool, unsigned limit, db_result_fn *cb, void *arg)
+{
+    char limit_text[16];
+    snprintf(limit_text, sizeof(limit_text), "%u", limit);
+    const struct db_param params[] = {text_param(limit_text)};
+    db_query(pool, sql_push_retry_due, params, 1, false, cb, arg);
+}
+
+static const char sql_push_prune[] =
+    "SELECT vouch_push_prune(make_interval(secs => $1::bigint), $2::integer)";
+
+void db_push_prune(struct db_pool *pool, int64_t retention_s, unsigned batch, db_result_fn *cb,
+                   void *arg)
+{
+    char retention_text[24], batch_text[16];
+    snprintf(retention_text, sizeof(retention_text), "%" PRId64, retention_s);
+    snprintf(batch_text, sizeof(batch_text), "%u", batch);
+    const struct db_param params[] = {text_param(retention_text), text_param(batch_text)};
+    db_query(pool, sql_push_prune, params, 2, false, cb, arg);
+}
