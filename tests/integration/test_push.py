@@ -23,7 +23,6 @@ is checked after a settle time and after a later push to another device proves v
 """
 
 import datetime
-import hashlib
 import json
 import math
 import os
@@ -39,9 +38,7 @@ import traceback
 import uuid
 
 import harness
-import pg
-from harness import (Vouchd, VouchTestCase, command_plist, migration_entries, migration_text,
-                     suite, wait_for)
+from harness import VouchTestCase, command_plist, suite, wait_for
 from test_metrics import parse_metrics
 
 try:
@@ -823,129 +820,6 @@ class PushSweepTest(PushTestCase):
 
 
 # ---------------------------------------------------------------------------------------------
-class PushLogTest(PushTestCase):
-    """Answers are appended to push_log, one statement a batch (issue 23), never written onto
-    the enrollment one by one; the device object shows the newest; the pruning keeps each
-    device's newest answer on its enrollment."""
-
-    def log_of(self, dev):
-        return [tuple(line.split("|")) for line in self.pg.psql(
-            f"SELECT result, coalesce(apns_id, ''), coalesce(reason, '') FROM push_log "
-            f"WHERE udid = '{dev.udid}' ORDER BY seq", self.dbname).split()]
-
-    def enrollment_columns(self, dev):
-        return self.pg.psql(
-            "SELECT coalesce(last_push_result, '-'), coalesce(last_push_apns_id, '-'), "
-            f"coalesce(vouch_time(last_push_at), '-') FROM enrollments WHERE udid = '{dev.udid}'",
-            self.dbname).strip()
-
-    def test_answers_are_appended_and_the_newest_shows(self):
-        dev = self.enroll()
-        for _ in range(2):
-            status, body = self.push_now(dev)
-            self.assertEqual(status, 200, body)
-        recs = self.pushes(dev)
-        wait_for(lambda: len(self.log_of(dev)) == 3, DEADLINE_S,
-                 what="three answers (enrollment push and two GET /v1/push) in push_log")
-        self.assertEqual(self.log_of(dev), [("delivered", r.apns_id, "") for r in recs],
-                         "push_log: one entry an answer, in order, with APNs' apns-id")
-        self.assertEqual(self.enrollment_columns(dev), "-|-|-",
-                         "an answer was written onto the enrollment instead of the log")
-        self.apns.script(dev.token, rejected("BadDeviceToken"))
-        status, body = self.push_now(dev)
-        self.wait_push_block(dev, "the newest answer", last_push_result="rejected",
-                             token_state="active")
-        self.assertEqual(self.log_of(dev)[-1], ("rejected", "", "BadDeviceToken"))
-        self.apns.script(dev.token)
-        self.push_now(dev)
-        self.wait_push_block(dev, "delivered again", last_push_result="delivered")
-
-    def test_pruning_keeps_each_devices_newest_answer(self):
-        pushed_since, forgotten = self.enroll(), self.enroll()
-        wait_for(lambda: len(self.log_of(pushed_since)) == 1 and len(self.log_of(forgotten)) == 1,
-                 DEADLINE_S, what="the enrollment pushes' answers")
-        # forgotten: its only answers are 40 and 39 days old; pushed_since: an old one before
-        # its enrollment push's.
-        # One transaction: vouchd prunes too (every 10 minutes, the first 2 s after its start),
-        # and must not see these entries before this test's own call has taken them.
-        old_id = str(uuid.uuid4()).upper()
-        old_at, deleted = self.pg.psql(f"""
-            BEGIN;
-            DELETE FROM push_log WHERE udid = '{forgotten.udid}';
-            INSERT INTO push_log (udid, at, result, reason) VALUES
-                ('{forgotten.udid}', vouch_now() - interval '40 days', 'transient', 'Shutdown');
-            INSERT INTO push_log (udid, at, result, apns_id) VALUES
-                ('{forgotten.udid}', vouch_now() - interval '39 days', 'delivered', '{old_id}');
-            WITH moved AS (UPDATE push_log SET at = vouch_now() - interval '41 days'
-                           WHERE udid = '{pushed_since.udid}' RETURNING seq)
-            INSERT INTO push_log (udid, at, result)
-                SELECT '{pushed_since.udid}', vouch_now() - interval '1 hour', 'delivered';
-            SELECT vouch_time(vouch_now() - interval '39 days');
-            SELECT vouch_push_prune(interval '30 days', 1000);
-            COMMIT;""", self.dbname).split()
-        self.assertEqual(deleted, "3", "the three entries older than 30 days")
-        self.assertEqual(self.log_of(forgotten), [])
-        self.assertEqual(self.enrollment_columns(forgotten), f"delivered|{old_id}|{old_at}",
-                         "a device's newest answer, pruned from the log, stays on its enrollment")
-        self.wait_push_block(forgotten, "after pruning", last_push_result="delivered",
-                             last_push_at=old_at)
-        self.assertEqual(self.log_of(pushed_since), [("delivered", "", "")])
-        self.assertEqual(self.enrollment_columns(pushed_since), "-|-|-",
-                         "a device pushed since costs no update of its enrollment")
-        self.assertEqual(self.pg.psql("SELECT vouch_push_prune(interval '30 days', 1000)",
-                                      self.dbname).strip(), "0")
-
-
-class PushLogUpgradeTest(PushTestCase):
-    """A database made by the migrations before push_log, with answers on the enrollments, is
-    migrated by a new vouchd: the device object still shows them, and new answers go to the log
-    and show instead."""
-
-    def test_an_upgraded_database_keeps_its_last_pushes(self):
-        dbname = suite().new_database("push_log_upgrade", self.pg)
-        sql = ["CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
-               " applied_at timestamptz NOT NULL DEFAULT now(), checksum text);"]
-        before = [n for n, e in migration_entries().items() if "push_log" in e][0]
-        for number, entry in migration_entries().items():
-            if number >= before:
-                continue
-            text = migration_text(entry)
-            sql.append(text.decode())
-            sql.append(f"; INSERT INTO schema_migrations (version, name, checksum) VALUES "
-                       f"({number}, '{entry[5:].removesuffix('.sql')}', "
-                       f"'{hashlib.sha256(text).hexdigest()}');")
-        token = secrets.token_bytes(32)
-        udid = "UPGRADE-" + secrets.token_hex(8).upper()
-        sql.append(f"""
-            INSERT INTO devices (udid) VALUES ('{udid}');
-            INSERT INTO identity_certs (sha256, udid) VALUES (sha256('{udid}'::bytea), '{udid}');
-            INSERT INTO enrollments (udid, topic, push_token, push_magic, enabled,
-                                     identity_cert_sha256, authenticated_at, token_updated_at,
-                                     last_push_at, last_push_result, last_push_apns_id)
-            VALUES ('{udid}', '{self.topic}', '\\x{token.hex()}', 'magic', true,
-                    sha256('{udid}'::bytea), now(), now(), '2025-03-04T05:06:07Z', 'transient',
-                    NULL);""")
-        self.pg.psql("\n".join(sql), dbname)
-        v = Vouchd(self.pg.conninfo(dbname), suite().identity_ca_path(),
-                   name=f"{__name__}.push_log_upgrade", extra=dict(self.vouchd_config))
-        v.port = pg.free_port()
-        try:
-            v.start()
-            r = v.device(udid)
-            self.assertStatus(r, 200, "GET the upgraded device")
-            self.assertEqual(r.json()["push"], {"token_state": "active",
-                                                "last_push_at": "2025-03-04T05:06:07Z",
-                                                "last_push_result": "transient"})
-            r = v.admin("GET", f"/v1/push/{udid}")
-            self.assertStatus(r, 200, "GET /v1/push on the upgraded database")
-            wait_for(lambda: v.device(udid).json()["push"]["last_push_result"] == "delivered",
-                     DEADLINE_S, what="the new answer to show")
-            self.assertEqual(self.pg.psql(f"SELECT result FROM push_log WHERE udid = '{udid}'",
-                                          dbname).strip(), "delivered")
-        finally:
-            v.stop()
-
-
 class PushCertificateReloadTest(PushTestCase):
     """SIGHUP reloads the push certificate from the same files without a restart."""
 
