@@ -92,14 +92,16 @@ BEGIN
     ELSIF p_status = 'NotNow' THEN
         UPDATE command_queue SET not_now_at = clock_timestamp(), not_now_count = not_now_count + 1
         WHERE udid = p_udid AND command_uuid = p_command_uuid;
-    ELSIF p_answer IS NOT NULL AND p_verdict IS NOT NULL AND p_status = 'Acknowledged' THEN
-        -- An answer the attestation row can give back (one index probe each: it is kept either
-        -- there or in command_results, or this is its first coming).
-        IF NOT EXISTS (SELECT 1 FROM attestations a
-                       WHERE a.udid = p_udid AND a.command_uuid = p_command_uuid
-                         AND a.answer IS NOT NULL)
-           AND NOT EXISTS (SELECT 1 FROM command_results r
-                           WHERE r.udid = p_udid AND r.command_uuid = p_command_uuid) THEN
+    ELSIF p_answer IS NOT NULL AND p_verdict IS NOT NULL AND p_status = 'Acknowledged'
+          AND EXISTS (SELECT 1 FROM attestation_requests r
+                      WHERE r.udid = p_udid AND r.command_uuid = p_command_uuid
+                        AND r.answered_at IS NULL) THEN
+        -- The first answer to a pending request, which its attestation row may keep (a key
+        -- probe: while the request is pending nothing of its answer is stored anywhere, so
+        -- there is no need to look through the device's attestation history). A repeat or a
+        -- late answer takes the general way below.
+        IF NOT EXISTS (SELECT 1 FROM command_results r
+                       WHERE r.udid = p_udid AND r.command_uuid = p_command_uuid) THEN
             DELETE FROM command_queue q WHERE q.udid = p_udid AND q.command_uuid = p_command_uuid
             RETURNING q.queued_at, q.not_now_count INTO queued, not_nows;
             recorded := vouch_record_attestation(p_udid, p_command_uuid, p_verdict, p_answer,
@@ -134,8 +136,9 @@ BEGIN
         FROM (SELECT 1) AS one
         LEFT JOIN q ON true
         LEFT JOIN commands c ON c.command_uuid = p_command_uuid
-        -- A repeat of an answer its attestation row keeps is a repeat too.
-        WHERE c.request_type IS DISTINCT FROM 'DeviceInformation'
+        -- A repeat of an answer its attestation row keeps is a repeat too. Only attestation
+        -- requests (no stored body since 0008) can have one: a light query never looks.
+        WHERE c.request_type IS DISTINCT FROM 'DeviceInformation' OR c.body IS NOT NULL
            OR NOT EXISTS (SELECT 1 FROM attestations a
                           WHERE a.udid = p_udid AND a.command_uuid = p_command_uuid
                             AND a.answer IS NOT NULL)

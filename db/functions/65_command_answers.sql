@@ -30,7 +30,7 @@ CREATE OR REPLACE FUNCTION vouch_answer_xml(p_answer text, p_udid text, p_comman
 LANGUAGE sql IMMUTABLE AS $$
     WITH items AS (SELECT string_to_array(p_answer, E'\x1f') AS a),
     pairs AS (
-        SELECT i, CASE WHEN ascii(a[i]) < 32
+        SELECT i, CASE WHEN a[i] <> '' AND ascii(a[i]) < 32
                        THEN (ARRAY['DevicePropertiesAttestation', 'UDID', 'SerialNumber',
                                    'OSVersion', 'BuildVersion', 'ProductName', 'Model',
                                    'SoftwareUpdateDeviceID'])[ascii(a[i])]

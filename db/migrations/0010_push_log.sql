@@ -5,8 +5,9 @@
 -- 12 µs of PostgreSQL's time a push, the largest single cost of pushing a fleet. Each batch of
 -- answers is now appended to push_log in one statement (vouch_push_results): a heap insert and
 -- one index entry an answer. The device object and the retry sweep read a device's newest entry
--- (highest seq: a sequence without a cache, so it orders answers as they were committed even
--- between sessions, and within one batch, where vouch_now() is the same for every row).
+-- (highest seq: a sequence without a cache, so it orders answers as they were inserted even
+-- between sessions, and within one batch, where vouch_now() is the same for every row; a
+-- vouchd has one batch in flight at a time, so for one instance that is the order of commits).
 --
 -- The enrollment's columns stay: they hold what was recorded before this migration, and what
 -- vouch_push_prune folds there when a device's newest entry grows older than the retention, so

@@ -25,6 +25,10 @@
 #define PRUNE_EVERY_S 600
 #define PRUNE_AGAIN_S 1   /* a full batch went: more is old, keep on without holding the loop */
 #define PRUNE_BATCH 10000 /* push_log entries dropped a statement */
+/* How long push_log keeps an answer: as long as the retry sweep reads it (vouch_push_retry_due
+ * looks a day back). Older, a device's newest answer lives on its enrollment, where the sweep
+ * finds a transient one too; the log does not grow with every push for a month. */
+#define PUSH_LOG_RETENTION_S 86400
 
 /* APNs' documented reasons: metric labels come from this table only, never from the network. */
 static const char *const apns_reasons[] = {
@@ -531,8 +535,7 @@ static void prune_timer_cb(evutil_socket_t fd, short what, void *arg)
         evtimer_add(&ps->prune_timer, &every);
         return;
     }
-    /* Answers are kept as long as finished command results (result_retention). */
-    db_push_prune(ps->srv->db, ps->srv->cfg->result_retention, PRUNE_BATCH, pruned, ps);
+    db_push_prune(ps->srv->db, PUSH_LOG_RETENTION_S, PRUNE_BATCH, pruned, ps);
 }
 
 struct push_service *push_service_new(struct vouchd *srv, struct apns_client *apns)

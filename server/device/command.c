@@ -438,8 +438,9 @@ bool command_answer_shape(const void *report, const char *udid, const char *comm
             chain_seen = true;
             text = "";
         }
-        ok = ok && key != NULL && shape_string_ok(key, strlen(key)) && text != NULL &&
-             shape_push(items, count, &cap, key) && shape_push(items, count, &cap, text);
+        ok = ok && key != NULL && key[0] != '\0' && shape_string_ok(key, strlen(key)) &&
+             text != NULL && shape_push(items, count, &cap, key) &&
+             shape_push(items, count, &cap, text);
         free(key);
     }
     free(it);

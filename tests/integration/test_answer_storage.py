@@ -180,6 +180,20 @@ class AnswerStorageTest(AttestationCase):
         r = self.vouchd.admin("DELETE", f"/v1/devices/{dev.udid}/commands/{cu}")
         self.assertStatus(r, 409, "cancelling an answered command")
 
+    def test_an_empty_key_comes_back(self):
+        """A QueryResponses key that is the empty string is read back with the rest (the
+        packed shape would have taken it for a key code)."""
+        dev = self.iphone()
+        cu, nonce = self.take_request(dev, "an empty key")
+        chain = self.chain_for(dev, nonce)
+        qr = self.query_responses(dev, chain, **{"": "x"})
+        self.answer(dev, cu, chain, what="an empty key", **{"": "x"})
+        self.assertVerdict(dev, cu, "verified", None, "fresh", "an empty key")
+        got = self.command_answer(dev, cu)
+        self.assertEqual(got["report"]["QueryResponses"],
+                         {**qr, "DevicePropertiesAttestation": [b64(c) for c in chain]},
+                         "read back")
+
     def test_a_chain_that_did_not_verify_stays_whole(self):
         dev = self.iphone()
         cu, nonce = self.take_request(dev, "untrusted chain")

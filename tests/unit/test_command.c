@@ -575,6 +575,11 @@ static void test_answer_shape(void **state)
     assert_false(
         command_answer_shape(answer, "UDID-1", "CMD-1", "Acknowledged", false, &items, &count));
     plist_dict_set_item(qr, "DeviceName", plist_new_string("fine"));
+    /* An empty key: packed, it would read back as a key code (review of issue 22). */
+    plist_dict_set_item(qr, "", plist_new_string("x"));
+    assert_false(
+        command_answer_shape(answer, "UDID-1", "CMD-1", "Acknowledged", false, &items, &count));
+    plist_dict_remove_item(qr, "");
     assert_true(
         command_answer_shape(answer, "UDID-1", "CMD-1", "Acknowledged", false, &items, &count));
     command_answer_shape_free(items, count);
