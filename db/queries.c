@@ -185,7 +185,7 @@ char *db_text_array_literal(const char *const *items, size_t count)
 {
     size_t size = 3;
     for (size_t i = 0; i < count; i++)
-        size += 3 + 2 * strlen(items[i]);
+        size += 6 + (items[i] ? 2 * strlen(items[i]) : 0);
     char *out = malloc(size);
     if (out == NULL)
         log_fatal("out of memory");
@@ -194,6 +194,11 @@ char *db_text_array_literal(const char *const *items, size_t count)
     for (size_t i = 0; i < count; i++) {
         if (i > 0)
             *p++ = ',';
+        if (items[i] == NULL) {
+            memcpy(p, "NULL", 4);
+            p += 4;
+            continue;
+        }
         *p++ = '"';
         for (const char *s = items[i]; *s; s++) {
             if (*s == '"' || *s == '\\')

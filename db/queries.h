@@ -18,8 +18,9 @@
 
 #define DB_CERT_HASH_LEN 32
 
-/* A PostgreSQL text[] literal, {"a","b"} with quotes and backslashes escaped (for parameters:
- * one array instead of one statement per item). Never NULL; the caller frees it. */
+/* A PostgreSQL text[] literal, {"a","b"} with quotes and backslashes escaped, a NULL item as
+ * SQL NULL (for parameters: one array instead of one statement per item). Never NULL; the
+ * caller frees it. */
 char *db_text_array_literal(const char *const *items, size_t count);
 
 /* What a device-request function decided. */

@@ -3,7 +3,6 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "log.h"
 #include "params.h"
@@ -33,38 +32,6 @@ bool db_decode_push_target(const PGresult *res, int row, const char **udid, cons
     return true;
 }
 
-/* A text[] literal where NULL items are SQL NULLs. */
-static char *nullable_db_text_array_literal(const char *const *items, size_t count)
-{
-    size_t size = 3;
-    for (size_t i = 0; i < count; i++)
-        size += 6 + (items[i] ? 2 * strlen(items[i]) : 0);
-    char *out = malloc(size);
-    if (out == NULL)
-        log_fatal("out of memory");
-    char *p = out;
-    *p++ = '{';
-    for (size_t i = 0; i < count; i++) {
-        if (i > 0)
-            *p++ = ',';
-        if (items[i] == NULL) {
-            memcpy(p, "NULL", 4);
-            p += 4;
-            continue;
-        }
-        *p++ = '"';
-        for (const char *s = items[i]; *s; s++) {
-            if (*s == '"' || *s == '\\')
-                *p++ = '\\';
-            *p++ = *s;
-        }
-        *p++ = '"';
-    }
-    *p++ = '}';
-    *p = '\0';
-    return out;
-}
-
 static const char sql_push_results[] =
     "SELECT vouch_push_results($1, $2, $3, $4, $5, $6::timestamptz[])";
 
@@ -86,7 +53,7 @@ void db_push_results(struct db_pool *pool, const struct db_push_result *results,
     char *arrays[COLUMNS];
     struct db_param params[COLUMNS];
     for (size_t k = 0; k < COLUMNS; k++) {
-        arrays[k] = nullable_db_text_array_literal(columns + k * count, count);
+        arrays[k] = db_text_array_literal(columns + k * count, count);
         params[k] = text_param(arrays[k]);
     }
     db_query(pool, sql_push_results, params, COLUMNS, false, cb, arg);
