@@ -223,8 +223,10 @@ def main():
             # that core been the stand-in's alone, h2load would have sent this many.
             row("push", "h2load's rate the stand-in's CPU allows on one core",
                 h2load_rate / standin_busy_h2, "/s"),
+            # A derived figure, to read through a busy machine; the target is the measured
+            # rate against h2load's in the same run (the first row).
             row("push", f"pushes/s their CPU allows on {cores} cores", cores / per_push, "/s",
-                h2load_rate / standin_busy_h2, ">=0.50",
+                h2load_rate / standin_busy_h2,
                 reference_is="h2load's rate the stand-in's CPU allows"),
             row("push", "benchmark busy (vouchd, PostgreSQL, stand-in), vouchd's run",
                 (cpu + pg + standin_cpu) / recorded / cores * 100, "%"),
