@@ -19,8 +19,8 @@
 #define RESULT_BACKLOG_MAX (1u << 20) /* answers waiting for the database, at most */
 #define RESULT_FLUSH_MS 50
 #define RETRY_SWEEP_S 30
-#define FIRST_SWEEP_S 2 /* soon after start: a restarted instance resumes what its last run owed   \
-                         */
+/* Soon after start: a restarted instance resumes what its last run owed. */
+#define FIRST_SWEEP_S 2
 #define RETRY_SWEEP_LIMIT 1000
 #define PRUNE_EVERY_S 600
 #define PRUNE_AGAIN_S 1   /* a full batch went: more is old, keep on without holding the loop */
