@@ -65,7 +65,6 @@ static const char *const refusals[][2] = {
     {"no_authenticate", "migration_no_authenticate"},
     {"already_enrolled", "migration_already_enrolled"},
     {"too_large", "migration_too_large"},
-    {"method_not_allowed", "migration_method_not_allowed"},
 };
 
 /* A refusal: its counter, a log line, and the reason as the body (reason: one of refusals[], or
@@ -172,8 +171,13 @@ static void handle_migration(struct vouchd *srv, struct evhttp_request *req, con
     (void)path;
     enum evhttp_cmd_type method = evhttp_request_get_command(req);
     if (method != EVHTTP_REQ_PUT && method != EVHTTP_REQ_POST) {
+        /* As the admin API's: {"error": ...} */
+        char peer[80];
+        metrics_count_rejection("migration_method_not_allowed");
+        log_warn("refused a migration from %s: method %s (405)",
+                 http_peer(req, peer, sizeof(peer)), http_method_name(req));
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "PUT, POST");
-        refuse(req, 405, "method_not_allowed", NULL, NULL);
+        http_reply_json_error(req, EP_OTHER, 405, "use PUT or POST");
         return;
     }
     if (!authorize(srv, req))
