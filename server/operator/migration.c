@@ -3,7 +3,6 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
-#include <plist/plist.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,11 +13,10 @@
 #include "log.h"
 #include "mdm_message.h"
 #include "metrics.h"
+#include "migration_plist.h"
 #include "queries_migration.h"
 #include "tokens.h"
 #include "vouchd.h"
-
-#define BPLIST_MAGIC "bplist00"
 
 struct migration_request {
     struct vouchd *srv;
@@ -26,34 +24,6 @@ struct migration_request {
     struct mdm_message msg;
     char *xml; /* the body as XML when it came binary */
 };
-
-bool migration_bplist_to_xml(const void *body, size_t len, char **xml, size_t *xml_len)
-{
-    *xml = NULL;
-    *xml_len = 0;
-    if (len < sizeof(BPLIST_MAGIC) - 1 || len > UINT32_MAX ||
-        memcmp(body, BPLIST_MAGIC, sizeof(BPLIST_MAGIC) - 1) != 0)
-        return false;
-    plist_t root = NULL;
-    plist_from_bin(body, (uint32_t)len, &root);
-    if (root == NULL)
-        return false;
-    char *text = NULL;
-    uint32_t text_len = 0;
-    plist_to_xml(root, &text, &text_len);
-    plist_free(root);
-    if (text == NULL)
-        return false;
-    /* libplist's buffer is freed with its own function: copy it into one free() takes. */
-    *xml = malloc((size_t)text_len + 1);
-    if (*xml != NULL) {
-        memcpy(*xml, text, text_len);
-        (*xml)[text_len] = '\0';
-        *xml_len = text_len;
-    }
-    plist_to_xml_free(text);
-    return *xml != NULL;
-}
 
 /* The refusals of /migration, each counted as migration_REASON (a counter's label is a static
  * string): the reason is also the body. */
@@ -204,8 +174,8 @@ static void handle_migration(struct vouchd *srv, struct evhttp_request *req, con
     srv->inflight++;
     const char *xml = body;
     size_t xml_len = len;
-    if (len >= sizeof(BPLIST_MAGIC) - 1 && memcmp(body, BPLIST_MAGIC, 8) == 0) {
-        if (!migration_bplist_to_xml(body, len, &mr->xml, &xml_len)) {
+    if (migration_plist_is_binary(body, len)) {
+        if (!migration_plist_to_xml(body, len, &mr->xml, &xml_len)) {
             refuse(req, 400, "malformed", NULL, "a binary plist that does not parse");
             migration_request_free(mr);
             return;
