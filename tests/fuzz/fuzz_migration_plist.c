@@ -18,8 +18,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort(); /* a refusal leaves nothing owned */
         return 0;
     }
-    if (strlen(xml) != xml_len)
-        abort();
+    if (xml[xml_len] != '\0')
+        abort(); /* NUL-terminated (a string of the plist may hold a NUL of its own) */
     struct mdm_message msg;
     const char *field;
     if (mdm_message_parse(xml, xml_len, MDM_CHANNEL_CHECKIN, &msg, &field) == MDM_PARSE_OK)
