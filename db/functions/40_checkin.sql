@@ -192,7 +192,8 @@ BEGIN
             info_due_at = NULL
         WHERE udid = p_udid;
     END IF;
-    IF new_binding THEN
+    -- (A migrated enrollment's first certificate is a binding, not a re-enrollment.)
+    IF new_binding AND e.identity_cert_sha256 <> vouch_unbound_cert() THEN
         PERFORM vouch_emit_device('device.reenrolled', p_udid, jsonb_build_object(
             'previous_cert_sha256', encode(e.identity_cert_sha256, 'hex'),
             'cert_sha256', encode(p_cert, 'hex'),

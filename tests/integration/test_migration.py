@@ -277,6 +277,7 @@ class MigrationBindingTest(MigrationBindingCase):
 
     def test_first_request_binds_provisionally_then_attestation_proves(self):
         dev = self.iphone()
+        before = self.status()["devices"]
         self.migrate_device(dev)
         r = dev.idle(path=MDM)
         self.assertEqual(r.status, 200, r)
@@ -285,7 +286,7 @@ class MigrationBindingTest(MigrationBindingCase):
                          (True, True), obj)
         self.assertEqual(obj["identity"]["certificate_sha256"], cert_sha256(dev.cert).hex())
         self.assertEqual(obj["attestation"]["status"], "none", obj)
-        self.assertEqual(self.status()["devices"]["provisional"], 1)
+        self.assertEqual(self.status()["devices"]["provisional"], before["provisional"] + 1)
         # The trust API does not believe a provisional identity, even where only enrollment
         # is required.
         for policy in ("default", "enrolled"):
@@ -311,10 +312,13 @@ class MigrationBindingTest(MigrationBindingCase):
                           obj["identity"]["provisional"], obj["identity"]["reason"]),
                          ("migrated", True, False, None), obj)
         st = self.status()["devices"]
-        self.assertEqual((st["bound"], st["attested"], st["provisional"]), (1, 1, 0), st)
+        self.assertEqual((st["bound"], st["attested"], st["provisional"]),
+                         (before["bound"] + 1, before["attested"] + 1, before["provisional"]),
+                         st)
 
     def test_impostor_is_released_and_the_real_device_binds_after_it(self):
         dev = self.iphone()
+        refused = self.status()["devices"]["refused"]
         self.migrate_device(dev)
         # Another valid identity certificate claims the UDID first, and can only attest itself.
         impostor = self.iphone(udid=dev.udid)
@@ -332,7 +336,7 @@ class MigrationBindingTest(MigrationBindingCase):
                          (False, False, "identity_unproven", None), obj)
         self.assertEqual(obj["attestation"]["status"], "none", obj)
         self.assertEqual(self.events(dev.udid, "identity.unproven"), 1)
-        self.assertEqual(self.status()["devices"]["refused"], 1)
+        self.assertEqual(self.status()["devices"]["refused"], refused + 1)
         # The released certificate never claims this UDID again.
         self.assertEqual(impostor.idle(path=MDM).status, 403)
         self.assertEqual(impostor.token_update(path=MDM).status, 403)
@@ -345,6 +349,36 @@ class MigrationBindingTest(MigrationBindingCase):
                           obj["identity"]["reason"], obj["attestation"]["status"]),
                          (True, False, None, "verified"), obj)
         self.assertEqual(obj["identity"]["certificate_sha256"], cert_sha256(dev.cert).hex())
+
+    def test_trust_denies_a_migrated_device_that_has_not_spoken(self):
+        dev = self.iphone()
+        self.migrate_device(dev)
+        for policy in ("default", "enrolled"):
+            d = self.trust(policy, {"udid": dev.udid})
+            self.assertEqual(d["decision"], "deny", d)
+            self.assertIn("identity_unproven", d["reasons"], d)
+
+    def test_an_authenticate_binds_provisionally_too(self):
+        """A migrated device enrolling again (its profile installed anew) is still proven by
+        its attestation: the enrollment's own request, reason enrollment."""
+        dev = self.iphone()
+        self.migrate_device(dev)
+        self.assertEqual(dev.authenticate(path=MDM).status, 200)
+        obj = self.identity(dev.udid)
+        self.assertEqual((obj["identity"]["kind"], obj["identity"]["bound"],
+                          obj["identity"]["provisional"]), ("migrated", True, True), obj)
+        self.assertEqual(self.events(dev.udid, "device.reenrolled"), 0)
+        # Another certificate meanwhile, even with an Authenticate: refused.
+        other = self.iphone(udid=dev.udid)
+        self.assertEqual(other.authenticate(path=MDM).status, 403)
+        self.assertEqual(dev.token_update(path=MDM).status, 200)
+        cu, nonce = self.take_request(dev, "the enrollment's request")
+        chain = self.pki.chain(nonce=nonce, serial=dev.serial, udid=dev.udid,
+                               os_version=dev.os_version, **LEAF)
+        self.assertEqual(self.answer(dev, cu, chain).status, 200)
+        obj = self.identity(dev.udid)
+        self.assertEqual((obj["identity"]["bound"], obj["identity"]["provisional"],
+                          obj["attestation"]["status"]), (True, False, "verified"), obj)
 
     def test_silence_releases_never_verified(self):
         dev = self.iphone()
