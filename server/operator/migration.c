@@ -79,9 +79,9 @@ static void migrate_done(void *arg, enum db_outcome outcome, const PGresult *res
         http_reply_text(mr->req, EP_OTHER, 500, "internal error");
     } else if (strcmp(text, "ok") == 0 || strcmp(text, "unchanged") == 0) {
         char id[MDM_MAX_ID_LEN + 1];
-        log_info("migrated %s of %s%s", mr->msg.message_type,
-                 log_sanitize(mr->msg.udid, strlen(mr->msg.udid), id, sizeof(id)),
-                 text[0] == 'u' ? " (unchanged)" : "");
+        log_debug("migrated %s of %s%s", mr->msg.message_type,
+                  log_sanitize(mr->msg.udid, strlen(mr->msg.udid), id, sizeof(id)),
+                  text[0] == 'u' ? " (unchanged)" : "");
         http_reply(mr->req, EP_OTHER, 200, NULL, NULL, 0);
     } else if (strcmp(text, "no_authenticate") == 0 || strcmp(text, "already_enrolled") == 0) {
         refuse(mr->req, 409, text, mr->msg.udid, mr->msg.message_type);

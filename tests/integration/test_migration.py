@@ -380,6 +380,21 @@ class MigrationBindingTest(MigrationBindingCase):
         self.assertEqual((obj["identity"]["bound"], obj["identity"]["provisional"],
                           obj["attestation"]["status"]), (True, False, "verified"), obj)
 
+    def test_a_canceled_request_is_asked_again(self):
+        dev = self.iphone()
+        self.migrate_device(dev)
+        self.assertEqual(dev.idle(path=MDM).status, 200)
+        first, _ = self.take_request(dev, "the first request")
+        r = self.vouchd.admin("DELETE", f"/v1/devices/{dev.udid}/commands/{first}")
+        self.assertStatus(r, 200, "cancel the migration request")
+        self.assertIs(self.identity(dev.udid)["identity"]["provisional"], True)
+        cu, nonce = self.take_request(dev, "asked again")
+        self.assertNotEqual(cu, first)
+        chain = self.pki.chain(nonce=nonce, serial=dev.serial, udid=dev.udid,
+                               os_version=dev.os_version, **LEAF)
+        self.assertEqual(self.answer(dev, cu, chain).status, 200)
+        self.assertIs(self.identity(dev.udid)["identity"]["provisional"], False)
+
     def test_silence_releases_never_verified(self):
         dev = self.iphone()
         self.migrate_device(dev)
