@@ -73,7 +73,9 @@ BEGIN
     IF NOT FOUND THEN
         outcome := 'unknown_device';
         RETURN;
-    ELSIF bound <> p_cert THEN
+    ELSIF bound <> p_cert
+          -- a migrated enrollment's first request binds it (45_migration.sql)
+          AND (bound <> vouch_unbound_cert() OR NOT vouch_migration_claim(p_udid, p_cert)) THEN
         outcome := 'identity_mismatch';
         RETURN;
     ELSIF revoked THEN
