@@ -347,23 +347,25 @@ static int run_migrate(const struct config *cfg)
  * web-hook receivers (so that the first event already goes to them). */
 static bool store_settings(const struct config *cfg)
 {
-    char urls[CONFIG_MAX_RECEIVERS][CONFIG_MAX_ITEM + 1],
-        topics[CONFIG_MAX_TOPICS][CONFIG_MAX_ITEM + 1];
-    const char *url_ptrs[CONFIG_MAX_RECEIVERS], *topic_ptrs[CONFIG_MAX_TOPICS];
-    size_t n = config_split_list(cfg->webhook_url, urls, CONFIG_MAX_RECEIVERS);
-    size_t t = config_split_list(cfg->webhook_topics, topics, CONFIG_MAX_TOPICS);
+    const char *url_ptrs[CONFIG_MAX_RECEIVERS], *topic_lists[CONFIG_MAX_RECEIVERS];
+    char lists[CONFIG_MAX_RECEIVERS][CONFIG_MAX_TOPICS * 32];
+    size_t n = cfg->receiver_count;
     for (size_t i = 0; i < n; i++) {
-        url_ptrs[i] = urls[i];
-        /* config_parse() let plain http through only without mdm.TokenUpdate in the topics or
+        const struct config_receiver *r = &cfg->receivers[i];
+        url_ptrs[i] = r->url;
+        topic_lists[i] = r->every_topic ? NULL : lists[i];
+        lists[i][0] = '\0';
+        for (size_t t = 0, used = 0; t < r->topic_count; t++)
+            used += (size_t)snprintf(lists[i] + used, sizeof(lists[i]) - used, "%s%s",
+                                     t ? "," : "", r->topics[t]);
+        /* config_parse() let plain http through only without mdm.TokenUpdate in its topics or
          * with webhook_allow_http = true. */
-        if (strncmp(urls[i], "http://", 7) == 0)
-            log_warn("web-hook receiver %s is plain http: its events travel unencrypted%s", urls[i],
+        if (strncmp(r->url, "http://", 7) == 0)
+            log_warn("web-hook receiver %s is plain http: its events travel unencrypted%s", r->url,
                      cfg->webhook_allow_http ? " (webhook_allow_http = true: with mdm.TokenUpdate, "
                                                "the device's UnlockToken)"
                                              : "");
     }
-    for (size_t i = 0; i < t; i++)
-        topic_ptrs[i] = topics[i];
     const struct db_settings settings = {
         .max_age = cfg->attestation_max_age,
         .min_interval = cfg->attestation_min_interval,
@@ -374,8 +376,7 @@ static bool store_settings(const struct config *cfg)
         .retry_delay = cfg->attestation_retry_delay,
         .webhook_urls = url_ptrs,
         .webhook_url_count = n,
-        .webhook_topics = topic_ptrs,
-        .webhook_topic_count = t,
+        .webhook_topic_lists = topic_lists,
     };
     char err[1024];
     if (!migrate_store_settings(cfg->database_url, &settings, err, sizeof(err))) {
@@ -515,7 +516,7 @@ static int serve(const struct config *cfg, const char *config_path)
         goto out;
     }
     /* The endpoint families: the HTTP front knows none of them. */
-    mdm_register_routes();
+    mdm_register_routes(cfg);
     enroll_register_routes();
     acme_register_routes();
     trust_register_routes();
