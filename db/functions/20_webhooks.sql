@@ -92,7 +92,8 @@ $$;
 -- A check-in vouchd does not serve (UserAuthenticate, SetBootstrapToken, GetBootstrapToken,
 -- DeclarativeManagement, GetToken; docs/protocol.md): the device's identity is checked as for
 -- every check-in, and an enrolled device's message goes to the receivers of mdm.<MessageType>,
--- as NanoMDM sends it. Returns the identity verdict (vouch_check_identity).
+-- as NanoMDM sends it (NanoMDM's five; ReturnToService and SetAwaitingConfiguration have no
+-- topic). Returns the identity verdict (vouch_check_identity).
 CREATE OR REPLACE FUNCTION vouch_unsupported_checkin(p_udid text, p_cert bytea,
                                                      p_message_type text, p_raw bytea,
                                                      p_url_params jsonb)
@@ -100,7 +101,9 @@ RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     verdict text := vouch_check_identity(p_udid, p_cert);
 BEGIN
-    IF verdict = 'ok' THEN
+    IF verdict = 'ok' AND p_message_type IN ('UserAuthenticate', 'SetBootstrapToken',
+                                             'GetBootstrapToken', 'DeclarativeManagement',
+                                             'GetToken') THEN
         PERFORM vouch_emit_mdm('mdm.' || p_message_type, p_udid, p_raw, NULL, NULL, NULL,
                                p_url_params);
     END IF;

@@ -204,6 +204,14 @@ class UnsupportedCheckinTest(ReceiverTopicsCase):
                                  self.message(dev, message_type))
                 self.assertEqual(c["url_params"], {"via": "test"})
                 self.assertEqual(c["ids"], {"id": dev.udid, "type": "Device"})
+        # ReturnToService has no web-hook topic (NanoMDM has none): refused, and no event even
+        # for siem, which takes every topic.
+        r = dev.checkin({"MessageType": "ReturnToService", "UDID": dev.udid})
+        self.assertEqual((r.status, r.text().strip()), (400, "unsupported_message_type"))
+        self.assertEqual(self.sql("SELECT count(*) FROM events WHERE topic NOT IN ("
+                                  + ", ".join(f"'mdm.{t}'" for t in self.ANSWERS) +
+                                  ", 'mdm.Authenticate', 'mdm.TokenUpdate', 'mdm.Connect') "
+                                  f"AND udid = '{dev.udid}'").strip(), "0")
         # Still enrolled and served: nothing of these changed the enrollment.
         self.assertEmpty200(dev.settle_attestation(), "the device goes on")
         self.assertTrue(self.vouchd.device(dev.udid).json()["enrolled"])
