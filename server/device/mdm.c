@@ -420,7 +420,7 @@ static void unsupported_done(void *arg, enum db_outcome outcome, const PGresult 
         http_reply(dr->req, dr->ep, 200, "application/xml", empty_dict_plist,
                    sizeof(empty_dict_plist) - 1);
     } else if (strcmp(type, "UserAuthenticate") == 0) {
-        /* Apple: 410 tells the device the server has no user channel; it does not ask again. */
+        /* Apple: 410 tells the device the server has no user channel: it creates none. */
         refuse(dr->srv, dr->req, dr->ep, 410, "unsupported_message_type", dr->msg.udid, type);
     } else {
         /* SetBootstrapToken, DeclarativeManagement, GetToken, ReturnToService,
