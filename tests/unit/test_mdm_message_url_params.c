@@ -13,13 +13,14 @@
 static void expect_params(const char *query, const char *json)
 {
     char *got = mdm_url_params_json(query);
+    const char *shown = query != NULL ? query : "(no query)";
     if (json == NULL) {
         if (got != NULL)
-            fail_msg("%s: expected nothing, got %s", query, got);
+            fail_msg("%s: expected nothing, got %s", shown, got);
         return;
     }
     if (got == NULL)
-        fail_msg("%s: expected %s, got nothing", query, json);
+        fail_msg("%s: expected %s, got nothing", shown, json);
     assert_string_equal(got, json);
     free(got);
 }
