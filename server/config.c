@@ -90,25 +90,25 @@ static const struct conf_key keys[] = {
 };
 
 const char *const config_webhook_topics[] = {
-    "mdm.Authenticate",     "mdm.TokenUpdate",
-    "mdm.CheckOut",         "mdm.Connect",
-    "mdm.UserAuthenticate", "mdm.SetBootstrapToken",
+    "mdm.Authenticate",      "mdm.TokenUpdate",
+    "mdm.CheckOut",          "mdm.Connect",
+    "mdm.UserAuthenticate",  "mdm.SetBootstrapToken",
     "mdm.GetBootstrapToken", "mdm.DeclarativeManagement",
-    "mdm.GetToken",
-    "attestation.verified", "attestation.failed",
-    "attestation.expired",  "device.os_changed",
-    "device.reenrolled",    "identity.issued",
-    "identity.refused",     "identity.revoked",
-    "trust.denied",         "command.canceled",
-    NULL,
+    "mdm.GetToken",          "attestation.verified",
+    "attestation.failed",    "attestation.expired",
+    "device.os_changed",     "device.reenrolled",
+    "identity.issued",       "identity.refused",
+    "identity.revoked",      "trust.denied",
+    "command.canceled",      NULL,
 };
 
 /* The first 9 of config_webhook_topics: NanoMDM's own topics (service/webhook). */
 static const char *const nanomdm_topics[] = {
-    "mdm.Authenticate",      "mdm.TokenUpdate",          "mdm.CheckOut",
-    "mdm.Connect",           "mdm.UserAuthenticate",     "mdm.SetBootstrapToken",
-    "mdm.GetBootstrapToken", "mdm.DeclarativeManagement", "mdm.GetToken",
-    NULL,
+    "mdm.Authenticate",      "mdm.TokenUpdate",
+    "mdm.CheckOut",          "mdm.Connect",
+    "mdm.UserAuthenticate",  "mdm.SetBootstrapToken",
+    "mdm.GetBootstrapToken", "mdm.DeclarativeManagement",
+    "mdm.GetToken",          NULL,
 };
 
 const char *const *config_topic_group(const char *name)
@@ -289,9 +289,8 @@ bool config_is_device_path(const char *path)
 }
 
 /* What else vouchd serves: a device path may be none of these, nor under them. */
-static const char *const reserved_paths[] = {"/v1",      "/ui",     "/acme",    "/migration",
-                                             "/mdm/enroll", "/healthz", "/metrics", "/version",
-                                             NULL};
+static const char *const reserved_paths[] = {
+    "/v1", "/ui", "/acme", "/migration", "/mdm/enroll", "/healthz", "/metrics", "/version", NULL};
 
 /* An absolute path of unreserved characters, without a query, a fragment, empty or dot
  * segments or a trailing '/', that is no other route's. */
@@ -317,9 +316,9 @@ static bool check_device_path(const char *key, const char *path, char *err, size
                      key, path, *p);
             return false;
         }
-        if (*p == '/' && (p[1] == '/' || (p[1] == '.' && (p[2] == '/' || p[2] == '\0' ||
-                                                          (p[2] == '.' && (p[3] == '/' ||
-                                                                           p[3] == '\0')))))) {
+        if (*p == '/' &&
+            (p[1] == '/' || (p[1] == '.' && (p[2] == '/' || p[2] == '\0' ||
+                                             (p[2] == '.' && (p[3] == '/' || p[3] == '\0')))))) {
             snprintf(err, err_size, "%s: '%s' has an empty or dot segment", key, path);
             return false;
         }

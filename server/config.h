@@ -116,16 +116,16 @@ struct config {
 #define CONFIG_MAX_RECEIVERS 8
 #define CONFIG_MAX_TOPICS 24 /* names in webhook_topics (config_webhook_topics has 19) */
 #define CONFIG_MAX_ITEM 512
-#define CONFIG_MAX_PATH 128  /* mdm_path, checkin_path */
+#define CONFIG_MAX_PATH 128 /* mdm_path, checkin_path */
 
 /* One web-hook receiver: `URL` or `URL#TOPIC+TOPIC...` in webhook_url. The fragment is never
  * sent (an HTTP client does not send one), so it names the receiver's own topics: names of
  * config_webhook_topics or groups (config_topic_group()). */
 struct config_receiver {
-    char url[CONFIG_MAX_ITEM + 1];  /* without the fragment: the receiver's name in the outbox */
+    char url[CONFIG_MAX_ITEM + 1]; /* without the fragment: the receiver's name in the outbox */
     const char *topics[CONFIG_MAX_TOPICS]; /* static names (config_webhook_topics) */
     size_t topic_count;
-    bool every_topic;               /* no topics of its own and no webhook_topics */
+    bool every_topic; /* no topics of its own and no webhook_topics */
 };
 
 /* Every web-hook topic, NULL-terminated. */

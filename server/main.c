@@ -362,9 +362,10 @@ static bool store_settings(const struct config *cfg)
         url_ptrs[i] = r->url;
         topic_lists[i] = r->every_topic ? NULL : lists[i];
         lists[i][0] = '\0';
-        for (size_t t = 0, used = 0; t < r->topic_count; t++)
-            used += (size_t)snprintf(lists[i] + used, sizeof(lists[i]) - used, "%s%s",
-                                     t ? "," : "", r->topics[t]);
+        /* At most CONFIG_MAX_TOPICS names of under 32 bytes: it fits; the bound is a guard. */
+        for (size_t t = 0, used = 0; t < r->topic_count && used < sizeof(lists[i]); t++)
+            used += (size_t)snprintf(lists[i] + used, sizeof(lists[i]) - used, "%s%s", t ? "," : "",
+                                     r->topics[t]);
         /* config_parse() let plain http through only without mdm.TokenUpdate in its topics or
          * with webhook_allow_http = true. */
         if (strncmp(r->url, "http://", 7) == 0)

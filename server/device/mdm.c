@@ -90,8 +90,7 @@ static bool pick_channel(struct evhttp_request *req, enum metrics_endpoint ep,
         *channel = MDM_CHANNEL_EITHER;
         return true;
     }
-    if ((checkin && !takes_checkins(ep)) || (report && !takes_reports(ep)) ||
-        (!checkin && !report))
+    if ((checkin && !takes_checkins(ep)) || (report && !takes_reports(ep)) || (!checkin && !report))
         return false;
     *channel = checkin ? MDM_CHANNEL_CHECKIN : MDM_CHANNEL_REPORT;
     return true;
@@ -277,8 +276,8 @@ static void verify_attestation(struct device_request *dr, const struct db_report
         answer = command_answer_shape_pack(shape, shape_count, m->udid);
         command_answer_shape_free(shape, shape_count);
     }
-    const struct db_report_body body = {(const uint8_t *)dr->body, dr->body_len, stored, stored_len,
-                                        answer, dr->url_params};
+    const struct db_report_body body = {
+        (const uint8_t *)dr->body, dr->body_len, stored, stored_len, answer, dr->url_params};
     db_report(dr->srv->db, m->udid, &dr->cert, m->status_text, m->command_uuid, &body,
               m->reported_os_version, m->reported_build_version, text, report_done, dr);
     free(answer);
@@ -397,11 +396,10 @@ static void start_checkin(struct device_request *dr)
  * serve"): each gets the answer the MDM protocol gives a device whose server lacks the feature,
  * after the identity check every check-in passes (and, for an enrolled device, NanoMDM's
  * mdm.<MessageType> web-hook event). */
-static const char empty_dict_plist[] =
-    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-    "<!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" "
-    "\"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n"
-    "<plist version=\"1.0\">\n<dict/>\n</plist>\n";
+static const char empty_dict_plist[] = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                                       "<!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" "
+                                       "\"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n"
+                                       "<plist version=\"1.0\">\n<dict/>\n</plist>\n";
 
 static void unsupported_done(void *arg, enum db_outcome outcome, const PGresult *res)
 {
@@ -450,8 +448,8 @@ static void start_report(struct device_request *dr)
 {
     const struct mdm_message *m = &dr->msg;
     metrics_count_report(m->status_text);
-    const struct db_report_body body = {(const uint8_t *)dr->body, dr->body_len, NULL, 0, NULL,
-                                        dr->url_params};
+    const struct db_report_body body = {
+        (const uint8_t *)dr->body, dr->body_len, NULL, 0, NULL, dr->url_params};
     db_report(dr->srv->db, m->udid, &dr->cert, m->status_text, m->command_uuid, &body,
               m->reported_os_version, m->reported_build_version, NULL, report_done, dr);
 }

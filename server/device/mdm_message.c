@@ -421,9 +421,9 @@ enum mdm_parse_error mdm_message_parse(const char *body, size_t len, enum mdm_ch
         msg->awaiting_configuration = -1;
         return MDM_PARSE_NOT_DICT;
     }
-    bool checkin = channel == MDM_CHANNEL_CHECKIN ||
-                   (channel == MDM_CHANNEL_EITHER &&
-                    plist_dict_get_item(root, "MessageType") != NULL);
+    bool checkin =
+        channel == MDM_CHANNEL_CHECKIN ||
+        (channel == MDM_CHANNEL_EITHER && plist_dict_get_item(root, "MessageType") != NULL);
     enum mdm_parse_error err =
         checkin ? parse_checkin(root, msg, field) : parse_report(root, msg, field);
     if (err != MDM_PARSE_OK) {
@@ -529,8 +529,8 @@ char *mdm_url_params_json(const char *query)
         char key[MDM_MAX_URL_PARAM_KEY], value[MDM_MAX_URL_PARAM_VALUE];
         size_t key_len, value_len = 0;
         if (!query_unescape(pair, klen, key, sizeof(key), &key_len) ||
-            (eq != NULL && !query_unescape(eq + 1, len - klen - 1, value, sizeof(value),
-                                           &value_len)))
+            (eq != NULL &&
+             !query_unescape(eq + 1, len - klen - 1, value, sizeof(value), &value_len)))
             continue;
         bool seen = false; /* the first value of a key, as NanoMDM's v[0] */
         for (size_t i = 0; i < count && !seen; i++)

@@ -64,8 +64,8 @@ static void test_topics_per_receiver(void **state)
     assert_false(nano->every_topic);
     assert_int_equal(nano->topic_count, 9);
     static const char *const mdm[] = {
-        "mdm.Authenticate",      "mdm.TokenUpdate",          "mdm.CheckOut",
-        "mdm.Connect",           "mdm.UserAuthenticate",     "mdm.SetBootstrapToken",
+        "mdm.Authenticate",      "mdm.TokenUpdate",           "mdm.CheckOut",
+        "mdm.Connect",           "mdm.UserAuthenticate",      "mdm.SetBootstrapToken",
         "mdm.GetBootstrapToken", "mdm.DeclarativeManagement", "mdm.GetToken"};
     for (size_t i = 0; i < sizeof(mdm) / sizeof(mdm[0]); i++)
         assert_true(has_topic(nano, mdm[i]));
@@ -168,9 +168,9 @@ static void test_device_paths(void **state)
     fail_text("checkin_path = /x/../v1\n", "checkin_path", "empty or dot");
     fail_text("checkin_path = /x/.\n", "checkin_path", "empty or dot");
     /* Another route's path, or under it. */
-    static const char *const taken[] = {"/v1", "/v1/devices", "/ui", "/ui/x", "/acme/new",
-                                        "/migration", "/mdm/enroll", "/healthz", "/metrics",
-                                        "/version"};
+    static const char *const taken[] = {"/v1",       "/v1/devices", "/ui",         "/ui/x",
+                                        "/acme/new", "/migration",  "/mdm/enroll", "/healthz",
+                                        "/metrics",  "/version"};
     for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++) {
         char text[128];
         snprintf(text, sizeof(text), "mdm_path = %s\n", taken[i]);

@@ -73,8 +73,8 @@ static void test_url_params_left_out(void **state)
     /* At most MDM_MAX_URL_PARAMS keys: the first ones. */
     size_t used = 0;
     for (int i = 0; i < MDM_MAX_URL_PARAMS + 4; i++)
-        used += (size_t)snprintf(query + used, sizeof(query) - used, "%sk%d=%d", i ? "&" : "", i,
-                                 i);
+        used +=
+            (size_t)snprintf(query + used, sizeof(query) - used, "%sk%d=%d", i ? "&" : "", i, i);
     got = mdm_url_params_json(query);
     assert_non_null(got);
     char last[32], beyond[32];
@@ -98,8 +98,7 @@ static void test_url_params_left_out(void **state)
 static void test_either_channel(void **state)
 {
     struct mdm_message m;
-    parse_ok(PL_HEAD KS("MessageType", "Authenticate") KS("UDID", UDID1) KS("Topic", TOPIC)
-                 PL_TAIL,
+    parse_ok(PL_HEAD KS("MessageType", "Authenticate") KS("UDID", UDID1) KS("Topic", TOPIC) PL_TAIL,
              MDM_CHANNEL_EITHER, &m);
     assert_int_equal(m.kind, MDM_AUTHENTICATE);
     mdm_message_clear(&m);
@@ -113,8 +112,7 @@ static void test_either_channel(void **state)
     assert_string_equal(m.message_type, "GetBootstrapToken");
     mdm_message_clear(&m);
     /* A MessageType wins over a Status. */
-    parse_ok(PL_HEAD KS("MessageType", "CheckOut") KS("Status", "Idle") KS("UDID", UDID1)
-                 PL_TAIL,
+    parse_ok(PL_HEAD KS("MessageType", "CheckOut") KS("Status", "Idle") KS("UDID", UDID1) PL_TAIL,
              MDM_CHANNEL_EITHER, &m);
     assert_int_equal(m.kind, MDM_CHECKOUT);
     mdm_message_clear(&m);
