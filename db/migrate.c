@@ -220,9 +220,7 @@ bool migrate_store_settings(const char *conninfo, const struct db_settings *s, c
         policy[i] = v[i];
     }
     char *urls = db_text_array_literal(s->webhook_urls, s->webhook_url_count);
-    char *topics = s->webhook_topic_count
-                       ? db_text_array_literal(s->webhook_topics, s->webhook_topic_count)
-                       : NULL;
+    char *topics = db_text_array_literal(s->webhook_topic_lists, s->webhook_url_count);
     const char *hooks[2] = {urls, topics};
     bool ok = exec_params_ok(conn,
                              "SELECT vouch_set_policy(make_interval(secs => $1::bigint),"
@@ -231,8 +229,8 @@ bool migrate_store_settings(const char *conninfo, const struct db_settings *s, c
                              " make_interval(secs => $4::bigint), $5::integer, $6::integer,"
                              " make_interval(secs => $7::bigint))",
                              7, policy, "storing the attestation policy", err, err_size) &&
-              exec_params_ok(conn, "SELECT vouch_set_webhooks($1::text[], $2::text[])", 2, hooks,
-                             "storing the web-hook receivers", err, err_size);
+              exec_params_ok(conn, "SELECT vouch_set_webhook_receivers($1::text[], $2::text[])", 2,
+                             hooks, "storing the web-hook receivers", err, err_size);
     free(urls);
     free(topics);
     PQfinish(conn);

@@ -47,8 +47,8 @@ struct db_settings {
         retry_limit, retry_delay;
     const char *const *webhook_urls;
     size_t webhook_url_count;
-    const char *const *webhook_topics; /* none: every topic */
-    size_t webhook_topic_count;
+    /* Per receiver (webhook_urls[i]): its topics, separated by commas; NULL: every topic. */
+    const char *const *webhook_topic_lists;
 };
 bool migrate_store_settings(const char *conninfo, const struct db_settings *settings, char *err,
                             size_t err_size) __attribute__((warn_unused_result));

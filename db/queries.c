@@ -35,7 +35,7 @@ static enum db_verdict verdict_parse(const char *text)
 
 static const char sql_authenticate[] =
     "SELECT vouch_authenticate($1, $2, $3, $4::timestamptz, $5, $6, $7, $8, $9, $10, $11, $12,"
-    " $13, $14, $15, $16::boolean)";
+    " $13, $14, $15, $16::boolean, $17::jsonb)";
 
 void db_authenticate(struct db_pool *pool, const struct db_device_facts *f,
                      const struct db_cert *cert, db_result_fn *cb, void *arg)
@@ -49,19 +49,20 @@ void db_authenticate(struct db_pool *pool, const struct db_device_facts *f,
         text_param(f->build_version), text_param(f->device_name),
         text_param(f->imei),          text_param(f->meid),
         bytes_param(f->raw, f->raw_len), text_param(f->reenroll_refuse ? "t" : "f"),
+        text_param(f->url_params),
     };
-    db_query(pool, sql_authenticate, params, 16, false, cb, arg);
+    db_query(pool, sql_authenticate, params, 17, false, cb, arg);
 }
 
 static const char sql_token_update[] =
-    "SELECT vouch_token_update($1, $2, $3, $4, $5, $6, $7::boolean, $8, $9, $10, $11)";
+    "SELECT vouch_token_update($1, $2, $3, $4, $5, $6, $7::boolean, $8, $9, $10, $11, $12::jsonb)";
 
 void db_token_update(struct db_pool *pool, const char *udid, const struct db_cert *cert,
                      const char *topic, const uint8_t *token, size_t token_len,
                      const char *push_magic, const uint8_t *unlock_token,
                      size_t unlock_token_len, int awaiting_configuration,
                      const struct db_attest_request *attest, const uint8_t *raw,
-                     size_t raw_len, db_result_fn *cb, void *arg)
+                     size_t raw_len, const char *url_params, db_result_fn *cb, void *arg)
 {
     const char *awaiting =
         awaiting_configuration < 0 ? NULL : (awaiting_configuration ? "true" : "false");
@@ -77,19 +78,37 @@ void db_token_update(struct db_pool *pool, const char *udid, const struct db_cer
         attest ? bytes_param(attest->body, attest->body_len) : text_param(NULL),
         attest ? bytes_param(attest->nonce, attest->nonce_len) : text_param(NULL),
         bytes_param(raw, raw_len),
+        text_param(url_params),
     };
-    db_query(pool, sql_token_update, params, 11, false, cb, arg);
+    db_query(pool, sql_token_update, params, 12, false, cb, arg);
 }
 
-static const char sql_checkout[] = "SELECT vouch_checkout($1, $2, $3)";
+static const char sql_checkout[] = "SELECT vouch_checkout($1, $2, $3, $4::jsonb)";
 
 void db_checkout(struct db_pool *pool, const char *udid, const struct db_cert *cert,
-                 const uint8_t *raw, size_t raw_len, db_result_fn *cb, void *arg)
+                 const uint8_t *raw, size_t raw_len, const char *url_params, db_result_fn *cb,
+                 void *arg)
 {
     const struct db_param params[] = {text_param(udid),
                                       bytes_param(cert->sha256, DB_CERT_HASH_LEN),
-                                      bytes_param(raw, raw_len)};
-    db_query(pool, sql_checkout, params, 3, false, cb, arg);
+                                      bytes_param(raw, raw_len),
+                                      text_param(url_params)};
+    db_query(pool, sql_checkout, params, 4, false, cb, arg);
+}
+
+static const char sql_unsupported_checkin[] =
+    "SELECT vouch_unsupported_checkin($1, $2, $3, $4, $5::jsonb)";
+
+void db_unsupported_checkin(struct db_pool *pool, const char *udid, const struct db_cert *cert,
+                            const char *message_type, const uint8_t *raw, size_t raw_len,
+                            const char *url_params, db_result_fn *cb, void *arg)
+{
+    const struct db_param params[] = {text_param(udid),
+                                      bytes_param(cert->sha256, DB_CERT_HASH_LEN),
+                                      text_param(message_type),
+                                      bytes_param(raw, raw_len),
+                                      text_param(url_params)};
+    db_query(pool, sql_unsupported_checkin, params, 5, false, cb, arg);
 }
 
 enum db_verdict db_decode_verdict(const PGresult *res)
@@ -103,7 +122,7 @@ static const char sql_report[] =
     "SELECT outcome, result_stored, next_command_uuid, next_body, request_nonce, older_nonces,"
     " enrolled_serial, enrolled_os_version, clock::bigint, older_requested_at,"
     " generation_verified, product_name, request_reason, next_nonce"
-    " FROM vouch_report($1, $2, $3, $4, $5, $6::json, $7, $8, $9, $10)";
+    " FROM vouch_report($1, $2, $3, $4, $5, $6::json, $7, $8, $9, $10, $11::jsonb)";
 
 void db_report(struct db_pool *pool, const char *udid, const struct db_cert *cert,
                const char *status, const char *command_uuid, const struct db_report_body *body,
@@ -116,9 +135,10 @@ void db_report(struct db_pool *pool, const char *udid, const struct db_cert *cer
         bytes_param(body->report, body->report_len), text_param(verdict_json),
         text_param(os_version), text_param(build_version),
         bytes_param(body->stored, body->stored_len), text_param(body->answer),
+        text_param(body->url_params),
     };
     /* Binary results: the next command's body comes back as raw bytes, not hex. */
-    db_query(pool, sql_report, params, 10, true, cb, arg);
+    db_query(pool, sql_report, params, 11, true, cb, arg);
 }
 
 int64_t db_int64_be(const uint8_t bytes[8])

@@ -56,6 +56,8 @@ struct db_device_facts {
     size_t raw_len;
     bool reenroll_refuse; /* reenroll = refuse: a new certificate for an enrolled device needs
                              an operator's allowance */
+    const char *url_params; /* JSON object of the request URL's query (mdm_url_params_json), or
+                               NULL: the web-hook event's url_params */
 };
 
 /* The identity certificate a request was verified with. */
@@ -82,10 +84,16 @@ void db_token_update(struct db_pool *pool, const char *udid, const struct db_cer
                      const char *push_magic, const uint8_t *unlock_token,
                      size_t unlock_token_len, int awaiting_configuration /* -1: absent */,
                      const struct db_attest_request *attest, const uint8_t *raw,
-                     size_t raw_len, db_result_fn *cb, void *arg);
+                     size_t raw_len, const char *url_params, db_result_fn *cb, void *arg);
 void db_checkout(struct db_pool *pool, const char *udid, const struct db_cert *cert,
-                 const uint8_t *raw, size_t raw_len, db_result_fn *cb, void *arg);
-/* Decodes the answer of the three above. */
+                 const uint8_t *raw, size_t raw_len, const char *url_params, db_result_fn *cb,
+                 void *arg);
+/* A check-in type vouchd does not serve (its MessageType, a static name): the identity check,
+ * and the mdm.<MessageType> web-hook event for an enrolled device. */
+void db_unsupported_checkin(struct db_pool *pool, const char *udid, const struct db_cert *cert,
+                            const char *message_type, const uint8_t *raw, size_t raw_len,
+                            const char *url_params, db_result_fn *cb, void *arg);
+/* Decodes the answer of the four above. */
 enum db_verdict db_decode_verdict(const PGresult *res);
 
 /* A report's body: as the device sent it, and (stored != NULL) as command_results keeps it
@@ -98,6 +106,7 @@ struct db_report_body {
     /* An attestation answer the attestation row can give back whole: its packed shape
      * (command_answer_shape_pack); NULL: none. */
     const char *answer;
+    const char *url_params; /* JSON object of the request URL's query, or NULL */
 };
 
 /* A command report. verdict_json is NULL on the first call; when the report answers a pending

@@ -39,6 +39,8 @@ static const struct conf_key keys[] = {
     STR_KEY(webhook_secret),
     STR_KEY(webhook_topics),
     {"webhook_allow_http", CONF_BOOL, offsetof(struct config, webhook_allow_http), 0, 0},
+    STR_KEY(mdm_path),
+    STR_KEY(checkin_path),
     {"test_clock", CONF_BOOL, offsetof(struct config, test_clock), 0, 0},
     STR_KEY(enroll_identity),
     STR_KEY(scep_url),
@@ -89,16 +91,32 @@ static const struct conf_key keys[] = {
 };
 
 const char *const config_webhook_topics[] = {
-    "mdm.Authenticate",     "mdm.TokenUpdate",
-    "mdm.CheckOut",         "mdm.Connect",
-    "attestation.verified", "attestation.failed",
-    "attestation.expired",  "device.os_changed",
-    "device.reenrolled",    "identity.issued",
-    "identity.refused",     "identity.revoked",
-    "trust.denied",         "command.canceled",
-    "identity.unproven",
+    "mdm.Authenticate",      "mdm.TokenUpdate",
+    "mdm.CheckOut",          "mdm.Connect",
+    "mdm.UserAuthenticate",  "mdm.SetBootstrapToken",
+    "mdm.GetBootstrapToken", "mdm.DeclarativeManagement",
+    "mdm.GetToken",          "attestation.verified",
+    "attestation.failed",    "attestation.expired",
+    "device.os_changed",     "device.reenrolled",
+    "identity.issued",       "identity.refused",
+    "identity.revoked",      "identity.unproven",
+    "trust.denied",          "command.canceled",
     NULL,
 };
+
+/* The first 9 of config_webhook_topics: NanoMDM's own topics (service/webhook). */
+static const char *const nanomdm_topics[] = {
+    "mdm.Authenticate",      "mdm.TokenUpdate",
+    "mdm.CheckOut",          "mdm.Connect",
+    "mdm.UserAuthenticate",  "mdm.SetBootstrapToken",
+    "mdm.GetBootstrapToken", "mdm.DeclarativeManagement",
+    "mdm.GetToken",          NULL,
+};
+
+const char *const *config_topic_group(const char *name)
+{
+    return strcmp(name, "nanomdm") == 0 ? nanomdm_topics : NULL;
+}
 
 size_t config_split_list(const char *text, char out[][CONFIG_MAX_ITEM + 1], size_t max)
 {
@@ -119,8 +137,88 @@ size_t config_split_list(const char *text, char out[][CONFIG_MAX_ITEM + 1], size
     return n;
 }
 
-/* webhook_url: up to CONFIG_MAX_RECEIVERS http(s) URLs; then a secret; known topics. */
-static bool check_webhooks(const struct config *cfg, char *err, size_t err_size)
+/* Adds a topic or a group's topics to r (once each); false for an unknown name. */
+static bool add_topics(struct config_receiver *r, const char *name)
+{
+    const char *const *group = config_topic_group(name);
+    const char *one[2] = {NULL, NULL};
+    if (group == NULL) {
+        for (const char *const *k = config_webhook_topics; *k != NULL && one[0] == NULL; k++) {
+            if (strcmp(*k, name) == 0)
+                one[0] = *k;
+        }
+        if (one[0] == NULL)
+            return false;
+        group = one;
+    }
+    for (; *group != NULL; group++) {
+        bool have = false;
+        for (size_t i = 0; i < r->topic_count; i++)
+            have = have || r->topics[i] == *group;
+        if (!have && r->topic_count < CONFIG_MAX_TOPICS)
+            r->topics[r->topic_count++] = *group;
+    }
+    return true;
+}
+
+static bool takes_token_update(const struct config_receiver *r)
+{
+    for (size_t i = 0; i < r->topic_count; i++) {
+        if (strcmp(r->topics[i], "mdm.TokenUpdate") == 0)
+            return true;
+    }
+    return r->every_topic;
+}
+
+/* One item of webhook_url: URL or URL#TOPIC+TOPIC..., its topics resolved against the
+ * deployment's webhook_topics (defaults). */
+static bool parse_receiver(const char *item, const struct config_receiver *defaults,
+                           struct config_receiver *r, char *err, size_t err_size)
+{
+    memset(r, 0, sizeof(*r));
+    const char *hash = strchr(item, '#');
+    size_t url_len = hash ? (size_t)(hash - item) : strlen(item);
+    memcpy(r->url, item, url_len);
+    r->url[url_len] = '\0';
+    if (strncmp(r->url, "https://", 8) != 0 && strncmp(r->url, "http://", 7) != 0) {
+        snprintf(err, err_size, "webhook_url: '%s' is not an http:// or https:// URL", r->url);
+        return false;
+    }
+    if (hash == NULL) {
+        memcpy(r->topics, defaults->topics, sizeof(r->topics));
+        r->topic_count = defaults->topic_count;
+        r->every_topic = defaults->every_topic;
+        return true;
+    }
+    const char *p = hash + 1;
+    if (*p == '\0') {
+        snprintf(err, err_size, "webhook_url: %.60s ends in '#' without topics", r->url);
+        return false;
+    }
+    while (*p != '\0') {
+        size_t len = strcspn(p, "+");
+        char name[64];
+        if (len == 0 || len >= sizeof(name)) {
+            snprintf(err, err_size, "webhook_url: %.60s: an empty or overlong topic after '#'",
+                     r->url);
+            return false;
+        }
+        memcpy(name, p, len);
+        name[len] = '\0';
+        if (!add_topics(r, name)) {
+            snprintf(err, err_size, "webhook_url: %.60s: unknown topic or group '%s'", r->url,
+                     name);
+            return false;
+        }
+        p += len + (p[len] == '+');
+    }
+    return true;
+}
+
+/* webhook_url: up to CONFIG_MAX_RECEIVERS http(s) URLs, each with its own topics or
+ * webhook_topics; then a secret; known topics; plain http only without mdm.TokenUpdate or with
+ * webhook_allow_http. Fills cfg->receivers. */
+static bool check_webhooks(struct config *cfg, char *err, size_t err_size)
 {
     char items[CONFIG_MAX_RECEIVERS + 1][CONFIG_MAX_ITEM + 1];
     size_t n = config_split_list(cfg->webhook_url, items, CONFIG_MAX_RECEIVERS);
@@ -129,47 +227,125 @@ static bool check_webhooks(const struct config *cfg, char *err, size_t err_size)
                  CONFIG_MAX_RECEIVERS, CONFIG_MAX_ITEM);
         return false;
     }
-    for (size_t i = 0; i < n; i++) {
-        if (strncmp(items[i], "https://", 8) != 0 && strncmp(items[i], "http://", 7) != 0) {
-            snprintf(err, err_size, "webhook_url: '%s' is not an http:// or https:// URL",
-                     items[i]);
-            return false;
-        }
-    }
     if (n > 0 && (cfg->webhook_secret == NULL || cfg->webhook_secret[0] == '\0')) {
         snprintf(err, err_size,
                  "webhook_url is set but webhook_secret is not: receivers could "
                  "not tell Vouch's events from forged ones");
         return false;
     }
-    char topics[CONFIG_MAX_TOPICS][CONFIG_MAX_ITEM + 1];
+    char topics[CONFIG_MAX_TOPICS + 1][CONFIG_MAX_ITEM + 1];
     size_t count = config_split_list(cfg->webhook_topics, topics, CONFIG_MAX_TOPICS);
     if (count > CONFIG_MAX_TOPICS) {
         snprintf(err, err_size, "webhook_topics: too many names");
         return false;
     }
-    bool token_update = count == 0; /* no webhook_topics: every topic */
+    struct config_receiver defaults = {.every_topic = count == 0}; /* no webhook_topics */
     for (size_t i = 0; i < count; i++) {
-        bool known = false;
-        for (const char *const *k = config_webhook_topics; *k != NULL; k++)
-            known = known || strcmp(*k, topics[i]) == 0;
-        if (!known) {
+        if (!add_topics(&defaults, topics[i])) {
             snprintf(err, err_size, "webhook_topics: unknown topic '%s'", topics[i]);
             return false;
         }
-        token_update = token_update || strcmp(topics[i], "mdm.TokenUpdate") == 0;
     }
-    /* mdm.TokenUpdate events carry the raw check-in: the device's UnlockToken (which clears its
-     * passcode) and PushMagic. Over plain http anyone on the path reads them. */
-    for (size_t i = 0; i < n && token_update && !cfg->webhook_allow_http; i++) {
-        if (strncmp(items[i], "http://", 7) == 0) {
+    if (n > 0 && (cfg->receivers = calloc(n, sizeof(*cfg->receivers))) == NULL) {
+        snprintf(err, err_size, "out of memory");
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct config_receiver *r = &cfg->receivers[i];
+        if (!parse_receiver(items[i], &defaults, r, err, err_size))
+            return false;
+        cfg->receiver_count = i + 1;
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(cfg->receivers[j].url, r->url) == 0) {
+                snprintf(err, err_size, "webhook_url: %.60s is listed twice", r->url);
+                return false;
+            }
+        }
+        /* mdm.TokenUpdate events carry the raw check-in: the device's UnlockToken (which clears
+         * its passcode) and PushMagic. Over plain http anyone on the path reads them. */
+        if (strncmp(r->url, "http://", 7) == 0 && takes_token_update(r) &&
+            !cfg->webhook_allow_http) {
             snprintf(err, err_size,
                      "webhook_url: %.60s is plain http: it may take mdm.TokenUpdate (the device's "
                      "UnlockToken) only with webhook_allow_http = true; or use https, or leave "
-                     "mdm.TokenUpdate out of webhook_topics",
-                     items[i]);
+                     "mdm.TokenUpdate out of its topics",
+                     r->url);
             return false;
         }
+    }
+    return true;
+}
+
+/* ---- mdm_path, checkin_path ------------------------------------------------------------- */
+
+static const char *const device_paths[] = {"/mdm", "/mdm/connect", "/mdm/checkin", "/checkin",
+                                           NULL};
+
+bool config_is_device_path(const char *path)
+{
+    for (const char *const *p = device_paths; *p != NULL; p++) {
+        if (strcmp(*p, path) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* What else vouchd serves: a device path may be none of these, nor under them. */
+static const char *const reserved_paths[] = {
+    "/v1", "/ui", "/acme", "/migration", "/mdm/enroll", "/healthz", "/metrics", "/version", NULL};
+
+/* An absolute path of unreserved characters, without a query, a fragment, empty or dot
+ * segments or a trailing '/', that is no other route's. */
+static bool check_device_path(const char *key, const char *path, char *err, size_t err_size)
+{
+    if (path == NULL || config_is_device_path(path))
+        return true;
+    size_t len = strlen(path);
+    if (len < 2 || len > CONFIG_MAX_PATH || path[0] != '/' || path[len - 1] == '/') {
+        snprintf(err, err_size,
+                 "%s: '%.*s' is not an absolute path of at most %d characters, without a "
+                 "trailing '/'",
+                 key, CONFIG_MAX_PATH, path, CONFIG_MAX_PATH);
+        return false;
+    }
+    for (const char *p = path; *p != '\0'; p++) {
+        bool ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                  (*p >= '0' && *p <= '9') || strchr("/-._~", *p) != NULL;
+        if (!ok) {
+            snprintf(err, err_size,
+                     "%s: '%s' has '%c': a path of letters, digits and / - . _ ~ only (no query, "
+                     "no fragment, no escapes)",
+                     key, path, *p);
+            return false;
+        }
+        if (*p == '/' &&
+            (p[1] == '/' || (p[1] == '.' && (p[2] == '/' || p[2] == '\0' ||
+                                             (p[2] == '.' && (p[3] == '/' || p[3] == '\0')))))) {
+            snprintf(err, err_size, "%s: '%s' has an empty or dot segment", key, path);
+            return false;
+        }
+    }
+    for (const char *const *r = reserved_paths; *r != NULL; r++) {
+        size_t rl = strlen(*r);
+        if (strncmp(path, *r, rl) == 0 && (path[rl] == '\0' || path[rl] == '/')) {
+            snprintf(err, err_size, "%s: '%s' is %s's: choose another path", key, path, *r);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool check_device_paths(const struct config *cfg, char *err, size_t err_size)
+{
+    if (!check_device_path("mdm_path", cfg->mdm_path, err, err_size) ||
+        !check_device_path("checkin_path", cfg->checkin_path, err, err_size))
+        return false;
+    if (cfg->mdm_path != NULL && cfg->checkin_path != NULL &&
+        strcmp(cfg->mdm_path, cfg->checkin_path) == 0 && !config_is_device_path(cfg->mdm_path)) {
+        snprintf(err, err_size,
+                 "mdm_path and checkin_path are both '%s': one URL for both is mdm_path alone",
+                 cfg->mdm_path);
+        return false;
     }
     return true;
 }
@@ -398,7 +574,7 @@ bool config_parse(struct config *cfg, const char *text, size_t text_len, char *c
         config_clear(cfg);
         return false;
     }
-    if (!check_webhooks(cfg, err, err_size)) {
+    if (!check_webhooks(cfg, err, err_size) || !check_device_paths(cfg, err, err_size)) {
         config_clear(cfg);
         return false;
     }
@@ -510,6 +686,9 @@ bool config_check_runtime(const struct config *cfg, char *err, size_t err_size)
 void config_clear(struct config *cfg)
 {
     cfg->proxy_count = 0;
+    free(cfg->receivers);
+    cfg->receivers = NULL;
+    cfg->receiver_count = 0;
     for (size_t i = 0; i < cfg->policy_item_count; i++) {
         free(cfg->policy_items[i].key);
         free(cfg->policy_items[i].value);

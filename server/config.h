@@ -59,6 +59,10 @@ struct config {
     char *webhook_secret;
     char *webhook_topics;     /* NULL: every topic */
     bool webhook_allow_http;  /* may an http:// receiver take mdm.TokenUpdate? */
+    /* Extra paths of the device protocol (NanoMDM's layout): NULL or one of Vouch's own device
+     * paths (/mdm, /mdm/connect, /mdm/checkin, /checkin): nothing extra. */
+    char *mdm_path;           /* check-ins and reports on one URL, as /mdm */
+    char *checkin_path;       /* check-ins only, as /mdm/checkin */
     bool test_clock;          /* live by vouch_clock (tests only; the database must allow it) */
     /* The enrollment profile (GET /mdm/enroll) */
     char *enroll_identity;      /* acme (the default with acme_ca_cert) | scep */
@@ -105,14 +109,37 @@ struct config {
     /* The peers whose cert_header and X-Forwarded-For are believed (trusted_proxies). */
     struct net_prefix proxies[CONFIG_MAX_TRUSTED_PROXIES];
     size_t proxy_count;
+    /* The web-hook receivers of webhook_url, each with the topics it takes (its own after '#',
+     * else webhook_topics), groups expanded. */
+    struct config_receiver *receivers;
+    size_t receiver_count;
 };
 
 #define CONFIG_MAX_RECEIVERS 8
-#define CONFIG_MAX_TOPICS 24 /* names in webhook_topics (config_webhook_topics has 12) */
+#define CONFIG_MAX_TOPICS 24 /* names in webhook_topics (config_webhook_topics has 20) */
 #define CONFIG_MAX_ITEM 512
+#define CONFIG_MAX_PATH 128 /* mdm_path, checkin_path */
+
+/* One web-hook receiver: `URL` or `URL#TOPIC+TOPIC...` in webhook_url. The fragment is never
+ * sent (an HTTP client does not send one), so it names the receiver's own topics: names of
+ * config_webhook_topics or groups (config_topic_group()). */
+struct config_receiver {
+    char url[CONFIG_MAX_ITEM + 1]; /* without the fragment: the receiver's name in the outbox */
+    const char *topics[CONFIG_MAX_TOPICS]; /* static names (config_webhook_topics) */
+    size_t topic_count;
+    bool every_topic; /* no topics of its own and no webhook_topics */
+};
 
 /* Every web-hook topic, NULL-terminated. */
 extern const char *const config_webhook_topics[];
+
+/* The topics of a group name ("nanomdm": the mdm.* topics NanoMDM sends, for a NanoCMD-style
+ * receiver), NULL-terminated; NULL when name is no group. */
+const char *const *config_topic_group(const char *name);
+
+/* Is path one of the device paths vouchd always serves (/mdm, /mdm/connect, /mdm/checkin,
+ * /checkin)? */
+bool config_is_device_path(const char *path);
 
 /* Splits a list separated by commas or blanks into out[0..max); returns the count, or max + 1
  * when there are more items or one is longer than CONFIG_MAX_ITEM. */

@@ -120,18 +120,26 @@ static const char usage_more[] =
     "  attestation_retry_limit    retries after a failed answer (default 3)\n"
     "  attestation_retry_delay    first retry delay, doubling (default 1h)\n"
     "  scheduler_batch            requests per scheduler tick; 0: no scheduler here (default 200)\n"
-    "  webhook_url       where events are POSTed: one or more http(s) URLs (commas or blanks)\n"
+    "  webhook_url       where events are POSTed: one or more http(s) URLs (commas or blanks);\n"
+    "                    URL#TOPIC+TOPIC... takes those topics instead of webhook_topics\n"
     "  webhook_secret    HMAC-SHA256 key of X-Hmac-Signature (required with webhook_url)\n"
     "  webhook_topics    topics sent (default all): mdm.Authenticate, mdm.TokenUpdate,\n"
-    "                    mdm.CheckOut, mdm.Connect, attestation.verified, attestation.failed,\n"
-    "                    attestation.expired, device.os_changed, device.reenrolled,\n"
-    "                    identity.issued, identity.refused, identity.revoked, trust.denied,\n"
-    "                    command.canceled, identity.unproven\n"
+    "                    mdm.CheckOut, mdm.Connect, mdm.UserAuthenticate, mdm.SetBootstrapToken,\n"
+    "                    mdm.GetBootstrapToken, mdm.DeclarativeManagement, mdm.GetToken,\n"
+    "                    attestation.verified, attestation.failed, attestation.expired,\n"
+    "                    device.os_changed, device.reenrolled, identity.issued,\n"
+    "                    identity.refused, identity.revoked, identity.unproven,\n"
+    "                    trust.denied, command.canceled;\n"
+    "                    the group nanomdm: the nine mdm.* topics (NanoMDM's)\n"
     "  webhook_allow_http true or false: may an http:// receiver take mdm.TokenUpdate, which\n"
     "                    carries the device's UnlockToken? (default false; then such a\n"
     "                    receiver stops vouchd at start)\n"
     "  webhook_timeout   how long a receiver has to answer (default 10s)\n"
     "  webhook_max_age   an event not delivered by then is dead (default 72h)\n"
+    "  mdm_path          one more path for check-ins and reports on one URL, as /mdm\n"
+    "                    (default /mdm/connect: nothing extra; /mdm and /checkin are always\n"
+    "                    served, as NanoMDM has them)\n"
+    "  checkin_path      one more path for check-ins, as /mdm/checkin (default /mdm/checkin)\n"
     "  enroll_identity   the profile's device identity: acme (the default with acme_ca_cert)\n"
     "                    or scep (the default without)\n"
     "  scep_url, scep_challenge     the SCEP server devices get their identity from\n"
@@ -352,23 +360,26 @@ static int run_migrate(const struct config *cfg)
  * web-hook receivers (so that the first event already goes to them). */
 static bool store_settings(const struct config *cfg)
 {
-    char urls[CONFIG_MAX_RECEIVERS][CONFIG_MAX_ITEM + 1],
-        topics[CONFIG_MAX_TOPICS][CONFIG_MAX_ITEM + 1];
-    const char *url_ptrs[CONFIG_MAX_RECEIVERS], *topic_ptrs[CONFIG_MAX_TOPICS];
-    size_t n = config_split_list(cfg->webhook_url, urls, CONFIG_MAX_RECEIVERS);
-    size_t t = config_split_list(cfg->webhook_topics, topics, CONFIG_MAX_TOPICS);
+    const char *url_ptrs[CONFIG_MAX_RECEIVERS], *topic_lists[CONFIG_MAX_RECEIVERS];
+    char lists[CONFIG_MAX_RECEIVERS][CONFIG_MAX_TOPICS * 32];
+    size_t n = cfg->receiver_count;
     for (size_t i = 0; i < n; i++) {
-        url_ptrs[i] = urls[i];
-        /* config_parse() let plain http through only without mdm.TokenUpdate in the topics or
+        const struct config_receiver *r = &cfg->receivers[i];
+        url_ptrs[i] = r->url;
+        topic_lists[i] = r->every_topic ? NULL : lists[i];
+        lists[i][0] = '\0';
+        /* At most CONFIG_MAX_TOPICS names of under 32 bytes: it fits; the bound is a guard. */
+        for (size_t t = 0, used = 0; t < r->topic_count && used < sizeof(lists[i]); t++)
+            used += (size_t)snprintf(lists[i] + used, sizeof(lists[i]) - used, "%s%s", t ? "," : "",
+                                     r->topics[t]);
+        /* config_parse() let plain http through only without mdm.TokenUpdate in its topics or
          * with webhook_allow_http = true. */
-        if (strncmp(urls[i], "http://", 7) == 0)
-            log_warn("web-hook receiver %s is plain http: its events travel unencrypted%s", urls[i],
+        if (strncmp(r->url, "http://", 7) == 0)
+            log_warn("web-hook receiver %s is plain http: its events travel unencrypted%s", r->url,
                      cfg->webhook_allow_http ? " (webhook_allow_http = true: with mdm.TokenUpdate, "
                                                "the device's UnlockToken)"
                                              : "");
     }
-    for (size_t i = 0; i < t; i++)
-        topic_ptrs[i] = topics[i];
     const struct db_settings settings = {
         .max_age = cfg->attestation_max_age,
         .min_interval = cfg->attestation_min_interval,
@@ -379,8 +390,7 @@ static bool store_settings(const struct config *cfg)
         .retry_delay = cfg->attestation_retry_delay,
         .webhook_urls = url_ptrs,
         .webhook_url_count = n,
-        .webhook_topics = topic_ptrs,
-        .webhook_topic_count = t,
+        .webhook_topic_lists = topic_lists,
     };
     char err[1024];
     if (!migrate_store_settings(cfg->database_url, &settings, err, sizeof(err))) {
@@ -523,7 +533,7 @@ static int serve(const struct config *cfg, const char *config_path)
             &srv, srv.push ? apns_client_get0_cert(push_service_get0_apns(srv.push))->topic : NULL))
         goto out;
     /* The endpoint families: the HTTP front knows none of them. */
-    mdm_register_routes();
+    mdm_register_routes(cfg);
     enroll_register_routes();
     acme_register_routes();
     trust_register_routes();

@@ -6,11 +6,28 @@
 -- change of its arguments or result also needs a migration that drops the old one.
 
 -- ---- Events (the web-hook outbox) ----
--- The receivers of this deployment (vouchd's webhook_url and webhook_topics).
-CREATE OR REPLACE FUNCTION vouch_set_webhooks(p_urls text[], p_topics text[]) RETURNS void
-LANGUAGE sql AS $$
+-- The signatures that issue 25 replaced (the check-ins and reports take p_url_params; the
+-- receivers have topics of their own): dropped here, at every start, rather than in a numbered
+-- migration, so that this change needs none (DROP ... IF EXISTS is a no-op once they are gone).
+-- The functions of 40_checkin.sql and 50_commands.sql are plpgsql: dropping them before they are
+-- created again in this transaction breaks nothing that calls them.
+DROP FUNCTION IF EXISTS vouch_authenticate(text, bytea, text, timestamptz, text, text, text, text,
+                                           text, text, text, text, text, text, bytea, boolean);
+DROP FUNCTION IF EXISTS vouch_token_update(text, bytea, text, bytea, text, bytea, boolean, text,
+                                           bytea, bytea, bytea);
+DROP FUNCTION IF EXISTS vouch_checkout(text, bytea, bytea);
+DROP FUNCTION IF EXISTS vouch_report(text, bytea, text, text, bytea, json, text, text, bytea,
+                                     text);
+DROP FUNCTION IF EXISTS vouch_emit_mdm(text, text, bytea, text, text, integer);
+DROP FUNCTION IF EXISTS vouch_set_webhooks(text[], text[]);
+
+-- The receivers of this deployment (vouchd's webhook_url), each with the topics it takes:
+-- p_topic_lists[i] names p_urls[i]'s, separated by commas; NULL: every topic.
+CREATE OR REPLACE FUNCTION vouch_set_webhook_receivers(p_urls text[], p_topic_lists text[])
+RETURNS void LANGUAGE sql AS $$
     DELETE FROM webhook_receivers WHERE url <> ALL (p_urls);
-    INSERT INTO webhook_receivers (url, topics) SELECT u, p_topics FROM unnest(p_urls) u
+    INSERT INTO webhook_receivers (url, topics)
+    SELECT u, string_to_array(t, ',') FROM unnest(p_urls, p_topic_lists) AS r(u, t)
     ON CONFLICT (url) DO UPDATE SET topics = EXCLUDED.topics;
 $$;
 
@@ -48,10 +65,12 @@ END
 $$;
 
 -- The NanoMDM/MicroMDM shape of an MDM message: "checkin_event" or "acknowledge_event", with
--- the report's status and command_uuid, or the TokenUpdate tally (NULL: left out). Nothing is
+-- the report's status and command_uuid, the TokenUpdate tally, and the query parameters of the
+-- URL the device used (url_params; NULL or empty: left out, as NanoMDM leaves them). Nothing is
 -- built unless a receiver takes the topic: most requests are not web-hooked.
 CREATE OR REPLACE FUNCTION vouch_emit_mdm(p_topic text, p_udid text, p_raw bytea, p_status text,
-                               p_command_uuid text, p_tally integer)
+                               p_command_uuid text, p_tally integer,
+                               p_url_params jsonb DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     IF p_raw IS NULL OR NOT vouch_wants(p_topic) THEN
@@ -64,7 +83,31 @@ BEGIN
                            'ids', jsonb_build_object('id', p_udid, 'type', 'Device'))
         || jsonb_strip_nulls(jsonb_build_object('status', p_status,
                                                 'command_uuid', p_command_uuid,
-                                                'token_update_tally', p_tally))));
+                                                'token_update_tally', p_tally,
+                                                'url_params', CASE WHEN p_url_params <> '{}'
+                                                                   THEN p_url_params END))));
+END
+$$;
+
+-- A check-in vouchd does not serve (UserAuthenticate, SetBootstrapToken, GetBootstrapToken,
+-- DeclarativeManagement, GetToken; docs/protocol.md): the device's identity is checked as for
+-- every check-in, and an enrolled device's message goes to the receivers of mdm.<MessageType>,
+-- as NanoMDM sends it (NanoMDM's five; ReturnToService and SetAwaitingConfiguration have no
+-- topic). Returns the identity verdict (vouch_check_identity).
+CREATE OR REPLACE FUNCTION vouch_unsupported_checkin(p_udid text, p_cert bytea,
+                                                     p_message_type text, p_raw bytea,
+                                                     p_url_params jsonb)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    verdict text := vouch_check_identity(p_udid, p_cert);
+BEGIN
+    IF verdict = 'ok' AND p_message_type IN ('UserAuthenticate', 'SetBootstrapToken',
+                                             'GetBootstrapToken', 'DeclarativeManagement',
+                                             'GetToken') THEN
+        PERFORM vouch_emit_mdm('mdm.' || p_message_type, p_udid, p_raw, NULL, NULL, NULL,
+                               p_url_params);
+    END IF;
+    RETURN verdict;
 END
 $$;
 

@@ -94,7 +94,7 @@ CREATE OR REPLACE FUNCTION vouch_authenticate(
     p_udid text, p_cert bytea, p_cert_subject text, p_cert_not_after timestamptz,
     p_topic text, p_serial_number text, p_model text, p_model_name text, p_product_name text,
     p_os_version text, p_build_version text, p_device_name text, p_imei text, p_meid text,
-    p_raw bytea, p_reenroll_refuse boolean)
+    p_raw bytea, p_reenroll_refuse boolean, p_url_params jsonb DEFAULT NULL)
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     bound_udid text;
@@ -199,7 +199,7 @@ BEGIN
             'cert_sha256', encode(p_cert, 'hex'),
             'generation', e.generation + 1));
     END IF;
-    PERFORM vouch_emit_mdm('mdm.Authenticate', p_udid, p_raw, NULL, NULL, NULL);
+    PERFORM vouch_emit_mdm('mdm.Authenticate', p_udid, p_raw, NULL, NULL, NULL, p_url_params);
     RETURN 'ok';
 END
 $$;
@@ -210,7 +210,8 @@ $$;
 CREATE OR REPLACE FUNCTION vouch_token_update(
     p_udid text, p_cert bytea, p_topic text, p_token bytea, p_push_magic text,
     p_unlock_token bytea, p_awaiting_configuration boolean,
-    p_attest_command_uuid text, p_attest_body bytea, p_attest_nonce bytea, p_raw bytea)
+    p_attest_command_uuid text, p_attest_body bytea, p_attest_nonce bytea, p_raw bytea,
+    p_url_params jsonb DEFAULT NULL)
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     verdict text := vouch_check_identity(p_udid, p_cert);
@@ -242,7 +243,7 @@ BEGIN
         info_due_at = CASE WHEN was_enabled THEN info_due_at
                            ELSE vouch_now() + (SELECT info_interval FROM scheduler_policy) END
     WHERE udid = p_udid;
-    PERFORM vouch_emit_mdm('mdm.TokenUpdate', p_udid, p_raw, NULL, NULL, tally);
+    PERFORM vouch_emit_mdm('mdm.TokenUpdate', p_udid, p_raw, NULL, NULL, tally, p_url_params);
     IF NOT was_enabled THEN
         IF p_attest_command_uuid IS NOT NULL THEN
             SELECT r.outcome INTO queued
@@ -259,7 +260,8 @@ END
 $$;
 
 -- CheckOut: the MDM profile was removed.
-CREATE OR REPLACE FUNCTION vouch_checkout(p_udid text, p_cert bytea, p_raw bytea) RETURNS text
+CREATE OR REPLACE FUNCTION vouch_checkout(p_udid text, p_cert bytea, p_raw bytea,
+                                          p_url_params jsonb DEFAULT NULL) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
     verdict text := vouch_check_identity(p_udid, p_cert);
@@ -271,7 +273,7 @@ BEGIN
     UPDATE devices SET last_seen_at = vouch_now(), attestation_due_at = NULL,
         attestation_due_reason = NULL, info_due_at = NULL
     WHERE udid = p_udid;
-    PERFORM vouch_emit_mdm('mdm.CheckOut', p_udid, p_raw, NULL, NULL, NULL);
+    PERFORM vouch_emit_mdm('mdm.CheckOut', p_udid, p_raw, NULL, NULL, NULL, p_url_params);
     RETURN 'ok';
 END
 $$;

@@ -15,7 +15,7 @@
 CREATE OR REPLACE FUNCTION vouch_report(
     p_udid text, p_cert bytea, p_status text, p_command_uuid text, p_report bytea,
     p_verdict json, p_os_version text, p_build_version text, p_stored_report bytea DEFAULT NULL,
-    p_answer text DEFAULT NULL, OUT outcome text, OUT result_stored boolean, OUT next_command_uuid text, OUT next_body bytea,
+    p_answer text DEFAULT NULL, p_url_params jsonb DEFAULT NULL, OUT outcome text, OUT result_stored boolean, OUT next_command_uuid text, OUT next_body bytea,
     OUT request_nonce bytea, OUT older_nonces bytea, OUT enrolled_serial text,
     OUT enrolled_os_version text, OUT clock double precision, OUT older_requested_at bytea,
     OUT generation_verified boolean, OUT product_name text, OUT request_reason text,
@@ -180,7 +180,8 @@ BEGIN
     IF p_report IS NOT NULL AND EXISTS (SELECT 1 FROM webhook_receivers r
                                         WHERE r.topics IS NULL OR 'mdm.Connect' = ANY (r.topics))
     THEN
-        PERFORM vouch_emit_mdm('mdm.Connect', p_udid, p_report, p_status, p_command_uuid, NULL);
+        PERFORM vouch_emit_mdm('mdm.Connect', p_udid, p_report, p_status, p_command_uuid, NULL,
+                               p_url_params);
     ELSIF p_status = 'Idle' THEN
         -- An Idle with no web-hook wrote two timestamps (last seen, session start) and reads the
         -- next command: its commit need not wait for the WAL flush. A crash can lose them, never

@@ -301,8 +301,7 @@ struct webhook *webhook_new(struct vouchd *srv)
     if (wh == NULL || (wh->done = calloc(MAX_IN_FLIGHT, sizeof(*wh->done))) == NULL)
         log_fatal("out of memory");
     wh->srv = srv;
-    char urls[CONFIG_MAX_RECEIVERS][CONFIG_MAX_ITEM + 1];
-    wh->receiver_count = config_split_list(srv->cfg->webhook_url, urls, CONFIG_MAX_RECEIVERS);
+    wh->receiver_count = srv->cfg->receiver_count;
     wh->loop = curl_loop_new(srv->base, transfer_done, transfers_done, wh);
     if (wh->loop == NULL)
         log_fatal("cannot create the web-hook dispatcher's curl handle");

@@ -1,5 +1,7 @@
 /*
- * webhook: delivers the outbox (the events table) to the receivers in webhook_url.
+ * webhook: delivers the outbox (the events table) to the receivers in webhook_url, each with
+ * the topics it takes (its own after '#', else webhook_topics: config.h, struct
+ * config_receiver; stored at start by migrate_store_settings()).
  *
  * Events are written by the database functions in the transaction of the change that causes
  * them (vouch_emit), one delivery per receiver that takes the topic. This dispatcher takes due

@@ -10,6 +10,7 @@
 #include "attest.h"
 #include "attest_json.h"
 #include "command.h"
+#include "config.h"
 #include "device_models.h"
 #include "http.h"
 #include "identity.h"
@@ -32,6 +33,7 @@ struct device_request {
     struct db_cert cert;
     const char *body; /* the request's body, alive until the reply */
     size_t body_len;
+    char *url_params; /* NanoMDM's url_params: the query of the URL used, as JSON; or NULL */
     bool verdict_sent;
 };
 
@@ -59,16 +61,36 @@ static bool media_type_is(const char *header, const char *want)
     return len == strlen(want) && strncasecmp(header, want, len) == 0;
 }
 
+/* Which channel a path serves: check-ins only, reports only, or both on one URL. */
+static bool takes_checkins(enum metrics_endpoint ep)
+{
+    return ep != EP_MDM_CONNECT;
+}
+
+static bool takes_reports(enum metrics_endpoint ep)
+{
+    return ep == EP_MDM_CONNECT || ep == EP_MDM || ep == EP_MDM_PATH;
+}
+
+/* A Content-Type that names no MDM channel, which some clients send (or none at all): on a URL
+ * that takes both, the body says which (MDM_CHANNEL_EITHER). */
+static bool generic_type(const char *type)
+{
+    return type == NULL || media_type_is(type, "application/xml") ||
+           media_type_is(type, "text/xml") || media_type_is(type, "application/octet-stream");
+}
+
 static bool pick_channel(struct evhttp_request *req, enum metrics_endpoint ep,
                          enum mdm_channel *channel)
 {
     const char *type = http_header(req, "Content-Type");
-    if (type == NULL)
-        return false;
-    bool checkin = media_type_is(type, CONTENT_TYPE_CHECKIN);
-    bool report = media_type_is(type, CONTENT_TYPE_REPORT);
-    if ((ep == EP_MDM_CHECKIN && !checkin) || (ep == EP_MDM_CONNECT && !report) ||
-        (!checkin && !report))
+    bool checkin = type != NULL && media_type_is(type, CONTENT_TYPE_CHECKIN);
+    bool report = type != NULL && media_type_is(type, CONTENT_TYPE_REPORT);
+    if (takes_checkins(ep) && takes_reports(ep) && !checkin && !report && generic_type(type)) {
+        *channel = MDM_CHANNEL_EITHER;
+        return true;
+    }
+    if ((checkin && !takes_checkins(ep)) || (report && !takes_reports(ep)) || (!checkin && !report))
         return false;
     *channel = checkin ? MDM_CHANNEL_CHECKIN : MDM_CHANNEL_REPORT;
     return true;
@@ -95,6 +117,7 @@ static void device_request_free(struct device_request *dr)
 {
     dr->srv->inflight--;
     mdm_message_clear(&dr->msg);
+    free(dr->url_params);
     free(dr);
 }
 
@@ -253,8 +276,8 @@ static void verify_attestation(struct device_request *dr, const struct db_report
         answer = command_answer_shape_pack(shape, shape_count, m->udid);
         command_answer_shape_free(shape, shape_count);
     }
-    const struct db_report_body body = {(const uint8_t *)dr->body, dr->body_len, stored, stored_len,
-                                        answer};
+    const struct db_report_body body = {
+        (const uint8_t *)dr->body, dr->body_len, stored, stored_len, answer, dr->url_params};
     db_report(dr->srv->db, m->udid, &dr->cert, m->status_text, m->command_uuid, &body,
               m->reported_os_version, m->reported_build_version, text, report_done, dr);
     free(answer);
@@ -337,6 +360,7 @@ static void start_checkin(struct device_request *dr)
             .raw = (const uint8_t *)dr->body,
             .raw_len = dr->body_len,
             .reenroll_refuse = srv->cfg->reenroll_refuse,
+            .url_params = dr->url_params,
         };
         db_authenticate(srv->db, &facts, &dr->cert, checkin_done, dr);
         return;
@@ -353,13 +377,13 @@ static void start_checkin(struct device_request *dr)
         db_token_update(srv->db, m->udid, &dr->cert, m->topic, m->token, m->token_len,
                         m->push_magic, m->unlock_token, m->unlock_token_len,
                         m->awaiting_configuration, have_request ? &attest : NULL,
-                        (const uint8_t *)dr->body, dr->body_len, checkin_done, dr);
+                        (const uint8_t *)dr->body, dr->body_len, dr->url_params, checkin_done, dr);
         command_clear(&request);
         return;
     }
     case MDM_CHECKOUT:
         db_checkout(srv->db, m->udid, &dr->cert, (const uint8_t *)dr->body, dr->body_len,
-                    checkin_done, dr);
+                    dr->url_params, checkin_done, dr);
         return;
     case MDM_CHECKIN_UNSUPPORTED:
     case MDM_REPORT:
@@ -368,11 +392,64 @@ static void start_checkin(struct device_request *dr)
     log_fatal("start_checkin: message kind %d", (int)m->kind);
 }
 
+/* The check-in types vouchd does not serve (docs/protocol.md, "Check-in types vouchd does not
+ * serve"): each gets the answer the MDM protocol gives a device whose server lacks the feature,
+ * after the identity check every check-in passes (and, for an enrolled device, NanoMDM's
+ * mdm.<MessageType> web-hook event). */
+static const char empty_dict_plist[] = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                                       "<!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" "
+                                       "\"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n"
+                                       "<plist version=\"1.0\">\n<dict/>\n</plist>\n";
+
+static void unsupported_done(void *arg, enum db_outcome outcome, const PGresult *res)
+{
+    struct device_request *dr = arg;
+    const char *type = dr->msg.message_type;
+    enum db_verdict verdict = outcome == DB_OK ? db_decode_verdict(res) : DB_VERDICT_BAD_RESULT;
+    if (reply_db_failure(dr, outcome) || reply_verdict_refusal(dr, verdict)) {
+        device_request_free(dr);
+        return;
+    }
+    char id[MDM_MAX_ID_LEN + 1];
+    log_sanitize(dr->msg.udid, strlen(dr->msg.udid), id, sizeof(id));
+    if (strcmp(type, "GetBootstrapToken") == 0) {
+        /* Apple: without a bootstrap token, a success that omits BootstrapToken. */
+        log_info("%s from %s: no bootstrap token escrowed here (200, none)", type, id);
+        http_reply(dr->req, dr->ep, 200, "application/xml", empty_dict_plist,
+                   sizeof(empty_dict_plist) - 1);
+    } else if (strcmp(type, "UserAuthenticate") == 0) {
+        /* Apple: 410 tells the device the server has no user channel: it creates none. */
+        refuse(dr->srv, dr->req, dr->ep, 410, "unsupported_message_type", dr->msg.udid, type);
+    } else {
+        /* SetBootstrapToken, DeclarativeManagement, GetToken, ReturnToService,
+         * SetAwaitingConfiguration: a refusal leaves the device as it is (no token believed
+         * escrowed, no declaration removed); it tries again later. */
+        refuse(dr->srv, dr->req, dr->ep, 400, "unsupported_message_type", dr->msg.udid, type);
+    }
+    device_request_free(dr);
+}
+
+static void start_unsupported(struct device_request *dr)
+{
+    const struct mdm_message *m = &dr->msg;
+    metrics_count_checkin(m->message_type);
+    if (m->udid == NULL || m->udid[0] == '\0') {
+        refuse(dr->srv, dr->req, dr->ep, 400, mdm_parse_error_name(MDM_PARSE_MISSING_FIELD), NULL,
+               "UDID");
+        device_request_free(dr);
+        return;
+    }
+    db_unsupported_checkin(dr->srv->db, m->udid, &dr->cert, m->message_type,
+                           (const uint8_t *)dr->body, dr->body_len, dr->url_params,
+                           unsupported_done, dr);
+}
+
 static void start_report(struct device_request *dr)
 {
     const struct mdm_message *m = &dr->msg;
     metrics_count_report(m->status_text);
-    const struct db_report_body body = {(const uint8_t *)dr->body, dr->body_len, NULL, 0, NULL};
+    const struct db_report_body body = {
+        (const uint8_t *)dr->body, dr->body_len, NULL, 0, NULL, dr->url_params};
     db_report(dr->srv->db, m->udid, &dr->cert, m->status_text, m->command_uuid, &body,
               m->reported_os_version, m->reported_build_version, NULL, report_done, dr);
 }
@@ -427,13 +504,10 @@ static void handle_request(struct vouchd *srv, struct evhttp_request *req, enum 
         device_request_free(dr);
         return;
     }
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    dr->url_params = mdm_url_params_json(uri ? evhttp_uri_get_query(uri) : NULL);
     if (dr->msg.kind == MDM_CHECKIN_UNSUPPORTED) {
-        metrics_count_checkin(dr->msg.message_type);
-        /* Apple's documented answer to a server without user channel support is 410. */
-        bool user = strcmp(dr->msg.message_type, "UserAuthenticate") == 0;
-        refuse(srv, req, ep, user ? 410 : 400, "unsupported_message_type", dr->msg.udid,
-               dr->msg.message_type);
-        device_request_free(dr);
+        start_unsupported(dr);
         return;
     }
     if (dr->msg.kind == MDM_REPORT)
@@ -452,15 +526,37 @@ static void handle_connect(struct vouchd *srv, struct evhttp_request *req, const
     handle_request(srv, req, EP_MDM_CONNECT);
 }
 
-/* One URL for both, as some profiles have it: the Content-Type says which. */
+/* One URL for both, as NanoMDM has it: the Content-Type says which, else the body. */
 static void handle_either(struct vouchd *srv, struct evhttp_request *req, const char *path)
 {
     handle_request(srv, req, EP_MDM);
 }
 
-void mdm_register_routes(void)
+/* NanoMDM's check-in URL. */
+static void handle_nano_checkin(struct vouchd *srv, struct evhttp_request *req, const char *path)
+{
+    handle_request(srv, req, EP_CHECKIN);
+}
+
+static void handle_mdm_path(struct vouchd *srv, struct evhttp_request *req, const char *path)
+{
+    handle_request(srv, req, EP_MDM_PATH);
+}
+
+static void handle_checkin_path(struct vouchd *srv, struct evhttp_request *req, const char *path)
+{
+    handle_request(srv, req, EP_CHECKIN_PATH);
+}
+
+void mdm_register_routes(const struct config *cfg)
 {
     http_route("/mdm/checkin", handle_checkin);
     http_route("/mdm/connect", handle_connect);
     http_route("/mdm", handle_either);
+    http_route("/checkin", handle_nano_checkin);
+    /* config_parse() refused paths of other routes, and one path for both. */
+    if (cfg->mdm_path != NULL && !config_is_device_path(cfg->mdm_path))
+        http_route(cfg->mdm_path, handle_mdm_path);
+    if (cfg->checkin_path != NULL && !config_is_device_path(cfg->checkin_path))
+        http_route(cfg->checkin_path, handle_checkin_path);
 }

@@ -1,6 +1,7 @@
 /*
- * mdm: the MDM check-in and command endpoints (PUT /mdm/checkin, /mdm/connect, /mdm), the
- * service layer between HTTP and the database.
+ * mdm: the MDM check-in and command endpoints (PUT /mdm/checkin, /mdm/connect, /mdm, NanoMDM's
+ * /checkin, and the configured mdm_path and checkin_path), the service layer between HTTP and
+ * the database.
  *
  * For each request: the Content-Type picks the channel, the device's identity certificate is
  * proven (identity.c), the body is parsed (mdm_message.c), and one database function records
@@ -11,7 +12,10 @@
 #ifndef VOUCH_MDM_H
 #define VOUCH_MDM_H
 
-/* Registers PUT /mdm/checkin, /mdm/connect and /mdm with the HTTP front (http_route). */
-void mdm_register_routes(void);
+struct config;
+
+/* Registers PUT /mdm/checkin, /mdm/connect, /mdm, /checkin, and cfg's mdm_path and checkin_path
+ * when they are not one of those, with the HTTP front (http_route). cfg outlives the routes. */
+void mdm_register_routes(const struct config *cfg);
 
 #endif

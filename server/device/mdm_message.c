@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "utf8.h"
 
 static const char *const parse_error_names[] = {
@@ -420,8 +421,11 @@ enum mdm_parse_error mdm_message_parse(const char *body, size_t len, enum mdm_ch
         msg->awaiting_configuration = -1;
         return MDM_PARSE_NOT_DICT;
     }
-    enum mdm_parse_error err = channel == MDM_CHANNEL_CHECKIN ? parse_checkin(root, msg, field)
-                                                               : parse_report(root, msg, field);
+    bool checkin =
+        channel == MDM_CHANNEL_CHECKIN ||
+        (channel == MDM_CHANNEL_EITHER && plist_dict_get_item(root, "MessageType") != NULL);
+    enum mdm_parse_error err =
+        checkin ? parse_checkin(root, msg, field) : parse_report(root, msg, field);
     if (err != MDM_PARSE_OK) {
         mdm_message_clear(msg);
         msg->awaiting_configuration = -1;
@@ -465,4 +469,86 @@ void mdm_message_clear(struct mdm_message *msg)
     if (msg->plist != NULL)
         plist_free(msg->plist);
     memset(msg, 0, sizeof(*msg));
+}
+
+/* ---- url_params ------------------------------------------------------------------------- */
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes s[0..len) into out (at most max bytes); false for a bad escape, too long a result,
+ * or bytes that are not UTF-8 without NUL. */
+static bool query_unescape(const char *s, size_t len, char *out, size_t max, size_t *out_len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (c == '%') {
+            if (i + 2 >= len)
+                return false;
+            int h = hex_value(s[i + 1]), l = hex_value(s[i + 2]);
+            if (h < 0 || l < 0)
+                return false;
+            c = (char)(h << 4 | l);
+            i += 2;
+        } else if (c == '+') {
+            c = ' ';
+        }
+        if (n == max)
+            return false;
+        out[n++] = c;
+    }
+    *out_len = n;
+    return mdm_utf8_valid(out, n);
+}
+
+char *mdm_url_params_json(const char *query)
+{
+    if (query == NULL || query[0] == '\0' || strlen(query) > MDM_MAX_URL_QUERY)
+        return NULL;
+    char keys[MDM_MAX_URL_PARAMS][MDM_MAX_URL_PARAM_KEY];
+    size_t key_lens[MDM_MAX_URL_PARAMS], count = 0;
+    struct json_writer *w = json_writer_new(64 * 1024, 0);
+    bool ok = w != NULL && json_write_begin_object(w);
+    for (const char *p = query; ok && *p != '\0' && count < MDM_MAX_URL_PARAMS;) {
+        size_t len = strcspn(p, "&");
+        const char *pair = p;
+        p += len + (p[len] == '&');
+        if (len == 0 || memchr(pair, ';', len) != NULL)
+            continue;
+        const char *eq = memchr(pair, '=', len);
+        size_t klen = eq ? (size_t)(eq - pair) : len;
+        char key[MDM_MAX_URL_PARAM_KEY], value[MDM_MAX_URL_PARAM_VALUE];
+        size_t key_len, value_len = 0;
+        if (!query_unescape(pair, klen, key, sizeof(key), &key_len) ||
+            (eq != NULL &&
+             !query_unescape(eq + 1, len - klen - 1, value, sizeof(value), &value_len)))
+            continue;
+        bool seen = false; /* the first value of a key, as NanoMDM's v[0] */
+        for (size_t i = 0; i < count && !seen; i++)
+            seen = key_lens[i] == key_len && memcmp(keys[i], key, key_len) == 0;
+        if (seen)
+            continue;
+        memcpy(keys[count], key, key_len);
+        key_lens[count++] = key_len;
+        ok = json_write_keyn(w, key, key_len) && json_write_stringn(w, value, value_len);
+    }
+    const char *text = NULL;
+    size_t text_len = 0;
+    char *out = NULL;
+    if (ok && count > 0 && json_write_end_object(w) && json_writer_finish(w, &text, &text_len) &&
+        (out = malloc(text_len + 1)) != NULL) {
+        memcpy(out, text, text_len);
+        out[text_len] = '\0';
+    }
+    json_writer_free(w);
+    return out;
 }

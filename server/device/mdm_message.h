@@ -91,8 +91,11 @@ struct mdm_message {
     void *plist; /* plist_t, owned */
 };
 
-/* Which endpoint the body came to: a check-in or a command report. */
-enum mdm_channel { MDM_CHANNEL_CHECKIN, MDM_CHANNEL_REPORT };
+/* Which endpoint the body came to: a check-in or a command report; or, on a URL that takes
+ * both (/mdm, mdm_path) without a Content-Type that says which, either: then a body with a
+ * MessageType is a check-in and any other a report (NanoMDM's CheckinAndCommandHandler takes
+ * everything that is not a check-in for a report). */
+enum mdm_channel { MDM_CHANNEL_CHECKIN, MDM_CHANNEL_REPORT, MDM_CHANNEL_EITHER };
 
 /* Parses body as channel expects. On error, *field names the key at fault (or is NULL) and msg
  * is cleared. */
@@ -111,6 +114,21 @@ bool mdm_message_report_without_attestation(const struct mdm_message *msg, uint8
                                             size_t *len) __attribute__((warn_unused_result));
 
 const char *mdm_parse_error_name(enum mdm_parse_error err);
+
+/* NanoMDM's url_params: the query string of the URL a device used (its ServerURL or
+ * CheckInURL may carry one), as a JSON object of each key's first value. Read as Go's
+ * url.ParseQuery reads it: pairs split at '&', key and value at the first '=', '+' a space,
+ * %XX escapes decoded; a pair with ';' or a bad escape is left out, and the request is served
+ * (NanoMDM ignores them too). Bounded: a query longer than MDM_MAX_URL_QUERY is left out whole;
+ * a pair whose decoded key or value is longer than MDM_MAX_URL_PARAM_KEY or _VALUE bytes, or
+ * not UTF-8 without NUL, is left out; keys
+ * after the first MDM_MAX_URL_PARAMS are left out. Returns a fresh string the caller frees, or
+ * NULL when there is nothing to report (no query, no pair kept) or no memory. */
+#define MDM_MAX_URL_QUERY 2048
+#define MDM_MAX_URL_PARAMS 16
+#define MDM_MAX_URL_PARAM_KEY 64
+#define MDM_MAX_URL_PARAM_VALUE 256
+char *mdm_url_params_json(const char *query);
 
 enum mdm_xml_verdict { MDM_XML_OK, MDM_XML_TOO_DEEP, MDM_XML_MARKUP };
 

@@ -505,7 +505,7 @@ static bool forwarding_is_trusted(struct vouchd *srv, struct evhttp_request *req
 }
 
 /* The routes the endpoint families registered (http_route). */
-#define HTTP_MAX_ROUTES 16
+#define HTTP_MAX_ROUTES 24
 static struct {
     const char *pattern;
     size_t len;

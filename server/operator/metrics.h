@@ -17,6 +17,9 @@ enum metrics_endpoint {
     EP_MDM_CHECKIN,
     EP_MDM_CONNECT,
     EP_MDM,
+    EP_CHECKIN,      /* NanoMDM's /checkin */
+    EP_MDM_PATH,     /* the configured mdm_path */
+    EP_CHECKIN_PATH, /* the configured checkin_path */
     EP_MDM_ENROLL,
     EP_ADMIN_DEVICES,
     EP_ADMIN_DEVICE,

@@ -48,9 +48,10 @@ except ImportError as exc:  # a skip here, a failure under CI=true
 SPEC_PATH = os.path.join(REPO, "docs", "openapi.yaml")
 METHODS = ("get", "put", "post", "delete", "head", "options", "patch", "trace")
 PROBED_METHODS = ("GET", "PUT", "POST", "DELETE")
-# Routes vouchd registers that are not the admin API: the MDM device protocol
+# Routes vouchd registers that are not the admin API: the MDM device protocol (with NanoMDM's
+# /checkin; mdm_path and checkin_path are registered from the configuration)
 # (docs/protocol.md) and the ACME server (docs/acme.md).
-DEVICE_ROUTES = {"/mdm/checkin", "/mdm/connect", "/mdm", "/mdm/enroll", "/acme/"}
+DEVICE_ROUTES = {"/mdm/checkin", "/mdm/connect", "/mdm", "/checkin", "/mdm/enroll", "/acme/"}
 # The paths that answer any method the same (no 405): they are documented as GET.
 ANY_METHOD = {"/healthz", "/metrics", "/version"}
 # Command answers and cancelling, PUT /v1/pushcert (other parts of issue 20): exercised by
