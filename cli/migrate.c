@@ -234,6 +234,11 @@ out:
         plist_free(root);
 }
 
+static int compare_paths(const void *a, const void *b)
+{
+    return strcmp(((const struct mig_file *)a)->path, ((const struct mig_file *)b)->path);
+}
+
 static int compare_files(const void *a, const void *b)
 {
     const struct mig_file *x = a, *y = b;
@@ -459,8 +464,14 @@ static int migrate_files(struct ctl *ctl)
         mig_list_free(&l);
         return CTL_EXIT_FAILURE;
     }
-    for (size_t i = 0; i < l.n; i++)
+    /* In the order of their paths (a folder's listing is in no order), then by phase. */
+    qsort(l.files, l.n, sizeof(*l.files), compare_paths);
+    for (size_t i = 0; i < l.n; i++) {
+        l.files[i].order = i;
         identify(&l.files[i]);
+        if (l.files[i].outcome != MIG_PENDING)
+            l.files[i].phase = MIG_OTHER; /* not sent: listed last */
+    }
     qsort(l.files, l.n, sizeof(*l.files), compare_files);
 
     size_t to_send = 0;
