@@ -27,6 +27,7 @@ static const struct conf_key keys[] = {
     STR_KEY(cert_header),
     STR_KEY(trusted_proxies),
     STR_KEY(reenroll),
+    STR_KEY(migration),
     STR_KEY(ui),
     STR_KEY(attestation_roots),
     STR_KEY(apns_cert),
@@ -95,6 +96,7 @@ const char *const config_webhook_topics[] = {
     "device.reenrolled",    "identity.issued",
     "identity.refused",     "identity.revoked",
     "trust.denied",         "command.canceled",
+    "identity.unproven",
     NULL,
 };
 
@@ -351,6 +353,13 @@ bool config_parse(struct config *cfg, const char *text, size_t text_len, char *c
         return false;
     }
     cfg->reenroll_refuse = cfg->reenroll != NULL && strcmp(cfg->reenroll, "refuse") == 0;
+    if (cfg->migration != NULL && strcmp(cfg->migration, "on") != 0 &&
+        strcmp(cfg->migration, "off") != 0) {
+        snprintf(err, err_size, "migration: expected on or off, not '%s'", cfg->migration);
+        config_clear(cfg);
+        return false;
+    }
+    cfg->migration_on = cfg->migration != NULL && strcmp(cfg->migration, "on") == 0;
     if (cfg->ui != NULL && strcmp(cfg->ui, "on") != 0 && strcmp(cfg->ui, "off") != 0) {
         snprintf(err, err_size, "ui: expected on or off, not '%s'", cfg->ui);
         config_clear(cfg);

@@ -45,6 +45,8 @@ struct config {
     char *trusted_proxies;   /* the text of the key; parsed into proxies[] */
     char *reenroll;          /* allow (default) | refuse: a new certificate for an enrolled UDID */
     bool reenroll_refuse;    /* reenroll = refuse */
+    char *migration;         /* on | off (default): NanoMDM's /migration route */
+    bool migration_on;       /* migration = on */
     char *ui;                /* on (default) | off: the dashboard, GET /ui/ */
     bool ui_off;             /* ui = off */
     char *attestation_roots; /* PEM file of trusted attestation roots */

@@ -34,6 +34,7 @@
 #include "log.h"
 #include "mdm.h"
 #include "migrate.h"
+#include "migration.h"
 #include "queries.h"
 #include "vouch_version.h"
 #include "vouchd.h"
@@ -72,6 +73,9 @@ static const char usage[] =
     "                    that has not checked out (default allow; it starts a new enrollment\n"
     "                    generation: no verdict until it attests; refuse: 403 until an\n"
     "                    operator allows it with vouchctl device UDID allow-reenroll)\n"
+    "  migration         on or off (default off): PUT /migration takes NanoMDM's migrated\n"
+    "                    Authenticate and TokenUpdate plists (nano2nano, llorne), with an\n"
+    "                    admin-scoped token; off: /migration is 404\n"
     "  admin_token       bearer token of the admin API, at least 32 characters (unset: no\n"
     "                    admin API); make one with: openssl rand -hex 32\n"
     "  admin_login_limit failed admin logins per client address and minute before it gets\n"
@@ -122,7 +126,7 @@ static const char usage_more[] =
     "                    mdm.CheckOut, mdm.Connect, attestation.verified, attestation.failed,\n"
     "                    attestation.expired, device.os_changed, device.reenrolled,\n"
     "                    identity.issued, identity.refused, identity.revoked, trust.denied,\n"
-    "                    command.canceled\n"
+    "                    command.canceled, identity.unproven\n"
     "  webhook_allow_http true or false: may an http:// receiver take mdm.TokenUpdate, which\n"
     "                    carries the device's UnlockToken? (default false; then such a\n"
     "                    receiver stops vouchd at start)\n"
@@ -296,6 +300,7 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
     }
     log_info("SIGHUP: push certificate reloaded (topic %s)", cert.topic);
     report_cert_expiry(&cert);
+    migration_note_push_topics(srv, cert.topic);
     apns_client_set_cert(push_service_get0_apns(srv->push), &cert);
 }
 
@@ -514,6 +519,9 @@ static int serve(const struct config *cfg, const char *config_path)
         log_error("%s", err);
         goto out;
     }
+    if (!migration_store_push_topics(
+            &srv, srv.push ? apns_client_get0_cert(push_service_get0_apns(srv.push))->topic : NULL))
+        goto out;
     /* The endpoint families: the HTTP front knows none of them. */
     mdm_register_routes();
     enroll_register_routes();
@@ -522,6 +530,7 @@ static int serve(const struct config *cfg, const char *config_path)
     admin_register_routes();
     dashboard_register_routes();
     health_register_routes();
+    migration_register_routes(cfg->migration_on);
     if (!http_start(&srv, err, sizeof(err))) {
         log_error("%s", err);
         goto out;

@@ -57,6 +57,13 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT ARRAY['udid', 'serial', 'os_version', 'at', 'require_fresh', 'cached_requested_at']
 $$;
 
+-- The identity hash of an enrollment no certificate is bound to (0011_migration.sql): no
+-- certificate hashes to it, so an identity check compares it with the caller's and refuses.
+CREATE OR REPLACE FUNCTION vouch_unbound_cert() RETURNS bytea
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea
+$$;
+
 -- The device object (docs/api.md). identity is the certificate the enrollment is bound to:
 -- acme-attested (issued by vouchd's ACME server for an attested key) or scep (any other).
 -- attestation is the last verdict, whatever is pending:
@@ -75,7 +82,20 @@ LANGUAGE sql STABLE AS $$
         'enrolled', coalesce(e.enabled, false),
         'generation', e.generation,
         'last_seen_at', vouch_time(d.last_seen_at),
-        'identity', CASE WHEN e.udid IS NOT NULL THEN json_build_object(
+        'identity', CASE WHEN e.migrated_at IS NOT NULL THEN json_build_object(
+            -- Moved in through /migration (db/functions/45_migration.sql): bound once its first
+            -- signed request bound a certificate, provisional until an attestation proves it.
+            'kind', 'migrated',
+            'bound', e.identity_cert_sha256 <> vouch_unbound_cert(),
+            'provisional', e.identity_provisional,
+            'reason', e.identity_reason,
+            'hardware_bound', ac.sha256 IS NOT NULL,
+            'certificate_sha256', CASE WHEN e.identity_cert_sha256 <> vouch_unbound_cert()
+                                       THEN encode(e.identity_cert_sha256, 'hex') END,
+            'certificate_serial', ac.serial,
+            'not_after', vouch_time(coalesce(ac.not_after, ic.not_after)),
+            'revoked', ac.revoked_at IS NOT NULL)
+            WHEN e.udid IS NOT NULL THEN json_build_object(
             'kind', CASE WHEN ac.sha256 IS NOT NULL THEN 'acme-attested' ELSE 'scep' END,
             'hardware_bound', ac.sha256 IS NOT NULL,
             'certificate_sha256', encode(e.identity_cert_sha256, 'hex'),
@@ -84,6 +104,13 @@ LANGUAGE sql STABLE AS $$
             'revoked', ac.revoked_at IS NOT NULL) END,
         'push', json_build_object(
             'token_state', CASE WHEN e.push_token IS NULL OR NOT e.enabled THEN 'none'
+                                -- Some instance pushes, but none for this topic (push_topics,
+                                -- 0011_migration.sql); with no push certificate anywhere
+                                -- vouchd pushes nothing and says so at start.
+                                WHEN EXISTS (SELECT 1 FROM push_topics)
+                                     AND NOT EXISTS (SELECT 1 FROM push_topics t
+                                                     WHERE t.topic = e.topic)
+                                THEN 'no_certificate'
                                 WHEN e.token_dead_at IS NOT NULL THEN 'dead'
                                 ELSE 'active' END,
             -- The newest answer in push_log; without one, what the enrollment keeps (answers

@@ -1,0 +1,203 @@
+"""NanoMDM's /migration (issue 25) and how a migrated identity is proven.
+
+Migrated plists go as nano2nano sends them (NanoMDM's cmd/nano2nano: PUT of the raw check-in
+plist, HTTP Basic nanomdm:KEY, one Authenticate then one TokenUpdate per enrollment). The device
+then speaks with its existing identity certificate at NanoMDM's /mdm; its first signed request
+binds that certificate provisionally, the scheduler asks for an attestation at once, and only a
+verified attestation naming the migrated UDID and serial makes the binding permanent."""
+
+import base64
+import os
+import plistlib
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from device import CONNECT_TYPE, Device, cert_sha256, http_request
+from harness import VouchTestCase, wait_for
+
+WEBHOOK = "http://127.0.0.1:9/hook"  # nobody listens: events stay in the outbox, countable
+
+
+def basic(key):
+    return "Basic " + base64.b64encode(f"nanomdm:{key}".encode()).decode()
+
+
+class MigrationCase(VouchTestCase):
+    vouchd_config = {"migration": "on", "webhook_url": WEBHOOK, "webhook_secret": "s" * 32,
+                     "attestation_rate_limit": "100000", "scheduler_batch": "1000"}
+
+    def migrate(self, body, key=None, method="PUT", headers=None):
+        h = {"Authorization": basic(key or self.vouchd.admin_token)}
+        h.update(headers or {})
+        return self.vouchd.request(method, "/migration", body=body, headers=h)
+
+    def migrate_device(self, dev, what=""):
+        """nano2nano's two requests for one enrollment: Authenticate, then TokenUpdate."""
+        for msg in (dev.authenticate_message(), dev.token_update_message()):
+            r = self.migrate(plistlib.dumps(msg))
+            self.assertEqual((r.status, r.body), (200, b""), f"{what} {msg['MessageType']}: {r!r}")
+
+    def rows(self):
+        """Every row /migration may write, as text: devices, enrollments, events."""
+        return self.psql(
+            "SELECT (SELECT string_agg(d::text, E'\\n' ORDER BY udid) FROM devices d),"
+            " (SELECT string_agg(e::text, E'\\n' ORDER BY udid) FROM enrollments e),"
+            " (SELECT count(*) FROM events), (SELECT count(*) FROM identity_certs)")
+
+    def events(self, udid, topic):
+        return int(self.psql(f"SELECT count(*) FROM events WHERE udid = '{udid}' "
+                             f"AND topic = '{topic}'").strip())
+
+    def rejections(self, reason):
+        for line in self.vouchd.metrics().text().splitlines():
+            if line.startswith(f'vouch_rejections_total{{reason="{reason}"}}'):
+                return int(float(line.split()[-1]))
+        return 0
+
+    def status(self):
+        r = self.vouchd.admin("GET", "/v1/migration")
+        self.assertStatus(r, 200, "GET /v1/migration")
+        return r.json()
+
+
+class MigrationRouteTest(MigrationCase):
+
+    def test_migrated_device_object_and_status(self):
+        dev = self.new_device()
+        before = self.status()["devices"]
+        self.migrate_device(dev)
+        obj = self.vouchd.device(dev.udid).json()
+        ident = obj["identity"]
+        self.assertEqual(ident["kind"], "migrated", obj)
+        self.assertIs(ident["bound"], False, obj)
+        self.assertIs(ident["provisional"], False, obj)
+        self.assertIsNone(ident["reason"], obj)
+        self.assertIsNone(ident["certificate_sha256"], obj)
+        self.assertEqual(obj["serial_number"], dev.serial)
+        self.assertEqual(obj["attestation"]["status"], "none")
+        self.assertIs(obj["enrolled"], True, "a TokenUpdate enables it (it can be pushed)")
+        self.assertEqual(obj["push"]["token_state"], "active", "no push certificate anywhere")
+        row = self.psql(f"SELECT topic, encode(push_token, 'hex'), push_magic FROM enrollments "
+                        f"WHERE udid = '{dev.udid}'").strip()
+        self.assertEqual(row, f"{dev.topic}|{dev.token.hex()}|{dev.push_magic}")
+        after = self.status()
+        self.assertEqual(after["migration"], "on")
+        self.assertEqual(after["devices"]["migrated"], before["migrated"] + 1)
+        self.assertEqual(after["devices"]["waiting"], before["waiting"] + 1)
+        self.assertEqual(set(after["devices"]), {"migrated", "waiting", "provisional", "bound",
+                                                 "attested", "refused"})
+        self.assertEqual(self.events(dev.udid, "mdm.Authenticate"), 1)
+        self.assertEqual(self.events(dev.udid, "mdm.TokenUpdate"), 1)
+
+    def test_the_same_plists_twice_change_nothing(self):
+        dev = self.new_device()
+        self.migrate_device(dev)
+        rows = self.rows()
+        self.migrate_device(dev, "again")
+        self.assertEqual(self.rows(), rows, "a second migration of the same plists wrote")
+        self.assertEqual(self.events(dev.udid, "mdm.Authenticate"), 1)
+        self.assertEqual(self.events(dev.udid, "mdm.TokenUpdate"), 1)
+
+    def test_binary_plist_and_post_and_bearer(self):
+        dev = self.new_device()
+        r = self.migrate(plistlib.dumps(dev.authenticate_message(), fmt=plistlib.FMT_BINARY),
+                         method="POST")
+        self.assertEqual(r.status, 200, r)
+        r = self.vouchd.request("PUT", "/migration",
+                                body=plistlib.dumps(dev.token_update_message()),
+                                headers={"Authorization": f"Bearer {self.vouchd.admin_token}"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(self.vouchd.device(dev.udid).json()["identity"]["kind"], "migrated")
+
+    def assertRefused(self, r, status, reason, rows, counter, counted_before, what):
+        self.assertEqual((r.status, r.text().strip()), (status, reason), f"{what}: {r!r}")
+        self.assertEqual(self.rows(), rows, f"{what}: something was written")
+        self.assertEqual(self.rejections(counter), counted_before + 1, f"{what}: {counter}")
+
+    def test_each_bad_input_refused_with_nothing_written(self):
+        dev = self.new_device()
+        auth = dev.authenticate_message()
+        cases = [
+            ("a TokenUpdate without an Authenticate", plistlib.dumps(dev.token_update_message()),
+             409, "no_authenticate"),
+            ("another MessageType", plistlib.dumps({"MessageType": "CheckOut", "UDID": dev.udid,
+                                                    "Topic": dev.topic}),
+             400, "unsupported_message_type"),
+            ("SetBootstrapToken (nano2nano sends it)",
+             plistlib.dumps({"MessageType": "SetBootstrapToken", "UDID": dev.udid,
+                             "BootstrapToken": b"x"}), 400, "unsupported_message_type"),
+            ("an unknown MessageType", plistlib.dumps(dict(auth, MessageType="Hello")), 400,
+             "unsupported_message_type"),
+            ("not a plist", b"{\"MessageType\": \"Authenticate\"}", 400, "malformed"),
+            ("a truncated plist", plistlib.dumps(auth)[:-20], 400, "malformed"),
+            ("a broken binary plist", b"bplist00" + b"\x00" * 40, 400, "malformed"),
+            ("an empty body", b"", 400, "malformed"),
+            ("no UDID", plistlib.dumps({k: v for k, v in auth.items() if k != "UDID"}), 400,
+             "missing_field"),
+            ("no Topic", plistlib.dumps({k: v for k, v in auth.items() if k != "Topic"}), 400,
+             "missing_field"),
+            ("a TokenUpdate without Token",
+             plistlib.dumps({k: v for k, v in dev.token_update_message().items()
+                             if k != "Token"}), 400, "missing_field"),
+            ("a UDID of the wrong type", plistlib.dumps(dict(auth, UDID=5)), 400, "bad_field"),
+        ]
+        for what, body, status, reason in cases:
+            rows = self.rows()
+            counter = f"migration_{reason}"
+            n = self.rejections(counter)
+            self.assertRefused(self.migrate(body), status, reason, rows, counter, n, what)
+        # Too large: the front's 413 (max_body_bytes), nothing written.
+        rows = self.rows()
+        big = plistlib.dumps(dict(auth, DeviceName="x" * (2 << 20)))
+        r = self.migrate(big)
+        self.assertEqual(r.status, 413, r)
+        self.assertEqual(self.rows(), rows)
+
+    def test_already_enrolled_device_is_left_alone(self):
+        dev = self.enrolled_device()
+        rows = self.rows()
+        n = self.rejections("migration_already_enrolled")
+        for msg in (dev.authenticate_message(), dev.token_update_message(Token=b"other")):
+            r = self.migrate(plistlib.dumps(msg))
+            self.assertRefused(r, 409, "already_enrolled", rows, "migration_already_enrolled", n,
+                               msg["MessageType"])
+            n += 1
+
+    def test_credentials(self):
+        body = plistlib.dumps(self.new_device().authenticate_message())
+        r = self.vouchd.request("PUT", "/migration", body=body)
+        self.assertEqual(r.status, 401, r)
+        self.assertEqual(r.header("WWW-Authenticate"), 'Basic realm="nanomdm"')
+        r = self.migrate(body, key="wrong" * 8)
+        self.assertEqual(r.status, 401, r)
+        self.assertEqual(r.header("WWW-Authenticate"), 'Basic realm="nanomdm"')
+        # A device's identity alone (its Mdm-Signature) is no way in.
+        dev = self.new_device()
+        r = dev.send("/migration", plistlib.dumps(dev.authenticate_message()),
+                     "application/x-apple-aspen-mdm-checkin")
+        self.assertEqual(r.status, 401, r)
+        # A read token may look, not migrate.
+        r = self.vouchd.admin("POST", "/v1/tokens", body=b'{"name": "reader", "scope": "read"}',
+                              content_type="application/json")
+        self.assertStatus(r, 201, "a read token")
+        reader = r.json()["token"]
+        self.assertEqual(self.migrate(body, key=reader).status, 403)
+        r = self.vouchd.admin("GET", "/v1/migration", token=reader)
+        self.assertStatus(r, 200, "GET /v1/migration with a read token")
+        self.assertEqual(self.vouchd.request("GET", "/migration",
+                                             headers={"Authorization": basic(
+                                                 self.vouchd.admin_token)}).status, 405)
+        self.assertEqual(self.vouchd.request("GET", "/v1/migration").status, 401)
+
+
+class MigrationOffTest(VouchTestCase):
+    def test_404_when_off(self):
+        body = plistlib.dumps(self.new_device().authenticate_message())
+        r = self.vouchd.request("PUT", "/migration", body=body,
+                                headers={"Authorization": basic(self.vouchd.admin_token)})
+        self.assertEqual(r.status, 404, r)
+        r = self.vouchd.admin("GET", "/v1/migration")
+        self.assertStatus(r, 200, "GET /v1/migration")
+        self.assertEqual(r.json()["migration"], "off")
