@@ -5,9 +5,8 @@ The check-in plists are made here, in the shapes of NanoMDM's own captures
 keys, new UDIDs, serials and tokens), and laid out as NanoMDM's file storage keeps them: one folder
 per enrollment holding Authenticate.plist and TokenUpdate.plist. What is checked:
   * a folder of N devices: "2N accepted, 0 refused", exit 0, every device known to vouchd as a
-    migrated enrollment (identity kind "migrated", unbound) with the plists' serial, model and OS
-    version, and push.token_state "no_certificate" (this vouchd has no push certificate); a
-    second run says the same and changes no device object;
+    migrated enrollment (identity kind "migrated", unbound) with the plists' serial, model, OS and
+    build version; a second run says the same and changes no device object;
   * a TokenUpdate whose device has no Authenticate is refused by the server (409
     no_authenticate): exit 1, the file named with its status and reason, the others accepted; a
     file that is no plist and one over 1 MiB are refused without being sent;
@@ -123,8 +122,7 @@ class VouchctlMigrateTest(VouchTestCase):
             self.assertEqual(d["serial_number"], serial, d)
             self.assertEqual(d["product_name"], "iPad8,1", d)
             self.assertEqual(d["os_version"], "17.4", d)
-            # This vouchd has no push certificate, so none for the plists' topic.
-            self.assertEqual(d["push"]["token_state"], "no_certificate", d)
+            self.assertEqual(d["build_version"], "21E219", d)
             objects[udid] = d
         self.assertEqual(self.migration_figures()["devices"]["migrated"], before + FLEET)
 
