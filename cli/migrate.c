@@ -9,8 +9,8 @@
  * it is, and so is any flat folder of captured plists. Each file is read (at most
  * MIGRATE_MAX_BYTES) and parsed with libplist for its MessageType and UDID (or EnrollmentID);
  * every Authenticate is sent before any device TokenUpdate, and those before any user-channel
- * TokenUpdate (one with a UserID), as nano2nano orders them. Within a phase up to
- * MIGRATE_PARALLEL transfers run at once (curl multi). Other message types are skipped; a file
+ * TokenUpdate (one with a UserID), as nano2nano orders them. Within a phase up to --parallel
+ * transfers (default MIGRATE_PARALLEL) run at once (curl multi). Other message types are skipped; a file
  * that cannot be read or parsed, or is too large, is refused without being sent. /migration is
  * idempotent, so running again is harmless.
  *
@@ -18,7 +18,7 @@
  * device is attested or refused, or Ctrl-C.
  *
  * Ownership: the file list (struct mig_list) owns its paths, ids and reasons; a body is read just
- * before its transfer and freed when it ends, so memory stays bounded by MIGRATE_PARALLEL bodies.
+ * before its transfer and freed when it ends, so memory stays bounded by --parallel bodies.
  */
 #include "vouchctl.h"
 
@@ -47,8 +47,10 @@
 /* vouchd's default max_body_bytes: a check-in plist is a few KiB, so a larger file is no
  * check-in, and is refused here rather than sent. */
 #define MIGRATE_MAX_BYTES ((size_t)1024 * 1024)
-/* Transfers at once: enough to hide the round trips (bench/bench_migration.py measures it). */
+/* Transfers at once by default, and at most (--parallel): bench/bench_migration.py measures
+ * what they gain. */
 #define MIGRATE_PARALLEL 4
+#define MIGRATE_PARALLEL_MAX 16
 /* The part of a refusal's text/plain body that is kept as its reason. */
 #define MIGRATE_MAX_REASON 512
 #define MIGRATE_TIMEOUT_S 60L
@@ -274,7 +276,8 @@ struct sender {
     struct ctl *ctl;
     CURLM *multi;
     char *url;
-    struct transfer slots[MIGRATE_PARALLEL];
+    struct transfer slots[MIGRATE_PARALLEL_MAX];
+    size_t nslots; /* --parallel */
     size_t done;
     struct progress *progress;
 };
@@ -380,13 +383,13 @@ static void finish_transfer(struct sender *s, struct transfer *t, CURLcode rc)
     s->done++;
 }
 
-/* Sends files[0..n) (one phase), MIGRATE_PARALLEL at a time; false when curl fails as a whole. */
+/* Sends files[0..n) (one phase), s->nslots at a time; false when curl fails as a whole. */
 static bool send_phase(struct sender *s, struct mig_file *files, size_t n, size_t base)
 {
     size_t next = 0, running = 0;
 
     for (;;) {
-        for (size_t i = 0; i < MIGRATE_PARALLEL && next < n; i++) {
+        for (size_t i = 0; i < s->nslots && next < n; i++) {
             if (s->slots[i].file != NULL)
                 continue;
             start_transfer(s, &s->slots[i], &files[next++]);
@@ -404,7 +407,7 @@ static bool send_phase(struct sender *s, struct mig_file *files, size_t n, size_
         while ((msg = curl_multi_info_read(s->multi, &left)) != NULL) {
             if (msg->msg != CURLMSG_DONE)
                 continue;
-            for (size_t i = 0; i < MIGRATE_PARALLEL; i++) {
+            for (size_t i = 0; i < s->nslots; i++) {
                 if (s->slots[i].curl == msg->easy_handle) {
                     finish_transfer(s, &s->slots[i], msg->data.result);
                     running--;
@@ -495,14 +498,26 @@ static int migrate_files(struct ctl *ctl)
         return CTL_EXIT_OK;
     }
 
-    struct sender s = {.ctl = ctl};
+    struct sender s = {.ctl = ctl, .nslots = MIGRATE_PARALLEL};
+    if (ctl->parallel != NULL) {
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(ctl->parallel, &end, 10);
+        if (errno != 0 || end == ctl->parallel || *end != '\0' || v < 1 ||
+            v > MIGRATE_PARALLEL_MAX) {
+            mig_list_free(&l);
+            return ctl_usage_error("migrate", "--parallel wants 1 to %d, not '%s'",
+                                   MIGRATE_PARALLEL_MAX, ctl->parallel);
+        }
+        s.nslots = v;
+    }
     s.url = api_str_join(client_base_url(ctl->client), "/migration", (const char *)NULL);
     s.multi = curl_multi_init();
     if (s.url == NULL || s.multi == NULL) {
         rc = api_fail_nomem();
         goto out;
     }
-    curl_multi_setopt(s.multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)MIGRATE_PARALLEL);
+    curl_multi_setopt(s.multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)s.nslots);
     s.progress = progress_begin("migrate", to_send, ctl->json);
 
     /* One phase after the other: a TokenUpdate never overtakes its Authenticate. */

@@ -711,7 +711,7 @@ const char pushcert_usage[] =
     "      --key /etc/vouch/push.key --vouchd-config /etc/vouch/vouch.conf\n";
 
 const char migrate_usage[] =
-    "Usage: vouchctl migrate FILE...|DIR... [--dry-run] [--json]\n"
+    "Usage: vouchctl migrate FILE...|DIR... [--parallel N] [--dry-run] [--json]\n"
     "       vouchctl migrate status [--watch] [--json]\n"
     "\n"
     "Moves enrolled devices from NanoMDM or MicroMDM without touching them\n"
@@ -729,6 +729,7 @@ const char migrate_usage[] =
     "skipped file with the server's status and reason (e.g. HTTP 409\n"
     "no_authenticate: a TokenUpdate whose device has no Authenticate), then\n"
     "\"N accepted, N refused\". On a terminal a progress line counts the files.\n"
+    "  --parallel N            Requests at once, 1 to 16 (default 4)\n"
     "  --dry-run               List what would be sent, in order; send nothing\n"
     "  --json                  {\"accepted\", \"refused\", \"skipped\", \"files\":\n"
     "                          [{\"file\", \"message_type\", \"udid\", \"result\",\n"

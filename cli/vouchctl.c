@@ -59,6 +59,7 @@ enum opt_id {
     OPT_YES,
     OPT_DRY_RUN,
     OPT_WATCH,
+    OPT_PARALLEL,
 };
 
 struct opt_spec {
@@ -118,7 +119,8 @@ static const struct opt_spec verify_opts[] = {
 };
 
 static const struct opt_spec migrate_opts[] = {{"watch", 0, false, OPT_WATCH},
-                                               {"dry-run", 0, false, OPT_DRY_RUN}};
+                                               {"dry-run", 0, false, OPT_DRY_RUN},
+                                               {"parallel", 0, true, OPT_PARALLEL}};
 
 static const struct opt_spec pushcert_opts[] = {
     {"key", 0, true, OPT_KEY},
@@ -173,7 +175,7 @@ static const struct subcommand subcommands[] = {
     {"pushcert", pushcert_usage, pushcert_opts, 12, 1, 1, "action (csr, sign, install)", true,
      cmd_pushcert},
     /* migrate checks its own arguments: FILE...|DIR, or status [--watch]. */
-    {"migrate", migrate_usage, migrate_opts, 2, 1, SIZE_MAX, "FILE, DIR or status", false,
+    {"migrate", migrate_usage, migrate_opts, 3, 1, SIZE_MAX, "FILE, DIR or status", false,
      cmd_migrate},
     {"config", config_usage, NULL, 0, 0, 1, NULL, false, cmd_config},
     {"completion", completion_usage, NULL, 0, 1, 1, "shell (bash)", true, cmd_completion},
@@ -275,6 +277,7 @@ struct cmdline {
     bool yes;
     bool dry_run;
     bool watch;
+    const char *parallel;
     char **args;
     size_t nargs;
 };
@@ -452,6 +455,9 @@ static int parse_cmdline(int argc, char **argv, struct cmdline *cl)
         case OPT_WATCH:
             cl->watch = true;
             break;
+        case OPT_PARALLEL:
+            cl->parallel = value;
+            break;
         }
     }
     return CTL_EXIT_OK;
@@ -545,6 +551,7 @@ static int run(struct cmdline *cl)
         .yes = cl->yes,
         .dry_run = cl->dry_run,
         .watch = cl->watch,
+        .parallel = cl->parallel,
     };
     if (sub->offline && !cl->server)
         return sub->run(&ctl);

@@ -64,6 +64,7 @@ struct ctl {
     bool yes;                 /* attest --all --yes: no question asked */
     bool dry_run;             /* --dry-run: say what would be done, send nothing that acts */
     bool watch;               /* migrate status --watch */
+    const char *parallel;     /* migrate --parallel, as given */
 
     /* Where the requests go (settings.h); NULL for an offline command. */
     const struct settings *settings;

@@ -127,7 +127,7 @@ class VouchctlMigrateTest(VouchTestCase):
         self.assertEqual(self.migration_figures()["devices"]["migrated"], before + FLEET)
 
         # Again: the same summary, nothing changed.
-        p = self.migrate(root)
+        p = self.migrate(root, "--parallel", "1")
         self.assertEqual(self.summary(p), (2 * FLEET, 0, 0), p.stdout)
         for udid in fleet:
             self.assertEqual(self.device_json(udid), objects[udid], udid)
@@ -272,6 +272,9 @@ class VouchctlMigrateTest(VouchTestCase):
         self.assertEqual(p.returncode, 2)
         p = vouchctl(self.vouchd, "migrate", "--watch", self.tmpdir())
         self.assertEqual(p.returncode, 2)
+        for bad in ("0", "17", "x"):
+            p = vouchctl(self.vouchd, "migrate", "--parallel", bad, self.tmpdir())
+            self.assertEqual(p.returncode, 2, bad)
         p = vouchctl(self.vouchd, "migrate", self.tmpdir())
         self.assertEqual(p.returncode, 1)
         self.assertIn("no *.plist file", p.stderr)
