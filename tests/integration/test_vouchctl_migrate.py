@@ -16,7 +16,9 @@ per enrollment holding Authenticate.plist and TokenUpdate.plist. What is checked
   * a wrong token: every file refused with HTTP 401 and the hint about the token;
   * `migrate status` and `--json` print GET /v1/migration's figures; `--watch` off a terminal
     prints a line per look and, interrupted (SIGINT), the figures and exit 1;
-  * `--dry-run` lists the order and sends nothing."""
+  * `--dry-run` lists the order and sends nothing.
+SimMigratedFleetTest: `vouch-sim enroll --migrate` moves a fleet in, and its first check-ins and
+answers make it attested."""
 
 import base64
 import json
@@ -28,7 +30,7 @@ import subprocess
 import tempfile
 import time
 
-from harness import VOUCHCTL, VouchTestCase, clean_env, suite, vouchctl
+from harness import VOUCHCTL, VouchTestCase, clean_env, suite, vouch_sim, vouchctl, wait_for
 
 TOPIC = "com.apple.mgmt.External.e0bd1eac-1f17-4c8e-8a63-dd17d3dd35d9"
 FLEET = 12
@@ -278,3 +280,82 @@ class VouchctlMigrateTest(VouchTestCase):
         p = vouchctl(self.vouchd, "migrate", self.tmpdir())
         self.assertEqual(p.returncode, 1)
         self.assertIn("no *.plist file", p.stderr)
+
+
+class SimMigratedFleetTest(VouchTestCase):
+    """vouch-sim --migrate: a fleet whose identities the old server's CA (the simulator's) issued
+    moves in through /migration, then proves them: the first signed check-in binds provisionally
+    and plans an attestation, which the scheduler queues; answered, the binding is permanent and
+    the device attested (GET /v1/migration counts it), as bench/bench_migration.py measures at
+    scale."""
+
+    DEVICES = 8
+
+    @classmethod
+    def setUpClass(cls):
+        cls.sim_dir = tempfile.mkdtemp(prefix="sim-migrate-", dir=suite().run_dir)
+        p = vouch_sim("init-ca", "--dir", cls.sim_dir)
+        if p.returncode != 0:
+            raise AssertionError(f"vouch-sim init-ca: exit {p.returncode}\n{p.stdout}{p.stderr}")
+        cls.vouchd_config = {"migration": "on",
+                             "attestation_roots": os.path.join(cls.sim_dir, "apple-root.pem")}
+        super().setUpClass()
+
+    @classmethod
+    def extra_identity_ca_pems(cls):
+        with open(os.path.join(cls.sim_dir, "ca.pem"), "rb") as f:
+            return [f.read()]
+
+    def sim(self, *args):
+        p = vouch_sim(*args, "--url", self.vouchd.url, "--dir", self.sim_dir, "--quiet")
+        self.assertEqual(p.returncode, 0, f"vouch-sim {' '.join(args)}: exit {p.returncode}\n"
+                                          f"stdout: {p.stdout[-3000:]}\nstderr: "
+                                          f"{p.stderr[-3000:]}\n" + self.vouchd_log_since_test())
+        return json.loads(p.stdout.strip().splitlines()[-1])
+
+    def fleet(self):
+        p = vouch_sim("list", "--dir", self.sim_dir)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return {f[1]: f[-1] == "attest" for f in
+                (line.split("\t") for line in p.stdout.splitlines() if line.strip())}
+
+    def figures(self):
+        r = self.vouchd.admin("GET", "/v1/migration")
+        self.assertEqual(r.status, 200, r)
+        return r.json()["devices"]
+
+    def test_1_migrated_then_attested(self):
+        out = self.sim("enroll", "--migrate", self.vouchd.admin_token, "--devices",
+                       str(self.DEVICES), "--key-type", "ec")
+        self.assertEqual((out["enrolled"], out["failed_devices"]), (self.DEVICES, 0), out)
+        self.assertEqual(out["statuses"], {"200": 2 * self.DEVICES}, out)
+        fleet = self.fleet()
+        self.assertEqual(len(fleet), self.DEVICES)
+        for udid in fleet:
+            d = self.vouchd.device(udid).json()
+            self.assertEqual((d["identity"]["kind"], d["identity"]["bound"]), ("migrated", False),
+                             d)
+        self.assertEqual(self.figures()["waiting"], self.DEVICES)
+
+        # The first check-in: each identity is bound provisionally, an attestation planned.
+        self.sim("connect")
+        for udid in fleet:
+            d = self.vouchd.device(udid).json()
+            self.assertIs(d["identity"]["bound"], True, d)
+        # The scheduler queues the requests; the next session answers them.
+        wait_for(lambda: all(self.vouchd.device(u).json()["attestation"]["request"] is not None
+                             or self.vouchd.device(u).json()["attestation"]["status"] != "none"
+                             for u in fleet), timeout=60, what="attestation requests queued")
+        self.sim("connect")
+        can = sum(fleet.values())
+        wait_for(lambda: self.figures()["attested"] == can, timeout=30,
+                 what=f"{can} migrated devices attested")
+        for udid, attests in fleet.items():
+            d = self.vouchd.device(udid).json()
+            if attests:
+                self.assertEqual(d["attestation"]["status"], "verified", d)
+                self.assertEqual((d["identity"]["bound"], d["identity"]["provisional"]),
+                                 (True, False), d)
+        p = vouchctl(self.vouchd, "migrate", "status", "--json")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(json.loads(p.stdout)["devices"]["attested"], can)
