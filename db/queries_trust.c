@@ -17,7 +17,10 @@
     " d.os_version, ac.sha256 IS NOT NULL, ac.revoked_at IS NOT NULL,"                          \
     " " SECONDS("coalesce(ac.not_after, ic.not_after)") ", d.attestation_status, a.freshness,"  \
     " " SECONDS("a.received_at") ", " SECONDS("d.attestation_expires_at") ","                   \
-    " " SECONDS("a.generated_at") ", " SECONDS("vouch_now()")
+    " " SECONDS("a.generated_at") ", " SECONDS("vouch_now()") ","                               \
+    " coalesce(e.identity_provisional, false),"                                                  \
+    " coalesce(e.migrated_at IS NOT NULL AND e.identity_cert_sha256 = vouch_unbound_cert(),"      \
+    " false)"
 /* clang-format on */
 
 static const char sql_by_certificate[] =
@@ -78,7 +81,7 @@ static int64_t seconds_at(const PGresult *res, int col)
 bool db_decode_trust_row(const PGresult *res, struct db_trust_row *out)
 {
     memset(out, 0, sizeof(*out));
-    if (PQnfields(res) != 17 || PQntuples(res) > 1)
+    if (PQnfields(res) != 19 || PQntuples(res) > 1)
         return false;
     if (PQntuples(res) == 0)
         return true;
@@ -99,6 +102,8 @@ bool db_decode_trust_row(const PGresult *res, struct db_trust_row *out)
     out->expires_at = seconds_at(res, 14);
     out->generated_at = seconds_at(res, 15);
     out->now = seconds_at(res, 16);
+    out->identity_provisional = bool_at(res, 17);
+    out->identity_unproven = bool_at(res, 18);
     return true;
 }
 

@@ -29,6 +29,7 @@ void db_trust_by_serial(struct db_pool *pool, const char *serial_number, db_resu
  * 0 (the caller decides at its own clock). */
 struct db_trust_row {
     bool device_found, cert_current, enrolled, hardware_bound, identity_revoked;
+    bool identity_provisional, identity_unproven; /* a migrated identity not yet proven */
     const char *udid, *serial_number, *model, *product_name, *os_version;
     const char *attestation_status, *freshness;
     int64_t identity_not_after, verified_at, expires_at, generated_at, now;

@@ -7,12 +7,17 @@
 
 -- The identity check every later request of a device passes: returns 'ok', 'unknown_device',
 -- 'identity_mismatch' or 'identity_revoked' (an ACME certificate the operator or its account
--- revoked), and locks the enrollment row for the rest of the transaction.
+-- revoked), and locks the enrollment row for the rest of the transaction. A migrated enrollment
+-- no certificate is bound to is bound provisionally by the first one that may
+-- (vouch_migration_claim); until then it has no certificate to match: identity_mismatch.
 CREATE OR REPLACE FUNCTION vouch_check_identity(p_udid text, p_cert bytea) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
     bound bytea;
 BEGIN
+    -- A migrated enrollment's first signed request binds its certificate provisionally
+    -- (45_migration.sql); any other enrollment is checked as it always was.
+    PERFORM vouch_migration_claim(p_udid, p_cert);
     SELECT identity_cert_sha256 INTO bound FROM enrollments WHERE udid = p_udid FOR UPDATE;
     IF NOT FOUND THEN
         RETURN 'unknown_device';
@@ -98,6 +103,7 @@ DECLARE
     new_binding boolean;
     acme_verdict text;
     gen integer;
+    unproven boolean;
 BEGIN
     acme_verdict := vouch_check_acme_identity(p_udid, p_cert);
     IF acme_verdict <> 'ok' THEN
@@ -105,7 +111,18 @@ BEGIN
     END IF;
     SELECT * INTO e FROM enrollments WHERE udid = p_udid FOR UPDATE;
     new_binding := FOUND AND e.identity_cert_sha256 <> p_cert;
-    IF new_binding AND p_reenroll_refuse AND e.enabled AND NOT e.reenroll_allowed THEN
+    -- A migrated identity not yet proven: an Authenticate binds it provisionally, as any signed
+    -- request does (45_migration.sql); while provisional, no other certificate may.
+    unproven := FOUND AND e.migrated_at IS NOT NULL
+                AND (e.identity_provisional OR e.identity_cert_sha256 = vouch_unbound_cert());
+    IF unproven AND new_binding
+       AND (e.identity_provisional
+            OR EXISTS (SELECT 1 FROM migration_refusals r
+                       WHERE r.udid = p_udid AND r.cert_sha256 = p_cert)) THEN
+        RETURN 'identity_mismatch';
+    END IF;
+    IF new_binding AND NOT unproven AND p_reenroll_refuse AND e.enabled
+       AND NOT e.reenroll_allowed THEN
         RETURN 'reenroll_refused';
     END IF;
     INSERT INTO identity_certs AS c (sha256, udid, subject, not_after)
@@ -158,6 +175,11 @@ BEGIN
         session_started_at = NULL,
         token_update_tally = 0
     RETURNING generation INTO gen;
+    IF unproven THEN
+        -- Proven only by an attestation naming the migrated device (vouch_migration_settle).
+        UPDATE enrollments SET identity_provisional = true, identity_reason = NULL
+        WHERE udid = p_udid;
+    END IF;
     PERFORM vouch_record_acme_attestation(p_udid, p_cert, gen);
 
     DELETE FROM command_queue WHERE udid = p_udid;

@@ -140,6 +140,11 @@ BEGIN
             CASE WHEN give_up THEN 'failed' ELSE 'error' END,
             CASE WHEN give_up THEN 'no_answer' END, p_error, req.generation)
     RETURNING id INTO new_id;
+    IF EXISTS (SELECT 1 FROM enrollments e WHERE e.udid = p_udid AND e.identity_provisional) THEN
+        -- A provisional identity gets no retry: an error or silence does not prove it.
+        PERFORM vouch_migration_settle(p_udid, 'error');
+        RETURN;
+    END IF;
     IF give_up THEN
         PERFORM vouch_set_verdict(p_udid, new_id);
         IF vouch_wants('attestation.failed') THEN
@@ -273,6 +278,8 @@ BEGIN
             PERFORM vouch_emit_device('attestation.' || v.status, p_udid, NULL);
         END IF;
     END IF;
+    -- A provisional (migrated) identity: proven by a verified verdict, released by any other.
+    PERFORM vouch_migration_settle(p_udid, v.status);
     RETURN CASE WHEN answer IS NOT NULL THEN true END;
 END
 $$;

@@ -69,6 +69,7 @@ DECLARE
     clock timestamptz := vouch_now();
     budget integer;
     claimed text[];
+    free_enrollments text[];
     reasons text[];
     queued text[];
     info text[];
@@ -79,13 +80,24 @@ BEGIN
     SELECT least(coalesce(array_length(p_command_uuids, 1), 0), p.rate_limit - count(*))
     INTO budget FROM attestation_requests r
     WHERE r.requested_at > clock - interval '1 minute'
-      AND r.reason IN ('os_change', 'random', 'max_age', 'retry');
+      AND r.reason IN ('os_change', 'random', 'max_age', 'retry', 'migration');
 
+    -- The enrollments first, never waiting: a device request holds its enrollment row
+    -- (vouch_report, vouch_check_identity) and then writes its devices row, so a tick that held
+    -- the devices row and then waited for the enrollment (the queue's foreign key) would
+    -- deadlock with it. A device in the middle of a request is skipped, and stays due.
+    SELECT array_agg(x.udid) INTO free_enrollments
+    FROM (SELECT e.udid FROM devices d JOIN enrollments e ON e.udid = d.udid
+          WHERE d.attestation_due_at <= clock
+          ORDER BY d.attestation_due_at LIMIT greatest(budget, 0)
+          FOR KEY SHARE OF e SKIP LOCKED) AS x;
     SELECT array_agg(c.udid ORDER BY c.attestation_due_at),
            array_agg(c.attestation_due_reason ORDER BY c.attestation_due_at)
     INTO claimed, reasons
     FROM (SELECT d.udid, d.attestation_due_at, d.attestation_due_reason FROM devices d
           WHERE d.attestation_due_at <= clock
+            AND (d.udid = ANY (free_enrollments)
+                 OR NOT EXISTS (SELECT 1 FROM enrollments e WHERE e.udid = d.udid))
           ORDER BY d.attestation_due_at LIMIT greatest(budget, 0)
           FOR UPDATE SKIP LOCKED) AS c;
     IF claimed IS NOT NULL THEN
@@ -162,7 +174,8 @@ BEGIN
                                  - clock);
     SELECT p.rate_limit - (SELECT count(*) FROM attestation_requests r
                            WHERE r.requested_at > clock - interval '1 minute'
-                             AND r.reason IN ('os_change', 'random', 'max_age', 'retry'))
+                             AND r.reason IN ('os_change', 'random', 'max_age', 'retry',
+                                              'migration'))
     INTO budget FROM scheduler_policy p;
 END
 $$;

@@ -32,6 +32,8 @@ static const char *const reason_names[TRUST_REASON_COUNT] = {
     [TRUST_IDENTITY_SUPERSEDED] = "identity_superseded",
     [TRUST_IDENTITY_REVOKED] = "identity_revoked",
     [TRUST_IDENTITY_EXPIRED] = "identity_expired",
+    [TRUST_IDENTITY_PROVISIONAL] = "identity_provisional",
+    [TRUST_IDENTITY_UNPROVEN] = "identity_unproven",
     [TRUST_ATTESTATION_MISSING] = "attestation_missing",
     [TRUST_ATTESTATION_FAILED] = "attestation_failed",
     [TRUST_ATTESTATION_EXPIRED] = "attestation_expired",
@@ -628,6 +630,12 @@ void trust_evaluate(const struct trust_policy *policy, const struct trust_facts 
             found[TRUST_IDENTITY_SUPERSEDED] = true;
         if (f->identity_revoked)
             found[TRUST_IDENTITY_REVOKED] = true;
+        /* A migrated identity counts only once an attestation proved it, whatever the policy
+         * requires (docs/trust.md). */
+        if (f->identity_provisional)
+            found[TRUST_IDENTITY_PROVISIONAL] = true;
+        if (f->identity_unproven)
+            found[TRUST_IDENTITY_UNPROVEN] = true;
         if (f->identity_not_after != 0 && f->identity_not_after <= f->now)
             found[TRUST_IDENTITY_EXPIRED] = true;
         bound(&until, f->identity_not_after);

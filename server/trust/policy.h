@@ -82,6 +82,9 @@ struct trust_facts {
     const char *udid, *serial_number, *model, *product_name, *os_version;
     bool hardware_bound;  /* the identity is one vouchd's ACME server issued */
     bool identity_revoked;
+    bool identity_provisional; /* a migrated device's identity, bound but not yet proven */
+    bool identity_unproven;    /* a migrated device no certificate is bound to (never yet, or
+                                  its provisional binding was released) */
     int64_t identity_not_after;
     const char *attestation_status; /* none, verified, failed, unsupported, expired */
     const char *freshness;          /* fresh, cached, unknown; NULL */
@@ -95,6 +98,8 @@ enum trust_reason {
     TRUST_IDENTITY_SUPERSEDED,   /* bound once, but the device now uses another */
     TRUST_IDENTITY_REVOKED,
     TRUST_IDENTITY_EXPIRED,
+    TRUST_IDENTITY_PROVISIONAL,  /* migrated: bound by its first request, no attestation yet */
+    TRUST_IDENTITY_UNPROVEN,     /* migrated: no identity bound, or the binding was released */
     TRUST_ATTESTATION_MISSING,   /* no verdict yet */
     TRUST_ATTESTATION_FAILED,
     TRUST_ATTESTATION_EXPIRED,

@@ -438,6 +438,8 @@ static void facts_read(void *arg, enum db_outcome outcome, const PGresult *res)
         .os_version = row.os_version,
         .hardware_bound = row.hardware_bound,
         .identity_revoked = row.identity_revoked,
+        .identity_provisional = row.identity_provisional,
+        .identity_unproven = row.identity_unproven,
         .identity_not_after = row.identity_not_after,
         .attestation_status = row.attestation_status,
         .freshness = row.freshness,

@@ -7,6 +7,7 @@ binds that certificate provisionally, the scheduler asks for an attestation at o
 verified attestation naming the migrated UDID and serial makes the binding permanent."""
 
 import base64
+import json
 import os
 import plistlib
 import signal
@@ -14,8 +15,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from device import CONNECT_TYPE, Device, cert_sha256, http_request
-from harness import VouchTestCase, wait_for
+import datetime
+import secrets
+
+from device import cert_sha256
+from fake_apple import AttestationPKI
+from harness import VouchTestCase, suite, wait_for
 
 WEBHOOK = "http://127.0.0.1:9/hook"  # nobody listens: events stay in the outbox, countable
 
@@ -190,6 +195,170 @@ class MigrationRouteTest(MigrationCase):
                                              headers={"Authorization": basic(
                                                  self.vouchd.admin_token)}).status, 405)
         self.assertEqual(self.vouchd.request("GET", "/v1/migration").status, 401)
+
+
+IPHONE = dict(model="iPhone15,2", product_name="iPhone15,2", os_version="17.4",
+              build_version="21E219")
+LEAF = dict(sepos_version="17.4", llb_version="iBoot-10151.101.3",
+            software_update_device_id="D73AP")
+MDM = "/mdm"  # NanoMDM's one URL, which migrated devices keep using
+
+
+class MigrationBindingCase(MigrationCase):
+    """vouchd trusting a stand-in Apple root: migrated devices prove themselves."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = AttestationPKI()
+        path = os.path.join(suite().run_dir, f"attestation-roots-{secrets.token_hex(4)}.pem")
+        cls.pki.write_roots(path)
+        cls.vouchd_config = dict(cls.vouchd_config, attestation_roots=path,
+                                 **{"policy.enrolled.require": "enrolled"})
+        super().setUpClass()
+
+    def trust(self, policy, subject):
+        r = self.vouchd.admin("POST", f"/v1/trust/{policy}", body=json.dumps(subject).encode(),
+                              content_type="application/json")
+        self.assertStatus(r, 200, f"POST /v1/trust/{policy}")
+        return r.json()
+
+    def iphone(self, **kw):
+        return self.new_device(**dict(IPHONE, **kw))
+
+    def identity(self, udid):
+        r = self.vouchd.device(udid)
+        self.assertStatus(r, 200, f"GET /v1/devices/{udid}")
+        return r.json()
+
+    def take_request(self, dev, what="", timeout=30):
+        """Idles at /mdm until the scheduler's attestation request comes: (uuid, nonce)."""
+        found = []
+
+        def fetched():
+            r = dev.idle(path=MDM)
+            if r.status != 200:
+                raise AssertionError(f"{what}: Idle: {r!r}")
+            if r.body:
+                found.append(dev.check_attestation_request(r, what))
+                return True
+            return False
+        wait_for(fetched, timeout=timeout, interval=0.05, what=f"{what}: the attestation request")
+        cmd = found[0]
+        return cmd["CommandUUID"], cmd["Command"]["DeviceAttestationNonce"]
+
+    def answer(self, dev, cu, chain, udid=None, serial=None):
+        qr = {"UDID": udid or dev.udid, "SerialNumber": serial or dev.serial,
+              "OSVersion": dev.os_version, "BuildVersion": dev.build_version,
+              "ProductName": dev.product_name, "Model": dev.model,
+              "DevicePropertiesAttestation": chain}
+        return dev.report("Acknowledged", cu, _opts={"path": MDM}, QueryResponses=qr)
+
+    def prove(self, dev, what=""):
+        """The migrated device's first Idle, its attestation request, a right answer."""
+        r = dev.idle(path=MDM)
+        self.assertEqual(r.status, 200, f"{what}: first Idle: {r!r}")
+        cu, nonce = self.take_request(dev, what)
+        chain = self.pki.chain(nonce=nonce, serial=dev.serial, udid=dev.udid,
+                               os_version=dev.os_version, **LEAF)
+        r = self.answer(dev, cu, chain)
+        self.assertEqual((r.status, r.body), (200, b""), f"{what}: answer: {r!r}")
+        return cu
+
+
+class MigrationBindingTest(MigrationBindingCase):
+
+    def test_first_request_binds_provisionally_then_attestation_proves(self):
+        dev = self.iphone()
+        self.migrate_device(dev)
+        r = dev.idle(path=MDM)
+        self.assertEqual(r.status, 200, r)
+        obj = self.identity(dev.udid)
+        self.assertEqual((obj["identity"]["bound"], obj["identity"]["provisional"]),
+                         (True, True), obj)
+        self.assertEqual(obj["identity"]["certificate_sha256"], cert_sha256(dev.cert).hex())
+        self.assertEqual(obj["attestation"]["status"], "none", obj)
+        self.assertEqual(self.status()["devices"]["provisional"], 1)
+        # The trust API does not believe a provisional identity, even where only enrollment
+        # is required.
+        for policy in ("default", "enrolled"):
+            for subject in ({"udid": dev.udid},
+                            {"certificate_sha256": cert_sha256(dev.cert).hex()}):
+                d = self.trust(policy, subject)
+                self.assertEqual(d["decision"], "deny", d)
+                self.assertIn("identity_provisional", d["reasons"], d)
+        # Another certificate for the UDID meanwhile: 403, as for any bound device.
+        other = self.iphone(udid=dev.udid, serial=dev.serial)
+        self.assertEqual(other.idle(path=MDM).status, 403)
+        cu, nonce = self.take_request(dev, "the migration request")
+        reason = self.psql(f"SELECT reason FROM attestation_requests "
+                           f"WHERE command_uuid = '{cu}'").strip()
+        self.assertEqual(reason, "migration")
+        chain = self.pki.chain(nonce=nonce, serial=dev.serial, udid=dev.udid,
+                               os_version=dev.os_version, **LEAF)
+        r = self.answer(dev, cu, chain)
+        self.assertEqual((r.status, r.body), (200, b""), r)
+        obj = self.identity(dev.udid)
+        self.assertEqual(obj["attestation"]["status"], "verified", obj)
+        self.assertEqual((obj["identity"]["kind"], obj["identity"]["bound"],
+                          obj["identity"]["provisional"], obj["identity"]["reason"]),
+                         ("migrated", True, False, None), obj)
+        st = self.status()["devices"]
+        self.assertEqual((st["bound"], st["attested"], st["provisional"]), (1, 1, 0), st)
+
+    def test_impostor_is_released_and_the_real_device_binds_after_it(self):
+        dev = self.iphone()
+        self.migrate_device(dev)
+        # Another valid identity certificate claims the UDID first, and can only attest itself.
+        impostor = self.iphone(udid=dev.udid)
+        self.assertEqual(impostor.idle(path=MDM).status, 200)
+        self.assertIs(self.identity(dev.udid)["identity"]["provisional"], True)
+        cu, nonce = self.take_request(impostor, "the impostor's request")
+        other_udid = "00008110-" + secrets.token_hex(8).upper()
+        chain = self.pki.chain(nonce=nonce, serial=impostor.serial, udid=other_udid,
+                               os_version=dev.os_version, **LEAF)
+        r = self.answer(impostor, cu, chain, udid=other_udid, serial=impostor.serial)
+        self.assertEqual(r.status, 200, r)
+        obj = self.identity(dev.udid)
+        self.assertEqual((obj["identity"]["bound"], obj["identity"]["provisional"],
+                          obj["identity"]["reason"], obj["identity"]["certificate_sha256"]),
+                         (False, False, "identity_unproven", None), obj)
+        self.assertEqual(obj["attestation"]["status"], "none", obj)
+        self.assertEqual(self.events(dev.udid, "identity.unproven"), 1)
+        self.assertEqual(self.status()["devices"]["refused"], 1)
+        # The released certificate never claims this UDID again.
+        self.assertEqual(impostor.idle(path=MDM).status, 403)
+        self.assertEqual(impostor.token_update(path=MDM).status, 403)
+        self.assertEqual(impostor.authenticate(path=MDM).status, 403)
+        self.assertEqual(self.identity(dev.udid)["identity"]["bound"], False)
+        # The real device binds after it.
+        self.prove(dev, "the real device")
+        obj = self.identity(dev.udid)
+        self.assertEqual((obj["identity"]["bound"], obj["identity"]["provisional"],
+                          obj["identity"]["reason"], obj["attestation"]["status"]),
+                         (True, False, None, "verified"), obj)
+        self.assertEqual(obj["identity"]["certificate_sha256"], cert_sha256(dev.cert).hex())
+
+    def test_silence_releases_never_verified(self):
+        dev = self.iphone()
+        self.migrate_device(dev)
+        self.assertEqual(dev.idle(path=MDM).status, 200)
+        cu, _nonce = self.take_request(dev, "the request left unanswered")
+        self.psql("UPDATE vouch_clock SET skew = skew + interval '25 hours'; "
+                  "NOTIFY vouch_scheduler;")
+        try:
+            def released():
+                return self.identity(dev.udid)["identity"]["reason"] == "identity_unproven"
+            wait_for(released, timeout=30, what="the provisional binding released")
+        finally:
+            self.psql("UPDATE vouch_clock SET skew = interval '0'")
+        obj = self.identity(dev.udid)
+        self.assertEqual((obj["identity"]["bound"], obj["attestation"]["status"]),
+                         (False, "none"), obj)
+        # The late answer proves nothing now.
+        chain = self.pki.chain(nonce=_nonce, serial=dev.serial, udid=dev.udid,
+                               os_version=dev.os_version, **LEAF)
+        self.assertEqual(self.answer(dev, cu, chain).status, 403)
+        self.assertNotEqual(self.identity(dev.udid)["attestation"]["status"], "verified")
 
 
 class MigrationOffTest(VouchTestCase):

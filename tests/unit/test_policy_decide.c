@@ -57,6 +57,20 @@ static void test_identity_revoked(void **state)
     expect_only(&p, &f, TRUST_IDENTITY_REVOKED);
 }
 
+/* A migrated device's identity counts only once proven, whatever the policy requires. */
+static void test_identity_migrated_unproven(void **state)
+{
+    struct trust_policy p = plain_policy();
+    struct trust_facts f = good_facts();
+    f.identity_provisional = true;
+    expect_only(&p, &f, TRUST_IDENTITY_PROVISIONAL);
+    p.require = TRUST_REQUIRE_ENROLLED;
+    expect_only(&p, &f, TRUST_IDENTITY_PROVISIONAL);
+    f = good_facts();
+    f.identity_unproven = true;
+    expect_only(&p, &f, TRUST_IDENTITY_UNPROVEN);
+}
+
 static void test_identity_expired(void **state)
 {
     struct trust_policy p = plain_policy();
@@ -456,6 +470,7 @@ int main(void)
         cmocka_unit_test(test_no_device),
         cmocka_unit_test(test_identity_superseded),
         cmocka_unit_test(test_identity_revoked),
+        cmocka_unit_test(test_identity_migrated_unproven),
         cmocka_unit_test(test_identity_expired),
         cmocka_unit_test(test_not_enrolled),
         cmocka_unit_test(test_attestation_missing),

@@ -348,6 +348,8 @@ static void test_names(void **state)
         "identity_superseded",
         "identity_revoked",
         "identity_expired",
+        "identity_provisional",
+        "identity_unproven",
         "attestation_missing",
         "attestation_failed",
         "attestation_expired",
