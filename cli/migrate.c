@@ -455,6 +455,18 @@ static int migrate_files(struct ctl *ctl)
 {
     struct mig_list l = {0};
     int rc = CTL_EXIT_OK;
+    size_t nslots = MIGRATE_PARALLEL;
+
+    if (ctl->parallel != NULL) {
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(ctl->parallel, &end, 10);
+        if (errno != 0 || end == ctl->parallel || *end != '\0' || v < 1 ||
+            v > MIGRATE_PARALLEL_MAX)
+            return ctl_usage_error("migrate", "--parallel wants 1 to %d, not '%s'",
+                                   MIGRATE_PARALLEL_MAX, ctl->parallel);
+        nslots = v;
+    }
 
     for (size_t i = 0; i < ctl->nargs; i++) {
         if (!collect(&l, ctl->args[i])) {
@@ -498,19 +510,7 @@ static int migrate_files(struct ctl *ctl)
         return CTL_EXIT_OK;
     }
 
-    struct sender s = {.ctl = ctl, .nslots = MIGRATE_PARALLEL};
-    if (ctl->parallel != NULL) {
-        char *end;
-        errno = 0;
-        unsigned long v = strtoul(ctl->parallel, &end, 10);
-        if (errno != 0 || end == ctl->parallel || *end != '\0' || v < 1 ||
-            v > MIGRATE_PARALLEL_MAX) {
-            mig_list_free(&l);
-            return ctl_usage_error("migrate", "--parallel wants 1 to %d, not '%s'",
-                                   MIGRATE_PARALLEL_MAX, ctl->parallel);
-        }
-        s.nslots = v;
-    }
+    struct sender s = {.ctl = ctl, .nslots = nslots};
     s.url = api_str_join(client_base_url(ctl->client), "/migration", (const char *)NULL);
     s.multi = curl_multi_init();
     if (s.url == NULL || s.multi == NULL) {
