@@ -151,7 +151,7 @@ def main():
                "postgres": benchlib.postgres_cpu_seconds(cluster) - cpu_pg,
                "simulator": cpu_sim - out["prepare_cpu_s"]}
         figures = migration_figures(vouchd)
-        if figures["devices"]["migrated"] != n or figures["devices"]["waiting"] != n:
+        if figures["devices"]["migrated"] != n or figures["devices"]["waiting"] != n:  # fresh
             sys.exit(f"after the migration: {figures}")
         if figures["topics_without_certificate"]:
             sys.exit(f"the push certificate's topic is not the fleet's: {figures}")
@@ -179,14 +179,16 @@ def main():
                             folder_rates[parallel][0], "/s", None, None,
                             unit_is="plists per second", files=2 * args.files,
                             seconds=round(folder_rates[parallel][1], 2)))
-        # The folders' devices never check in: the campaign counts the simulator's alone.
-        extra = 2 * args.files
+        # The folders' devices never check in: they stay waiting, and the campaign is the
+        # simulator's fleet alone.
+        folder_devices = 2 * args.files
 
         # -- campaign -----------------------------------------------------------------------
         log = os.path.join(tmp, "apns", "pushes.log")
         serve = benchlib.Sim(build, "serve", "--url", vouchd.url, "--dir", simdir,
                              "--pushes", log, "--concurrency", k, "--attest-reuse-key",
-                             "--quiet", "--idle-exit", "0", "--max-seconds", str(args.timeout))
+                             "--quiet", "--idle-exit", "0",
+                             "--max-seconds", str(args.timeout + 60))
         deadline = time.monotonic() + 120
         while "serve: ready" not in serve.stderr_text():
             if time.monotonic() > deadline or serve.proc.poll() is not None:
@@ -202,11 +204,13 @@ def main():
         checked_in = time.monotonic() - start
         while True:
             d = migration_figures(vouchd)["devices"]
-            if d["waiting"] == 0 and d["provisional"] == 0 and \
+            if d["waiting"] == folder_devices and d["provisional"] == 0 and \
                     d["attested"] + d["refused"] >= n:
                 break
             if serve.proc.poll() is not None:
-                sys.exit(f"vouch-sim serve stopped: {serve.stderr_text()[-2000:]}")
+                serve.out.seek(0)
+                sys.exit(f"vouch-sim serve stopped ({serve.proc.returncode}): "
+                         f"{serve.out.read()[-2000:]}{serve.stderr_text()[-2000:]}")
             if time.monotonic() - start > args.timeout:
                 sys.exit(f"the campaign did not end in {args.timeout} s: {d}")
             time.sleep(0.2)
@@ -242,7 +246,7 @@ def main():
         benchlib.print_table(rows)
         print(f"migration: {n:,} devices x 2 PUT /migration with {k} clients, "
               f"{2 * n / seconds:,.0f} requests/s; reference: {reference_is}, {tps:,.0f} tps")
-        print(f"vouchctl migrate: {2 * args.files:,} plists ({extra:,} requests) per run: "
+        print(f"vouchctl migrate: {2 * args.files:,} plists ({args.files:,} devices) per run: "
               + ", ".join(f"--parallel {p}: {r[0]:,.0f}/s" for p, r in folder_rates.items()))
         print(f"campaign: {attested:,} attested, {d['refused']:,} refused (models that cannot "
               f"attest: {n - can_attest:,}); first check-ins took {checked_in:.1f} s; "
