@@ -10,8 +10,8 @@
  * MIGRATE_MAX_BYTES) and parsed with libplist for its MessageType and UDID (or EnrollmentID);
  * every Authenticate is sent before any device TokenUpdate, and those before any user-channel
  * TokenUpdate (one with a UserID), as nano2nano orders them. Within a phase up to --parallel
- * transfers (default MIGRATE_PARALLEL) run at once (curl multi). Other message types are skipped; a file
- * that cannot be read or parsed, or is too large, is refused without being sent. /migration is
+ * transfers (default MIGRATE_PARALLEL) run at once (curl multi). Other message types are skipped; a
+ * file that cannot be read or parsed, or is too large, is refused without being sent. /migration is
  * idempotent, so running again is harmless.
  *
  * migrate status prints GET /v1/migration; --watch redraws attested/migrated until every migrated
@@ -461,8 +461,7 @@ static int migrate_files(struct ctl *ctl)
         char *end;
         errno = 0;
         unsigned long v = strtoul(ctl->parallel, &end, 10);
-        if (errno != 0 || end == ctl->parallel || *end != '\0' || v < 1 ||
-            v > MIGRATE_PARALLEL_MAX)
+        if (errno != 0 || end == ctl->parallel || *end != '\0' || v < 1 || v > MIGRATE_PARALLEL_MAX)
             return ctl_usage_error("migrate", "--parallel wants 1 to %d, not '%s'",
                                    MIGRATE_PARALLEL_MAX, ctl->parallel);
         nslots = v;
@@ -498,8 +497,7 @@ static int migrate_files(struct ctl *ctl)
             const struct mig_file *f = &l.files[i];
             char *p = output_sanitize(f->path), *id = output_sanitize(f->id ? f->id : "-");
             if (f->outcome == MIG_PENDING)
-                printf("would send %s  %s  %s\n", phase_name(f->phase), id ? id : "?",
-                       p ? p : "?");
+                printf("would send %s  %s  %s\n", phase_name(f->phase), id ? id : "?", p ? p : "?");
             else
                 printf("would not send %s: %s\n", p ? p : "?", f->reason ? f->reason : "?");
             free(p);
@@ -591,6 +589,15 @@ static int migrate_files(struct ctl *ctl)
         rc = CTL_EXIT_FAILURE;
 out:
     progress_end(s.progress);
+    for (size_t i = 0; i < MIGRATE_PARALLEL_MAX; i++) {
+        /* Left by a failed phase. */
+        if (s.slots[i].curl != NULL) {
+            curl_multi_remove_handle(s.multi, s.slots[i].curl);
+            curl_easy_cleanup(s.slots[i].curl);
+            curl_slist_free_all(s.slots[i].headers);
+            free(s.slots[i].body);
+        }
+    }
     if (s.multi != NULL)
         curl_multi_cleanup(s.multi);
     free(s.url);
