@@ -8,7 +8,7 @@
 #include "params.h"
 #include "queries.h"
 
-static const char sql_push_targets[] = "SELECT udid, token, push_magic FROM vouch_push_targets($1)";
+static const char sql_push_targets[] = "SELECT udid, token, push_magic, topic FROM vouch_push_targets($1)";
 
 void db_push_targets(struct db_pool *pool, const char *const *udids, size_t count, db_result_fn *cb,
                      void *arg)
@@ -20,11 +20,12 @@ void db_push_targets(struct db_pool *pool, const char *const *udids, size_t coun
 }
 
 bool db_decode_push_target(const PGresult *res, int row, const char **udid, const uint8_t **token,
-                           size_t *token_len, const char **push_magic)
+                           size_t *token_len, const char **push_magic, const char **topic)
 {
-    if (row >= PQntuples(res) || PQnfields(res) != 3 || PQgetisnull(res, row, 0) ||
-        PQgetisnull(res, row, 1) || PQgetisnull(res, row, 2))
+    if (row >= PQntuples(res) || PQnfields(res) != 4 || PQgetisnull(res, row, 0) ||
+        PQgetisnull(res, row, 1) || PQgetisnull(res, row, 2) || PQgetisnull(res, row, 3))
         return false;
+    *topic = PQgetvalue(res, row, 3);
     *udid = PQgetvalue(res, row, 0);
     *token = (const uint8_t *)PQgetvalue(res, row, 1);
     *token_len = (size_t)PQgetlength(res, row, 1);

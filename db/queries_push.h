@@ -16,11 +16,11 @@
 
 #include "db.h"
 
-/* Push targets among udids[0..count): rows (udid, token bytea, push_magic), binary. */
+/* Push targets among udids[0..count): rows (udid, token bytea, push_magic, topic), binary. */
 void db_push_targets(struct db_pool *pool, const char *const *udids, size_t count, db_result_fn *cb,
                      void *arg);
 bool db_decode_push_target(const PGresult *res, int row, const char **udid, const uint8_t **token,
-                           size_t *token_len, const char **push_magic)
+                           size_t *token_len, const char **push_magic, const char **topic)
     __attribute__((warn_unused_result));
 
 /* A batch of push answers, oldest first: result is an apns_outcome_name(); apns_id, reason may

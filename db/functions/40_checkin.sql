@@ -15,14 +15,14 @@ LANGUAGE plpgsql AS $$
 DECLARE
     bound bytea;
 BEGIN
-    -- A migrated enrollment's first signed request binds its certificate provisionally
-    -- (45_migration.sql); any other enrollment is checked as it always was.
-    PERFORM vouch_migration_claim(p_udid, p_cert);
     SELECT identity_cert_sha256 INTO bound FROM enrollments WHERE udid = p_udid FOR UPDATE;
     IF NOT FOUND THEN
         RETURN 'unknown_device';
     END IF;
-    IF bound <> p_cert THEN
+    IF bound <> p_cert
+       -- A migrated enrollment's first signed request binds its certificate provisionally
+       -- (45_migration.sql); any other enrollment is checked as it always was.
+       AND (bound <> vouch_unbound_cert() OR NOT vouch_migration_claim(p_udid, p_cert)) THEN
         RETURN 'identity_mismatch';
     END IF;
     IF EXISTS (SELECT 1 FROM acme_certificates
@@ -192,7 +192,8 @@ BEGIN
             info_due_at = NULL
         WHERE udid = p_udid;
     END IF;
-    IF new_binding THEN
+    -- (A migrated enrollment's first certificate is a binding, not a re-enrollment.)
+    IF new_binding AND e.identity_cert_sha256 <> vouch_unbound_cert() THEN
         PERFORM vouch_emit_device('device.reenrolled', p_udid, jsonb_build_object(
             'previous_cert_sha256', encode(e.identity_cert_sha256, 'hex'),
             'cert_sha256', encode(p_cert, 'hex'),

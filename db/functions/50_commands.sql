@@ -65,7 +65,6 @@ BEGIN
 
     -- The identity check (as vouch_check_identity, which the check-in messages use) and the
     -- enrollment in one read, which locks the enrollment row for the rest of the transaction.
-    PERFORM vouch_migration_claim(p_udid, p_cert);  -- a migrated device's first request
     SELECT e.identity_cert_sha256, e.enabled, e.session_started_at,
            EXISTS (SELECT 1 FROM acme_certificates a
                    WHERE a.sha256 = p_cert AND a.revoked_at IS NOT NULL)
@@ -74,7 +73,9 @@ BEGIN
     IF NOT FOUND THEN
         outcome := 'unknown_device';
         RETURN;
-    ELSIF bound <> p_cert THEN
+    ELSIF bound <> p_cert
+          -- a migrated enrollment's first request binds it (45_migration.sql)
+          AND (bound <> vouch_unbound_cert() OR NOT vouch_migration_claim(p_udid, p_cert)) THEN
         outcome := 'identity_mismatch';
         RETURN;
     ELSIF revoked THEN

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "apns.h"
+#include "apns_cert.h"
 #include "log.h"
 #include "queries_push.h"
 #include "vouchd.h"
@@ -82,6 +83,7 @@ struct entry {
     size_t token_len;
     struct waiter *waiters;
     bool sent; /* handed to APNs (else its lookup found no token) */
+    bool no_certificate; /* its enrollment's topic is not the push certificate's */
     char udid[];
 };
 
@@ -127,7 +129,7 @@ struct push_service {
     struct event flush_timer, sweep_timer, prune_timer;
     bool certificate_refused;
     bool stopping; /* push_service_stop: the database's last answers are not acted on */
-    uint64_t by_outcome[5], no_token, coalesced, requested;
+    uint64_t by_outcome[5], no_token, no_certificate, coalesced, requested;
     uint64_t by_reason[REASON_COUNT + 2]; /* final answers other than 200 */
 };
 
@@ -395,16 +397,28 @@ static void targets_found(void *arg, enum db_outcome outcome, const PGresult *re
         free(l); /* its entries go with the service */
         return;
     }
+    /* APNs takes a token only under its enrollment's topic, and vouchd pushes with its
+     * certificate's: a device migrated with another topic is counted and logged, not sent. */
+    const struct apns_cert *cert = apns_client_get0_cert(ps->apns);
     if (outcome == DB_OK) {
         for (int row = 0; row < PQntuples(res); row++) {
-            const char *udid, *magic;
+            const char *udid, *magic, *topic;
             const uint8_t *token;
             size_t token_len;
-            if (!db_decode_push_target(res, row, &udid, &token, &token_len, &magic))
+            if (!db_decode_push_target(res, row, &udid, &token, &token_len, &magic, &topic))
                 continue;
             struct entry *e = entry_find(ps, udid);
             if (e == NULL || e->sent)
                 continue;
+            if (cert != NULL && strcmp(topic, cert->topic) != 0) {
+                char shown[APNS_TOPIC_MAX + 1];
+                log_warn("push to %s: no push certificate for its topic %s (vouchd pushes for "
+                         "%s): not sent",
+                         e->udid, log_sanitize(topic, strlen(topic), shown, sizeof(shown)),
+                         cert->topic);
+                e->no_certificate = true;
+                continue;
+            }
             e->sent = true;
             e->token_len = token_len < APNS_TOKEN_MAX ? token_len : APNS_TOKEN_MAX;
             memcpy(e->token, token, e->token_len);
@@ -414,6 +428,11 @@ static void targets_found(void *arg, enum db_outcome outcome, const PGresult *re
     for (size_t i = 0; i < l->count; i++) {
         if (l->entries[i]->sent)
             continue;
+        if (l->entries[i]->no_certificate) {
+            ps->no_certificate++;
+            entry_finish(ps, l->entries[i], "no_certificate", NULL);
+            continue;
+        }
         if (outcome == DB_OK)
             ps->no_token++;
         entry_finish(ps, l->entries[i], outcome == DB_OK ? "no_token" : "unavailable", NULL);
@@ -611,6 +630,8 @@ void push_service_render_metrics(const struct push_service *ps, struct evbuffer 
                             apns_outcome_name((enum apns_outcome)i), ps->by_outcome[i]);
     evbuffer_add_printf(out, "vouch_pushes_total{outcome=\"no_token\"} %" PRIu64 "\n",
                         ps->no_token);
+    evbuffer_add_printf(out, "vouch_pushes_total{outcome=\"no_certificate\"} %" PRIu64 "\n",
+                        ps->no_certificate);
     evbuffer_add_printf(out,
                         "# HELP vouch_push_failures_total Pushes that ended without "
                         "delivery, by APNs reason.\n# TYPE vouch_push_failures_total counter\n");

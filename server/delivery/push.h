@@ -20,8 +20,9 @@ struct vouchd;
 struct push_service;
 
 /* What happened to one device's push: result is "delivered", "unregistered", "rejected",
- * "forbidden", "transient", "no_token" (not enrolled, no token, or the token is dead) or
- * "unavailable" (the database was away); detail is the apns-id or APNs' reason. */
+ * "forbidden", "transient", "no_token" (not enrolled, no token, or the token is dead),
+ * "no_certificate" (its enrollment's topic is not the push certificate's: a migrated device,
+ * not sent) or "unavailable" (the database was away); detail is the apns-id or APNs' reason. */
 struct push_report {
     const char *udid;
     const char *result;

@@ -3,7 +3,6 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
-#include <plist/plist.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,11 +13,10 @@
 #include "log.h"
 #include "mdm_message.h"
 #include "metrics.h"
+#include "migration_plist.h"
 #include "queries_migration.h"
 #include "tokens.h"
 #include "vouchd.h"
-
-#define BPLIST_MAGIC "bplist00"
 
 struct migration_request {
     struct vouchd *srv;
@@ -26,34 +24,6 @@ struct migration_request {
     struct mdm_message msg;
     char *xml; /* the body as XML when it came binary */
 };
-
-bool migration_bplist_to_xml(const void *body, size_t len, char **xml, size_t *xml_len)
-{
-    *xml = NULL;
-    *xml_len = 0;
-    if (len < sizeof(BPLIST_MAGIC) - 1 || len > UINT32_MAX ||
-        memcmp(body, BPLIST_MAGIC, sizeof(BPLIST_MAGIC) - 1) != 0)
-        return false;
-    plist_t root = NULL;
-    plist_from_bin(body, (uint32_t)len, &root);
-    if (root == NULL)
-        return false;
-    char *text = NULL;
-    uint32_t text_len = 0;
-    plist_to_xml(root, &text, &text_len);
-    plist_free(root);
-    if (text == NULL)
-        return false;
-    /* libplist's buffer is freed with its own function: copy it into one free() takes. */
-    *xml = malloc((size_t)text_len + 1);
-    if (*xml != NULL) {
-        memcpy(*xml, text, text_len);
-        (*xml)[text_len] = '\0';
-        *xml_len = text_len;
-    }
-    plist_to_xml_free(text);
-    return *xml != NULL;
-}
 
 /* The refusals of /migration, each counted as migration_REASON (a counter's label is a static
  * string): the reason is also the body. */
@@ -65,7 +35,6 @@ static const char *const refusals[][2] = {
     {"no_authenticate", "migration_no_authenticate"},
     {"already_enrolled", "migration_already_enrolled"},
     {"too_large", "migration_too_large"},
-    {"method_not_allowed", "migration_method_not_allowed"},
 };
 
 /* A refusal: its counter, a log line, and the reason as the body (reason: one of refusals[], or
@@ -172,8 +141,13 @@ static void handle_migration(struct vouchd *srv, struct evhttp_request *req, con
     (void)path;
     enum evhttp_cmd_type method = evhttp_request_get_command(req);
     if (method != EVHTTP_REQ_PUT && method != EVHTTP_REQ_POST) {
+        /* As the admin API's: {"error": ...} */
+        char peer[80];
+        metrics_count_rejection("migration_method_not_allowed");
+        log_warn("refused a migration from %s: method %s (405)",
+                 http_peer(req, peer, sizeof(peer)), http_method_name(req));
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "PUT, POST");
-        refuse(req, 405, "method_not_allowed", NULL, NULL);
+        http_reply_json_error(req, EP_OTHER, 405, "use PUT or POST");
         return;
     }
     if (!authorize(srv, req))
@@ -200,8 +174,8 @@ static void handle_migration(struct vouchd *srv, struct evhttp_request *req, con
     srv->inflight++;
     const char *xml = body;
     size_t xml_len = len;
-    if (len >= sizeof(BPLIST_MAGIC) - 1 && memcmp(body, BPLIST_MAGIC, 8) == 0) {
-        if (!migration_bplist_to_xml(body, len, &mr->xml, &xml_len)) {
+    if (migration_plist_is_binary(body, len)) {
+        if (!migration_plist_to_xml(body, len, &mr->xml, &xml_len)) {
             refuse(req, 400, "malformed", NULL, "a binary plist that does not parse");
             migration_request_free(mr);
             return;

@@ -35,10 +35,4 @@ void migration_note_push_topics(struct vouchd *srv, const char *topic);
 bool migration_store_push_topics(const struct vouchd *srv, const char *topic)
     __attribute__((warn_unused_result));
 
-/* A binary plist (bplist00) written again as an XML plist, which mdm_message_parse() reads:
- * *xml is a fresh NUL-terminated buffer of *xml_len bytes the caller frees with free(). False
- * when it does not parse. Pure. */
-bool migration_bplist_to_xml(const void *body, size_t len, char **xml, size_t *xml_len)
-    __attribute__((warn_unused_result));
-
 #endif

@@ -16,6 +16,7 @@
 #include "http.h"
 #include "json.h"
 #include "log.h"
+#include "migration.h"
 #include "push.h"
 #include "tokens.h"
 #include "vouchd.h"
@@ -138,6 +139,8 @@ static void put_pushcert(struct vouchd *srv, struct evhttp_request *req,
                  cert.topic, current_cert(srv)->topic);
     /* As SIGHUP does: new pushes use it, queued ones are kept; the client owns it from here. */
     apns_client_set_cert(push_service_get0_apns(srv->push), &cert);
+    /* Where SQL sees it: the device objects' no_certificate, GET /v1/migration. */
+    migration_note_push_topics(srv, current_cert(srv)->topic);
     reply_cert(req, current_cert(srv));
 }
 

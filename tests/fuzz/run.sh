@@ -31,7 +31,7 @@ while [ $# -gt 0 ]; do
         *) targets+=("$1"); shift ;;
     esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(json mdm_message command config identity attest jws attobj policy profile plist_json pushcert apns p384)
+[ ${#targets[@]} -gt 0 ] || targets=(json mdm_message command config identity attest jws attobj policy profile plist_json pushcert apns p384 migration_plist)
 
 if [ ! -f "$build/build.ninja" ]; then
     CC=clang meson setup "$build" -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \

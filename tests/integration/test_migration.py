@@ -10,19 +10,26 @@ import base64
 import json
 import os
 import plistlib
-import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import datetime
 import secrets
 
-from device import cert_sha256
+from device import cert_sha256, raw_exchange
 from fake_apple import AttestationPKI
 from harness import VouchTestCase, suite, wait_for
+from test_push import PushTestCase
 
 WEBHOOK = "http://127.0.0.1:9/hook"  # nobody listens: events stay in the outbox, countable
+
+
+def metric(vouchd, sample):
+    """The value of one sample of /metrics (0 when absent)."""
+    for line in vouchd.metrics().text().splitlines():
+        if line.startswith(sample + " "):
+            return int(float(line.split()[-1]))
+    return 0
 
 
 def basic(key):
@@ -56,10 +63,7 @@ class MigrationCase(VouchTestCase):
                              f"AND topic = '{topic}'").strip())
 
     def rejections(self, reason):
-        for line in self.vouchd.metrics().text().splitlines():
-            if line.startswith(f'vouch_rejections_total{{reason="{reason}"}}'):
-                return int(float(line.split()[-1]))
-        return 0
+        return metric(self.vouchd, f'vouch_rejections_total{{reason="{reason}"}}')
 
     def status(self):
         r = self.vouchd.admin("GET", "/v1/migration")
@@ -156,8 +160,12 @@ class MigrationRouteTest(MigrationCase):
         # Too large: the front's 413 (max_body_bytes), nothing written.
         rows = self.rows()
         big = plistlib.dumps(dict(auth, DeviceName="x" * (2 << 20)))
-        r = self.migrate(big)
-        self.assertEqual(r.status, 413, r)
+        v = self.vouchd
+        head = (f"PUT /migration HTTP/1.1\r\nHost: {v.host}:{v.port}\r\n"
+                f"Authorization: {basic(v.admin_token)}\r\n"
+                f"Content-Length: {len(big)}\r\nConnection: close\r\n\r\n").encode()
+        status, reply = raw_exchange(v.host, v.port, head + big)
+        self.assertEqual(status, 413, reply[:300])
         self.assertEqual(self.rows(), rows)
 
     def test_already_enrolled_device_is_left_alone(self):
@@ -269,6 +277,7 @@ class MigrationBindingTest(MigrationBindingCase):
 
     def test_first_request_binds_provisionally_then_attestation_proves(self):
         dev = self.iphone()
+        before = self.status()["devices"]
         self.migrate_device(dev)
         r = dev.idle(path=MDM)
         self.assertEqual(r.status, 200, r)
@@ -277,7 +286,7 @@ class MigrationBindingTest(MigrationBindingCase):
                          (True, True), obj)
         self.assertEqual(obj["identity"]["certificate_sha256"], cert_sha256(dev.cert).hex())
         self.assertEqual(obj["attestation"]["status"], "none", obj)
-        self.assertEqual(self.status()["devices"]["provisional"], 1)
+        self.assertEqual(self.status()["devices"]["provisional"], before["provisional"] + 1)
         # The trust API does not believe a provisional identity, even where only enrollment
         # is required.
         for policy in ("default", "enrolled"):
@@ -303,10 +312,13 @@ class MigrationBindingTest(MigrationBindingCase):
                           obj["identity"]["provisional"], obj["identity"]["reason"]),
                          ("migrated", True, False, None), obj)
         st = self.status()["devices"]
-        self.assertEqual((st["bound"], st["attested"], st["provisional"]), (1, 1, 0), st)
+        self.assertEqual((st["bound"], st["attested"], st["provisional"]),
+                         (before["bound"] + 1, before["attested"] + 1, before["provisional"]),
+                         st)
 
     def test_impostor_is_released_and_the_real_device_binds_after_it(self):
         dev = self.iphone()
+        refused = self.status()["devices"]["refused"]
         self.migrate_device(dev)
         # Another valid identity certificate claims the UDID first, and can only attest itself.
         impostor = self.iphone(udid=dev.udid)
@@ -324,7 +336,7 @@ class MigrationBindingTest(MigrationBindingCase):
                          (False, False, "identity_unproven", None), obj)
         self.assertEqual(obj["attestation"]["status"], "none", obj)
         self.assertEqual(self.events(dev.udid, "identity.unproven"), 1)
-        self.assertEqual(self.status()["devices"]["refused"], 1)
+        self.assertEqual(self.status()["devices"]["refused"], refused + 1)
         # The released certificate never claims this UDID again.
         self.assertEqual(impostor.idle(path=MDM).status, 403)
         self.assertEqual(impostor.token_update(path=MDM).status, 403)
@@ -337,6 +349,36 @@ class MigrationBindingTest(MigrationBindingCase):
                           obj["identity"]["reason"], obj["attestation"]["status"]),
                          (True, False, None, "verified"), obj)
         self.assertEqual(obj["identity"]["certificate_sha256"], cert_sha256(dev.cert).hex())
+
+    def test_trust_denies_a_migrated_device_that_has_not_spoken(self):
+        dev = self.iphone()
+        self.migrate_device(dev)
+        for policy in ("default", "enrolled"):
+            d = self.trust(policy, {"udid": dev.udid})
+            self.assertEqual(d["decision"], "deny", d)
+            self.assertIn("identity_unproven", d["reasons"], d)
+
+    def test_an_authenticate_binds_provisionally_too(self):
+        """A migrated device enrolling again (its profile installed anew) is still proven by
+        its attestation: the enrollment's own request, reason enrollment."""
+        dev = self.iphone()
+        self.migrate_device(dev)
+        self.assertEqual(dev.authenticate(path=MDM).status, 200)
+        obj = self.identity(dev.udid)
+        self.assertEqual((obj["identity"]["kind"], obj["identity"]["bound"],
+                          obj["identity"]["provisional"]), ("migrated", True, True), obj)
+        self.assertEqual(self.events(dev.udid, "device.reenrolled"), 0)
+        # Another certificate meanwhile, even with an Authenticate: refused.
+        other = self.iphone(udid=dev.udid)
+        self.assertEqual(other.authenticate(path=MDM).status, 403)
+        self.assertEqual(dev.token_update(path=MDM).status, 200)
+        cu, nonce = self.take_request(dev, "the enrollment's request")
+        chain = self.pki.chain(nonce=nonce, serial=dev.serial, udid=dev.udid,
+                               os_version=dev.os_version, **LEAF)
+        self.assertEqual(self.answer(dev, cu, chain).status, 200)
+        obj = self.identity(dev.udid)
+        self.assertEqual((obj["identity"]["bound"], obj["identity"]["provisional"],
+                          obj["attestation"]["status"]), (True, False, "verified"), obj)
 
     def test_silence_releases_never_verified(self):
         dev = self.iphone()
@@ -359,6 +401,173 @@ class MigrationBindingTest(MigrationBindingCase):
                                os_version=dev.os_version, **LEAF)
         self.assertEqual(self.answer(dev, cu, chain).status, 403)
         self.assertNotEqual(self.identity(dev.udid)["attestation"]["status"], "verified")
+
+
+FLEET = 1000
+THREADS = 8
+
+
+def parallel(fn, items):
+    """fn(item) for every item on THREADS threads; the results in order (the first exception
+    is raised)."""
+    with ThreadPoolExecutor(THREADS) as pool:
+        return list(pool.map(fn, items))
+
+
+class MigrationFleetTest(MigrationBindingCase):
+    """1,000 devices migrated as nano2nano sends them, each then proven by its attestation."""
+
+    def test_fleet_of_1000_migrated_then_attested(self):
+        started = time.monotonic()
+        devs = [self.iphone(udid=f"00008110-{i:04d}{secrets.token_hex(6).upper()}")
+                for i in range(FLEET)]
+        auth = basic(self.vouchd.admin_token)
+
+        def migrate(dev):
+            for msg in (dev.authenticate_message(), dev.token_update_message()):
+                r = self.vouchd.request("PUT", "/migration", body=plistlib.dumps(msg),
+                                        headers={"Authorization": auth})
+                if (r.status, r.body) != (200, b""):
+                    raise AssertionError(f"{dev.udid} {msg['MessageType']}: {r!r}")
+        parallel(migrate, devs)
+        st = self.status()["devices"]
+        self.assertEqual((st["migrated"], st["waiting"]), (FLEET, FLEET), st)
+        migrated_at = time.monotonic()
+
+        # DNS now points here: each device's first request (an Idle at /mdm) binds it
+        # provisionally and the scheduler asks every one for an attestation.
+        def first_idle(dev):
+            r = dev.idle(path=MDM)
+            if r.status != 200:
+                raise AssertionError(f"{dev.udid}: first Idle: {r!r}")
+        parallel(first_idle, devs)
+        self.assertEqual(self.status()["devices"]["provisional"], FLEET)
+        wait_for(lambda: int(self.psql("SELECT count(*) FROM attestation_requests WHERE "
+                                       "answered_at IS NULL AND reason = 'migration'")) == FLEET,
+                 timeout=60, what="an attestation request queued for every device")
+
+        def attest(dev):
+            r = dev.idle(path=MDM)
+            cmd = dev.check_attestation_request(r, f"{dev.udid}: Idle")
+            nonce = cmd["Command"]["DeviceAttestationNonce"]
+            chain = self.pki.chain(nonce=nonce, serial=dev.serial, udid=dev.udid,
+                                   os_version=dev.os_version, **LEAF)
+            r = self.answer(dev, cmd["CommandUUID"], chain)
+            if (r.status, r.body) != (200, b""):
+                raise AssertionError(f"{dev.udid}: answer: {r!r}")
+        parallel(attest, devs)
+        st = self.status()["devices"]
+        self.assertEqual(st, {"migrated": FLEET, "waiting": 0, "provisional": 0, "bound": FLEET,
+                              "attested": FLEET, "refused": 0}, st)
+        # Each device object says so, bound to its own certificate.
+        rows = self.psql("SELECT e.udid, encode(e.identity_cert_sha256, 'hex'), "
+                         "e.identity_provisional, d.attestation_status FROM enrollments e "
+                         "JOIN devices d USING (udid)").split()
+        got = {r.split("|")[0]: r.split("|")[1:] for r in rows}
+        for dev in devs:
+            self.assertEqual(got[dev.udid], [cert_sha256(dev.cert).hex(), "f", "verified"],
+                             dev.udid)
+        for dev in devs[:: FLEET // 10]:
+            obj = self.identity(dev.udid)
+            self.assertEqual((obj["identity"]["kind"], obj["identity"]["bound"],
+                              obj["identity"]["provisional"], obj["attestation"]["status"]),
+                             ("migrated", True, False, "verified"), obj)
+        print(f"\n[{self.id()}] {FLEET} devices: migrated in "
+              f"{migrated_at - started:.1f} s, attested after "
+              f"{time.monotonic() - migrated_at:.1f} s more")
+
+    def test_sigkill_in_the_middle_of_a_migration(self):
+        devs = [self.new_device(udid=f"KILL-{i:04d}-{secrets.token_hex(4).upper()}")
+                for i in range(FLEET)]
+        auth = basic(self.vouchd.admin_token)
+        acknowledged = {}  # udid -> the MessageTypes that got 200
+        lock = threading.Lock()
+        killed = threading.Event()
+
+        def migrate(dev):
+            for msg in (dev.authenticate_message(), dev.token_update_message()):
+                if killed.is_set():
+                    return
+                try:
+                    r = self.vouchd.request("PUT", "/migration", body=plistlib.dumps(msg),
+                                            headers={"Authorization": auth}, timeout=10)
+                except OSError:
+                    return
+                if r.status != 200:
+                    return
+                with lock:
+                    acknowledged.setdefault(dev.udid, []).append(msg["MessageType"])
+
+        def killer():
+            wait_for(lambda: len(acknowledged) >= FLEET // 3, timeout=60, interval=0.01,
+                     what="a third of the fleet migrated")
+            self.vouchd.kill()
+            killed.set()
+        k = threading.Thread(target=killer)
+        k.start()
+        parallel(migrate, devs)
+        k.join()
+        self.vouchd.stop()
+        self.assertLess(len(acknowledged), FLEET, "vouchd was killed after the whole migration")
+        rows = self.psql("SELECT d.udid, e.udid IS NOT NULL, e.migrated_at IS NOT NULL, "
+                         "e.topic, coalesce(encode(e.push_token, 'hex'), ''), "
+                         "coalesce(e.push_magic, ''), coalesce(e.enabled, false) "
+                         "FROM devices d LEFT JOIN enrollments e USING (udid) "
+                         "WHERE d.udid LIKE 'KILL-%'").split("\n")
+        stored = {r.split("|")[0]: r.split("|")[1:] for r in rows if r}
+        by_udid = {d.udid: d for d in devs}
+        for udid, fields in stored.items():
+            dev = by_udid[udid]
+            has_enrollment, migrated, topic, token, magic, enabled = fields
+            # None half-written: a device row always has its migrated enrollment, and an
+            # enabled one its token.
+            self.assertEqual((has_enrollment, migrated, topic), ("t", "t", dev.topic), udid)
+            if enabled == "t":
+                self.assertEqual((token, magic), (dev.token.hex(), dev.push_magic), udid)
+            else:
+                self.assertEqual((token, magic), ("", ""), udid)
+        for udid, types in acknowledged.items():
+            # Every acknowledged device complete.
+            self.assertIn(udid, stored, f"{udid} acknowledged but not stored")
+            if "TokenUpdate" in types:
+                self.assertEqual(stored[udid][5], "t", f"{udid}: TokenUpdate acknowledged")
+        print(f"\n[{self.id()}] killed after {len(acknowledged)} acknowledged devices; "
+              f"{len(stored)} stored, none half-written")
+        # After a restart the same plists again complete the fleet.
+        self.vouchd.start()
+        parallel(lambda dev: self.migrate_device(dev, dev.udid), devs)
+        n = int(self.psql("SELECT count(*) FROM enrollments WHERE udid LIKE 'KILL-%' "
+                          "AND enabled AND push_token IS NOT NULL"))
+        self.assertEqual(n, FLEET)
+
+
+class MigrationPushTest(PushTestCase):
+    """A migrated device whose topic has no installed push certificate: shown, counted, and its
+    pushes counted and logged, never sent under another topic."""
+    extra_config = {"migration": "on"}
+
+    migrate = MigrationCase.migrate
+    migrate_device = MigrationCase.migrate_device
+    status = MigrationCase.status
+
+    def test_no_certificate_for_the_topic(self):
+        ours = self.new_device()
+        theirs = self.new_device(topic="com.apple.mgmt.External.migrated-elsewhere")
+        for dev in (ours, theirs):
+            self.migrate_device(dev)
+        self.assertEqual(self.push_block(ours)["token_state"], "active")
+        self.assertEqual(self.push_block(theirs)["token_state"], "no_certificate")
+        topics = self.status()["topics_without_certificate"]
+        self.assertEqual(topics, [{"topic": theirs.topic, "devices": 1}])
+        before = metric(self.vouchd, 'vouch_pushes_total{outcome="no_certificate"}')
+        status, body = self.push_now(ours, theirs)
+        self.assertEqual(status, 200, body)
+        self.assertIn("push_result", body["status"][ours.udid], body)
+        self.assertEqual(body["status"][theirs.udid].get("push_error"), "no_certificate", body)
+        self.assertEqual(self.pushes(theirs, answered_only=False), [], "sent under our topic")
+        after = metric(self.vouchd, 'vouch_pushes_total{outcome="no_certificate"}')
+        self.assertEqual(after, before + 1)
+        self.assertIn("no push certificate for its topic", self.vouchd_log_since_test(200))
 
 
 class MigrationOffTest(VouchTestCase):

@@ -270,8 +270,9 @@ class OpenApiDocumentTest(unittest.TestCase):
                     continue
                 security = op.get("security", self.doc["security"])
                 requirements += security
-                # /v1/ needs a token; the rest does not.
-                self.assertEqual(bool(security), template.startswith("/v1/"),
+                # /v1/ needs a token, and so does NanoMDM's /migration; the rest does not.
+                self.assertEqual(bool(security),
+                                 template.startswith("/v1/") or template == "/migration",
                                  f"{method} {template}: security {security}")
         for requirement in requirements:
             for name in requirement:
@@ -320,7 +321,8 @@ class OpenApiLiveTest(AcmeTestCase):
     """Every documented operation against vouchd with its ACME server, a push certificate, a
     web-hook receiver and a trust policy."""
 
-    acme_config = {"policy.web.require": "enrolled", "admin_login_limit": "0"}
+    acme_config = {"policy.web.require": "enrolled", "admin_login_limit": "0",
+                   "migration": "on"}
 
     @classmethod
     def setUpClass(cls):
@@ -479,6 +481,19 @@ class OpenApiLiveTest(AcmeTestCase):
         self.call("GET", f"/v1/pushcert?topic={self.topic}", expect=200)
         self.call("GET", "/v1/pushcert", nanomdm=True, expect=200)
         self.call("GET", "/v1/pushcert?topic=com.apple.mgmt.other", expect=404)
+
+        # NanoMDM's /migration (issue 25) and how far it has come.
+        migrated = self.new_device()
+        self.call("PUT", "/migration", plistlib.dumps(migrated.authenticate_message()),
+                  nanomdm=True, expect=200)
+        self.call("POST", "/migration", plistlib.dumps(migrated.token_update_message()),
+                  expect=200)
+        self.call("PUT", "/migration", b"not a plist", nanomdm=True, expect=400)
+        self.call("PUT", "/migration", plistlib.dumps(self.new_device().token_update_message()),
+                  nanomdm=True, expect=409)
+        self.call("PUT", "/migration", b"", token="", expect=401)
+        self.call("GET", "/v1/migration", expect=200)
+        self.call("GET", f"/v1/devices/{migrated.udid}", expect=200)
 
         # Events: the identity.issued event's delivery is failing (the receiver answers 500).
         events = self.call("GET", "/v1/events?limit=1000", expect=200).json()
