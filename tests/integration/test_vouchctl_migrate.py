@@ -359,3 +359,9 @@ class SimMigratedFleetTest(VouchTestCase):
         p = vouchctl(self.vouchd, "migrate", "status", "--json")
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(json.loads(p.stdout)["devices"]["attested"], can)
+        # Every migrated device attested or refused: --watch has nothing to wait for.
+        figures = self.figures()
+        self.assertEqual(figures["attested"] + figures["refused"], figures["migrated"], figures)
+        p = vouchctl(self.vouchd, "migrate", "status", "--watch", timeout=20)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertRegex(p.stdout, rf"(?m)^attested +{can}$")
