@@ -18,13 +18,16 @@ per enrollment holding Authenticate.plist and TokenUpdate.plist. What is checked
     prints a line per look and, interrupted (SIGINT), the figures and exit 1;
   * `--dry-run` lists the order and sends nothing.
 SimMigratedFleetTest: `vouch-sim enroll --migrate` moves a fleet in, and its first check-ins and
-answers make it attested."""
+answers make it attested, while `migrate status --watch` on a terminal draws attested/migrated
+and ends by itself with the figures."""
 
 import base64
 import json
 import os
 import plistlib
+import pty
 import re
+import select
 import signal
 import subprocess
 import tempfile
@@ -346,8 +349,35 @@ class SimMigratedFleetTest(VouchTestCase):
         wait_for(lambda: all(self.vouchd.device(u).json()["attestation"]["request"] is not None
                              or self.vouchd.device(u).json()["attestation"]["status"] != "none"
                              for u in fleet), timeout=60, what="attestation requests queued")
-        self.sim("connect")
+        # --watch on a terminal: a progress bar of attested/migrated until the end.
+        master, slave = pty.openpty()
+        watch = subprocess.Popen([VOUCHCTL, "--url", self.vouchd.url, "--token",
+                                  self.vouchd.admin_token, "migrate", "status", "--watch"],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave,
+                                 text=True, env=clean_env())
+        os.close(slave)
+        try:
+            self.sim("connect")
+            out, _ = watch.communicate(timeout=60)
+        finally:
+            if watch.poll() is None:
+                watch.kill()
+                watch.communicate()
+            shown = b""
+            while select.select([master], [], [], 0.5)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+            os.close(master)
         can = sum(fleet.values())
+        self.assertEqual(watch.returncode, 0, out)
+        self.assertRegex(shown.decode(errors="replace"),
+                         rf"attested  \[[#.]+\]  \d+/{self.DEVICES} devices")
+        self.assertRegex(out, rf"(?m)^attested +{can}$")
         wait_for(lambda: self.figures()["attested"] == can, timeout=30,
                  what=f"{can} migrated devices attested")
         for udid, attests in fleet.items():
