@@ -10,8 +10,7 @@ static const char sql_migrate[] =
 
 void db_migrate(struct db_pool *pool, const char *kind, const struct db_device_facts *facts,
                 const uint8_t *token, size_t token_len, const char *push_magic,
-                const uint8_t *unlock_token, size_t unlock_token_len, db_result_fn *cb,
-                void *arg)
+                const uint8_t *unlock_token, size_t unlock_token_len, db_result_fn *cb, void *arg)
 {
     const struct db_param params[] = {
         text_param(kind),

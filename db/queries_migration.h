@@ -19,8 +19,7 @@
  * already_enrolled (db_decode_text). */
 void db_migrate(struct db_pool *pool, const char *kind, const struct db_device_facts *facts,
                 const uint8_t *token, size_t token_len, const char *push_magic,
-                const uint8_t *unlock_token, size_t unlock_token_len, db_result_fn *cb,
-                void *arg);
+                const uint8_t *unlock_token, size_t unlock_token_len, db_result_fn *cb, void *arg);
 
 /* JSON text: GET /v1/migration's answer; on says whether migration = on. */
 void db_migration_status(struct db_pool *pool, bool on, db_result_fn *cb, void *arg);

@@ -8,7 +8,8 @@
 #include "params.h"
 #include "queries.h"
 
-static const char sql_push_targets[] = "SELECT udid, token, push_magic, topic FROM vouch_push_targets($1)";
+static const char sql_push_targets[] =
+    "SELECT udid, token, push_magic, topic FROM vouch_push_targets($1)";
 
 void db_push_targets(struct db_pool *pool, const char *const *udids, size_t count, db_result_fn *cb,
                      void *arg)

@@ -126,6 +126,14 @@ BEGIN
     END IF;
     IF p_outcome <> 'error' THEN
         PERFORM vouch_plan_attestation(p_udid, NULL);
+        IF EXISTS (SELECT 1 FROM enrollments e
+                   WHERE e.udid = p_udid AND e.identity_provisional AND e.enabled) THEN
+            -- A provisional identity is not left waiting for a random re-check: asked again.
+            UPDATE devices SET attestation_due_at = vouch_now(),
+                attestation_due_reason = 'migration'
+            WHERE udid = p_udid;
+            PERFORM pg_notify('vouch_scheduler', '');
+        END IF;
         RETURN;
     END IF;
     IF p_error = 'NoAnswer' THEN

@@ -79,9 +79,9 @@ static void migrate_done(void *arg, enum db_outcome outcome, const PGresult *res
         http_reply_text(mr->req, EP_OTHER, 500, "internal error");
     } else if (strcmp(text, "ok") == 0 || strcmp(text, "unchanged") == 0) {
         char id[MDM_MAX_ID_LEN + 1];
-        log_info("migrated %s of %s%s", mr->msg.message_type,
-                 log_sanitize(mr->msg.udid, strlen(mr->msg.udid), id, sizeof(id)),
-                 text[0] == 'u' ? " (unchanged)" : "");
+        log_debug("migrated %s of %s%s", mr->msg.message_type,
+                  log_sanitize(mr->msg.udid, strlen(mr->msg.udid), id, sizeof(id)),
+                  text[0] == 'u' ? " (unchanged)" : "");
         http_reply(mr->req, EP_OTHER, 200, NULL, NULL, 0);
     } else if (strcmp(text, "no_authenticate") == 0 || strcmp(text, "already_enrolled") == 0) {
         refuse(mr->req, 409, text, mr->msg.udid, mr->msg.message_type);
@@ -144,8 +144,8 @@ static void handle_migration(struct vouchd *srv, struct evhttp_request *req, con
         /* As the admin API's: {"error": ...} */
         char peer[80];
         metrics_count_rejection("migration_method_not_allowed");
-        log_warn("refused a migration from %s: method %s (405)",
-                 http_peer(req, peer, sizeof(peer)), http_method_name(req));
+        log_warn("refused a migration from %s: method %s (405)", http_peer(req, peer, sizeof(peer)),
+                 http_method_name(req));
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "PUT, POST");
         http_reply_json_error(req, EP_OTHER, 405, "use PUT or POST");
         return;
@@ -187,8 +187,8 @@ static void handle_migration(struct vouchd *srv, struct evhttp_request *req, con
         mdm_message_parse(xml, xml_len, MDM_CHANNEL_CHECKIN, &mr->msg, &field);
     if (perr != MDM_PARSE_OK) {
         char detail[96];
-        snprintf(detail, sizeof(detail), "%s%s%s", mdm_parse_error_name(perr),
-                 field ? " " : "", field ? field : "");
+        snprintf(detail, sizeof(detail), "%s%s%s", mdm_parse_error_name(perr), field ? " " : "",
+                 field ? field : "");
         refuse(req, 400, parse_refusal(perr), NULL, detail);
         migration_request_free(mr);
         return;
@@ -255,8 +255,7 @@ static void handle_status(struct vouchd *srv, struct evhttp_request *req, const 
         metrics_count_rejection("admin_scope");
         log_warn("refused GET /v1/migration from %s: token %s (scope %s)",
                  http_peer(req, peer, sizeof(peer)), caller.name, token_scope_name(caller.scope));
-        http_reply_json_error(req, EP_OTHER, 403,
-                              "this token's scope does not allow this request");
+        http_reply_json_error(req, EP_OTHER, 403, "this token's scope does not allow this request");
         return;
     }
     tokens_audit(srv, req, &caller);

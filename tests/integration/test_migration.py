@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import plistlib
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -380,6 +381,21 @@ class MigrationBindingTest(MigrationBindingCase):
         self.assertEqual((obj["identity"]["bound"], obj["identity"]["provisional"],
                           obj["attestation"]["status"]), (True, False, "verified"), obj)
 
+    def test_a_canceled_request_is_asked_again(self):
+        dev = self.iphone()
+        self.migrate_device(dev)
+        self.assertEqual(dev.idle(path=MDM).status, 200)
+        first, _ = self.take_request(dev, "the first request")
+        r = self.vouchd.admin("DELETE", f"/v1/devices/{dev.udid}/commands/{first}")
+        self.assertStatus(r, 200, "cancel the migration request")
+        self.assertIs(self.identity(dev.udid)["identity"]["provisional"], True)
+        cu, nonce = self.take_request(dev, "asked again")
+        self.assertNotEqual(cu, first)
+        chain = self.pki.chain(nonce=nonce, serial=dev.serial, udid=dev.udid,
+                               os_version=dev.os_version, **LEAF)
+        self.assertEqual(self.answer(dev, cu, chain).status, 200)
+        self.assertIs(self.identity(dev.udid)["identity"]["provisional"], False)
+
     def test_silence_releases_never_verified(self):
         dev = self.iphone()
         self.migrate_device(dev)
@@ -568,6 +584,30 @@ class MigrationPushTest(PushTestCase):
         after = metric(self.vouchd, 'vouch_pushes_total{outcome="no_certificate"}')
         self.assertEqual(after, before + 1)
         self.assertIn("no push certificate for its topic", self.vouchd_log_since_test(200))
+
+
+class MigrationPushReloadTest(PushTestCase):
+    """The topic the database knows follows the push certificate: SIGHUP with another one."""
+    extra_config = {"migration": "on"}
+
+    migrate_device = MigrationCase.migrate_device
+    migrate = MigrationCase.migrate
+    status = MigrationCase.status
+
+    def test_sighup_with_the_migrated_topic(self):
+        ours = self.new_device()
+        theirs = self.new_device(topic="com.apple.mgmt.External." + secrets.token_hex(8))
+        for dev in (ours, theirs):
+            self.migrate_device(dev)
+        self.assertEqual(self.push_block(theirs)["token_state"], "no_certificate")
+        # The old server's push certificate comes along (the same files, SIGHUP).
+        self.pki.issue_push_cert(topic=theirs.topic).write_pem(self.cert_path, self.key_path)
+        self.vouchd.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: self.push_block(theirs)["token_state"] == "active", timeout=30,
+                 what="the migrated topic's certificate recorded")
+        self.assertEqual(self.push_block(ours)["token_state"], "no_certificate")
+        self.assertEqual(self.status()["topics_without_certificate"],
+                         [{"topic": ours.topic, "devices": 1}])
 
 
 class MigrationOffTest(VouchTestCase):

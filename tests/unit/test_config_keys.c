@@ -379,6 +379,23 @@ static void test_reenroll(void **state)
     fail_text("reenroll = sometimes\n", "reenroll", "allow or refuse");
 }
 
+/* migration = on|off: NanoMDM's /migration (server/operator/migration.c), off unless on. */
+static void test_migration(void **state)
+{
+    struct config cfg;
+    (void)state;
+    parse_ok(&cfg, "", NULL);
+    assert_false(cfg.migration_on);
+    config_clear(&cfg);
+    parse_ok(&cfg, "migration = off\n", NULL);
+    assert_false(cfg.migration_on);
+    config_clear(&cfg);
+    parse_ok(&cfg, "migration = on\n", NULL);
+    assert_true(cfg.migration_on);
+    config_clear(&cfg);
+    fail_text("migration = yes\n", "migration", "on or off");
+}
+
 /* ui = on|off: the dashboard (server/dashboard/), on unless turned off. */
 static void test_ui(void **state)
 {
@@ -410,6 +427,7 @@ int main(void)
         cmocka_unit_test(test_webhook_http_receivers),
         cmocka_unit_test(test_enrollment_keys),
         cmocka_unit_test(test_reenroll),
+        cmocka_unit_test(test_migration),
         cmocka_unit_test(test_ui),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
