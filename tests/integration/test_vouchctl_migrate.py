@@ -130,6 +130,9 @@ class VouchctlMigrateTest(VouchTestCase):
             self.assertEqual(d["build_version"], "21E219", d)
             objects[udid] = d
         self.assertEqual(self.migration_figures()["devices"]["migrated"], before + FLEET)
+        p = vouchctl(self.vouchd, "device", next(iter(fleet)))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertRegex(p.stdout, r"(?m)^identity: +migrated, unbound$")
 
         # Again: the same summary, nothing changed.
         p = self.migrate(root, "--parallel", "1")
@@ -382,10 +385,17 @@ class SimMigratedFleetTest(VouchTestCase):
                  what=f"{can} migrated devices attested")
         for udid, attests in fleet.items():
             d = self.vouchd.device(udid).json()
+            shown = vouchctl(self.vouchd, "device", udid).stdout
             if attests:
                 self.assertEqual(d["attestation"]["status"], "verified", d)
                 self.assertEqual((d["identity"]["bound"], d["identity"]["provisional"]),
                                  (True, False), d)
+                self.assertRegex(shown, r"(?m)^identity: +migrated, bound$")
+            else:
+                # A model that cannot attest cannot prove the identity: released.
+                self.assertEqual((d["identity"]["bound"], d["identity"]["reason"]),
+                                 (False, "identity_unproven"), d)
+                self.assertRegex(shown, r"(?m)^identity: +migrated, unbound: identity_unproven$")
         p = vouchctl(self.vouchd, "migrate", "status", "--json")
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(json.loads(p.stdout)["devices"]["attested"], can)
