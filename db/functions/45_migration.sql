@@ -15,7 +15,8 @@
 --   'unchanged'        the same plist again, or a migrated enrollment whose identity is bound
 --                      since (the device itself speaks for it now): nothing written
 --   'no_authenticate'  a TokenUpdate for a UDID without an enrollment
---   'already_enrolled' a UDID with an enrollment of its own (not migrated): left alone
+--   'already_enrolled' a UDID with an enrollment of its own (not migrated): left alone, unless
+--                      it checked out (then an Authenticate migrates it afresh)
 -- p_kind is 'Authenticate' or 'TokenUpdate'; p_raw the plist as sent, for the event.
 CREATE OR REPLACE FUNCTION vouch_migrate(
     p_kind text, p_udid text, p_topic text, p_serial_number text, p_model text,
@@ -27,10 +28,29 @@ DECLARE
     e enrollments;
     d devices;
     tally integer;
+    converted boolean := false;
 BEGIN
     SELECT * INTO e FROM enrollments WHERE udid = p_udid FOR UPDATE;
     IF FOUND AND e.migrated_at IS NULL THEN
-        RETURN 'already_enrolled';
+        IF p_kind <> 'Authenticate' OR e.enabled OR e.checked_out_at IS NULL THEN
+            RETURN 'already_enrolled';
+        END IF;
+        -- It checked out of Vouch and enrolled elsewhere since: migrated afresh, a new
+        -- generation without a certificate (its old one may claim it, and must then attest).
+        UPDATE enrollments SET identity_cert_sha256 = vouch_unbound_cert(),
+            migrated_at = vouch_now(), identity_provisional = false, identity_reason = NULL,
+            generation = generation + 1, push_token = NULL, push_magic = NULL,
+            token_updated_at = NULL, session_started_at = NULL, token_update_tally = 0,
+            authenticated_at = vouch_now()
+        WHERE udid = p_udid
+        RETURNING * INTO e;
+        converted := true;
+        DELETE FROM command_queue WHERE udid = p_udid;
+        UPDATE attestation_requests SET answered_at = vouch_now(), outcome = 'canceled'
+        WHERE udid = p_udid AND answered_at IS NULL;
+        UPDATE devices SET attestation_status = 'none', attestation_id = NULL,
+            attestation_expires_at = NULL, attestation_retries = 0, os_change_pending = false
+        WHERE udid = p_udid;
     END IF;
     IF FOUND AND e.identity_cert_sha256 <> vouch_unbound_cert() THEN
         RETURN 'unchanged';  -- bound (provisionally or for good): the device's own word counts
@@ -63,7 +83,7 @@ BEGIN
 
     -- Authenticate. A device row may exist without an enrollment (its enrollment went away).
     SELECT * INTO d FROM devices WHERE udid = p_udid FOR UPDATE;
-    IF FOUND AND e.udid IS NOT NULL AND e.topic = p_topic
+    IF FOUND AND NOT converted AND e.udid IS NOT NULL AND e.topic = p_topic
        AND d.serial_number IS NOT DISTINCT FROM coalesce(p_serial_number, d.serial_number)
        AND d.model IS NOT DISTINCT FROM coalesce(p_model, d.model)
        AND d.model_name IS NOT DISTINCT FROM coalesce(p_model_name, d.model_name)

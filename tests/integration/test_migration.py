@@ -396,6 +396,21 @@ class MigrationBindingTest(MigrationBindingCase):
         self.assertEqual(self.answer(dev, cu, chain).status, 200)
         self.assertIs(self.identity(dev.udid)["identity"]["provisional"], False)
 
+    def test_a_checked_out_device_is_migrated_afresh(self):
+        """A device that checked out of Vouch and enrolled elsewhere comes back by migration:
+        unbound, and its old certificate must attest like any other."""
+        dev = self.iphone().enroll()
+        self.assertEqual(dev.checkout().status, 200)
+        self.migrate_device(dev)
+        obj = self.identity(dev.udid)
+        self.assertEqual((obj["identity"]["kind"], obj["identity"]["bound"], obj["enrolled"]),
+                         ("migrated", False, True), obj)
+        self.assertEqual(self.events(dev.udid, "mdm.Authenticate"), 2)
+        self.prove(dev, "the device back")
+        obj = self.identity(dev.udid)
+        self.assertEqual((obj["identity"]["bound"], obj["identity"]["provisional"],
+                          obj["attestation"]["status"]), (True, False, "verified"), obj)
+
     def test_silence_releases_never_verified(self):
         dev = self.iphone()
         self.migrate_device(dev)
