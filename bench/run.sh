@@ -9,9 +9,10 @@
 # Usage: bench/run.sh [--quick]
 #   full     100,000 devices to enroll, attest (campaign) and push; scheduler fleets of 100,000
 #            and 1,000,000; 2,000 devices x 10 commands of round trips, unpinned and pinned (16
-#            and 1,000 devices at once) (about 15 minutes here)
+#            and 1,000 devices at once); a migrated fleet of 10,000 (about 17 minutes here)
 #   --quick  10,000 devices (campaign 5,000); scheduler fleets of 10,000 and 100,000; 500 x 10
-#            round trips (pinned: 16 and 500 at once); shorter CPU benchmarks (a few minutes)
+#            round trips (pinned: 16 and 500 at once); a migrated fleet of 2,000; shorter CPU
+#            benchmarks (a few minutes)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 build=$repo/build-bench
@@ -21,6 +22,7 @@ fleet=100000
 fleets=100000,1000000
 rt_devices=2000
 rt_wide=1000
+migrated=10000
 mode=full
 case "${1:-}" in
     --quick)
@@ -30,11 +32,12 @@ case "${1:-}" in
         fleets=10000,100000
         rt_devices=500
         rt_wide=500
+        migrated=2000
         mode=quick
         ;;
     "") ;;
     -h | --help)
-        sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -87,6 +90,9 @@ bench() {
         /usr/bin/python3 "$repo/bench/bench_scheduler.py" "$build" --sizes "$fleets"
     bench "dashboard: the overview of $devices devices rendered in headless chromium vs the raw GET /v1/fleet" \
         /usr/bin/python3 "$repo/bench/bench_dashboard.py" "$build" --devices "$devices"
+    bench "a migrated fleet: $migrated devices through /migration vs pgbench -N, then attested (check-in, push, answer)" \
+        /usr/bin/python3 "$repo/bench/bench_migration.py" "$build" --devices "$migrated" \
+        --seconds "$((seconds * 3))"
     [ ${#failures[@]} -eq 0 ] || echo "!! ${#failures[@]} benchmark(s) failed: ${failures[*]}"
 } 2>&1 | tee "$out"
 

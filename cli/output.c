@@ -462,24 +462,34 @@ void output_attestation(const struct json_value *att, size_t indent, FILE *out)
 }
 
 /* The device's identity on one line: "acme-attested (hardware-bound), certificate SERIAL, until
- * TIME", "scep, until TIME", with ", revoked" when it is. */
+ * TIME", "scep, until TIME", with ", revoked" when it is; a migrated one says how far its proof
+ * has come: "migrated, unbound", "migrated, bound provisionally", "migrated, bound", with its
+ * reason ("migrated, unbound: identity_unproven"). */
 static void device_identity_line(const struct json_value *identity, size_t width, FILE *out)
 {
     const char *kind = json_object_get_string(identity, "kind");
     const char *serial = json_object_get_string(identity, "certificate_serial");
     const char *not_after = json_object_get_string(identity, "not_after");
-    bool hardware_bound = false, revoked = false;
+    const char *reason = json_object_get_string(identity, "reason");
+    bool hardware_bound = false, revoked = false, bound = false, provisional = false;
+    const char *state = "";
     char text[512];
 
+    if (kind != NULL && strcmp(kind, "migrated") == 0 &&
+        json_get_bool(json_object_find(identity, "bound"), &bound)) {
+        if (!json_get_bool(json_object_find(identity, "provisional"), &provisional))
+            provisional = false;
+        state = !bound ? ", unbound" : provisional ? ", bound provisionally" : ", bound";
+    }
     if (!json_get_bool(json_object_find(identity, "hardware_bound"), &hardware_bound))
         hardware_bound = false;
     if (!json_get_bool(json_object_find(identity, "revoked"), &revoked))
         revoked = false;
-    int m =
-        snprintf(text, sizeof(text), "%s%s%s%s%s%s%s", kind != NULL ? kind : "-",
-                 hardware_bound ? " (hardware-bound)" : "", serial != NULL ? ", certificate " : "",
-                 serial != NULL ? serial : "", not_after != NULL ? ", until " : "",
-                 not_after != NULL ? not_after : "", revoked ? ", revoked" : "");
+    int m = snprintf(text, sizeof(text), "%s%s%s%s%s%s%s%s%s%s", kind != NULL ? kind : "-",
+                     hardware_bound ? " (hardware-bound)" : "", state, reason != NULL ? ": " : "",
+                     reason != NULL ? reason : "", serial != NULL ? ", certificate " : "",
+                     serial != NULL ? serial : "", not_after != NULL ? ", until " : "",
+                     not_after != NULL ? not_after : "", revoked ? ", revoked" : "");
     if (m < 0)
         text[0] = '\0';
     attestation_line("identity", width, text, NULL, 0, out);

@@ -26,6 +26,7 @@ extern const char audit_usage[];
 extern const char trust_usage[];
 extern const char ca_usage[];
 extern const char pushcert_usage[];
+extern const char migrate_usage[];
 extern const char config_usage[];
 extern const char completion_usage[];
 extern const char help_usage[];

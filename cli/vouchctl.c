@@ -58,6 +58,8 @@ enum opt_id {
     OPT_TOKEN_FILE,
     OPT_YES,
     OPT_DRY_RUN,
+    OPT_WATCH,
+    OPT_PARALLEL,
 };
 
 struct opt_spec {
@@ -116,6 +118,10 @@ static const struct opt_spec verify_opts[] = {
     {"at", 0, true, OPT_AT},       {"server", 0, false, OPT_SERVER},
 };
 
+static const struct opt_spec migrate_opts[] = {{"watch", 0, false, OPT_WATCH},
+                                               {"dry-run", 0, false, OPT_DRY_RUN},
+                                               {"parallel", 0, true, OPT_PARALLEL}};
+
 static const struct opt_spec pushcert_opts[] = {
     {"key", 0, true, OPT_KEY},
     {"out", 'o', true, OPT_OUT},
@@ -168,6 +174,9 @@ static const struct subcommand subcommands[] = {
     {"ca", ca_usage, ca_opts, 4, 1, 1, "action (init)", true, cmd_ca},
     {"pushcert", pushcert_usage, pushcert_opts, 12, 1, 1, "action (csr, sign, install)", true,
      cmd_pushcert},
+    /* migrate checks its own arguments: FILE...|DIR, or status [--watch]. */
+    {"migrate", migrate_usage, migrate_opts, 3, 1, SIZE_MAX, "FILE, DIR or status", false,
+     cmd_migrate},
     {"config", config_usage, NULL, 0, 0, 1, NULL, false, cmd_config},
     {"completion", completion_usage, NULL, 0, 1, 1, "shell (bash)", true, cmd_completion},
     {"help", help_usage, NULL, 0, 0, 1, NULL, false, NULL},
@@ -267,6 +276,8 @@ struct cmdline {
     const char *token_file;
     bool yes;
     bool dry_run;
+    bool watch;
+    const char *parallel;
     char **args;
     size_t nargs;
 };
@@ -441,6 +452,12 @@ static int parse_cmdline(int argc, char **argv, struct cmdline *cl)
         case OPT_DRY_RUN:
             cl->dry_run = true;
             break;
+        case OPT_WATCH:
+            cl->watch = true;
+            break;
+        case OPT_PARALLEL:
+            cl->parallel = value;
+            break;
         }
     }
     return CTL_EXIT_OK;
@@ -533,6 +550,8 @@ static int run(struct cmdline *cl)
         .vouchd_config = cl->pushcert[OPT_VOUCHD_CONFIG - OPT_VENDOR_CERT],
         .yes = cl->yes,
         .dry_run = cl->dry_run,
+        .watch = cl->watch,
+        .parallel = cl->parallel,
     };
     if (sub->offline && !cl->server)
         return sub->run(&ctl);

@@ -3,7 +3,7 @@
  *
  * main() (vouchctl.c) parses the command line into a struct ctl, opens the client and runs one
  * subcommand (commands.c, devices.c, expected.c, certs.c, attestations.c, events.c, push.c,
- * profile.c, tokens.c, trust.c, on api.c; the offline `verify`, verify.c, gets no client but with
+ * profile.c, tokens.c, trust.c, migrate.c, on api.c; the offline `verify`, verify.c, gets no client but with
  * --server; nor does `ca`, ca.c, which makes the ACME CA's files, nor `pushcert`, pushcert.c, but
  * with install --server). A subcommand returns the process exit status. The struct ctl borrows
  * its strings from argv and the environment, and owns the client. Where the client goes and with
@@ -63,6 +63,8 @@ struct ctl {
     const char *vendor_cert, *vendor_key, *csr, *wwdr, *apple_root, *to, *vouchd_config;
     bool yes;                 /* attest --all --yes: no question asked */
     bool dry_run;             /* --dry-run: say what would be done, send nothing that acts */
+    bool watch;               /* migrate status --watch */
+    const char *parallel;     /* migrate --parallel, as given */
 
     /* Where the requests go (settings.h); NULL for an offline command. */
     const struct settings *settings;
@@ -91,6 +93,8 @@ int cmd_certs(struct ctl *ctl);
 int cmd_tokens(struct ctl *ctl);
 int cmd_audit(struct ctl *ctl);
 int cmd_pushcert(struct ctl *ctl);
+/* `migrate FILE...|DIR` and `migrate status [--watch]` (migrate.c). */
+int cmd_migrate(struct ctl *ctl);
 /* Returns CTL_EXIT_OK for an allow, CTL_EXIT_DENIED for a deny. */
 int cmd_trust(struct ctl *ctl);
 /* Offline: ctl->client is NULL, but with --server. */

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "tu_text.h"
 
 #define SIM_DEFAULT_TOPIC "com.apple.mgmt.External.00000000-0000-0000-0000-000000000000"
@@ -122,7 +124,8 @@ enum opt_id {
     OPT_IDENTITY,
     OPT_ENROLL_TOKEN,
     OPT_ACME_REUSE_CLIENT_ID,
-    OPT_ACME_WRONG_CSR_KEY
+    OPT_ACME_WRONG_CSR_KEY,
+    OPT_MIGRATE
 };
 
 #define SIM_MODES_ALL ((1u << SIM_MODE_COUNT) - 1)
@@ -190,6 +193,11 @@ static const struct opt_doc opt_docs[] = {
     {"acme-wrong-csr-key", required_argument, OPT_ACME_WRONG_CSR_KEY, SIM_MODES_CREATE, "N",
      "--identity acme: the N devices before those finalize with a CSR for another key than the "
      "attested one; vouchd must refuse (counted in acme.refused, not a failure)"},
+    {"migrate", required_argument, OPT_MIGRATE, SIM_MODES_CREATE, "KEY",
+     "a fleet moved from another MDM: Authenticate and TokenUpdate go unsigned to URL/migration "
+     "(PUT, Basic nanomdm:KEY, as NanoMDM's nano2nano sends them; KEY: vouchd's admin token) "
+     "instead of the CheckInURL; each device keeps DIR's identity (the old server's SCEP CA) "
+     "and shows it at its first check-in (connect, or run's connect phase)"},
     {"topic", required_argument, OPT_TOPIC, SIM_MODES_CHECKIN, "TOPIC",
      "APNs topic (default " SIM_DEFAULT_TOPIC ")"},
     {"device", required_argument, OPT_DEVICE, SIM_MODE_BIT(SIM_MODE_ANSWER), "I",
@@ -542,6 +550,11 @@ static int apply_option(struct sim_options *opt, int id, const char *name, const
         else
             opt->acme_wrong_csr_key = v;
         break;
+    case OPT_MIGRATE:
+        if (arg[0] == '\0' || strlen(arg) > 512 || strpbrk(arg, "\r\n") != NULL)
+            return usage_error(opt->mode, "--migrate wants the admin token (1..512 bytes)");
+        opt->migrate_key = arg;
+        break;
     default:
         return usage_error(opt->mode, "unhandled option --%s", name);
     }
@@ -591,6 +604,20 @@ static int check_options(struct sim_options *opt)
         if (odd > opt->devices || (opt->acme_reuse_client_id > 0 && odd == opt->devices))
             return usage_error(m, "--acme-reuse-client-id and --acme-wrong-csr-key take at most "
                                   "--devices, less when a device must reuse another's identifier");
+    }
+    if (opt->migrate_key != NULL) {
+        /* "Authorization: Basic " + base64("nanomdm:" KEY): 4/3 of at most 520 bytes. */
+        unsigned char userpass[600];
+        int n = snprintf((char *)userpass, sizeof(userpass), "nanomdm:%s", opt->migrate_key);
+        static const char prefix[] = "Authorization: Basic ";
+        if (opt->identity == SIM_IDENTITY_ACME)
+            return usage_error(m, "--migrate keeps DIR's identities: not with --identity acme");
+        if (opt->url == NULL)
+            return usage_error(m, "--migrate needs --url (PUT URL/migration)");
+        if (!build_url(opt->migrate_url, sizeof(opt->migrate_url), opt->url, "/migration"))
+            return usage_error(m, "--url is too long");
+        memcpy(opt->migrate_auth, prefix, sizeof(prefix) - 1);
+        EVP_EncodeBlock((unsigned char *)opt->migrate_auth + sizeof(prefix) - 1, userpass, n);
     }
     if (m == SIM_MODE_ANSWER && !opt->device_set)
         return usage_error(m, "--device is required");

@@ -100,6 +100,12 @@ struct sim_options {
     const char *enroll_token;           /* ?token= of GET /mdm/enroll (acme) */
     unsigned long acme_reuse_client_id; /* the last N devices order with a used identifier */
     unsigned long acme_wrong_csr_key;   /* the N before them finalize with another key */
+    /* --migrate KEY (enroll, run): Authenticate and TokenUpdate go to migrate_url, unsigned,
+     * with the header line migrate_auth ("Authorization: Basic base64(nanomdm:KEY)"), as
+     * NanoMDM's nano2nano sends them; NULL otherwise. */
+    const char *migrate_key;
+    char migrate_url[SIM_URL_MAX];
+    char migrate_auth[SIM_URL_MAX];
 };
 
 /* The subcommand's name ("init-ca", "enroll", ...). */

@@ -108,10 +108,19 @@ static enum req_result device_put(struct sim_conn *c, const char *what, const ch
     enum req_result result = REQ_FAILED;
     bool sent;
 
-    snprintf(ct_line, sizeof(ct_line), "Content-Type: %s", content_type);
+    /* --migrate: enroll's check-ins go unsigned to /migration, without a Content-Type (curl's
+     * form type is dropped), with Basic nanomdm:KEY, as nano2nano PUTs them. */
+    bool migrate = opt->migrate_key != NULL && w->run->phase == SIM_PHASE_ENROLL;
+
+    if (migrate)
+        snprintf(ct_line, sizeof(ct_line), "Content-Type:");
+    else
+        snprintf(ct_line, sizeof(ct_line), "Content-Type: %s", content_type);
     headers[nheaders++] = ct_line;
     headers[nheaders++] = "Expect:"; /* no 100-continue round trip */
-    if (!opt->no_signature) {
+    if (migrate) {
+        headers[nheaders++] = opt->migrate_auth;
+    } else if (!opt->no_signature) {
         const char *signed_bytes = body;
         size_t sig_size;
 
@@ -142,7 +151,7 @@ static enum req_result device_put(struct sim_conn *c, const char *what, const ch
         snprintf(sig_line, sig_size, "Mdm-Signature: %s", sig);
         headers[nheaders++] = sig_line;
     }
-    if (c->cert_header_line != NULL)
+    if (c->cert_header_line != NULL && !migrate)
         headers[nheaders++] = c->cert_header_line;
 
     w->stats.requests++;
@@ -313,7 +322,9 @@ static void device_enroll(struct sim_conn *c)
         device_fail(c, "Authenticate", "cannot build the message");
         return;
     }
-    r = device_put(c, "Authenticate", opt->checkin_url, SIM_CT_CHECKIN, body, len, &resp);
+    const char *url = opt->migrate_key != NULL ? opt->migrate_url : opt->checkin_url;
+
+    r = device_put(c, "Authenticate", url, SIM_CT_CHECKIN, body, len, &resp);
     free(body);
     if (r != REQ_OK)
         return;
@@ -324,7 +335,7 @@ static void device_enroll(struct sim_conn *c)
         device_fail(c, "TokenUpdate", "cannot build the message");
         return;
     }
-    r = device_put(c, "TokenUpdate", opt->checkin_url, SIM_CT_CHECKIN, body, len, &resp);
+    r = device_put(c, "TokenUpdate", url, SIM_CT_CHECKIN, body, len, &resp);
     free(body);
     if (r == REQ_OK) {
         c->worker->stats.enrolled++;

@@ -4,11 +4,14 @@
 apns-standin --notify-dir writes it ("<token hex> <push magic>" lines), running one session per
 pushed device against a stub MDM server: coalescing, unknown tokens, wrong PushMagic, a log that
 appears later, --from-start, re-enrollment while serving, HTTP errors and every way to stop.
+Also `enroll --migrate`: each device's Authenticate then TokenUpdate PUT to /migration as
+nano2nano sends them (Basic nanomdm:KEY, no Content-Type, no Mdm-Signature).
 
 usage: test_serve.py VOUCH_SIM   (meson passes it)
 Standard library only, so it runs wherever the build does.
 """
 
+import base64
 import http.server
 import json
 import os
@@ -49,6 +52,7 @@ class StubMDM(http.server.ThreadingHTTPServer):
         self.sessions = {}  # UDID -> Idle count
         self.hold = {}  # UDID -> (threading.Event set when its Idle arrives, seconds to hold)
         self.fail = set()  # UDIDs whose Idle gets a 500
+        self.migrations = []  # (MessageType, UDID, the request's headers) of PUT /migration
 
     def enqueue(self, udid, cmd):
         with self.lock:
@@ -76,6 +80,16 @@ class StubHandler(http.server.BaseHTTPRequestHandler):
         reply = b""
         status = 200
         hold = None
+        if self.path == "/migration":  # vouch-sim --migrate, as nano2nano sends
+            with self.server.lock:
+                self.server.migrations.append((msg.get("MessageType"), udid,
+                                               dict(self.headers.items())))
+                if msg.get("MessageType") == "TokenUpdate":
+                    self.server.tokens[udid] = (msg["Token"].hex(), msg["PushMagic"])
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if self.path not in ("/mdm/checkin", "/mdm/connect"):
             self.send_response(404)
             self.send_header("Content-Length", "0")
@@ -222,6 +236,37 @@ class ServeTest(unittest.TestCase):
             self.assertEqual(f.readline(), "# vouch-sim push tokens v1\n")
         self.assertEqual(len(run([SIM, "tokens", "--dir", self.dir, "--devices", "2"])
                              .stdout.splitlines()), 2)
+
+    def test_migrate_sends_what_nano2nano_sends(self):
+        state = os.path.join(self.tmp, "migrated")
+        # Another prefix: other UDIDs than the class's fleet, whose tokens the stub keeps.
+        run([SIM, "enroll", "--url", self.url, "--dir", state, "--devices", "3", "--key-type",
+             "ec", "--prefix", "mig", "--quiet", "--migrate", "the:key"])
+        udids = [line.split("\t")[1] for line in
+                 run([SIM, "list", "--dir", state]).stdout.splitlines()]
+        with self.stub.lock:
+            seen = list(self.stub.migrations)
+            self.stub.migrations.clear()
+        self.assertEqual(sorted((t, u) for t, u, _ in seen),
+                         sorted([("Authenticate", u) for u in udids]
+                                + [("TokenUpdate", u) for u in udids]))
+        for udid in udids:
+            types = [t for t, u, _ in seen if u == udid]
+            self.assertEqual(types, ["Authenticate", "TokenUpdate"], udid)
+        basic = "Basic " + base64.b64encode(b"nanomdm:the:key").decode()
+        for _, udid, headers in seen:
+            names = {k.lower() for k in headers}
+            self.assertEqual(headers.get("Authorization"), basic, headers)
+            self.assertNotIn("content-type", names, headers)
+            self.assertNotIn("mdm-signature", names, headers)
+        # The devices keep the tokens the server took, as after an enroll.
+        tokens = self.tokens(state)
+        with self.stub.lock:
+            self.assertEqual(tokens, {u: self.stub.tokens[u] for u in udids})
+        for bad in (["--identity", "acme"], ["--migrate", ""]):
+            run([SIM, "enroll", "--url", self.url, "--dir", state, "--devices", "3",
+                 "--migrate", "k", *bad], expect=2)
+        run([SIM, "enroll", "--dir", state, "--devices", "3", "--migrate", "k"], expect=2)
 
     def test_reenroll_changes_only_the_enrolled_devices_tokens(self):
         state = os.path.join(self.tmp, f"reenroll{self.counter}")
