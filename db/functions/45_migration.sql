@@ -168,13 +168,27 @@ END
 $$;
 
 -- After an attestation request of a device ended (an answer's verdict, an error answer, no
--- answer in time, a cancel): a provisional binding becomes permanent when the verdict is
--- verified (vouchd checked the attested UDID and serial against the migrated device's), and is
--- released on anything else. Released: the enrollment is unbound again and says
--- identity_unproven, the certificate never binds this UDID provisionally again, nothing of the
--- unproven generation stays queued or planned, and identity.unproven is emitted.
-CREATE OR REPLACE FUNCTION vouch_migration_settle(p_udid text, p_status text) RETURNS void
-LANGUAGE plpgsql AS $$
+-- answer in time, a cancel): what it says of a provisional binding (docs/protocol.md, "Migrated
+-- identities").
+--   verified                        permanent: vouchd checked the attested UDID and serial
+--                                   against the migrated device's
+--   failed, nonce_mismatch or       still provisional: a cached attestation (Apple makes one a
+--   stale_attestation, with a leaf  week, attestation_min_interval) answers an earlier nonce;
+--                                   asked again once Apple makes a new one
+--   failed, udid_mismatch or        released, and the certificate never binds this UDID again:
+--   serial_mismatch; unsupported    it attested another device, or cannot attest at all (a
+--                                   device that cannot attest cannot prove a migrated identity;
+--                                   the answer's OS is the device's word, so an impostor could
+--                                   claim an old OS)
+--   anything else (another failed   released: the enrollment is unbound again and says
+--   verdict, an error answer,       identity_unproven; the next signed request of any trusted
+--   silence past answer_timeout)    certificate may claim it, as a device back from a weekend
+--                                   in a drawer must
+-- A release leaves nothing of the unproven generation queued or planned and emits
+-- identity.unproven.
+CREATE OR REPLACE FUNCTION vouch_migration_settle(p_udid text, p_status text, p_reason text,
+                                                  p_generated_at timestamptz)
+RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     e enrollments;
 BEGIN
@@ -187,13 +201,25 @@ BEGIN
         WHERE udid = p_udid;
         RETURN;
     END IF;
+    IF p_status = 'failed' AND p_reason IN ('nonce_mismatch', 'stale_attestation')
+       AND p_generated_at IS NOT NULL THEN
+        UPDATE devices SET attestation_due_reason = 'migration',
+            attestation_due_at = greatest(vouch_now(), p_generated_at
+                                          + (SELECT min_interval FROM scheduler_policy))
+        WHERE udid = p_udid;
+        RETURN;
+    END IF;
     UPDATE enrollments SET identity_cert_sha256 = vouch_unbound_cert(),
         identity_provisional = false, identity_reason = 'identity_unproven',
         session_started_at = NULL
     WHERE udid = p_udid;
     DELETE FROM identity_certs WHERE sha256 = e.identity_cert_sha256 AND udid = p_udid;
-    INSERT INTO migration_refusals (udid, cert_sha256) VALUES (p_udid, e.identity_cert_sha256)
-    ON CONFLICT DO NOTHING;
+    IF p_status = 'unsupported'
+       OR (p_status = 'failed' AND p_reason IN ('udid_mismatch', 'serial_mismatch')) THEN
+        INSERT INTO migration_refusals (udid, cert_sha256)
+        VALUES (p_udid, e.identity_cert_sha256)
+        ON CONFLICT DO NOTHING;
+    END IF;
     DELETE FROM command_queue WHERE udid = p_udid;
     UPDATE attestation_requests SET answered_at = vouch_now(), outcome = 'canceled'
     WHERE udid = p_udid AND answered_at IS NULL;
@@ -206,7 +232,8 @@ BEGIN
     PERFORM vouch_emit_device('identity.unproven', p_udid, jsonb_build_object(
         'reason', 'identity_unproven',
         'certificate_sha256', encode(e.identity_cert_sha256, 'hex'),
-        'attestation_status', p_status));
+        'attestation_status', p_status,
+        'attestation_reason', p_reason));
 END
 $$;
 

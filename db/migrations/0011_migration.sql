@@ -8,7 +8,8 @@
 --    by a migrated device's first signed request, until an attestation naming the migrated
 --    device's UDID and serial verifies; identity_reason why a provisional binding was released.
 --  * migration_refusals remembers each certificate whose provisional binding of a UDID was
---    released: it never binds that UDID provisionally again.
+--    released because its answer named another device or none: it never binds that UDID
+--    provisionally again.
 --  * push_topics: the topic of the push certificate each vouchd instance has installed (written
 --    at start, at SIGHUP and by PUT /v1/pushcert), so that the database can tell an enrollment
 --    whose topic no instance can push ("no_certificate").

@@ -427,12 +427,66 @@ class MigrationBindingTest(MigrationBindingCase):
         obj = self.identity(dev.udid)
         self.assertEqual((obj["identity"]["bound"], obj["attestation"]["status"]),
                          (False, "none"), obj)
-        # The late answer proves nothing now.
+        # Silence proves nothing, but bans nobody: an iPad back from a weekend in a drawer.
+        # Its late answer first claims the UDID again (a new generation) and proves nothing.
         chain = self.pki.chain(nonce=_nonce, serial=dev.serial, udid=dev.udid,
                                os_version=dev.os_version, **LEAF)
-        self.assertEqual(self.answer(dev, cu, chain).status, 403)
-        self.assertNotEqual(self.identity(dev.udid)["attestation"]["status"], "verified")
+        self.assertEqual(self.answer(dev, cu, chain).status, 200)
+        obj = self.identity(dev.udid)
+        self.assertEqual((obj["identity"]["bound"], obj["identity"]["provisional"]),
+                         (True, True), obj)
+        self.assertNotEqual(obj["attestation"]["status"], "verified", obj)
+        # The new generation's own request, answered, proves it.
+        cu2, nonce2 = self.take_request(dev, "the request after the release")
+        self.assertNotEqual(cu2, cu)
+        chain = self.pki.chain(nonce=nonce2, serial=dev.serial, udid=dev.udid,
+                               os_version=dev.os_version, **LEAF)
+        self.assertEqual(self.answer(dev, cu2, chain).status, 200)
+        obj = self.identity(dev.udid)
+        self.assertEqual((obj["identity"]["bound"], obj["identity"]["provisional"],
+                          obj["attestation"]["status"]), (True, False, "verified"), obj)
 
+    def test_an_error_answer_releases_without_a_ban(self):
+        dev = self.iphone()
+        self.migrate_device(dev)
+        self.assertEqual(dev.idle(path=MDM).status, 200)
+        cu, _nonce = self.take_request(dev, "the request answered with an error")
+        r = dev.report("Error", cu, _opts={"path": MDM},
+                       ErrorChain=[{"ErrorCode": 12021, "ErrorDomain": "MCMDMErrorDomain"}])
+        self.assertEqual(r.status, 200, r)
+        obj = self.identity(dev.udid)
+        self.assertEqual((obj["identity"]["bound"], obj["identity"]["reason"]),
+                         (False, "identity_unproven"), obj)
+        self.assertEqual(self.events(dev.udid, "identity.unproven"), 1)
+        # Its certificate may claim it again, and prove it.
+        self.prove(dev, "after the error")
+        obj = self.identity(dev.udid)
+        self.assertEqual((obj["identity"]["bound"], obj["identity"]["provisional"],
+                          obj["attestation"]["status"]), (True, False, "verified"), obj)
+
+    def test_a_cached_attestation_keeps_it_provisional_until_apple_makes_a_new_one(self):
+        """Apple makes one attestation a week: a device attested by its old server within the
+        week answers with that one, for another nonce. Proof of nothing, refusal of nothing:
+        still provisional, asked again once the week is over."""
+        dev = self.iphone()
+        self.migrate_device(dev)
+        self.assertEqual(dev.idle(path=MDM).status, 200)
+        cu, _nonce = self.take_request(dev, "the request answered from Apple's cache")
+        chain = self.pki.chain(nonce=secrets.token_bytes(32), serial=dev.serial,
+                               udid=dev.udid, os_version=dev.os_version, **LEAF)
+        self.assertEqual(self.answer(dev, cu, chain).status, 200)
+        obj = self.identity(dev.udid)
+        self.assertEqual(obj["attestation"]["status"], "failed", obj)
+        self.assertEqual(obj["attestation"]["reason"], "nonce_mismatch", obj)
+        self.assertEqual((obj["identity"]["bound"], obj["identity"]["provisional"],
+                          obj["identity"]["reason"]), (True, True, None), obj)
+        self.assertEqual(self.events(dev.udid, "identity.unproven"), 0)
+        due = self.psql(f"SELECT attestation_due_reason, attestation_due_at - vouch_now() "
+                        f"> interval '6 days' FROM devices WHERE udid = '{dev.udid}'").strip()
+        self.assertEqual(due, "migration|t")
+        trust = self.trust("enrolled", {"udid": dev.udid})
+        self.assertEqual(trust["decision"], "deny", trust)
+        self.assertIn("identity_provisional", trust["reasons"], trust)
 
 FLEET = 1000
 THREADS = 8
