@@ -273,10 +273,11 @@ LANGUAGE sql STABLE AS $$
                    AS attested,
                count(*) FILTER (WHERE NOT bound AND identity_reason IS NOT NULL) AS refused
         FROM m),
-    topics AS (
+    topics AS (  -- each topic asked once, not each enrollment
         SELECT e.topic, count(*) AS devices FROM enrollments e
-        WHERE e.enabled AND NOT vouch_topic_installed(e.topic)
-        GROUP BY e.topic)
+        WHERE e.enabled
+        GROUP BY e.topic
+        HAVING NOT vouch_topic_installed(e.topic))
     SELECT json_build_object(
         'migration', CASE WHEN p_on THEN 'on' ELSE 'off' END,
         'devices', (SELECT row_to_json(c) FROM counts c),

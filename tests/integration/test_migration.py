@@ -544,6 +544,11 @@ class MigrationFleetTest(MigrationBindingCase):
         st = self.status()["devices"]
         self.assertEqual(st, {"migrated": FLEET, "waiting": 0, "provisional": 0, "bound": FLEET,
                               "attested": FLEET, "refused": 0}, st)
+        # The scheduler made them, and says so by reason.
+        asked = [line for line in self.vouchd.metrics().text().splitlines()
+                 if line.startswith('vouch_scheduler_requests_total{reason="migration"}')]
+        self.assertEqual(len(asked), 1, asked)
+        self.assertGreaterEqual(float(asked[0].split()[-1]), FLEET, asked)
         # Each device object says so, bound to its own certificate.
         rows = self.psql("SELECT e.udid, encode(e.identity_cert_sha256, 'hex'), "
                          "e.identity_provisional, d.attestation_status FROM enrollments e "
