@@ -40,6 +40,7 @@ BEGIN
         UPDATE enrollments SET identity_cert_sha256 = vouch_unbound_cert(),
             migrated_at = vouch_now(), identity_provisional = false, identity_reason = NULL,
             generation = generation + 1, push_token = NULL, push_magic = NULL,
+            migrated_push_token = NULL, migrated_push_magic = NULL, migrated_unlock_token = NULL,
             token_updated_at = NULL, session_started_at = NULL, token_update_tally = 0,
             authenticated_at = vouch_now()
         WHERE udid = p_udid
@@ -70,6 +71,10 @@ BEGIN
             push_token = p_token,
             push_magic = p_push_magic,
             unlock_token = coalesce(p_unlock_token, unlock_token),
+            migrated_topic = p_topic,
+            migrated_push_token = p_token,
+            migrated_push_magic = p_push_magic,
+            migrated_unlock_token = coalesce(p_unlock_token, unlock_token),
             enabled = true,
             token_updated_at = vouch_now(),
             token_dead_at = NULL,
@@ -115,9 +120,9 @@ BEGIN
         attestation_due_reason = NULL,
         info_due_at   = NULL;
     INSERT INTO enrollments AS x (udid, topic, enabled, identity_cert_sha256, authenticated_at,
-                                  migrated_at)
-    VALUES (p_udid, p_topic, false, vouch_unbound_cert(), vouch_now(), vouch_now())
-    ON CONFLICT (udid) DO UPDATE SET topic = EXCLUDED.topic;
+                                  migrated_at, migrated_topic)
+    VALUES (p_udid, p_topic, false, vouch_unbound_cert(), vouch_now(), vouch_now(), p_topic)
+    ON CONFLICT (udid) DO UPDATE SET topic = EXCLUDED.topic, migrated_topic = EXCLUDED.topic;
     PERFORM vouch_emit_mdm('mdm.Authenticate', p_udid, p_raw, NULL, NULL, NULL);
     RETURN 'ok';
 END
@@ -155,7 +160,8 @@ BEGIN
         RETURN false;  -- bound to another device
     END IF;
     UPDATE enrollments SET identity_cert_sha256 = p_cert, identity_provisional = true,
-        identity_reason = NULL, generation = generation + 1, session_started_at = NULL
+        identity_reason = NULL, generation = generation + 1, session_started_at = NULL,
+        provisional_until = vouch_now() + (SELECT answer_timeout FROM scheduler_policy)
     WHERE udid = p_udid;
     UPDATE devices SET attestation_status = 'none', attestation_id = NULL,
         attestation_expires_at = NULL, attestation_retries = 0, os_change_pending = false,
@@ -174,48 +180,81 @@ $$;
 --                                   against the migrated device's
 --   failed, nonce_mismatch or       still provisional: a cached attestation (Apple makes one a
 --   stale_attestation, with a leaf  week, attestation_min_interval) answers an earlier nonce;
---                                   asked again once Apple makes a new one
+--                                   asked again once Apple makes a new one, and the binding's
+--                                   deadline moves past that request
 --   failed, udid_mismatch or        released, and the certificate never binds this UDID again:
 --   serial_mismatch; unsupported    it attested another device, or cannot attest at all (a
 --                                   device that cannot attest cannot prove a migrated identity;
 --                                   the answer's OS is the device's word, so an impostor could
 --                                   claim an old OS)
---   anything else (another failed   released: the enrollment is unbound again and says
---   verdict, an error answer,       identity_unproven; the next signed request of any trusted
---   silence past answer_timeout)    certificate may claim it, as a device back from a weekend
---                                   in a drawer must
--- A release leaves nothing of the unproven generation queued or planned and emits
--- identity.unproven.
+--   anything else (another failed   released (vouch_migration_release), not banned
+--   verdict, an error answer,
+--   silence past answer_timeout)
 CREATE OR REPLACE FUNCTION vouch_migration_settle(p_udid text, p_status text, p_reason text,
                                                   p_generated_at timestamptz)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     e enrollments;
+    due timestamptz;
 BEGIN
-    SELECT * INTO e FROM enrollments WHERE udid = p_udid;
+    SELECT * INTO e FROM enrollments WHERE udid = p_udid FOR UPDATE;
     IF NOT FOUND OR NOT e.identity_provisional THEN
         RETURN;
     END IF;
     IF p_status = 'verified' THEN
-        UPDATE enrollments SET identity_provisional = false, identity_reason = NULL
+        UPDATE enrollments SET identity_provisional = false, identity_reason = NULL,
+            provisional_until = NULL
         WHERE udid = p_udid;
         RETURN;
     END IF;
     IF p_status = 'failed' AND p_reason IN ('nonce_mismatch', 'stale_attestation')
        AND p_generated_at IS NOT NULL THEN
-        UPDATE devices SET attestation_due_reason = 'migration',
-            attestation_due_at = greatest(vouch_now(), p_generated_at
-                                          + (SELECT min_interval FROM scheduler_policy))
+        due := greatest(vouch_now(), p_generated_at + (SELECT min_interval FROM scheduler_policy));
+        UPDATE devices SET attestation_due_reason = 'migration', attestation_due_at = due
         WHERE udid = p_udid;
+        UPDATE enrollments
+        SET provisional_until = due + (SELECT answer_timeout FROM scheduler_policy)
+        WHERE udid = p_udid;
+        RETURN;
+    END IF;
+    PERFORM vouch_migration_release(p_udid,
+        p_status = 'unsupported'
+            OR (p_status = 'failed' AND p_reason IN ('udid_mismatch', 'serial_mismatch')),
+        p_status, p_reason);
+END
+$$;
+
+-- Releases the provisional binding of p_udid (its enrollment row locked by the caller): the
+-- enrollment is unbound again and says identity_unproven, the push credentials /migration
+-- brought are put back (a claimant's TokenUpdate leaves nothing of its own), nothing of the
+-- unproven generation stays queued or planned, and identity.unproven is emitted. p_ban: the
+-- certificate never binds this UDID again (migration_refusals); without it, the next signed
+-- request of a trusted certificate may claim the UDID, as a device back from a week in a drawer
+-- must.
+CREATE OR REPLACE FUNCTION vouch_migration_release(p_udid text, p_ban boolean, p_status text,
+                                                   p_reason text)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    e enrollments;
+BEGIN
+    SELECT * INTO e FROM enrollments WHERE udid = p_udid AND identity_provisional FOR UPDATE;
+    IF NOT FOUND THEN
         RETURN;
     END IF;
     UPDATE enrollments SET identity_cert_sha256 = vouch_unbound_cert(),
         identity_provisional = false, identity_reason = 'identity_unproven',
-        session_started_at = NULL
+        provisional_until = NULL, session_started_at = NULL,
+        topic = coalesce(migrated_topic, topic),
+        push_token = migrated_push_token,
+        push_magic = migrated_push_magic,
+        unlock_token = migrated_unlock_token,
+        enabled = migrated_push_token IS NOT NULL,
+        checked_out_at = NULL,
+        token_dead_at = CASE WHEN push_token IS NOT DISTINCT FROM migrated_push_token
+                             THEN token_dead_at END
     WHERE udid = p_udid;
     DELETE FROM identity_certs WHERE sha256 = e.identity_cert_sha256 AND udid = p_udid;
-    IF p_status = 'unsupported'
-       OR (p_status = 'failed' AND p_reason IN ('udid_mismatch', 'serial_mismatch')) THEN
+    IF p_ban THEN
         INSERT INTO migration_refusals (udid, cert_sha256)
         VALUES (p_udid, e.identity_cert_sha256)
         ON CONFLICT DO NOTHING;
@@ -233,7 +272,28 @@ BEGIN
         'reason', 'identity_unproven',
         'certificate_sha256', encode(e.identity_cert_sha256, 'hex'),
         'attestation_status', p_status,
-        'attestation_reason', p_reason));
+        'attestation_reason', p_reason,
+        'banned', p_ban));
+END
+$$;
+
+-- The scheduler's housekeeping: provisional bindings past their deadline (provisional_until:
+-- answer_timeout after the claim, or after the request a cached answer put off) are released,
+-- however their requests ended (an Authenticate or a CheckOut plans none; a cancel could keep
+-- one going). Enrollment rows first, skipped when locked, as a device's request takes them.
+CREATE OR REPLACE FUNCTION vouch_migration_expire(p_limit integer) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    late text;
+BEGIN
+    FOR late IN
+        SELECT e.udid FROM enrollments e
+        WHERE e.identity_provisional AND e.provisional_until < vouch_now()
+        ORDER BY e.provisional_until LIMIT p_limit
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        PERFORM vouch_migration_release(late, false, 'none', 'provisional_expired');
+    END LOOP;
 END
 $$;
 
@@ -245,12 +305,6 @@ RETURNS void LANGUAGE sql AS $$
     INSERT INTO push_topics (instance, topic)
     SELECT p_instance, t FROM unnest(coalesce(p_topics, '{}')) AS t
     ON CONFLICT (instance, topic) DO UPDATE SET updated_at = now();
-$$;
-
--- Whether some instance has a push certificate for the topic.
-CREATE OR REPLACE FUNCTION vouch_topic_installed(p_topic text) RETURNS boolean
-LANGUAGE sql STABLE AS $$
-    SELECT EXISTS (SELECT 1 FROM push_topics t WHERE t.topic = p_topic)
 $$;
 
 -- GET /v1/migration (docs/api.md): the migrated enrollments by the state of their identity,
@@ -277,7 +331,7 @@ LANGUAGE sql STABLE AS $$
         SELECT e.topic, count(*) AS devices FROM enrollments e
         WHERE e.enabled
         GROUP BY e.topic
-        HAVING NOT vouch_topic_installed(e.topic))
+        HAVING vouch_push_topics_known() AND NOT vouch_topic_installed(e.topic))
     SELECT json_build_object(
         'migration', CASE WHEN p_on THEN 'on' ELSE 'off' END,
         'devices', (SELECT row_to_json(c) FROM counts c),

@@ -361,7 +361,7 @@ class MigrationBindingTest(MigrationBindingCase):
 
     def test_an_authenticate_binds_provisionally_too(self):
         """A migrated device enrolling again (its profile installed anew) is still proven by
-        its attestation: the enrollment's own request, reason enrollment."""
+        its attestation: the claim's request, reason migration."""
         dev = self.iphone()
         self.migrate_device(dev)
         self.assertEqual(dev.authenticate(path=MDM).status, 200)
@@ -487,6 +487,67 @@ class MigrationBindingTest(MigrationBindingCase):
         trust = self.trust("enrolled", {"udid": dev.udid})
         self.assertEqual(trust["decision"], "deny", trust)
         self.assertIn("identity_provisional", trust["reasons"], trust)
+
+    def enrollment(self, udid):
+        """(push token hex, PushMagic, enabled, serial) as stored."""
+        return tuple(self.psql(
+            f"SELECT encode(e.push_token, 'hex'), e.push_magic, e.enabled, d.serial_number "
+            f"FROM enrollments e JOIN devices d USING (udid) WHERE udid = '{udid}'"
+        ).strip().split("|"))
+
+    def expire_claim(self):
+        """Moves the test clock past answer_timeout, until the housekeeping ran."""
+        self.psql("UPDATE vouch_clock SET skew = skew + interval '25 hours'; "
+                  "NOTIFY vouch_scheduler;")
+
+    def test_a_claimant_changes_nothing_of_the_migrated_record_and_its_claim_ends(self):
+        """An impostor's Authenticate binds provisionally but plans nothing, and its serial, its
+        TokenUpdate's token and its CheckOut change nothing the real device needs; the claim
+        ends at its deadline whatever happened, and the real device proves itself after it."""
+        dev = self.iphone()
+        self.migrate_device(dev)
+        migrated = self.enrollment(dev.udid)
+        self.assertEqual(migrated, (dev.token.hex(), dev.push_magic, "t", dev.serial))
+        impostor = self.iphone(udid=dev.udid, serial="BOGUS" + secrets.token_hex(4).upper())
+        self.assertEqual(impostor.authenticate(path=MDM).status, 200)
+        self.assertEqual(impostor.token_update(path=MDM).status, 200)
+        obj = self.identity(dev.udid)
+        self.assertEqual((obj["identity"]["bound"], obj["identity"]["provisional"]),
+                         (True, True), obj)
+        self.assertIsNotNone(obj["identity"]["provisional_until"], obj)
+        token, magic, enabled, serial = self.enrollment(dev.udid)
+        self.assertEqual((serial, enabled), (dev.serial, "t"))  # the migrated serial stays
+        self.assertEqual((token, magic), (impostor.token.hex(), impostor.push_magic))
+        self.assertEqual(self.events(dev.udid, "mdm.Authenticate"), 1)  # /migration's only
+        self.assertEqual(self.events(dev.udid, "mdm.TokenUpdate"), 1)
+        self.assertEqual(dev.idle(path=MDM).status, 403)  # while provisional
+        try:
+            self.expire_claim()
+            wait_for(lambda: self.identity(dev.udid)["identity"]["reason"] == "identity_unproven",
+                     timeout=30, what="the claim past its deadline released")
+        finally:
+            self.psql("UPDATE vouch_clock SET skew = interval '0'")
+        # /migration's push credentials are back: the real device can be woken.
+        self.assertEqual(self.enrollment(dev.udid), migrated)
+        # Not banned (it did not attest another device): it may claim again, and is refused
+        # again only by its answer. The real device, first this time, proves itself.
+        self.prove(dev, "the real device after the impostor's claim ended")
+        obj = self.identity(dev.udid)
+        self.assertEqual((obj["identity"]["bound"], obj["identity"]["provisional"],
+                          obj["attestation"]["status"]), (True, False, "verified"), obj)
+
+    def test_a_provisional_checkout_releases_and_leaves_the_enrollment_on(self):
+        dev = self.iphone()
+        self.migrate_device(dev)
+        migrated = self.enrollment(dev.udid)
+        impostor = self.iphone(udid=dev.udid)
+        self.assertEqual(impostor.idle(path=MDM).status, 200)
+        self.assertEqual(impostor.checkout(path=MDM).status, 200)
+        obj = self.identity(dev.udid)
+        self.assertEqual((obj["identity"]["bound"], obj["identity"]["reason"], obj["enrolled"]),
+                         (False, "identity_unproven", True), obj)
+        self.assertEqual(self.enrollment(dev.udid), migrated)
+        self.prove(dev, "the real device after the checkout")
 
 FLEET = 1000
 THREADS = 8
