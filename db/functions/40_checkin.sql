@@ -104,6 +104,7 @@ DECLARE
     acme_verdict text;
     gen integer;
     unproven boolean;
+    takeover boolean := false;
 BEGIN
     acme_verdict := vouch_check_acme_identity(p_udid, p_cert);
     IF acme_verdict <> 'ok' THEN
@@ -118,6 +119,17 @@ BEGIN
     -- is not reset, and no web-hook event carries its word, until an attestation proves it.
     unproven := FOUND AND e.migrated_at IS NOT NULL
                 AND (e.identity_provisional OR e.identity_cert_sha256 = vouch_unbound_cert());
+    IF unproven AND EXISTS (SELECT 1 FROM acme_certificates a
+                            WHERE a.sha256 = p_cert AND a.udid = p_udid) THEN
+        -- A certificate vouchd's ACME server issued for a key Apple attested as this very UDID
+        -- (vouch_check_acme_identity checked it): proof enough. It takes the UDID over from a
+        -- provisional claimant (released, not banned) and enrolls as any Authenticate does.
+        PERFORM vouch_migration_release(p_udid, false, 'none', 'acme_attested_identity');
+        UPDATE enrollments SET identity_reason = NULL WHERE udid = p_udid
+        RETURNING * INTO e;
+        unproven := false;
+        takeover := true;
+    END IF;
     IF unproven THEN
         IF NOT new_binding THEN
             RETURN 'ok';  -- the provisional identity itself
@@ -129,7 +141,7 @@ BEGIN
         WHERE sha256 = p_cert;
         RETURN 'ok';
     END IF;
-    IF new_binding AND p_reenroll_refuse AND e.enabled
+    IF new_binding AND p_reenroll_refuse AND e.enabled AND NOT takeover
        AND NOT e.reenroll_allowed THEN
         RETURN 'reenroll_refused';
     END IF;
