@@ -244,8 +244,18 @@ class VouchctlMigrateTest(VouchTestCase):
                                    rf"{len(figures['topics_without_certificate'])}$")
         for t in figures["topics_without_certificate"]:
             self.assertIn(f"  {t['topic']}  {t['devices']} devices", p.stdout)
-        # This vouchd has no push certificate: the migrated devices' topic is listed.
-        self.assertIn(TOPIC, [t["topic"] for t in figures["topics_without_certificate"]])
+        # No instance has a push certificate: pushes are off, no topic is singled out.
+        self.assertEqual(figures["topics_without_certificate"], [])
+        # Another instance's certificate, for another topic, counts: the migrated topic is listed.
+        self.psql("INSERT INTO push_topics (instance, topic) "
+                  "VALUES ('elsewhere 127.0.0.1:1', 'com.apple.mgmt.External.other')")
+        try:
+            figures = self.migration_figures()
+            self.assertIn(TOPIC, [t["topic"] for t in figures["topics_without_certificate"]])
+            p = vouchctl(self.vouchd, "migrate", "status")
+            self.assertIn(f"  {TOPIC}  ", p.stdout)
+        finally:
+            self.psql("DELETE FROM push_topics WHERE instance = 'elsewhere 127.0.0.1:1'")
 
     def test_8_watch_until_interrupted(self):
         fleet, root = self.write_fleet(2)
