@@ -92,9 +92,12 @@ $$;
 -- status (a verified verdict past its expiry reads 'expired' even before a tick marks it),
 -- freshness, reason, verified_at, expires_at (when the verdict stops counting), the leaf's
 -- times and properties, the plan, and request: the pending re-check, or null.
+-- PL/pgSQL, not SQL: an event's body (vouch_emit_device) calls it once per statement, and a SQL
+-- function's query (five joins) is planned at each such call where PL/pgSQL keeps its plan.
 CREATE OR REPLACE FUNCTION vouch_device_object(d devices) RETURNS json
-LANGUAGE sql STABLE AS $$
-    SELECT json_build_object(
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (SELECT json_build_object(
         'udid', d.udid,
         'serial_number', d.serial_number,
         'model', d.model,
@@ -172,7 +175,8 @@ LANGUAGE sql STABLE AS $$
     LEFT JOIN identity_certs ic ON ic.sha256 = e.identity_cert_sha256
     LEFT JOIN acme_certificates ac ON ac.sha256 = e.identity_cert_sha256
     LEFT JOIN attestations a ON a.id = d.attestation_id
-    LEFT JOIN attestation_requests r ON r.udid = d.udid AND r.answered_at IS NULL
+    LEFT JOIN attestation_requests r ON r.udid = d.udid AND r.answered_at IS NULL);
+END
 $$;
 
 -- The device a UDID from an operator names: the UDID itself when a device has it exactly (the

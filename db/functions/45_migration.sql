@@ -311,12 +311,13 @@ $$;
 -- and the topics of enrollments no installed push certificate serves. p_on: migration = on.
 CREATE OR REPLACE FUNCTION vouch_migration_status(p_on boolean) RETURNS text
 LANGUAGE sql STABLE AS $$
-    WITH m AS (
-        SELECT e.identity_cert_sha256 <> vouch_unbound_cert() AS bound, e.identity_provisional,
+    WITH clock AS MATERIALIZED (SELECT vouch_now() AS now, vouch_unbound_cert() AS unbound),
+    m AS (
+        SELECT e.identity_cert_sha256 <> c.unbound AS bound, e.identity_provisional,
                e.identity_reason,
-               d.attestation_status = 'verified' AND d.attestation_expires_at > vouch_now()
+               d.attestation_status = 'verified' AND d.attestation_expires_at > c.now
                    AS attested
-        FROM enrollments e JOIN devices d ON d.udid = e.udid
+        FROM clock c, enrollments e JOIN devices d ON d.udid = e.udid
         WHERE e.migrated_at IS NOT NULL),
     counts AS (
         SELECT count(*) AS migrated,
@@ -327,11 +328,15 @@ LANGUAGE sql STABLE AS $$
                    AS attested,
                count(*) FILTER (WHERE NOT bound AND identity_reason IS NOT NULL) AS refused
         FROM m),
-    topics AS (  -- each topic asked once, not each enrollment
+    -- Each topic asked once, not each enrollment (a HAVING without an aggregate would be
+    -- evaluated per row: the planner moves it into the WHERE).
+    counted AS MATERIALIZED (
         SELECT e.topic, count(*) AS devices FROM enrollments e
         WHERE e.enabled
-        GROUP BY e.topic
-        HAVING vouch_push_topics_known() AND NOT vouch_topic_installed(e.topic))
+        GROUP BY e.topic),
+    topics AS (
+        SELECT c.topic, c.devices FROM counted c
+        WHERE vouch_push_topics_known() AND NOT vouch_topic_installed(c.topic))
     SELECT json_build_object(
         'migration', CASE WHEN p_on THEN 'on' ELSE 'off' END,
         'devices', (SELECT row_to_json(c) FROM counts c),

@@ -127,11 +127,16 @@ static void tick_done(void *arg, enum db_outcome outcome, const PGresult *res)
     free(udids);
     s->busy = false;
     /* Claimed nothing although work was due: another instance holds it. Look again shortly
-     * rather than spin; otherwise look again now, for what the batch could not take. */
-    if (count == 0)
+     * rather than spin. A full batch: look again now, for what it could not take. Less: what
+     * falls due now trickles in (a fleet's first check-ins), so gather it as a NOTIFY does. */
+    if (count == 0) {
         sleep_for(s, 1);
-    else
+    } else if (attest >= s->srv->cfg->scheduler_batch) {
         look(s);
+    } else {
+        sleep_for(s, NOTIFY_GATHER_S);
+        s->gathering = true;
+    }
 }
 
 /* The light query: what OS the device runs now, without an attestation. */
