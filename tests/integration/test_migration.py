@@ -110,10 +110,9 @@ class MigrationRouteTest(MigrationCase):
         self.assertEqual(self.events(dev.udid, "mdm.Authenticate"), 1)
         self.assertEqual(self.events(dev.udid, "mdm.TokenUpdate"), 1)
 
-    def test_binary_plist_and_post_and_bearer(self):
+    def test_post_and_bearer(self):
         dev = self.new_device()
-        r = self.migrate(plistlib.dumps(dev.authenticate_message(), fmt=plistlib.FMT_BINARY),
-                         method="POST")
+        r = self.migrate(plistlib.dumps(dev.authenticate_message()), method="POST")
         self.assertEqual(r.status, 200, r)
         r = self.vouchd.request("PUT", "/migration",
                                 body=plistlib.dumps(dev.token_update_message()),
