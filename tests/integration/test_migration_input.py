@@ -10,14 +10,17 @@ nothing else.
   * A user channel's check-in (nano2nano sends the user channels' TokenUpdates after the
     devices'; any of UserID, EnrollmentUserID, UserShortName, UserLongName) is refused (400
     user_channel, counted migration_user_channel, nothing written): Vouch has no user channel,
-    and its token and PushMagic must not replace the device's."""
+    and its token and PushMagic must not replace the device's.
+  * The push log line for a device whose topic has no push certificate (a migrated fleet's
+    case) shows the UDID sanitized."""
 
 import base64
 import os
 import plistlib
 import time
 
-from harness import VouchTestCase
+from harness import VouchTestCase, wait_for
+from test_push import PushTestCase
 
 USER_ID = "5DF1182E-C70B-4A3A-BADC-DD3E775040FB"
 
@@ -121,3 +124,21 @@ class MigrationInputTest(VouchTestCase):
 
         self.assertEqual(self.push_credentials(dev.udid), device_channel,
                          "the device's push credentials were replaced")
+
+
+class PushLogUdidTest(PushTestCase):
+    """The no_certificate log line (a device whose topic is not the push certificate's, as a
+    migrated one may be) shows the UDID sanitized: a UDID is the device's word, and XML carries
+    a newline."""
+
+    def test_udid_sanitized_in_the_no_certificate_line(self):
+        forged = "2026-01-01T00:00:00.000Z error forged line"
+        dev = self.new_device(udid="LOGTEST-" + os.urandom(4).hex().upper() + "\n" + forged,
+                              topic="com.apple.mgmt.External.elsewhere-" + os.urandom(4).hex())
+        dev.enroll()  # the first TokenUpdate asks for an attestation and pushes
+        wait_for(lambda: "no push certificate for its topic" in self.vouchd_log_since_test(400),
+                 timeout=30, what="the no_certificate log line")
+        log = self.vouchd_log_since_test(400)
+        self.assertNotIn("\n" + forged, log, "the UDID's newline reached the log")
+        self.assertIn(dev.udid.replace("\n", "?"), log)
+        self.assertEqual(self.pushes(dev, answered_only=False), [], "sent under our topic")
