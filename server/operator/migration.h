@@ -5,11 +5,11 @@
  * PUT (or POST) /migration takes one raw Authenticate or TokenUpdate check-in plist of a device
  * channel, XML as devices send it (a binary plist is refused unparsed, 400 binary_plist; a user
  * channel's, 400 user_channel), from an admin-scoped caller (HTTP Basic nanomdm:TOKEN as
- * nano2nano sends it, or
- * Bearer), and writes the device and its migrated enrollment without a device certificate in
- * one transaction (vouch_migrate, db/functions/45_migration.sql); 200 only after the commit.
- * The route exists only with migration = on. The migrated identity is proven later, by the
- * device's first signed request and an attestation (docs/protocol.md, "Binding").
+ * nano2nano sends it, or Bearer), and writes the device and its migrated enrollment without a
+ * device certificate in one transaction (vouch_migrate, db/functions/45_migration.sql); 200
+ * only after the commit. The route exists only with migration = on. The migrated identity is
+ * proven later, by the device's first signed request and an attestation (docs/protocol.md,
+ * "Binding").
  *
  * migration_note_push_topics() writes the push certificate's topic of this instance where SQL
  * sees it (push_topics), so that the device object and GET /v1/migration can say which
