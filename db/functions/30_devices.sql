@@ -124,7 +124,9 @@ BEGIN
             WHEN e.udid IS NOT NULL THEN json_build_object(
             'kind', CASE WHEN ac.sha256 IS NOT NULL THEN 'acme-attested' ELSE 'scep' END,
             'hardware_bound', ac.sha256 IS NOT NULL,
-            'certificate_sha256', encode(e.identity_cert_sha256, 'hex'),
+            -- None yet: a migrated device the operator let re-enroll (vouch_allow_reenroll).
+            'certificate_sha256', CASE WHEN e.identity_cert_sha256 <> vouch_unbound_cert()
+                                       THEN encode(e.identity_cert_sha256, 'hex') END,
             'certificate_serial', ac.serial,
             'not_after', vouch_time(coalesce(ac.not_after, ic.not_after)),
             'revoked', ac.revoked_at IS NOT NULL) END,

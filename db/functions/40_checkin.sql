@@ -311,9 +311,28 @@ END
 $$;
 
 -- An operator lets the next new certificate of an enrolled device in (reenroll = refuse): the
--- admin API's answer, or NULL for an unknown device.
+-- admin API's answer, or NULL for an unknown device. A migrated device whose identity is not
+-- proven (unbound, or bound provisionally: released, not banned) stops being migrated: the
+-- operator re-enrolls it in person (a device that cannot attest can never prove a migrated
+-- identity), and its next Authenticate binds as any enrollment's does.
 CREATE OR REPLACE FUNCTION vouch_allow_reenroll(p_udid text) RETURNS text
-LANGUAGE sql AS $$
-    UPDATE enrollments SET reenroll_allowed = true WHERE udid = p_udid
-    RETURNING '{"reenroll_allowed": true}'
+LANGUAGE plpgsql AS $$
+DECLARE
+    e enrollments;
+BEGIN
+    SELECT * INTO e FROM enrollments WHERE udid = p_udid FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF e.identity_provisional THEN
+        PERFORM vouch_migration_release(p_udid, false, 'none', 'reenroll_allowed');
+    END IF;
+    UPDATE enrollments SET reenroll_allowed = true,
+        migrated_at = CASE WHEN identity_cert_sha256 = vouch_unbound_cert() THEN NULL
+                           ELSE migrated_at END,
+        identity_reason = CASE WHEN identity_cert_sha256 = vouch_unbound_cert() THEN NULL
+                               ELSE identity_reason END
+    WHERE udid = p_udid;
+    RETURN '{"reenroll_allowed": true}';
+END
 $$;

@@ -141,7 +141,11 @@ class MigrationRouteTest(MigrationCase):
              "unsupported_message_type"),
             ("not a plist", b"{\"MessageType\": \"Authenticate\"}", 400, "malformed"),
             ("a truncated plist", plistlib.dumps(auth)[:-20], 400, "malformed"),
-            ("a broken binary plist", b"bplist00" + b"\x00" * 40, 400, "malformed"),
+            ("a binary plist", plistlib.dumps(auth, fmt=plistlib.FMT_BINARY), 400,
+             "binary_plist"),
+            ("a user channel's TokenUpdate",
+             plistlib.dumps(dict(dev.token_update_message(), UserID="U-1")), 400,
+             "user_channel"),
             ("an empty body", b"", 400, "malformed"),
             ("no UDID", plistlib.dumps({k: v for k, v in auth.items() if k != "UDID"}), 400,
              "missing_field"),
@@ -547,6 +551,38 @@ class MigrationBindingTest(MigrationBindingCase):
                          (False, "identity_unproven", True), obj)
         self.assertEqual(self.enrollment(dev.udid), migrated)
         self.prove(dev, "the real device after the checkout")
+
+    def test_a_device_that_cannot_attest_is_let_re_enroll_by_the_operator(self):
+        """It cannot prove a migrated identity: released, its certificate refused. The operator
+        lets it re-enroll in person (allow-reenroll): it stops being migrated and its next
+        Authenticate, with a new certificate, binds as any enrollment's does."""
+        old = dict(model="iPhone9,3", product_name="iPhone9,3", os_version="15.8")
+        dev = self.iphone(**old)
+        self.migrate_device(dev)
+        self.assertEqual(dev.idle(path=MDM).status, 200)
+        cu, _ = self.take_request(dev, "an iPhone 7's request")
+        r = dev.report("Acknowledged", cu, _opts={"path": MDM},
+                       QueryResponses={"UDID": dev.udid, "SerialNumber": dev.serial,
+                                       "OSVersion": dev.os_version, "ProductName": "iPhone9,3"})
+        self.assertEqual(r.status, 200, r)
+        obj = self.identity(dev.udid)
+        self.assertEqual((obj["identity"]["bound"], obj["identity"]["reason"]),
+                         (False, "identity_unproven"), obj)
+        self.assertEqual(dev.idle(path=MDM).status, 403)  # refused for good
+        refused = self.status()["devices"]["refused"]
+        r = self.vouchd.admin("POST", f"/v1/devices/{dev.udid}/allow-reenroll")
+        self.assertStatus(r, 200, "allow-reenroll")
+        obj = self.identity(dev.udid)
+        self.assertEqual((obj["identity"]["kind"], obj["identity"]["certificate_sha256"]),
+                         ("scep", None), obj)
+        self.assertEqual(self.status()["devices"]["refused"], refused - 1)
+        again = self.iphone(udid=dev.udid, serial=dev.serial, **old)  # a new profile, a new key
+        self.assertEqual(again.authenticate(path=MDM).status, 200)
+        self.assertEqual(again.token_update(path=MDM).status, 200)
+        obj = self.identity(dev.udid)
+        self.assertEqual((obj["identity"]["kind"], obj["identity"]["certificate_sha256"],
+                          obj["enrolled"]), ("scep", cert_sha256(again.cert).hex(), True), obj)
+        self.assertEqual(again.idle(path=MDM).status, 200)
 
 FLEET = 1000
 THREADS = 8
