@@ -194,6 +194,7 @@ def main():
             if time.monotonic() > deadline or serve.proc.poll() is not None:
                 sys.exit(f"vouch-sim serve did not start: {serve.stderr_text()[-2000:]}")
             time.sleep(0.05)
+        benchlib.reset_postgres_profile(cluster, "vouch")
         cpu_v, cpu_pg = vouchd.cpu_seconds(), benchlib.postgres_cpu_seconds(cluster)
         cpu_apns = benchlib.cpu_seconds(standin.pid)
         start = time.monotonic()
@@ -242,6 +243,7 @@ def main():
         rows.append(row("campaign", "migrated fleet campaign: server CPU per verified device",
                         (cpu["vouchd"] + cpu["postgres"]) * 1000 / attested, "ms"))
 
+        benchlib.print_postgres_profile(cluster, "vouch")
         print()
         benchlib.print_table(rows)
         print(f"migration: {n:,} devices x 2 PUT /migration with {k} clients, "

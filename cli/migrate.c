@@ -2,16 +2,21 @@
  * migrate: `vouchctl migrate FILE...|DIR` and `vouchctl migrate status [--watch]`.
  *
  * migrate FILE...|DIR moves a fleet from NanoMDM or MicroMDM: it sends captured Authenticate and
- * TokenUpdate check-in plists (XML or binary) to vouchd's /migration as NanoMDM's nano2nano does
- * (PUT, the raw plist as the body, no Content-Type, HTTP Basic "nanomdm:TOKEN"). A DIR is walked
- * (symbolic links not followed); every regular file named *.plist in it counts, so NanoMDM's file
- * storage (one folder per enrollment, holding Authenticate.plist and TokenUpdate.plist) is read as
- * it is, and so is any flat folder of captured plists. Each file is read (at most
- * MIGRATE_MAX_BYTES) and parsed with libplist for its MessageType and UDID (or EnrollmentID);
- * every Authenticate is sent before any device TokenUpdate, and those before any user-channel
- * TokenUpdate (one with a UserID), as nano2nano orders them. Within a phase up to --parallel
- * transfers (default MIGRATE_PARALLEL) run at once (curl multi). Other message types are skipped; a
- * file that cannot be read or parsed, or is too large, is refused without being sent. /migration is
+ * TokenUpdate check-in plists (XML, as devices send them) to vouchd's /migration as NanoMDM's
+ * nano2nano does (PUT, the raw plist as the body, no Content-Type, HTTP Basic "nanomdm:TOKEN"). A
+ * DIR is walked (symbolic links not followed); every regular file named *.plist in it counts but
+ * NanoMDM's command queues (folders Queue, QueueDone, QueueNotNow, QueueInactive) and command
+ * results (*.result.plist), so NanoMDM's file storage (one folder per enrollment, holding
+ * Authenticate.plist and TokenUpdate.plist) is read as it is, and so is any flat folder of
+ * captured plists. Each file is read (at most MIGRATE_MAX_BYTES) and parsed with libplist's XML
+ * reader for its MessageType and UDID (or EnrollmentID); a binary plist is refused unparsed
+ * (libplist 2.2's binary reader copies a shared object at each reference: a 1 KiB file can
+ * become a gigabyte; vouchd refuses them too). Every Authenticate is sent before any
+ * TokenUpdate. Within a phase up to --parallel transfers (default MIGRATE_PARALLEL) run at once
+ * (curl multi). Skipped, not sent and no error: other message types, a plist without a
+ * MessageType, and a user channel's check-in (one with a UserID, EnrollmentUserID,
+ * UserShortName or UserLongName: Vouch has no user channel, vouchd refuses them). A file that
+ * cannot be read or parsed, is binary or too large, is refused without being sent. /migration is
  * idempotent, so running again is harmless.
  *
  * migrate status prints GET /v1/migration; --watch redraws attested/migrated until every migrated
@@ -59,9 +64,8 @@
 
 enum mig_phase {
     MIG_AUTHENTICATE = 0,
-    MIG_TOKEN_UPDATE = 1,      /* a device channel's TokenUpdate */
-    MIG_USER_TOKEN_UPDATE = 2, /* a user channel's: after the device's */
-    MIG_OTHER = 3,             /* skipped */
+    MIG_TOKEN_UPDATE = 1, /* a device channel's TokenUpdate */
+    MIG_OTHER = 2,        /* not sent */
 };
 
 enum mig_outcome { MIG_PENDING, MIG_ACCEPTED, MIG_REFUSED, MIG_SKIPPED };
@@ -88,7 +92,7 @@ static struct mig_list *walk_list;
 
 static const char *phase_name(enum mig_phase p)
 {
-    static const char *const names[] = {"Authenticate", "TokenUpdate", "TokenUpdate", "other"};
+    static const char *const names[] = {"Authenticate", "TokenUpdate", "other"};
     return names[p];
 }
 
@@ -122,12 +126,37 @@ static void mig_list_free(struct mig_list *l)
     free(l->files);
 }
 
+static bool has_suffix(const char *s, size_t n, const char *suffix)
+{
+    size_t k = strlen(suffix);
+    return n > k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* NanoMDM's file storage keeps an enrollment's commands as DIR/ID/QUEUE/UUID.plist and their
+ * results as UUID.result.plist beside them (its storage/file/queue.go): no check-ins. */
+static bool in_command_queue(const char *path, size_t base)
+{
+    static const char *const queues[] = {"Queue", "QueueDone", "QueueNotNow", "QueueInactive"};
+    if (base < 2)
+        return false;
+    size_t end = base - 1; /* the '/' before the name */
+    size_t start = end;
+    while (start > 0 && path[start - 1] != '/')
+        start--;
+    for (size_t i = 0; i < sizeof(queues) / sizeof(queues[0]); i++) {
+        if (end - start == strlen(queues[i]) && memcmp(path + start, queues[i], end - start) == 0)
+            return true;
+    }
+    return false;
+}
+
 static int walk_visit(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
     (void)st;
     const char *base = path + ftw->base;
     size_t n = strlen(base);
-    if (type == FTW_F && base[0] != '.' && n > 6 && strcmp(base + n - 6, ".plist") == 0 &&
+    if (type == FTW_F && base[0] != '.' && has_suffix(base, n, ".plist") &&
+        !has_suffix(base, n, ".result.plist") && !in_command_queue(path, (size_t)ftw->base) &&
         !mig_add(walk_list, path)) {
         walk_list->no_memory = true;
         return 1;
@@ -197,18 +226,39 @@ static bool read_body(struct mig_file *f, char **data, size_t *len)
     return true;
 }
 
+/* The first key of a user channel's check-in in dict, or NULL (vouchd's /migration refuses
+ * them: 400 user_channel). */
+static const char *user_channel_key(plist_t dict)
+{
+    static const char *const keys[] = {"UserID", "EnrollmentUserID", "UserShortName",
+                                       "UserLongName"};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        if (plist_dict_get_item(dict, keys[i]) != NULL)
+            return keys[i];
+    }
+    return NULL;
+}
+
 /* Reads and parses f: its message type, UDID and phase; refuses or skips it when it is no
- * Authenticate or TokenUpdate. */
+ * device's Authenticate or TokenUpdate. */
 static void identify(struct mig_file *f)
 {
+    static const char bplist_magic[] = "bplist";
     char *data = NULL;
     size_t len = 0;
     plist_t root = NULL;
+    const char *user_key = NULL;
 
     if (!read_body(f, &data, &len))
         return;
+    if (len >= sizeof(bplist_magic) - 1 &&
+        memcmp(data, bplist_magic, sizeof(bplist_magic) - 1) == 0) {
+        free(data);
+        set_reason(f, MIG_REFUSED, "binary plist: convert it with plutil -convert xml1");
+        return;
+    }
     if (len > 0)
-        plist_from_memory(data, (uint32_t)len, &root);
+        plist_from_xml(data, (uint32_t)len, &root);
     free(data);
     if (root == NULL || plist_get_node_type(root) != PLIST_DICT) {
         set_reason(f, MIG_REFUSED, "not a plist dictionary (malformed)");
@@ -219,17 +269,20 @@ static void identify(struct mig_file *f)
     if (f->id == NULL)
         f->id = plist_string(root, "EnrollmentID");
     if (f->message_type == NULL) {
-        set_reason(f, MIG_REFUSED, "no MessageType (malformed)");
-    } else if (strcmp(f->message_type, "Authenticate") == 0) {
-        f->phase = MIG_AUTHENTICATE;
-    } else if (strcmp(f->message_type, "TokenUpdate") == 0) {
-        plist_t user = plist_dict_get_item(root, "UserID");
-        if (user == NULL)
-            user = plist_dict_get_item(root, "EnrollmentUserID");
-        f->phase = user != NULL ? MIG_USER_TOKEN_UPDATE : MIG_TOKEN_UPDATE;
-    } else {
+        set_reason(f, MIG_SKIPPED, "no MessageType: no check-in, not migrated");
+    } else if (strcmp(f->message_type, "Authenticate") != 0 &&
+               strcmp(f->message_type, "TokenUpdate") != 0) {
         f->phase = MIG_OTHER;
         set_reason(f, MIG_SKIPPED, "not an Authenticate or TokenUpdate: not migrated");
+    } else if ((user_key = user_channel_key(root)) != NULL) {
+        char why[128];
+        snprintf(why, sizeof(why), "a user channel's %s (%s): Vouch has no user channel",
+                 f->message_type, user_key);
+        set_reason(f, MIG_SKIPPED, why);
+    } else if (strcmp(f->message_type, "Authenticate") == 0) {
+        f->phase = MIG_AUTHENTICATE;
+    } else {
+        f->phase = MIG_TOKEN_UPDATE;
     }
 out:
     if (root != NULL)
@@ -504,8 +557,12 @@ static int migrate_files(struct ctl *ctl)
             free(id);
         }
         printf("%zu to send\n", to_send);
+        size_t refused = 0;
+        for (size_t i = 0; i < l.n; i++)
+            refused += l.files[i].outcome == MIG_REFUSED;
         mig_list_free(&l);
-        return CTL_EXIT_OK;
+        /* As a real run would end: these files would be refused without being sent. */
+        return refused > 0 ? CTL_EXIT_FAILURE : CTL_EXIT_OK;
     }
 
     struct sender s = {.ctl = ctl, .nslots = nslots};

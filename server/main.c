@@ -199,9 +199,14 @@ static void prune_done(void *arg, enum db_outcome outcome, const PGresult *res)
 static void prune_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct vouchd *srv = arg;
-    if (db_pool_is_up(srv->db))
-        db_prune(srv->db, srv->cfg->result_retention, PRUNE_BATCH, srv->cfg->attestation_retention,
-                 prune_done, srv);
+    if (!db_pool_is_up(srv->db))
+        return;
+    db_prune(srv->db, srv->cfg->result_retention, PRUNE_BATCH, srv->cfg->attestation_retention,
+             prune_done, srv);
+    /* push_topics counts an instance's topic only while it is written again (30 minutes). */
+    if (srv->push != NULL)
+        migration_note_push_topics(srv,
+                                   apns_client_get0_cert(push_service_get0_apns(srv->push))->topic);
 }
 
 static void shutdown_poll(evutil_socket_t fd, short what, void *arg)

@@ -64,15 +64,40 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea
 $$;
 
+-- ---- Push certificates' topics (push_topics, 0011_migration.sql; written by 45_migration.sql's
+-- vouch_set_push_topics) ----
+
+-- How long an instance's row in push_topics counts without being written again: vouchd writes
+-- it at start, at SIGHUP, at PUT /v1/pushcert and every 10 minutes (with its pruning), so a
+-- stopped or renamed instance stops counting after three missed refreshes.
+CREATE OR REPLACE FUNCTION vouch_push_topic_life() RETURNS interval
+LANGUAGE sql IMMUTABLE AS $$ SELECT interval '30 minutes' $$;
+
+-- Whether some instance has a push certificate for the topic.
+CREATE OR REPLACE FUNCTION vouch_topic_installed(p_topic text) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM push_topics t
+                   WHERE t.topic = p_topic AND t.updated_at > now() - vouch_push_topic_life())
+$$;
+
+-- Whether any instance has a push certificate at all (without one, no device is marked).
+CREATE OR REPLACE FUNCTION vouch_push_topics_known() RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM push_topics t WHERE t.updated_at > now() - vouch_push_topic_life())
+$$;
+
 -- The device object (docs/api.md). identity is the certificate the enrollment is bound to:
 -- acme-attested (issued by vouchd's ACME server for an attested key) or scep (any other).
 -- attestation is the last verdict, whatever is pending:
 -- status (a verified verdict past its expiry reads 'expired' even before a tick marks it),
 -- freshness, reason, verified_at, expires_at (when the verdict stops counting), the leaf's
 -- times and properties, the plan, and request: the pending re-check, or null.
+-- PL/pgSQL, not SQL: an event's body (vouch_emit_device) calls it once per statement, and a SQL
+-- function's query (five joins) is planned at each such call where PL/pgSQL keeps its plan.
 CREATE OR REPLACE FUNCTION vouch_device_object(d devices) RETURNS json
-LANGUAGE sql STABLE AS $$
-    SELECT json_build_object(
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (SELECT json_build_object(
         'udid', d.udid,
         'serial_number', d.serial_number,
         'model', d.model,
@@ -88,6 +113,7 @@ LANGUAGE sql STABLE AS $$
             'kind', 'migrated',
             'bound', e.identity_cert_sha256 <> vouch_unbound_cert(),
             'provisional', e.identity_provisional,
+            'provisional_until', vouch_time(e.provisional_until),
             'reason', e.identity_reason,
             'hardware_bound', ac.sha256 IS NOT NULL,
             'certificate_sha256', CASE WHEN e.identity_cert_sha256 <> vouch_unbound_cert()
@@ -98,7 +124,9 @@ LANGUAGE sql STABLE AS $$
             WHEN e.udid IS NOT NULL THEN json_build_object(
             'kind', CASE WHEN ac.sha256 IS NOT NULL THEN 'acme-attested' ELSE 'scep' END,
             'hardware_bound', ac.sha256 IS NOT NULL,
-            'certificate_sha256', encode(e.identity_cert_sha256, 'hex'),
+            -- None yet: a migrated device the operator let re-enroll (vouch_allow_reenroll).
+            'certificate_sha256', CASE WHEN e.identity_cert_sha256 <> vouch_unbound_cert()
+                                       THEN encode(e.identity_cert_sha256, 'hex') END,
             'certificate_serial', ac.serial,
             'not_after', vouch_time(coalesce(ac.not_after, ic.not_after)),
             'revoked', ac.revoked_at IS NOT NULL) END,
@@ -107,9 +135,8 @@ LANGUAGE sql STABLE AS $$
                                 -- Some instance pushes, but none for this topic (push_topics,
                                 -- 0011_migration.sql); with no push certificate anywhere
                                 -- vouchd pushes nothing and says so at start.
-                                WHEN EXISTS (SELECT 1 FROM push_topics)
-                                     AND NOT EXISTS (SELECT 1 FROM push_topics t
-                                                     WHERE t.topic = e.topic)
+                                WHEN vouch_push_topics_known()
+                                     AND NOT vouch_topic_installed(e.topic)
                                 THEN 'no_certificate'
                                 WHEN e.token_dead_at IS NOT NULL THEN 'dead'
                                 ELSE 'active' END,
@@ -150,7 +177,8 @@ LANGUAGE sql STABLE AS $$
     LEFT JOIN identity_certs ic ON ic.sha256 = e.identity_cert_sha256
     LEFT JOIN acme_certificates ac ON ac.sha256 = e.identity_cert_sha256
     LEFT JOIN attestations a ON a.id = d.attestation_id
-    LEFT JOIN attestation_requests r ON r.udid = d.udid AND r.answered_at IS NULL
+    LEFT JOIN attestation_requests r ON r.udid = d.udid AND r.answered_at IS NULL);
+END
 $$;
 
 -- The device a UDID from an operator names: the UDID itself when a device has it exactly (the

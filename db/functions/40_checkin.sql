@@ -104,6 +104,7 @@ DECLARE
     acme_verdict text;
     gen integer;
     unproven boolean;
+    takeover boolean := false;
 BEGIN
     acme_verdict := vouch_check_acme_identity(p_udid, p_cert);
     IF acme_verdict <> 'ok' THEN
@@ -112,16 +113,35 @@ BEGIN
     SELECT * INTO e FROM enrollments WHERE udid = p_udid FOR UPDATE;
     new_binding := FOUND AND e.identity_cert_sha256 <> p_cert;
     -- A migrated identity not yet proven: an Authenticate binds it provisionally, as any signed
-    -- request does (45_migration.sql); while provisional, no other certificate may.
+    -- request does (45_migration.sql); while provisional, no other certificate may. It changes
+    -- nothing else: what the claimant says of the device (its serial above all, which the
+    -- attestation is checked against) does not replace what /migration brought, the enrollment
+    -- is not reset, and no web-hook event carries its word, until an attestation proves it.
     unproven := FOUND AND e.migrated_at IS NOT NULL
                 AND (e.identity_provisional OR e.identity_cert_sha256 = vouch_unbound_cert());
-    IF unproven AND new_binding
-       AND (e.identity_provisional
-            OR EXISTS (SELECT 1 FROM migration_refusals r
-                       WHERE r.udid = p_udid AND r.cert_sha256 = p_cert)) THEN
-        RETURN 'identity_mismatch';
+    IF unproven AND EXISTS (SELECT 1 FROM acme_certificates a
+                            WHERE a.sha256 = p_cert AND a.udid = p_udid) THEN
+        -- A certificate vouchd's ACME server issued for a key Apple attested as this very UDID
+        -- (vouch_check_acme_identity checked it): proof enough. It takes the UDID over from a
+        -- provisional claimant (released, not banned) and enrolls as any Authenticate does.
+        PERFORM vouch_migration_release(p_udid, false, 'none', 'acme_attested_identity');
+        UPDATE enrollments SET identity_reason = NULL WHERE udid = p_udid
+        RETURNING * INTO e;
+        unproven := false;
+        takeover := true;
     END IF;
-    IF new_binding AND NOT unproven AND p_reenroll_refuse AND e.enabled
+    IF unproven THEN
+        IF NOT new_binding THEN
+            RETURN 'ok';  -- the provisional identity itself
+        END IF;
+        IF e.identity_provisional OR NOT vouch_migration_claim(p_udid, p_cert) THEN
+            RETURN 'identity_mismatch';
+        END IF;
+        UPDATE identity_certs SET subject = p_cert_subject, not_after = p_cert_not_after
+        WHERE sha256 = p_cert;
+        RETURN 'ok';
+    END IF;
+    IF new_binding AND p_reenroll_refuse AND e.enabled AND NOT takeover
        AND NOT e.reenroll_allowed THEN
         RETURN 'reenroll_refused';
     END IF;
@@ -175,11 +195,6 @@ BEGIN
         session_started_at = NULL,
         token_update_tally = 0
     RETURNING generation INTO gen;
-    IF unproven THEN
-        -- Proven only by an attestation naming the migrated device (vouch_migration_settle).
-        UPDATE enrollments SET identity_provisional = true, identity_reason = NULL
-        WHERE udid = p_udid;
-    END IF;
     PERFORM vouch_record_acme_attestation(p_udid, p_cert, gen);
 
     DELETE FROM command_queue WHERE udid = p_udid;
@@ -221,6 +236,17 @@ DECLARE
 BEGIN
     IF verdict <> 'ok' THEN
         RETURN verdict;
+    END IF;
+    IF (SELECT identity_provisional FROM enrollments WHERE udid = p_udid) THEN
+        -- A provisional (migrated) identity: its push credentials are used (a real device's may
+        -- have changed), but /migration's are kept to be put back if it is released
+        -- (vouch_migration_release); nothing is asked (the claim planned the attestation) and
+        -- no web-hook event carries its word.
+        UPDATE enrollments SET topic = p_topic, push_token = p_token, push_magic = p_push_magic,
+            unlock_token = coalesce(p_unlock_token, unlock_token), enabled = true,
+            token_updated_at = vouch_now(), token_dead_at = NULL
+        WHERE udid = p_udid;
+        RETURN 'ok';
     END IF;
     -- The enrollment row is locked (vouch_check_identity): the old row read beside the update is
     -- the one it replaces.
@@ -269,6 +295,12 @@ BEGIN
     IF verdict <> 'ok' THEN
         RETURN verdict;
     END IF;
+    IF (SELECT identity_provisional FROM enrollments WHERE udid = p_udid) THEN
+        -- A provisional (migrated) identity leaving: released, not banned, and the enrollment
+        -- /migration brought stays as it came (a claimant cannot switch the real device off).
+        PERFORM vouch_migration_release(p_udid, false, 'none', 'checked_out');
+        RETURN 'ok';
+    END IF;
     UPDATE enrollments SET enabled = false, checked_out_at = vouch_now() WHERE udid = p_udid;
     UPDATE devices SET last_seen_at = vouch_now(), attestation_due_at = NULL,
         attestation_due_reason = NULL, info_due_at = NULL
@@ -279,9 +311,28 @@ END
 $$;
 
 -- An operator lets the next new certificate of an enrolled device in (reenroll = refuse): the
--- admin API's answer, or NULL for an unknown device.
+-- admin API's answer, or NULL for an unknown device. A migrated device whose identity is not
+-- proven (unbound, or bound provisionally: released, not banned) stops being migrated: the
+-- operator re-enrolls it in person (a device that cannot attest can never prove a migrated
+-- identity), and its next Authenticate binds as any enrollment's does.
 CREATE OR REPLACE FUNCTION vouch_allow_reenroll(p_udid text) RETURNS text
-LANGUAGE sql AS $$
-    UPDATE enrollments SET reenroll_allowed = true WHERE udid = p_udid
-    RETURNING '{"reenroll_allowed": true}'
+LANGUAGE plpgsql AS $$
+DECLARE
+    e enrollments;
+BEGIN
+    SELECT * INTO e FROM enrollments WHERE udid = p_udid FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF e.identity_provisional THEN
+        PERFORM vouch_migration_release(p_udid, false, 'none', 'reenroll_allowed');
+    END IF;
+    UPDATE enrollments SET reenroll_allowed = true,
+        migrated_at = CASE WHEN identity_cert_sha256 = vouch_unbound_cert() THEN NULL
+                           ELSE migrated_at END,
+        identity_reason = CASE WHEN identity_cert_sha256 = vouch_unbound_cert() THEN NULL
+                               ELSE identity_reason END
+    WHERE udid = p_udid;
+    RETURN '{"reenroll_allowed": true}';
+END
 $$;

@@ -40,6 +40,7 @@ BEGIN
         UPDATE enrollments SET identity_cert_sha256 = vouch_unbound_cert(),
             migrated_at = vouch_now(), identity_provisional = false, identity_reason = NULL,
             generation = generation + 1, push_token = NULL, push_magic = NULL,
+            migrated_push_token = NULL, migrated_push_magic = NULL, migrated_unlock_token = NULL,
             token_updated_at = NULL, session_started_at = NULL, token_update_tally = 0,
             authenticated_at = vouch_now()
         WHERE udid = p_udid
@@ -70,6 +71,10 @@ BEGIN
             push_token = p_token,
             push_magic = p_push_magic,
             unlock_token = coalesce(p_unlock_token, unlock_token),
+            migrated_topic = p_topic,
+            migrated_push_token = p_token,
+            migrated_push_magic = p_push_magic,
+            migrated_unlock_token = coalesce(p_unlock_token, unlock_token),
             enabled = true,
             token_updated_at = vouch_now(),
             token_dead_at = NULL,
@@ -115,9 +120,9 @@ BEGIN
         attestation_due_reason = NULL,
         info_due_at   = NULL;
     INSERT INTO enrollments AS x (udid, topic, enabled, identity_cert_sha256, authenticated_at,
-                                  migrated_at)
-    VALUES (p_udid, p_topic, false, vouch_unbound_cert(), vouch_now(), vouch_now())
-    ON CONFLICT (udid) DO UPDATE SET topic = EXCLUDED.topic;
+                                  migrated_at, migrated_topic)
+    VALUES (p_udid, p_topic, false, vouch_unbound_cert(), vouch_now(), vouch_now(), p_topic)
+    ON CONFLICT (udid) DO UPDATE SET topic = EXCLUDED.topic, migrated_topic = EXCLUDED.topic;
     PERFORM vouch_emit_mdm('mdm.Authenticate', p_udid, p_raw, NULL, NULL, NULL);
     RETURN 'ok';
 END
@@ -155,7 +160,8 @@ BEGIN
         RETURN false;  -- bound to another device
     END IF;
     UPDATE enrollments SET identity_cert_sha256 = p_cert, identity_provisional = true,
-        identity_reason = NULL, generation = generation + 1, session_started_at = NULL
+        identity_reason = NULL, generation = generation + 1, session_started_at = NULL,
+        provisional_until = vouch_now() + (SELECT answer_timeout FROM scheduler_policy)
     WHERE udid = p_udid;
     UPDATE devices SET attestation_status = 'none', attestation_id = NULL,
         attestation_expires_at = NULL, attestation_retries = 0, os_change_pending = false,
@@ -168,32 +174,91 @@ END
 $$;
 
 -- After an attestation request of a device ended (an answer's verdict, an error answer, no
--- answer in time, a cancel): a provisional binding becomes permanent when the verdict is
--- verified (vouchd checked the attested UDID and serial against the migrated device's), and is
--- released on anything else. Released: the enrollment is unbound again and says
--- identity_unproven, the certificate never binds this UDID provisionally again, nothing of the
--- unproven generation stays queued or planned, and identity.unproven is emitted.
-CREATE OR REPLACE FUNCTION vouch_migration_settle(p_udid text, p_status text) RETURNS void
-LANGUAGE plpgsql AS $$
+-- answer in time, a cancel): what it says of a provisional binding (docs/protocol.md, "Migrated
+-- identities").
+--   verified                        permanent: vouchd checked the attested UDID and serial
+--                                   against the migrated device's
+--   failed, nonce_mismatch or       still provisional: a cached attestation (Apple makes one a
+--   stale_attestation, with a leaf  week, attestation_min_interval) answers an earlier nonce;
+--                                   asked again once Apple makes a new one, and the binding's
+--                                   deadline moves past that request
+--   failed, udid_mismatch or        released, and the certificate never binds this UDID again:
+--   serial_mismatch; unsupported    it attested another device, or cannot attest at all (a
+--                                   device that cannot attest cannot prove a migrated identity;
+--                                   the answer's OS is the device's word, so an impostor could
+--                                   claim an old OS)
+--   anything else (another failed   released (vouch_migration_release), not banned
+--   verdict, an error answer,
+--   silence past answer_timeout)
+CREATE OR REPLACE FUNCTION vouch_migration_settle(p_udid text, p_status text, p_reason text,
+                                                  p_generated_at timestamptz)
+RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     e enrollments;
+    due timestamptz;
 BEGIN
-    SELECT * INTO e FROM enrollments WHERE udid = p_udid;
+    SELECT * INTO e FROM enrollments WHERE udid = p_udid FOR UPDATE;
     IF NOT FOUND OR NOT e.identity_provisional THEN
         RETURN;
     END IF;
     IF p_status = 'verified' THEN
-        UPDATE enrollments SET identity_provisional = false, identity_reason = NULL
+        UPDATE enrollments SET identity_provisional = false, identity_reason = NULL,
+            provisional_until = NULL
         WHERE udid = p_udid;
+        RETURN;
+    END IF;
+    IF p_status = 'failed' AND p_reason IN ('nonce_mismatch', 'stale_attestation')
+       AND p_generated_at IS NOT NULL THEN
+        due := greatest(vouch_now(), p_generated_at + (SELECT min_interval FROM scheduler_policy));
+        UPDATE devices SET attestation_due_reason = 'migration', attestation_due_at = due
+        WHERE udid = p_udid;
+        UPDATE enrollments
+        SET provisional_until = due + (SELECT answer_timeout FROM scheduler_policy)
+        WHERE udid = p_udid;
+        RETURN;
+    END IF;
+    PERFORM vouch_migration_release(p_udid,
+        p_status = 'unsupported'
+            OR (p_status = 'failed' AND p_reason IN ('udid_mismatch', 'serial_mismatch')),
+        p_status, p_reason);
+END
+$$;
+
+-- Releases the provisional binding of p_udid (its enrollment row locked by the caller): the
+-- enrollment is unbound again and says identity_unproven, the push credentials /migration
+-- brought are put back (a claimant's TokenUpdate leaves nothing of its own), nothing of the
+-- unproven generation stays queued or planned, and identity.unproven is emitted. p_ban: the
+-- certificate never binds this UDID again (migration_refusals); without it, the next signed
+-- request of a trusted certificate may claim the UDID, as a device back from a week in a drawer
+-- must.
+CREATE OR REPLACE FUNCTION vouch_migration_release(p_udid text, p_ban boolean, p_status text,
+                                                   p_reason text)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    e enrollments;
+BEGIN
+    SELECT * INTO e FROM enrollments WHERE udid = p_udid AND identity_provisional FOR UPDATE;
+    IF NOT FOUND THEN
         RETURN;
     END IF;
     UPDATE enrollments SET identity_cert_sha256 = vouch_unbound_cert(),
         identity_provisional = false, identity_reason = 'identity_unproven',
-        session_started_at = NULL
+        provisional_until = NULL, session_started_at = NULL,
+        topic = coalesce(migrated_topic, topic),
+        push_token = migrated_push_token,
+        push_magic = migrated_push_magic,
+        unlock_token = migrated_unlock_token,
+        enabled = migrated_push_token IS NOT NULL,
+        checked_out_at = NULL,
+        token_dead_at = CASE WHEN push_token IS NOT DISTINCT FROM migrated_push_token
+                             THEN token_dead_at END
     WHERE udid = p_udid;
     DELETE FROM identity_certs WHERE sha256 = e.identity_cert_sha256 AND udid = p_udid;
-    INSERT INTO migration_refusals (udid, cert_sha256) VALUES (p_udid, e.identity_cert_sha256)
-    ON CONFLICT DO NOTHING;
+    IF p_ban THEN
+        INSERT INTO migration_refusals (udid, cert_sha256)
+        VALUES (p_udid, e.identity_cert_sha256)
+        ON CONFLICT DO NOTHING;
+    END IF;
     DELETE FROM command_queue WHERE udid = p_udid;
     UPDATE attestation_requests SET answered_at = vouch_now(), outcome = 'canceled'
     WHERE udid = p_udid AND answered_at IS NULL;
@@ -206,7 +271,29 @@ BEGIN
     PERFORM vouch_emit_device('identity.unproven', p_udid, jsonb_build_object(
         'reason', 'identity_unproven',
         'certificate_sha256', encode(e.identity_cert_sha256, 'hex'),
-        'attestation_status', p_status));
+        'attestation_status', p_status,
+        'attestation_reason', p_reason,
+        'banned', p_ban));
+END
+$$;
+
+-- The scheduler's housekeeping: provisional bindings past their deadline (provisional_until:
+-- answer_timeout after the claim, or after the request a cached answer put off) are released,
+-- however their requests ended (an Authenticate or a CheckOut plans none; a cancel could keep
+-- one going). Enrollment rows first, skipped when locked, as a device's request takes them.
+CREATE OR REPLACE FUNCTION vouch_migration_expire(p_limit integer) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    late text;
+BEGIN
+    FOR late IN
+        SELECT e.udid FROM enrollments e
+        WHERE e.identity_provisional AND e.provisional_until < vouch_now()
+        ORDER BY e.provisional_until LIMIT p_limit
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        PERFORM vouch_migration_release(late, false, 'none', 'provisional_expired');
+    END LOOP;
 END
 $$;
 
@@ -220,22 +307,17 @@ RETURNS void LANGUAGE sql AS $$
     ON CONFLICT (instance, topic) DO UPDATE SET updated_at = now();
 $$;
 
--- Whether some instance has a push certificate for the topic.
-CREATE OR REPLACE FUNCTION vouch_topic_installed(p_topic text) RETURNS boolean
-LANGUAGE sql STABLE AS $$
-    SELECT EXISTS (SELECT 1 FROM push_topics t WHERE t.topic = p_topic)
-$$;
-
 -- GET /v1/migration (docs/api.md): the migrated enrollments by the state of their identity,
 -- and the topics of enrollments no installed push certificate serves. p_on: migration = on.
 CREATE OR REPLACE FUNCTION vouch_migration_status(p_on boolean) RETURNS text
 LANGUAGE sql STABLE AS $$
-    WITH m AS (
-        SELECT e.identity_cert_sha256 <> vouch_unbound_cert() AS bound, e.identity_provisional,
+    WITH clock AS MATERIALIZED (SELECT vouch_now() AS now, vouch_unbound_cert() AS unbound),
+    m AS (
+        SELECT e.identity_cert_sha256 <> c.unbound AS bound, e.identity_provisional,
                e.identity_reason,
-               d.attestation_status = 'verified' AND d.attestation_expires_at > vouch_now()
+               d.attestation_status = 'verified' AND d.attestation_expires_at > c.now
                    AS attested
-        FROM enrollments e JOIN devices d ON d.udid = e.udid
+        FROM clock c, enrollments e JOIN devices d ON d.udid = e.udid
         WHERE e.migrated_at IS NOT NULL),
     counts AS (
         SELECT count(*) AS migrated,
@@ -246,10 +328,15 @@ LANGUAGE sql STABLE AS $$
                    AS attested,
                count(*) FILTER (WHERE NOT bound AND identity_reason IS NOT NULL) AS refused
         FROM m),
-    topics AS (
+    -- Each topic asked once, not each enrollment (a HAVING without an aggregate would be
+    -- evaluated per row: the planner moves it into the WHERE).
+    counted AS MATERIALIZED (
         SELECT e.topic, count(*) AS devices FROM enrollments e
-        WHERE e.enabled AND NOT vouch_topic_installed(e.topic)
-        GROUP BY e.topic)
+        WHERE e.enabled
+        GROUP BY e.topic),
+    topics AS (
+        SELECT c.topic, c.devices FROM counted c
+        WHERE vouch_push_topics_known() AND NOT vouch_topic_installed(c.topic))
     SELECT json_build_object(
         'migration', CASE WHEN p_on THEN 'on' ELSE 'off' END,
         'devices', (SELECT row_to_json(c) FROM counts c),

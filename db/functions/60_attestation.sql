@@ -150,7 +150,7 @@ BEGIN
     RETURNING id INTO new_id;
     IF EXISTS (SELECT 1 FROM enrollments e WHERE e.udid = p_udid AND e.identity_provisional) THEN
         -- A provisional identity gets no retry: an error or silence does not prove it.
-        PERFORM vouch_migration_settle(p_udid, 'error');
+        PERFORM vouch_migration_settle(p_udid, 'error', p_error, NULL);
         RETURN;
     END IF;
     IF give_up THEN
@@ -286,8 +286,8 @@ BEGIN
             PERFORM vouch_emit_device('attestation.' || v.status, p_udid, NULL);
         END IF;
     END IF;
-    -- A provisional (migrated) identity: proven by a verified verdict, released by any other.
-    PERFORM vouch_migration_settle(p_udid, v.status);
+    -- A provisional (migrated) identity: proven, kept provisional or released (45_migration.sql).
+    PERFORM vouch_migration_settle(p_udid, v.status, v.reason, v.generated_at);
     RETURN CASE WHEN answer IS NOT NULL THEN true END;
 END
 $$;

@@ -17,7 +17,8 @@ RETURNS void LANGUAGE sql AS $$
 $$;
 
 -- The housekeeping of a tick: requests unanswered for answer_timeout end as errors (retried,
--- then failed: no_answer), and verified verdicts past their expiry become 'expired'. Rows locked
+-- then failed: no_answer), provisional bindings past their deadline are released
+-- (vouch_migration_expire), and verified verdicts past their expiry become 'expired'. Rows locked
 -- elsewhere are skipped; the next tick takes them.
 CREATE OR REPLACE FUNCTION vouch_scheduler_housekeeping(p_limit integer) RETURNS void
 LANGUAGE plpgsql AS $$
@@ -26,16 +27,20 @@ DECLARE
     late record;
     expired text;
 BEGIN
+    -- The enrollment too: ending a provisional identity's request releases it, and a device's
+    -- request holds its enrollment before its device row. Skipped, never waited for.
     FOR late IN
         SELECT r.udid, r.command_uuid FROM attestation_requests r
         JOIN devices d ON d.udid = r.udid
+        JOIN enrollments e ON e.udid = r.udid
         WHERE r.answered_at IS NULL
           AND r.requested_at < clock - (SELECT answer_timeout FROM scheduler_policy)
         ORDER BY r.requested_at LIMIT p_limit
-        FOR UPDATE OF d SKIP LOCKED
+        FOR UPDATE OF e, d SKIP LOCKED
     LOOP
         PERFORM vouch_end_attestation_request(late.udid, late.command_uuid, 'error', 'NoAnswer');
     END LOOP;
+    PERFORM vouch_migration_expire(p_limit);
     FOR expired IN
         WITH due AS (
             SELECT d.udid FROM devices d

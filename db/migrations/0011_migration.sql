@@ -6,9 +6,11 @@
 --    The column stays NOT NULL: nothing can mistake "unbound" for "anybody".
 --  * migrated_at marks an enrollment /migration created; identity_provisional an identity bound
 --    by a migrated device's first signed request, until an attestation naming the migrated
---    device's UDID and serial verifies; identity_reason why a provisional binding was released.
+--    device's UDID and serial verifies (or provisional_until passes); identity_reason why a
+--    provisional binding was released; migrated_* the push credentials /migration brought.
 --  * migration_refusals remembers each certificate whose provisional binding of a UDID was
---    released: it never binds that UDID provisionally again.
+--    released because its answer named another device or none: it never binds that UDID
+--    provisionally again.
 --  * push_topics: the topic of the push certificate each vouchd instance has installed (written
 --    at start, at SIGHUP and by PUT /v1/pushcert), so that the database can tell an enrollment
 --    whose topic no instance can push ("no_certificate").
@@ -18,7 +20,17 @@
 ALTER TABLE enrollments
     ADD COLUMN migrated_at timestamptz,
     ADD COLUMN identity_provisional boolean NOT NULL DEFAULT false,
-    ADD COLUMN identity_reason text;
+    ADD COLUMN identity_reason text,
+    -- A provisional binding ends by this time, whatever its requests became.
+    ADD COLUMN provisional_until timestamptz,
+    -- What /migration brought, put back when a provisional binding is released: a claimant's
+    -- TokenUpdate must not leave the real device unreachable.
+    ADD COLUMN migrated_topic text,
+    ADD COLUMN migrated_push_token bytea,
+    ADD COLUMN migrated_push_magic text,
+    ADD COLUMN migrated_unlock_token bytea;
+CREATE INDEX enrollments_provisional ON enrollments (provisional_until)
+    WHERE identity_provisional;
 -- GET /v1/migration counts migrated enrollments: a few among many, or all of them.
 CREATE INDEX enrollments_migrated ON enrollments (udid) WHERE migrated_at IS NOT NULL;
 

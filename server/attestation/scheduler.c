@@ -19,8 +19,11 @@
 #define RETRY_S 5           /* after a failed tick, or while the rate budget is spent */
 #define INFO_LIMIT_FACTOR 4 /* light queries per tick: this times scheduler_batch */
 #define NOTIFY_CHANNEL "vouch_scheduler"
+/* A NOTIFY waits this long for those that follow it: a burst (a migrated fleet's first
+ * check-ins, each planning a request at once) makes one tick, not one per device. */
+#define NOTIFY_GATHER_S 0.1
 
-static const char *const reasons[] = {"os_change", "random", "max_age", "retry"};
+static const char *const reasons[] = {"os_change", "random", "max_age", "retry", "migration"};
 #define REASON_COUNT (sizeof(reasons) / sizeof(reasons[0]))
 
 struct scheduler {
@@ -28,6 +31,7 @@ struct scheduler {
     struct event timer;
     bool busy;  /* a query of this module is out */
     bool again; /* woken while busy: look once more afterwards */
+    bool gathering; /* the timer fires within NOTIFY_GATHER_S for a NOTIFY */
     struct timespec tick_started;
     /* figures */
     uint64_t ticks, failed_ticks, info_queries;
@@ -46,21 +50,26 @@ static void sleep_for(struct scheduler *s, double seconds)
     struct timeval tv = {(time_t)seconds, (suseconds_t)((seconds - (double)(time_t)seconds) * 1e6)};
     evtimer_del(&s->timer);
     evtimer_add(&s->timer, &tv);
+    s->gathering = false;
 }
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-    look(arg);
+    struct scheduler *s = arg;
+    s->gathering = false;
+    look(s);
 }
 
 /* The database says something may be due now (or the listener came back up). */
 static void notified(void *arg)
 {
     struct scheduler *s = arg;
-    if (s->busy)
+    if (s->busy) {
         s->again = true;
-    else
-        sleep_for(s, 0);
+    } else if (!s->gathering) {
+        sleep_for(s, NOTIFY_GATHER_S);
+        s->gathering = true;
+    }
 }
 
 static void failed(struct scheduler *s, const char *what, enum db_outcome outcome)
@@ -118,11 +127,16 @@ static void tick_done(void *arg, enum db_outcome outcome, const PGresult *res)
     free(udids);
     s->busy = false;
     /* Claimed nothing although work was due: another instance holds it. Look again shortly
-     * rather than spin; otherwise look again now, for what the batch could not take. */
-    if (count == 0)
+     * rather than spin. A full batch: look again now, for what it could not take. Less: what
+     * falls due now trickles in (a fleet's first check-ins), so gather it as a NOTIFY does. */
+    if (count == 0) {
         sleep_for(s, 1);
-    else
+    } else if (attest >= s->srv->cfg->scheduler_batch) {
         look(s);
+    } else {
+        sleep_for(s, NOTIFY_GATHER_S);
+        s->gathering = true;
+    }
 }
 
 /* The light query: what OS the device runs now, without an attestation. */

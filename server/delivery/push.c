@@ -15,6 +15,9 @@
 #include "queries_push.h"
 #include "vouchd.h"
 
+/* The part of a UDID a log line shows (sanitized: it came from a request). */
+#define PUSH_LOG_ID_MAX 128
+
 #define BUCKETS 4096
 #define RESULT_BATCH 2000             /* answers per statement */
 #define RESULT_BACKLOG_MAX (1u << 20) /* answers waiting for the database, at most */
@@ -381,9 +384,12 @@ static void apns_done(void *arg, const struct apns_response *r)
     } else if (r->outcome == APNS_DELIVERED) {
         ps->certificate_refused = false;
     }
-    if (r->outcome != APNS_DELIVERED)
-        log_info("push to %s: %s (%d %s) after %u attempt(s)", e->udid,
+    if (r->outcome != APNS_DELIVERED) {
+        char id[PUSH_LOG_ID_MAX + 1];
+        log_info("push to %s: %s (%d %s) after %u attempt(s)",
+                 log_sanitize(e->udid, strlen(e->udid), id, sizeof(id)),
                  apns_outcome_name(r->outcome), r->http_status, r->reason, r->attempts);
+    }
     record_result(ps, e, r);
     entry_finish(ps, e, apns_outcome_name(r->outcome),
                  r->outcome == APNS_DELIVERED ? r->apns_id : r->reason);
@@ -411,11 +417,11 @@ static void targets_found(void *arg, enum db_outcome outcome, const PGresult *re
             if (e == NULL || e->sent)
                 continue;
             if (cert != NULL && strcmp(topic, cert->topic) != 0) {
-                char shown[APNS_TOPIC_MAX + 1];
+                char shown[APNS_TOPIC_MAX + 1], id[PUSH_LOG_ID_MAX + 1];
                 log_warn("push to %s: no push certificate for its topic %s (vouchd pushes for "
                          "%s): not sent",
-                         e->udid, log_sanitize(topic, strlen(topic), shown, sizeof(shown)),
-                         cert->topic);
+                         log_sanitize(e->udid, strlen(e->udid), id, sizeof(id)),
+                         log_sanitize(topic, strlen(topic), shown, sizeof(shown)), cert->topic);
                 e->no_certificate = true;
                 continue;
             }

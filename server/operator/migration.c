@@ -3,6 +3,7 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <plist/plist.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +14,6 @@
 #include "log.h"
 #include "mdm_message.h"
 #include "metrics.h"
-#include "migration_plist.h"
 #include "queries_migration.h"
 #include "tokens.h"
 #include "vouchd.h"
@@ -22,7 +22,6 @@ struct migration_request {
     struct vouchd *srv;
     struct evhttp_request *req;
     struct mdm_message msg;
-    char *xml; /* the body as XML when it came binary */
 };
 
 /* The refusals of /migration, each counted as migration_REASON (a counter's label is a static
@@ -35,7 +34,33 @@ static const char *const refusals[][2] = {
     {"no_authenticate", "migration_no_authenticate"},
     {"already_enrolled", "migration_already_enrolled"},
     {"too_large", "migration_too_large"},
+    {"binary_plist", "migration_binary_plist"},
+    {"user_channel", "migration_user_channel"},
 };
+
+/* A binary plist's magic. Devices send check-ins as XML, NanoMDM keeps them as they came and
+ * nano2nano sends them as it keeps them: a binary body is no captured check-in. It is refused
+ * unparsed, because libplist 2.2's binary reader copies a shared object again at each reference
+ * (a 1 KiB bplist can become a gigabyte), and this runs on the event loop. */
+static const char bplist_magic[] = "bplist";
+
+/* The keys of a user channel's check-in (MDM protocol: UserID, UserShortName, UserLongName on
+ * macOS; EnrollmentUserID under User Enrollment). Vouch has no user channel: such a TokenUpdate
+ * carries the user channel's token and PushMagic, never the device's. */
+static const char *const user_channel_keys[] = {"UserID", "EnrollmentUserID", "UserShortName",
+                                                "UserLongName"};
+
+/* The first user-channel key of a parsed check-in's dict, or NULL. */
+static const char *user_channel_key(const struct mdm_message *m)
+{
+    if (m->plist == NULL || plist_get_node_type((plist_t)m->plist) != PLIST_DICT)
+        return NULL;
+    for (size_t i = 0; i < sizeof(user_channel_keys) / sizeof(user_channel_keys[0]); i++) {
+        if (plist_dict_get_item((plist_t)m->plist, user_channel_keys[i]) != NULL)
+            return user_channel_keys[i];
+    }
+    return NULL;
+}
 
 /* A refusal: its counter, a log line, and the reason as the body (reason: one of refusals[], or
  * another static string counted as it is). */
@@ -61,7 +86,6 @@ static void migration_request_free(struct migration_request *mr)
 {
     mr->srv->inflight--;
     mdm_message_clear(&mr->msg);
-    free(mr->xml);
     free(mr);
 }
 
@@ -162,6 +186,12 @@ static void handle_migration(struct vouchd *srv, struct evhttp_request *req, con
         refuse(req, 413, "too_large", NULL, NULL);
         return;
     }
+    char magic[sizeof(bplist_magic) - 1];
+    if (evbuffer_copyout(in, magic, sizeof(magic)) == (ev_ssize_t)sizeof(magic) &&
+        memcmp(magic, bplist_magic, sizeof(magic)) == 0) {
+        refuse(req, 400, "binary_plist", NULL, "send the check-in as XML, as the device sent it");
+        return;
+    }
     const char *body = (const char *)evbuffer_pullup(in, -1);
     struct migration_request *mr = calloc(1, sizeof(*mr));
     if (body == NULL || mr == NULL) {
@@ -172,19 +202,9 @@ static void handle_migration(struct vouchd *srv, struct evhttp_request *req, con
     mr->srv = srv;
     mr->req = req;
     srv->inflight++;
-    const char *xml = body;
-    size_t xml_len = len;
-    if (migration_plist_is_binary(body, len)) {
-        if (!migration_plist_to_xml(body, len, &mr->xml, &xml_len)) {
-            refuse(req, 400, "malformed", NULL, "a binary plist that does not parse");
-            migration_request_free(mr);
-            return;
-        }
-        xml = mr->xml;
-    }
     const char *field = NULL;
     enum mdm_parse_error perr =
-        mdm_message_parse(xml, xml_len, MDM_CHANNEL_CHECKIN, &mr->msg, &field);
+        mdm_message_parse(body, len, MDM_CHANNEL_CHECKIN, &mr->msg, &field);
     if (perr != MDM_PARSE_OK) {
         char detail[96];
         snprintf(detail, sizeof(detail), "%s%s%s", mdm_parse_error_name(perr), field ? " " : "",
@@ -196,6 +216,15 @@ static void handle_migration(struct vouchd *srv, struct evhttp_request *req, con
     const struct mdm_message *m = &mr->msg;
     if (m->kind != MDM_AUTHENTICATE && m->kind != MDM_TOKEN_UPDATE) {
         refuse(req, 400, "unsupported_message_type", m->udid, m->message_type);
+        migration_request_free(mr);
+        return;
+    }
+    const char *user_key = user_channel_key(m);
+    if (user_key != NULL) {
+        char detail[96];
+        snprintf(detail, sizeof(detail), "%s with %s: a user channel's, not the device's",
+                 m->message_type, user_key);
+        refuse(req, 400, "user_channel", m->udid, detail);
         migration_request_free(mr);
         return;
     }

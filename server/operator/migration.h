@@ -2,12 +2,14 @@
  * migration: NanoMDM's /migration (enrollments moved in from NanoMDM or MicroMDM by nano2nano
  * or llorne) and GET /v1/migration, how far the migrated fleet has come (docs/api.md).
  *
- * PUT (or POST) /migration takes one raw Authenticate or TokenUpdate check-in plist, XML or
- * binary, from an admin-scoped caller (HTTP Basic nanomdm:TOKEN as nano2nano sends it, or
- * Bearer), and writes the device and its migrated enrollment without a device certificate in
- * one transaction (vouch_migrate, db/functions/45_migration.sql); 200 only after the commit.
- * The route exists only with migration = on. The migrated identity is proven later, by the
- * device's first signed request and an attestation (docs/protocol.md, "Binding").
+ * PUT (or POST) /migration takes one raw Authenticate or TokenUpdate check-in plist of a device
+ * channel, XML as devices send it (a binary plist is refused unparsed, 400 binary_plist; a user
+ * channel's, 400 user_channel), from an admin-scoped caller (HTTP Basic nanomdm:TOKEN as
+ * nano2nano sends it, or Bearer), and writes the device and its migrated enrollment without a
+ * device certificate in one transaction (vouch_migrate, db/functions/45_migration.sql); 200
+ * only after the commit. The route exists only with migration = on. The migrated identity is
+ * proven later, by the device's first signed request and an attestation (docs/protocol.md,
+ * "Binding").
  *
  * migration_note_push_topics() writes the push certificate's topic of this instance where SQL
  * sees it (push_topics), so that the device object and GET /v1/migration can say which

@@ -11,7 +11,7 @@
 #   --keep-corpus   add what the run found to tests/fuzz/corpus/<target> (merged, minimal);
 #                   without it the seeds are copied and the repository is left untouched
 #   TARGET          json, mdm_message, command, config, identity, attest, jws, attobj, policy,
-#                   profile, plist_json, pushcert, apns, p384, migration_plist (default all)
+#                   profile, plist_json, pushcert, apns, p384 (default all)
 # Ends with one line "fuzz: N passed, N failed". Builds into build-fuzz/ (clang) when needed.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -31,7 +31,7 @@ while [ $# -gt 0 ]; do
         *) targets+=("$1"); shift ;;
     esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(json mdm_message command config identity attest jws attobj policy profile plist_json pushcert apns p384 migration_plist)
+[ ${#targets[@]} -gt 0 ] || targets=(json mdm_message command config identity attest jws attobj policy profile plist_json pushcert apns p384)
 
 if [ ! -f "$build/build.ninja" ]; then
     CC=clang meson setup "$build" -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \

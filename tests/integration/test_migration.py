@@ -110,10 +110,9 @@ class MigrationRouteTest(MigrationCase):
         self.assertEqual(self.events(dev.udid, "mdm.Authenticate"), 1)
         self.assertEqual(self.events(dev.udid, "mdm.TokenUpdate"), 1)
 
-    def test_binary_plist_and_post_and_bearer(self):
+    def test_post_and_bearer(self):
         dev = self.new_device()
-        r = self.migrate(plistlib.dumps(dev.authenticate_message(), fmt=plistlib.FMT_BINARY),
-                         method="POST")
+        r = self.migrate(plistlib.dumps(dev.authenticate_message()), method="POST")
         self.assertEqual(r.status, 200, r)
         r = self.vouchd.request("PUT", "/migration",
                                 body=plistlib.dumps(dev.token_update_message()),
@@ -142,7 +141,11 @@ class MigrationRouteTest(MigrationCase):
              "unsupported_message_type"),
             ("not a plist", b"{\"MessageType\": \"Authenticate\"}", 400, "malformed"),
             ("a truncated plist", plistlib.dumps(auth)[:-20], 400, "malformed"),
-            ("a broken binary plist", b"bplist00" + b"\x00" * 40, 400, "malformed"),
+            ("a binary plist", plistlib.dumps(auth, fmt=plistlib.FMT_BINARY), 400,
+             "binary_plist"),
+            ("a user channel's TokenUpdate",
+             plistlib.dumps(dict(dev.token_update_message(), UserID="U-1")), 400,
+             "user_channel"),
             ("an empty body", b"", 400, "malformed"),
             ("no UDID", plistlib.dumps({k: v for k, v in auth.items() if k != "UDID"}), 400,
              "missing_field"),
@@ -361,7 +364,7 @@ class MigrationBindingTest(MigrationBindingCase):
 
     def test_an_authenticate_binds_provisionally_too(self):
         """A migrated device enrolling again (its profile installed anew) is still proven by
-        its attestation: the enrollment's own request, reason enrollment."""
+        its attestation: the claim's request, reason migration."""
         dev = self.iphone()
         self.migrate_device(dev)
         self.assertEqual(dev.authenticate(path=MDM).status, 200)
@@ -427,12 +430,159 @@ class MigrationBindingTest(MigrationBindingCase):
         obj = self.identity(dev.udid)
         self.assertEqual((obj["identity"]["bound"], obj["attestation"]["status"]),
                          (False, "none"), obj)
-        # The late answer proves nothing now.
+        # Silence proves nothing, but bans nobody: an iPad back from a weekend in a drawer.
+        # Its late answer first claims the UDID again (a new generation) and proves nothing.
         chain = self.pki.chain(nonce=_nonce, serial=dev.serial, udid=dev.udid,
                                os_version=dev.os_version, **LEAF)
-        self.assertEqual(self.answer(dev, cu, chain).status, 403)
-        self.assertNotEqual(self.identity(dev.udid)["attestation"]["status"], "verified")
+        self.assertEqual(self.answer(dev, cu, chain).status, 200)
+        obj = self.identity(dev.udid)
+        self.assertEqual((obj["identity"]["bound"], obj["identity"]["provisional"]),
+                         (True, True), obj)
+        self.assertNotEqual(obj["attestation"]["status"], "verified", obj)
+        # The new generation's own request, answered, proves it.
+        cu2, nonce2 = self.take_request(dev, "the request after the release")
+        self.assertNotEqual(cu2, cu)
+        chain = self.pki.chain(nonce=nonce2, serial=dev.serial, udid=dev.udid,
+                               os_version=dev.os_version, **LEAF)
+        self.assertEqual(self.answer(dev, cu2, chain).status, 200)
+        obj = self.identity(dev.udid)
+        self.assertEqual((obj["identity"]["bound"], obj["identity"]["provisional"],
+                          obj["attestation"]["status"]), (True, False, "verified"), obj)
 
+    def test_an_error_answer_releases_without_a_ban(self):
+        dev = self.iphone()
+        self.migrate_device(dev)
+        self.assertEqual(dev.idle(path=MDM).status, 200)
+        cu, _nonce = self.take_request(dev, "the request answered with an error")
+        r = dev.report("Error", cu, _opts={"path": MDM},
+                       ErrorChain=[{"ErrorCode": 12021, "ErrorDomain": "MCMDMErrorDomain"}])
+        self.assertEqual(r.status, 200, r)
+        obj = self.identity(dev.udid)
+        self.assertEqual((obj["identity"]["bound"], obj["identity"]["reason"]),
+                         (False, "identity_unproven"), obj)
+        self.assertEqual(self.events(dev.udid, "identity.unproven"), 1)
+        # Its certificate may claim it again, and prove it.
+        self.prove(dev, "after the error")
+        obj = self.identity(dev.udid)
+        self.assertEqual((obj["identity"]["bound"], obj["identity"]["provisional"],
+                          obj["attestation"]["status"]), (True, False, "verified"), obj)
+
+    def test_a_cached_attestation_keeps_it_provisional_until_apple_makes_a_new_one(self):
+        """Apple makes one attestation a week: a device attested by its old server within the
+        week answers with that one, for another nonce. Proof of nothing, refusal of nothing:
+        still provisional, asked again once the week is over."""
+        dev = self.iphone()
+        self.migrate_device(dev)
+        self.assertEqual(dev.idle(path=MDM).status, 200)
+        cu, _nonce = self.take_request(dev, "the request answered from Apple's cache")
+        chain = self.pki.chain(nonce=secrets.token_bytes(32), serial=dev.serial,
+                               udid=dev.udid, os_version=dev.os_version, **LEAF)
+        self.assertEqual(self.answer(dev, cu, chain).status, 200)
+        obj = self.identity(dev.udid)
+        self.assertEqual(obj["attestation"]["status"], "failed", obj)
+        self.assertEqual(obj["attestation"]["reason"], "nonce_mismatch", obj)
+        self.assertEqual((obj["identity"]["bound"], obj["identity"]["provisional"],
+                          obj["identity"]["reason"]), (True, True, None), obj)
+        self.assertEqual(self.events(dev.udid, "identity.unproven"), 0)
+        due = self.psql(f"SELECT attestation_due_reason, attestation_due_at - vouch_now() "
+                        f"> interval '6 days' FROM devices WHERE udid = '{dev.udid}'").strip()
+        self.assertEqual(due, "migration|t")
+        trust = self.trust("enrolled", {"udid": dev.udid})
+        self.assertEqual(trust["decision"], "deny", trust)
+        self.assertIn("identity_provisional", trust["reasons"], trust)
+
+    def enrollment(self, udid):
+        """(push token hex, PushMagic, enabled, serial) as stored."""
+        return tuple(self.psql(
+            f"SELECT encode(e.push_token, 'hex'), e.push_magic, e.enabled, d.serial_number "
+            f"FROM enrollments e JOIN devices d USING (udid) WHERE udid = '{udid}'"
+        ).strip().split("|"))
+
+    def expire_claim(self):
+        """Moves the test clock past answer_timeout, until the housekeeping ran."""
+        self.psql("UPDATE vouch_clock SET skew = skew + interval '25 hours'; "
+                  "NOTIFY vouch_scheduler;")
+
+    def test_a_claimant_changes_nothing_of_the_migrated_record_and_its_claim_ends(self):
+        """An impostor's Authenticate binds provisionally but plans nothing, and its serial, its
+        TokenUpdate's token and its CheckOut change nothing the real device needs; the claim
+        ends at its deadline whatever happened, and the real device proves itself after it."""
+        dev = self.iphone()
+        self.migrate_device(dev)
+        migrated = self.enrollment(dev.udid)
+        self.assertEqual(migrated, (dev.token.hex(), dev.push_magic, "t", dev.serial))
+        impostor = self.iphone(udid=dev.udid, serial="BOGUS" + secrets.token_hex(4).upper())
+        self.assertEqual(impostor.authenticate(path=MDM).status, 200)
+        self.assertEqual(impostor.token_update(path=MDM).status, 200)
+        obj = self.identity(dev.udid)
+        self.assertEqual((obj["identity"]["bound"], obj["identity"]["provisional"]),
+                         (True, True), obj)
+        self.assertIsNotNone(obj["identity"]["provisional_until"], obj)
+        token, magic, enabled, serial = self.enrollment(dev.udid)
+        self.assertEqual((serial, enabled), (dev.serial, "t"))  # the migrated serial stays
+        self.assertEqual((token, magic), (impostor.token.hex(), impostor.push_magic))
+        self.assertEqual(self.events(dev.udid, "mdm.Authenticate"), 1)  # /migration's only
+        self.assertEqual(self.events(dev.udid, "mdm.TokenUpdate"), 1)
+        self.assertEqual(dev.idle(path=MDM).status, 403)  # while provisional
+        try:
+            self.expire_claim()
+            wait_for(lambda: self.identity(dev.udid)["identity"]["reason"] == "identity_unproven",
+                     timeout=30, what="the claim past its deadline released")
+        finally:
+            self.psql("UPDATE vouch_clock SET skew = interval '0'")
+        # /migration's push credentials are back: the real device can be woken.
+        self.assertEqual(self.enrollment(dev.udid), migrated)
+        # Not banned (it did not attest another device): it may claim again, and is refused
+        # again only by its answer. The real device, first this time, proves itself.
+        self.prove(dev, "the real device after the impostor's claim ended")
+        obj = self.identity(dev.udid)
+        self.assertEqual((obj["identity"]["bound"], obj["identity"]["provisional"],
+                          obj["attestation"]["status"]), (True, False, "verified"), obj)
+
+    def test_a_provisional_checkout_releases_and_leaves_the_enrollment_on(self):
+        dev = self.iphone()
+        self.migrate_device(dev)
+        migrated = self.enrollment(dev.udid)
+        impostor = self.iphone(udid=dev.udid)
+        self.assertEqual(impostor.idle(path=MDM).status, 200)
+        self.assertEqual(impostor.checkout(path=MDM).status, 200)
+        obj = self.identity(dev.udid)
+        self.assertEqual((obj["identity"]["bound"], obj["identity"]["reason"], obj["enrolled"]),
+                         (False, "identity_unproven", True), obj)
+        self.assertEqual(self.enrollment(dev.udid), migrated)
+        self.prove(dev, "the real device after the checkout")
+
+    def test_a_device_that_cannot_attest_is_let_re_enroll_by_the_operator(self):
+        """It cannot prove a migrated identity: released, its certificate refused. The operator
+        lets it re-enroll in person (allow-reenroll): it stops being migrated and its next
+        Authenticate, with a new certificate, binds as any enrollment's does."""
+        old = dict(model="iPhone9,3", product_name="iPhone9,3", os_version="15.8")
+        dev = self.iphone(**old)
+        self.migrate_device(dev)
+        self.assertEqual(dev.idle(path=MDM).status, 200)
+        cu, _ = self.take_request(dev, "an iPhone 7's request")
+        r = dev.report("Acknowledged", cu, _opts={"path": MDM},
+                       QueryResponses={"UDID": dev.udid, "SerialNumber": dev.serial,
+                                       "OSVersion": dev.os_version, "ProductName": "iPhone9,3"})
+        self.assertEqual(r.status, 200, r)
+        obj = self.identity(dev.udid)
+        self.assertEqual((obj["identity"]["bound"], obj["identity"]["reason"]),
+                         (False, "identity_unproven"), obj)
+        self.assertEqual(dev.idle(path=MDM).status, 403)  # refused for good
+        refused = self.status()["devices"]["refused"]
+        r = self.vouchd.admin("POST", f"/v1/devices/{dev.udid}/allow-reenroll")
+        self.assertStatus(r, 200, "allow-reenroll")
+        obj = self.identity(dev.udid)
+        self.assertEqual((obj["identity"]["kind"], obj["identity"]["certificate_sha256"]),
+                         ("scep", None), obj)
+        self.assertEqual(self.status()["devices"]["refused"], refused - 1)
+        again = self.iphone(udid=dev.udid, serial=dev.serial, **old)  # a new profile, a new key
+        self.assertEqual(again.authenticate(path=MDM).status, 200)
+        self.assertEqual(again.token_update(path=MDM).status, 200)
+        obj = self.identity(dev.udid)
+        self.assertEqual((obj["identity"]["kind"], obj["identity"]["certificate_sha256"],
+                          obj["enrolled"]), ("scep", cert_sha256(again.cert).hex(), True), obj)
+        self.assertEqual(again.idle(path=MDM).status, 200)
 
 FLEET = 1000
 THREADS = 8
@@ -490,6 +640,11 @@ class MigrationFleetTest(MigrationBindingCase):
         st = self.status()["devices"]
         self.assertEqual(st, {"migrated": FLEET, "waiting": 0, "provisional": 0, "bound": FLEET,
                               "attested": FLEET, "refused": 0}, st)
+        # The scheduler made them, and says so by reason.
+        asked = [line for line in self.vouchd.metrics().text().splitlines()
+                 if line.startswith('vouch_scheduler_requests_total{reason="migration"}')]
+        self.assertEqual(len(asked), 1, asked)
+        self.assertGreaterEqual(float(asked[0].split()[-1]), FLEET, asked)
         # Each device object says so, bound to its own certificate.
         rows = self.psql("SELECT e.udid, encode(e.identity_cert_sha256, 'hex'), "
                          "e.identity_provisional, d.attestation_status FROM enrollments e "

@@ -11,8 +11,15 @@ per enrollment holding Authenticate.plist and TokenUpdate.plist. What is checked
     no_authenticate): exit 1, the file named with its status and reason, the others accepted; a
     file that is no plist and one over 1 MiB are refused without being sent;
   * a TokenUpdate named before its Authenticate on the command line is still sent after it;
-  * binary plists are sent as they are;
+  * a binary plist is refused without being sent (and never parsed: a 1 KiB one can become a
+    gigabyte in libplist 2.2);
   * a plist of another message type is skipped (exit 0 when nothing was refused);
+  * a real NanoMDM file storage (storage/file: Queue, QueueDone, QueueNotNow, QueueInactive
+    command files and *.result.plist results, a user channel's enrollment folder "UDID:UserID",
+    push certificate files, SubEnrollments, tallies): its devices are all accepted, the command
+    files are not read, the user channels' TokenUpdates and plists without a MessageType are
+    skipped, exit 0, and the device keeps its own token and PushMagic;
+  * `--dry-run` exits 1 when a file would be refused, 0 otherwise;
   * a wrong token: every file refused with HTTP 401 and the hint about the token;
   * `migrate status` and `--json` print GET /v1/migration's figures; `--watch` off a terminal
     prints a line per look and, interrupted (SIGINT), the figures and exit 1;
@@ -32,11 +39,13 @@ import signal
 import subprocess
 import tempfile
 import time
+import uuid
 
 from harness import VOUCHCTL, VouchTestCase, clean_env, suite, vouch_sim, vouchctl, wait_for
 
 TOPIC = "com.apple.mgmt.External.e0bd1eac-1f17-4c8e-8a63-dd17d3dd35d9"
 FLEET = 12
+USER_ID = "5DF1182E-C70B-4A3A-BADC-DD3E775040FB"
 
 
 def authenticate(udid, serial, product="iPad8,1", os_version="17.4"):
@@ -68,18 +77,16 @@ class VouchctlMigrateTest(VouchTestCase):
             plistlib.dump(value, f, fmt=fmt)
         return path
 
-    def write_fleet(self, n, binary_every=0):
+    def write_fleet(self, n):
         """A NanoMDM file-storage folder of n devices: {udid: (serial, token)}, folder."""
         root = self.tmpdir()
         fleet = {}
         for i in range(n):
             udid, serial, token = new_udid(), f"MIG{os.urandom(4).hex().upper()}", os.urandom(32)
-            fmt = plistlib.FMT_BINARY if binary_every and i % binary_every == 0 \
-                else plistlib.FMT_XML
             self.write_plist(os.path.join(root, udid, "Authenticate.plist"),
-                             authenticate(udid, serial), fmt)
+                             authenticate(udid, serial))
             self.write_plist(os.path.join(root, udid, "TokenUpdate.plist"),
-                             token_update(udid, token), fmt)
+                             token_update(udid, token))
             fleet[udid] = (serial, token)
         return fleet, root
 
@@ -114,7 +121,7 @@ class VouchctlMigrateTest(VouchTestCase):
     # -- the tests ------------------------------------------------------------------------
     def test_1_a_folder_twice(self):
         before = self.migration_figures()["devices"]["migrated"]
-        fleet, root = self.write_fleet(FLEET, binary_every=4)
+        fleet, root = self.write_fleet(FLEET)
         p = self.migrate(root)
         self.assertEqual(self.summary(p), (2 * FLEET, 0, 0), p.stdout)
         self.assertNotIn("refused ", p.stdout)
@@ -182,7 +189,7 @@ class VouchctlMigrateTest(VouchTestCase):
         tu = self.write_plist(os.path.join(d, "a-token.plist"),
                               token_update(udid, os.urandom(32)))
         auth = self.write_plist(os.path.join(d, "b-auth.plist"),
-                                authenticate(udid, "MIGORDER"), plistlib.FMT_BINARY)
+                                authenticate(udid, "MIGORDER"))
         p = self.migrate("--dry-run", tu, auth)
         lines = [line for line in p.stdout.splitlines() if line.startswith("would send")]
         self.assertEqual(len(lines), 2, p.stdout)
@@ -201,6 +208,116 @@ class VouchctlMigrateTest(VouchTestCase):
         p = self.migrate(d)
         self.assertEqual(self.summary(p), (0, 0, 1), p.stdout)
         self.assertRegex(p.stdout, rf"(?m)^skipped {re.escape(path)}: ")
+
+    def test_4a_binary_refused_unparsed(self):
+        d = self.tmpdir()
+        udid = new_udid()
+        path = self.write_plist(os.path.join(d, udid, "Authenticate.plist"),
+                                authenticate(udid, "MIGBIN"), plistlib.FMT_BINARY)
+        # libplist 2.2 would copy the 1 KiB string once per path to it: 16^5 times.
+        node = "x" * 1024
+        for _ in range(5):
+            node = [node] * 16
+        bomb = self.write_plist(os.path.join(d, "bomb.plist"),
+                                dict(authenticate(new_udid(), "MIGBOMB"), Padding=node),
+                                plistlib.FMT_BINARY)
+        self.assertLess(os.path.getsize(bomb), 2048)
+        started = time.monotonic()
+        p = self.migrate(d, expect=1)
+        self.assertLess(time.monotonic() - started, 30, "a binary plist was parsed")
+        self.assertEqual(self.summary(p), (0, 2, 0), p.stdout)
+        for f in (path, bomb):
+            self.assertRegex(p.stdout, rf"(?m)^refused {re.escape(f)}: binary plist: convert it "
+                                       r"with plutil -convert xml1$")
+        self.assertEqual(self.vouchd.device(udid).status, 404, "a binary plist was sent")
+
+    def write_nanomdm_storage(self, n):
+        """A folder as NanoMDM's file storage keeps it (storage/file/file.go, queue.go): per
+        device UDID/ with Authenticate.plist, TokenUpdate.plist, their tally, serial, identity
+        and unlock token, its command queues (Queue, QueueDone, QueueNotNow, QueueInactive: a
+        command UUID.plist each, UUID.result.plist the device's answer) and SubEnrollments/; per
+        user channel UDID:UserID/ with its TokenUpdate.plist and UserAuthenticate.plist; the
+        push certificate as TOPIC.pem / TOPIC.key at the top. {udid: token}, folder."""
+        root = self.tmpdir()
+        fleet = {}
+
+        def write(path, data):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(data)
+
+        for i in range(n):
+            udid, token = new_udid(), os.urandom(32)
+            dev = os.path.join(root, udid)
+            self.write_plist(os.path.join(dev, "Authenticate.plist"),
+                             authenticate(udid, f"MIGFS{i:03d}"))
+            self.write_plist(os.path.join(dev, "TokenUpdate.plist"), token_update(udid, token))
+            write(os.path.join(dev, "TokenUpdate.tally.txt"), b"3")
+            write(os.path.join(dev, "SerialNumber.txt"), f"MIGFS{i:03d}".encode())
+            write(os.path.join(dev, "Identity.pem"), b"-----BEGIN CERTIFICATE-----\n")
+            write(os.path.join(dev, "UnlockToken.dat"), os.urandom(64))
+            for queue in ("Queue", "QueueDone", "QueueNotNow", "QueueInactive"):
+                cu = str(uuid.uuid4()).upper()
+                self.write_plist(os.path.join(dev, queue, cu + ".plist"),
+                                 {"CommandUUID": cu,
+                                  "Command": {"RequestType": "DeviceInformation",
+                                              "Queries": ["OSVersion"]}})
+                if queue in ("QueueDone", "QueueNotNow"):
+                    status = "Acknowledged" if queue == "QueueDone" else "NotNow"
+                    self.write_plist(os.path.join(dev, queue, cu + ".result.plist"),
+                                     {"CommandUUID": cu, "Status": status, "UDID": udid})
+            user = f"{udid}:{USER_ID}"
+            write(os.path.join(dev, "SubEnrollments", user), b"")
+            self.write_plist(os.path.join(root, user, "TokenUpdate.plist"),
+                             dict(token_update(udid, os.urandom(32)), UserID=USER_ID,
+                                  UserShortName="user", UserLongName="A User",
+                                  PushMagic="AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE"))
+            write(os.path.join(root, user, "TokenUpdate.tally.txt"), b"1")
+            fleet[udid] = token
+        self.write_plist(os.path.join(root, udid + ":" + USER_ID, "UserAuthenticate.plist"),
+                         {"MessageType": "UserAuthenticate", "UDID": udid, "UserID": USER_ID,
+                          "UserShortName": "user", "UserLongName": "A User"})
+        write(os.path.join(root, TOPIC + ".pem"), b"-----BEGIN CERTIFICATE-----\n")
+        write(os.path.join(root, TOPIC + ".key"), b"-----BEGIN RSA PRIVATE KEY-----\n")
+        return fleet, root
+
+    def test_4b_a_nanomdm_file_storage(self):
+        n = 3
+        fleet, root = self.write_nanomdm_storage(n)
+        stray = self.write_plist(os.path.join(root, "Info.plist"), {"CFBundleName": "x"})
+        p = self.migrate("--dry-run", root)
+        self.assertNotIn("Queue", p.stdout)
+        self.assertNotIn(".result.plist", p.stdout)
+        self.assertEqual(len(re.findall(r"(?m)^would send ", p.stdout)), 2 * n, p.stdout)
+
+        p = self.migrate(root)
+        # Skipped: each user channel's TokenUpdate, the UserAuthenticate, the plist without a
+        # MessageType; the command files and results are not even listed.
+        self.assertEqual(self.summary(p), (2 * n, 0, n + 2), p.stdout)
+        self.assertNotIn("Queue", p.stdout)
+        self.assertNotIn("result", p.stdout)
+        self.assertEqual(len(re.findall(r"(?m)^skipped .*:[0-9A-F-]+/TokenUpdate\.plist: a user "
+                                        r"channel's TokenUpdate \(UserID\): Vouch has no user "
+                                        r"channel$", p.stdout)), n, p.stdout)
+        self.assertRegex(p.stdout, rf"(?m)^skipped {re.escape(stray)}: no MessageType")
+        for udid, token in fleet.items():
+            self.assertEqual(self.device_json(udid)["identity"]["kind"], "migrated")
+            # The device channel's push credentials, not the user channel's.
+            self.assertEqual(self.psql(f"SELECT encode(push_token, 'hex'), push_magic FROM "
+                                       f"enrollments WHERE udid = '{udid}'").strip(),
+                             f"{token.hex()}|CEFDF0BD-E342-4A27-8742-{udid[-12:].upper()}")
+
+    def test_4c_dry_run_exits_1_when_a_file_would_be_refused(self):
+        fleet, root = self.write_fleet(1)
+        p = self.migrate("--dry-run", root)
+        self.assertIn("2 to send", p.stdout)
+        with open(os.path.join(root, "junk.plist"), "w") as f:
+            f.write("this is no plist\n")
+        p = self.migrate("--dry-run", root, expect=1)
+        self.assertIn("2 to send", p.stdout)
+        self.assertRegex(p.stdout, r"(?m)^would not send .*junk\.plist: not a plist")
+        for udid in fleet:
+            self.assertEqual(self.vouchd.device(udid).status, 404, "--dry-run sent something")
 
     def test_5_wrong_token(self):
         fleet, root = self.write_fleet(1)
@@ -244,8 +361,18 @@ class VouchctlMigrateTest(VouchTestCase):
                                    rf"{len(figures['topics_without_certificate'])}$")
         for t in figures["topics_without_certificate"]:
             self.assertIn(f"  {t['topic']}  {t['devices']} devices", p.stdout)
-        # This vouchd has no push certificate: the migrated devices' topic is listed.
-        self.assertIn(TOPIC, [t["topic"] for t in figures["topics_without_certificate"]])
+        # No instance has a push certificate: pushes are off, no topic is singled out.
+        self.assertEqual(figures["topics_without_certificate"], [])
+        # Another instance's certificate, for another topic, counts: the migrated topic is listed.
+        self.psql("INSERT INTO push_topics (instance, topic) "
+                  "VALUES ('elsewhere 127.0.0.1:1', 'com.apple.mgmt.External.other')")
+        try:
+            figures = self.migration_figures()
+            self.assertIn(TOPIC, [t["topic"] for t in figures["topics_without_certificate"]])
+            p = vouchctl(self.vouchd, "migrate", "status")
+            self.assertIn(f"  {TOPIC}  ", p.stdout)
+        finally:
+            self.psql("DELETE FROM push_topics WHERE instance = 'elsewhere 127.0.0.1:1'")
 
     def test_8_watch_until_interrupted(self):
         fleet, root = self.write_fleet(2)
