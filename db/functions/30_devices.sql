@@ -64,6 +64,39 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea
 $$;
 
+-- What an Authenticate (or /migration's copy of one) says of a device: a new device, or the
+-- facts present replace the stored ones and absent ones keep them. Nothing is planned for it
+-- until its TokenUpdate (or, migrated, until its identity is bound). p_seen: the device itself
+-- spoke (last_seen_at).
+CREATE OR REPLACE FUNCTION vouch_store_device_facts(
+    p_udid text, p_serial_number text, p_model text, p_model_name text, p_product_name text,
+    p_os_version text, p_build_version text, p_device_name text, p_imei text, p_meid text,
+    p_seen boolean)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO devices AS d (udid, serial_number, model, model_name, product_name, os_version,
+                              build_version, device_name, imei, meid, last_seen_at)
+    VALUES (p_udid, p_serial_number, p_model, p_model_name, p_product_name, p_os_version,
+            p_build_version, p_device_name, p_imei, p_meid,
+            CASE WHEN p_seen THEN vouch_now() END)
+    ON CONFLICT (udid) DO UPDATE SET
+        serial_number = coalesce(EXCLUDED.serial_number, d.serial_number),
+        model         = coalesce(EXCLUDED.model, d.model),
+        model_name    = coalesce(EXCLUDED.model_name, d.model_name),
+        product_name  = coalesce(EXCLUDED.product_name, d.product_name),
+        os_version    = coalesce(EXCLUDED.os_version, d.os_version),
+        build_version = coalesce(EXCLUDED.build_version, d.build_version),
+        device_name   = coalesce(EXCLUDED.device_name, d.device_name),
+        imei          = coalesce(EXCLUDED.imei, d.imei),
+        meid          = coalesce(EXCLUDED.meid, d.meid),
+        updated_at    = vouch_now(),
+        last_seen_at  = CASE WHEN p_seen THEN vouch_now() ELSE d.last_seen_at END,
+        attestation_due_at = NULL,
+        attestation_due_reason = NULL,
+        info_due_at   = NULL;
+END
+$$;
+
 -- ---- Push certificates' topics (push_topics, 0011_migration.sql; written by 45_migration.sql's
 -- vouch_set_push_topics) ----
 

@@ -162,26 +162,9 @@ BEGIN
     END IF;
     PERFORM vouch_observe_os(p_udid, p_os_version, p_build_version, false);
 
-    INSERT INTO devices AS d (udid, serial_number, model, model_name, product_name, os_version,
-                              build_version, device_name, imei, meid, last_seen_at)
-    VALUES (p_udid, p_serial_number, p_model, p_model_name, p_product_name, p_os_version,
-            p_build_version, p_device_name, p_imei, p_meid, vouch_now())
-    ON CONFLICT (udid) DO UPDATE SET
-        serial_number = coalesce(EXCLUDED.serial_number, d.serial_number),
-        model         = coalesce(EXCLUDED.model, d.model),
-        model_name    = coalesce(EXCLUDED.model_name, d.model_name),
-        product_name  = coalesce(EXCLUDED.product_name, d.product_name),
-        os_version    = coalesce(EXCLUDED.os_version, d.os_version),
-        build_version = coalesce(EXCLUDED.build_version, d.build_version),
-        device_name   = coalesce(EXCLUDED.device_name, d.device_name),
-        imei          = coalesce(EXCLUDED.imei, d.imei),
-        meid          = coalesce(EXCLUDED.meid, d.meid),
-        updated_at    = vouch_now(),
-        last_seen_at  = vouch_now(),
-        -- Not enrolled until its TokenUpdate: nothing is planned.
-        attestation_due_at = NULL,
-        attestation_due_reason = NULL,
-        info_due_at   = NULL;
+    PERFORM vouch_store_device_facts(p_udid, p_serial_number, p_model, p_model_name,
+                                     p_product_name, p_os_version, p_build_version,
+                                     p_device_name, p_imei, p_meid, true);
 
     INSERT INTO enrollments AS x (udid, topic, enabled, identity_cert_sha256, authenticated_at)
     VALUES (p_udid, p_topic, false, p_cert, vouch_now())

@@ -100,25 +100,9 @@ BEGIN
        AND d.meid IS NOT DISTINCT FROM coalesce(p_meid, d.meid) THEN
         RETURN 'unchanged';
     END IF;
-    INSERT INTO devices AS x (udid, serial_number, model, model_name, product_name, os_version,
-                              build_version, device_name, imei, meid)
-    VALUES (p_udid, p_serial_number, p_model, p_model_name, p_product_name, p_os_version,
-            p_build_version, p_device_name, p_imei, p_meid)
-    ON CONFLICT (udid) DO UPDATE SET
-        serial_number = coalesce(EXCLUDED.serial_number, x.serial_number),
-        model         = coalesce(EXCLUDED.model, x.model),
-        model_name    = coalesce(EXCLUDED.model_name, x.model_name),
-        product_name  = coalesce(EXCLUDED.product_name, x.product_name),
-        os_version    = coalesce(EXCLUDED.os_version, x.os_version),
-        build_version = coalesce(EXCLUDED.build_version, x.build_version),
-        device_name   = coalesce(EXCLUDED.device_name, x.device_name),
-        imei          = coalesce(EXCLUDED.imei, x.imei),
-        meid          = coalesce(EXCLUDED.meid, x.meid),
-        updated_at    = vouch_now(),
-        -- Nothing is planned for it until its identity is bound.
-        attestation_due_at = NULL,
-        attestation_due_reason = NULL,
-        info_due_at   = NULL;
+    PERFORM vouch_store_device_facts(p_udid, p_serial_number, p_model, p_model_name,
+                                     p_product_name, p_os_version, p_build_version,
+                                     p_device_name, p_imei, p_meid, false);
     INSERT INTO enrollments AS x (udid, topic, enabled, identity_cert_sha256, authenticated_at,
                                   migrated_at, migrated_topic)
     VALUES (p_udid, p_topic, false, vouch_unbound_cert(), vouch_now(), vouch_now(), p_topic)

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hex.h"
 #include "json.h"
 #include "utf8.h"
 
@@ -473,17 +474,6 @@ void mdm_message_clear(struct mdm_message *msg)
 
 /* ---- url_params ------------------------------------------------------------------------- */
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes s[0..len) into out (at most max bytes); false for a bad escape, too long a result,
  * or bytes that are not UTF-8 without NUL. */
 static bool query_unescape(const char *s, size_t len, char *out, size_t max, size_t *out_len)
@@ -494,7 +484,7 @@ static bool query_unescape(const char *s, size_t len, char *out, size_t max, siz
         if (c == '%') {
             if (i + 2 >= len)
                 return false;
-            int h = hex_value(s[i + 1]), l = hex_value(s[i + 2]);
+            int h = hex_digit(s[i + 1]), l = hex_digit(s[i + 2]);
             if (h < 0 || l < 0)
                 return false;
             c = (char)(h << 4 | l);
