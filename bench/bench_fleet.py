@@ -146,9 +146,13 @@ def main():
         reset_peak_rss(vouchd.proc.pid)
         cpu_v, cpu_pg = vouchd.cpu_seconds(), benchlib.postgres_cpu_seconds(cluster)
         machine0 = benchlib.machine_cpu_seconds()
+        # The devices' topic is the push certificate's: vouchd sends no push for a topic no
+        # instance serves (push.token_state "no_certificate").
+        with open(os.path.join(certs, "topic")) as f:
+            topic = f.read().strip()
         enroll, cpu_sim = benchlib.run_sim(build, "enroll", "--url", vouchd.url, "--dir", simdir,
                                            "--devices", str(n), "--key-type", "ec",
-                                           "--concurrency", k)
+                                           "--topic", topic, "--concurrency", k)
         if enroll["enrolled"] != n:
             sys.exit(f"only {enroll['enrolled']} of {n} devices enrolled")
         seconds = enroll["elapsed_s"] - enroll["prepare_s"]

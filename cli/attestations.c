@@ -131,7 +131,8 @@ static int attest_targets(struct ctl *ctl, struct devices_pages *pages, struct a
         return CTL_EXIT_OK;
     }
     struct devices_list devices = {0};
-    int rc = devices_fetch(ctl, ctl->failed ? "failed" : NULL, pages, devices_collect, &devices);
+    int rc = devices_fetch(ctl, ctl->failed ? "failed" : NULL, !ctl->failed, pages,
+                           devices_collect, &devices);
     if (rc == CTL_EXIT_OK && devices.n > 0) {
         run->udids = calloc(devices.n, sizeof(*run->udids));
         if (run->udids == NULL) {

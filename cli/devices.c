@@ -1,6 +1,7 @@
 /* devices: see devices.h. `vouchctl devices` and `vouchctl device`. */
 #include "devices.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,8 +109,8 @@ static bool attestation_status_known(const char *status)
     return false;
 }
 
-int devices_fetch(struct ctl *ctl, const char *filter, struct devices_pages *pages,
-                  devices_visit_fn *visit, void *arg)
+int devices_fetch(struct ctl *ctl, const char *filter, bool udids_only,
+                  struct devices_pages *pages, devices_visit_fn *visit, void *arg)
 {
     char *filter_esc = NULL;
     char *after_esc = NULL;
@@ -117,13 +118,15 @@ int devices_fetch(struct ctl *ctl, const char *filter, struct devices_pages *pag
     const char *after = NULL; /* the last udid of the previous page */
     int rc = CTL_EXIT_FAILURE;
 
+    assert(filter == NULL || !udids_only);
     if (filter != NULL && (filter_esc = client_escape(ctl->client, filter)) == NULL)
         return api_fail_nomem();
     for (;;) {
         free(path);
         path = api_str_join("/v1/devices?limit=" DEVICES_PAGE_TEXT, after_esc ? "&after=" : "",
                             after_esc ? after_esc : "", filter_esc ? "&attestation=" : "",
-                            filter_esc ? filter_esc : "", (const char *)NULL);
+                            filter_esc ? filter_esc : "", udids_only ? "&fields=udid" : "",
+                            (const char *)NULL);
         if (path == NULL) {
             rc = api_fail_nomem();
             goto out;
@@ -225,7 +228,7 @@ int cmd_devices(struct ctl *ctl)
                                "expired, none, unsupported or pending)",
                                ctl->attestation);
     if (ctl->json) {
-        rc = devices_fetch(ctl, ctl->attestation, &pages, devices_collect, &devices);
+        rc = devices_fetch(ctl, ctl->attestation, false, &pages, devices_collect, &devices);
         if (rc == CTL_EXIT_OK && !output_json_array(devices.items, devices.n, stdout))
             rc = CTL_EXIT_FAILURE;
         goto out;
@@ -235,7 +238,7 @@ int cmd_devices(struct ctl *ctl)
         rc = api_fail_nomem();
         goto out;
     }
-    rc = devices_fetch(ctl, ctl->attestation, &pages, devices_add_row_visit, table);
+    rc = devices_fetch(ctl, ctl->attestation, false, &pages, devices_add_row_visit, table);
     if (rc != CTL_EXIT_OK)
         goto out;
     if (table_rows(table) == 0) {

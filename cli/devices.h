@@ -33,10 +33,12 @@ typedef bool devices_visit_fn(void *arg, const struct json_value *dev);
  * Follows GET /v1/devices?limit=1000&after=... (with &attestation=filter unless filter is NULL)
  * to the end and calls visit for each device object, ordered by UDID, in pages that stay alive
  * until devices_pages_free(). The filter is applied here too, in case a server ignores it: an
- * `attest --failed` must never reach devices that did not fail. Returns an exit status.
+ * `attest --failed` must never reach devices that did not fail. udids_only (only without a
+ * filter, which could then not be checked here) asks for &fields=udid: objects holding the udid
+ * alone, far cheaper for the server to list. Returns an exit status.
  */
-int devices_fetch(struct ctl *ctl, const char *filter, struct devices_pages *pages,
-                  devices_visit_fn *visit, void *arg);
+int devices_fetch(struct ctl *ctl, const char *filter, bool udids_only,
+                  struct devices_pages *pages, devices_visit_fn *visit, void *arg);
 
 /* A growable list of values borrowed from their documents. */
 struct devices_list {

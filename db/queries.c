@@ -259,6 +259,7 @@ bool db_decode_enqueue_row(const PGresult *res, int row, const char **udid, bool
 }
 
 static const char sql_device_list[] = "SELECT vouch_device_list($1, $2::integer, $3, $4)";
+static const char sql_device_udids[] = "SELECT vouch_device_udids($1, $2::integer, $3, $4)";
 static const char sql_device_attestations[] =
     "SELECT vouch_device_attestations(vouch_udid_resolve($1), $2::integer)";
 static const char sql_device_get[] = "SELECT vouch_device_get(vouch_udid_resolve($1))";
@@ -266,13 +267,14 @@ static const char sql_device_commands[] =
     "SELECT vouch_device_commands(vouch_udid_resolve($1), $2::integer)";
 
 void db_device_list(struct db_pool *pool, const char *after, unsigned limit,
-                    const char *attestation, const char *serial, db_result_fn *cb, void *arg)
+                    const char *attestation, const char *serial, bool udids_only, db_result_fn *cb,
+                    void *arg)
 {
     char limit_text[16];
     snprintf(limit_text, sizeof(limit_text), "%u", limit);
     const struct db_param params[] = {text_param(after), text_param(limit_text),
                                       text_param(attestation), text_param(serial)};
-    db_query(pool, sql_device_list, params, 4, false, cb, arg);
+    db_query(pool, udids_only ? sql_device_udids : sql_device_list, params, 4, false, cb, arg);
 }
 
 void db_device_attestations(struct db_pool *pool, const char *udid, unsigned limit,

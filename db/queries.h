@@ -163,11 +163,13 @@ bool db_decode_attestation_row(const PGresult *res, int row, const char **udid,
     __attribute__((warn_unused_result));
 
 /* JSON text produced by the database: an array page of device objects (attestation: a status
- * to filter on, serial: a serial number to filter on, each or NULL), one device object (NULL
+ * to filter on, serial: a serial number to filter on, each or NULL; udids_only: objects holding
+ * the udid alone), one device object (NULL
  * text: unknown), a device's commands or its attestation history (NULL text: unknown device).
  * A device's UDID may be given in any case (vouch_udid_resolve: exact match first). */
 void db_device_list(struct db_pool *pool, const char *after, unsigned limit,
-                    const char *attestation, const char *serial, db_result_fn *cb, void *arg);
+                    const char *attestation, const char *serial, bool udids_only, db_result_fn *cb,
+                    void *arg);
 void db_device_attestations(struct db_pool *pool, const char *udid, unsigned limit,
                             db_result_fn *cb, void *arg);
 void db_device_get(struct db_pool *pool, const char *udid, db_result_fn *cb, void *arg);

@@ -227,27 +227,43 @@ LANGUAGE sql STABLE AS $$
         p_udid)
 $$;
 
--- A page of device objects as a JSON array, ordered by udid, after the cursor, optionally only
--- those whose serial number is p_serial, and only those whose last verdict is p_attestation
--- (verified: and not expired; expired: marked or past its expiry), or, for 'pending', those
--- with a request out.
+-- A page of devices, ordered by udid, after the cursor, optionally only those whose serial
+-- number is p_serial, and only those whose last verdict is p_attestation (verified: and not
+-- expired; expired: marked or past its expiry), or, for 'pending', those with a request out.
+-- (A SQL function of one SELECT: inlined into its callers.)
+CREATE OR REPLACE FUNCTION vouch_device_page(p_after text, p_limit integer, p_attestation text,
+                                             p_serial text)
+RETURNS SETOF devices LANGUAGE sql STABLE AS $$
+    SELECT * FROM devices x
+    WHERE x.udid > coalesce(p_after, '')
+      AND (p_serial IS NULL OR x.serial_number = p_serial)
+      AND (p_attestation IS NULL OR CASE p_attestation
+          WHEN 'pending' THEN EXISTS (SELECT 1 FROM attestation_requests r
+                                      WHERE r.udid = x.udid AND r.answered_at IS NULL)
+          WHEN 'verified' THEN x.attestation_status = 'verified'
+                               AND x.attestation_expires_at > vouch_now()
+          WHEN 'expired' THEN x.attestation_status = 'expired'
+                              OR (x.attestation_status = 'verified'
+                                  AND x.attestation_expires_at <= vouch_now())
+          ELSE x.attestation_status = p_attestation END)
+    ORDER BY x.udid LIMIT p_limit
+$$;
+
+-- That page as a JSON array of device objects.
 CREATE OR REPLACE FUNCTION vouch_device_list(p_after text, p_limit integer, p_attestation text,
                                              p_serial text)
 RETURNS text LANGUAGE sql STABLE AS $$
     SELECT coalesce(json_agg(vouch_device_object(d) ORDER BY d.udid), '[]')::text
-    FROM (SELECT * FROM devices x
-          WHERE x.udid > coalesce(p_after, '')
-            AND (p_serial IS NULL OR x.serial_number = p_serial)
-            AND (p_attestation IS NULL OR CASE p_attestation
-                WHEN 'pending' THEN EXISTS (SELECT 1 FROM attestation_requests r
-                                            WHERE r.udid = x.udid AND r.answered_at IS NULL)
-                WHEN 'verified' THEN x.attestation_status = 'verified'
-                                     AND x.attestation_expires_at > vouch_now()
-                WHEN 'expired' THEN x.attestation_status = 'expired'
-                                    OR (x.attestation_status = 'verified'
-                                        AND x.attestation_expires_at <= vouch_now())
-                ELSE x.attestation_status = p_attestation END)
-          ORDER BY x.udid LIMIT p_limit) AS d
+    FROM vouch_device_page(p_after, p_limit, p_attestation, p_serial) AS d
+$$;
+
+-- The same page as [{"udid": ...}, ...] (GET /v1/devices?fields=udid): what `vouchctl attest
+-- --all` needs of each device, without building the device objects (about 0.25 ms each).
+CREATE OR REPLACE FUNCTION vouch_device_udids(p_after text, p_limit integer, p_attestation text,
+                                              p_serial text)
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT coalesce(json_agg(json_build_object('udid', d.udid) ORDER BY d.udid), '[]')::text
+    FROM vouch_device_page(p_after, p_limit, p_attestation, p_serial) AS d
 $$;
 
 CREATE OR REPLACE FUNCTION vouch_device_get(p_udid text) RETURNS text

@@ -234,6 +234,7 @@ static void handle_device_list(struct vouchd *srv, struct evhttp_request *req)
     const char *after = evhttp_find_header(&query, "after");
     const char *filter = evhttp_find_header(&query, "attestation");
     const char *serial = evhttp_find_header(&query, "serial");
+    const char *fields = evhttp_find_header(&query, "fields");
     if (after != NULL && !valid_id(after, strlen(after)))
         problem = "after must be a device id";
     if (serial != NULL && !valid_id(serial, strlen(serial)))
@@ -244,10 +245,14 @@ static void handle_device_list(struct vouchd *srv, struct evhttp_request *req)
     TAILQ_FOREACH(param, &query, next)
     {
         if (strcmp(param->key, "limit") != 0 && strcmp(param->key, "after") != 0 &&
-            strcmp(param->key, "attestation") != 0 && strcmp(param->key, "serial") != 0)
-            problem = "unknown query parameter (the device list takes limit, after, attestation "
-                      "and serial)";
+            strcmp(param->key, "attestation") != 0 && strcmp(param->key, "serial") != 0 &&
+            strcmp(param->key, "fields") != 0)
+            problem = "unknown query parameter (the device list takes limit, after, attestation, "
+                      "serial and fields)";
     }
+    /* fields=udid: each device as {"udid"} alone (vouchctl attest --all needs no more). */
+    if (fields != NULL && strcmp(fields, "udid") != 0)
+        problem = "fields must be udid (or absent: whole device objects)";
     static const char *const filters[] = {"verified", "failed",      "expired",
                                           "none",     "unsupported", "pending"};
     bool known = filter == NULL;
@@ -260,7 +265,7 @@ static void handle_device_list(struct vouchd *srv, struct evhttp_request *req)
         http_reply_json_error(req, EP_ADMIN_DEVICES, 400, problem);
     } else {
         struct admin_request *ar = admin_request_new(srv, req, EP_ADMIN_DEVICES);
-        db_device_list(srv->db, after, limit, filter, serial, json_text_done, ar);
+        db_device_list(srv->db, after, limit, filter, serial, fields != NULL, json_text_done, ar);
     }
     evhttp_clear_headers(&query);
 }

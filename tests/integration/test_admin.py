@@ -148,6 +148,21 @@ class AdminAuthTest(VouchTestCase):
             after = items[0]["udid"]
         self.assertEqual(walked, udids, "paging with after= does not walk the whole list")
 
+    def test_device_list_of_udids(self):
+        """fields=udid: the same devices, in the same pages and filters, each as {"udid"}."""
+        devs = sorted((self.enrolled_device() for _ in range(3)), key=lambda d: d.udid)
+        whole = self.vouchd.admin("GET", "/v1/devices?limit=1000").json()
+        r = self.vouchd.admin("GET", "/v1/devices?limit=1000&fields=udid")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json(), [{"udid": d["udid"]} for d in whole])
+        page = self.vouchd.admin("GET", f"/v1/devices?limit=1&after={devs[0].udid}&fields=udid")
+        self.assertEqual(page.json(), [{"udid": u} for u in
+                                       [d["udid"] for d in whole if d["udid"] > devs[0].udid][:1]])
+        none = self.vouchd.admin("GET", "/v1/devices?attestation=verified&fields=udid")
+        self.assertEqual(none.json(), [], "no device is verified: the filter holds")
+        for bad in ("fields=serial", "fields=", "fields=udid,serial"):
+            self.assertJsonError(self.vouchd.admin("GET", f"/v1/devices?{bad}"), 400, bad)
+
 
 class AdminLoginLimitTest(VouchTestCase):
     """admin_login_limit (default 10): after that many wrong tokens from one address within a
