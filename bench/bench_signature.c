@@ -168,7 +168,7 @@ int main(int argc, char **argv)
     make_samples(samples, count, &ca_pem);
     X509_STORE *store = store_from_pem(ca_pem);
     struct identity_verifier *verifier =
-        identity_verifier_new(ca_pem, strlen(ca_pem), err, sizeof(err));
+        identity_verifier_new(ca_pem, strlen(ca_pem), IDENTITY_CACHE_DEFAULT, err, sizeof(err));
     if (verifier == NULL)
         die("verifier", err);
 
@@ -187,7 +187,7 @@ int main(int argc, char **argv)
         n_vouch += count;
         t_vouch += now_s() - t;
         struct identity_verifier *cold =
-            identity_verifier_new(ca_pem, strlen(ca_pem), err, sizeof(err));
+            identity_verifier_new(ca_pem, strlen(ca_pem), IDENTITY_CACHE_DEFAULT, err, sizeof(err));
         if (cold == NULL)
             die("verifier", err);
         t = now_s();

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "identity.h"
 #include "log.h"
 
 extern char **environ;
@@ -62,6 +63,8 @@ static const struct conf_key keys[] = {
     STR_KEY(log_format),
     {"max_body_bytes", CONF_SIZE, offsetof(struct config, max_body_bytes), 1024, 64u << 20},
     {"db_pool_size", CONF_UINT, offsetof(struct config, db_pool_size), 1, 64},
+    {"identity_cache_size", CONF_UINT, offsetof(struct config, identity_cache_size), 1,
+     IDENTITY_CACHE_MAX},
     {"http_timeout", CONF_UINT, offsetof(struct config, http_timeout), 1, 3600},
     {"request_timeout", CONF_UINT, offsetof(struct config, request_timeout), 1, 3600},
     {"max_connections", CONF_UINT, offsetof(struct config, max_connections), 1, 1000000},
@@ -440,6 +443,7 @@ static bool set_defaults(struct config *cfg)
     cfg->log_level = strdup("info");
     cfg->max_body_bytes = 1024 * 1024;
     cfg->db_pool_size = 4;
+    cfg->identity_cache_size = IDENTITY_CACHE_DEFAULT;
     cfg->http_timeout = 30;
     cfg->request_timeout = 30;
     cfg->max_connections = 10000;

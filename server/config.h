@@ -84,6 +84,7 @@ struct config {
     char *log_format;     /* text (NULL too) | json */
     size_t max_body_bytes;     /* largest request body accepted (413 beyond) */
     unsigned db_pool_size;     /* PostgreSQL connections */
+    unsigned identity_cache_size; /* chain-verified device certificates kept (identity.h) */
     unsigned http_timeout;     /* seconds of inactivity before a connection is dropped */
     unsigned request_timeout;  /* seconds from a request's first byte to its last */
     unsigned max_connections;  /* open at once; beyond it, accepting pauses */

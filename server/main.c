@@ -83,6 +83,9 @@ static const char usage[] =
     "  public_url        the https base URL devices use\n"
     "  max_body_bytes    largest request body accepted (default 1048576)\n"
     "  db_pool_size      PostgreSQL connections (default 4)\n"
+    "  identity_cache_size\n"
+    "                    verified device certificates kept (default 4096, about 4.6 KiB\n"
+    "                    each): size it to the fleet when memory allows\n"
     "  http_timeout      seconds a connection may stay silent (default 30)\n"
     "  request_timeout   seconds a client has to send a whole request once it began\n"
     "                    (head and body; default 30): a slow sender is disconnected\n"
@@ -105,12 +108,12 @@ static const char usage[] =
     "  apns_cert_password password of a PKCS#12 apns_cert\n"
     "  apns_url          APNs base URL (default https://api.push.apple.com; sandbox:\n"
     "                    https://api.sandbox.push.apple.com)\n"
-    "  apns_ca           PEM file of CAs that verify the APNs server (default: system store)\n"
-    "  apns_expiration   how long APNs keeps a push for an offline device (default 7d)\n"
-    "  apns_connections  HTTP/2 connections to APNs, pushes spread over them (default 2)\n";
+    "  apns_ca           PEM file of CAs that verify the APNs server (default: system store)\n";
 
 /* The rest of the keys (C99 guarantees string literals of 4095 bytes only). */
 static const char usage_more[] =
+    "  apns_expiration   how long APNs keeps a push for an offline device (default 7d)\n"
+    "  apns_connections  HTTP/2 connections to APNs, pushes spread over them (default 2)\n"
     "  attestation_max_age        renew a verified attestation older than this (default 30d)\n"
     "  attestation_min_interval   Apple's limit: no new attestation sooner after the last one\n"
     "                             was generated (default 7d)\n"
@@ -475,7 +478,8 @@ static int serve(const struct config *cfg, const char *config_path)
     }
     /* Devices are identified by identity_ca's certificates and by the ACME CA's. */
     if (!identity_trust(cfg, srv.acme, &pem, &pem_len, err, sizeof(err)) ||
-        (srv.identity = identity_verifier_new(pem, pem_len, err, sizeof(err))) == NULL) {
+        (srv.identity = identity_verifier_new(pem, pem_len, cfg->identity_cache_size, err,
+                                              sizeof(err))) == NULL) {
         log_error("identity_ca: %s", err);
         free(pem);
         acme_free(srv.acme);

@@ -17,7 +17,6 @@
  * next request signed with a known certificate costs one signature check, not a certificate
  * parse (slow in OpenSSL 3) and a chain verification. Set-associative, LRU within a set. */
 #define CACHE_WAYS 4
-#define CACHE_SETS (IDENTITY_CACHE_SIZE / CACHE_WAYS)
 
 /* How an entry's chain was verified: each source has its own settings, so neither vouches for
  * the other. */
@@ -42,7 +41,8 @@ struct identity_verifier {
     time_t fixed_time; /* 0: the current time */
     uint64_t clock;
     struct identity_cache_stats stats;
-    struct cached_identity cache[IDENTITY_CACHE_SIZE];
+    size_t sets;                   /* of CACHE_WAYS entries each */
+    struct cached_identity *cache; /* sets * CACHE_WAYS */
 };
 
 static const char *const error_names[] = {
@@ -75,7 +75,9 @@ static int64_t verify_time(const struct identity_verifier *v)
 
 static struct cached_identity *cache_set(struct identity_verifier *v, const uint8_t key[32])
 {
-    size_t index = ((size_t)key[0] | (size_t)key[1] << 8) % CACHE_SETS;
+    size_t index =
+        ((size_t)key[0] | (size_t)key[1] << 8 | (size_t)key[2] << 16 | (size_t)key[3] << 24) %
+        v->sets;
     return &v->cache[index * CACHE_WAYS];
 }
 
@@ -183,12 +185,21 @@ static bool verify_chain(const struct identity_verifier *v, X509 *cert, enum cac
     return ok;
 }
 
-struct identity_verifier *identity_verifier_new(const char *pem, size_t pem_len, char *err,
-                                                size_t err_size)
+struct identity_verifier *identity_verifier_new(const char *pem, size_t pem_len, size_t cache_size,
+                                                char *err, size_t err_size)
 {
+    if (cache_size < 1 || cache_size > IDENTITY_CACHE_MAX) {
+        snprintf(err, err_size, "the identity cache size must be 1 to %u", IDENTITY_CACHE_MAX);
+        return NULL;
+    }
     struct identity_verifier *v = calloc(1, sizeof(*v));
     BIO *bio = BIO_new_mem_buf(pem, (int)pem_len);
-    if (v == NULL || bio == NULL || (v->store = X509_STORE_new()) == NULL ||
+    if (v != NULL) {
+        /* Pages never touched stay unmapped: an empty slot costs memory once used. */
+        v->sets = (cache_size + CACHE_WAYS - 1) / CACHE_WAYS;
+        v->cache = calloc(v->sets * CACHE_WAYS, sizeof(*v->cache));
+    }
+    if (v == NULL || v->cache == NULL || bio == NULL || (v->store = X509_STORE_new()) == NULL ||
         (v->sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL)) == NULL) {
         snprintf(err, err_size, "out of memory");
         goto fail;
@@ -226,8 +237,11 @@ void identity_verifier_free(struct identity_verifier *v)
 {
     if (v == NULL)
         return;
-    for (size_t i = 0; i < IDENTITY_CACHE_SIZE; i++)
-        cache_drop(&v->cache[i]);
+    for (size_t i = 0; v->cache != NULL && i < v->sets * CACHE_WAYS; i++) {
+        if (v->cache[i].cert != NULL)
+            cache_drop(&v->cache[i]);
+    }
+    free(v->cache);
     EVP_MD_free(v->sha256);
     X509_STORE_free(v->store);
     free(v);

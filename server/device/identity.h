@@ -24,7 +24,10 @@
 #include <time.h>
 
 #define IDENTITY_MAX_HEADER_LEN (32 * 1024)
-#define IDENTITY_CACHE_SIZE 4096 /* certificates kept, about 6 KiB each (P-256) */
+/* The cache of chain-verified certificates (identity_cache_size): entries, about 4.6 KiB each
+ * for a P-256 identity once filled, 0.4 KiB empty; rounded up to a multiple of 4. */
+#define IDENTITY_CACHE_DEFAULT 4096
+#define IDENTITY_CACHE_MAX (1u << 20)
 
 struct identity_verifier;
 
@@ -50,9 +53,10 @@ struct identity_cache_stats {
     uint64_t evicted; /* entries dropped for another certificate */
 };
 
-/* Builds a verifier trusting the certificates in pem. NULL on error, with a message in err. */
-struct identity_verifier *identity_verifier_new(const char *pem, size_t pem_len, char *err,
-                                                size_t err_size);
+/* Builds a verifier trusting the certificates in pem, caching up to cache_size verified
+ * certificates (1 to IDENTITY_CACHE_MAX). NULL on error, with a message in err. */
+struct identity_verifier *identity_verifier_new(const char *pem, size_t pem_len, size_t cache_size,
+                                                char *err, size_t err_size);
 void identity_verifier_free(struct identity_verifier *verifier);
 
 /* Verifies as at `when` (0: the current time, the default), chains and cached entries alike:

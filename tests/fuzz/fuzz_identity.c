@@ -108,7 +108,8 @@ static void make_cached_device(void)
     signature_der_len = (size_t)der_len;
 
     char err[256];
-    cached_verifier = identity_verifier_new(made_ca_pem, made_ca_pem_len, err, sizeof(err));
+    cached_verifier = identity_verifier_new(made_ca_pem, made_ca_pem_len, IDENTITY_CACHE_DEFAULT,
+                                            err, sizeof(err));
     if (cached_verifier == NULL)
         die(err);
     char header[4096];
@@ -146,7 +147,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (f)
         fclose(f);
     char err[256];
-    verifier = identity_verifier_new(pem, len, err, sizeof(err));
+    verifier = identity_verifier_new(pem, len, IDENTITY_CACHE_DEFAULT, err, sizeof(err));
     if (verifier == NULL) {
         fprintf(stderr, "fuzz_identity: %s: %s (set VOUCH_FUZZ_CA)\n", path, err);
         abort();
@@ -175,8 +176,8 @@ static void mutate_cached_signature(const uint8_t *data, size_t size)
                                 &cached_id) != IDENTITY_OK)
         return;
     char err[256];
-    struct identity_verifier *fresh =
-        identity_verifier_new(made_ca_pem, made_ca_pem_len, err, sizeof(err));
+    struct identity_verifier *fresh = identity_verifier_new(
+        made_ca_pem, made_ca_pem_len, IDENTITY_CACHE_DEFAULT, err, sizeof(err));
     if (fresh == NULL)
         die(err);
     struct device_identity fresh_id;

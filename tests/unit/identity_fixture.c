@@ -176,7 +176,8 @@ int identity_fixture_setup(void **state)
                                "20200101000000Z", "20210101000000Z");
     pki.ca_pem = cert_pem(pki.ca);
     char err[256] = "";
-    pki.verifier = identity_verifier_new(pki.ca_pem, strlen(pki.ca_pem), err, sizeof(err));
+    pki.verifier = identity_verifier_new(pki.ca_pem, strlen(pki.ca_pem), IDENTITY_CACHE_DEFAULT,
+                                         err, sizeof(err));
     if (pki.verifier == NULL)
         print_error("identity_verifier_new: %s\n", err);
     assert_non_null(pki.verifier);

@@ -48,6 +48,12 @@ static void test_numbers(void **state)
     parse_ok(&cfg, "result_retention = 3600\n", NULL);
     assert_int_equal(cfg.result_retention, 3600);
     config_clear(&cfg);
+    parse_ok(&cfg, "", NULL);
+    assert_int_equal(cfg.identity_cache_size, 4096);
+    config_clear(&cfg);
+    parse_ok(&cfg, "identity_cache_size = 1048576\n", NULL);
+    assert_int_equal(cfg.identity_cache_size, 1u << 20);
+    config_clear(&cfg);
 
     /* Not whole numbers. */
     static const char *const bad[] = {
@@ -65,6 +71,8 @@ static void test_numbers(void **state)
     /* Out of range. */
     fail_text("db_pool_size = 0\n", "db_pool_size", "range");
     fail_text("db_pool_size = 65\n", "db_pool_size", "range");
+    fail_text("identity_cache_size = 0\n", "identity_cache_size", "range");
+    fail_text("identity_cache_size = 1048577\n", "identity_cache_size", "range");
     fail_text("db_pool_size = 4294967297\n", "db_pool_size", "range");
     fail_text("http_timeout = 0\n", "http_timeout", "range");
     fail_text("http_timeout = 3601\n", "http_timeout", "range");

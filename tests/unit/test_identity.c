@@ -24,7 +24,8 @@ static void test_verifier_new(void **state)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err[0] = '\0';
-        assert_null(identity_verifier_new(bad[i], strlen(bad[i]), err, sizeof(err)));
+        assert_null(identity_verifier_new(bad[i], strlen(bad[i]), IDENTITY_CACHE_DEFAULT, err,
+                                          sizeof(err)));
         assert_true(err[0] != '\0');
         assert_int_equal(ERR_peek_error(), 0);
     }
@@ -36,7 +37,8 @@ static void test_verifier_new(void **state)
     char *key_pem = NULL;
     long key_len = BIO_get_mem_data(mem, &key_pem);
     err[0] = '\0';
-    assert_null(identity_verifier_new(key_pem, (size_t)key_len, err, sizeof(err)));
+    assert_null(
+        identity_verifier_new(key_pem, (size_t)key_len, IDENTITY_CACHE_DEFAULT, err, sizeof(err)));
     assert_true(err[0] != '\0');
     BIO_free(mem);
     assert_int_equal(ERR_peek_error(), 0);
@@ -45,7 +47,8 @@ static void test_verifier_new(void **state)
     const char *end = strstr(pki.ca_pem, "-----END");
     assert_non_null(end);
     err[0] = '\0';
-    assert_null(identity_verifier_new(pki.ca_pem, (size_t)(end - pki.ca_pem), err, sizeof(err)));
+    assert_null(identity_verifier_new(pki.ca_pem, (size_t)(end - pki.ca_pem),
+                                      IDENTITY_CACHE_DEFAULT, err, sizeof(err)));
     assert_true(err[0] != '\0');
 
     /* A bundle of two CAs trusts both. */
@@ -54,7 +57,8 @@ static void test_verifier_new(void **state)
     char *bundle = malloc(bundle_len + 1);
     assert_non_null(bundle);
     snprintf(bundle, bundle_len + 1, "%s%s", pki.ca_pem, evil_pem);
-    struct identity_verifier *both = identity_verifier_new(bundle, bundle_len, err, sizeof(err));
+    struct identity_verifier *both =
+        identity_verifier_new(bundle, bundle_len, IDENTITY_CACHE_DEFAULT, err, sizeof(err));
     assert_non_null(both);
     char *sig = sign(pki.evil_dev, pki.evil_dev_key, body, sizeof(body) - 1);
     struct device_identity id;

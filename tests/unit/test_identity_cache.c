@@ -9,12 +9,18 @@
 #include <string.h>
 #include <time.h>
 
-static struct identity_verifier *fresh_verifier(const char *ca_pem)
+static struct identity_verifier *sized_verifier(const char *ca_pem, size_t cache_size)
 {
     char err[256];
-    struct identity_verifier *v = identity_verifier_new(ca_pem, strlen(ca_pem), err, sizeof(err));
+    struct identity_verifier *v =
+        identity_verifier_new(ca_pem, strlen(ca_pem), cache_size, err, sizeof(err));
     assert_non_null(v);
     return v;
+}
+
+static struct identity_verifier *fresh_verifier(const char *ca_pem)
+{
+    return sized_verifier(ca_pem, IDENTITY_CACHE_DEFAULT);
 }
 
 static void assert_cache(struct identity_verifier *v, uint64_t hits, uint64_t misses)
@@ -222,12 +228,11 @@ static void test_cache_ber_not_kept(void **state)
     identity_verifier_free(v);
 }
 
-static void test_cache_bounded(void **state)
+/* count certificates proven twice each through a cache of cache_size entries; returns the
+ * cache's figures. Each answer must be its own certificate's. */
+static struct identity_cache_stats prove_twice(size_t cache_size, int count)
 {
-    /* More certificates than the cache holds: older entries make room, every identity is still
-     * proven, and each answer is its own certificate's. */
-    struct identity_verifier *v = fresh_verifier(pki.ca_pem);
-    const int count = IDENTITY_CACHE_SIZE + 256;
+    struct identity_verifier *v = sized_verifier(pki.ca_pem, cache_size);
     char **headers = calloc((size_t)count, sizeof(*headers));
     uint8_t(*sha)[32] = calloc((size_t)count, 32);
     assert_true(headers != NULL && sha != NULL);
@@ -248,14 +253,41 @@ static void test_cache_bounded(void **state)
         }
     struct identity_cache_stats st;
     identity_verifier_cache_stats(v, &st);
-    assert_int_equal(st.hits + st.misses, 2 * (uint64_t)count);
-    assert_true(st.evicted >= (uint64_t)(count - IDENTITY_CACHE_SIZE));
-    assert_true(st.misses >= (uint64_t)count);
     for (int i = 0; i < count; i++)
         free(headers[i]);
     free(headers);
     free(sha);
     identity_verifier_free(v);
+    return st;
+}
+
+static void test_cache_bounded(void **state)
+{
+    /* More certificates than the cache holds: older entries make room, every identity is still
+     * proven. */
+    const int count = 100 + 256;
+    struct identity_cache_stats st = prove_twice(100, count);
+    assert_int_equal(st.hits + st.misses, 2 * (uint64_t)count);
+    assert_true(st.evicted >= (uint64_t)(count - 100));
+    assert_true(st.misses >= (uint64_t)count);
+}
+
+static void test_cache_sized(void **state)
+{
+    /* identity_cache_size: a cache ten times the fleet keeps it (a set of 4 ways overflows
+     * rarely: a handful of misses at most), a cache of 1 keeps nothing twice here; 0 and more
+     * than the maximum are refused. */
+    const int count = 200;
+    struct identity_cache_stats st = prove_twice(10 * count, count);
+    assert_int_equal(st.misses + st.hits, 2 * (uint64_t)count);
+    assert_true(st.hits >= (uint64_t)count - 10);
+    st = prove_twice(1, count);
+    assert_int_equal(st.hits, 0);
+    char err[256];
+    assert_null(identity_verifier_new(pki.ca_pem, strlen(pki.ca_pem), 0, err, sizeof(err)));
+    assert_non_null(strstr(err, "cache size"));
+    assert_null(identity_verifier_new(pki.ca_pem, strlen(pki.ca_pem), IDENTITY_CACHE_MAX + 1, err,
+                                      sizeof(err)));
 }
 
 int main(void)
@@ -264,6 +296,7 @@ int main(void)
         cmocka_unit_test(test_cache_hit_and_miss), cmocka_unit_test(test_cache_forged_signature),
         cmocka_unit_test(test_cache_same_subject), cmocka_unit_test(test_cache_expiry),
         cmocka_unit_test(test_cache_ber_not_kept), cmocka_unit_test(test_cache_bounded),
+        cmocka_unit_test(test_cache_sized),
     };
     return cmocka_run_group_tests(tests, identity_fixture_setup, identity_fixture_teardown);
 }
