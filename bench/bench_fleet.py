@@ -126,6 +126,8 @@ def main():
     os.makedirs(os.path.join(tmp, "apns"))
     subprocess.run([os.path.join(benchlib.REPO, "tests", "apns", "make-certs.sh"), certs],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(os.path.join(certs, "topic")) as f:
+        topic = f.read().strip()
     cms_per_s = signature_reference(build)
     cluster = benchlib.tuned_cluster()
     standin = vouchd = serve = None
@@ -148,7 +150,7 @@ def main():
         machine0 = benchlib.machine_cpu_seconds()
         enroll, cpu_sim = benchlib.run_sim(build, "enroll", "--url", vouchd.url, "--dir", simdir,
                                            "--devices", str(n), "--key-type", "ec",
-                                           "--concurrency", k)
+                                           "--concurrency", k, "--topic", topic)
         if enroll["enrolled"] != n:
             sys.exit(f"only {enroll['enrolled']} of {n} devices enrolled")
         seconds = enroll["elapsed_s"] - enroll["prepare_s"]
