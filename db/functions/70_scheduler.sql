@@ -116,17 +116,10 @@ BEGIN
                                               generation)
             SELECT x.command_uuid, x.udid, x.nonce, x.reason, clock, x.generation FROM pairs x
             ON CONFLICT (udid) WHERE answered_at IS NULL DO NOTHING
-            RETURNING attestation_requests.command_uuid, attestation_requests.udid),
-        stored AS (
-            -- No body: vouchd builds it again from the request's nonce (vouch_report).
-            INSERT INTO commands (command_uuid, request_type, body)
-            SELECT x.command_uuid, 'DeviceInformation', NULL::bytea
-            FROM pairs x JOIN requested q ON q.command_uuid = x.command_uuid),
-        enqueued AS (
-            INSERT INTO command_queue (udid, command_uuid, priority)
-            SELECT q.udid, q.command_uuid, 1 FROM requested q
-            RETURNING command_queue.udid)
-        SELECT array_agg(x.udid) INTO queued FROM enqueued x;
+            RETURNING attestation_requests.udid)
+        -- The pending row is the request's queue entry, without a body: vouchd builds it again
+        -- from the request's nonce (vouch_report).
+        SELECT array_agg(x.udid) INTO queued FROM requested x;
         -- Claimed but not asked (not enrolled any more, or a request already out): nothing
         -- planned until that changes. Asked: the light query waits for the answer.
         UPDATE devices d SET
