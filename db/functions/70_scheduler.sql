@@ -89,8 +89,8 @@ BEGIN
 
     -- The enrollments first, never waiting: a device request holds its enrollment row
     -- (vouch_report, vouch_check_identity) and then writes its devices row, so a tick that held
-    -- the devices row and then waited for the enrollment (the queue's foreign key) would
-    -- deadlock with it. A device in the middle of a request is skipped, and stays due.
+    -- the devices row and then waited for the enrollment would deadlock with it. A device in
+    -- the middle of a request is skipped, and stays due.
     SELECT array_agg(x.udid) INTO free_enrollments
     FROM (SELECT e.udid FROM devices d JOIN enrollments e ON e.udid = d.udid
           WHERE d.attestation_due_at <= clock
