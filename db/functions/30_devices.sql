@@ -292,6 +292,12 @@ LANGUAGE sql STABLE AS $$
              FROM command_queue q JOIN commands c ON c.command_uuid = q.command_uuid
              WHERE q.udid = p_udid ORDER BY q.id DESC LIMIT p_limit)
             UNION ALL
+            -- The pending attestation request, its own queue entry (vouch_report).
+            (SELECT r.command_uuid, 'DeviceInformation',
+                    CASE WHEN r.not_now_at IS NULL THEN 'queued' ELSE 'NotNow' END,
+                    r.requested_at, NULL::timestamptz, coalesce(r.not_now_count, 0)
+             FROM attestation_requests r WHERE r.udid = p_udid AND r.answered_at IS NULL)
+            UNION ALL
             (SELECT r.command_uuid, r.request_type, r.status, r.queued_at, r.result_at,
                     r.not_now_count
              FROM command_results r WHERE r.udid = p_udid ORDER BY r.result_at DESC
@@ -359,7 +365,8 @@ $$;
 CREATE OR REPLACE FUNCTION vouch_stats(OUT queue_depth bigint, OUT devices bigint, OUT enrolled bigint,
                             OUT clock_skew double precision)
 LANGUAGE sql STABLE AS $$
-    SELECT (SELECT count(*) FROM command_queue),
+    SELECT (SELECT count(*) FROM command_queue)
+           + (SELECT count(*) FROM attestation_requests WHERE answered_at IS NULL),
            (SELECT count(*) FROM devices),
            (SELECT count(*) FROM enrollments WHERE enabled),
            extract(epoch FROM vouch_now() - now())::double precision

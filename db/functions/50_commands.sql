@@ -8,8 +8,8 @@
 -- given, is what command_results keeps instead once the verdict is recorded: the same answer
 -- without its attestation certificates, which the attestation row holds (docs/attestation.md,
 -- "Storage"). p_answer, when given, is the answer's shape (command_answer_shape in
--- server/device/command.c): the first answer to a pending request, neither put off (NotNow)
--- nor queued apart from its request, then leaves no command_results row at all: the attestation
+-- server/device/command.c): the first answer to a pending request never put off (NotNow)
+-- then leaves no command_results row at all: the attestation
 -- row keeps the shape and gives the answer back (vouch_answer_xml). The next command comes back as its body, or, for an attestation request (whose
 -- body is not stored), as next_body NULL and the request's nonce: vouchd builds the body again.
 CREATE OR REPLACE FUNCTION vouch_report(
@@ -32,6 +32,8 @@ DECLARE
     queued timestamptz;
     not_nows integer;
     recorded boolean;
+    attestation_type text;  -- 'DeviceInformation' when the answered command is an attestation
+    pending boolean;        -- ... request, and whether it is pending
 BEGIN
     result_stored := false;
     -- The answer to a pending attestation request, before its verdict: vouchd only needs what
@@ -92,84 +94,106 @@ BEGIN
         session_start := clock_timestamp();
         UPDATE enrollments SET session_started_at = session_start WHERE udid = p_udid;
     ELSIF p_status = 'NotNow' THEN
-        UPDATE command_queue SET not_now_at = clock_timestamp(), not_now_count = not_now_count + 1
-        WHERE udid = p_udid AND command_uuid = p_command_uuid;
-    ELSIF p_answer IS NOT NULL AND p_verdict IS NOT NULL AND p_status = 'Acknowledged'
-          AND EXISTS (SELECT 1 FROM attestation_requests r
-                      WHERE r.udid = p_udid AND r.command_uuid = p_command_uuid
-                        AND r.answered_at IS NULL) THEN
-        -- The first answer to a pending request, which its attestation row may keep (a key
-        -- probe: while the request is pending nothing of its answer is stored anywhere, so
-        -- there is no need to look through the device's attestation history). A repeat or a
-        -- late answer takes the general way below.
-        IF NOT EXISTS (SELECT 1 FROM command_results r
-                       WHERE r.udid = p_udid AND r.command_uuid = p_command_uuid) THEN
-            DELETE FROM command_queue q WHERE q.udid = p_udid AND q.command_uuid = p_command_uuid
-            RETURNING q.queued_at, q.not_now_count INTO queued, not_nows;
-            recorded := vouch_record_attestation(p_udid, p_command_uuid, p_verdict, p_answer,
-                                                 queued, coalesce(not_nows, 0));
-            IF recorded IS NOT TRUE THEN
-                -- Not kept in the row (no request pending any more: the answer whole; or put
-                -- off, or queued apart: without its certificates when a row keeps them).
-                INSERT INTO command_results (udid, command_uuid, request_type, status, report,
-                                             queued_at, not_now_count)
-                SELECT p_udid, p_command_uuid, c.request_type, p_status,
-                       CASE WHEN recorded IS NULL THEN coalesce(p_stored_report, p_report)
-                            ELSE p_report END,
-                       queued, coalesce(not_nows, 0)
-                FROM (SELECT 1) AS one
-                LEFT JOIN commands c ON c.command_uuid = p_command_uuid;
-            END IF;
-            result_stored := true;
+        -- A pending attestation request is its own queue entry.
+        UPDATE attestation_requests r SET not_now_at = clock_timestamp(),
+            not_now_count = coalesce(r.not_now_count, 0) + 1
+        WHERE r.udid = p_udid AND r.command_uuid = p_command_uuid AND r.answered_at IS NULL;
+        IF NOT FOUND THEN
+            UPDATE command_queue SET not_now_at = clock_timestamp(),
+                not_now_count = not_now_count + 1
+            WHERE udid = p_udid AND command_uuid = p_command_uuid;
         END IF;
     ELSE
-        -- The entry leaves the queue whether or not this answer is the first (one statement:
-        -- the DELETE runs in full and hands its row to the INSERT).
-        WITH q AS (
-            DELETE FROM command_queue q WHERE q.udid = p_udid AND q.command_uuid = p_command_uuid
-            RETURNING q.queued_at, q.not_now_count)
-        INSERT INTO command_results (udid, command_uuid, request_type, status, report,
-                                     queued_at, not_now_count)
-        SELECT p_udid, p_command_uuid, c.request_type, p_status,
-               CASE WHEN p_verdict IS NOT NULL THEN coalesce(p_stored_report, p_report)
-                    ELSE p_report END,
-               q.queued_at,
-               coalesce(q.not_now_count, 0)
-        FROM (SELECT 1) AS one
-        LEFT JOIN q ON true
-        LEFT JOIN commands c ON c.command_uuid = p_command_uuid
-        -- A repeat of an answer its attestation row keeps is a repeat too. Only attestation
-        -- requests (no stored body since 0008) can have one: a light query never looks.
-        WHERE c.request_type IS DISTINCT FROM 'DeviceInformation' OR c.body IS NOT NULL
-           OR NOT EXISTS (SELECT 1 FROM attestations a
-                          WHERE a.udid = p_udid AND a.command_uuid = p_command_uuid
-                            AND a.answer IS NOT NULL)
-        ON CONFLICT (udid, command_uuid) DO NOTHING
-        RETURNING request_type INTO answered_type;
-        result_stored := FOUND;
-        IF result_stored THEN
-            IF p_status = 'Acknowledged' AND p_verdict IS NOT NULL THEN
-                IF NOT vouch_record_attestation(p_udid, p_command_uuid, p_verdict, NULL, NULL, 0)
-                   AND p_stored_report IS NOT NULL THEN
-                    -- No attestation row keeps the certificates (the request ended meanwhile):
-                    -- the answer is kept whole.
-                    UPDATE command_results r SET report = p_report
-                    WHERE r.udid = p_udid AND r.command_uuid = p_command_uuid;
+        -- An attestation request (pending or answered: a key probe) is a DeviceInformation
+        -- command; the pending one is its own queue entry, which the answer takes off (it is
+        -- answered then).
+        SELECT 'DeviceInformation', r.answered_at IS NULL, r.requested_at,
+               coalesce(r.not_now_count, 0)
+        INTO attestation_type, pending, queued, not_nows
+        FROM attestation_requests r
+        WHERE r.udid = p_udid AND r.command_uuid = p_command_uuid;
+        IF pending AND p_answer IS NOT NULL AND p_verdict IS NOT NULL
+              AND p_status = 'Acknowledged' THEN
+            -- The first answer to a pending request, which its attestation row may keep
+            -- (while the request is pending nothing of its answer is stored anywhere, so there
+            -- is no need to look through the device's attestation history). A repeat or a
+            -- late answer takes the general way below.
+            IF NOT EXISTS (SELECT 1 FROM command_results r
+                           WHERE r.udid = p_udid AND r.command_uuid = p_command_uuid) THEN
+                recorded := vouch_record_attestation(p_udid, p_command_uuid, p_verdict,
+                                                     p_answer);
+                IF recorded IS NOT TRUE THEN
+                    -- Not kept in the row (no request pending any more: the answer whole; or
+                    -- put off: without its certificates when a row keeps them).
+                    INSERT INTO command_results (udid, command_uuid, request_type, status,
+                                                 report, queued_at, not_now_count)
+                    VALUES (p_udid, p_command_uuid, attestation_type, p_status,
+                            CASE WHEN recorded IS NULL THEN coalesce(p_stored_report, p_report)
+                                 ELSE p_report END,
+                            queued, not_nows);
                 END IF;
-            ELSIF p_status <> 'Acknowledged' THEN
-                PERFORM vouch_end_attestation_request(p_udid, p_command_uuid, 'error', p_status);
+                result_stored := true;
             END IF;
-            IF answered_type = 'DeviceInformation' AND p_verdict IS NULL THEN
-                -- A light query's answer (or any other DeviceInformation): what the OS is now,
-                -- and the next query a day later, unless an attestation request is out.
-                IF vouch_observe_os(p_udid, p_os_version, p_build_version, false) THEN
-                    PERFORM vouch_plan_attestation(p_udid, NULL);
+        ELSE
+            -- Any other command's entry leaves the queue whether or not this answer is the
+            -- first (one statement: the DELETE runs in full and hands its row to the INSERT).
+            -- A pending attestation request leaves it as it ends below.
+            WITH q AS (
+                DELETE FROM command_queue q
+                WHERE q.udid = p_udid AND q.command_uuid = p_command_uuid
+                  AND attestation_type IS NULL
+                RETURNING q.queued_at, q.not_now_count)
+            INSERT INTO command_results (udid, command_uuid, request_type, status, report,
+                                         queued_at, not_now_count)
+            SELECT p_udid, p_command_uuid, coalesce(attestation_type, c.request_type), p_status,
+                   CASE WHEN p_verdict IS NOT NULL THEN coalesce(p_stored_report, p_report)
+                        ELSE p_report END,
+                   CASE WHEN pending THEN queued ELSE q.queued_at END,
+                   CASE WHEN pending THEN not_nows ELSE coalesce(q.not_now_count, 0) END
+            FROM (SELECT 1) AS one
+            LEFT JOIN q ON true
+            LEFT JOIN commands c ON attestation_type IS NULL AND c.command_uuid = p_command_uuid
+            -- A repeat of an answer its attestation row keeps is a repeat too. Only attestation
+            -- requests can have one: another command never looks.
+            WHERE attestation_type IS NULL
+               OR NOT EXISTS (SELECT 1 FROM attestations a
+                              WHERE a.udid = p_udid AND a.command_uuid = p_command_uuid
+                                AND a.answer IS NOT NULL)
+            ON CONFLICT (udid, command_uuid) DO NOTHING
+            RETURNING request_type INTO answered_type;
+            result_stored := FOUND;
+            IF result_stored THEN
+                IF p_status = 'Acknowledged' AND p_verdict IS NOT NULL THEN
+                    IF NOT vouch_record_attestation(p_udid, p_command_uuid, p_verdict, NULL)
+                       AND p_stored_report IS NOT NULL THEN
+                        -- No attestation row keeps the certificates (the request ended
+                        -- meanwhile): the answer is kept whole.
+                        UPDATE command_results r SET report = p_report
+                        WHERE r.udid = p_udid AND r.command_uuid = p_command_uuid;
+                    END IF;
+                ELSIF p_status <> 'Acknowledged' THEN
+                    PERFORM vouch_end_attestation_request(p_udid, p_command_uuid, 'error',
+                                                          p_status);
+                ELSIF pending THEN
+                    -- An answer without a verdict (vouchd checks the answers of pending requests
+                    -- of bound identities: only a migrated enrollment's first request, which binds
+                    -- it, can bring one) took the request off the queue, and nothing will answer
+                    -- it now: it ends as its time-out would have ended it.
+                    PERFORM vouch_end_attestation_request(p_udid, p_command_uuid, 'error',
+                                                          'NoAnswer');
                 END IF;
-                UPDATE devices d SET info_due_at = vouch_now()
-                    + (SELECT info_interval FROM scheduler_policy)
-                WHERE d.udid = p_udid AND NOT EXISTS (
-                    SELECT 1 FROM attestation_requests r
-                    WHERE r.udid = p_udid AND r.answered_at IS NULL);
+                IF answered_type = 'DeviceInformation' AND p_verdict IS NULL THEN
+                    -- A light query's answer (or any other DeviceInformation): what the OS is
+                    -- now, and the next query a day later, unless an attestation request is out.
+                    IF vouch_observe_os(p_udid, p_os_version, p_build_version, false) THEN
+                        PERFORM vouch_plan_attestation(p_udid, NULL);
+                    END IF;
+                    UPDATE devices d SET info_due_at = vouch_now()
+                        + (SELECT info_interval FROM scheduler_policy)
+                    WHERE d.udid = p_udid AND NOT EXISTS (
+                        SELECT 1 FROM attestation_requests r
+                        WHERE r.udid = p_udid AND r.answered_at IS NULL);
+                END IF;
             END IF;
         END IF;
     END IF;
@@ -189,23 +213,37 @@ BEGIN
         PERFORM set_config('synchronous_commit', 'off', true);
     END IF;
 
-    SELECT q.command_uuid, c.body, r.nonce INTO next_command_uuid, next_body, next_nonce
-    FROM command_queue q JOIN commands c ON c.command_uuid = q.command_uuid
-    LEFT JOIN attestation_requests r
-        ON c.body IS NULL AND r.udid = q.udid AND r.command_uuid = q.command_uuid
-    WHERE q.udid = p_udid
-      AND (q.not_now_at IS NULL OR session_start IS NULL OR q.not_now_at < session_start)
-    ORDER BY q.priority DESC, q.id
-    LIMIT 1;
+    -- The next command: the pending attestation request (its row is its queue entry, and it
+    -- goes first), then the queue. Either waits for the next session once put off (NotNow).
+    SELECT r.command_uuid, r.nonce INTO next_command_uuid, next_nonce
+    FROM attestation_requests r
+    WHERE r.udid = p_udid AND r.answered_at IS NULL
+      AND (r.not_now_at IS NULL OR session_start IS NULL OR r.not_now_at < session_start);
+    IF NOT FOUND THEN
+        SELECT q.command_uuid, c.body INTO next_command_uuid, next_body
+        FROM command_queue q JOIN commands c ON c.command_uuid = q.command_uuid
+        WHERE q.udid = p_udid
+          AND (q.not_now_at IS NULL OR session_start IS NULL OR q.not_now_at < session_start)
+        ORDER BY q.priority DESC, q.id
+        LIMIT 1;
+    END IF;
 END
 $$;
 
 -- Queues one command for many devices. Returns one row per requested id: whether it was queued
--- (false: no enrollment). The command is stored only if at least one device takes it.
+-- (false: no enrollment). The command is stored only if at least one device takes it. A
+-- CommandUUID is a device's one command: one that commands holds, or one of an attestation
+-- request of a device it goes to (a request is its own queue entry, not in commands), is
+-- refused as a duplicate (unique_violation).
 CREATE OR REPLACE FUNCTION vouch_enqueue(p_command_uuid text, p_request_type text, p_body bytea,
                               p_udids text[])
 RETURNS TABLE (udid text, queued boolean) LANGUAGE plpgsql AS $$
 BEGIN
+    IF EXISTS (SELECT 1 FROM attestation_requests r
+               WHERE r.udid = ANY (p_udids) AND r.command_uuid = p_command_uuid) THEN
+        RAISE unique_violation USING MESSAGE = 'a command with this CommandUUID exists',
+            DETAIL = 'an attestation request of one of its devices has it';
+    END IF;
     IF EXISTS (SELECT 1 FROM enrollments e WHERE e.udid = ANY (p_udids)) THEN
         INSERT INTO commands (command_uuid, request_type, body)
         VALUES (p_command_uuid, p_request_type, p_body);

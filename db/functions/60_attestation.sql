@@ -51,7 +51,8 @@ END
 $$;
 
 -- Asks a device for an attestation: queues the DeviceInformation command the server built
--- (p_body, carrying p_nonce) unless a request is already pending. outcome is 'queued',
+-- (p_body, carrying p_nonce: its request row is its queue entry) unless a request is already
+-- pending. outcome is 'queued',
 -- 'pending' (command_uuid is then the pending one) or 'unknown_device'. The device keeps its
 -- last verdict meanwhile: the request is shown beside it.
 CREATE OR REPLACE FUNCTION vouch_request_attestation(
@@ -75,11 +76,9 @@ BEGIN
         WHERE r.udid = p_udid AND r.answered_at IS NULL;
         RETURN;
     END IF;
-    -- No body: vouchd builds it again from the command UUID and the nonce when the device
-    -- fetches it (vouch_report's next_nonce; command_attestation_body), so p_body is not kept.
-    INSERT INTO commands (command_uuid, request_type, body)
-    VALUES (p_command_uuid, 'DeviceInformation', NULL);
-    INSERT INTO command_queue (udid, command_uuid, priority) VALUES (p_udid, p_command_uuid, 1);
+    -- The pending row is the request's queue entry (vouch_report), and it keeps no body:
+    -- vouchd builds it again from the command UUID and the nonce when the device fetches it
+    -- (vouch_report's next_nonce; command_attestation_body), so p_body is not kept.
     -- The answer also tells the OS version: no separate query is needed until it comes.
     UPDATE devices SET attestation_due_at = NULL, attestation_due_reason = NULL, info_due_at = NULL
     WHERE udid = p_udid;
@@ -106,7 +105,7 @@ $$;
 
 -- Ends a pending request without a verdict: an error answer (p_outcome 'error', p_error the
 -- device's Status), no answer within answer_timeout ('error', 'NoAnswer': the command leaves the
--- queue, a retry asks again), or a re-enrollment or an operator's cancel ('canceled'). Errors
+-- queue with its pending row, a retry asks again), or a re-enrollment or an operator's cancel ('canceled'). Errors
 -- are retried; past retry_limit the device's verdict becomes failed (no_answer): silence never
 -- keeps an older one.
 CREATE OR REPLACE FUNCTION vouch_end_attestation_request(p_udid text, p_command_uuid text,
@@ -136,9 +135,6 @@ BEGIN
         END IF;
         RETURN;
     END IF;
-    IF p_error = 'NoAnswer' THEN
-        DELETE FROM command_queue WHERE udid = p_udid AND command_uuid = p_command_uuid;
-    END IF;
     -- The last error the retries allow is the verdict: failed (no_answer).
     give_up := (SELECT d.attestation_retries FROM devices d WHERE d.udid = p_udid)
                >= (SELECT retry_limit FROM scheduler_policy);
@@ -166,9 +162,8 @@ $$;
 -- Stores the verdict vouchd computed for the answer to a pending request, and says whether it
 -- did: false when no such request is pending any more; true when the row also keeps the answer
 -- itself, as its shape p_answer (vouch_report); NULL when it stored the verdict only. The row
--- keeps the answer when it gives it back whole: the answer's time is its received_at and its
--- queue entry's (p_queued_at, p_not_now_count) its requested_at and no NotNow; otherwise
--- command_results keeps it. A verified answer binds the serial when the enrollment did not
+-- keeps the answer when it gives it back whole: the answer's time is its received_at, and the
+-- request (its own queue entry) was never put off (NotNow); otherwise command_results keeps it. A verified answer binds the serial when the enrollment did not
 -- state one; one of Apple's shape keeps its leaf and its Sub CA's SHA-256.
 --
 -- The verdict is parsed once (each -> of a json value parses the whole text again, chain
@@ -177,9 +172,7 @@ $$;
 -- entries in its indexes). An answer that changes the OS takes the longer way, so that the
 -- device.os_changed it raises shows the new verdict.
 CREATE OR REPLACE FUNCTION vouch_record_attestation(p_udid text, p_command_uuid text,
-                                                    p_verdict json, p_answer text,
-                                                    p_queued_at timestamptz,
-                                                    p_not_now_count integer)
+                                                    p_verdict json, p_answer text)
 RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
     chain bytea[];
@@ -204,7 +197,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    IF p_not_now_count = 0 AND p_queued_at = req.requested_at THEN
+    IF req.not_now_count IS NULL THEN
         answer := p_answer;
     END IF;
     SELECT * INTO v FROM json_to_record(p_verdict) AS x(

@@ -87,8 +87,9 @@ LANGUAGE sql STABLE AS $$
          unnest(x.certs) WITH ORDINALITY AS u(c, n)
 $$;
 
--- One device's command: a row while it is queued (status 'queued', report NULL) or once it was
--- answered; no row when the device has no such command.
+-- One device's command: a row while it is queued (status 'queued', report NULL: in the queue,
+-- or a pending attestation request, its own queue entry) or once it was answered; no row when
+-- the device has no such command.
 CREATE OR REPLACE FUNCTION vouch_command_answer(p_udid text, p_command_uuid text)
 RETURNS TABLE (udid text, command_uuid text, request_type text, status text, queued_at text,
                result_at text, not_now_count integer, report bytea, chain bytea)
@@ -102,7 +103,22 @@ LANGUAGE sql STABLE AS $$
            q.not_now_count, NULL, NULL
     FROM command_queue q JOIN commands c ON c.command_uuid = q.command_uuid
     WHERE q.udid = p_udid AND q.command_uuid = p_command_uuid
+    UNION ALL
+    SELECT r.udid, r.command_uuid, 'DeviceInformation', 'queued', vouch_time(r.requested_at),
+           NULL, coalesce(r.not_now_count, 0), NULL, NULL
+    FROM attestation_requests r
+    WHERE r.udid = p_udid AND r.command_uuid = p_command_uuid AND r.answered_at IS NULL
     LIMIT 1
+$$;
+
+-- The pending attestation requests of a command UUID as the queue entries they are (an
+-- attestation request has no commands row; vouch_report). No index serves a look-up by the
+-- UUID alone: the command answers read the attestations the same way.
+CREATE OR REPLACE FUNCTION vouch_pending_requests(p_command_uuid text)
+RETURNS TABLE (udid text, queued_at timestamptz, not_now_count integer)
+LANGUAGE sql STABLE AS $$
+    SELECT r.udid, r.requested_at, coalesce(r.not_now_count, 0) FROM attestation_requests r
+    WHERE r.command_uuid = p_command_uuid AND r.answered_at IS NULL
 $$;
 
 -- A command on every device it went to. The first row describes the command (udid NULL:
@@ -110,7 +126,8 @@ $$;
 -- UDID, at most p_limit of them and, past the first, only while their reports total at most
 -- p_max_bytes (octet_length of a stored bytea reads its header, not its compressed bytes). No
 -- row at all for an unknown command. NULL created_at: the command itself was pruned, or it was
--- never queued here (a device answered a CommandUUID vouchd did not send).
+-- never queued here (a device answered a CommandUUID vouchd did not send). An attestation
+-- request, which has no commands row, is a DeviceInformation made when it was requested.
 CREATE OR REPLACE FUNCTION vouch_command_answers(p_command_uuid text, p_limit integer,
                                                  p_max_bytes bigint)
 RETURNS TABLE (udid text, request_type text, status text, queued_at text, result_at text,
@@ -124,10 +141,17 @@ DECLARE
     total bigint;
 BEGIN
     SELECT * INTO cmd FROM commands c WHERE c.command_uuid = p_command_uuid;
+    IF NOT FOUND THEN
+        SELECT p_command_uuid, 'DeviceInformation', NULL, min(r.requested_at) INTO cmd
+        FROM attestation_requests r WHERE r.command_uuid = p_command_uuid
+        HAVING count(*) > 0;
+    END IF;
     SELECT count(*) INTO total FROM (
         SELECT 1 FROM vouch_kept_answers(NULL, p_command_uuid) r
         UNION ALL
-        SELECT 1 FROM command_queue q WHERE q.command_uuid = p_command_uuid) x;
+        SELECT 1 FROM command_queue q WHERE q.command_uuid = p_command_uuid
+        UNION ALL
+        SELECT 1 FROM vouch_pending_requests(p_command_uuid)) x;
     IF cmd.command_uuid IS NULL AND total = 0 THEN
         RETURN;
     END IF;
@@ -143,7 +167,11 @@ BEGIN
         UNION ALL
         SELECT q.udid, cmd.request_type, 'queued', q.queued_at, NULL, q.not_now_count, NULL,
                0::bigint
-        FROM command_queue q WHERE q.command_uuid = p_command_uuid),
+        FROM command_queue q WHERE q.command_uuid = p_command_uuid
+        UNION ALL
+        SELECT q.udid, 'DeviceInformation', 'queued', q.queued_at, NULL, q.not_now_count, NULL,
+               0::bigint
+        FROM vouch_pending_requests(p_command_uuid) q),
     ordered AS (
         SELECT e.*, row_number() OVER (ORDER BY e.udid) AS n,
                sum(e.size) OVER (ORDER BY e.udid ROWS UNBOUNDED PRECEDING) AS upto
@@ -163,7 +191,7 @@ $$;
 
 -- Takes a queued command off one device's queue: 'canceled', or 'answered' (too late: the
 -- device has answered it) or 'unknown' (no such command for the device). A canceled attestation
--- request is settled ('canceled') and the device's next one planned, so the scheduler does not
+-- request (its pending row is its queue entry) is settled ('canceled') and the device's next one planned, so the scheduler does not
 -- wait for an answer that will not come; a canceled DeviceInformation (an attestation request
 -- or the scheduler's light query) puts the light query back in the plan. command.canceled is
 -- written when a receiver takes it (the audit keeps who asked: p_actor, the token's name, is in
@@ -171,22 +199,27 @@ $$;
 CREATE OR REPLACE FUNCTION vouch_command_cancel(p_udid text, p_command_uuid text, p_actor text)
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
-    was command_queue;
+    was_queued_at timestamptz;
+    was_not_nows integer;
     kind text;
 BEGIN
-    DELETE FROM command_queue q WHERE q.udid = p_udid AND q.command_uuid = p_command_uuid
-    RETURNING * INTO was;
-    IF NOT FOUND THEN
-        IF EXISTS (SELECT 1 FROM vouch_kept_answers(p_udid, p_command_uuid)) THEN
-            RETURN 'answered';
-        END IF;
-        RETURN 'unknown';
-    END IF;
-    SELECT c.request_type INTO kind FROM commands c WHERE c.command_uuid = p_command_uuid;
-    IF EXISTS (SELECT 1 FROM attestation_requests r
-               WHERE r.command_uuid = p_command_uuid AND r.udid = p_udid
-                 AND r.answered_at IS NULL) THEN
+    SELECT r.requested_at, coalesce(r.not_now_count, 0), 'DeviceInformation'
+    INTO was_queued_at, was_not_nows, kind
+    FROM attestation_requests r
+    WHERE r.command_uuid = p_command_uuid AND r.udid = p_udid AND r.answered_at IS NULL
+    FOR UPDATE;
+    IF FOUND THEN
         PERFORM vouch_end_attestation_request(p_udid, p_command_uuid, 'canceled', NULL);
+    ELSE
+        DELETE FROM command_queue q WHERE q.udid = p_udid AND q.command_uuid = p_command_uuid
+        RETURNING q.queued_at, q.not_now_count INTO was_queued_at, was_not_nows;
+        IF NOT FOUND THEN
+            IF EXISTS (SELECT 1 FROM vouch_kept_answers(p_udid, p_command_uuid)) THEN
+                RETURN 'answered';
+            END IF;
+            RETURN 'unknown';
+        END IF;
+        SELECT c.request_type INTO kind FROM commands c WHERE c.command_uuid = p_command_uuid;
     END IF;
     IF kind = 'DeviceInformation' THEN
         -- Its answer was to tell the OS version (vouch_request_attestation and the scheduler's
@@ -201,7 +234,7 @@ BEGIN
     IF vouch_wants('command.canceled') THEN
         PERFORM vouch_emit('command.canceled', p_udid, jsonb_build_object(
             'udid', p_udid, 'command_uuid', p_command_uuid, 'request_type', kind,
-            'queued_at', vouch_time(was.queued_at), 'not_now_count', was.not_now_count,
+            'queued_at', vouch_time(was_queued_at), 'not_now_count', was_not_nows,
             'canceled_by', p_actor));
     END IF;
     RETURN 'canceled';
@@ -217,12 +250,17 @@ DECLARE
     target text;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM commands c WHERE c.command_uuid = p_command_uuid)
+       AND NOT EXISTS (SELECT 1 FROM attestation_requests r
+                       WHERE r.command_uuid = p_command_uuid)
        AND NOT EXISTS (SELECT 1 FROM vouch_kept_answers(NULL, p_command_uuid)) THEN
         RETURN NULL;
     END IF;
     FOR target IN
-        SELECT q.udid FROM command_queue q WHERE q.command_uuid = p_command_uuid
-        ORDER BY q.udid FOR UPDATE
+        SELECT x.udid FROM (
+            SELECT q.udid FROM command_queue q WHERE q.command_uuid = p_command_uuid
+            UNION
+            SELECT r.udid FROM vouch_pending_requests(p_command_uuid) r) x
+        ORDER BY x.udid
     LOOP
         IF vouch_command_cancel(target, p_command_uuid, p_actor) = 'canceled' THEN
             n := n + 1;

@@ -89,8 +89,8 @@ BEGIN
 
     -- The enrollments first, never waiting: a device request holds its enrollment row
     -- (vouch_report, vouch_check_identity) and then writes its devices row, so a tick that held
-    -- the devices row and then waited for the enrollment (the queue's foreign key) would
-    -- deadlock with it. A device in the middle of a request is skipped, and stays due.
+    -- the devices row and then waited for the enrollment would deadlock with it. A device in
+    -- the middle of a request is skipped, and stays due.
     SELECT array_agg(x.udid) INTO free_enrollments
     FROM (SELECT e.udid FROM devices d JOIN enrollments e ON e.udid = d.udid
           WHERE d.attestation_due_at <= clock
@@ -116,17 +116,10 @@ BEGIN
                                               generation)
             SELECT x.command_uuid, x.udid, x.nonce, x.reason, clock, x.generation FROM pairs x
             ON CONFLICT (udid) WHERE answered_at IS NULL DO NOTHING
-            RETURNING attestation_requests.command_uuid, attestation_requests.udid),
-        stored AS (
-            -- No body: vouchd builds it again from the request's nonce (vouch_report).
-            INSERT INTO commands (command_uuid, request_type, body)
-            SELECT x.command_uuid, 'DeviceInformation', NULL::bytea
-            FROM pairs x JOIN requested q ON q.command_uuid = x.command_uuid),
-        enqueued AS (
-            INSERT INTO command_queue (udid, command_uuid, priority)
-            SELECT q.udid, q.command_uuid, 1 FROM requested q
-            RETURNING command_queue.udid)
-        SELECT array_agg(x.udid) INTO queued FROM enqueued x;
+            RETURNING attestation_requests.udid)
+        -- The pending row is the request's queue entry, without a body: vouchd builds it again
+        -- from the request's nonce (vouch_report).
+        SELECT array_agg(x.udid) INTO queued FROM requested x;
         -- Claimed but not asked (not enrolled any more, or a request already out): nothing
         -- planned until that changes. Asked: the light query waits for the answer.
         UPDATE devices d SET

@@ -57,20 +57,32 @@ LANGUAGE sql STABLE AS $$
        AND l.at >= vouch_now() - interval '1 day'
        AND NOT EXISTS (SELECT 1 FROM push_log n WHERE n.udid = l.udid AND n.seq > l.seq)
        AND e.enabled AND e.token_dead_at IS NULL
-       AND EXISTS (SELECT 1 FROM command_queue q WHERE q.udid = e.udid)
+       AND (EXISTS (SELECT 1 FROM command_queue q WHERE q.udid = e.udid)
+            OR EXISTS (SELECT 1 FROM attestation_requests r
+                       WHERE r.udid = e.udid AND r.answered_at IS NULL))
      ORDER BY l.at LIMIT p_limit)
     UNION
     (SELECT e.udid FROM enrollments e
      WHERE e.last_push_result = 'transient' AND e.last_push_at < vouch_now() - interval '30 seconds'
        AND e.enabled AND e.token_dead_at IS NULL
        AND NOT EXISTS (SELECT 1 FROM push_log n WHERE n.udid = e.udid)
-       AND EXISTS (SELECT 1 FROM command_queue q WHERE q.udid = e.udid)
+       AND (EXISTS (SELECT 1 FROM command_queue q WHERE q.udid = e.udid)
+            OR EXISTS (SELECT 1 FROM attestation_requests r
+                       WHERE r.udid = e.udid AND r.answered_at IS NULL))
      ORDER BY e.last_push_at LIMIT p_limit)
     UNION
-    (SELECT DISTINCT q.udid FROM command_queue q JOIN enrollments e ON e.udid = q.udid
-     WHERE q.queued_at >= vouch_now() - interval '10 minutes'
-       AND q.queued_at < vouch_now() - interval '1 minute'
-       AND e.enabled AND e.token_dead_at IS NULL AND e.push_token IS NOT NULL
+    (SELECT DISTINCT q.udid FROM (
+         SELECT q.udid, q.queued_at FROM command_queue q
+         WHERE q.queued_at >= vouch_now() - interval '10 minutes'
+           AND q.queued_at < vouch_now() - interval '1 minute'
+         UNION ALL
+         -- a pending attestation request is its own queue entry (50_commands.sql)
+         SELECT r.udid, r.requested_at FROM attestation_requests r
+         WHERE r.answered_at IS NULL
+           AND r.requested_at >= vouch_now() - interval '10 minutes'
+           AND r.requested_at < vouch_now() - interval '1 minute') q
+     JOIN enrollments e ON e.udid = q.udid
+     WHERE e.enabled AND e.token_dead_at IS NULL AND e.push_token IS NOT NULL
        AND (e.last_push_at IS NULL OR e.last_push_at < q.queued_at)
        AND NOT EXISTS (SELECT 1 FROM push_log n WHERE n.udid = q.udid AND n.at >= q.queued_at)
      LIMIT p_limit)

@@ -243,8 +243,11 @@ class RespondingFleetCase(PushTestCase):
 
     def queued_for(self, devs):
         udids = "','".join(d.udid for d in devs)
+        # (a pending attestation request is its own queue entry)
         out = self.psql(f"SELECT udid || ' ' || command_uuid FROM command_queue "
-                        f"WHERE udid IN ('{udids}')")
+                        f"WHERE udid IN ('{udids}') UNION ALL "
+                        f"SELECT udid || ' ' || command_uuid FROM attestation_requests "
+                        f"WHERE answered_at IS NULL AND udid IN ('{udids}')")
         return {tuple(line.split(" ")) for line in out.splitlines() if line.strip()}
 
     def answered_for(self, devs, command_uuids):

@@ -89,13 +89,15 @@ def requests_per_device(case, prefix):
 
 
 def attestation_commands_per_device(case, prefix):
-    """{udid: DeviceInformation commands queued} for the fleet."""
+    """{udid: DeviceInformation commands queued} for the fleet (a pending attestation request
+    is its own queue entry)."""
     out = sql(case, f"SELECT d.udid, count(q.command_uuid) FROM devices d "
-                    f"LEFT JOIN command_queue q ON q.udid = d.udid "
-                    f"LEFT JOIN commands c ON c.command_uuid = q.command_uuid "
+                    f"LEFT JOIN (SELECT q.udid, q.command_uuid FROM command_queue q "
+                    f"  JOIN commands c ON c.command_uuid = q.command_uuid "
                     f"  AND c.request_type = 'DeviceInformation' "
-                    f"WHERE d.udid LIKE '{prefix}-%' AND (q.udid IS NULL OR c.command_uuid "
-                    f"IS NOT NULL) GROUP BY d.udid")
+                    f"  UNION ALL SELECT r.udid, r.command_uuid FROM attestation_requests r "
+                    f"  WHERE r.answered_at IS NULL) q ON q.udid = d.udid "
+                    f"WHERE d.udid LIKE '{prefix}-%' GROUP BY d.udid")
     return {u: int(n) for u, n in (line.split("|") for line in out.split())}
 
 
