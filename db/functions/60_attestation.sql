@@ -247,8 +247,10 @@ BEGIN
         PERFORM vouch_plan_attestation(p_udid, v.status);
     ELSIF FOUND THEN
         SELECT * INTO p FROM scheduler_policy;
-        SELECT * INTO plan FROM vouch_plan_next(p, p_udid, d.attestation_retries,
-                                                d.os_change_pending AND NOT covered, v.status);
+        -- An assignment, not SELECT ... FROM: PL/pgSQL evaluates it as a simple expression
+        -- (no executor start-up nor function scan for one row).
+        plan := vouch_plan_next(p, p_udid, d.attestation_retries,
+                                d.os_change_pending AND NOT covered, v.status);
         UPDATE devices SET
             attestation_status = v.status,
             attestation_id = new_id,
@@ -280,7 +282,10 @@ BEGIN
         END IF;
     END IF;
     -- A provisional (migrated) identity: proven, kept provisional or released (45_migration.sql).
-    PERFORM vouch_migration_settle(p_udid, v.status, v.reason, v.generated_at);
+    -- Looked at here first: nearly every enrollment is not, and the call costs a row lock.
+    IF EXISTS (SELECT 1 FROM enrollments e WHERE e.udid = p_udid AND e.identity_provisional) THEN
+        PERFORM vouch_migration_settle(p_udid, v.status, v.reason, v.generated_at);
+    END IF;
     RETURN CASE WHEN answer IS NOT NULL THEN true END;
 END
 $$;
