@@ -110,11 +110,11 @@ struct lookup {
     struct entry *entries[];
 };
 
-/* An answer waiting for its statement: result is static (apns_outcome_name()); the strings
+/* An answer waiting for its statement: result is its stored code; the strings
  * are in one allocation, text: the udid at 0, then each other one present at its offset (0:
  * absent, SQL NULL). The token and the time go only with a 410, the one answer that uses them. */
 struct pending_result {
-    const char *result;
+    enum db_push_code result;
     char *text;
     uint16_t apns_id, reason, token_hex, dead_at;
 };
@@ -311,6 +311,24 @@ static uint16_t pending_put(char *text, size_t *used, const char *s)
     return offset;
 }
 
+/* push_log's code of an outcome (stored data: db/migrations/0013_push_log_narrow.sql). */
+static enum db_push_code result_code(enum apns_outcome outcome)
+{
+    switch (outcome) {
+    case APNS_DELIVERED:
+        return DB_PUSH_DELIVERED;
+    case APNS_UNREGISTERED:
+        return DB_PUSH_UNREGISTERED;
+    case APNS_REJECTED:
+        return DB_PUSH_REJECTED;
+    case APNS_FORBIDDEN:
+        return DB_PUSH_FORBIDDEN;
+    case APNS_TRANSIENT:
+        break;
+    }
+    return DB_PUSH_TRANSIENT;
+}
+
 static void record_result(struct push_service *ps, const struct entry *e,
                           const struct apns_response *r)
 {
@@ -357,7 +375,7 @@ static void record_result(struct push_service *ps, const struct entry *e,
         log_fatal("out of memory");
     memcpy(p->text, udid, udid_len + 1);
     size_t used = udid_len + 1;
-    p->result = apns_outcome_name(r->outcome);
+    p->result = result_code(r->outcome);
     p->apns_id = pending_put(p->text, &used, r->apns_id);
     p->reason = pending_put(p->text, &used, r->reason);
     p->token_hex = pending_put(p->text, &used, token_hex);
