@@ -71,7 +71,7 @@ static const char *const apns_reasons[] = {
 #define REASON_OTHER REASON_COUNT            /* an answer with another or no reason */
 #define REASON_CONNECTION (REASON_COUNT + 1) /* no answer: connection, TLS, GOAWAY, timeout */
 
-/* Someone waiting for a device's push: slot index of a batch. */
+/* Someone waiting for a device's push: slot index of a batch (in the batch's array of them). */
 struct waiter {
     struct waiter *next;
     struct batch *batch;
@@ -80,7 +80,9 @@ struct waiter {
 
 /* One device with a push being looked up or in flight. */
 struct entry {
-    struct entry *next; /* in its bucket */
+    struct entry *next;   /* in its bucket */
+    struct entry **pprev; /* what points to it: removed without walking the bucket */
+    uint32_t hash;        /* hash_udid(udid): compared before the udid */
     struct push_service *ps;
     uint8_t token[APNS_TOKEN_MAX]; /* the token pushed: a 410 kills this one only */
     size_t token_len;
@@ -97,6 +99,7 @@ struct batch {
     void *arg;
     size_t count, remaining;
     struct push_report *reports;
+    struct waiter *waiters; /* one a slot */
     /* What reports[] point to, freed with the batch: the udids one after the other, and a
      * detail per report (two allocations a batch, not two a device). */
     char *udids;
@@ -152,24 +155,34 @@ static uint32_t hash_udid(const char *s)
     uint32_t h = 2166136261u;
     for (; *s; s++)
         h = (h ^ (uint8_t)*s) * 16777619u;
-    return h % BUCKETS;
+    return h;
 }
 
-static struct entry *entry_find(struct push_service *ps, const char *udid)
+static struct entry *entry_find(struct push_service *ps, const char *udid, uint32_t hash)
 {
-    for (struct entry *e = ps->buckets[hash_udid(udid)]; e != NULL; e = e->next) {
-        if (strcmp(e->udid, udid) == 0)
+    for (struct entry *e = ps->buckets[hash % BUCKETS]; e != NULL; e = e->next) {
+        if (e->hash == hash && strcmp(e->udid, udid) == 0)
             return e;
     }
     return NULL;
 }
 
+static void entry_insert(struct push_service *ps, struct entry *e)
+{
+    struct entry **head = &ps->buckets[e->hash % BUCKETS];
+    e->next = *head;
+    if (e->next != NULL)
+        e->next->pprev = &e->next;
+    e->pprev = head;
+    *head = e;
+    ps->in_flight_devices++;
+}
+
 static void entry_remove(struct push_service *ps, struct entry *e)
 {
-    struct entry **p = &ps->buckets[hash_udid(e->udid)];
-    while (*p != e)
-        p = &(*p)->next;
-    *p = e->next;
+    *e->pprev = e->next;
+    if (e->next != NULL)
+        e->next->pprev = e->pprev;
     ps->in_flight_devices--;
     free(e);
 }
@@ -185,6 +198,7 @@ static void batch_drop(struct batch *b, bool tell)
     free(b->udids);
     free(b->details);
     free(b->reports);
+    free(b->waiters);
     free(b);
 }
 
@@ -198,7 +212,9 @@ static void batch_report(struct batch *b, size_t index, const char *result, cons
     b->reports[index].result = result;
     b->reports[index].detail = NULL;
     if (detail != NULL) {
-        snprintf(b->details[index], DETAIL_MAX, "%s", detail);
+        size_t len = strnlen(detail, DETAIL_MAX - 1);
+        memcpy(b->details[index], detail, len);
+        b->details[index][len] = '\0';
         b->reports[index].detail = b->details[index];
     }
     batch_release(b);
@@ -211,9 +227,8 @@ static void entry_finish(struct push_service *ps, struct entry *e, const char *r
     struct waiter *w = e->waiters;
     entry_remove(ps, e);
     while (w != NULL) {
-        struct waiter *next = w->next;
+        struct waiter *next = w->next; /* batch_report may free w's batch, w with it */
         batch_report(w->batch, w->index, result, detail);
-        free(w);
         w = next;
     }
 }
@@ -431,7 +446,7 @@ static void targets_found(void *arg, enum db_outcome outcome, const PGresult *re
             size_t token_len;
             if (!db_decode_push_target(res, row, &udid, &token, &token_len, &magic, &topic))
                 continue;
-            struct entry *e = entry_find(ps, udid);
+            struct entry *e = entry_find(ps, udid, hash_udid(udid));
             if (e == NULL || e->sent)
                 continue;
             if (cert != NULL && strcmp(topic, cert->topic) != 0) {
@@ -481,7 +496,8 @@ void push_devices(struct push_service *ps, const char *const *udids, size_t coun
         udids_size += strlen(udids[i]) + 1;
     b->udids = malloc(udids_size);
     b->details = malloc((count ? count : 1) * sizeof(*b->details));
-    if (b->reports == NULL || b->udids == NULL || b->details == NULL)
+    b->waiters = malloc((count ? count : 1) * sizeof(*b->waiters));
+    if (b->reports == NULL || b->udids == NULL || b->details == NULL || b->waiters == NULL)
         log_fatal("out of memory");
     size_t udids_used = 0;
     l->ps = ps;
@@ -494,25 +510,21 @@ void push_devices(struct push_service *ps, const char *const *udids, size_t coun
         size_t udid_len = strlen(udids[i]);
         b->reports[i].udid = memcpy(b->udids + udids_used, udids[i], udid_len + 1);
         udids_used += udid_len + 1;
-        struct waiter *w = calloc(1, sizeof(*w));
-        if (w == NULL)
-            log_fatal("out of memory");
+        struct waiter *w = &b->waiters[i];
         w->batch = b;
         w->index = i;
-        struct entry *e = entry_find(ps, udids[i]);
+        uint32_t hash = hash_udid(udids[i]);
+        struct entry *e = entry_find(ps, udids[i], hash);
         if (e != NULL) {
             ps->coalesced++; /* already on its way: one push serves everyone */
         } else {
-            size_t len = strlen(udids[i]);
-            e = calloc(1, sizeof(*e) + len + 1);
+            e = calloc(1, sizeof(*e) + udid_len + 1);
             if (e == NULL)
                 log_fatal("out of memory");
             e->ps = ps;
-            memcpy(e->udid, udids[i], len + 1);
-            uint32_t h = hash_udid(e->udid);
-            e->next = ps->buckets[h];
-            ps->buckets[h] = e;
-            ps->in_flight_devices++;
+            e->hash = hash;
+            memcpy(e->udid, udids[i], udid_len + 1);
+            entry_insert(ps, e);
             lookup_udids[l->count] = e->udid;
             l->entries[l->count++] = e;
         }
@@ -620,7 +632,6 @@ void push_service_free(struct push_service *ps)
             while (w != NULL) {
                 struct waiter *next = w->next;
                 batch_drop(w->batch, false); /* at shutdown: never reported */
-                free(w);
                 w = next;
             }
             free(e);
