@@ -4,6 +4,25 @@
 -- at every start and `vouchd migrate` (db/migrate.c). A change to a function is a diff here; a
 -- change of its arguments or result also needs a migration that drops the old one.
 
+-- push_log's codes (migration 0013): stored data, their meaning never changes. The result of an
+-- answer, and its apns-id as APNs gave it (an upper-case UUID in apns_id, anything else as it
+-- came in apns_id_text).
+CREATE OR REPLACE FUNCTION vouch_push_result_name(p_code smallint) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT (ARRAY['delivered', 'unregistered', 'rejected', 'forbidden', 'transient'])[p_code + 1]
+$$;
+
+CREATE OR REPLACE FUNCTION vouch_push_result_code(p_name text) RETURNS smallint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT (array_position(ARRAY['delivered', 'unregistered', 'rejected', 'forbidden', 'transient'],
+                           p_name) - 1)::smallint
+$$;
+
+CREATE OR REPLACE FUNCTION vouch_push_apns_id(p_uuid uuid, p_text text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT coalesce(upper(p_uuid::text), p_text)
+$$;
+
 -- Where to push: enabled enrollments with a live token, among p_udids.
 CREATE OR REPLACE FUNCTION vouch_push_targets(p_udids text[])
 RETURNS TABLE (udid text, token bytea, push_magic text, topic text)
