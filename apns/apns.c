@@ -23,7 +23,6 @@
 #include <time.h>
 
 #include "apns_internal.h"
-#include "json.h"
 #include "log.h"
 
 #define BACKOFF_BASE_MS 500
@@ -376,21 +375,16 @@ void apns_client_push(struct apns_client *c, const uint8_t *token, size_t token_
     }
     job->path_len = n;
     job->body = job->data + path_max;
-    struct json_writer *w = magic_len <= 256 ? json_writer_new(body_max, 0) : NULL;
-    const char *text = NULL;
-    size_t len = 0;
-    if (w != NULL && json_write_begin_object(w) && json_write_key(w, "mdm") &&
-        json_write_string(w, push_magic) && json_write_end_object(w) &&
-        json_writer_finish(w, &text, &len) && len <= body_max) {
-        memcpy(job->body, text, len);
-        job->body_len = len;
-    } else {
-        text = NULL;
-    }
-    json_writer_free(w);
-    job->length_len = (size_t)snprintf(job->length, sizeof(job->length), "%zu", job->body_len);
+    job->body_len = magic_len <= 256 ? apns_mdm_body(push_magic, magic_len, job->body, body_max) : 0;
+    char digits[20];
+    size_t nd = 0;
+    for (size_t v = job->body_len; nd == 0 || v > 0; v /= 10)
+        digits[nd++] = (char)('0' + v % 10);
+    for (job->length_len = 0; nd > 0; job->length_len++) /* content-length, no printf a push */
+        job->length[job->length_len] = digits[--nd];
+    job->length[job->length_len] = '\0';
 
-    if (token_len == 0 || token_len > APNS_TOKEN_MAX || text == NULL) {
+    if (token_len == 0 || token_len > APNS_TOKEN_MAX || job->body_len == 0) {
         refuse_later(c, job, "BadDeviceToken");
         return;
     }

@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "json.h"
+#include "utf8.h"
 
 static bool fail(char *err, size_t err_size, const char *url, const char *why)
 {
@@ -129,4 +130,49 @@ unsigned apns_backoff_ms(unsigned failures, unsigned base_ms, unsigned max_ms, u
     if (cap < 2)
         return (unsigned)cap;
     return (unsigned)(cap / 2 + random % (cap / 2 + 1));
+}
+
+size_t apns_mdm_body(const char *push_magic, size_t len, char *out, size_t out_max)
+{
+    static const char head[] = "{\"mdm\":\"", tail[] = "\"}", hex[] = "0123456789ABCDEF";
+    const unsigned char *s = (const unsigned char *)push_magic;
+    size_t n = sizeof(head) - 1;
+    if (out_max < n)
+        return 0;
+    memcpy(out, head, n);
+    for (size_t i = 0; i < len;) {
+        char esc[7];
+        size_t k = 1, e = 0;
+        if (s[i] >= 0x80) {
+            k = utf8_sequence_length(s + i, len - i);
+            if (k == 0)
+                return 0;
+        } else if (s[i] == '"' || s[i] == '\\') {
+            esc[e++] = '\\';
+            esc[e++] = (char)s[i];
+        } else if (s[i] < 0x20) {
+            static const char short_form[] = {['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n',
+                                              ['\r'] = 'r', ['\t'] = 't'};
+            esc[e++] = '\\';
+            if (s[i] < sizeof(short_form) && short_form[s[i]] != 0) {
+                esc[e++] = short_form[s[i]];
+            } else {
+                memcpy(esc + e, "u00", 3);
+                e += 3;
+                esc[e++] = hex[s[i] >> 4];
+                esc[e++] = hex[s[i] & 15];
+            }
+        }
+        const char *from = e > 0 ? esc : (const char *)s + i;
+        size_t m = e > 0 ? e : k;
+        if (out_max - n < m)
+            return 0;
+        memcpy(out + n, from, m);
+        n += m;
+        i += k;
+    }
+    if (out_max - n < sizeof(tail) - 1)
+        return 0;
+    memcpy(out + n, tail, sizeof(tail) - 1);
+    return n + sizeof(tail) - 1;
 }

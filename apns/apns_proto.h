@@ -35,6 +35,12 @@ enum apns_outcome apns_outcome_of_status(int status);
  * r->timestamp_ms; anything else (not JSON, too deep, wrong types) leaves r as it was. */
 void apns_reply_parse_body(const char *body, size_t len, struct apns_response *r);
 
+/* The push's body, {"mdm":"<push_magic>"}, into out[0..out_max) (no NUL added), escaped as
+ * lib/json.h's writer escapes a string (quote, backslash and control characters as \b \f \n
+ * \r \t or \u00XX; UTF-8 kept) without building a document a push. Its length, or 0 when
+ * push_magic[0..len) is not UTF-8 or the body does not fit. */
+size_t apns_mdm_body(const char *push_magic, size_t len, char *out, size_t out_max);
+
 /* Full jitter over an exponentially growing cap: cap = base_ms << failures (at most max_ms),
  * the delay uniform in [cap/2, cap], random a uniform 32-bit value. */
 unsigned apns_backoff_ms(unsigned failures, unsigned base_ms, unsigned max_ms, uint32_t random);

@@ -34,23 +34,43 @@ bool db_decode_push_target(const PGresult *res, int row, const char **udid, cons
     return true;
 }
 
-static const char sql_push_results[] =
-    "SELECT vouch_push_results($1, $2, $3, $4, $5, $6::timestamptz[])";
+static const char sql_push_results[] = "SELECT vouch_push_results($1, $2, $3::smallint[], "
+                                       "$4::uuid[], $5, $6, $7::timestamptz[])";
+
+/* APNs' form of an apns-id: a UUID in upper case, which push_log keeps as a uuid (and reads
+ * back in upper case). */
+static bool is_upper_uuid(const char *s)
+{
+    for (size_t i = 0; i < 36; i++) {
+        char c = s[i];
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (c != '-')
+                return false;
+        } else if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'F'))) {
+            return false;
+        }
+    }
+    return s[36] == '\0';
+}
 
 void db_push_results(struct db_pool *pool, const struct db_push_result *results, size_t count,
                      db_result_fn *cb, void *arg)
 {
-    enum { COLUMNS = 6 };
+    static const char *const codes[] = {"0", "1", "2", "3", "4"};
+    enum { COLUMNS = 7 };
     const char **columns = malloc(COLUMNS * count * sizeof(*columns) + 1);
     if (columns == NULL)
         log_fatal("out of memory");
     for (size_t i = 0; i < count; i++) {
+        const char *id = results[i].apns_id;
+        bool uuid = id != NULL && is_upper_uuid(id);
         columns[i] = results[i].udid;
         columns[count + i] = results[i].token_hex;
-        columns[2 * count + i] = results[i].result;
-        columns[3 * count + i] = results[i].apns_id;
-        columns[4 * count + i] = results[i].reason;
-        columns[5 * count + i] = results[i].dead_at;
+        columns[2 * count + i] = codes[(unsigned)results[i].result % 5];
+        columns[3 * count + i] = uuid ? id : NULL;
+        columns[4 * count + i] = uuid ? NULL : id;
+        columns[5 * count + i] = results[i].reason;
+        columns[6 * count + i] = results[i].dead_at;
     }
     char *arrays[COLUMNS];
     struct db_param params[COLUMNS];

@@ -23,15 +23,23 @@ bool db_decode_push_target(const PGresult *res, int row, const char **udid, cons
                            size_t *token_len, const char **push_magic, const char **topic)
     __attribute__((warn_unused_result));
 
-/* A batch of push answers, oldest first: result is an apns_outcome_name(); apns_id, reason may
- * be NULL. A 410 (result "unregistered") carries token_hex, the token pushed, and dead_at, RFC
- * 3339 with milliseconds: it kills that token only if it is still the device's; the other
- * answers need neither (NULL). Every answer is appended to push_log in one statement; DB_OK
- * means the batch is committed. */
+/* A batch of push answers, oldest first: result is the stored code (DB_PUSH_*: push_log keeps
+ * it as a smallint, migration 0013); apns_id, reason may be NULL (an apns-id in APNs' form, an
+ * upper-case UUID, is stored as a uuid, any other as it came). A 410 (DB_PUSH_UNREGISTERED)
+ * carries token_hex, the token pushed, and dead_at, RFC 3339 with milliseconds: it kills that
+ * token only if it is still the device's; the other answers need neither (NULL). Every answer is
+ * appended to push_log in one statement; DB_OK means the batch is committed. */
+enum db_push_code {
+    DB_PUSH_DELIVERED = 0,
+    DB_PUSH_UNREGISTERED = 1,
+    DB_PUSH_REJECTED = 2,
+    DB_PUSH_FORBIDDEN = 3,
+    DB_PUSH_TRANSIENT = 4,
+};
 struct db_push_result {
     const char *udid;
     const char *token_hex; /* the token pushed */
-    const char *result;
+    enum db_push_code result;
     const char *apns_id;
     const char *reason;
     const char *dead_at;

@@ -173,13 +173,15 @@ BEGIN
                                 THEN 'no_certificate'
                                 WHEN e.token_dead_at IS NOT NULL THEN 'dead'
                                 ELSE 'active' END,
-            -- The newest answer in push_log; without one, what the enrollment keeps (answers
-            -- from before migration 0010, or folded there when the log's were pruned).
+            -- The newest answer in push_log (its result a code, migration 0013); without one,
+            -- what the enrollment keeps (answers from before migration 0010, or folded there
+            -- when the log's were pruned).
             'last_push_at', vouch_time(coalesce(
                 (SELECT p.at FROM push_log p WHERE p.udid = d.udid ORDER BY p.seq DESC LIMIT 1),
                 e.last_push_at)),
             'last_push_result', coalesce(
-                (SELECT p.result FROM push_log p WHERE p.udid = d.udid ORDER BY p.seq DESC LIMIT 1),
+                (SELECT vouch_push_result_name(p.result) FROM push_log p WHERE p.udid = d.udid
+                 ORDER BY p.seq DESC LIMIT 1),
                 e.last_push_result)),
         'attestation', json_build_object(
             'status', CASE WHEN d.attestation_status = 'verified'

@@ -4,6 +4,25 @@
 -- at every start and `vouchd migrate` (db/migrate.c). A change to a function is a diff here; a
 -- change of its arguments or result also needs a migration that drops the old one.
 
+-- push_log's codes (migration 0013): stored data, their meaning never changes. The result of an
+-- answer, and its apns-id as APNs gave it (an upper-case UUID in apns_id, anything else as it
+-- came in apns_id_text).
+CREATE OR REPLACE FUNCTION vouch_push_result_name(p_code smallint) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT (ARRAY['delivered', 'unregistered', 'rejected', 'forbidden', 'transient'])[p_code + 1]
+$$;
+
+CREATE OR REPLACE FUNCTION vouch_push_result_code(p_name text) RETURNS smallint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT (array_position(ARRAY['delivered', 'unregistered', 'rejected', 'forbidden', 'transient'],
+                           p_name) - 1)::smallint
+$$;
+
+CREATE OR REPLACE FUNCTION vouch_push_apns_id(p_uuid uuid, p_text text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT coalesce(upper(p_uuid::text), p_text)
+$$;
+
 -- Where to push: enabled enrollments with a live token, among p_udids.
 CREATE OR REPLACE FUNCTION vouch_push_targets(p_udids text[])
 RETURNS TABLE (udid text, token bytea, push_magic text, topic text)
@@ -16,28 +35,31 @@ $$;
 
 -- Records a batch of push answers, oldest first: each appended to push_log (one insert for the
 -- batch: the answers of a fleet cost a heap tuple and an index entry each, not an update of
--- each enrollment). A 410 marks the token dead on the enrollment in the same statement, unless
--- it is no longer the device's token or a TokenUpdate came after the time APNs gave.
-CREATE OR REPLACE FUNCTION vouch_push_results(p_udids text[], p_tokens text[], p_results text[],
-                                   p_apns_ids text[], p_reasons text[], p_dead_at timestamptz[])
+-- each enrollment). p_results are the stored codes (vouch_push_result_name(), migration 0013);
+-- an apns-id in APNs' form (an upper-case UUID) comes in p_apns_ids, any other in p_apns_other.
+-- A 410 (code 1) marks the token dead on the enrollment in the same statement, unless it is no
+-- longer the device's token or a TokenUpdate came after the time APNs gave.
+CREATE OR REPLACE FUNCTION vouch_push_results(p_udids text[], p_tokens text[], p_results smallint[],
+                                   p_apns_ids uuid[], p_apns_other text[], p_reasons text[],
+                                   p_dead_at timestamptz[])
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     t timestamptz := vouch_now(); -- once a batch, not once a row
 BEGIN
     -- seq follows the batch's order.
-    INSERT INTO push_log (udid, at, result, apns_id, reason)
-    SELECT r.udid, t, r.result, r.apns_id, r.reason
-    FROM unnest(p_udids, p_results, p_apns_ids, p_reasons) WITH ORDINALITY
-             AS r(udid, result, apns_id, reason, n)
+    INSERT INTO push_log (at, apns_id, result, udid, reason, apns_id_text)
+    SELECT t, r.apns_id, r.result, r.udid, r.reason, r.apns_other
+    FROM unnest(p_udids, p_results, p_apns_ids, p_apns_other, p_reasons) WITH ORDINALITY
+             AS r(udid, result, apns_id, apns_other, reason, n)
     ORDER BY r.n;
     -- Most batches have no 410: no join to plan or run. vouchd sends the token (and the time)
     -- with a 410 only.
-    IF array_position(p_results, 'unregistered') IS NULL THEN
+    IF array_position(p_results, 1::smallint) IS NULL THEN
         RETURN;
     END IF;
     UPDATE enrollments e SET token_dead_at = coalesce(r.dead_at, t)
     FROM unnest(p_udids, p_tokens, p_results, p_dead_at) AS r(udid, token, result, dead_at)
-    WHERE r.result = 'unregistered' AND r.token IS NOT NULL AND e.udid = r.udid
+    WHERE r.result = 1 AND r.token IS NOT NULL AND e.udid = r.udid
       AND e.push_token = decode(r.token, 'hex')
       AND (e.token_updated_at IS NULL OR e.token_updated_at < coalesce(r.dead_at, t));
 END
@@ -53,7 +75,7 @@ $$;
 CREATE OR REPLACE FUNCTION vouch_push_retry_due(p_limit integer) RETURNS TABLE (udid text)
 LANGUAGE sql STABLE AS $$
     (SELECT l.udid FROM push_log l JOIN enrollments e ON e.udid = l.udid
-     WHERE l.result = 'transient' AND l.at < vouch_now() - interval '30 seconds'
+     WHERE l.result = 4 /* transient */ AND l.at < vouch_now() - interval '30 seconds'
        AND l.at >= vouch_now() - interval '1 day'
        AND NOT EXISTS (SELECT 1 FROM push_log n WHERE n.udid = l.udid AND n.seq > l.seq)
        AND e.enabled AND e.token_dead_at IS NULL
@@ -98,14 +120,17 @@ DECLARE
     deleted bigint;
 BEGIN
     WITH old AS MATERIALIZED (
-        SELECT l.ctid AS id, l.seq, l.udid, l.at, l.result, l.apns_id, l.reason FROM push_log l
+        SELECT l.ctid AS id, l.seq, l.udid, l.at, l.result, l.apns_id, l.apns_id_text, l.reason
+        FROM push_log l
         WHERE l.at < vouch_now() - p_retention ORDER BY l.at, l.seq LIMIT p_batch),
     newest AS (
         SELECT b.* FROM (SELECT DISTINCT ON (o.udid) o.* FROM old o ORDER BY o.udid, o.seq DESC) b
         WHERE NOT EXISTS (SELECT 1 FROM push_log n WHERE n.udid = b.udid AND n.seq > b.seq)),
     folded AS (
-        UPDATE enrollments e SET last_push_at = b.at, last_push_result = b.result,
-               last_push_apns_id = b.apns_id, last_push_reason = b.reason
+        UPDATE enrollments e SET last_push_at = b.at,
+               last_push_result = vouch_push_result_name(b.result),
+               last_push_apns_id = vouch_push_apns_id(b.apns_id, b.apns_id_text),
+               last_push_reason = b.reason
         FROM newest b WHERE e.udid = b.udid)
     DELETE FROM push_log WHERE ctid = ANY (ARRAY(SELECT id FROM old));
     GET DIAGNOSTICS deleted = ROW_COUNT;

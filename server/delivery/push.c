@@ -71,7 +71,7 @@ static const char *const apns_reasons[] = {
 #define REASON_OTHER REASON_COUNT            /* an answer with another or no reason */
 #define REASON_CONNECTION (REASON_COUNT + 1) /* no answer: connection, TLS, GOAWAY, timeout */
 
-/* Someone waiting for a device's push: slot index of a batch. */
+/* Someone waiting for a device's push: slot index of a batch (in the batch's array of them). */
 struct waiter {
     struct waiter *next;
     struct batch *batch;
@@ -80,7 +80,9 @@ struct waiter {
 
 /* One device with a push being looked up or in flight. */
 struct entry {
-    struct entry *next; /* in its bucket */
+    struct entry *next;   /* in its bucket */
+    struct entry **pprev; /* what points to it: removed without walking the bucket */
+    uint32_t hash;        /* hash_udid(udid): compared before the udid */
     struct push_service *ps;
     uint8_t token[APNS_TOKEN_MAX]; /* the token pushed: a 410 kills this one only */
     size_t token_len;
@@ -97,6 +99,7 @@ struct batch {
     void *arg;
     size_t count, remaining;
     struct push_report *reports;
+    struct waiter *waiters; /* one a slot */
     /* What reports[] point to, freed with the batch: the udids one after the other, and a
      * detail per report (two allocations a batch, not two a device). */
     char *udids;
@@ -110,11 +113,11 @@ struct lookup {
     struct entry *entries[];
 };
 
-/* An answer waiting for its statement: result is static (apns_outcome_name()); the strings
+/* An answer waiting for its statement: result is its stored code; the strings
  * are in one allocation, text: the udid at 0, then each other one present at its offset (0:
  * absent, SQL NULL). The token and the time go only with a 410, the one answer that uses them. */
 struct pending_result {
-    const char *result;
+    enum db_push_code result;
     char *text;
     uint16_t apns_id, reason, token_hex, dead_at;
 };
@@ -152,24 +155,34 @@ static uint32_t hash_udid(const char *s)
     uint32_t h = 2166136261u;
     for (; *s; s++)
         h = (h ^ (uint8_t)*s) * 16777619u;
-    return h % BUCKETS;
+    return h;
 }
 
-static struct entry *entry_find(struct push_service *ps, const char *udid)
+static struct entry *entry_find(struct push_service *ps, const char *udid, uint32_t hash)
 {
-    for (struct entry *e = ps->buckets[hash_udid(udid)]; e != NULL; e = e->next) {
-        if (strcmp(e->udid, udid) == 0)
+    for (struct entry *e = ps->buckets[hash % BUCKETS]; e != NULL; e = e->next) {
+        if (e->hash == hash && strcmp(e->udid, udid) == 0)
             return e;
     }
     return NULL;
 }
 
+static void entry_insert(struct push_service *ps, struct entry *e)
+{
+    struct entry **head = &ps->buckets[e->hash % BUCKETS];
+    e->next = *head;
+    if (e->next != NULL)
+        e->next->pprev = &e->next;
+    e->pprev = head;
+    *head = e;
+    ps->in_flight_devices++;
+}
+
 static void entry_remove(struct push_service *ps, struct entry *e)
 {
-    struct entry **p = &ps->buckets[hash_udid(e->udid)];
-    while (*p != e)
-        p = &(*p)->next;
-    *p = e->next;
+    *e->pprev = e->next;
+    if (e->next != NULL)
+        e->next->pprev = e->pprev;
     ps->in_flight_devices--;
     free(e);
 }
@@ -185,6 +198,7 @@ static void batch_drop(struct batch *b, bool tell)
     free(b->udids);
     free(b->details);
     free(b->reports);
+    free(b->waiters);
     free(b);
 }
 
@@ -198,7 +212,9 @@ static void batch_report(struct batch *b, size_t index, const char *result, cons
     b->reports[index].result = result;
     b->reports[index].detail = NULL;
     if (detail != NULL) {
-        snprintf(b->details[index], DETAIL_MAX, "%s", detail);
+        size_t len = strnlen(detail, DETAIL_MAX - 1);
+        memcpy(b->details[index], detail, len);
+        b->details[index][len] = '\0';
         b->reports[index].detail = b->details[index];
     }
     batch_release(b);
@@ -211,9 +227,8 @@ static void entry_finish(struct push_service *ps, struct entry *e, const char *r
     struct waiter *w = e->waiters;
     entry_remove(ps, e);
     while (w != NULL) {
-        struct waiter *next = w->next;
+        struct waiter *next = w->next; /* batch_report may free w's batch, w with it */
         batch_report(w->batch, w->index, result, detail);
-        free(w);
         w = next;
     }
 }
@@ -311,6 +326,24 @@ static uint16_t pending_put(char *text, size_t *used, const char *s)
     return offset;
 }
 
+/* push_log's code of an outcome (stored data: db/migrations/0013_push_log_narrow.sql). */
+static enum db_push_code result_code(enum apns_outcome outcome)
+{
+    switch (outcome) {
+    case APNS_DELIVERED:
+        return DB_PUSH_DELIVERED;
+    case APNS_UNREGISTERED:
+        return DB_PUSH_UNREGISTERED;
+    case APNS_REJECTED:
+        return DB_PUSH_REJECTED;
+    case APNS_FORBIDDEN:
+        return DB_PUSH_FORBIDDEN;
+    case APNS_TRANSIENT:
+        break;
+    }
+    return DB_PUSH_TRANSIENT;
+}
+
 static void record_result(struct push_service *ps, const struct entry *e,
                           const struct apns_response *r)
 {
@@ -357,7 +390,7 @@ static void record_result(struct push_service *ps, const struct entry *e,
         log_fatal("out of memory");
     memcpy(p->text, udid, udid_len + 1);
     size_t used = udid_len + 1;
-    p->result = apns_outcome_name(r->outcome);
+    p->result = result_code(r->outcome);
     p->apns_id = pending_put(p->text, &used, r->apns_id);
     p->reason = pending_put(p->text, &used, r->reason);
     p->token_hex = pending_put(p->text, &used, token_hex);
@@ -413,7 +446,7 @@ static void targets_found(void *arg, enum db_outcome outcome, const PGresult *re
             size_t token_len;
             if (!db_decode_push_target(res, row, &udid, &token, &token_len, &magic, &topic))
                 continue;
-            struct entry *e = entry_find(ps, udid);
+            struct entry *e = entry_find(ps, udid, hash_udid(udid));
             if (e == NULL || e->sent)
                 continue;
             if (cert != NULL && strcmp(topic, cert->topic) != 0) {
@@ -463,7 +496,8 @@ void push_devices(struct push_service *ps, const char *const *udids, size_t coun
         udids_size += strlen(udids[i]) + 1;
     b->udids = malloc(udids_size);
     b->details = malloc((count ? count : 1) * sizeof(*b->details));
-    if (b->reports == NULL || b->udids == NULL || b->details == NULL)
+    b->waiters = malloc((count ? count : 1) * sizeof(*b->waiters));
+    if (b->reports == NULL || b->udids == NULL || b->details == NULL || b->waiters == NULL)
         log_fatal("out of memory");
     size_t udids_used = 0;
     l->ps = ps;
@@ -476,25 +510,21 @@ void push_devices(struct push_service *ps, const char *const *udids, size_t coun
         size_t udid_len = strlen(udids[i]);
         b->reports[i].udid = memcpy(b->udids + udids_used, udids[i], udid_len + 1);
         udids_used += udid_len + 1;
-        struct waiter *w = calloc(1, sizeof(*w));
-        if (w == NULL)
-            log_fatal("out of memory");
+        struct waiter *w = &b->waiters[i];
         w->batch = b;
         w->index = i;
-        struct entry *e = entry_find(ps, udids[i]);
+        uint32_t hash = hash_udid(udids[i]);
+        struct entry *e = entry_find(ps, udids[i], hash);
         if (e != NULL) {
             ps->coalesced++; /* already on its way: one push serves everyone */
         } else {
-            size_t len = strlen(udids[i]);
-            e = calloc(1, sizeof(*e) + len + 1);
+            e = calloc(1, sizeof(*e) + udid_len + 1);
             if (e == NULL)
                 log_fatal("out of memory");
             e->ps = ps;
-            memcpy(e->udid, udids[i], len + 1);
-            uint32_t h = hash_udid(e->udid);
-            e->next = ps->buckets[h];
-            ps->buckets[h] = e;
-            ps->in_flight_devices++;
+            e->hash = hash;
+            memcpy(e->udid, udids[i], udid_len + 1);
+            entry_insert(ps, e);
             lookup_udids[l->count] = e->udid;
             l->entries[l->count++] = e;
         }
@@ -602,7 +632,6 @@ void push_service_free(struct push_service *ps)
             while (w != NULL) {
                 struct waiter *next = w->next;
                 batch_drop(w->batch, false); /* at shutdown: never reported */
-                free(w);
                 w = next;
             }
             free(e);

@@ -20,7 +20,9 @@ class PushLogTest(PushTestCase):
 
     def log_of(self, dev):
         return [tuple(line.split("|")) for line in self.pg.psql(
-            f"SELECT result, coalesce(apns_id, ''), coalesce(reason, '') FROM push_log "
+            "SELECT vouch_push_result_name(result), "
+            "coalesce(vouch_push_apns_id(apns_id, apns_id_text), ''), coalesce(reason, '') "
+            f"FROM push_log "
             f"WHERE udid = '{dev.udid}' ORDER BY seq", self.dbname).split()]
 
     def enrollment_columns(self, dev):
@@ -63,13 +65,16 @@ class PushLogTest(PushTestCase):
             BEGIN;
             DELETE FROM push_log WHERE udid = '{forgotten.udid}';
             INSERT INTO push_log (udid, at, result, reason) VALUES
-                ('{forgotten.udid}', vouch_now() - interval '40 days', 'transient', 'Shutdown');
+                ('{forgotten.udid}', vouch_now() - interval '40 days',
+                 vouch_push_result_code('transient'), 'Shutdown');
             INSERT INTO push_log (udid, at, result, apns_id) VALUES
-                ('{forgotten.udid}', vouch_now() - interval '39 days', 'delivered', '{old_id}');
+                ('{forgotten.udid}', vouch_now() - interval '39 days',
+                 vouch_push_result_code('delivered'), '{old_id}');
             WITH moved AS (UPDATE push_log SET at = vouch_now() - interval '41 days'
                            WHERE udid = '{pushed_since.udid}' RETURNING seq)
             INSERT INTO push_log (udid, at, result)
-                SELECT '{pushed_since.udid}', vouch_now() - interval '1 hour', 'delivered';
+                SELECT '{pushed_since.udid}', vouch_now() - interval '1 hour',
+                       vouch_push_result_code('delivered');
             SELECT vouch_time(vouch_now() - interval '39 days');
             SELECT vouch_push_prune(interval '30 days', 1000);
             COMMIT;""", self.dbname).split()
@@ -91,11 +96,12 @@ class PushLogUpgradeTest(PushTestCase):
     migrated by a new vouchd: the device object still shows them, and new answers go to the log
     and show instead."""
 
-    def test_an_upgraded_database_keeps_its_last_pushes(self):
-        dbname = suite().new_database("push_log_upgrade", self.pg)
+    @staticmethod
+    def migrations_before(name_part):
+        """The SQL of the migrations before the first whose name holds name_part."""
         sql = ["CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
                " applied_at timestamptz NOT NULL DEFAULT now(), checksum text);"]
-        before = [n for n, e in migration_entries().items() if "push_log" in e][0]
+        before = [n for n, e in migration_entries().items() if name_part in e][0]
         for number, entry in migration_entries().items():
             if number >= before:
                 continue
@@ -104,6 +110,11 @@ class PushLogUpgradeTest(PushTestCase):
             sql.append(f"; INSERT INTO schema_migrations (version, name, checksum) VALUES "
                        f"({number}, '{entry[5:].removesuffix('.sql')}', "
                        f"'{hashlib.sha256(text).hexdigest()}');")
+        return sql
+
+    def test_an_upgraded_database_keeps_its_last_pushes(self):
+        dbname = suite().new_database("push_log_upgrade", self.pg)
+        sql = self.migrations_before("push_log")
         token = secrets.token_bytes(32)
         udid = "UPGRADE-" + secrets.token_hex(8).upper()
         sql.append(f"""
@@ -130,7 +141,69 @@ class PushLogUpgradeTest(PushTestCase):
             self.assertStatus(r, 200, "GET /v1/push on the upgraded database")
             wait_for(lambda: v.device(udid).json()["push"]["last_push_result"] == "delivered",
                      DEADLINE_S, what="the new answer to show")
-            self.assertEqual(self.pg.psql(f"SELECT result FROM push_log WHERE udid = '{udid}'",
-                                          dbname).strip(), "delivered")
+            self.assertEqual(self.pg.psql("SELECT vouch_push_result_name(result) FROM push_log "
+                                          f"WHERE udid = '{udid}'", dbname).strip(), "delivered")
+        finally:
+            v.stop()
+
+    def test_the_narrow_log_reads_as_the_wide_one(self):
+        """Migration 0013 (issue 22) stores the result as a code and an apns-id in APNs' form as
+        a uuid: the entries from before read the same (any other apns-id as it came), in the
+        same order, and the log goes on after them."""
+        dbname = suite().new_database("push_log_narrow", self.pg)
+        sql = self.migrations_before("push_log_narrow")
+        token = secrets.token_bytes(32)
+        udid = "NARROW-" + secrets.token_hex(8).upper()
+        upper_id, lower_id = str(uuid.uuid4()).upper(), str(uuid.uuid4())
+        old = [("transient", None, "Shutdown", "41 days"),
+               ("delivered", upper_id, None, "40 days"),
+               ("rejected", "not-a-uuid", "BadDeviceToken", "39 days"),
+               ("delivered", lower_id, None, "38 days")]
+        values = ", ".join(
+            f"('{udid}', now() - interval '{age}', '{result}', "
+            + (f"'{apns_id}'" if apns_id else "NULL") + ", "
+            + (f"'{reason}'" if reason else "NULL") + ")"
+            for result, apns_id, reason, age in old)
+        sql.append(f"""
+            INSERT INTO devices (udid) VALUES ('{udid}');
+            INSERT INTO identity_certs (sha256, udid) VALUES (sha256('{udid}'::bytea), '{udid}');
+            INSERT INTO enrollments (udid, topic, push_token, push_magic, enabled,
+                                     identity_cert_sha256, authenticated_at, token_updated_at)
+            VALUES ('{udid}', '{self.topic}', '\\x{token.hex()}', 'magic', true,
+                    sha256('{udid}'::bytea), now(), now());
+            INSERT INTO push_log (udid, at, result, apns_id, reason) VALUES {values};""")
+        self.pg.psql("\n".join(sql), dbname)
+        log = ("SELECT vouch_push_result_name(result), "
+               "coalesce(vouch_push_apns_id(apns_id, apns_id_text), '-'), coalesce(reason, '-') "
+               f"FROM push_log WHERE udid = '{udid}' ORDER BY seq")
+        v = Vouchd(self.pg.conninfo(dbname), suite().identity_ca_path(),
+                   name=f"{__name__}.push_log_narrow", extra=dict(self.vouchd_config))
+        v.port = pg.free_port()
+        try:
+            v.start()
+            self.assertEqual(
+                [tuple(line.split("|")) for line in self.pg.psql(log, dbname).split()],
+                [(result, apns_id or "-", reason or "-") for result, apns_id, reason, _ in old],
+                "the entries from before migration 0013, as they were")
+            self.assertEqual(self.pg.psql(f"SELECT count(*) FROM push_log WHERE apns_id_text "
+                                          f"IS NOT NULL", dbname).strip(), "2",
+                             "only the ids not in APNs' form (upper-case UUID) kept as text")
+            self.assertEqual(v.device(udid).json()["push"]["last_push_result"], "delivered")
+            r = v.admin("GET", f"/v1/push/{udid}")
+            self.assertStatus(r, 200, "GET /v1/push on the migrated database")
+            wait_for(lambda: len(self.pg.psql(log, dbname).split()) == 5, DEADLINE_S,
+                     what="the new answer after the migrated ones")
+            newest = self.pg.psql(log, dbname).split()[-1].split("|")
+            self.assertEqual(newest[0], "delivered")
+            self.assertEqual(newest[1], str(uuid.UUID(newest[1])).upper(),
+                             "the stand-in's apns-id, in APNs' form, read back as it came")
+            # The pruning folds the newest entry onto the enrollment, its apns-id as it came.
+            self.assertEqual(self.pg.psql(f"""
+                UPDATE push_log SET at = vouch_now() - interval '37 days'
+                    WHERE udid = '{udid}' AND at > vouch_now() - interval '1 day';
+                SELECT vouch_push_prune(interval '30 days', 1000);""", dbname).split()[-1], "5")
+            self.assertEqual(self.pg.psql(
+                "SELECT last_push_result, last_push_apns_id FROM enrollments "
+                f"WHERE udid = '{udid}'", dbname).strip(), f"delivered|{newest[1]}")
         finally:
             v.stop()

@@ -1,5 +1,6 @@
 /* Unit tests of apns/apns_proto.c: apns_url taken apart, statuses turned into outcomes, APNs'
- * error bodies read (and hostile ones ignored), the backoff's bounds. */
+ * error bodies read (and hostile ones ignored), the backoff's bounds, the push's body written as
+ * the JSON writer writes it. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "apns_proto.h"
+#include "json.h"
 
 static void test_target_names_and_ports(void **state)
 {
@@ -125,6 +127,51 @@ static void test_reply_body(void **state)
     assert_string_equal(b.reason, "");
 }
 
+/* apns_mdm_body() against lib/json.h's writer, which it stands in for on every push. */
+static void check_body(const char *magic)
+{
+    char out[2048];
+    size_t len = apns_mdm_body(magic, strlen(magic), out, sizeof(out));
+    struct json_writer *w = json_writer_new(sizeof(out), 0);
+    const char *text;
+    size_t text_len;
+    assert_non_null(w);
+    bool ok = json_write_begin_object(w) && json_write_key(w, "mdm") &&
+              json_write_string(w, magic) && json_write_end_object(w) &&
+              json_writer_finish(w, &text, &text_len);
+    if (!ok) {
+        assert_int_equal(len, 0); /* not UTF-8: refused by both */
+    } else {
+        assert_int_equal(len, text_len);
+        assert_memory_equal(out, text, len);
+    }
+    json_writer_free(w);
+}
+
+static void test_mdm_body(void **state)
+{
+    char one[4] = "a?b";
+    for (int c = 1; c < 256; c++) {
+        one[1] = (char)c;
+        check_body(one);
+    }
+    check_body("");
+    check_body("2A4F9C4E-6D1B-4C43-B3C9-8F1A2B3C4D5E");
+    check_body("quote\" backslash\\ tab\t newline\n bell\a unit\x1f del\x7f slash/");
+    check_body("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+    check_body("\xc0\x80");         /* overlong */
+    check_body("\xed\xa0\x80");     /* a surrogate */
+    check_body("\xe2\x82");         /* cut short */
+    check_body("\xf4\x90\x80\x80"); /* above U+10FFFF */
+    char out[16];
+    assert_int_equal(apns_mdm_body("abc", 3, out, 10), 0);  /* {"mdm":"abc"} is 13 */
+    assert_int_equal(apns_mdm_body("abc", 3, out, 12), 0);
+    assert_int_equal(apns_mdm_body("abc", 3, out, 13), 13);
+    assert_memory_equal(out, "{\"mdm\":\"abc\"}", 13);
+    assert_int_equal(apns_mdm_body("ab", 2, out, 12), 12);
+    assert_int_equal(apns_mdm_body("a\"", 2, out, 12), 0); /* the escape does not fit */
+}
+
 static void test_backoff(void **state)
 {
     /* [cap/2, cap], the cap doubling from base up to max. */
@@ -152,6 +199,7 @@ int main(void)
         cmocka_unit_test(test_outcomes),
         cmocka_unit_test(test_reply_body),
         cmocka_unit_test(test_backoff),
+        cmocka_unit_test(test_mdm_body),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
