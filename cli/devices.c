@@ -137,9 +137,18 @@ int devices_fetch(struct ctl *ctl, const char *filter, bool udids_only,
             goto out;
         }
         pages->docs = nd;
-        rc = api_call(ctl, "GET", path, NULL, 0, NULL, 0, &pages->docs[pages->ndocs], NULL);
+        long status = 0;
+        rc = api_call(ctl, "GET", path, NULL, 0, NULL, udids_only ? 400 : 0,
+                      &pages->docs[pages->ndocs], &status);
         if (rc != CTL_EXIT_OK)
             goto out;
+        if (status == 400) {
+            /* A vouchd from before fields=udid refuses it: whole device objects, then. */
+            json_doc_free(pages->docs[pages->ndocs]);
+            pages->docs[pages->ndocs] = NULL;
+            udids_only = false;
+            continue;
+        }
         const struct json_value *page = json_doc_root(pages->docs[pages->ndocs++]);
         if (json_value_kind(page) != JSON_KIND_ARRAY) {
             rc = api_unexpected_shape(ctl, path, "a JSON array of devices");

@@ -133,6 +133,13 @@ BEGIN
                             queued, not_nows);
                 END IF;
                 result_stored := true;
+            ELSE
+                -- A pending request that already has a result: an answer without a verdict
+                -- stored it before migration 0012 (the request then waited for its time-out,
+                -- off the queue). This answer cannot be kept either: it ends as the time-out
+                -- would end it, or the device would be handed it again at once.
+                PERFORM vouch_end_attestation_request(p_udid, p_command_uuid, 'error',
+                                                      'NoAnswer');
             END IF;
         ELSE
             -- Any other command's entry leaves the queue whether or not this answer is the
@@ -162,6 +169,11 @@ BEGIN
             ON CONFLICT (udid, command_uuid) DO NOTHING
             RETURNING request_type INTO answered_type;
             result_stored := FOUND;
+            IF NOT result_stored AND pending THEN
+                -- The same state as above, reached without an answer's shape.
+                PERFORM vouch_end_attestation_request(p_udid, p_command_uuid, 'error',
+                                                      'NoAnswer');
+            END IF;
             IF result_stored THEN
                 IF p_status = 'Acknowledged' AND p_verdict IS NOT NULL THEN
                     IF NOT vouch_record_attestation(p_udid, p_command_uuid, p_verdict, NULL)

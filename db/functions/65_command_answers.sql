@@ -73,6 +73,11 @@ RETURNS SETOF command_results LANGUAGE sql STABLE AS $$
     FROM attestations a
     WHERE (p_udid IS NULL OR a.udid = p_udid) AND a.command_uuid = p_command_uuid
       AND a.answer IS NOT NULL
+      -- By UUID alone, an operator's command names only itself: an attestation request of
+      -- another device with the same UUID is not its answer (vouch_enqueue refuses a UUID only
+      -- for the devices it goes to).
+      AND (p_udid IS NOT NULL
+           OR NOT EXISTS (SELECT 1 FROM commands c WHERE c.command_uuid = p_command_uuid))
 $$;
 
 -- The certificates of the attestation a device's answer to a command carried, as the device
@@ -119,6 +124,8 @@ RETURNS TABLE (udid text, queued_at timestamptz, not_now_count integer)
 LANGUAGE sql STABLE AS $$
     SELECT r.udid, r.requested_at, coalesce(r.not_now_count, 0) FROM attestation_requests r
     WHERE r.command_uuid = p_command_uuid AND r.answered_at IS NULL
+      -- an operator's command of this UUID names only itself (vouch_kept_answers)
+      AND NOT EXISTS (SELECT 1 FROM commands c WHERE c.command_uuid = p_command_uuid)
 $$;
 
 -- A command on every device it went to. The first row describes the command (udid NULL:

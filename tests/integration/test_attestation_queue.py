@@ -81,6 +81,27 @@ class AttestationQueueTest(VouchTestCase):
         r = self.vouchd.enqueue([bystander.udid], command_plist("ProfileList", command_uuid=cu))
         self.assertStatus(r, 200, "the UUID of another device's request")
 
+    def test_an_operator_uuid_names_only_the_operator_command(self):
+        """An operator's command that took the UUID of another device's attestation request
+        (pending or answered) is that command alone: its answers and its cancel never reach
+        the other device's request."""
+        asked, answered, target = (self.enrolled_device() for _ in range(3))
+        pending_uuid = pending_request(self, asked.udid)
+        answered_uuid = pending_request(self, answered.udid)
+        self.assertEmpty200(answered.settle_attestation(), "answer one request")
+        for cu in (pending_uuid, answered_uuid):
+            r = self.vouchd.enqueue([target.udid], command_plist("ProfileList", command_uuid=cu))
+            self.assertStatus(r, 200, "another device's request UUID")
+            r = self.vouchd.admin("GET", f"/v1/commands/{cu}")
+            self.assertStatus(r, 200, "GET the operator's command")
+            self.assertEqual(r.json()["request_type"], "ProfileList", r.json())
+            self.assertEqual([a["udid"] for a in r.json()["devices"]], [target.udid], r.json())
+            r = self.vouchd.admin("DELETE", f"/v1/commands/{cu}")
+            self.assertStatus(r, 200, "cancel the operator's command")
+            self.assertEqual(r.json()["canceled"], 1, r.json())
+        self.assertEqual(pending_request(self, asked.udid), pending_uuid,
+                         "the other device's request is still pending")
+
     def test_cancel_all_and_command_answers_of_a_request(self):
         dev = self.enrolled_device()
         cu = pending_request(self, dev.udid)
@@ -99,6 +120,26 @@ class AttestationQueueTest(VouchTestCase):
         r = dev.idle()
         self.assertStatus(r, 200, "Idle after the cancel")
         self.assertFalse(r.body, "the canceled request is not handed out")
+
+
+    def test_a_pending_request_with_a_stored_result_ends(self):
+        """A pending request whose answer was already stored without a verdict (the state a
+        migrated identity's first answer left before 0012) is not handed out again for ever:
+        the next answer ends it as its time-out would (error, NoAnswer)."""
+        dev = self.enrolled_device()
+        cu = pending_request(self, dev.udid)
+        self.psql(f"INSERT INTO command_results (udid, command_uuid, request_type, status, report) "
+                  f"VALUES ('{dev.udid}', '{cu}', 'DeviceInformation', 'Acknowledged', '\\x00')")
+        self.assertCommand(dev.idle(), cu, "still handed out while pending")
+        r = dev.settle_attestation()
+        self.assertStatus(r, 200, "the answer")
+        self.assertFalse(r.body, "the request is not handed out again")
+        self.assertEqual(self.psql(f"SELECT outcome FROM attestation_requests "
+                                   f"WHERE udid = '{dev.udid}' AND command_uuid = '{cu}'").strip(),
+                         "error")
+        r = dev.idle()
+        self.assertStatus(r, 200, "Idle")
+        self.assertFalse(r.body, "nothing queued")
 
 
 class AttestationQueueUpgradeTest(VouchTestCase):
