@@ -17,6 +17,7 @@ suite's shared PostgreSQL (or on a private cluster with `own_postgres = True`).
 """
 
 import datetime
+import hashlib
 import os
 import plistlib
 import re
@@ -124,6 +125,23 @@ def migration_entries():
         if m:
             found[int(m.group(1))] = entry
     return found
+
+
+def migrations_before(name_part):
+    """The SQL of the migrations before the first whose name holds name_part, each followed by
+    its schema_migrations row as vouchd writes it: a database as an older vouchd left it."""
+    sql = ["CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
+           " applied_at timestamptz NOT NULL DEFAULT now(), checksum text);"]
+    before = [n for n, e in migration_entries().items() if name_part in e][0]
+    for number, entry in migration_entries().items():
+        if number >= before:
+            continue
+        text = migration_text(entry)
+        sql.append(text.decode())
+        sql.append(f"; INSERT INTO schema_migrations (version, name, checksum) VALUES "
+                   f"({number}, '{entry[5:].removesuffix('.sql')}', "
+                   f"'{hashlib.sha256(text).hexdigest()}');")
+    return sql
 
 
 def peer_plist(relpath):

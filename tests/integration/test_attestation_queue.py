@@ -5,13 +5,11 @@ a queued DeviceInformation as before, an operator's command may not take its Com
 same device, and a database from before 0012 keeps its queued, put-off and answered requests.
 """
 
-import hashlib
 import secrets
 import uuid
 
 import pg
-from harness import (Vouchd, VouchTestCase, command_plist, migration_entries, migration_text,
-                     suite)
+from harness import Vouchd, VouchTestCase, command_plist, migrations_before, suite
 
 
 def pending_request(case, udid):
@@ -150,17 +148,7 @@ class AttestationQueueUpgradeTest(VouchTestCase):
 
     def test_an_upgraded_database_keeps_its_requests(self):
         dbname = suite().new_database("attestation_queue_upgrade", self.pg)
-        sql = ["CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
-               " applied_at timestamptz NOT NULL DEFAULT now(), checksum text);"]
-        before = [n for n, e in migration_entries().items() if "attestation_queue" in e][0]
-        for number, entry in migration_entries().items():
-            if number >= before:
-                continue
-            text = migration_text(entry)
-            sql.append(text.decode())
-            sql.append(f"; INSERT INTO schema_migrations (version, name, checksum) VALUES "
-                       f"({number}, '{entry[5:].removesuffix('.sql')}', "
-                       f"'{hashlib.sha256(text).hexdigest()}');")
+        sql = migrations_before("attestation_queue")
         a, b = ("UPGRADE-" + secrets.token_hex(8).upper() for _ in range(2))
         pending, put_off, answered, other = (str(uuid.uuid4()).upper() for _ in range(4))
         nonces = [secrets.token_bytes(32).hex() for _ in range(3)]

@@ -3,12 +3,11 @@ written onto the enrollment one by one; the device object shows a device's newes
 pruning keeps each device's newest answer on its enrollment; a database from before push_log
 keeps its last pushes. The pushes themselves go to the independent HTTP/2 APNs of test_push."""
 
-import hashlib
 import secrets
 import uuid
 
 import pg
-from harness import Vouchd, migration_entries, migration_text, suite, wait_for
+from harness import Vouchd, migrations_before, suite, wait_for
 import test_push
 from test_push import DEADLINE_S, PushTestCase
 
@@ -96,25 +95,9 @@ class PushLogUpgradeTest(PushTestCase):
     migrated by a new vouchd: the device object still shows them, and new answers go to the log
     and show instead."""
 
-    @staticmethod
-    def migrations_before(name_part):
-        """The SQL of the migrations before the first whose name holds name_part."""
-        sql = ["CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
-               " applied_at timestamptz NOT NULL DEFAULT now(), checksum text);"]
-        before = [n for n, e in migration_entries().items() if name_part in e][0]
-        for number, entry in migration_entries().items():
-            if number >= before:
-                continue
-            text = migration_text(entry)
-            sql.append(text.decode())
-            sql.append(f"; INSERT INTO schema_migrations (version, name, checksum) VALUES "
-                       f"({number}, '{entry[5:].removesuffix('.sql')}', "
-                       f"'{hashlib.sha256(text).hexdigest()}');")
-        return sql
-
     def test_an_upgraded_database_keeps_its_last_pushes(self):
         dbname = suite().new_database("push_log_upgrade", self.pg)
-        sql = self.migrations_before("push_log")
+        sql = migrations_before("push_log")
         token = secrets.token_bytes(32)
         udid = "UPGRADE-" + secrets.token_hex(8).upper()
         sql.append(f"""
@@ -151,7 +134,7 @@ class PushLogUpgradeTest(PushTestCase):
         a uuid: the entries from before read the same (any other apns-id as it came), in the
         same order, and the log goes on after them."""
         dbname = suite().new_database("push_log_narrow", self.pg)
-        sql = self.migrations_before("push_log_narrow")
+        sql = migrations_before("push_log_narrow")
         token = secrets.token_bytes(32)
         udid = "NARROW-" + secrets.token_hex(8).upper()
         upper_id, lower_id = str(uuid.uuid4()).upper(), str(uuid.uuid4())
@@ -185,8 +168,8 @@ class PushLogUpgradeTest(PushTestCase):
                 [tuple(line.split("|")) for line in self.pg.psql(log, dbname).split()],
                 [(result, apns_id or "-", reason or "-") for result, apns_id, reason, _ in old],
                 "the entries from before migration 0013, as they were")
-            self.assertEqual(self.pg.psql(f"SELECT count(*) FROM push_log WHERE apns_id_text "
-                                          f"IS NOT NULL", dbname).strip(), "2",
+            self.assertEqual(self.pg.psql("SELECT count(*) FROM push_log WHERE apns_id_text "
+                                          "IS NOT NULL", dbname).strip(), "2",
                              "only the ids not in APNs' form (upper-case UUID) kept as text")
             self.assertEqual(v.device(udid).json()["push"]["last_push_result"], "delivered")
             r = v.admin("GET", f"/v1/push/{udid}")
