@@ -140,12 +140,20 @@ class VerdictTest(SchedulerCase):
         self.post_attest(dev.udid)
         cu, _nonce = self.take_request(dev, "the next request")
         # Not set_clock: its NOTIFY would start a scheduler tick (8 days of other devices due)
-        # whose locks could make the answer wait past the database timeout.
-        sql(self, "UPDATE vouch_clock SET skew = skew + interval '8 days'")
-        r = dev.report("Acknowledged", cu, QueryResponses=self.query_responses(dev, chain))
-        self.assertStatus(r, 200, "the chain, 8 days old when the answer comes")
-        self.assertVerdict(dev, cu, "failed", "stale_attestation", "cached",
-                           "8 days old when the answer comes")
+        # whose locks could make the answer wait past the database timeout. A tick of its own
+        # would end the request, 8 days old, as unanswered (answer_timeout) between the answer's
+        # two calls: the time-out is lengthened for this test.
+        sql(self, "UPDATE scheduler_policy "
+                  "SET answer_timeout = answer_timeout + interval '30 days'")
+        try:
+            sql(self, "UPDATE vouch_clock SET skew = skew + interval '8 days'")
+            r = dev.report("Acknowledged", cu, QueryResponses=self.query_responses(dev, chain))
+            self.assertStatus(r, 200, "the chain, 8 days old when the answer comes")
+            self.assertVerdict(dev, cu, "failed", "stale_attestation", "cached",
+                               "8 days old when the answer comes")
+        finally:
+            sql(self, "UPDATE scheduler_policy "
+                      "SET answer_timeout = answer_timeout - interval '30 days'")
 
     def test_cached_answer_does_not_cover_an_os_change(self):
         dev = self.iphone(os_version="17.4")
