@@ -8,10 +8,11 @@
 -- given, is what command_results keeps instead once the verdict is recorded: the same answer
 -- without its attestation certificates, which the attestation row holds (docs/attestation.md,
 -- "Storage"). p_answer, when given, is the answer's shape (command_answer_shape in
--- server/device/command.c): the first answer to a pending request never put off (NotNow)
--- then leaves no command_results row at all: the attestation
--- row keeps the shape and gives the answer back (vouch_answer_xml). The next command comes back as its body, or, for an attestation request (whose
--- body is not stored), as next_body NULL and the request's nonce: vouchd builds the body again.
+-- server/device/command.c): the first answer to a pending request never put off (NotNow) then
+-- leaves no command_results row at all: the attestation row keeps the shape and gives the answer
+-- back (vouch_answer_xml). The next command comes back as its body, or, for an attestation request
+-- (whose body is not stored), as next_body NULL and the request's nonce: vouchd builds the body
+-- again.
 CREATE OR REPLACE FUNCTION vouch_report(
     p_udid text, p_cert bytea, p_status text, p_command_uuid text, p_report bytea,
     p_verdict json, p_os_version text, p_build_version text, p_stored_report bytea DEFAULT NULL,

@@ -105,9 +105,9 @@ $$;
 
 -- Ends a pending request without a verdict: an error answer (p_outcome 'error', p_error the
 -- device's Status), no answer within answer_timeout ('error', 'NoAnswer': the command leaves the
--- queue with its pending row, a retry asks again), or a re-enrollment or an operator's cancel ('canceled'). Errors
--- are retried; past retry_limit the device's verdict becomes failed (no_answer): silence never
--- keeps an older one.
+-- queue with its pending row, a retry asks again), or a re-enrollment or an operator's cancel
+-- ('canceled'). Errors are retried; past retry_limit the device's verdict becomes failed
+-- (no_answer): silence never keeps an older one.
 CREATE OR REPLACE FUNCTION vouch_end_attestation_request(p_udid text, p_command_uuid text,
                                                          p_outcome text, p_error text)
 RETURNS void LANGUAGE plpgsql AS $$
@@ -159,12 +159,13 @@ BEGIN
 END
 $$;
 
--- Stores the verdict vouchd computed for the answer to a pending request, and says whether it
--- did: false when no such request is pending any more; true when the row also keeps the answer
--- itself, as its shape p_answer (vouch_report); NULL when it stored the verdict only. The row
--- keeps the answer when it gives it back whole: the answer's time is its received_at, and the
--- request (its own queue entry) was never put off (NotNow); otherwise command_results keeps it. A verified answer binds the serial when the enrollment did not
--- state one; one of Apple's shape keeps its leaf and its Sub CA's SHA-256.
+-- Stores the verdict vouchd computed for the answer to a pending request, and says whether it did:
+-- false when no such request is pending any more; true when the row also keeps the answer itself,
+-- as its shape p_answer (vouch_report); NULL when it stored the verdict only. The row keeps the
+-- answer when it gives it back whole: the answer's time is its received_at, and the request (its
+-- own queue entry) was never put off (NotNow); otherwise command_results keeps it. A verified
+-- answer binds the serial when the enrollment did not state one; one of Apple's shape keeps its
+-- leaf and its Sub CA's SHA-256.
 --
 -- The verdict is parsed once (each -> of a json value parses the whole text again, chain
 -- included), and the device row is written once: the verdict, what the answer says of the OS,

@@ -196,13 +196,13 @@ BEGIN
 END
 $$;
 
--- Takes a queued command off one device's queue: 'canceled', or 'answered' (too late: the
--- device has answered it) or 'unknown' (no such command for the device). A canceled attestation
--- request (its pending row is its queue entry) is settled ('canceled') and the device's next one planned, so the scheduler does not
--- wait for an answer that will not come; a canceled DeviceInformation (an attestation request
--- or the scheduler's light query) puts the light query back in the plan. command.canceled is
--- written when a receiver takes it (the audit keeps who asked: p_actor, the token's name, is in
--- the event too).
+-- Takes a queued command off one device's queue: 'canceled', or 'answered' (too late: the device
+-- has answered it) or 'unknown' (no such command for the device). A canceled attestation request
+-- (its pending row is its queue entry) is settled ('canceled') and the device's next one planned,
+-- so the scheduler does not wait for an answer that will not come; a canceled DeviceInformation (an
+-- attestation request or the scheduler's light query) puts the light query back in the plan.
+-- command.canceled is written when a receiver takes it (the audit keeps who asked: p_actor, the
+-- token's name, is in the event too).
 CREATE OR REPLACE FUNCTION vouch_command_cancel(p_udid text, p_command_uuid text, p_actor text)
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
