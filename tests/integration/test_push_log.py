@@ -138,10 +138,12 @@ class PushLogUpgradeTest(PushTestCase):
         token = secrets.token_bytes(32)
         udid = "NARROW-" + secrets.token_hex(8).upper()
         upper_id, lower_id = str(uuid.uuid4()).upper(), str(uuid.uuid4())
-        old = [("transient", None, "Shutdown", "41 days"),
-               ("delivered", upper_id, None, "40 days"),
-               ("rejected", "not-a-uuid", "BadDeviceToken", "39 days"),
-               ("delivered", lower_id, None, "38 days")]
+        # Younger than vouchd's own retention (a day), so that its prune, 2 s after start,
+        # leaves them to this test's.
+        old = [("transient", None, "Shutdown", "4 hours"),
+               ("delivered", upper_id, None, "3 hours"),
+               ("rejected", "not-a-uuid", "BadDeviceToken", "2 hours"),
+               ("delivered", lower_id, None, "1 hour")]
         values = ", ".join(
             f"('{udid}', now() - interval '{age}', '{result}', "
             + (f"'{apns_id}'" if apns_id else "NULL") + ", "
@@ -182,8 +184,7 @@ class PushLogUpgradeTest(PushTestCase):
                              "the stand-in's apns-id, in APNs' form, read back as it came")
             # The pruning folds the newest entry onto the enrollment, its apns-id as it came.
             self.assertEqual(self.pg.psql(f"""
-                UPDATE push_log SET at = vouch_now() - interval '37 days'
-                    WHERE udid = '{udid}' AND at > vouch_now() - interval '1 day';
+                UPDATE push_log SET at = at - interval '37 days' WHERE udid = '{udid}';
                 SELECT vouch_push_prune(interval '30 days', 1000);""", dbname).split()[-1], "5")
             self.assertEqual(self.pg.psql(
                 "SELECT last_push_result, last_push_apns_id FROM enrollments "
