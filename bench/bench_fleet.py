@@ -64,6 +64,17 @@ def attestation_verdicts(vouchd):
                if line.startswith("vouch_attestations_total"))
 
 
+def identity_cache(vouchd):
+    """vouch_identity_cache_total by outcome (hit, miss, expired, evicted), from /metrics."""
+    _, text = benchlib.http(vouchd.url + "/metrics")
+    counts = {}
+    for line in text.decode().splitlines():
+        m = re.match(r'vouch_identity_cache_total\{outcome="(\w+)"\} (\S+)', line)
+        if m:
+            counts[m.group(1)] = int(float(m.group(2)))
+    return counts
+
+
 class PushWatch(threading.Thread):
     """Follows the push log from its current end: when the first push of the campaign came and
     when n had come (the campaign's pace of pushes, beside its pace of answers)."""
@@ -206,6 +217,7 @@ def main():
         cpu_v, cpu_pg = vouchd.cpu_seconds(), benchlib.postgres_cpu_seconds(cluster)
         cpu_apns = benchlib.cpu_seconds(standin.pid)
         verdicts_before = attestation_verdicts(vouchd)
+        cache_before = identity_cache(vouchd)
         watch = PushWatch(log, n)
         watch.start()
         machine0 = benchlib.machine_cpu_seconds()
@@ -256,6 +268,11 @@ def main():
             rows.append(row("campaign", f"campaign: until {n:,} pushes", watch.all, "s"))
         cpu_rows(rows, "campaign", n, cpu, verified)
         rows.append(row("campaign", "vouchd peak RSS, campaign", vouchd.peak_rss_mb(), "MiB"))
+        # A miss is a certificate parse and a chain verification (identity_cache_size).
+        cache = {k2: v - cache_before.get(k2, 0) for k2, v in identity_cache(vouchd).items()}
+        looked_up = cache.get("hit", 0) + cache.get("miss", 0)
+        rows.append(row("campaign", "campaign: identity cache misses", 100 * cache.get("miss", 0)
+                        / max(looked_up, 1), "%", **cache))
 
         benchlib.print_postgres_profile(cluster, "vouch")
 

@@ -15,8 +15,11 @@
 
 /* The chain-verified certificates: a device signs every request with the same identity, so the
  * next request signed with a known certificate costs one signature check, not a certificate
- * parse (slow in OpenSSL 3) and a chain verification. Set-associative, LRU within a set. */
-#define CACHE_WAYS 4
+ * parse (slow in OpenSSL 3) and a chain verification. Exact LRU over cache_size entries: a hash
+ * index on the key and a recency list, both threaded through the entries by index. (It was
+ * 4-way set-associative until issue 22: sized to the fleet, a fifth of the devices then found
+ * their set full, and in a campaign most of them paid the full way again.) */
+#define NO_ENTRY UINT32_MAX
 
 /* How an entry's chain was verified: each source has its own settings, so neither vouches for
  * the other. */
@@ -26,12 +29,13 @@ enum cache_source {
 };
 
 struct cached_identity {
-    X509 *cert;               /* NULL: a free slot */
+    X509 *cert;               /* NULL: a free entry */
     STACK_OF(X509) * signers; /* cert alone, as CMS_verify takes it */
     uint8_t key[32];          /* SHA-256 of the certificate bytes received (see cache_key) */
     enum cache_source source;
+    uint32_t hash_next;              /* the next entry of the same bucket */
+    uint32_t newer, older;           /* the recency list; a dropped entry: older, the free list */
     int64_t valid_from, valid_until; /* the whole chain's validity: from <= t < until */
-    uint64_t used;                   /* the cache's clock at the last use */
     struct device_identity identity;
 };
 
@@ -39,10 +43,14 @@ struct identity_verifier {
     X509_STORE *store;
     EVP_MD *sha256;    /* fetched once: an implicit fetch per digest takes locks */
     time_t fixed_time; /* 0: the current time */
-    uint64_t clock;
     struct identity_cache_stats stats;
-    size_t sets;                   /* of CACHE_WAYS entries each */
-    struct cached_identity *cache; /* sets * CACHE_WAYS */
+    struct cached_identity *cache; /* cache_size entries */
+    uint32_t *buckets;             /* bucket_mask + 1 heads of hash chains */
+    uint32_t bucket_mask;
+    uint32_t newest, oldest; /* the ends of the recency list of entries in use */
+    uint32_t free_entries;   /* the list of dropped entries */
+    uint32_t never_used;     /* entries [never_used, capacity) were never handed out */
+    uint32_t capacity;
 };
 
 static const char *const error_names[] = {
@@ -61,11 +69,53 @@ const char *identity_error_name(enum identity_error err)
 
 /* ---- The cache of chain-verified certificates ---- */
 
-static void cache_drop(struct cached_identity *e)
+static uint32_t *cache_bucket(struct identity_verifier *v, const uint8_t key[32])
 {
+    uint32_t hash = (uint32_t)key[0] | (uint32_t)key[1] << 8 | (uint32_t)key[2] << 16 |
+                    (uint32_t)key[3] << 24; /* a SHA-256: any 32 bits of it are spread evenly */
+    return &v->buckets[hash & v->bucket_mask];
+}
+
+static void recency_unlink(struct identity_verifier *v, uint32_t i)
+{
+    struct cached_identity *e = &v->cache[i];
+    if (e->newer != NO_ENTRY)
+        v->cache[e->newer].older = e->older;
+    else
+        v->newest = e->older;
+    if (e->older != NO_ENTRY)
+        v->cache[e->older].newer = e->newer;
+    else
+        v->oldest = e->newer;
+}
+
+static void recency_push_newest(struct identity_verifier *v, uint32_t i)
+{
+    struct cached_identity *e = &v->cache[i];
+    e->newer = NO_ENTRY;
+    e->older = v->newest;
+    if (v->newest != NO_ENTRY)
+        v->cache[v->newest].newer = i;
+    else
+        v->oldest = i;
+    v->newest = i;
+}
+
+/* Takes entry i out of the index and the recency list, frees what it holds and puts it on the
+ * free list. */
+static void cache_drop(struct identity_verifier *v, uint32_t i)
+{
+    struct cached_identity *e = &v->cache[i];
+    uint32_t *link = cache_bucket(v, e->key);
+    while (*link != i)
+        link = &v->cache[*link].hash_next;
+    *link = e->hash_next;
+    recency_unlink(v, i);
     sk_X509_pop_free(e->signers, X509_free);
     X509_free(e->cert);
     memset(e, 0, sizeof(*e));
+    e->older = v->free_entries;
+    v->free_entries = i;
 }
 
 static int64_t verify_time(const struct identity_verifier *v)
@@ -73,12 +123,14 @@ static int64_t verify_time(const struct identity_verifier *v)
     return (int64_t)(v->fixed_time != 0 ? v->fixed_time : time(NULL));
 }
 
-static struct cached_identity *cache_set(struct identity_verifier *v, const uint8_t key[32])
+/* The index of the entry for these certificate bytes verified this way, or NO_ENTRY. */
+static uint32_t cache_lookup(struct identity_verifier *v, const uint8_t key[32],
+                             enum cache_source source)
 {
-    size_t index =
-        ((size_t)key[0] | (size_t)key[1] << 8 | (size_t)key[2] << 16 | (size_t)key[3] << 24) %
-        v->sets;
-    return &v->cache[index * CACHE_WAYS];
+    uint32_t i = *cache_bucket(v, key);
+    while (i != NO_ENTRY && (v->cache[i].source != source || memcmp(v->cache[i].key, key, 32) != 0))
+        i = v->cache[i].hash_next;
+    return i;
 }
 
 /* The entry for these certificate bytes, verified the same way and valid now, or NULL. An entry
@@ -86,21 +138,18 @@ static struct cached_identity *cache_set(struct identity_verifier *v, const uint
 static struct cached_identity *cache_find(struct identity_verifier *v, const uint8_t key[32],
                                           enum cache_source source)
 {
-    struct cached_identity *set = cache_set(v, key);
-    for (size_t i = 0; i < CACHE_WAYS; i++) {
-        struct cached_identity *e = &set[i];
-        if (e->cert == NULL || e->source != source || memcmp(e->key, key, 32) != 0)
-            continue;
-        int64_t now = verify_time(v);
-        if (now < e->valid_from || now >= e->valid_until) {
-            cache_drop(e);
-            v->stats.expired++;
-            return NULL;
-        }
-        e->used = ++v->clock;
-        return e;
+    uint32_t i = cache_lookup(v, key, source);
+    if (i == NO_ENTRY)
+        return NULL;
+    int64_t now = verify_time(v);
+    if (now < v->cache[i].valid_from || now >= v->cache[i].valid_until) {
+        cache_drop(v, i);
+        v->stats.expired++;
+        return NULL;
     }
-    return NULL;
+    recency_unlink(v, i);
+    recency_push_newest(v, i);
+    return &v->cache[i];
 }
 
 /* ASN1_TIME to seconds since the epoch; false if it cannot be read. */
@@ -130,19 +179,6 @@ static void cache_add(struct identity_verifier *v, const uint8_t key[32], enum c
     }
     if (sk_X509_num(chain) < 1 || from >= until)
         return;
-    struct cached_identity *set = cache_set(v, key), *slot = &set[0];
-    for (size_t i = 0; i < CACHE_WAYS; i++) {
-        struct cached_identity *e = &set[i];
-        if (e->cert != NULL && e->source == source && memcmp(e->key, key, 32) == 0) {
-            slot = e;
-            break;
-        }
-        if (slot->cert != NULL && (e->cert == NULL || e->used < slot->used))
-            slot = e;
-    }
-    if (slot->cert != NULL)
-        v->stats.evicted += memcmp(slot->key, key, 32) != 0 || slot->source != source;
-    cache_drop(slot);
     STACK_OF(X509) *signers = sk_X509_new_reserve(NULL, 1);
     if (signers == NULL || X509_up_ref(cert) != 1) {
         sk_X509_free(signers);
@@ -153,14 +189,31 @@ static void cache_add(struct identity_verifier *v, const uint8_t key[32], enum c
         sk_X509_pop_free(signers, X509_free);
         return;
     }
-    slot->cert = cert; /* the entry's reference */
-    slot->signers = signers;
-    memcpy(slot->key, key, 32);
-    slot->source = source;
-    slot->valid_from = from;
-    slot->valid_until = until;
-    slot->used = ++v->clock;
-    slot->identity = *identity;
+    uint32_t i = cache_lookup(v, key, source);
+    if (i != NO_ENTRY) {
+        cache_drop(v, i); /* the same certificate verified again: its entry is renewed */
+    } else if (v->free_entries == NO_ENTRY && v->never_used == v->capacity) {
+        cache_drop(v, v->oldest);
+        v->stats.evicted++;
+    }
+    if (v->free_entries != NO_ENTRY) {
+        i = v->free_entries;
+        v->free_entries = v->cache[i].older;
+    } else {
+        i = v->never_used++;
+    }
+    struct cached_identity *e = &v->cache[i];
+    e->cert = cert; /* the entry's reference */
+    e->signers = signers;
+    memcpy(e->key, key, 32);
+    e->source = source;
+    e->valid_from = from;
+    e->valid_until = until;
+    e->identity = *identity;
+    uint32_t *bucket = cache_bucket(v, key);
+    e->hash_next = *bucket;
+    *bucket = i;
+    recency_push_newest(v, i);
 }
 
 /* Verifies cert's chain to the trust store as CMS_verify does for a signer ("smime_sign"
@@ -195,11 +248,21 @@ struct identity_verifier *identity_verifier_new(const char *pem, size_t pem_len,
     struct identity_verifier *v = calloc(1, sizeof(*v));
     BIO *bio = BIO_new_mem_buf(pem, (int)pem_len);
     if (v != NULL) {
-        /* Pages never touched stay unmapped: an empty slot costs memory once used. */
-        v->sets = (cache_size + CACHE_WAYS - 1) / CACHE_WAYS;
-        v->cache = calloc(v->sets * CACHE_WAYS, sizeof(*v->cache));
+        /* Pages never touched stay unmapped: an entry costs memory once used. */
+        v->cache = calloc(cache_size, sizeof(*v->cache));
+        size_t buckets = 1;
+        while (buckets < cache_size)
+            buckets <<= 1;
+        v->buckets = malloc(buckets * sizeof(*v->buckets));
+        v->bucket_mask = (uint32_t)(buckets - 1);
     }
-    if (v == NULL || v->cache == NULL || bio == NULL || (v->store = X509_STORE_new()) == NULL ||
+    if (v != NULL && v->cache != NULL && v->buckets != NULL) {
+        memset(v->buckets, 0xff, (v->bucket_mask + (size_t)1) * sizeof(*v->buckets));
+        v->newest = v->oldest = v->free_entries = NO_ENTRY;
+        v->capacity = (uint32_t)cache_size;
+    }
+    if (v == NULL || v->cache == NULL || v->buckets == NULL || bio == NULL ||
+        (v->store = X509_STORE_new()) == NULL ||
         (v->sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL)) == NULL) {
         snprintf(err, err_size, "out of memory");
         goto fail;
@@ -237,11 +300,10 @@ void identity_verifier_free(struct identity_verifier *v)
 {
     if (v == NULL)
         return;
-    for (size_t i = 0; v->cache != NULL && i < v->sets * CACHE_WAYS; i++) {
-        if (v->cache[i].cert != NULL)
-            cache_drop(&v->cache[i]);
-    }
+    while (v->cache != NULL && v->buckets != NULL && v->newest != NO_ENTRY)
+        cache_drop(v, v->newest);
     free(v->cache);
+    free(v->buckets);
     EVP_MD_free(v->sha256);
     X509_STORE_free(v->store);
     free(v);

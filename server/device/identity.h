@@ -25,7 +25,7 @@
 
 #define IDENTITY_MAX_HEADER_LEN (32 * 1024)
 /* The cache of chain-verified certificates (identity_cache_size): entries, about 4.6 KiB each
- * for a P-256 identity once filled, 0.4 KiB empty; rounded up to a multiple of 4. */
+ * for a P-256 identity once filled, 0.4 KiB never used; the least recently used one makes room. */
 #define IDENTITY_CACHE_DEFAULT 4096
 #define IDENTITY_CACHE_MAX (1u << 20)
 

@@ -274,13 +274,14 @@ static void test_cache_bounded(void **state)
 
 static void test_cache_sized(void **state)
 {
-    /* identity_cache_size: a cache ten times the fleet keeps it (a set of 4 ways overflows
-     * rarely: a handful of misses at most), a cache of 1 keeps nothing twice here; 0 and more
-     * than the maximum are refused. */
+    /* identity_cache_size: a cache the fleet's size keeps all of it (every certificate proven a
+     * second time is a hit, nothing evicted: no set of a few ways overflows); a cache of 1 keeps
+     * nothing twice here; 0 and more than the maximum are refused. */
     const int count = 200;
-    struct identity_cache_stats st = prove_twice(10 * count, count);
-    assert_int_equal(st.misses + st.hits, 2 * (uint64_t)count);
-    assert_true(st.hits >= (uint64_t)count - 10);
+    struct identity_cache_stats st = prove_twice(count, count);
+    assert_int_equal(st.misses, count);
+    assert_int_equal(st.hits, count);
+    assert_int_equal(st.evicted, 0);
     st = prove_twice(1, count);
     assert_int_equal(st.hits, 0);
     char err[256];
@@ -290,13 +291,46 @@ static void test_cache_sized(void **state)
                                       sizeof(err)));
 }
 
+static void test_cache_least_recently_used_goes(void **state)
+{
+    /* A cache of 2: a, b, a again (a hit), then c takes b's place, not a's. */
+    struct identity_verifier *v = sized_verifier(pki.ca_pem, 2);
+    char *headers[3];
+    for (int i = 0; i < 3; i++) {
+        X509 *cert = new_cert(pki.dev_key, "device-ec", pki.ca, pki.ca_key, false, 2000 + i, NULL,
+                              NOT_AFTER_ASN1);
+        headers[i] = rfc9440(cert);
+        X509_free(cert);
+    }
+    struct device_identity id;
+    const int order[] = {0, 1, 0, 2, 0, 1};
+    const uint64_t hits_after[] = {0, 0, 1, 1, 2, 2};
+    for (size_t step = 0; step < sizeof(order) / sizeof(order[0]); step++) {
+        const char *h = headers[order[step]];
+        assert_int_equal(identity_from_cert_header(v, h, strlen(h), &id), IDENTITY_OK);
+        struct identity_cache_stats st;
+        identity_verifier_cache_stats(v, &st);
+        assert_int_equal(st.hits, hits_after[step]);
+    }
+    struct identity_cache_stats st;
+    identity_verifier_cache_stats(v, &st);
+    assert_int_equal(st.evicted, 2); /* b for c, then c (older than a) for b */
+    for (int i = 0; i < 3; i++)
+        free(headers[i]);
+    identity_verifier_free(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cache_hit_and_miss), cmocka_unit_test(test_cache_forged_signature),
-        cmocka_unit_test(test_cache_same_subject), cmocka_unit_test(test_cache_expiry),
-        cmocka_unit_test(test_cache_ber_not_kept), cmocka_unit_test(test_cache_bounded),
+        cmocka_unit_test(test_cache_hit_and_miss),
+        cmocka_unit_test(test_cache_forged_signature),
+        cmocka_unit_test(test_cache_same_subject),
+        cmocka_unit_test(test_cache_expiry),
+        cmocka_unit_test(test_cache_ber_not_kept),
+        cmocka_unit_test(test_cache_bounded),
         cmocka_unit_test(test_cache_sized),
+        cmocka_unit_test(test_cache_least_recently_used_goes),
     };
     return cmocka_run_group_tests(tests, identity_fixture_setup, identity_fixture_teardown);
 }
