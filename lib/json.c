@@ -710,11 +710,8 @@ static bool writer_grow(struct json_writer *w, size_t n)
 
 /* ---- Writer: text ---- */
 
-/*
- * Room for n more bytes of text, or NULL: when the text would pass the maximum (w->overflow:
- * the caller goes on without writing) or when out of memory (w->error is set).
- */
-static char *writer_room(struct json_writer *w, size_t n)
+/* writer_room()'s slow path: the text would pass the maximum, or the buffer must grow. */
+static char *writer_room_grow(struct json_writer *w, size_t n)
 {
     if (w->overflow)
         return NULL;
@@ -722,28 +719,40 @@ static char *writer_room(struct json_writer *w, size_t n)
         w->overflow = true;
         return NULL;
     }
-    if (n >= w->cap - w->len) { /* and one byte for the NUL */
-        size_t need = w->len + n + 1;
-        size_t cap = w->cap < 1024 ? 1024 : w->cap;
-        while (cap < need)
-            cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-        if (w->max < SIZE_MAX && cap > w->max + 1)
-            cap = w->max + 1;
-        char *t = realloc(w->text, cap);
-        if (t == NULL) {
-            writer_fail(w, JSON_WRITE_NOMEM);
-            return NULL;
-        }
-        w->text = t;
-        w->cap = cap;
+    size_t need = w->len + n + 1; /* and one byte for the NUL */
+    size_t cap = w->cap < 1024 ? 1024 : w->cap;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    if (w->max < SIZE_MAX && cap > w->max + 1)
+        cap = w->max + 1;
+    char *t = realloc(w->text, cap);
+    if (t == NULL) {
+        writer_fail(w, JSON_WRITE_NOMEM);
+        return NULL;
     }
+    w->text = t;
+    w->cap = cap;
+    char *p = w->text + w->len;
+    w->len += n;
+    return p;
+}
+
+/*
+ * Room for n more bytes of text, or NULL: when the text would pass the maximum (w->overflow:
+ * the caller goes on without writing) or when out of memory (w->error is set).
+ */
+static inline char *writer_room(struct json_writer *w, size_t n)
+{
+    /* cap - len - 1 bytes are free; cap <= max + 1, so they are within the maximum. */
+    if (w->overflow || n >= w->cap - w->len)
+        return writer_room_grow(w, n);
     char *p = w->text + w->len;
     w->len += n;
     return p;
 }
 
 /* Appends; false only when out of memory. */
-static bool writer_put(struct json_writer *w, const char *s, size_t n)
+static inline bool writer_put(struct json_writer *w, const char *s, size_t n)
 {
     char *p = writer_room(w, n);
     if (p == NULL)
@@ -752,16 +761,28 @@ static bool writer_put(struct json_writer *w, const char *s, size_t n)
     return true;
 }
 
-/* The pretty layout's line break before a member, an element or a closing bracket. */
-static bool writer_newline(struct json_writer *w, size_t depth)
+/*
+ * What comes between values: a comma when comma is set, in the pretty layout a newline and the
+ * indent of depth, then closer (a bracket or brace) when it is not 0.
+ */
+static bool writer_put_break(struct json_writer *w, bool comma, size_t depth, char closer)
 {
-    if (!(w->flags & JSON_WRITER_PRETTY))
+    bool pretty = w->flags & JSON_WRITER_PRETTY;
+    size_t size = (size_t)comma + (pretty ? 1 + 2 * depth : 0) + (closer != 0);
+    if (size == 0)
         return true;
-    char *p = writer_room(w, 1 + 2 * depth);
+    char *p = writer_room(w, size);
     if (p == NULL)
         return w->error == JSON_WRITE_OK;
-    p[0] = '\n';
-    memset(p + 1, ' ', 2 * depth);
+    if (comma)
+        *p++ = ',';
+    if (pretty) {
+        *p++ = '\n';
+        memset(p, ' ', 2 * depth);
+        p += 2 * depth;
+    }
+    if (closer != 0)
+        *p = closer;
     return true;
 }
 
@@ -787,12 +808,33 @@ static const unsigned char escape_extra[256] = {
 #undef ESC_ROW
 };
 
+/* Whether none of the 8 bytes in x needs a look: no control character, quote, backslash or
+ * byte above 0x7F. (Each test may flag a byte above one it rightly flags; that only sends the
+ * word to the byte loop.) */
+static inline bool word_plain(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+    uint64_t control = (x - 0x20 * ones) & ~x;
+    uint64_t quote = x ^ ('"' * ones), backslash = x ^ ('\\' * ones);
+    quote = (quote - ones) & ~quote;
+    backslash = (backslash - ones) & ~backslash;
+    return ((control | quote | backslash | x) & highs) == 0;
+}
+
 /* One pass over s: false if it is not valid UTF-8, else *extra is what escaping adds. */
 static bool string_scan(const char *s, size_t len, size_t *extra)
 {
     const unsigned char *u = (const unsigned char *)s;
     size_t more = 0, i = 0;
     while (i < len) {
+        if (len - i >= 8) {
+            uint64_t x;
+            memcpy(&x, u + i, 8);
+            if (word_plain(x)) {
+                i += 8;
+                continue;
+            }
+        }
         unsigned char e = escape_extra[u[i]];
         if (e == 0) {
             i++;
@@ -810,68 +852,79 @@ static bool string_scan(const char *s, size_t len, size_t *extra)
     return true;
 }
 
-/* Writes s quoted, escaped; extra is string_scan()'s. */
-static bool writer_put_string(struct json_writer *w, const char *s, size_t len, size_t extra)
+/* Fills p with s quoted and escaped (len + 2 + extra bytes, extra string_scan()'s); returns the
+ * end. */
+static char *string_fill(char *p, const char *s, size_t len, size_t extra)
 {
     static const char hex[] = "0123456789ABCDEF";
-    if (len > SIZE_MAX - 2 - extra) {
-        w->overflow = true;
-        return true;
-    }
-    char *p = writer_room(w, len + 2 + extra);
-    if (p == NULL)
-        return w->error == JSON_WRITE_OK;
     *p++ = '"';
     if (extra == 0) {
         if (len > 0)
             memcpy(p, s, len);
         p += len;
-    } else {
-        const unsigned char *u = (const unsigned char *)s;
-        size_t run = 0; /* bytes copied as they are, pending */
-        for (size_t i = 0; i < len; i++) {
-            unsigned char c = u[i];
-            unsigned char e = escape_extra[c];
-            if (e == 0 || e == ESC_UTF8) {
-                run++;
-                continue;
-            }
-            memcpy(p, s + i - run, run);
-            p += run;
-            run = 0;
-            *p++ = '\\';
-            switch (c) {
-            case '"':
-            case '\\':
-                *p++ = (char)c;
-                break;
-            case '\b':
-                *p++ = 'b';
-                break;
-            case '\f':
-                *p++ = 'f';
-                break;
-            case '\n':
-                *p++ = 'n';
-                break;
-            case '\r':
-                *p++ = 'r';
-                break;
-            case '\t':
-                *p++ = 't';
-                break;
-            default:
-                memcpy(p, "u00", 3);
-                p[3] = hex[c >> 4];
-                p[4] = hex[c & 0xF];
-                p += 5;
-                break;
-            }
-        }
-        memcpy(p, s + len - run, run);
-        p += run;
+        *p++ = '"';
+        return p;
     }
-    *p = '"';
+    const unsigned char *u = (const unsigned char *)s;
+    size_t run = 0; /* bytes to copy as they are, pending */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = u[i];
+        unsigned char e = escape_extra[c];
+        if (e == 0 || e == ESC_UTF8) {
+            run++;
+            continue;
+        }
+        memcpy(p, s + i - run, run);
+        p += run;
+        run = 0;
+        *p++ = '\\';
+        switch (c) {
+        case '"':
+        case '\\':
+            *p++ = (char)c;
+            break;
+        case '\b':
+            *p++ = 'b';
+            break;
+        case '\f':
+            *p++ = 'f';
+            break;
+        case '\n':
+            *p++ = 'n';
+            break;
+        case '\r':
+            *p++ = 'r';
+            break;
+        case '\t':
+            *p++ = 't';
+            break;
+        default:
+            memcpy(p, "u00", 3);
+            p[3] = hex[c >> 4];
+            p[4] = hex[c & 0xF];
+            p += 5;
+            break;
+        }
+    }
+    memcpy(p, s + len - run, run);
+    p += run;
+    *p++ = '"';
+    return p;
+}
+
+/* The bytes a quoted string takes, or SIZE_MAX when that does not fit in a size_t. */
+static size_t string_size(size_t len, size_t extra)
+{
+    return len > SIZE_MAX - 3 - extra ? SIZE_MAX : len + 2 + extra;
+}
+
+/* Writes s quoted, escaped; extra is string_scan()'s. */
+static bool writer_put_string(struct json_writer *w, const char *s, size_t len, size_t extra)
+{
+    char *p = writer_room(w, string_size(len, extra));
+    if (p == NULL)
+        return w->error == JSON_WRITE_OK;
+    string_fill(p, s, len, extra);
     return true;
 }
 
@@ -1061,13 +1114,9 @@ static bool writer_place(struct json_writer *w, size_t least)
         f->count++;
         return writer_grow(w, least);
     }
-    if (f->count > 0) {
-        least++; /* the comma */
-        if (!writer_put(w, ",", 1))
-            return false;
-    }
+    bool comma = f->count > 0;
     f->count++;
-    return writer_grow(w, least) && writer_newline(w, w->depth);
+    return writer_grow(w, least + comma) && writer_put_break(w, comma, w->depth, 0);
 }
 
 static bool writer_begin(struct json_writer *w, bool object)
@@ -1094,9 +1143,8 @@ static bool writer_end(struct json_writer *w, bool object)
         keys_pop(&w->keys, f->keys_base);
     if (!writer_grow(w, 1))
         return false;
-    if (f->count > 0 && !writer_newline(w, w->depth))
-        return false;
-    return writer_put(w, object ? "}" : "]", 1);
+    char closer = object ? '}' : ']';
+    return f->count > 0 ? writer_put_break(w, false, w->depth, closer) : writer_put(w, &closer, 1);
 }
 
 bool json_write_begin_object(struct json_writer *w)
@@ -1119,15 +1167,33 @@ bool json_write_end_array(struct json_writer *w)
     return writer_end(w, false);
 }
 
-/* A member's name and what precedes and follows it, ready for its value. */
-static bool writer_put_key(struct json_writer *w, struct writer_frame *f, const char *key,
+/* A member's name and what precedes and follows it (a comma after an earlier member, in the
+ * pretty layout a newline and indent, and the colon), ready for its value. */
+static bool writer_put_key(struct json_writer *w, const struct writer_frame *f, const char *key,
                            size_t len, size_t extra)
 {
-    if (f->count > 0 && !writer_put(w, ",", 1))
-        return false;
-    if (!writer_newline(w, w->depth) || !writer_put_string(w, key, len, extra))
-        return false;
-    return (w->flags & JSON_WRITER_PRETTY) ? writer_put(w, ": ", 2) : writer_put(w, ":", 1);
+    bool pretty = w->flags & JSON_WRITER_PRETTY;
+    size_t indent = pretty ? 2 * w->depth : 0;
+    size_t size = string_size(len, extra);
+    if (size > SIZE_MAX - 4 - indent)
+        size = SIZE_MAX;
+    else
+        size += (f->count > 0) + (pretty ? 1 + indent + 2 : 1);
+    char *p = writer_room(w, size);
+    if (p == NULL)
+        return w->error == JSON_WRITE_OK;
+    if (f->count > 0)
+        *p++ = ',';
+    if (pretty) {
+        *p++ = '\n';
+        memset(p, ' ', indent);
+        p += indent;
+    }
+    p = string_fill(p, key, len, extra);
+    *p++ = ':';
+    if (pretty)
+        *p = ' ';
+    return true;
 }
 
 bool json_write_keyn(struct json_writer *w, const char *key, size_t len)
@@ -1268,19 +1334,17 @@ static bool writer_put_value(struct json_writer *w, const struct json_value *v, 
         if (!writer_put(w, "[", 1))
             return false;
         for (size_t i = 0; i < v->count && !w->overflow; i++) {
-            if ((i > 0 && !writer_put(w, ",", 1)) || !writer_newline(w, depth + 1) ||
+            if (!writer_put_break(w, i > 0, depth + 1, 0) ||
                 !writer_put_value(w, &v->u.items[i], depth + 1))
                 return false;
         }
-        if (v->count > 0 && !writer_newline(w, depth))
-            return false;
-        return writer_put(w, "]", 1);
+        return v->count > 0 ? writer_put_break(w, false, depth, ']') : writer_put(w, "]", 1);
     case JSON_KIND_OBJECT:
         if (!writer_put(w, "{", 1))
             return false;
         for (size_t i = 0; i < v->count && !w->overflow; i++) {
             const struct json_member *m = &v->u.members[i];
-            if ((i > 0 && !writer_put(w, ",", 1)) || !writer_newline(w, depth + 1))
+            if (!writer_put_break(w, i > 0, depth + 1, 0))
                 return false;
             if (!string_scan(m->key, m->key_len, &extra))
                 return writer_fail(w, JSON_WRITE_UTF8);
@@ -1290,9 +1354,7 @@ static bool writer_put_value(struct json_writer *w, const struct json_value *v, 
                 !writer_put_value(w, &m->value, depth + 1))
                 return false;
         }
-        if (v->count > 0 && !writer_newline(w, depth))
-            return false;
-        return writer_put(w, "}", 1);
+        return v->count > 0 ? writer_put_break(w, false, depth, '}') : writer_put(w, "}", 1);
     }
     return writer_fail(w, JSON_WRITE_MISUSE);
 }
