@@ -601,7 +601,7 @@ struct json_writer {
     size_t max;
     unsigned flags;
     enum json_write_error error;
-    bool has_root; /* the top-level value is written, or begun */
+    bool has_root;                                   /* the top-level value is written, or begun */
     struct writer_frame open[JSON_WRITER_MAX_DEPTH]; /* open containers, innermost last */
     size_t depth;
     bool key_pending;   /* the innermost object has a key and waits for its value */
@@ -623,8 +623,8 @@ struct json_writer *json_writer_new(size_t max_bytes, unsigned flags)
     w->flags = flags;
     /* The key hash is seeded so that keys chosen to collide cannot be planned without knowing
      * where the allocator put the writer (ASLR). */
-    w->keys.seed = ((uint64_t)(uintptr_t)w * 0x9E3779B97F4A7C15u) ^
-                   (uint64_t)(uintptr_t)&json_writer_new;
+    w->keys.seed =
+        ((uint64_t)(uintptr_t)w * 0x9E3779B97F4A7C15u) ^ (uint64_t)(uintptr_t)&json_writer_new;
     return w;
 }
 
@@ -793,6 +793,7 @@ static bool writer_put_break(struct json_writer *w, bool comma, size_t depth, ch
  * bytes the escape adds.
  */
 #define ESC_UTF8 0xFF
+/* clang-format off */
 static const unsigned char escape_extra[256] = {
     5, 5, 5, 5, 5, 5, 5, 5, 1, 1, 1, 5, 1, 1, 5, 5, /* \b \t \n \f \r */
     5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5,
@@ -807,6 +808,7 @@ static const unsigned char escape_extra[256] = {
     ESC_ROW, ESC_ROW, ESC_ROW, ESC_ROW, ESC_ROW, ESC_ROW, ESC_ROW, ESC_ROW,
 #undef ESC_ROW
 };
+/* clang-format on */
 
 /* Whether none of the 8 bytes in x needs a look: no control character, quote, backslash or
  * byte above 0x7F. (Each test may flag a byte above one it rightly flags; that only sends the

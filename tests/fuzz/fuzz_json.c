@@ -206,8 +206,8 @@ static void run_writer(const uint8_t *data, size_t size, const struct json_doc *
             struct json_writer *w2 = json_writer_new(max, flags);
             const char *t2;
             size_t l2;
-            if (!json_write_value(w2, json_doc_root(back)) ||
-                !json_writer_finish(w2, &t2, &l2) || l2 != l || memcmp(t, t2, l) != 0)
+            if (!json_write_value(w2, json_doc_root(back)) || !json_writer_finish(w2, &t2, &l2) ||
+                l2 != l || memcmp(t, t2, l) != 0)
                 abort();
             json_writer_free(w2);
         } else if (!(e == JSON_ERR_STRING && strstr(t, "\\u0000") != NULL)) {

@@ -246,10 +246,31 @@ static unsigned below(unsigned n)
 /* Pieces strings are made of: every byte value alone (so invalid UTF-8 too), and well-formed
  * and ill-formed sequences. */
 static const char *const pieces[] = {
-    "\xc2\x80", "\xdf\xbf", "\xe0\xa0\x80", "\xef\xbf\xbf", "\xed\x9f\xbf", "\xee\x80\x80",
-    "\xf0\x90\x80\x80", "\xf4\x8f\xbf\xbf", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
-    "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xf8\x88\x80\x80\x80",
-    "\xe2\x82", "\xf0\x9f\x98", "\\u0041", "\\", "\"", "/", "\x7f", "abc", "</script>",
+    "\xc2\x80",
+    "\xdf\xbf",
+    "\xe0\xa0\x80",
+    "\xef\xbf\xbf",
+    "\xed\x9f\xbf",
+    "\xee\x80\x80",
+    "\xf0\x90\x80\x80",
+    "\xf4\x8f\xbf\xbf",
+    "\xc3\xa9",
+    "\xe2\x82\xac",
+    "\xf0\x9f\x98\x80",
+    "\xc0\xaf",
+    "\xe0\x80\xaf",
+    "\xed\xa0\x80",
+    "\xf4\x90\x80\x80",
+    "\xf8\x88\x80\x80\x80",
+    "\xe2\x82",
+    "\xf0\x9f\x98",
+    "\\u0041",
+    "\\",
+    "\"",
+    "/",
+    "\x7f",
+    "abc",
+    "</script>",
     "0123456789abcdef0123456789ABCDEF",
 };
 
@@ -286,10 +307,19 @@ static size_t gen_string(char *buf, size_t max, bool invalid)
 
 static double gen_double(void)
 {
-    static const double edges[] = {0.0,    -0.0,    1.0,     -1.0,    0.1,      0.5,     1e22,
-                                   1e21,   1e-7,    1e-5,    1e15,    1e16,     1e17,    1e300,
-                                   5e-324, DBL_MIN, DBL_MAX, -DBL_MAX, 123456789.0, 2.5e-5,
-                                   1.0 / 3, 9007199254740993.0, NAN, INFINITY, -INFINITY};
+    static const double edges[] = {0.0,         -0.0,
+                                   1.0,         -1.0,
+                                   0.1,         0.5,
+                                   1e22,        1e21,
+                                   1e-7,        1e-5,
+                                   1e15,        1e16,
+                                   1e17,        1e300,
+                                   5e-324,      DBL_MIN,
+                                   DBL_MAX,     -DBL_MAX,
+                                   123456789.0, 2.5e-5,
+                                   1.0 / 3,     9007199254740993.0,
+                                   NAN,         INFINITY,
+                                   -INFINITY};
     if (below(2) == 0)
         return edges[below(sizeof(edges) / sizeof(edges[0]))];
     uint64_t bits = rnd();
@@ -300,8 +330,19 @@ static double gen_double(void)
 
 static int64_t gen_int64(void)
 {
-    static const int64_t edges[] = {0,  1,  -1, 9,  10, -10, 99, 100, INT64_MAX, INT64_MIN,
-                                    INT64_MIN + 1, 1000000000000000000, -999999999999999999};
+    static const int64_t edges[] = {0,
+                                    1,
+                                    -1,
+                                    9,
+                                    10,
+                                    -10,
+                                    99,
+                                    100,
+                                    INT64_MAX,
+                                    INT64_MIN,
+                                    INT64_MIN + 1,
+                                    1000000000000000000,
+                                    -999999999999999999};
     if (below(2) == 0)
         return edges[below(sizeof(edges) / sizeof(edges[0]))];
     return (int64_t)(rnd() >> below(64));
@@ -424,8 +465,7 @@ static void step(struct pair *p)
     case 9: {
         /* the last ones are no JSON, or not one value */
         const char *raw = raws[below(4) == 0 ? below(sizeof(raws) / sizeof(raws[0])) : below(9)];
-        check(p, json_write_raw(p->w, raw, strlen(raw)), ref_raw(&p->r, raw, strlen(raw)),
-              "raw");
+        check(p, json_write_raw(p->w, raw, strlen(raw)), ref_raw(&p->r, raw, strlen(raw)), "raw");
         break;
     }
     case 10: {
@@ -503,8 +543,8 @@ static void run_one(struct pair *p, size_t max, unsigned flags, unsigned steps)
 
 static void test_write_diff(void **state)
 {
-    static const size_t maxes[] = {1 << 20, 1 << 20, 1 << 20, 1 << 20, 1 << 20, 1 << 20,
-                                   0,       1,       7,       20,      64,      200,   1000};
+    static const size_t maxes[] = {1 << 20, 1 << 20, 1 << 20, 1 << 20, 1 << 20, 1 << 20, 0,
+                                   1,       7,       20,      64,      200,     1000};
     rng_state = 23;
     unsigned docs = 0, texts = 0, errors[JSON_WRITE_NOMEM + 1] = {0};
     for (unsigned flags = 0; flags < 2; flags++) {
