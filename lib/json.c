@@ -1210,13 +1210,14 @@ bool json_write_keyn(struct json_writer *w, const char *key, size_t len)
         return writer_fail(w, JSON_WRITE_MISUSE);
     if (!string_scan(key, len, &extra))
         return writer_fail(w, JSON_WRITE_UTF8);
+    /* Quotes and colon, and a comma after an earlier member: counted before the key is kept,
+     * so that the key set stays within the maximum too. */
+    if (len > SIZE_MAX - 4 || !writer_grow(w, len + 3 + (f->count > 0)))
+        return writer_fail(w, JSON_WRITE_TOO_LARGE);
     if (!keys_add(&w->keys, f->keys_base, key, len, &w->key_duplicate))
         return writer_fail(w, JSON_WRITE_NOMEM);
     w->key_pending = true;
-    /* Quotes and colon, and a comma after an earlier member. */
-    if (len > SIZE_MAX - 4)
-        return writer_fail(w, JSON_WRITE_TOO_LARGE);
-    return writer_grow(w, len + 3 + (f->count > 0)) && writer_put_key(w, f, key, len, extra);
+    return writer_put_key(w, f, key, len, extra);
 }
 
 bool json_write_key(struct json_writer *w, const char *key)
