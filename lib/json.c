@@ -829,13 +829,18 @@ static bool string_scan(const char *s, size_t len, size_t *extra)
     const unsigned char *u = (const unsigned char *)s;
     size_t more = 0, i = 0;
     while (i < len) {
+        uint64_t x;
         if (len - i >= 8) {
-            uint64_t x;
             memcpy(&x, u + i, 8);
             if (word_plain(x)) {
                 i += 8;
                 continue;
             }
+        } else if (len >= 8) {
+            /* The tail, as the last 8 bytes: those before i are looked at again, harmlessly. */
+            memcpy(&x, u + len - 8, 8);
+            if (word_plain(x))
+                break;
         }
         unsigned char e = escape_extra[u[i]];
         if (e == 0) {
@@ -1008,8 +1013,13 @@ static uint64_t key_hash(uint64_t seed, const char *key, size_t len)
         h ^= h >> 29;
     }
     if (i < len) {
+        /* The tail: the last 8 bytes when there are as many, else byte by byte. */
         uint64_t x = 0;
-        memcpy(&x, key + i, len - i);
+        if (len >= 8)
+            memcpy(&x, key + len - 8, 8);
+        else
+            for (; i < len; i++)
+                x = x << 8 | (unsigned char)key[i];
         h = (h ^ x) * m;
         h ^= h >> 29;
     }
