@@ -592,7 +592,7 @@ struct key_set {
     struct key_entry *entries; /* a stack: innermost object's keys last */
     size_t count;
     size_t entries_cap;
-    uint32_t *table; /* entry index + 1, 0 when free; size a power of 2, over half free */
+    uint32_t *table; /* entry index + 1, 0 when free; a power of 2, at least half free */
     size_t table_size;
     uint64_t seed;
 };
