@@ -1,5 +1,5 @@
 /*
- * json: bounded JSON (RFC 8259) parsing and writing on libjansson, shared by vouchd and vouchctl.
+ * json: bounded JSON (RFC 8259) parsing on libjansson, and writing, shared by vouchd and vouchctl.
  *
  * The module is pure: it does no I/O of its own and keeps no global state, so it can be
  * unit-tested and fuzzed alone, and it is safe on untrusted input. (libjansson seeds the hash
@@ -15,13 +15,16 @@
  * Strings are decoded to UTF-8, stored with their length (a "\u0000" escape yields an embedded
  * NUL; object keys never contain one) and NUL-terminated.
  *
- * Writing: a struct json_writer builds one JSON value as a libjansson tree and serializes it in
- * json_writer_finish() into a buffer that refuses to grow past a maximum fixed at creation. It
- * places commas and colons itself and fails on misuse (a value where a key is due, unbalanced
- * ends, a second top-level value, a key written twice in one object). Errors are sticky: the
- * first one is kept, later calls do nothing and return false, and json_writer_finish() reports
- * it, so a caller may check each call or chain them and check once. The writer owns its buffer;
- * json_writer_finish() lends it out until the writer is reset or freed.
+ * Writing: a struct json_writer streams one JSON value: each call appends its text at once to a
+ * buffer that refuses to grow past a maximum fixed at creation (no tree is built), and the text
+ * is byte for byte what libjansson's encoder writes for the same value (compact, or with
+ * JSON_WRITER_PRETTY its two-space indent), so a writer's text is the same whichever way it is
+ * made. It places commas and colons itself and fails on misuse (a value where a key is due,
+ * unbalanced ends, a second top-level value, a key written twice in one object: the keys of
+ * each open object are kept in a hash set). Errors are sticky: the first one is kept, later
+ * calls do nothing and return false, and json_writer_finish() reports it, so a caller may check
+ * each call or chain them and check once. The writer owns its buffer; json_writer_finish() lends
+ * it out until the writer is reset or freed.
  *
  * No name here is libjansson's (json_object_find, json_array_at, enum json_kind where it has
  * json_object_get, json_array_get, json_type), so a file may include both headers.
@@ -193,7 +196,7 @@ bool json_write_null(struct json_writer *w) JSON_WUR;
  * anything but exactly one valid JSON value is JSON_WRITE_MISUSE. */
 bool json_write_raw(struct json_writer *w, const char *json, size_t len) JSON_WUR;
 /* A parsed value, re-serialized (members keep their order, numbers read back the same; their
- * text is json_number_text()'s). It is shared with its document, not copied. */
+ * text is json_number_text()'s). Its text is written at once: the document may be freed next. */
 bool json_write_value(struct json_writer *w, const struct json_value *v) JSON_WUR;
 
 #endif

@@ -300,6 +300,24 @@ static void test_write_limits(void **state)
     assert_true(json_write_string(w, "\n\nx"));
     assert_writer_text(w, "\"\\n\\nx\"");
     json_writer_free(w);
+
+    /* The same for a key whose escape passes the maximum while what follows fits in the bytes
+     * it did not take: {"aaaa\u0001":1} is 16 bytes. (The writer on libjansson answered
+     * {"aaaa:1} here: libjansson ignores a failed write of a key.) */
+    for (size_t max = 11; max <= 16; max++) {
+        w = writer(max, 0);
+        assert_true(json_write_begin_object(w));
+        assert_true(json_write_key(w, "aaaa\x01"));
+        assert_true(json_write_int64(w, 1));
+        assert_true(json_write_end_object(w));
+        if (max < 16) {
+            assert_false(json_writer_finish(w, NULL, NULL));
+            assert_int_equal(json_writer_error(w), JSON_WRITE_TOO_LARGE);
+        } else {
+            assert_writer_text(w, "{\"aaaa\\u0001\":1}");
+        }
+        json_writer_free(w);
+    }
 }
 
 static void test_write_pretty(void **state)
