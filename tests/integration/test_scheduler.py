@@ -526,6 +526,40 @@ class TwoInstancesTest(TwoInstancesCase):
         self.assertTrue(set(reasons) <= {"operator", "random"}, reasons)
 
 
+class RateLimitAnsweredTest(VouchTestCase):
+    """The fleet-wide rate limit counts the scheduler's requests of the last minute whether or
+    not they were answered: an answered request (its attestations row since 0014) still spends
+    the minute's budget."""
+
+    vouchd_config = {"scheduler_batch": "25", "attestation_rate_limit": "40"}
+
+    def asked(self):
+        return int(sql(self, f"SELECT count(DISTINCT udid) FROM {ALL_REQUESTS} r "
+                             "WHERE udid LIKE 'ANS-%'"))
+
+    def test_answered_requests_spend_the_budget(self):
+        insert_fleet(self, "ANS", 100, due=True)
+        wait_for(lambda: self.asked() == 40, DEADLINE_S, what="the first minute's budget")
+        # Every request answered (a verdict: the next check is planned days away).
+        sql(self, """
+            SELECT count(vouch_record_attestation(r.udid, r.command_uuid, json_build_object(
+                       'status', 'verified', 'freshness', 'fresh', 'generated_at', vouch_now(),
+                       'chain', '[]'::json, 'properties', '{}'::json,
+                       'reported', json_build_object('os_version', '17.4')), NULL))
+            FROM attestation_requests r
+            WHERE r.udid LIKE 'ANS-%' AND r.answered_at IS NULL""")
+        self.assertEqual(sql(self, "SELECT count(*) FROM attestation_requests "
+                                   "WHERE udid LIKE 'ANS-%'").strip(), "0",
+                         "answered rows left")
+        self.assertEqual(sql(self, "SELECT budget FROM vouch_scheduler_next(1)").strip(), "0",
+                         "the budget once the minute's requests are answered")
+        sql(self, "NOTIFY vouch_scheduler")
+        time.sleep(3)  # the scheduler looks again meanwhile
+        self.assertEqual(self.asked(), 40, "more than the budget in one minute")
+        set_clock(self, db_clock(self) + datetime.timedelta(seconds=61))
+        wait_for(lambda: self.asked() == 80, DEADLINE_S, what="the next minute's budget")
+
+
 # ---------------------------------------------------------------------------------------------
 class KilledMidTickTest(PushTestCase):
     """An instance killed (SIGKILL) while it ticks and pushes; another takes over. Pushes go to
