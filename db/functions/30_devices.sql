@@ -376,9 +376,10 @@ $$;
 
 -- Removes up to p_batch rows of each kind of history older than its retention: finished command
 -- results, commands nobody waits for and events nobody still has to receive (p_retention);
--- attestations and answered attestation requests (p_attestation_retention), except what the
--- device object and the scheduler stand on: each device's current attestation and its newest
--- verified one; expired ACME nonces and unfinished orders (vouch_acme_prune).
+-- attestations and canceled attestation requests (p_attestation_retention; an ended request
+-- is its attestations row since 0014), except what the device object and the scheduler stand
+-- on: each device's current attestation and its newest verified one; expired ACME nonces and
+-- unfinished orders (vouch_acme_prune).
 CREATE OR REPLACE FUNCTION vouch_prune(p_retention interval, p_batch integer,
                             p_attestation_retention interval) RETURNS bigint
 LANGUAGE plpgsql AS $$

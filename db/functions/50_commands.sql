@@ -48,12 +48,14 @@ BEGIN
           AND e.identity_cert_sha256 = p_cert AND e.enabled;
         IF FOUND THEN
             outcome := 'attestation_context';
+            -- The device's other requests of this generation, pending, canceled or ended
+            -- (an ended one is its attestations row: vouch_device_requests).
             SELECT string_agg(r.nonce, ''::bytea ORDER BY r.requested_at DESC),
                    string_agg(int8send(floor(extract(epoch FROM r.requested_at))::bigint),
                               ''::bytea ORDER BY r.requested_at DESC)
             INTO older_nonces, older_requested_at
-            FROM attestation_requests r
-            WHERE r.udid = p_udid AND r.command_uuid <> p_command_uuid
+            FROM vouch_device_requests(p_udid) r
+            WHERE r.command_uuid <> p_command_uuid
               AND r.generation = gen AND length(r.nonce) = 32;
             SELECT d.serial_number, d.os_version, d.product_name
             INTO enrolled_serial, enrolled_os_version, product_name
@@ -105,14 +107,22 @@ BEGIN
             WHERE udid = p_udid AND command_uuid = p_command_uuid;
         END IF;
     ELSE
-        -- An attestation request (pending or answered: a key probe) is a DeviceInformation
-        -- command; the pending one is its own queue entry, which the answer takes off (it is
-        -- answered then).
+        -- An attestation request (pending or canceled: a key probe; ended: its attestations
+        -- row) is a DeviceInformation command; the pending one is its own queue entry, which
+        -- the answer takes off (it is answered then).
         SELECT 'DeviceInformation', r.answered_at IS NULL, r.requested_at,
                coalesce(r.not_now_count, 0)
         INTO attestation_type, pending, queued, not_nows
         FROM attestation_requests r
         WHERE r.udid = p_udid AND r.command_uuid = p_command_uuid;
+        IF NOT FOUND THEN
+            -- A late or repeated answer to a request that ended (vouch_device_requests).
+            SELECT 'DeviceInformation', false, a.requested_at, 0
+            INTO attestation_type, pending, queued, not_nows
+            FROM attestations a
+            WHERE a.udid = p_udid AND a.command_uuid = p_command_uuid AND a.source = 'mdm'
+            LIMIT 1;
+        END IF;
         IF pending AND p_answer IS NOT NULL AND p_verdict IS NOT NULL
               AND p_status = 'Acknowledged' THEN
             -- The first answer to a pending request, which its attestation row may keep
@@ -252,8 +262,8 @@ CREATE OR REPLACE FUNCTION vouch_enqueue(p_command_uuid text, p_request_type tex
                               p_udids text[])
 RETURNS TABLE (udid text, queued boolean) LANGUAGE plpgsql AS $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM attestation_requests r
-               WHERE r.udid = ANY (p_udids) AND r.command_uuid = p_command_uuid) THEN
+    IF EXISTS (SELECT 1 FROM unnest(p_udids) AS u(udid), vouch_device_requests(u.udid) r
+               WHERE r.command_uuid = p_command_uuid) THEN
         RAISE unique_violation USING MESSAGE = 'a command with this CommandUUID exists',
             DETAIL = 'an attestation request of one of its devices has it';
     END IF;

@@ -10,6 +10,42 @@ RETURNS timestamptz LANGUAGE sql STABLE AS $$
     SELECT least(p_expires_at, p_generated_at + (SELECT max_age FROM scheduler_policy))
 $$;
 
+-- Every attestation request of a device: those attestation_requests holds (the pending one,
+-- and those canceled, which no answer ended) and those an attestations row ended (source 'mdm':
+-- a verdict, an error answer or a time-out). Since 0014 a request's row leaves when its
+-- attestations row is written, which keeps its command UUID, nonce, reason, time asked and
+-- generation: a request is in one table or the other, never both. A SQL function of one SELECT:
+-- inlined into its callers, whose conditions reach each table's index (attestation_requests'
+-- key, attestations_device).
+CREATE OR REPLACE FUNCTION vouch_device_requests(p_udid text)
+RETURNS TABLE (command_uuid text, nonce bytea, reason text, requested_at timestamptz,
+               generation integer, pending boolean)
+LANGUAGE sql STABLE AS $$
+    SELECT r.command_uuid, r.nonce, r.reason, r.requested_at, r.generation,
+           r.answered_at IS NULL
+    FROM attestation_requests r WHERE r.udid = p_udid
+    UNION ALL
+    SELECT a.command_uuid, a.nonce, a.request_reason, a.requested_at, a.generation, false
+    FROM attestations a WHERE a.udid = p_udid AND a.source = 'mdm'
+$$;
+
+-- How many of the scheduler's own requests (os_change, random, max_age, retry, migration) were
+-- made after p_since, answered or not: the fleet-wide rate limit's count. An answered one is
+-- its attestations row, received after it was asked: attestations_received bounds that scan to
+-- the answers received since p_since. (PL/pgSQL: planned once per session, where a SQL
+-- function of sub-selects, which cannot be inlined, is planned at every call.)
+CREATE OR REPLACE FUNCTION vouch_scheduled_requests(p_since timestamptz) RETURNS bigint
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (SELECT count(*) FROM attestation_requests r
+            WHERE r.requested_at > p_since
+              AND r.reason IN ('os_change', 'random', 'max_age', 'retry', 'migration'))
+         + (SELECT count(*) FROM attestations a
+            WHERE a.received_at > p_since AND a.requested_at > p_since AND a.source = 'mdm'
+              AND a.request_reason IN ('os_change', 'random', 'max_age', 'retry', 'migration'));
+END
+$$;
+
 -- A verified chain of Apple's shape is kept as its leaf in the row and its Sub CA once in
 -- attestation_cas (vouch_attestation_chain, db/functions/30_devices.sql). Stores the CA
 -- certificates p_cas (a chain without its leaf) and returns their SHA-256s in order. (PL/pgSQL: planned once per
@@ -107,7 +143,8 @@ $$;
 -- device's Status), no answer within answer_timeout ('error', 'NoAnswer': the command leaves the
 -- queue with its pending row, a retry asks again), or a re-enrollment or an operator's cancel
 -- ('canceled'). Errors are retried; past retry_limit the device's verdict becomes failed
--- (no_answer): silence never keeps an older one.
+-- (no_answer): silence never keeps an older one. An error writes an attestations row, which
+-- keeps the request: its row leaves; a canceled request keeps its row (answered_at, outcome).
 CREATE OR REPLACE FUNCTION vouch_end_attestation_request(p_udid text, p_command_uuid text,
                                                          p_outcome text, p_error text)
 RETURNS void LANGUAGE plpgsql AS $$
@@ -116,10 +153,19 @@ DECLARE
     new_id bigint;
     give_up boolean;
 BEGIN
-    UPDATE attestation_requests SET answered_at = vouch_now(), outcome = p_outcome
-    WHERE attestation_requests.command_uuid = p_command_uuid AND udid = p_udid
-      AND answered_at IS NULL
-    RETURNING * INTO req;
+    IF p_outcome = 'error' THEN
+        -- Its attestations row (below) keeps the request: the pending row leaves.
+        DELETE FROM attestation_requests
+        WHERE attestation_requests.command_uuid = p_command_uuid AND udid = p_udid
+          AND answered_at IS NULL
+        RETURNING * INTO req;
+    ELSE
+        -- Canceled: no attestations row, so the row stays to keep its nonce and time.
+        UPDATE attestation_requests SET answered_at = vouch_now(), outcome = p_outcome
+        WHERE attestation_requests.command_uuid = p_command_uuid AND udid = p_udid
+          AND answered_at IS NULL
+        RETURNING * INTO req;
+    END IF;
     IF NOT FOUND THEN
         RETURN;
     END IF;
@@ -192,7 +238,9 @@ DECLARE
     properties_packed text;
     checked_packed text;
 BEGIN
-    UPDATE attestation_requests SET answered_at = clock, outcome = 'answered'
+    -- The attestations row written below keeps what the request was (command UUID, nonce,
+    -- reason, time, generation): the pending row leaves (vouch_device_requests).
+    DELETE FROM attestation_requests
     WHERE command_uuid = p_command_uuid AND udid = p_udid AND answered_at IS NULL
     RETURNING * INTO req;
     IF NOT FOUND THEN

@@ -149,8 +149,14 @@ DECLARE
 BEGIN
     SELECT * INTO cmd FROM commands c WHERE c.command_uuid = p_command_uuid;
     IF NOT FOUND THEN
+        -- An attestation request: pending or canceled in attestation_requests, ended in its
+        -- attestations row (vouch_device_requests).
         SELECT p_command_uuid, 'DeviceInformation', NULL, min(r.requested_at) INTO cmd
-        FROM attestation_requests r WHERE r.command_uuid = p_command_uuid
+        FROM (SELECT q.requested_at FROM attestation_requests q
+              WHERE q.command_uuid = p_command_uuid
+              UNION ALL
+              SELECT a.requested_at FROM attestations a
+              WHERE a.command_uuid = p_command_uuid AND a.source = 'mdm') r
         HAVING count(*) > 0;
     END IF;
     SELECT count(*) INTO total FROM (
@@ -259,6 +265,9 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM commands c WHERE c.command_uuid = p_command_uuid)
        AND NOT EXISTS (SELECT 1 FROM attestation_requests r
                        WHERE r.command_uuid = p_command_uuid)
+       -- an ended attestation request is its attestations row (vouch_device_requests)
+       AND NOT EXISTS (SELECT 1 FROM attestations a
+                       WHERE a.command_uuid = p_command_uuid AND a.source = 'mdm')
        AND NOT EXISTS (SELECT 1 FROM vouch_kept_answers(NULL, p_command_uuid)) THEN
         RETURN NULL;
     END IF;

@@ -82,10 +82,8 @@ BEGIN
     -- The policy row is the fleet-wide budget: ticks take turns on it for their few milliseconds.
     SELECT * INTO p FROM scheduler_policy FOR UPDATE;
     PERFORM vouch_scheduler_housekeeping(greatest(p_info_limit, 1));
-    SELECT least(coalesce(array_length(p_command_uuids, 1), 0), p.rate_limit - count(*))
-    INTO budget FROM attestation_requests r
-    WHERE r.requested_at > clock - interval '1 minute'
-      AND r.reason IN ('os_change', 'random', 'max_age', 'retry', 'migration');
+    budget := least(coalesce(array_length(p_command_uuids, 1), 0),
+                    p.rate_limit - vouch_scheduled_requests(clock - interval '1 minute'));
 
     -- The enrollments first, never waiting: a device request holds its enrollment row
     -- (vouch_report, vouch_check_identity) and then writes its devices row, so a tick that held
@@ -170,10 +168,7 @@ BEGIN
     other_due := coalesce(other_at <= clock, false);
     due_in := extract(epoch FROM least((SELECT min(attestation_due_at) FROM devices), other_at)
                                  - clock);
-    SELECT p.rate_limit - (SELECT count(*) FROM attestation_requests r
-                           WHERE r.requested_at > clock - interval '1 minute'
-                             AND r.reason IN ('os_change', 'random', 'max_age', 'retry',
-                                              'migration'))
+    SELECT p.rate_limit - vouch_scheduled_requests(clock - interval '1 minute')
     INTO budget FROM scheduler_policy p;
 END
 $$;

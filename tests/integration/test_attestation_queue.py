@@ -56,10 +56,11 @@ class AttestationQueueTest(VouchTestCase):
         self.assertEqual(pending_request(self, dev.udid), "", "the request is answered")
         self.assertEqual([c for c in self.vouchd.commands(dev.udid) if c["status"] == "queued"],
                          [], "nothing queued after the answer")
-        # A put-off answer is kept in command_results, with the request's time and NotNows.
+        # A put-off answer is kept in command_results, with the request's time and NotNows
+        # (the ended request is its attestations row, since 0014).
         self.assertEqual(self.psql(
             f"SELECT r.request_type, r.not_now_count, r.queued_at = q.requested_at "
-            f"FROM command_results r JOIN attestation_requests q USING (udid, command_uuid) "
+            f"FROM command_results r JOIN attestations q USING (udid, command_uuid) "
             f"WHERE r.udid = '{dev.udid}' AND r.command_uuid = '{cu}'").strip(),
             "DeviceInformation|1|t")
 
@@ -132,9 +133,13 @@ class AttestationQueueTest(VouchTestCase):
         r = dev.settle_attestation()
         self.assertStatus(r, 200, "the answer")
         self.assertFalse(r.body, "the request is not handed out again")
-        self.assertEqual(self.psql(f"SELECT outcome FROM attestation_requests "
+        # Ended as an error: its attestations row keeps it, its request row is gone (0014).
+        self.assertEqual(self.psql(f"SELECT status, device_status FROM attestations "
                                    f"WHERE udid = '{dev.udid}' AND command_uuid = '{cu}'").strip(),
-                         "error")
+                         "error|NoAnswer")
+        self.assertEqual(self.psql(f"SELECT count(*) FROM attestation_requests "
+                                   f"WHERE udid = '{dev.udid}' AND command_uuid = '{cu}'").strip(),
+                         "0")
         r = dev.idle()
         self.assertStatus(r, 200, "Idle")
         self.assertFalse(r.body, "nothing queued")

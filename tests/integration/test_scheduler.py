@@ -80,10 +80,17 @@ def insert_fleet(case, prefix, count, topic="com.apple.mgmt.External.test", due=
     return [f"{prefix}-{i:05d}" for i in range(1, count + 1)]
 
 
+# Every attestation request: pending or canceled in attestation_requests, ended in its
+# attestations row (since 0014; vouch_device_requests).
+ALL_REQUESTS = ("(SELECT udid, command_uuid, reason, requested_at FROM attestation_requests "
+                "UNION ALL SELECT udid, command_uuid, request_reason, requested_at "
+                "FROM attestations WHERE source = 'mdm')")
+
+
 def requests_per_device(case, prefix):
     """{udid: number of attestation requests} for the fleet."""
     out = sql(case, f"SELECT d.udid, count(r.command_uuid) FROM devices d "
-                    f"LEFT JOIN attestation_requests r ON r.udid = d.udid "
+                    f"LEFT JOIN {ALL_REQUESTS} r ON r.udid = d.udid "
                     f"WHERE d.udid LIKE '{prefix}-%' GROUP BY d.udid")
     return {u: int(n) for u, n in (line.split("|") for line in out.split())}
 
@@ -288,9 +295,9 @@ class SchedulerPolicyTest(SchedulerCase):
             INSERT INTO attestation_requests (command_uuid, udid, nonce, reason, requested_at,
                                               answered_at, outcome)
             VALUES ('R-old', '{udid}', '\\x01', 'random', vouch_now() - interval '400 days',
-                    vouch_now() - interval '400 days', 'answered'),
+                    vouch_now() - interval '400 days', 'canceled'),
                    ('R-recent', '{udid}', '\\x02', 'random', vouch_now() - interval '20 days',
-                    vouch_now() - interval '20 days', 'answered');""")
+                    vouch_now() - interval '20 days', 'canceled');""")
         deleted = sql(self, "SELECT vouch_prune(interval '30 days', 100000, "
                             "interval '365 days')")
         self.assertGreaterEqual(int(deleted), 3, "rows pruned")
@@ -411,8 +418,8 @@ class YearSimulationTest(VouchTestCase):
         self.assertEqual(out.split()[1:], ["max_age|t"] * 3, out)
 
     def test_never_inside_the_7_day_window(self):
-        early = sql(self, """
-            SELECT count(*) FROM attestation_requests r
+        early = sql(self, f"""
+            SELECT count(*) FROM {ALL_REQUESTS} r
             WHERE r.udid LIKE 'YEAR-%' AND r.reason IN ('random', 'max_age', 'os_change')
               AND r.requested_at < (SELECT max(a.generated_at) FROM attestations a
                                     WHERE a.udid = r.udid AND a.status = 'verified'
@@ -440,8 +447,9 @@ class YearSimulationTest(VouchTestCase):
         beyond = [g - self.MIN_DAYS for g in gaps]
         tail = sum(1 for b in beyond if b > self.MEAN_DAYS - self.MIN_DAYS) / len(beyond)
         self.assertLess(abs(tail - math.exp(-1)), 0.03, f"share beyond the mean delay: {tail}")
-        reasons = sql(self, "SELECT DISTINCT reason FROM attestation_requests "
-                            "WHERE udid LIKE 'YEAR-%'").split()
+        reasons = sql(self, f"SELECT DISTINCT reason FROM {ALL_REQUESTS} r "
+                            "WHERE udid LIKE 'YEAR-%' AND command_uuid NOT LIKE 'initial-%'"
+                      ).split()  # (the first attestations were written, never asked)
         self.assertEqual(set(reasons), {"random"}, "only random re-checks in a quiet year")
         print(f"\n    simulated year: {len(gaps)} re-attestations of {self.DEVICES} devices, "
               f"mean {mean:.2f} days, in {self.simulated_in:.1f} s", end=" ")
@@ -513,9 +521,43 @@ class TwoInstancesTest(TwoInstancesCase):
         out, err = proc.communicate(timeout=120)
         self.assertEqual(proc.returncode, 0, f"vouchctl attest --all: {out!r} {err!r}")
         self.assertExactlyOne("OPS", 1000, "schedulers and vouchctl attest --all")
-        reasons = sql(self, "SELECT DISTINCT reason FROM attestation_requests "
+        reasons = sql(self, f"SELECT DISTINCT reason FROM {ALL_REQUESTS} r "
                             "WHERE udid LIKE 'OPS-%'").split()
         self.assertTrue(set(reasons) <= {"operator", "random"}, reasons)
+
+
+class RateLimitAnsweredTest(VouchTestCase):
+    """The fleet-wide rate limit counts the scheduler's requests of the last minute whether or
+    not they were answered: an answered request (its attestations row since 0014) still spends
+    the minute's budget."""
+
+    vouchd_config = {"scheduler_batch": "25", "attestation_rate_limit": "40"}
+
+    def asked(self):
+        return int(sql(self, f"SELECT count(DISTINCT udid) FROM {ALL_REQUESTS} r "
+                             "WHERE udid LIKE 'ANS-%'"))
+
+    def test_answered_requests_spend_the_budget(self):
+        insert_fleet(self, "ANS", 100, due=True)
+        wait_for(lambda: self.asked() == 40, DEADLINE_S, what="the first minute's budget")
+        # Every request answered (a verdict: the next check is planned days away).
+        sql(self, """
+            SELECT count(vouch_record_attestation(r.udid, r.command_uuid, json_build_object(
+                       'status', 'verified', 'freshness', 'fresh', 'generated_at', vouch_now(),
+                       'chain', '[]'::json, 'properties', '{}'::json,
+                       'reported', json_build_object('os_version', '17.4')), NULL))
+            FROM attestation_requests r
+            WHERE r.udid LIKE 'ANS-%' AND r.answered_at IS NULL""")
+        self.assertEqual(sql(self, "SELECT count(*) FROM attestation_requests "
+                                   "WHERE udid LIKE 'ANS-%'").strip(), "0",
+                         "answered rows left")
+        self.assertEqual(sql(self, "SELECT budget FROM vouch_scheduler_next(1)").strip(), "0",
+                         "the budget once the minute's requests are answered")
+        sql(self, "NOTIFY vouch_scheduler")
+        time.sleep(3)  # the scheduler looks again meanwhile
+        self.assertEqual(self.asked(), 40, "more than the budget in one minute")
+        set_clock(self, db_clock(self) + datetime.timedelta(seconds=61))
+        wait_for(lambda: self.asked() == 80, DEADLINE_S, what="the next minute's budget")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -534,7 +576,7 @@ class KilledMidTickTest(PushTestCase):
                       name=f"{type(self).__name__}.{name}", extra=config).start()
 
     def requested(self):
-        return int(sql(self, "SELECT count(*) FROM attestation_requests "
+        return int(sql(self, f"SELECT count(*) FROM {ALL_REQUESTS} r "
                              "WHERE udid LIKE 'KILL-%'"))
 
     def test_killed_instance_loses_nothing(self):
@@ -574,7 +616,7 @@ class RateLimitTest(TwoInstancesCase):
     vouchd_config = {"scheduler_batch": "25", "attestation_rate_limit": "120"}
 
     def requested(self):
-        return int(sql(self, "SELECT count(*) FROM attestation_requests "
+        return int(sql(self, f"SELECT count(*) FROM {ALL_REQUESTS} r "
                              "WHERE udid LIKE 'RATE-%'"))
 
     def test_fleet_wide_rate_limit(self):
