@@ -217,14 +217,15 @@ END
 $$;
 
 -- The device a UDID from an operator names: the UDID itself when a device has it exactly (the
--- primary key: the usual case stays one index probe), else the one device whose UDID matches it
--- ignoring case, else p_udid unchanged (no device, or several that differ only in case: the
--- caller then finds none and says "unknown device").
+-- primary key: the usual case stays one index probe), else the one device whose UDID is its
+-- upper-case or its lower-case form (UDIDs are written in one case: two more probes), else p_udid
+-- unchanged (no device, or two that differ only in case: the caller then finds none and says
+-- "unknown device").
 CREATE OR REPLACE FUNCTION vouch_udid_resolve(p_udid text) RETURNS text
 LANGUAGE sql STABLE AS $$
     SELECT coalesce(
         (SELECT d.udid FROM devices d WHERE d.udid = p_udid),
-        (SELECT min(d.udid) FROM devices d WHERE lower(d.udid) = lower(p_udid)
+        (SELECT min(d.udid) FROM devices d WHERE d.udid IN (upper(p_udid), lower(p_udid))
          HAVING count(*) = 1),
         p_udid)
 $$;

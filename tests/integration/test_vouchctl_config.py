@@ -202,6 +202,24 @@ class VouchctlConfigTest(VouchTestCase):
         p = self.ctl("attest", other, "--json")
         self.assertEqual(json.loads(p.stdout)["udid"], dev.udid)
 
+    def test_udid_case_forms(self):
+        """An older device's lower-case UDID typed in upper case names it; two devices whose
+        UDIDs differ only in case: each is found as written, and a mixed-case form names
+        neither (issue 22: the look-up probes the primary key, no index on lower(udid))."""
+        old_style = self.enrolled_device(udid=secrets.token_hex(20))
+        r = self.vouchd.admin("GET", f"/v1/devices/{old_style.udid.upper()}")
+        self.assertStatus(r, 200, "GET /v1/devices/<upper-case form of a lower-case UDID>")
+        self.assertEqual(r.json()["udid"], old_style.udid)
+        base = "00008030-" + secrets.token_hex(8)
+        upper, lower = self.enrolled_device(udid=base.upper()), self.enrolled_device(udid=base)
+        for dev in (upper, lower):
+            self.assertEqual(self.vouchd.admin("GET", f"/v1/devices/{dev.udid}").json()["udid"],
+                             dev.udid)
+        mixed = base[:12].upper() + base[12:]
+        self.assertNotIn(mixed, (upper.udid, lower.udid))
+        self.assertStatus(self.vouchd.admin("GET", f"/v1/devices/{mixed}"), 404,
+                          "GET /v1/devices/<a form two devices share ignoring case>")
+
     def test_unknown_udid_one_answer(self):
         udid = "00000000-DEAD-BEEF-0000-" + secrets.token_hex(6).upper()
         d = self.tmpdir()

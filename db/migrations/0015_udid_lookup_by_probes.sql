@@ -1,0 +1,13 @@
+-- 0015: a UDID in another case is found by the primary key (issue 22: database size, the work of
+-- every devices row version).
+--
+-- 0005 added devices_udid_lower, an index on lower(udid), for one look-up: a UDID an operator
+-- typed in another case than the device's (vouch_udid_resolve). It was as large as the primary
+-- key (9.4 MiB at 100,000 devices after a campaign, bench_fleet.py), and every row version of a
+-- device that is not a HOT update (enrollment, every verdict) wrote an entry into it.
+--
+-- A UDID is written in one case: Apple's are hexadecimal, upper-case (00008030-001A...) or, on
+-- older devices, lower-case (40 digits). vouch_udid_resolve now tries the UDID as given, then its
+-- upper-case and its lower-case form, each a probe of the primary key; a device whose UDID mixes
+-- cases is found by its exact UDID only (docs/api.md, "Ids in paths").
+DROP INDEX IF EXISTS devices_udid_lower;
