@@ -158,6 +158,7 @@ def main():
 
         # -- enrollment ---------------------------------------------------------------------
         reset_peak_rss(vouchd.proc.pid)
+        benchlib.reset_postgres_profile(cluster, "vouch")
         cpu_v, cpu_pg = vouchd.cpu_seconds(), benchlib.postgres_cpu_seconds(cluster)
         machine0 = benchlib.machine_cpu_seconds()
         # The devices' topic is the push certificate's: vouchd sends no push for a topic no
@@ -204,6 +205,10 @@ def main():
             size = os.path.getsize(log) if os.path.exists(log) else 0
             last = (size, last[1] + 1 if size == last[0] else 0)
         reset_peak_rss(vouchd.proc.pid)
+        if os.environ.get("VOUCH_BENCH_PROFILE"):
+            print("== PostgreSQL in the enrollment")
+            benchlib.print_postgres_profile(cluster, "vouch")
+            print("== PostgreSQL in the campaign")
         benchlib.reset_postgres_profile(cluster, "vouch")
         serve = benchlib.Sim(build, "serve", "--url", vouchd.url, "--dir", simdir,
                              "--pushes", os.path.join(tmp, "apns", "pushes.log"),

@@ -56,7 +56,8 @@ BEGIN
             INTO older_nonces, older_requested_at
             FROM vouch_device_requests(p_udid) r
             WHERE r.command_uuid <> p_command_uuid
-              AND r.generation = gen AND length(r.nonce) = 32;
+              AND r.generation = gen AND length(r.nonce) = 32
+              AND r.requested_at IS NOT NULL;  -- the two lists stay the same length
             SELECT d.serial_number, d.os_version, d.product_name
             INTO enrolled_serial, enrolled_os_version, product_name
             FROM devices d WHERE d.udid = p_udid;
@@ -115,7 +116,11 @@ BEGIN
         INTO attestation_type, pending, queued, not_nows
         FROM attestation_requests r
         WHERE r.udid = p_udid AND r.command_uuid = p_command_uuid;
-        IF NOT FOUND THEN
+        IF NOT FOUND
+           -- An operator's command of this UUID names only itself (vouch_kept_answers): the
+           -- answer to every ordinary command is one more key probe, not a walk through the
+           -- device's attestation history (no index has attestations' command_uuid).
+           AND NOT EXISTS (SELECT 1 FROM commands c WHERE c.command_uuid = p_command_uuid) THEN
             -- A late or repeated answer to a request that ended (vouch_device_requests).
             SELECT 'DeviceInformation', false, a.requested_at, 0
             INTO attestation_type, pending, queued, not_nows
