@@ -220,10 +220,17 @@ char *db_text_array_literal(const char *const *items, size_t count)
             continue;
         }
         *p++ = '"';
-        for (const char *s = items[i]; *s; s++) {
-            if (*s == '"' || *s == '\\')
-                *p++ = '\\';
-            *p++ = *s;
+        /* Runs without a quote or a backslash copied whole: most items (UDIDs, tokens, ids)
+         * are one run. */
+        for (const char *s = items[i];;) {
+            size_t run = strcspn(s, "\"\\");
+            memcpy(p, s, run);
+            p += run;
+            s += run;
+            if (*s == '\0')
+                break;
+            *p++ = '\\';
+            *p++ = *s++;
         }
         *p++ = '"';
     }

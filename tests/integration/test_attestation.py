@@ -470,6 +470,22 @@ class AttestationRequestTest(AttestationCase):
         self.assertIs(r.json()["results"][dev.udid].get("queued"), True, repr(r))
         self.assertEqual(len(self.pending_requests(dev.udid)), 1, "one request, not three")
 
+    def test_bulk_attest_odd_udids(self):
+        """UDIDs with a quote, a backslash, a comma or braces reach the database as themselves
+        (the array literal escapes them): each is an unknown device, and a real one beside
+        them is asked."""
+        dev = self.iphone()
+        self.attest_fresh(dev, "first attestation")
+        odd = ['QUOTE"D', 'BACK\\SLASH', 'TRAILING\\', 'COMMA,{BRACE}', '"', 'NULL']
+        r = self.vouchd.admin("POST", "/v1/attest", body=json.dumps({"udids": odd + [dev.udid]}),
+                              content_type="application/json")
+        self.assertStatus(r, 200, "POST /v1/attest with odd UDIDs")
+        results = r.json()["results"]
+        self.assertEqual(set(results), set(odd) | {dev.udid}, results)
+        for udid in odd:
+            self.assertEqual(results[udid], {"error": "unknown device"}, udid)
+        self.assertIs(results[dev.udid].get("queued"), True, results)
+
     def test_bulk_attest_bad_bodies(self):
         dev = self.iphone()
         for name, body in [("not JSON", b"{udids: [}"),
