@@ -546,6 +546,31 @@ static void handle_enqueue(struct vouchd *srv, struct evhttp_request *req, const
                ar->id_count, enqueue_done, ar);
 }
 
+/* The answer rows of a device named again, in another case (drop_duplicate_ids dropped exact
+ * repeats; the database answers each mention under the device's own UDID, a later one with the
+ * first one's request): true for each row after the device's first, so that it is reported and
+ * pushed once, as an exact repeat is. */
+static bool *repeated_devices(const PGresult *res)
+{
+    size_t n = (size_t)PQntuples(res);
+    struct id_ref *refs = calloc(n + 1, sizeof(*refs));
+    bool *repeat = calloc(n + 1, sizeof(*repeat));
+    if (refs == NULL || repeat == NULL)
+        log_fatal("out of memory");
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *udid, *outcome, *uuid;
+        if (db_decode_attestation_row(res, (int)i, &udid, &outcome, &uuid))
+            refs[kept++] = (struct id_ref){udid, i};
+    }
+    qsort(refs, kept, sizeof(*refs), id_ref_cmp);
+    for (size_t i = 1; i < kept; i++)
+        if (strcmp(refs[i].id, refs[i - 1].id) == 0)
+            repeat[refs[i].pos] = true;
+    free(refs);
+    return repeat;
+}
+
 static void attest_done(void *arg, enum db_outcome outcome, const PGresult *res)
 {
     struct admin_request *ar = arg;
@@ -562,11 +587,14 @@ static void attest_done(void *arg, enum db_outcome outcome, const PGresult *res)
     if (ok && !ar->single)
         ok = json_write_begin_object(w) && json_write_key(w, "results") &&
              json_write_begin_object(w);
+    bool *repeat = repeated_devices(res);
     for (int row = 0; ok && row < PQntuples(res); row++) {
         const char *udid, *result, *uuid;
         ok = db_decode_attestation_row(res, row, &udid, &result, &uuid);
         if (!ok)
             break;
+        if (repeat[row])
+            continue;
         bool unknown = strcmp(result, "unknown_device") == 0;
         known += !unknown;
         /* A request still pending (say, since enrollment) is pushed again: the device owes it. */
@@ -585,6 +613,7 @@ static void attest_done(void *arg, enum db_outcome outcome, const PGresult *res)
                  json_write_key(w, "queued") && json_write_bool(w, strcmp(result, "queued") == 0);
         ok = ok && json_write_end_object(w);
     }
+    free(repeat);
     if (ok && !ar->single)
         ok = json_write_end_object(w) && json_write_end_object(w);
     const char *text;
