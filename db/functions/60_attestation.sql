@@ -86,13 +86,13 @@ BEGIN
 END
 $$;
 
--- Asks a device for an attestation: queues the DeviceInformation command the server built
--- (p_body, carrying p_nonce: its request row is its queue entry) unless a request is already
+-- Asks a device for an attestation: queues the DeviceInformation request vouchd made (its
+-- command UUID and nonce: its request row is its queue entry) unless a request is already
 -- pending. outcome is 'queued',
 -- 'pending' (command_uuid is then the pending one) or 'unknown_device'. The device keeps its
 -- last verdict meanwhile: the request is shown beside it.
 CREATE OR REPLACE FUNCTION vouch_request_attestation(
-    p_udid text, p_command_uuid text, p_body bytea, p_nonce bytea, p_reason text,
+    p_udid text, p_command_uuid text, p_nonce bytea, p_reason text,
     OUT outcome text, OUT command_uuid text)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -112,9 +112,9 @@ BEGIN
         WHERE r.udid = p_udid AND r.answered_at IS NULL;
         RETURN;
     END IF;
-    -- The pending row is the request's queue entry (vouch_report), and it keeps no body:
-    -- vouchd builds it again from the command UUID and the nonce when the device fetches it
-    -- (vouch_report's next_nonce; command_attestation_body), so p_body is not kept.
+    -- The pending row is the request's queue entry, and there is no body: vouchd builds it from
+    -- the command UUID and the nonce when the device fetches it (vouch_report's next_nonce;
+    -- command_attestation_body).
     -- The answer also tells the OS version: no separate query is needed until it comes.
     UPDATE devices SET attestation_due_at = NULL, attestation_due_reason = NULL, info_due_at = NULL
     WHERE udid = p_udid;
@@ -123,17 +123,16 @@ BEGIN
 END
 $$;
 
--- The same for many devices, one request each (vouchd builds them): one row per device, under
+-- The same for many devices, one request each (vouchd makes them): one row per device, under
 -- the device's own UDID when the operator typed it in another case (vouch_udid_resolve).
 CREATE OR REPLACE FUNCTION vouch_request_attestations(
-    p_udids text[], p_command_uuids text[], p_bodies bytea[], p_nonces bytea[], p_reason text)
+    p_udids text[], p_command_uuids text[], p_nonces bytea[], p_reason text)
 RETURNS TABLE (udid text, outcome text, command_uuid text) LANGUAGE plpgsql AS $$
 BEGIN
     FOR i IN 1 .. coalesce(array_length(p_udids, 1), 0) LOOP
         udid := vouch_udid_resolve(p_udids[i]);
         SELECT r.outcome, r.command_uuid INTO outcome, command_uuid
-        FROM vouch_request_attestation(udid, p_command_uuids[i], p_bodies[i], p_nonces[i],
-                                       p_reason) r;
+        FROM vouch_request_attestation(udid, p_command_uuids[i], p_nonces[i], p_reason) r;
         RETURN NEXT;
     END LOOP;
 END

@@ -633,27 +633,23 @@ static void attest_done(void *arg, enum db_outcome outcome, const PGresult *res)
     admin_request_free(ar);
 }
 
-/* Builds one attestation request per id (a fresh nonce each) and queues them. */
+/* Makes one attestation request per id (a fresh UUID and nonce each) and queues them. */
 static void start_attest(struct admin_request *ar)
 {
     struct db_attest_request *requests = calloc(ar->id_count, sizeof(*requests));
-    struct prepared_command *commands = calloc(ar->id_count, sizeof(*commands));
+    char(*uuids)[37] = calloc(ar->id_count, 37);
     uint8_t(*nonces)[COMMAND_NONCE_BYTES] = calloc(ar->id_count, COMMAND_NONCE_BYTES);
-    if (requests == NULL || commands == NULL || nonces == NULL)
+    if (requests == NULL || uuids == NULL || nonces == NULL)
         log_fatal("out of memory");
     bool ok = true;
     for (size_t i = 0; ok && i < ar->id_count; i++) {
-        ok = command_build_attestation(&commands[i], nonces[i]);
-        requests[i] =
-            (struct db_attest_request){commands[i].uuid, (const uint8_t *)commands[i].xml,
-                                       commands[i].xml_len, nonces[i], COMMAND_NONCE_BYTES};
+        ok = command_new_attestation(uuids[i], nonces[i]);
+        requests[i] = (struct db_attest_request){uuids[i], nonces[i], COMMAND_NONCE_BYTES};
     }
     if (ok)
         db_request_attestations(ar->srv->db, (const char *const *)ar->ids, requests, ar->id_count,
                                 "operator", attest_done, ar);
-    for (size_t i = 0; i < ar->id_count; i++)
-        command_clear(&commands[i]);
-    free(commands);
+    free(uuids);
     free(requests);
     free(nonces);
     if (!ok) {
