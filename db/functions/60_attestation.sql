@@ -123,18 +123,54 @@ BEGIN
 END
 $$;
 
--- The same for many devices, one request each (vouchd makes them): one row per device, under
--- the device's own UDID when the operator typed it in another case (vouch_udid_resolve).
+-- The same for many devices, one request each (vouchd makes them; p_command_uuids[i] and
+-- p_nonces[i] are p_udids[i]'s): one row per device, in the order given, under the device's own
+-- UDID when the operator typed it in another case (vouch_udid_resolve). Set-based: one INSERT
+-- of the requests, one UPDATE of the devices asked, one SELECT of the answers, whatever the
+-- count; the outcomes are those of vouch_request_attestation called for each in turn. A device
+-- named twice (in two cases: vouchd drops exact repeats) is asked by its first mention; the
+-- later ones answer 'pending' with that request.
 CREATE OR REPLACE FUNCTION vouch_request_attestations(
     p_udids text[], p_command_uuids text[], p_nonces bytea[], p_reason text)
 RETURNS TABLE (udid text, outcome text, command_uuid text) LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    resolved text[];
+    queued text[];
+    queued_uuids text[];
 BEGIN
-    FOR i IN 1 .. coalesce(array_length(p_udids, 1), 0) LOOP
-        udid := vouch_udid_resolve(p_udids[i]);
-        SELECT r.outcome, r.command_uuid INTO outcome, command_uuid
-        FROM vouch_request_attestation(udid, p_command_uuids[i], p_nonces[i], p_reason) r;
-        RETURN NEXT;
-    END LOOP;
+    SELECT array_agg(vouch_udid_resolve(x.u) ORDER BY x.i) INTO resolved
+    FROM unnest(p_udids) WITH ORDINALITY AS x(u, i);
+    WITH firsts AS (
+        SELECT DISTINCT ON (x.udid) x.udid, x.i
+        FROM unnest(resolved) WITH ORDINALITY AS x(udid, i)
+        ORDER BY x.udid, x.i),
+    requested AS (
+        INSERT INTO attestation_requests (command_uuid, udid, nonce, reason, generation)
+        SELECT p_command_uuids[f.i], f.udid, p_nonces[f.i], p_reason, e.generation
+        FROM firsts f JOIN enrollments e ON e.udid = f.udid
+        ON CONFLICT (udid) WHERE answered_at IS NULL DO NOTHING
+        RETURNING attestation_requests.udid, attestation_requests.command_uuid)
+    SELECT array_agg(r.udid), array_agg(r.command_uuid) INTO queued, queued_uuids
+    FROM requested r;
+    -- As vouch_request_attestation: the answer also tells the OS version.
+    UPDATE devices d SET attestation_due_at = NULL, attestation_due_reason = NULL,
+        info_due_at = NULL
+    FROM unnest(queued) AS q(udid) WHERE d.udid = q.udid;
+    -- Each mention: queued (its own request went in), else, for an enrolled device, the request
+    -- pending (read by a later statement: it sees the ones just queued for a first mention).
+    RETURN QUERY
+        SELECT x.udid,
+               CASE WHEN q.uuid IS NOT NULL THEN 'queued'
+                    WHEN e.udid IS NULL THEN 'unknown_device'
+                    ELSE 'pending' END,
+               CASE WHEN q.uuid IS NOT NULL THEN q.uuid
+                    WHEN e.udid IS NOT NULL THEN r.command_uuid END
+        FROM unnest(resolved) WITH ORDINALITY AS x(udid, i)
+        LEFT JOIN unnest(queued_uuids) AS q(uuid) ON q.uuid = p_command_uuids[x.i]
+        LEFT JOIN enrollments e ON e.udid = x.udid
+        LEFT JOIN attestation_requests r ON r.udid = x.udid AND r.answered_at IS NULL
+        ORDER BY x.i;
 END
 $$;
 

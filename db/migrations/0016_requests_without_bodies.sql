@@ -8,6 +8,11 @@
 -- and the functions that ask take no body: vouch_request_attestation, vouch_request_attestations,
 -- vouch_scheduler_tick (its light query's body, which is stored, stays) and vouch_token_update.
 --
+-- vouch_request_attestations (POST /v1/attest, vouchctl attest) is also set-based now: one
+-- INSERT of the requests, one UPDATE of the devices asked and one SELECT of the answers for the
+-- whole list, where it called vouch_udid_resolve and vouch_request_attestation once a device.
+-- Its answers are the same, row for row.
+--
 -- Their old signatures are dropped here; db/functions creates the new ones after the migrations.
 -- No table changes.
 DROP FUNCTION IF EXISTS vouch_request_attestation(text, text, bytea, bytea, text);

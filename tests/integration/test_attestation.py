@@ -508,6 +508,28 @@ class AttestationRequestTest(AttestationCase):
         self.answer(twice, cu, self.chain_for(twice, nonce), what="mixed list")
         self.assertVerdict(twice, cu, "verified", None, "fresh", "mixed list")
 
+    def test_request_attestations_rows(self):
+        """vouch_request_attestations answers each mention, in order: a later mention of a
+        device (in another case) answers 'pending' with the request its first one queued."""
+        known, waiting = self.iphone(), self.iphone()
+        self.attest_fresh(known, "rows: verified first")
+        waiting_uuid = self.pending_requests(waiting.udid)[0]["command_uuid"]
+        ghost = "00000000-0000-0000-0000-00000000D0D0"
+        asked = [known.udid.lower(), ghost, waiting.udid, known.udid, known.udid.lower()]
+        uuids = [f"ROWS-{i}-{secrets.token_hex(4)}" for i in range(len(asked))]
+        out = self.psql(
+            "SELECT udid || '|' || outcome || '|' || coalesce(command_uuid, '-') "
+            "FROM vouch_request_attestations(ARRAY['" + "','".join(asked) + "'], "
+            "ARRAY['" + "','".join(uuids) + "'], "
+            "ARRAY(SELECT sha256(x::bytea) FROM unnest(ARRAY['" + "','".join(uuids) + "']) x), "
+            "'operator')")
+        self.assertEqual(out.split(), [
+            f"{known.udid}|queued|{uuids[0]}", f"{ghost}|unknown_device|-",
+            f"{waiting.udid}|pending|{waiting_uuid}", f"{known.udid}|pending|{uuids[0]}",
+            f"{known.udid}|pending|{uuids[0]}"])
+        self.assertEqual([c["command_uuid"] for c in self.pending_requests(known.udid)],
+                         [uuids[0]])
+
     def test_bulk_attest_bad_bodies(self):
         dev = self.iphone()
         for name, body in [("not JSON", b"{udids: [}"),
