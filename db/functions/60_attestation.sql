@@ -139,15 +139,20 @@ DECLARE
     queued text[];
     queued_uuids text[];
 BEGIN
-    SELECT array_agg(vouch_udid_resolve(x.u) ORDER BY x.i) INTO resolved
-    FROM unnest(p_udids) WITH ORDINALITY AS x(u, i);
+    -- The arrays are read by unnest, side by side, never by subscript: an element of a text[]
+    -- or bytea[] is found by walking the ones before it.
+    -- A UDID as given is looked up by one join (vouch_udid_resolve's first probe); only the
+    -- others are resolved one by one.
+    SELECT array_agg(coalesce(d.udid, vouch_udid_resolve(x.u)) ORDER BY x.i) INTO resolved
+    FROM unnest(p_udids) WITH ORDINALITY AS x(u, i) LEFT JOIN devices d ON d.udid = x.u;
     WITH firsts AS (
-        SELECT DISTINCT ON (x.udid) x.udid, x.i
-        FROM unnest(resolved) WITH ORDINALITY AS x(udid, i)
+        SELECT DISTINCT ON (x.udid) x.udid, x.command_uuid, x.nonce
+        FROM unnest(resolved, p_command_uuids, p_nonces) WITH ORDINALITY
+             AS x(udid, command_uuid, nonce, i)
         ORDER BY x.udid, x.i),
     requested AS (
         INSERT INTO attestation_requests (command_uuid, udid, nonce, reason, generation)
-        SELECT p_command_uuids[f.i], f.udid, p_nonces[f.i], p_reason, e.generation
+        SELECT f.command_uuid, f.udid, f.nonce, p_reason, e.generation
         FROM firsts f JOIN enrollments e ON e.udid = f.udid
         ON CONFLICT (udid) WHERE answered_at IS NULL DO NOTHING
         RETURNING attestation_requests.udid, attestation_requests.command_uuid)
@@ -166,8 +171,8 @@ BEGIN
                     ELSE 'pending' END,
                CASE WHEN q.uuid IS NOT NULL THEN q.uuid
                     WHEN e.udid IS NOT NULL THEN r.command_uuid END
-        FROM unnest(resolved) WITH ORDINALITY AS x(udid, i)
-        LEFT JOIN unnest(queued_uuids) AS q(uuid) ON q.uuid = p_command_uuids[x.i]
+        FROM unnest(resolved, p_command_uuids) WITH ORDINALITY AS x(udid, command_uuid, i)
+        LEFT JOIN unnest(queued_uuids) AS q(uuid) ON q.uuid = x.command_uuid
         LEFT JOIN enrollments e ON e.udid = x.udid
         LEFT JOIN attestation_requests r ON r.udid = x.udid AND r.answered_at IS NULL
         ORDER BY x.i;
