@@ -55,7 +55,7 @@ void db_authenticate(struct db_pool *pool, const struct db_device_facts *f,
 }
 
 static const char sql_token_update[] =
-    "SELECT vouch_token_update($1, $2, $3, $4, $5, $6, $7::boolean, $8, $9, $10, $11, $12::jsonb)";
+    "SELECT vouch_token_update($1, $2, $3, $4, $5, $6, $7::boolean, $8, $9, $10, $11::jsonb)";
 
 void db_token_update(struct db_pool *pool, const char *udid, const struct db_cert *cert,
                      const char *topic, const uint8_t *token, size_t token_len,
@@ -75,12 +75,11 @@ void db_token_update(struct db_pool *pool, const char *udid, const struct db_cer
         unlock_token ? bytes_param(unlock_token, unlock_token_len) : text_param(NULL),
         text_param(awaiting),
         text_param(attest ? attest->command_uuid : NULL),
-        attest ? bytes_param(attest->body, attest->body_len) : text_param(NULL),
         attest ? bytes_param(attest->nonce, attest->nonce_len) : text_param(NULL),
         bytes_param(raw, raw_len),
         text_param(url_params),
     };
-    db_query(pool, sql_token_update, params, 12, false, cb, arg);
+    db_query(pool, sql_token_update, params, 11, false, cb, arg);
 }
 
 static const char sql_checkout[] = "SELECT vouch_checkout($1, $2, $3, $4::jsonb)";
@@ -293,28 +292,26 @@ void db_device_attestations(struct db_pool *pool, const char *udid, unsigned lim
     db_query(pool, sql_device_attestations, params, 2, false, cb, arg);
 }
 
-/* {"\\x0a0b..","\\x..."}: a bytea[] literal in text format. */
-static char *bytea_array_literal(const struct db_attest_request *reqs, size_t count, bool bodies)
+/* {"\\x0a0b..","\\x..."}: the requests' nonces as a bytea[] literal in text format. */
+static char *nonce_array_literal(const struct db_attest_request *reqs, size_t count)
 {
     static const char hex[] = "0123456789abcdef";
     size_t size = 3;
     for (size_t i = 0; i < count; i++)
-        size += 8 + 2 * (bodies ? reqs[i].body_len : reqs[i].nonce_len);
+        size += 8 + 2 * reqs[i].nonce_len;
     char *out = malloc(size);
     if (out == NULL)
         log_fatal("out of memory");
     char *p = out;
     *p++ = '{';
     for (size_t i = 0; i < count; i++) {
-        const uint8_t *data = bodies ? reqs[i].body : reqs[i].nonce;
-        size_t len = bodies ? reqs[i].body_len : reqs[i].nonce_len;
         if (i > 0)
             *p++ = ',';
         memcpy(p, "\"\\\\x", 4);
         p += 4;
-        for (size_t k = 0; k < len; k++) {
-            *p++ = hex[data[k] >> 4];
-            *p++ = hex[data[k] & 15];
+        for (size_t k = 0; k < reqs[i].nonce_len; k++) {
+            *p++ = hex[reqs[i].nonce[k] >> 4];
+            *p++ = hex[reqs[i].nonce[k] & 15];
         }
         *p++ = '"';
     }
@@ -324,7 +321,7 @@ static char *bytea_array_literal(const struct db_attest_request *reqs, size_t co
 }
 
 static const char sql_request_attestations[] =
-    "SELECT udid, outcome, command_uuid FROM vouch_request_attestations($1, $2, $3, $4, $5)";
+    "SELECT udid, outcome, command_uuid FROM vouch_request_attestations($1, $2, $3, $4)";
 
 void db_request_attestations(struct db_pool *pool, const char *const *udids,
                              const struct db_attest_request *requests, size_t count,
@@ -337,16 +334,14 @@ void db_request_attestations(struct db_pool *pool, const char *const *udids,
         uuids[i] = requests[i].command_uuid;
     char *udid_array = db_text_array_literal(udids, count);
     char *uuid_array = db_text_array_literal(uuids, count);
-    char *body_array = bytea_array_literal(requests, count, true);
-    char *nonce_array = bytea_array_literal(requests, count, false);
+    char *nonce_array = nonce_array_literal(requests, count);
     const struct db_param params[] = {
-        text_param(udid_array), text_param(uuid_array), text_param(body_array),
-        text_param(nonce_array), text_param(reason),
+        text_param(udid_array), text_param(uuid_array), text_param(nonce_array),
+        text_param(reason),
     };
-    db_query(pool, sql_request_attestations, params, 5, false, cb, arg);
+    db_query(pool, sql_request_attestations, params, 4, false, cb, arg);
     free(udid_array);
     free(uuid_array);
-    free(body_array);
     free(nonce_array);
     free(uuids);
 }
@@ -444,7 +439,7 @@ bool db_decode_count(const PGresult *res, int64_t *count)
 }
 
 static const char sql_scheduler_tick[] =
-    "SELECT udid, kind, reason FROM vouch_scheduler_tick($1, $2, $3, $4, $5, $6::integer)";
+    "SELECT udid, kind, reason FROM vouch_scheduler_tick($1, $2, $3, $4, $5::integer)";
 
 void db_scheduler_tick(struct db_pool *pool, const struct db_attest_request *requests,
                        size_t count, const char *info_command_uuid, const uint8_t *info_body,
@@ -456,18 +451,16 @@ void db_scheduler_tick(struct db_pool *pool, const struct db_attest_request *req
     for (size_t i = 0; i < count; i++)
         uuids[i] = requests[i].command_uuid;
     char *uuid_array = db_text_array_literal(uuids, count);
-    char *body_array = bytea_array_literal(requests, count, true);
-    char *nonce_array = bytea_array_literal(requests, count, false);
+    char *nonce_array = nonce_array_literal(requests, count);
     char limit[16];
     snprintf(limit, sizeof(limit), "%u", info_limit);
     const struct db_param params[] = {
-        text_param(uuid_array),        text_param(body_array),
-        text_param(nonce_array),       text_param(info_command_uuid),
-        bytes_param(info_body, info_body_len), text_param(limit),
+        text_param(uuid_array),        text_param(nonce_array),
+        text_param(info_command_uuid), bytes_param(info_body, info_body_len),
+        text_param(limit),
     };
-    db_query(pool, sql_scheduler_tick, params, 6, false, cb, arg);
+    db_query(pool, sql_scheduler_tick, params, 5, false, cb, arg);
     free(uuid_array);
-    free(body_array);
     free(nonce_array);
     free(uuids);
 }

@@ -69,11 +69,11 @@ struct db_cert {
 
 void db_authenticate(struct db_pool *pool, const struct db_device_facts *facts,
                      const struct db_cert *cert, db_result_fn *cb, void *arg);
-/* An attestation request vouchd built: a DeviceInformation command carrying a fresh nonce. */
+/* An attestation request vouchd made (command_new_attestation): a DeviceInformation command's
+ * UUID and the fresh nonce it carries. Its body is not sent: vouchd builds it from these two when
+ * the device fetches it. */
 struct db_attest_request {
     const char *command_uuid;
-    const uint8_t *body;
-    size_t body_len;
     const uint8_t *nonce;
     size_t nonce_len;
 };
@@ -152,7 +152,7 @@ void db_enqueue(struct db_pool *pool, const char *command_uuid, const char *requ
 bool db_decode_enqueue_row(const PGresult *res, int row, const char **udid, bool *queued)
     __attribute__((warn_unused_result));
 
-/* Asks devices udids[0..count) for an attestation with the requests vouchd built (one each).
+/* Asks devices udids[0..count) for an attestation with the requests vouchd made (one each).
  * The answer has one row per udid: db_decode_attestation_row. */
 void db_request_attestations(struct db_pool *pool, const char *const *udids,
                              const struct db_attest_request *requests, size_t count,
@@ -179,7 +179,7 @@ void db_device_commands(struct db_pool *pool, const char *udid, unsigned limit,
 bool db_decode_text(const PGresult *res, const char **text, size_t *len)
     __attribute__((warn_unused_result));
 
-/* One scheduler tick: requests[0..count) are attestation requests built for whichever devices
+/* One scheduler tick: requests[0..count) are attestation requests made for whichever devices
  * are due (unused ones are dropped); the info command goes to up to info_limit devices due for
  * a light query. Rows (udid, kind "attestation" | "info", reason) name the devices to push. */
 void db_scheduler_tick(struct db_pool *pool, const struct db_attest_request *requests,

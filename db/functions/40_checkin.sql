@@ -204,11 +204,12 @@ $$;
 
 -- TokenUpdate: stores the push token, PushMagic and topic, enables the enrollment and revives a
 -- token APNs had declared dead. The first one of an enrollment also asks for an attestation with
--- the request vouchd prepared (p_attest_*): then the answer is 'ok_queued', and vouchd pushes.
+-- the request vouchd made (p_attest_*: its command UUID and nonce): then the answer is
+-- 'ok_queued', and vouchd pushes.
 CREATE OR REPLACE FUNCTION vouch_token_update(
     p_udid text, p_cert bytea, p_topic text, p_token bytea, p_push_magic text,
     p_unlock_token bytea, p_awaiting_configuration boolean,
-    p_attest_command_uuid text, p_attest_body bytea, p_attest_nonce bytea, p_raw bytea,
+    p_attest_command_uuid text, p_attest_nonce bytea, p_raw bytea,
     p_url_params jsonb DEFAULT NULL)
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
@@ -256,8 +257,8 @@ BEGIN
     IF NOT was_enabled THEN
         IF p_attest_command_uuid IS NOT NULL THEN
             SELECT r.outcome INTO queued
-            FROM vouch_request_attestation(p_udid, p_attest_command_uuid, p_attest_body,
-                                           p_attest_nonce, 'enrollment') r;
+            FROM vouch_request_attestation(p_udid, p_attest_command_uuid, p_attest_nonce,
+                                           'enrollment') r;
         END IF;
         IF queued = 'queued' THEN
             RETURN 'ok_queued';

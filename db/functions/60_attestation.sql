@@ -86,13 +86,13 @@ BEGIN
 END
 $$;
 
--- Asks a device for an attestation: queues the DeviceInformation command the server built
--- (p_body, carrying p_nonce: its request row is its queue entry) unless a request is already
+-- Asks a device for an attestation: queues the DeviceInformation request vouchd made (its
+-- command UUID and nonce: its request row is its queue entry) unless a request is already
 -- pending. outcome is 'queued',
 -- 'pending' (command_uuid is then the pending one) or 'unknown_device'. The device keeps its
 -- last verdict meanwhile: the request is shown beside it.
 CREATE OR REPLACE FUNCTION vouch_request_attestation(
-    p_udid text, p_command_uuid text, p_body bytea, p_nonce bytea, p_reason text,
+    p_udid text, p_command_uuid text, p_nonce bytea, p_reason text,
     OUT outcome text, OUT command_uuid text)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -112,9 +112,9 @@ BEGIN
         WHERE r.udid = p_udid AND r.answered_at IS NULL;
         RETURN;
     END IF;
-    -- The pending row is the request's queue entry (vouch_report), and it keeps no body:
-    -- vouchd builds it again from the command UUID and the nonce when the device fetches it
-    -- (vouch_report's next_nonce; command_attestation_body), so p_body is not kept.
+    -- The pending row is the request's queue entry, and there is no body: vouchd builds it from
+    -- the command UUID and the nonce when the device fetches it (vouch_report's next_nonce;
+    -- command_attestation_body).
     -- The answer also tells the OS version: no separate query is needed until it comes.
     UPDATE devices SET attestation_due_at = NULL, attestation_due_reason = NULL, info_due_at = NULL
     WHERE udid = p_udid;
@@ -123,19 +123,59 @@ BEGIN
 END
 $$;
 
--- The same for many devices, one request each (vouchd builds them): one row per device, under
--- the device's own UDID when the operator typed it in another case (vouch_udid_resolve).
+-- The same for many devices, one request each (vouchd makes them; p_command_uuids[i] and
+-- p_nonces[i] are p_udids[i]'s): one row per device, in the order given, under the device's own
+-- UDID when the operator typed it in another case (vouch_udid_resolve). Set-based: one INSERT
+-- of the requests, one UPDATE of the devices asked, one SELECT of the answers, whatever the
+-- count; the outcomes are those of vouch_request_attestation called for each in turn. A device
+-- named twice (in two cases: vouchd drops exact repeats) is asked by its first mention; the
+-- later ones answer 'pending' with that request.
 CREATE OR REPLACE FUNCTION vouch_request_attestations(
-    p_udids text[], p_command_uuids text[], p_bodies bytea[], p_nonces bytea[], p_reason text)
+    p_udids text[], p_command_uuids text[], p_nonces bytea[], p_reason text)
 RETURNS TABLE (udid text, outcome text, command_uuid text) LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    resolved text[];
+    queued text[];
+    queued_uuids text[];
 BEGIN
-    FOR i IN 1 .. coalesce(array_length(p_udids, 1), 0) LOOP
-        udid := vouch_udid_resolve(p_udids[i]);
-        SELECT r.outcome, r.command_uuid INTO outcome, command_uuid
-        FROM vouch_request_attestation(udid, p_command_uuids[i], p_bodies[i], p_nonces[i],
-                                       p_reason) r;
-        RETURN NEXT;
-    END LOOP;
+    -- The arrays are read by unnest, side by side, never by subscript: an element of a text[]
+    -- or bytea[] is found by walking the ones before it.
+    -- A UDID as given is looked up by one join (vouch_udid_resolve's first probe); only the
+    -- others are resolved one by one.
+    SELECT array_agg(coalesce(d.udid, vouch_udid_resolve(x.u)) ORDER BY x.i) INTO resolved
+    FROM unnest(p_udids) WITH ORDINALITY AS x(u, i) LEFT JOIN devices d ON d.udid = x.u;
+    WITH firsts AS (
+        SELECT DISTINCT ON (x.udid) x.udid, x.command_uuid, x.nonce
+        FROM unnest(resolved, p_command_uuids, p_nonces) WITH ORDINALITY
+             AS x(udid, command_uuid, nonce, i)
+        ORDER BY x.udid, x.i),
+    requested AS (
+        INSERT INTO attestation_requests (command_uuid, udid, nonce, reason, generation)
+        SELECT f.command_uuid, f.udid, f.nonce, p_reason, e.generation
+        FROM firsts f JOIN enrollments e ON e.udid = f.udid
+        ON CONFLICT (udid) WHERE answered_at IS NULL DO NOTHING
+        RETURNING attestation_requests.udid, attestation_requests.command_uuid)
+    SELECT array_agg(r.udid), array_agg(r.command_uuid) INTO queued, queued_uuids
+    FROM requested r;
+    -- As vouch_request_attestation: the answer also tells the OS version.
+    UPDATE devices d SET attestation_due_at = NULL, attestation_due_reason = NULL,
+        info_due_at = NULL
+    FROM unnest(queued) AS q(udid) WHERE d.udid = q.udid;
+    -- Each mention: queued (its own request went in), else, for an enrolled device, the request
+    -- pending (read by a later statement: it sees the ones just queued for a first mention).
+    RETURN QUERY
+        SELECT x.udid,
+               CASE WHEN q.uuid IS NOT NULL THEN 'queued'
+                    WHEN e.udid IS NULL THEN 'unknown_device'
+                    ELSE 'pending' END,
+               CASE WHEN q.uuid IS NOT NULL THEN q.uuid
+                    WHEN e.udid IS NOT NULL THEN r.command_uuid END
+        FROM unnest(resolved, p_command_uuids) WITH ORDINALITY AS x(udid, command_uuid, i)
+        LEFT JOIN unnest(queued_uuids) AS q(uuid) ON q.uuid = x.command_uuid
+        LEFT JOIN enrollments e ON e.udid = x.udid
+        LEFT JOIN attestation_requests r ON r.udid = x.udid AND r.answered_at IS NULL
+        ORDER BY x.i;
 END
 $$;
 

@@ -58,15 +58,15 @@ END
 $$;
 
 -- One scheduler tick of one instance: its housekeeping, then claims the devices whose
--- attestation is due (oldest first, at most as many as vouchd built requests for and the
+-- attestation is due (oldest first, at most as many as vouchd made requests for and the
 -- fleet-wide budget of the last minute allows) and those due for a light DeviceInformation query
 -- (at most p_info_limit), and queues their commands. Rows locked elsewhere (a device in the
 -- middle of a request, another instance's tick) are skipped, never waited for, so instances
 -- never claim a device twice; a tick that dies rolls back and leaves its devices due. Returns
 -- the devices to push.
-CREATE OR REPLACE FUNCTION vouch_scheduler_tick(p_command_uuids text[], p_bodies bytea[],
-                                                p_nonces bytea[], p_info_command_uuid text,
-                                                p_info_body bytea, p_info_limit integer)
+CREATE OR REPLACE FUNCTION vouch_scheduler_tick(p_command_uuids text[], p_nonces bytea[],
+                                                p_info_command_uuid text, p_info_body bytea,
+                                                p_info_limit integer)
 RETURNS TABLE (udid text, kind text, reason text) LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
@@ -115,8 +115,8 @@ BEGIN
             SELECT x.command_uuid, x.udid, x.nonce, x.reason, clock, x.generation FROM pairs x
             ON CONFLICT (udid) WHERE answered_at IS NULL DO NOTHING
             RETURNING attestation_requests.udid)
-        -- The pending row is the request's queue entry, without a body: vouchd builds it again
-        -- from the request's nonce (vouch_report).
+        -- The pending row is the request's queue entry, without a body: vouchd builds it from
+        -- the request's command UUID and nonce when the device fetches it (vouch_report).
         SELECT array_agg(x.udid) INTO queued FROM requested x;
         -- Claimed but not asked (not enrolled any more, or a request already out): nothing
         -- planned until that changes. Asked: the light query waits for the answer.

@@ -153,21 +153,19 @@ static bool build_info_query(struct prepared_command *out)
     return command_prepare(body, sizeof(body) - 1, out, err, sizeof(err));
 }
 
-/* Builds count attestation requests and the light query, and claims devices for them. */
+/* Makes count attestation requests, builds the light query, and claims devices for them. */
 static void run_tick(struct scheduler *s, size_t count)
 {
-    struct prepared_command *commands = calloc(count + 1, sizeof(*commands));
+    char(*uuids)[37] = calloc(count + 1, 37);
     struct db_attest_request *requests = calloc(count + 1, sizeof(*requests));
     uint8_t(*nonces)[COMMAND_NONCE_BYTES] = calloc(count + 1, COMMAND_NONCE_BYTES);
     struct prepared_command info;
-    if (commands == NULL || requests == NULL || nonces == NULL)
+    if (uuids == NULL || requests == NULL || nonces == NULL)
         log_fatal("out of memory");
     bool built = build_info_query(&info);
     size_t n = 0;
-    while (built && n < count && command_build_attestation(&commands[n], nonces[n])) {
-        requests[n] =
-            (struct db_attest_request){commands[n].uuid, (const uint8_t *)commands[n].xml,
-                                       commands[n].xml_len, nonces[n], COMMAND_NONCE_BYTES};
+    while (built && n < count && command_new_attestation(uuids[n], nonces[n])) {
+        requests[n] = (struct db_attest_request){uuids[n], nonces[n], COMMAND_NONCE_BYTES};
         n++;
     }
     if (!built || n < count) {
@@ -181,11 +179,9 @@ static void run_tick(struct scheduler *s, size_t count)
                           info.xml_len, s->srv->cfg->scheduler_batch * INFO_LIMIT_FACTOR, tick_done,
                           s);
     }
-    for (size_t i = 0; i < n; i++)
-        command_clear(&commands[i]);
     if (built)
         command_clear(&info);
-    free(commands);
+    free(uuids);
     free(requests);
     free(nonces);
 }

@@ -306,13 +306,9 @@ bool command_attestation_body(const char *uuid, const uint8_t *nonce, size_t non
     return out->xml != NULL;
 }
 
-bool command_build_attestation(struct prepared_command *out, uint8_t nonce[COMMAND_NONCE_BYTES])
+bool command_new_attestation(char uuid[37], uint8_t nonce[COMMAND_NONCE_BYTES])
 {
-    char uuid[37];
-    memset(out, 0, sizeof(*out));
-    if (RAND_bytes(nonce, COMMAND_NONCE_BYTES) != 1 || !command_new_uuid(uuid))
-        return false;
-    return command_attestation_body(uuid, nonce, COMMAND_NONCE_BYTES, out);
+    return RAND_bytes(nonce, COMMAND_NONCE_BYTES) == 1 && command_new_uuid(uuid);
 }
 
 /* A string the database can write back into an XML plist as it is: UTF-8 without control

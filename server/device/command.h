@@ -33,14 +33,16 @@ void command_clear(struct prepared_command *cmd);
 
 #define COMMAND_NONCE_BYTES 32
 
-/* Builds the DeviceInformation command that asks for DevicePropertiesAttestation with a fresh
- * nonce (32 bytes from OpenSSL's CSPRNG, written to nonce) and a fresh CommandUUID. */
-bool command_build_attestation(struct prepared_command *out, uint8_t nonce[COMMAND_NONCE_BYTES])
+/* A new attestation request: a fresh CommandUUID (upper case, written to uuid) and a fresh nonce
+ * (32 bytes from OpenSSL's CSPRNG, written to nonce). Nothing more is needed to ask: its body is
+ * never stored, nor sent to the database; command_attestation_body builds it when the device
+ * fetches it. */
+bool command_new_attestation(char uuid[37], uint8_t nonce[COMMAND_NONCE_BYTES])
     __attribute__((warn_unused_result));
 
-/* The same command for a given CommandUUID and nonce (1..COMMAND_NONCE_BYTES bytes): the body a
- * device fetches is built again from them, byte for byte what command_build_attestation made,
- * rather than stored per device. */
+/* The DeviceInformation command that asks for DevicePropertiesAttestation with the given
+ * CommandUUID and nonce (1..COMMAND_NONCE_BYTES bytes): the body a device fetches, built again
+ * from them every time, byte for byte the same. */
 bool command_attestation_body(const char *uuid, const uint8_t *nonce, size_t nonce_len,
                               struct prepared_command *out) __attribute__((warn_unused_result));
 

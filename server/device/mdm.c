@@ -366,19 +366,17 @@ static void start_checkin(struct device_request *dr)
         return;
     }
     case MDM_TOKEN_UPDATE: {
-        /* Prepared every time, queued only by an enrollment's first TokenUpdate. */
-        struct prepared_command request;
+        /* Made every time, queued only by an enrollment's first TokenUpdate. */
+        char uuid[37];
         uint8_t nonce[COMMAND_NONCE_BYTES];
-        bool have_request = command_build_attestation(&request, nonce);
-        const struct db_attest_request attest = {request.uuid, (const uint8_t *)request.xml,
-                                                 request.xml_len, nonce, sizeof(nonce)};
+        bool have_request = command_new_attestation(uuid, nonce);
+        const struct db_attest_request attest = {uuid, nonce, sizeof(nonce)};
         if (!have_request)
             log_error("cannot build an attestation request: %s is not asked", m->udid);
         db_token_update(srv->db, m->udid, &dr->cert, m->topic, m->token, m->token_len,
                         m->push_magic, m->unlock_token, m->unlock_token_len,
                         m->awaiting_configuration, have_request ? &attest : NULL,
                         (const uint8_t *)dr->body, dr->body_len, dr->url_params, checkin_done, dr);
-        command_clear(&request);
         return;
     }
     case MDM_CHECKOUT:

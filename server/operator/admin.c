@@ -546,6 +546,31 @@ static void handle_enqueue(struct vouchd *srv, struct evhttp_request *req, const
                ar->id_count, enqueue_done, ar);
 }
 
+/* The answer rows of a device named again, in another case (drop_duplicate_ids dropped exact
+ * repeats; the database answers each mention under the device's own UDID, a later one with the
+ * first one's request): true for each row after the device's first, so that it is reported and
+ * pushed once, as an exact repeat is. */
+static bool *repeated_devices(const PGresult *res)
+{
+    size_t n = (size_t)PQntuples(res);
+    struct id_ref *refs = calloc(n + 1, sizeof(*refs));
+    bool *repeat = calloc(n + 1, sizeof(*repeat));
+    if (refs == NULL || repeat == NULL)
+        log_fatal("out of memory");
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *udid, *outcome, *uuid;
+        if (db_decode_attestation_row(res, (int)i, &udid, &outcome, &uuid))
+            refs[kept++] = (struct id_ref){udid, i};
+    }
+    qsort(refs, kept, sizeof(*refs), id_ref_cmp);
+    for (size_t i = 1; i < kept; i++)
+        if (strcmp(refs[i].id, refs[i - 1].id) == 0)
+            repeat[refs[i].pos] = true;
+    free(refs);
+    return repeat;
+}
+
 static void attest_done(void *arg, enum db_outcome outcome, const PGresult *res)
 {
     struct admin_request *ar = arg;
@@ -562,11 +587,14 @@ static void attest_done(void *arg, enum db_outcome outcome, const PGresult *res)
     if (ok && !ar->single)
         ok = json_write_begin_object(w) && json_write_key(w, "results") &&
              json_write_begin_object(w);
+    bool *repeat = repeated_devices(res);
     for (int row = 0; ok && row < PQntuples(res); row++) {
         const char *udid, *result, *uuid;
         ok = db_decode_attestation_row(res, row, &udid, &result, &uuid);
         if (!ok)
             break;
+        if (repeat[row])
+            continue;
         bool unknown = strcmp(result, "unknown_device") == 0;
         known += !unknown;
         /* A request still pending (say, since enrollment) is pushed again: the device owes it. */
@@ -585,6 +613,7 @@ static void attest_done(void *arg, enum db_outcome outcome, const PGresult *res)
                  json_write_key(w, "queued") && json_write_bool(w, strcmp(result, "queued") == 0);
         ok = ok && json_write_end_object(w);
     }
+    free(repeat);
     if (ok && !ar->single)
         ok = json_write_end_object(w) && json_write_end_object(w);
     const char *text;
@@ -604,27 +633,23 @@ static void attest_done(void *arg, enum db_outcome outcome, const PGresult *res)
     admin_request_free(ar);
 }
 
-/* Builds one attestation request per id (a fresh nonce each) and queues them. */
+/* Makes one attestation request per id (a fresh UUID and nonce each) and queues them. */
 static void start_attest(struct admin_request *ar)
 {
     struct db_attest_request *requests = calloc(ar->id_count, sizeof(*requests));
-    struct prepared_command *commands = calloc(ar->id_count, sizeof(*commands));
+    char(*uuids)[37] = calloc(ar->id_count, 37);
     uint8_t(*nonces)[COMMAND_NONCE_BYTES] = calloc(ar->id_count, COMMAND_NONCE_BYTES);
-    if (requests == NULL || commands == NULL || nonces == NULL)
+    if (requests == NULL || uuids == NULL || nonces == NULL)
         log_fatal("out of memory");
     bool ok = true;
     for (size_t i = 0; ok && i < ar->id_count; i++) {
-        ok = command_build_attestation(&commands[i], nonces[i]);
-        requests[i] =
-            (struct db_attest_request){commands[i].uuid, (const uint8_t *)commands[i].xml,
-                                       commands[i].xml_len, nonces[i], COMMAND_NONCE_BYTES};
+        ok = command_new_attestation(uuids[i], nonces[i]);
+        requests[i] = (struct db_attest_request){uuids[i], nonces[i], COMMAND_NONCE_BYTES};
     }
     if (ok)
         db_request_attestations(ar->srv->db, (const char *const *)ar->ids, requests, ar->id_count,
                                 "operator", attest_done, ar);
-    for (size_t i = 0; i < ar->id_count; i++)
-        command_clear(&commands[i]);
-    free(commands);
+    free(uuids);
     free(requests);
     free(nonces);
     if (!ok) {

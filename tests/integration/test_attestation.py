@@ -486,6 +486,66 @@ class AttestationRequestTest(AttestationCase):
             self.assertEqual(results[udid], {"error": "unknown device"}, udid)
         self.assertIs(results[dev.udid].get("queued"), True, results)
 
+    def test_bulk_attest_mixed_list(self):
+        """One list of every case, answered in the order given: a device asked (queued), one
+        with a request out (pending: that request), an unknown id, a UDID in another case (the
+        answer under the device's own), a device named twice in two cases (asked, pushed and
+        answered once, as one named twice exactly), and a checked-out device (enrolled, not
+        enabled: asked, as by POST .../attest)."""
+        fresh, waiting, other, twice, out = (self.iphone() for _ in range(5))
+        for dev in (fresh, other, twice, out):
+            self.attest_fresh(dev, "mixed list: verified first")
+        self.assertStatus(out.checkout(), 200, "CheckOut")
+        waiting_uuid = self.pending_requests(waiting.udid)[0]["command_uuid"]
+        ghost = "00000000-0000-0000-0000-00000000C0C0"
+        asked = [fresh.udid, waiting.udid, ghost, other.udid.lower(), twice.udid,
+                 twice.udid.lower(), fresh.udid, out.udid]
+        r = self.vouchd.admin("POST", "/v1/attest", body=json.dumps({"udids": asked}),
+                              content_type="application/json")
+        self.assertStatus(r, 200, "POST /v1/attest")
+        pairs = json.loads(r.body, object_pairs_hook=list)[0][1]
+        self.assertEqual([k for k, _ in pairs],
+                         [fresh.udid, waiting.udid, ghost, other.udid, twice.udid, out.udid],
+                         r.body)
+        got = [dict(v) for _, v in pairs]  # twice's second mention is not answered again
+        self.assertEqual(got[2], {"error": "unknown device"}, got)
+        self.assertEqual(got[1], {"command_uuid": waiting_uuid, "queued": False}, got)
+        for i in (0, 3, 4, 5):
+            self.assertIs(got[i].get("queued"), True, got)
+            self.assertRegex(got[i].get("command_uuid") or "", UUID_RE, got)
+        self.assertEqual(len({got[i]["command_uuid"] for i in (0, 1, 3, 4, 5)}), 5, got)
+        for i, dev in ((0, fresh), (1, waiting), (3, other), (4, twice), (5, out)):
+            pending = self.pending_requests(dev.udid)
+            self.assertEqual([c["command_uuid"] for c in pending], [got[i]["command_uuid"]],
+                             f"requests of {dev.udid}")
+        self.assertEqual(self.attestation(other.udid)["request"]["reason"], "operator")
+        cu, nonce = self.take_request(twice, "mixed list")
+        self.assertEqual(cu, got[4]["command_uuid"])
+        self.answer(twice, cu, self.chain_for(twice, nonce), what="mixed list")
+        self.assertVerdict(twice, cu, "verified", None, "fresh", "mixed list")
+
+    def test_request_attestations_rows(self):
+        """vouch_request_attestations answers each mention, in order: a later mention of a
+        device (in another case) answers 'pending' with the request its first one queued."""
+        known, waiting = self.iphone(), self.iphone()
+        self.attest_fresh(known, "rows: verified first")
+        waiting_uuid = self.pending_requests(waiting.udid)[0]["command_uuid"]
+        ghost = "00000000-0000-0000-0000-00000000D0D0"
+        asked = [known.udid.lower(), ghost, waiting.udid, known.udid, known.udid.lower()]
+        uuids = [f"ROWS-{i}-{secrets.token_hex(4)}" for i in range(len(asked))]
+        out = self.psql(
+            "SELECT udid || '|' || outcome || '|' || coalesce(command_uuid, '-') "
+            "FROM vouch_request_attestations(ARRAY['" + "','".join(asked) + "'], "
+            "ARRAY['" + "','".join(uuids) + "'], "
+            "ARRAY(SELECT sha256(x::bytea) FROM unnest(ARRAY['" + "','".join(uuids) + "']) x), "
+            "'operator')")
+        self.assertEqual(out.split(), [
+            f"{known.udid}|queued|{uuids[0]}", f"{ghost}|unknown_device|-",
+            f"{waiting.udid}|pending|{waiting_uuid}", f"{known.udid}|pending|{uuids[0]}",
+            f"{known.udid}|pending|{uuids[0]}"])
+        self.assertEqual([c["command_uuid"] for c in self.pending_requests(known.udid)],
+                         [uuids[0]])
+
     def test_bulk_attest_bad_bodies(self):
         dev = self.iphone()
         for name, body in [("not JSON", b"{udids: [}"),

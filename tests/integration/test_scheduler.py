@@ -359,7 +359,6 @@ class YearSimulationTest(VouchTestCase):
                 pending text;
                 uuids text[];
                 nonces bytea[];
-                bodies bytea[];
             BEGIN
                 FOR step IN 1 .. 365 * 24 LOOP
                     -- An hour passes; committed, so that the clock's row does not pile up
@@ -371,11 +370,10 @@ class YearSimulationTest(VouchTestCase):
                     SELECT attest_due INTO due FROM vouch_scheduler_next(1000);
                     CONTINUE WHEN due = 0;
                     SELECT array_agg(gen_random_uuid()::text),
-                           array_agg(sha256(gen_random_uuid()::text::bytea)),
-                           array_agg('\x00'::bytea)
-                    INTO uuids, nonces, bodies FROM generate_series(1, due);
-                    FOR r IN SELECT * FROM vouch_scheduler_tick(uuids, bodies, nonces,
-                                                                NULL, NULL, 0) LOOP
+                           array_agg(sha256(gen_random_uuid()::text::bytea))
+                    INTO uuids, nonces FROM generate_series(1, due);
+                    FOR r IN SELECT * FROM vouch_scheduler_tick(uuids, nonces, NULL, NULL, 0)
+                    LOOP
                         SELECT s.generated INTO generated FROM sim_devices s
                         WHERE s.udid = r.udid;
                         fresh := clock - generated >= interval '7 days';

@@ -430,8 +430,12 @@ static void test_attestation_request(void **state)
     char first_uuid[COMMAND_MAX_UUID + 1] = "";
     for (int round = 0; round < 2; round++) {
         struct prepared_command cmd;
+        char uuid[37];
         uint8_t nonce[COMMAND_NONCE_BYTES];
-        assert_true(command_build_attestation(&cmd, nonce));
+        assert_true(command_new_attestation(uuid, nonce));
+        assert_true(is_uuid_v4(uuid));
+        assert_true(command_attestation_body(uuid, nonce, COMMAND_NONCE_BYTES, &cmd));
+        assert_string_equal(cmd.uuid, uuid);
         assert_true(is_uuid_v4(cmd.uuid));
         assert_string_equal(cmd.request_type, "DeviceInformation");
         assert_int_equal(strlen(cmd.xml), cmd.xml_len);
