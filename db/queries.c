@@ -34,15 +34,15 @@ static enum db_verdict verdict_parse(const char *text)
 }
 
 static const char sql_authenticate[] =
-    "SELECT vouch_authenticate($1, $2, $3, $4::timestamptz, $5, $6, $7, $8, $9, $10, $11, $12,"
-    " $13, $14, $15, $16::boolean, $17::jsonb)";
+    "SELECT vouch_authenticate($1, $2, $3::timestamptz, $4, $5, $6, $7, $8, $9, $10, $11, $12,"
+    " $13, $14, $15::boolean, $16::jsonb)";
 
 void db_authenticate(struct db_pool *pool, const struct db_device_facts *f,
                      const struct db_cert *cert, db_result_fn *cb, void *arg)
 {
     const struct db_param params[] = {
         text_param(f->udid),          bytes_param(cert->sha256, DB_CERT_HASH_LEN),
-        text_param(cert->subject),    text_param(cert->not_after),
+        text_param(cert->not_after),
         text_param(f->topic),         text_param(f->serial_number),
         text_param(f->model),         text_param(f->model_name),
         text_param(f->product_name),  text_param(f->os_version),
@@ -51,7 +51,7 @@ void db_authenticate(struct db_pool *pool, const struct db_device_facts *f,
         bytes_param(f->raw, f->raw_len), text_param(f->reenroll_refuse ? "t" : "f"),
         text_param(f->url_params),
     };
-    db_query(pool, sql_authenticate, params, 17, false, cb, arg);
+    db_query(pool, sql_authenticate, params, 16, false, cb, arg);
 }
 
 static const char sql_token_update[] =

@@ -63,7 +63,6 @@ struct db_device_facts {
 /* The identity certificate a request was verified with. */
 struct db_cert {
     uint8_t sha256[DB_CERT_HASH_LEN];
-    const char *subject;   /* may be NULL */
     const char *not_after; /* RFC 3339, may be NULL */
 };
 

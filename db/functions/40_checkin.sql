@@ -91,7 +91,7 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION vouch_authenticate(
-    p_udid text, p_cert bytea, p_cert_subject text, p_cert_not_after timestamptz,
+    p_udid text, p_cert bytea, p_cert_not_after timestamptz,
     p_topic text, p_serial_number text, p_model text, p_model_name text, p_product_name text,
     p_os_version text, p_build_version text, p_device_name text, p_imei text, p_meid text,
     p_raw bytea, p_reenroll_refuse boolean, p_url_params jsonb DEFAULT NULL)
@@ -137,7 +137,7 @@ BEGIN
         IF e.identity_provisional OR NOT vouch_migration_claim(p_udid, p_cert) THEN
             RETURN 'identity_mismatch';
         END IF;
-        UPDATE identity_certs SET subject = p_cert_subject, not_after = p_cert_not_after
+        UPDATE identity_certs SET not_after = p_cert_not_after
         WHERE sha256 = p_cert;
         RETURN 'ok';
     END IF;
@@ -145,8 +145,8 @@ BEGIN
        AND NOT e.reenroll_allowed THEN
         RETURN 'reenroll_refused';
     END IF;
-    INSERT INTO identity_certs AS c (sha256, udid, subject, not_after)
-    VALUES (p_cert, p_udid, p_cert_subject, p_cert_not_after)
+    INSERT INTO identity_certs AS c (sha256, udid, not_after)
+    VALUES (p_cert, p_udid, p_cert_not_after)
     ON CONFLICT (sha256) DO UPDATE SET bound_at = vouch_now() WHERE c.udid = EXCLUDED.udid
     RETURNING udid INTO bound_udid;
     IF bound_udid IS NULL THEN

@@ -492,7 +492,6 @@ static void handle_request(struct vouchd *srv, struct evhttp_request *req, enum 
         return;
     }
     memcpy(dr->cert.sha256, dr->identity.sha256, sizeof(dr->cert.sha256));
-    dr->cert.subject = dr->identity.subject[0] ? dr->identity.subject : NULL;
     dr->cert.not_after = dr->identity.not_after[0] ? dr->identity.not_after : NULL;
 
     const char *field = NULL;
