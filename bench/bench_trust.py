@@ -38,8 +38,8 @@ def seed(cluster, dbname, n):
           SELECT 'BENCH-' || lpad(i::text, 7, '0'), 'B' || lpad(i::text, 11, '0'), 'MTUV3LL/A',
                  'iPhone15,2', '17.4', '21E219', vouch_now()
           FROM generate_series(1, {n}) i;
-        INSERT INTO identity_certs (sha256, udid, subject, not_after)
-          SELECT sha256(udid::bytea), udid, 'CN=' || udid, vouch_now() + interval '365 days'
+        INSERT INTO identity_certs (sha256, udid, not_after)
+          SELECT sha256(udid::bytea), udid, vouch_now() + interval '365 days'
           FROM devices WHERE udid LIKE 'BENCH-%';
         INSERT INTO enrollments (udid, topic, push_token, push_magic, enabled,
                                  identity_cert_sha256, authenticated_at, token_updated_at)

@@ -438,11 +438,15 @@ class ConcurrentMigrationTest(StartupCase):
         for fname in os.listdir(os.path.join(REPO, "db", "functions")):
             with open(os.path.join(REPO, "db", "functions", fname)) as f:
                 defined |= set(re.findall(r"CREATE OR REPLACE FUNCTION (\w+)", f.read()))
-        present = set(self.pg.psql("SELECT proname FROM pg_proc p JOIN pg_namespace n "
-                                   "ON n.oid = p.pronamespace WHERE n.nspname = 'public'",
-                                   fresh.dbname).split())
+        names = self.pg.psql("SELECT proname FROM pg_proc p JOIN pg_namespace n "
+                             "ON n.oid = p.pronamespace WHERE n.nspname = 'public'",
+                             fresh.dbname).split()
+        present = set(names)
         self.assertEqual(present - defined, set(), "functions a migration left behind")
         self.assertEqual(defined - present, set(), "functions db/functions/ did not make")
+        # Each defined once: an old signature a migration did not drop stays beside the new one.
+        self.assertEqual(sorted({n for n in names if names.count(n) > 1}), [],
+                         "functions with an older signature left behind")
 
     def test_two_servers_at_once(self):
         dbname = suite().new_database("two_servers")
