@@ -1051,8 +1051,9 @@ static bool keys_add(struct key_set *ks, size_t base, const char *key, size_t le
         for (size_t slot = (size_t)hash & mask; ks->table[slot] != 0; slot = (slot + 1) & mask) {
             size_t index = ks->table[slot] - 1;
             const struct key_entry *e = &ks->entries[index];
+            /* (an empty key: no bytes kept yet, and memcmp must not see a null pointer) */
             if (e->hash == hash && index >= base && e->len == len &&
-                memcmp(ks->bytes + e->off, key, len) == 0) {
+                (len == 0 || memcmp(ks->bytes + e->off, key, len) == 0)) {
                 *seen = true;
                 return true;
             }
