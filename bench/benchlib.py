@@ -95,6 +95,11 @@ def print_postgres_profile(cluster, dbname):
                        "round(mean_exec_time::numeric, 3), rows, "
                        "left(regexp_replace(query, '\\s+', ' ', 'g'), 120) "
                        "FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 30", dbname))
+    # An update that is not HOT writes a new entry into every index of its table.
+    print("-- row writes by table: table|inserts|updates|HOT updates|deletes")
+    print(cluster.psql("SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del "
+                       "FROM pg_stat_user_tables WHERE n_tup_ins + n_tup_upd + n_tup_del > 0 "
+                       "ORDER BY n_tup_upd + n_tup_ins DESC LIMIT 12", dbname))
 
 
 def reset_postgres_profile(cluster, dbname):
