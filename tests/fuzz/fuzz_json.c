@@ -4,9 +4,9 @@
 #include <string.h>
 #include "json.h"
 
-/* The parser and the writer of lib/json.c. Each input is parsed (the tree must agree with itself
- * and with the limits, and write back to the same text twice) and also run as a program of
- * writer calls (run_writer()), whose finished text must parse back. */
+/* The parser (lib/json.c) and the writer (lib/json_write.c). Each input is parsed (the tree must
+ * agree with itself and with the limits, and write back to the same text twice) and also run as
+ * a program of writer calls (run_writer()), whose finished text must parse back. */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

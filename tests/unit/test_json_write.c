@@ -1,5 +1,5 @@
-/* Unit tests of lib/json.c, the writer: objects and arrays, escapes, numbers, misuse, limits and
- * the pretty layout, and the round trips writer to parser and parser to writer.
+/* Unit tests of lib/json_write.c, the writer: objects and arrays, escapes, numbers, misuse,
+ * limits and the pretty layout, and the round trips writer to parser and parser to writer.
  *
  * Shared helpers: json_fixture.h. */
 #include "json_fixture.h"

@@ -1,6 +1,6 @@
-/* Unit test of lib/json.c, the writer, against libjansson: random sequences of writer calls (random
- * nesting, keys that repeat, strings of every byte value, valid and invalid UTF-8, numbers at
- * their edges, large and small maximums, compact and pretty) go to the streaming writer and to a
+/* Unit test of lib/json_write.c, the writer, against libjansson: random sequences of writer calls
+ * (random nesting, keys that repeat, strings of every byte value, valid and invalid UTF-8, numbers
+ * at their edges, large and small maximums, compact and pretty) go to the streaming writer and to a
  * reference that builds the same value as a libjansson tree, with the writer's rules as they were
  * when it was built on libjansson, and dumps it with json_dump_callback(). Every call must answer
  * the same and leave the same error, and the finished texts must be byte for byte the same.
