@@ -16,6 +16,7 @@ Logs of every vouchd started go to <repo>/tests/.run/integration/ (ignored by gi
 suite's shared PostgreSQL (or on a private cluster with `own_postgres = True`).
 """
 
+import contextlib
 import datetime
 import hashlib
 import os
@@ -609,6 +610,18 @@ class VouchTestCase(unittest.TestCase):
         return self.vouchd.log_tail(lines, since=self._log_offset)
 
     # -- devices ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def vouchd_on(self, dbname, name, extra=None):
+        """A vouchd of its own on dbname (an upgrade test's database, made by older migrations),
+        started (it migrates the database) and stopped on leaving the block."""
+        v = Vouchd(self.pg.conninfo(dbname), suite().identity_ca_path(), name=name, extra=extra)
+        v.port = pg.free_port()
+        try:
+            v.start()
+            yield v
+        finally:
+            v.stop()
+
     def new_device(self, **kw):
         return Device(self.vouchd, kw.pop("ca", self.ca), **kw)
 

@@ -25,9 +25,8 @@ import json
 import plistlib
 import uuid
 
-import pg
 from fake_apple import der
-from harness import Vouchd, migration_entries, migration_text, suite
+from harness import migration_entries, migration_text, suite
 from test_attestation import AttestationCase
 
 
@@ -280,11 +279,7 @@ class UpgradeTest(AttestationCase):
                     '\\x{report.hex()}');""")
         self.pg.psql("\n".join(sql), dbname)
 
-        v = Vouchd(self.pg.conninfo(dbname), suite().identity_ca_path(),
-                   name=f"{__name__}.upgrade", extra=dict(self.vouchd_config))
-        v.port = pg.free_port()
-        try:
-            v.start()
+        with self.vouchd_on(dbname, f"{__name__}.upgrade", dict(self.vouchd_config)) as v:
             self.assertEqual(self.pg.psql(
                 "SELECT count(*), bool_and(sha256::bytea = sha256(der)) FROM attestation_cas",
                 dbname).strip(), "1|t", "the Sub CA did not move to attestation_cas")
@@ -309,5 +304,3 @@ class UpgradeTest(AttestationCase):
                 dbname).strip(),
                 "CREATE UNIQUE INDEX attestation_requests_pkey ON public.attestation_requests "
                 "USING btree (udid, command_uuid)")
-        finally:
-            v.stop()

@@ -8,8 +8,7 @@ same device, and a database from before 0012 keeps its queued, put-off and answe
 import secrets
 import uuid
 
-import pg
-from harness import Vouchd, VouchTestCase, command_plist, migrations_before, suite
+from harness import VouchTestCase, command_plist, migrations_before, suite
 
 
 def pending_request(case, udid):
@@ -191,11 +190,7 @@ class AttestationQueueUpgradeTest(VouchTestCase):
                  convert_to('<plist version="1.0"><dict/></plist>', 'UTF8'),
                  now() - interval '2 days', now() - interval '2 days');""")
         self.pg.psql("\n".join(sql), dbname)
-        v = Vouchd(self.pg.conninfo(dbname), suite().identity_ca_path(),
-                   name=f"{__name__}.attestation_queue_upgrade")
-        v.port = pg.free_port()
-        try:
-            v.start()
+        with self.vouchd_on(dbname, f"{__name__}.attestation_queue_upgrade") as v:
 
             def q(text):
                 return self.pg.psql(text, dbname).strip()
@@ -238,5 +233,3 @@ class AttestationQueueUpgradeTest(VouchTestCase):
                              "put off in this session: nothing more")
             self.assertEqual(q(f"SELECT not_now_count FROM attestation_requests "
                                f"WHERE command_uuid = '{put_off}'"), "3")
-        finally:
-            v.stop()

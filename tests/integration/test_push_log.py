@@ -6,8 +6,7 @@ keeps its last pushes. The pushes themselves go to the independent HTTP/2 APNs o
 import secrets
 import uuid
 
-import pg
-from harness import Vouchd, migrations_before, suite, wait_for
+from harness import migrations_before, suite, wait_for
 import test_push
 from test_push import DEADLINE_S, PushTestCase
 
@@ -110,11 +109,7 @@ class PushLogUpgradeTest(PushTestCase):
                     sha256('{udid}'::bytea), now(), now(), '2025-03-04T05:06:07Z', 'transient',
                     NULL);""")
         self.pg.psql("\n".join(sql), dbname)
-        v = Vouchd(self.pg.conninfo(dbname), suite().identity_ca_path(),
-                   name=f"{__name__}.push_log_upgrade", extra=dict(self.vouchd_config))
-        v.port = pg.free_port()
-        try:
-            v.start()
+        with self.vouchd_on(dbname, f"{__name__}.push_log_upgrade", dict(self.vouchd_config)) as v:
             r = v.device(udid)
             self.assertStatus(r, 200, "GET the upgraded device")
             self.assertEqual(r.json()["push"], {"token_state": "active",
@@ -126,8 +121,6 @@ class PushLogUpgradeTest(PushTestCase):
                      DEADLINE_S, what="the new answer to show")
             self.assertEqual(self.pg.psql("SELECT vouch_push_result_name(result) FROM push_log "
                                           f"WHERE udid = '{udid}'", dbname).strip(), "delivered")
-        finally:
-            v.stop()
 
     def test_the_narrow_log_reads_as_the_wide_one(self):
         """Migration 0013 (issue 22) stores the result as a code and an apns-id in APNs' form as
@@ -161,11 +154,7 @@ class PushLogUpgradeTest(PushTestCase):
         log = ("SELECT vouch_push_result_name(result), "
                "coalesce(vouch_push_apns_id(apns_id, apns_id_text), '-'), coalesce(reason, '-') "
                f"FROM push_log WHERE udid = '{udid}' ORDER BY seq")
-        v = Vouchd(self.pg.conninfo(dbname), suite().identity_ca_path(),
-                   name=f"{__name__}.push_log_narrow", extra=dict(self.vouchd_config))
-        v.port = pg.free_port()
-        try:
-            v.start()
+        with self.vouchd_on(dbname, f"{__name__}.push_log_narrow", dict(self.vouchd_config)) as v:
             self.assertEqual(
                 [tuple(line.split("|")) for line in self.pg.psql(log, dbname).split()],
                 [(result, apns_id or "-", reason or "-") for result, apns_id, reason, _ in old],
@@ -189,5 +178,3 @@ class PushLogUpgradeTest(PushTestCase):
             self.assertEqual(self.pg.psql(
                 "SELECT last_push_result, last_push_apns_id FROM enrollments "
                 f"WHERE udid = '{udid}'", dbname).strip(), f"delivered|{newest[1]}")
-        finally:
-            v.stop()

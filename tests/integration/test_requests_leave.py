@@ -10,8 +10,7 @@ UUIDs an operator's command may not take (409), cancel-all by UUID; and a databa
 import secrets
 import uuid
 
-import pg
-from harness import Vouchd, VouchTestCase, command_plist, migrations_before, suite
+from harness import VouchTestCase, command_plist, migrations_before, suite
 
 
 def pending_request(case, udid):
@@ -149,11 +148,7 @@ class RequestsLeaveUpgradeTest(VouchTestCase):
                  convert_to('<plist version="1.0"><dict/></plist>', 'UTF8'),
                  now() - interval '3 days', now() - interval '3 days');""")
         self.pg.psql("\n".join(sql), dbname)
-        v = Vouchd(self.pg.conninfo(dbname), suite().identity_ca_path(),
-                   name=f"{__name__}.requests_leave_upgrade")
-        v.port = pg.free_port()
-        try:
-            v.start()
+        with self.vouchd_on(dbname, f"{__name__}.requests_leave_upgrade") as v:
 
             def q(text):
                 return self.pg.psql(text, dbname).strip()
@@ -184,5 +179,3 @@ class RequestsLeaveUpgradeTest(VouchTestCase):
                                f"'{udid}', sha256('{udid}'::bytea), 'Acknowledged', "
                                f"'{pending}', NULL, NULL, NULL, NULL)"),
                              f"attestation_context|{nonces[1]}{nonces[0]}")
-        finally:
-            v.stop()
