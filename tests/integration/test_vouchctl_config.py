@@ -210,12 +210,13 @@ class VouchctlConfigTest(VouchTestCase):
         r = self.vouchd.admin("GET", f"/v1/devices/{old_style.udid.upper()}")
         self.assertStatus(r, 200, "GET /v1/devices/<upper-case form of a lower-case UDID>")
         self.assertEqual(r.json()["udid"], old_style.udid)
-        base = "00008030-" + secrets.token_hex(8)
+        # Letters at both ends, so the mixed form below differs from both devices' forms.
+        base = "00008030-ab" + secrets.token_hex(6) + "cd"
         upper, lower = self.enrolled_device(udid=base.upper()), self.enrolled_device(udid=base)
         for dev in (upper, lower):
             self.assertEqual(self.vouchd.admin("GET", f"/v1/devices/{dev.udid}").json()["udid"],
                              dev.udid)
-        mixed = base[:12].upper() + base[12:]
+        mixed = base[:11].upper() + base[11:]
         self.assertNotIn(mixed, (upper.udid, lower.udid))
         self.assertStatus(self.vouchd.admin("GET", f"/v1/devices/{mixed}"), 404,
                           "GET /v1/devices/<a form two devices share ignoring case>")
