@@ -67,7 +67,8 @@ def tuned_cluster(cpus=None, **overrides):
     settings.update(overrides)
     if os.environ.get("VOUCH_BENCH_PROFILE"):
         settings.update({"shared_preload_libraries": "pg_stat_statements",
-                         "pg_stat_statements.track": "all", "track_functions": "all"})
+                         "pg_stat_statements.track": "all",
+                         "pg_stat_statements.track_planning": "on", "track_functions": "all"})
     cluster = pg.PostgresCluster(settings=settings)
     if cpus is None:
         cluster.start()
@@ -90,9 +91,12 @@ def print_postgres_profile(cluster, dbname):
     print(cluster.psql("SELECT funcname, calls, round(total_time::numeric), "
                        "round(self_time::numeric) FROM pg_stat_user_functions "
                        "ORDER BY self_time DESC LIMIT 15", dbname))
-    print("-- statements by total time: calls|total ms|mean ms|rows|query")
+    # Planning is apart from execution: a statement re-planned at every call (a custom plan that
+    # the plan cache keeps preferring to its generic one) shows a plan time near its calls.
+    print("-- statements by total time: calls|total ms|mean ms|plans|plan ms|rows|query")
     print(cluster.psql("SELECT calls, round(total_exec_time::numeric), "
-                       "round(mean_exec_time::numeric, 3), rows, "
+                       "round(mean_exec_time::numeric, 3), plans, round(total_plan_time::numeric), "
+                       "rows, "
                        "left(regexp_replace(query, '\\s+', ' ', 'g'), 120) "
                        "FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 30", dbname))
     # An update that is not HOT writes a new entry into every index of its table.
