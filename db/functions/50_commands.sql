@@ -4,6 +4,34 @@
 -- at every start and `vouchd migrate` (db/migrate.c). A change to a function is a diff here; a
 -- change of its arguments or result also needs a migration that drops the old one.
 
+-- A device's next command in the session that started at p_session_start: its pending
+-- attestation request (the request is its own queue entry, and it goes first), else the head of
+-- its queue; either waits for the next session once put off (NotNow). p_answered, when given, is
+-- a queue entry the calling statement takes off, which its snapshot still shows. One row, NULLs
+-- when there is nothing to do; body NULL and the request's nonce for an attestation request
+-- (vouchd builds its body). SQL, one SELECT: PostgreSQL inlines it into the statement that
+-- calls it, with an index probe for each part (command_queue_next, attestation_requests_pending).
+CREATE OR REPLACE FUNCTION vouch_next_command(p_udid text, p_session_start timestamptz,
+                                              p_answered text)
+RETURNS TABLE (command_uuid text, body bytea, nonce bytea)
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(r.command_uuid, n.command_uuid),
+           CASE WHEN r.command_uuid IS NULL THEN n.body END, r.nonce
+    FROM (SELECT) AS one
+    LEFT JOIN LATERAL (
+        SELECT r.command_uuid, r.nonce FROM attestation_requests r
+        WHERE r.udid = p_udid AND r.answered_at IS NULL
+          AND (r.not_now_at IS NULL OR p_session_start IS NULL OR r.not_now_at < p_session_start)
+        LIMIT 1) r ON true
+    LEFT JOIN LATERAL (
+        SELECT q.command_uuid, c.body
+        FROM command_queue q JOIN commands c ON c.command_uuid = q.command_uuid
+        WHERE q.udid = p_udid AND q.command_uuid IS DISTINCT FROM p_answered
+          AND (q.not_now_at IS NULL OR p_session_start IS NULL OR q.not_now_at < p_session_start)
+        ORDER BY q.priority DESC, q.id
+        LIMIT 1) n ON true
+$$;
+
 -- p_report is the body the device sent (web-hooks get it byte for byte); p_stored_report, when
 -- given, is what command_results keeps instead once the verdict is recorded: the same answer
 -- without its attestation certificates, which the attestation row holds (docs/attestation.md,
@@ -35,8 +63,82 @@ DECLARE
     recorded boolean;
     attestation_type text;  -- 'DeviceInformation' when the answered command is an attestation
     pending boolean;        -- ... request, and whether it is pending
+    answered boolean;
 BEGIN
     result_stored := false;
+    -- The answer to an operator's command, the round trip every command makes: one statement
+    -- does what the general way below does for it, when nothing about it needs more. That is a
+    -- result (no verdict, no NotNow) for this device's queue entry of a command that is not a
+    -- DeviceInformation (whose answer is the device's OS) nor an attestation request, from the
+    -- bound identity of an enabled enrollment that no revocation names, with no mdm.Connect
+    -- web-hook to emit. The enrollment is read, not locked: the queue entry's DELETE is what a
+    -- second answer (or a new Authenticate, which empties the queue) waits for, and an answer
+    -- that meets its device's own CheckOut is kept, as if it had come first. The next command
+    -- is read in the same snapshot, so this entry, which the DELETE takes off, is left out by
+    -- name. When any condition fails nothing is written, and the general way decides. An answer
+    -- that reports an OS version answers a DeviceInformation, which this way does not take: the
+    -- attestation requests' answers (one a device in a campaign) do not run it for nothing.
+    IF p_verdict IS NULL AND p_os_version IS NULL
+       AND p_status IN ('Acknowledged', 'Error', 'CommandFormatError') THEN
+        WITH e AS (
+            SELECT e.session_started_at FROM enrollments e
+            WHERE e.udid = p_udid AND e.identity_cert_sha256 = p_cert AND e.enabled
+              AND NOT EXISTS (SELECT 1 FROM acme_certificates a
+                              WHERE a.sha256 = p_cert AND a.revoked_at IS NOT NULL)
+              AND NOT EXISTS (SELECT 1 FROM attestation_requests r
+                              WHERE r.command_uuid = p_command_uuid AND r.udid = p_udid)
+              AND NOT EXISTS (SELECT 1 FROM webhook_receivers w
+                              WHERE w.topics IS NULL OR 'mdm.Connect' = ANY (w.topics))),
+        q AS (
+            DELETE FROM command_queue q USING e, commands c
+            WHERE q.udid = p_udid AND q.command_uuid = p_command_uuid
+              AND c.command_uuid = q.command_uuid AND c.request_type <> 'DeviceInformation'
+            RETURNING q.queued_at, q.not_now_count, c.request_type, e.session_started_at),
+        stored AS (
+            INSERT INTO command_results (udid, command_uuid, request_type, status, report,
+                                         queued_at, not_now_count)
+            SELECT p_udid, p_command_uuid, q.request_type, p_status, p_report, q.queued_at,
+                   q.not_now_count
+            FROM q
+            ON CONFLICT (udid, command_uuid) DO NOTHING
+            RETURNING 1),
+        seen AS (
+            UPDATE devices d SET last_seen_at = vouch_now()
+            WHERE d.udid = p_udid AND EXISTS (SELECT 1 FROM q)
+              AND d.last_seen_at IS DISTINCT FROM vouch_now())
+        SELECT true, EXISTS (SELECT 1 FROM stored), n.command_uuid, n.body, n.nonce
+        INTO answered, result_stored, next_command_uuid, next_body, next_nonce
+        FROM q, vouch_next_command(p_udid, q.session_started_at, p_command_uuid) n;
+        IF answered THEN
+            outcome := 'ok';
+            RETURN;
+        END IF;
+    ELSIF p_status = 'Idle' AND p_verdict IS NULL THEN
+        -- An Idle, which opens every session, in one statement too, on the same conditions:
+        -- it starts the session (the enrollment's UPDATE takes the row lock the general way
+        -- takes first), marks the device seen and reads its next command. It writes two
+        -- timestamps and no result: its commit need not wait for the WAL flush (below).
+        WITH e AS (
+            UPDATE enrollments e SET session_started_at = clock_timestamp()
+            WHERE e.udid = p_udid AND e.identity_cert_sha256 = p_cert AND e.enabled
+              AND NOT EXISTS (SELECT 1 FROM acme_certificates a
+                              WHERE a.sha256 = p_cert AND a.revoked_at IS NOT NULL)
+              AND NOT EXISTS (SELECT 1 FROM webhook_receivers w
+                              WHERE w.topics IS NULL OR 'mdm.Connect' = ANY (w.topics))
+            RETURNING e.session_started_at),
+        seen AS (
+            UPDATE devices d SET last_seen_at = vouch_now()
+            WHERE d.udid = p_udid AND EXISTS (SELECT 1 FROM e)
+              AND d.last_seen_at IS DISTINCT FROM vouch_now())
+        SELECT true, n.command_uuid, n.body, n.nonce
+        INTO answered, next_command_uuid, next_body, next_nonce
+        FROM e, vouch_next_command(p_udid, e.session_started_at, NULL) n;
+        IF answered THEN
+            outcome := 'ok';
+            PERFORM set_config('synchronous_commit', 'off', true);
+            RETURN;
+        END IF;
+    END IF;
     -- The answer to a pending attestation request, before its verdict: vouchd only needs what
     -- to verify it against. Read without locking anything, so this transaction writes nothing
     -- (no WAL flush at commit); the call with the verdict checks everything again under lock.
@@ -241,20 +343,8 @@ BEGIN
         PERFORM set_config('synchronous_commit', 'off', true);
     END IF;
 
-    -- The next command: the pending attestation request (its row is its queue entry, and it
-    -- goes first), then the queue. Either waits for the next session once put off (NotNow).
-    SELECT r.command_uuid, r.nonce INTO next_command_uuid, next_nonce
-    FROM attestation_requests r
-    WHERE r.udid = p_udid AND r.answered_at IS NULL
-      AND (r.not_now_at IS NULL OR session_start IS NULL OR r.not_now_at < session_start);
-    IF NOT FOUND THEN
-        SELECT q.command_uuid, c.body INTO next_command_uuid, next_body
-        FROM command_queue q JOIN commands c ON c.command_uuid = q.command_uuid
-        WHERE q.udid = p_udid
-          AND (q.not_now_at IS NULL OR session_start IS NULL OR q.not_now_at < session_start)
-        ORDER BY q.priority DESC, q.id
-        LIMIT 1;
-    END IF;
+    SELECT n.command_uuid, n.body, n.nonce INTO next_command_uuid, next_body, next_nonce
+    FROM vouch_next_command(p_udid, session_start, NULL) n;
 END
 $$;
 

@@ -146,10 +146,10 @@ BEGIN
     SELECT array_agg(coalesce(d.udid, vouch_udid_resolve(x.u)) ORDER BY x.i) INTO resolved
     FROM unnest(p_udids) WITH ORDINALITY AS x(u, i) LEFT JOIN devices d ON d.udid = x.u;
     -- The devices first, in one order, as a device's request takes them (its enrollment, then
-    -- its device row): the INSERT below checks its foreign key only at its end, so without these
-    -- locks it would hold a list's uncommitted pending entries with no row locked, and the
-    -- scheduler's tick (which skips locked rows) or a TokenUpdate could take one of those
-    -- devices and then wait for this statement while it waits for them.
+    -- its device row): the INSERT below locks no row, so without these locks it would hold a
+    -- list's uncommitted pending entries with no row locked, and the scheduler's tick (which
+    -- skips locked rows) or a TokenUpdate could take one of those devices and then wait for
+    -- this statement while its UPDATE of the devices waits for them.
     PERFORM FROM enrollments e JOIN devices d ON d.udid = e.udid
     WHERE e.udid = ANY (resolved) ORDER BY e.udid FOR KEY SHARE OF e, d;
     WITH firsts AS (
