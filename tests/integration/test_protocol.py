@@ -362,3 +362,42 @@ class RepeatedReportTest(VouchTestCase):
         self.assertNotEqual(r.status, 401)
         self.assertLess(r.status, 500, r)
         self.assertAlive("report for an unknown CommandUUID")
+
+
+class LastSeenTest(VouchTestCase):
+    """last_seen_at is the time of the device's latest request to the minute within a session
+    (issue 22): the Idle always moves it; an answer less than a minute after the time recorded
+    leaves it, a later one moves it."""
+
+    def last_seen(self, dev):
+        return self.psql(f"SELECT last_seen_at FROM devices WHERE udid = '{dev.udid}'").strip()
+
+    def test_answers_move_it_once_a_minute(self):
+        dev = self.enrolled_device()
+        self.assertEmpty200(dev.settle_attestation(), "attestation request answered")
+        commands = [command_plist("ProfileList") for _ in range(3)]
+        for c in commands:
+            self.enqueue_ok(dev.udid, c)
+        try:
+            first = self.assertCommand(dev.idle(), what="Idle")
+            opened = self.last_seen(dev)
+            second = self.assertCommand(dev.report("Acknowledged", first["CommandUUID"]),
+                                        what="the first answer")
+            self.assertEqual(self.last_seen(dev), opened,
+                             "an answer within a minute of the Idle leaves last_seen_at")
+            self.psql("UPDATE vouch_clock SET skew = skew + interval '2 minutes'")
+            third = self.assertCommand(dev.report("Acknowledged", second["CommandUUID"]),
+                                       what="the answer two minutes later")
+            moved = self.last_seen(dev)
+            self.assertTrue(self.psql(f"SELECT timestamptz '{moved}' >= "
+                                      f"timestamptz '{opened}' + interval '2 minutes'")
+                            .strip() == "t", f"{opened} -> {moved}")
+            self.assertEmpty200(dev.report("Acknowledged", third["CommandUUID"]), "last answer")
+            self.assertEqual(self.last_seen(dev), moved, "an answer right after it leaves it")
+            self.assertEmpty200(dev.idle(), "a new session's Idle")
+            self.assertNotEqual(self.last_seen(dev), moved, "an Idle always moves it")
+        finally:
+            self.psql("UPDATE vouch_clock SET skew = interval '0'")
+        for c in commands:
+            self.assertEqual(self.command_status(dev.udid, c["CommandUUID"])[0]["status"],
+                             "Acknowledged")
