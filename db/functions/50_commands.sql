@@ -64,6 +64,7 @@ DECLARE
     attestation_type text;  -- 'DeviceInformation' when the answered command is an attestation
     pending boolean;        -- ... request, and whether it is pending
     answered boolean;
+    seen_written boolean := false;
 BEGIN
     result_stored := false;
     -- The answer to an operator's command, the round trip every command makes: one statement
@@ -248,6 +249,8 @@ BEGIN
                            WHERE r.udid = p_udid AND r.command_uuid = p_command_uuid) THEN
                 recorded := vouch_record_attestation(p_udid, p_command_uuid, p_verdict,
                                                      p_answer);
+                -- Recorded (true or NULL): its devices row's update wrote last_seen_at.
+                seen_written := recorded IS DISTINCT FROM false;
                 IF recorded IS NOT TRUE THEN
                     -- Not kept in the row (no request pending any more: the answer whole; or
                     -- put off: without its certificates when a row keeps them).
@@ -336,9 +339,11 @@ BEGIN
         END IF;
     END IF;
 
-    seen := vouch_now();
-    UPDATE devices SET last_seen_at = seen
-    WHERE udid = p_udid AND last_seen_at IS DISTINCT FROM seen;  -- once per transaction
+    IF NOT seen_written THEN
+        seen := vouch_now();
+        UPDATE devices SET last_seen_at = seen
+        WHERE udid = p_udid AND last_seen_at IS DISTINCT FROM seen;  -- once per transaction
+    END IF;
     IF p_report IS NOT NULL AND EXISTS (SELECT 1 FROM webhook_receivers r
                                         WHERE r.topics IS NULL OR 'mdm.Connect' = ANY (r.topics))
     THEN
