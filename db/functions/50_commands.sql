@@ -115,16 +115,23 @@ BEGIN
             -- Idle, or an earlier answer) leaves the row alone: a session's answers follow each
             -- other in seconds, and the devices row's update (its five indexes opened, a row
             -- version, WAL) is 7 % of what an answer costs PostgreSQL. A time ahead of the
-            -- clock (the test clock set back) is replaced.
+            -- clock (the test clock set back) is replaced. The row is taken only if free: this
+            -- transaction holds the queue entry, and an Authenticate (or a migrated identity's
+            -- release) holds the devices row before it deletes the queue; a write skipped is a
+            -- time a minute old, and whoever holds the row writes its own.
             IF seen IS NULL OR seen <= vouch_now() - interval '1 minute' OR seen > vouch_now() THEN
-                UPDATE devices SET last_seen_at = vouch_now() WHERE udid = p_udid;
+                UPDATE devices SET last_seen_at = vouch_now()
+                WHERE udid = (SELECT d.udid FROM devices d WHERE d.udid = p_udid
+                              FOR NO KEY UPDATE SKIP LOCKED)
+                  AND last_seen_at IS DISTINCT FROM vouch_now();
             END IF;
             RETURN;
         END IF;
     ELSIF p_status = 'Idle' AND p_verdict IS NULL THEN
         -- An Idle, which opens every session, in one statement too, on the same conditions:
-        -- it starts the session (the enrollment's UPDATE takes the row lock the general way
-        -- takes first), marks the device seen (always: the trust API's "seen last" of a serial
+        -- it starts the session (the enrollment's UPDATE locks its row first, as the general
+        -- way does, though FOR NO KEY UPDATE, which the scheduler's FOR KEY SHARE does not
+        -- wait for), marks the device seen (always: the trust API's "seen last" of a serial
         -- number is the device whose session began last) and reads its next command. It
         -- writes two timestamps and no result: its commit need not wait for the WAL flush.
         WITH e AS (
@@ -135,7 +142,7 @@ BEGIN
               AND NOT EXISTS (SELECT 1 FROM webhook_receivers w
                               WHERE w.topics IS NULL OR 'mdm.Connect' = ANY (w.topics))
             RETURNING e.session_started_at),
-        seen AS (
+        marked AS (
             UPDATE devices d SET last_seen_at = vouch_now()
             WHERE d.udid = p_udid AND EXISTS (SELECT 1 FROM e)
               AND d.last_seen_at IS DISTINCT FROM vouch_now())
@@ -148,6 +155,7 @@ BEGIN
             RETURN;
         END IF;
     END IF;
+    result_stored := false;  -- a fast way's SELECT ... INTO that found no row left it NULL
     -- The answer to a pending attestation request, before its verdict: vouchd only needs what
     -- to verify it against. Read without locking anything, so this transaction writes nothing
     -- (no WAL flush at commit); the call with the verdict checks everything again under lock.

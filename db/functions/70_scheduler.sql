@@ -28,7 +28,8 @@ DECLARE
     expired text;
 BEGIN
     -- The enrollment too: ending a provisional identity's request releases it, and a device's
-    -- request holds its enrollment before its device row. Skipped, never waited for.
+    -- request holds its enrollment before its device row (an answer to an operator's command
+    -- holds neither: it never waits for its devices row). Skipped, never waited for.
     FOR late IN
         SELECT r.udid, r.command_uuid FROM attestation_requests r
         JOIN devices d ON d.udid = r.udid
@@ -87,8 +88,9 @@ BEGIN
 
     -- The enrollments first, never waiting: a device request holds its enrollment row
     -- (vouch_report, vouch_check_identity) and then writes its devices row, so a tick that held
-    -- the devices row and then waited for the enrollment would deadlock with it. A device in
-    -- the middle of a request is skipped, and stays due.
+    -- the devices row and then waited for the enrollment would deadlock with it (the answer to
+    -- an operator's command locks no enrollment and never waits for its devices row). A device
+    -- in the middle of a request is skipped, and stays due.
     SELECT array_agg(x.udid) INTO free_enrollments
     FROM (SELECT e.udid FROM devices d JOIN enrollments e ON e.udid = d.udid
           WHERE d.attestation_due_at <= clock
