@@ -17,3 +17,10 @@ CREATE INDEX command_queue_next ON command_queue (udid, priority DESC, id);
 ALTER TABLE command_results DROP CONSTRAINT command_results_udid_fkey;
 ALTER TABLE attestations DROP CONSTRAINT attestations_udid_fkey;
 ALTER TABLE attestation_requests DROP CONSTRAINT attestation_requests_udid_fkey;
+
+-- devices.attestation_id names the attestation a device's verdict rests on, written in the
+-- transaction that writes that attestation, and the prune (vouch_prune) never deletes an
+-- attestation a device names. Its foreign key checked what cannot fail at every verdict (a
+-- query and a lock on the attestations row), and its ON DELETE SET NULL, which never had
+-- anything to set, made each pruned attestation a scan of devices (no index has the column).
+ALTER TABLE devices DROP CONSTRAINT devices_attestation_id_fkey;
