@@ -63,7 +63,6 @@ DECLARE
     recorded boolean;
     attestation_type text;  -- 'DeviceInformation' when the answered command is an attestation
     pending boolean;        -- ... request, and whether it is pending
-    answered boolean;
     seen_written boolean := false;
 BEGIN
     result_stored := false;
@@ -105,11 +104,10 @@ BEGIN
             FROM q
             ON CONFLICT (udid, command_uuid) DO NOTHING
             RETURNING 1)
-        SELECT true, EXISTS (SELECT 1 FROM stored), n.command_uuid, n.body, n.nonce,
-               q.last_seen_at
-        INTO answered, result_stored, next_command_uuid, next_body, next_nonce, seen
+        SELECT EXISTS (SELECT 1 FROM stored), n.command_uuid, n.body, n.nonce, q.last_seen_at
+        INTO result_stored, next_command_uuid, next_body, next_nonce, seen
         FROM q, vouch_next_command(p_udid, q.session_started_at, p_command_uuid) n;
-        IF answered THEN
+        IF FOUND THEN
             outcome := 'ok';
             -- An answer less than a minute after the time last_seen_at holds (the session's
             -- Idle, or an earlier answer) leaves the row alone: a session's answers follow each
@@ -146,10 +144,9 @@ BEGIN
             UPDATE devices d SET last_seen_at = vouch_now()
             WHERE d.udid = p_udid AND EXISTS (SELECT 1 FROM e)
               AND d.last_seen_at IS DISTINCT FROM vouch_now())
-        SELECT true, n.command_uuid, n.body, n.nonce
-        INTO answered, next_command_uuid, next_body, next_nonce
+        SELECT n.command_uuid, n.body, n.nonce INTO next_command_uuid, next_body, next_nonce
         FROM e, vouch_next_command(p_udid, e.session_started_at, NULL) n;
-        IF answered THEN
+        IF FOUND THEN
             outcome := 'ok';
             PERFORM set_config('synchronous_commit', 'off', true);
             RETURN;
