@@ -46,6 +46,7 @@
 #define INPUT_MAX (256 << 10)  /* read at most this much before feeding nghttp2 */
 #define HEADER_LIST_MAX 8192   /* our SETTINGS_MAX_HEADER_LIST_SIZE */
 #define CONN_WINDOW (1 << 20)
+#define REFILL_SHARE 8 /* a busy connection takes new streams when 1/8 of its limit is free */
 
 struct apns_conn {
     struct apns_client *client;
@@ -653,7 +654,15 @@ unsigned apns_conn_room(const struct apns_conn *conn, unsigned cap)
         nghttp2_session_get_remote_settings(conn->session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
     if (peer < cap)
         cap = peer;
-    return conn->streams < cap ? cap - conn->streams : 0;
+    unsigned room = conn->streams < cap ? cap - conn->streams : 0;
+    /* A connection with streams in flight takes new ones in batches, once REFILL_SHARE of its
+     * limit is free: one write then carries that many pushes, which APNs reads in one go and
+     * answers in few writes. Refilled a stream at a time, as each answer came back, it had
+     * settled at about 18 pushes a write and 9 a read of APNs' (the stand-in's CPU a push
+     * 5.3 us against 4.3 with h2load's larger writes). An idle connection takes pushes at once. */
+    if (conn->streams > 0 && room < (cap + REFILL_SHARE - 1) / REFILL_SHARE)
+        return 0;
+    return room;
 }
 
 bool apns_conn_submit(struct apns_conn *conn, struct apns_job *job)

@@ -1,6 +1,7 @@
 /* Unit tests of apns/apns_conn.c and the dispatcher of apns/apns.c over memory connections: an
  * nghttp2 server session in this process plays APNs. What a push looks like on the wire, answers
- * (200, 410, a bad status), SETTINGS_MAX_CONCURRENT_STREAMS honoured, GOAWAY's refused streams
+ * (200, 410, a bad status), SETTINGS_MAX_CONCURRENT_STREAMS honoured, a busy connection refilled
+ * in batches, GOAWAY's refused streams
  * sent again on a new connection without counting an attempt, and a body beyond the bound.
  * The timers (the per-attempt timeout, PING for liveness) run by calling apns_conn_tick() after
  * moving the client's clock forward (apns_clock_skew_ms), and retries by firing their backoff
@@ -390,6 +391,46 @@ static void test_max_concurrent_streams(void **state)
     assert_int_equal(fake->nanswers, 5);
 }
 
+/* A connection with streams in flight takes new ones in batches (an eighth of its limit at
+ * least), so that a write carries many pushes; an idle one takes them at once. */
+static void test_busy_connection_refills_in_batches(void **state)
+{
+    fake->max_streams = 16;
+    for (int i = 0; i < 40; i++)
+        push("m");
+    pump();
+    assert_int_equal(fake->nreq, 32); /* 16 on each of the two connections, 8 queued */
+    /* One answer on the first connection frees one slot of 16: less than 2, no new stream. */
+    unsigned on_first[16], n = 0;
+    for (unsigned i = 0; i < fake->nreq && n < 16; i++) {
+        if (fake->reqs[i].session == 0)
+            on_first[n++] = i;
+    }
+    assert_int_equal(n, 16);
+    answer(&fake->reqs[on_first[0]], "200", NULL);
+    pump();
+    assert_int_equal(fake->nanswers, 1);
+    assert_int_equal(fake->nreq, 32);
+    /* A second one: two slots free, two new streams in one write. */
+    answer(&fake->reqs[on_first[1]], "200", NULL);
+    pump();
+    assert_int_equal(fake->nanswers, 2);
+    assert_int_equal(fake->nreq, 34);
+    for (unsigned i = 0; i < fake->nreq; i++) {
+        if (!fake->reqs[i].answered)
+            answer(&fake->reqs[i], "200", NULL);
+    }
+    pump();
+    /* Every connection idle again: what is left goes at once, however little. */
+    for (unsigned i = 0; i < fake->nreq; i++) {
+        if (!fake->reqs[i].answered)
+            answer(&fake->reqs[i], "200", NULL);
+    }
+    pump();
+    assert_int_equal(fake->nreq, 40);
+    assert_int_equal(fake->nanswers, 40);
+}
+
 static void test_goaway_sends_refused_streams_again(void **state)
 {
     for (int i = 0; i < 3; i++)
@@ -615,6 +656,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_push_on_the_wire_and_200, setup, teardown),
         cmocka_unit_test_setup_teardown(test_410_and_bad_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_concurrent_streams, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_busy_connection_refills_in_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_goaway_sends_refused_streams_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_bytes_fail_the_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout_resets_and_retries_then_transient,
