@@ -72,10 +72,17 @@ void db_push_results(struct db_pool *pool, const struct db_push_result *results,
         columns[5 * count + i] = results[i].reason;
         columns[6 * count + i] = results[i].dead_at;
     }
+    /* Each array ends at its last non-NULL item: unnest pads the shorter arrays of a row set
+     * with NULLs, and most columns (a token, a reason, the time of a 410) are NULL in every
+     * answer of a batch but the few failed ones; PostgreSQL parses "{}" instead of 2,000 NULLs. */
     char *arrays[COLUMNS];
     struct db_param params[COLUMNS];
     for (size_t k = 0; k < COLUMNS; k++) {
-        arrays[k] = db_text_array_literal(columns + k * count, count);
+        const char **column = columns + k * count;
+        size_t used = count;
+        while (used > 0 && column[used - 1] == NULL)
+            used--;
+        arrays[k] = db_text_array_literal(column, used);
         params[k] = text_param(arrays[k]);
     }
     db_query(pool, sql_push_results, params, COLUMNS, false, cb, arg);

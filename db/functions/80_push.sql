@@ -38,7 +38,8 @@ $$;
 -- each enrollment). p_results are the stored codes (vouch_push_result_name(), migration 0013);
 -- an apns-id in APNs' form (an upper-case UUID) comes in p_apns_ids, any other in p_apns_other.
 -- A 410 (code 1) marks the token dead on the enrollment in the same statement, unless it is no
--- longer the device's token or a TokenUpdate came after the time APNs gave.
+-- longer the device's token or a TokenUpdate came after the time APNs gave. An array may be
+-- shorter than p_udids (vouchd leaves off its trailing NULLs): unnest pads it with NULLs.
 CREATE OR REPLACE FUNCTION vouch_push_results(p_udids text[], p_tokens text[], p_results smallint[],
                                    p_apns_ids uuid[], p_apns_other text[], p_reasons text[],
                                    p_dead_at timestamptz[])
