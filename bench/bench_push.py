@@ -2,27 +2,28 @@
 """Pushes per second from vouchd to the stand-in APNs, beside h2load against the same stand-in.
 
 Starts a private PostgreSQL, apns-standin and vouchd (with the push certificate from
-tests/apns/make-certs.sh), inserts N enrolled devices with push tokens, then:
+tests/apns/make-certs.sh), inserts N enrolled devices with push tokens, then three rounds of:
   reference  h2load (nghttp2-client) sending N pushes over one HTTP/2 connection with up to 1000
              streams to the stand-in's listener without client authentication (h2load cannot
              present a certificate): the most that server takes on this machine;
-  figure     vouchd pushing all N devices (GET /v1/push in batches of 1000, 8 at a time): the
-             token lookup in PostgreSQL, the HTTP/2 pushes over its TLS connections (apns_connections,
-             default 2) with the push certificate, and the recording of every answer (the run waits
-             until every answer is in the database).
-Then vouchd's APNs client alone (bench/bench_apns.c: the same client, no database, no HTTP
-front) pushing N devices to the same stand-in, beside the same h2load figure.
-Beside the rate: CPU per push of vouchd, of PostgreSQL and of the stand-in (from /proc/PID/stat
-before and after), so that a change is judged by its cost, and the stand-in's CPU during h2load's
-run, which shows when the stand-in, not the client, is the limit.
+  figure     vouchd pushing all N devices (GET /v1/push in batches of 1000, 8 at a time, from
+             h2load over HTTP/1.1): the token lookup in PostgreSQL, the HTTP/2 pushes over its
+             TLS connections (apns_connections, default 2) with the push certificate, and the
+             recording of every answer (the run waits until every answer is in the database).
+The two of a round run seconds apart, on the same machine's speed; the round whose ratio is the
+median is the figure, and every round is printed. Then vouchd's APNs client alone
+(bench/bench_apns.c: the same client, no database, no HTTP front) pushing N devices to the same
+stand-in, beside the same h2load figure.
+Beside the rate: CPU per push of vouchd, of PostgreSQL and of the stand-in over the rounds (from
+/proc/PID/stat before and after), so that a change is judged by its cost, and the stand-in's CPU
+during h2load's run, which shows when the stand-in, not the client, is the limit.
 Prints one table row per figure and a JSON line. Usage: bench_push.py BUILD_DIR [--devices N]
 """
 import argparse
-import concurrent.futures
-import json
 import os
 import re
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,9 @@ import urllib.request
 
 import benchlib
 from benchlib import REPO, row
+
+ROUNDS = 3   # reference and figure, back to back
+CALLERS = 8  # GET /v1/push batches at a time
 
 
 def start_standin(build, certs, tmp):
@@ -63,11 +67,76 @@ def http(url, token=None, timeout=600):
         return e.code, e.read()
 
 
-def answers_recorded(port, token):
-    """vouch_push_answers_recorded_total, or None when vouchd does not count it."""
+def metric(port, token, name):
+    """A counter of vouchd's /metrics (name with its labels, as printed)."""
     status, text = http(f"http://127.0.0.1:{port}/metrics", token)
-    m = re.search(rb"^vouch_push_answers_recorded_total (\d+)", text, re.M)
-    return int(m.group(1)) if status == 200 and m else None
+    m = re.search(rb"^" + re.escape(name.encode()) + rb" (\d+)", text, re.M)
+    if status != 200 or not m:
+        sys.exit(f"vouchd's /metrics has no {name} (status {status})")
+    return int(m.group(1))
+
+
+def h2load_reference(standin, noauth, topic, body, n):
+    """h2load sending n pushes over one HTTP/2 connection, up to 1000 streams, to the
+    stand-in's listener without client authentication (h2load cannot present a certificate):
+    the most that server takes on this machine. Its rate, and how busy the stand-in was."""
+    standin_cpu0 = benchlib.cpu_seconds(standin.pid)
+    start = time.monotonic()
+    h2 = subprocess.run(
+        ["h2load", "-n", str(n), "-c", "1", "-m", "1000", "-d", body,
+         "-H", f"apns-topic: {topic}", "-H", "apns-push-type: mdm",
+         "-H", "apns-expiration: 1999999999", "-H", "apns-priority: 10",
+         f"https://{noauth}/3/device/" + "ab" * 32],
+        capture_output=True, text=True, check=True)
+    m = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s", h2.stdout)
+    ok = re.search(r"status codes: (\d+) 2xx", h2.stdout)
+    if not m or not ok or int(ok.group(1)) != n:
+        sys.exit("h2load did not succeed:\n" + h2.stdout[-2000:])
+    elapsed = time.monotonic() - start
+    return {"h2load_rate": float(m.group(3)),
+            "standin_busy": (benchlib.cpu_seconds(standin.pid) - standin_cpu0) / elapsed}
+
+
+def push_round(cluster, vouchd, standin, port, token, shares, n):
+    """vouchd pushing every device: the GET /v1/push batches in shares, one h2load (HTTP/1.1)
+    each, all at once; then the wait until vouchd has written every answer to the database
+    (the database work is part of a push). Wall times and the CPU of each process."""
+    delivered0 = metric(port, token, 'vouch_pushes_total{outcome="delivered"}')
+    recorded0 = metric(port, token, "vouch_push_answers_recorded_total")
+    benchlib.reset_postgres_profile(cluster, "vouch")
+    cpu0 = benchlib.cpu_seconds(vouchd.pid)
+    pg0 = benchlib.postgres_cpu_seconds(cluster)
+    standin_cpu0 = benchlib.cpu_seconds(standin.pid)
+    machine0 = benchlib.machine_cpu_seconds()
+    start = time.monotonic()
+    callers = [(subprocess.Popen(["h2load", "--h1", "-c", "1", "-n", str(count), "-i", path,
+                                  "-H", f"Authorization: Bearer {token}"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
+                count) for path, count in shares]
+    for proc, count in callers:
+        out = proc.communicate()[0]
+        ok = re.search(r"status codes: (\d+) 2xx", out)
+        if proc.returncode != 0 or not ok or int(ok.group(1)) != count:
+            sys.exit("GET /v1/push did not answer 200 to every batch:\n" + out[-2000:])
+    elapsed = time.monotonic() - start
+    # vouchd counts what it wrote (a query here would cost PostgreSQL more than the writes it
+    # waits for).
+    for _ in range(1200):
+        if metric(port, token, "vouch_push_answers_recorded_total") - recorded0 >= n:
+            break
+        time.sleep(0.02)
+    else:
+        sys.exit("vouchd did not record every answer within a minute")
+    recorded = time.monotonic() - start
+    got = {"rate": n / elapsed, "elapsed": elapsed, "recorded": recorded,
+           "cpu": benchlib.cpu_seconds(vouchd.pid) - cpu0,
+           "pg": benchlib.postgres_cpu_seconds(cluster) - pg0,
+           "standin_cpu": benchlib.cpu_seconds(standin.pid) - standin_cpu0,
+           "machine": benchlib.machine_cpu_seconds() - machine0}
+    delivered = metric(port, token, 'vouch_pushes_total{outcome="delivered"}') - delivered0
+    if delivered != n:
+        sys.exit(f"only {delivered} of {n} pushes were delivered")
+    return got
 
 
 def main():
@@ -121,25 +190,41 @@ def main():
             ANALYZE;""", "vouch")
         udids = [f"BENCH-{i:07d}" for i in range(1, n + 1)]
 
-        # Reference: h2load, one connection, up to 1000 streams, the same request shape.
         body = os.path.join(tmp, "body.json")
         with open(body, "w") as f:
             f.write('{"mdm":"magic"}')
-        standin_cpu0 = benchlib.cpu_seconds(standin.pid)
-        h2_start = time.monotonic()
-        h2 = subprocess.run(
-            ["h2load", "-n", str(n), "-c", "1", "-m", "1000", "-d", body,
-             "-H", f"apns-topic: {topic}", "-H", "apns-push-type: mdm",
-             "-H", "apns-expiration: 1999999999", "-H", "apns-priority: 10",
-             f"https://{noauth}/3/device/" + "ab" * 32],
-            capture_output=True, text=True, check=True)
-        m = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s", h2.stdout)
-        ok = re.search(r"status codes: (\d+) 2xx", h2.stdout)
-        if not m or not ok or int(ok.group(1)) != n:
-            sys.exit("h2load did not succeed:\n" + h2.stdout[-2000:])
-        h2load_rate = float(m.group(3))
-        h2_elapsed = time.monotonic() - h2_start
-        standin_busy_h2 = (benchlib.cpu_seconds(standin.pid) - standin_cpu0) / h2_elapsed
+        # The GET /v1/push load: 100 batches of 1,000 devices, 8 at a time, each of 8 h2load
+        # processes (HTTP/1.1, one connection) with its own share of the batches (h2load's
+        # clients all start at the top of one URI list).
+        batches = [udids[i:i + 1000] for i in range(0, n, 1000)]
+        shares = []
+        for k in range(CALLERS):
+            mine = batches[k::CALLERS]
+            if not mine:
+                continue
+            path = os.path.join(tmp, f"batches-{k}.txt")
+            with open(path, "w") as f:
+                for b in mine:
+                    f.write(f"http://127.0.0.1:{port}/v1/push/" + ",".join(b) + "\n")
+            shares.append((path, len(mine)))
+
+        # Rounds, each h2load's reference then vouchd's pushes of every device back to back:
+        # the machine's speed moves by tens of per cent from one minute to the next, and a
+        # pair measured seconds apart sees the same machine. The round whose ratio is the
+        # median is the figure; every round is printed.
+        rounds = []
+        for r in range(ROUNDS):
+            ref = h2load_reference(standin, noauth, topic, body, n)
+            got = push_round(cluster, vouchd, standin, port, token, shares, n)
+            got.update(ref)
+            got["ratio"] = got["rate"] / got["h2load_rate"]
+            rounds.append(got)
+            print(f"round {r + 1}: vouchd {got['rate']:,.0f}/s, h2load {got['h2load_rate']:,.0f}/s "
+                  f"(ratio {got['ratio']:.2f}); CPU a push: vouchd {got['cpu'] / n * 1e6:.1f}, "
+                  f"PostgreSQL {got['pg'] / n * 1e6:.1f}, stand-in {got['standin_cpu'] / n * 1e6:.1f} us",
+                  flush=True)
+        median = sorted(rounds, key=lambda g: g["ratio"])[len(rounds) // 2]
+        h2load_rate = median["h2load_rate"]
 
         # vouchd's APNs client alone (bench_apns: no database, no HTTP front), same stand-in,
         # with the client certificate.
@@ -163,75 +248,44 @@ def main():
                 ("stand-in CPU per push, client alone", alone_standin, "us"),
             ]
 
-        # Figure: vouchd pushing every device.
-        batches = [udids[i:i + 1000] for i in range(0, n, 1000)]
-        benchlib.reset_postgres_profile(cluster, "vouch")
-        cpu0 = benchlib.cpu_seconds(vouchd.pid)
-        pg0 = benchlib.postgres_cpu_seconds(cluster)
-        standin_cpu0 = benchlib.cpu_seconds(standin.pid)
-        machine0 = benchlib.machine_cpu_seconds()
-        start = time.monotonic()
-        delivered = 0
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            for status, text in pool.map(
-                    lambda b: http(f"http://127.0.0.1:{port}/v1/push/" + ",".join(b), token),
-                    batches):
-                if status != 200:
-                    sys.exit(f"GET /v1/push answered {status}: {text[:300]!r}")
-                delivered += sum(1 for r in json.loads(text)["status"].values()
-                                 if "push_result" in r)
-        elapsed = time.monotonic() - start
-        if delivered != n:
-            sys.exit(f"only {delivered} of {n} pushes were delivered")
-        # Every answer recorded: the database work is part of a push. vouchd counts what it
-        # wrote (a query here would cost PostgreSQL more than the writes it waits for); a build
-        # without that count is polled through the database, every 0.25 s.
-        for _ in range(1200):
-            written = answers_recorded(port, token)
-            if written is None:
-                left = int(cluster.psql("SELECT count(*) FROM enrollments WHERE udid LIKE "
-                                        "'BENCH-%' AND last_push_result IS NULL", "vouch"))
-                if left == 0:
-                    break
-                time.sleep(0.2)
-            elif written >= n:
-                break
-            time.sleep(0.05)
-        recorded = time.monotonic() - start
-        cpu = benchlib.cpu_seconds(vouchd.pid) - cpu0
-        pg = benchlib.postgres_cpu_seconds(cluster) - pg0
-        standin_cpu = benchlib.cpu_seconds(standin.pid) - standin_cpu0
-        machine = benchlib.machine_cpu_seconds() - machine0
-        rate = n / elapsed
+        # CPU per push over every round (the CPUs move less than the rates).
+        pushes = n * len(rounds)
+        cpu = sum(g["cpu"] for g in rounds) / pushes
+        pg = sum(g["pg"] for g in rounds) / pushes
+        standin_cpu = sum(g["standin_cpu"] for g in rounds) / pushes
+        standin_busy_h2 = statistics.median(g["standin_busy"] for g in rounds)
         # What the machine's cores allow if the three of them had the cores to themselves: the
         # figure to hold against h2load when other work shares the machine (the table's
         # "machine busy" beside "benchmark busy" says how much did).
         cores = os.cpu_count() or 1
-        per_push = (cpu + pg + standin_cpu) / n
+        per_push = cpu + pg + standin_cpu
         rss = benchlib.peak_rss_mb(vouchd.pid)
         rows = [
-            row("push", "pushes from vouchd", rate, "/s", h2load_rate,
-                ">=0.50", devices=n, reference_is="h2load -c 1 -m 1000, same stand-in"),
+            row("push", "pushes from vouchd", median["rate"], "/s", h2load_rate,
+                ">=0.50", devices=n, rounds=len(rounds),
+                round_ratios=[round(g["ratio"], 3) for g in rounds],
+                reference_is="h2load -c 1 -m 1000, same stand-in, in the same round"),
             *[row("push", *r) for r in alone_rows],
-            row("push", f"time to push {n:,} devices", elapsed, "s"),
-            row("push", f"time until all {n:,} answers are recorded", recorded, "s"),
-            row("push", "vouchd CPU per push", cpu / n * 1e6, "us"),
-            row("push", "PostgreSQL CPU per push (lookup + record)", pg / n * 1e6, "us"),
-            row("push", "stand-in CPU per push, vouchd's run", standin_cpu / n * 1e6, "us"),
+            row("push", f"time to push {n:,} devices", median["elapsed"], "s"),
+            row("push", f"time until all {n:,} answers are recorded", median["recorded"], "s"),
+            row("push", "vouchd CPU per push", cpu * 1e6, "us"),
+            row("push", "PostgreSQL CPU per push (lookup + record)", pg * 1e6, "us"),
+            row("push", "stand-in CPU per push, vouchd's run", standin_cpu * 1e6, "us"),
             row("push", "vouchd + PostgreSQL + stand-in CPU per push", per_push * 1e6, "us"),
             # h2load's rate is the stand-in's one core (it is busy most of h2load's run): had
             # that core been the stand-in's alone, h2load would have sent this many.
             row("push", "h2load's rate the stand-in's CPU allows on one core",
                 h2load_rate / standin_busy_h2, "/s"),
             # A derived figure, to read through a busy machine; the target is the measured
-            # rate against h2load's in the same run (the first row).
+            # rate against h2load's in the same round (the first row).
             row("push", f"pushes/s their CPU allows on {cores} cores", cores / per_push, "/s",
                 h2load_rate / standin_busy_h2,
                 reference_is="h2load's rate the stand-in's CPU allows"),
             row("push", "benchmark busy (vouchd, PostgreSQL, stand-in), vouchd's run",
-                (cpu + pg + standin_cpu) / recorded / cores * 100, "%"),
-            row("push", "machine busy (every process), vouchd's run", machine / recorded / cores * 100,
-                "%"),
+                (median["cpu"] + median["pg"] + median["standin_cpu"]) / median["recorded"]
+                / cores * 100, "%"),
+            row("push", "machine busy (every process), vouchd's run",
+                median["machine"] / median["recorded"] / cores * 100, "%"),
             row("push", "stand-in busy during h2load's run", standin_busy_h2 * 100, "%"),
             row("push", "vouchd peak RSS, pushes", rss, "MiB"),
         ]
