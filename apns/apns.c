@@ -5,8 +5,9 @@
  *
  * Spreading: a push goes to the first open connection with room (at most
  * ceil(max_in_flight / connections) streams each, and never more than the connection's
- * SETTINGS_MAX_CONCURRENT_STREAMS); another connection is opened only when every one is full, so a
- * few pushes share one connection and a flood uses them all. A connection that fails is replaced
+ * SETTINGS_MAX_CONCURRENT_STREAMS; a busy connection has room once an eighth of that is free,
+ * apns_conn_room); another connection is opened only when every one is full, so a few pushes
+ * share one connection and a flood uses them all. A connection that fails is replaced
  * after a jittered exponential backoff; while none can be opened the queued pushes count a failed
  * attempt each, as they would have with any other client.
  */

@@ -23,7 +23,6 @@ import argparse
 import os
 import re
 import secrets
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -121,7 +120,7 @@ def push_round(cluster, vouchd, standin, port, token, shares, n):
     elapsed = time.monotonic() - start
     # vouchd counts what it wrote (a query here would cost PostgreSQL more than the writes it
     # waits for).
-    for _ in range(1200):
+    for _ in range(3000):
         if metric(port, token, "vouch_push_answers_recorded_total") - recorded0 >= n:
             break
         time.sleep(0.02)
@@ -221,8 +220,8 @@ def main():
             rounds.append(got)
             print(f"round {r + 1}: vouchd {got['rate']:,.0f}/s, h2load {got['h2load_rate']:,.0f}/s "
                   f"(ratio {got['ratio']:.2f}); CPU a push: vouchd {got['cpu'] / n * 1e6:.1f}, "
-                  f"PostgreSQL {got['pg'] / n * 1e6:.1f}, stand-in {got['standin_cpu'] / n * 1e6:.1f} us",
-                  flush=True)
+                  f"PostgreSQL {got['pg'] / n * 1e6:.1f}, "
+                  f"stand-in {got['standin_cpu'] / n * 1e6:.1f} us", flush=True)
         median = sorted(rounds, key=lambda g: g["ratio"])[len(rounds) // 2]
         h2load_rate = median["h2load_rate"]
 
@@ -253,7 +252,7 @@ def main():
         cpu = sum(g["cpu"] for g in rounds) / pushes
         pg = sum(g["pg"] for g in rounds) / pushes
         standin_cpu = sum(g["standin_cpu"] for g in rounds) / pushes
-        standin_busy_h2 = statistics.median(g["standin_busy"] for g in rounds)
+        standin_busy_h2 = median["standin_busy"]
         # What the machine's cores allow if the three of them had the cores to themselves: the
         # figure to hold against h2load when other work shares the machine (the table's
         # "machine busy" beside "benchmark busy" says how much did).
@@ -290,7 +289,7 @@ def main():
             row("push", "vouchd peak RSS, pushes", rss, "MiB"),
         ]
         benchlib.print_table(rows)
-        benchlib.print_postgres_profile(cluster, "vouch")
+        benchlib.print_postgres_profile(cluster, "vouch")  # the last round's
         print("reference: h2load -c 1 -m 1000 against the same stand-in (no client certificate)")
     finally:
         vouchd.terminate()
