@@ -54,7 +54,6 @@ DECLARE
     is_enabled boolean;
     session_start timestamptz;
     answered_type text;
-    gen integer;
     bound bytea;
     revoked boolean;
     seen timestamptz;
@@ -156,31 +155,34 @@ BEGIN
     -- The answer to a pending attestation request, before its verdict: vouchd only needs what
     -- to verify it against. Read without locking anything, so this transaction writes nothing
     -- (no WAL flush at commit); the call with the verdict checks everything again under lock.
+    -- One statement: the request, the device's other requests of its generation (pending,
+    -- canceled or ended: an ended one is its attestations row, vouch_device_requests), what the
+    -- device is known as, whether this generation was ever verified, and the server's clock,
+    -- to verify at.
     IF p_status = 'Acknowledged' AND p_verdict IS NULL THEN
-        SELECT r.nonce, r.generation, r.reason INTO request_nonce, gen, request_reason
+        SELECT r.nonce, r.reason, o.nonces, o.requested_at, d.serial_number, d.os_version,
+               d.product_name,
+               EXISTS (SELECT 1 FROM attestations a
+                       WHERE a.udid = p_udid AND a.generation = r.generation
+                         AND a.status = 'verified'),
+               extract(epoch FROM vouch_now())
+        INTO request_nonce, request_reason, older_nonces, older_requested_at, enrolled_serial,
+             enrolled_os_version, product_name, generation_verified, clock
         FROM attestation_requests r
         JOIN enrollments e ON e.udid = r.udid
+        LEFT JOIN devices d ON d.udid = r.udid
+        CROSS JOIN LATERAL (
+            SELECT string_agg(x.nonce, ''::bytea ORDER BY x.requested_at DESC) AS nonces,
+                   string_agg(int8send(floor(extract(epoch FROM x.requested_at))::bigint),
+                              ''::bytea ORDER BY x.requested_at DESC) AS requested_at
+            FROM vouch_device_requests(p_udid) x
+            WHERE x.command_uuid <> p_command_uuid
+              AND x.generation = r.generation AND length(x.nonce) = 32
+              AND x.requested_at IS NOT NULL) o  -- the two lists stay the same length
         WHERE r.command_uuid = p_command_uuid AND r.udid = p_udid AND r.answered_at IS NULL
           AND e.identity_cert_sha256 = p_cert AND e.enabled;
         IF FOUND THEN
             outcome := 'attestation_context';
-            -- The device's other requests of this generation, pending, canceled or ended
-            -- (an ended one is its attestations row: vouch_device_requests).
-            SELECT string_agg(r.nonce, ''::bytea ORDER BY r.requested_at DESC),
-                   string_agg(int8send(floor(extract(epoch FROM r.requested_at))::bigint),
-                              ''::bytea ORDER BY r.requested_at DESC)
-            INTO older_nonces, older_requested_at
-            FROM vouch_device_requests(p_udid) r
-            WHERE r.command_uuid <> p_command_uuid
-              AND r.generation = gen AND length(r.nonce) = 32
-              AND r.requested_at IS NOT NULL;  -- the two lists stay the same length
-            SELECT d.serial_number, d.os_version, d.product_name
-            INTO enrolled_serial, enrolled_os_version, product_name
-            FROM devices d WHERE d.udid = p_udid;
-            generation_verified := EXISTS (
-                SELECT 1 FROM attestations a
-                WHERE a.udid = p_udid AND a.generation = gen AND a.status = 'verified');
-            clock := extract(epoch FROM vouch_now());  -- verify at the server's clock
             RETURN;
         END IF;
     END IF;
