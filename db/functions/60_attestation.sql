@@ -299,15 +299,18 @@ BEGIN
     SELECT * INTO v FROM json_to_record(p_verdict) AS x(
         status text, freshness text, reason text, chain text[], leaf_sha256 text,
         generated_at timestamptz, expires_at timestamptz, properties json, cached_nonce text,
-        checked json, reported json);
+        checked json, reported json, properties_packed text, checked_packed text);
     chain := ARRAY(SELECT decode(c, 'base64') FROM unnest(v.chain) c);
     IF v.status = 'verified' AND cardinality(chain) = 2 THEN
         cas := vouch_keep_cas(chain[2:]);
         chain := chain[1:1];
     END IF;
-    -- Kept as their values when they have vouchd's shape (vouch_json_pack).
-    properties_packed := vouch_json_pack(v.properties, vouch_properties_keys(), p_udid);
-    checked_packed := vouch_json_pack(v.checked, vouch_checked_keys(), p_udid);
+    -- Kept as their values when they have vouchd's shape: packed by vouchd, which wrote them
+    -- (server/attestation/attest_json.c), or else here (vouch_json_pack).
+    properties_packed := coalesce(v.properties_packed,
+                                  vouch_json_pack(v.properties, vouch_properties_keys(), p_udid));
+    checked_packed := coalesce(v.checked_packed,
+                               vouch_json_pack(v.checked, vouch_checked_keys(), p_udid));
     INSERT INTO attestations (udid, command_uuid, nonce, request_reason, requested_at, status,
                               freshness, reason, chain, ca_sha256, leaf_sha256, generated_at,
                               expires_at, properties, generation, cached_nonce, checked,

@@ -27,10 +27,16 @@ struct attest_json_extra {
      * check it again: the expected UDID and serial, the OS version compared, the time, whether
      * a new attestation was required, and when a cached answer's nonce was asked. */
     const struct attest_input *checked;
+    /* The device's UDID as the database has it (vouch_report's): when set, "properties" and
+     * "checked" also go packed, as the attestations row keeps them ("properties_packed",
+     * "checked_packed": each value's JSON text in the keys' order, separated by U+001F, this
+     * UDID's as U+001E), so that the database need not pack them. */
+    const char *pack_udid;
 };
 
 /* {"status", "freshness", "reason", "generated_at", "expires_at", "leaf_sha256", "properties",
- *  ["cached_nonce" (hex, a cached answer's)], ["checked"], ["chain"], ["reported"]} */
+ *  ["properties_packed"], ["cached_nonce" (hex, a cached answer's)], ["checked"],
+ *  ["checked_packed"], ["chain"], ["reported"]} */
 bool attest_json_write_verdict(struct json_writer *w, const struct attest_verdict *verdict,
                                const struct attest_json_extra *extra)
     __attribute__((warn_unused_result));

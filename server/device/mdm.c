@@ -200,6 +200,7 @@ static void verify_attestation(struct device_request *dr, const struct db_report
         .cert_count = m->attest_cert_count,
         .reported_os_version = m->reported_os_version,
         .reported_build_version = m->reported_build_version,
+        .pack_udid = m->udid, /* vouch_report's p_udid below */
     };
     struct json_writer *w = json_writer_new(256 * 1024, 0);
     bool ok = w != NULL;

@@ -104,7 +104,9 @@ static void check_json(const struct attest_verdict *v, const struct attest_input
 {
     struct attest_json_extra extra = {.certs = in->certs, .cert_lens = in->cert_lens,
                                       .cert_count = in->cert_count,
-                                      .reported_os_version = in->reported_os_version};
+                                      .reported_os_version = in->reported_os_version,
+                                      .checked = in,
+                                      .pack_udid = in->expected_udid ? in->expected_udid : "udid"};
     struct json_writer *w = json_writer_new(1 << 20, 0);
     if (w == NULL)
         abort();

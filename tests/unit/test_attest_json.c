@@ -310,6 +310,112 @@ static void test_json_real_leaf(void **state)
     json_writer_free(w);
 }
 
+/* What vouch_json_unpack (db/functions/30_devices.sql) makes of a packed object: '{', each key
+ * quoted, ':', its value's text (U+001E: udid quoted), ',' between, '}'. */
+static char *unpack(const char *packed, const char *const *keys, size_t count, const char *udid)
+{
+    size_t size = 3 + strlen(packed) + count * (strlen(udid) + 8);
+    for (size_t i = 0; i < count; i++)
+        size += strlen(keys[i]);
+    char *out = malloc(size), *o = out;
+    assert_non_null(out);
+    *o++ = '{';
+    const char *p = packed;
+    for (size_t i = 0; i < count; i++) {
+        const char *end = strchr(p, '\x1f');
+        if ((end == NULL) != (i + 1 == count))
+            fail_msg("packed value %zu of %zu: wrong count", i + 1, count);
+        if (end == NULL)
+            end = p + strlen(p);
+        o += sprintf(o, "%s\"%s\":", i > 0 ? "," : "", keys[i]);
+        if (end - p == 1 && *p == '\x1e') {
+            o += sprintf(o, "\"%s\"", udid);
+        } else {
+            memcpy(o, p, (size_t)(end - p));
+            o += end - p;
+        }
+        p = *end ? end + 1 : end;
+    }
+    *o++ = '}';
+    *o = '\0';
+    return out;
+}
+
+/* With pack_udid, properties and checked also go packed, as the attestations row keeps them;
+ * unpacked as the database unpacks them, they are the very text of the objects. */
+static void test_json_packed(void **state)
+{
+    (void)state;
+    static const char *const checked_keys[] = {"udid", "serial", "os_version",
+                                               "at",   "require_fresh", "cached_requested_at"};
+    static const char udid[] = "00006030-000651690A84001C";
+    struct attest_verifier *av = new_verifier(attest_apple_root_pem);
+    struct items it = {0};
+    items_push(&it, g.real_leaf, g.real_leaf_len);
+    struct request r = {.at = REAL_LEAF_TIME};
+    struct attest_verdict v;
+    run(av, &it, &r, &v);
+    attest_verifier_free(av);
+    struct attest_input in = {.expected_udid = udid,
+                              .expected_serial = "TMW\"FWWWP67", /* escaped in JSON */
+                              .reported_os_version = NULL,
+                              .require_fresh = true,
+                              .verify_time = REAL_LEAF_TIME};
+    struct attest_json_extra extra = {.checked = &in, .pack_udid = udid};
+    size_t len;
+    char *text = write_verdict(&v, &extra, &len);
+    struct json_doc *doc = NULL;
+    const struct json_value *root = parse_json(text, len, &doc);
+    static const char *const keys[] = {"status",       "freshness",  "reason",
+                                       "generated_at", "expires_at", "leaf_sha256",
+                                       "properties",   "properties_packed", "checked",
+                                       "checked_packed"};
+    assert_keys(root, keys, 10);
+
+    /* properties: the device's own UDID is U+001E; unpacked, the object's text. */
+    const char *packed = json_object_get_string(root, "properties_packed");
+    assert_non_null(packed);
+    assert_non_null(strchr(packed, '\x1e'));
+    assert_null(strstr(packed, udid));
+    struct json_writer *w = json_writer_new(1 << 16, 0);
+    assert_non_null(w);
+    const char *object;
+    assert_true(attest_json_write_properties(w, &v.properties));
+    assert_true(json_writer_finish(w, &object, NULL));
+    char *unpacked = unpack(packed, property_keys, 9, udid);
+    assert_string_equal(unpacked, object);
+    free(unpacked);
+    json_writer_free(w);
+
+    /* checked: its text in the verdict's, up to its closing brace (no value has one). */
+    packed = json_object_get_string(root, "checked_packed");
+    assert_non_null(packed);
+    const char *start = strstr(text, "\"checked\":{") + strlen("\"checked\":");
+    char *want = strndup(start, (size_t)(strchr(start, '}') - start + 1));
+    unpacked = unpack(packed, checked_keys, 6, udid);
+    assert_string_equal(unpacked, want);
+    assert_non_null(strstr(want, "\"serial\":\"TMW\\\"FWWWP67\""));
+    free(unpacked);
+    free(want);
+    json_doc_free(doc);
+    free(text);
+
+    /* A value too long to pack leaves its packed member out, and the verdict whole. */
+    char *long_udid = malloc(10001);
+    assert_non_null(long_udid);
+    memset(long_udid, 'A', 10000);
+    long_udid[10000] = '\0';
+    in.expected_udid = long_udid;
+    text = write_verdict(&v, &extra, &len);
+    root = parse_json(text, len, &doc);
+    assert_non_null(json_object_find(root, "properties_packed"));
+    assert_null(json_object_find(root, "checked_packed"));
+    assert_json_string(json_object_find(root, "checked"), "udid", long_udid);
+    json_doc_free(doc);
+    free(text);
+    free(long_udid);
+}
+
 static void test_names(void **state)
 {
     (void)state;
@@ -335,6 +441,7 @@ int main(void)
         cmocka_unit_test(test_json_verified),
         cmocka_unit_test(test_json_failed),
         cmocka_unit_test(test_json_real_leaf),
+        cmocka_unit_test(test_json_packed),
         cmocka_unit_test(test_names),
     };
     return cmocka_run_group_tests(tests, attest_fixture_setup, attest_fixture_teardown);
