@@ -256,16 +256,23 @@ static void test_json_failed(void **state)
     }
 }
 
-static void test_json_real_leaf(void **state)
+/* The verdict on Apple's real leaf, alone, at its own time: untrusted (no Sub CA), its
+ * properties read. */
+static void real_leaf_verdict(struct attest_verdict *v)
 {
-    (void)state;
     struct attest_verifier *av = new_verifier(attest_apple_root_pem);
     struct items it = {0};
     items_push(&it, g.real_leaf, g.real_leaf_len);
     struct request r = {.at = REAL_LEAF_TIME};
-    struct attest_verdict v;
-    run(av, &it, &r, &v);
+    run(av, &it, &r, v);
     attest_verifier_free(av);
+}
+
+static void test_json_real_leaf(void **state)
+{
+    (void)state;
+    struct attest_verdict v;
+    real_leaf_verdict(&v);
     size_t len;
     char *text = write_verdict(&v, NULL, &len);
     struct json_doc *doc = NULL;
@@ -349,13 +356,8 @@ static void test_json_packed(void **state)
     static const char *const checked_keys[] = {"udid", "serial", "os_version",
                                                "at",   "require_fresh", "cached_requested_at"};
     static const char udid[] = "00006030-000651690A84001C";
-    struct attest_verifier *av = new_verifier(attest_apple_root_pem);
-    struct items it = {0};
-    items_push(&it, g.real_leaf, g.real_leaf_len);
-    struct request r = {.at = REAL_LEAF_TIME};
     struct attest_verdict v;
-    run(av, &it, &r, &v);
-    attest_verifier_free(av);
+    real_leaf_verdict(&v);
     struct attest_input in = {.expected_udid = udid,
                               .expected_serial = "TMW\"FWWWP67", /* escaped in JSON */
                               .reported_os_version = NULL,
