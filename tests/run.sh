@@ -93,6 +93,8 @@ run_house_rule check-banned tests/check-banned.sh
 run_house_rule check-self-contained tests/check-self-contained.py
 run_house_rule check-self-contained-finds tests/check-self-contained.py --self-test
 run_house_rule check-docs tests/check-docs.py "$build/server/vouchd"
+run_house_rule check-packed-keys tests/check-packed-keys.py
+run_house_rule check-packed-keys-finds tests/check-packed-keys.py --self-test
 
 # The meson suites of the test tools (apns stand-in, simulator, stand-in Apple PKI) in a
 # build directory.

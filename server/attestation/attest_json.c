@@ -28,7 +28,8 @@ struct field {
 
 #define PROPERTY_FIELDS 9
 #define CHECKED_FIELDS 6
-/* A packed object's bound: nine properties of ATTEST_MAX_VALUE bytes, each escaped in full. */
+/* A packed object's bound: nine properties of ATTEST_MAX_VALUE bytes fit, each escaped in full;
+ * what the device reported (checked's OS version) may not. */
 #define PACKED_MAX 8192
 
 static struct field string_field(const char *key, bool has, const char *value)
@@ -92,9 +93,10 @@ static bool write_object(struct json_writer *w, const struct field *f, size_t co
  * checked_packed; docs/attestation.md, "Storage"): each value's JSON text in order, separated
  * by U+001F, a value whose text is udid between quotes as U+001E. vouch_json_unpack
  * (db/functions/30_devices.sql) gives back the very text write_object writes, and the database
- * need not pack it again (vouch_json_pack, which also checks that). Values too long for
- * PACKED_MAX (a failed chain's leaf can say anything) leave the member out: the database packs
- * the object itself, or keeps it whole. False only when w failed. */
+ * need not pack it again (vouch_json_pack, which also checks that; tests/check-packed-keys.py
+ * holds the key lists together). Values too long for PACKED_MAX (a long OS version a device
+ * reported) leave the member out: the database packs the object itself, or keeps it whole.
+ * False only when w failed. */
 static bool write_packed(struct json_writer *w, const char *key, const struct field *f,
                          size_t count, const char *udid)
 {

@@ -326,6 +326,7 @@ static char *unpack(const char *packed, const char *const *keys, size_t count, c
         size += strlen(keys[i]);
     char *out = malloc(size), *o = out;
     assert_non_null(out);
+    char *limit = out + size;
     *o++ = '{';
     const char *p = packed;
     for (size_t i = 0; i < count; i++) {
@@ -334,9 +335,9 @@ static char *unpack(const char *packed, const char *const *keys, size_t count, c
             fail_msg("packed value %zu of %zu: wrong count", i + 1, count);
         if (end == NULL)
             end = p + strlen(p);
-        o += sprintf(o, "%s\"%s\":", i > 0 ? "," : "", keys[i]);
+        o += snprintf(o, (size_t)(limit - o), "%s\"%s\":", i > 0 ? "," : "", keys[i]);
         if (end - p == 1 && *p == '\x1e') {
-            o += sprintf(o, "\"%s\"", udid);
+            o += snprintf(o, (size_t)(limit - o), "\"%s\"", udid);
         } else {
             memcpy(o, p, (size_t)(end - p));
             o += end - p;
@@ -401,6 +402,26 @@ static void test_json_packed(void **state)
     free(want);
     json_doc_free(doc);
     free(text);
+
+    /* A UDID that JSON escapes is not the U+001E of its own escaped text (the database compares
+     * the value's text with the UDID between quotes): kept as its text, unpacked the same. */
+    static const char quoted_udid[] = "00006030-\"000651690A84001C";
+    in.expected_udid = quoted_udid;
+    extra.pack_udid = quoted_udid;
+    text = write_verdict(&v, &extra, &len);
+    root = parse_json(text, len, &doc);
+    packed = json_object_get_string(root, "checked_packed");
+    assert_non_null(packed);
+    assert_null(strchr(packed, '\x1e'));
+    start = strstr(text, "\"checked\":{") + strlen("\"checked\":");
+    want = strndup(start, (size_t)(strchr(start, '}') - start + 1));
+    unpacked = unpack(packed, checked_keys, 6, quoted_udid);
+    assert_string_equal(unpacked, want);
+    free(unpacked);
+    free(want);
+    json_doc_free(doc);
+    free(text);
+    extra.pack_udid = udid;
 
     /* A value too long to pack leaves its packed member out, and the verdict whole. */
     char *long_udid = malloc(10001);
