@@ -694,12 +694,15 @@ bool apns_conn_submit(struct apns_conn *conn, struct apns_job *job)
         NV(":method", "POST", 4, 0),
         NV(":scheme", "https", 5, 0),
         NV(":authority", c->target.authority, c->target.authority_len, 0),
-        /* Paths and expirations change with every push: kept out of the HPACK table, so that
-         * the headers that repeat stay in it. */
+        /* A path (its device token) changes with every push: kept out of the HPACK table, so
+         * that the headers that repeat stay in it. The expiration's text changes once a second
+         * and every push of that second repeats it: indexed, it costs both ends one byte a push
+         * instead of a literal name and value (a new entry a second; those and the other
+         * repeated headers age out of the 4 KiB table in turn, each then sent once again). */
         NV(":path", job->data, job->path_len, NGHTTP2_NV_FLAG_NO_INDEX),
         NV("apns-topic", conn->topic, conn->topic_len, 0),
         NV("apns-push-type", "mdm", 3, 0),
-        NV("apns-expiration", job->expiration, job->expiration_len, NGHTTP2_NV_FLAG_NO_INDEX),
+        NV("apns-expiration", job->expiration, job->expiration_len, 0),
         NV("apns-priority", "10", 2, 0),
         NV("content-type", "application/json", 16, 0),
         NV("content-length", job->length, job->length_len, 0),
