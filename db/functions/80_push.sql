@@ -35,7 +35,8 @@ $$;
 
 -- Records a batch of push answers, oldest first: each appended to push_log (one insert for the
 -- batch: the answers of a fleet cost a heap tuple and an index entry each, not an update of
--- each enrollment). p_results are the stored codes (vouch_push_result_name(), migration 0013);
+-- each enrollment), in seq order: one number from push_log_batch for the batch, then each
+-- answer's place in it (migration 0019). p_results are the stored codes (vouch_push_result_name(), migration 0013);
 -- an apns-id in APNs' form (an upper-case UUID) comes in p_apns_ids, any other in p_apns_other.
 -- A 410 (code 1) marks the token dead on the enrollment in the same statement, unless it is no
 -- longer the device's token or a TokenUpdate came after the time APNs gave. An array may be
@@ -46,13 +47,16 @@ CREATE OR REPLACE FUNCTION vouch_push_results(p_udids text[], p_tokens text[], p
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     t timestamptz := vouch_now(); -- once a batch, not once a row
+    batch bigint;
 BEGIN
-    -- seq follows the batch's order.
-    INSERT INTO push_log (at, apns_id, result, udid, reason, apns_id_text)
-    SELECT t, r.apns_id, r.result, r.udid, r.reason, r.apns_other
+    IF cardinality(p_udids) >= 1048576 THEN
+        RAISE EXCEPTION 'a batch of % push answers: at most 1048575', cardinality(p_udids);
+    END IF;
+    batch := nextval('push_log_batch') * 1048576;
+    INSERT INTO push_log (seq, at, apns_id, result, udid, reason, apns_id_text)
+    SELECT batch + r.n, t, r.apns_id, r.result, r.udid, r.reason, r.apns_other
     FROM unnest(p_udids, p_results, p_apns_ids, p_apns_other, p_reasons) WITH ORDINALITY
-             AS r(udid, result, apns_id, apns_other, reason, n)
-    ORDER BY r.n;
+             AS r(udid, result, apns_id, apns_other, reason, n);
     -- Most batches have no 410: no join to plan or run. vouchd sends the token (and the time)
     -- with a 410 only.
     IF array_position(p_results, 1::smallint) IS NULL THEN

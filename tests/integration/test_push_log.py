@@ -29,6 +29,30 @@ class PushLogTest(PushTestCase):
             f"coalesce(vouch_time(last_push_at), '-') FROM enrollments WHERE udid = '{dev.udid}'",
             self.dbname).strip()
 
+    def test_seq_orders_answers_within_and_across_batches(self):
+        """seq is one number from push_log_batch a batch, then the answer's place in it
+        (migration 0019); an insert without seq takes a number of the same kind."""
+        udid = f"SEQ-{secrets.token_hex(4)}"
+        self.pg.psql(f"""
+            SELECT vouch_push_results(ARRAY['{udid}', '{udid}'], '{{}}',
+                                      ARRAY[4, 0]::smallint[], '{{}}', '{{}}', '{{}}', '{{}}');
+            INSERT INTO push_log (udid, at, result) VALUES ('{udid}', vouch_now(), 2);
+            SELECT vouch_push_results(ARRAY['{udid}'], '{{}}', ARRAY[3]::smallint[], '{{}}',
+                                      '{{}}', '{{}}', '{{}}');""", self.dbname)
+        rows = [line.split("|") for line in self.pg.psql(
+            "SELECT seq, vouch_push_result_name(result) FROM push_log "
+            f"WHERE udid = '{udid}' ORDER BY seq", self.dbname).split()]
+        self.assertEqual([name for _, name in rows],
+                         ["transient", "delivered", "rejected", "forbidden"],
+                         "in the order they were written, within a batch and across")
+        seqs = [int(seq) for seq, _ in rows]
+        self.assertEqual(seqs[1] - seqs[0], 1, "a batch's answers take consecutive numbers")
+        self.assertEqual(len({seq >> 20 for seq in seqs}), 3, "one number a batch (or insert)")
+        self.pg.psql(f"DELETE FROM push_log WHERE udid = '{udid}'", self.dbname)
+        with self.assertRaisesRegex(Exception, "at most 1048575"):
+            self.pg.psql("SELECT vouch_push_results(array_fill('X'::text, ARRAY[1048576]), "
+                         "'{}', '{}', '{}', '{}', '{}', '{}')", self.dbname)
+
     def test_answers_are_appended_and_the_newest_shows(self):
         dev = self.enroll()
         for _ in range(2):
