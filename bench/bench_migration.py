@@ -136,7 +136,7 @@ def main():
             "apns_cert": f"{certs}/push.pem", "apns_key": f"{certs}/push.key",
             "apns_url": f"https://{listen}", "apns_ca": f"{certs}/ca.pem",
             "attestation_rate_limit": str(args.rate_limit),
-            "migration": "on", "db_pool_size": "16"})
+            "migration": "on"})  # the default pool (4), as bench_fleet
 
         # -- migration ----------------------------------------------------------------------
         cpu_v, cpu_pg = vouchd.cpu_seconds(), benchlib.postgres_cpu_seconds(cluster)

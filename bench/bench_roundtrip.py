@@ -76,9 +76,12 @@ def main():
         cluster.createdb("pgbench")
         simdir = os.path.join(tmp, "sim")
         benchlib.run_sim(build, "init-ca", "--dir", simdir)
+        # vouchd as configured by default (db_pool_size 4): this bench set 16 connections, one
+        # a device at once, until the pinned runs showed what that costs PostgreSQL on one
+        # core (0.36 ms a round trip against 0.23-0.26 with 4; bench/README, the ninth session).
         vouchd = benchlib.Vouchd(build, tmp, {
             "database_url": cluster.conninfo("vouch"), "identity_ca": f"{simdir}/ca.pem",
-            "attestation_roots": f"{simdir}/apple-root.pem", "db_pool_size": "16",
+            "attestation_roots": f"{simdir}/apple-root.pem",
             "scheduler_batch": "0"}, cpus=server_cpus)
         benchlib.run_sim(build, "enroll", "--url", vouchd.url, "--dir", simdir, "--devices",
                          str(n), "--key-type", "ec", "--concurrency", k, cpus=load_cpus)
