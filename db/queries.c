@@ -140,6 +140,76 @@ void db_report(struct db_pool *pool, const char *udid, const struct db_cert *cer
     db_query(pool, sql_report, params, 11, true, cb, arg);
 }
 
+static const char sql_report_answers[] =
+    "SELECT n, result_stored, next_command_uuid, next_body, next_nonce"
+    " FROM vouch_report_answers($1::text[], $2::bytea[], $3::text[], $4::text[], $5::bytea[])";
+
+enum { TEXT_OID = 25, BYTEA_OID = 17 };
+
+void db_report_answers(struct db_pool *pool, const struct db_answer *answers, size_t count,
+                       db_result_fn *cb, void *arg)
+{
+    enum { COLUMNS = 5 };
+    const void **items = malloc(COLUMNS * count * sizeof(*items) + 1);
+    size_t *lens = malloc(COLUMNS * count * sizeof(*lens) + 1);
+    if (items == NULL || lens == NULL)
+        log_fatal("out of memory");
+    for (size_t i = 0; i < count; i++) {
+        const struct db_answer *a = &answers[i];
+        items[i] = a->udid;
+        lens[i] = strlen(a->udid);
+        items[count + i] = a->cert->sha256;
+        lens[count + i] = DB_CERT_HASH_LEN;
+        items[2 * count + i] = a->status;
+        lens[2 * count + i] = strlen(a->status);
+        items[3 * count + i] = a->command_uuid;
+        lens[3 * count + i] = strlen(a->command_uuid);
+        items[4 * count + i] = a->report;
+        lens[4 * count + i] = a->report_len;
+    }
+    static const uint32_t types[COLUMNS] = {TEXT_OID, BYTEA_OID, TEXT_OID, TEXT_OID, BYTEA_OID};
+    uint8_t *arrays[COLUMNS];
+    struct db_param params[COLUMNS];
+    for (size_t k = 0; k < COLUMNS; k++) {
+        size_t len;
+        arrays[k] = db_binary_array(types[k], items + k * count, lens + k * count, count, &len);
+        params[k] = bytes_param(arrays[k], len);
+    }
+    /* Binary results: the next command's body comes back as raw bytes, not hex. */
+    db_query(pool, sql_report_answers, params, COLUMNS, true, cb, arg);
+    for (size_t k = 0; k < COLUMNS; k++)
+        free(arrays[k]);
+    free(items);
+    free(lens);
+}
+
+bool db_decode_answer_row(const PGresult *res, int row, size_t *index,
+                          struct db_report_outcome *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (row >= PQntuples(res) || PQnfields(res) != 5 || PQgetisnull(res, row, 0) ||
+        PQgetlength(res, row, 0) != 4 || PQgetisnull(res, row, 1) ||
+        PQgetlength(res, row, 1) != 1)
+        return false;
+    const uint8_t *n = (const uint8_t *)PQgetvalue(res, row, 0);
+    uint32_t position = (uint32_t)n[0] << 24 | (uint32_t)n[1] << 16 | (uint32_t)n[2] << 8 | n[3];
+    if (position == 0)
+        return false;
+    *index = (size_t)position - 1; /* WITH ORDINALITY counts from 1 */
+    out->verdict = DB_VERDICT_OK;
+    out->result_stored = PQgetvalue(res, row, 1)[0] != 0;
+    if (!PQgetisnull(res, row, 2) && !PQgetisnull(res, row, 3)) {
+        out->next_command_uuid = PQgetvalue(res, row, 2);
+        out->next_body = (const uint8_t *)PQgetvalue(res, row, 3);
+        out->next_body_len = (size_t)PQgetlength(res, row, 3);
+    } else if (!PQgetisnull(res, row, 2) && !PQgetisnull(res, row, 4)) {
+        out->next_command_uuid = PQgetvalue(res, row, 2);
+        out->next_nonce = (const uint8_t *)PQgetvalue(res, row, 4);
+        out->next_nonce_len = (size_t)PQgetlength(res, row, 4);
+    }
+    return true;
+}
+
 int64_t db_int64_be(const uint8_t bytes[8])
 {
     uint64_t be = 0;
@@ -198,6 +268,52 @@ bool db_decode_report(const PGresult *res, struct db_report_outcome *out)
         out->next_nonce_len = (size_t)PQgetlength(res, 0, 13);
     }
     return out->verdict != DB_VERDICT_BAD_RESULT;
+}
+
+static uint8_t *put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+    return p + 4;
+}
+
+uint8_t *db_binary_array(uint32_t element_oid, const void *const *items, const size_t *lens,
+                         size_t count, size_t *len)
+{
+    /* array_recv: dimensions, a has-NULLs flag, the element type, each dimension's size and
+     * lower bound, then each element as its length (-1: NULL) and its bytes. */
+    if (count > INT32_MAX)
+        log_fatal("an array of %zu items", count);
+    size_t size = 20 + 4 * count;
+    bool nulls = false;
+    for (size_t i = 0; i < count; i++) {
+        if (items[i] != NULL && lens[i] > INT32_MAX)
+            log_fatal("an array item of %zu bytes", lens[i]);
+        nulls = nulls || items[i] == NULL;
+        size += items[i] != NULL ? lens[i] : 0;
+    }
+    uint8_t *out = malloc(size), *p = out;
+    if (out == NULL)
+        log_fatal("out of memory");
+    p = put_be32(p, 1);
+    p = put_be32(p, nulls ? 1 : 0);
+    p = put_be32(p, element_oid);
+    p = put_be32(p, (uint32_t)count);
+    p = put_be32(p, 1);
+    for (size_t i = 0; i < count; i++) {
+        if (items[i] == NULL) {
+            p = put_be32(p, UINT32_MAX); /* -1 */
+            continue;
+        }
+        p = put_be32(p, (uint32_t)lens[i]);
+        if (lens[i] > 0)
+            memcpy(p, items[i], lens[i]);
+        p += lens[i];
+    }
+    *len = (size_t)(p - out);
+    return out;
 }
 
 char *db_text_array_literal(const char *const *items, size_t count)

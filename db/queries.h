@@ -22,6 +22,11 @@
  * SQL NULL (for parameters: one array instead of one statement per item). Never NULL; the
  * caller frees it. */
 char *db_text_array_literal(const char *const *items, size_t count);
+/* items[0..count) (lens[i] bytes each; NULL is SQL NULL) as a one-dimensional array in
+ * PostgreSQL's binary format, of element type element_oid (25 text, 17 bytea): a binary
+ * parameter for a $n::text[] or $n::bytea[]. Returns a malloc'd buffer of *len bytes. */
+uint8_t *db_binary_array(uint32_t element_oid, const void *const *items, const size_t *lens,
+                         size_t count, size_t *len);
 
 /* What a device-request function decided. */
 enum db_verdict {
@@ -140,6 +145,25 @@ struct db_report_outcome {
 };
 bool db_decode_report(const PGresult *res, struct db_report_outcome *out)
     __attribute__((warn_unused_result));
+/* One device's answer to an operator's command, for db_report_answers. */
+struct db_answer {
+    const char *udid;
+    const struct db_cert *cert;
+    const char *status; /* Acknowledged, Error or CommandFormatError */
+    const char *command_uuid;
+    const uint8_t *report; /* the body the device sent */
+    size_t report_len;
+};
+/* The answers answers[0..count) of as many devices (one each), in one statement
+ * (vouch_report_answers): a row for each answer it took, none for the others, which go to
+ * db_report. db_decode_answer_row reads a row. */
+void db_report_answers(struct db_pool *pool, const struct db_answer *answers, size_t count,
+                       db_result_fn *cb, void *arg);
+/* Row row: which answer (its index in answers[]) and its outcome, as db_decode_report gives
+ * an answer's (verdict DB_VERDICT_OK); false for a malformed row. */
+bool db_decode_answer_row(const PGresult *res, int row, size_t *index,
+                          struct db_report_outcome *out) __attribute__((warn_unused_result));
+
 /* An 8-byte big-endian integer, as PostgreSQL's binary format and int8send() write them. */
 int64_t db_int64_be(const uint8_t bytes[8]);
 

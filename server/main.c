@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "acme.h"
+#include "answer_batch.h"
 #include "admin.h"
 #include "dashboard.h"
 #include "health.h"
@@ -530,6 +531,8 @@ static int serve(const struct config *cfg, const char *config_path)
         log_error("cannot create the database pool");
         goto out;
     }
+    /* As many answer statements out as the pool has connections. */
+    srv.answers = answer_batch_new(srv.db, cfg->db_pool_size);
     if ((srv.tokens = tokens_new(&srv)) == NULL) {
         log_error("out of memory");
         goto out;
@@ -608,6 +611,7 @@ out:
     http_free(&srv);
     push_service_stop(srv.push);
     db_pool_free(srv.db);
+    answer_batch_free(srv.answers); /* after the pool: its batches' last callbacks name it */
     push_service_free(srv.push); /* after the pool, as the scheduler */
     scheduler_free(srv.scheduler); /* after the pool: its last callbacks name the scheduler */
     fleet_metrics_free(fleet);     /* the same */

@@ -20,6 +20,7 @@ struct evhttp_bound_socket;
 struct identity_verifier;
 struct attest_verifier;
 struct push_service;
+struct answer_batch;
 struct acme;
 struct tokens;
 struct trust;
@@ -31,6 +32,7 @@ struct vouchd {
     struct evhttp *http;
     struct evhttp_bound_socket *listener;
     struct db_pool *db;
+    struct answer_batch *answers;   /* devices' answers, several a statement */
     struct identity_verifier *identity;
     struct attest_verifier *attest; /* trusts attestation_roots */
     struct push_service *push;      /* NULL when no apns_cert is configured */

@@ -368,6 +368,80 @@ BEGIN
 END
 $$;
 
+-- The answers of several devices to operator commands, in one statement: vouch_report's first
+-- fast way (above) for each of them, on the same conditions, so that the devices answering at
+-- once share one plan's start, one transaction and one commit instead of paying each their own
+-- (vouchd gathers the answers that arrive while its earlier batches are out:
+-- server/device/answer_batch.c). Entry n of the arrays is one device's answer: its UDID, the
+-- SHA-256 of its identity certificate, its status and CommandUUID, and the report it sent. An
+-- answer the fast way takes gets a row (n, whether its result was stored, the device's next
+-- command as vouch_report gives it); one it does not take gets none and nothing of it is
+-- written: vouchd sends it to vouch_report, whose general way decides. A batch holds one
+-- answer a device at most (vouchd sends a second one alone): the next command is read in the
+-- statement's snapshot, which still shows the entries the statement takes off, and only the
+-- device's own is left out by name. No row at all while a web-hook receiver wants mdm.Connect
+-- (each answer is then an event, which vouch_report emits).
+CREATE OR REPLACE FUNCTION vouch_report_answers(p_udids text[], p_certs bytea[],
+                                                p_statuses text[], p_command_uuids text[],
+                                                p_reports bytea[])
+RETURNS TABLE (n integer, result_stored boolean, next_command_uuid text, next_body bytea,
+               next_nonce bytea)
+LANGUAGE plpgsql
+-- Planned once: with the arrays' sizes unknown, the generic plan looks dearer than one made
+-- for each call's arrays, and PostgreSQL would plan the statement again at every call (most of
+-- its cost for a few answers). The generic plan probes an index for each answer all the same.
+SET plan_cache_mode = force_generic_plan AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM webhook_receivers w
+               WHERE w.topics IS NULL OR 'mdm.Connect' = ANY (w.topics)) THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    WITH a AS (
+        SELECT x.udid, x.cert, x.status, x.command_uuid, x.report, x.n
+        FROM unnest(p_udids, p_certs, p_statuses, p_command_uuids, p_reports) WITH ORDINALITY
+                 AS x(udid, cert, status, command_uuid, report, n)
+        WHERE x.status IN ('Acknowledged', 'Error', 'CommandFormatError')),
+    e AS (
+        SELECT a.udid, a.status, a.command_uuid, a.report, a.n, en.session_started_at,
+               d.last_seen_at
+        FROM a JOIN enrollments en ON en.udid = a.udid JOIN devices d ON d.udid = a.udid
+        WHERE en.identity_cert_sha256 = a.cert AND en.enabled
+          AND NOT EXISTS (SELECT 1 FROM acme_certificates c
+                          WHERE c.sha256 = a.cert AND c.revoked_at IS NOT NULL)
+          AND NOT EXISTS (SELECT 1 FROM attestation_requests r
+                          WHERE r.command_uuid = a.command_uuid AND r.udid = a.udid)),
+    q AS (
+        DELETE FROM command_queue q USING e, commands c
+        WHERE q.udid = e.udid AND q.command_uuid = e.command_uuid
+          AND c.command_uuid = q.command_uuid AND c.request_type <> 'DeviceInformation'
+        RETURNING e.n, e.udid, e.command_uuid, e.status, e.report, q.queued_at,
+                  q.not_now_count, c.request_type, e.session_started_at, e.last_seen_at),
+    stored AS (
+        INSERT INTO command_results (udid, command_uuid, request_type, status, report,
+                                     queued_at, not_now_count)
+        SELECT q.udid, q.command_uuid, q.request_type, q.status::vouch_result_status, q.report,
+               q.queued_at, q.not_now_count
+        FROM q
+        ON CONFLICT (udid, command_uuid) DO NOTHING
+        RETURNING udid),
+    -- last_seen_at as vouch_report's fast way moves it: only when a minute old (or ahead of
+    -- the clock), and only on a devices row that is free.
+    seen AS (
+        UPDATE devices d SET last_seen_at = vouch_now()
+        WHERE d.udid IN (SELECT s.udid FROM devices s JOIN q ON q.udid = s.udid
+                         WHERE q.last_seen_at IS NULL
+                            OR q.last_seen_at <= vouch_now() - interval '1 minute'
+                            OR q.last_seen_at > vouch_now()
+                         FOR NO KEY UPDATE OF s SKIP LOCKED)
+          AND d.last_seen_at IS DISTINCT FROM vouch_now())
+    SELECT q.n::integer, EXISTS (SELECT 1 FROM stored s WHERE s.udid = q.udid),
+           x.command_uuid, x.body, x.nonce
+    FROM q CROSS JOIN LATERAL vouch_next_command(q.udid, q.session_started_at,
+                                                 q.command_uuid) x;
+END
+$$;
+
 -- Queues one command for many devices. Returns one row per requested id: whether it was queued
 -- (false: no enrollment). The command is stored only if at least one device takes it. A
 -- CommandUUID is a device's one command: one that commands holds, or one of an attestation

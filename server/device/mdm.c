@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "answer_batch.h"
 #include "attest.h"
 #include "attest_json.h"
 #include "command.h"
@@ -35,6 +36,8 @@ struct device_request {
     size_t body_len;
     char *url_params; /* NanoMDM's url_params: the query of the URL used, as JSON; or NULL */
     bool verdict_sent;
+    struct db_answer answer; /* a command's answer, while answer_batch holds it */
+    bool answer_slot;        /* its db_report holds one of answer_batch's slots */
 };
 
 _Static_assert(MDM_MAX_ATTEST_CERTS == ATTEST_MAX_CERTS, "attestation bounds differ");
@@ -315,6 +318,10 @@ static void report_done(void *arg, enum db_outcome outcome, const PGresult *res)
 {
     struct device_request *dr = arg;
     struct db_report_outcome result;
+    if (dr->answer_slot) {
+        dr->answer_slot = false;
+        answer_batch_release(dr->srv->answers);
+    }
     if (reply_db_failure(dr, outcome))
         goto out;
     if (!db_decode_report(res, &result)) {
@@ -443,14 +450,56 @@ static void start_unsupported(struct device_request *dr)
                            unsupported_done, dr);
 }
 
-static void start_report(struct device_request *dr)
+static void send_report(struct device_request *dr)
 {
     const struct mdm_message *m = &dr->msg;
-    metrics_count_report(m->status_text);
     const struct db_report_body body = {
         (const uint8_t *)dr->body, dr->body_len, NULL, 0, NULL, dr->url_params};
     db_report(dr->srv->db, m->udid, &dr->cert, m->status_text, m->command_uuid, &body,
               m->reported_os_version, m->reported_build_version, NULL, report_done, dr);
+}
+
+/* The end of an answer answer_batch held (answer_batch.h). */
+static void answer_batched(void *arg, enum db_outcome outcome,
+                           const struct db_report_outcome *result, bool slot)
+{
+    struct device_request *dr = arg;
+    if (result != NULL) {
+        if (!result->result_stored)
+            metrics_count_report("repeated");
+        reply_next_command(dr, result);
+        device_request_free(dr);
+        return;
+    }
+    if (outcome == DB_UNAVAILABLE || outcome == DB_OVERLOADED) {
+        (void)reply_db_failure(dr, outcome);
+        device_request_free(dr);
+        return;
+    }
+    dr->answer_slot = slot;
+    send_report(dr); /* vouch_report's general way decides */
+}
+
+/* A result that vouch_report's first fast way may take (db/functions/50_commands.sql): no
+ * OS version (a DeviceInformation's answer), a status that ends the command. */
+static bool batchable(const struct mdm_message *m)
+{
+    return m->command_uuid != NULL && m->reported_os_version == NULL &&
+           (m->status == MDM_STATUS_ACKNOWLEDGED || m->status == MDM_STATUS_ERROR ||
+            m->status == MDM_STATUS_COMMAND_FORMAT_ERROR);
+}
+
+static void start_report(struct device_request *dr)
+{
+    const struct mdm_message *m = &dr->msg;
+    metrics_count_report(m->status_text);
+    if (dr->srv->answers != NULL && batchable(m)) {
+        dr->answer = (struct db_answer){m->udid, &dr->cert, m->status_text, m->command_uuid,
+                                        (const uint8_t *)dr->body, dr->body_len};
+        if (answer_batch_add(dr->srv->answers, &dr->answer, answer_batched, dr, &dr->answer_slot))
+            return;
+    }
+    send_report(dr);
 }
 
 static void handle_request(struct vouchd *srv, struct evhttp_request *req, enum metrics_endpoint ep)

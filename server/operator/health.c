@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "answer_batch.h"
 #include "apns.h"
 #include "apns_cert.h"
 #include "histogram.h"
@@ -159,6 +160,8 @@ static void handle_metrics(struct vouchd *srv, struct evhttp_request *req, const
                                 (long long)cert->not_after);
         push_service_render_metrics(srv->push, out);
     }
+    if (srv->answers != NULL)
+        answer_batch_render_metrics(srv->answers, out);
     scheduler_render_metrics(srv->scheduler, out);
     webhook_render_metrics(srv->webhook, out);
     size_t len = evbuffer_get_length(out);

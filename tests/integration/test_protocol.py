@@ -5,12 +5,17 @@ An enrollment's first TokenUpdate makes vouchd queue an attestation request (a D
 asking for DevicePropertiesAttestation) ahead of everything else: tests that need an empty queue
 answer it first with Device.settle_attestation() (as a device that cannot attest)."""
 
+import os
 import plistlib
+import re
 import secrets
+import subprocess
+import threading
 import uuid
 
+import pg
 from device import CONNECT_TYPE
-from harness import VouchTestCase, command_plist
+from harness import VouchTestCase, command_plist, wait_for
 
 
 class ProtocolCycleTest(VouchTestCase):
@@ -401,3 +406,74 @@ class LastSeenTest(VouchTestCase):
         for c in commands:
             self.assertEqual(self.command_status(dev.udid, c["CommandUUID"])[0]["status"],
                              "Acknowledged")
+
+
+class AnswerBatchTest(VouchTestCase):
+    """Answers that arrive while the database is busy go in one statement (issue 22:
+    server/device/answer_batch.c, vouch_report_answers), and each device gets the same next
+    command as alone. One connection (db_pool_size 1: one answer statement out at a time):
+    while the first answer waits on a lock of command_results, the others wait in vouchd, then
+    go together; an answer the batch cannot take goes on to vouch_report."""
+
+    vouchd_config = {"db_pool_size": "1"}
+
+    def answer_counts(self):
+        text = self.vouchd.metrics().body.decode()
+        return tuple(int(re.search(rf"^{name} (\d+)$", text, re.M).group(1))
+                     for name in ("vouch_answers_batched_total", "vouch_answer_batches_total"))
+
+    def test_answers_waiting_go_in_one_statement(self):
+        devs = [self.enrolled_device() for _ in range(6)]
+        first, second = {}, {}
+        for dev in devs:
+            self.assertEmpty200(dev.settle_attestation(), "attestation request answered")
+            c1, c2 = command_plist("ProfileList"), command_plist("CertificateList")
+            self.enqueue_ok(dev.udid, c1)
+            self.enqueue_ok(dev.udid, c2)
+            first[dev.udid] = self.assertCommand(dev.idle(), what="Idle")["CommandUUID"]
+            second[dev.udid] = ({c1["CommandUUID"], c2["CommandUUID"]} - {first[dev.udid]}).pop()
+        stranger = self.enrolled_device()
+        self.assertEmpty200(stranger.settle_attestation(), "attestation request answered")
+        batched0, batches0 = self.answer_counts()
+
+        locker = subprocess.Popen(
+            [os.path.join(pg.PG_BIN, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+             "-d", self.pg.conninfo(self.dbname), "-f", "-"], stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL, text=True)
+        locker.stdin.write("BEGIN;\nLOCK TABLE command_results IN EXCLUSIVE MODE;\n"
+                           "SELECT pg_sleep(2);\nCOMMIT;\n")
+        locker.stdin.close()
+        wait_for(lambda: self.psql(
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+            "WHERE c.relname = 'command_results' AND l.mode = 'ExclusiveLock' AND l.granted")
+            .strip() == "1", 10, what="the lock on command_results")
+        replies = {}
+
+        def answer(dev, command_uuid):
+            replies[dev.udid] = dev.report("Acknowledged", command_uuid)
+
+        threads = [threading.Thread(target=answer, args=(dev, first[dev.udid])) for dev in devs]
+        threads.append(threading.Thread(target=answer,
+                                        args=(stranger, str(uuid.uuid4()).upper())))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        self.assertEqual(locker.wait(30), 0)
+
+        for dev in devs:
+            self.assertCommand(replies[dev.udid], second[dev.udid],
+                               what="the next command, from a batch or alone")
+        self.assertNotEqual(replies[stranger.udid].status, 401)
+        self.assertLess(replies[stranger.udid].status, 500, replies[stranger.udid])
+        batched, batches = self.answer_counts()
+        # One answer took the slot alone and met the lock; the rest waited and went together
+        # (the stranger's too, which the batch did not take: vouch_report answered it).
+        self.assertGreaterEqual(batched - batched0, len(devs) - 1, "answers a batch took")
+        self.assertLessEqual(batched - batched0, len(devs))
+        self.assertGreaterEqual(batches - batches0, 1, "batch statements")
+        for dev in devs:
+            self.assertEmpty200(dev.report("Acknowledged", second[dev.udid]), "the last answer")
+            for command_uuid in (first[dev.udid], second[dev.udid]):
+                self.assertEqual(self.command_status(dev.udid, command_uuid)[0]["status"],
+                                 "Acknowledged")
