@@ -193,8 +193,10 @@ bool db_decode_answer_row(const PGresult *res, int row, size_t *index,
         return false;
     const uint8_t *n = (const uint8_t *)PQgetvalue(res, row, 0);
     uint32_t position = (uint32_t)n[0] << 24 | (uint32_t)n[1] << 16 | (uint32_t)n[2] << 8 | n[3];
-    if (position == 0)
-        return false;
+    if (position == 0) {
+        *index = DB_ANSWERS_NONE;
+        return true;
+    }
     *index = (size_t)position - 1; /* WITH ORDINALITY counts from 1 */
     out->verdict = DB_VERDICT_OK;
     out->result_stored = PQgetvalue(res, row, 1)[0] != 0;

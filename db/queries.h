@@ -160,7 +160,9 @@ struct db_answer {
 void db_report_answers(struct db_pool *pool, const struct db_answer *answers, size_t count,
                        db_result_fn *cb, void *arg);
 /* Row row: which answer (its index in answers[]) and its outcome, as db_decode_report gives
- * an answer's (verdict DB_VERDICT_OK); false for a malformed row. */
+ * an answer's (verdict DB_VERDICT_OK); false for a malformed row. *index DB_ANSWERS_NONE: the
+ * one row of a batch that took none because a web-hook receiver wants mdm.Connect. */
+#define DB_ANSWERS_NONE SIZE_MAX
 bool db_decode_answer_row(const PGresult *res, int row, size_t *index,
                           struct db_report_outcome *out) __attribute__((warn_unused_result));
 

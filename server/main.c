@@ -608,6 +608,7 @@ out:
         event_free(t.sighup);
     if (t.cert_check)
         event_free(t.cert_check);
+    answer_batch_stop(srv.answers); /* its answers' requests go with the HTTP front */
     http_free(&srv);
     push_service_stop(srv.push);
     db_pool_free(srv.db);

@@ -379,8 +379,11 @@ $$;
 -- written: vouchd sends it to vouch_report, whose general way decides. A batch holds one
 -- answer a device at most (vouchd sends a second one alone): the next command is read in the
 -- statement's snapshot, which still shows the entries the statement takes off, and only the
--- device's own is left out by name. No row at all while a web-hook receiver wants mdm.Connect
--- (each answer is then an event, which vouch_report emits).
+-- device's own is left out by name. While a web-hook receiver wants mdm.Connect (each answer
+-- is then an event, which vouch_report emits) the one row is n = 0: none taken, and vouchd
+-- stops gathering answers for a while. An answer that would wait more than a second for a row
+-- lock (its queue entry taken by the device's new Authenticate, say) fails the batch instead
+-- of holding every answer in it: each goes on to vouch_report alone.
 CREATE OR REPLACE FUNCTION vouch_report_answers(p_udids text[], p_certs bytea[],
                                                 p_statuses text[], p_command_uuids text[],
                                                 p_reports bytea[])
@@ -390,10 +393,12 @@ LANGUAGE plpgsql
 -- Planned once: with the arrays' sizes unknown, the generic plan looks dearer than one made
 -- for each call's arrays, and PostgreSQL would plan the statement again at every call (most of
 -- its cost for a few answers). The generic plan probes an index for each answer all the same.
-SET plan_cache_mode = force_generic_plan AS $$
+SET plan_cache_mode = force_generic_plan
+SET lock_timeout = '1s' AS $$
 BEGIN
     IF EXISTS (SELECT 1 FROM webhook_receivers w
                WHERE w.topics IS NULL OR 'mdm.Connect' = ANY (w.topics)) THEN
+        RETURN QUERY SELECT 0, false, NULL::text, NULL::bytea, NULL::bytea;
         RETURN;
     END IF;
     RETURN QUERY

@@ -471,7 +471,7 @@ static void answer_batched(void *arg, enum db_outcome outcome,
         device_request_free(dr);
         return;
     }
-    if (outcome == DB_UNAVAILABLE || outcome == DB_OVERLOADED) {
+    if (outcome != DB_OK) { /* vouchd is stopping */
         (void)reply_db_failure(dr, outcome);
         device_request_free(dr);
         return;

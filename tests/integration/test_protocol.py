@@ -477,3 +477,25 @@ class AnswerBatchTest(VouchTestCase):
             for command_uuid in (first[dev.udid], second[dev.udid]):
                 self.assertEqual(self.command_status(dev.udid, command_uuid)[0]["status"],
                                  "Acknowledged")
+
+    def test_none_taken_while_a_receiver_wants_mdm_connect(self):
+        """With a web-hook receiver for mdm.Connect each answer is an event, which
+        vouch_report emits: the batch statement takes none and says so (its one row, n = 0)."""
+        dev = self.enrolled_device()
+        self.assertEmpty200(dev.settle_attestation(), "attestation request answered")
+        c = command_plist("ProfileList")
+        self.enqueue_ok(dev.udid, c)
+        self.assertCommand(dev.idle(), c["CommandUUID"])
+        call = ("SELECT n, result_stored FROM vouch_report_answers("
+                f"ARRAY['{dev.udid}'], ARRAY[(SELECT identity_cert_sha256 FROM enrollments "
+                f"WHERE udid = '{dev.udid}')], ARRAY['Acknowledged'], "
+                f"ARRAY['{c['CommandUUID']}'], ARRAY['x'::bytea])")
+        receiver = f"https://receiver-{secrets.token_hex(4)}.invalid/"
+        # One transaction, rolled back: vouchd's own answers never see the receiver.
+        self.assertEqual(self.psql(
+            f"BEGIN; INSERT INTO webhook_receivers (url, topics) VALUES ('{receiver}', "
+            f"ARRAY['mdm.Connect']); {call}; ROLLBACK;").split(), ["0|f"],
+            "none taken, and the row that says why")
+        self.assertEqual(self.psql(call).split(), ["1|t"], "taken, without the receiver")
+        self.assertEqual(self.command_status(dev.udid, c["CommandUUID"])[0]["status"],
+                         "Acknowledged")
