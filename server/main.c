@@ -14,8 +14,8 @@
 #include <time.h>
 
 #include "acme.h"
-#include "answer_batch.h"
 #include "admin.h"
+#include "answer_batch.h"
 #include "dashboard.h"
 #include "health.h"
 #include "fleet_metrics.h"
