@@ -422,8 +422,10 @@ class AnswerBatchTest(VouchTestCase):
         return tuple(int(re.search(rf"^{name} (\d+)$", text, re.M).group(1))
                      for name in ("vouch_answers_batched_total", "vouch_answer_batches_total"))
 
-    def test_answers_waiting_go_in_one_statement(self):
-        devs = [self.enrolled_device() for _ in range(6)]
+    def devices_with_two_commands(self, count):
+        """count devices, each with two commands queued and the first handed out; the devices,
+        and each one's first and second CommandUUID by UDID."""
+        devs = [self.enrolled_device() for _ in range(count)]
         first, second = {}, {}
         for dev in devs:
             self.assertEmpty200(dev.settle_attestation(), "attestation request answered")
@@ -432,33 +434,51 @@ class AnswerBatchTest(VouchTestCase):
             self.enqueue_ok(dev.udid, c2)
             first[dev.udid] = self.assertCommand(dev.idle(), what="Idle")["CommandUUID"]
             second[dev.udid] = ({c1["CommandUUID"], c2["CommandUUID"]} - {first[dev.udid]}).pop()
-        stranger = self.enrolled_device()
-        self.assertEmpty200(stranger.settle_attestation(), "attestation request answered")
-        batched0, batches0 = self.answer_counts()
+        return devs, first, second
 
+    def hold(self, lock_sql, seconds):
+        """A psql session that takes lock_sql's locks and keeps them for seconds; returns once
+        it holds them (it sleeps)."""
+        name = f"holder-{secrets.token_hex(4)}"
         locker = subprocess.Popen(
             [os.path.join(pg.PG_BIN, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
              "-d", self.pg.conninfo(self.dbname), "-f", "-"], stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL, text=True)
-        locker.stdin.write("BEGIN;\nLOCK TABLE command_results IN EXCLUSIVE MODE;\n"
-                           "SELECT pg_sleep(2);\nCOMMIT;\n")
+        locker.stdin.write(f"SET application_name = '{name}';\nBEGIN;\n{lock_sql};\n"
+                           f"SELECT pg_sleep({seconds});\nCOMMIT;\n")
         locker.stdin.close()
         wait_for(lambda: self.psql(
-            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-            "WHERE c.relname = 'command_results' AND l.mode = 'ExclusiveLock' AND l.granted")
-            .strip() == "1", 10, what="the lock on command_results")
+            f"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{name}' "
+            "AND query LIKE '%pg_sleep%'").strip() == "1", 10, what="the locks held")
+        return locker
+
+    def hold_results(self, seconds):
+        """Inserts into command_results wait for seconds."""
+        return self.hold("LOCK TABLE command_results IN EXCLUSIVE MODE", seconds)
+
+    def answer_at_once(self, answers):
+        """Sends (device, CommandUUID) Acknowledged answers all at once; the replies by UDID."""
         replies = {}
 
         def answer(dev, command_uuid):
             replies[dev.udid] = dev.report("Acknowledged", command_uuid)
 
-        threads = [threading.Thread(target=answer, args=(dev, first[dev.udid])) for dev in devs]
-        threads.append(threading.Thread(target=answer,
-                                        args=(stranger, str(uuid.uuid4()).upper())))
+        threads = [threading.Thread(target=answer, args=pair) for pair in answers]
         for t in threads:
             t.start()
         for t in threads:
             t.join(30)
+        return replies
+
+    def test_answers_waiting_go_in_one_statement(self):
+        devs, first, second = self.devices_with_two_commands(6)
+        stranger = self.enrolled_device()
+        self.assertEmpty200(stranger.settle_attestation(), "attestation request answered")
+        batched0, batches0 = self.answer_counts()
+
+        locker = self.hold_results(2)
+        replies = self.answer_at_once([(dev, first[dev.udid]) for dev in devs]
+                                      + [(stranger, str(uuid.uuid4()).upper())])
         self.assertEqual(locker.wait(30), 0)
 
         for dev in devs:
@@ -477,6 +497,44 @@ class AnswerBatchTest(VouchTestCase):
             for command_uuid in (first[dev.udid], second[dev.udid]):
                 self.assertEqual(self.command_status(dev.udid, command_uuid)[0]["status"],
                                  "Acknowledged")
+
+    def test_a_batch_that_would_wait_on_a_lock_goes_alone(self):
+        """A batch whose answer would wait more than a second for a row lock (here one
+        device's queue entry, held by another session) fails as a whole, writes nothing, and
+        each of its answers goes on alone: the others at once, the held one when the lock
+        goes."""
+        (slow, *others), first, second = self.devices_with_two_commands(4)
+        opener = self.enrolled_device()
+        self.assertEmpty200(opener.settle_attestation(), "attestation request answered")
+        c = command_plist("ProfileList")
+        self.enqueue_ok(opener.udid, c)
+        self.assertCommand(opener.idle(), c["CommandUUID"])
+        batched0, batches0 = self.answer_counts()
+
+        entry = self.hold(f"SELECT 1 FROM command_queue WHERE udid = '{slow.udid}' FOR UPDATE", 8)
+        results = self.hold_results(2)
+        # The opener's answer takes the one slot and waits for command_results; the four
+        # that come while it waits go together once it is in.
+        opened = []
+        opener_thread = threading.Thread(
+            target=lambda: opened.append(opener.report("Acknowledged", c["CommandUUID"])))
+        opener_thread.start()
+        wait_for(lambda: self.psql(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query LIKE '%vouch_report(%'").strip() == "1", 10,
+            what="the opener's answer waiting")
+        replies = self.answer_at_once([(dev, first[dev.udid]) for dev in [slow, *others]])
+        opener_thread.join(30)
+        self.assertEqual(results.wait(30), 0)
+        self.assertEqual(entry.wait(30), 0)
+        self.assertEmpty200(opened[0], "the opener's answer, its only command")
+        for dev in [slow, *others]:
+            self.assertCommand(replies[dev.udid], second[dev.udid], what="the next command")
+            self.assertEqual(self.command_status(dev.udid, first[dev.udid])[0]["status"],
+                             "Acknowledged")
+        batched, batches = self.answer_counts()
+        self.assertEqual(batched - batched0, 0, "the failed batch took none")
+        self.assertGreaterEqual(batches - batches0, 1, "a batch statement was sent")
 
     def test_none_taken_while_a_receiver_wants_mdm_connect(self):
         """With a web-hook receiver for mdm.Connect each answer is an event, which
