@@ -37,7 +37,8 @@ $$;
 -- batch: the answers of a fleet cost a heap tuple and an index entry each, not an update of
 -- each enrollment), in seq order: one number from push_log_batch for the batch, then each
 -- answer's place in it (migration 0019). p_results are the stored codes
--- (vouch_push_result_name(), migration 0013); an apns-id in APNs' form (an upper-case UUID) comes in p_apns_ids, any other in p_apns_other.
+-- (vouch_push_result_name(), migration 0013); an apns-id in APNs' form (an upper-case UUID)
+-- comes in p_apns_ids, any other in p_apns_other.
 -- A 410 (code 1) marks the token dead on the enrollment in the same statement, unless it is no
 -- longer the device's token or a TokenUpdate came after the time APNs gave. An array may be
 -- shorter than p_udids (vouchd leaves off its trailing NULLs): unnest pads it with NULLs.
